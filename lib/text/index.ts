@@ -1,0 +1,4 @@
+/** Text side of ViLReF: the released tokenizer and vocabularies. */
+export { Vocab, SPECIAL_TOKENS, pyStrip } from "./vocab.js";
+export { BertTokenizer, preprocessText, DEFAULT_CONTEXT_LENGTH } from "./tokenizer.js";
+export type { TokenizerOptions, TokenBatch } from "./tokenizer.js";
