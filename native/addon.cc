@@ -1,0 +1,13 @@
+// Registers vilref's native classes and functions; nothing else lives here.
+#include <napi.h>
+
+#include "head.h"
+#include "runtime.h"
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  vilref::InitRuntime(env, exports);
+  exports.Set("Head", vilref::Head::Define(env));
+  return exports;
+}
+
+NODE_API_MODULE(vilref, Init)

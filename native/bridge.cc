@@ -1,0 +1,282 @@
+#include "bridge.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+namespace vilref {
+
+void ThrowTypeError(const std::string& message) { throw BoundaryError(ErrorKind::TypeError, message); }
+void ThrowRangeError(const std::string& message) { throw BoundaryError(ErrorKind::RangeError, message); }
+
+std::pair<ErrorKind, std::string> DescribeException(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const BoundaryError& e) {
+    return {e.kind(), e.what()};
+  } catch (const c10::Error& e) {
+    // what() carries a long C++ backtrace; users get the one-line message.
+    return {ErrorKind::Error, e.what_without_backtrace()};
+  } catch (const Napi::Error& e) {
+    return {ErrorKind::Error, e.Message()};
+  } catch (const std::bad_alloc&) {
+    return {ErrorKind::RangeError, "out of memory: the tensors asked for do not fit"};
+  } catch (const std::exception& e) {
+    return {ErrorKind::Error, e.what()};
+  } catch (...) {
+    return {ErrorKind::Error, "unknown native error"};
+  }
+}
+
+Napi::Error MakeJsError(Napi::Env env, ErrorKind kind, const std::string& message) {
+  switch (kind) {
+    case ErrorKind::TypeError:
+      return Napi::TypeError::New(env, message);
+    case ErrorKind::RangeError:
+      return Napi::RangeError::New(env, message);
+    default:
+      return Napi::Error::New(env, message);
+  }
+}
+
+namespace {
+
+struct ArrayKind {
+  napi_typedarray_type js;
+  at::ScalarType dtype;
+  const char* name;
+};
+
+constexpr ArrayKind kArrayKinds[] = {
+    {napi_float32_array, at::kFloat, "Float32Array"},   {napi_float64_array, at::kDouble, "Float64Array"},
+    {napi_int32_array, at::kInt, "Int32Array"},         {napi_bigint64_array, at::kLong, "BigInt64Array"},
+    {napi_uint8_array, at::kByte, "Uint8Array"},        {napi_int8_array, at::kChar, "Int8Array"},
+    {napi_int16_array, at::kShort, "Int16Array"},       {napi_uint8_clamped_array, at::kByte, "Uint8ClampedArray"},
+};
+
+const char* JsArrayName(napi_typedarray_type type) {
+  switch (type) {
+    case napi_uint16_array: return "Uint16Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default:
+      for (const auto& k : kArrayKinds)
+        if (k.js == type) return k.name;
+      return "a typed array";
+  }
+}
+
+std::string Describe(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsArray()) return "an Array";
+  if (v.IsTypedArray()) return JsArrayName(v.As<Napi::TypedArray>().TypedArrayType());
+  if (v.IsArrayBuffer()) return "an ArrayBuffer";
+  if (v.IsNumber()) return "a number";
+  if (v.IsString()) return "a string";
+  if (v.IsBoolean()) return "a boolean";
+  if (v.IsBigInt()) return "a bigint";
+  if (v.IsFunction()) return "a function";
+  return "an object";
+}
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << '[';
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << ']';
+  return out.str();
+}
+
+std::string ExpectedShapeText(const TensorSpec& spec) {
+  std::ostringstream out;
+  out << '[';
+  for (size_t i = 0; i < spec.dims.size(); ++i) {
+    out << (i ? ", " : "");
+    if (spec.dims[i] < 0) out << '*'; else out << spec.dims[i];
+  }
+  out << ']';
+  return out.str();
+}
+
+std::string DtypeList(const TensorSpec& spec) {
+  std::string out;
+  for (size_t i = 0; i < spec.dtypes.size(); ++i) {
+    if (i) out += i + 1 == spec.dtypes.size() ? " or " : ", ";
+    out += TypedArrayName(spec.dtypes[i]);
+  }
+  return out;
+}
+
+template <typename T>
+void CheckFinite(const T* data, int64_t n, const std::string& name) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(data[i])) {
+      std::ostringstream msg;
+      msg << name << ".data[" << i << "] is " << (std::isnan(data[i]) ? "NaN" : data[i] > 0 ? "Infinity" : "-Infinity")
+          << ": non-finite values are not allowed here";
+      ThrowRangeError(msg.str());
+    }
+  }
+}
+
+}  // namespace
+
+bool HasTypedArray(at::ScalarType dtype) {
+  for (const auto& k : kArrayKinds)
+    if (k.dtype == dtype) return true;
+  return false;
+}
+
+const char* TypedArrayName(at::ScalarType dtype) {
+  for (const auto& k : kArrayKinds)
+    if (k.dtype == dtype) return k.name;
+  return "an unsupported typed array";
+}
+
+int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t lo, int64_t hi) {
+  if (!value.IsNumber()) ThrowTypeError(name + ": expected an integer, got " + Describe(value));
+  double d = value.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d) ThrowTypeError(name + ": expected an integer, got " + std::to_string(d));
+  if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
+    ThrowRangeError(name + ": " + std::to_string(static_cast<long long>(d)) + " is outside [" + std::to_string(lo) + ", " +
+                    std::to_string(hi) + "]");
+  }
+  return static_cast<int64_t>(d);
+}
+
+JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
+  const std::string& name = spec.name;
+  if (!value.IsObject() || value.IsArray() || value.IsTypedArray() || value.IsFunction()) {
+    ThrowTypeError(name + ": expected an object { data: " + DtypeList(spec) + ", shape: number[] }, got " + Describe(value));
+  }
+  Napi::Object obj = value.As<Napi::Object>();
+  Napi::Value dataValue = obj.Get("data");
+  if (!dataValue.IsTypedArray()) ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " + Describe(dataValue));
+  auto array = dataValue.As<Napi::TypedArray>();
+  const ArrayKind* kind = nullptr;
+  for (const auto& k : kArrayKinds)
+    if (k.js == array.TypedArrayType()) kind = &k;
+  bool allowed = false;
+  for (auto d : spec.dtypes) allowed = allowed || (kind && d == kind->dtype);
+  if (!allowed) ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " + JsArrayName(array.TypedArrayType()));
+
+  Napi::Value shapeValue = obj.Get("shape");
+  if (!shapeValue.IsArray()) ThrowTypeError(name + ".shape: expected an array of non-negative integers, got " + Describe(shapeValue));
+  auto shapeArray = shapeValue.As<Napi::Array>();
+  std::vector<int64_t> shape;
+  uint64_t elements = 1;
+  bool overflow = false;
+  for (uint32_t i = 0; i < shapeArray.Length(); ++i) {
+    std::string dimName = name + ".shape[" + std::to_string(i) + "]";
+    Napi::Value d = shapeArray.Get(i);
+    if (!d.IsNumber()) ThrowTypeError(dimName + ": expected a non-negative integer, got " + Describe(d));
+    double x = d.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(x) || std::floor(x) != x) ThrowTypeError(dimName + ": expected a non-negative integer, got " + std::to_string(x));
+    if (x < 0) ThrowRangeError(dimName + ": " + std::to_string(static_cast<long long>(x)) + " is negative");
+    if (x > 9007199254740991.0) ThrowRangeError(dimName + ": " + std::to_string(x) + " is too large");
+    auto n = static_cast<uint64_t>(x);
+    if (n != 0 && elements > std::numeric_limits<uint64_t>::max() / n) overflow = true;
+    elements *= n;
+    shape.push_back(static_cast<int64_t>(n));
+  }
+  bool rankOk = spec.anyRank || shape.size() == spec.dims.size();
+  bool dimsOk = rankOk;
+  for (size_t i = 0; dimsOk && !spec.anyRank && i < shape.size(); ++i) dimsOk = spec.dims[i] < 0 || spec.dims[i] == shape[i];
+  if (!dimsOk) {
+    ThrowRangeError(name + ": expected shape " + ExpectedShapeText(spec) + " (" + std::to_string(spec.dims.size()) + "-D), got " +
+                    ShapeText(shape));
+  }
+  if (overflow || elements != array.ElementLength()) {
+    ThrowRangeError(name + ": shape " + ShapeText(shape) + " needs " + (overflow ? std::string("more than 2^64") : std::to_string(elements)) +
+                    " elements, but data has " + std::to_string(array.ElementLength()));
+  }
+
+  void* data = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  auto n = static_cast<int64_t>(elements);
+  if (spec.finite) {
+    if (kind->dtype == at::kFloat) CheckFinite(static_cast<const float*>(data), n, name);
+    if (kind->dtype == at::kDouble) CheckFinite(static_cast<const double*>(data), n, name);
+  }
+  JsTensor out;
+  // An empty typed array may have no memory at all; LibTorch wants a real pointer.
+  out.tensor = n == 0 ? at::empty(shape, at::TensorOptions().dtype(kind->dtype))
+                      : at::from_blob(data, shape, at::TensorOptions().dtype(kind->dtype));
+  out.owner = Napi::Persistent(array.As<Napi::Object>());
+  return out;
+}
+
+at::Tensor PrepareForJs(const at::Tensor& tensor) {
+  at::Tensor t = tensor;
+  if (!t.device().is_cpu()) t = t.to(at::kCPU);
+  switch (t.scalar_type()) {
+    case at::kBFloat16:
+    case at::kHalf:
+      t = t.to(at::kFloat);
+      break;
+    case at::kBool:
+      t = t.to(at::kByte);
+      break;
+    default:
+      if (!HasTypedArray(t.scalar_type())) {
+        throw std::runtime_error(std::string("cannot hand a ") + c10::toString(t.scalar_type()) + " tensor to JavaScript");
+      }
+  }
+  if (t.is_conj()) t = t.resolve_conj();
+  return t.contiguous();
+}
+
+Napi::Object WrapTensor(Napi::Env env, const at::Tensor& prepared) {
+  const ArrayKind* kind = nullptr;
+  for (const auto& k : kArrayKinds)
+    if (k.dtype == prepared.scalar_type() && k.js != napi_uint8_clamped_array) kind = &k;
+  if (!kind || !prepared.is_contiguous() || !prepared.device().is_cpu()) {
+    throw std::logic_error("WrapTensor needs a tensor from PrepareForJs");
+  }
+  const size_t bytes = static_cast<size_t>(prepared.numel()) * prepared.element_size();
+  Napi::ArrayBuffer buffer;
+  if (bytes == 0) {
+    buffer = Napi::ArrayBuffer::New(env, 0);
+  } else {
+    // The typed array views the tensor's memory; the heap tensor keeps it alive until the
+    // array is collected. V8 is told about the memory so that collection keeps pace.
+    auto* owner = new at::Tensor(prepared);
+    buffer = Napi::ArrayBuffer::New(
+        env, owner->data_ptr(), bytes,
+        [](Napi::BasicEnv finalizeEnv, void*, at::Tensor* hint) {
+          Napi::MemoryManagement::AdjustExternalMemory(finalizeEnv, -static_cast<int64_t>(hint->nbytes()));
+          delete hint;
+        },
+        owner);
+    Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(bytes));
+  }
+  const size_t length = static_cast<size_t>(prepared.numel());
+  Napi::Value data;
+  switch (kind->js) {
+    case napi_float32_array: data = Napi::Float32Array::New(env, length, buffer, 0); break;
+    case napi_float64_array: data = Napi::Float64Array::New(env, length, buffer, 0); break;
+    case napi_int32_array: data = Napi::Int32Array::New(env, length, buffer, 0); break;
+    case napi_bigint64_array: data = Napi::BigInt64Array::New(env, length, buffer, 0); break;
+    case napi_uint8_array: data = Napi::Uint8Array::New(env, length, buffer, 0); break;
+    case napi_int8_array: data = Napi::Int8Array::New(env, length, buffer, 0); break;
+    case napi_int16_array: data = Napi::Int16Array::New(env, length, buffer, 0); break;
+    default: throw std::logic_error("unreachable typed array kind");
+  }
+  Napi::Array shape = Napi::Array::New(env, prepared.dim());
+  for (int64_t i = 0; i < prepared.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(prepared.size(i))));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("data", data);
+  out.Set("shape", shape);
+  return out;
+}
+
+uint64_t DataAddress(const Napi::Value& value, const std::string& name) {
+  if (!value.IsTypedArray()) ThrowTypeError(name + ": expected a typed array, got " + Describe(value));
+  auto array = value.As<Napi::TypedArray>();
+  return reinterpret_cast<uint64_t>(static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset());
+}
+
+}  // namespace vilref

@@ -1,0 +1,92 @@
+// The boundary between JavaScript and LibTorch: typed arrays with explicit shapes in and out,
+// argument checks before LibTorch sees anything, and exceptions turned into JS errors.
+#pragma once
+
+#include <napi.h>
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace vilref {
+
+// Which JS error class a failure becomes.
+enum class ErrorKind { Error, TypeError, RangeError };
+
+// A failure detected by vilref's own checks; the kind picks the JS class.
+class BoundaryError : public std::exception {
+ public:
+  BoundaryError(ErrorKind kind, std::string message) : kind_(kind), message_(std::move(message)) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+  ErrorKind kind() const { return kind_; }
+
+ private:
+  ErrorKind kind_;
+  std::string message_;
+};
+
+[[noreturn]] void ThrowTypeError(const std::string& message);
+[[noreturn]] void ThrowRangeError(const std::string& message);
+
+// Classifies an in-flight exception: BoundaryError keeps its kind, c10::Error gives its message
+// without the C++ backtrace, any other std::exception its what(). Safe on any thread.
+std::pair<ErrorKind, std::string> DescribeException(std::exception_ptr error);
+
+Napi::Error MakeJsError(Napi::Env env, ErrorKind kind, const std::string& message);
+
+// Runs `body` and rethrows whatever it throws as a JS exception of the right class.
+template <typename Body>
+auto Guard(Napi::Env env, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    auto [kind, message] = DescribeException(std::current_exception());
+    throw MakeJsError(env, kind, message);
+  }
+}
+
+// What an argument must be. `dims` holds the expected size per dimension, -1 for any; with
+// `anyRank` the rank is free too. `finite` rejects NaN and ±Inf in floating-point data.
+struct TensorSpec {
+  std::string name;
+  std::vector<at::ScalarType> dtypes;
+  std::vector<int64_t> dims;
+  bool anyRank = false;
+  bool finite = false;
+};
+
+// A tensor viewing the memory of a JS typed array (zero-copy), with a reference that keeps the
+// array alive. Create and destroy on the main thread; the tensor may be used on a worker thread
+// while the owner lives. Copy the tensor before keeping it past the call.
+struct JsTensor {
+  at::Tensor tensor;
+  Napi::ObjectReference owner;
+};
+
+// Reads `{ data: TypedArray, shape: number[] }`, checking type, dtype, shape, length and values.
+JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec);
+
+// Reads a plain JS number that must be an integer in [lo, hi].
+int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t lo, int64_t hi);
+
+// Makes a tensor ready for JS on the worker thread: to CPU, contiguous, and a dtype that has a
+// typed array (bfloat16/float16 become float32, bool becomes uint8). No copy when already so.
+at::Tensor PrepareForJs(const at::Tensor& tensor);
+
+// Wraps a prepared tensor as `{ data, shape }` without copying: the typed array's memory is the
+// tensor's, and a finalizer releases the tensor when the array is collected. Main thread only.
+Napi::Object WrapTensor(Napi::Env env, const at::Tensor& prepared);
+
+// The address of a typed array's first element (diagnostics: proves zero-copy in tests).
+uint64_t DataAddress(const Napi::Value& value, const std::string& name);
+
+const char* TypedArrayName(at::ScalarType dtype);
+bool HasTypedArray(at::ScalarType dtype);
+
+}  // namespace vilref

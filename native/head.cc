@@ -1,0 +1,182 @@
+#include "head.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <map>
+
+namespace vilref {
+
+namespace {
+
+const char* const kActivations[] = {"gelu", "quick_gelu", "relu", "tanh"};
+
+at::Tensor Activate(const at::Tensor& x, const std::string& activation) {
+  if (activation == "gelu") return at::gelu(x);  // exact erf form
+  if (activation == "quick_gelu") return x * at::sigmoid(1.702 * x);
+  if (activation == "relu") return at::relu(x);
+  return at::tanh(x);
+}
+
+std::string ParamName(size_t i) { return "layers." + std::to_string(i / 2) + (i % 2 ? ".bias" : ".weight"); }
+
+class ForwardTask : public Task {
+ public:
+  ForwardTask(JsTensor input, std::vector<at::Tensor>* params, std::string activation)
+      : input_(std::move(input)), params_(std::move(params)), activation_(std::move(activation)) {}
+  void Execute() override {
+    at::NoGradGuard noGrad;
+    at::Tensor x = input_.tensor;
+    const size_t layers = params_->size() / 2;
+    for (size_t i = 0; i < layers; ++i) {
+      x = at::linear(x, (*params_)[2 * i], (*params_)[2 * i + 1]);
+      if (i + 1 < layers) x = Activate(x, activation_);
+    }
+    output_ = PrepareForJs(x);
+  }
+  Napi::Value Resolve(Napi::Env env) override { return WrapTensor(env, output_); }
+
+ private:
+  JsTensor input_;
+  std::vector<at::Tensor>* params_;
+  std::string activation_;
+  at::Tensor output_;
+};
+
+class StateDictTask : public Task {
+ public:
+  explicit StateDictTask(std::vector<at::Tensor>* params) : params_(std::move(params)) {}
+  void Execute() override {
+    for (const auto& p : *params_) copies_.push_back(PrepareForJs(p.detach().clone()));
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    for (size_t i = 0; i < copies_.size(); ++i) out.Set(ParamName(i), WrapTensor(env, copies_[i]));
+    return out;
+  }
+
+ private:
+  std::vector<at::Tensor>* params_;
+  std::vector<at::Tensor> copies_;
+};
+
+class LoadTask : public Task {
+ public:
+  LoadTask(std::vector<JsTensor> inputs, std::vector<at::Tensor>* params) : inputs_(std::move(inputs)), params_(params) {}
+  void Execute() override {
+    std::vector<at::Tensor> next;
+    for (auto& in : inputs_) next.push_back(in.tensor.clone());  // the model keeps its own copy
+    *params_ = std::move(next);
+  }
+  Napi::Value Resolve(Napi::Env env) override { return env.Undefined(); }
+
+ private:
+  std::vector<JsTensor> inputs_;
+  std::vector<at::Tensor>* params_;
+};
+
+}  // namespace
+
+Napi::Function Head::Define(Napi::Env env) {
+  return DefineClass(env, "Head",
+                     {
+                         InstanceMethod<&Head::Forward>("forward"),
+                         InstanceMethod<&Head::StateDict>("stateDict"),
+                         InstanceMethod<&Head::LoadStateDict>("loadStateDict"),
+                         InstanceAccessor<&Head::GetConfig>("config"),
+                         InstanceAccessor<&Head::GetPending>("pending"),
+                     });
+}
+
+// new Head({ inFeatures, hidden: number[], outFeatures, activation, seed })
+Head::Head(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Head>(info) {
+  Napi::Env env = info.Env();
+  Guard(env, [&] {
+    if (!info[0].IsObject()) ThrowTypeError("config: expected an object { inFeatures, hidden, outFeatures, activation, seed }");
+    auto config = info[0].As<Napi::Object>();
+    widths_.push_back(ReadInteger(config.Get("inFeatures"), "config.inFeatures", 1, 1 << 20));
+    Napi::Value hidden = config.Get("hidden");
+    if (!hidden.IsUndefined()) {
+      if (!hidden.IsArray()) ThrowTypeError("config.hidden: expected an array of layer widths");
+      auto arr = hidden.As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); ++i) widths_.push_back(ReadInteger(arr.Get(i), "config.hidden[" + std::to_string(i) + "]", 1, 1 << 20));
+    }
+    widths_.push_back(ReadInteger(config.Get("outFeatures"), "config.outFeatures", 1, 1 << 20));
+    Napi::Value act = config.Get("activation");
+    activation_ = act.IsUndefined() ? "gelu" : act.IsString() ? act.As<Napi::String>().Utf8Value() : "";
+    bool known = false;
+    for (const char* a : kActivations) known = known || activation_ == a;
+    if (!known) ThrowRangeError("config.activation: expected \"gelu\", \"quick_gelu\", \"relu\" or \"tanh\"");
+    Napi::Value seedValue = config.Get("seed");
+    uint64_t seed = seedValue.IsUndefined() ? 0 : static_cast<uint64_t>(ReadInteger(seedValue, "config.seed", 0, 9007199254740991LL));
+
+    // torch.nn.Linear's default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    for (size_t i = 0; i + 1 < widths_.size(); ++i) {
+      double bound = 1.0 / std::sqrt(static_cast<double>(widths_[i]));
+      params_.push_back(at::empty({widths_[i + 1], widths_[i]}).uniform_(-bound, bound, gen));
+      params_.push_back(at::empty({widths_[i + 1]}).uniform_(-bound, bound, gen));
+    }
+    return 0;
+  });
+}
+
+Napi::Value Head::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    JsTensor input = ReadTensor(info[0], TensorSpec{"input", {at::kFloat}, {-1, widths_.front()}, false, true});
+    return queue_.Submit(env, Value(), std::make_unique<ForwardTask>(std::move(input), &params_, activation_));
+  });
+}
+
+Napi::Value Head::StateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    return queue_.Submit(env, Value(), std::make_unique<StateDictTask>(&params_));
+  });
+}
+
+// loadStateDict({ "layers.0.weight": {data, shape}, ... }): every parameter, exact shapes, finite.
+Napi::Value Head::LoadStateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
+    auto dict = info[0].As<Napi::Object>();
+    const size_t count = 2 * (widths_.size() - 1);
+    std::map<std::string, size_t> expected;
+    for (size_t i = 0; i < count; ++i) expected[ParamName(i)] = i;
+    Napi::Array keys = dict.GetPropertyNames();
+    for (uint32_t k = 0; k < keys.Length(); ++k) {
+      std::string key = keys.Get(k).ToString().Utf8Value();
+      if (!expected.count(key)) ThrowRangeError("stateDict[\"" + key + "\"]: not a parameter of this head");
+    }
+    std::vector<JsTensor> inputs;
+    for (size_t i = 0; i < count; ++i) {
+      std::string name = ParamName(i);
+      if (!dict.Has(name)) ThrowRangeError("stateDict[\"" + name + "\"]: missing");
+      size_t layer = i / 2;
+      std::vector<int64_t> dims = i % 2 ? std::vector<int64_t>{widths_[layer + 1]} : std::vector<int64_t>{widths_[layer + 1], widths_[layer]};
+      inputs.push_back(ReadTensor(dict.Get(name), TensorSpec{"stateDict[\"" + name + "\"]", {at::kFloat}, dims, false, true}));
+    }
+    return queue_.Submit(env, Value(), std::make_unique<LoadTask>(std::move(inputs), &params_));
+  });
+}
+
+Napi::Value Head::GetConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("inFeatures", Napi::Number::New(env, static_cast<double>(widths_.front())));
+  Napi::Array hidden = Napi::Array::New(env);
+  for (size_t i = 1; i + 1 < widths_.size(); ++i) hidden.Set(static_cast<uint32_t>(i - 1), Napi::Number::New(env, static_cast<double>(widths_[i])));
+  out.Set("hidden", hidden);
+  out.Set("outFeatures", Napi::Number::New(env, static_cast<double>(widths_.back())));
+  out.Set("activation", activation_);
+  return out;
+}
+
+Napi::Value Head::GetPending(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
+
+}  // namespace vilref
