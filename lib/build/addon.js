@@ -8,6 +8,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -225,7 +226,7 @@ function withLock(lockDir, body, log) {
         } catch {
           alive = false;
         }
-      } else if (Date.now() - statSync(lockDir, { throwIfNoEntry: false })?.mtimeMs > 10000) alive = false;
+      } else if (Date.now() - (statSync(lockDir, { throwIfNoEntry: false })?.mtimeMs ?? 0) > 10000) alive = false;
       if (!alive) {
         rmSync(lockDir, { recursive: true, force: true });
         continue;
@@ -260,7 +261,7 @@ export function buildAddon(root, torch, opts = {}) {
     const defines = [`--CDVILREF_SOURCE_HASH=${hash}`, `--CDVILREF_FLAVOUR=${torch.flavour}`, `--CDVILREF_TORCH_LIBDIR=${torch.libDir}`];
     if (torch.cmakePrefix) defines.push(`--CDCMAKE_PREFIX_PATH=${torch.cmakePrefix}`);
     const common = ["-d", root, "-O", join(root, "build"), "--log-level", "warn", ...defines];
-    const jobs = String(opts.jobs ?? Math.max(1, (globalThis.navigator?.hardwareConcurrency ?? 2)));
+    const jobs = String(opts.jobs ?? availableParallelism());
     log(`vilref: building the addon against ${torch.flavour} (${torch.source}: ${torch.libDir}) with cmake-js; this takes a few minutes`);
     const started = Date.now();
     const stdio = opts.quiet ? "pipe" : ["ignore", process.stderr, process.stderr];

@@ -47,11 +47,10 @@ function readText(file) {
 
 /** @param {string | null | undefined} v */
 function cleanVersion(v) {
-  const m = /^(\d+\.\d+\.\d+)/.exec(v ?? "");
-  return m ? m[1] : null;
+  return /^(\d+\.\d+\.\d+)/.exec(v ?? "")?.[1] ?? null;
 }
 
-/** @param {string | null} cuda */
+/** @param {string} version @param {string | null} cuda */
 export function flavourOf(version, cuda) {
   return `torch${version}-${cuda ? "cu" + cuda.replace(/\./g, "") : "cpu"}`;
 }
@@ -93,7 +92,8 @@ function checkPrefix(root, source, hint = {}) {
   const buildVersion = readText(join(root, "build-version"))?.trim() ?? null; // LibTorch zips: "2.5.1+cu124"
   const version = hint.version ?? cleanVersion(buildVersion) ?? headerVersion(include);
   if (!version) return "cannot tell its version (no build-version file or torch/version.h)";
-  let cuda = hint.cuda === undefined ? null : hint.cuda;
+  /** @type {string | null} */
+  let cuda = hint.cuda ?? null;
   if (hint.cuda === undefined) {
     const m = /\+cu(\d+)(\d)$/.exec(buildVersion ?? "");
     cuda = m ? `${m[1]}.${m[2]}` : existsSync(join(libDir, "libtorch_cuda.so")) ? "unknown" : null;
@@ -254,6 +254,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     "--libdir": () => torch.libDir,
     "--libs": () => torch.libs.map((l) => `-l${l}`).join(" "),
     "--cflags": () => `-D_GLIBCXX_USE_CXX11_ABI=${torch.cxx11Abi}`,
+    "--defines": () => (torch.cuda ? "VILREF_WITH_CUDA" : "VILREF_CPU_ONLY"),
     "--flavour": () => torch.flavour,
     "--version": () => torch.version,
   }[what];

@@ -1,0 +1,214 @@
+/**
+ * Finds LibTorch, loads the prebuilt or freshly built addon, and gives the rest of vilref one
+ * typed interface of the native surface.
+ *
+ * Routes, in order: a prebuild in prebuilds/<platform>-<arch>/ whose stamp matches this LibTorch's
+ * flavour and the hash of native/; the cmake-js build in build/ when its stamp matches; a fresh
+ * cmake-js build. When none can work, the error says what is missing.
+ */
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+import { buildAddon, buildOutput, findPrebuild, linkLibTorch, missingBuildTools, mismatch, packageRoot, readStamp, sourceHash } from "./build/addon.js";
+import type { Stamp } from "./build/addon.js";
+import { locateLibTorch, missingMessage } from "./build/libtorch.js";
+import type { LibTorch } from "./build/libtorch.js";
+
+export type { LibTorch } from "./build/libtorch.js";
+export type { Stamp } from "./build/addon.js";
+
+/** Typed arrays the boundary accepts, by the LibTorch dtype they become. */
+export type TensorArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array | Int16Array;
+
+/** A tensor as JavaScript sees it: row-major data and an explicit shape. */
+export interface TensorData<T extends TensorArray = Float32Array> {
+  data: T;
+  shape: number[];
+}
+
+export interface BuildInfo {
+  sourceHash: string;
+  flavour: string;
+  torchHeaderVersion: string;
+  napiVersion: number;
+  cxx11Abi: number;
+  cudaCompiled: boolean;
+  parallel: string;
+  config: string;
+}
+
+export interface CudaDevice {
+  index: number;
+  name: string;
+  totalMemory: number;
+  capability: string;
+  multiprocessors: number;
+}
+
+export interface CudaInfo {
+  available: boolean;
+  deviceCount: number;
+  devices: CudaDevice[];
+}
+
+export interface BlasLibrary {
+  path: string;
+  realPath: string;
+}
+
+export interface NativeBlasInfo {
+  libraries: BlasLibrary[];
+  openblasConfig?: string;
+  openblasParallel?: "sequential" | "pthread" | "openmp" | "unknown";
+  openblasThreads?: number;
+}
+
+export interface HeadConfig {
+  inFeatures: number;
+  hidden?: number[];
+  outFeatures: number;
+  activation?: "gelu" | "quick_gelu" | "relu" | "tanh";
+  seed?: number;
+}
+
+export interface NativeHead {
+  forward(input: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
+  stateDict(): Promise<Record<string, TensorData<Float32Array>>>;
+  loadStateDict(state: Record<string, TensorData<Float32Array>>): Promise<void>;
+  readonly config: Required<Omit<HeadConfig, "seed">>;
+  /** Calls queued or running on this object. */
+  readonly pending: number;
+}
+
+export interface EchoResult<T extends TensorArray> {
+  output: TensorData<T>;
+  inputAddress: bigint;
+  outputAddress: bigint;
+}
+
+/** The addon's exports, exactly. */
+export interface NativeAddon {
+  buildInfo(): BuildInfo;
+  setNumThreads(threads: number): void;
+  getNumThreads(): number;
+  cuda(): CudaInfo;
+  blas(): NativeBlasInfo;
+  Head: new (config: HeadConfig) => NativeHead;
+  debug: {
+    echo<T extends TensorArray>(tensor: TensorData<T>, options?: { transpose?: boolean; cast?: "bfloat16" | "float16"; finite?: boolean }): Promise<EchoResult<T>>;
+    addressOf(array: TensorArray): bigint;
+    torchError(message: string, async?: boolean): Promise<void> | undefined;
+  };
+}
+
+export type LoadRoute = "prebuild" | "build";
+
+export interface LoadedAddon {
+  addon: NativeAddon;
+  route: LoadRoute;
+  /** True when this call compiled the addon. */
+  built: boolean;
+  path: string;
+  stamp: Stamp;
+  torch: LibTorch;
+  /** Prebuilds looked at and passed over, with the reason. */
+  rejected: { path: string; reason: string }[];
+}
+
+export interface LoadOptions {
+  /** Package root holding native/, prebuilds/ and build/ (default: this package). */
+  root?: string;
+  /** Use this LibTorch instead of locating one. */
+  torch?: LibTorch;
+  /** Compile when no prebuild or build fits (default: true unless VILREF_NO_BUILD=1). */
+  build?: boolean;
+  /** Progress messages (default: stderr). */
+  log?: (message: string) => void;
+  /** Hide the compiler's output unless it fails. */
+  quiet?: boolean;
+}
+
+const require = createRequire(import.meta.url);
+
+/** Loads the addon by the first route that fits; see the module comment. */
+export function loadNative(options: LoadOptions = {}): LoadedAddon {
+  const root = options.root ?? packageRoot;
+  let torch = options.torch;
+  if (!torch) {
+    const located = locateLibTorch();
+    if (!located.torch) throw new Error(missingMessage(located.tried));
+    torch = located.torch;
+  }
+  const hash = sourceHash(root);
+  const { path: prebuilt, rejected } = findPrebuild(root, torch, hash);
+  if (prebuilt) {
+    linkLibTorch(prebuilt, torch);
+    return finish(prebuilt, "prebuild", false);
+  }
+  const out = buildOutput(root);
+  const current = !mismatch(readStamp(out), torch, hash);
+  if (current) return finish(out, "build", false);
+  const allowBuild = options.build ?? process.env.VILREF_NO_BUILD !== "1";
+  if (!allowBuild) {
+    throw new Error(`vilref's addon is not built for ${torch.flavour} with sources ${hash}${describeRejected(rejected)}, and building is switched off; run \`npm run setup\` in the vilref package`);
+  }
+  const tools = missingBuildTools();
+  if (tools) throw new Error(`no prebuilt vilref addon fits ${torch.flavour} with sources ${hash}${describeRejected(rejected)}, and ${tools}`);
+  const built = buildAddon(root, torch, { ...(options.log ? { log: options.log } : {}), ...(options.quiet ? { quiet: true } : {}) });
+  return finish(built, "build", true);
+
+  function finish(path: string, route: LoadRoute, didBuild: boolean): LoadedAddon {
+    const stamp = readStamp(path);
+    if (!stamp) throw new Error(`vilref addon ${path} has no stamp`);
+    let addon: NativeAddon;
+    try {
+      addon = require(path) as NativeAddon;
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new Error(`cannot load vilref's addon ${path}: ${msg}${/cannot open shared object/.test(msg) ? ` (LibTorch libraries expected in ${torch!.libDir})` : ""}`);
+    }
+    const info = addon.buildInfo();
+    if (info.sourceHash !== stamp.sourceHash) {
+      throw new Error(`vilref addon ${path} reports sources ${info.sourceHash} but its stamp says ${stamp.sourceHash}; delete it and run \`npm run setup\``);
+    }
+    return { addon, route, built: didBuild, path, stamp, torch: torch!, rejected };
+  }
+}
+
+function describeRejected(rejected: { path: string; reason: string }[]): string {
+  return rejected.length ? ` (prebuilds passed over: ${rejected.map((r) => `${r.path}: ${r.reason}`).join("; ")})` : "";
+}
+
+let loaded: LoadedAddon | undefined;
+
+/** Reads VILREF_THREADS, or the machine's cores. */
+export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.VILREF_THREADS;
+  if (raw === undefined || raw === "") return availableParallelism();
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`VILREF_THREADS: expected a positive integer, got "${raw}"`);
+  return n;
+}
+
+/** The process's addon, loaded on first use with the default thread count applied. */
+export function nativeAddon(): LoadedAddon {
+  if (!loaded) {
+    loaded = loadNative();
+    loaded.addon.setNumThreads(defaultThreads());
+  }
+  return loaded;
+}
+
+/** The addon's exports (loads it on first use). */
+export function native(): NativeAddon {
+  return nativeAddon().addon;
+}
+
+/** Sets the number of CPU threads LibTorch uses for each operation (default: the machine's cores). */
+export function setThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads: expected a positive integer, got ${threads}`);
+  native().setNumThreads(threads);
+}
+
+export function getThreads(): number {
+  return native().getNumThreads();
+}
