@@ -192,8 +192,10 @@ export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
 /** The process's addon, loaded on first use with the default thread count applied. */
 export function nativeAddon(): LoadedAddon {
   if (!loaded) {
-    loaded = loadNative();
-    loaded.addon.setNumThreads(defaultThreads());
+    const threads = defaultThreads();
+    const addon = loadNative();
+    addon.addon.setNumThreads(threads);
+    loaded = addon;
   }
   return loaded;
 }
