@@ -665,7 +665,7 @@ export class Labeler {
       }
     }
     // List numbers: "1、" "2." "(3)" "4)" at the start of an item.
-    const re = /(^|[\s,;:。、|])(\(?\d{1,2}(?:、|\.(?!\d)|\)))/g;
+    const re = /(^|[\s,;:。、|])(?:\d{1,2}(?:、|\.(?!\d)|\)))|\(\d{1,2}\)/g;
     let m: RegExpExecArray | null;
     while ((m = re.exec(t)) !== null) ends.push(m.index + (m[1] ?? "").length);
     ends.sort((a, b) => a - b);

@@ -9,3 +9,5 @@ export { normalizeReport, originalSpan } from "./normalize.js";
 export type { NormalizedText } from "./normalize.js";
 export { evaluate, formatEval } from "./eval.js";
 export type { EvalReport, EvalPair, LabelScore } from "./eval.js";
+export { readReports, parseCsv } from "./io.js";
+export type { ReportRecord, ReadOptions } from "./io.js";

@@ -133,7 +133,7 @@ export class BertTokenizer {
    */
   basicTokenize(text: string): string[] {
     const out: string[] = [];
-    this.scan(text, (w) => {
+    scanText(text, (w) => {
       out.push(w);
       return true;
     });
@@ -153,7 +153,7 @@ export class BertTokenizer {
   /** The ids of a text, no special tokens, no truncation. */
   encode(text: string): number[] {
     const ids: number[] = [];
-    this.scan(text, (w) => {
+    scanText(text, (w) => {
       const wid = this.wordIds(w);
       for (let i = 0; i < wid.length; i++) ids.push(wid[i] as number);
       return true;
@@ -175,7 +175,7 @@ export class BertTokenizer {
     const max = contextLength - 2;
     let n = 0;
     row[offset] = this.vocab.clsId;
-    this.scan(text, (w) => {
+    scanText(text, (w) => {
       const wid = this.wordIds(w);
       for (let i = 0; i < wid.length; i++) {
         if (n >= max) return false;
@@ -215,99 +215,6 @@ export class BertTokenizer {
   }
 
   // ---------------------------------------------------------------------------------------------
-
-  /** BasicTokenizer over `text`, calling `emit` for each word in order until it returns false. */
-  private scan(text: string, emit: (word: string) => boolean): void {
-    const n = text.length;
-    let tokStart = -1; // start of the current whitespace token (non-CJK run), or -1
-    let allAscii = true;
-    let pieces = ""; // cleaned text of the current token (only built when it contains dropped chars)
-    let dirty = false; // current token has a dropped character inside
-    let i = 0;
-    const flush = (end: number): boolean => {
-      if (tokStart < 0) return true;
-      const raw = dirty ? pieces : text.slice(tokStart, end);
-      const go = this.emitToken(raw, allAscii, emit);
-      tokStart = -1;
-      allAscii = true;
-      dirty = false;
-      pieces = "";
-      return go;
-    };
-    while (i < n) {
-      let cp = text.charCodeAt(i);
-      let width = 1;
-      if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < n) {
-        const lo = text.charCodeAt(i + 1);
-        if (lo >= 0xdc00 && lo <= 0xdfff) {
-          cp = (cp - 0xd800) * 0x400 + (lo - 0xdc00) + 0x10000;
-          width = 2;
-        }
-      }
-      const c = cp < 0x80 ? asciiClass(cp) : classOf(cp);
-      switch (c) {
-        case C.Drop:
-          if (tokStart >= 0 && !dirty) {
-            pieces = text.slice(tokStart, i);
-            dirty = true;
-          }
-          break;
-        case C.Space:
-          if (!flush(i)) return;
-          break;
-        case C.Cjk:
-          if (!flush(i)) return;
-          // Compatibility ideographs decompose under NFD (step 4 applies to every token).
-          if (!emit(cp >= 0xf900 && (cp <= 0xfaff || cp >= 0x2f800) ? text.slice(i, i + width).normalize("NFD") : text.slice(i, i + width))) return;
-          break;
-        default:
-          if (tokStart < 0) tokStart = i;
-          if (c !== C.Ascii && c !== C.Punct) allAscii = false;
-          else if (c === C.Punct && cp >= 0x80) allAscii = false;
-          if (dirty) pieces += text.slice(i, i + width);
-      }
-      i += width;
-    }
-    flush(n);
-  }
-
-  /** Steps 4–5 for one whitespace token; false when `emit` asked to stop. */
-  private emitToken(raw: string, allAscii: boolean, emit: (word: string) => boolean): boolean {
-    let tok: string;
-    if (allAscii) {
-      tok = raw.toLowerCase();
-    } else {
-      tok = raw.toLowerCase().normalize("NFD").replace(MN_RE, "");
-    }
-    // Split on punctuation (classes computed on the lowercased, accent-stripped characters).
-    const n = tok.length;
-    let start = 0;
-    let i = 0;
-    while (i < n) {
-      let cp = tok.charCodeAt(i);
-      let width = 1;
-      if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < n) {
-        const lo = tok.charCodeAt(i + 1);
-        if (lo >= 0xdc00 && lo <= 0xdfff) {
-          cp = (cp - 0xd800) * 0x400 + (lo - 0xdc00) + 0x10000;
-          width = 2;
-        }
-      }
-      const c = cp < 0x80 ? asciiClass(cp) : classOf(cp);
-      if (c === C.Punct) {
-        if (i > start && !emit(tok.slice(start, i))) return false;
-        if (!emit(tok.slice(i, i + width))) return false;
-        start = i + width;
-      } else if (c === C.Space) {
-        // Not produced by lowercasing/NFD in practice; kept for exactness with the final split.
-        if (i > start && !emit(tok.slice(start, i))) return false;
-        start = i + width;
-      }
-      i += width;
-    }
-    if (start < n) return emit(start === 0 ? tok : tok.slice(start));
-    return true;
-  }
 
   /** WordPiece ids of one word (cached). */
   private wordIds(word: string): readonly number[] {
@@ -366,6 +273,116 @@ export class BertTokenizer {
     }
     return ids;
   }
+}
+
+/** BasicTokenizer over `text`, calling `emit` for each word in order until it returns false. */
+function scanText(text: string, emit: (word: string) => boolean): void {
+  const n = text.length;
+  let tokStart = -1; // start of the current whitespace token (non-CJK run), or -1
+  let allAscii = true;
+  let pieces = ""; // cleaned text of the current token (only built when it contains dropped chars)
+  let dirty = false; // current token has a dropped character inside
+  let i = 0;
+  const flush = (end: number): boolean => {
+    if (tokStart < 0) return true;
+    const raw = dirty ? pieces : text.slice(tokStart, end);
+    const go = emitToken(raw, allAscii, emit);
+    tokStart = -1;
+    allAscii = true;
+    dirty = false;
+    pieces = "";
+    return go;
+  };
+  while (i < n) {
+    let cp = text.charCodeAt(i);
+    let width = 1;
+    if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < n) {
+      const lo = text.charCodeAt(i + 1);
+      if (lo >= 0xdc00 && lo <= 0xdfff) {
+        cp = (cp - 0xd800) * 0x400 + (lo - 0xdc00) + 0x10000;
+        width = 2;
+      }
+    }
+    const c = cp < 0x80 ? asciiClass(cp) : classOf(cp);
+    switch (c) {
+      case C.Drop:
+        if (tokStart >= 0 && !dirty) {
+          pieces = text.slice(tokStart, i);
+          dirty = true;
+        }
+        break;
+      case C.Space:
+        if (!flush(i)) return;
+        break;
+      case C.Cjk:
+        if (!flush(i)) return;
+        // Compatibility ideographs decompose under NFD (step 4 applies to every token).
+        if (!emit(cp >= 0xf900 && (cp <= 0xfaff || cp >= 0x2f800) ? text.slice(i, i + width).normalize("NFD") : text.slice(i, i + width))) return;
+        break;
+      default:
+        if (tokStart < 0) tokStart = i;
+        if (c !== C.Ascii && c !== C.Punct) allAscii = false;
+        else if (c === C.Punct && cp >= 0x80) allAscii = false;
+        if (dirty) pieces += text.slice(i, i + width);
+    }
+    i += width;
+  }
+  flush(n);
+}
+
+/** Steps 4–5 for one whitespace token; false when `emit` asked to stop. */
+function emitToken(raw: string, allAscii: boolean, emit: (word: string) => boolean): boolean {
+  let tok: string;
+  if (allAscii) {
+    tok = raw.toLowerCase();
+  } else {
+    tok = raw.toLowerCase().normalize("NFD").replace(MN_RE, "");
+  }
+  // Split on punctuation (classes computed on the lowercased, accent-stripped characters).
+  const n = tok.length;
+  let start = 0;
+  let i = 0;
+  while (i < n) {
+    let cp = tok.charCodeAt(i);
+    let width = 1;
+    if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < n) {
+      const lo = tok.charCodeAt(i + 1);
+      if (lo >= 0xdc00 && lo <= 0xdfff) {
+        cp = (cp - 0xd800) * 0x400 + (lo - 0xdc00) + 0x10000;
+        width = 2;
+      }
+    }
+    const c = cp < 0x80 ? asciiClass(cp) : classOf(cp);
+    if (c === C.Punct) {
+      if (i > start && !emit(tok.slice(start, i))) return false;
+      if (!emit(tok.slice(i, i + width))) return false;
+      start = i + width;
+    } else if (c === C.Space) {
+      // Not produced by lowercasing/NFD in practice; kept for exactness with the final split.
+      if (i > start && !emit(tok.slice(start, i))) return false;
+      start = i + width;
+    }
+    i += width;
+  }
+  if (start < n) return emit(start === 0 ? tok : tok.slice(start));
+  return true;
+}
+
+
+/** BasicTokenizer alone (no vocabulary): the words WordPiece would receive. */
+export function basicTokenize(text: string): string[] {
+  const out: string[] = [];
+  scanText(text, (w) => {
+    out.push(w);
+    return true;
+  });
+  return out;
+}
+
+/** Whether a (single-character) basic token is a CJK ideograph. */
+export function isCjkToken(word: string): boolean {
+  const cp = word.codePointAt(0);
+  return cp !== undefined && word.length === (cp > 0xffff ? 2 : 1) && isCjk(cp);
 }
 
 const asciiTable = (() => {

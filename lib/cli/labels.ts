@@ -1,0 +1,170 @@
+/**
+ * `vilref labels`: expert-knowledge labels for a file of reports; `vilref labels eval`: scores
+ * against gold labels (per-label precision/recall/F1, micro and macro).
+ */
+import { writeFileSync } from "node:fs";
+import { Command, InvalidArgumentError, Option } from "commander";
+import {
+  LABEL_IDS,
+  Labeler,
+  UNCERTAINTY_POLICIES,
+  evaluate,
+  formatEval,
+  isLabelId,
+  loadRules,
+  readReports,
+  type EvalPair,
+  type LabelMap,
+  type UncertaintyPolicy,
+} from "../labels/index.js";
+
+interface CommonOpts {
+  rules?: string;
+  uncertain: UncertaintyPolicy;
+  textField: string;
+  idField: string;
+}
+
+function labelerFor(opts: CommonOpts): Labeler {
+  return new Labeler(opts.rules ? loadRules(opts.rules) : loadRules());
+}
+
+function policyOption(): Option {
+  return new Option("--uncertain <policy>", "uncertain (0.5) labels: keep, positive (as 1), negative (as 0), drop").choices(UNCERTAINTY_POLICIES as string[]).default("keep");
+}
+
+function out(s: string): void {
+  process.stdout.write(s.endsWith("\n") ? s : s + "\n");
+}
+
+/** The table `vilref labels` prints: counts per label. */
+export function formatCounts(results: { labels: LabelMap; eye: string | null; warnings: string[] }[]): string {
+  const rows: string[][] = [["label", "asserted", "suspected", "total"]];
+  for (const id of LABEL_IDS) {
+    let a = 0;
+    let s = 0;
+    for (const r of results) {
+      const v = r.labels[id];
+      if (v === 1) a++;
+      else if (v === 0.5) s++;
+    }
+    rows.push([id, String(a), String(s), String(a + s)]);
+  }
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  const lines = rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  "));
+  lines.splice(1, 0, w.map((n) => "-".repeat(n)).join("  "));
+  const eyes = { left: 0, right: 0, both: 0, none: 0 };
+  let warned = 0;
+  for (const r of results) {
+    eyes[(r.eye ?? "none") as keyof typeof eyes]++;
+    if (r.warnings.length > 0) warned++;
+  }
+  lines.push("");
+  lines.push(`reports: ${results.length}  eye: left ${eyes.left}, right ${eyes.right}, both ${eyes.both}, not stated ${eyes.none}  with warnings: ${warned}`);
+  return lines.join("\n");
+}
+
+function goldMap(v: unknown): LabelMap {
+  const m: LabelMap = {};
+  if (v && typeof v === "object" && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (isLabelId(k) && (x === 1 || x === 0.5)) m[k] = x;
+  } else if (typeof v === "string" && v.trim() !== "") {
+    // CSV: JSON object, or "dr;erm:0.5" lists.
+    try {
+      return goldMap(JSON.parse(v));
+    } catch {
+      for (const part of v.split(/[;|]/)) {
+        const [k, x] = part.split(":").map((s) => s.trim());
+        if (k && isLabelId(k)) m[k] = x === "0.5" ? 0.5 : 1;
+      }
+    }
+  }
+  return m;
+}
+
+export function register(program: Command): void {
+  const labels = program
+    .command("labels")
+    .description("extract expert-knowledge labels from fundus reports (JSONL, CSV or TXT)")
+    // Not requiredOption: commander would then demand it of `labels eval` too.
+    .option("--in <file>", "reports: .jsonl (objects with a text field, or strings), .csv with a header, or .txt one per line (required)")
+    .option("--out <file>", "labeled JSONL (default: standard output, with the table on standard error)")
+    .option("--explain", "add the evidence (matched spans, status, cue, eye) to each output line")
+    .option("--rules <file>", "rules JSON (default: the packaged zh-fundus.json)")
+    .addOption(policyOption())
+    .option("--text-field <name>", "field or column holding the report", "text")
+    .option("--id-field <name>", "field or column holding the id", "id")
+    .action((opts: CommonOpts & { in?: string; out?: string; explain?: boolean }) => {
+      if (!opts.in) throw new Error("labels: --in <file> is required (or use `vilref labels eval --gold <file>`)");
+      const lab = labelerFor(opts);
+      const recs = readReports(opts.in, { textField: opts.textField, idField: opts.idField });
+      const results = [];
+      const lines: string[] = [];
+      for (const r of recs) {
+        const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: !!opts.explain });
+        results.push(res);
+        const o: Record<string, unknown> = { id: r.id ?? r.line, labels: res.labels, eye: res.eye };
+        if (res.ignored.length > 0) o.ignored = res.ignored;
+        if (res.warnings.length > 0) o.warnings = res.warnings;
+        if (opts.explain) {
+          o.byEye = res.byEye;
+          o.evidence = res.evidence;
+        }
+        lines.push(JSON.stringify(o));
+        for (const w of res.warnings) process.stderr.write(`vilref labels: ${opts.in}:${r.line}: ${w}\n`);
+      }
+      const table = formatCounts(results);
+      if (opts.out) {
+        writeFileSync(opts.out, lines.join("\n") + (lines.length ? "\n" : ""));
+        out(table);
+        out(`wrote ${opts.out}`);
+      } else {
+        out(lines.join("\n"));
+        process.stderr.write(table + "\n");
+      }
+    });
+
+  labels
+    .command("eval")
+    .description("score the labeler against gold labels: per-label precision/recall/F1, micro and macro")
+    .requiredOption("--gold <file>", 'reports with gold labels: JSONL {"text", "labels": {"<id>": 1 | 0.5}, "eye"} or CSV with a labels column')
+    .option("--rules <file>", "rules JSON (default: the packaged zh-fundus.json)")
+    .addOption(policyOption())
+    .option("--text-field <name>", "field or column holding the report", "text")
+    .option("--id-field <name>", "field or column holding the id", "id")
+    .option("--labels-field <name>", "field or column holding the gold labels", "labels")
+    .option("--errors", "list the reports where prediction and gold differ")
+    .option("--json", "print the scores as JSON")
+    .option("--min-micro <f1>", "exit with status 1 when micro-F1 is below this", parseUnit)
+    .option("--min-macro <f1>", "exit with status 1 when macro-F1 is below this", parseUnit)
+    .action((opts: CommonOpts & { gold: string; labelsField: string; errors?: boolean; json?: boolean; minMicro?: number; minMacro?: number }) => {
+      const lab = labelerFor(opts);
+      const recs = readReports(opts.gold, { textField: opts.textField, idField: opts.idField });
+      const pairs: (EvalPair & { id: string })[] = recs.map((r) => {
+        const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: false });
+        const ge = r.record.eye;
+        const goldEye = ge === "left" || ge === "right" || ge === "both" ? ge : ge === null || ge === "" ? null : undefined;
+        return { id: r.id ?? String(r.line), gold: goldMap(r.record[opts.labelsField]), pred: res.labels, goldEye, predEye: res.eye };
+      });
+      const rep = evaluate(pairs);
+      if (opts.json) out(JSON.stringify(rep, null, 2));
+      else out(formatEval(rep));
+      if (opts.errors) {
+        for (const p of pairs) {
+          const keys = new Set([...Object.keys(p.gold), ...Object.keys(p.pred)]) as Set<keyof LabelMap>;
+          const diff = [...keys].filter((k) => p.gold[k] !== p.pred[k]).map((k) => `${k}: gold ${p.gold[k] ?? "-"} pred ${p.pred[k] ?? "-"}`);
+          if (diff.length > 0) out(`${p.id}: ${diff.join("; ")}`);
+        }
+      }
+      if ((opts.minMicro !== undefined && rep.micro.f1 < opts.minMicro) || (opts.minMacro !== undefined && rep.macro.f1 < opts.minMacro)) {
+        process.stderr.write(`vilref labels eval: below threshold (micro ${rep.micro.f1.toFixed(3)}, macro ${rep.macro.f1.toFixed(3)})\n`);
+        process.exitCode = 1;
+      }
+    });
+}
+
+function parseUnit(v: string): number {
+  const x = Number(v);
+  if (!Number.isFinite(x) || x < 0 || x > 1) throw new InvalidArgumentError("expected a number between 0 and 1");
+  return x;
+}
