@@ -14,6 +14,7 @@ Usage:
 """
 import argparse
 import collections
+import hashlib
 import json
 import sys
 import time
@@ -223,12 +224,17 @@ def main():
             if a.limit and len(texts) >= a.limit:
                 break
         t0 = time.perf_counter()
-        ntok = 0
+        rows = []
         for t in texts:
-            ids = tokenize(tok, preprocess_text(t) if a.preprocess else t, a.L)
-            ntok += sum(1 for x in ids if x != 0)
+            rows.append(tokenize(tok, preprocess_text(t) if a.preprocess else t, a.L))
         dt = time.perf_counter() - t0
-        print(json.dumps({"texts": len(texts), "seconds": dt, "texts_per_s": len(texts) / dt, "tokens": ntok}))
+        # Digest of every id row, to check the TypeScript tokenizer gave the same ids.
+        h = hashlib.sha256()
+        ntok = 0
+        for ids in rows:
+            h.update((",".join(map(str, ids)) + "\n").encode())
+            ntok += sum(1 for x in ids if x != 0)
+        print(json.dumps({"texts": len(texts), "seconds": dt, "texts_per_s": len(texts) / dt, "tokens": ntok, "sha256": h.hexdigest()}))
 
 
 if __name__ == "__main__":
