@@ -143,7 +143,7 @@ function escapeRe(s: string): string {
   return s.replace(/[\\^$.*+?()[\]{}|/]/g, "\\$&");
 }
 
-const BOUNDARY_CHARS = new Set(["。", ",", ";", "!", ":", "\n", "\r", "【", "】"]);
+/** Clause boundaries (after normalisation): 。 , ; ! : line breaks 【 】, and "." outside numbers. */
 
 /** A compiled rules file; reuse one instance for many reports. */
 export class Labeler {
@@ -652,16 +652,13 @@ export class Labeler {
     const ends: number[] = [];
     const n = t.length;
     for (let i = 0; i < n; i++) {
-      const ch = t[i] as string;
-      if (BOUNDARY_CHARS.has(ch)) {
+      const c = t.charCodeAt(i);
+      if (c === 0x3002 || c === 44 || c === 59 || c === 33 || c === 58 || c === 10 || c === 13 || c === 0x3010 || c === 0x3011) {
         ends.push(i);
-        continue;
-      }
-      if (ch === ".") {
-        const prevDigit = i > 0 && /[0-9]/.test(t[i - 1] as string);
-        const nextDigit = i + 1 < n && /[0-9]/.test(t[i + 1] as string);
-        if (!(prevDigit && nextDigit)) ends.push(i);
-        continue;
+      } else if (c === 46) {
+        const p = i > 0 ? t.charCodeAt(i - 1) : 0;
+        const q = i + 1 < n ? t.charCodeAt(i + 1) : 0;
+        if (!(p >= 48 && p <= 57 && q >= 48 && q <= 57)) ends.push(i);
       }
     }
     // List numbers: "1、" "2." "(3)" "4)" at the start of an item.

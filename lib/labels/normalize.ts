@@ -14,6 +14,8 @@ export interface NormalizedText {
 }
 
 const cache = new Map<number, string>();
+/** Characters that need mapping: upper-case ASCII and everything outside ASCII, CJK, 。 and 、. */
+const SPECIAL_RE = /[A-Z]|[^\u0000-\u007f\u4e00-\u9fff\u3001\u3002]/gu;
 
 function mapChar(cp: number, ch: string): string {
   let m = cache.get(cp);
@@ -38,6 +40,15 @@ export function normalizeReport(text: string): NormalizedText {
     }
   }
   if (simple) return { text: text.toLowerCase(), start: null, end: null };
+
+  // Common case: every character maps to the same number of UTF-16 units (，→, ：→: （→( ...).
+  let sameLength = true;
+  const replaced = text.replace(SPECIAL_RE, (ch: string) => {
+    const m = mapChar(ch.codePointAt(0) as number, ch);
+    if (m.length !== ch.length) sameLength = false;
+    return m;
+  });
+  if (sameLength) return { text: replaced, start: null, end: null };
 
   const parts: string[] = [];
   let starts: number[] | null = null;
