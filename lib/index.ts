@@ -5,3 +5,5 @@ export { locateLibTorch, requireLibTorch, flavourOf } from "./build/libtorch.js"
 export { doctor, formatDoctor, classifyBlas } from "./doctor.js";
 export type { DoctorReport, BlasReport, BlasKind } from "./doctor.js";
 export { Head, headConfigSchema } from "./head.js";
+export * from "./text/index.js";
+export * from "./labels/index.js";

@@ -231,7 +231,7 @@ function withLock(lockDir, body, log) {
         rmSync(lockDir, { recursive: true, force: true });
         continue;
       }
-      if (!announced) log(`vilref: waiting for another process building the addon (${lockDir})`);
+      if (!announced) log(`waiting for another process building the addon (${lockDir})`);
       announced = true;
       sleep(500);
     }
@@ -250,7 +250,7 @@ function withLock(lockDir, body, log) {
  * @returns {string} the addon's path
  */
 export function buildAddon(root, torch, opts = {}) {
-  const log = opts.log ?? ((m) => process.stderr.write(m + "\n"));
+  const log = opts.log ?? ((m) => process.stderr.write(`vilref: ${m}\n`));
   const tools = missingBuildTools();
   if (tools) throw new Error(tools);
   return withLock(join(root, "build", ".lock"), () => {
@@ -262,7 +262,7 @@ export function buildAddon(root, torch, opts = {}) {
     if (torch.cmakePrefix) defines.push(`--CDCMAKE_PREFIX_PATH=${torch.cmakePrefix}`);
     const common = ["-d", root, "-O", join(root, "build"), "--log-level", "warn", ...defines];
     const jobs = String(opts.jobs ?? availableParallelism());
-    log(`vilref: building the addon against ${torch.flavour} (${torch.source}: ${torch.libDir}) with cmake-js; this takes a few minutes`);
+    log(`building the addon against ${torch.flavour} (${torch.source}: ${torch.libDir}) with cmake-js; this takes a few minutes`);
     const started = Date.now();
     const stdio = opts.quiet ? "pipe" : ["ignore", process.stderr, process.stderr];
     for (const args of [["configure", ...common], ["build", ...common, "--parallel", jobs]]) {
@@ -274,7 +274,7 @@ export function buildAddon(root, torch, opts = {}) {
     }
     if (!existsSync(out)) throw new Error(`cmake-js finished but ${out} does not exist`);
     writeStamp(out, makeStamp(torch, hash, "cmake-js"));
-    log(`vilref: addon built in ${((Date.now() - started) / 1000).toFixed(0)} s: ${out}`);
+    log(`addon built in ${((Date.now() - started) / 1000).toFixed(0)} s: ${out}`);
     return out;
   }, log);
 }

@@ -4,7 +4,9 @@
  */
 import { Command, CommanderError } from "commander";
 import { readFileSync } from "node:fs";
+import { register as registerLabels } from "./labels.js";
 import { register as registerSystem } from "./system.js";
+import { register as registerText } from "./text.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -15,6 +17,8 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerSystem(program);
+  registerText(program);
+  registerLabels(program);
   return program;
 }
 
