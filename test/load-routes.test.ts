@@ -3,10 +3,10 @@
 // over and the addon is rebuilt with cmake-js; a current build is reused without compiling.
 import test from "ava";
 import { spawnSync } from "node:child_process";
-import { appendFileSync, cpSync, existsSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { packageRoot, prebuildDir, prebuildName, readStamp, sourceHash, stampPath } from "../lib/build/addon.js";
+import { findPrebuild, makeStamp, packageRoot, prebuildDir, prebuildName, readStamp, sourceHash, stampPath, writeStamp } from "../lib/build/addon.js";
 import { requireLibTorch } from "../lib/build/libtorch.js";
 import { loadNative } from "../lib/native.js";
 
@@ -85,4 +85,32 @@ test("a build that cannot compile fails with the compiler's complaint, not a cra
   const e = t.throws(() => loadNative({ root, torch, quiet: true, log: () => {} }));
   t.regex(e!.message, /cmake-js build failed/);
   t.regex(e!.message, /broken\.cc/);
+});
+
+test("prebuild selection: node-gyp-build's tags, then the stamp's flavour, ABI and hash", (t) => {
+  const root = mkdtempSync(join(tmpdir(), "vilref-select-"));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const dir = prebuildDir(root);
+  mkdirSync(dir, { recursive: true });
+  const stamp = makeStamp(torch, "0123456789abcdef", "node-gyp");
+  const put = (name: string, s: object | null) => {
+    writeFileSync(join(dir, name), "");
+    if (s) writeStamp(join(dir, name), s as typeof stamp);
+  };
+  put(`a-vilref.${torch.flavour}.electron.abi999.node`, stamp);
+  put(`b-vilref.${torch.flavour}.napi.node`, null);
+  put(`c-vilref.${torch.flavour}.napi.node`, { ...stamp, cxx11Abi: torch.cxx11Abi ? 0 : 1 });
+  put(`d-vilref.${torch.flavour}.napi.node`, { ...stamp, sourceHash: "fedcba9876543210" });
+  put(`e-vilref.${torch.flavour}.napi.node`, stamp);
+  const r = findPrebuild(root, torch, "0123456789abcdef");
+  t.is(r.path, join(dir, `e-vilref.${torch.flavour}.napi.node`));
+  t.deepEqual(
+    r.rejected.map((x) => x.reason),
+    [
+      `its tags do not fit Node ${process.version} (N-API 8 build expected)`,
+      "no stamp",
+      `built with _GLIBCXX_USE_CXX11_ABI=${torch.cxx11Abi ? 0 : 1}, LibTorch needs ${torch.cxx11Abi}`,
+      "stale: built from sources fedcba9876543210, native/ is now 0123456789abcdef",
+    ],
+  );
 });

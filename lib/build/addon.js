@@ -8,6 +8,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,6 +32,8 @@ import { fileURLToPath } from "node:url";
  */
 
 export const ADDON_NAME = "vilref";
+/** node-gyp-build's own reading of prebuild file names (runtime, napi, abi, libc tags). */
+const nodeGypBuild = createRequire(import.meta.url)("node-gyp-build");
 export const NAPI_VERSION = 8;
 
 /** The package root (holds package.json, native/, prebuilds/). */
@@ -144,9 +147,11 @@ export function findPrebuild(root, torch, hash) {
   } catch {
     return { path: null, rejected };
   }
+  const fitsThisNode = nodeGypBuild.matchTags("node", process.versions.modules);
   for (const f of files) {
     const path = join(dir, f);
-    const reason = mismatch(readStamp(path), torch, hash);
+    const tags = nodeGypBuild.parseTags(f);
+    const reason = !fitsThisNode(tags) || !tags?.napi ? `its tags do not fit Node ${process.version} (N-API ${NAPI_VERSION} build expected)` : mismatch(readStamp(path), torch, hash);
     if (!reason) return { path, rejected };
     rejected.push({ path, reason });
   }
