@@ -1,0 +1,278 @@
+/**
+ * The loader: samples → batches of one contiguous Float32Array [B, 3, S, S].
+ *
+ * - Decoding runs in parallel on libuv's thread pool through sharp (`concurrency` images in
+ *   flight across batches, in order), while the consumer works on earlier batches (`prefetch`).
+ * - Each epoch's order is a permutation from (seed, epoch), the same on every rank; rank r of
+ *   world w takes every w-th element, so every sample appears once per epoch across ranks.
+ * - A position {epoch, index} (index: samples of this rank's order already handed out) resumes
+ *   exactly: batches and augmentations after it are the ones an uninterrupted run would give.
+ * - A missing, unreadable, corrupt or truncated image is skipped, counted and logged with its path
+ *   and reason (the batch is smaller by one); with `strict` it is fatal.
+ */
+import { appendFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { z } from "zod";
+import { formatIssues } from "../config/errors.js";
+import { LABEL_IDS, toLabelVector } from "../labels/index.js";
+import type { TensorData } from "../native.js";
+import type { Sample } from "./manifest.js";
+import { hashSeed, permutation } from "./rng.js";
+import { parseTransform, preprocessInto, sampleSeed, transformSchema, type Transform, type TransformOptions } from "./transforms.js";
+
+export const loaderSchema = z
+  .object({
+    batchSize: z.number().int().min(1).max(1 << 16),
+    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+    shuffle: z.boolean().default(true),
+    rank: z.number().int().min(0).default(0),
+    worldSize: z.number().int().min(1).default(1),
+    dropLast: z.boolean().default(false),
+    /**
+     * Equal shard lengths across ranks (needed when every rank must take the same number of steps):
+     * "pad" repeats samples from the start of the order, "drop" leaves the remainder out; false:
+     * shards differ by at most one sample and every sample is used exactly once.
+     */
+    evenShards: z.union([z.literal(false), z.literal("pad"), z.literal("drop")]).default(false),
+    /** Batches prepared ahead of the one being consumed. */
+    prefetch: z.number().int().min(0).max(64).default(2),
+    /** Images decoding at once (default: 2 × cores). */
+    concurrency: z.number().int().min(1).max(1024).optional(),
+    transform: transformSchema.default(transformSchema.parse({})),
+    /** A bad image throws instead of being skipped. */
+    strict: z.boolean().default(false),
+  })
+  .strict()
+  .refine((o) => o.rank < o.worldSize, { message: "rank must be below worldSize", path: ["rank"] });
+
+export type LoaderOptions = Omit<z.input<typeof loaderSchema>, "transform"> & {
+  transform?: TransformOptions;
+  /** Where skipped images are reported: a file to append lines to, or a function. */
+  log?: string | ((line: string) => void);
+};
+
+export interface Position {
+  epoch: number;
+  /** Samples of this rank's epoch order already handed out. */
+  index: number;
+}
+
+export interface Skipped {
+  id: string;
+  path: string;
+  reason: string;
+  epoch: number;
+}
+
+export interface Batch {
+  /** [B, 3, S, S], normalised, one contiguous array. */
+  images: TensorData<Float32Array>;
+  ids: string[];
+  /** Indices into the loader's samples. */
+  indices: number[];
+  samples: Sample[];
+  texts: (string | null)[];
+  /** [B, labels] in taxonomy order (absent labels 0), when every sample has labels; else null. */
+  labels: TensorData<Float32Array> | null;
+  /** Class indices, when every sample has one; else null. */
+  targets: Int32Array | null;
+  /** Images of this batch that were skipped. */
+  skipped: Skipped[];
+  epoch: number;
+  /** Position of this batch's first sample, and the position after it (resume from `next`). */
+  start: Position;
+  next: Position;
+}
+
+export interface LoaderStats {
+  decoded: number;
+  skipped: number;
+  /** Skips by kind of reason (missing, unreadable, truncated, corrupt, unsupported, error). */
+  byReason: Record<string, number>;
+}
+
+/** A short classification of a decode failure. */
+export function classifyError(e: unknown): { kind: string; message: string } {
+  const message = e instanceof Error ? e.message : String(e);
+  const code = (e as { code?: string } | null)?.code;
+  if (code === "ENOENT" || /input file is missing|no such file/i.test(message)) return { kind: "missing", message };
+  if (code === "EACCES" || code === "EISDIR" || /permission denied|is a directory/i.test(message)) return { kind: "unreadable", message };
+  if (/premature end|truncat|unexpected end|end of (file|stream|data)|read error|not enough data/i.test(message)) return { kind: "truncated", message };
+  if (/unsupported image format/i.test(message)) return { kind: "unsupported", message };
+  if (/corrupt|invalid|bad |vipsjpeg|vipspng|tiff|gif|webp|huffman|marker|crc|decode|zlib/i.test(message)) return { kind: "corrupt", message };
+  return { kind: "error", message };
+}
+
+/** FIFO semaphore: images are decoded in the order they were requested. */
+class Slots {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+  constructor(n: number) {
+    this.#free = n;
+  }
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#free++;
+  }
+}
+
+export class Loader {
+  readonly samples: readonly Sample[];
+  readonly options: z.output<typeof loaderSchema>;
+  readonly transform: Transform;
+  readonly stats: LoaderStats = { decoded: 0, skipped: 0, byReason: {} };
+  readonly #log: ((line: string) => void) | null;
+  readonly #slots: Slots;
+  #position: Position = { epoch: 0, index: 0 };
+
+  constructor(samples: readonly Sample[], options: LoaderOptions) {
+    const { log, transform, ...rest } = options;
+    const parsed = loaderSchema.safeParse({ ...rest, transform: transform === undefined ? undefined : parseTransform(transform) });
+    if (!parsed.success) throw new TypeError(`loader: ${formatIssues(parsed.error)}`);
+    this.options = parsed.data;
+    this.transform = parsed.data.transform;
+    this.samples = samples;
+    this.#slots = new Slots(parsed.data.concurrency ?? Math.max(2, 2 * cpus().length));
+    this.#log = typeof log === "string" ? (line) => appendFileSync(log, line + "\n") : (log ?? null);
+  }
+
+  /** Where the next batch starts (after the last batch handed out). */
+  get position(): Position {
+    return { ...this.#position };
+  }
+
+  /** Indices of this rank's samples for an epoch, in order. */
+  order(epoch: number): number[] {
+    const n = this.samples.length;
+    const { shuffle, seed, rank, worldSize, evenShards } = this.options;
+    let perm: ArrayLike<number>;
+    if (shuffle) perm = permutation(n, hashSeed(seed, epoch, 0x5eed));
+    else {
+      const a = new Int32Array(n);
+      for (let i = 0; i < n; i++) a[i] = i;
+      perm = a;
+    }
+    let total = n;
+    if (evenShards === "pad") total = Math.ceil(n / worldSize) * worldSize;
+    else if (evenShards === "drop") total = Math.floor(n / worldSize) * worldSize;
+    const out: number[] = [];
+    if (n === 0) return out;
+    for (let k = rank; k < total; k += worldSize) out.push(perm[k % n]!);
+    return out;
+  }
+
+  /** Batches in an epoch for this rank, counted from a start index. */
+  batchCount(epoch = 0, from = 0): number {
+    const len = Math.max(0, this.order(epoch).length - from);
+    const B = this.options.batchSize;
+    return this.options.dropLast ? Math.floor(len / B) : Math.ceil(len / B);
+  }
+
+  /**
+   * The batches of one epoch, starting at sample `from` of this rank's order (0: the start).
+   * Breaking out of the loop is fine: pending decodes finish and are discarded.
+   */
+  async *epoch(epoch: number, from = 0): AsyncGenerator<Batch> {
+    const order = this.order(epoch);
+    const B = this.options.batchSize;
+    const starts: number[] = [];
+    for (let s = from; s < order.length; s += B) {
+      if (this.options.dropLast && s + B > order.length) break;
+      starts.push(s);
+    }
+    this.#position = { epoch, index: from };
+    const pending: Promise<Batch>[] = [];
+    let next = 0;
+    const fill = () => {
+      while (next < starts.length && pending.length <= this.options.prefetch) {
+        const s = starts[next++]!;
+        const p = this.#makeBatch(epoch, order, s, Math.min(s + B, order.length));
+        p.catch(() => {}); // surfaced when awaited; never unhandled if the consumer stops early
+        pending.push(p);
+      }
+    };
+    fill();
+    while (pending.length > 0) {
+      const p = pending.shift()!;
+      fill();
+      const batch = await p;
+      this.#position = { ...batch.next };
+      yield batch;
+    }
+    this.#position = { epoch: epoch + 1, index: 0 };
+  }
+
+  /** Batches across epochs from a position (default: the loader's), until `epochs` epochs are done. */
+  async *batches(epochs: number, start: Position = this.position): AsyncGenerator<Batch> {
+    for (let e = start.epoch; e < epochs; e++) yield* this.epoch(e, e === start.epoch ? start.index : 0);
+  }
+
+  async #makeBatch(epoch: number, order: number[], s: number, e: number): Promise<Batch> {
+    const t = this.transform;
+    const per = 3 * t.size * t.size;
+    const count = e - s;
+    const data = new Float32Array(count * per);
+    const ok = new Uint8Array(count);
+    const skipped: Skipped[] = [];
+    await Promise.all(
+      Array.from({ length: count }, async (_, j) => {
+        const idx = order[s + j]!;
+        const sample = this.samples[idx]!;
+        await this.#slots.acquire();
+        try {
+          await preprocessInto(sample.image, t, sampleSeed(this.options.seed, epoch, idx), data, j * per);
+          ok[j] = 1;
+          this.stats.decoded++;
+        } catch (err) {
+          const { kind, message } = classifyError(err);
+          const reason = `${kind}: ${message}`;
+          if (this.options.strict) throw new Error(`${sample.image}: ${reason}`, { cause: err });
+          this.stats.skipped++;
+          this.stats.byReason[kind] = (this.stats.byReason[kind] ?? 0) + 1;
+          skipped.push({ id: sample.id, path: sample.image, reason, epoch });
+          this.#log?.(`${new Date().toISOString()} skip ${sample.image} (id ${sample.id}, epoch ${epoch}): ${reason}`);
+        } finally {
+          this.#slots.release();
+        }
+      }),
+    );
+    const keep: number[] = [];
+    for (let j = 0; j < count; j++) if (ok[j]) keep.push(j);
+    let images = data;
+    if (keep.length < count) {
+      images = new Float32Array(keep.length * per);
+      keep.forEach((j, k) => images.set(data.subarray(j * per, (j + 1) * per), k * per));
+    }
+    const indices = keep.map((j) => order[s + j]!);
+    const samples = indices.map((i) => this.samples[i]!);
+    let labels: TensorData<Float32Array> | null = null;
+    if (samples.length > 0 && samples.every((x) => x.labels !== null)) {
+      const L = LABEL_IDS.length;
+      const ld = new Float32Array(samples.length * L);
+      samples.forEach((x, k) => ld.set(toLabelVector(x.labels!), k * L));
+      labels = { data: ld, shape: [samples.length, L] };
+    }
+    const targets = samples.length > 0 && samples.every((x) => x.target !== null) ? Int32Array.from(samples, (x) => x.target!) : null;
+    return {
+      images: { data: images, shape: [keep.length, 3, t.size, t.size] },
+      ids: samples.map((x) => x.id),
+      indices,
+      samples,
+      texts: samples.map((x) => x.text),
+      labels,
+      targets,
+      skipped,
+      epoch,
+      start: { epoch, index: s },
+      next: { epoch, index: e },
+    };
+  }
+}

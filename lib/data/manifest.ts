@@ -1,0 +1,393 @@
+/**
+ * Datasets as lists of samples: manifests (CSV, TSV or JSON Lines with a column mapping), an
+ * image-folder layout (one folder per class), and labeled files written by `vilref labels --out`
+ * joined onto a manifest by id. Image paths are resolved relative to the manifest's folder.
+ * A row that cannot be parsed is an error naming the file and line.
+ */
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { formatIssues } from "../config/errors.js";
+import { isLabelId, type Eye, type LabelId, type LabelMap } from "../labels/index.js";
+
+export interface Sample {
+  /** Unique within a dataset: the id column, else the image path relative to the manifest. */
+  id: string;
+  /** Absolute image path. */
+  image: string;
+  text: string | null;
+  labels: LabelMap | null;
+  split: string | null;
+  patientId: string | null;
+  eye: Eye | null;
+  /** Class index (image-folder layout, or a target column). */
+  target: number | null;
+  /** Where the sample came from, for messages. */
+  source: { file: string; line: number };
+}
+
+export const IMAGE_EXTENSIONS: readonly string[] = [".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".webp"];
+
+export const columnsSchema = z
+  .object({
+    image: z.string().min(1).default("image"),
+    text: z.string().min(1).default("text"),
+    labels: z.string().min(1).default("labels"),
+    split: z.string().min(1).default("split"),
+    patientId: z.string().min(1).default("patient_id"),
+    id: z.string().min(1).default("id"),
+    eye: z.string().min(1).default("eye"),
+    target: z.string().min(1).default("target"),
+  })
+  .strict();
+export type ColumnMapping = z.input<typeof columnsSchema>;
+
+export const manifestOptionsSchema = z
+  .object({
+    columns: columnsSchema.default(columnsSchema.parse({})),
+    /** Default: from the extension (.csv, .tsv, .jsonl/.json/.ndjson). */
+    format: z.enum(["csv", "tsv", "jsonl"]).optional(),
+    /** Folder image paths are relative to (default: the manifest's folder). */
+    baseDir: z.string().optional(),
+    /** Keep only rows of this split. */
+    split: z.string().optional(),
+    /** Rows need a report text. */
+    requireText: z.boolean().default(false),
+    /** Labels from a `vilref labels --out` file, joined by id (they replace a labels column). */
+    labelsFile: z.string().optional(),
+  })
+  .strict();
+export type ManifestOptions = z.input<typeof manifestOptionsSchema>;
+
+export class ManifestError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    message: string,
+  ) {
+    super(`${file}:${line}: ${message}`);
+    this.name = "ManifestError";
+  }
+}
+
+/** Rows of a CSV/TSV text (RFC 4180 quoting) with the line each row starts on. */
+export function parseDelimited(text: string, delimiter: string, file = "<text>"): { fields: string[]; line: number }[] {
+  const rows: { fields: string[]; line: number }[] = [];
+  let row: string[] = [];
+  let field = "";
+  let line = 1;
+  let rowLine = 1;
+  let quoted = false;
+  let quoteLine = 0;
+  let fieldQuoted = false;
+  let any = false;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const ch = text[i]!;
+    if (quoted) {
+      if (ch === '"') {
+        if (text[i + 1] === '"') {
+          field += '"';
+          i++;
+        } else quoted = false;
+      } else {
+        if (ch === "\n") line++;
+        field += ch;
+      }
+      continue;
+    }
+    if (ch === '"' && field === "" && !fieldQuoted) {
+      quoted = true;
+      fieldQuoted = true;
+      quoteLine = line;
+      any = true;
+    } else if (ch === delimiter) {
+      row.push(field);
+      field = "";
+      fieldQuoted = false;
+      any = true;
+    } else if (ch === "\n" || ch === "\r") {
+      if (ch === "\r" && text[i + 1] === "\n") i++;
+      row.push(field);
+      if (any || field !== "") rows.push({ fields: row, line: rowLine });
+      row = [];
+      field = "";
+      fieldQuoted = false;
+      any = false;
+      line++;
+      rowLine = line;
+    } else {
+      if (fieldQuoted) throw new ManifestError(file, line, `unexpected ${JSON.stringify(ch)} after a closing quote`);
+      field += ch;
+      any = true;
+    }
+  }
+  if (quoted) throw new ManifestError(file, quoteLine, "unterminated quoted field");
+  if (any || field !== "") {
+    row.push(field);
+    rows.push({ fields: row, line: rowLine });
+  }
+  return rows;
+}
+
+/** A labels cell: a JSON object {"dr": 1, "erm": 0.5}, a JSON list of ids, or "dr;erm:0.5". */
+export function parseLabelsCell(v: unknown): LabelMap {
+  if (v === undefined || v === null || v === "") return {};
+  if (typeof v === "string") {
+    const s = v.trim();
+    if (s === "") return {};
+    if (s.startsWith("{") || s.startsWith("[")) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(s);
+      } catch (e) {
+        throw new Error(`labels: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+      }
+      return parseLabelsCell(parsed);
+    }
+    const m: LabelMap = {};
+    for (const part of s.split(/[;|]/)) {
+      if (part.trim() === "") continue;
+      const [k, x, ...rest] = part.split(":").map((t) => t.trim());
+      if (!isLabelId(k)) throw new Error(`labels: unknown label id ${JSON.stringify(k)}`);
+      if (rest.length > 0 || (x !== undefined && x !== "1" && x !== "0.5" && x !== "0")) throw new Error(`labels: bad value in ${JSON.stringify(part)} (use id, id:1, id:0.5 or id:0)`);
+      m[k] = x === "0.5" ? 0.5 : x === "0" ? 0 : 1;
+    }
+    return m;
+  }
+  if (Array.isArray(v)) {
+    const m: LabelMap = {};
+    for (const k of v) {
+      if (!isLabelId(k)) throw new Error(`labels: unknown label id ${JSON.stringify(k)}`);
+      m[k] = 1;
+    }
+    return m;
+  }
+  if (typeof v === "object") {
+    const m: LabelMap = {};
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if (!isLabelId(k)) throw new Error(`labels: unknown label id ${JSON.stringify(k)}`);
+      if (x !== 1 && x !== 0.5 && x !== 0) throw new Error(`labels.${k}: expected 1, 0.5 or 0, got ${JSON.stringify(x)}`);
+      m[k] = x;
+    }
+    return m;
+  }
+  throw new Error(`labels: expected an object, a list or a string, got ${typeof v}`);
+}
+
+function formatOf(file: string, format?: "csv" | "tsv" | "jsonl"): "csv" | "tsv" | "jsonl" {
+  if (format) return format;
+  const ext = path.extname(file).toLowerCase();
+  if (ext === ".csv") return "csv";
+  if (ext === ".tsv" || ext === ".tab") return "tsv";
+  if (ext === ".jsonl" || ext === ".json" || ext === ".ndjson") return "jsonl";
+  throw new ManifestError(file, 0, `cannot tell the manifest format from the extension ${JSON.stringify(ext)} (use .csv, .tsv or .jsonl, or give format)`);
+}
+
+function cellString(v: unknown): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === "string") return v === "" ? null : v;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  throw new Error(`expected a string, got ${Array.isArray(v) ? "a list" : typeof v}`);
+}
+
+function parseEye(v: string | null): Eye | null {
+  if (v === null) return null;
+  const s = v.trim().toLowerCase();
+  if (s === "left" || s === "os" || s === "l" || s === "左眼") return "left";
+  if (s === "right" || s === "od" || s === "r" || s === "右眼") return "right";
+  if (s === "both" || s === "ou" || s === "双眼") return "both";
+  throw new Error(`eye: expected left, right or both, got ${JSON.stringify(v)}`);
+}
+
+/** Reads a manifest into samples. Throws ManifestError naming file and line on a bad row. */
+export function readManifest(file: string, options: ManifestOptions = {}): Sample[] {
+  const parsed = manifestOptionsSchema.safeParse(options);
+  if (!parsed.success) throw new TypeError(`manifest options: ${formatIssues(parsed.error)}`);
+  const o = parsed.data;
+  const cols = o.columns;
+  const format = formatOf(file, o.format);
+  let raw: string;
+  try {
+    raw = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ManifestError(file, 0, `cannot read: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (raw.charCodeAt(0) === 0xfeff) raw = raw.slice(1);
+  const base = path.resolve(o.baseDir ?? path.dirname(file));
+
+  const records: { rec: Record<string, unknown>; line: number }[] = [];
+  if (format === "jsonl") {
+    raw.split("\n").forEach((l, k) => {
+      if (l.trim() === "") return;
+      let v: unknown;
+      try {
+        v = JSON.parse(l);
+      } catch (e) {
+        throw new ManifestError(file, k + 1, `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (v === null || typeof v !== "object" || Array.isArray(v)) throw new ManifestError(file, k + 1, "expected a JSON object");
+      records.push({ rec: v as Record<string, unknown>, line: k + 1 });
+    });
+  } else {
+    const rows = parseDelimited(raw, format === "tsv" ? "\t" : ",", file);
+    const header = rows[0];
+    if (!header) return [];
+    const names = header.fields.map((h) => h.trim());
+    if (!names.includes(cols.image)) throw new ManifestError(file, header.line, `no ${JSON.stringify(cols.image)} column (columns: ${names.join(", ")}); map it with columns.image`);
+    for (const r of rows.slice(1)) {
+      if (r.fields.length !== names.length) throw new ManifestError(file, r.line, `${r.fields.length} fields, the header has ${names.length}`);
+      const rec: Record<string, unknown> = {};
+      names.forEach((h, j) => (rec[h] = r.fields[j]));
+      records.push({ rec, line: r.line });
+    }
+  }
+
+  const samples: Sample[] = [];
+  const seen = new Map<string, number>();
+  for (const { rec, line } of records) {
+    try {
+      const image = cellString(rec[cols.image]);
+      if (image === null) throw new Error(`no image path (column ${JSON.stringify(cols.image)})`);
+      const split = cellString(rec[cols.split]);
+      if (o.split !== undefined && split !== o.split) continue;
+      const text = cellString(rec[cols.text]);
+      if (o.requireText && text === null) throw new Error(`no report text (column ${JSON.stringify(cols.text)})`);
+      const labelsCell = rec[cols.labels];
+      const labels = labelsCell === undefined || labelsCell === "" || labelsCell === null ? null : parseLabelsCell(labelsCell);
+      const targetCell = cellString(rec[cols.target]);
+      let target: number | null = null;
+      if (targetCell !== null) {
+        target = Number(targetCell);
+        if (!Number.isInteger(target) || target < 0) throw new Error(`target: expected a class index, got ${JSON.stringify(targetCell)}`);
+      }
+      const abs = path.resolve(base, image);
+      const id = cellString(rec[cols.id]) ?? path.relative(base, abs).split(path.sep).join("/");
+      const dup = seen.get(id);
+      if (dup !== undefined) throw new Error(`duplicate id ${JSON.stringify(id)} (first on line ${dup})`);
+      seen.set(id, line);
+      samples.push({ id, image: abs, text, labels, split, patientId: cellString(rec[cols.patientId]), eye: parseEye(cellString(rec[cols.eye])), target, source: { file, line } });
+    } catch (e) {
+      if (e instanceof ManifestError) throw e;
+      throw new ManifestError(file, line, e instanceof Error ? e.message : String(e));
+    }
+  }
+  if (o.labelsFile) attachLabels(samples, readLabeledFile(o.labelsFile));
+  return samples;
+}
+
+export interface LabeledEntry {
+  labels: LabelMap;
+  eye: Eye | null;
+  /** Labels the "drop" uncertainty policy masked out. */
+  ignored: LabelId[];
+  line: number;
+}
+
+/**
+ * Reads what `vilref labels --out` writes: JSON Lines `{"id", "labels", "eye", "ignored"?}`
+ * (id is the report's id, or its line number when the reports had none).
+ */
+export function readLabeledFile(file: string): Map<string, LabeledEntry> {
+  let raw: string;
+  try {
+    raw = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ManifestError(file, 0, `cannot read: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const out = new Map<string, LabeledEntry>();
+  raw.split("\n").forEach((l, k) => {
+    if (l.trim() === "") return;
+    const line = k + 1;
+    try {
+      const v = JSON.parse(l) as unknown;
+      if (v === null || typeof v !== "object" || Array.isArray(v)) throw new Error("expected a JSON object");
+      const rec = v as Record<string, unknown>;
+      if (typeof rec.id !== "string" && typeof rec.id !== "number") throw new Error("no id");
+      const id = String(rec.id);
+      if (out.has(id)) throw new Error(`duplicate id ${JSON.stringify(id)}`);
+      const ignored = Array.isArray(rec.ignored) ? rec.ignored : [];
+      for (const x of ignored) if (!isLabelId(x)) throw new Error(`ignored: unknown label id ${JSON.stringify(x)}`);
+      const eye = rec.eye === undefined || rec.eye === null ? null : parseEye(String(rec.eye));
+      out.set(id, { labels: parseLabelsCell(rec.labels ?? {}), eye, ignored: ignored as LabelId[], line });
+    } catch (e) {
+      throw new ManifestError(file, line, e instanceof Error ? e.message : String(e));
+    }
+  });
+  return out;
+}
+
+/**
+ * Puts labels from a labeled file onto samples with the same id (the labels replace the
+ * sample's). Returns the ids of samples that had no entry.
+ */
+export function attachLabels(samples: Sample[], labeled: Map<string, LabeledEntry>): { matched: number; missing: string[] } {
+  let matched = 0;
+  const missing: string[] = [];
+  for (const s of samples) {
+    const e = labeled.get(s.id);
+    if (!e) {
+      missing.push(s.id);
+      continue;
+    }
+    s.labels = e.labels;
+    if (s.eye === null) s.eye = e.eye;
+    matched++;
+  }
+  return { matched, missing };
+}
+
+/** Image files under a folder, recursively, sorted (by path, code-unit order). */
+export function listImages(dir: string, extensions: readonly string[] = IMAGE_EXTENSIONS): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    const entries = readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if ((e.isFile() || e.isSymbolicLink()) && extensions.includes(path.extname(e.name).toLowerCase())) out.push(p);
+    }
+  };
+  walk(path.resolve(dir));
+  return out;
+}
+
+/** Samples for plain image files (ids: paths relative to base, default the common folder). */
+export function samplesFromFiles(files: string[], base?: string): Sample[] {
+  const b = path.resolve(base ?? (files.length > 0 ? commonDir(files) : "."));
+  return files.map((f, i) => {
+    const abs = path.resolve(f);
+    return { id: path.relative(b, abs).split(path.sep).join("/"), image: abs, text: null, labels: null, split: null, patientId: null, eye: null, target: null, source: { file: f, line: i + 1 } };
+  });
+}
+
+function commonDir(files: string[]): string {
+  let parts = path.dirname(path.resolve(files[0]!)).split(path.sep);
+  for (const f of files) {
+    const q = path.dirname(path.resolve(f)).split(path.sep);
+    let k = 0;
+    while (k < parts.length && k < q.length && parts[k] === q[k]) k++;
+    parts = parts.slice(0, k);
+  }
+  return parts.join(path.sep) || path.sep;
+}
+
+/**
+ * The image-folder layout: root/<class>/<image>. Classes are the sorted folder names and each
+ * sample's target is its class's index.
+ */
+export function readImageFolder(root: string, extensions: readonly string[] = IMAGE_EXTENSIONS): { samples: Sample[]; classes: string[] } {
+  const abs = path.resolve(root);
+  const classes = readdirSync(abs)
+    .filter((d) => !d.startsWith(".") && statSync(path.join(abs, d)).isDirectory())
+    .sort();
+  if (classes.length === 0) throw new Error(`${root}: no class folders (expected root/<class>/<image>)`);
+  const samples: Sample[] = [];
+  classes.forEach((c, target) => {
+    for (const f of listImages(path.join(abs, c), extensions)) {
+      const id = path.relative(abs, f).split(path.sep).join("/");
+      samples.push({ id, image: f, text: null, labels: null, split: null, patientId: null, eye: null, target, source: { file: f, line: 0 } });
+    }
+  });
+  return { samples, classes };
+}

@@ -1,0 +1,322 @@
+/**
+ * Fundus image preprocessing with sharp (libvips): decode (JPEG, PNG, TIFF, GIF, WebP; 8- or
+ * 16-bit; grayscale, RGB or RGBA, all to 8-bit sRGB RGB), optional crop to the circular field of
+ * view, then
+ *
+ *   training:   random resized crop (scale 0.9–1.0, ratio 3/4–4/3, bicubic), horizontal flip 0.5,
+ *               brightness/contrast/saturation jitter 0.1 (torchvision ColorJitter semantics)
+ *   evaluation: squash-resize to size×size, bicubic
+ *
+ * then CLIP mean/std normalisation into CHW float32. Every random choice comes from a seed per
+ * sample (`sampleSeed(seed, epoch, index)`), so an epoch is reproducible whatever the decode
+ * order or the number of ranks.
+ */
+import sharp from "sharp";
+import { z } from "zod";
+import { formatIssues } from "../config/errors.js";
+import { hashSeed, mulberry32, type Rng } from "./rng.js";
+
+export const CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
+export const CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
+
+const unitPair = z.tuple([z.number().positive(), z.number().positive()]).refine(([a, b]) => a <= b, "lower bound above upper bound");
+
+export const fovSchema = z
+  .object({
+    /** Side of the thumbnail the border is detected on. */
+    probe: z.number().int().min(16).max(2048).default(128),
+    /** A pixel is inside the field of view when its brightest channel exceeds max(absolute, relative × 98th percentile). */
+    absolute: z.number().min(0).max(255).default(12),
+    relative: z.number().min(0).max(1).default(0.12),
+    /** A row/column belongs to the field of view when at least this fraction of it is inside. */
+    minFraction: z.number().min(0).max(1).default(0.02),
+  })
+  .strict();
+export type FovOptions = z.infer<typeof fovSchema>;
+
+export const transformSchema = z
+  .object({
+    size: z.number().int().min(8).max(4096).default(224),
+    train: z.boolean().default(false),
+    scale: unitPair.default([0.9, 1.0]),
+    ratio: unitPair.default([3 / 4, 4 / 3]),
+    hflip: z.number().min(0).max(1).default(0.5),
+    brightness: z.number().min(0).max(1).default(0.1),
+    contrast: z.number().min(0).max(1).default(0.1),
+    saturation: z.number().min(0).max(1).default(0.1),
+    /** Crop to the circular field of view first (true: default detection settings). */
+    fov: z.union([z.boolean(), fovSchema]).default(false),
+    mean: z.tuple([z.number(), z.number(), z.number()]).default([...CLIP_MEAN]),
+    std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]).default([...CLIP_STD]),
+  })
+  .strict();
+export type TransformOptions = z.input<typeof transformSchema>;
+export type Transform = z.output<typeof transformSchema>;
+
+/** Validates transform options (defaults filled in); errors name the key. */
+export function parseTransform(options: TransformOptions = {}): Transform {
+  const r = transformSchema.safeParse(options);
+  if (!r.success) throw new TypeError(`transform: ${formatIssues(r.error)}`);
+  return r.data;
+}
+
+/** The seed of one sample's augmentation in one epoch. */
+export function sampleSeed(seed: number, epoch: number, index: number): number {
+  return hashSeed(seed, epoch, index);
+}
+
+export interface Rect {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+export interface Plan {
+  /** Source rectangle in image pixels (may reach past the image: the outside is black). */
+  rect: Rect;
+  flip: boolean;
+  /** Jitter factors (1 = unchanged) and the order they apply in (0 brightness, 1 contrast, 2 saturation). */
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  order: [number, number, number];
+}
+
+/** torchvision RandomResizedCrop.get_params over a region (the whole image or the field of view). */
+export function randomResizedCrop(rng: Rng, region: Rect, scale: readonly [number, number], ratio: readonly [number, number]): Rect {
+  const W = region.width;
+  const H = region.height;
+  const area = W * H;
+  const logLo = Math.log(ratio[0]);
+  const logHi = Math.log(ratio[1]);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const target = area * rng.uniform(scale[0], scale[1]);
+    const ar = Math.exp(rng.uniform(logLo, logHi));
+    const w = Math.round(Math.sqrt(target * ar));
+    const h = Math.round(Math.sqrt(target / ar));
+    if (w > 0 && h > 0 && w <= W && h <= H) {
+      const top = rng.int(0, H - h);
+      const left = rng.int(0, W - w);
+      return { left: region.left + left, top: region.top + top, width: w, height: h };
+    }
+  }
+  // Fallback: central crop at the nearest allowed ratio.
+  const inRatio = W / H;
+  let w = W;
+  let h = H;
+  if (inRatio < ratio[0]) h = Math.round(w / ratio[0]);
+  else if (inRatio > ratio[1]) w = Math.round(h * ratio[1]);
+  return { left: region.left + Math.floor((W - w) / 2), top: region.top + Math.floor((H - h) / 2), width: w, height: h };
+}
+
+/** Every random decision for one sample, from its seed. Evaluation plans use no randomness. */
+export function planSample(t: Transform, region: Rect, seed: number): Plan {
+  if (!t.train) return { rect: region, flip: false, brightness: 1, contrast: 1, saturation: 1, order: [0, 1, 2] };
+  const rng = mulberry32(seed);
+  const rect = randomResizedCrop(rng, region, t.scale, t.ratio);
+  const flip = rng.next() < t.hflip;
+  const order: [number, number, number] = [0, 1, 2];
+  for (let i = 2; i > 0; i--) {
+    const j = Math.floor(rng.next() * (i + 1));
+    const x = order[i]!;
+    order[i] = order[j]!;
+    order[j] = x;
+  }
+  const factor = (j: number) => (j > 0 ? rng.uniform(Math.max(0, 1 - j), 1 + j) : 1);
+  return { rect, flip, brightness: factor(t.brightness), contrast: factor(t.contrast), saturation: factor(t.saturation), order };
+}
+
+/** Input for sharp: a path or the encoded bytes. */
+export type ImageSource = string | Buffer;
+
+function open(src: ImageSource) {
+  // failOn 'truncated' rejects truncated JPEG/PNG instead of returning a grey-filled image.
+  return sharp(src, { failOn: "truncated", limitInputPixels: 1 << 28 });
+}
+
+/**
+ * The bounding square of the circular field of view, in image pixels, from a thumbnail of the
+ * brightest channel. The square may reach past the image where the camera clipped the circle.
+ * Returns the whole image when nothing is found.
+ */
+export async function detectFov(src: ImageSource, width: number, height: number, options: Partial<FovOptions> | true = {}): Promise<Rect & { found: boolean }> {
+  const o = fovSchema.parse(options === true ? {} : options);
+  const P = o.probe;
+  const { data } = await open(src).flatten({ background: "#000000" }).toColourspace("srgb").resize(P, P, { fit: "fill", kernel: "linear" }).raw().toBuffer({ resolveWithObject: true });
+  const n = P * P;
+  const lum = new Uint8Array(n);
+  const hist = new Uint32Array(256);
+  for (let i = 0; i < n; i++) {
+    const r = data[3 * i]!;
+    const g = data[3 * i + 1]!;
+    const b = data[3 * i + 2]!;
+    const m = r > g ? (r > b ? r : b) : g > b ? g : b;
+    lum[i] = m;
+    hist[m]!++;
+  }
+  let acc = 0;
+  let p98 = 255;
+  for (let v = 0; v < 256; v++) {
+    acc += hist[v]!;
+    if (acc >= 0.98 * n) {
+      p98 = v;
+      break;
+    }
+  }
+  const thr = Math.max(o.absolute, o.relative * p98);
+  const rows = new Uint32Array(P);
+  const cols = new Uint32Array(P);
+  for (let y = 0; y < P; y++)
+    for (let x = 0; x < P; x++)
+      if (lum[y * P + x]! > thr) {
+        rows[y]!++;
+        cols[x]!++;
+      }
+  const need = Math.max(1, Math.ceil(o.minFraction * P));
+  const first = (a: Uint32Array) => a.findIndex((c) => c >= need);
+  const last = (a: Uint32Array) => {
+    for (let i = a.length - 1; i >= 0; i--) if (a[i]! >= need) return i;
+    return -1;
+  };
+  const y0 = first(rows);
+  const y1 = last(rows);
+  const x0 = first(cols);
+  const x1 = last(cols);
+  if (y0 < 0 || x0 < 0 || y1 <= y0 || x1 <= x0) return { left: 0, top: 0, width, height, found: false };
+  const sx = width / P;
+  const sy = height / P;
+  const left = x0 * sx;
+  const right = (x1 + 1) * sx;
+  const top = y0 * sy;
+  const bottom = (y1 + 1) * sy;
+  // A circle clipped at the top and bottom is wider than tall: the square side is the larger extent.
+  const side = Math.round(Math.max(right - left, bottom - top));
+  const cx = (left + right) / 2;
+  const cy = (top + bottom) / 2;
+  return { left: Math.round(cx - side / 2), top: Math.round(cy - side / 2), width: side, height: side, found: true };
+}
+
+export interface Decoded {
+  /** Source width and height. */
+  width: number;
+  height: number;
+  /** The region used (field of view or whole image) and the plan applied. */
+  region: Rect;
+  plan: Plan;
+}
+
+/**
+ * Decodes and preprocesses one image into `out` at `offset` (3×size×size floats, CHW, normalised).
+ * Throws on missing, unreadable, corrupt or truncated input.
+ */
+export async function preprocessInto(src: ImageSource, t: Transform, seed: number, out: Float32Array, offset = 0): Promise<Decoded> {
+  const S = t.size;
+  if (offset < 0 || offset + 3 * S * S > out.length) throw new RangeError(`preprocessInto: out has ${out.length} floats, needs ${offset + 3 * S * S}`);
+  const meta = await open(src).metadata();
+  const W = meta.width;
+  const H = meta.height;
+  if (!W || !H) throw new Error("image has no dimensions");
+  const whole: Rect = { left: 0, top: 0, width: W, height: H };
+  const region = t.fov ? await detectFov(src, W, H, t.fov) : whole;
+  const plan = planSample(t, region, seed);
+  const rgb = await renderRect(src, plan.rect, W, H, S, plan.flip);
+  writeNormalized(rgb, S, plan, t, out, offset);
+  return { width: W, height: H, region, plan };
+}
+
+/** Preprocesses one image into a new Float32Array [3, size, size]. */
+export async function preprocess(src: ImageSource, options: TransformOptions | Transform = {}, seed = 0): Promise<Float32Array> {
+  const t = parseTransform(options as TransformOptions);
+  const out = new Float32Array(3 * t.size * t.size);
+  await preprocessInto(src, t, seed, out, 0);
+  return out;
+}
+
+/**
+ * The 8-bit RGB pixels (HWC, size×size) of a source rectangle squashed to size×size. The part of
+ * the rectangle outside the image is black.
+ */
+export async function renderRect(src: ImageSource, rect: Rect, W: number, H: number, S: number, flip: boolean): Promise<Buffer> {
+  let img = open(src).flatten({ background: "#000000" }).toColourspace("srgb");
+  const x0 = Math.max(0, rect.left);
+  const y0 = Math.max(0, rect.top);
+  const x1 = Math.min(W, rect.left + rect.width);
+  const y1 = Math.min(H, rect.top + rect.height);
+  if (x1 <= x0 || y1 <= y0) throw new RangeError("crop rectangle lies outside the image");
+  const sx = S / rect.width;
+  const sy = S / rect.height;
+  const whole = x0 === 0 && y0 === 0 && x1 === W && y1 === H;
+  if (!whole) img = img.extract({ left: x0, top: y0, width: x1 - x0, height: y1 - y0 });
+  const padL = Math.round((x0 - rect.left) * sx);
+  const padT = Math.round((y0 - rect.top) * sy);
+  const rw = Math.max(1, Math.min(S - padL, Math.round((x1 - x0) * sx)));
+  const rh = Math.max(1, Math.min(S - padT, Math.round((y1 - y0) * sy)));
+  img = img.resize(rw, rh, { fit: "fill", kernel: "cubic" });
+  if (rw !== S || rh !== S) img = img.extend({ left: padL, top: padT, right: S - padL - rw, bottom: S - padT - rh, background: { r: 0, g: 0, b: 0 } });
+  if (flip) img = img.flop();
+  const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3 || info.width !== S || info.height !== S) throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
+  return data;
+}
+
+/** ITU-R 601 luma, as torchvision's rgb_to_grayscale. */
+const LR = 0.299;
+const LG = 0.587;
+const LB = 0.114;
+
+function clamp01(v: number): number {
+  return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+/** Colour jitter (in the plan's order, clamped as torchvision does for float images), then normalisation to CHW. */
+export function writeNormalized(rgb: Uint8Array, S: number, plan: Plan, t: Pick<Transform, "mean" | "std">, out: Float32Array, offset: number): void {
+  const n = S * S;
+  const [m0, m1, m2] = t.mean;
+  const [s0, s1, s2] = t.std;
+  const jitter = plan.brightness !== 1 || plan.contrast !== 1 || plan.saturation !== 1;
+  if (!jitter) {
+    // Fast path: a lookup table per channel.
+    const lut0 = new Float32Array(256);
+    const lut1 = new Float32Array(256);
+    const lut2 = new Float32Array(256);
+    for (let v = 0; v < 256; v++) {
+      lut0[v] = (v / 255 - m0) / s0;
+      lut1[v] = (v / 255 - m1) / s1;
+      lut2[v] = (v / 255 - m2) / s2;
+    }
+    for (let i = 0, j = 0; i < n; i++, j += 3) {
+      out[offset + i] = lut0[rgb[j]!]!;
+      out[offset + n + i] = lut1[rgb[j + 1]!]!;
+      out[offset + 2 * n + i] = lut2[rgb[j + 2]!]!;
+    }
+    return;
+  }
+  const px = new Float32Array(3 * n);
+  for (let i = 0; i < 3 * n; i++) px[i] = rgb[i]! / 255;
+  for (const op of plan.order) {
+    if (op === 0 && plan.brightness !== 1) {
+      const f = plan.brightness;
+      for (let i = 0; i < 3 * n; i++) px[i] = clamp01(px[i]! * f);
+    } else if (op === 1 && plan.contrast !== 1) {
+      const f = plan.contrast;
+      let sum = 0;
+      for (let j = 0; j < 3 * n; j += 3) sum += LR * px[j]! + LG * px[j + 1]! + LB * px[j + 2]!;
+      const mean = (1 - f) * (sum / n);
+      for (let i = 0; i < 3 * n; i++) px[i] = clamp01(px[i]! * f + mean);
+    } else if (op === 2 && plan.saturation !== 1) {
+      const f = plan.saturation;
+      for (let j = 0; j < 3 * n; j += 3) {
+        const g = (1 - f) * (LR * px[j]! + LG * px[j + 1]! + LB * px[j + 2]!);
+        px[j] = clamp01(px[j]! * f + g);
+        px[j + 1] = clamp01(px[j + 1]! * f + g);
+        px[j + 2] = clamp01(px[j + 2]! * f + g);
+      }
+    }
+  }
+  for (let i = 0, j = 0; i < n; i++, j += 3) {
+    out[offset + i] = (px[j]! - m0) / s0;
+    out[offset + n + i] = (px[j + 1]! - m1) / s1;
+    out[offset + 2 * n + i] = (px[j + 2]! - m2) / s2;
+  }
+}
