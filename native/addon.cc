@@ -1,12 +1,16 @@
 // Registers vilref's native classes and functions; nothing else lives here.
 #include <napi.h>
 
+#include "checkpoint.h"
+#include "clip.h"
 #include "head.h"
 #include "runtime.h"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitRuntime(env, exports);
+  vilref::InitCheckpoint(env, exports);
   exports.Set("Head", vilref::Head::Define(env));
+  exports.Set("Model", vilref::Model::Define(env));
   return exports;
 }
 

@@ -134,6 +134,8 @@ bool HasTypedArray(at::ScalarType dtype) {
 const char* TypedArrayName(at::ScalarType dtype) {
   for (const auto& k : kArrayKinds)
     if (k.dtype == dtype) return k.name;
+  if (dtype == at::kBFloat16) return "Uint16Array (dtype \"bfloat16\")";
+  if (dtype == at::kHalf) return "Uint16Array (dtype \"float16\")";
   return "an unsupported typed array";
 }
 
@@ -160,9 +162,19 @@ JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
   const ArrayKind* kind = nullptr;
   for (const auto& k : kArrayKinds)
     if (k.js == array.TypedArrayType()) kind = &k;
+  // 16-bit floats have no typed array of their own: raw bits in a Uint16Array, named by `dtype`.
+  static const ArrayKind kBFloat16Bits{napi_uint16_array, at::kBFloat16, "Uint16Array (dtype \"bfloat16\")"};
+  static const ArrayKind kFloat16Bits{napi_uint16_array, at::kHalf, "Uint16Array (dtype \"float16\")"};
+  if (array.TypedArrayType() == napi_uint16_array) {
+    Napi::Value dtype = obj.Get("dtype");
+    std::string d = dtype.IsString() ? dtype.As<Napi::String>().Utf8Value() : "";
+    if (d == "bfloat16") kind = &kBFloat16Bits;
+    else if (d == "float16") kind = &kFloat16Bits;
+    else if (!dtype.IsUndefined()) ThrowTypeError(name + ".dtype: expected \"bfloat16\" or \"float16\" for Uint16Array data, got " + Describe(dtype));
+  }
   bool allowed = false;
   for (auto d : spec.dtypes) allowed = allowed || (kind && d == kind->dtype);
-  if (!allowed) ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " + JsArrayName(array.TypedArrayType()));
+  if (!allowed) ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " + (kind ? kind->name : JsArrayName(array.TypedArrayType())));
 
   Napi::Value shapeValue = obj.Get("shape");
   if (!shapeValue.IsArray()) ThrowTypeError(name + ".shape: expected an array of non-negative integers, got " + Describe(shapeValue));

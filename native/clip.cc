@@ -1,0 +1,427 @@
+#include "clip.h"
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "bridge.h"
+#include "nn.h"
+#include "resnet.h"
+#include "vit.h"
+
+namespace vilref {
+
+ClipNet::ClipNet(const ModelConfig& c) {
+  if (c.IsResNet()) {
+    const int64_t heads = c.visionWidth * 32 / c.visionHeadWidth;
+    visual = register_module<VisualTower>("visual", std::make_shared<ModifiedResNet>(c.visionLayers, c.embedDim, heads, c.imageResolution, c.visionWidth));
+  } else {
+    if (c.visionWidth % c.visionHeadWidth != 0) {
+      ThrowRangeError("config.vision_head_width: vision_width " + std::to_string(c.visionWidth) + " is not a multiple of " + std::to_string(c.visionHeadWidth));
+    }
+    const int64_t heads = c.visionWidth / c.visionHeadWidth;
+    visual = register_module<VisualTower>("visual", std::make_shared<VisualTransformer>(c.imageResolution, c.visionPatchSize, c.visionWidth, c.visionLayers[0], heads, c.embedDim));
+  }
+  bert = register_module("bert", BertModel(c.text));
+  text_projection = register_parameter("text_projection", torch::zeros({c.text.hidden, c.embedDim}));
+  logit_scale = register_parameter("logit_scale", torch::full({}, std::log(1.0 / 0.07)));
+}
+
+at::Tensor ClipNet::EncodeTexts(const at::Tensor& ids, bool preProjection) {
+  at::Tensor cls = bert->forward(ids).select(1, 0);
+  return preProjection ? cls : at::matmul(cls, text_projection.to(cls.scalar_type()));
+}
+
+void ClipNet::InitWeights() {
+  torch::NoGradGuard noGrad;
+  visual->InitWeights();
+  bert->InitWeights();
+  text_projection.normal_(0, std::pow(static_cast<double>(text_projection.size(0)), -0.5));
+  logit_scale.fill_(std::log(1.0 / 0.07));
+}
+
+namespace {
+
+int64_t Field(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
+  return ReadInteger(o.Get(key), std::string("config.") + key, lo, hi);
+}
+
+ModelConfig ReadConfig(const Napi::Value& value) {
+  if (!value.IsObject()) ThrowTypeError("config: expected an object with the released config fields (embed_dim, image_resolution, vision_layers, ...)");
+  auto o = value.As<Napi::Object>();
+  ModelConfig c;
+  c.embedDim = Field(o, "embed_dim", 1, 1 << 16);
+  c.imageResolution = Field(o, "image_resolution", 1, 1 << 14);
+  c.visionWidth = Field(o, "vision_width", 1, 1 << 16);
+  if (o.Has("vision_head_width") && !o.Get("vision_head_width").IsUndefined()) c.visionHeadWidth = Field(o, "vision_head_width", 1, 1 << 16);
+  Napi::Value layers = o.Get("vision_layers");
+  if (layers.IsArray()) {
+    auto arr = layers.As<Napi::Array>();
+    if (arr.Length() != 4) ThrowRangeError("config.vision_layers: a ModifiedResNet has 4 stages, got " + std::to_string(arr.Length()));
+    for (uint32_t i = 0; i < 4; ++i) c.visionLayers.push_back(ReadInteger(arr.Get(i), "config.vision_layers[" + std::to_string(i) + "]", 1, 1024));
+  } else {
+    c.visionLayers.push_back(ReadInteger(layers, "config.vision_layers", 1, 1024));
+    c.visionPatchSize = Field(o, "vision_patch_size", 1, 1 << 12);
+  }
+  c.text.vocab = Field(o, "vocab_size", 1, 1 << 24);
+  c.text.hidden = Field(o, "text_hidden_size", 1, 1 << 16);
+  c.text.layers = Field(o, "text_num_hidden_layers", 1, 1024);
+  c.text.heads = Field(o, "text_num_attention_heads", 1, 1024);
+  c.text.intermediate = Field(o, "text_intermediate_size", 1, 1 << 18);
+  c.text.maxPositions = Field(o, "text_max_position_embeddings", 1, 1 << 16);
+  c.text.typeVocab = Field(o, "text_type_vocab_size", 1, 1024);
+  if (c.text.hidden % c.text.heads != 0) {
+    ThrowRangeError("config.text_num_attention_heads: text_hidden_size " + std::to_string(c.text.hidden) + " does not split into " + std::to_string(c.text.heads) + " heads");
+  }
+  Napi::Value act = o.Get("text_hidden_act");
+  if (!act.IsUndefined() && !(act.IsString() && act.As<Napi::String>().Utf8Value() == "gelu")) ThrowRangeError("config.text_hidden_act: only \"gelu\" (the released models' exact GELU) is supported");
+  return c;
+}
+
+std::vector<int64_t> Shape(const at::Tensor& t) { return std::vector<int64_t>(t.sizes().begin(), t.sizes().end()); }
+
+std::string ShapeText(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+bool WantPreProjection(const Napi::CallbackInfo& info, size_t index) {
+  if (info.Length() <= index || info[index].IsUndefined()) return false;
+  if (!info[index].IsObject()) ThrowTypeError("options: expected an object { features?: \"projected\" | \"pre\" }");
+  Napi::Value f = info[index].As<Napi::Object>().Get("features");
+  if (f.IsUndefined()) return false;
+  std::string s = f.IsString() ? f.As<Napi::String>().Utf8Value() : "";
+  if (s != "projected" && s != "pre") ThrowRangeError("options.features: expected \"projected\" or \"pre\"");
+  return s == "pre";
+}
+
+// Checks token ids against the vocabulary before LibTorch indexes with them.
+template <typename T>
+void CheckIds(const at::Tensor& ids, int64_t vocab) {
+  const T* p = ids.data_ptr<T>();
+  for (int64_t i = 0; i < ids.numel(); ++i) {
+    if (p[i] < 0 || static_cast<int64_t>(p[i]) >= vocab) {
+      ThrowRangeError("ids.data[" + std::to_string(i) + "] = " + std::to_string(static_cast<int64_t>(p[i])) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    }
+  }
+}
+
+template <typename... T>
+std::vector<JsTensor> Keep(T&&... tensors) {
+  std::vector<JsTensor> out;
+  (out.push_back(std::forward<T>(tensors)), ...);
+  return out;
+}
+
+class EncodeTask : public Task {
+ public:
+  EncodeTask(std::function<at::Tensor()> body, std::vector<JsTensor> inputs) : body_(std::move(body)), inputs_(std::move(inputs)) {}
+  void Execute() override {
+    torch::NoGradGuard noGrad;
+    output_ = PrepareForJs(body_());
+  }
+  Napi::Value Resolve(Napi::Env env) override { return WrapTensor(env, output_); }
+
+ private:
+  std::function<at::Tensor()> body_;
+  std::vector<JsTensor> inputs_;  // keep the JS arrays the body reads alive until it has run
+  at::Tensor output_;
+};
+
+class StateDictTask : public Task {
+ public:
+  explicit StateDictTask(std::shared_ptr<ClipNet> net) : net_(std::move(net)) {}
+  void Execute() override {
+    for (auto& [name, t] : NamedState(*net_)) out_.emplace_back(name, PrepareForJs(t.detach().clone()));
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    for (auto& [name, t] : out_) o.Set(name, WrapTensor(env, t));
+    return o;
+  }
+
+ private:
+  std::shared_ptr<ClipNet> net_;
+  std::vector<std::pair<std::string, at::Tensor>> out_;
+};
+
+class LoadTask : public Task {
+ public:
+  LoadTask(std::shared_ptr<ClipNet> net, std::vector<std::pair<std::string, JsTensor>> inputs, std::vector<std::string> missing, std::vector<std::string> unexpected)
+      : net_(std::move(net)), inputs_(std::move(inputs)), missing_(std::move(missing)), unexpected_(std::move(unexpected)) {}
+  void Execute() override {
+    torch::NoGradGuard noGrad;
+    std::map<std::string, at::Tensor> state;
+    for (auto& [name, t] : NamedState(*net_)) state[name] = t;
+    for (auto& [name, in] : inputs_) {
+      at::Tensor& target = state.at(name);
+      // the shape was checked at submission; a queued resize may have changed it since
+      if (target.sizes() != in.tensor.sizes()) ThrowRangeError("stateDict[\"" + name + "\"]: shape " + ShapeText(Shape(in.tensor)) + " does not fit " + ShapeText(Shape(target)));
+      target.copy_(in.tensor);
+    }
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array missing = Napi::Array::New(env), unexpected = Napi::Array::New(env);
+    for (uint32_t i = 0; i < missing_.size(); ++i) missing.Set(i, missing_[i]);
+    for (uint32_t i = 0; i < unexpected_.size(); ++i) unexpected.Set(i, unexpected_[i]);
+    o.Set("missing", missing);
+    o.Set("unexpected", unexpected);
+    return o;
+  }
+
+ private:
+  std::shared_ptr<ClipNet> net_;
+  std::vector<std::pair<std::string, JsTensor>> inputs_;
+  std::vector<std::string> missing_, unexpected_;
+};
+
+class ResizeTask : public Task {
+ public:
+  ResizeTask(std::shared_ptr<ClipNet> net, int64_t resolution, std::function<void()> done) : net_(std::move(net)), resolution_(resolution), done_(std::move(done)) {}
+  void Execute() override { net_->visual->ResizePositions(resolution_); }
+  Napi::Value Resolve(Napi::Env env) override {
+    done_();
+    return env.Undefined();
+  }
+
+ private:
+  std::shared_ptr<ClipNet> net_;
+  int64_t resolution_;
+  std::function<void()> done_;
+};
+
+}  // namespace
+
+Napi::Function Model::Define(Napi::Env env) {
+  return DefineClass(env, "Model",
+                     {
+                         InstanceMethod<&Model::EncodeImages>("encodeImages"),
+                         InstanceMethod<&Model::EncodeTexts>("encodeTexts"),
+                         InstanceMethod<&Model::Similarity>("similarity"),
+                         InstanceMethod<&Model::StateDict>("stateDict"),
+                         InstanceMethod<&Model::LoadStateDict>("loadStateDict"),
+                         InstanceMethod<&Model::Parameters>("parameters"),
+                         InstanceMethod<&Model::ResizePositions>("resizePositions"),
+                         InstanceAccessor<&Model::GetConfig>("config"),
+                         InstanceAccessor<&Model::GetDevice>("device"),
+                         InstanceAccessor<&Model::GetDtype>("dtype"),
+                         InstanceAccessor<&Model::GetPending>("pending"),
+                     });
+}
+
+// new Model(config, { device?: "cpu" | "cuda" | "cuda:N", dtype?: "float32" | "bfloat16" | "float16", seed?: number })
+Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
+  Guard(info.Env(), [&] {
+    config_ = ReadConfig(info[0]);
+    std::string device = "cpu", dtype = "float32";
+    uint64_t seed = 0;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (!info[1].IsObject()) ThrowTypeError("options: expected an object { device, dtype, seed }");
+      auto o = info[1].As<Napi::Object>();
+      if (o.Get("device").IsString()) device = o.Get("device").As<Napi::String>().Utf8Value();
+      else if (!o.Get("device").IsUndefined()) ThrowTypeError("options.device: expected a string such as \"cpu\" or \"cuda:0\"");
+      if (o.Get("dtype").IsString()) dtype = o.Get("dtype").As<Napi::String>().Utf8Value();
+      else if (!o.Get("dtype").IsUndefined()) ThrowTypeError("options.dtype: expected \"float32\", \"bfloat16\" or \"float16\"");
+      if (!o.Get("seed").IsUndefined()) seed = static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
+    }
+    try {
+      device_ = at::Device(device);
+    } catch (const c10::Error&) {
+      ThrowRangeError("options.device: \"" + device + "\" is not a device (\"cpu\", \"cuda\", \"cuda:0\", ...)");
+    }
+    if (!device_.is_cpu() && !device_.is_cuda()) ThrowRangeError("options.device: only \"cpu\" and \"cuda\" devices are supported");
+    if (device_.is_cuda()) {
+      if (!torch::cuda::is_available()) ThrowRangeError("options.device: \"" + device + "\" asked for, but CUDA is not available (no GPU, or a CPU-only LibTorch)");
+      if (device_.has_index() && device_.index() >= static_cast<int>(torch::cuda::device_count())) ThrowRangeError("options.device: \"" + device + "\" does not exist");
+    }
+    if (dtype == "float32") dtype_ = at::kFloat;
+    else if (dtype == "bfloat16") dtype_ = at::kBFloat16;
+    else if (dtype == "float16") dtype_ = at::kHalf;
+    else ThrowRangeError("options.dtype: expected \"float32\", \"bfloat16\" or \"float16\", got \"" + dtype + "\"");
+    if (dtype_ != at::kFloat && device_.is_cpu()) ThrowRangeError("options.dtype: " + dtype + " runs on CUDA only; use float32 on the CPU");
+    torch::manual_seed(seed);
+    net_ = std::make_shared<ClipNet>(config_);
+    net_->InitWeights();
+    net_->eval();
+    net_->to(device_);
+    if (dtype_ != at::kFloat) {
+      // weights in the low-precision dtype; LayerNorm runs in float32 regardless, BN statistics stay float32
+      for (auto& p : net_->named_parameters()) if (p.value().defined()) p.value().set_data(p.value().to(dtype_));
+    }
+    RefreshParams();
+    return 0;
+  });
+}
+
+void Model::RefreshParams() {
+  params_.clear();
+  for (auto& [name, t] : NamedState(*net_)) params_.push_back({name, Shape(t), t.scalar_type()});
+}
+
+Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    const int64_t r = config_.imageResolution;
+    JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, r, r}, false, true});
+    bool pre = WantPreProjection(info, 1);
+    auto net = net_;
+    auto device = device_;
+    auto dtype = dtype_;
+    at::Tensor x = images.tensor;
+    return queue_.Submit(env, Value(), std::make_unique<EncodeTask>([net, device, dtype, x, pre] {
+      return net->visual->forward(x.to(device, dtype), pre).to(at::kFloat);
+    }, Keep(std::move(images))));
+  });
+}
+
+Napi::Value Model::EncodeTexts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    JsTensor ids = ReadTensor(info[0], TensorSpec{"ids", {at::kLong, at::kInt}, {-1, -1}, false, false});
+    const int64_t length = ids.tensor.size(1);
+    if (length < 1 || length > config_.text.maxPositions) {
+      ThrowRangeError("ids: context length " + std::to_string(length) + " is outside [1, " + std::to_string(config_.text.maxPositions) + "] (text_max_position_embeddings)");
+    }
+    if (ids.tensor.scalar_type() == at::kLong) CheckIds<int64_t>(ids.tensor, config_.text.vocab);
+    else CheckIds<int32_t>(ids.tensor, config_.text.vocab);
+    bool pre = WantPreProjection(info, 1);
+    auto net = net_;
+    auto device = device_;
+    at::Tensor t = ids.tensor;
+    return queue_.Submit(env, Value(), std::make_unique<EncodeTask>([net, device, t, pre] {
+      return net->EncodeTexts(t.to(device, at::kLong), pre).to(at::kFloat);
+    }, Keep(std::move(ids))));
+  });
+}
+
+// similarity(imageFeatures [N, E], textFeatures [M, E]) → exp(logit_scale) · normalised image @ normalised text^T
+Napi::Value Model::Similarity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    JsTensor image = ReadTensor(info[0], TensorSpec{"imageFeatures", {at::kFloat}, {-1, -1}, false, true});
+    JsTensor text = ReadTensor(info[1], TensorSpec{"textFeatures", {at::kFloat}, {-1, image.tensor.size(1)}, false, true});
+    auto net = net_;
+    at::Tensor a = image.tensor, b = text.tensor;
+    return queue_.Submit(env, Value(), std::make_unique<EncodeTask>([net, a, b] {
+      at::Tensor na = a / a.norm(2, -1, true), nb = b / b.norm(2, -1, true);
+      return net->logit_scale.detach().to(at::kCPU, at::kFloat).exp() * at::matmul(na, nb.t());
+    }, Keep(std::move(image), std::move(text))));
+  });
+}
+
+Napi::Value Model::StateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), std::make_unique<StateDictTask>(net_)); });
+}
+
+// loadStateDict({ name: {data, shape[, dtype]} }, { strict = true }) → { missing, unexpected }
+Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
+    bool strict = true;
+    if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("strict").IsUndefined()) strict = info[1].As<Napi::Object>().Get("strict").ToBoolean();
+    auto dict = info[0].As<Napi::Object>();
+    std::map<std::string, const ParamInfo*> expected;
+    for (const auto& p : params_) expected[p.name] = &p;
+    std::vector<std::string> unexpected, missing;
+    std::vector<std::pair<std::string, JsTensor>> inputs;
+    std::set<std::string> seen;
+    Napi::Array keys = dict.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      std::string key = keys.Get(i).ToString().Utf8Value();
+      auto it = expected.find(key);
+      if (it == expected.end()) {
+        unexpected.push_back(key);
+        continue;
+      }
+      seen.insert(key);
+      const ParamInfo& p = *it->second;
+      std::vector<at::ScalarType> dtypes = c10::isFloatingType(p.dtype)
+                                               ? std::vector<at::ScalarType>{at::kFloat, at::kDouble, at::kBFloat16, at::kHalf}
+                                               : std::vector<at::ScalarType>{at::kLong, at::kInt};
+      inputs.emplace_back(key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]", dtypes, p.shape, false, c10::isFloatingType(p.dtype)}));
+    }
+    for (const auto& p : params_)
+      if (!seen.count(p.name)) missing.push_back(p.name);
+    if (strict && (!missing.empty() || !unexpected.empty())) {
+      std::string msg = "the checkpoint does not fit this model:";
+      auto list = [](const std::vector<std::string>& v) {
+        std::string s;
+        for (size_t i = 0; i < v.size() && i < 20; ++i) s += (i ? ", " : " ") + v[i];
+        if (v.size() > 20) s += ", ... (" + std::to_string(v.size()) + " in all)";
+        return s;
+      };
+      if (!missing.empty()) msg += " missing" + list(missing) + ";";
+      if (!unexpected.empty()) msg += " unexpected" + list(unexpected) + ";";
+      ThrowRangeError(msg.substr(0, msg.size() - 1));
+    }
+    return queue_.Submit(env, Value(), std::make_unique<LoadTask>(net_, std::move(inputs), std::move(missing), std::move(unexpected)));
+  });
+}
+
+Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env, params_.size());
+  for (uint32_t i = 0; i < params_.size(); ++i) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", params_[i].name);
+    Napi::Array shape = Napi::Array::New(env, params_[i].shape.size());
+    for (uint32_t d = 0; d < params_[i].shape.size(); ++d) shape.Set(d, Napi::Number::New(env, static_cast<double>(params_[i].shape[d])));
+    o.Set("shape", shape);
+    o.Set("dtype", std::string(c10::toString(params_[i].dtype)));
+    out.Set(i, o);
+  }
+  return out;
+}
+
+Napi::Value Model::ResizePositions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    int64_t resolution = ReadInteger(info[0], "resolution", 1, 1 << 14);
+    int64_t multiple = config_.IsResNet() ? 32 : config_.visionPatchSize;
+    if (resolution % multiple != 0) ThrowRangeError("resolution: " + std::to_string(resolution) + " is not a multiple of " + std::to_string(multiple));
+    return queue_.Submit(env, Value(), std::make_unique<ResizeTask>(net_, resolution, [this, resolution] {
+      config_.imageResolution = resolution;
+      RefreshParams();
+    }));
+  });
+}
+
+Napi::Value Model::GetConfig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  auto num = [&](double v) { return Napi::Number::New(env, v); };
+  o.Set("embed_dim", num(config_.embedDim));
+  o.Set("image_resolution", num(config_.imageResolution));
+  if (config_.IsResNet()) {
+    Napi::Array layers = Napi::Array::New(env, 4);
+    for (uint32_t i = 0; i < 4; ++i) layers.Set(i, num(config_.visionLayers[i]));
+    o.Set("vision_layers", layers);
+    o.Set("vision_patch_size", env.Null());
+  } else {
+    o.Set("vision_layers", num(config_.visionLayers[0]));
+    o.Set("vision_patch_size", num(config_.visionPatchSize));
+  }
+  o.Set("vision_width", num(config_.visionWidth));
+  o.Set("vision_head_width", num(config_.visionHeadWidth));
+  o.Set("vocab_size", num(config_.text.vocab));
+  o.Set("text_hidden_act", "gelu");
+  o.Set("text_hidden_size", num(config_.text.hidden));
+  o.Set("text_intermediate_size", num(config_.text.intermediate));
+  o.Set("text_max_position_embeddings", num(config_.text.maxPositions));
+  o.Set("text_num_attention_heads", num(config_.text.heads));
+  o.Set("text_num_hidden_layers", num(config_.text.layers));
+  o.Set("text_type_vocab_size", num(config_.text.typeVocab));
+  return o;
+}
+
+Napi::Value Model::GetDevice(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_.str()); }
+Napi::Value Model::GetDtype(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), dtype_ == at::kFloat ? "float32" : dtype_ == at::kBFloat16 ? "bfloat16" : "float16");
+}
+Napi::Value Model::GetPending(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending())); }
+
+}  // namespace vilref

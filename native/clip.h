@@ -1,0 +1,72 @@
+// The ViLReF dual encoder (a Chinese-CLIP model): an image tower (ViT or ModifiedResNet) under
+// `visual`, the Chinese BERT under `bert`, `text_projection` and `logit_scale`, exposed to JS as
+// the Model class: encodeImages, encodeTexts, similarity, stateDict/loadStateDict by the released
+// names, and a bicubic resize of the positional embedding.
+#pragma once
+
+#include <napi.h>
+
+#include <torch/torch.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "async.h"
+#include "bert.h"
+#include "tower.h"
+
+namespace vilref {
+
+// The released code's config (argument names of cn_clip's CLIP), read from JS.
+struct ModelConfig {
+  int64_t embedDim = 0, imageResolution = 0, visionWidth = 0, visionPatchSize = 0, visionHeadWidth = 64;
+  std::vector<int64_t> visionLayers;  // one entry: ViT depth; four: ModifiedResNet stages
+  BertConfig text;
+  bool IsResNet() const { return visionLayers.size() == 4; }
+};
+
+struct ClipNet : torch::nn::Module {
+  explicit ClipNet(const ModelConfig& c);
+  std::shared_ptr<VisualTower> visual;
+  BertModel bert{nullptr};
+  at::Tensor text_projection, logit_scale;
+  at::Tensor EncodeTexts(const at::Tensor& ids, bool preProjection);
+  void InitWeights();
+};
+
+struct ParamInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  at::ScalarType dtype;
+};
+
+class Model : public Napi::ObjectWrap<Model> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit Model(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value EncodeImages(const Napi::CallbackInfo& info);
+  Napi::Value EncodeTexts(const Napi::CallbackInfo& info);
+  Napi::Value Similarity(const Napi::CallbackInfo& info);
+  Napi::Value StateDict(const Napi::CallbackInfo& info);
+  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
+  Napi::Value Parameters(const Napi::CallbackInfo& info);
+  Napi::Value ResizePositions(const Napi::CallbackInfo& info);
+  Napi::Value GetConfig(const Napi::CallbackInfo& info);
+  Napi::Value GetDevice(const Napi::CallbackInfo& info);
+  Napi::Value GetDtype(const Napi::CallbackInfo& info);
+  Napi::Value GetPending(const Napi::CallbackInfo& info);
+
+  void RefreshParams();
+
+  ModelConfig config_;
+  std::shared_ptr<ClipNet> net_;
+  at::Device device_{at::kCPU};
+  at::ScalarType dtype_ = at::kFloat;
+  std::vector<ParamInfo> params_;  // names, shapes, dtypes as of the last task that changed them
+  SerialQueue queue_;
+};
+
+}  // namespace vilref

@@ -1,0 +1,37 @@
+// Building blocks shared by the towers: LayerNorm computed in float32, multi-head attention on
+// [N, heads, L, head_dim] tensors (fused scaled_dot_product_attention on LibTorch >= 2).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace vilref {
+
+// LayerNorm in float32 whatever the activations' dtype, as the released LayerNorm subclass does.
+inline at::Tensor LayerNormF32(const at::Tensor& x, const torch::nn::LayerNorm& ln) {
+  const auto& o = ln->options;
+  at::Tensor w = ln->weight.defined() ? ln->weight.to(at::kFloat) : at::Tensor();
+  at::Tensor b = ln->bias.defined() ? ln->bias.to(at::kFloat) : at::Tensor();
+  return at::layer_norm(x.to(at::kFloat), o.normalized_shape(), w, b, o.eps()).to(x.scalar_type());
+}
+
+// softmax(q k^T / sqrt(d) + mask) v over the last two dimensions; q, k, v are [N, H, L, d];
+// mask (optional) is additive and broadcasts to [N, H, Lq, Lk].
+at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const c10::optional<at::Tensor>& mask);
+
+// Splits [N, L, H*d] into [N, H, L, d].
+inline at::Tensor SplitHeads(const at::Tensor& x, int64_t heads) {
+  return x.view({x.size(0), x.size(1), heads, x.size(2) / heads}).transpose(1, 2);
+}
+
+// Merges [N, H, L, d] into [N, L, H*d].
+inline at::Tensor MergeHeads(const at::Tensor& x) {
+  return x.transpose(1, 2).reshape({x.size(0), x.size(2), x.size(1) * x.size(3)});
+}
+
+// Parameters of `module` that hold a tensor (LibTorch registers an undefined "bias" for
+// bias-free layers), then buffers, with their dotted names.
+std::vector<std::pair<std::string, at::Tensor>> NamedState(const torch::nn::Module& module);
+
+}  // namespace vilref
