@@ -1,0 +1,150 @@
+/**
+ * Data commands: `vilref synth` (synthetic fundus dataset), `vilref embed` (images or report
+ * texts → .npy + ids), `vilref data check` (read a manifest, decode every image, report the bad).
+ */
+import { Command, InvalidArgumentError, Option } from "commander";
+import { readReports } from "../labels/index.js";
+import { resolveImageInputs } from "../data/inputs.js";
+import { Loader } from "../data/loader.js";
+import { readManifest } from "../data/manifest.js";
+import { embedImages, embedTexts, PooledHeadEncoder, type EmbedResult, type ImageEncoder, type TextEncoder } from "../embed/index.js";
+import { writeSynthDataset } from "../synth/index.js";
+
+/** How `embed --model <spec>` becomes an encoder. The ViLReF model plugs in here. */
+export interface EncoderResolvers {
+  image(spec: string, options: { imageSize?: number }): Promise<ImageEncoder>;
+  text(spec: string): Promise<TextEncoder>;
+}
+
+/**
+ * Built in: `pool-head[:dim[:seed]]`, pooled image statistics through a LibTorch Head (a small
+ * real encoder for smoke tests; no text side).
+ */
+export const builtinResolvers: EncoderResolvers = {
+  async image(spec, { imageSize }) {
+    const m = /^pool-head(?::(\d+))?(?::(\d+))?$/.exec(spec);
+    if (!m) throw new Error(`--model ${spec}: unknown model (built in: pool-head[:dim[:seed]]; ViLReF checkpoints come with the model towers)`);
+    return new PooledHeadEncoder({ dim: m[1] ? Number(m[1]) : 64, seed: m[2] ? Number(m[2]) : 0, imageSize: imageSize ?? 224 });
+  },
+  async text(spec) {
+    throw new Error(`--model ${spec}: no text encoder available yet (the ViLReF text tower provides it)`);
+  },
+};
+
+function int(min: number) {
+  return (v: string) => {
+    const x = Number(v);
+    if (!Number.isInteger(x) || x < min) throw new InvalidArgumentError(`expected a whole number ≥ ${min}`);
+    return x;
+  };
+}
+
+function say(s: string): void {
+  process.stdout.write(s + "\n");
+}
+
+function summary(r: EmbedResult): string {
+  if (r.upToDate) return `${r.out}: up to date (${r.rows} rows); --force recomputes`;
+  const rate = r.seconds > 0 ? ` in ${r.seconds.toFixed(1)} s` : "";
+  const resumed = r.resumedChunks > 0 ? `, ${r.resumedChunks} chunk(s) resumed` : "";
+  const sk = r.skipped.length > 0 ? `, ${r.skipped.length} skipped (listed beside the output)` : "";
+  return `wrote ${r.out} [${r.rows}, ${r.dim}] and ${r.idsFile}${rate}${resumed}${sk}`;
+}
+
+export function register(program: Command, resolvers: EncoderResolvers = builtinResolvers): void {
+  program
+    .command("synth")
+    .description("write a synthetic fundus dataset: images, Chinese reports and gold labels (manifest.jsonl)")
+    .requiredOption("--n <count>", "number of cases", int(0))
+    .requiredOption("--out <dir>", "output folder (images/ and manifest.jsonl)")
+    .option("--seed <seed>", "random seed (same seed, same data)", int(0), 0)
+    .option("--size <px>", "image side in pixels", int(32), 384)
+    .addOption(new Option("--format <fmt>", "image format").choices(["png", "jpeg", "webp", "tiff"]).default("png"))
+    .option("--normal-fraction <f>", "fraction of cases with nothing to find", (v) => {
+      const x = Number(v);
+      if (!(x >= 0 && x <= 1)) throw new InvalidArgumentError("expected a number between 0 and 1");
+      return x;
+    })
+    .action(async (o: { n: number; out: string; seed: number; size: number; format: "png" | "jpeg" | "webp" | "tiff"; normalFraction?: number }) => {
+      const t0 = performance.now();
+      const cases = await writeSynthDataset(o.out, o.n, o.seed, { size: o.size, format: o.format, ...(o.normalFraction !== undefined ? { normalFraction: o.normalFraction } : {}) });
+      const counts = new Map<string, number>();
+      for (const c of cases) for (const k of Object.keys(c.labels)) counts.set(k, (counts.get(k) ?? 0) + 1);
+      say(`wrote ${cases.length} cases to ${o.out} (manifest.jsonl, images/) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      say(`labels: ${[...counts].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+    });
+
+  program
+    .command("embed")
+    .description("embed images (a folder, glob or manifest) or report texts into <out>.npy (float32 N×D) and <out>.ids.txt; resumable")
+    .option("--images <input>", "a folder (searched recursively), a glob such as 'data/**/*.png', or a manifest (.csv/.tsv/.jsonl)")
+    .option("--texts <file>", "reports to embed instead: .jsonl, .csv or .txt (see vilref labels)")
+    .requiredOption("--out <file.npy>", "output .npy; ids are written beside it as .ids.txt")
+    .requiredOption("--model <spec>", "the encoder (built in: pool-head[:dim[:seed]])")
+    .option("--batch-size <n>", "inputs per forward pass", int(1), 32)
+    .option("--chunk-size <n>", "inputs per resumable chunk (a multiple of the batch size)", int(1))
+    .option("--image-size <px>", "input size for models that take any", int(8))
+    .option("--fov", "crop images to the circular field of view first")
+    .option("--concurrency <n>", "images decoding at once", int(1))
+    .option("--strict", "stop at the first bad image instead of skipping it")
+    .option("--log <file>", "append skipped images (path and reason) to this run log")
+    .option("--force", "recompute even if the output exists")
+    .option("--no-progress", "no progress bar")
+    .option("--image-column <name>", "manifest column with the image path", "image")
+    .option("--id-column <name>", "manifest column with the id", "id")
+    .option("--text-field <name>", "field or column holding the report (with --texts)", "text")
+    .option("--id-field <name>", "field or column holding the id (with --texts)", "id")
+    .action(async (o: { images?: string; texts?: string; out: string; model: string; batchSize: number; chunkSize?: number; imageSize?: number; fov?: boolean; concurrency?: number; strict?: boolean; log?: string; force?: boolean; progress: boolean; imageColumn: string; idColumn: string; textField: string; idField: string }) => {
+      if (!!o.images === !!o.texts) throw new Error("embed: give exactly one of --images <input> or --texts <file>");
+      const common = {
+        out: o.out,
+        batchSize: o.batchSize,
+        ...(o.chunkSize !== undefined ? { chunkSize: o.chunkSize } : {}),
+        force: !!o.force,
+        progress: o.progress ? {} : (false as const),
+        info: (l: string) => process.stderr.write(`vilref embed: ${l}\n`),
+      };
+      if (o.texts) {
+        const recs = readReports(o.texts, { textField: o.textField, idField: o.idField });
+        const records = recs.map((r) => {
+          if (typeof r.text !== "string") throw new Error(`${o.texts}:${r.line}: no report text in field ${JSON.stringify(o.textField)}`);
+          return { id: r.id ?? String(r.line), text: r.text };
+        });
+        const enc = await resolvers.text(o.model);
+        say(summary(await embedTexts(records, enc, common)));
+        return;
+      }
+      const samples = resolveImageInputs(o.images!, { columns: { image: o.imageColumn, id: o.idColumn } });
+      const enc = await resolvers.image(o.model, o.imageSize !== undefined ? { imageSize: o.imageSize } : {});
+      const r = await embedImages(samples, enc, {
+        ...common,
+        transform: { fov: !!o.fov },
+        strict: !!o.strict,
+        ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+        log: o.log ?? ((l: string) => process.stderr.write(`vilref embed: ${l}\n`)),
+      });
+      say(summary(r));
+    });
+
+  const data = program.command("data").description("datasets: check manifests and images");
+  data
+    .command("check")
+    .description("read a manifest, decode every image (evaluation transform) and report bad rows and images")
+    .argument("<manifest>", "a .csv, .tsv or .jsonl manifest")
+    .option("--image-column <name>", "column with the image path", "image")
+    .option("--text-column <name>", "column with the report", "text")
+    .option("--labels-file <file>", "labels from `vilref labels --out`, joined by id")
+    .option("--split <name>", "only rows of this split")
+    .option("--fov", "also run the field-of-view crop")
+    .option("--log <file>", "append bad images (path and reason) to this run log")
+    .option("--strict", "exit at the first bad image")
+    .action(async (file: string, o: { imageColumn: string; textColumn: string; labelsFile?: string; split?: string; fov?: boolean; log?: string; strict?: boolean }) => {
+      const samples = readManifest(file, { columns: { image: o.imageColumn, text: o.textColumn }, ...(o.labelsFile ? { labelsFile: o.labelsFile } : {}), ...(o.split ? { split: o.split } : {}) });
+      const loader = new Loader(samples, { batchSize: 16, shuffle: false, transform: { size: 64, fov: !!o.fov }, strict: !!o.strict, log: o.log ?? ((l: string) => process.stderr.write(l + "\n")) });
+      for await (const _ of loader.epoch(0)) void _;
+      const withText = samples.filter((s) => s.text !== null).length;
+      const withLabels = samples.filter((s) => s.labels !== null).length;
+      say(`${file}: ${samples.length} rows, ${withText} with text, ${withLabels} with labels; images decoded ${loader.stats.decoded}, skipped ${loader.stats.skipped}${loader.stats.skipped ? ` (${Object.entries(loader.stats.byReason).map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}`);
+      if (loader.stats.skipped > 0) process.exitCode = 1;
+    });
+}

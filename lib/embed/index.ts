@@ -1,0 +1,314 @@
+/**
+ * Streaming batch embedding: images (or report texts) → `<out>.npy` (float32, N×D, rows in input
+ * order) and `<out minus .npy>.ids.txt` (one id a line, the same order).
+ *
+ * - Decoding overlaps the forward pass: the loader prepares the next batches on sharp's threads
+ *   while the encoder runs (off the event loop, in LibTorch).
+ * - Work is cut into chunks of `chunkSize` inputs; each finished chunk is written atomically to
+ *   `<out>.parts/`, so a rerun skips finished chunks. When all are done they are joined into the
+ *   output (atomically) and the parts removed.
+ * - Images that cannot be decoded are skipped, logged with path and reason, and listed in
+ *   `<out base>.skipped.tsv`; `strict` makes them fatal.
+ */
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import path from "node:path";
+import { atomicWriteFile } from "../io/bytes.js";
+import { readNpy, writeNpy } from "../io/npy.js";
+import type { TensorData } from "../native.js";
+import { Loader } from "../data/loader.js";
+import type { Sample } from "../data/manifest.js";
+import type { TransformOptions } from "../data/transforms.js";
+import type { ImageEncoder, TextEncoder } from "./encoders.js";
+import { Progress, type ProgressOptions } from "./progress.js";
+
+export type { ImageEncoder, TextEncoder } from "./encoders.js";
+export { PooledHeadEncoder, pooledFeatures, POOLED_FEATURES } from "./encoders.js";
+export { Progress, formatDuration } from "./progress.js";
+
+export interface EmbedOptions {
+  /** Output `.npy` path; ids go to the same path with `.ids.txt` instead of `.npy`. */
+  out: string;
+  batchSize?: number;
+  /** Inputs per resumable chunk (rounded up to a multiple of batchSize; default 64 batches). */
+  chunkSize?: number;
+  /** Recompute even when the output exists. */
+  force?: boolean;
+  /** false: no progress bar; or options for it. */
+  progress?: false | ProgressOptions;
+  /** Extra messages (resume, restart). */
+  info?: (line: string) => void;
+}
+
+export interface ImageEmbedOptions extends EmbedOptions {
+  /** Transform options beyond size (default: evaluation transform at the encoder's size). */
+  transform?: Omit<TransformOptions, "size" | "train">;
+  concurrency?: number;
+  prefetch?: number;
+  strict?: boolean;
+  /** Run log for skipped images: a file, or a function. */
+  log?: string | ((line: string) => void);
+}
+
+export interface EmbedResult {
+  out: string;
+  idsFile: string;
+  rows: number;
+  dim: number;
+  /** Inputs that were skipped (bad images). */
+  skipped: { id: string; reason: string }[];
+  /** Chunks found finished from an earlier run, and chunks computed now. */
+  resumedChunks: number;
+  computedChunks: number;
+  /** The output existed and was kept. */
+  upToDate: boolean;
+  seconds: number;
+}
+
+/** `<out>.npy` → `<out>.ids.txt`. */
+export function idsPathFor(out: string): string {
+  return (out.endsWith(".npy") ? out.slice(0, -4) : out) + ".ids.txt";
+}
+
+function skippedPathFor(out: string): string {
+  return (out.endsWith(".npy") ? out.slice(0, -4) : out) + ".skipped.tsv";
+}
+
+interface ChunkMeta {
+  ids: string[];
+  skipped: { id: string; reason: string }[];
+}
+
+interface Fingerprint {
+  kind: "image" | "text";
+  n: number;
+  chunkSize: number;
+  ids: string;
+  encoder: string;
+  extra: unknown;
+}
+
+function checkIds(ids: readonly string[]): void {
+  const seen = new Set<string>();
+  for (const id of ids) {
+    if (/[\n\r]/.test(id)) throw new RangeError(`id ${JSON.stringify(id)}: ids cannot contain line breaks (the ids file has one a line)`);
+    if (seen.has(id)) throw new RangeError(`duplicate id ${JSON.stringify(id)}`);
+    seen.add(id);
+  }
+}
+
+/** The chunked, resumable runner shared by images and texts. */
+class Chunked {
+  readonly parts: string;
+  readonly n: number;
+  readonly C: number;
+  readonly done: Set<number> = new Set();
+  dim = -1;
+
+  constructor(
+    readonly o: EmbedOptions,
+    readonly ids: readonly string[],
+    fp: Omit<Fingerprint, "n" | "ids" | "chunkSize">,
+    batchSize: number,
+  ) {
+    checkIds(ids);
+    this.n = ids.length;
+    const c = o.chunkSize ?? 64 * batchSize;
+    this.C = Math.max(batchSize, Math.ceil(c / batchSize) * batchSize);
+    this.parts = o.out + ".parts";
+    const fingerprint: Fingerprint = { ...fp, n: this.n, chunkSize: this.C, ids: createHash("sha256").update(ids.join("\n")).digest("hex") };
+    const fpFile = path.join(this.parts, "fingerprint.json");
+    const want = JSON.stringify(fingerprint);
+    if (existsSync(this.parts)) {
+      let have = "";
+      try {
+        have = readFileSync(fpFile, "utf8");
+      } catch {
+        /* none */
+      }
+      if (have !== want) {
+        o.info?.(`${this.parts}: made for other inputs or another model; starting over`);
+        rmSync(this.parts, { recursive: true, force: true });
+      }
+    }
+    mkdirSync(this.parts, { recursive: true });
+    writeFileSync(fpFile, want);
+    for (const f of readdirSync(this.parts)) {
+      const m = /^chunk-(\d+)\.json$/.exec(f);
+      if (m && existsSync(path.join(this.parts, `chunk-${m[1]}.npy`))) this.done.add(Number(m[1]));
+    }
+  }
+
+  get chunks(): number {
+    return Math.ceil(this.n / this.C);
+  }
+
+  missing(): number[] {
+    return Array.from({ length: this.chunks }, (_, k) => k).filter((k) => !this.done.has(k));
+  }
+
+  #name(k: number): string {
+    return path.join(this.parts, `chunk-${String(k).padStart(6, "0")}`);
+  }
+
+  async writeChunk(k: number, rows: Float32Array[], ids: string[], skipped: ChunkMeta["skipped"], dim: number): Promise<void> {
+    const data = new Float32Array(ids.length * dim);
+    let off = 0;
+    for (const r of rows) {
+      data.set(r, off);
+      off += r.length;
+    }
+    await writeNpy(this.#name(k) + ".npy", { dtype: "float32", shape: [ids.length, dim], data });
+    // The json is the completion marker: written after the rows.
+    await atomicWriteFile(this.#name(k) + ".json", new TextEncoder().encode(JSON.stringify({ ids, skipped } satisfies ChunkMeta)));
+    this.done.add(k);
+  }
+
+  /** Joins the chunks into the output, writes ids (and skips), removes the parts. */
+  async finish(): Promise<{ rows: number; dim: number; skipped: ChunkMeta["skipped"] }> {
+    const arrays: Float32Array[] = [];
+    const ids: string[] = [];
+    const skipped: ChunkMeta["skipped"] = [];
+    let dim = this.dim;
+    for (let k = 0; k < this.chunks; k++) {
+      const meta = JSON.parse(readFileSync(this.#name(k) + ".json", "utf8")) as ChunkMeta;
+      const arr = await readNpy(this.#name(k) + ".npy");
+      const d = arr.shape[1] ?? 0;
+      if (arr.shape[0]! > 0) {
+        if (dim >= 0 && d !== dim && dim !== 0) throw new Error(`${this.#name(k)}.npy: ${d} columns, earlier chunks have ${dim}`);
+        dim = d;
+      }
+      arrays.push(arr.data as Float32Array);
+      ids.push(...meta.ids);
+      skipped.push(...meta.skipped);
+    }
+    if (dim < 0) dim = 0;
+    const data = new Float32Array(ids.length * dim);
+    let off = 0;
+    for (const a of arrays) {
+      data.set(a, off);
+      off += a.length;
+    }
+    await writeNpy(this.o.out, { dtype: "float32", shape: [ids.length, dim], data });
+    await atomicWriteFile(idsPathFor(this.o.out), new TextEncoder().encode(ids.map((x) => x + "\n").join("")));
+    const sk = skippedPathFor(this.o.out);
+    if (skipped.length > 0) await atomicWriteFile(sk, new TextEncoder().encode(skipped.map((s) => `${s.id}\t${s.reason.replace(/[\t\n]/g, " ")}\n`).join("")));
+    else rmSync(sk, { force: true });
+    rmSync(this.parts, { recursive: true, force: true });
+    return { rows: ids.length, dim, skipped };
+  }
+}
+
+function upToDate(o: EmbedOptions, started: number): EmbedResult | null {
+  if (o.force || existsSync(o.out + ".parts") || !existsSync(o.out) || !existsSync(idsPathFor(o.out))) return null;
+  const ids = readFileSync(idsPathFor(o.out), "utf8").split("\n").filter((l) => l !== "");
+  o.info?.(`${o.out} exists (${ids.length} rows); use force to recompute`);
+  return { out: o.out, idsFile: idsPathFor(o.out), rows: ids.length, dim: -1, skipped: [], resumedChunks: 0, computedChunks: 0, upToDate: true, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Embeds images (samples in order) with an image encoder. */
+export async function embedImages(samples: readonly Sample[], encoder: ImageEncoder, options: ImageEmbedOptions): Promise<EmbedResult> {
+  const started = performance.now();
+  const kept = upToDate(options, started);
+  if (kept) return kept;
+  const B = options.batchSize ?? 32;
+  const transform: TransformOptions = { ...(options.transform ?? {}), size: encoder.imageSize, train: false };
+  const run = new Chunked(options, samples.map((s) => s.id), { kind: "image", encoder: encoder.name ?? "image-encoder", extra: transform }, B);
+  const missing = run.missing();
+  const resumed = run.chunks - missing.length;
+  if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
+  // One loader over the missing chunks, in order: chunk size is a multiple of the batch size, so
+  // no batch straddles two chunks and prefetching continues across chunk boundaries.
+  const todo: Sample[] = [];
+  for (const k of missing) todo.push(...samples.slice(k * run.C, Math.min(run.n, (k + 1) * run.C)));
+  const loader = new Loader(todo, {
+    batchSize: B,
+    shuffle: false,
+    transform,
+    strict: options.strict ?? false,
+    prefetch: options.prefetch ?? 3,
+    ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
+    ...(options.log !== undefined ? { log: options.log } : {}),
+  });
+  const progress = options.progress === false ? null : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "img", ...options.progress });
+  let cur = -1;
+  let rows: Float32Array[] = [];
+  let ids: string[] = [];
+  let skipped: ChunkMeta["skipped"] = [];
+  let consumed = 0;
+  const flush = async () => {
+    if (cur < 0) return;
+    await run.writeChunk(missing[cur]!, rows, ids, skipped, Math.max(0, run.dim));
+    rows = [];
+    ids = [];
+    skipped = [];
+  };
+  for await (const batch of loader.epoch(0)) {
+    const chunkOf = Math.floor(batch.start.index / run.C);
+    if (chunkOf !== cur) {
+      await flush();
+      cur = chunkOf;
+    }
+    for (const s of batch.skipped) skipped.push({ id: s.id, reason: s.reason });
+    if (batch.ids.length > 0) {
+      const emb = await encoder.encodeImages(batch.images);
+      checkEmbedding(emb, batch.ids.length, run);
+      rows.push(emb.data);
+      ids.push(...batch.ids);
+    }
+    const size = batch.next.index - batch.start.index;
+    consumed += size;
+    progress?.tick(size);
+  }
+  await flush();
+  if (consumed !== todo.length) throw new Error(`internal: ${consumed} of ${todo.length} inputs consumed`);
+  progress?.finish();
+  const fin = await run.finish();
+  return { out: options.out, idsFile: idsPathFor(options.out), rows: fin.rows, dim: fin.dim, skipped: fin.skipped, resumedChunks: resumed, computedChunks: missing.length, upToDate: false, seconds: (performance.now() - started) / 1000 };
+}
+
+function checkEmbedding(emb: TensorData<Float32Array>, n: number, run: Chunked): void {
+  if (emb.shape.length !== 2 || emb.shape[0] !== n) throw new RangeError(`encoder returned shape [${emb.shape.join(", ")}] for ${n} inputs (expected [${n}, D])`);
+  const d = emb.shape[1]!;
+  if (run.dim >= 0 && d !== run.dim) throw new RangeError(`encoder returned ${d} columns, earlier batches had ${run.dim}`);
+  if (emb.data.length !== n * d) throw new RangeError(`encoder returned ${emb.data.length} values for shape [${n}, ${d}]`);
+  run.dim = d;
+}
+
+/** Embeds report texts (records in order) with a text encoder; same files and resumption as images. */
+export async function embedTexts(records: readonly { id: string; text: string }[], encoder: TextEncoder, options: EmbedOptions): Promise<EmbedResult> {
+  const started = performance.now();
+  const kept = upToDate(options, started);
+  if (kept) return kept;
+  const B = options.batchSize ?? 64;
+  const run = new Chunked(options, records.map((r) => r.id), { kind: "text", encoder: encoder.name ?? "text-encoder", extra: null }, B);
+  const missing = run.missing();
+  const resumed = run.chunks - missing.length;
+  if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
+  const progress = options.progress === false ? null : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "text", ...options.progress });
+  for (const k of missing) {
+    const part = records.slice(k * run.C, Math.min(run.n, (k + 1) * run.C));
+    const rows: Float32Array[] = [];
+    // Keep one batch in flight while the previous result is stored.
+    let next: Promise<TensorData<Float32Array>> | null = null;
+    for (let s = 0; s < part.length || next; s += B) {
+      const cur: Promise<TensorData<Float32Array>> | null = next;
+      const slice = part.slice(s, s + B);
+      next = slice.length > 0 ? encoder.encodeTexts(slice.map((r) => r.text)) : null;
+      next?.catch(() => {});
+      if (cur) {
+        const emb = await cur;
+        const n = emb.shape[0] ?? 0;
+        checkEmbedding(emb, n, run);
+        rows.push(emb.data);
+        progress?.tick(n);
+      }
+    }
+    const got = rows.reduce((a, r) => a + r.length, 0) / Math.max(1, run.dim);
+    if (run.dim >= 0 && got !== part.length) throw new RangeError(`encoder returned ${got} rows for ${part.length} texts`);
+    await run.writeChunk(k, rows, part.map((r) => r.id), [], Math.max(0, run.dim));
+  }
+  progress?.finish();
+  const fin = await run.finish();
+  return { out: options.out, idsFile: idsPathFor(options.out), rows: fin.rows, dim: fin.dim, skipped: [], resumedChunks: resumed, computedChunks: missing.length, upToDate: false, seconds: (performance.now() - started) / 1000 };
+}
