@@ -11,6 +11,7 @@
  *   and reason (the batch is smaller by one); with `strict` it is fatal.
  */
 import { appendFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
@@ -99,8 +100,25 @@ export function classifyError(e: unknown): { kind: string; message: string } {
   if (code === "EACCES" || code === "EISDIR" || /permission denied|is a directory/i.test(message)) return { kind: "unreadable", message };
   if (/premature end|truncat|unexpected end|end of (file|stream|data)|read error|not enough data/i.test(message)) return { kind: "truncated", message };
   if (/unsupported image format/i.test(message)) return { kind: "unsupported", message };
-  if (/corrupt|invalid|bad |vipsjpeg|vipspng|tiff|gif|webp|huffman|marker|crc|decode|zlib/i.test(message)) return { kind: "corrupt", message };
+  if (/corrupt|empty|invalid|bad |vipsjpeg|vipspng|tiff|gif|webp|huffman|marker|crc|decode|zlib/i.test(message)) return { kind: "corrupt", message };
   return { kind: "error", message };
+}
+
+/** A clearer error for a failed decode: a file that stops short of its format's end marker is truncated. */
+async function explain(file: string, err: unknown): Promise<unknown> {
+  const message = err instanceof Error ? err.message : String(err);
+  if (!/unknown error|^$/i.test(message)) return err;
+  try {
+    const buf = await readFile(file);
+    if (buf.length === 0) return new Error("empty file");
+    const jpeg = buf[0] === 0xff && buf[1] === 0xd8;
+    const png = buf.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    if (jpeg && !(buf[buf.length - 2] === 0xff && buf[buf.length - 1] === 0xd9)) return new Error(`truncated JPEG (no end-of-image marker): ${message}`);
+    if (png && buf.subarray(-12).indexOf("IEND") < 0) return new Error(`truncated PNG (no IEND chunk): ${message}`);
+  } catch (e) {
+    return e;
+  }
+  return err;
 }
 
 /** FIFO semaphore: images are decoded in the order they were requested. */
@@ -222,19 +240,32 @@ export class Loader {
     const data = new Float32Array(count * per);
     const ok = new Uint8Array(count);
     const skipped: Skipped[] = [];
+    const fatal: (Error | undefined)[] = [];
     await Promise.all(
       Array.from({ length: count }, async (_, j) => {
         const idx = order[s + j]!;
         const sample = this.samples[idx]!;
         await this.#slots.acquire();
         try {
-          await preprocessInto(sample.image, t, sampleSeed(this.options.seed, epoch, idx), data, j * per);
+          const seed = sampleSeed(this.options.seed, epoch, idx);
+          try {
+            await preprocessInto(sample.image, t, seed, data, j * per);
+          } catch (first) {
+            // libvips keeps one error buffer per process: with several decodes failing at once a
+            // message can come back as "Unknown error". Decode once more to get the real one.
+            if (!/unknown error/i.test(first instanceof Error ? first.message : String(first))) throw first;
+            await preprocessInto(sample.image, t, seed, data, j * per);
+          }
           ok[j] = 1;
           this.stats.decoded++;
         } catch (err) {
-          const { kind, message } = classifyError(err);
+          const { kind, message } = classifyError(await explain(sample.image, err));
           const reason = `${kind}: ${message}`;
-          if (this.options.strict) throw new Error(`${sample.image}: ${reason}`, { cause: err });
+          if (this.options.strict) {
+            // Fatal, but only after the batch settles, naming the first bad image in order.
+            fatal[j] = new Error(`${sample.image}: ${reason}`, { cause: err });
+            return;
+          }
           this.stats.skipped++;
           this.stats.byReason[kind] = (this.stats.byReason[kind] ?? 0) + 1;
           skipped.push({ id: sample.id, path: sample.image, reason, epoch });
@@ -244,6 +275,8 @@ export class Loader {
         }
       }),
     );
+    const firstFatal = fatal.find((e) => e !== undefined);
+    if (firstFatal) throw firstFatal;
     const keep: number[] = [];
     for (let j = 0; j < count; j++) if (ok[j]) keep.push(j);
     let images = data;

@@ -1,0 +1,181 @@
+import test from "ava";
+import sharp from "sharp";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Loader, classifyError, type Batch } from "../lib/data/loader.js";
+import { samplesFromFiles, type Sample } from "../lib/data/manifest.js";
+import { CLIP_MEAN, CLIP_STD } from "../lib/data/transforms.js";
+import { generateCase } from "../lib/synth/index.js";
+
+const dir = mkdtempSync(path.join(tmpdir(), "vilref-loader-"));
+let files: string[] = [];
+
+test.before(async () => {
+  for (let i = 0; i < 10; i++) {
+    const c = await generateCase(3, i, { size: 128, format: i % 2 ? "jpeg" : "png" });
+    const f = path.join(dir, `${c.id}.${i % 2 ? "jpg" : "png"}`);
+    writeFileSync(f, c.image);
+    files.push(f);
+  }
+});
+
+function fakeSamples(n: number): Sample[] {
+  return Array.from({ length: n }, (_, i) => ({ id: `s${i}`, image: `/nonexistent/${i}.png`, text: null, labels: null, split: null, patientId: null, eye: null, target: null, source: { file: "x", line: i + 1 } }));
+}
+
+test("batches are one contiguous Float32Array of shape (N, 3, 224, 224) with normalised values", async (t) => {
+  const loader = new Loader(samplesFromFiles(files), { batchSize: 4, seed: 1, transform: { train: true }, concurrency: 4 });
+  const batches: Batch[] = [];
+  for await (const b of loader.epoch(0)) batches.push(b);
+  t.deepEqual(batches.map((b) => b.images.shape), [
+    [4, 3, 224, 224],
+    [4, 3, 224, 224],
+    [2, 3, 224, 224],
+  ]);
+  for (const b of batches) {
+    t.true(b.images.data instanceof Float32Array);
+    t.is(b.images.data.length, b.images.shape.reduce((a, x) => a * x, 1));
+    const lo = Math.min(...CLIP_MEAN.map((m, c) => -m / CLIP_STD[c]!));
+    const hi = Math.max(...CLIP_MEAN.map((m, c) => (1 - m) / CLIP_STD[c]!));
+    let min = Infinity;
+    let max = -Infinity;
+    for (const v of b.images.data) {
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    t.true(min >= lo - 1e-5 && max <= hi + 1e-5 && max - min > 1, `range ${min}..${max}`);
+    t.is(b.ids.length, b.images.shape[0]);
+  }
+  t.is(loader.stats.decoded, 10);
+  t.deepEqual(new Set(batches.flatMap((b) => b.ids)).size, 10);
+  t.deepEqual(loader.position, { epoch: 1, index: 0 });
+});
+
+test("shuffle is deterministic per (seed, epoch); shards cover every sample once per epoch", (t) => {
+  const samples = fakeSamples(103);
+  const mk = (o: object) => new Loader(samples, { batchSize: 8, seed: 42, ...o });
+  t.deepEqual(mk({}).order(3), mk({}).order(3));
+  t.notDeepEqual(mk({}).order(3), mk({}).order(4));
+  t.notDeepEqual(mk({}).order(3), mk({ seed: 43 }).order(3));
+  for (const world of [1, 2, 3, 4, 7]) {
+    for (const epoch of [0, 1]) {
+      const all: number[] = [];
+      const lens: number[] = [];
+      for (let r = 0; r < world; r++) {
+        const o = mk({ rank: r, worldSize: world }).order(epoch);
+        all.push(...o);
+        lens.push(o.length);
+      }
+      t.deepEqual([...all].sort((a, b) => a - b), Array.from({ length: 103 }, (_, i) => i), `world ${world}`);
+      t.true(Math.max(...lens) - Math.min(...lens) <= 1);
+      // Padded shards: equal lengths, every sample at least once.
+      const padded = Array.from({ length: world }, (_, r) => mk({ rank: r, worldSize: world, evenShards: "pad" }).order(epoch));
+      t.true(padded.every((o) => o.length === Math.ceil(103 / world)));
+      t.is(new Set(padded.flat()).size, 103);
+      const dropped = Array.from({ length: world }, (_, r) => mk({ rank: r, worldSize: world, evenShards: "drop" }).order(epoch));
+      t.true(dropped.every((o) => o.length === Math.floor(103 / world)));
+      t.is(new Set(dropped.flat()).size, dropped.flat().length);
+    }
+  }
+  t.is(mk({ dropLast: true }).batchCount(0), 12);
+  t.is(mk({ dropLast: false }).batchCount(0), 13);
+  t.throws(() => mk({ rank: 2, worldSize: 2 }), { message: /rank/ });
+  t.throws(() => new Loader(samples, { batchSize: 0 }), { message: /batchSize/ });
+});
+
+test("drop-last leaves the partial batch out", async (t) => {
+  const loader = new Loader(samplesFromFiles(files), { batchSize: 4, dropLast: true, transform: { size: 32 } });
+  const sizes: number[] = [];
+  for await (const b of loader.epoch(0)) sizes.push(b.images.shape[0]!);
+  t.deepEqual(sizes, [4, 4]);
+});
+
+test("a position resumes exactly: same batches, same augmentations", async (t) => {
+  const opts = { batchSize: 3, seed: 9, transform: { size: 48, train: true }, prefetch: 1 };
+  const full: Batch[] = [];
+  const first = new Loader(samplesFromFiles(files), opts);
+  for await (const b of first.batches(2)) full.push(b);
+  t.is(full.length, 8);
+  // Stop after the second batch of epoch 1, then resume from the saved position in a new loader.
+  const a = new Loader(samplesFromFiles(files), opts);
+  let saved = a.position;
+  let k = 0;
+  for await (const b of a.batches(2)) {
+    void b;
+    saved = a.position;
+    if (++k === 6) break;
+  }
+  t.deepEqual(saved, { epoch: 1, index: 6 });
+  const rest: Batch[] = [];
+  const b2 = new Loader(samplesFromFiles(files), opts);
+  for await (const b of b2.batches(2, saved)) rest.push(b);
+  t.is(rest.length, 2);
+  rest.forEach((b, i) => {
+    t.deepEqual(b.ids, full[6 + i]!.ids);
+    t.deepEqual(b.images.data, full[6 + i]!.images.data);
+  });
+  // Epochs differ in order and augmentation.
+  t.notDeepEqual(full[0]!.ids.concat(full[1]!.ids), full[4]!.ids.concat(full[5]!.ids));
+});
+
+test("missing, corrupt and truncated images are skipped, counted and logged; strict makes them fatal", async (t) => {
+  const bad = mkdtempSync(path.join(tmpdir(), "vilref-bad-"));
+  const good = readFileSync(files[1]!); // a JPEG
+  const truncated = path.join(bad, "truncated.jpg");
+  writeFileSync(truncated, good.subarray(0, Math.floor(good.length / 2)));
+  const garbage = path.join(bad, "garbage.png");
+  writeFileSync(garbage, Buffer.from("this is not an image at all, just text"));
+  const empty = path.join(bad, "empty.jpg");
+  writeFileSync(empty, Buffer.alloc(0));
+  const pngBuf = readFileSync(files[0]!);
+  const truncPng = path.join(bad, "truncated.png");
+  writeFileSync(truncPng, pngBuf.subarray(0, Math.floor(pngBuf.length * 0.6)));
+  const missing = path.join(bad, "missing.png");
+  const list = [files[0]!, truncated, files[2]!, garbage, missing, files[3]!, empty, truncPng];
+  const log = path.join(bad, "run.log");
+  const loader = new Loader(samplesFromFiles(list), { batchSize: 4, shuffle: false, transform: { size: 32 }, log });
+  const ids: string[] = [];
+  const shapes: number[] = [];
+  const skippedPaths: string[] = [];
+  for await (const b of loader.epoch(0)) {
+    ids.push(...b.ids);
+    shapes.push(b.images.shape[0]!);
+    t.is(b.images.data.length, b.images.shape[0]! * 3 * 32 * 32);
+    skippedPaths.push(...b.skipped.map((s) => s.path));
+  }
+  t.deepEqual(ids.map((i) => path.basename(i)), [files[0]!, files[2]!, files[3]!].map((f) => path.basename(f)));
+  t.deepEqual(shapes, [2, 1]);
+  t.is(loader.stats.skipped, 5);
+  t.is(loader.stats.decoded, 3);
+  t.deepEqual(skippedPaths.sort(), [truncated, garbage, missing, empty, truncPng].sort());
+  t.is(loader.stats.byReason.missing, 1);
+  t.true((loader.stats.byReason.truncated ?? 0) >= 1, JSON.stringify(loader.stats.byReason) + readFileSync(log, "utf8"));
+  const text = readFileSync(log, "utf8");
+  for (const p of [truncated, garbage, missing, empty, truncPng]) t.true(text.includes(p), `log names ${p}`);
+  t.regex(text, /missing\.png.*missing:/);
+
+  const strict = new Loader(samplesFromFiles(list), { batchSize: 4, shuffle: false, transform: { size: 32 }, strict: true });
+  await t.throwsAsync(async () => {
+    for await (const b of strict.epoch(0)) void b;
+  }, { message: /truncated\.jpg: truncated/ });
+});
+
+test("error classification", (t) => {
+  t.is(classifyError(new Error("Input file is missing: /x.png")).kind, "missing");
+  t.is(classifyError(new Error("VipsJpeg: premature end of JPEG image")).kind, "truncated");
+  t.is(classifyError(new Error("Input buffer contains unsupported image format")).kind, "unsupported");
+  t.is(classifyError(Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" })).kind, "unreadable");
+});
+
+test("labels and targets travel with the batch", async (t) => {
+  const samples = samplesFromFiles(files.slice(0, 3)).map((s, i) => ({ ...s, labels: i === 1 ? { dr: 1 as const, hemorrhage: 0.5 as const } : {}, target: i }));
+  const loader = new Loader(samples, { batchSize: 3, shuffle: false, transform: { size: 16 } });
+  for await (const b of loader.epoch(0)) {
+    t.deepEqual(b.labels!.shape, [3, 31]);
+    t.is(b.labels!.data[31 + 1], 1); // dr is the second label
+    t.is(b.labels!.data[31 + 22], 0.5); // hemorrhage
+    t.deepEqual([...b.targets!], [0, 1, 2]);
+  }
+  t.pass();
+});
