@@ -330,22 +330,19 @@ Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
     std::vector<std::pair<std::string, JsTensor>> inputs;
     std::set<std::string> seen;
     Napi::Array keys = dict.GetPropertyNames();
+    std::vector<std::string> present;
     for (uint32_t i = 0; i < keys.Length(); ++i) {
       std::string key = keys.Get(i).ToString().Utf8Value();
-      auto it = expected.find(key);
-      if (it == expected.end()) {
+      if (expected.count(key)) {
+        present.push_back(key);
+        seen.insert(key);
+      } else {
         unexpected.push_back(key);
-        continue;
       }
-      seen.insert(key);
-      const ParamInfo& p = *it->second;
-      std::vector<at::ScalarType> dtypes = c10::isFloatingType(p.dtype)
-                                               ? std::vector<at::ScalarType>{at::kFloat, at::kDouble, at::kBFloat16, at::kHalf}
-                                               : std::vector<at::ScalarType>{at::kLong, at::kInt};
-      inputs.emplace_back(key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]", dtypes, p.shape, false, c10::isFloatingType(p.dtype)}));
     }
     for (const auto& p : params_)
       if (!seen.count(p.name)) missing.push_back(p.name);
+    // names first: a checkpoint of another architecture is reported as such, not as a shape
     if (strict && (!missing.empty() || !unexpected.empty())) {
       std::string msg = "the checkpoint does not fit this model:";
       auto list = [](const std::vector<std::string>& v) {
@@ -357,6 +354,13 @@ Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
       if (!missing.empty()) msg += " missing" + list(missing) + ";";
       if (!unexpected.empty()) msg += " unexpected" + list(unexpected) + ";";
       ThrowRangeError(msg.substr(0, msg.size() - 1));
+    }
+    for (const auto& key : present) {
+      const ParamInfo& p = *expected.at(key);
+      std::vector<at::ScalarType> dtypes = c10::isFloatingType(p.dtype)
+                                               ? std::vector<at::ScalarType>{at::kFloat, at::kDouble, at::kBFloat16, at::kHalf}
+                                               : std::vector<at::ScalarType>{at::kLong, at::kInt};
+      inputs.emplace_back(key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]", dtypes, p.shape, false, c10::isFloatingType(p.dtype)}));
     }
     return queue_.Submit(env, Value(), std::make_unique<LoadTask>(net_, std::move(inputs), std::move(missing), std::move(unexpected)));
   });

@@ -5,6 +5,7 @@
 import { Command, CommanderError } from "commander";
 import { readFileSync } from "node:fs";
 import { register as registerLabels } from "./labels.js";
+import { register as registerModel } from "./model.js";
 import { register as registerSystem } from "./system.js";
 import { register as registerText } from "./text.js";
 
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerSystem(program);
   registerText(program);
   registerLabels(program);
+  registerModel(program);
   return program;
 }
 

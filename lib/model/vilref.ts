@@ -1,0 +1,217 @@
+/**
+ * ViLReF: the dual encoder (image tower + Chinese BERT) in LibTorch. Load released `.pt`
+ * checkpoints or vilref `.safetensors` files, encode preprocessed images and token ids, score
+ * image–text pairs, save.
+ */
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { extname } from "node:path";
+import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
+import type { StTensor } from "../checkpoint/safetensors.js";
+import { native } from "../native.js";
+import type { TensorData } from "../native.js";
+import { inferConfig, parseModelConfig, presetConfig } from "./config.js";
+import type { ModelConfig, ModelConfigInput } from "./config.js";
+
+export type Device = "cpu" | "cuda" | `cuda:${number}`;
+export type Dtype = "float32" | "bfloat16" | "float16";
+
+export interface ModelOptions {
+  /** "cpu" (default), "cuda" or "cuda:N". */
+  device?: Device;
+  /** float32 (default); bfloat16 and float16 on CUDA. */
+  dtype?: Dtype;
+}
+
+export interface LoadOptions extends ModelOptions {
+  /** The config, when the file has none (released `.pt` files): its head widths cannot be inferred. */
+  config?: ModelConfigInput;
+  /** Fail on missing or unexpected tensors (default true). */
+  strict?: boolean;
+}
+
+export interface EncodeOptions {
+  /** "projected" (default): the joint embedding; "pre": the tower's features before the projection. */
+  features?: "projected" | "pre";
+}
+
+/** A state dict entry as the native side takes it: 16-bit floats travel as raw bits. */
+export type StateTensor = TensorData<Float32Array> | TensorData<Float64Array> | TensorData<BigInt64Array> | TensorData<Int32Array> | (TensorData<Uint16Array & Float32Array> & { dtype: "bfloat16" | "float16" });
+
+interface NativeModel {
+  encodeImages(images: TensorData, options?: EncodeOptions): Promise<TensorData>;
+  encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options?: EncodeOptions): Promise<TensorData>;
+  similarity(image: TensorData, text: TensorData): Promise<TensorData>;
+  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
+  loadStateDict(state: Record<string, unknown>, options?: { strict?: boolean }): Promise<{ missing: string[]; unexpected: string[] }>;
+  parameters(): { name: string; shape: number[]; dtype: string }[];
+  resizePositions(resolution: number): Promise<void>;
+  readonly config: ModelConfig;
+  readonly device: string;
+  readonly dtype: Dtype;
+  readonly pending: number;
+}
+
+/** What a vilref safetensors file carries besides tensors (metadata key "vilref", JSON). */
+export interface ModelMetadata {
+  format: 1;
+  config: ModelConfig;
+  /** Label names, in the order of any label vectors the model was trained with. */
+  labels?: string[];
+  /** sha256 of the vocabulary file the text tower was trained with. */
+  vocab_sha256?: string;
+}
+
+export function sha256Hex(bytes: Uint8Array | string): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+function toStateTensor(name: string, t: StTensor): StateTensor {
+  switch (t.dtype) {
+    case "F32":
+    case "F64":
+    case "I64":
+    case "I32":
+      return { data: t.data, shape: t.shape } as StateTensor;
+    case "BF16":
+      return { data: t.data, shape: t.shape, dtype: "bfloat16" } as StateTensor;
+    case "F16":
+      return { data: t.data, shape: t.shape, dtype: "float16" } as StateTensor;
+    default:
+      throw new TypeError(`tensor "${name}": dtype ${t.dtype} is not a model parameter type`);
+  }
+}
+
+function toStTensor(t: TensorData<Float32Array> | TensorData<BigInt64Array>): StTensor {
+  return t.data instanceof BigInt64Array ? { dtype: "I64", shape: t.shape, data: t.data } : { dtype: "F32", shape: t.shape, data: t.data };
+}
+
+export class ViLReF {
+  readonly #native: NativeModel;
+  readonly #config: ModelConfig;
+  labels: string[] | undefined;
+  vocabSha256: string | undefined;
+
+  private constructor(nativeModel: NativeModel, config: ModelConfig, meta: Partial<ModelMetadata> = {}) {
+    this.#native = nativeModel;
+    this.#config = config;
+    this.labels = meta.labels;
+    this.vocabSha256 = meta.vocab_sha256;
+  }
+
+  /** A randomly initialised model (the released initialisation, seeded) from a config or preset name. */
+  static create(config: ModelConfigInput | string, options: ModelOptions & { seed?: number } = {}): ViLReF {
+    const parsed = typeof config === "string" ? presetConfig(config) : parseModelConfig(config);
+    const Model = (native() as unknown as { Model: new (c: ModelConfig, o: object) => NativeModel }).Model;
+    return new ViLReF(new Model(parsed, options), parsed);
+  }
+
+  /**
+   * Loads a `.safetensors` file written by vilref (config in its metadata) or a released
+   * `.pt` checkpoint (config from `options.config`, else inferred from shapes with 64-wide heads).
+   */
+  static async load(path: string, options: LoadOptions = {}): Promise<ViLReF> {
+    const { tensors, metadata, config } = await readCheckpoint(path, options.config);
+    const model = ViLReF.create(config, { ...(options.device ? { device: options.device } : {}), ...(options.dtype ? { dtype: options.dtype } : {}) });
+    model.labels = metadata.labels;
+    model.vocabSha256 = metadata.vocab_sha256;
+    try {
+      await model.loadStateDict(tensors, { strict: options.strict ?? true });
+    } catch (e) {
+      throw new Error(`${path}: ${(e as Error).message}`);
+    }
+    return model;
+  }
+
+  /** The config in the released names (image_resolution follows resizePositionalEmbedding). */
+  get config(): ModelConfig {
+    return { ...this.#config, image_resolution: this.#native.config.image_resolution };
+  }
+  get device(): string {
+    return this.#native.device;
+  }
+  get dtype(): Dtype {
+    return this.#native.dtype;
+  }
+  /** Calls queued or running on this model. */
+  get pending(): number {
+    return this.#native.pending;
+  }
+
+  /** images: float32 [N, 3, R, R], already normalised → [N, embed_dim] (or the tower's width with features: "pre"). */
+  encodeImages(images: TensorData, options: EncodeOptions = {}): Promise<TensorData> {
+    return this.#native.encodeImages(images, options);
+  }
+
+  /** ids: [N, L] token ids (BigInt64Array or Int32Array), 0-padded → [N, embed_dim] (or text_hidden_size with features: "pre"). */
+  encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options: EncodeOptions = {}): Promise<TensorData> {
+    return this.#native.encodeTexts(ids, options);
+  }
+
+  /** exp(logit_scale) · normalised image features @ normalised text features^T: logits per image [N, M]. */
+  similarity(imageFeatures: TensorData, textFeatures: TensorData): Promise<TensorData> {
+    return this.#native.similarity(imageFeatures, textFeatures);
+  }
+
+  /** Copies of every parameter and buffer, by the released names, as float32 (int64 for counters). */
+  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>> {
+    return this.#native.stateDict();
+  }
+
+  /** Replaces parameters by name; missing and unexpected names are reported (an error when strict). */
+  loadStateDict(state: Record<string, StateTensor>, options: { strict?: boolean } = {}): Promise<{ missing: string[]; unexpected: string[] }> {
+    return this.#native.loadStateDict(state, options);
+  }
+
+  /** Names, shapes and dtypes of the parameters and buffers. */
+  parameters(): { name: string; shape: number[]; dtype: string }[] {
+    return this.#native.parameters();
+  }
+
+  /** Resizes the positional embedding (bicubic) so the model takes images of `resolution` pixels. */
+  resizePositionalEmbedding(resolution: number): Promise<void> {
+    return this.#native.resizePositions(resolution);
+  }
+
+  /** Writes the model as safetensors: every tensor by its released name, config and labels in the metadata. */
+  async save(path: string, extra: { labels?: string[]; vocabSha256?: string } = {}): Promise<void> {
+    const state = await this.stateDict();
+    const tensors = new Map(Object.entries(state).map(([k, v]) => [k, toStTensor(v)] as const));
+    const meta: ModelMetadata = { format: 1, config: this.config };
+    const labels = extra.labels ?? this.labels;
+    const vocab = extra.vocabSha256 ?? this.vocabSha256;
+    if (labels) meta.labels = labels;
+    if (vocab) meta.vocab_sha256 = vocab;
+    await writeSafetensors(path, tensors, { vilref: JSON.stringify(meta) });
+  }
+}
+
+/** Reads a checkpoint's tensors and config without building a model. */
+export async function readCheckpoint(path: string, config?: ModelConfigInput): Promise<{ tensors: Record<string, StateTensor>; metadata: Partial<ModelMetadata>; config: ModelConfig }> {
+  const kind = extname(path).toLowerCase();
+  let tensors: Record<string, StateTensor>;
+  let metadata: Partial<ModelMetadata> = {};
+  if (kind === ".safetensors") {
+    const file = await readSafetensors(path);
+    tensors = Object.fromEntries([...file.tensors].map(([k, t]) => [k, toStateTensor(k, t)]));
+    if (file.metadata.vilref !== undefined) {
+      try {
+        metadata = JSON.parse(file.metadata.vilref) as Partial<ModelMetadata>;
+      } catch {
+        throw new Error(`${path}: its "vilref" metadata is not JSON`);
+      }
+    }
+  } else if (kind === ".pt" || kind === ".pth" || kind === ".bin") {
+    const bytes = new Uint8Array(await readFile(path));
+    const imported = await (native() as unknown as { importTorchCheckpoint(b: Uint8Array, n: string): Promise<{ tensors: Record<string, StateTensor> }> }).importTorchCheckpoint(bytes, path);
+    tensors = imported.tensors;
+  } else {
+    throw new RangeError(`${path}: unknown checkpoint type "${kind}" (expected .safetensors or a PyTorch .pt)`);
+  }
+  const resolved = config
+    ? parseModelConfig(config, `${path} config`)
+    : metadata.config
+      ? parseModelConfig(metadata.config, `${path} metadata config`)
+      : inferConfig(Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.shape])));
+  return { tensors, metadata, config: resolved };
+}
