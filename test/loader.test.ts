@@ -45,7 +45,7 @@ test("batches are one contiguous Float32Array of shape (N, 3, 224, 224) with nor
       if (v > max) max = v;
     }
     t.true(min >= lo - 1e-5 && max <= hi + 1e-5 && max - min > 1, `range ${min}..${max}`);
-    t.is(b.ids.length, b.images.shape[0]);
+    t.is(b.ids.length, b.images.shape[0]!);
   }
   t.is(loader.stats.decoded, 10);
   t.deepEqual(new Set(batches.flatMap((b) => b.ids)).size, 10);

@@ -247,6 +247,20 @@ export async function renderRect(src: ImageSource, rect: Rect, W: number, H: num
   const sx = S / rect.width;
   const sy = S / rect.height;
   const whole = x0 === 0 && y0 === 0 && x1 === W && y1 === H;
+  const insideImage = rect.left >= 0 && rect.top >= 0 && rect.left + rect.width <= W && rect.top + rect.height <= H;
+  if (!whole && insideImage) {
+    // Resize the whole image so the rectangle becomes size×size, then cut it out: resizing first
+    // lets libvips shrink JPEGs while decoding (a 2048² JPEG decodes at 1/8 scale for 224 output).
+    const RW = Math.max(S, Math.round(W * sx));
+    const RH = Math.max(S, Math.round(H * sy));
+    const left = Math.min(RW - S, Math.max(0, Math.round(rect.left * sx)));
+    const top = Math.min(RH - S, Math.max(0, Math.round(rect.top * sy)));
+    img = img.resize(RW, RH, { fit: "fill", kernel: "cubic" }).extract({ left, top, width: S, height: S });
+    if (flip) img = img.flop();
+    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== S || info.height !== S) throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
+    return data;
+  }
   if (!whole) img = img.extract({ left: x0, top: y0, width: x1 - x0, height: y1 - y0 });
   const padL = Math.round((x0 - rect.left) * sx);
   const padT = Math.round((y0 - rect.top) * sy);
