@@ -7,7 +7,7 @@ import { availableParallelism } from "node:os";
 import { locateLibTorch } from "./build/libtorch.js";
 import type { Attempt, LibTorch } from "./build/libtorch.js";
 import { nativeAddon } from "./native.js";
-import type { CudaInfo, LoadRoute, NativeBlasInfo } from "./native.js";
+import type { CpuCacheStats, CudaInfo, LoadRoute, NativeBlasInfo } from "./native.js";
 
 export type BlasKind = "openblas-openmp" | "openblas-pthread" | "openblas-sequential" | "mkl" | "reference" | "other" | "unknown";
 
@@ -52,6 +52,7 @@ export interface DoctorReport {
   cuda: CudaInfo | null;
   blas: BlasReport | null;
   threads: { intraOp: number; cores: number } | null;
+  cpuCache: CpuCacheStats | null;
   parallel: string | null;
   warnings: string[];
   ok: boolean;
@@ -67,7 +68,7 @@ export function doctor(): DoctorReport {
   } catch (e) {
     libtorch = { found: null, tried: [{ source: "LIBTORCH", detail: (e as Error).message }] };
   }
-  const report: DoctorReport = { node, libtorch, addon: { error: "not loaded" }, cuda: null, blas: null, threads: null, parallel: null, warnings, ok: false };
+  const report: DoctorReport = { node, libtorch, addon: { error: "not loaded" }, cuda: null, blas: null, threads: null, cpuCache: null, parallel: null, warnings, ok: false };
   let loaded;
   try {
     loaded = nativeAddon();
@@ -84,6 +85,7 @@ export function doctor(): DoctorReport {
   if (report.blas.warning) warnings.push(report.blas.warning);
   report.threads = { intraOp: addon.getNumThreads(), cores: availableParallelism() };
   report.parallel = info.parallel;
+  report.cpuCache = addon.cpuCache();
   if (report.threads.intraOp > report.threads.cores) warnings.push(`${report.threads.intraOp} threads on ${report.threads.cores} cores: oversubscribed`);
   if (info.cudaCompiled && !report.cuda.available) warnings.push("the addon is built for CUDA but no GPU is usable (driver missing or CUDA_VISIBLE_DEVICES empty)");
   report.ok = !report.blas.warning;
@@ -109,6 +111,7 @@ export function formatDoctor(r: DoctorReport): string {
   }
   if (r.blas) row("blas", `${r.blas.kind}: ${r.blas.detail}`);
   if (r.threads) row("threads", `${r.threads.intraOp} intra-op (of ${r.threads.cores} cores; set VILREF_THREADS or setThreads())`);
+  if (r.cpuCache) row("cpu cache", r.cpuCache.enabled ? `on: freed tensors ≥ 1 MiB reused, up to ${gib(r.cpuCache.limitBytes)} (VILREF_CPU_CACHE_MB)` : "off (VILREF_CPU_CACHE_MB=0)");
   for (const w of r.warnings) lines.push(`WARNING: ${w}`);
   lines.push(r.ok ? "doctor: ok" : "doctor: problems found");
   return lines.join("\n");

@@ -1,6 +1,6 @@
 /** vilref's public API. */
-export { loadNative, native, nativeAddon, setThreads, getThreads, defaultThreads } from "./native.js";
-export type { TensorArray, TensorData, LoadedAddon, LoadOptions, LoadRoute, BuildInfo, CudaInfo, CudaDevice, HeadConfig, LibTorch, Stamp } from "./native.js";
+export { loadNative, native, nativeAddon, setThreads, getThreads, defaultThreads, cpuCache, emptyCpuCache } from "./native.js";
+export type { CpuCacheStats, TensorArray, TensorData, LoadedAddon, LoadOptions, LoadRoute, BuildInfo, CudaInfo, CudaDevice, HeadConfig, LibTorch, Stamp } from "./native.js";
 export { locateLibTorch, requireLibTorch, flavourOf } from "./build/libtorch.js";
 export { doctor, formatDoctor, classifyBlas } from "./doctor.js";
 export type { DoctorReport, BlasReport, BlasKind } from "./doctor.js";
@@ -17,3 +17,10 @@ export type { NpyArray, NpyDtype } from "./io/npy.js";
 export { parseSafetensors, parseSafetensorsHeader, readSafetensors, encodeSafetensors, writeSafetensors, stItemSize, DEFAULT_MAX_HEADER_BYTES } from "./checkpoint/safetensors.js";
 export type { StDtype, StTensor, StHeader, StHeaderEntry, SafetensorsOptions } from "./checkpoint/safetensors.js";
 export { CheckpointError } from "./checkpoint/errors.js";
+export * from "./data/transforms.js";
+export * from "./data/manifest.js";
+export * from "./data/loader.js";
+export * from "./data/inputs.js";
+export { hashSeed, mulberry32, permutation } from "./data/rng.js";
+export * from "./synth/index.js";
+export * from "./embed/index.js";

@@ -85,8 +85,22 @@ export interface EchoResult<T extends TensorArray> {
   outputAddress: bigint;
 }
 
+export interface CpuCacheStats {
+  /** False when VILREF_CPU_CACHE_MB=0 turned the caching allocator off. */
+  enabled: boolean;
+  /** Freed blocks held for reuse. */
+  cachedBytes: number;
+  /** Blocks of 1 MiB and more in use by tensors. */
+  liveBytes: number;
+  limitBytes: number;
+  hits: number;
+  misses: number;
+}
+
 /** The addon's exports, exactly. */
 export interface NativeAddon {
+  cpuCache(): CpuCacheStats;
+  emptyCpuCache(): void;
   buildInfo(): BuildInfo;
   setNumThreads(threads: number): void;
   getNumThreads(): number;
@@ -213,4 +227,14 @@ export function setThreads(threads: number): void {
 
 export function getThreads(): number {
   return native().getNumThreads();
+}
+
+/** LibTorch's CPU block cache: freed tensors of 1 MiB and more are kept for reuse (see README). */
+export function cpuCache(): CpuCacheStats {
+  return native().cpuCache();
+}
+
+/** Returns every cached block to the system. */
+export function emptyCpuCache(): void {
+  native().emptyCpuCache();
 }

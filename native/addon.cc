@@ -1,12 +1,14 @@
 // Registers vilref's native classes and functions; nothing else lives here.
 #include <napi.h>
 
+#include "allocator.h"
 #include "checkpoint.h"
 #include "clip.h"
 #include "head.h"
 #include "runtime.h"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  vilref::InitAllocator(env, exports);
   vilref::InitRuntime(env, exports);
   vilref::InitCheckpoint(env, exports);
   exports.Set("Head", vilref::Head::Define(env));

@@ -1,6 +1,10 @@
 #include "clip.h"
 
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <set>
 
@@ -119,7 +123,15 @@ class EncodeTask : public Task {
   EncodeTask(std::function<at::Tensor()> body, std::vector<JsTensor> inputs) : body_(std::move(body)), inputs_(std::move(inputs)) {}
   void Execute() override {
     torch::NoGradGuard noGrad;
-    output_ = PrepareForJs(body_());
+    // VILREF_PROFILE=DIR: a chrome trace (LibTorch's profiler) of every encode call, for finding
+    // where the time goes; the profiler is per thread, so it records here.
+    if (const char* dir = std::getenv("VILREF_PROFILE")) {
+      static std::atomic<int> counter{0};
+      torch::autograd::profiler::RecordProfile profile(std::string(dir) + "/encode-" + std::to_string(counter++) + ".json");
+      output_ = PrepareForJs(body_());
+    } else {
+      output_ = PrepareForJs(body_());
+    }
   }
   Napi::Value Resolve(Napi::Env env) override { return WrapTensor(env, output_); }
 

@@ -106,3 +106,18 @@ test("the thread count is a setting, defaulting to the machine's cores", (t) => 
   addon.setNumThreads(before);
   t.is(addon.getNumThreads(), before);
 });
+
+test("the CPU block cache reuses freed tensors of 1 MiB and more, and empties on request", async (t) => {
+  const head = new Head({ inFeatures: 512, outFeatures: 1024, seed: 1 });
+  const input = randomInput(512, 512, 7); // output 2 MiB
+  const before = addon.cpuCache();
+  t.true(before.enabled);
+  for (let i = 0; i < 20; i++) await head.forward(input);
+  (globalThis as { gc?: () => void }).gc?.();
+  await new Promise((r) => setImmediate(r));
+  const after = addon.cpuCache();
+  t.true(after.hits - before.hits >= 10, `hits ${after.hits - before.hits}, misses ${after.misses - before.misses}`);
+  t.true(after.cachedBytes > 0);
+  addon.emptyCpuCache();
+  t.is(addon.cpuCache().cachedBytes, 0);
+});

@@ -53,3 +53,9 @@ test("a bad VILREF_THREADS is named", (t) => {
   t.is(r.status, 1);
   t.regex(r.stderr + r.stdout, /VILREF_THREADS: expected a positive integer, got "many"/);
 });
+
+test("VILREF_CPU_CACHE_MB=0 turns the CPU block cache off; doctor says which", (t) => {
+  const run = (env: NodeJS.ProcessEnv) => JSON.parse(spawnSync(process.execPath, [join(packageRoot, "bin/vilref.js"), "doctor", "--json"], { encoding: "utf8", env: { ...process.env, ...env } }).stdout);
+  t.like(run({ VILREF_CPU_CACHE_MB: "0" }).cpuCache, { enabled: false, limitBytes: 0 });
+  t.like(run({ VILREF_CPU_CACHE_MB: "64" }).cpuCache, { enabled: true, limitBytes: 64 * 2 ** 20 });
+});

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { readFileSync } from "node:fs";
+import { register as registerData } from "./data.js";
 import { register as registerLabels } from "./labels.js";
 import { register as registerModel } from "./model.js";
 import { register as registerSystem } from "./system.js";
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerText(program);
   registerLabels(program);
   registerModel(program);
+  registerData(program);
   return program;
 }
 
