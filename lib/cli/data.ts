@@ -9,25 +9,46 @@ import { Loader } from "../data/loader.js";
 import { readManifest } from "../data/manifest.js";
 import { embedImages, embedTexts, PooledHeadEncoder, type EmbedResult, type ImageEncoder, type TextEncoder } from "../embed/index.js";
 import { writeSynthDataset } from "../synth/index.js";
+import { embedNpy } from "../model/embed-npy.js";
+import { modelFromSpec, ViLReFImageEncoder, ViLReFTextEncoder } from "../model/encoders.js";
+import type { ModelSpecOptions } from "../model/encoders.js";
+import type { Device, Dtype } from "../model/vilref.js";
+import { BertTokenizer, DEFAULT_CONTEXT_LENGTH } from "../text/index.js";
+import { readFileSync } from "node:fs";
 
-/** How `embed --model <spec>` becomes an encoder. The ViLReF model plugs in here. */
-export interface EncoderResolvers {
-  image(spec: string, options: { imageSize?: number }): Promise<ImageEncoder>;
-  text(spec: string): Promise<TextEncoder>;
+export interface ResolveOptions extends ModelSpecOptions {
+  imageSize?: number;
+  features?: "projected" | "pre";
+  vocab?: string;
+  contextLength?: number;
 }
 
+/** How `embed --model <spec>` becomes an encoder. */
+export interface EncoderResolvers {
+  image(spec: string, options: ResolveOptions): Promise<ImageEncoder>;
+  text(spec: string, options: ResolveOptions): Promise<TextEncoder>;
+}
+
+const features = (o: ResolveOptions) => (o.features ? { features: o.features } : {});
+
 /**
- * Built in: `pool-head[:dim[:seed]]`, pooled image statistics through a LibTorch Head (a small
- * real encoder for smoke tests; no text side).
+ * A ViLReF checkpoint (.safetensors or released .pt), `preset:<name>[:seed]` (random weights), or
+ * `pool-head[:dim[:seed]]`: pooled image statistics through a LibTorch Head (a small real encoder
+ * for smoke tests; no text side).
  */
 export const builtinResolvers: EncoderResolvers = {
-  async image(spec, { imageSize }) {
+  async image(spec, o) {
     const m = /^pool-head(?::(\d+))?(?::(\d+))?$/.exec(spec);
-    if (!m) throw new Error(`--model ${spec}: unknown model (built in: pool-head[:dim[:seed]]; ViLReF checkpoints come with the model towers)`);
-    return new PooledHeadEncoder({ dim: m[1] ? Number(m[1]) : 64, seed: m[2] ? Number(m[2]) : 0, imageSize: imageSize ?? 224 });
+    if (m) return new PooledHeadEncoder({ dim: m[1] ? Number(m[1]) : 64, seed: m[2] ? Number(m[2]) : 0, imageSize: o.imageSize ?? 224 });
+    const { model, name } = await modelFromSpec(spec, o);
+    if (o.imageSize !== undefined && o.imageSize !== model.config.image_resolution) await model.resizePositionalEmbedding(o.imageSize);
+    return new ViLReFImageEncoder(model, `${name}:${model.config.image_resolution}:${o.features ?? "projected"}`, features(o));
   },
-  async text(spec) {
-    throw new Error(`--model ${spec}: no text encoder available yet (the ViLReF text tower provides it)`);
+  async text(spec, o) {
+    if (spec.startsWith("pool-head")) throw new Error(`--model ${spec}: pool-head has no text side`);
+    if (!o.vocab) throw new Error("embed --texts: give the model's vocabulary with --vocab <vocab.txt>");
+    const { model, name } = await modelFromSpec(spec, o);
+    return new ViLReFTextEncoder(model, `${name}:${o.features ?? "projected"}`, BertTokenizer.fromFile(o.vocab), o.contextLength ?? DEFAULT_CONTEXT_LENGTH, features(o));
   },
 };
 
@@ -76,11 +97,18 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
 
   program
     .command("embed")
-    .description("embed images (a folder, glob or manifest) or report texts into <out>.npy (float32 N×D) and <out>.ids.txt; resumable")
+    .description("embed images (a folder, glob or manifest), report texts, or a .npy of preprocessed images / token ids into <out>.npy (float32 N×D) and <out>.ids.txt; resumable")
     .option("--images <input>", "a folder (searched recursively), a glob such as 'data/**/*.png', or a manifest (.csv/.tsv/.jsonl)")
     .option("--texts <file>", "reports to embed instead: .jsonl, .csv or .txt (see vilref labels)")
+    .option("--npy <file>", "a .npy of preprocessed images (float32 N×3×R×R) or token ids (int64/int32 N×L) instead; rows keep their order")
     .requiredOption("--out <file.npy>", "output .npy; ids are written beside it as .ids.txt")
-    .requiredOption("--model <spec>", "the encoder (built in: pool-head[:dim[:seed]])")
+    .requiredOption("--model <spec>", "a ViLReF checkpoint (.safetensors or released .pt), preset:<name>[:seed] (random weights), or pool-head[:dim[:seed]]")
+    .option("--config <file>", "model config JSON for a released .pt (head widths are not in the weights)")
+    .addOption(new Option("--features <which>", "the joint embedding, or the tower's features before the projection").choices(["projected", "pre"]).default("projected"))
+    .option("--vocab <file>", "vocabulary (vocab.txt) for --texts")
+    .option("--context-length <n>", "tokens per text for --texts", int(2), DEFAULT_CONTEXT_LENGTH)
+    .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+    .addOption(new Option("--dtype <dtype>", "weights' precision (bfloat16/float16 on CUDA)").choices(["float32", "bfloat16", "float16"]).default("float32"))
     .option("--batch-size <n>", "inputs per forward pass", int(1), 32)
     .option("--chunk-size <n>", "inputs per resumable chunk (a multiple of the batch size)", int(1))
     .option("--image-size <px>", "input size for models that take any", int(8))
@@ -94,8 +122,32 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
     .option("--id-column <name>", "manifest column with the id", "id")
     .option("--text-field <name>", "field or column holding the report (with --texts)", "text")
     .option("--id-field <name>", "field or column holding the id (with --texts)", "id")
-    .action(async (o: { images?: string; texts?: string; out: string; model: string; batchSize: number; chunkSize?: number; imageSize?: number; fov?: boolean; concurrency?: number; strict?: boolean; log?: string; force?: boolean; progress: boolean; imageColumn: string; idColumn: string; textField: string; idField: string }) => {
-      if (!!o.images === !!o.texts) throw new Error("embed: give exactly one of --images <input> or --texts <file>");
+    .action(async (o: { images?: string; texts?: string; npy?: string; config?: string; features: "projected" | "pre"; vocab?: string; contextLength: number; device: string; dtype: string; out: string; model: string; batchSize: number; chunkSize?: number; imageSize?: number; fov?: boolean; concurrency?: number; strict?: boolean; log?: string; force?: boolean; progress: boolean; imageColumn: string; idColumn: string; textField: string; idField: string }) => {
+      if ([o.images, o.texts, o.npy].filter(Boolean).length !== 1) throw new Error("embed: give exactly one of --images <input>, --texts <file> or --npy <file>");
+      let config: ModelSpecOptions["config"];
+      if (o.config) {
+        try {
+          config = JSON.parse(readFileSync(o.config, "utf8"));
+        } catch (e) {
+          throw new Error(`--config ${o.config}: ${(e as Error).message}`);
+        }
+      }
+      const resolve: ResolveOptions = {
+        ...(config ? { config } : {}),
+        device: o.device as Device,
+        dtype: o.dtype as Dtype,
+        features: o.features,
+        ...(o.vocab ? { vocab: o.vocab } : {}),
+        contextLength: o.contextLength,
+        ...(o.imageSize !== undefined ? { imageSize: o.imageSize } : {}),
+      };
+      if (o.npy) {
+        const { model } = await modelFromSpec(o.model, resolve);
+        const r = await embedNpy(model, o.npy, o.out, { features: o.features, batchSize: o.batchSize, ...(o.progress ? { onProgress: (d: number, n: number) => process.stderr.write(`\rvilref embed: ${d}/${n}`) } : {}) });
+        if (o.progress) process.stderr.write("\n");
+        say(`wrote ${o.out} [${r.rows}, ${r.dim}] from ${r.kind} in ${o.npy}`);
+        return;
+      }
       const common = {
         out: o.out,
         batchSize: o.batchSize,
@@ -110,12 +162,12 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
           if (typeof r.text !== "string") throw new Error(`${o.texts}:${r.line}: no report text in field ${JSON.stringify(o.textField)}`);
           return { id: r.id ?? String(r.line), text: r.text };
         });
-        const enc = await resolvers.text(o.model);
+        const enc = await resolvers.text(o.model, resolve);
         say(summary(await embedTexts(records, enc, common)));
         return;
       }
       const samples = resolveImageInputs(o.images!, { columns: { image: o.imageColumn, id: o.idColumn } });
-      const enc = await resolvers.image(o.model, o.imageSize !== undefined ? { imageSize: o.imageSize } : {});
+      const enc = await resolvers.image(o.model, resolve);
       const r = await embedImages(samples, enc, {
         ...common,
         transform: { fov: !!o.fov },
