@@ -19,6 +19,7 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } 
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { mulberry32 } from "../lib/data/rng.js";
 import { Labeler } from "../lib/labels/index.js";
 import { BertTokenizer } from "../lib/text/index.js";
 
@@ -36,22 +37,12 @@ const withPython = !process.argv.includes("--no-python");
 const record = process.argv.includes("--record");
 
 // ---- corpus --------------------------------------------------------------------------------
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const dev = readFileSync(path.join(shared, "labels/dev-reports.jsonl"), "utf8")
   .split("\n")
   .filter(Boolean)
   .map((l) => (JSON.parse(l) as { text: string }).text);
 const sentences = dev.flatMap((t) => t.split(/(?<=[。\n])/).map((s) => s.trim()).filter((s) => s.length > 0));
-const rand = mulberry32(20240601);
+const rand = mulberry32(20240601).next;
 const corpus: string[] = [];
 for (let i = 0; i < N; i++) {
   if (i % 10 === 0) {

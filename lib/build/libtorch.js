@@ -55,9 +55,9 @@ export function flavourOf(version, cuda) {
   return `torch${version}-${cuda ? "cu" + cuda.replace(/\./g, "") : "cpu"}`;
 }
 
-/** Reads the ABI flag from TorchConfig.cmake (`TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=1"`). @param {string | null} configDir @returns {0|1} */
+/** Reads the ABI flag from TorchConfig.cmake (`TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=1"`). @param {string} configDir @returns {0|1} */
 function abiFrom(configDir) {
-  const text = configDir ? readText(join(configDir, "TorchConfig.cmake")) : null;
+  const text = readText(join(configDir, "TorchConfig.cmake"));
   const m = text ? /_GLIBCXX_USE_CXX11_ABI=([01])/.exec(text) : null;
   return m ? /** @type {0|1} */ (Number(m[1])) : 1;
 }
@@ -98,10 +98,19 @@ function checkPrefix(root, source, hint = {}) {
     const m = /\+cu(\d+)(\d)$/.exec(buildVersion ?? "");
     cuda = m ? `${m[1]}.${m[2]}` : existsSync(join(libDir, "libtorch_cuda.so")) ? "unknown" : null;
   }
+  return describe(source, root, join(root, "share/cmake"), include, libDir, configDir, version, cuda);
+}
+
+/**
+ * @param {LibTorchSource} source @param {string} root @param {string | null} cmakePrefix
+ * @param {string} include @param {string} libDir @param {string} configDir @param {string} version
+ * @param {string | null} cuda @returns {LibTorch}
+ */
+function describe(source, root, cmakePrefix, include, libDir, configDir, version, cuda) {
   return {
     source,
     root,
-    cmakePrefix: join(root, "share/cmake"),
+    cmakePrefix,
     includeDirs: [include, join(include, "torch/csrc/api/include")],
     libDir,
     libs: libsIn(libDir),
@@ -156,18 +165,9 @@ function checkSystem(prefix) {
   const version = (prefix === "/usr" ? debianVersion("libtorch-dev") : null) ?? headerVersion(include);
   if (!version) return "cannot tell its version";
   const cuda = existsSync(join(libDir, "libtorch_cuda.so")) ? "unknown" : null;
-  return {
-    source: "system",
-    root: prefix,
-    cmakePrefix: configDir.endsWith("share/cmake/Torch") || prefix !== "/usr" ? resolve(configDir, "..") : null,
-    includeDirs: [include, join(include, "torch/csrc/api/include")],
-    libDir,
-    libs: libsIn(libDir),
-    version,
-    cuda,
-    cxx11Abi: abiFrom(configDir),
-    flavour: flavourOf(version, cuda),
-  };
+  // CMake's default search path finds Debian's TorchConfig; other prefixes are passed explicitly.
+  const cmakePrefix = configDir.endsWith("share/cmake/Torch") || prefix !== "/usr" ? resolve(configDir, "..") : null;
+  return describe("system", prefix, cmakePrefix, include, libDir, configDir, version, cuda);
 }
 
 /**

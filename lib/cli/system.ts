@@ -2,19 +2,8 @@
 import type { Command } from "commander";
 import { doctor, formatDoctor } from "../doctor.js";
 import { Head, referenceForward } from "../head.js";
+import { mulberry32 } from "../data/rng.js";
 import { getThreads } from "../native.js";
-
-/** A seeded uniform generator (mulberry32), so the demo prints the same numbers every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function runDemo(log: (line: string) => void = console.log): Promise<{ maxAbsDiff: number; samplesPerSecond: number }> {
   const report = doctor();
@@ -25,7 +14,7 @@ export async function runDemo(log: (line: string) => void = console.log): Promis
   const config = { inFeatures: 512, hidden: [1024], outFeatures: 31, activation: "gelu" as const, seed: 7 };
   const head = new Head(config);
   const n = 256;
-  const random = rng(42);
+  const random = mulberry32(42).next;
   const x = Float32Array.from({ length: n * config.inFeatures }, () => random() * 2 - 1);
   const y = await head.forward({ data: x, shape: [n, config.inFeatures] });
   const state = await head.stateDict();
