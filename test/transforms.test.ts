@@ -1,7 +1,7 @@
 import test from "ava";
 import sharp from "sharp";
 import { readdirSync } from "node:fs";
-import { CLIP_MEAN, CLIP_STD, detectFov, parseTransform, planSample, preprocess, preprocessInto, randomResizedCrop, sampleSeed } from "../lib/data/transforms.js";
+import { CLIP_MEAN, CLIP_STD, detectFov, jitter8, normTable, parseTransform, planSample, preprocess, preprocessInto, randomResizedCrop, sampleSeed, writeNormalized } from "../lib/data/transforms.js";
 import { mulberry32 } from "../lib/data/rng.js";
 import { renderFundus } from "../lib/synth/index.js";
 import { hasShared, sharedPath } from "./helpers/shared.js";
@@ -176,4 +176,72 @@ test("field-of-view crop on DRIVE matches the DRIVE masks", async (t) => {
     t.true(out[32 * 64 + 32]! > norm(60, 0));
     for (const p of [0, 63, 63 * 64, 64 * 64 - 1]) t.true(out[p]! < norm(20, 0), `${f}: corner ${p} = ${out[p]}`);
   }
+});
+
+// Expected values from Debian's python3-pil 9.4 + torchvision 0.14 (the benchmark's baseline):
+//   a = np.random.RandomState(5).randint(0, 256, (6, 7, 3), dtype=np.uint8); a[0, :3] = [[255]*3, [0]*3, [250, 3, 128]]
+//   x = Image.fromarray(a); for op in order: x = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation][op](x, factors[op])
+//   bytes(np.asarray(x)).hex();  Normalize(CLIP)(ToTensor()(ramp of 0..255)).view(uint32)
+const JITTER_SRC =
+  "ffffff000000fa03804fe8debde6d1d4e68beb3476dc1d5d90152aeb49e8bcfa0884087de482fe16e73e9b9cbe8790659b8912c470caa85a9e0ab784d04e947c071efb4bcc70a6fd8f7f0e30718cebceb575ab14e7ef42a6506c0abd1bf8c8d12ca4f970cd20173ecbfe862841ecadc3af8d43e11efe631cd4872a46567c";
+const JITTER_CASES: [[number, number, number], [number, number, number], string][] = [
+  [[1.093, 0.912, 1.0713], [0, 1, 2], "f5f5f50d0d0dff098d53f6ebc7f3dcdef390fd3b81f12469a11e34fb50f9c7f70695108df48bf919f843a6a7cb929c6ea89516d379d8b763ac0dc790e156a18d1028fb52db78b2fa9c8b12387e9bf6d9bd7fb817f4f643b659770ece20f6d3dc31b1fb78dc232049dffa902b45f9b8d0ba9648f021fc6c20e3922e50628a"],
+  [[0.9, 1.1, 0.9], [2, 0, 1], "efefef000000da006d4bd3cbafd5c2c4d583ce2c67c0154e780a1dd141ceaee50d6d0068ce77e514ce388c8dac788059897910af64b5944e8b07a274b84382650011e142b66596e37e6f0a266078d8bfa9699811d6dc4291435e07a516e4b9c22791dd65b91e0d30aee479253ed79eb1a0813dcb1ce25718bd792638486a"],
+  [[1.1, 1.0, 0.95], [1, 2, 0], "ffffff000000ff078a5cfbf2d1fbe5e9fb9cfa3c80ea236698182efd53f9ceff128c0b85f791ff1ef848aaabce949d70a89519d47cdab564ab10c690df58a0840821ff55dc7db5ff9b8a14377b96ffe2c881b91bfdff50b3597610cb22ffdce534b2ff7dde291b44d7ff94314dffbed5c09c4ef327ff6e24e494334d5e86"],
+  [[0.97, 1.08, 1.1], [2, 1, 0], "f7f7f7000000f7007e3cebe0b7e6ced1e67ef72370e70b5694061ff43af1b7f70086007ee877f700ef2c9697bf818b5a998300c565cda84e9d00b97fd740917e0012f73cd064a2f78c7a00216c8beccbae6caa00e7f128a7456400c207f7c3ce18a2f764cf080734d7f77e122cf1a8c2aa8331e606f75806d980153c4e7a"],
+  [[1.0, 0.9013, 1.0], [0, 1, 2], "f3f3f30d0d0def108155ded5b8ddcaccdd8be13c78d427618f2033e14fdeb7ef1584157edb82f221de45999ab9878f6899891ebe72c3a55e9c16b284c954937d1428f051c572a3f18e801a39738ce1c7b077a71fdee549a3556f16b826edc2ca35a1ee72c62a2245c4f2863148e2a9bdab8c4ad828f26727cc87334c5b7d"],
+];
+
+test("colour jitter gives torchvision's PIL results byte for byte, in every order", (t) => {
+  for (const [[brightness, contrast, saturation], order, hex] of JITTER_CASES) {
+    const rgb = new Uint8Array(Buffer.from(JITTER_SRC, "hex"));
+    jitter8(rgb, { brightness, contrast, saturation, order });
+    t.is(Buffer.from(rgb).toString("hex"), hex, `factors ${[brightness, contrast, saturation]}, order ${order}`);
+  }
+  // The order matters (contrast uses the mean after brightness), so a wrong order is caught.
+  const rgb = new Uint8Array(Buffer.from(JITTER_SRC, "hex"));
+  jitter8(rgb, { brightness: 0.9, contrast: 1.1, saturation: 0.9, order: [0, 1, 2] });
+  t.not(Buffer.from(rgb).toString("hex"), JITTER_CASES[1]![2]);
+});
+
+test("normalisation gives torchvision's ToTensor + Normalize float32 bits", (t) => {
+  const expected = [
+    [0xbfe568dc, 0xbfe38a7f, 0x3d7ce092, 0x3d9c5620, 0x3ff536e5, 0x3ff71541],
+    [0xbfe044b8, 0xbfde58f1, 0x3e1d9531, 0x3e2cf36b, 0x4003d502, 0x4004cae5],
+    [0xbfbd77d8, 0xbfbba5e1, 0x3ea6c5e6, 0x3eae0dc4, 0x40086d66, 0x40095660],
+  ];
+  const bits = new Uint32Array(normTable(CLIP_MEAN, CLIP_STD).buffer);
+  [0, 1, 127, 128, 254, 255].forEach((v, k) => {
+    for (let c = 0; c < 3; c++) t.is(bits[c * 256 + v], expected[c]![k], `channel ${c}, value ${v}`);
+  });
+  // writeNormalized: HWC bytes → CHW planes through the same table, jitter first.
+  const S = 7;
+  const src = new Uint8Array(Buffer.from(JITTER_SRC + JITTER_SRC.slice(0, 2 * 3 * 7), "hex"));
+  const out = new Float32Array(3 * S * S + 5);
+  const plan = { rect: { left: 0, top: 0, width: S, height: S }, flip: false, brightness: 1.093, contrast: 0.912, saturation: 1.0713, order: [0, 1, 2] as [number, number, number] };
+  writeNormalized(src, S, plan, { mean: [...CLIP_MEAN], std: [...CLIP_STD] }, out, 5);
+  const jittered = new Uint8Array(Buffer.from(JITTER_SRC + JITTER_SRC.slice(0, 2 * 3 * 7), "hex"));
+  jitter8(jittered, plan);
+  const table = normTable(CLIP_MEAN, CLIP_STD);
+  for (let i = 0; i < S * S; i++) for (let c = 0; c < 3; c++) t.is(out[5 + c * S * S + i], table[c * 256 + jittered[3 * i + c]!]);
+  t.is(jittered[0], 0xf5); // the first pixel as in JITTER_CASES[0]
+});
+
+test("shrinkOnLoad: false decodes JPEGs at full size (closer to a full decode + bicubic)", async (t) => {
+  // A 10-pixel checkerboard near the output's resolution: decoding at 1/8 scale (8×8 block means)
+  // then resizing loses more of it than a full decode does, so the two settings differ.
+  const W = 1024;
+  const raw = Buffer.alloc(W * W * 3);
+  for (let y = 0; y < W; y++) for (let x = 0; x < W; x++) raw.fill((Math.floor(x / 10) + Math.floor(y / 10)) % 2 ? 255 : 40, 3 * (y * W + x), 3 * (y * W + x) + 3);
+  const jpg = await sharp(raw, { raw: { width: W, height: W, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+  const fast = await preprocess(jpg, { size: 64 });
+  const full = await preprocess(jpg, { size: 64, shrinkOnLoad: false });
+  const ref = await preprocess(await sharp(raw, { raw: { width: W, height: W, channels: 3 } }).png().toBuffer(), { size: 64 });
+  const mad = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + Math.abs(v - b[i]!), 0) / a.length;
+  t.notDeepEqual(full, fast);
+  // Measured: 0.0037 (full) vs 0.0054 (shrink-on-load) from the PNG's output.
+  t.true(mad(full, ref) < 0.8 * mad(fast, ref), `full ${mad(full, ref)} vs shrink-on-load ${mad(fast, ref)}`);
+  // Training crops take the crop-then-resize path; still deterministic per seed.
+  const tr = { size: 64, train: true, shrinkOnLoad: false };
+  t.deepEqual(await preprocess(jpg, tr, 3), await preprocess(jpg, tr, 3));
 });

@@ -44,6 +44,12 @@ export const transformSchema = z
     brightness: z.number().min(0).max(1).default(0.1),
     contrast: z.number().min(0).max(1).default(0.1),
     saturation: z.number().min(0).max(1).default(0.1),
+    /**
+     * JPEG: let libjpeg decode at 1/2, 1/4 or 1/8 scale when the output is at least that much
+     * smaller (DCT-domain downscaling, what PIL's `Image.draft` does), then resize bicubic from there;
+     * false: always decode at full size (slower; the closest to torchvision on a full PIL decode).
+     */
+    shrinkOnLoad: z.boolean().default(true),
     /** Crop to the circular field of view first (true: default detection settings). */
     fov: z.union([z.boolean(), fovSchema]).default(false),
     mean: z.tuple([z.number(), z.number(), z.number()]).default([...CLIP_MEAN]),
@@ -220,7 +226,7 @@ export async function preprocessInto(src: ImageSource, t: Transform, seed: numbe
   const whole: Rect = { left: 0, top: 0, width: W, height: H };
   const region = t.fov ? await detectFov(src, W, H, t.fov) : whole;
   const plan = planSample(t, region, seed);
-  const rgb = await renderRect(src, plan.rect, W, H, S, plan.flip);
+  const rgb = await renderRect(src, plan.rect, W, H, S, plan.flip, t.shrinkOnLoad);
   writeNormalized(rgb, S, plan, t, out, offset);
   return { width: W, height: H, region, plan };
 }
@@ -235,9 +241,10 @@ export async function preprocess(src: ImageSource, options: TransformOptions | T
 
 /**
  * The 8-bit RGB pixels (HWC, size×size) of a source rectangle squashed to size×size. The part of
- * the rectangle outside the image is black.
+ * the rectangle outside the image is black. One decode: libvips streams the file through the crop
+ * and resize (JPEGs shrink while decoding unless `shrinkOnLoad` is false).
  */
-export async function renderRect(src: ImageSource, rect: Rect, W: number, H: number, S: number, flip: boolean): Promise<Buffer> {
+export async function renderRect(src: ImageSource, rect: Rect, W: number, H: number, S: number, flip: boolean, shrinkOnLoad = true): Promise<Buffer> {
   let img = open(src).flatten({ background: "#000000" }).toColourspace("srgb");
   const x0 = Math.max(0, rect.left);
   const y0 = Math.max(0, rect.top);
@@ -248,7 +255,7 @@ export async function renderRect(src: ImageSource, rect: Rect, W: number, H: num
   const sy = S / rect.height;
   const whole = x0 === 0 && y0 === 0 && x1 === W && y1 === H;
   const insideImage = rect.left >= 0 && rect.top >= 0 && rect.left + rect.width <= W && rect.top + rect.height <= H;
-  if (!whole && insideImage) {
+  if (shrinkOnLoad && !whole && insideImage) {
     // Resize the whole image so the rectangle becomes size×size, then cut it out: resizing first
     // lets libvips shrink JPEGs while decoding (a 2048² JPEG decodes at 1/8 scale for 224 output).
     const RW = Math.max(S, Math.round(W * sx));
@@ -261,7 +268,9 @@ export async function renderRect(src: ImageSource, rect: Rect, W: number, H: num
     if (info.channels !== 3 || info.width !== S || info.height !== S) throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
     return data;
   }
-  if (!whole) img = img.extract({ left: x0, top: y0, width: x1 - x0, height: y1 - y0 });
+  // Crop, then resize (torchvision's order). Any extract before the resize turns sharp's JPEG
+  // shrink-on-load off: without `shrinkOnLoad` the whole image is "extracted" for that.
+  if (!whole || !shrinkOnLoad) img = img.extract({ left: x0, top: y0, width: x1 - x0, height: y1 - y0 });
   const padL = Math.round((x0 - rect.left) * sx);
   const padT = Math.round((y0 - rect.top) * sy);
   const rw = Math.max(1, Math.min(S - padL, Math.round((x1 - x0) * sx)));
@@ -274,63 +283,99 @@ export async function renderRect(src: ImageSource, rect: Rect, W: number, H: num
   return data;
 }
 
-/** ITU-R 601 luma, as torchvision's rgb_to_grayscale. */
-const LR = 0.299;
-const LG = 0.587;
-const LB = 0.114;
-
-function clamp01(v: number): number {
-  return v < 0 ? 0 : v > 1 ? 1 : v;
+/**
+ * Float32 normalisation tables (3 × 256): exactly torchvision's ToTensor (`v / 255` in float32)
+ * followed by Normalize (`(x − mean) / std` in float32), so an 8-bit pixel maps to the same float
+ * bits as in PyTorch.
+ */
+const normTables = new Map<string, Float32Array>();
+export function normTable(mean: readonly number[], std: readonly number[]): Float32Array {
+  const key = `${mean.join(",")}|${std.join(",")}`;
+  let t = normTables.get(key);
+  if (t) return t;
+  t = new Float32Array(768);
+  const f = Math.fround;
+  for (let c = 0; c < 3; c++) {
+    const m = f(mean[c]!);
+    const s = f(std[c]!);
+    for (let v = 0; v < 256; v++) t[c * 256 + v] = f(f(f(v / 255) - m) / s);
+  }
+  if (normTables.size > 16) normTables.clear();
+  normTables.set(key, t);
+  return t;
 }
 
-/** Colour jitter (in the plan's order, clamped as torchvision does for float images), then normalisation to CHW. */
-export function writeNormalized(rgb: Uint8Array, S: number, plan: Plan, t: Pick<Transform, "mean" | "std">, out: Float32Array, offset: number): void {
-  const n = S * S;
-  const [m0, m1, m2] = t.mean;
-  const [s0, s1, s2] = t.std;
-  const jitter = plan.brightness !== 1 || plan.contrast !== 1 || plan.saturation !== 1;
-  if (!jitter) {
-    // Fast path: a lookup table per channel.
-    const lut0 = new Float32Array(256);
-    const lut1 = new Float32Array(256);
-    const lut2 = new Float32Array(256);
-    for (let v = 0; v < 256; v++) {
-      lut0[v] = (v / 255 - m0) / s0;
-      lut1[v] = (v / 255 - m1) / s1;
-      lut2[v] = (v / 255 - m2) / s2;
-    }
-    for (let i = 0, j = 0; i < n; i++, j += 3) {
-      out[offset + i] = lut0[rgb[j]!]!;
-      out[offset + n + i] = lut1[rgb[j + 1]!]!;
-      out[offset + 2 * n + i] = lut2[rgb[j + 2]!]!;
-    }
-    return;
-  }
-  const px = new Float32Array(3 * n);
-  for (let i = 0; i < 3 * n; i++) px[i] = rgb[i]! / 255;
+/**
+ * PIL's `Image.blend(a, b, alpha)` for one 8-bit value: `a + alpha·(b − a)` in float32, truncated,
+ * clipped to 0..255 (Pillow's ImagingBlend; alpha is passed as a C float).
+ */
+function blend8(a: number, b: number, alpha32: number): number {
+  const v = Math.fround(a + Math.fround(alpha32 * (b - a)));
+  return v <= 0 ? 0 : v >= 255 ? 255 : v | 0;
+}
+
+/** Pillow's RGB → L conversion (ITU-R 601-2 in 16-bit fixed point, rounded). */
+function luma8(r: number, g: number, b: number): number {
+  return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+}
+
+/** blend8 as a table over the second argument (the first fixed). */
+function blendTable(a: number, alpha: number): Uint8Array {
+  const lut = new Uint8Array(256);
+  const a32 = Math.fround(alpha);
+  for (let v = 0; v < 256; v++) lut[v] = blend8(a, v, a32);
+  return lut;
+}
+
+/**
+ * Colour jitter on 8-bit RGB (HWC), in place, in the plan's order, with the semantics torchvision
+ * gives PIL images (ImageEnhance.Brightness / Contrast / Color: each step blends with a degenerate
+ * image and rounds back to 8 bits): brightness blends with black, contrast with the rounded mean
+ * luma, saturation with each pixel's luma.
+ */
+export function jitter8(rgb: Uint8Array, plan: Pick<Plan, "brightness" | "contrast" | "saturation" | "order">): void {
+  const len = rgb.length - (rgb.length % 3);
   for (const op of plan.order) {
     if (op === 0 && plan.brightness !== 1) {
-      const f = plan.brightness;
-      for (let i = 0; i < 3 * n; i++) px[i] = clamp01(px[i]! * f);
+      const lut = blendTable(0, plan.brightness);
+      for (let i = 0; i < len; i++) rgb[i] = lut[rgb[i]!]!;
     } else if (op === 1 && plan.contrast !== 1) {
-      const f = plan.contrast;
       let sum = 0;
-      for (let j = 0; j < 3 * n; j += 3) sum += LR * px[j]! + LG * px[j + 1]! + LB * px[j + 2]!;
-      const mean = (1 - f) * (sum / n);
-      for (let i = 0; i < 3 * n; i++) px[i] = clamp01(px[i]! * f + mean);
+      for (let j = 0; j < len; j += 3) sum += luma8(rgb[j]!, rgb[j + 1]!, rgb[j + 2]!);
+      // ImageStat mean of the L image, then int(mean + 0.5).
+      const mean = Math.floor(sum / (len / 3) + 0.5);
+      const lut = blendTable(mean, plan.contrast);
+      for (let i = 0; i < len; i++) rgb[i] = lut[rgb[i]!]!;
     } else if (op === 2 && plan.saturation !== 1) {
-      const f = plan.saturation;
-      for (let j = 0; j < 3 * n; j += 3) {
-        const g = (1 - f) * (LR * px[j]! + LG * px[j + 1]! + LB * px[j + 2]!);
-        px[j] = clamp01(px[j]! * f + g);
-        px[j + 1] = clamp01(px[j + 1]! * f + g);
-        px[j + 2] = clamp01(px[j + 2]! * f + g);
+      const a32 = Math.fround(plan.saturation);
+      for (let j = 0; j < len; j += 3) {
+        const r = rgb[j]!;
+        const g = rgb[j + 1]!;
+        const b = rgb[j + 2]!;
+        const l = luma8(r, g, b);
+        rgb[j] = blend8(l, r, a32);
+        rgb[j + 1] = blend8(l, g, a32);
+        rgb[j + 2] = blend8(l, b, a32);
       }
     }
   }
+}
+
+/**
+ * Colour jitter (as torchvision does on PIL images, see jitter8), then ToTensor + Normalize into
+ * CHW float32 at `offset`, in one table-driven pass. `rgb` is modified when the plan jitters.
+ */
+export function writeNormalized(rgb: Uint8Array, S: number, plan: Plan, t: Pick<Transform, "mean" | "std">, out: Float32Array, offset: number): void {
+  const n = S * S;
+  if (rgb.length < 3 * n) throw new RangeError(`writeNormalized: ${rgb.length} bytes, needs ${3 * n}`);
+  if (plan.brightness !== 1 || plan.contrast !== 1 || plan.saturation !== 1) jitter8(rgb.length === 3 * n ? rgb : rgb.subarray(0, 3 * n), plan);
+  const lut = normTable(t.mean, t.std);
+  const o0 = out.subarray(offset, offset + n);
+  const o1 = out.subarray(offset + n, offset + 2 * n);
+  const o2 = out.subarray(offset + 2 * n, offset + 3 * n);
   for (let i = 0, j = 0; i < n; i++, j += 3) {
-    out[offset + i] = (px[j]! - m0) / s0;
-    out[offset + n + i] = (px[j + 1]! - m1) / s1;
-    out[offset + 2 * n + i] = (px[j + 2]! - m2) / s2;
+    o0[i] = lut[rgb[j]!]!;
+    o1[i] = lut[256 + rgb[j + 1]!]!;
+    o2[i] = lut[512 + rgb[j + 2]!]!;
   }
 }
