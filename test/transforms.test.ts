@@ -172,7 +172,7 @@ test("field-of-view crop on DRIVE matches the DRIVE masks", async (t) => {
     // The cropped tensor: the centre is fundus (bright red), the corners outside the circle are black.
     const out = new Float32Array(3 * 64 * 64);
     const d = await preprocessInto(img, parseTransform({ size: 64, fov: true }), 0, out);
-    t.is(d.region.width, fov.width);
+    t.is(d.region?.width, fov.width);
     t.true(out[32 * 64 + 32]! > norm(60, 0));
     for (const p of [0, 63, 63 * 64, 64 * 64 - 1]) t.true(out[p]! < norm(20, 0), `${f}: corner ${p} = ${out[p]}`);
   }

@@ -204,11 +204,11 @@ export async function detectFov(src: ImageSource, width: number, height: number,
 }
 
 export interface Decoded {
-  /** Source width and height. */
-  width: number;
-  height: number;
-  /** The region used (field of view or whole image) and the plan applied. */
-  region: Rect;
+  /** Source width and height (null for plain evaluation, which resizes without reading the header first). */
+  width: number | null;
+  height: number | null;
+  /** The region used (field of view or whole image; null where width is) and the plan applied. */
+  region: Rect | null;
   plan: Plan;
 }
 
@@ -219,6 +219,14 @@ export interface Decoded {
 export async function preprocessInto(src: ImageSource, t: Transform, seed: number, out: Float32Array, offset = 0): Promise<Decoded> {
   const S = t.size;
   if (offset < 0 || offset + 3 * S * S > out.length) throw new RangeError(`preprocessInto: out has ${out.length} floats, needs ${offset + 3 * S * S}`);
+  if (!t.train && !t.fov && t.shrinkOnLoad) {
+    // Evaluation: one libvips pass (decode, squash-resize), no header read beforehand.
+    const plan = planSample(t, { left: 0, top: 0, width: 0, height: 0 }, seed);
+    const { data, info } = await open(src).flatten({ background: "#000000" }).toColourspace("srgb").resize(S, S, { fit: "fill", kernel: "cubic" }).raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== S || info.height !== S) throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
+    writeNormalized(data, S, plan, t, out, offset);
+    return { width: null, height: null, region: null, plan };
+  }
   const meta = await open(src).metadata();
   const W = meta.width;
   const H = meta.height;
