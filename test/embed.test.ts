@@ -150,7 +150,7 @@ test("vilref synth and vilref embed on the command line", async (t) => {
   t.regex(said.join(""), /wrote 5 cases/);
   t.deepEqual((await readNpy(path.join(d, "e.npy"))).shape, [5, 12]);
   t.deepEqual(idsOf(path.join(d, "e.npy")), ["synth-00000", "synth-00001", "synth-00002", "synth-00003", "synth-00004"]);
-  await t.throwsAsync(run("embed", "--images", d, "--out", path.join(d, "z.npy"), "--model", "vit-b-16"), { message: /unknown model/ });
+  await t.throwsAsync(run("embed", "--images", d, "--out", path.join(d, "z.npy"), "--model", "vit-b-16"), { message: /no such checkpoint .*; for random weights of that preset say preset:vit-b-16$/ });
 });
 
 test("embedding the 40 DRIVE images gives 40 rows in the ids' order", async (t) => {

@@ -35,7 +35,8 @@ export async function modelFromSpec(spec: string, options: ModelSpecOptions = {}
   try {
     stat = statSync(spec);
   } catch {
-    throw new Error(`--model ${spec}: no such checkpoint (give a .safetensors or .pt file, preset:<name>[:seed], or pool-head[:dim[:seed]])`);
+    const hint = presetNames().includes(spec) ? `; for random weights of that preset say preset:${spec}` : "";
+    throw new Error(`--model ${spec}: no such checkpoint (give a .safetensors or .pt file, preset:<name>[:seed], or pool-head[:dim[:seed]])${hint}`);
   }
   const model = await ViLReF.load(spec, { ...device, ...(options.config ? { config: options.config } : {}) });
   return { model, name: `vilref:${resolve(spec)}:${stat.size}:${Math.round(stat.mtimeMs)}` };
