@@ -24,3 +24,5 @@ export * from "./data/inputs.js";
 export { hashSeed, mulberry32, permutation } from "./data/rng.js";
 export * from "./synth/index.js";
 export * from "./embed/index.js";
+export { losses } from "./train/losses.js";
+export type { ClipLossArgs, WsclLossArgs, LossResult } from "./train/losses.js";

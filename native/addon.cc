@@ -6,11 +6,13 @@
 #include "clip.h"
 #include "head.h"
 #include "runtime.h"
+#include "wscl.h"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitAllocator(env, exports);
   vilref::InitRuntime(env, exports);
   vilref::InitCheckpoint(env, exports);
+  vilref::InitLosses(env, exports);
   exports.Set("Head", vilref::Head::Define(env));
   exports.Set("Model", vilref::Model::Define(env));
   return exports;
