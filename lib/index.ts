@@ -26,3 +26,5 @@ export * from "./synth/index.js";
 export * from "./embed/index.js";
 export { losses } from "./train/losses.js";
 export type { ClipLossArgs, WsclLossArgs, LossResult } from "./train/losses.js";
+export { Trainer } from "./train/trainer.js";
+export type { TrainerOptions, TrainBatch, StepResult, QueueState } from "./train/trainer.js";

@@ -6,6 +6,7 @@
 #include "clip.h"
 #include "head.h"
 #include "runtime.h"
+#include "trainer.h"
 #include "wscl.h"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -15,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitLosses(env, exports);
   exports.Set("Head", vilref::Head::Define(env));
   exports.Set("Model", vilref::Model::Define(env));
+  exports.Set("Trainer", vilref::Trainer::Define(env));
   return exports;
 }
 

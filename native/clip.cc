@@ -206,8 +206,19 @@ class ResizeTask : public Task {
 
 }  // namespace
 
+namespace {
+Napi::FunctionReference* g_modelConstructor = nullptr;  // the main thread's; set by Define
+}
+
+Model* Model::From(const Napi::Value& value, const std::string& name) {
+  if (!g_modelConstructor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_modelConstructor->Value())) {
+    ThrowTypeError(name + ": expected a ViLReF model");
+  }
+  return Model::Unwrap(value.As<Napi::Object>());
+}
+
 Napi::Function Model::Define(Napi::Env env) {
-  return DefineClass(env, "Model",
+  Napi::Function constructor = DefineClass(env, "Model",
                      {
                          InstanceMethod<&Model::EncodeImages>("encodeImages"),
                          InstanceMethod<&Model::EncodeTexts>("encodeTexts"),
@@ -221,6 +232,8 @@ Napi::Function Model::Define(Napi::Env env) {
                          InstanceAccessor<&Model::GetDtype>("dtype"),
                          InstanceAccessor<&Model::GetPending>("pending"),
                      });
+  if (!g_modelConstructor) g_modelConstructor = new Napi::FunctionReference(Napi::Persistent(constructor));
+  return constructor;
 }
 
 // new Model(config, { device?: "cpu" | "cuda" | "cuda:N", dtype?: "float32" | "bfloat16" | "float16", seed?: number })

@@ -45,6 +45,15 @@ class Model : public Napi::ObjectWrap<Model> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit Model(const Napi::CallbackInfo& info);
+  // The Model behind a JS value, or a TypeError naming `name`.
+  static Model* From(const Napi::Value& value, const std::string& name);
+
+  // For objects that work on the model (the trainer): they queue their tasks on the model's
+  // queue, so that nothing touches the network concurrently.
+  const std::shared_ptr<ClipNet>& net() const { return net_; }
+  const ModelConfig& config() const { return config_; }
+  at::Device device() const { return device_; }
+  SerialQueue& queue() { return queue_; }
 
  private:
   Napi::Value EncodeImages(const Napi::CallbackInfo& info);

@@ -123,6 +123,11 @@ export class ViLReF {
     return model;
   }
 
+  /** @internal The native model, for objects that work on it (the trainer). */
+  get nativeHandle(): unknown {
+    return this.#native;
+  }
+
   /** The config in the released names (image_resolution follows resizePositionalEmbedding). */
   get config(): ModelConfig {
     return { ...this.#config, image_resolution: this.#native.config.image_resolution };

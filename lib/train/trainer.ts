@@ -1,0 +1,92 @@
+/**
+ * One ViLReF pre-training step at a time, in LibTorch: EMA momentum encoders, WSCL (or CLIP) over
+ * the batch and the memory queue, AdamW with the released recipe (betas 0.9/0.98, eps 1e-6,
+ * weight decay 0.001 except biases, norms and logit_scale), optional gradient clipping, logit
+ * scale clamped to [0, ln 100], enqueue of the batch's momentum features (../shared/WSCL.md).
+ * Steps run on the model's queue, in order with its other calls.
+ */
+import { native } from "../native.js";
+import type { TensorData } from "../native.js";
+import type { ViLReF } from "../model/vilref.js";
+
+export interface TrainerOptions {
+  /** Number of labels per sample (the label vectors' length). */
+  labelDim: number;
+  lr?: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+  /** EMA factor of the momentum encoders (default 0.995). */
+  momentum?: number;
+  /** Max global gradient norm; 0 (default) clips nothing. */
+  gradClip?: number;
+  /** Queue entries (default 16384; 0: no batch expansion and no momentum encoders). */
+  queueSize?: number;
+  loss?: "wscl" | "clip";
+  threshold?: number;
+  gamma?: number;
+}
+
+export interface TrainBatch {
+  /** [B, 3, R, R] preprocessed images. */
+  images: TensorData<Float32Array>;
+  /** [B, L] token ids. */
+  ids: TensorData<BigInt64Array> | TensorData<Int32Array>;
+  /** [B, C] label vectors in [0, 1]. */
+  labels: TensorData<Float32Array>;
+}
+
+export interface StepResult {
+  loss: number;
+  /** True when the loss was not finite and the step was skipped (no update, no enqueue). */
+  skipped: boolean;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  logitScale: number;
+  queueValid: number;
+}
+
+export interface QueueState {
+  valid: number;
+  pointer: number;
+  steps: number;
+  image: TensorData<Float32Array>;
+  text: TensorData<Float32Array>;
+  labels: TensorData<Float32Array>;
+}
+
+interface NativeTrainer {
+  step(batch: TrainBatch, options?: { lr?: number }): Promise<StepResult>;
+  queueState(): Promise<QueueState>;
+  momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
+  readonly skipped: number;
+}
+
+export class Trainer {
+  readonly #native: NativeTrainer;
+
+  constructor(model: ViLReF, options: TrainerOptions) {
+    const Native = (native() as unknown as { Trainer: new (m: unknown, o: TrainerOptions) => NativeTrainer }).Trainer;
+    this.#native = new Native(model.nativeHandle, options);
+  }
+
+  /** One optimisation step; `lr` overrides the learning rate for this step (schedules live in TS). */
+  step(batch: TrainBatch, options: { lr?: number } = {}): Promise<StepResult> {
+    return this.#native.step(batch, options);
+  }
+
+  /** The valid queue entries and the ring position. */
+  queueState(): Promise<QueueState> {
+    return this.#native.queueState();
+  }
+
+  /** The momentum encoders' weights, by the released names. */
+  momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>> {
+    return this.#native.momentumStateDict();
+  }
+
+  /** Steps skipped for a non-finite loss. */
+  get skipped(): number {
+    return this.#native.skipped;
+  }
+}

@@ -1,0 +1,259 @@
+#include "trainer.h"
+
+#include <cmath>
+
+#include "async.h"
+#include "bridge.h"
+#include "nn.h"
+
+namespace vilref {
+
+namespace {
+
+double Number(const Napi::Object& o, const char* key, double fallback, double lo, double hi) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) ThrowTypeError(std::string("options.") + key + ": expected a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < lo || d > hi) ThrowRangeError(std::string("options.") + key + ": " + std::to_string(d) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return d;
+}
+
+// The released recipe's rule: no weight decay for 0/1-D tensors, norms, biases and logit_scale.
+bool Decays(const std::string& name, const at::Tensor& p) {
+  return p.dim() >= 2 && name.find("bn") == std::string::npos && name.find("ln") == std::string::npos && name.find("LayerNorm") == std::string::npos &&
+         name.find("bias") == std::string::npos && name.find("logit_scale") == std::string::npos;
+}
+
+at::Tensor Normalise(const at::Tensor& x) { return x / x.norm(2, -1, true); }
+
+struct Batch {
+  JsTensor images, ids, labels;
+};
+
+class StepTask : public Task {
+ public:
+  StepTask(std::shared_ptr<ClipNet> net, at::Device device, TrainerOptions options, std::shared_ptr<TrainerState> state, Batch batch, double lr)
+      : net_(std::move(net)), device_(device), options_(options), state_(std::move(state)), batch_(std::move(batch)), lr_(lr) {}
+
+  void Execute() override;
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("loss", Napi::Number::New(env, loss_));
+    o.Set("skipped", Napi::Boolean::New(env, skipped_));
+    o.Set("gradNorm", Napi::Number::New(env, gradNorm_));
+    o.Set("logitScale", Napi::Number::New(env, logitScale_));
+    o.Set("queueValid", Napi::Number::New(env, static_cast<double>(queueValid_)));
+    return o;
+  }
+
+ private:
+  std::shared_ptr<ClipNet> net_;
+  at::Device device_;
+  TrainerOptions options_;
+  std::shared_ptr<TrainerState> state_;
+  Batch batch_;
+  double lr_;
+  double loss_ = 0, gradNorm_ = 0, logitScale_ = 0;
+  bool skipped_ = false;
+  int64_t queueValid_ = 0;
+};
+
+}  // namespace
+
+void StepTask::Execute() {
+  TrainerState& s = *state_;
+  at::Tensor images = batch_.images.tensor.to(device_), ids = batch_.ids.tensor.to(device_, at::kLong);
+  at::Tensor labels = batch_.labels.tensor.to(device_, at::kFloat);
+  // 1. EMA of the momentum towers (from the online weights before this step's update)
+  if (s.queue->size() > 0) EmaUpdate(*s.momentum, *net_, options_.momentum);
+  // 2. momentum features of the batch, no gradient
+  at::Tensor mu, mv;
+  if (s.queue->size() > 0) {
+    torch::NoGradGuard noGrad;
+    s.momentum->eval();
+    mu = Normalise(s.momentum->visual->forward(images, false)).to(at::kFloat);
+    mv = Normalise(s.momentum->EncodeTexts(ids, false)).to(at::kFloat);
+  }
+  // 3. loss over batch + queue, backward, clip, AdamW, clamp
+  net_->train();
+  at::Tensor u = Normalise(net_->visual->forward(images, false).to(at::kFloat));
+  at::Tensor v = Normalise(net_->EncodeTexts(ids, false).to(at::kFloat));
+  LossTerms terms = options_.wscl ? Wscl(u, v, labels, s.queue->Image().to(device_), s.queue->Text().to(device_), s.queue->Labels().to(device_), net_->logit_scale.to(at::kFloat), options_.loss)
+                                  : Clip(u, v, net_->logit_scale.to(at::kFloat));
+  loss_ = terms.loss.item<double>();
+  s.optimizer->zero_grad();
+  if (!std::isfinite(loss_)) {
+    skipped_ = true;
+    ++s.skipped;
+  } else {
+    terms.loss.backward();
+    std::vector<at::Tensor> params;
+    for (auto& p : net_->parameters()) if (p.defined() && p.grad().defined()) params.push_back(p);
+    gradNorm_ = options_.gradClip > 0 ? torch::nn::utils::clip_grad_norm_(params, options_.gradClip)
+                                      : torch::nn::utils::clip_grad_norm_(params, std::numeric_limits<double>::infinity());
+    for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_);
+    s.optimizer->step();
+    {
+      torch::NoGradGuard noGrad;
+      net_->logit_scale.clamp_(0.0, std::log(100.0));
+    }
+    ++s.steps;
+  }
+  net_->eval();
+  logitScale_ = net_->logit_scale.item<double>();
+  // 4. enqueue the batch's momentum features and labels
+  if (s.queue->size() > 0 && !skipped_) s.queue->Enqueue(mu.cpu(), mv.cpu(), labels.cpu());
+  queueValid_ = s.queue->valid();
+}
+
+Napi::Function Trainer::Define(Napi::Env env) {
+  return DefineClass(env, "Trainer",
+                     {
+                         InstanceMethod<&Trainer::Step>("step"),
+                         InstanceMethod<&Trainer::QueueState>("queueState"),
+                         InstanceMethod<&Trainer::MomentumStateDict>("momentumStateDict"),
+                         InstanceAccessor<&Trainer::GetSkipped>("skipped"),
+                     });
+}
+
+// new Trainer(model, { lr, betas, eps, weightDecay, momentum, gradClip, queueSize, labelDim, loss, threshold, gamma })
+Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(info) {
+  Guard(info.Env(), [&] {
+    model_ = Model::From(info[0], "model");
+    modelRef_ = Napi::Persistent(info[0].As<Napi::Object>());
+    if (!info[1].IsObject()) ThrowTypeError("options: expected an object");
+    auto o = info[1].As<Napi::Object>();
+    options_.lr = Number(o, "lr", options_.lr, 0, 10);
+    options_.eps = Number(o, "eps", options_.eps, 0, 1);
+    options_.weightDecay = Number(o, "weightDecay", options_.weightDecay, 0, 10);
+    options_.momentum = Number(o, "momentum", options_.momentum, 0, 1);
+    options_.gradClip = Number(o, "gradClip", 0, 0, 1e9);
+    options_.queueSize = static_cast<int64_t>(Number(o, "queueSize", 16384, 0, 1 << 24));
+    options_.labelDim = ReadInteger(o.Get("labelDim"), "options.labelDim", 1, 1 << 16);
+    Napi::Value betas = o.Get("betas");
+    if (!betas.IsUndefined()) {
+      if (!betas.IsArray() || betas.As<Napi::Array>().Length() != 2) ThrowTypeError("options.betas: expected [beta1, beta2]");
+      options_.beta1 = betas.As<Napi::Array>().Get(0u).As<Napi::Number>().DoubleValue();
+      options_.beta2 = betas.As<Napi::Array>().Get(1u).As<Napi::Number>().DoubleValue();
+      if (!(options_.beta1 >= 0 && options_.beta1 < 1 && options_.beta2 >= 0 && options_.beta2 < 1)) ThrowRangeError("options.betas: each in [0, 1)");
+    }
+    Napi::Value loss = o.Get("loss");
+    std::string lossName = loss.IsString() ? loss.As<Napi::String>().Utf8Value() : "wscl";
+    if (lossName != "wscl" && lossName != "clip") ThrowRangeError("options.loss: expected \"wscl\" or \"clip\"");
+    options_.wscl = lossName == "wscl";
+    options_.loss.threshold = Number(o, "threshold", 1.0, 0, 1e9);
+    options_.loss.gamma = Number(o, "gamma", 1.0, 0, 1e3);
+
+    auto net = model_->net();
+    auto momentum = std::make_shared<ClipNet>(model_->config());
+    momentum->to(model_->device());
+    {
+      torch::NoGradGuard noGrad;
+      auto src = NamedState(*net);
+      auto dst = NamedState(*momentum);
+      for (size_t i = 0; i < dst.size(); ++i) dst[i].second.set_data(src[i].second.detach().clone());
+    }
+    for (auto& p : momentum->parameters()) p.set_requires_grad(false);
+    std::vector<at::Tensor> decay, noDecay;
+    for (auto& p : net->named_parameters()) {
+      if (!p.value().defined() || !p.value().requires_grad()) continue;
+      (Decays(p.key(), p.value()) ? decay : noDecay).push_back(p.value());
+    }
+    auto make = [&](double wd) {
+      return std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(options_.lr).betas({options_.beta1, options_.beta2}).eps(options_.eps).weight_decay(wd));
+    };
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(decay, make(options_.weightDecay));
+    groups.emplace_back(noDecay, make(0.0));
+    auto optimizer = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(options_.lr));
+    auto queue = std::make_unique<FeatureQueue>(options_.queueSize, model_->config().embedDim, options_.labelDim);
+    state_ = std::make_shared<TrainerState>();
+    state_->momentum = momentum;
+    state_->optimizer = std::move(optimizer);
+    state_->queue = std::move(queue);
+    return 0;
+  });
+}
+
+Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    if (!info[0].IsObject()) ThrowTypeError("batch: expected { images, ids, labels }");
+    auto b = info[0].As<Napi::Object>();
+    const auto& c = model_->config();
+    Batch batch;
+    batch.images = ReadTensor(b.Get("images"), TensorSpec{"batch.images", {at::kFloat}, {-1, 3, c.imageResolution, c.imageResolution}, false, true});
+    const int64_t n = batch.images.tensor.size(0);
+    if (n < 2) ThrowRangeError("batch.images: a contrastive step needs at least 2 pairs, got " + std::to_string(n));
+    batch.ids = ReadTensor(b.Get("ids"), TensorSpec{"batch.ids", {at::kLong, at::kInt}, {n, -1}, false, false});
+    batch.labels = ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.labelDim}, false, true});
+    double lr = options_.lr;
+    if (info.Length() > 1 && info[1].IsObject()) lr = Number(info[1].As<Napi::Object>(), "lr", options_.lr, 0, 10);
+    return model_->queue().Submit(env, Value(), std::make_unique<StepTask>(model_->net(), model_->device(), options_, state_, std::move(batch), lr));
+  });
+}
+
+namespace {
+class QueueStateTask : public Task {
+ public:
+  explicit QueueStateTask(std::shared_ptr<TrainerState> state) : state_(std::move(state)) {}
+  void Execute() override {
+    auto& s = *state_;
+    valid_ = s.queue->valid();
+    pointer_ = s.queue->pointer();
+    image_ = PrepareForJs(s.queue->Image().clone());
+    text_ = PrepareForJs(s.queue->Text().clone());
+    labels_ = PrepareForJs(s.queue->Labels().clone());
+    steps_ = s.steps;
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("valid", Napi::Number::New(env, static_cast<double>(valid_)));
+    o.Set("pointer", Napi::Number::New(env, static_cast<double>(pointer_)));
+    o.Set("steps", Napi::Number::New(env, static_cast<double>(steps_)));
+    o.Set("image", WrapTensor(env, image_));
+    o.Set("text", WrapTensor(env, text_));
+    o.Set("labels", WrapTensor(env, labels_));
+    return o;
+  }
+
+ private:
+  std::shared_ptr<TrainerState> state_;
+  int64_t valid_ = 0, pointer_ = 0, steps_ = 0;
+  at::Tensor image_, text_, labels_;
+};
+
+class MomentumTask : public Task {
+ public:
+  explicit MomentumTask(std::shared_ptr<TrainerState> state) : state_(std::move(state)) {}
+  void Execute() override {
+    auto& s = *state_;
+    for (auto& [name, t] : NamedState(*s.momentum)) out_.emplace_back(name, PrepareForJs(t.detach().clone()));
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    for (auto& [name, t] : out_) o.Set(name, WrapTensor(env, t));
+    return o;
+  }
+
+ private:
+  std::shared_ptr<TrainerState> state_;
+  std::vector<std::pair<std::string, at::Tensor>> out_;
+};
+}  // namespace
+
+Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), std::make_unique<QueueStateTask>(state_)); });
+}
+
+Napi::Value Trainer::MomentumStateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), std::make_unique<MomentumTask>(state_)); });
+}
+
+Napi::Value Trainer::GetSkipped(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(state_->skipped)); }
+
+}  // namespace vilref

@@ -1,0 +1,52 @@
+// One ViLReF pre-training step in LibTorch (../shared/WSCL.md): EMA update of the momentum
+// encoders, momentum features, WSCL (or CLIP) over batch + queue, backward, gradient clipping,
+// AdamW with the released recipe (no weight decay on biases, norms and logit_scale), logit-scale
+// clamp to [0, ln 100], enqueue. Its tasks run on the model's queue, in order with the model's own.
+#pragma once
+
+#include <napi.h>
+
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "clip.h"
+#include "queue.h"
+#include "wscl.h"
+
+namespace vilref {
+
+struct TrainerOptions {
+  double lr = 5e-5, beta1 = 0.9, beta2 = 0.98, eps = 1e-6, weightDecay = 0.001;
+  double momentum = 0.995, gradClip = 0.0;  // gradClip 0: off
+  int64_t queueSize = 16384, labelDim = 0;
+  bool wscl = true;
+  WsclOptions loss;
+};
+
+// What the trainer keeps between steps; read and written only by tasks on the model's queue.
+struct TrainerState {
+  std::shared_ptr<ClipNet> momentum;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<FeatureQueue> queue;
+  int64_t steps = 0, skipped = 0;
+};
+
+class Trainer : public Napi::ObjectWrap<Trainer> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit Trainer(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value Step(const Napi::CallbackInfo& info);
+  Napi::Value QueueState(const Napi::CallbackInfo& info);
+  Napi::Value MomentumStateDict(const Napi::CallbackInfo& info);
+  Napi::Value GetSkipped(const Napi::CallbackInfo& info);
+
+  Napi::ObjectReference modelRef_;
+  Model* model_ = nullptr;
+  TrainerOptions options_;
+  std::shared_ptr<TrainerState> state_;
+};
+
+}  // namespace vilref
