@@ -1,0 +1,180 @@
+/**
+ * A pre-training experiment as one JSON object (the CLI and the API take the same thing), validated
+ * with zod; every error names the key (`schedule.warmupSteps: ...`). Relative paths are resolved
+ * against the config file's folder.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { formatIssues } from "../config/errors.js";
+import { UNCERTAINTY_POLICIES } from "../labels/index.js";
+import { modelConfigSchema, presetNames } from "../model/config.js";
+
+const int = (min: number) => z.number().int().min(min);
+
+const modelSchema = z
+  .object({
+    /** A preset name (tiny-vit, vit-b-16, ...). */
+    preset: z.string().min(1).optional(),
+    /** A model config in the released names. */
+    config: modelConfigSchema.optional(),
+    /** An initial checkpoint (.safetensors or released .pt) to start from. */
+    checkpoint: z.string().min(1).optional(),
+    /** Seed of the random initialisation (default: the run's seed). */
+    seed: int(0).optional(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    const n = [m.preset, m.config, m.checkpoint].filter((x) => x !== undefined).length;
+    if (n !== 1) ctx.addIssue({ code: "custom", message: `give exactly one of preset, config or checkpoint (got ${n})` });
+    if (m.preset !== undefined && !presetNames().includes(m.preset)) ctx.addIssue({ code: "custom", path: ["preset"], message: `unknown preset "${m.preset}"; presets: ${presetNames().join(", ")}` });
+  });
+
+const dataSchema = z
+  .object({
+    /** Training manifest (CSV, TSV or JSONL with image and text columns). */
+    train: z.string().min(1),
+    /** Keep only rows of this split of the training manifest. */
+    trainSplit: z.string().min(1).optional(),
+    /** Held-out manifest for evaluation (default: the training manifest, with heldOutSplit). */
+    heldOut: z.string().min(1).optional(),
+    heldOutSplit: z.string().min(1).optional(),
+    /** Column names, as `vilref data` takes them. */
+    columns: z.record(z.string(), z.string()).optional(),
+    /** Training augmentation (lib/data/transforms options; size defaults to the model's resolution). */
+    augment: z.record(z.string(), z.unknown()).optional(),
+    /** Held-out samples used per evaluation (default: all). */
+    evalLimit: int(2).optional(),
+    /** Images decoding at once. */
+    concurrency: int(1).optional(),
+  })
+  .strict();
+
+const labelsSchema = z
+  .object({
+    /** "rules": the expert rules on each report, on the fly; "manifest": the manifest's labels column; "file": a `vilref labels --out` file joined by id. */
+    source: z.enum(["rules", "manifest", "file"]).default("rules"),
+    file: z.string().min(1).optional(),
+    /** A rules file (default: the packaged zh-fundus.json). */
+    rules: z.string().min(1).optional(),
+    uncertainty: z.enum(UNCERTAINTY_POLICIES as unknown as ["keep", "positive", "negative", "drop"]).default("keep"),
+  })
+  .strict()
+  .refine((l) => (l.source === "file") === (l.file !== undefined), { path: ["file"], message: 'a labels file is needed with source "file", and only then' });
+
+const textSchema = z
+  .object({
+    /** A vocab.txt, or "build" to build one from the training reports (saved in the output folder). */
+    vocab: z.string().min(1).default("build"),
+    vocabSize: int(105).default(8000),
+    contextLength: int(3).max(512).default(52),
+  })
+  .strict();
+
+const scheduleSchema = z
+  .object({
+    lr: z.number().positive().default(5e-4),
+    warmupSteps: int(0).default(0),
+    minLr: z.number().min(0).default(0),
+  })
+  .strict()
+  .refine((s) => s.minLr <= s.lr, { path: ["minLr"], message: "must not exceed lr" });
+
+const optimizerSchema = z
+  .object({
+    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.98]),
+    eps: z.number().positive().default(1e-6),
+    weightDecay: z.number().min(0).default(0.001),
+    /** Max global gradient norm (0: no clipping). */
+    gradClip: z.number().min(0).default(0),
+  })
+  .strict();
+
+export const pretrainConfigSchema = z
+  .object({
+    model: modelSchema,
+    data: dataSchema,
+    labels: labelsSchema.default(labelsSchema.parse({})),
+    text: textSchema.default(textSchema.parse({})),
+    batchSize: int(2),
+    /** Epochs over the training set; `steps` (when given) stops earlier. */
+    epochs: int(1).optional(),
+    steps: int(1).optional(),
+    schedule: scheduleSchema.default(scheduleSchema.parse({})),
+    optimizer: optimizerSchema.default(optimizerSchema.parse({})),
+    loss: z.enum(["wscl", "clip"]).default("wscl"),
+    wscl: z.object({ threshold: z.number().min(0).default(1), gamma: z.number().min(0).default(1) }).strict().default({ threshold: 1, gamma: 1 }),
+    queue: z.object({ size: int(0).default(16384) }).strict().default({ size: 16384 }),
+    momentum: z.number().min(0).max(1).default(0.995),
+    precision: z.enum(["float32", "bfloat16", "float16"]).default("float32"),
+    device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected "cpu", "cuda" or "cuda:N"').default("cpu"),
+    /** LibTorch CPU threads (default: the machine's cores). */
+    threads: int(1).optional(),
+    seed: int(0).max(2 ** 32 - 1).default(0),
+    output: z.string().min(1),
+    eval: z
+      .object({
+        /** Evaluate every N steps (0: only at the end). */
+        every: int(0).default(0),
+        /** A prompts JSON (default: lib/train/prompts/zh.json). */
+        prompts: z.string().min(1).optional(),
+        ks: z.array(int(1)).min(1).default([1, 5, 10]),
+        batchSize: int(1).default(64),
+      })
+      .strict()
+      .default({ every: 0, ks: [1, 5, 10], batchSize: 64 }),
+    checkpoint: z
+      .object({
+        /** Checkpoint every N steps (0: only at the end). */
+        every: int(0).default(0),
+        /** Checkpoints kept (older ones are deleted). */
+        keep: int(1).default(2),
+      })
+      .strict()
+      .default({ every: 0, keep: 2 }),
+    /** Stop after this many non-finite losses in a row. */
+    maxNonFinite: int(1).default(5),
+    /** Progress and metrics line every N steps. */
+    logEvery: int(1).default(1),
+  })
+  .strict()
+  .refine((c) => c.epochs !== undefined || c.steps !== undefined, { path: ["steps"], message: "give epochs or steps (or both)" });
+
+export type PretrainConfig = z.output<typeof pretrainConfigSchema>;
+export type PretrainConfigInput = z.input<typeof pretrainConfigSchema>;
+
+const PATH_KEYS: [string, string][] = [
+  ["model", "checkpoint"],
+  ["data", "train"],
+  ["data", "heldOut"],
+  ["labels", "file"],
+  ["labels", "rules"],
+  ["eval", "prompts"],
+];
+
+/** Validates a config; `baseDir` resolves relative paths (the output, manifests, vocab...). */
+export function parseConfig(value: unknown, options: { baseDir?: string; source?: string } = {}): PretrainConfig {
+  const r = pretrainConfigSchema.safeParse(value);
+  if (!r.success) throw new TypeError(`${options.source ?? "config"}: ${formatIssues(r.error)}`);
+  const c = r.data;
+  const base = options.baseDir ?? process.cwd();
+  const abs = (p: string) => path.resolve(base, p);
+  c.output = abs(c.output);
+  if (c.text.vocab !== "build") c.text.vocab = abs(c.text.vocab);
+  for (const [a, b] of PATH_KEYS) {
+    const o = (c as unknown as Record<string, Record<string, unknown>>)[a]!;
+    if (typeof o[b] === "string") o[b] = abs(o[b]);
+  }
+  return c;
+}
+
+/** Reads and validates a config file (relative paths are relative to its folder). */
+export function loadConfig(file: string): PretrainConfig {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
+  return parseConfig(value, { baseDir: path.dirname(path.resolve(file)), source: file });
+}
