@@ -27,4 +27,4 @@ export * from "./embed/index.js";
 export { losses } from "./train/losses.js";
 export type { ClipLossArgs, WsclLossArgs, LossResult } from "./train/losses.js";
 export { Trainer } from "./train/trainer.js";
-export type { TrainerOptions, TrainBatch, StepResult, QueueState } from "./train/trainer.js";
+export type { TrainerOptions, TrainBatch, StepResult, QueueState, TrainerStateRecord } from "./train/trainer.js";

@@ -1,6 +1,10 @@
 #include "trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/string_utils.h>
+
 #include <cmath>
+#include <map>
 
 #include "async.h"
 #include "bridge.h"
@@ -113,6 +117,8 @@ Napi::Function Trainer::Define(Napi::Env env) {
                          InstanceMethod<&Trainer::Step>("step"),
                          InstanceMethod<&Trainer::QueueState>("queueState"),
                          InstanceMethod<&Trainer::MomentumStateDict>("momentumStateDict"),
+                         InstanceMethod<&Trainer::ExportState>("exportState"),
+                         InstanceMethod<&Trainer::ImportState>("importState"),
                          InstanceAccessor<&Trainer::GetSkipped>("skipped"),
                      });
 }
@@ -243,6 +249,132 @@ class MomentumTask : public Task {
   std::vector<std::pair<std::string, at::Tensor>> out_;
 };
 }  // namespace
+
+namespace {
+
+std::string OptimKey(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+// Everything a resumed run needs besides the model's weights, as named tensors:
+// momentum.<name>, optim.<name>.{exp_avg,exp_avg_sq,step}, queue.{image,text,labels,position},
+// trainer.counters (steps, skipped), rng.cpu.
+class ExportTask : public Task {
+ public:
+  ExportTask(std::shared_ptr<ClipNet> net, std::shared_ptr<TrainerState> state) : net_(std::move(net)), state_(std::move(state)) {}
+  void Execute() override {
+    auto& s = *state_;
+    auto put = [&](const std::string& name, const at::Tensor& t) { out_.emplace_back(name, PrepareForJs(t.detach().cpu().clone())); };
+    for (auto& [name, t] : NamedState(*s.momentum)) put("momentum." + name, t);
+    auto& states = s.optimizer->state();
+    for (auto& p : net_->named_parameters()) {
+      auto it = states.find(OptimKey(p.value()));
+      if (it == states.end()) continue;
+      auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+      put("optim." + p.key() + ".exp_avg", st.exp_avg());
+      put("optim." + p.key() + ".exp_avg_sq", st.exp_avg_sq());
+      put("optim." + p.key() + ".step", torch::tensor({st.step()}, torch::kLong));
+    }
+    put("queue.image", s.queue->image());
+    put("queue.text", s.queue->text());
+    put("queue.labels", s.queue->labels());
+    put("queue.position", torch::tensor({s.queue->valid(), s.queue->pointer()}, torch::kLong));
+    put("trainer.counters", torch::tensor({s.steps, s.skipped}, torch::kLong));
+    put("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    for (auto& [name, t] : out_) o.Set(name, WrapTensor(env, t));
+    return o;
+  }
+
+ private:
+  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<TrainerState> state_;
+  std::vector<std::pair<std::string, at::Tensor>> out_;
+};
+
+class ImportTask : public Task {
+ public:
+  ImportTask(std::shared_ptr<ClipNet> net, std::shared_ptr<TrainerState> state, std::map<std::string, JsTensor> in)
+      : net_(std::move(net)), state_(std::move(state)), in_(std::move(in)) {}
+  void Execute() override {
+    auto& s = *state_;
+    torch::NoGradGuard noGrad;
+    auto get = [&](const std::string& name) -> at::Tensor {
+      auto it = in_.find(name);
+      if (it == in_.end()) ThrowRangeError("state[\"" + name + "\"]: missing");
+      return it->second.tensor;
+    };
+    // check everything first: a bad record leaves the trainer as it was
+    std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, source)
+    auto plan = [&](const std::string& name, const at::Tensor& target) {
+      at::Tensor src = get(name);
+      if (src.sizes() != target.sizes()) ThrowRangeError("state[\"" + name + "\"]: shape does not fit");
+      copies.emplace_back(target, src);
+    };
+    for (auto& [name, t] : NamedState(*s.momentum)) plan("momentum." + name, t);
+    plan("queue.image", s.queue->image());
+    plan("queue.text", s.queue->text());
+    plan("queue.labels", s.queue->labels());
+    std::vector<std::pair<std::string, std::unique_ptr<torch::optim::AdamWParamState>>> optim;
+    for (auto& p : net_->named_parameters()) {
+      const std::string base = "optim." + p.key();
+      if (!in_.count(base + ".step")) continue;  // never stepped (e.g. frozen)
+      at::Tensor avg = get(base + ".exp_avg"), sq = get(base + ".exp_avg_sq");
+      if (avg.sizes() != p.value().sizes() || sq.sizes() != p.value().sizes()) ThrowRangeError("state[\"" + base + "\"]: shape does not fit");
+      auto st = std::make_unique<torch::optim::AdamWParamState>();
+      st->step(get(base + ".step").item<int64_t>());
+      st->exp_avg(avg.to(p.value().device(), p.value().scalar_type()).clone());
+      st->exp_avg_sq(sq.to(p.value().device(), p.value().scalar_type()).clone());
+      optim.emplace_back(OptimKey(p.value()), std::move(st));
+    }
+    at::Tensor pos = get("queue.position"), counters = get("trainer.counters");
+    if (pos.numel() != 2 || counters.numel() != 2) ThrowRangeError("state: queue.position and trainer.counters hold two numbers each");
+    const int64_t valid = pos[0].item<int64_t>(), pointer = pos[1].item<int64_t>();
+    if (valid < 0 || valid > s.queue->size() || pointer < 0 || (s.queue->size() > 0 && pointer >= s.queue->size())) ThrowRangeError("state[\"queue.position\"]: out of range for this queue");
+    // then apply
+    for (auto& [target, src] : copies) target.copy_(src);
+    auto& states = s.optimizer->state();
+    states.clear();
+    for (auto& [key, st] : optim) states[key] = std::move(st);
+    s.queue->SetPosition(valid, pointer);
+    s.steps = counters[0].item<int64_t>();
+    s.skipped = counters[1].item<int64_t>();
+    if (in_.count("rng.cpu")) {
+      at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle on the process's generator
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(in_.at("rng.cpu").tensor.clone());
+    }
+  }
+  Napi::Value Resolve(Napi::Env env) override { return env.Undefined(); }
+
+ private:
+  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<TrainerState> state_;
+  std::map<std::string, JsTensor> in_;
+};
+
+}  // namespace
+
+Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), std::make_unique<ExportTask>(model_->net(), state_)); });
+}
+
+// importState(record from exportState): replaces momentum weights, optimizer moments, queue and counters.
+Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("state: expected the object exportState() returned");
+    auto dict = info[0].As<Napi::Object>();
+    std::map<std::string, JsTensor> in;
+    Napi::Array keys = dict.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      std::string key = keys.Get(i).ToString().Utf8Value();
+      in.emplace(key, ReadTensor(dict.Get(key), TensorSpec{"state[\"" + key + "\"]", {at::kFloat, at::kDouble, at::kLong, at::kInt, at::kByte}, {}, true, false}));
+    }
+    return model_->queue().Submit(env, Value(), std::make_unique<ImportTask>(model_->net(), state_, std::move(in)));
+  });
+}
 
 Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -41,6 +41,8 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
   Napi::Value Step(const Napi::CallbackInfo& info);
   Napi::Value QueueState(const Napi::CallbackInfo& info);
   Napi::Value MomentumStateDict(const Napi::CallbackInfo& info);
+  Napi::Value ExportState(const Napi::CallbackInfo& info);
+  Napi::Value ImportState(const Napi::CallbackInfo& info);
   Napi::Value GetSkipped(const Napi::CallbackInfo& info);
 
   Napi::ObjectReference modelRef_;

@@ -59,8 +59,18 @@ interface NativeTrainer {
   step(batch: TrainBatch, options?: { lr?: number }): Promise<StepResult>;
   queueState(): Promise<QueueState>;
   momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
+  exportState(): Promise<TrainerStateRecord>;
+  importState(state: TrainerStateRecord): Promise<void>;
   readonly skipped: number;
 }
+
+/**
+ * Everything a resumed run needs besides the model's own weights, as named tensors:
+ * `momentum.<name>`, `optim.<name>.{exp_avg,exp_avg_sq,step}`, `queue.{image,text,labels}`,
+ * `queue.position` ([valid, pointer]), `trainer.counters` ([steps, skipped]), `rng.cpu`.
+ * Save it with writeSafetensors beside the model; load it into a Trainer made the same way.
+ */
+export type TrainerStateRecord = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array> | TensorData<Uint8Array>>;
 
 export class Trainer {
   readonly #native: NativeTrainer;
@@ -83,6 +93,16 @@ export class Trainer {
   /** The momentum encoders' weights, by the released names. */
   momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>> {
     return this.#native.momentumStateDict();
+  }
+
+  /** The optimizer, momentum encoders, queue and counters (see TrainerStateRecord). */
+  exportState(): Promise<TrainerStateRecord> {
+    return this.#native.exportState();
+  }
+
+  /** Restores exportState()'s record; with the model's weights restored too, training continues exactly. */
+  importState(state: TrainerStateRecord): Promise<void> {
+    return this.#native.importState(state);
   }
 
   /** Steps skipped for a non-finite loss. */
