@@ -1,0 +1,511 @@
+/**
+ * The pre-training loop (issue 6): manifest → loader → tokenizer → labels → `Trainer.step` with the
+ * scheduled learning rate; metrics as JSON Lines; zero-shot AUC per label and image↔text retrieval
+ * on a held-out split every N steps; atomic checkpoints every N steps (last k kept) that `resume`
+ * continues from exactly; a run of non-finite losses stops the run with a final checkpoint.
+ *
+ * Output folder:
+ *   metrics.jsonl          {"type":"train",step,loss,lr,...} and {"type":"eval",step,auc,...} lines
+ *   vocab.txt              the vocabulary (built from the training reports, or a copy)
+ *   skipped.log            images the loader skipped
+ *   checkpoints/step-NNNNNNNN/{model.safetensors, trainer.safetensors, state.json}
+ *   final/model.safetensors
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
+import path from "node:path";
+import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
+import type { StDtype, StTensor } from "../checkpoint/safetensors.js";
+import { Loader } from "../data/loader.js";
+import type { Batch, Position } from "../data/loader.js";
+import { readManifest } from "../data/manifest.js";
+import type { Sample } from "../data/manifest.js";
+import { finiteMean, pairedRetrieval, rocAuc } from "../eval/metrics.js";
+import { LABEL_IDS, Labeler, loadRules } from "../labels/index.js";
+import type { LabelId, Rules } from "../labels/index.js";
+import { readCheckpoint, sha256Hex, ViLReF } from "../model/vilref.js";
+import type { Device, Dtype } from "../model/vilref.js";
+import { setThreads } from "../native.js";
+import type { TensorData } from "../native.js";
+import { BertTokenizer, buildVocab, Vocab } from "../text/index.js";
+import { parseConfig } from "./config.js";
+import type { PretrainConfig, PretrainConfigInput } from "./config.js";
+import { cosineSchedule } from "./schedule.js";
+import { Trainer } from "./trainer.js";
+import type { TrainerStateRecord } from "./trainer.js";
+
+// ---- events and results --------------------------------------------------------------------
+
+export interface TrainMetrics {
+  type: "train";
+  step: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  logitScale: number;
+  gradNorm: number;
+  queueValid: number;
+  skipped: boolean;
+  imagesPerSecond: number;
+}
+
+export interface EvalMetrics {
+  type: "eval";
+  step: number;
+  /** Zero-shot AUC per label with both classes in the held-out set. */
+  auc: Partial<Record<LabelId, number>>;
+  meanAuc: number;
+  /** Positives / negatives per evaluated label. */
+  counts: Partial<Record<LabelId, [number, number]>>;
+  imageToText: Record<string, number>;
+  textToImage: Record<string, number>;
+  samples: number;
+  seconds: number;
+}
+
+export type ProgressEvent =
+  | { kind: "start"; step: number; totalSteps: number; resumedFrom: string | null; trainSamples: number; heldOutSamples: number }
+  | (TrainMetrics & { kind: "step"; totalSteps: number; etaSeconds: number })
+  | (EvalMetrics & { kind: "eval" })
+  | { kind: "checkpoint"; step: number; path: string }
+  | { kind: "done"; step: number; seconds: number };
+
+export interface PretrainOptions {
+  onProgress?: (e: ProgressEvent) => void;
+  /** Continue from the latest checkpoint in the output folder (none there: start fresh). */
+  resume?: boolean;
+  /** Where relative paths of an unparsed config point from (default: the working directory). */
+  baseDir?: string;
+  /** Stop (with a checkpoint) after this many steps of this call: for tests and time-boxed runs. */
+  stopAfter?: number;
+}
+
+export interface PretrainResult {
+  step: number;
+  totalSteps: number;
+  /** Losses of the steps this call ran, in order (NaN for skipped steps). */
+  losses: number[];
+  lastEval: EvalMetrics | null;
+  checkpoint: string | null;
+  model: ViLReF;
+  output: string;
+  seconds: number;
+}
+
+/** Thrown after `maxNonFinite` non-finite losses in a row (a final checkpoint is written first). */
+export class NonFiniteLossError extends Error {
+  constructor(
+    message: string,
+    readonly step: number,
+    readonly batch: { epoch: number; index: number; ids: string[] },
+    readonly checkpoint: string,
+  ) {
+    super(message);
+    this.name = "NonFiniteLossError";
+  }
+}
+
+// ---- the trainer's checkpointable state (native exportState/importState) -------------------
+
+function stDtype(name: string, t: { data: ArrayBufferView; dtype?: string }): StDtype {
+  if (t.dtype === "bfloat16") return "BF16";
+  if (t.dtype === "float16") return "F16";
+  const d = t.data;
+  if (d instanceof Float32Array) return "F32";
+  if (d instanceof Float64Array) return "F64";
+  if (d instanceof BigInt64Array) return "I64";
+  if (d instanceof Int32Array) return "I32";
+  if (d instanceof Int16Array) return "I16";
+  if (d instanceof Int8Array) return "I8";
+  if (d instanceof Uint8Array) return t.dtype === "bool" ? "BOOL" : "U8";
+  throw new TypeError(`trainer state "${name}": unsupported array type ${d.constructor.name}`);
+}
+
+async function exportTrainerState(trainer: Trainer): Promise<{ tensors: Record<string, StTensor>; dtypes: Record<string, string> }> {
+  const state = await trainer.exportState();
+  const tensors: Record<string, StTensor> = {};
+  const dtypes: Record<string, string> = {};
+  for (const [k, t] of Object.entries(state)) {
+    const v = t as { data: ArrayBufferView; shape: number[]; dtype?: string };
+    tensors[k] = { dtype: stDtype(k, v), shape: v.shape, data: v.data as StTensor["data"] };
+    if (v.dtype !== undefined) dtypes[k] = v.dtype;
+  }
+  return { tensors, dtypes };
+}
+
+async function importTrainerState(trainer: Trainer, file: string): Promise<void> {
+  const { tensors, metadata } = await readSafetensors(file);
+  const dtypes = JSON.parse(metadata.dtypes ?? "{}") as Record<string, string>;
+  const record: Record<string, { data: StTensor["data"]; shape: number[]; dtype?: string }> = {};
+  for (const [k, v] of tensors) record[k] = { data: v.data, shape: v.shape, ...(dtypes[k] !== undefined ? { dtype: dtypes[k] } : {}) };
+  await trainer.importState(record as unknown as TrainerStateRecord);
+}
+
+// ---- checkpoints ---------------------------------------------------------------------------
+
+/** What state.json of a checkpoint holds. */
+export interface CheckpointState {
+  format: 1;
+  step: number;
+  totalSteps: number;
+  /** Where the loader continues: the position after the last batch trained on. */
+  position: Position;
+  /** Seeds: the loader's order and augmentations derive from `seed`; the native RNG state is in trainer.safetensors. */
+  seeds: { data: number; model: number };
+  consecutiveNonFinite: number;
+  vocabSha256: string;
+  config: PretrainConfig;
+  time: string;
+}
+
+const CKPT_RE = /^step-(\d{8})$/;
+
+function fsyncPath(p: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(p, "r");
+    fsyncSync(fd);
+  } catch {
+    // directories cannot be fsynced on every platform
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Checkpoint folders of an output folder, oldest first. */
+export function listCheckpoints(output: string): { step: number; path: string }[] {
+  const dir = path.join(output, "checkpoints");
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .flatMap((name) => {
+      const m = CKPT_RE.exec(name);
+      const p = path.join(dir, name);
+      return m && existsSync(path.join(p, "state.json")) ? [{ step: Number(m[1]), path: p }] : [];
+    })
+    .sort((a, b) => a.step - b.step);
+}
+
+async function writeCheckpoint(output: string, keep: number, model: ViLReF, trainer: Trainer, state: CheckpointState, meta: { labels: string[]; vocabSha256: string }): Promise<string> {
+  const dir = path.join(output, "checkpoints");
+  mkdirSync(dir, { recursive: true });
+  const name = `step-${String(state.step).padStart(8, "0")}`;
+  const final = path.join(dir, name);
+  const tmp = path.join(dir, `.${name}.tmp-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp);
+  await model.save(path.join(tmp, "model.safetensors"), meta);
+  const { tensors, dtypes } = await exportTrainerState(trainer);
+  await writeSafetensors(path.join(tmp, "trainer.safetensors"), tensors, { dtypes: JSON.stringify(dtypes), step: String(state.step) });
+  const json = path.join(tmp, "state.json");
+  writeFileSync(json, JSON.stringify(state, null, 2) + "\n");
+  fsyncPath(json);
+  fsyncPath(tmp);
+  // the folder appears complete or not at all
+  rmSync(final, { recursive: true, force: true });
+  renameSync(tmp, final);
+  fsyncPath(dir);
+  const all = listCheckpoints(output);
+  for (const old of all.slice(0, Math.max(0, all.length - keep))) rmSync(old.path, { recursive: true, force: true });
+  return final;
+}
+
+// ---- prompts and evaluation ------------------------------------------------------------------
+
+export interface PromptsFile {
+  positive: string[];
+  negative: string[];
+  names?: Partial<Record<string, string>>;
+  overrides?: Partial<Record<string, { positive?: string[]; negative?: string[] }>>;
+  skip?: string[];
+}
+
+export const DEFAULT_PROMPTS_URL = new URL("./prompts/zh.json", import.meta.url);
+
+/** Reads a prompts file; unknown label ids in it are an error naming the key. */
+export function loadPrompts(file: string | URL = DEFAULT_PROMPTS_URL): PromptsFile {
+  const p = JSON.parse(readFileSync(file, "utf8")) as PromptsFile;
+  const where = String(file);
+  if (!Array.isArray(p.positive) || p.positive.length === 0) throw new TypeError(`${where}: positive: expected a non-empty list of templates`);
+  if (!Array.isArray(p.negative) || p.negative.length === 0) throw new TypeError(`${where}: negative: expected a non-empty list of templates`);
+  for (const key of ["names", "overrides"] as const) for (const id of Object.keys(p[key] ?? {})) if (!(LABEL_IDS as readonly string[]).includes(id)) throw new TypeError(`${where}: ${key}.${id}: not a label id`);
+  return p;
+}
+
+/** The positive and negative prompts of every label, from templates and the taxonomy's Chinese names. */
+export function buildPrompts(prompts: PromptsFile, rules: Rules): Map<LabelId, { positive: string[]; negative: string[] }> {
+  const zh = new Map(rules.labels.map((l) => [l.id, (l as unknown as { zh?: string }).zh ?? l.id]));
+  const out = new Map<LabelId, { positive: string[]; negative: string[] }>();
+  for (const id of LABEL_IDS) {
+    if (prompts.skip?.includes(id)) continue;
+    const name = prompts.names?.[id] ?? zh.get(id) ?? id;
+    const fill = (ts: string[]) => ts.map((t) => t.replaceAll("{zh}", name));
+    const o = prompts.overrides?.[id];
+    out.set(id, { positive: fill(o?.positive ?? prompts.positive), negative: fill(o?.negative ?? prompts.negative) });
+  }
+  return out;
+}
+
+function normalizeRows(t: TensorData): Float32Array {
+  const [n, d] = t.shape as [number, number];
+  const out = new Float32Array(n * d);
+  const x = t.data as Float32Array;
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let k = 0; k < d; k++) s += x[i * d + k]! ** 2;
+    const inv = 1 / Math.max(Math.sqrt(s), 1e-12);
+    for (let k = 0; k < d; k++) out[i * d + k] = x[i * d + k]! * inv;
+  }
+  return out;
+}
+
+function dots(a: Float32Array, na: number, b: Float32Array, nb: number, d: number): Float64Array {
+  const out = new Float64Array(na * nb);
+  for (let i = 0; i < na; i++)
+    for (let j = 0; j < nb; j++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += a[i * d + k]! * b[j * d + k]!;
+      out[i * nb + j] = s;
+    }
+  return out;
+}
+
+interface Evaluator {
+  run(model: ViLReF, step: number): Promise<EvalMetrics>;
+}
+
+function makeEvaluator(samples: Sample[], loaderOptions: ConstructorParameters<typeof Loader>[1], tokenizer: BertTokenizer, contextLength: number, prompts: Map<LabelId, { positive: string[]; negative: string[] }>, ks: number[]): Evaluator {
+  const loader = new Loader(samples, loaderOptions);
+  return {
+    async run(model, step) {
+      const t0 = performance.now();
+      const imgs: Float32Array[] = [];
+      const txts: Float32Array[] = [];
+      const used: Sample[] = [];
+      for await (const b of loader.epoch(0)) {
+        if (b.samples.length === 0) continue;
+        imgs.push(normalizeRows(await model.encodeImages(b.images)));
+        const ids = tokenizer.encodeBatch(b.texts.map((x) => x ?? ""), contextLength);
+        txts.push(normalizeRows(await model.encodeTexts(ids)));
+        used.push(...b.samples);
+      }
+      const d = model.config.embed_dim;
+      const n = used.length;
+      const I = new Float32Array(n * d);
+      const T = new Float32Array(n * d);
+      let o = 0;
+      for (const a of imgs) (I.set(a, o), (o += a.length));
+      o = 0;
+      for (const a of txts) (T.set(a, o), (o += a.length));
+      const sim = dots(I, n, T, n, d);
+      const retrieval = pairedRetrieval(sim, n, ks);
+      // zero-shot: every prompt encoded once
+      const all: string[] = [];
+      for (const p of prompts.values()) all.push(...p.positive, ...p.negative);
+      const P = normalizeRows(await model.encodeTexts(tokenizer.encodeBatch(all, contextLength)));
+      const S = dots(I, n, P, all.length, d);
+      const auc: Partial<Record<LabelId, number>> = {};
+      const counts: Partial<Record<LabelId, [number, number]>> = {};
+      let col = 0;
+      for (const [id, p] of prompts) {
+        const np = p.positive.length;
+        const nn = p.negative.length;
+        const scores: number[] = [];
+        const gold: number[] = [];
+        for (let i = 0; i < n; i++) {
+          const v = used[i]!.labels?.[id] ?? 0;
+          if (v === 0.5) continue; // uncertain: neither class
+          let s = 0;
+          for (let k = 0; k < np; k++) s += S[i * all.length + col + k]! / np;
+          for (let k = 0; k < nn; k++) s -= S[i * all.length + col + np + k]! / nn;
+          scores.push(s);
+          gold.push(v === 1 ? 1 : 0);
+        }
+        col += np + nn;
+        const pos = gold.reduce((a, b) => a + b, 0);
+        if (pos === 0 || pos === gold.length) continue;
+        auc[id] = rocAuc(scores, gold);
+        counts[id] = [pos, gold.length - pos];
+      }
+      return { type: "eval", step, auc, meanAuc: finiteMean(Object.values(auc)), counts, imageToText: retrieval.imageToText, textToImage: retrieval.textToImage, samples: n, seconds: (performance.now() - t0) / 1000 };
+    },
+  };
+}
+
+// ---- the loop ----------------------------------------------------------------------------------
+
+function readSamples(file: string, split: string | undefined, config: PretrainConfig, labeler: Labeler | null): Sample[] {
+  const samples = readManifest(file, {
+    requireText: true,
+    ...(split !== undefined ? { split } : {}),
+    ...(config.data.columns ? { columns: config.data.columns } : {}),
+    ...(config.labels.source === "file" && config.labels.file ? { labelsFile: config.labels.file } : {}),
+  });
+  for (const s of samples) {
+    if (labeler) s.labels = labeler.label(s.text ?? "", { uncertainty: config.labels.uncertainty, evidence: false }).labels;
+    else if (s.labels === null) throw new Error(`${s.source.file}:${s.source.line}: sample ${s.id} has no labels (labels.source is "${config.labels.source}")`);
+  }
+  return samples;
+}
+
+function appendJsonl(file: string, value: unknown): void {
+  appendFileSync(file, JSON.stringify(value, (_, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v)) + "\n");
+}
+
+/** Runs (or resumes) a pre-training experiment. */
+export async function pretrain(input: PretrainConfig | PretrainConfigInput, options: PretrainOptions = {}): Promise<PretrainResult> {
+  const t0 = performance.now();
+  const config = parseConfig(input, options.baseDir !== undefined ? { baseDir: options.baseDir } : {});
+  const out = config.output;
+  mkdirSync(out, { recursive: true });
+  if (config.threads !== undefined) setThreads(config.threads);
+  const emit = options.onProgress ?? (() => {});
+
+  // resume point
+  const latest = options.resume ? listCheckpoints(out).at(-1) : undefined;
+  const resumed: CheckpointState | null = latest ? (JSON.parse(readFileSync(path.join(latest.path, "state.json"), "utf8")) as CheckpointState) : null;
+
+  // labels and data
+  const rules = loadRules(config.labels.rules ?? undefined);
+  const labeler = config.labels.source === "rules" ? new Labeler(rules) : null;
+  const train = readSamples(config.data.train, config.data.trainSplit, config, labeler);
+  if (train.length < config.batchSize) throw new RangeError(`data.train: ${train.length} samples, fewer than one batch of ${config.batchSize}`);
+  const heldOutFile = config.data.heldOut ?? (config.data.heldOutSplit !== undefined ? config.data.train : undefined);
+  let heldOut = heldOutFile ? readSamples(heldOutFile, config.data.heldOutSplit, config, labeler) : [];
+  if (config.data.evalLimit !== undefined) heldOut = heldOut.slice(0, config.data.evalLimit);
+
+  // vocabulary: built once, kept in the output folder, the same on resume
+  const vocabFile = path.join(out, "vocab.txt");
+  let vocab: Vocab;
+  if (resumed || (config.text.vocab === "build" && existsSync(vocabFile) && options.resume)) vocab = Vocab.fromFile(vocabFile);
+  else if (config.text.vocab === "build") vocab = buildVocab(train.map((s) => s.text ?? ""), { size: config.text.vocabSize });
+  else vocab = Vocab.fromFile(config.text.vocab);
+  const vocabText = vocab.toText();
+  const vocabSha256 = sha256Hex(vocabText);
+  if (resumed && resumed.vocabSha256 !== vocabSha256) throw new Error(`${vocabFile}: not the vocabulary of checkpoint ${latest!.path}`);
+  if (!resumed) writeFileSync(vocabFile, vocabText);
+  const tokenizer = new BertTokenizer(vocab);
+
+  // model
+  const modelOptions = { device: config.device as Device, dtype: config.precision as Dtype };
+  let model: ViLReF;
+  if (config.model.checkpoint) model = await ViLReF.load(config.model.checkpoint, modelOptions);
+  else model = ViLReF.create(config.model.preset ?? config.model.config!, { ...modelOptions, seed: config.model.seed ?? config.seed });
+  if (vocab.size > model.config.vocab_size) throw new RangeError(`text.vocab: ${vocab.size} tokens, but the model's vocab_size is ${model.config.vocab_size}`);
+  if (latest) {
+    const { tensors } = await readCheckpoint(path.join(latest.path, "model.safetensors"));
+    await model.loadStateDict(tensors, { strict: true });
+  }
+  const trainer = new Trainer(model, {
+    labelDim: LABEL_IDS.length,
+    lr: config.schedule.lr,
+    betas: config.optimizer.betas,
+    eps: config.optimizer.eps,
+    weightDecay: config.optimizer.weightDecay,
+    momentum: config.momentum,
+    gradClip: config.optimizer.gradClip,
+    queueSize: config.queue.size,
+    loss: config.loss,
+    threshold: config.wscl.threshold,
+    gamma: config.wscl.gamma,
+  });
+  if (latest) await importTrainerState(trainer, path.join(latest.path, "trainer.safetensors"));
+
+  // loaders
+  const size = model.config.image_resolution;
+  const augment = config.data.augment ?? {};
+  const loader = new Loader(train, {
+    batchSize: config.batchSize,
+    seed: config.seed,
+    shuffle: true,
+    dropLast: true,
+    transform: { train: true, ...augment, size } as never,
+    log: path.join(out, "skipped.log"),
+    ...(config.data.concurrency ? { concurrency: config.data.concurrency } : {}),
+  });
+  const perEpoch = loader.batchCount(0);
+  const epochs = config.epochs ?? Math.ceil((config.steps ?? 1) / perEpoch);
+  const totalSteps = Math.min(config.steps ?? Infinity, epochs * perEpoch);
+  const lrAt = cosineSchedule({ lr: config.schedule.lr, warmupSteps: Math.min(config.schedule.warmupSteps, totalSteps), totalSteps, minLr: config.schedule.minLr });
+  const evalTransform: Record<string, unknown> = { size, train: false };
+  for (const k of ["fov", "mean", "std", "shrinkOnLoad"]) if (augment[k] !== undefined) evalTransform[k] = augment[k];
+  const evaluator = heldOut.length >= 2 ? makeEvaluator(heldOut, { batchSize: config.eval.batchSize, shuffle: false, transform: evalTransform as never, log: path.join(out, "skipped.log") }, tokenizer, config.text.contextLength, buildPrompts(loadPrompts(config.eval.prompts ?? DEFAULT_PROMPTS_URL), rules), config.eval.ks) : null;
+
+  // metrics: on resume, drop lines after the checkpoint (they will be written again)
+  const metricsFile = path.join(out, "metrics.jsonl");
+  if (resumed && existsSync(metricsFile)) {
+    const kept = readFileSync(metricsFile, "utf8")
+      .split("\n")
+      .filter((l) => l.trim() !== "" && (JSON.parse(l) as { step: number }).step <= resumed.step);
+    writeFileSync(metricsFile, kept.map((l) => l + "\n").join(""));
+  } else if (!resumed) writeFileSync(metricsFile, "");
+
+  let step = resumed?.step ?? 0;
+  let position: Position = resumed?.position ?? { epoch: 0, index: 0 };
+  let consecutive = resumed?.consecutiveNonFinite ?? 0;
+  const labelsMeta = [...LABEL_IDS];
+  const stateAt = (): CheckpointState => ({ format: 1, step, totalSteps, position, seeds: { data: config.seed, model: config.model.seed ?? config.seed }, consecutiveNonFinite: consecutive, vocabSha256, config, time: new Date().toISOString() });
+  let lastCheckpoint: string | null = latest?.path ?? null;
+  const checkpoint = async () => {
+    lastCheckpoint = await writeCheckpoint(out, config.checkpoint.keep, model, trainer, stateAt(), { labels: labelsMeta, vocabSha256 });
+    emit({ kind: "checkpoint", step, path: lastCheckpoint });
+  };
+  let lastEval: EvalMetrics | null = null;
+  const evaluate = async () => {
+    if (!evaluator) return;
+    lastEval = await evaluator.run(model, step);
+    appendJsonl(metricsFile, lastEval);
+    emit({ kind: "eval", ...lastEval });
+  };
+
+  emit({ kind: "start", step, totalSteps, resumedFrom: latest?.path ?? null, trainSamples: train.length, heldOutSamples: heldOut.length });
+  const losses: number[] = [];
+  const runStart = performance.now();
+  let ran = 0;
+  let tPrev = performance.now();
+  if (step < totalSteps) {
+    for await (const batch of loader.batches(epochs, position)) {
+      const b: Batch = batch;
+      position = b.next;
+      if (b.samples.length < 2) continue; // every image of the batch was skipped but one
+      const ids = tokenizer.encodeBatch(b.texts.map((x) => x ?? ""), config.text.contextLength);
+      const lr = lrAt(step);
+      const r = await trainer.step({ images: b.images, ids, labels: b.labels! }, { lr });
+      step++;
+      ran++;
+      losses.push(r.loss);
+      const now = performance.now();
+      const m: TrainMetrics = { type: "train", step, epoch: b.epoch, loss: r.loss, lr, logitScale: r.logitScale, gradNorm: r.gradNorm, queueValid: r.queueValid, skipped: r.skipped, imagesPerSecond: (b.samples.length * 1000) / Math.max(now - tPrev, 1e-3) };
+      tPrev = now;
+      if (step % config.logEvery === 0 || r.skipped) appendJsonl(metricsFile, m);
+      const rate = ran / ((now - runStart) / 1000);
+      emit({ kind: "step", ...m, totalSteps, etaSeconds: (totalSteps - step) / rate });
+      if (r.skipped || !Number.isFinite(r.loss)) {
+        consecutive++;
+        if (consecutive >= config.maxNonFinite) {
+          await checkpoint();
+          const shown = b.ids.slice(0, 8).join(", ") + (b.ids.length > 8 ? ", ..." : "");
+          throw new NonFiniteLossError(
+            `stopped at step ${step}: ${consecutive} non-finite losses in a row; the last was batch ${step} (epoch ${b.start.epoch}, samples ${b.start.index}-${b.next.index - 1} of the epoch order; ids ${shown}); checkpoint ${lastCheckpoint}`,
+            step,
+            { epoch: b.start.epoch, index: b.start.index, ids: b.ids },
+            lastCheckpoint!,
+          );
+        }
+      } else consecutive = 0;
+      const last = step >= totalSteps;
+      if (config.eval.every > 0 && step % config.eval.every === 0 && !last) await evaluate();
+      if (config.checkpoint.every > 0 && step % config.checkpoint.every === 0 && !last) await checkpoint();
+      if (last) break;
+      if (options.stopAfter !== undefined && ran >= options.stopAfter) {
+        if (lastCheckpoint === null || !lastCheckpoint.endsWith(`step-${String(step).padStart(8, "0")}`)) await checkpoint();
+        return { step, totalSteps, losses, lastEval, checkpoint: lastCheckpoint, model, output: out, seconds: (performance.now() - t0) / 1000 };
+      }
+    }
+    await evaluate();
+    await checkpoint();
+    mkdirSync(path.join(out, "final"), { recursive: true });
+    await model.save(path.join(out, "final", "model.safetensors"), { labels: labelsMeta, vocabSha256 });
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  emit({ kind: "done", step, seconds });
+  return { step, totalSteps, losses, lastEval, checkpoint: lastCheckpoint, model, output: out, seconds };
+}
