@@ -9,6 +9,7 @@ import { register as registerLabels } from "./labels.js";
 import { register as registerModel } from "./model.js";
 import { register as registerSystem } from "./system.js";
 import { register as registerText } from "./text.js";
+import { register as registerTrain } from "./train.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerLabels(program);
   registerModel(program);
   registerData(program);
+  registerTrain(program);
   return program;
 }
 
