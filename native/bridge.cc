@@ -139,6 +139,16 @@ const char* TypedArrayName(at::ScalarType dtype) {
   return "an unsupported typed array";
 }
 
+double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char* key, double fallback, double lo, double hi) {
+  Napi::Value v = obj.Get(key);
+  if (v.IsUndefined()) return fallback;
+  const std::string name = prefix + "." + key;
+  if (!v.IsNumber()) ThrowTypeError(name + ": expected a number, got " + Describe(v));
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < lo || d > hi) ThrowRangeError(name + ": " + std::to_string(d) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return d;
+}
+
 int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t lo, int64_t hi) {
   if (!value.IsNumber()) ThrowTypeError(name + ": expected an integer, got " + Describe(value));
   double d = value.As<Napi::Number>().DoubleValue();

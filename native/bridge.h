@@ -72,6 +72,9 @@ struct JsTensor {
 // Reads `{ data: TypedArray, shape: number[] }`, checking type, dtype, shape, length and values.
 JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec);
 
+// Reads obj[key]: `fallback` when undefined, else a finite number in [lo, hi]; errors name `prefix.key`.
+double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char* key, double fallback, double lo, double hi);
+
 // Reads a plain JS number that must be an integer in [lo, hi].
 int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t lo, int64_t hi);
 

@@ -143,9 +143,9 @@ class EncodeTask : public Task {
 
 class StateDictTask : public Task {
  public:
-  explicit StateDictTask(std::shared_ptr<ClipNet> net) : net_(std::move(net)) {}
+  StateDictTask(std::shared_ptr<ClipNet> net, std::string prefix) : net_(std::move(net)), prefix_(std::move(prefix)) {}
   void Execute() override {
-    for (auto& [name, t] : NamedState(*net_)) out_.emplace_back(name, PrepareForJs(t.detach().clone()));
+    for (auto& [name, t] : NamedState(*net_)) out_.emplace_back(prefix_ + name, PrepareForJs(t.detach().clone()));
   }
   Napi::Value Resolve(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
@@ -155,6 +155,7 @@ class StateDictTask : public Task {
 
  private:
   std::shared_ptr<ClipNet> net_;
+  std::string prefix_;
   std::vector<std::pair<std::string, at::Tensor>> out_;
 };
 
@@ -205,6 +206,10 @@ class ResizeTask : public Task {
 };
 
 }  // namespace
+
+std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<ClipNet> net, std::string prefix) {
+  return std::make_unique<StateDictTask>(std::move(net), std::move(prefix));
+}
 
 namespace {
 Napi::FunctionReference* g_modelConstructor = nullptr;  // the main thread's; set by Define
@@ -338,7 +343,7 @@ Napi::Value Model::Similarity(const Napi::CallbackInfo& info) {
 
 Napi::Value Model::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), std::make_unique<StateDictTask>(net_)); });
+  return PromiseGuard(env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), MakeStateDictTask(net_)); });
 }
 
 // loadStateDict({ name: {data, shape[, dtype]} }, { strict = true }) → { missing, unexpected }

@@ -14,14 +14,7 @@ namespace vilref {
 
 namespace {
 
-double Number(const Napi::Object& o, const char* key, double fallback, double lo, double hi) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) ThrowTypeError(std::string("options.") + key + ": expected a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d < lo || d > hi) ThrowRangeError(std::string("options.") + key + ": " + std::to_string(d) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return d;
-}
+double Number(const Napi::Object& o, const char* key, double fallback, double lo, double hi) { return ReadNumber(o, "options", key, fallback, lo, hi); }
 
 // The released recipe's rule: no weight decay for 0/1-D tensors, norms, biases and logit_scale.
 bool Decays(const std::string& name, const at::Tensor& p) {
@@ -231,23 +224,6 @@ class QueueStateTask : public Task {
   at::Tensor image_, text_, labels_;
 };
 
-class MomentumTask : public Task {
- public:
-  explicit MomentumTask(std::shared_ptr<TrainerState> state) : state_(std::move(state)) {}
-  void Execute() override {
-    auto& s = *state_;
-    for (auto& [name, t] : NamedState(*s.momentum)) out_.emplace_back(name, PrepareForJs(t.detach().clone()));
-  }
-  Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    for (auto& [name, t] : out_) o.Set(name, WrapTensor(env, t));
-    return o;
-  }
-
- private:
-  std::shared_ptr<TrainerState> state_;
-  std::vector<std::pair<std::string, at::Tensor>> out_;
-};
 }  // namespace
 
 namespace {
@@ -383,7 +359,7 @@ Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
 
 Napi::Value Trainer::MomentumStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), std::make_unique<MomentumTask>(state_)); });
+  return PromiseGuard(env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum)); });
 }
 
 Napi::Value Trainer::GetSkipped(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(state_->skipped)); }

@@ -56,14 +56,7 @@ LossTerms Clip(const at::Tensor& u, const at::Tensor& v, const at::Tensor& logit
 
 namespace {
 
-double ReadNumber(const Napi::Object& o, const char* key, double fallback, double lo, double hi) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) ThrowTypeError(std::string("args.") + key + ": expected a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d < lo || d > hi) ThrowRangeError(std::string("args.") + key + ": " + std::to_string(d) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return d;
-}
+double Arg(const Napi::Object& o, const char* key, double fallback, double lo, double hi) { return ReadNumber(o, "args", key, fallback, lo, hi); }
 
 class LossTask : public Task {
  public:
@@ -136,14 +129,14 @@ Napi::Value RunLoss(const Napi::CallbackInfo& info, bool wscl) {
     WsclOptions options;
     Napi::Value ls = args.Get("logitScale");
     if (!ls.IsNumber()) ThrowTypeError("args.logitScale: expected a number (the learnable log of the temperature's inverse)");
-    double logitScale = ReadNumber(args, "logitScale", 0, -50, 50);
+    double logitScale = Arg(args, "logitScale", 0, -50, 50);
     if (wscl) {
       inputs.push_back(ReadTensor(args.Get("labels"), TensorSpec{"args.labels", floats, {B, -1}, false, true}));
       const int64_t C = inputs[2].tensor.size(1);
       at::Tensor labels = inputs[2].tensor;
       if (labels.lt(0).any().item<bool>() || labels.gt(1).any().item<bool>()) ThrowRangeError("args.labels: values must lie in [0, 1]");
-      options.threshold = ReadNumber(args, "threshold", 1.0, 0.0, 1e9);
-      options.gamma = ReadNumber(args, "gamma", 1.0, 0.0, 1e3);
+      options.threshold = Arg(args, "threshold", 1.0, 0.0, 1e9);
+      options.gamma = Arg(args, "gamma", 1.0, 0.0, 1e3);
       Napi::Value queue = args.Get("queue");
       if (!queue.IsUndefined() && !queue.IsNull()) {
         if (!queue.IsObject()) ThrowTypeError("args.queue: expected { image, text, labels }");
