@@ -295,6 +295,12 @@ Napi::Object WrapTensor(Napi::Env env, const at::Tensor& prepared) {
   return out;
 }
 
+Napi::Object WrapNamed(Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  Napi::Object out = Napi::Object::New(env);
+  for (const auto& [name, t] : tensors) out.Set(name, WrapTensor(env, t));
+  return out;
+}
+
 uint64_t DataAddress(const Napi::Value& value, const std::string& name) {
   if (!value.IsTypedArray()) ThrowTypeError(name + ": expected a typed array, got " + Describe(value));
   auto array = value.As<Napi::TypedArray>();

@@ -86,6 +86,9 @@ at::Tensor PrepareForJs(const at::Tensor& tensor);
 // tensor's, and a finalizer releases the tensor when the array is collected. Main thread only.
 Napi::Object WrapTensor(Napi::Env env, const at::Tensor& prepared);
 
+// { name: {data, shape} } for prepared tensors (a state dict), without copying. Main thread only.
+Napi::Object WrapNamed(Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& tensors);
+
 // The address of a typed array's first element (diagnostics: proves zero-copy in tests).
 uint64_t DataAddress(const Napi::Value& value, const std::string& name);
 

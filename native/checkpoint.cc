@@ -55,8 +55,7 @@ class ImportTask : public Task {
   }
 
   Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object tensors = Napi::Object::New(env), metadata = Napi::Object::New(env);
-    for (auto& [key, t] : tensors_) tensors.Set(key, WrapTensor(env, t));
+    Napi::Object tensors = WrapNamed(env, tensors_), metadata = Napi::Object::New(env);
     for (auto& [key, v] : meta_) {
       if (key == "name") metadata.Set(key, v);
       else metadata.Set(key, Napi::Number::New(env, std::stod(v)));

@@ -147,11 +147,7 @@ class StateDictTask : public Task {
   void Execute() override {
     for (auto& [name, t] : NamedState(*net_)) out_.emplace_back(prefix_ + name, PrepareForJs(t.detach().clone()));
   }
-  Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    for (auto& [name, t] : out_) o.Set(name, WrapTensor(env, t));
-    return o;
-  }
+  Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
 
  private:
   std::shared_ptr<ClipNet> net_;

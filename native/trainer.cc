@@ -256,11 +256,7 @@ class ExportTask : public Task {
     put("trainer.counters", torch::tensor({s.steps, s.skipped}, torch::kLong));
     put("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
   }
-  Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    for (auto& [name, t] : out_) o.Set(name, WrapTensor(env, t));
-    return o;
-  }
+  Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
 
  private:
   std::shared_ptr<ClipNet> net_;
