@@ -8,7 +8,7 @@
  */
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
-import { buildAddon, buildOutput, findPrebuild, linkLibTorch, missingBuildTools, mismatch, packageRoot, readStamp, sourceHash } from "./build/addon.js";
+import { ensureAddon, packageRoot, readStamp } from "./build/addon.js";
 import type { Stamp } from "./build/addon.js";
 import { locateLibTorch, missingMessage } from "./build/libtorch.js";
 import type { LibTorch } from "./build/libtorch.js";
@@ -152,25 +152,14 @@ export function loadNative(options: LoadOptions = {}): LoadedAddon {
     if (!located.torch) throw new Error(missingMessage(located.tried));
     torch = located.torch;
   }
-  const hash = sourceHash(root);
-  const { path: prebuilt, rejected } = findPrebuild(root, torch, hash);
-  if (prebuilt) {
-    linkLibTorch(prebuilt, torch);
-    return finish(prebuilt, "prebuild", false);
-  }
-  const out = buildOutput(root);
-  const current = !mismatch(readStamp(out), torch, hash);
-  if (current) return finish(out, "build", false);
-  const allowBuild = options.build ?? process.env.VILREF_NO_BUILD !== "1";
-  if (!allowBuild) {
-    throw new Error(`vilref's addon is not built for ${torch.flavour} with sources ${hash}${describeRejected(rejected)}, and building is switched off; run \`npm run setup\` in the vilref package`);
-  }
-  const tools = missingBuildTools();
-  if (tools) throw new Error(`no prebuilt vilref addon fits ${torch.flavour} with sources ${hash}${describeRejected(rejected)}, and ${tools}`);
-  const built = buildAddon(root, torch, { ...(options.log ? { log: options.log } : {}), ...(options.quiet ? { quiet: true } : {}) });
-  return finish(built, "build", true);
+  const found = ensureAddon(root, torch, {
+    build: options.build ?? process.env.VILREF_NO_BUILD !== "1",
+    ...(options.log ? { log: options.log } : {}),
+    ...(options.quiet ? { quiet: true } : {}),
+  });
+  return finish(found.path, found.route, found.built, found.rejected);
 
-  function finish(path: string, route: LoadRoute, didBuild: boolean): LoadedAddon {
+  function finish(path: string, route: LoadRoute, didBuild: boolean, rejected: { path: string; reason: string }[]): LoadedAddon {
     const stamp = readStamp(path);
     if (!stamp) throw new Error(`vilref addon ${path} has no stamp`);
     let addon: NativeAddon;
@@ -186,10 +175,6 @@ export function loadNative(options: LoadOptions = {}): LoadedAddon {
     }
     return { addon, route, built: didBuild, path, stamp, torch: torch!, rejected };
   }
-}
-
-function describeRejected(rejected: { path: string; reason: string }[]): string {
-  return rejected.length ? ` (prebuilds passed over: ${rejected.map((r) => `${r.path}: ${r.reason}`).join("; ")})` : "";
 }
 
 let loaded: LoadedAddon | undefined;

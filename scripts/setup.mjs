@@ -112,25 +112,21 @@ if (existsSync(tsc) && (!existsSync(distStamp) || statSync(distStamp).mtimeMs < 
 }
 
 // ---- 4. the addon ----
-const { buildAddon, buildOutput, findPrebuild, missingBuildTools, readStamp, sourceHash, mismatch } = await import("../lib/build/addon.js");
-const hash = sourceHash(root);
-const prebuilt = findPrebuild(root, torch, hash);
-if (prebuilt.path && !args.has("--rebuild")) {
-  log(`addon: prebuild ${relative(root, prebuilt.path)} fits ${torch.flavour}, sources ${hash}`);
-} else {
-  for (const r of prebuilt.rejected) log(`prebuild ${relative(root, r.path)} not used: ${r.reason}`);
-  if (args.has("--rebuild")) rmSync(buildOutput(root).replace(/\.node$/, ".stamp.json"), { force: true });
-  const current = !mismatch(readStamp(buildOutput(root)), torch, hash) && existsSync(buildOutput(root));
-  if (!current) {
-    if (missingBuildTools() && mayApt) aptInstall(["cmake", "make", "g++"]);
-    const tools = missingBuildTools();
-    if (tools) fail(tools);
-    try {
-      buildAddon(root, torch, { log });
-    } catch (e) {
-      fail(e.message);
-    }
+const { buildOutput, ensureAddon, missingBuildTools, stampPath } = await import("../lib/build/addon.js");
+if (args.has("--rebuild")) rmSync(stampPath(buildOutput(root)), { force: true });
+const route = { log, prebuilds: !args.has("--rebuild") };
+let addon;
+try {
+  addon = ensureAddon(root, torch, route);
+} catch (e) {
+  if (!(missingBuildTools() && mayApt)) fail(e.message);
+  aptInstall(["cmake", "make", "g++"]);
+  try {
+    addon = ensureAddon(root, torch, route);
+  } catch (again) {
+    fail(again.message);
   }
-  log(`addon: ${relative(root, buildOutput(root))} (sources ${hash}, ${torch.flavour})`);
 }
+for (const r of addon.rejected) log(`prebuild ${relative(root, r.path)} not used: ${r.reason}`);
+log(`addon: ${addon.route} ${relative(root, addon.path)} (sources ${addon.hash}, ${torch.flavour})`);
 log("ready");

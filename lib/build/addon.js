@@ -284,6 +284,36 @@ export function buildAddon(root, torch, opts = {}) {
   }, log);
 }
 
+/**
+ * The addon for this LibTorch and these sources, by the first route that fits: a prebuild whose
+ * stamp matches (its LibTorch link made), the cmake-js build in build/ when current, a fresh
+ * cmake-js build (unless `build` is false). Otherwise an error saying what is missing.
+ * @param {string} root @param {LibTorch} torch
+ * @param {{ build?: boolean, prebuilds?: boolean, log?: (msg: string) => void, quiet?: boolean }} [opts]
+ * @returns {{ path: string, route: "prebuild" | "build", built: boolean, hash: string, rejected: { path: string, reason: string }[] }}
+ */
+export function ensureAddon(root, torch, opts = {}) {
+  const hash = sourceHash(root);
+  const { path: prebuilt, rejected } = opts.prebuilds === false ? { path: null, rejected: [] } : findPrebuild(root, torch, hash);
+  if (prebuilt) {
+    linkLibTorch(prebuilt, torch);
+    return { path: prebuilt, route: "prebuild", built: false, hash, rejected };
+  }
+  const out = buildOutput(root);
+  if (existsSync(out) && !mismatch(readStamp(out), torch, hash)) return { path: out, route: "build", built: false, hash, rejected };
+  const passed = rejected.length ? ` (prebuilds passed over: ${rejected.map((r) => `${r.path}: ${r.reason}`).join("; ")})` : "";
+  if (opts.build === false) {
+    throw new Error(`vilref's addon is not built for ${torch.flavour} with sources ${hash}${passed}, and building is switched off; run \`npm run setup\` in the vilref package`);
+  }
+  const tools = missingBuildTools();
+  if (tools) throw new Error(`no prebuilt vilref addon fits ${torch.flavour} with sources ${hash}${passed}, and ${tools}`);
+  /** @type {{ log?: (msg: string) => void, quiet?: boolean }} */
+  const buildOpts = {};
+  if (opts.log) buildOpts.log = opts.log;
+  if (opts.quiet) buildOpts.quiet = true;
+  return { path: buildAddon(root, torch, buildOpts), route: "build", built: true, hash, rejected };
+}
+
 // Command-line use, for binding.gyp.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const root = process.cwd();
