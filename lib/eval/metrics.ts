@@ -1,7 +1,10 @@
 /**
- * Evaluation metrics as pure functions over plain arrays: ROC AUC (ties handled by mid-ranks) and
- * retrieval recall at k. No model, no I/O: protocols (zero-shot, linear probe, retrieval) call these.
+ * Evaluation metrics as pure functions over plain arrays: ROC AUC (ties handled by mid-ranks),
+ * retrieval recall at k, average precision, accuracy, balanced accuracy, F1, (weighted) kappa and
+ * percentile-bootstrap confidence intervals. No model, no I/O: protocols (zero-shot, linear probe,
+ * retrieval) call these.
  */
+import { hashSeed, mulberry32 } from "../data/rng.js";
 
 /**
  * Area under the ROC curve of `scores` for binary `labels` (truthy = positive): the probability that
@@ -89,4 +92,238 @@ export function finiteMean(values: Iterable<number>): number {
     }
   }
   return n === 0 ? Number.NaN : s / n;
+}
+
+// ---- ranking metrics beyond AUC -------------------------------------------------------------------
+
+/**
+ * Average precision of `scores` for binary `labels` as scikit-learn defines it: the sum over the
+ * distinct score thresholds, best first, of (recall gained) × (precision there); tied scores enter
+ * together. NaN without positives or with a non-finite score.
+ */
+export function averagePrecision(scores: ArrayLike<number>, labels: ArrayLike<number | boolean>): number {
+  const n = scores.length;
+  if (labels.length !== n) throw new RangeError(`averagePrecision: ${n} scores but ${labels.length} labels`);
+  for (let i = 0; i < n; i++) if (!Number.isFinite(scores[i])) return Number.NaN;
+  let pos = 0;
+  for (let i = 0; i < n; i++) if (labels[i]) pos++;
+  if (pos === 0) return Number.NaN;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]!);
+  let tp = 0;
+  let seen = 0;
+  let ap = 0;
+  let prevRecall = 0;
+  for (let i = 0; i < n; ) {
+    let j = i;
+    while (j + 1 < n && scores[order[j + 1]!] === scores[order[i]!]) j++;
+    for (let k = i; k <= j; k++) if (labels[order[k]!]) tp++;
+    seen = j + 1;
+    const recall = tp / pos;
+    ap += (recall - prevRecall) * (tp / seen);
+    prevRecall = recall;
+    i = j + 1;
+  }
+  return ap;
+}
+
+/** Points of the ROC curve (false-positive rate, true-positive rate), from (0,0) to (1,1); ties make one step. */
+export function rocCurve(scores: ArrayLike<number>, labels: ArrayLike<number | boolean>): { fpr: number[]; tpr: number[] } {
+  const n = scores.length;
+  if (labels.length !== n) throw new RangeError(`rocCurve: ${n} scores but ${labels.length} labels`);
+  let pos = 0;
+  for (let i = 0; i < n; i++) if (labels[i]) pos++;
+  const neg = n - pos;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[b]! - scores[a]!);
+  const fpr = [0];
+  const tpr = [0];
+  let tp = 0;
+  let fp = 0;
+  for (let i = 0; i < n; ) {
+    let j = i;
+    while (j + 1 < n && scores[order[j + 1]!] === scores[order[i]!]) j++;
+    for (let k = i; k <= j; k++) (labels[order[k]!] ? tp++ : fp++);
+    fpr.push(neg === 0 ? Number.NaN : fp / neg);
+    tpr.push(pos === 0 ? Number.NaN : tp / pos);
+    i = j + 1;
+  }
+  return { fpr, tpr };
+}
+
+// ---- classification metrics over predicted classes ------------------------------------------------
+
+function checkClasses(name: string, pred: ArrayLike<number>, target: ArrayLike<number>, k: number): void {
+  if (pred.length !== target.length) throw new RangeError(`${name}: ${pred.length} predictions but ${target.length} targets`);
+  if (!(Number.isInteger(k) && k >= 1)) throw new RangeError(`${name}: classes must be a whole number ≥ 1, got ${k}`);
+  for (let i = 0; i < pred.length; i++) {
+    const p = pred[i]!;
+    const t = target[i]!;
+    if (!(Number.isInteger(p) && p >= 0 && p < k)) throw new RangeError(`${name}: predictions[${i}] = ${p} is not a class index below ${k}`);
+    if (!(Number.isInteger(t) && t >= 0 && t < k)) throw new RangeError(`${name}: targets[${i}] = ${t} is not a class index below ${k}`);
+  }
+}
+
+/** Confusion matrix [k, k] (row-major): entry [t, p] counts samples of class t predicted as p. */
+export function confusionMatrix(pred: ArrayLike<number>, target: ArrayLike<number>, k: number): number[][] {
+  checkClasses("confusionMatrix", pred, target, k);
+  const m = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  for (let i = 0; i < pred.length; i++) m[target[i]!]![pred[i]!]!++;
+  return m;
+}
+
+/** Fraction of predictions equal to the target (NaN for no samples). */
+export function accuracy(pred: ArrayLike<number>, target: ArrayLike<number>): number {
+  if (pred.length !== target.length) throw new RangeError(`accuracy: ${pred.length} predictions but ${target.length} targets`);
+  let hit = 0;
+  for (let i = 0; i < pred.length; i++) if (pred[i] === target[i]) hit++;
+  return pred.length === 0 ? Number.NaN : hit / pred.length;
+}
+
+/** Mean per-class recall over the classes that occur in the targets (scikit-learn's balanced accuracy). */
+export function balancedAccuracy(pred: ArrayLike<number>, target: ArrayLike<number>, k: number): number {
+  const m = confusionMatrix(pred, target, k);
+  return finiteMean(m.map((row, c) => {
+    const support = row.reduce((a, b) => a + b, 0);
+    return support === 0 ? Number.NaN : row[c]! / support;
+  }));
+}
+
+/** F1 of one binary problem from its counts: 2TP / (2TP + FP + FN); NaN when there is nothing to find and nothing found. */
+export function f1FromCounts(tp: number, fp: number, fn: number): number {
+  const d = 2 * tp + fp + fn;
+  return d === 0 ? Number.NaN : (2 * tp) / d;
+}
+
+/** Binary F1 of 0/1 predictions against 0/1 labels. */
+export function f1Binary(pred: ArrayLike<number | boolean>, labels: ArrayLike<number | boolean>): number {
+  if (pred.length !== labels.length) throw new RangeError(`f1Binary: ${pred.length} predictions but ${labels.length} labels`);
+  let tp = 0;
+  let fp = 0;
+  let fn = 0;
+  for (let i = 0; i < pred.length; i++) {
+    if (pred[i] && labels[i]) tp++;
+    else if (pred[i]) fp++;
+    else if (labels[i]) fn++;
+  }
+  return f1FromCounts(tp, fp, fn);
+}
+
+/** Macro F1 over classes (one-vs-rest per class, classes without support or predictions excluded) and micro F1 (= accuracy for single-label). */
+export function f1Multiclass(pred: ArrayLike<number>, target: ArrayLike<number>, k: number): { macro: number; perClass: number[] } {
+  const m = confusionMatrix(pred, target, k);
+  const perClass = m.map((row, c) => {
+    const tp = row[c]!;
+    const fn = row.reduce((a, b) => a + b, 0) - tp;
+    const fp = m.reduce((a, r) => a + r[c]!, 0) - tp;
+    return f1FromCounts(tp, fp, fn);
+  });
+  return { macro: finiteMean(perClass), perClass };
+}
+
+export type KappaWeights = "none" | "linear" | "quadratic";
+
+/**
+ * Cohen's kappa over k ordered classes: 1 − Σ w·O / Σ w·E, with O the observed confusion matrix,
+ * E the outer product of its marginals / n, and w_ij = [i≠j] (none), |i−j|/(k−1) (linear) or
+ * (i−j)²/(k−1)² (quadratic). NaN when the expected disagreement is 0 (e.g. one class only).
+ */
+export function cohenKappa(pred: ArrayLike<number>, target: ArrayLike<number>, k: number, weights: KappaWeights = "none"): number {
+  const m = confusionMatrix(pred, target, k);
+  const n = pred.length;
+  if (n === 0) return Number.NaN;
+  const rows = m.map((r) => r.reduce((a, b) => a + b, 0));
+  const cols = Array.from({ length: k }, (_, j) => m.reduce((a, r) => a + r[j]!, 0));
+  const w = (i: number, j: number) => (weights === "none" ? (i === j ? 0 : 1) : k === 1 ? 0 : weights === "linear" ? Math.abs(i - j) / (k - 1) : (i - j) ** 2 / (k - 1) ** 2);
+  let obs = 0;
+  let exp = 0;
+  for (let i = 0; i < k; i++)
+    for (let j = 0; j < k; j++) {
+      obs += w(i, j) * m[i]![j]!;
+      exp += (w(i, j) * rows[i]! * cols[j]!) / n;
+    }
+  return exp === 0 ? Number.NaN : 1 - obs / exp;
+}
+
+/** Index of the largest value of each row of a row-major [rows, cols] matrix (first on ties). */
+export function argmaxRows(m: ArrayLike<number>, rows: number, cols: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    for (let c = 1; c < cols; c++) if (m[r * cols + c]! > m[r * cols + best]!) best = c;
+    out[r] = best;
+  }
+  return out;
+}
+
+// ---- bootstrap confidence intervals -------------------------------------------------------------
+
+export interface Estimate {
+  /** The statistic on the whole sample. */
+  value: number;
+  /** Percentile bootstrap interval [lo, hi] at `level` (NaN when the statistic is undefined). */
+  lo: number;
+  hi: number;
+  level: number;
+  /** Resamples drawn, and how many gave a finite statistic (e.g. both classes present for AUC). */
+  resamples: number;
+  valid: number;
+}
+
+export interface BootstrapOptions {
+  /** Resamples (default 1000; 0 gives no interval). */
+  resamples?: number;
+  /** Seed of the resampling (default 0): the same seed gives the same interval. */
+  seed?: number;
+  /** Coverage (default 0.95). */
+  level?: number;
+}
+
+/** The q-quantile of sorted values, linear between order statistics (numpy's default). */
+export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
+  const n = sorted.length;
+  if (n === 0) return Number.NaN;
+  const h = (n - 1) * q;
+  const lo = Math.floor(h);
+  const hi = Math.min(lo + 1, n - 1);
+  return sorted[lo]! + (h - lo) * (sorted[hi]! - sorted[lo]!);
+}
+
+/**
+ * A statistic of n cases with a percentile bootstrap CI: `statistic(indices)` gets the indices of
+ * a sample (all 0..n-1 for the point estimate, n draws with replacement for each resample) and
+ * returns a number. Resamples where it is not finite are left out and counted (`valid`); fewer
+ * than half valid leaves the interval NaN.
+ */
+export function bootstrap(n: number, statistic: (indices: Int32Array) => number, options: BootstrapOptions = {}): Estimate {
+  const B = options.resamples ?? 1000;
+  const level = options.level ?? 0.95;
+  if (!(Number.isInteger(B) && B >= 0)) throw new RangeError(`bootstrap: resamples must be a whole number ≥ 0, got ${B}`);
+  if (!(level > 0 && level < 1)) throw new RangeError(`bootstrap: level must be in (0, 1), got ${level}`);
+  const all = Int32Array.from({ length: n }, (_, i) => i);
+  const value = statistic(all);
+  if (!Number.isFinite(value) || B === 0 || n === 0) return { value, lo: Number.NaN, hi: Number.NaN, level, resamples: B, valid: 0 };
+  const rng = mulberry32(hashSeed(options.seed ?? 0, n, 0xb00757));
+  const idx = new Int32Array(n);
+  const stats: number[] = [];
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < n; i++) idx[i] = Math.floor(rng.next() * n);
+    const s = statistic(idx);
+    if (Number.isFinite(s)) stats.push(s);
+  }
+  stats.sort((a, b) => a - b);
+  const ok = stats.length * 2 >= B;
+  const a = (1 - level) / 2;
+  return { value, lo: ok ? quantileSorted(stats, a) : Number.NaN, hi: ok ? quantileSorted(stats, 1 - a) : Number.NaN, level, resamples: B, valid: stats.length };
+}
+
+/** Picks the entries of `xs` at `indices`. */
+export function pick<T extends ArrayLike<number>>(xs: T, indices: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(indices.length);
+  for (let i = 0; i < indices.length; i++) out[i] = xs[indices[i]!]!;
+  return out;
+}
+
+/** "0.812 [0.771, 0.850]" */
+export function formatEstimate(e: Estimate, digits = 3): string {
+  if (!Number.isFinite(e.value)) return "n/a";
+  return Number.isFinite(e.lo) ? `${e.value.toFixed(digits)} [${e.lo.toFixed(digits)}, ${e.hi.toFixed(digits)}]` : e.value.toFixed(digits);
 }
