@@ -294,25 +294,39 @@ export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
  * than half valid leaves the interval NaN.
  */
 export function bootstrap(n: number, statistic: (indices: Int32Array) => number, options: BootstrapOptions = {}): Estimate {
+  return bootstrapMany(n, (idx) => [statistic(idx)], options)[0]!;
+}
+
+/**
+ * Several statistics of the same cases, each with its percentile CI, from the same resamples
+ * (so a mean over classes and each class's value come from one pass): `statistic` returns a
+ * fixed-length list.
+ */
+export function bootstrapMany(n: number, statistic: (indices: Int32Array) => number[], options: BootstrapOptions = {}): Estimate[] {
   const B = options.resamples ?? 1000;
   const level = options.level ?? 0.95;
   if (!(Number.isInteger(B) && B >= 0)) throw new RangeError(`bootstrap: resamples must be a whole number ≥ 0, got ${B}`);
   if (!(level > 0 && level < 1)) throw new RangeError(`bootstrap: level must be in (0, 1), got ${level}`);
   const all = Int32Array.from({ length: n }, (_, i) => i);
-  const value = statistic(all);
-  if (!Number.isFinite(value) || B === 0 || n === 0) return { value, lo: Number.NaN, hi: Number.NaN, level, resamples: B, valid: 0 };
-  const rng = mulberry32(hashSeed(options.seed ?? 0, n, 0xb00757));
-  const idx = new Int32Array(n);
-  const stats: number[] = [];
-  for (let b = 0; b < B; b++) {
-    for (let i = 0; i < n; i++) idx[i] = Math.floor(rng.next() * n);
-    const s = statistic(idx);
-    if (Number.isFinite(s)) stats.push(s);
+  const values = statistic(all);
+  const stats = values.map(() => [] as number[]);
+  if (B > 0 && n > 0 && values.some(Number.isFinite)) {
+    const rng = mulberry32(hashSeed(options.seed ?? 0, n, 0xb00757));
+    const idx = new Int32Array(n);
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < n; i++) idx[i] = Math.floor(rng.next() * n);
+      const s = statistic(idx);
+      s.forEach((v, j) => {
+        if (Number.isFinite(v) && Number.isFinite(values[j])) stats[j]!.push(v);
+      });
+    }
   }
-  stats.sort((a, b) => a - b);
-  const ok = stats.length * 2 >= B;
   const a = (1 - level) / 2;
-  return { value, lo: ok ? quantileSorted(stats, a) : Number.NaN, hi: ok ? quantileSorted(stats, 1 - a) : Number.NaN, level, resamples: B, valid: stats.length };
+  return values.map((value, j) => {
+    const st = stats[j]!.sort((x, y) => x - y);
+    const ok = Number.isFinite(value) && B > 0 && st.length * 2 >= B;
+    return { value, lo: ok ? quantileSorted(st, a) : Number.NaN, hi: ok ? quantileSorted(st, 1 - a) : Number.NaN, level, resamples: B, valid: st.length };
+  });
 }
 
 /** Picks the entries of `xs` at `indices`. */

@@ -116,7 +116,7 @@ export const pretrainConfigSchema = z
       .object({
         /** Evaluate every N steps (0: only at the end). */
         every: int(0).default(0),
-        /** A prompts JSON (default: lib/train/prompts/zh.json). */
+        /** A prompts JSON (default: lib/eval/prompts/zh-fundus.json; the version-1 layout is read too). */
         prompts: z.string().min(1).optional(),
         ks: z.array(int(1)).min(1).default([1, 5, 10]),
         batchSize: int(1).default(64),

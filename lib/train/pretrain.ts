@@ -19,9 +19,12 @@ import { Loader } from "../data/loader.js";
 import type { Batch, Position } from "../data/loader.js";
 import { readManifest } from "../data/manifest.js";
 import type { Sample } from "../data/manifest.js";
+import { dots, normalizeRows as normalizeRowsOf, textEncoder } from "../eval/features.js";
 import { finiteMean, pairedRetrieval, rocAuc } from "../eval/metrics.js";
+import { buildPrompts, DEFAULT_PROMPTS_URL, encodeClassPrompts, loadPromptBank, multiLabelScores } from "../eval/zeroshot.js";
+import type { ClassPrompts } from "../eval/zeroshot.js";
 import { LABEL_IDS, Labeler, loadRules } from "../labels/index.js";
-import type { LabelId, Rules } from "../labels/index.js";
+import type { LabelId } from "../labels/index.js";
 import { readCheckpoint, sha256Hex, ViLReF } from "../model/vilref.js";
 import type { Device, Dtype } from "../model/vilref.js";
 import { setThreads } from "../native.js";
@@ -210,69 +213,16 @@ async function writeCheckpoint(output: string, keep: number, model: ViLReF, trai
 
 // ---- prompts and evaluation ------------------------------------------------------------------
 
-export interface PromptsFile {
-  positive: string[];
-  negative: string[];
-  names?: Partial<Record<string, string>>;
-  overrides?: Partial<Record<string, { positive?: string[]; negative?: string[] }>>;
-  skip?: string[];
-}
+// Prompts and zero-shot scoring live in lib/eval/zeroshot.ts (one implementation); these names stay for callers.
+export { DEFAULT_PROMPTS_URL, loadPromptBank as loadPrompts, buildPrompts } from "../eval/zeroshot.js";
 
-export const DEFAULT_PROMPTS_URL = new URL("./prompts/zh.json", import.meta.url);
-
-/** Reads a prompts file; unknown label ids in it are an error naming the key. */
-export function loadPrompts(file: string | URL = DEFAULT_PROMPTS_URL): PromptsFile {
-  const p = JSON.parse(readFileSync(file, "utf8")) as PromptsFile;
-  const where = String(file);
-  if (!Array.isArray(p.positive) || p.positive.length === 0) throw new TypeError(`${where}: positive: expected a non-empty list of templates`);
-  if (!Array.isArray(p.negative) || p.negative.length === 0) throw new TypeError(`${where}: negative: expected a non-empty list of templates`);
-  for (const key of ["names", "overrides"] as const) for (const id of Object.keys(p[key] ?? {})) if (!(LABEL_IDS as readonly string[]).includes(id)) throw new TypeError(`${where}: ${key}.${id}: not a label id`);
-  return p;
-}
-
-/** The positive and negative prompts of every label, from templates and the taxonomy's Chinese names. */
-export function buildPrompts(prompts: PromptsFile, rules: Rules): Map<LabelId, { positive: string[]; negative: string[] }> {
-  const zh = new Map(rules.labels.map((l) => [l.id, (l as unknown as { zh?: string }).zh ?? l.id]));
-  const out = new Map<LabelId, { positive: string[]; negative: string[] }>();
-  for (const id of LABEL_IDS) {
-    if (prompts.skip?.includes(id)) continue;
-    const name = prompts.names?.[id] ?? zh.get(id) ?? id;
-    const fill = (ts: string[]) => ts.map((t) => t.replaceAll("{zh}", name));
-    const o = prompts.overrides?.[id];
-    out.set(id, { positive: fill(o?.positive ?? prompts.positive), negative: fill(o?.negative ?? prompts.negative) });
-  }
-  return out;
-}
-
-function normalizeRows(t: TensorData): Float32Array {
-  const [n, d] = t.shape as [number, number];
-  const out = new Float32Array(n * d);
-  const x = t.data as Float32Array;
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let k = 0; k < d; k++) s += x[i * d + k]! ** 2;
-    const inv = 1 / Math.max(Math.sqrt(s), 1e-12);
-    for (let k = 0; k < d; k++) out[i * d + k] = x[i * d + k]! * inv;
-  }
-  return out;
-}
-
-function dots(a: Float32Array, na: number, b: Float32Array, nb: number, d: number): Float64Array {
-  const out = new Float64Array(na * nb);
-  for (let i = 0; i < na; i++)
-    for (let j = 0; j < nb; j++) {
-      let s = 0;
-      for (let k = 0; k < d; k++) s += a[i * d + k]! * b[j * d + k]!;
-      out[i * nb + j] = s;
-    }
-  return out;
-}
+const normalizeRows = (t: TensorData): Float32Array => normalizeRowsOf(t.data as Float32Array, t.shape[0]!, t.shape[1]!);
 
 interface Evaluator {
   run(model: ViLReF, step: number): Promise<EvalMetrics>;
 }
 
-function makeEvaluator(samples: Sample[], loaderOptions: ConstructorParameters<typeof Loader>[1], tokenizer: BertTokenizer, contextLength: number, prompts: Map<LabelId, { positive: string[]; negative: string[] }>, ks: number[]): Evaluator {
+function makeEvaluator(samples: Sample[], loaderOptions: ConstructorParameters<typeof Loader>[1], tokenizer: BertTokenizer, contextLength: number, prompts: Map<string, ClassPrompts>, ks: number[]): Evaluator {
   const loader = new Loader(samples, loaderOptions);
   return {
     async run(model, step) {
@@ -297,34 +247,27 @@ function makeEvaluator(samples: Sample[], loaderOptions: ConstructorParameters<t
       for (const a of txts) (T.set(a, o), (o += a.length));
       const sim = dots(I, n, T, n, d);
       const retrieval = pairedRetrieval(sim, n, ks);
-      // zero-shot: every prompt encoded once
-      const all: string[] = [];
-      for (const p of prompts.values()) all.push(...p.positive, ...p.negative);
-      const P = normalizeRows(await model.encodeTexts(tokenizer.encodeBatch(all, contextLength)));
-      const S = dots(I, n, P, all.length, d);
+      // zero-shot (lib/eval/zeroshot.ts): one ensembled feature per label and side, positive minus negative cosine
+      const feats = await encodeClassPrompts(textEncoder(model, tokenizer, contextLength), prompts, d);
+      const S = multiLabelScores(I, n, feats);
+      const C = feats.classes.length;
       const auc: Partial<Record<LabelId, number>> = {};
       const counts: Partial<Record<LabelId, [number, number]>> = {};
-      let col = 0;
-      for (const [id, p] of prompts) {
-        const np = p.positive.length;
-        const nn = p.negative.length;
+      feats.classes.forEach((name, c) => {
+        const id = name as LabelId;
         const scores: number[] = [];
         const gold: number[] = [];
         for (let i = 0; i < n; i++) {
           const v = used[i]!.labels?.[id] ?? 0;
           if (v === 0.5) continue; // uncertain: neither class
-          let s = 0;
-          for (let k = 0; k < np; k++) s += S[i * all.length + col + k]! / np;
-          for (let k = 0; k < nn; k++) s -= S[i * all.length + col + np + k]! / nn;
-          scores.push(s);
+          scores.push(S[i * C + c]!);
           gold.push(v === 1 ? 1 : 0);
         }
-        col += np + nn;
         const pos = gold.reduce((a, b) => a + b, 0);
-        if (pos === 0 || pos === gold.length) continue;
+        if (pos === 0 || pos === gold.length) return;
         auc[id] = rocAuc(scores, gold);
         counts[id] = [pos, gold.length - pos];
-      }
+      });
       return { type: "eval", step, auc, meanAuc: finiteMean(Object.values(auc)), counts, imageToText: retrieval.imageToText, textToImage: retrieval.textToImage, samples: n, seconds: (performance.now() - t0) / 1000 };
     },
   };
@@ -427,7 +370,7 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   const lrAt = cosineSchedule({ lr: config.schedule.lr, warmupSteps: Math.min(config.schedule.warmupSteps, totalSteps), totalSteps, minLr: config.schedule.minLr });
   const evalTransform: Record<string, unknown> = { size, train: false };
   for (const k of ["fov", "mean", "std", "shrinkOnLoad"]) if (augment[k] !== undefined) evalTransform[k] = augment[k];
-  const evaluator = heldOut.length >= 2 ? makeEvaluator(heldOut, { batchSize: config.eval.batchSize, shuffle: false, transform: evalTransform as never, log: path.join(out, "skipped.log") }, tokenizer, config.text.contextLength, buildPrompts(loadPrompts(config.eval.prompts ?? DEFAULT_PROMPTS_URL), rules), config.eval.ks) : null;
+  const evaluator = heldOut.length >= 2 ? makeEvaluator(heldOut, { batchSize: config.eval.batchSize, shuffle: false, transform: evalTransform as never, log: path.join(out, "skipped.log") }, tokenizer, config.text.contextLength, buildPrompts(loadPromptBank(config.eval.prompts ?? DEFAULT_PROMPTS_URL, rules)), config.eval.ks) : null;
 
   // metrics: on resume, drop lines after the checkpoint (they will be written again)
   const metricsFile = path.join(out, "metrics.jsonl");

@@ -1,0 +1,165 @@
+/**
+ * Scores → metrics, the same for every protocol (zero-shot, linear probe, fine-tuning): per-class
+ * and mean AUC, AP, F1 and accuracy for multi-label tasks; accuracy, balanced accuracy, macro F1,
+ * kappa, one-vs-rest AUC and mAP for single-label tasks, and linear and quadratic-weighted kappa
+ * for graded ones; every number with a percentile bootstrap CI over cases (one pass of resamples
+ * for all of them). A class without positives (or negatives) has AUC NaN: it is reported, left out
+ * of the means, and named in a note.
+ */
+import type { Task } from "./dataset.js";
+import { accuracy, argmaxRows, averagePrecision, balancedAccuracy, bootstrapMany, cohenKappa, confusionMatrix, f1Binary, f1Multiclass, finiteMean, rocAuc, rocCurve } from "./metrics.js";
+import type { BootstrapOptions, Estimate } from "./metrics.js";
+
+export interface ScoreSet {
+  task: Task;
+  classes: string[];
+  /** [n, C] row-major: probabilities, or any score that grows with the class's likelihood. */
+  scores: Float64Array;
+  n: number;
+  /** Multi-label targets [n, C] (1 / 0 / NaN unknown). */
+  y?: Float32Array;
+  /** Single-label / graded targets. */
+  targets?: Int32Array;
+  /** Multi-label: a class is predicted when its score is above this (F1, accuracy). */
+  threshold?: number;
+}
+
+export interface ClassReport {
+  auc: Estimate;
+  ap: Estimate;
+  f1: Estimate;
+  accuracy: Estimate;
+  positives: number;
+  negatives: number;
+  /** Multi-label: cases whose label for this class is unknown (left out for this class). */
+  unknown: number;
+}
+
+export interface MetricsReport {
+  task: Task;
+  classes: string[];
+  n: number;
+  /** Means over classes (multi-label) or whole-task metrics (single-label). */
+  metrics: Record<string, Estimate>;
+  perClass: Record<string, ClassReport>;
+  /** Single-label: [true class][predicted class]; multi-label: per class [[TN, FP], [FN, TP]]. */
+  confusion: number[][] | Record<string, number[][]>;
+  /** ROC curve points per class (one-vs-rest for single-label tasks). */
+  roc: Record<string, { fpr: number[]; tpr: number[] }>;
+  notes: string[];
+  bootstrap: { resamples: number; seed: number; level: number };
+}
+
+function column(scores: Float64Array, n: number, C: number, c: number, idx: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(idx.length);
+  for (let i = 0; i < idx.length; i++) out[i] = scores[idx[i]! * C + c]!;
+  void n;
+  return out;
+}
+
+/** Metrics of a score set with bootstrap CIs. */
+export function evaluateScores(set: ScoreSet, options: BootstrapOptions = {}): MetricsReport {
+  const { classes, scores, n, task } = set;
+  const C = classes.length;
+  if (scores.length !== n * C) throw new RangeError(`evaluateScores: expected ${n}×${C} scores, got ${scores.length}`);
+  if (n === 0) throw new RangeError("evaluateScores: no cases");
+  const boot = { resamples: options.resamples ?? 1000, seed: options.seed ?? 0, level: options.level ?? 0.95 };
+  const notes: string[] = [];
+  const perClass: Record<string, ClassReport> = {};
+  const roc: MetricsReport["roc"] = {};
+
+  if (task === "multilabel") {
+    const y = set.y;
+    if (!y || y.length !== n * C) throw new RangeError(`evaluateScores: multi-label targets must be ${n}×${C}`);
+    const thr = set.threshold ?? 0.5;
+    // per class: the cases with a known label
+    const known = classes.map((_, c) => {
+      const k: number[] = [];
+      for (let i = 0; i < n; i++) if (!Number.isNaN(y[i * C + c]!)) k.push(i);
+      return k;
+    });
+    // statistic layout: [auc_c, ap_c, f1_c, acc_c for each c] + [mean auc, map, mean f1, mean acc]
+    const stat = (idx: Int32Array): number[] => {
+      const out: number[] = [];
+      const count = new Int32Array(n);
+      for (const i of idx) count[i]!++;
+      const per = classes.map((_, c) => {
+        const s: number[] = [];
+        const l: number[] = [];
+        for (const i of known[c]!) for (let r = 0; r < count[i]!; r++) (s.push(scores[i * C + c]!), l.push(y[i * C + c]!));
+        const p = s.map((v) => (v > thr ? 1 : 0));
+        return [rocAuc(s, l), averagePrecision(s, l), f1Binary(p, l), l.length === 0 ? Number.NaN : accuracy(p, l)];
+      });
+      for (const v of per) out.push(...v);
+      for (let m = 0; m < 4; m++) out.push(finiteMean(per.map((v) => v[m]!)));
+      return out;
+    };
+    const est = bootstrapMany(n, stat, boot);
+    const confusion: Record<string, number[][]> = {};
+    classes.forEach((name, c) => {
+      const s = known[c]!.map((i) => scores[i * C + c]!);
+      const l = known[c]!.map((i) => y[i * C + c]!);
+      const pos = l.filter((v) => v === 1).length;
+      const neg = l.length - pos;
+      const m = [
+        [0, 0],
+        [0, 0],
+      ];
+      s.forEach((v, i) => m[l[i]! === 1 ? 1 : 0]![v > thr ? 1 : 0]!++);
+      confusion[name] = m;
+      perClass[name] = { auc: est[4 * c]!, ap: est[4 * c + 1]!, f1: est[4 * c + 2]!, accuracy: est[4 * c + 3]!, positives: pos, negatives: neg, unknown: n - l.length };
+      roc[name] = rocCurve(s, l);
+      if (pos === 0 || neg === 0) notes.push(`${name}: ${pos === 0 ? "no positives" : "no negatives"} among ${l.length} cases; AUC undefined, left out of the mean AUC`);
+    });
+    const k = 4 * C;
+    return { task, classes, n, metrics: { auc: est[k]!, map: est[k + 1]!, f1: est[k + 2]!, accuracy: est[k + 3]! }, perClass, confusion, roc, notes, bootstrap: boot };
+  }
+
+  // single-label and graded
+  const t = set.targets;
+  if (!t || t.length !== n) throw new RangeError(`evaluateScores: expected ${n} class targets`);
+  const pred = argmaxRows(scores, n, C);
+  const graded = task === "graded";
+  const stat = (idx: Int32Array): number[] => {
+    const p = Int32Array.from(idx, (i) => pred[i]!);
+    const tt = Int32Array.from(idx, (i) => t[i]!);
+    const per = classes.map((_, c) => {
+      const s = column(scores, n, C, c, idx);
+      const l = Array.from(tt, (v) => (v === c ? 1 : 0));
+      const pc = Array.from(p, (v) => (v === c ? 1 : 0));
+      return [rocAuc(s, l), averagePrecision(s, l), f1Binary(pc, l), accuracy(pc, l)];
+    });
+    const out: number[] = [];
+    for (const v of per) out.push(...v);
+    out.push(accuracy(p, tt), balancedAccuracy(p, tt, C), f1Multiclass(p, tt, C).macro, cohenKappa(p, tt, C), finiteMean(per.map((v) => v[0]!)), finiteMean(per.map((v) => v[1]!)));
+    if (graded) out.push(cohenKappa(p, tt, C, "linear"), cohenKappa(p, tt, C, "quadratic"));
+    return out;
+  };
+  const est = bootstrapMany(n, stat, boot);
+  const all = Int32Array.from({ length: n }, (_, i) => i);
+  classes.forEach((name, c) => {
+    const pos = t.filter((v) => v === c).length;
+    perClass[name] = { auc: est[4 * c]!, ap: est[4 * c + 1]!, f1: est[4 * c + 2]!, accuracy: est[4 * c + 3]!, positives: pos, negatives: n - pos, unknown: 0 };
+    roc[name] = rocCurve(column(scores, n, C, c, all), Array.from(t, (v) => (v === c ? 1 : 0)));
+    if (pos === 0) notes.push(`${name}: no cases of this class; its AUC is undefined and left out of the mean AUC`);
+  });
+  const k = 4 * C;
+  const metrics: Record<string, Estimate> = { accuracy: est[k]!, balancedAccuracy: est[k + 1]!, f1: est[k + 2]!, kappa: est[k + 3]!, auc: est[k + 4]!, map: est[k + 5]! };
+  if (graded) Object.assign(metrics, { kappaLinear: est[k + 6]!, kappaQuadratic: est[k + 7]! });
+  return { task, classes, n, metrics, perClass, confusion: confusionMatrix(pred, t, C), roc, notes, bootstrap: boot };
+}
+
+/** A readable table of a report: the task's metrics, then one line per class. */
+export function formatReport(r: MetricsReport, title: string): string {
+  const f = (e: Estimate) => (!Number.isFinite(e.value) ? "n/a".padEnd(21) : Number.isFinite(e.lo) ? `${e.value.toFixed(3)} [${e.lo.toFixed(3)}, ${e.hi.toFixed(3)}]` : e.value.toFixed(3).padEnd(21));
+  const lines = [`${title}: ${r.task}, ${r.n} cases, ${r.classes.length} classes (95% bootstrap CIs, ${r.bootstrap.resamples} resamples)`];
+  for (const [k, e] of Object.entries(r.metrics)) lines.push(`  ${k.padEnd(18)} ${f(e)}`);
+  const w = Math.max(8, ...r.classes.map((c) => c.length));
+  lines.push(`  ${"class".padEnd(w)}  ${"AUC".padEnd(21)}  ${"AP".padEnd(21)}  ${"F1".padEnd(21)}  pos/neg`);
+  for (const c of r.classes) {
+    const p = r.perClass[c]!;
+    lines.push(`  ${c.padEnd(w)}  ${f(p.auc)}  ${f(p.ap)}  ${f(p.f1)}  ${p.positives}/${p.negatives}${p.unknown ? ` (${p.unknown} unknown)` : ""}`);
+  }
+  for (const note of r.notes) lines.push(`  note: ${note}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,122 @@
+/**
+ * Features for evaluation: images through the loader (evaluation transform, no augmentation) and
+ * the image tower; texts through the tokenizer and the text tower. Rows can be L2-normalised.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { Loader } from "../data/loader.js";
+import type { Sample } from "../data/manifest.js";
+import type { TransformOptions } from "../data/transforms.js";
+import { sha256Hex } from "../model/vilref.js";
+import type { ViLReF } from "../model/vilref.js";
+import type { TensorData } from "../native.js";
+import { BertTokenizer, Vocab } from "../text/index.js";
+
+export interface ImageFeatures {
+  /** [n, d] row-major, rows in the order of `used`. */
+  data: Float32Array;
+  n: number;
+  d: number;
+  /** Indices (into the given samples) of the images that decoded; the others were skipped. */
+  used: number[];
+  skipped: { id: string; reason: string }[];
+}
+
+export interface EncodeImagesOptions {
+  features?: "projected" | "pre";
+  batchSize?: number;
+  /** Evaluation transform options (size defaults to the model's resolution). */
+  transform?: Omit<TransformOptions, "train">;
+  concurrency?: number;
+}
+
+/** Encodes the images of `samples`; undecodable images are skipped and listed. */
+export async function encodeImageSet(model: ViLReF, samples: readonly Sample[], options: EncodeImagesOptions = {}): Promise<ImageFeatures> {
+  const skipped: { id: string; reason: string }[] = [];
+  const loader = new Loader(samples, {
+    batchSize: options.batchSize ?? 64,
+    shuffle: false,
+    transform: { ...options.transform, size: options.transform?.size ?? model.config.image_resolution, train: false },
+    log: () => {},
+    ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+  });
+  const chunks: Float32Array[] = [];
+  const used: number[] = [];
+  let d = 0;
+  for await (const b of loader.epoch(0)) {
+    for (const s of b.skipped) skipped.push({ id: s.id, reason: s.reason });
+    if (b.samples.length === 0) continue;
+    const f = await model.encodeImages(b.images, { features: options.features ?? "projected" });
+    d = f.shape[1]!;
+    chunks.push(Float32Array.from(f.data as Float32Array));
+    used.push(...b.indices);
+  }
+  const data = new Float32Array(used.length * d);
+  let o = 0;
+  for (const c of chunks) (data.set(c, o), (o += c.length));
+  return { data, n: used.length, d, used, skipped };
+}
+
+/** L2-normalises the rows of a row-major [n, d] matrix (a copy). */
+export function normalizeRows(x: ArrayLike<number>, n: number, d: number): Float32Array {
+  const out = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let k = 0; k < d; k++) s += x[i * d + k]! ** 2;
+    const inv = 1 / Math.max(Math.sqrt(s), 1e-12);
+    for (let k = 0; k < d; k++) out[i * d + k] = x[i * d + k]! * inv;
+  }
+  return out;
+}
+
+/** a [na, d] · b [nb, d]^T, row-major [na, nb]. */
+export function dots(a: ArrayLike<number>, na: number, b: ArrayLike<number>, nb: number, d: number): Float64Array {
+  const out = new Float64Array(na * nb);
+  for (let i = 0; i < na; i++)
+    for (let j = 0; j < nb; j++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += a[i * d + k]! * b[j * d + k]!;
+      out[i * nb + j] = s;
+    }
+  return out;
+}
+
+/** Text features of `texts`, L2-normalised, [texts.length, embed_dim]. */
+export type TextEncodeFn = (texts: string[]) => Promise<Float32Array>;
+
+/** A TextEncodeFn over a model and tokenizer, in batches. */
+export function textEncoder(model: ViLReF, tokenizer: BertTokenizer, contextLength: number, batchSize = 256): TextEncodeFn {
+  return async (texts) => {
+    const d = model.config.embed_dim;
+    const out = new Float32Array(texts.length * d);
+    for (let i = 0; i < texts.length; i += batchSize) {
+      const part = texts.slice(i, i + batchSize);
+      const f: TensorData = await model.encodeTexts(tokenizer.encodeBatch(part, contextLength));
+      out.set(normalizeRows(f.data as Float32Array, part.length, d), i * d);
+    }
+    return out;
+  };
+}
+
+/**
+ * The tokenizer of a checkpoint: `vocab` when given, else a vocab.txt beside the checkpoint or up
+ * to two folders above it (where `vilref pretrain` writes it). A vocabulary whose sha256 differs
+ * from the one the checkpoint records is an error naming both.
+ */
+export function tokenizerFor(modelSpec: string, vocabSha256: string | undefined, vocab?: string): { tokenizer: BertTokenizer; file: string } {
+  let file = vocab;
+  if (!file) {
+    if (modelSpec.startsWith("preset:")) throw new Error(`--model ${modelSpec}: a preset has no vocabulary; give one with --vocab`);
+    let dir = path.dirname(path.resolve(modelSpec));
+    for (let up = 0; up < 3 && !file; up++, dir = path.dirname(dir)) if (existsSync(path.join(dir, "vocab.txt"))) file = path.join(dir, "vocab.txt");
+    if (!file) throw new Error(`--model ${modelSpec}: no vocab.txt beside the checkpoint or up to two folders above; give one with --vocab`);
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new Error(`--vocab ${file}: ${(e as Error).message}`);
+  }
+  if (vocabSha256 && sha256Hex(text) !== vocabSha256) throw new Error(`--vocab ${file}: sha256 ${sha256Hex(text).slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${vocabSha256.slice(0, 12)}…)`);
+  return { tokenizer: new BertTokenizer(Vocab.fromText(text)), file };
+}
