@@ -5,6 +5,7 @@
 import { Command, CommanderError } from "commander";
 import { readFileSync } from "node:fs";
 import { register as registerData } from "./data.js";
+import { register as registerEval } from "./eval.js";
 import { register as registerLabels } from "./labels.js";
 import { register as registerModel } from "./model.js";
 import { register as registerSystem } from "./system.js";
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerModel(program);
   registerData(program);
   registerTrain(program);
+  registerEval(program);
   return program;
 }
 
