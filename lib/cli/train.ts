@@ -1,10 +1,11 @@
 /** `vilref pretrain CONFIG [--resume]` and `vilref pretrain --demo`. */
+import path from "node:path";
 import type { Command } from "commander";
 import { formatDuration } from "../embed/progress.js";
 import { loadConfig } from "../train/config.js";
 import { prepareDemo } from "../train/demo.js";
 import { pretrain } from "../train/pretrain.js";
-import type { EvalMetrics, ProgressEvent } from "../train/pretrain.js";
+import type { EvalMetrics, PretrainResult, ProgressEvent } from "../train/pretrain.js";
 
 function printEval(e: EvalMetrics, out: NodeJS.WritableStream = process.stdout): void {
   const rows = Object.entries(e.auc).map(([id, auc]) => {
@@ -33,6 +34,39 @@ function reporter(): (e: ProgressEvent) => void {
   };
 }
 
+export interface DemoCommandOptions {
+  dir: string;
+  loss?: string;
+  steps?: string;
+}
+
+/** The pre-training demo: synthetic data, WSCL (or CLIP) pre-training on the CPU, the zero-shot table and the curves PNG. */
+export async function runPretrainDemo(opts: DemoCommandOptions): Promise<PretrainResult> {
+  if (opts.loss !== undefined && opts.loss !== "wscl" && opts.loss !== "clip") throw new Error(`--loss: expected wscl or clip, got ${opts.loss}`);
+  const steps = opts.steps === undefined ? undefined : Number(opts.steps);
+  if (steps !== undefined && !(Number.isInteger(steps) && steps >= 1)) throw new Error(`--steps: expected a positive integer, got ${opts.steps}`);
+  process.stderr.write(`demo: synthetic fundus data in ${path.resolve(opts.dir)}\n`);
+  let lastData = -1;
+  const config = await prepareDemo({
+    dir: opts.dir,
+    ...(opts.loss ? { loss: opts.loss as "wscl" | "clip" } : {}),
+    ...(steps !== undefined ? { steps } : {}),
+    onData: (done, n) => {
+      const pct = Math.floor((100 * done) / n);
+      if (pct !== lastData && (pct % 25 === 0 || done === n)) process.stderr.write(`  synthetic images: ${done}/${n}\n`);
+      lastData = pct;
+    },
+  });
+  const r = await pretrain(config, { onProgress: reporter() });
+  const e = r.lastEval;
+  if (e) {
+    const above = Object.values(e.auc).filter((a) => a > 0.5).length;
+    console.log(`demo (${config.loss}): mean zero-shot AUC ${e.meanAuc.toFixed(3)} on ${e.samples} held-out pairs; ${above} of ${Object.keys(e.auc).length} labels above chance`);
+  }
+  console.log(`model: ${r.output}/final/model.safetensors\ncurves: ${r.output}/curves.png\nmetrics: ${r.output}/metrics.jsonl\ntime: ${formatDuration(r.seconds)}`);
+  return r;
+}
+
 export function register(program: Command): void {
   program
     .command("pretrain")
@@ -43,16 +77,12 @@ export function register(program: Command): void {
     .option("--demo-dir <dir>", "folder of the demo's data and run", "vilref-demo")
     .option("--loss <loss>", "demo only: wscl (default) or clip")
     .action(async (file: string | undefined, opts: { resume?: boolean; demo?: boolean; demoDir: string; loss?: string }) => {
-      let config;
       if (opts.demo) {
-        if (opts.loss !== undefined && opts.loss !== "wscl" && opts.loss !== "clip") throw new Error(`--loss: expected wscl or clip, got ${opts.loss}`);
-        process.stderr.write(`demo: synthetic data in ${opts.demoDir}\n`);
-        config = await prepareDemo({ dir: opts.demoDir, ...(opts.loss ? { loss: opts.loss as "wscl" | "clip" } : {}) });
-      } else {
-        if (!file) throw new Error("pretrain: give a config file (or --demo)");
-        config = loadConfig(file);
+        await runPretrainDemo({ dir: opts.demoDir, ...(opts.loss !== undefined ? { loss: opts.loss } : {}) });
+        return;
       }
-      const r = await pretrain(config, { onProgress: reporter(), ...(opts.resume ? { resume: true } : {}) });
-      console.log(`model: ${r.output}/final/model.safetensors; metrics: ${r.output}/metrics.jsonl; ${formatDuration(r.seconds)}`);
+      if (!file) throw new Error("pretrain: give a config file (or --demo)");
+      const r = await pretrain(loadConfig(file), { onProgress: reporter(), ...(opts.resume ? { resume: true } : {}) });
+      console.log(`model: ${r.output}/final/model.safetensors; curves: ${r.output}/curves.png; metrics: ${r.output}/metrics.jsonl; ${formatDuration(r.seconds)}`);
     });
 }

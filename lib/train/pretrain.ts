@@ -32,6 +32,7 @@ import type { TensorData } from "../native.js";
 import { BertTokenizer, buildVocab, Vocab } from "../text/index.js";
 import { parseConfig } from "./config.js";
 import type { PretrainConfig, PretrainConfigInput } from "./config.js";
+import { writeCurves } from "./curves.js";
 import { cosineSchedule } from "./schedule.js";
 import { Trainer } from "./trainer.js";
 import type { TrainerStateRecord } from "./trainer.js";
@@ -397,6 +398,7 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
     lastEval = await evaluator.run(model, step);
     appendJsonl(metricsFile, lastEval);
     emit({ kind: "eval", ...lastEval });
+    await writeCurves(metricsFile, path.join(out, "curves.png"));
   };
 
   emit({ kind: "start", step, totalSteps, resumedFrom: latest?.path ?? null, trainSamples: train.length, heldOutSamples: heldOut.length });
@@ -447,6 +449,7 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
     await checkpoint();
     mkdirSync(path.join(out, "final"), { recursive: true });
     await model.save(path.join(out, "final", "model.safetensors"), { labels: labelsMeta, vocabSha256 });
+    await writeCurves(metricsFile, path.join(out, "curves.png"));
   }
   const seconds = (performance.now() - t0) / 1000;
   emit({ kind: "done", step, seconds });
