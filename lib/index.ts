@@ -35,3 +35,6 @@ export type { PretrainConfig, PretrainConfigInput } from "./train/config.js";
 export { cosineSchedule } from "./train/schedule.js";
 export { prepareDemo } from "./train/demo.js";
 export * from "./eval/metrics.js";
+export * from "./segment/index.js";
+export * from "./finetune/index.js";
+export { registerSegment, registerFinetune } from "./cli/segment.js";

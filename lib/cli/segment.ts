@@ -69,7 +69,11 @@ export function registerSegment(evalCommand: Command): void {
     });
 }
 
-/** Samples and their label vectors: an image folder (one class per sub-folder, one-hot) or a manifest with labels (taxonomy order). */
+/**
+ * Samples and their label vectors: an image folder (one class per sub-folder, one-hot) or a
+ * manifest with labels (taxonomy order; an uncertain 0.5 is the BCE target as given and counts
+ * as positive for AUC).
+ */
 export function labeledSamples(input: string, what: string, classNames?: string[]): { samples: Sample[]; classes: string[]; labels: Float32Array[] } {
   if (!existsSync(input)) throw new Error(`${what} ${input}: no such file or directory`);
   if (statSync(input).isDirectory()) {
@@ -83,7 +87,7 @@ export function labeledSamples(input: string, what: string, classNames?: string[
   return {
     samples,
     classes: [...LABEL_IDS],
-    labels: samples.map((s) => Float32Array.from(LABEL_IDS, (id) => (s.labels![id] ? 1 : 0))),
+    labels: samples.map((s) => Float32Array.from(LABEL_IDS, (id) => Number(s.labels![id] ?? 0))),
   };
 }
 
