@@ -201,3 +201,23 @@ test("short budget on DRIVE: 150 steps reach a meaningful Dice on held-out test 
   t.true(r.mean.dice >= 0.55, `Dice ${r.mean.dice}`);
   t.true(r.mean.auc >= 0.9, `AUC ${r.mean.auc}`);
 });
+
+test("normalisations: finite, zero outside the field of view, standardised inside", async (t) => {
+  if (!hasShared("data", "DRIVE")) return t.pass("no ../shared/data/DRIVE");
+  const [im] = await readSegmentationDir(join(drive, "test"));
+  for (const mode of ["fov-standard", "green-lcn"] as const) {
+    const p = normalise(im!, mode);
+    const n = im!.width * im!.height;
+    t.is(p.data.length, 3 * n);
+    t.true(p.data.every(Number.isFinite), mode);
+    let outside = 0, s = 0, s2 = 0, k = 0;
+    for (let i = 0; i < n; i++) {
+      if (!im!.fov[i]) outside = Math.max(outside, Math.abs(p.data[n + i]!));
+      else (s += p.data[n + i]!), (s2 += p.data[n + i]! ** 2), k++;
+    }
+    t.is(outside, 0, mode);
+    if (mode === "fov-standard") {
+      t.true(Math.abs(s / k) < 1e-3 && Math.abs(s2 / k - 1) < 1e-3, `mean ${s / k}, var ${s2 / k}`);
+    }
+  }
+});
