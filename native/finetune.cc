@@ -194,7 +194,7 @@ Napi::Value Finetuner::Step(const Napi::CallbackInfo& info) {
     if (n < 1) ThrowRangeError("batch.images: empty batch");
     JsTensor labels = ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.classes}, false, true});
     if (((labels.tensor < 0) | (labels.tensor > 1)).any().item<bool>()) ThrowRangeError("batch.labels: values must lie in [0, 1]");
-    return model_->queue().Submit(env, Value(), std::make_unique<FtStepTask>(model_->net(), state_, model_->device(), model_->net()->text_projection.scalar_type(), options_.frozen, std::move(images), std::move(labels)));
+    return model_->queue().Submit(env, Value(), std::make_unique<FtStepTask>(model_->net(), state_, model_->device(), model_->dtype(), options_.frozen, std::move(images), std::move(labels)));
   });
 }
 
@@ -204,7 +204,7 @@ Napi::Value Finetuner::Predict(const Napi::CallbackInfo& info) {
   return PromiseGuard(env, [&]() -> Napi::Value {
     const int64_t r = model_->config().imageResolution;
     JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, r, r}, false, true});
-    return model_->queue().Submit(env, Value(), std::make_unique<FtPredictTask>(model_->net(), state_, model_->device(), model_->net()->text_projection.scalar_type(), std::move(images)));
+    return model_->queue().Submit(env, Value(), std::make_unique<FtPredictTask>(model_->net(), state_, model_->device(), model_->dtype(), std::move(images)));
   });
 }
 
