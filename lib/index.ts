@@ -48,3 +48,6 @@ export type { RetrievalResult, DirectionReport } from "./eval/retrieval.js";
 export { writeReport, rocSvg, confusionSvg, svgToPng } from "./eval/report.js";
 export type { Overlay, ReportOptions, Reportable } from "./eval/report.js";
 export * from "./eval/adapters/index.js";
+export * from "./segment/index.js";
+export * from "./finetune/index.js";
+export { registerSegment, registerFinetune } from "./cli/segment.js";

@@ -79,6 +79,79 @@ export interface NativeHead {
   readonly pending: number;
 }
 
+/** Architecture of a Segmenter (native/segment.h); omitted keys take the defaults shown. */
+export interface SegmenterConfig {
+  /** Side of the square tiles it takes (64); a multiple of patch. */
+  tile?: number;
+  /** ViT patch size, a power of two (8): the decoder has log2(patch) ×2 stages. */
+  patch?: number;
+  width?: number;
+  layers?: number;
+  heads?: number;
+  /** 1-based blocks whose patch tokens the decoder reads (default: 1/4, 2/4, 3/4, 4/4 of the depth). */
+  taps?: number[];
+  /** Channels of the convolutional stem at full resolution (16), doubled per level up to 4×. */
+  stemChannels?: number;
+  /** Channels of the token bottleneck (64). */
+  decoderChannels?: number;
+}
+
+export interface SegmenterOptions {
+  seed?: number;
+  /** AdamW lr of stem, decoder and head (1e-3). */
+  lr?: number;
+  /** AdamW lr of the ViT backbone (default: lr). */
+  backboneLr?: number;
+  weightDecay?: number;
+  /** The backbone takes no gradient and is left out of the optimizer. */
+  freezeBackbone?: boolean;
+  diceWeight?: number;
+  bceWeight?: number;
+}
+
+export interface SegmentBatch {
+  /** [N, 3, tile, tile] normalised images. */
+  images: TensorData<Float32Array>;
+  /** [N, 1, tile, tile] in [0, 1]. */
+  targets: TensorData<Float32Array>;
+  /** [N, 1, tile, tile] in [0, 1]: per-pixel loss weights (the field of view). */
+  weights?: TensorData<Float32Array>;
+}
+
+export interface NativeSegmenter {
+  step(batch: SegmentBatch, options?: { lr?: number; backboneLr?: number }): Promise<{ loss: number; bce: number; dice: number }>;
+  /** [N, 3, tile, tile] → probabilities [N, 1, tile, tile]. */
+  predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
+  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
+  loadStateDict(state: Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>, options?: { strict?: boolean }): Promise<{ missing: string[]; unexpected: string[] }>;
+  readonly config: Required<SegmenterConfig>;
+  readonly steps: number;
+  readonly pending: number;
+}
+
+export interface FinetunerOptions {
+  /** Number of (multi-label) outputs. */
+  classes: number;
+  /** Head lr (1e-3). */
+  lr?: number;
+  /** Backbone lr (1e-6). */
+  backboneLr?: number;
+  weightDecay?: number;
+  /** Backbone without gradient, out of the optimizer: its weights stay bit-identical. */
+  frozen?: boolean;
+  seed?: number;
+}
+
+export interface NativeFinetuner {
+  step(batch: { images: TensorData<Float32Array>; labels: TensorData<Float32Array> }): Promise<{ loss: number }>;
+  /** [N, 3, R, R] → probabilities [N, classes]. */
+  predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
+  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
+  loadStateDict(state: Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>): Promise<void>;
+  readonly config: { classes: number; width: number; lr: number; backboneLr: number; weightDecay: number; frozen: boolean };
+  readonly steps: number;
+}
+
 export interface EchoResult<T extends TensorArray> {
   output: TensorData<T>;
   inputAddress: bigint;
@@ -107,6 +180,9 @@ export interface NativeAddon {
   cuda(): CudaInfo;
   blas(): NativeBlasInfo;
   Head: new (config: HeadConfig) => NativeHead;
+  Segmenter: new (config: SegmenterConfig, options?: SegmenterOptions) => NativeSegmenter;
+  /** model: a ViLReF's nativeHandle. */
+  Finetuner: new (model: unknown, options: FinetunerOptions) => NativeFinetuner;
   debug: {
     echo<T extends TensorArray>(tensor: TensorData<T>, options?: { transpose?: boolean; cast?: "bfloat16" | "float16"; finite?: boolean }): Promise<EchoResult<T>>;
     addressOf(array: TensorArray): bigint;

@@ -4,8 +4,10 @@
 #include "allocator.h"
 #include "checkpoint.h"
 #include "clip.h"
+#include "finetune.h"
 #include "head.h"
 #include "runtime.h"
+#include "segment.h"
 #include "trainer.h"
 #include "wscl.h"
 
@@ -17,6 +19,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Head", vilref::Head::Define(env));
   exports.Set("Model", vilref::Model::Define(env));
   exports.Set("Trainer", vilref::Trainer::Define(env));
+  exports.Set("Segmenter", vilref::Segmenter::Define(env));
+  exports.Set("Finetuner", vilref::Finetuner::Define(env));
   return exports;
 }
 

@@ -57,6 +57,7 @@ class Model : public Napi::ObjectWrap<Model> {
   const std::shared_ptr<ClipNet>& net() const { return net_; }
   const ModelConfig& config() const { return config_; }
   at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
   SerialQueue& queue() { return queue_; }
 
  private:

@@ -48,15 +48,35 @@ VisualTransformer::VisualTransformer(int64_t resolution, int64_t patch, int64_t 
   proj = register_parameter("proj", torch::zeros({width, embedDim}));
 }
 
-at::Tensor VisualTransformer::forward(const at::Tensor& images, bool preProjection) {
+at::Tensor VisualTransformer::Embed(const at::Tensor& images) {
   at::Tensor x = conv1(images);                             // [N, D, g, g]
   x = x.flatten(2).transpose(1, 2);                         // [N, g*g, D]
   at::Tensor cls = class_embedding.to(x.scalar_type()).expand({x.size(0), 1, width_});
   x = at::cat({cls, x}, 1) + positional_embedding.to(x.scalar_type());
-  x = LayerNormF32(x, ln_pre);
+  return LayerNormF32(x, ln_pre);
+}
+
+at::Tensor VisualTransformer::forward(const at::Tensor& images, bool preProjection) {
+  at::Tensor x = Embed(images);
   for (const auto& block : *resblocks) x = block->as<ResidualAttentionBlock>()->forward(x);
   x = LayerNormF32(x.select(1, 0), ln_post);
   return preProjection ? x : at::matmul(x, proj);
+}
+
+std::vector<at::Tensor> VisualTransformer::PatchTokens(const at::Tensor& images, const std::vector<int64_t>& after) {
+  std::vector<at::Tensor> out;
+  if (after.empty()) return out;
+  at::Tensor x = Embed(images);
+  size_t next = 0;
+  for (int64_t i = 0; i < layers_ && next < after.size(); ++i) {
+    x = (*resblocks)[i]->as<ResidualAttentionBlock>()->forward(x);
+    while (next < after.size() && after[next] == i + 1) {
+      out.push_back(x.slice(1, 1));
+      ++next;
+    }
+  }
+  if (next != after.size()) ThrowRangeError("taps: block " + std::to_string(after[next]) + " is not in [1, " + std::to_string(layers_) + "] or not ascending");
+  return out;
 }
 
 void VisualTransformer::ResizePositions(int64_t resolution) {

@@ -26,7 +26,14 @@ class VisualTransformer : public VisualTower {
   void InitWeights() override;
   int64_t FeatureWidth() const override { return width_; }
 
+  // Patch tokens [N, g*g, D] (class token dropped, before ln_post) after each of the blocks
+  // counted in `after` (1-based, ascending, each in [1, layers]): what a dense decoder reads.
+  std::vector<at::Tensor> PatchTokens(const at::Tensor& images, const std::vector<int64_t>& after);
+  int64_t Layers() const { return layers_; }
+  int64_t Patch() const { return patch_; }
+
  private:
+  at::Tensor Embed(const at::Tensor& images);  // [N, 1 + g*g, D] after ln_pre
   int64_t patch_, width_, layers_;
   torch::nn::Conv2d conv1{nullptr};
   at::Tensor class_embedding, positional_embedding, proj;

@@ -8,6 +8,7 @@ import { register as registerData } from "./data.js";
 import { register as registerEval } from "./eval.js";
 import { register as registerLabels } from "./labels.js";
 import { register as registerModel } from "./model.js";
+import { registerFinetune, registerSegment } from "./segment.js";
 import { register as registerSystem } from "./system.js";
 import { register as registerText } from "./text.js";
 import { register as registerTrain } from "./train.js";
@@ -26,7 +27,9 @@ export function buildProgram(): Command {
   registerModel(program);
   registerData(program);
   registerTrain(program);
-  registerEval(program);
+  const evalCommand = registerEval(program);
+  registerSegment(evalCommand);
+  registerFinetune(evalCommand);
   return program;
 }
 

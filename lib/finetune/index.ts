@@ -1,0 +1,2 @@
+export * from "./finetuner.js";
+export * from "./train.js";

@@ -1,0 +1,52 @@
+// Finetuner: the released fine-tuning protocol on a ViLReF model's image tower — a linear head
+// (`head.weight`, `head.bias`) on the pre-projection image features, BCE with logits over
+// multi-label targets, AdamW with one learning rate for the backbone (1e-6) and one for the
+// head (1e-3); with `frozen` the backbone runs without gradient, in eval mode, and is not in the
+// optimizer, so its weights stay bit-identical. Tasks run on the model's queue, in order with
+// the model's own calls.
+#pragma once
+
+#include <napi.h>
+
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "clip.h"
+
+namespace vilref {
+
+struct FinetunerOptions {
+  int64_t classes = 1;
+  double lr = 1e-3, backboneLr = 1e-6, weightDecay = 0.001;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  bool frozen = false;
+};
+
+struct FinetunerState {
+  at::Tensor weight, bias;  // the head: [classes, width], [classes]
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  int64_t steps = 0;
+};
+
+class Finetuner : public Napi::ObjectWrap<Finetuner> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit Finetuner(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value Step(const Napi::CallbackInfo& info);
+  Napi::Value Predict(const Napi::CallbackInfo& info);
+  Napi::Value StateDict(const Napi::CallbackInfo& info);
+  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
+  Napi::Value GetConfig(const Napi::CallbackInfo& info);
+  Napi::Value GetSteps(const Napi::CallbackInfo& info);
+
+  Napi::ObjectReference modelRef_;
+  Model* model_ = nullptr;
+  FinetunerOptions options_;
+  int64_t width_ = 0;
+  std::shared_ptr<FinetunerState> state_;
+};
+
+}  // namespace vilref

@@ -1,0 +1,79 @@
+// Segmenter: a dense decoder over ViT patch tokens for binary segmentation (vessels on fundus
+// photos), exposed to JS. UNETR-like: patch tokens from several blocks of a ViT image tower
+// (released parameter names under `visual.`) are concatenated on a g×g grid and upsampled
+// progressively (×2 per stage, bilinear + 3×3 convs) to full resolution, each stage joined by a
+// skip from a light convolutional stem (`stem.<k>`, full resolution at k = 0, halved per level).
+// Loss: BCE with logits + soft Dice, optionally weighted (field-of-view mask). AdamW with one
+// learning rate for the backbone and another for stem + decoder. Calls run on the segmenter's
+// own queue; initialisation from a ViLReF model goes through loadStateDict with the model's
+// `visual.*` tensors (the positional embedding is resized to the tile grid when it differs).
+#pragma once
+
+#include <napi.h>
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "async.h"
+#include "vit.h"
+
+namespace vilref {
+
+struct SegmenterConfig {
+  int64_t tile = 64, patch = 8, width = 64, layers = 4, heads = 2;
+  std::vector<int64_t> taps;     // blocks whose tokens the decoder reads (1-based); default: quarters of the depth
+  int64_t stemChannels = 16;     // channels at full resolution, doubled per level (capped at 4×)
+  int64_t decoderChannels = 64;  // channels of the token bottleneck
+};
+
+struct SegmenterOptions {
+  double lr = 1e-3, backboneLr = 1e-3, weightDecay = 1e-4;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double diceWeight = 1.0, bceWeight = 1.0;
+};
+
+struct SegNet : torch::nn::Module {
+  explicit SegNet(const SegmenterConfig& c);
+  at::Tensor forward(const at::Tensor& images);  // [N, 3, T, T] → logits [N, 1, T, T]
+  SegmenterConfig config;
+  std::shared_ptr<VisualTransformer> visual;
+  std::vector<torch::nn::Sequential> stem, decoder;  // stem[k] at 1/2^k; decoder[k] outputs at 1/2^k
+  torch::nn::Sequential bottleneck{nullptr};
+  torch::nn::Conv2d head{nullptr};
+};
+
+struct SegmenterState {
+  std::shared_ptr<SegNet> net;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  int64_t steps = 0;
+};
+
+class Segmenter : public Napi::ObjectWrap<Segmenter> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit Segmenter(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value Step(const Napi::CallbackInfo& info);
+  Napi::Value Predict(const Napi::CallbackInfo& info);
+  Napi::Value StateDict(const Napi::CallbackInfo& info);
+  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
+  Napi::Value GetConfig(const Napi::CallbackInfo& info);
+  Napi::Value GetSteps(const Napi::CallbackInfo& info);
+  Napi::Value GetPending(const Napi::CallbackInfo& info);
+
+  SegmenterConfig config_;
+  SegmenterOptions options_;
+  std::shared_ptr<SegmenterState> state_;  // read and written only by tasks on queue_
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes_;
+  SerialQueue queue_;
+};
+
+// Soft Dice + BCE with logits over a batch; `weights` (optional, same shape) masks pixels out.
+// Returns {total, bce, dice loss}.
+std::array<at::Tensor, 3> DiceBceLoss(const at::Tensor& logits, const at::Tensor& targets, const c10::optional<at::Tensor>& weights, double diceWeight, double bceWeight);
+
+}  // namespace vilref

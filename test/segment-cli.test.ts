@@ -1,0 +1,30 @@
+// eval segment / eval finetune: registered on a caller's eval command; bad input names the culprit.
+import test from "ava";
+import { Command } from "commander";
+import { registerFinetune, registerSegment } from "../lib/cli/segment.js";
+
+function program(): Command {
+  const p = new Command("vilref").exitOverride();
+  const e = p.command("eval").exitOverride();
+  registerSegment(e);
+  registerFinetune(e);
+  for (const c of e.commands) c.exitOverride().configureOutput({ writeErr: () => {} });
+  return p;
+}
+
+const run = (...args: string[]) => program().parseAsync(["node", "vilref", "eval", ...args]);
+
+test("both subcommands are registered on the eval command", (t) => {
+  const e = program().commands.find((c) => c.name() === "eval")!;
+  t.deepEqual(e.commands.map((c) => c.name()).sort(), ["finetune", "segment"]);
+});
+
+test("segment: a missing data folder and bad options are named", async (t) => {
+  await t.throwsAsync(run("segment", "--data", "/nonexistent/DRIVE"), { message: "/nonexistent/DRIVE: no such directory (a DRIVE root holds training/ and test/)" });
+  await t.throwsAsync(run("segment", "--data", "x", "--normalise", "clahe"), { message: '--normalise: expected fov-standard or green-lcn, got "clahe"' });
+  await t.throwsAsync(run("segment", "--data", "x", "--minutes", "-1"), { message: /--minutes: expected a number/ });
+});
+
+test("finetune: missing sets are named", async (t) => {
+  await t.throwsAsync(run("finetune", "--model", "preset:tiny-vit", "--train", "/nonexistent/train", "--val", "/nonexistent/val"), { message: "--train /nonexistent/train: no such file or directory" });
+});
