@@ -23,7 +23,8 @@ import { writeReport } from "../eval/report.js";
 import type { Overlay, Reportable } from "../eval/report.js";
 import { retrieval } from "../eval/retrieval.js";
 import type { RetrievalResult } from "../eval/retrieval.js";
-import { zeroShot } from "../eval/zeroshot.js";
+import { MULTI_LABEL_SCORINGS, zeroShot } from "../eval/zeroshot.js";
+import type { MultiLabelScoring } from "../eval/zeroshot.js";
 import { modelFromSpec } from "../model/encoders.js";
 import type { ViLReF, Device, Dtype } from "../model/vilref.js";
 import { setThreads } from "../native.js";
@@ -148,6 +149,11 @@ function printRetrieval(r: RetrievalResult): void {
   for (const n of r.notes) console.log(`  note: ${n}`);
 }
 
+function parseScoring(v: string): MultiLabelScoring {
+  if (!(MULTI_LABEL_SCORINGS as readonly string[]).includes(v)) throw new TypeError(`--scoring: expected ${MULTI_LABEL_SCORINGS.join(" or ")}, got ${JSON.stringify(v)}`);
+  return v as MultiLabelScoring;
+}
+
 /** Creates `vilref eval` with zeroshot, probe and retrieval; returns the `eval` command. */
 export function register(program: Command): Command {
   const ev = program.command("eval").description("downstream evaluation: zero-shot classification, linear probe, retrieval (metrics JSON with bootstrap CIs, HTML report)");
@@ -155,15 +161,16 @@ export function register(program: Command): Command {
   addCommonOptions(ev.command("zeroshot").description("zero-shot classification with Chinese prompt ensembles (lib/eval/prompts/zh-fundus.json)"))
     .option("--split <name>", "the split to evaluate (default: test; 'all' for every sample)", "test")
     .option("--prompts <file>", "prompts file (templates, names and expert descriptions per class)")
+    .option("--scoring <mode>", "multi-label scoring: relative (positive prompts centred over the classes; default) or contrast (positive minus negative prompts)", "relative")
     .option("--vocab <file>", "the model's vocab.txt (default: found beside the checkpoint)")
     .option("--context-length <n>", "token context length (default: min(52, the model's positions))", int("--context-length", 2))
-    .action(async (o: CommonOptions & { split: string; prompts?: string; vocab?: string; contextLength?: number }) => {
+    .action(async (o: CommonOptions & { split: string; prompts?: string; scoring: string; vocab?: string; contextLength?: number }) => {
       const { ds, classes } = loadEvalData(o);
       const samples = o.split === "all" ? ds.samples : splitOf(ds, o.split);
       const { model, name } = await loadModel(o);
       const { tokenizer, file } = tokenizerFor(o.model, model.vocabSha256, o.vocab);
       const L = o.contextLength ?? Math.min(52, model.config.text_max_position_embeddings);
-      const r = await zeroShot(model, textEncoder(model, tokenizer, L), ds, samples, { resamples: o.bootstrap, seed: o.seed, images: imageOptions(o), ...(o.prompts ? { prompts: o.prompts } : {}), ...(classes ? { classes } : {}) });
+      const r = await zeroShot(model, textEncoder(model, tokenizer, L), ds, samples, { resamples: o.bootstrap, seed: o.seed, images: imageOptions(o), ...(o.prompts ? { prompts: o.prompts } : {}), ...(classes ? { classes } : {}), scoring: parseScoring(o.scoring) });
       console.log(formatReport(r, `zero-shot on ${ds.name} ${o.split}`));
       await writeOutputs(o, r, { model: name, vocab: file, dataset: ds.name, root: ds.root, split: o.split });
     });

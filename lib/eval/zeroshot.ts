@@ -146,12 +146,34 @@ export async function encodeClassPrompts(encode: TextEncodeFn, prompts: Map<stri
   return { classes, d, positive: normalizeRows(positive, C, d), negative: normalizeRows(negative, C, d) };
 }
 
-/** Multi-label scores [n, C]: cos(image, positive) − cos(image, negative). `images`: normalised [n, d]. */
-export function multiLabelScores(images: Float32Array, n: number, f: ClassFeatures): Float64Array {
+/**
+ * How a multi-label zero-shot score is made from the class prompt features:
+ * - "relative" (default): cos(image, positive_c) − the mean over the scored classes of
+ *   cos(image, positive_c'). Centering removes what every prompt shares (its style, the image's
+ *   general affinity to short prompts), leaving what tells the classes apart; it is the linear
+ *   analogue of CLIP's softmax over classes and needs no understanding of negation.
+ * - "contrast": cos(image, positive_c) − cos(image, negative_c), i.e. the logit of a softmax over
+ *   a "present" and an "absent" prompt (CheXzero's scoring). It relies on the text tower telling
+ *   "可见X" from "未见X"; a weakly trained text tower can get the sign of a whole class wrong.
+ */
+export type MultiLabelScoring = "relative" | "contrast";
+export const MULTI_LABEL_SCORINGS: readonly MultiLabelScoring[] = ["relative", "contrast"];
+
+/** Multi-label scores [n, C] (see MultiLabelScoring). `images`: normalised [n, d]. */
+export function multiLabelScores(images: Float32Array, n: number, f: ClassFeatures, scoring: MultiLabelScoring = "relative"): Float64Array {
   const C = f.classes.length;
   const P = dots(images, n, f.positive, C, f.d);
-  const N = dots(images, n, f.negative, C, f.d);
-  for (let i = 0; i < P.length; i++) P[i]! -= N[i]!;
+  if (scoring === "contrast") {
+    const N = dots(images, n, f.negative, C, f.d);
+    for (let i = 0; i < P.length; i++) P[i]! -= N[i]!;
+    return P;
+  }
+  if (scoring !== "relative") throw new RangeError(`scoring: expected ${MULTI_LABEL_SCORINGS.join(" or ")}, got ${String(scoring)}`);
+  for (let i = 0; i < n; i++) {
+    let m = 0;
+    for (let c = 0; c < C; c++) m += P[i * C + c]! / C;
+    for (let c = 0; c < C; c++) P[i * C + c]! -= m;
+  }
   return P;
 }
 
@@ -174,6 +196,8 @@ export interface ZeroShotOptions extends BootstrapOptions {
   prompts?: string | URL | PromptBank;
   /** Classes to score (default: the dataset's classes that have prompts; the others are noted). */
   classes?: string[];
+  /** Multi-label scoring (default "relative"; see MultiLabelScoring). */
+  scoring?: MultiLabelScoring;
   images?: EncodeImagesOptions;
 }
 
@@ -222,7 +246,7 @@ export async function zeroShot(model: ViLReF, encodeText: TextEncodeFn, ds: Eval
     const C = chosen.length;
     const y = new Float32Array(img.n * C);
     for (let i = 0; i < img.n; i++) chosen.forEach((ci, c) => (y[i * C + c] = all[i * ds.classes.length + ci]!));
-    report = evaluateScores({ task: "multilabel", classes: names, scores: multiLabelScores(I, img.n, feats), n: img.n, y, threshold: 0 }, boot);
+    report = evaluateScores({ task: "multilabel", classes: names, scores: multiLabelScores(I, img.n, feats, options.scoring ?? "relative"), n: img.n, y, threshold: 0 }, boot);
   } else {
     // the model's own temperature: similarity of a unit vector with itself is exp(logit_scale)
     const unit = new Float32Array(d);

@@ -64,7 +64,7 @@ export function presetNames(): string[] {
     .sort();
 }
 
-/** A preset by name: vit-b-16, rn50 (the released ViLReF shapes), tiny-vit, tiny-rn50 (tests). */
+/** A preset by name: vit-b-16, rn50 (the released ViLReF shapes), tiny-vit, tiny-rn50 (tests), demo-rn128 (the CPU pre-training demo: a small ModifiedResNet at 128 px). */
 export function presetConfig(name: string): ModelConfig {
   if (!presetNames().includes(name)) throw new RangeError(`unknown model preset "${name}"; presets: ${presetNames().join(", ")}`);
   return parseModelConfig(JSON.parse(readFileSync(new URL(`${name}.json`, presetDir), "utf8")), `preset ${name}`);

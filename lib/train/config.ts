@@ -118,11 +118,13 @@ export const pretrainConfigSchema = z
         every: int(0).default(0),
         /** A prompts JSON (default: lib/eval/prompts/zh-fundus.json; the version-1 layout is read too). */
         prompts: z.string().min(1).optional(),
+        /** Multi-label zero-shot scoring: "relative" (positive prompts, centred over classes) or "contrast" (positive minus negative prompts); see lib/eval/zeroshot.ts. */
+        scoring: z.enum(["relative", "contrast"]).default("relative"),
         ks: z.array(int(1)).min(1).default([1, 5, 10]),
         batchSize: int(1).default(64),
       })
       .strict()
-      .default({ every: 0, ks: [1, 5, 10], batchSize: 64 }),
+      .default({ every: 0, scoring: "relative", ks: [1, 5, 10], batchSize: 64 }),
     checkpoint: z
       .object({
         /** Checkpoint every N steps (0: only at the end). */

@@ -22,6 +22,7 @@ import type { Sample } from "../data/manifest.js";
 import { dots, normalizeRows as normalizeRowsOf, textEncoder } from "../eval/features.js";
 import { finiteMean, pairedRetrieval, rocAuc } from "../eval/metrics.js";
 import { buildPrompts, DEFAULT_PROMPTS_URL, encodeClassPrompts, loadPromptBank, multiLabelScores } from "../eval/zeroshot.js";
+import type { MultiLabelScoring } from "../eval/zeroshot.js";
 import type { ClassPrompts } from "../eval/zeroshot.js";
 import { LABEL_IDS, Labeler, loadRules } from "../labels/index.js";
 import type { LabelId } from "../labels/index.js";
@@ -223,7 +224,7 @@ interface Evaluator {
   run(model: ViLReF, step: number): Promise<EvalMetrics>;
 }
 
-function makeEvaluator(samples: Sample[], loaderOptions: ConstructorParameters<typeof Loader>[1], tokenizer: BertTokenizer, contextLength: number, prompts: Map<string, ClassPrompts>, ks: number[]): Evaluator {
+function makeEvaluator(samples: Sample[], loaderOptions: ConstructorParameters<typeof Loader>[1], tokenizer: BertTokenizer, contextLength: number, prompts: Map<string, ClassPrompts>, ks: number[], scoring: MultiLabelScoring): Evaluator {
   const loader = new Loader(samples, loaderOptions);
   return {
     async run(model, step) {
@@ -248,9 +249,9 @@ function makeEvaluator(samples: Sample[], loaderOptions: ConstructorParameters<t
       for (const a of txts) (T.set(a, o), (o += a.length));
       const sim = dots(I, n, T, n, d);
       const retrieval = pairedRetrieval(sim, n, ks);
-      // zero-shot (lib/eval/zeroshot.ts): one ensembled feature per label and side, positive minus negative cosine
+      // zero-shot (lib/eval/zeroshot.ts): one ensembled feature per label and side, scored as config.eval.scoring says
       const feats = await encodeClassPrompts(textEncoder(model, tokenizer, contextLength), prompts, d);
-      const S = multiLabelScores(I, n, feats);
+      const S = multiLabelScores(I, n, feats, scoring);
       const C = feats.classes.length;
       const auc: Partial<Record<LabelId, number>> = {};
       const counts: Partial<Record<LabelId, [number, number]>> = {};
@@ -371,7 +372,7 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   const lrAt = cosineSchedule({ lr: config.schedule.lr, warmupSteps: Math.min(config.schedule.warmupSteps, totalSteps), totalSteps, minLr: config.schedule.minLr });
   const evalTransform: Record<string, unknown> = { size, train: false };
   for (const k of ["fov", "mean", "std", "shrinkOnLoad"]) if (augment[k] !== undefined) evalTransform[k] = augment[k];
-  const evaluator = heldOut.length >= 2 ? makeEvaluator(heldOut, { batchSize: config.eval.batchSize, shuffle: false, transform: evalTransform as never, log: path.join(out, "skipped.log") }, tokenizer, config.text.contextLength, buildPrompts(loadPromptBank(config.eval.prompts ?? DEFAULT_PROMPTS_URL, rules)), config.eval.ks) : null;
+  const evaluator = heldOut.length >= 2 ? makeEvaluator(heldOut, { batchSize: config.eval.batchSize, shuffle: false, transform: evalTransform as never, log: path.join(out, "skipped.log") }, tokenizer, config.text.contextLength, buildPrompts(loadPromptBank(config.eval.prompts ?? DEFAULT_PROMPTS_URL, rules)), config.eval.ks, config.eval.scoring) : null;
 
   // metrics: on resume, drop lines after the checkpoint (they will be written again)
   const metricsFile = path.join(out, "metrics.jsonl");
