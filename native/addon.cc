@@ -4,6 +4,7 @@
 #include "allocator.h"
 #include "checkpoint.h"
 #include "clip.h"
+#include "dist.h"
 #include "head.h"
 #include "runtime.h"
 #include "trainer.h"
@@ -14,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitRuntime(env, exports);
   vilref::InitCheckpoint(env, exports);
   vilref::InitLosses(env, exports);
+  vilref::InitDist(env, exports);
   exports.Set("Head", vilref::Head::Define(env));
   exports.Set("Model", vilref::Model::Define(env));
   exports.Set("Trainer", vilref::Trainer::Define(env));
