@@ -53,9 +53,9 @@ export interface TrainMetrics {
   queueValid: number;
   skipped: boolean;
   imagesPerSecond: number;
-  /** Seconds of this step in all-gather and in all-reduce/broadcast (0 in one process). */
-  allGatherSeconds: number;
-  allReduceSeconds: number;
+  /** Multi-process runs only: seconds of this step in all-gather and in all-reduce/broadcast. */
+  allGatherSeconds?: number;
+  allReduceSeconds?: number;
 }
 
 export interface EvalMetrics {
@@ -515,7 +515,7 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
       ran++;
       losses.push(r.loss);
       const now = performance.now();
-      const m: TrainMetrics = { type: "train", step, epoch: b.epoch, loss: r.loss, lr, logitScale: r.logitScale, gradNorm: r.gradNorm, queueValid: r.queueValid, skipped: r.skipped, imagesPerSecond: (b.samples.length * world * 1000) / Math.max(now - tPrev, 1e-3), allGatherSeconds: r.allGatherSeconds ?? 0, allReduceSeconds: r.allReduceSeconds ?? 0 };
+      const m: TrainMetrics = { type: "train", step, epoch: b.epoch, loss: r.loss, lr, logitScale: r.logitScale, gradNorm: r.gradNorm, queueValid: r.queueValid, skipped: r.skipped, imagesPerSecond: (b.samples.length * world * 1000) / Math.max(now - tPrev, 1e-3), ...(group ? { allGatherSeconds: r.allGatherSeconds, allReduceSeconds: r.allReduceSeconds } : {}) };
       tPrev = now;
       if (lead && (step % config.logEvery === 0 || r.skipped)) appendJsonl(metricsFile, m);
       const rate = ran / ((now - runStart) / 1000);
