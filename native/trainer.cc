@@ -108,6 +108,22 @@ void StepTask::Execute() {
       MU = cols(2 * D + C, 3 * D + C);
       MV = cols(3 * D + C, 4 * D + C);
     }
+    // The loader gives rank r the samples r, r+W, r+2W, ... of the epoch's order, so with equal
+    // shares the global batch in loader order has sample j of rank r at row j·W + r: interleave,
+    // so that the queue fills (and wraps) exactly as in one process with the global batch.
+    const int64_t W = comm->size();
+    bool equal = true;
+    for (int64_t r = 0; r < W; ++r) equal = equal && g.offsets[r + 1] - g.offsets[r] == n;
+    if (equal && W > 1) {
+      at::Tensor order = at::arange(N, at::TensorOptions().dtype(at::kLong)).view({W, n}).t().reshape({-1}).to(device_);
+      U = U.index_select(0, order);
+      V = V.index_select(0, order);
+      Y = Y.index_select(0, order);
+      if (mu.defined()) {
+        MU = MU.index_select(0, order);
+        MV = MV.index_select(0, order);
+      }
+    }
   }
   LossTerms terms = options_.wscl ? Wscl(U, V, Y, s.queue->Image().to(device_), s.queue->Text().to(device_), s.queue->Labels().to(device_), net_->logit_scale.to(at::kFloat), options_.loss)
                                   : Clip(U, V, net_->logit_scale.to(at::kFloat));

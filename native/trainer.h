@@ -9,7 +9,8 @@
 // slice), computes the loss over the global batch, and the gradients are summed over ranks (the
 // sum of the ranks' partial gradients is the global batch's gradient; logit_scale, which every
 // rank differentiates in full, is divided by the world size); the gathered momentum features and
-// labels are enqueued in rank order, so every rank holds the same queue.
+// labels are enqueued, so every rank holds the same queue. The global batch is in the loader's
+// order (lib/data/loader.ts shards by striding): sample j of rank r is row j·W + r.
 #pragma once
 
 #include <napi.h>

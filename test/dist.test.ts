@@ -180,3 +180,49 @@ distTest("a rank that never joins is named when the rendezvous times out", async
   t.true(performance.now() - t0 < 10000);
   await t.throwsAsync(initProcessGroup({ rank: 2, worldSize: 2, localRank: 0, masterAddr: "127.0.0.1", masterPort: port }), { message: /options\.rank: 2 must be below options\.worldSize 2/ });
 });
+
+distTest("vilref pretrain --nproc 2: rank 0 writes; 1 → 2 and 2 → 1 processes across a resume give the same losses", async (t) => {
+  const { writeSynthDataset } = await import("../lib/synth/index.js");
+  const { listCheckpoints } = await import("../lib/train/pretrain.js");
+  const cli = fileURLToPath(new URL("./helpers/cli.ts", import.meta.url));
+  const dir = mkdtempSync(path.join(tmpdir(), "vilref-dist-cli-"));
+  await writeSynthDataset(path.join(dir, "data"), 16, 5, { size: 32 });
+  const config = { model: { preset: "tiny-vit" }, data: { train: "data/manifest.jsonl" }, batchSize: 8, steps: 2, text: { contextLength: 24, vocabSize: 300 }, queue: { size: 12 }, threads: 1, dist: { timeoutSeconds: 60 } };
+  const { writeFileSync } = await import("node:fs");
+  const cfg = (name: string, extra: object) => {
+    const file = path.join(dir, `${name}.json`);
+    writeFileSync(file, JSON.stringify({ ...config, output: name, ...extra }));
+    return file;
+  };
+  const vilref = (...args: string[]) =>
+    new Promise<{ code: number | null; err: string }>((resolve) => {
+      const env = { ...process.env };
+      for (const k of ["WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"]) delete env[k];
+      const c = spawn(process.execPath, ["--import=tsx", cli, "pretrain", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+      let err = "";
+      c.stdout!.on("data", (d: Buffer) => (err += d.toString()));
+      c.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+      c.on("exit", (code) => resolve({ code, err }));
+    });
+  const losses = (run: string) => readFileSync(path.join(dir, run, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; step: number; loss: number }).filter((m) => m.type === "train");
+  // the same 4 steps (two epochs of 2 batches of 8), each run stopping after 2 and resuming:
+  // "one": 1 process, then 2 resume; "two": 2 processes, then 1 resumes
+  const one = await vilref(cfg("one", { steps: 2 }));
+  t.is(one.code, 0, one.err);
+  const two = await vilref(cfg("two", { steps: 2 }), "--nproc", "2");
+  t.is(two.code, 0, two.err);
+  t.regex(two.err, /starting 2 worker processes[^]*\[rank 0\] done: step 2/);
+  t.deepEqual(listCheckpoints(path.join(dir, "two")).map((c) => c.step), [2]);
+  const state = JSON.parse(readFileSync(path.join(dir, "two", "checkpoints", "step-00000002", "state.json"), "utf8")) as { position: { epoch: number; index: number }; worldSize: number };
+  t.deepEqual(state.position, { epoch: 0, index: 16 });
+  t.is(state.worldSize, 2);
+  const oneResumed = await vilref(cfg("one", { steps: 4 }), "--resume", "--nproc", "2");
+  t.is(oneResumed.code, 0, oneResumed.err);
+  t.regex(oneResumed.err, /\[rank 0\] pretrain: .*resuming from .*step-00000002/);
+  const resumed = await vilref(cfg("two", { steps: 4 }), "--resume");
+  t.is(resumed.code, 0, resumed.err);
+  const a = losses("one");
+  const b = losses("two");
+  t.deepEqual(b.map((m) => m.step), [1, 2, 3, 4]);
+  for (let k = 0; k < 4; k++) t.true(Math.abs(a[k]!.loss - b[k]!.loss) <= 1e-5 * Math.abs(a[k]!.loss), `step ${k + 1}: 1 then 2 processes ${a[k]!.loss}, 2 then 1 processes ${b[k]!.loss}`);
+});

@@ -17,7 +17,7 @@ export const C = 5;
 export const GLOBAL_BATCH = 8;
 export const TRAINER = { labelDim: C, lr: 1e-3, queueSize: 12, momentum: 0.9, loss: "wscl" as const, threshold: 1, gamma: 1 };
 
-/** The global batch of step k: rows [r·b, (r+1)·b) belong to rank r. Labels repeat, so WSCL removes false negatives. */
+/** The global batch of step k: rows r, r + W, ... belong to rank r. Labels repeat, so WSCL removes false negatives. */
 export function globalBatch(k: number, n = GLOBAL_BATCH, resolution = 32): TrainBatch {
   const r = mulberry32(1000 + k);
   const images = Float32Array.from({ length: n * 3 * resolution * resolution }, () => r.next() * 2 - 1);
@@ -32,12 +32,14 @@ export function globalBatch(k: number, n = GLOBAL_BATCH, resolution = 32): Train
   return { images: { data: images, shape: [n, 3, resolution, resolution] }, ids: { data: ids, shape: [n, 8] }, labels: { data: labels, shape: [n, C] } };
 }
 
-/** Rows [rank·b, (rank+1)·b) of a global batch. */
+/** Rows rank, rank + W, rank + 2W, ... of a global batch: how lib/data/loader.ts shards an epoch's order. */
 export function shard(b: TrainBatch, rank: number, world: number): TrainBatch {
   const n = b.images.shape[0]! / world;
   const rows = <T extends Float32Array | BigInt64Array | Int32Array>(t: { data: T; shape: number[] }) => {
     const per = t.data.length / t.shape[0]!;
-    return { data: t.data.slice(rank * n * per, (rank + 1) * n * per) as T, shape: [n, ...t.shape.slice(1)] };
+    const out = new (t.data.constructor as new (n: number) => T)(n * per);
+    for (let j = 0; j < n; j++) out.set(t.data.subarray((j * world + rank) * per, (j * world + rank + 1) * per) as never, j * per);
+    return { data: out, shape: [n, ...t.shape.slice(1)] };
   };
   return { images: rows(b.images), ids: rows(b.ids as { data: BigInt64Array; shape: number[] }), labels: rows(b.labels) };
 }
