@@ -33,6 +33,10 @@ export type { ProgressEvent, EvalMetrics, TrainMetrics, CheckpointState } from "
 export { parseConfig as parsePretrainConfig, loadConfig as loadPretrainConfig, pretrainConfigSchema } from "./train/config.js";
 export type { PretrainConfig, PretrainConfigInput } from "./train/config.js";
 export { cosineSchedule } from "./train/schedule.js";
+export { distAvailability, initProcessGroup, readDistEnv, isDistWorker, backendFor, DIST_VARIABLES } from "./train/dist.js";
+export type { DistBackend, DistEnv, ProcessGroup, ProcessGroupOptions } from "./train/dist.js";
+export { launch, freePort } from "./train/launch.js";
+export type { LaunchOptions, LaunchResult } from "./train/launch.js";
 export { prepareDemo } from "./train/demo.js";
 export * from "./eval/metrics.js";
 export * from "./eval/dataset.js";

@@ -5,6 +5,7 @@
 #include "checkpoint.h"
 #include "clip.h"
 #include "finetune.h"
+#include "dist.h"
 #include "head.h"
 #include "runtime.h"
 #include "segment.h"
@@ -16,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitRuntime(env, exports);
   vilref::InitCheckpoint(env, exports);
   vilref::InitLosses(env, exports);
+  vilref::InitDist(env, exports);
   exports.Set("Head", vilref::Head::Define(env));
   exports.Set("Model", vilref::Model::Define(env));
   exports.Set("Trainer", vilref::Trainer::Define(env));

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <map>
+#include <tuple>
 
 #include "async.h"
 #include "bridge.h"
@@ -41,6 +42,8 @@ class StepTask : public Task {
     o.Set("gradNorm", Napi::Number::New(env, gradNorm_));
     o.Set("logitScale", Napi::Number::New(env, logitScale_));
     o.Set("queueValid", Napi::Number::New(env, static_cast<double>(queueValid_)));
+    o.Set("allGatherSeconds", Napi::Number::New(env, gatherSeconds_));
+    o.Set("allReduceSeconds", Napi::Number::New(env, reduceSeconds_));
     return o;
   }
 
@@ -51,7 +54,7 @@ class StepTask : public Task {
   std::shared_ptr<TrainerState> state_;
   Batch batch_;
   double lr_;
-  double loss_ = 0, gradNorm_ = 0, logitScale_ = 0;
+  double loss_ = 0, gradNorm_ = 0, logitScale_ = 0, gatherSeconds_ = 0, reduceSeconds_ = 0;
   bool skipped_ = false;
   int64_t queueValid_ = 0;
 };
@@ -60,8 +63,20 @@ class StepTask : public Task {
 
 void StepTask::Execute() {
   TrainerState& s = *state_;
+  Communicator* comm = s.comm.get();
   at::Tensor images = batch_.images.tensor.to(device_), ids = batch_.ids.tensor.to(device_, at::kLong);
   at::Tensor labels = batch_.labels.tensor.to(device_, at::kFloat);
+  if (comm) {
+    comm->MarkStep(s.steps + s.skipped + 1);
+    if (!s.synced) {  // every rank starts from rank 0's weights (online and momentum)
+      torch::NoGradGuard noGrad;
+      std::vector<at::Tensor> all;
+      for (auto& [name, t] : NamedState(*net_)) all.push_back(t);
+      for (auto& [name, t] : NamedState(*s.momentum)) all.push_back(t);
+      comm->Broadcast(all, 0, "broadcast of the initial parameters");
+      s.synced = true;
+    }
+  }
   // 1. EMA of the momentum towers (from the online weights before this step's update)
   if (s.queue->size() > 0) EmaUpdate(*s.momentum, *net_, options_.momentum);
   // 2. momentum features of the batch, no gradient
@@ -76,9 +91,43 @@ void StepTask::Execute() {
   net_->train();
   at::Tensor u = Normalise(net_->visual->forward(images, false).to(at::kFloat));
   at::Tensor v = Normalise(net_->EncodeTexts(ids, false).to(at::kFloat));
-  LossTerms terms = options_.wscl ? Wscl(u, v, labels, s.queue->Image().to(device_), s.queue->Text().to(device_), s.queue->Labels().to(device_), net_->logit_scale.to(at::kFloat), options_.loss)
-                                  : Clip(u, v, net_->logit_scale.to(at::kFloat));
-  loss_ = terms.loss.item<double>();
+  at::Tensor U = u, V = v, Y = labels, MU = mu, MV = mv;
+  if (comm) {
+    // the global batch in rank order: copies of the other ranks' rows, this rank's own (with gradient)
+    const int64_t n = u.size(0), D = u.size(1), C = labels.size(1);
+    std::vector<at::Tensor> parts{u.detach(), v.detach(), labels};
+    if (mu.defined()) parts.insert(parts.end(), {mu, mv});
+    Gathered g = comm->AllGatherRows(at::cat(parts, 1), "all_gather of the batch features");
+    const int64_t off = g.offsets[comm->rank()], N = g.rows.size(0);
+    auto cols = [&](int64_t a, int64_t b) { return g.rows.slice(1, a, b).contiguous(); };
+    auto withLocal = [&](const at::Tensor& all, const at::Tensor& mine) { return at::cat({all.slice(0, 0, off), mine, all.slice(0, off + n, N)}, 0); };
+    U = withLocal(cols(0, D), u);
+    V = withLocal(cols(D, 2 * D), v);
+    Y = cols(2 * D, 2 * D + C);
+    if (mu.defined()) {
+      MU = cols(2 * D + C, 3 * D + C);
+      MV = cols(3 * D + C, 4 * D + C);
+    }
+    // The loader gives rank r the samples r, r+W, r+2W, ... of the epoch's order, so with equal
+    // shares the global batch in loader order has sample j of rank r at row j·W + r: interleave,
+    // so that the queue fills (and wraps) exactly as in one process with the global batch.
+    const int64_t W = comm->size();
+    bool equal = true;
+    for (int64_t r = 0; r < W; ++r) equal = equal && g.offsets[r + 1] - g.offsets[r] == n;
+    if (equal && W > 1) {
+      at::Tensor order = at::arange(N, at::TensorOptions().dtype(at::kLong)).view({W, n}).t().reshape({-1}).to(device_);
+      U = U.index_select(0, order);
+      V = V.index_select(0, order);
+      Y = Y.index_select(0, order);
+      if (mu.defined()) {
+        MU = MU.index_select(0, order);
+        MV = MV.index_select(0, order);
+      }
+    }
+  }
+  LossTerms terms = options_.wscl ? Wscl(U, V, Y, s.queue->Image().to(device_), s.queue->Text().to(device_), s.queue->Labels().to(device_), net_->logit_scale.to(at::kFloat), options_.loss)
+                                  : Clip(U, V, net_->logit_scale.to(at::kFloat));
+  loss_ = terms.loss.item<double>();  // the global batch's loss: the same on every rank
   s.optimizer->zero_grad();
   if (!std::isfinite(loss_)) {
     skipped_ = true;
@@ -87,6 +136,14 @@ void StepTask::Execute() {
     terms.loss.backward();
     std::vector<at::Tensor> params;
     for (auto& p : net_->parameters()) if (p.defined() && p.grad().defined()) params.push_back(p);
+    if (comm) {
+      // each rank's gradient is the global loss's gradient through its own samples: their sum is
+      // the global gradient. logit_scale enters every rank's loss directly: average it instead.
+      std::vector<at::Tensor> grads;
+      for (auto& p : params) grads.push_back(p.grad());
+      comm->AllReduceSum(grads, "all_reduce of the gradients");
+      if (net_->logit_scale.grad().defined()) net_->logit_scale.mutable_grad().div_(comm->size());
+    }
     gradNorm_ = options_.gradClip > 0 ? torch::nn::utils::clip_grad_norm_(params, options_.gradClip)
                                       : torch::nn::utils::clip_grad_norm_(params, std::numeric_limits<double>::infinity());
     for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_);
@@ -99,9 +156,10 @@ void StepTask::Execute() {
   }
   net_->eval();
   logitScale_ = net_->logit_scale.item<double>();
-  // 4. enqueue the batch's momentum features and labels
-  if (s.queue->size() > 0 && !skipped_) s.queue->Enqueue(mu.cpu(), mv.cpu(), labels.cpu());
+  // 4. enqueue the (global) batch's momentum features and labels
+  if (s.queue->size() > 0 && !skipped_) s.queue->Enqueue(MU.cpu(), MV.cpu(), Y.cpu());
   queueValid_ = s.queue->valid();
+  if (comm) std::tie(gatherSeconds_, reduceSeconds_) = comm->TakeSeconds();
 }
 
 Napi::Function Trainer::Define(Napi::Env env) {
@@ -116,7 +174,7 @@ Napi::Function Trainer::Define(Napi::Env env) {
                      });
 }
 
-// new Trainer(model, { lr, betas, eps, weightDecay, momentum, gradClip, queueSize, labelDim, loss, threshold, gamma })
+// new Trainer(model, { lr, betas, eps, weightDecay, momentum, gradClip, queueSize, labelDim, loss, threshold, gamma, processGroup? })
 Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(info) {
   Guard(info.Env(), [&] {
     model_ = Model::From(info[0], "model");
@@ -172,6 +230,11 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
     state_->momentum = momentum;
     state_->optimizer = std::move(optimizer);
     state_->queue = std::move(queue);
+    Napi::Value group = o.Get("processGroup");
+    if (!group.IsUndefined() && !group.IsNull()) {
+      state_->comm = ProcessGroup::From(group, "options.processGroup")->communicator();
+      groupRef_ = Napi::Persistent(group.As<Napi::Object>());
+    }
     return 0;
   });
 }
@@ -185,7 +248,9 @@ Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
     Batch batch;
     batch.images = ReadTensor(b.Get("images"), TensorSpec{"batch.images", {at::kFloat}, {-1, 3, c.imageResolution, c.imageResolution}, false, true});
     const int64_t n = batch.images.tensor.size(0);
-    if (n < 2) ThrowRangeError("batch.images: a contrastive step needs at least 2 pairs, got " + std::to_string(n));
+    // with a process group the contrastive batch is the global one: one local pair is enough
+    const int64_t least = state_->comm ? 1 : 2;
+    if (n < least) ThrowRangeError("batch.images: a contrastive step needs at least " + std::to_string(least) + (least == 1 ? " pair" : " pairs") + ", got " + std::to_string(n));
     batch.ids = ReadTensor(b.Get("ids"), TensorSpec{"batch.ids", {at::kLong, at::kInt}, {n, -1}, false, false});
     batch.labels = ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.labelDim}, false, true});
     double lr = options_.lr;

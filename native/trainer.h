@@ -2,6 +2,15 @@
 // encoders, momentum features, WSCL (or CLIP) over batch + queue, backward, gradient clipping,
 // AdamW with the released recipe (no weight decay on biases, norms and logit_scale), logit-scale
 // clamp to [0, ln 100], enqueue. Its tasks run on the model's queue, in order with the model's own.
+//
+// With a process group (dist.h) the step is data-parallel and equal to one process taking the
+// global batch: parameters are broadcast from rank 0 before the first step; every rank gathers
+// the online features, labels and momentum features of all ranks (gradient only through its own
+// slice), computes the loss over the global batch, and the gradients are summed over ranks (the
+// sum of the ranks' partial gradients is the global batch's gradient; logit_scale, which every
+// rank differentiates in full, is divided by the world size); the gathered momentum features and
+// labels are enqueued, so every rank holds the same queue. The global batch is in the loader's
+// order (lib/data/loader.ts shards by striding): sample j of rank r is row j·W + r.
 #pragma once
 
 #include <napi.h>
@@ -11,6 +20,7 @@
 #include <memory>
 
 #include "clip.h"
+#include "dist.h"
 #include "queue.h"
 #include "wscl.h"
 
@@ -30,6 +40,8 @@ struct TrainerState {
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::unique_ptr<FeatureQueue> queue;
   int64_t steps = 0, skipped = 0;
+  std::shared_ptr<Communicator> comm;  // null: one process
+  bool synced = false;                 // parameters broadcast from rank 0
 };
 
 class Trainer : public Napi::ObjectWrap<Trainer> {
@@ -46,6 +58,7 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
   Napi::Value GetSkipped(const Napi::CallbackInfo& info);
 
   Napi::ObjectReference modelRef_;
+  Napi::ObjectReference groupRef_;
   Model* model_ = nullptr;
   TrainerOptions options_;
   std::shared_ptr<TrainerState> state_;

@@ -3,8 +3,9 @@
 // run it first, so a fresh clone needs no other step.
 //   1. npm install, when node_modules is missing or older than package.json / package-lock.json;
 //   2. LibTorch: LIBTORCH, a Python torch, or the system's; on Debian as root with none, installs
-//      libtorch-dev and libopenblas0-openmp from apt (VILREF_NO_APT=1 forbids); elsewhere says
-//      what to install. Nothing else is ever downloaded;
+//      libtorch-dev and libopenblas0-openmp from apt (VILREF_NO_APT=1 forbids), and libgloo-dev
+//      (the headers c10d's Gloo process groups compile against: multi-process pre-training);
+//      elsewhere says what to install. Nothing else is ever downloaded;
 //   3. compiles the TypeScript in lib/ to dist/ when it is out of date;
 //   4. the addon: a prebuild when flavour and source hash match, else a cmake-js build.
 // Flags: --install-phase (run by npm's install hook: skips step 1 and never fails the install),
@@ -85,7 +86,15 @@ if (torch.source === "system" && isDebian() && !debInstalled("libopenblas0-openm
   if (mayApt) aptInstall(["libopenblas0-openmp"]);
   else log("WARNING: libopenblas0-openmp is not installed; LibTorch will be slow (apt-get install libopenblas0-openmp)");
 }
-log(`LibTorch ${torch.version} ${torch.cuda ? `CUDA ${torch.cuda}` : "CPU"} from ${torch.source} (${torch.libDir})`);
+if (torch.source === "system" && isDebian() && !torch.c10dGloo) {
+  // Multi-process pre-training (c10d Gloo) compiles against gloo's headers; LibTorch has the rest.
+  if (mayApt) {
+    aptInstall(["libgloo-dev"]);
+    located = locateLibTorch();
+  } else log("WARNING: libgloo-dev is not installed; multi-process pre-training (vilref pretrain --nproc) will be unavailable (apt-get install libgloo-dev)");
+}
+const torchNow = located.torch ?? torch;
+log(`LibTorch ${torchNow.version} ${torchNow.cuda ? `CUDA ${torchNow.cuda}` : "CPU"} from ${torchNow.source} (${torchNow.libDir}); c10d Gloo ${torchNow.c10dGloo ? "yes" : "no"}`);
 
 // ---- 3. TypeScript → dist/ ----
 function newest(dir, filter) {
@@ -117,16 +126,16 @@ if (args.has("--rebuild")) rmSync(stampPath(buildOutput(root)), { force: true })
 const route = { log, prebuilds: !args.has("--rebuild") };
 let addon;
 try {
-  addon = ensureAddon(root, torch, route);
+  addon = ensureAddon(root, torchNow, route);
 } catch (e) {
   if (!(missingBuildTools() && mayApt)) fail(e.message);
   aptInstall(["cmake", "make", "g++"]);
   try {
-    addon = ensureAddon(root, torch, route);
+    addon = ensureAddon(root, torchNow, route);
   } catch (again) {
     fail(again.message);
   }
 }
 for (const r of addon.rejected) log(`prebuild ${relative(root, r.path)} not used: ${r.reason}`);
-log(`addon: ${addon.route} ${relative(root, addon.path)} (sources ${addon.hash}, ${torch.flavour})`);
+log(`addon: ${addon.route} ${relative(root, addon.path)} (sources ${addon.hash}, ${torchNow.flavour})`);
 log("ready");

@@ -1,11 +1,7 @@
-// Zero-shot and linear probe end to end through `vilref eval` on synthetic fundus data, with a
-// small model pre-trained here for a short budget (CLIP loss, 150 steps of 32 on the CPU).
-//
-// What holds today (see the numbers the test logs): the probe on frozen pre-projection features
-// beats chance clearly and is at least as good as zero-shot. Zero-shot after this short run is
-// near chance on average (the text tower has barely learned; the pre-training demo is being
-// improved) but already ranks the tessellated fundi; once the demo learns, tighten the zero-shot
-// assertions to a mean AUC clearly above 0.5.
+// Zero-shot and linear probe end to end through `vilref eval` on synthetic fundus data, with the
+// demo's model (preset demo-rn128, WSCL + queue) pre-trained here on a short budget (300 steps of
+// 32 on 600 pairs; the full demo runs 1,400 steps on 1,500). Both beat chance by a clear margin,
+// CIs included, and the probe on frozen pre-projection features is at least as good as zero-shot.
 import test from "ava";
 import { Command } from "commander";
 import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
@@ -37,25 +33,25 @@ const run = async (...args: string[]) => {
   await p.parseAsync(["node", "vilref", "eval", ...args]);
 };
 
-test("pre-trained briefly: the probe beats chance clearly and zero-shot; zero-shot is what it is", async (t) => {
+test("pre-trained briefly with the demo recipe: zero-shot and the probe beat chance clearly; probe ≥ zero-shot", async (t) => {
   const t0 = performance.now();
-  await writeSynthDataset(path.join(root, "train"), 480, 11, { size: 64 });
+  await writeSynthDataset(path.join(root, "train"), 600, 11, { size: 192 });
   // the evaluation set: another seed; half for the probe's training, a sixth for choosing C, a third for testing
   const N = 360;
   const evalDir = path.join(root, "eval");
-  await writeSynthDataset(evalDir, N, 13, { size: 64 });
+  await writeSynthDataset(evalDir, N, 13, { size: 192 });
   const lines = readFileSync(path.join(evalDir, "manifest.jsonl"), "utf8").trim().split("\n");
   writeFileSync(path.join(evalDir, "eval.jsonl"), lines.map((l, i) => JSON.stringify({ ...(JSON.parse(l) as object), split: i < N / 2 ? "train" : i < (2 * N) / 3 ? "val" : "test" })).join("\n") + "\n");
   const tData = performance.now();
   const r = await pretrain({
-    model: { preset: "tiny-vit" },
+    model: { preset: "demo-rn128" },
     data: { train: path.join(root, "train", "manifest.jsonl"), augment: { scale: [0.8, 1], hflip: 0.5 } },
     batchSize: 32,
-    steps: 150,
-    text: { contextLength: 64, vocabSize: 800 },
-    schedule: { lr: 1e-3, warmupSteps: 20, minLr: 1e-5 },
-    loss: "clip",
-    queue: { size: 128 },
+    steps: 300,
+    text: { contextLength: 64, vocabSize: 1000 },
+    schedule: { lr: 1e-3, warmupSteps: 50, minLr: 5e-5 },
+    loss: "wscl",
+    queue: { size: 256 },
     momentum: 0.99,
     seed: 3,
     threads: 2,
@@ -87,19 +83,21 @@ test("pre-trained briefly: the probe beats chance clearly and zero-shot; zero-sh
   t.is(pr.n, 120);
   t.deepEqual(zs.classes, pr.classes);
   t.deepEqual(zs.classes, ["normal", "dr", "glaucoma", "tessellation", "optic_atrophy", "drusen", "laser_scars", "media_opacity", "hemorrhage", "hard_exudate", "cotton_wool_spot"]);
-  // the probe: clearly above chance, its CI too; the visible cues nearly perfect
-  t.true(p >= 0.58, `probe mean AUC ${p}`);
-  t.true(pr.metrics.auc!.lo! > 0.53, `probe CI lower end ${pr.metrics.auc!.lo}`);
+  // both clearly above chance, their CIs too; the visible global cues nearly perfect for the probe
+  t.true(z >= 0.6, `zero-shot mean AUC ${z}`);
+  t.true(zs.metrics.auc!.lo! > 0.53, `zero-shot CI lower end ${zs.metrics.auc!.lo}`);
+  t.true(p >= 0.65, `probe mean AUC ${p}`);
+  t.true(pr.metrics.auc!.lo! > 0.58, `probe CI lower end ${pr.metrics.auc!.lo}`);
   t.true(pr.perClass.media_opacity!.auc.value! >= 0.9, "haze (blur) is visible to frozen features");
   t.true(pr.perClass.tessellation!.auc.value! >= 0.8, "tessellation is visible to frozen features");
   // probe ≥ zero-shot
   t.true(p >= z, `probe ${p} vs zero-shot ${z}`);
-  // zero-shot today: valid numbers with CIs, the tessellation cue already aligned with its prompts
+  // valid numbers with CIs; tessellation, a cue every report names, aligned with its prompts
   for (const c of zs.classes) {
     const a = zs.perClass[c]!.auc;
     t.true(a.value! >= 0 && a.value! <= 1 && a.lo! <= a.value! && a.value! <= a.hi!, c);
   }
-  t.true(zs.perClass.tessellation!.auc.value! > 0.65, `zero-shot tessellation AUC ${zs.perClass.tessellation!.auc.value}`);
+  t.true(zs.perClass.tessellation!.auc.value! > 0.8, `zero-shot tessellation AUC ${zs.perClass.tessellation!.auc.value}`);
   // retrieval ran on the paired test set
   t.is(ret.n, 120);
   t.true(ret.imageToText.recall["R@10"]!.value! >= ret.imageToText.recall["R@1"]!.value!);

@@ -28,6 +28,7 @@ import { fileURLToPath } from "node:url";
  * @property {string} platform
  * @property {string} arch
  * @property {string} builder       "cmake-js" or "node-gyp"
+ * @property {boolean} [c10dGloo]   built with c10d Gloo (process groups)
  * @property {string} builtAt
  */
 
@@ -115,6 +116,7 @@ export function makeStamp(torch, hash, builder) {
     platform: process.platform,
     arch: process.arch,
     builder,
+    c10dGloo: torch.c10dGloo,
     builtAt: new Date().toISOString(),
   };
 }
@@ -129,6 +131,8 @@ export function mismatch(stamp, torch, hash) {
   if (stamp.cxx11Abi !== torch.cxx11Abi) return `built with _GLIBCXX_USE_CXX11_ABI=${stamp.cxx11Abi}, LibTorch needs ${torch.cxx11Abi}`;
   if (stamp.sourceHash !== hash) return `stale: built from sources ${stamp.sourceHash}, native/ is now ${hash}`;
   if (stamp.platform !== process.platform || stamp.arch !== process.arch) return `built for ${stamp.platform}-${stamp.arch}`;
+  // libgloo-dev installed after the build: rebuild so that process groups are in
+  if (torch.c10dGloo && !stamp.c10dGloo) return "built without c10d Gloo, which can now be compiled (libgloo-dev is installed)";
   return null;
 }
 

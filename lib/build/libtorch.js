@@ -26,6 +26,8 @@ import { fileURLToPath } from "node:url";
  * @property {string | null} cuda     CUDA version it was built for, e.g. "13.0"; null for CPU-only
  * @property {0 | 1} cxx11Abi         the _GLIBCXX_USE_CXX11_ABI value it needs
  * @property {string} flavour         e.g. "torch1.13.1-cpu", "torch2.11.0-cu130": what a prebuild is built for
+ * @property {boolean} c10dGloo       c10d's ProcessGroupGloo can be compiled: its header and gloo's headers are
+ *                                    here (Debian: libgloo-dev); the implementation is inside LibTorch
  * @typedef {{ source: LibTorchSource, detail: string }} Attempt
  * @typedef {{ torch: LibTorch | null, tried: Attempt[] }} LocateResult
  * @typedef {object} LocateOptions
@@ -118,7 +120,14 @@ function describe(source, root, cmakePrefix, include, libDir, configDir, version
     cuda,
     cxx11Abi: abiFrom(configDir),
     flavour: flavourOf(version, cuda),
+    c10dGloo: hasGloo(include),
   };
+}
+
+/** Whether c10d Gloo can be compiled against the LibTorch headers under `include`. @param {string} include */
+export function hasGloo(include) {
+  if (!existsSync(join(include, "torch/csrc/distributed/c10d/ProcessGroupGloo.hpp"))) return false;
+  return [include, "/usr/include", "/usr/local/include"].some((d) => existsSync(join(d, "gloo/config.h")));
 }
 
 /** @param {string} python @returns {{ dir: string } | string} */
@@ -254,7 +263,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     "--libdir": () => torch.libDir,
     "--libs": () => torch.libs.map((l) => `-l${l}`).join(" "),
     "--cflags": () => `-D_GLIBCXX_USE_CXX11_ABI=${torch.cxx11Abi}`,
-    "--defines": () => (torch.cuda ? "VILREF_WITH_CUDA" : "VILREF_CPU_ONLY"),
+    "--defines": () => [torch.cuda ? "VILREF_WITH_CUDA" : "VILREF_CPU_ONLY", ...(torch.c10dGloo ? ["USE_C10D_GLOO"] : [])].join(" "),
     "--flavour": () => torch.flavour,
     "--version": () => torch.version,
   }[what];

@@ -1,6 +1,14 @@
-/** `vilref pretrain CONFIG [--resume]` and `vilref pretrain --demo`. */
+/**
+ * `vilref pretrain CONFIG [--resume] [--nproc N] [--timeout S]` and `vilref pretrain --demo`.
+ * With --nproc N it starts N workers on this machine and supervises them; a process started with
+ * the torchrun environment contract (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) joins
+ * that run as one worker.
+ */
 import path from "node:path";
 import type { Command } from "commander";
+import { backendFor, initProcessGroup, isDistWorker, readDistEnv } from "../train/dist.js";
+import type { ProcessGroup } from "../train/dist.js";
+import { launch } from "../train/launch.js";
 import { formatDuration } from "../embed/progress.js";
 import { loadConfig } from "../train/config.js";
 import { prepareDemo } from "../train/demo.js";
@@ -76,13 +84,44 @@ export function register(program: Command): void {
     .option("--demo", "make a synthetic set (1,500 + 300 held-out pairs) and pre-train a small model on it")
     .option("--demo-dir <dir>", "folder of the demo's data and run", "vilref-demo")
     .option("--loss <loss>", "demo only: wscl (default) or clip")
-    .action(async (file: string | undefined, opts: { resume?: boolean; demo?: boolean; demoDir: string; loss?: string }) => {
-      if (opts.demo) {
+    .option("--nproc <n>", "start N worker processes on this machine (Gloo on the CPU, NCCL on CUDA) and supervise them")
+    .option("--timeout <seconds>", "multi-process: how long a collective waits for the other ranks (default: the config's dist.timeoutSeconds, 300)")
+    .action(async (file: string | undefined, opts: { resume?: boolean; demo?: boolean; demoDir: string; loss?: string; nproc?: string; timeout?: string }) => {
+      const timeout = opts.timeout === undefined ? undefined : Number(opts.timeout);
+      if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) throw new Error(`--timeout: expected a positive number of seconds, got ${opts.timeout}`);
+      if (opts.nproc !== undefined && !isDistWorker()) {
+        const n = Number(opts.nproc);
+        if (!Number.isInteger(n) || n < 1) throw new Error(`--nproc: expected a positive integer, got ${opts.nproc}`);
+        if (opts.demo) throw new Error("--nproc: not with --demo; give a config file");
+        if (!file) throw new Error("pretrain: give a config file");
+        loadConfig(file); // fail here, once, rather than in every worker
+        const self = process.argv[1]!;
+        const argv = [...process.execArgv, self, "pretrain", file, ...(opts.resume ? ["--resume"] : []), ...(opts.timeout !== undefined ? ["--timeout", opts.timeout] : [])];
+        process.stderr.write(`pretrain: starting ${n} worker processes\n`);
+        const r = await launch({ nproc: n, command: [process.execPath, ...argv] });
+        if (r.code !== 0) throw new Error(`pretrain --nproc ${n}: ${r.message ?? "a worker failed"}; the other workers were stopped`);
+        return;
+      }
+      if (opts.demo && !isDistWorker()) {
         await runPretrainDemo({ dir: opts.demoDir, ...(opts.loss !== undefined ? { loss: opts.loss } : {}) });
         return;
       }
-      if (!file) throw new Error("pretrain: give a config file (or --demo)");
-      const r = await pretrain(loadConfig(file), { onProgress: reporter(), ...(opts.resume ? { resume: true } : {}) });
-      console.log(`model: ${r.output}/final/model.safetensors; curves: ${r.output}/curves.png; metrics: ${r.output}/metrics.jsonl; ${formatDuration(r.seconds)}`);
+      let processGroup: ProcessGroup | undefined;
+      let config;
+      if (isDistWorker()) {
+        if (opts.demo || !file) throw new Error("pretrain: a distributed worker needs a config file (not --demo)");
+        const env = readDistEnv();
+        const full = loadConfig(file);
+        if (full.device === "cuda") full.device = `cuda:${env.localRank}`;
+        const backend = full.dist.backend === "auto" ? backendFor(full.device) : full.dist.backend;
+        processGroup = await initProcessGroup({ ...env, backend, timeoutMs: 1000 * (timeout ?? full.dist.timeoutSeconds) });
+        config = full;
+      } else {
+        if (!file) throw new Error("pretrain: give a config file (or --demo)");
+        config = loadConfig(file);
+      }
+      const lead = (processGroup?.rank ?? 0) === 0;
+      const r = await pretrain(config, { ...(lead ? { onProgress: reporter() } : {}), ...(opts.resume ? { resume: true } : {}), ...(processGroup ? { processGroup } : {}) });
+      if (lead) console.log(`model: ${r.output}/final/model.safetensors; curves: ${r.output}/curves.png; metrics: ${r.output}/metrics.jsonl; ${formatDuration(r.seconds)}`);
     });
 }

@@ -138,6 +138,16 @@ export const pretrainConfigSchema = z
     maxNonFinite: int(1).default(5),
     /** Progress and metrics line every N steps. */
     logEvery: int(1).default(1),
+    /** Multi-process runs (vilref pretrain --nproc N, or workers started by torchrun/srun). */
+    dist: z
+      .object({
+        /** Every collective and the rendezvous wait at most this long; it must cover an evaluation and a checkpoint on rank 0. */
+        timeoutSeconds: z.number().positive().max(7 * 24 * 3600).default(300),
+        /** "auto": gloo on the CPU, nccl on CUDA. */
+        backend: z.enum(["auto", "gloo", "nccl"]).default("auto"),
+      })
+      .strict()
+      .default({ timeoutSeconds: 300, backend: "auto" }),
   })
   .strict()
   .refine((c) => c.epochs !== undefined || c.steps !== undefined, { path: ["steps"], message: "give epochs or steps (or both)" });

@@ -10,6 +10,12 @@
  *   skipped.log            images the loader skipped
  *   checkpoints/step-NNNNNNNN/{model.safetensors, trainer.safetensors, state.json}
  *   final/model.safetensors
+ *
+ * Data-parallel (options.processGroup, see lib/train/dist.ts): `batchSize` is the global batch,
+ * each of the W ranks takes batchSize/W samples of its shard (rank r: every W-th sample of the
+ * epoch's order), the trainer gathers features and sums gradients so that a step equals one process
+ * taking the global batch; rank 0 alone writes metrics, vocabulary and checkpoints. A checkpoint's
+ * position counts global samples, so a run resumes with the same or a different number of ranks.
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
 import path from "node:path";
@@ -37,6 +43,7 @@ import { writeCurves } from "./curves.js";
 import { cosineSchedule } from "./schedule.js";
 import { Trainer } from "./trainer.js";
 import type { TrainerStateRecord } from "./trainer.js";
+import type { ProcessGroup } from "./dist.js";
 
 // ---- events and results --------------------------------------------------------------------
 
@@ -51,6 +58,9 @@ export interface TrainMetrics {
   queueValid: number;
   skipped: boolean;
   imagesPerSecond: number;
+  /** Multi-process runs only: seconds of this step in all-gather and in all-reduce/broadcast. */
+  allGatherSeconds?: number;
+  allReduceSeconds?: number;
 }
 
 export interface EvalMetrics {
@@ -82,6 +92,8 @@ export interface PretrainOptions {
   baseDir?: string;
   /** Stop (with a checkpoint) after this many steps of this call: for tests and time-boxed runs. */
   stopAfter?: number;
+  /** Train data-parallel in this process group (every rank calls pretrain with the same config). */
+  processGroup?: ProcessGroup;
 }
 
 export interface PretrainResult {
@@ -152,8 +164,11 @@ export interface CheckpointState {
   format: 1;
   step: number;
   totalSteps: number;
-  /** Where the loader continues: the position after the last batch trained on. */
+  /** Where the loader continues: the position after the last batch trained on, in samples of the
+   * epoch's global order (all ranks together), so that any number of ranks can resume from it. */
   position: Position;
+  /** Ranks of the run that wrote it (absent: 1). */
+  worldSize?: number;
   /** Seeds: the loader's order and augmentations derive from `seed`; the native RNG state is in trainer.safetensors. */
   seeds: { data: number; model: number };
   consecutiveNonFinite: number;
@@ -300,6 +315,12 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   const t0 = performance.now();
   const config = parseConfig(input, options.baseDir !== undefined ? { baseDir: options.baseDir } : {});
   const out = config.output;
+  const group = options.processGroup;
+  const world = group?.worldSize ?? 1;
+  const rank = group?.rank ?? 0;
+  const lead = rank === 0; // writes metrics, vocabulary, checkpoints
+  if (config.batchSize % world !== 0) throw new RangeError(`batchSize: the global batch of ${config.batchSize} does not split evenly over WORLD_SIZE=${world} ranks`);
+  const localBatch = config.batchSize / world;
   mkdirSync(out, { recursive: true });
   if (config.threads !== undefined) setThreads(config.threads);
   const emit = options.onProgress ?? (() => {});
@@ -326,7 +347,7 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   const vocabText = vocab.toText();
   const vocabSha256 = sha256Hex(vocabText);
   if (resumed && resumed.vocabSha256 !== vocabSha256) throw new Error(`${vocabFile}: not the vocabulary of checkpoint ${latest!.path}`);
-  if (!resumed) writeFileSync(vocabFile, vocabText);
+  if (!resumed && lead) writeFileSync(vocabFile, vocabText);
   const tokenizer = new BertTokenizer(vocab);
 
   // model
@@ -351,6 +372,7 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
     loss: config.loss,
     threshold: config.wscl.threshold,
     gamma: config.wscl.gamma,
+    ...(group ? { processGroup: group } : {}),
   });
   if (latest) await importTrainerState(trainer, path.join(latest.path, "trainer.safetensors"));
 
@@ -358,12 +380,16 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   const size = model.config.image_resolution;
   const augment = config.data.augment ?? {};
   const loader = new Loader(train, {
-    batchSize: config.batchSize,
+    batchSize: localBatch,
+    rank,
+    worldSize: world,
+    // every rank takes the same number of steps; floor(floor(n/W)/b) = floor(n/B): the steps of one process
+    evenShards: world > 1 ? "drop" : false,
     seed: config.seed,
     shuffle: true,
     dropLast: true,
     transform: { train: true, ...augment, size } as never,
-    log: path.join(out, "skipped.log"),
+    log: path.join(out, lead ? "skipped.log" : `skipped.rank-${rank}.log`),
     ...(config.data.concurrency ? { concurrency: config.data.concurrency } : {}),
   });
   const perEpoch = loader.batchCount(0);
@@ -372,11 +398,14 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   const lrAt = cosineSchedule({ lr: config.schedule.lr, warmupSteps: Math.min(config.schedule.warmupSteps, totalSteps), totalSteps, minLr: config.schedule.minLr });
   const evalTransform: Record<string, unknown> = { size, train: false };
   for (const k of ["fov", "mean", "std", "shrinkOnLoad"]) if (augment[k] !== undefined) evalTransform[k] = augment[k];
-  const evaluator = heldOut.length >= 2 ? makeEvaluator(heldOut, { batchSize: config.eval.batchSize, shuffle: false, transform: evalTransform as never, log: path.join(out, "skipped.log") }, tokenizer, config.text.contextLength, buildPrompts(loadPromptBank(config.eval.prompts ?? DEFAULT_PROMPTS_URL, rules)), config.eval.ks, config.eval.scoring) : null;
+  // evaluation runs on rank 0 only (the others wait in the next step's collective: the timeout must cover it)
+  const evaluator = heldOut.length >= 2 && lead ? makeEvaluator(heldOut, { batchSize: config.eval.batchSize, shuffle: false, transform: evalTransform as never, log: path.join(out, "skipped.log") }, tokenizer, config.text.contextLength, buildPrompts(loadPromptBank(config.eval.prompts ?? DEFAULT_PROMPTS_URL, rules)), config.eval.ks, config.eval.scoring) : null;
 
   // metrics: on resume, drop lines after the checkpoint (they will be written again)
   const metricsFile = path.join(out, "metrics.jsonl");
-  if (resumed && existsSync(metricsFile)) {
+  if (!lead) {
+    // rank 0 keeps the metrics
+  } else if (resumed && existsSync(metricsFile)) {
     const kept = readFileSync(metricsFile, "utf8")
       .split("\n")
       .filter((l) => l.trim() !== "" && (JSON.parse(l) as { step: number }).step <= resumed.step);
@@ -384,12 +413,21 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   } else if (!resumed) writeFileSync(metricsFile, "");
 
   let step = resumed?.step ?? 0;
-  let position: Position = resumed?.position ?? { epoch: 0, index: 0 };
+  // checkpoints count global samples; this rank's loader counts its own
+  const toLocal = (p: Position): Position => {
+    if (p.index % world !== 0) throw new RangeError(`${latest!.path}: its position (${p.index} samples into epoch ${p.epoch}) does not split over WORLD_SIZE=${world} ranks; resume with a world size that divides it`);
+    return { epoch: p.epoch, index: p.index / world };
+  };
+  let position: Position = resumed ? toLocal(resumed.position) : { epoch: 0, index: 0 };
   let consecutive = resumed?.consecutiveNonFinite ?? 0;
   const labelsMeta = [...LABEL_IDS];
-  const stateAt = (): CheckpointState => ({ format: 1, step, totalSteps, position, seeds: { data: config.seed, model: config.model.seed ?? config.seed }, consecutiveNonFinite: consecutive, vocabSha256, config, time: new Date().toISOString() });
+  const stateAt = (): CheckpointState => ({ format: 1, step, totalSteps, position: { epoch: position.epoch, index: position.index * world }, worldSize: world, seeds: { data: config.seed, model: config.model.seed ?? config.seed }, consecutiveNonFinite: consecutive, vocabSha256, config, time: new Date().toISOString() });
   let lastCheckpoint: string | null = latest?.path ?? null;
   const checkpoint = async () => {
+    if (!lead) {
+      lastCheckpoint = path.join(out, "checkpoints", `step-${String(step).padStart(8, "0")}`); // rank 0 writes it
+      return;
+    }
     lastCheckpoint = await writeCheckpoint(out, config.checkpoint.keep, model, trainer, stateAt(), { labels: labelsMeta, vocabSha256 });
     emit({ kind: "checkpoint", step, path: lastCheckpoint });
   };
@@ -411,7 +449,11 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
     for await (const batch of loader.batches(epochs, position)) {
       const b: Batch = batch;
       position = b.next;
-      if (b.samples.length < 2) continue; // every image of the batch was skipped but one
+      if (b.samples.length < (group ? 1 : 2)) {
+        // every image of the batch was skipped (but one): with ranks, the others would wait for this one
+        if (group) throw new Error(`rank ${rank}: every image of batch ${step + 1} was skipped (see ${path.join(out, `skipped.rank-${rank}.log`)}); the ranks cannot continue in step`);
+        continue;
+      }
       const ids = tokenizer.encodeBatch(b.texts.map((x) => x ?? ""), config.text.contextLength);
       const lr = lrAt(step);
       const r = await trainer.step({ images: b.images, ids, labels: b.labels! }, { lr });
@@ -419,9 +461,9 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
       ran++;
       losses.push(r.loss);
       const now = performance.now();
-      const m: TrainMetrics = { type: "train", step, epoch: b.epoch, loss: r.loss, lr, logitScale: r.logitScale, gradNorm: r.gradNorm, queueValid: r.queueValid, skipped: r.skipped, imagesPerSecond: (b.samples.length * 1000) / Math.max(now - tPrev, 1e-3) };
+      const m: TrainMetrics = { type: "train", step, epoch: b.epoch, loss: r.loss, lr, logitScale: r.logitScale, gradNorm: r.gradNorm, queueValid: r.queueValid, skipped: r.skipped, imagesPerSecond: (b.samples.length * world * 1000) / Math.max(now - tPrev, 1e-3), ...(group ? { allGatherSeconds: r.allGatherSeconds, allReduceSeconds: r.allReduceSeconds } : {}) };
       tPrev = now;
-      if (step % config.logEvery === 0 || r.skipped) appendJsonl(metricsFile, m);
+      if (lead && (step % config.logEvery === 0 || r.skipped)) appendJsonl(metricsFile, m);
       const rate = ran / ((now - runStart) / 1000);
       emit({ kind: "step", ...m, totalSteps, etaSeconds: (totalSteps - step) / rate });
       if (r.skipped || !Number.isFinite(r.loss)) {
@@ -448,9 +490,11 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
     }
     await evaluate();
     await checkpoint();
-    mkdirSync(path.join(out, "final"), { recursive: true });
-    await model.save(path.join(out, "final", "model.safetensors"), { labels: labelsMeta, vocabSha256 });
-    await writeCurves(metricsFile, path.join(out, "curves.png"));
+    if (lead) {
+      mkdirSync(path.join(out, "final"), { recursive: true });
+      await model.save(path.join(out, "final", "model.safetensors"), { labels: labelsMeta, vocabSha256 });
+      await writeCurves(metricsFile, path.join(out, "curves.png"));
+    }
   }
   const seconds = (performance.now() - t0) / 1000;
   emit({ kind: "done", step, seconds });

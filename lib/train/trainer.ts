@@ -8,6 +8,7 @@
 import { native } from "../native.js";
 import type { TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
+import type { ProcessGroup } from "./dist.js";
 
 export interface TrainerOptions {
   /** Number of labels per sample (the label vectors' length). */
@@ -25,6 +26,14 @@ export interface TrainerOptions {
   loss?: "wscl" | "clip";
   threshold?: number;
   gamma?: number;
+  /**
+   * Data-parallel training in this process group (lib/train/dist.ts): parameters are broadcast from
+   * rank 0 at the first step, the loss covers the global batch (features gathered from all ranks,
+   * gradient through this rank's own), gradients are summed over ranks and the gathered momentum
+   * features are enqueued, so every rank holds the same weights and queue and a step of W ranks
+   * with b pairs each equals one process with W·b pairs.
+   */
+  processGroup?: ProcessGroup;
 }
 
 export interface TrainBatch {
@@ -44,6 +53,10 @@ export interface StepResult {
   gradNorm: number;
   logitScale: number;
   queueValid: number;
+  /** Seconds of this step spent in all-gathers (0 without a process group). */
+  allGatherSeconds: number;
+  /** Seconds of this step spent in all-reduces and broadcasts (0 without a process group). */
+  allReduceSeconds: number;
 }
 
 export interface QueueState {
