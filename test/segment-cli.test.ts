@@ -28,3 +28,25 @@ test("segment: a missing data folder and bad options are named", async (t) => {
 test("finetune: missing sets are named", async (t) => {
   await t.throwsAsync(run("finetune", "--model", "preset:tiny-vit", "--train", "/nonexistent/train", "--val", "/nonexistent/val"), { message: "--train /nonexistent/train: no such file or directory" });
 });
+
+test("segment --report writes a page with the metrics and one overlay per test image", async (t) => {
+  const { mkdtempSync, readFileSync, existsSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const path = await import("node:path");
+  const { sharedPath } = await import("./helpers/shared.js");
+  const drive = sharedPath("data/DRIVE");
+  const dir = mkdtempSync(path.join(tmpdir(), "vilref-segreport-"));
+  const log = console.log;
+  console.log = () => {};
+  try {
+    await run("segment", "--data", drive, "--steps", "3", "--minutes", "5", "--report", dir);
+  } finally {
+    console.log = log;
+  }
+  const html = readFileSync(path.join(dir, "index.html"), "utf8");
+  t.regex(html, /Inside the field of view, 20 test images/);
+  t.regex(html, /mean over images/);
+  const imgs = [...html.matchAll(/<img src="([^"]+)"/g)].map((m) => m[1]!);
+  t.is(imgs.length, 20, "one overlay per test image");
+  for (const f of imgs) t.true(existsSync(path.join(dir, f)), f);
+});

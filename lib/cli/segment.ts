@@ -5,7 +5,7 @@
 import type { Command } from "commander";
 import { existsSync, statSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import path, { dirname } from "node:path";
 import { Loader } from "../data/loader.js";
 import { readImageFolder, readManifest } from "../data/manifest.js";
 import type { Sample } from "../data/manifest.js";
@@ -17,6 +17,8 @@ import { modelFromSpec } from "../model/encoders.js";
 import { NORMALISATIONS } from "../segment/preprocess.js";
 import type { Normalisation } from "../segment/preprocess.js";
 import { formatSegmentReport, runSegment } from "../segment/run.js";
+import type { SegmentReport } from "../segment/run.js";
+import { writeReport } from "../eval/report.js";
 
 function num(name: string, integer = false, min = 0): (v: string) => number {
   return (v) => {
@@ -44,8 +46,9 @@ export function registerSegment(evalCommand: Command): void {
     .option("--seed <n>", "seed of initialisation and tile sampling", num("--seed", true, 0), 0)
     .option("--out <file>", "metrics JSON")
     .option("--overlays <dir>", "overlay PNGs of the test images (TP white, FP red, FN blue)")
+    .option("--report <dir>", "an HTML page (index.html) with the metrics and the overlays of the test images")
     .option("--save <file>", "save the trained segmenter (safetensors)")
-    .action(async (o: { data: string; model: string; minutes: number; steps?: number; tile: number; stride?: number; batchSize: number; lr: number; backboneLr?: number; normalise: string; threshold: number; seed: number; out?: string; overlays?: string; save?: string }) => {
+    .action(async (o: { data: string; model: string; minutes: number; steps?: number; tile: number; stride?: number; batchSize: number; lr: number; backboneLr?: number; normalise: string; threshold: number; seed: number; out?: string; overlays?: string; report?: string; save?: string }) => {
       if (!NORMALISATIONS.includes(o.normalise as Normalisation)) throw new Error(`--normalise: expected ${NORMALISATIONS.join(" or ")}, got "${o.normalise}"`);
       const report = await runSegment({
         data: o.data,
@@ -61,11 +64,28 @@ export function registerSegment(evalCommand: Command): void {
         threshold: o.threshold,
         seed: o.seed,
         ...(o.out ? { out: o.out } : {}),
-        ...(o.overlays ? { overlays: o.overlays } : {}),
+        ...(o.overlays || o.report ? { overlays: o.overlays ?? path.join(o.report!, "overlays") } : {}),
         ...(o.save ? { save: o.save } : {}),
       });
       console.log(formatSegmentReport(report));
       if (o.out) console.log(`metrics: ${o.out}`);
+      if (o.report) {
+        const overlayDir = o.overlays ?? path.join(o.report, "overlays");
+        const m = (x: SegmentReport["test"]["mean"]) => [x.dice, x.iou, x.auc, x.sensitivity, x.specificity, x.accuracy];
+        const page = await writeReport(
+          o.report,
+          {
+            protocol: "segment",
+            tables: [
+              { title: `Inside the field of view, ${report.test.images} test images (threshold ${report.threshold})`, columns: ["", "Dice", "IoU", "AUC", "sensitivity", "specificity", "accuracy"], rows: [["mean over images", ...m(report.test.mean)], ["all pixels pooled", ...m(report.test.pooled)]] },
+              { title: "Per image", columns: ["image", "Dice", "IoU", "AUC", "sensitivity", "specificity", "accuracy"], rows: report.test.perImage.map((r) => [r.name, ...m(r)]) },
+            ],
+            notes: [`training: ${report.training.steps} steps of ${report.training.batchSize} tiles in ${(report.training.seconds / 60).toFixed(1)} min on ${report.training.images} images`],
+          },
+          { title: "vilref eval segment", context: { data: report.data, model: report.model, normalisation: report.normalisation }, overlays: report.test.perImage.map((r) => ({ title: r.name, png: path.join(overlayDir, `${r.name}.png`), caption: `Dice ${r.dice.toFixed(3)}` })) },
+        );
+        console.log(`report: ${page.html}`);
+      }
     });
 }
 

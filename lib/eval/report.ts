@@ -27,7 +27,14 @@ export interface ReportOptions {
   context?: Record<string, string | number>;
 }
 
-export type Reportable = (MetricsReport & { protocol: string }) | RetrievalResult;
+/** A result shown as plain tables (protocols whose metrics are not per-class scores, e.g. segmentation). */
+export interface TableReport {
+  protocol: string;
+  tables: { title: string; columns: string[]; rows: (string | number)[][] }[];
+  notes: string[];
+}
+
+export type Reportable = (MetricsReport & { protocol: string }) | RetrievalResult | TableReport;
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 const safeName = (s: string) => s.replace(/[^A-Za-z0-9_-]+/g, "_");
@@ -118,7 +125,13 @@ export async function writeReport(dir: string, result: Reportable, options: Repo
   const title = options.title ?? `vilref eval ${result.protocol}`;
   if (options.context) body.push(`<table class="ctx">${Object.entries(options.context).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(String(v))}</td></tr>`).join("")}</table>`);
 
-  if (result.protocol === "retrieval") {
+  if ("tables" in result) {
+    for (const t of result.tables) {
+      body.push(`<h2>${esc(t.title)}</h2><table><tr>${t.columns.map((c) => `<th>${esc(c)}</th>`).join("")}</tr>`);
+      for (const row of t.rows) body.push(`<tr>${row.map((v) => `<td>${esc(typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : v)}</td>`).join("")}</tr>`);
+      body.push(`</table>`);
+    }
+  } else if (result.protocol === "retrieval") {
     const r = result as RetrievalResult;
     const ks = Object.keys(r.imageToText.recall);
     body.push(`<h2>Retrieval on ${r.n} pairs</h2><table><tr><th>direction</th>${ks.map((k) => `<th>${k}</th>`).join("")}<th>median rank</th></tr>`);
