@@ -159,7 +159,7 @@ test("bad inputs are named before LibTorch sees them", async (t) => {
   t.throws(() => ViLReF.create("tiny-vit", { dtype: "bfloat16" }), { instanceOf: RangeError, message: "options.dtype: bfloat16 runs on CUDA only; use float32 on the CPU" });
   t.throws(() => ViLReF.create({ ...presetConfig("tiny-vit"), vision_patch_size: 7 }), { instanceOf: TypeError, message: "config: image_resolution: 32 is not a multiple of vision_patch_size 7" });
   t.throws(() => ViLReF.create({ ...presetConfig("tiny-vit"), vision_layers: [1, 2] as unknown as number }), { instanceOf: TypeError, message: /^config: vision_layers/ });
-  t.throws(() => ViLReF.create("vit-h-14"), { instanceOf: RangeError, message: /unknown model preset "vit-h-14"; presets: rn50, tiny-rn50, tiny-vit, vit-b-16/ });
+  t.throws(() => ViLReF.create("vit-h-14"), { instanceOf: RangeError, message: /unknown model preset "vit-h-14"; presets: demo-rn128, rn50, tiny-rn50, tiny-vit, vit-b-16/ });
   // int32 ids give the same features as int64
   const ids64 = BigInt64Array.from([101n, 2340n, 4706n, 102n, 0n, 0n]);
   const a = await model.encodeTexts({ data: ids64, shape: [1, 6] });
