@@ -22,7 +22,10 @@ function batch(n: number, seed: number): TrainBatch {
 
 type Dict = Record<string, { data: ArrayLike<number | bigint> }>;
 const floats = (t: { data: ArrayLike<number | bigint> }) => Array.from(t.data as ArrayLike<number>);
-const same = (a: Dict, b: Dict, k: string) => floats(a[k]!).every((x, i) => Object.is(x, floats(b[k]!)[i]));
+const same = (a: Dict, b: Dict, k: string) => {
+  const x = floats(a[k]!), y = floats(b[k]!);
+  return x.length === y.length && x.every((v, i) => Object.is(v, y[i]));
+};
 
 for (const tower of ["visual", "text"] as const) {
   test(`freeze ["${tower}"]: the tower stays bit-identical (momentum copy too), the rest trains`, async (t) => {
