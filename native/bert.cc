@@ -56,7 +56,10 @@ at::Tensor BertModelImpl::forward(const at::Tensor& ids) {
   x = LayerNormF32(x, emb_ln);
   // (1 - mask) * -10000 over key positions, as the released BertModel; [PAD] is id 0.
   at::Tensor mask = (1.0 - ids.ne(0).to(x.scalar_type())).mul(-10000.0).view({ids.size(0), 1, 1, length});
-  for (const auto& l : *layer) x = l->as<BertLayer>()->forward(x, mask);
+  for (const auto& l : *layer) {
+    std::shared_ptr<torch::nn::Module> m = l;
+    x = MaybeRecompute([m, mask](const at::Tensor& t) { return m->as<BertLayer>()->forward(t, mask); }, x);
+  }
   return x;
 }
 

@@ -2,6 +2,8 @@
 
 #include <torch/version.h>
 
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 
 namespace vilref {
@@ -25,6 +27,101 @@ std::vector<std::pair<std::string, at::Tensor>> NamedState(const torch::nn::Modu
   for (const auto& b : module.named_buffers(/*recurse=*/true))
     if (b.value().defined()) out.emplace_back(b.key(), b.value());
   return out;
+}
+
+namespace {
+
+thread_local bool g_recompute = false;
+
+// autocast state of one device type, across LibTorch 1.13 and 2.x
+struct AutocastState {
+  bool enabled;
+  at::ScalarType dtype;
+};
+AutocastState GetAutocast(bool cuda) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  const at::DeviceType d = cuda ? at::kCUDA : at::kCPU;
+  return {at::autocast::is_autocast_enabled(d), at::autocast::get_autocast_dtype(d)};
+#else
+  if (cuda) return {at::autocast::is_enabled(), at::autocast::get_autocast_gpu_dtype()};
+  return {at::autocast::is_cpu_enabled(), at::autocast::get_autocast_cpu_dtype()};
+#endif
+}
+void SetAutocast(bool cuda, AutocastState s) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  const at::DeviceType d = cuda ? at::kCUDA : at::kCPU;
+  at::autocast::set_autocast_dtype(d, s.dtype);
+  at::autocast::set_autocast_enabled(d, s.enabled);
+#else
+  if (cuda) {
+    at::autocast::set_autocast_gpu_dtype(s.dtype);
+    at::autocast::set_enabled(s.enabled);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(s.dtype);
+    at::autocast::set_cpu_enabled(s.enabled);
+  }
+#endif
+}
+
+struct RecomputeHolder : torch::CustomClassHolder {
+  std::function<at::Tensor(const at::Tensor&)> fn;
+  AutocastState cpu{false, at::kBFloat16}, cuda{false, at::kHalf};
+};
+
+struct RecomputeFunction : torch::autograd::Function<RecomputeFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, c10::intrusive_ptr<RecomputeHolder> holder) {
+    holder->cpu = GetAutocast(false);
+    holder->cuda = GetAutocast(true);
+    ctx->save_for_backward({x});
+    ctx->saved_data["fn"] = c10::IValue::make_capsule(holder);
+    torch::NoGradGuard noGrad;
+    return holder->fn(x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    c10::intrusive_ptr<torch::CustomClassHolder> base = ctx->saved_data["fn"].toCapsule();
+    auto* holder = static_cast<RecomputeHolder*>(base.get());
+    at::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    at::Tensor out;
+    {
+      const AutocastState cpu = GetAutocast(false), cuda = GetAutocast(true);
+      SetAutocast(false, holder->cpu);
+      SetAutocast(true, holder->cuda);
+      torch::AutoGradMode grad(true);
+      out = holder->fn(x);
+      SetAutocast(false, cpu);
+      SetAutocast(true, cuda);
+    }
+    torch::autograd::backward({out}, {grads[0]});
+    return {x.grad(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+RecomputeScope::RecomputeScope(bool on) : previous_(g_recompute) { g_recompute = on; }
+RecomputeScope::~RecomputeScope() { g_recompute = previous_; }
+
+at::Tensor MaybeRecompute(std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& x) {
+  if (!g_recompute || !torch::GradMode::is_enabled() || !x.requires_grad()) return fn(x);
+  auto holder = c10::make_intrusive<RecomputeHolder>();
+  holder->fn = std::move(fn);
+  return RecomputeFunction::apply(x, holder);
+}
+
+AutocastScope::AutocastScope(at::DeviceType device, at::ScalarType dtype) {
+  if (dtype == at::kFloat) return;
+  cuda_ = device == at::kCUDA;
+  AutocastState was = GetAutocast(cuda_);
+  wasEnabled_ = was.enabled;
+  wasDtype_ = was.dtype;
+  SetAutocast(cuda_, {true, dtype});
+  active_ = true;
+}
+
+AutocastScope::~AutocastScope() {
+  if (!active_) return;
+  SetAutocast(cuda_, {wasEnabled_, wasDtype_});
+  at::autocast::clear_cache();
 }
 
 }  // namespace vilref

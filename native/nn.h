@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 
 namespace vilref {
@@ -33,5 +34,39 @@ inline at::Tensor MergeHeads(const at::Tensor& x) {
 // Parameters of `module` that hold a tensor (LibTorch registers an undefined "bias" for
 // bias-free layers), then buffers, with their dotted names.
 std::vector<std::pair<std::string, at::Tensor>> NamedState(const torch::nn::Module& module);
+
+// Gradient checkpointing of the towers' residual blocks (ViT resblocks, BERT layers). While a
+// RecomputeScope is alive on this thread (the Trainer's online forward with
+// gradientCheckpointing), MaybeRecompute(fn, x) runs fn without keeping its activations (a
+// torch::autograd::Function whose forward runs under NoGradGuard and saves only x) and, in
+// backward, re-runs fn with grad enabled on a detached copy of x, back-propagates through it (the
+// block's parameter gradients accumulate in .grad) and returns x's gradient. The recompute runs
+// under the autocast state of the forward. Outside a scope, without grad mode or when x needs no
+// gradient, fn runs as it is. fn must be deterministic (the towers have no dropout).
+class RecomputeScope {
+ public:
+  explicit RecomputeScope(bool on);
+  ~RecomputeScope();
+  RecomputeScope(const RecomputeScope&) = delete;
+  RecomputeScope& operator=(const RecomputeScope&) = delete;
+
+ private:
+  bool previous_;
+};
+at::Tensor MaybeRecompute(std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& x);
+
+// CPU/CUDA autocast for the training step's forward (mixed precision, float32 master weights).
+// dtype kFloat: nothing. Restores the previous state (and clears the cast cache) on exit.
+class AutocastScope {
+ public:
+  AutocastScope(at::DeviceType device, at::ScalarType dtype);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool active_ = false, cuda_ = false, wasEnabled_ = false;
+  at::ScalarType wasDtype_ = at::kFloat;
+};
 
 }  // namespace vilref

@@ -25,6 +25,24 @@ bool Decays(const std::string& name, const at::Tensor& p) {
 
 at::Tensor Normalise(const at::Tensor& x) { return x / x.norm(2, -1, true); }
 
+// The frozen towers' parameters need no gradient for the length of a step; the model's flags are
+// restored afterwards (the model may be used by other trainers or for fine-tuning later).
+class NoGradFor {
+ public:
+  explicit NoGradFor(const std::vector<std::pair<std::string, at::Tensor>>& params) {
+    for (auto& [name, p] : params) {
+      params_.emplace_back(p, p.requires_grad());
+      p.set_requires_grad(false);
+    }
+  }
+  ~NoGradFor() {
+    for (auto& [p, was] : params_) p.set_requires_grad(was);
+  }
+
+ private:
+  std::vector<std::pair<at::Tensor, bool>> params_;
+};
+
 struct Batch {
   JsTensor images, ids, labels;
 };
@@ -44,6 +62,8 @@ class StepTask : public Task {
     o.Set("queueValid", Napi::Number::New(env, static_cast<double>(queueValid_)));
     o.Set("allGatherSeconds", Napi::Number::New(env, gatherSeconds_));
     o.Set("allReduceSeconds", Napi::Number::New(env, reduceSeconds_));
+    o.Set("lossScale", Napi::Number::New(env, lossScale_));
+    o.Set("overflow", Napi::Boolean::New(env, overflow_));
     return o;
   }
 
@@ -55,11 +75,25 @@ class StepTask : public Task {
   Batch batch_;
   double lr_;
   double loss_ = 0, gradNorm_ = 0, logitScale_ = 0, gatherSeconds_ = 0, reduceSeconds_ = 0;
-  bool skipped_ = false;
+  double lossScale_ = 1;
+  bool skipped_ = false, overflow_ = false;
   int64_t queueValid_ = 0;
 };
 
 }  // namespace
+
+bool LossScaler::Update(bool finite) {
+  if (!finite) {
+    scale /= 2;
+    goodSteps = 0;
+    return false;
+  }
+  if (++goodSteps >= interval) {
+    scale *= 2;
+    goodSteps = 0;
+  }
+  return true;
+}
 
 void StepTask::Execute() {
   TrainerState& s = *state_;
@@ -77,20 +111,36 @@ void StepTask::Execute() {
       s.synced = true;
     }
   }
-  // 1. EMA of the momentum towers (from the online weights before this step's update)
-  if (s.queue->size() > 0) EmaUpdate(*s.momentum, *net_, options_.momentum);
+  // 1. EMA of the momentum towers (from the online weights before this step's update); a frozen
+  // tower's momentum copy is the tower itself, exactly
+  if (s.queue->size() > 0) {
+    EmaUpdate(*s.momentum, *net_, options_.momentum);
+    if (!s.frozen.empty()) {
+      torch::NoGradGuard noGrad;
+      auto dst = s.momentum->named_parameters(true);
+      for (auto& [name, p] : s.frozen) dst[name].copy_(p);
+    }
+  }
+  NoGradFor frozen(s.frozen);
   // 2. momentum features of the batch, no gradient
   at::Tensor mu, mv;
   if (s.queue->size() > 0) {
     torch::NoGradGuard noGrad;
+    AutocastScope autocast(device_.type(), options_.precision);
     s.momentum->eval();
-    mu = Normalise(s.momentum->visual->forward(images, false)).to(at::kFloat);
-    mv = Normalise(s.momentum->EncodeTexts(ids, false)).to(at::kFloat);
+    mu = Normalise(s.momentum->visual->forward(images, false).to(at::kFloat));
+    mv = Normalise(s.momentum->EncodeTexts(ids, false).to(at::kFloat));
   }
-  // 3. loss over batch + queue, backward, clip, AdamW, clamp
+  // 3. loss over batch + queue (in float32), backward, clip, AdamW, clamp
   net_->train();
-  at::Tensor u = Normalise(net_->visual->forward(images, false).to(at::kFloat));
-  at::Tensor v = Normalise(net_->EncodeTexts(ids, false).to(at::kFloat));
+  if (options_.freezeVisual) net_->visual->eval();  // a frozen ResNet's BatchNorm statistics stay too
+  at::Tensor u, v;
+  {
+    RecomputeScope recompute(options_.gradientCheckpointing);
+    AutocastScope autocast(device_.type(), options_.precision);
+    u = Normalise(net_->visual->forward(images, false).to(at::kFloat));
+    v = Normalise(net_->EncodeTexts(ids, false).to(at::kFloat));
+  }
   at::Tensor U = u, V = v, Y = labels, MU = mu, MV = mv;
   if (comm) {
     // the global batch in rank order: copies of the other ranks' rows, this rank's own (with gradient)
@@ -133,7 +183,9 @@ void StepTask::Execute() {
     skipped_ = true;
     ++s.skipped;
   } else {
-    terms.loss.backward();
+    const bool scaled = options_.precision == at::kHalf;
+    lossScale_ = scaled ? s.scaler.scale : 1.0;
+    (scaled ? terms.loss * s.scaler.scale : terms.loss).backward();
     std::vector<at::Tensor> params;
     for (auto& p : net_->parameters()) if (p.defined() && p.grad().defined()) params.push_back(p);
     if (comm) {
@@ -144,15 +196,23 @@ void StepTask::Execute() {
       comm->AllReduceSum(grads, "all_reduce of the gradients");
       if (net_->logit_scale.grad().defined()) net_->logit_scale.mutable_grad().div_(comm->size());
     }
+    if (scaled) {
+      torch::NoGradGuard noGrad;
+      for (auto& p : params) p.mutable_grad().div_(lossScale_);
+    }
     gradNorm_ = options_.gradClip > 0 ? torch::nn::utils::clip_grad_norm_(params, options_.gradClip)
                                       : torch::nn::utils::clip_grad_norm_(params, std::numeric_limits<double>::infinity());
-    for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_);
-    s.optimizer->step();
-    {
-      torch::NoGradGuard noGrad;
-      net_->logit_scale.clamp_(0.0, std::log(100.0));
+    // float16: an overflowed gradient halves the scale and skips the update (the batch is still enqueued)
+    overflow_ = scaled && !s.scaler.Update(std::isfinite(gradNorm_));
+    if (!overflow_) {
+      for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_);
+      s.optimizer->step();
+      {
+        torch::NoGradGuard noGrad;
+        net_->logit_scale.clamp_(0.0, std::log(100.0));
+      }
+      ++s.steps;
     }
-    ++s.steps;
   }
   net_->eval();
   logitScale_ = net_->logit_scale.item<double>();
@@ -171,6 +231,7 @@ Napi::Function Trainer::Define(Napi::Env env) {
                          InstanceMethod<&Trainer::ExportState>("exportState"),
                          InstanceMethod<&Trainer::ImportState>("importState"),
                          InstanceAccessor<&Trainer::GetSkipped>("skipped"),
+                         StaticMethod<&Trainer::LossScalerUpdate>("lossScalerUpdate"),
                      });
 }
 
@@ -201,6 +262,34 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
     options_.wscl = lossName == "wscl";
     options_.loss.threshold = Number(o, "threshold", 1.0, 0, 1e9);
     options_.loss.gamma = Number(o, "gamma", 1.0, 0, 1e3);
+    Napi::Value freeze = o.Get("freeze");
+    if (!freeze.IsUndefined()) {
+      if (!freeze.IsArray()) ThrowTypeError("options.freeze: expected an array of \"visual\" and/or \"text\"");
+      auto arr = freeze.As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); ++i) {
+        Napi::Value v = arr.Get(i);
+        std::string tower = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+        if (tower == "visual") options_.freezeVisual = true;
+        else if (tower == "text") options_.freezeText = true;
+        else ThrowRangeError("options.freeze[" + std::to_string(i) + "]: expected \"visual\" or \"text\"");
+      }
+    }
+    Napi::Value checkpointing = o.Get("gradientCheckpointing");
+    if (!checkpointing.IsUndefined()) {
+      if (!checkpointing.IsBoolean()) ThrowTypeError("options.gradientCheckpointing: expected a boolean");
+      options_.gradientCheckpointing = checkpointing.As<Napi::Boolean>().Value();
+    }
+    Napi::Value precision = o.Get("precision");
+    std::string precisionName = precision.IsUndefined() ? "float32" : precision.IsString() ? precision.As<Napi::String>().Utf8Value() : "";
+    if (precisionName == "float32") options_.precision = at::kFloat;
+    else if (precisionName == "bfloat16") options_.precision = at::kBFloat16;
+    else if (precisionName == "float16") options_.precision = at::kHalf;
+    else ThrowRangeError("options.precision: expected \"float32\", \"bfloat16\" or \"float16\"");
+    if (options_.precision == at::kHalf && !model_->device().is_cuda())
+      ThrowRangeError("options.precision: float16 (with loss scaling) needs a CUDA device; on the CPU use \"bfloat16\"");
+    if (options_.precision != at::kFloat && model_->dtype() != at::kFloat)
+      ThrowRangeError("options.precision: mixed precision keeps float32 master weights, but the model is " + std::string(c10::toString(model_->dtype())) +
+                      " (create or load it with dtype float32)");
 
     auto net = model_->net();
     auto momentum = std::make_shared<ClipNet>(model_->config());
@@ -212,9 +301,19 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
       for (size_t i = 0; i < dst.size(); ++i) dst[i].second.set_data(src[i].second.detach().clone());
     }
     for (auto& p : momentum->parameters()) p.set_requires_grad(false);
+    // frozen towers: visual.* but the ViT's projection visual.proj (a ResNet's projection is its
+    // attention pool, frozen with it), bert.*; text_projection and logit_scale stay trainable
+    std::vector<std::pair<std::string, at::Tensor>> frozenParams;
+    auto isFrozen = [&](const std::string& name) {
+      return (options_.freezeVisual && name.rfind("visual.", 0) == 0 && name != "visual.proj") || (options_.freezeText && name.rfind("bert.", 0) == 0);
+    };
     std::vector<at::Tensor> decay, noDecay;
     for (auto& p : net->named_parameters()) {
       if (!p.value().defined() || !p.value().requires_grad()) continue;
+      if (isFrozen(p.key())) {
+        frozenParams.emplace_back(p.key(), p.value());
+        continue;
+      }
       (Decays(p.key(), p.value()) ? decay : noDecay).push_back(p.value());
     }
     auto make = [&](double wd) {
@@ -230,6 +329,7 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
     state_->momentum = momentum;
     state_->optimizer = std::move(optimizer);
     state_->queue = std::move(queue);
+    state_->frozen = std::move(frozenParams);
     Napi::Value group = o.Get("processGroup");
     if (!group.IsUndefined() && !group.IsNull()) {
       state_->comm = ProcessGroup::From(group, "options.processGroup")->communicator();
@@ -319,6 +419,7 @@ class ExportTask : public Task {
     put("queue.labels", s.queue->labels());
     put("queue.position", torch::tensor({s.queue->valid(), s.queue->pointer()}, torch::kLong));
     put("trainer.counters", torch::tensor({s.steps, s.skipped}, torch::kLong));
+    put("trainer.scaler", torch::tensor({static_cast<float>(s.scaler.scale), static_cast<float>(s.scaler.goodSteps)}, torch::kFloat));
     put("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
   }
   Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
@@ -366,6 +467,10 @@ class ImportTask : public Task {
     }
     at::Tensor pos = get("queue.position"), counters = get("trainer.counters");
     if (pos.numel() != 2 || counters.numel() != 2) ThrowRangeError("state: queue.position and trainer.counters hold two numbers each");
+    if (in_.count("trainer.scaler")) {
+      at::Tensor sc = in_.at("trainer.scaler").tensor;
+      if (sc.numel() != 2 || !(sc.to(at::kDouble)[0].item<double>() > 0)) ThrowRangeError("state[\"trainer.scaler\"]: expected [scale > 0, good steps]");
+    }
     const int64_t valid = pos[0].item<int64_t>(), pointer = pos[1].item<int64_t>();
     if (valid < 0 || valid > s.queue->size() || pointer < 0 || (s.queue->size() > 0 && pointer >= s.queue->size())) ThrowRangeError("state[\"queue.position\"]: out of range for this queue");
     // then apply
@@ -374,6 +479,11 @@ class ImportTask : public Task {
     states.clear();
     for (auto& [key, st] : optim) states[key] = std::move(st);
     s.queue->SetPosition(valid, pointer);
+    if (in_.count("trainer.scaler")) {  // absent in records of older versions
+      at::Tensor sc = in_.at("trainer.scaler").tensor.to(at::kDouble);
+      s.scaler.scale = sc[0].item<double>();
+      s.scaler.goodSteps = sc[1].item<int64_t>();
+    }
     s.steps = counters[0].item<int64_t>();
     s.skipped = counters[1].item<int64_t>();
     if (in_.count("rng.cpu")) {
@@ -421,6 +531,26 @@ Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
 Napi::Value Trainer::MomentumStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum)); });
+}
+
+Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    LossScaler scaler;
+    if (!info[0].IsNumber() || !(info[0].As<Napi::Number>().DoubleValue() > 0)) ThrowRangeError("scale: expected a number > 0");
+    scaler.scale = info[0].As<Napi::Number>().DoubleValue();
+    scaler.goodSteps = ReadInteger(info[1], "goodSteps", 0, int64_t(1) << 40);
+    if (!info[2].IsArray()) ThrowTypeError("finite: expected an array of booleans");
+    if (info.Length() > 3 && !info[3].IsUndefined()) scaler.interval = ReadInteger(info[3], "interval", 1, int64_t(1) << 40);
+    auto finite = info[2].As<Napi::Array>();
+    Napi::Array applied = Napi::Array::New(env, finite.Length());
+    for (uint32_t i = 0; i < finite.Length(); ++i) applied.Set(i, Napi::Boolean::New(env, scaler.Update(finite.Get(i).ToBoolean().Value())));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("scale", Napi::Number::New(env, scaler.scale));
+    o.Set("goodSteps", Napi::Number::New(env, static_cast<double>(scaler.goodSteps)));
+    o.Set("applied", applied);
+    return o;
+  });
 }
 
 Napi::Value Trainer::GetSkipped(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(state_->skipped)); }

@@ -32,6 +32,19 @@ struct TrainerOptions {
   int64_t queueSize = 16384, labelDim = 0;
   bool wscl = true;
   WsclOptions loss;
+  bool freezeVisual = false, freezeText = false;  // freeze: the tower's weights get no gradient
+  bool gradientCheckpointing = false;             // recompute the residual blocks in backward
+  at::ScalarType precision = at::kFloat;          // kBFloat16 / kHalf: autocast of the forward
+};
+
+// Dynamic loss scaling for float16 (CUDA): start at 2^16, ×2 after `interval` finite steps in a
+// row, ÷2 (and the step skipped) on a non-finite gradient.
+struct LossScaler {
+  double scale = 65536.0;
+  int64_t goodSteps = 0;
+  int64_t interval = 2000;
+  // Updates the scale for a step whose gradients were finite or not; returns whether to apply it.
+  bool Update(bool finite);
 };
 
 // What the trainer keeps between steps; read and written only by tasks on the model's queue.
@@ -42,6 +55,8 @@ struct TrainerState {
   int64_t steps = 0, skipped = 0;
   std::shared_ptr<Communicator> comm;  // null: one process
   bool synced = false;                 // parameters broadcast from rank 0
+  LossScaler scaler;                   // used with precision float16 only
+  std::vector<std::pair<std::string, at::Tensor>> frozen;  // (name, online parameter) of frozen towers
 };
 
 class Trainer : public Napi::ObjectWrap<Trainer> {
@@ -56,6 +71,9 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
   Napi::Value ExportState(const Napi::CallbackInfo& info);
   Napi::Value ImportState(const Napi::CallbackInfo& info);
   Napi::Value GetSkipped(const Napi::CallbackInfo& info);
+  // Trainer.lossScalerUpdate(scale, goodSteps, finite[], interval?) → { scale, goodSteps, applied[] }:
+  // LossScaler::Update over a sequence of steps (the rule that float16 steps follow; for tests).
+  static Napi::Value LossScalerUpdate(const Napi::CallbackInfo& info);
 
   Napi::ObjectReference modelRef_;
   Napi::ObjectReference groupRef_;

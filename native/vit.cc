@@ -58,7 +58,10 @@ at::Tensor VisualTransformer::Embed(const at::Tensor& images) {
 
 at::Tensor VisualTransformer::forward(const at::Tensor& images, bool preProjection) {
   at::Tensor x = Embed(images);
-  for (const auto& block : *resblocks) x = block->as<ResidualAttentionBlock>()->forward(x);
+  for (const auto& block : *resblocks) {
+    std::shared_ptr<torch::nn::Module> m = block;
+    x = MaybeRecompute([m](const at::Tensor& t) { return m->as<ResidualAttentionBlock>()->forward(t); }, x);
+  }
   x = LayerNormF32(x.select(1, 0), ln_post);
   return preProjection ? x : at::matmul(x, proj);
 }

@@ -23,6 +23,9 @@ test("a minimal config gets the specification's defaults", (t) => {
   t.is(c.output, "/x/runs/a");
   t.deepEqual(c.eval.ks, [1, 5, 10]);
   t.is(c.maxNonFinite, 5);
+  t.deepEqual(c.freeze, []);
+  t.is(c.gradientCheckpointing, false);
+  t.is(c.precision, "float32");
 });
 
 const err = (value: unknown) => {
@@ -51,6 +54,10 @@ test("errors name the key", (t) => {
   t.regex(err({ ...minimal, lr: 0.1 }), /Unrecognized key: "lr"/);
   t.regex(err({ ...minimal, data: {} }), /data\.train: /);
   t.regex(err({ ...minimal, checkpoint: { keep: 0 } }), /checkpoint\.keep: /);
+  t.regex(err({ ...minimal, freeze: ["image"] }), /freeze\[0\]: /);
+  t.regex(err({ ...minimal, gradientCheckpointing: "yes" }), /gradientCheckpointing: /);
+  t.regex(err({ ...minimal, precision: "float16" }), /precision: float16 \(with loss scaling\) needs device "cuda"/);
+  t.notThrows(() => parseConfig({ ...minimal, precision: "float16", device: "cuda" }));
 });
 
 test("a config file resolves paths against its folder and names itself in errors", (t) => {

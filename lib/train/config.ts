@@ -106,7 +106,15 @@ export const pretrainConfigSchema = z
     wscl: z.object({ threshold: z.number().min(0).default(1), gamma: z.number().min(0).default(1) }).strict().default({ threshold: 1, gamma: 1 }),
     queue: z.object({ size: int(0).default(16384) }).strict().default({ size: 16384 }),
     momentum: z.number().min(0).max(1).default(0.995),
+    /**
+     * Mixed precision of the training step with float32 weights: "bfloat16" autocasts the forward
+     * (CPU or CUDA), "float16" (CUDA only) adds dynamic loss scaling. The model stays float32.
+     */
     precision: z.enum(["float32", "bfloat16", "float16"]).default("float32"),
+    /** Towers kept fixed ("visual", "text"); their projections and logit_scale still train. */
+    freeze: z.array(z.enum(["visual", "text"])).default([]),
+    /** Recompute the ViT blocks and BERT layers in backward instead of storing activations. */
+    gradientCheckpointing: z.boolean().default(false),
     device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected "cpu", "cuda" or "cuda:N"').default("cpu"),
     /** LibTorch CPU threads (default: the machine's cores). */
     threads: int(1).optional(),
@@ -150,7 +158,8 @@ export const pretrainConfigSchema = z
       .default({ timeoutSeconds: 300, backend: "auto" }),
   })
   .strict()
-  .refine((c) => c.epochs !== undefined || c.steps !== undefined, { path: ["steps"], message: "give epochs or steps (or both)" });
+  .refine((c) => c.epochs !== undefined || c.steps !== undefined, { path: ["steps"], message: "give epochs or steps (or both)" })
+  .refine((c) => c.precision !== "float16" || c.device.startsWith("cuda"), { path: ["precision"], message: 'float16 (with loss scaling) needs device "cuda"; on the CPU use "bfloat16"' });
 
 export type PretrainConfig = z.output<typeof pretrainConfigSchema>;
 export type PretrainConfigInput = z.input<typeof pretrainConfigSchema>;

@@ -351,7 +351,8 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   const tokenizer = new BertTokenizer(vocab);
 
   // model
-  const modelOptions = { device: config.device as Device, dtype: config.precision as Dtype };
+  // precision is the step's autocast: the weights stay float32 (master weights)
+  const modelOptions = { device: config.device as Device, dtype: "float32" as Dtype };
   let model: ViLReF;
   if (config.model.checkpoint) model = await ViLReF.load(config.model.checkpoint, modelOptions);
   else model = ViLReF.create(config.model.preset ?? config.model.config!, { ...modelOptions, seed: config.model.seed ?? config.seed });
@@ -372,6 +373,9 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
     loss: config.loss,
     threshold: config.wscl.threshold,
     gamma: config.wscl.gamma,
+    freeze: config.freeze,
+    gradientCheckpointing: config.gradientCheckpointing,
+    precision: config.precision,
     ...(group ? { processGroup: group } : {}),
   });
   if (latest) await importTrainerState(trainer, path.join(latest.path, "trainer.safetensors"));

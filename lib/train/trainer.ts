@@ -34,6 +34,27 @@ export interface TrainerOptions {
    * with b pairs each equals one process with W·b pairs.
    */
   processGroup?: ProcessGroup;
+  /**
+   * Towers whose weights stay fixed: "visual" (every visual.* weight but the ViT's projection
+   * visual.proj; a ResNet's projection is its attention pool, frozen with it; a frozen ResNet's
+   * BatchNorm statistics stay too) and/or "text" (bert.*). text_projection and logit_scale stay
+   * trainable. A frozen tower gets no gradient and is not in the optimizer; its momentum copy
+   * stays equal to it.
+   */
+  freeze?: ("visual" | "text")[];
+  /**
+   * Recompute the ViT residual blocks and BERT layers in backward instead of keeping their
+   * activations (less memory, about one more forward of compute). ResNet stages are not
+   * checkpointed (their BatchNorm would update its running statistics twice). Same result.
+   */
+  gradientCheckpointing?: boolean;
+  /**
+   * Mixed precision of the step with float32 master weights (the model must be float32):
+   * "bfloat16" autocasts the forward (CPU or CUDA); "float16" (CUDA only) autocasts to float16
+   * with dynamic loss scaling (2^16, ×2 after 2000 finite steps, ÷2 and the update skipped on an
+   * inf/nan gradient). The loss is computed in float32. Default "float32".
+   */
+  precision?: "float32" | "bfloat16" | "float16";
 }
 
 export interface TrainBatch {
@@ -57,6 +78,10 @@ export interface StepResult {
   allGatherSeconds: number;
   /** Seconds of this step spent in all-reduces and broadcasts (0 without a process group). */
   allReduceSeconds: number;
+  /** The loss scale this step's backward used (1 unless precision is "float16"). */
+  lossScale: number;
+  /** precision "float16": the gradient overflowed, the update was skipped and the scale halved. */
+  overflow: boolean;
 }
 
 export interface QueueState {
@@ -80,7 +105,8 @@ interface NativeTrainer {
 /**
  * Everything a resumed run needs besides the model's own weights, as named tensors:
  * `momentum.<name>`, `optim.<name>.{exp_avg,exp_avg_sq,step}`, `queue.{image,text,labels}`,
- * `queue.position` ([valid, pointer]), `trainer.counters` ([steps, skipped]), `rng.cpu`.
+ * `queue.position` ([valid, pointer]), `trainer.counters` ([steps, skipped]), `trainer.scaler`
+ * ([loss scale, finite steps since the last change]; optional on import), `rng.cpu`.
  * Save it with writeSafetensors beside the model; load it into a Trainer made the same way.
  */
 export type TrainerStateRecord = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array> | TensorData<Uint8Array>>;
@@ -122,4 +148,14 @@ export class Trainer {
   get skipped(): number {
     return this.#native.skipped;
   }
+}
+
+/**
+ * The float16 loss scaler's rule over a run of steps whose gradients were finite or not: ×2 after
+ * `interval` (default 2000) finite steps in a row, ÷2 and the update skipped on a non-finite one.
+ * `applied[i]`: whether step i's update was applied. (The native rule the Trainer follows.)
+ */
+export function lossScalerUpdate(scale: number, goodSteps: number, finite: boolean[], interval?: number): { scale: number; goodSteps: number; applied: boolean[] } {
+  const Native = (native() as unknown as { Trainer: { lossScalerUpdate(s: number, g: number, f: boolean[], i?: number): { scale: number; goodSteps: number; applied: boolean[] } } }).Trainer;
+  return Native.lossScalerUpdate(scale, goodSteps, finite, interval);
 }
