@@ -4,6 +4,7 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <atomic>
 #include <cmath>
 
 namespace vilref {
@@ -32,6 +33,7 @@ std::vector<std::pair<std::string, at::Tensor>> NamedState(const torch::nn::Modu
 namespace {
 
 thread_local bool g_recompute = false;
+std::atomic<int64_t> g_recomputes{0};
 
 // autocast state of one device type, across LibTorch 1.13 and 2.x
 struct AutocastState {
@@ -92,11 +94,14 @@ struct RecomputeFunction : torch::autograd::Function<RecomputeFunction> {
       SetAutocast(true, cuda);
     }
     torch::autograd::backward({out}, {grads[0]});
+    g_recomputes.fetch_add(1);
     return {x.grad(), at::Tensor()};
   }
 };
 
 }  // namespace
+
+int64_t RecomputeCount() { return g_recomputes.load(); }
 
 RecomputeScope::RecomputeScope(bool on) : previous_(g_recompute) { g_recompute = on; }
 RecomputeScope::~RecomputeScope() { g_recompute = previous_; }

@@ -54,6 +54,8 @@ class RecomputeScope {
   bool previous_;
 };
 at::Tensor MaybeRecompute(std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& x);
+// How many blocks have been recomputed in backward in this process so far (all threads).
+int64_t RecomputeCount();
 
 // CPU/CUDA autocast for the training step's forward (mixed precision, float32 master weights).
 // dtype kFloat: nothing. Restores the previous state (and clears the cast cache) on exit.

@@ -64,6 +64,7 @@ class StepTask : public Task {
     o.Set("allReduceSeconds", Napi::Number::New(env, reduceSeconds_));
     o.Set("lossScale", Napi::Number::New(env, lossScale_));
     o.Set("overflow", Napi::Boolean::New(env, overflow_));
+    o.Set("recomputedBlocks", Napi::Number::New(env, static_cast<double>(recomputed_)));
     return o;
   }
 
@@ -77,6 +78,7 @@ class StepTask : public Task {
   double loss_ = 0, gradNorm_ = 0, logitScale_ = 0, gatherSeconds_ = 0, reduceSeconds_ = 0;
   double lossScale_ = 1;
   bool skipped_ = false, overflow_ = false;
+  int64_t recomputed_ = 0;  // blocks re-run in this step's backward (gradient checkpointing)
   int64_t queueValid_ = 0;
 };
 
@@ -185,7 +187,9 @@ void StepTask::Execute() {
   } else {
     const bool scaled = options_.precision == at::kHalf;
     lossScale_ = scaled ? s.scaler.scale : 1.0;
+    const int64_t recomputedBefore = RecomputeCount();
     (scaled ? terms.loss * s.scaler.scale : terms.loss).backward();
+    recomputed_ = RecomputeCount() - recomputedBefore;
     std::vector<at::Tensor> params;
     for (auto& p : net_->parameters()) if (p.defined() && p.grad().defined()) params.push_back(p);
     if (comm) {

@@ -83,10 +83,18 @@ for (const preset of ["tiny-vit"]) { // ResNet stages are not checkpointed
       const model = ViLReF.create(preset, { seed: 12 });
       const trainer = new Trainer(model, { labelDim: C, lr: 1e-3, queueSize: 8, gradientCheckpointing });
       const losses: number[] = [];
-      for (let i = 0; i < 2; i++) losses.push((await trainer.step(batch(4, 40 + i))).loss);
-      return { losses, state: (await model.stateDict()) as Dict };
+      const recomputed: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        const r = await trainer.step(batch(4, 40 + i));
+        losses.push(r.loss);
+        recomputed.push(r.recomputedBlocks);
+      }
+      return { losses, recomputed, state: (await model.stateDict()) as Dict };
     };
     const plain = await run(false), ckpt = await run(true);
+    // tiny-vit: 2 ViT blocks + 2 BERT layers re-run in each step's backward, none without the option
+    t.deepEqual(plain.recomputed, [0, 0]);
+    t.deepEqual(ckpt.recomputed, [4, 4]);
     const lossDiff = Math.max(...plain.losses.map((l, i) => Math.abs(l - ckpt.losses[i]!) / Math.abs(l)));
     const w = maxRelDiff(plain.state, ckpt.state);
     t.log(`${preset}: loss rel diff ${lossDiff.toExponential(2)}, worst weight rel diff ${w.worst.toExponential(2)} (${w.key}) over ${w.changed} tensors`);

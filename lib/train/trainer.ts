@@ -82,6 +82,8 @@ export interface StepResult {
   lossScale: number;
   /** precision "float16": the gradient overflowed, the update was skipped and the scale halved. */
   overflow: boolean;
+  /** Residual blocks re-run in this step's backward (gradientCheckpointing; 0 without it). */
+  recomputedBlocks: number;
 }
 
 export interface QueueState {
