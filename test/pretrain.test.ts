@@ -120,6 +120,25 @@ test.serial("resume continues exactly: the losses after a resume equal the unint
   t.deepEqual(Array.from(a["visual.proj"]!.data as Float32Array), Array.from(b["visual.proj"]!.data as Float32Array));
 });
 
+test.serial("freeze, gradientCheckpointing and bfloat16 precision reach the trainer from the config", async (t) => {
+  const r = await pretrain(base("options", { steps: 4, freeze: ["text"], gradientCheckpointing: true, precision: "bfloat16", checkpoint: { every: 1, keep: 4 } }));
+  t.true(r.losses.every(Number.isFinite));
+  t.is(r.model.dtype, "float32", "mixed precision keeps float32 weights");
+  const first = await ViLReF.load(path.join(r.output, "checkpoints", "step-00000001", "model.safetensors"));
+  const a = await first.stateDict(), b = await r.model.stateDict();
+  const eq = (k: string) => {
+    const x = a[k]!.data as Float32Array, y = b[k]!.data as Float32Array;
+    return x.length === y.length && x.every((v, i) => Object.is(v, y[i]));
+  };
+  const bert = Object.keys(b).filter((k) => k.startsWith("bert.") && !k.endsWith("position_ids"));
+  t.true(bert.length > 10);
+  for (const k of bert) t.true(eq(k), `${k} moved although the text tower is frozen`);
+  t.false(eq("visual.conv1.weight"), "the visual tower trains");
+  t.false(eq("text_projection"), "text_projection trains");
+  const state = JSON.parse(readFileSync(path.join(r.output, "checkpoints", "step-00000004", "state.json"), "utf8")) as { config: { freeze: string[]; precision: string; gradientCheckpointing: boolean } };
+  t.deepEqual([state.config.freeze, state.config.precision, state.config.gradientCheckpointing], [["text"], "bfloat16", true]);
+});
+
 test.serial("non-finite losses in a row stop the run with a checkpoint and a message naming the batch", async (t) => {
   const model = ViLReF.create("tiny-vit", { seed: 1 });
   await model.loadStateDict({ "visual.proj": { data: new Float32Array(64 * 24), shape: [64, 24] } }, { strict: false }); // zero image features: 0/0
