@@ -1,8 +1,6 @@
 """Decode + preprocess throughput with PIL + torchvision, the same transforms as lib/data/transforms.ts.
 
 eval:  Resize((224, 224), bicubic) -> ToTensor -> Normalize(CLIP)
-decode: the decode alone (Image.open + convert("RGB"), drafted as for eval with --decode scaled),
-       no transform: the floor any pipeline built on the same decoder pays per image
 train: RandomResizedCrop(224, scale=(0.9, 1.0), ratio=(3/4, 4/3), bicubic) -> RandomHorizontalFlip
        -> ColorJitter(0.1, 0.1, 0.1) -> ToTensor -> Normalize(CLIP)
 
@@ -64,17 +62,15 @@ class Pipeline:
             self.full = T.Compose([T.RandomResizedCrop(SIZE, scale=SCALE, ratio=RATIO, interpolation=BICUBIC),
                                    T.RandomHorizontalFlip(), T.ColorJitter(0.1, 0.1, 0.1)] + post)
             self.after_crop = T.Compose([T.RandomHorizontalFlip(), T.ColorJitter(0.1, 0.1, 0.1)] + post)
-        elif mode == "eval":
+        else:
             self.full = T.Compose([T.Resize((SIZE, SIZE), interpolation=BICUBIC)] + post)
-        else:  # decode
-            self.full = lambda rgb: torch.empty(3) if rgb.getpixel((0, 0)) is not None else None
 
     def __call__(self, path):
         with Image.open(path) as im:
             if self.decode == "full" or im.format != "JPEG":
                 return self.full(im.convert("RGB"))
             W, H = im.size
-            if self.mode != "train":
+            if self.mode == "eval":
                 return self.full(draft(im, min(W / SIZE, H / SIZE)).convert("RGB"))
             # RandomResizedCrop on the full-size geometry, decoded at the scale sharp would use for
             # "resize the whole image so the crop becomes 224, then cut it out".
@@ -103,7 +99,7 @@ def work(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("list")
-    ap.add_argument("mode", choices=["eval", "train", "decode"])
+    ap.add_argument("mode", choices=["eval", "train"])
     ap.add_argument("workers", type=int)
     ap.add_argument("--decode", choices=["full", "scaled"], default="full")
     ap.add_argument("--min-seconds", type=float, default=3.0)
