@@ -22,7 +22,7 @@ const C = 8, L = 32, R = 224;
 
 const model = {
   embed_dim: 256, image_resolution: R, vision_layers: 6, vision_width: 384, vision_patch_size: 16, vision_head_width: 64,
-  vocab_size: 21128, text_hidden_act: "gelu", text_hidden_size: 256, text_intermediate_size: 1024,
+  vocab_size: 21128, text_hidden_act: "gelu" as const, text_hidden_size: 256, text_intermediate_size: 1024,
   text_max_position_embeddings: 128, text_num_attention_heads: 4, text_num_hidden_layers: 2, text_type_vocab_size: 2,
 };
 
