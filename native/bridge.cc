@@ -307,4 +307,16 @@ uint64_t DataAddress(const Napi::Value& value, const std::string& name) {
   return reinterpret_cast<uint64_t>(static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset());
 }
 
+Napi::Object KeyReport(Napi::Env env, const std::vector<std::string>& missing, const std::vector<std::string>& unexpected) {
+  Napi::Object o = Napi::Object::New(env);
+  auto list = [&](const std::vector<std::string>& keys) {
+    Napi::Array a = Napi::Array::New(env, keys.size());
+    for (uint32_t i = 0; i < keys.size(); ++i) a.Set(i, keys[i]);
+    return a;
+  };
+  o.Set("missing", list(missing));
+  o.Set("unexpected", list(unexpected));
+  return o;
+}
+
 }  // namespace vilref

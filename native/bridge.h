@@ -89,6 +89,9 @@ Napi::Object WrapTensor(Napi::Env env, const at::Tensor& prepared);
 // { name: {data, shape} } for prepared tensors (a state dict), without copying. Main thread only.
 Napi::Object WrapNamed(Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& tensors);
 
+// { missing: string[], unexpected: string[] }: what a loadStateDict call reports back.
+Napi::Object KeyReport(Napi::Env env, const std::vector<std::string>& missing, const std::vector<std::string>& unexpected);
+
 // The address of a typed array's first element (diagnostics: proves zero-copy in tests).
 uint64_t DataAddress(const Napi::Value& value, const std::string& name);
 

@@ -171,13 +171,7 @@ class LoadTask : public Task {
     }
   }
   Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    Napi::Array missing = Napi::Array::New(env), unexpected = Napi::Array::New(env);
-    for (uint32_t i = 0; i < missing_.size(); ++i) missing.Set(i, missing_[i]);
-    for (uint32_t i = 0; i < unexpected_.size(); ++i) unexpected.Set(i, unexpected_[i]);
-    o.Set("missing", missing);
-    o.Set("unexpected", unexpected);
-    return o;
+    return KeyReport(env, missing_, unexpected_);
   }
 
  private:

@@ -229,13 +229,7 @@ class SegLoadTask : public Task {
     for (auto& [dst, src] : plan) dst.copy_(src);
   }
   Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    Napi::Array missing = Napi::Array::New(env), unexpected = Napi::Array::New(env);
-    for (uint32_t i = 0; i < missing_.size(); ++i) missing.Set(i, missing_[i]);
-    for (uint32_t i = 0; i < unexpected_.size(); ++i) unexpected.Set(i, unexpected_[i]);
-    o.Set("missing", missing);
-    o.Set("unexpected", unexpected);
-    return o;
+    return KeyReport(env, missing_, unexpected_);
   }
 
  private:
