@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <set>
 #include <sstream>
 
 namespace vilref {
@@ -317,6 +318,31 @@ Napi::Object KeyReport(Napi::Env env, const std::vector<std::string>& missing, c
   o.Set("missing", list(missing));
   o.Set("unexpected", list(unexpected));
   return o;
+}
+
+KeyPartition PartitionKeys(const Napi::Object& dict, const std::vector<std::string>& names) {
+  const std::set<std::string> expected(names.begin(), names.end());
+  KeyPartition out;
+  std::set<std::string> seen;
+  Napi::Array keys = dict.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string key = keys.Get(i).ToString().Utf8Value();
+    if (expected.count(key)) {
+      seen.insert(key);
+      out.present.push_back(std::move(key));
+    } else {
+      out.unexpected.push_back(std::move(key));
+    }
+  }
+  for (const auto& name : names)
+    if (!seen.count(name)) out.missing.push_back(name);
+  return out;
+}
+
+bool StrictOption(const Napi::CallbackInfo& info, size_t index) {
+  if (info.Length() <= index || !info[index].IsObject()) return true;
+  Napi::Value strict = info[index].As<Napi::Object>().Get("strict");
+  return strict.IsUndefined() ? true : strict.ToBoolean().Value();
 }
 
 }  // namespace vilref

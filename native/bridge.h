@@ -89,6 +89,16 @@ Napi::Object WrapTensor(Napi::Env env, const at::Tensor& prepared);
 // { name: {data, shape} } for prepared tensors (a state dict), without copying. Main thread only.
 Napi::Object WrapNamed(Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& tensors);
 
+// The keys of a state dict against the names a module expects: present (in the dict's order),
+// missing (in `names`' order) and unexpected.
+struct KeyPartition {
+  std::vector<std::string> present, missing, unexpected;
+};
+KeyPartition PartitionKeys(const Napi::Object& dict, const std::vector<std::string>& names);
+
+// loadStateDict's `{ strict }` option at info[index] (default true).
+bool StrictOption(const Napi::CallbackInfo& info, size_t index);
+
 // { missing: string[], unexpected: string[] }: what a loadStateDict call reports back.
 Napi::Object KeyReport(Napi::Env env, const std::vector<std::string>& missing, const std::vector<std::string>& unexpected);
 

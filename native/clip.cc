@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <map>
-#include <set>
 
 #include "bridge.h"
 #include "nn.h"
@@ -341,27 +340,16 @@ Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
-    bool strict = true;
-    if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("strict").IsUndefined()) strict = info[1].As<Napi::Object>().Get("strict").ToBoolean();
+    const bool strict = StrictOption(info, 1);
     auto dict = info[0].As<Napi::Object>();
     std::map<std::string, const ParamInfo*> expected;
-    for (const auto& p : params_) expected[p.name] = &p;
-    std::vector<std::string> unexpected, missing;
-    std::vector<std::pair<std::string, JsTensor>> inputs;
-    std::set<std::string> seen;
-    Napi::Array keys = dict.GetPropertyNames();
-    std::vector<std::string> present;
-    for (uint32_t i = 0; i < keys.Length(); ++i) {
-      std::string key = keys.Get(i).ToString().Utf8Value();
-      if (expected.count(key)) {
-        present.push_back(key);
-        seen.insert(key);
-      } else {
-        unexpected.push_back(key);
-      }
+    std::vector<std::string> names;
+    for (const auto& p : params_) {
+      expected[p.name] = &p;
+      names.push_back(p.name);
     }
-    for (const auto& p : params_)
-      if (!seen.count(p.name)) missing.push_back(p.name);
+    auto [present, missing, unexpected] = PartitionKeys(dict, names);
+    std::vector<std::pair<std::string, JsTensor>> inputs;
     // names first: a checkpoint of another architecture is reported as such, not as a shape
     if (strict && (!missing.empty() || !unexpected.empty())) {
       std::string msg = "the checkpoint does not fit this model:";

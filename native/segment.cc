@@ -350,25 +350,15 @@ Napi::Value Segmenter::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
-    bool strict = true;
-    if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("strict").IsUndefined()) strict = info[1].As<Napi::Object>().Get("strict").ToBoolean();
+    const bool strict = StrictOption(info, 1);
     auto dict = info[0].As<Napi::Object>();
     std::map<std::string, const std::vector<int64_t>*> expected;
-    for (const auto& [name, shape] : shapes_) expected[name] = &shape;
-    std::vector<std::string> missing, unexpected, present;
-    Napi::Array keys = dict.GetPropertyNames();
-    std::set<std::string> seen;
-    for (uint32_t i = 0; i < keys.Length(); ++i) {
-      std::string key = keys.Get(i).ToString().Utf8Value();
-      if (expected.count(key)) {
-        present.push_back(key);
-        seen.insert(key);
-      } else {
-        unexpected.push_back(key);
-      }
+    std::vector<std::string> names;
+    for (const auto& [name, shape] : shapes_) {
+      expected[name] = &shape;
+      names.push_back(name);
     }
-    for (const auto& [name, shape] : shapes_)
-      if (!seen.count(name)) missing.push_back(name);
+    auto [present, missing, unexpected] = PartitionKeys(dict, names);
     if (strict && (!missing.empty() || !unexpected.empty())) {
       std::string msg = "stateDict: does not fit this segmenter:";
       if (!missing.empty()) msg += " missing " + missing.front() + (missing.size() > 1 ? " and " + std::to_string(missing.size() - 1) + " more" : "") + ";";

@@ -1,24 +1,10 @@
 // Training-step options: frozen towers, gradient checkpointing, bfloat16 autocast (float16 needs
 // CUDA, which these tests cannot reach: its loss scaler is checked through the exported state only).
 import test from "ava";
-import { mulberry32 } from "../lib/data/rng.js";
 import { ViLReF } from "../lib/model/vilref.js";
 import { lossScalerUpdate, Trainer } from "../lib/train/trainer.js";
-import type { TrainBatch } from "../lib/train/trainer.js";
+import { batch, C } from "./helpers/train-batch.js";
 
-const C = 5;
-function batch(n: number, seed: number): TrainBatch {
-  const r = mulberry32(seed);
-  const images = Float32Array.from({ length: n * 3 * 32 * 32 }, () => r.next() * 2 - 1);
-  const ids = new BigInt64Array(n * 8);
-  for (let i = 0; i < n; i++) {
-    ids[i * 8] = 101n;
-    for (let k = 1; k < 7; k++) ids[i * 8 + k] = BigInt(200 + Math.floor(r.next() * 5000));
-    ids[i * 8 + 7] = 102n;
-  }
-  const labels = Float32Array.from({ length: n * C }, (_, k) => (k % C === k % n ? 1 : 0));
-  return { images: { data: images, shape: [n, 3, 32, 32] }, ids: { data: ids, shape: [n, 8] }, labels: { data: labels, shape: [n, C] } };
-}
 
 type Dict = Record<string, { data: ArrayLike<number | bigint> }>;
 const floats = (t: { data: ArrayLike<number | bigint> }) => Array.from(t.data as ArrayLike<number>);

@@ -1,24 +1,10 @@
 // One pre-training step in LibTorch: loss falls, ring-buffer queue, EMA arithmetic, logit-scale
 // clamp, non-finite steps skipped, bad batches named.
 import test from "ava";
-import { mulberry32 } from "../lib/data/rng.js";
 import { ViLReF } from "../lib/model/vilref.js";
 import { Trainer } from "../lib/train/trainer.js";
-import type { TrainBatch } from "../lib/train/trainer.js";
+import { batch, C } from "./helpers/train-batch.js";
 
-const C = 5;
-function batch(n: number, seed: number, labelRows?: number[][]): TrainBatch {
-  const r = mulberry32(seed);
-  const images = Float32Array.from({ length: n * 3 * 32 * 32 }, () => r.next() * 2 - 1);
-  const ids = new BigInt64Array(n * 8);
-  for (let i = 0; i < n; i++) {
-    ids[i * 8] = 101n;
-    for (let k = 1; k < 7; k++) ids[i * 8 + k] = BigInt(200 + Math.floor(r.next() * 5000));
-    ids[i * 8 + 7] = 102n;
-  }
-  const labels = Float32Array.from(labelRows ? labelRows.flat() : Array.from({ length: n * C }, (_, k) => (k % C === k % n ? 1 : 0)));
-  return { images: { data: images, shape: [n, 3, 32, 32] }, ids: { data: ids, shape: [n, 8] }, labels: { data: labels, shape: [n, C] } };
-}
 
 test("training loss falls on a fixed batch (WSCL with a queue)", async (t) => {
   const model = ViLReF.create("tiny-vit", { seed: 1 });
