@@ -18,16 +18,24 @@ async function timeIt(label: string, rounds: number, body: () => Promise<unknown
   for (let i = 0; i < rounds; i++) await body();
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const perSecond = rounds / seconds;
-  console.log(`  ${label.padEnd(52)} ${perSecond.toFixed(1).padStart(10)} /s   ${((seconds / rounds) * 1e6).toFixed(1).padStart(9)} µs`);
+  console.log(
+    `  ${label.padEnd(52)} ${perSecond.toFixed(1).padStart(10)} /s   ${((seconds / rounds) * 1e6).toFixed(1).padStart(9)} µs`,
+  );
   return perSecond;
 }
 
 const tiny = { data: new Float32Array(16), shape: [16] };
 const big = { data: new Float32Array(16 * 2 ** 20).fill(1.5), shape: [16 * 2 ** 20] };
 
-console.log(`vilref boundary benchmark — ${new Date().toISOString()}, ${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, commit ${execSync("git rev-parse --short HEAD").toString().trim()}`);
+console.log(
+  `vilref boundary benchmark — ${new Date().toISOString()}, ${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, commit ${execSync("git rev-parse --short HEAD").toString().trim()}`,
+);
 console.log("small calls");
-const turn = await timeIt("baseline: one event-loop turn (setImmediate)", 20000, () => new Promise((r) => setImmediate(r)));
+const turn = await timeIt(
+  "baseline: one event-loop turn (setImmediate)",
+  20000,
+  () => new Promise((r) => setImmediate(r)),
+);
 const call = await timeIt("vilref: async echo of 16 floats", 20000, () => addon.debug.echo(tiny));
 console.log("64 MiB tensors");
 const slice = await timeIt("baseline: Float32Array.slice (JS memcpy)", 40, () => big.data.slice());

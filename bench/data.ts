@@ -36,7 +36,13 @@ async function child(files: string[], mode: string, decode: string, minSeconds: 
   sharp.cache(false);
   const vips = Number(process.env.BENCH_VIPS_THREADS ?? 0);
   if (vips > 0) sharp.concurrency(vips);
-  const options = { batchSize: 16, shuffle: false, transform: { size: 224, train: mode === "train", shrinkOnLoad: decode !== "full" }, prefetch: 2, concurrency: Number(process.env.BENCH_CONCURRENCY ?? 8) };
+  const options = {
+    batchSize: 16,
+    shuffle: false,
+    transform: { size: 224, train: mode === "train", shrinkOnLoad: decode !== "full" },
+    prefetch: 2,
+    concurrency: Number(process.env.BENCH_CONCURRENCY ?? 8),
+  };
   const cores = availableParallelism();
   for await (const _ of new Loader(samplesFromFiles(files.slice(0, Math.max(2, 2 * cores))), options).epoch(0));
   const loader = new Loader(samplesFromFiles(files), options);
@@ -49,13 +55,32 @@ async function child(files: string[], mode: string, decode: string, minSeconds: 
     passes++;
     s = (performance.now() - t0) / 1000;
   } while (s < minSeconds);
-  process.stdout.write(JSON.stringify({ images: n, seconds: s, images_per_s: n / s, passes, skipped: loader.stats.skipped, cores, vips: sharp.concurrency() }) + "\n");
+  process.stdout.write(
+    JSON.stringify({
+      images: n,
+      seconds: s,
+      images_per_s: n / s,
+      passes,
+      skipped: loader.stats.skipped,
+      cores,
+      vips: sharp.concurrency(),
+    }) + "\n",
+  );
 }
 
 /** Mean and max |Δ| in 8-bit units between vilref's and the baseline's evaluation outputs. */
-async function parity(files: string[], decode: string, py: string, baseline: string, list: string, k: number): Promise<string> {
+async function parity(
+  files: string[],
+  decode: string,
+  py: string,
+  baseline: string,
+  list: string,
+  k: number,
+): Promise<string> {
   const dump = path.join(tmpdir(), `vilref-bench-parity-${process.pid}.npy`);
-  execFileSync(py, [baseline, list, "eval", "1", "--decode", decode, "--min-seconds", "0", "--dump", dump, String(k)], { encoding: "utf8" });
+  execFileSync(py, [baseline, list, "eval", "1", "--decode", decode, "--min-seconds", "0", "--dump", dump, String(k)], {
+    encoding: "utf8",
+  });
   const ref = await readNpy(dump);
   const per = 3 * 224 * 224;
   let sum = 0;
@@ -85,14 +110,27 @@ async function main(): Promise<void> {
   for (let i = 0; i < N; i++) {
     const f = path.join(dir, `f${i}.jpg`);
     if (!existsSync(f)) {
-      const img = renderFundus({ size: 512, seed: 1000 + i, eye: i % 2 ? "left" : "right", findings: i % 3 ? {} : { hemorrhage: "asserted", hard_exudate: "asserted" }, cdr: 0.4 });
-      const buf = await sharp(Buffer.from(img.rgb), { raw: { width: 512, height: 512, channels: 3 } }).resize(2048, 2048, { kernel: "lanczos3" }).jpeg({ quality: 92 }).toBuffer();
+      const img = renderFundus({
+        size: 512,
+        seed: 1000 + i,
+        eye: i % 2 ? "left" : "right",
+        findings: i % 3 ? {} : { hemorrhage: "asserted", hard_exudate: "asserted" },
+        cdr: 0.4,
+      });
+      const buf = await sharp(Buffer.from(img.rgb), { raw: { width: 512, height: 512, channels: 3 } })
+        .resize(2048, 2048, { kernel: "lanczos3" })
+        .jpeg({ quality: 92 })
+        .toBuffer();
       writeFileSync(f, buf);
     }
     jpegs.push(f);
   }
   const driveDir = path.resolve(import.meta.dirname, "../../shared/data/DRIVE");
-  const drive = ["training", "test"].flatMap((s) => readdirSync(path.join(driveDir, s, "images")).sort().map((f) => path.join(driveDir, s, "images", f)));
+  const drive = ["training", "test"].flatMap((s) =>
+    readdirSync(path.join(driveDir, s, "images"))
+      .sort()
+      .map((f) => path.join(driveDir, s, "images", f)),
+  );
   const sets: [string, string, string[]][] = [
     ["2048² JPEG", "full", jpegs],
     ["2048² JPEG", "scaled", jpegs],
@@ -114,9 +152,48 @@ async function main(): Promise<void> {
         let ours = 0;
         let theirs = 0;
         for (let r = 0; r < repeat; r++) {
-          const env = { ...process.env, BENCH_CHILD: "1", BENCH_LIST: list, BENCH_MODE: mode, BENCH_DECODE: decode, BENCH_SECONDS: String(seconds), UV_THREADPOOL_SIZE: String(process.env.BENCH_UV ?? cores + 1), BENCH_CONCURRENCY: String(process.env.BENCH_CONCURRENCY ?? cores * 4), BENCH_VIPS_THREADS: String(process.env.BENCH_VIPS_THREADS ?? 1) };
-          ours = Math.max(ours, json(execFileSync("taskset", ["-c", cpu, process.execPath, "--import=tsx", import.meta.filename], { env, encoding: "utf8" })).images_per_s);
-          theirs = Math.max(theirs, json(execFileSync("taskset", ["-c", cpu, py, baseline, list, mode, String(cores), "--decode", decode, "--min-seconds", String(seconds)], { env: { ...process.env, OMP_NUM_THREADS: "1" }, encoding: "utf8" })).images_per_s);
+          const env = {
+            ...process.env,
+            BENCH_CHILD: "1",
+            BENCH_LIST: list,
+            BENCH_MODE: mode,
+            BENCH_DECODE: decode,
+            BENCH_SECONDS: String(seconds),
+            UV_THREADPOOL_SIZE: String(process.env.BENCH_UV ?? cores + 1),
+            BENCH_CONCURRENCY: String(process.env.BENCH_CONCURRENCY ?? cores * 4),
+            BENCH_VIPS_THREADS: String(process.env.BENCH_VIPS_THREADS ?? 1),
+          };
+          ours = Math.max(
+            ours,
+            json(
+              execFileSync("taskset", ["-c", cpu, process.execPath, "--import=tsx", import.meta.filename], {
+                env,
+                encoding: "utf8",
+              }),
+            ).images_per_s,
+          );
+          theirs = Math.max(
+            theirs,
+            json(
+              execFileSync(
+                "taskset",
+                [
+                  "-c",
+                  cpu,
+                  py,
+                  baseline,
+                  list,
+                  mode,
+                  String(cores),
+                  "--decode",
+                  decode,
+                  "--min-seconds",
+                  String(seconds),
+                ],
+                { env: { ...process.env, OMP_NUM_THREADS: "1" }, encoding: "utf8" },
+              ),
+            ).images_per_s,
+          );
         }
         rows.push([name, decode, mode, String(cores), ours.toFixed(1), theirs.toFixed(1), (ours / theirs).toFixed(2)]);
         process.stderr.write(rows[rows.length - 1]!.join("  ") + "\n");
@@ -127,7 +204,9 @@ async function main(): Promise<void> {
   const lines = rows.map((r) => r.map((c, i) => (i < 3 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  "));
   lines.splice(1, 0, w.map((n) => "-".repeat(n)).join("  "));
   console.log(lines.join("\n"));
-  console.log(`\n${N} JPEGs 2048×2048 (q92), ${drive.length} DRIVE TIFFs 565×584 (LZW); output 224×224 normalised CHW float32; whole passes for ≥ ${seconds} s after warm-up, best of ${repeat}; ${cpus()[0]?.model ?? "?"}; sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}`);
+  console.log(
+    `\n${N} JPEGs 2048×2048 (q92), ${drive.length} DRIVE TIFFs 565×584 (LZW); output 224×224 normalised CHW float32; whole passes for ≥ ${seconds} s after warm-up, best of ${repeat}; ${cpus()[0]?.model ?? "?"}; sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}`,
+  );
   console.log(notes.map((s) => `parity ${s}`).join("\n"));
 }
 

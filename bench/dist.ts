@@ -28,8 +28,19 @@ function run(world: number): Promise<StepsOutput> {
   return (async () => {
     const port = await freePort();
     const children = Array.from({ length: world }, (_, rank) => {
-      const env: NodeJS.ProcessEnv = { ...process.env, VILREF_THREADS: String(Math.max(1, Math.floor(cores / world))), VILREF_TEST_SPEC: spec };
-      if (world > 1) Object.assign(env, { MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port), WORLD_SIZE: String(world), RANK: String(rank), LOCAL_RANK: String(rank) });
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        VILREF_THREADS: String(Math.max(1, Math.floor(cores / world))),
+        VILREF_TEST_SPEC: spec,
+      };
+      if (world > 1)
+        Object.assign(env, {
+          MASTER_ADDR: "127.0.0.1",
+          MASTER_PORT: String(port),
+          WORLD_SIZE: String(world),
+          RANK: String(rank),
+          LOCAL_RANK: String(rank),
+        });
       const c = spawn(process.execPath, ["--import=tsx", worker], { env, stdio: ["ignore", "inherit", "inherit"] });
       return new Promise<number | null>((resolve) => c.on("exit", (code) => resolve(code)));
     });
@@ -48,9 +59,15 @@ const t1 = median(one.stepSeconds.slice(warmup));
 const t2 = median(two.stepSeconds.slice(warmup));
 const g = median(two.allGatherSeconds.slice(warmup));
 const r = median(two.allReduceSeconds.slice(warmup));
-console.log(`tiny-vit, WSCL + queue 12, global batch ${batch}, ${steps} timed steps after ${warmup} warm-up; ${cores} cores (${cpus()[0]?.model ?? "?"})`);
+console.log(
+  `tiny-vit, WSCL + queue 12, global batch ${batch}, ${steps} timed steps after ${warmup} warm-up; ${cores} cores (${cpus()[0]?.model ?? "?"})`,
+);
 console.log("| processes | threads each | median step ms | all-gather ms | all-reduce ms | collective share |");
 console.log("|---:|---:|---:|---:|---:|---:|");
 console.log(`| 1 | ${cores} | ${ms(t1)} | – | – | – |`);
-console.log(`| 2 | ${Math.max(1, Math.floor(cores / 2))} | ${ms(t2)} | ${ms(g)} | ${ms(r)} | ${((100 * (g + r)) / t2).toFixed(1)}% |`);
-console.log(`speed-up 2 vs 1: ${(t1 / t2).toFixed(2)}×; loss after the last step: 1 proc ${one.losses.at(-1)!.toFixed(6)}, 2 procs ${two.losses.at(-1)!.toFixed(6)}`);
+console.log(
+  `| 2 | ${Math.max(1, Math.floor(cores / 2))} | ${ms(t2)} | ${ms(g)} | ${ms(r)} | ${((100 * (g + r)) / t2).toFixed(1)}% |`,
+);
+console.log(
+  `speed-up 2 vs 1: ${(t1 / t2).toFixed(2)}×; loss after the last step: 1 proc ${one.losses.at(-1)!.toFixed(6)}, 2 procs ${two.losses.at(-1)!.toFixed(6)}`,
+);

@@ -41,7 +41,12 @@ const dev = readFileSync(path.join(shared, "labels/dev-reports.jsonl"), "utf8")
   .split("\n")
   .filter(Boolean)
   .map((l) => (JSON.parse(l) as { text: string }).text);
-const sentences = dev.flatMap((t) => t.split(/(?<=[。\n])/).map((s) => s.trim()).filter((s) => s.length > 0));
+const sentences = dev.flatMap((t) =>
+  t
+    .split(/(?<=[。\n])/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0),
+);
 const rand = mulberry32(20240601).next;
 const corpus: string[] = [];
 for (let i = 0; i < N; i++) {
@@ -103,7 +108,19 @@ if (withPython) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "vilref-bench-"));
   const file = path.join(dir, "texts.jsonl");
   writeFileSync(file, corpus.map((t) => JSON.stringify({ text: t })).join("\n") + "\n");
-  const r = spawnSync("python3", [path.join(here, "baselines/bert_tokenizer.py"), "--vocab", path.join(shared, "vocab/chinese-bert-vocab.txt"), "--bench", file, "-L", String(L)], { encoding: "utf8" });
+  const r = spawnSync(
+    "python3",
+    [
+      path.join(here, "baselines/bert_tokenizer.py"),
+      "--vocab",
+      path.join(shared, "vocab/chinese-bert-vocab.txt"),
+      "--bench",
+      file,
+      "-L",
+      String(L),
+    ],
+    { encoding: "utf8" },
+  );
   if (r.status === 0) py = JSON.parse(r.stdout.trim().split("\n").pop() as string);
   else pyNote = `python baseline failed: ${r.stderr || r.error}`;
 }
@@ -111,18 +128,24 @@ if (withPython) {
 // ---- report ---------------------------------------------------------------------------------
 const fmt = (x: number): string => Math.round(x).toLocaleString("en-US");
 const lines: string[] = [];
-lines.push(`corpus: ${fmt(N)} reports, ${fmt(chars)} characters (mean ${(chars / N).toFixed(0)} per report), context length ${L}`);
+lines.push(
+  `corpus: ${fmt(N)} reports, ${fmt(chars)} characters (mean ${(chars / N).toFixed(0)} per report), context length ${L}`,
+);
 lines.push("");
 lines.push("| what | reports/s | seconds |");
 lines.push("|---|---:|---:|");
 for (const r of rows) lines.push(`| ${r.label} | ${fmt(r.perSec)} | ${r.seconds.toFixed(2)} |`);
-lines.push(`| tokens, encodeBatch → Int32Array [N, ${L}] (first run) | ${fmt(N / tsBatchSeconds)} | ${tsBatchSeconds.toFixed(2)} |`);
+lines.push(
+  `| tokens, encodeBatch → Int32Array [N, ${L}] (first run) | ${fmt(N / tsBatchSeconds)} | ${tsBatchSeconds.toFixed(2)} |`,
+);
 if (py) {
   lines.push(`| tokens, released tokenizer in Python (baseline) | ${fmt(py.texts_per_s)} | ${py.seconds.toFixed(2)} |`);
   const best = rows[2] as { perSec: number };
   const whole = rows[3] as { perSec: number };
   lines.push("");
-  lines.push(`TypeScript tokenizer vs Python baseline: ${(best.perSec / py.texts_per_s).toFixed(1)}× the texts/s at L=${L} (${(whole.perSec / py.texts_per_s).toFixed(1)}× when the whole text is tokenized; the released code always tokenizes the whole text, this one stops at L); ids identical on all ${fmt(N)} texts: ${py.sha256 === tsDigest ? "yes" : "NO"} (sha256 ${tsDigest.slice(0, 16)}…, ${fmt(tsTokens)} non-pad ids)`);
+  lines.push(
+    `TypeScript tokenizer vs Python baseline: ${(best.perSec / py.texts_per_s).toFixed(1)}× the texts/s at L=${L} (${(whole.perSec / py.texts_per_s).toFixed(1)}× when the whole text is tokenized; the released code always tokenizes the whole text, this one stops at L); ids identical on all ${fmt(N)} texts: ${py.sha256 === tsDigest ? "yes" : "NO"} (sha256 ${tsDigest.slice(0, 16)}…, ${fmt(tsTokens)} non-pad ids)`,
+  );
 } else if (pyNote) lines.push("", pyNote);
 const text = lines.join("\n");
 console.log(text);

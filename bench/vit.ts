@@ -24,7 +24,10 @@ setThreads(threads);
 const model = ViLReF.create("vit-b-16", { seed: 0 });
 
 async function vilref(batch: number): Promise<number[]> {
-  const images = { data: Float32Array.from({ length: batch * 3 * 224 * 224 }, (_, i) => Math.sin(i) * 1.5), shape: [batch, 3, 224, 224] };
+  const images = {
+    data: Float32Array.from({ length: batch * 3 * 224 * 224 }, (_, i) => Math.sin(i) * 1.5),
+    shape: [batch, 3, 224, 224],
+  };
   await model.encodeImages(images); // warm-up
   const seconds: number[] = [];
   for (let r = 0; r < rounds; r++) {
@@ -36,12 +39,18 @@ async function vilref(batch: number): Promise<number[]> {
 }
 
 function pytorch(batch: number): { seconds: number[]; torch: string } {
-  const out = execFileSync(python, [baseline, "--batch", String(batch), "--rounds", String(rounds), "--threads", String(threads)], { encoding: "utf8" });
+  const out = execFileSync(
+    python,
+    [baseline, "--batch", String(batch), "--rounds", String(rounds), "--threads", String(threads)],
+    { encoding: "utf8" },
+  );
   return JSON.parse(out.trim().split("\n").pop()!);
 }
 
 const commit = execSync("git rev-parse --short HEAD").toString().trim();
-console.log(`ViT-B/16 embedding, float32, ${threads} threads — ${new Date().toISOString()}, ${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, commit ${commit}`);
+console.log(
+  `ViT-B/16 embedding, float32, ${threads} threads — ${new Date().toISOString()}, ${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, commit ${commit}`,
+);
 console.log("| batch | vilref img/s | PyTorch eager img/s | ratio |");
 console.log("|---:|---:|---:|---:|");
 for (const batch of batches) {

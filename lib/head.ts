@@ -8,7 +8,11 @@ import { formatIssues } from "./config/errors.js";
 import { native } from "./native.js";
 import type { HeadConfig, NativeHead, TensorData } from "./native.js";
 
-const width = z.number().int().min(1).max(1 << 20);
+const width = z
+  .number()
+  .int()
+  .min(1)
+  .max(1 << 20);
 
 export const headConfigSchema = z
   .object({
@@ -83,7 +87,12 @@ const activations: Record<NonNullable<HeadConfig["activation"]>, (v: number) => 
  * The head's forward pass in plain JavaScript (float64), from its state dict: the reference
  * that tests and the demo check LibTorch against. x is row-major [n, inFeatures].
  */
-export function referenceForward(config: Pick<HeadConfig, "activation">, state: Record<string, TensorData<Float32Array>>, x: Float32Array, n: number): Float64Array {
+export function referenceForward(
+  config: Pick<HeadConfig, "activation">,
+  state: Record<string, TensorData<Float32Array>>,
+  x: Float32Array,
+  n: number,
+): Float64Array {
   const act = activations[config.activation ?? "gelu"];
   const layers = Object.keys(state).filter((k) => k.endsWith(".weight")).length;
   let cur = Float64Array.from(x);

@@ -17,7 +17,8 @@ export type { LibTorch } from "./build/libtorch.js";
 export type { Stamp } from "./build/addon.js";
 
 /** Typed arrays the boundary accepts, by the LibTorch dtype they become. */
-export type TensorArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array | Int16Array;
+export type TensorArray =
+  Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array | Int16Array;
 
 /** A tensor as JavaScript sees it: row-major data and an explicit shape. */
 export interface TensorData<T extends TensorArray = Float32Array> {
@@ -119,11 +120,17 @@ export interface SegmentBatch {
 }
 
 export interface NativeSegmenter {
-  step(batch: SegmentBatch, options?: { lr?: number; backboneLr?: number }): Promise<{ loss: number; bce: number; dice: number }>;
+  step(
+    batch: SegmentBatch,
+    options?: { lr?: number; backboneLr?: number },
+  ): Promise<{ loss: number; bce: number; dice: number }>;
   /** [N, 3, tile, tile] → probabilities [N, 1, tile, tile]. */
   predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
   stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
-  loadStateDict(state: Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>, options?: { strict?: boolean }): Promise<{ missing: string[]; unexpected: string[] }>;
+  loadStateDict(
+    state: Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>,
+    options?: { strict?: boolean },
+  ): Promise<{ missing: string[]; unexpected: string[] }>;
   readonly config: Required<SegmenterConfig>;
   readonly steps: number;
   readonly pending: number;
@@ -148,7 +155,14 @@ export interface NativeFinetuner {
   predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
   stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
   loadStateDict(state: Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>): Promise<void>;
-  readonly config: { classes: number; width: number; lr: number; backboneLr: number; weightDecay: number; frozen: boolean };
+  readonly config: {
+    classes: number;
+    width: number;
+    lr: number;
+    backboneLr: number;
+    weightDecay: number;
+    frozen: boolean;
+  };
   readonly steps: number;
 }
 
@@ -184,7 +198,10 @@ export interface NativeAddon {
   /** model: a ViLReF's nativeHandle. */
   Finetuner: new (model: unknown, options: FinetunerOptions) => NativeFinetuner;
   debug: {
-    echo<T extends TensorArray>(tensor: TensorData<T>, options?: { transpose?: boolean; cast?: "bfloat16" | "float16"; finite?: boolean }): Promise<EchoResult<T>>;
+    echo<T extends TensorArray>(
+      tensor: TensorData<T>,
+      options?: { transpose?: boolean; cast?: "bfloat16" | "float16"; finite?: boolean },
+    ): Promise<EchoResult<T>>;
     addressOf(array: TensorArray): bigint;
     torchError(message: string, async?: boolean): Promise<void> | undefined;
   };
@@ -235,7 +252,12 @@ export function loadNative(options: LoadOptions = {}): LoadedAddon {
   });
   return finish(found.path, found.route, found.built, found.rejected);
 
-  function finish(path: string, route: LoadRoute, didBuild: boolean, rejected: { path: string; reason: string }[]): LoadedAddon {
+  function finish(
+    path: string,
+    route: LoadRoute,
+    didBuild: boolean,
+    rejected: { path: string; reason: string }[],
+  ): LoadedAddon {
     const stamp = readStamp(path);
     if (!stamp) throw new Error(`vilref addon ${path} has no stamp`);
     let addon: NativeAddon;
@@ -243,11 +265,15 @@ export function loadNative(options: LoadOptions = {}): LoadedAddon {
       addon = require(path) as NativeAddon;
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      throw new Error(`cannot load vilref's addon ${path}: ${msg}${/cannot open shared object/.test(msg) ? ` (LibTorch libraries expected in ${torch!.libDir})` : ""}`);
+      throw new Error(
+        `cannot load vilref's addon ${path}: ${msg}${/cannot open shared object/.test(msg) ? ` (LibTorch libraries expected in ${torch!.libDir})` : ""}`,
+      );
     }
     const info = addon.buildInfo();
     if (info.sourceHash !== stamp.sourceHash) {
-      throw new Error(`vilref addon ${path} reports sources ${info.sourceHash} but its stamp says ${stamp.sourceHash}; delete it and run \`npm run setup\``);
+      throw new Error(
+        `vilref addon ${path} reports sources ${info.sourceHash} but its stamp says ${stamp.sourceHash}; delete it and run \`npm run setup\``,
+      );
     }
     return { addon, route, built: didBuild, path, stamp, torch: torch!, rejected };
   }
@@ -282,7 +308,8 @@ export function native(): NativeAddon {
 
 /** Sets the number of CPU threads LibTorch uses for each operation (default: the machine's cores). */
 export function setThreads(threads: number): void {
-  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads: expected a positive integer, got ${threads}`);
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new RangeError(`threads: expected a positive integer, got ${threads}`);
   native().setNumThreads(threads);
 }
 

@@ -157,22 +157,28 @@ void EmptyCpuCache() {
 
 void InitAllocator(Napi::Env env, Napi::Object exports) {
   InstallCachingCpuAllocator();
-  exports.Set("cpuCache", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    Napi::Env e = info.Env();
-    CpuCacheStats s = CpuCache();
-    Napi::Object o = Napi::Object::New(e);
-    o.Set("enabled", s.enabled);
-    o.Set("cachedBytes", Napi::Number::New(e, static_cast<double>(s.cachedBytes)));
-    o.Set("liveBytes", Napi::Number::New(e, static_cast<double>(s.liveBytes)));
-    o.Set("limitBytes", Napi::Number::New(e, static_cast<double>(s.limitBytes)));
-    o.Set("hits", Napi::Number::New(e, static_cast<double>(s.hits)));
-    o.Set("misses", Napi::Number::New(e, static_cast<double>(s.misses)));
-    return o;
-  }, "cpuCache"));
-  exports.Set("emptyCpuCache", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    EmptyCpuCache();
-    return info.Env().Undefined();
-  }, "emptyCpuCache"));
+  exports.Set("cpuCache", Napi::Function::New(
+                              env,
+                              [](const Napi::CallbackInfo& info) -> Napi::Value {
+                                Napi::Env e = info.Env();
+                                CpuCacheStats s = CpuCache();
+                                Napi::Object o = Napi::Object::New(e);
+                                o.Set("enabled", s.enabled);
+                                o.Set("cachedBytes", Napi::Number::New(e, static_cast<double>(s.cachedBytes)));
+                                o.Set("liveBytes", Napi::Number::New(e, static_cast<double>(s.liveBytes)));
+                                o.Set("limitBytes", Napi::Number::New(e, static_cast<double>(s.limitBytes)));
+                                o.Set("hits", Napi::Number::New(e, static_cast<double>(s.hits)));
+                                o.Set("misses", Napi::Number::New(e, static_cast<double>(s.misses)));
+                                return o;
+                              },
+                              "cpuCache"));
+  exports.Set("emptyCpuCache", Napi::Function::New(
+                                   env,
+                                   [](const Napi::CallbackInfo& info) -> Napi::Value {
+                                     EmptyCpuCache();
+                                     return info.Env().Undefined();
+                                   },
+                                   "emptyCpuCache"));
 }
 
 }  // namespace vilref

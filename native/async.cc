@@ -7,7 +7,10 @@ namespace vilref {
 class TaskWorker : public Napi::AsyncWorker {
  public:
   TaskWorker(Napi::Env env, std::unique_ptr<Task> task, SerialQueue* queue)
-      : Napi::AsyncWorker(env, "vilref:task"), task_(std::move(task)), queue_(queue), deferred_(Napi::Promise::Deferred::New(env)) {}
+      : Napi::AsyncWorker(env, "vilref:task"),
+        task_(std::move(task)),
+        queue_(queue),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
   void KeepAlive(Napi::Object owner) { owner_ = Napi::Persistent(owner); }

@@ -5,7 +5,9 @@
 namespace vilref {
 
 namespace {
-torch::nn::LayerNorm Norm(const BertConfig& c) { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden}).eps(c.eps)); }
+torch::nn::LayerNorm Norm(const BertConfig& c) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden}).eps(c.eps));
+}
 }  // namespace
 
 BertLayerImpl::BertLayerImpl(const BertConfig& c) : heads(c.heads) {
@@ -30,7 +32,8 @@ BertLayerImpl::BertLayerImpl(const BertConfig& c) : heads(c.heads) {
 }
 
 at::Tensor BertLayerImpl::forward(const at::Tensor& x, const at::Tensor& mask) {
-  at::Tensor ctx = MergeHeads(Attend(SplitHeads(query(x), heads), SplitHeads(key(x), heads), SplitHeads(value(x), heads), mask));
+  at::Tensor ctx =
+      MergeHeads(Attend(SplitHeads(query(x), heads), SplitHeads(key(x), heads), SplitHeads(value(x), heads), mask));
   at::Tensor h = LayerNormF32(attn_dense(ctx) + x, attn_ln);
   at::Tensor inter = at::gelu(inter_dense(h));  // exact erf GELU
   return LayerNormF32(out_dense(inter) + h, out_ln);
@@ -68,8 +71,10 @@ void BertModelImpl::InitWeights() {
   for (auto& p : named_parameters()) {
     const std::string& name = p.key();
     if (name.find("LayerNorm") != std::string::npos) {
-      if (name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0) p.value().fill_(1.0);
-      else p.value().zero_();
+      if (name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0)
+        p.value().fill_(1.0);
+      else
+        p.value().zero_();
     } else if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
       p.value().zero_();
     } else {

@@ -18,7 +18,8 @@ struct BertLayerImpl : torch::nn::Module {
   BertLayerImpl(const BertConfig& c);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& mask);
   int64_t heads;
-  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, attn_dense{nullptr}, inter_dense{nullptr}, out_dense{nullptr};
+  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, attn_dense{nullptr}, inter_dense{nullptr},
+      out_dense{nullptr};
   torch::nn::LayerNorm attn_ln{nullptr}, out_ln{nullptr};
 };
 TORCH_MODULE(BertLayer);

@@ -52,17 +52,20 @@ struct ArrayKind {
 };
 
 constexpr ArrayKind kArrayKinds[] = {
-    {napi_float32_array, at::kFloat, "Float32Array"},   {napi_float64_array, at::kDouble, "Float64Array"},
-    {napi_int32_array, at::kInt, "Int32Array"},         {napi_bigint64_array, at::kLong, "BigInt64Array"},
-    {napi_uint8_array, at::kByte, "Uint8Array"},        {napi_int8_array, at::kChar, "Int8Array"},
-    {napi_int16_array, at::kShort, "Int16Array"},       {napi_uint8_clamped_array, at::kByte, "Uint8ClampedArray"},
+    {napi_float32_array, at::kFloat, "Float32Array"}, {napi_float64_array, at::kDouble, "Float64Array"},
+    {napi_int32_array, at::kInt, "Int32Array"},       {napi_bigint64_array, at::kLong, "BigInt64Array"},
+    {napi_uint8_array, at::kByte, "Uint8Array"},      {napi_int8_array, at::kChar, "Int8Array"},
+    {napi_int16_array, at::kShort, "Int16Array"},     {napi_uint8_clamped_array, at::kByte, "Uint8ClampedArray"},
 };
 
 const char* JsArrayName(napi_typedarray_type type) {
   switch (type) {
-    case napi_uint16_array: return "Uint16Array";
-    case napi_uint32_array: return "Uint32Array";
-    case napi_biguint64_array: return "BigUint64Array";
+    case napi_uint16_array:
+      return "Uint16Array";
+    case napi_uint32_array:
+      return "Uint32Array";
+    case napi_biguint64_array:
+      return "BigUint64Array";
     default:
       for (const auto& k : kArrayKinds)
         if (k.js == type) return k.name;
@@ -97,7 +100,10 @@ std::string ExpectedShapeText(const TensorSpec& spec) {
   out << '[';
   for (size_t i = 0; i < spec.dims.size(); ++i) {
     out << (i ? ", " : "");
-    if (spec.dims[i] < 0) out << '*'; else out << spec.dims[i];
+    if (spec.dims[i] < 0)
+      out << '*';
+    else
+      out << spec.dims[i];
   }
   out << ']';
   return out.str();
@@ -117,7 +123,10 @@ void CheckFinite(const T* data, int64_t n, const std::string& name) {
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(data[i])) {
       std::ostringstream msg;
-      msg << name << ".data[" << i << "] is " << (std::isnan(data[i]) ? "NaN" : data[i] > 0 ? "Infinity" : "-Infinity")
+      msg << name << ".data[" << i << "] is "
+          << (std::isnan(data[i]) ? "NaN"
+              : data[i] > 0       ? "Infinity"
+                                  : "-Infinity")
           << ": non-finite values are not allowed here";
       ThrowRangeError(msg.str());
     }
@@ -140,13 +149,16 @@ const char* TypedArrayName(at::ScalarType dtype) {
   return "an unsupported typed array";
 }
 
-double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char* key, double fallback, double lo, double hi) {
+double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char* key, double fallback, double lo,
+                  double hi) {
   Napi::Value v = obj.Get(key);
   if (v.IsUndefined()) return fallback;
   const std::string name = prefix + "." + key;
   if (!v.IsNumber()) ThrowTypeError(name + ": expected a number, got " + Describe(v));
   double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d < lo || d > hi) ThrowRangeError(name + ": " + std::to_string(d) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  if (!std::isfinite(d) || d < lo || d > hi)
+    ThrowRangeError(name + ": " + std::to_string(d) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                    "]");
   return d;
 }
 
@@ -155,8 +167,8 @@ int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t l
   double d = value.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || std::floor(d) != d) ThrowTypeError(name + ": expected an integer, got " + std::to_string(d));
   if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
-    ThrowRangeError(name + ": " + std::to_string(static_cast<long long>(d)) + " is outside [" + std::to_string(lo) + ", " +
-                    std::to_string(hi) + "]");
+    ThrowRangeError(name + ": " + std::to_string(static_cast<long long>(d)) + " is outside [" + std::to_string(lo) +
+                    ", " + std::to_string(hi) + "]");
   }
   return static_cast<int64_t>(d);
 }
@@ -164,11 +176,13 @@ int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t l
 JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
   const std::string& name = spec.name;
   if (!value.IsObject() || value.IsArray() || value.IsTypedArray() || value.IsFunction()) {
-    ThrowTypeError(name + ": expected an object { data: " + DtypeList(spec) + ", shape: number[] }, got " + Describe(value));
+    ThrowTypeError(name + ": expected an object { data: " + DtypeList(spec) + ", shape: number[] }, got " +
+                   Describe(value));
   }
   Napi::Object obj = value.As<Napi::Object>();
   Napi::Value dataValue = obj.Get("data");
-  if (!dataValue.IsTypedArray()) ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " + Describe(dataValue));
+  if (!dataValue.IsTypedArray())
+    ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " + Describe(dataValue));
   auto array = dataValue.As<Napi::TypedArray>();
   const ArrayKind* kind = nullptr;
   for (const auto& k : kArrayKinds)
@@ -179,16 +193,23 @@ JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
   if (array.TypedArrayType() == napi_uint16_array) {
     Napi::Value dtype = obj.Get("dtype");
     std::string d = dtype.IsString() ? dtype.As<Napi::String>().Utf8Value() : "";
-    if (d == "bfloat16") kind = &kBFloat16Bits;
-    else if (d == "float16") kind = &kFloat16Bits;
-    else if (!dtype.IsUndefined()) ThrowTypeError(name + ".dtype: expected \"bfloat16\" or \"float16\" for Uint16Array data, got " + Describe(dtype));
+    if (d == "bfloat16")
+      kind = &kBFloat16Bits;
+    else if (d == "float16")
+      kind = &kFloat16Bits;
+    else if (!dtype.IsUndefined())
+      ThrowTypeError(name + ".dtype: expected \"bfloat16\" or \"float16\" for Uint16Array data, got " +
+                     Describe(dtype));
   }
   bool allowed = false;
   for (auto d : spec.dtypes) allowed = allowed || (kind && d == kind->dtype);
-  if (!allowed) ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " + (kind ? kind->name : JsArrayName(array.TypedArrayType())));
+  if (!allowed)
+    ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " +
+                   (kind ? kind->name : JsArrayName(array.TypedArrayType())));
 
   Napi::Value shapeValue = obj.Get("shape");
-  if (!shapeValue.IsArray()) ThrowTypeError(name + ".shape: expected an array of non-negative integers, got " + Describe(shapeValue));
+  if (!shapeValue.IsArray())
+    ThrowTypeError(name + ".shape: expected an array of non-negative integers, got " + Describe(shapeValue));
   auto shapeArray = shapeValue.As<Napi::Array>();
   std::vector<int64_t> shape;
   uint64_t elements = 1;
@@ -198,7 +219,8 @@ JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
     Napi::Value d = shapeArray.Get(i);
     if (!d.IsNumber()) ThrowTypeError(dimName + ": expected a non-negative integer, got " + Describe(d));
     double x = d.As<Napi::Number>().DoubleValue();
-    if (!std::isfinite(x) || std::floor(x) != x) ThrowTypeError(dimName + ": expected a non-negative integer, got " + std::to_string(x));
+    if (!std::isfinite(x) || std::floor(x) != x)
+      ThrowTypeError(dimName + ": expected a non-negative integer, got " + std::to_string(x));
     if (x < 0) ThrowRangeError(dimName + ": " + std::to_string(static_cast<long long>(x)) + " is negative");
     if (x > 9007199254740991.0) ThrowRangeError(dimName + ": " + std::to_string(x) + " is too large");
     auto n = static_cast<uint64_t>(x);
@@ -208,14 +230,16 @@ JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
   }
   bool rankOk = spec.anyRank || shape.size() == spec.dims.size();
   bool dimsOk = rankOk;
-  for (size_t i = 0; dimsOk && !spec.anyRank && i < shape.size(); ++i) dimsOk = spec.dims[i] < 0 || spec.dims[i] == shape[i];
+  for (size_t i = 0; dimsOk && !spec.anyRank && i < shape.size(); ++i)
+    dimsOk = spec.dims[i] < 0 || spec.dims[i] == shape[i];
   if (!dimsOk) {
-    ThrowRangeError(name + ": expected shape " + ExpectedShapeText(spec) + " (" + std::to_string(spec.dims.size()) + "-D), got " +
-                    ShapeText(shape));
+    ThrowRangeError(name + ": expected shape " + ExpectedShapeText(spec) + " (" + std::to_string(spec.dims.size()) +
+                    "-D), got " + ShapeText(shape));
   }
   if (overflow || elements != array.ElementLength()) {
-    ThrowRangeError(name + ": shape " + ShapeText(shape) + " needs " + (overflow ? std::string("more than 2^64") : std::to_string(elements)) +
-                    " elements, but data has " + std::to_string(array.ElementLength()));
+    ThrowRangeError(name + ": shape " + ShapeText(shape) + " needs " +
+                    (overflow ? std::string("more than 2^64") : std::to_string(elements)) + " elements, but data has " +
+                    std::to_string(array.ElementLength()));
   }
 
   void* data = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
@@ -245,7 +269,8 @@ at::Tensor PrepareForJs(const at::Tensor& tensor) {
       break;
     default:
       if (!HasTypedArray(t.scalar_type())) {
-        throw std::runtime_error(std::string("cannot hand a ") + c10::toString(t.scalar_type()) + " tensor to JavaScript");
+        throw std::runtime_error(std::string("cannot hand a ") + c10::toString(t.scalar_type()) +
+                                 " tensor to JavaScript");
       }
   }
   if (t.is_conj()) t = t.resolve_conj();
@@ -279,17 +304,33 @@ Napi::Object WrapTensor(Napi::Env env, const at::Tensor& prepared) {
   const size_t length = static_cast<size_t>(prepared.numel());
   Napi::Value data;
   switch (kind->js) {
-    case napi_float32_array: data = Napi::Float32Array::New(env, length, buffer, 0); break;
-    case napi_float64_array: data = Napi::Float64Array::New(env, length, buffer, 0); break;
-    case napi_int32_array: data = Napi::Int32Array::New(env, length, buffer, 0); break;
-    case napi_bigint64_array: data = Napi::BigInt64Array::New(env, length, buffer, 0); break;
-    case napi_uint8_array: data = Napi::Uint8Array::New(env, length, buffer, 0); break;
-    case napi_int8_array: data = Napi::Int8Array::New(env, length, buffer, 0); break;
-    case napi_int16_array: data = Napi::Int16Array::New(env, length, buffer, 0); break;
-    default: throw std::logic_error("unreachable typed array kind");
+    case napi_float32_array:
+      data = Napi::Float32Array::New(env, length, buffer, 0);
+      break;
+    case napi_float64_array:
+      data = Napi::Float64Array::New(env, length, buffer, 0);
+      break;
+    case napi_int32_array:
+      data = Napi::Int32Array::New(env, length, buffer, 0);
+      break;
+    case napi_bigint64_array:
+      data = Napi::BigInt64Array::New(env, length, buffer, 0);
+      break;
+    case napi_uint8_array:
+      data = Napi::Uint8Array::New(env, length, buffer, 0);
+      break;
+    case napi_int8_array:
+      data = Napi::Int8Array::New(env, length, buffer, 0);
+      break;
+    case napi_int16_array:
+      data = Napi::Int16Array::New(env, length, buffer, 0);
+      break;
+    default:
+      throw std::logic_error("unreachable typed array kind");
   }
   Napi::Array shape = Napi::Array::New(env, prepared.dim());
-  for (int64_t i = 0; i < prepared.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(prepared.size(i))));
+  for (int64_t i = 0; i < prepared.dim(); ++i)
+    shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(prepared.size(i))));
   Napi::Object out = Napi::Object::New(env);
   out.Set("data", data);
   out.Set("shape", shape);
@@ -308,7 +349,8 @@ uint64_t DataAddress(const Napi::Value& value, const std::string& name) {
   return reinterpret_cast<uint64_t>(static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset());
 }
 
-Napi::Object KeyReport(Napi::Env env, const std::vector<std::string>& missing, const std::vector<std::string>& unexpected) {
+Napi::Object KeyReport(Napi::Env env, const std::vector<std::string>& missing,
+                       const std::vector<std::string>& unexpected) {
   Napi::Object o = Napi::Object::New(env);
   auto list = [&](const std::vector<std::string>& keys) {
     Napi::Array a = Napi::Array::New(env, keys.size());

@@ -73,7 +73,8 @@ struct JsTensor {
 JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec);
 
 // Reads obj[key]: `fallback` when undefined, else a finite number in [lo, hi]; errors name `prefix.key`.
-double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char* key, double fallback, double lo, double hi);
+double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char* key, double fallback, double lo,
+                  double hi);
 
 // Reads a plain JS number that must be an integer in [lo, hi].
 int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t lo, int64_t hi);
@@ -100,7 +101,8 @@ KeyPartition PartitionKeys(const Napi::Object& dict, const std::vector<std::stri
 bool StrictOption(const Napi::CallbackInfo& info, size_t index);
 
 // { missing: string[], unexpected: string[] }: what a loadStateDict call reports back.
-Napi::Object KeyReport(Napi::Env env, const std::vector<std::string>& missing, const std::vector<std::string>& unexpected);
+Napi::Object KeyReport(Napi::Env env, const std::vector<std::string>& missing,
+                       const std::vector<std::string>& unexpected);
 
 // The address of a typed array's first element (diagnostics: proves zero-copy in tests).
 uint64_t DataAddress(const Napi::Value& value, const std::string& name);

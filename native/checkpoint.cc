@@ -21,9 +21,12 @@ class ImportTask : public Task {
     try {
       root = torch::pickle_load(buffer);
     } catch (const c10::Error& e) {
-      throw BoundaryError(ErrorKind::Error, name_ + ": not a loadable PyTorch checkpoint: " + e.what_without_backtrace());
+      throw BoundaryError(ErrorKind::Error,
+                          name_ + ": not a loadable PyTorch checkpoint: " + e.what_without_backtrace());
     }
-    if (!root.isGenericDict()) throw BoundaryError(ErrorKind::Error, name_ + ": expected a dict at the top of the checkpoint, got " + root.tagKind());
+    if (!root.isGenericDict())
+      throw BoundaryError(ErrorKind::Error,
+                          name_ + ": expected a dict at the top of the checkpoint, got " + root.tagKind());
     c10::Dict<c10::IValue, c10::IValue> top = root.toGenericDict();
     c10::Dict<c10::IValue, c10::IValue> state = top;
     bool bare = true;  // the top-level dict is the state dict itself
@@ -31,7 +34,9 @@ class ImportTask : public Task {
       if (!entry.key().isString()) continue;
       const std::string key = entry.key().toStringRef();
       if (key == "state_dict") {
-        if (!entry.value().isGenericDict()) throw BoundaryError(ErrorKind::Error, name_ + ": \"state_dict\" is a " + entry.value().tagKind() + ", not a dict");
+        if (!entry.value().isGenericDict())
+          throw BoundaryError(ErrorKind::Error,
+                              name_ + ": \"state_dict\" is a " + entry.value().tagKind() + ", not a dict");
         state = entry.value().toGenericDict();
         bare = false;
       } else if ((key == "epoch" || key == "step") && entry.value().isInt()) {
@@ -41,13 +46,16 @@ class ImportTask : public Task {
       }
     }
     for (const auto& entry : state) {
-      if (!entry.key().isString()) throw BoundaryError(ErrorKind::Error, name_ + ": a state_dict key is a " + entry.key().tagKind() + ", not a string");
+      if (!entry.key().isString())
+        throw BoundaryError(ErrorKind::Error,
+                            name_ + ": a state_dict key is a " + entry.key().tagKind() + ", not a string");
       std::string key = entry.key().toStringRef();
       if (key.rfind("module.", 0) == 0) key = key.substr(7);
       if (key.rfind("bert.pooler.", 0) == 0) continue;  // the released BertModel's pooler is unused
       if (!entry.value().isTensor()) {
         if (bare) continue;  // a bare dict may carry entries such as "epoch" beside the tensors
-        throw BoundaryError(ErrorKind::Error, name_ + ": state_dict[\"" + key + "\"] is a " + entry.value().tagKind() + ", not a tensor");
+        throw BoundaryError(ErrorKind::Error,
+                            name_ + ": state_dict[\"" + key + "\"] is a " + entry.value().tagKind() + ", not a tensor");
       }
       tensors_.emplace_back(key, PrepareForJs(entry.value().toTensor().detach()));
     }
@@ -57,8 +65,10 @@ class ImportTask : public Task {
   Napi::Value Resolve(Napi::Env env) override {
     Napi::Object tensors = WrapNamed(env, tensors_), metadata = Napi::Object::New(env);
     for (auto& [key, v] : meta_) {
-      if (key == "name") metadata.Set(key, v);
-      else metadata.Set(key, Napi::Number::New(env, std::stod(v)));
+      if (key == "name")
+        metadata.Set(key, v);
+      else
+        metadata.Set(key, Napi::Number::New(env, std::stod(v)));
     }
     Napi::Object out = Napi::Object::New(env);
     out.Set("tensors", tensors);
@@ -83,7 +93,8 @@ Napi::Value ImportTorchCheckpoint(const Napi::CallbackInfo& info) {
     }
     auto bytes = info[0].As<Napi::Uint8Array>();
     std::string name = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "checkpoint";
-    return RunAsync(env, std::make_unique<ImportTask>(Napi::Persistent(bytes.As<Napi::Object>()), bytes.Data(), bytes.ByteLength(), name));
+    return RunAsync(env, std::make_unique<ImportTask>(Napi::Persistent(bytes.As<Napi::Object>()), bytes.Data(),
+                                                      bytes.ByteLength(), name));
   });
 }
 

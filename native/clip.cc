@@ -17,13 +17,17 @@ namespace vilref {
 ClipNet::ClipNet(const ModelConfig& c) {
   if (c.IsResNet()) {
     const int64_t heads = c.visionWidth * 32 / c.visionHeadWidth;
-    visual = register_module<VisualTower>("visual", std::make_shared<ModifiedResNet>(c.visionLayers, c.embedDim, heads, c.imageResolution, c.visionWidth));
+    visual = register_module<VisualTower>("visual", std::make_shared<ModifiedResNet>(c.visionLayers, c.embedDim, heads,
+                                                                                     c.imageResolution, c.visionWidth));
   } else {
     if (c.visionWidth % c.visionHeadWidth != 0) {
-      ThrowRangeError("config.vision_head_width: vision_width " + std::to_string(c.visionWidth) + " is not a multiple of " + std::to_string(c.visionHeadWidth));
+      ThrowRangeError("config.vision_head_width: vision_width " + std::to_string(c.visionWidth) +
+                      " is not a multiple of " + std::to_string(c.visionHeadWidth));
     }
     const int64_t heads = c.visionWidth / c.visionHeadWidth;
-    visual = register_module<VisualTower>("visual", std::make_shared<VisualTransformer>(c.imageResolution, c.visionPatchSize, c.visionWidth, c.visionLayers[0], heads, c.embedDim));
+    visual = register_module<VisualTower>(
+        "visual", std::make_shared<VisualTransformer>(c.imageResolution, c.visionPatchSize, c.visionWidth,
+                                                      c.visionLayers[0], heads, c.embedDim));
   }
   bert = register_module("bert", BertModel(c.text));
   text_projection = register_parameter("text_projection", torch::zeros({c.text.hidden, c.embedDim}));
@@ -50,18 +54,23 @@ int64_t Field(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
 }
 
 ModelConfig ReadConfig(const Napi::Value& value) {
-  if (!value.IsObject()) ThrowTypeError("config: expected an object with the released config fields (embed_dim, image_resolution, vision_layers, ...)");
+  if (!value.IsObject())
+    ThrowTypeError(
+        "config: expected an object with the released config fields (embed_dim, image_resolution, vision_layers, ...)");
   auto o = value.As<Napi::Object>();
   ModelConfig c;
   c.embedDim = Field(o, "embed_dim", 1, 1 << 16);
   c.imageResolution = Field(o, "image_resolution", 1, 1 << 14);
   c.visionWidth = Field(o, "vision_width", 1, 1 << 16);
-  if (o.Has("vision_head_width") && !o.Get("vision_head_width").IsUndefined()) c.visionHeadWidth = Field(o, "vision_head_width", 1, 1 << 16);
+  if (o.Has("vision_head_width") && !o.Get("vision_head_width").IsUndefined())
+    c.visionHeadWidth = Field(o, "vision_head_width", 1, 1 << 16);
   Napi::Value layers = o.Get("vision_layers");
   if (layers.IsArray()) {
     auto arr = layers.As<Napi::Array>();
-    if (arr.Length() != 4) ThrowRangeError("config.vision_layers: a ModifiedResNet has 4 stages, got " + std::to_string(arr.Length()));
-    for (uint32_t i = 0; i < 4; ++i) c.visionLayers.push_back(ReadInteger(arr.Get(i), "config.vision_layers[" + std::to_string(i) + "]", 1, 1024));
+    if (arr.Length() != 4)
+      ThrowRangeError("config.vision_layers: a ModifiedResNet has 4 stages, got " + std::to_string(arr.Length()));
+    for (uint32_t i = 0; i < 4; ++i)
+      c.visionLayers.push_back(ReadInteger(arr.Get(i), "config.vision_layers[" + std::to_string(i) + "]", 1, 1024));
   } else {
     c.visionLayers.push_back(ReadInteger(layers, "config.vision_layers", 1, 1024));
     c.visionPatchSize = Field(o, "vision_patch_size", 1, 1 << 12);
@@ -74,10 +83,12 @@ ModelConfig ReadConfig(const Napi::Value& value) {
   c.text.maxPositions = Field(o, "text_max_position_embeddings", 1, 1 << 16);
   c.text.typeVocab = Field(o, "text_type_vocab_size", 1, 1024);
   if (c.text.hidden % c.text.heads != 0) {
-    ThrowRangeError("config.text_num_attention_heads: text_hidden_size " + std::to_string(c.text.hidden) + " does not split into " + std::to_string(c.text.heads) + " heads");
+    ThrowRangeError("config.text_num_attention_heads: text_hidden_size " + std::to_string(c.text.hidden) +
+                    " does not split into " + std::to_string(c.text.heads) + " heads");
   }
   Napi::Value act = o.Get("text_hidden_act");
-  if (!act.IsUndefined() && !(act.IsString() && act.As<Napi::String>().Utf8Value() == "gelu")) ThrowRangeError("config.text_hidden_act: only \"gelu\" (the released models' exact GELU) is supported");
+  if (!act.IsUndefined() && !(act.IsString() && act.As<Napi::String>().Utf8Value() == "gelu"))
+    ThrowRangeError("config.text_hidden_act: only \"gelu\" (the released models' exact GELU) is supported");
   return c;
 }
 
@@ -105,7 +116,8 @@ void CheckIds(const at::Tensor& ids, int64_t vocab) {
   const T* p = ids.data_ptr<T>();
   for (int64_t i = 0; i < ids.numel(); ++i) {
     if (p[i] < 0 || static_cast<int64_t>(p[i]) >= vocab) {
-      ThrowRangeError("ids.data[" + std::to_string(i) + "] = " + std::to_string(static_cast<int64_t>(p[i])) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+      ThrowRangeError("ids.data[" + std::to_string(i) + "] = " + std::to_string(static_cast<int64_t>(p[i])) +
+                      " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
     }
   }
 }
@@ -119,14 +131,16 @@ std::vector<JsTensor> Keep(T&&... tensors) {
 
 class EncodeTask : public Task {
  public:
-  EncodeTask(std::function<at::Tensor()> body, std::vector<JsTensor> inputs) : body_(std::move(body)), inputs_(std::move(inputs)) {}
+  EncodeTask(std::function<at::Tensor()> body, std::vector<JsTensor> inputs)
+      : body_(std::move(body)), inputs_(std::move(inputs)) {}
   void Execute() override {
     torch::NoGradGuard noGrad;
     // VILREF_PROFILE=DIR: a chrome trace (LibTorch's profiler) of every encode call, for finding
     // where the time goes; the profiler is per thread, so it records here.
     if (const char* dir = std::getenv("VILREF_PROFILE")) {
       static std::atomic<int> counter{0};
-      torch::autograd::profiler::RecordProfile profile(std::string(dir) + "/encode-" + std::to_string(counter++) + ".json");
+      torch::autograd::profiler::RecordProfile profile(std::string(dir) + "/encode-" + std::to_string(counter++) +
+                                                       ".json");
       output_ = PrepareForJs(body_());
     } else {
       output_ = PrepareForJs(body_());
@@ -156,8 +170,12 @@ class StateDictTask : public Task {
 
 class LoadTask : public Task {
  public:
-  LoadTask(std::shared_ptr<ClipNet> net, std::vector<std::pair<std::string, JsTensor>> inputs, std::vector<std::string> missing, std::vector<std::string> unexpected)
-      : net_(std::move(net)), inputs_(std::move(inputs)), missing_(std::move(missing)), unexpected_(std::move(unexpected)) {}
+  LoadTask(std::shared_ptr<ClipNet> net, std::vector<std::pair<std::string, JsTensor>> inputs,
+           std::vector<std::string> missing, std::vector<std::string> unexpected)
+      : net_(std::move(net)),
+        inputs_(std::move(inputs)),
+        missing_(std::move(missing)),
+        unexpected_(std::move(unexpected)) {}
   void Execute() override {
     torch::NoGradGuard noGrad;
     std::map<std::string, at::Tensor> state;
@@ -165,13 +183,13 @@ class LoadTask : public Task {
     for (auto& [name, in] : inputs_) {
       at::Tensor& target = state.at(name);
       // the shape was checked at submission; a queued resize may have changed it since
-      if (target.sizes() != in.tensor.sizes()) ThrowRangeError("stateDict[\"" + name + "\"]: shape " + ShapeText(Shape(in.tensor)) + " does not fit " + ShapeText(Shape(target)));
+      if (target.sizes() != in.tensor.sizes())
+        ThrowRangeError("stateDict[\"" + name + "\"]: shape " + ShapeText(Shape(in.tensor)) + " does not fit " +
+                        ShapeText(Shape(target)));
       target.copy_(in.tensor);
     }
   }
-  Napi::Value Resolve(Napi::Env env) override {
-    return KeyReport(env, missing_, unexpected_);
-  }
+  Napi::Value Resolve(Napi::Env env) override { return KeyReport(env, missing_, unexpected_); }
 
  private:
   std::shared_ptr<ClipNet> net_;
@@ -181,7 +199,8 @@ class LoadTask : public Task {
 
 class ResizeTask : public Task {
  public:
-  ResizeTask(std::shared_ptr<ClipNet> net, int64_t resolution, std::function<void()> done) : net_(std::move(net)), resolution_(resolution), done_(std::move(done)) {}
+  ResizeTask(std::shared_ptr<ClipNet> net, int64_t resolution, std::function<void()> done)
+      : net_(std::move(net)), resolution_(resolution), done_(std::move(done)) {}
   void Execute() override { net_->visual->ResizePositions(resolution_); }
   Napi::Value Resolve(Napi::Env env) override {
     done_();
@@ -213,19 +232,19 @@ Model* Model::From(const Napi::Value& value, const std::string& name) {
 
 Napi::Function Model::Define(Napi::Env env) {
   Napi::Function constructor = DefineClass(env, "Model",
-                     {
-                         InstanceMethod<&Model::EncodeImages>("encodeImages"),
-                         InstanceMethod<&Model::EncodeTexts>("encodeTexts"),
-                         InstanceMethod<&Model::Similarity>("similarity"),
-                         InstanceMethod<&Model::StateDict>("stateDict"),
-                         InstanceMethod<&Model::LoadStateDict>("loadStateDict"),
-                         InstanceMethod<&Model::Parameters>("parameters"),
-                         InstanceMethod<&Model::ResizePositions>("resizePositions"),
-                         InstanceAccessor<&Model::GetConfig>("config"),
-                         InstanceAccessor<&Model::GetDevice>("device"),
-                         InstanceAccessor<&Model::GetDtype>("dtype"),
-                         InstanceAccessor<&Model::GetPending>("pending"),
-                     });
+                                           {
+                                               InstanceMethod<&Model::EncodeImages>("encodeImages"),
+                                               InstanceMethod<&Model::EncodeTexts>("encodeTexts"),
+                                               InstanceMethod<&Model::Similarity>("similarity"),
+                                               InstanceMethod<&Model::StateDict>("stateDict"),
+                                               InstanceMethod<&Model::LoadStateDict>("loadStateDict"),
+                                               InstanceMethod<&Model::Parameters>("parameters"),
+                                               InstanceMethod<&Model::ResizePositions>("resizePositions"),
+                                               InstanceAccessor<&Model::GetConfig>("config"),
+                                               InstanceAccessor<&Model::GetDevice>("device"),
+                                               InstanceAccessor<&Model::GetDtype>("dtype"),
+                                               InstanceAccessor<&Model::GetPending>("pending"),
+                                           });
   if (!g_modelConstructor) g_modelConstructor = new Napi::FunctionReference(Napi::Persistent(constructor));
   return constructor;
 }
@@ -239,27 +258,41 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       if (!info[1].IsObject()) ThrowTypeError("options: expected an object { device, dtype, seed }");
       auto o = info[1].As<Napi::Object>();
-      if (o.Get("device").IsString()) device = o.Get("device").As<Napi::String>().Utf8Value();
-      else if (!o.Get("device").IsUndefined()) ThrowTypeError("options.device: expected a string such as \"cpu\" or \"cuda:0\"");
-      if (o.Get("dtype").IsString()) dtype = o.Get("dtype").As<Napi::String>().Utf8Value();
-      else if (!o.Get("dtype").IsUndefined()) ThrowTypeError("options.dtype: expected \"float32\", \"bfloat16\" or \"float16\"");
-      if (!o.Get("seed").IsUndefined()) seed = static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
+      if (o.Get("device").IsString())
+        device = o.Get("device").As<Napi::String>().Utf8Value();
+      else if (!o.Get("device").IsUndefined())
+        ThrowTypeError("options.device: expected a string such as \"cpu\" or \"cuda:0\"");
+      if (o.Get("dtype").IsString())
+        dtype = o.Get("dtype").As<Napi::String>().Utf8Value();
+      else if (!o.Get("dtype").IsUndefined())
+        ThrowTypeError("options.dtype: expected \"float32\", \"bfloat16\" or \"float16\"");
+      if (!o.Get("seed").IsUndefined())
+        seed = static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
     }
     try {
       device_ = at::Device(device);
     } catch (const c10::Error&) {
       ThrowRangeError("options.device: \"" + device + "\" is not a device (\"cpu\", \"cuda\", \"cuda:0\", ...)");
     }
-    if (!device_.is_cpu() && !device_.is_cuda()) ThrowRangeError("options.device: only \"cpu\" and \"cuda\" devices are supported");
+    if (!device_.is_cpu() && !device_.is_cuda())
+      ThrowRangeError("options.device: only \"cpu\" and \"cuda\" devices are supported");
     if (device_.is_cuda()) {
-      if (!torch::cuda::is_available()) ThrowRangeError("options.device: \"" + device + "\" asked for, but CUDA is not available (no GPU, or a CPU-only LibTorch)");
-      if (device_.has_index() && device_.index() >= static_cast<int>(torch::cuda::device_count())) ThrowRangeError("options.device: \"" + device + "\" does not exist");
+      if (!torch::cuda::is_available())
+        ThrowRangeError("options.device: \"" + device +
+                        "\" asked for, but CUDA is not available (no GPU, or a CPU-only LibTorch)");
+      if (device_.has_index() && device_.index() >= static_cast<int>(torch::cuda::device_count()))
+        ThrowRangeError("options.device: \"" + device + "\" does not exist");
     }
-    if (dtype == "float32") dtype_ = at::kFloat;
-    else if (dtype == "bfloat16") dtype_ = at::kBFloat16;
-    else if (dtype == "float16") dtype_ = at::kHalf;
-    else ThrowRangeError("options.dtype: expected \"float32\", \"bfloat16\" or \"float16\", got \"" + dtype + "\"");
-    if (dtype_ != at::kFloat && device_.is_cpu()) ThrowRangeError("options.dtype: " + dtype + " runs on CUDA only; use float32 on the CPU");
+    if (dtype == "float32")
+      dtype_ = at::kFloat;
+    else if (dtype == "bfloat16")
+      dtype_ = at::kBFloat16;
+    else if (dtype == "float16")
+      dtype_ = at::kHalf;
+    else
+      ThrowRangeError("options.dtype: expected \"float32\", \"bfloat16\" or \"float16\", got \"" + dtype + "\"");
+    if (dtype_ != at::kFloat && device_.is_cpu())
+      ThrowRangeError("options.dtype: " + dtype + " runs on CUDA only; use float32 on the CPU");
     torch::manual_seed(seed);
     net_ = std::make_shared<ClipNet>(config_);
     net_->InitWeights();
@@ -267,7 +300,8 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
     net_->to(device_);
     if (dtype_ != at::kFloat) {
       // weights in the low-precision dtype; LayerNorm runs in float32 regardless, BN statistics stay float32
-      for (auto& p : net_->named_parameters()) if (p.value().defined()) p.value().set_data(p.value().to(dtype_));
+      for (auto& p : net_->named_parameters())
+        if (p.value().defined()) p.value().set_data(p.value().to(dtype_));
     }
     RefreshParams();
     return 0;
@@ -289,9 +323,11 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
     auto device = device_;
     auto dtype = dtype_;
     at::Tensor x = images.tensor;
-    return queue_.Submit(env, Value(), std::make_unique<EncodeTask>([net, device, dtype, x, pre] {
-      return net->visual->forward(x.to(device, dtype), pre).to(at::kFloat);
-    }, Keep(std::move(images))));
+    return queue_.Submit(
+        env, Value(),
+        std::make_unique<EncodeTask>(
+            [net, device, dtype, x, pre] { return net->visual->forward(x.to(device, dtype), pre).to(at::kFloat); },
+            Keep(std::move(images))));
   });
 }
 
@@ -301,17 +337,22 @@ Napi::Value Model::EncodeTexts(const Napi::CallbackInfo& info) {
     JsTensor ids = ReadTensor(info[0], TensorSpec{"ids", {at::kLong, at::kInt}, {-1, -1}, false, false});
     const int64_t length = ids.tensor.size(1);
     if (length < 1 || length > config_.text.maxPositions) {
-      ThrowRangeError("ids: context length " + std::to_string(length) + " is outside [1, " + std::to_string(config_.text.maxPositions) + "] (text_max_position_embeddings)");
+      ThrowRangeError("ids: context length " + std::to_string(length) + " is outside [1, " +
+                      std::to_string(config_.text.maxPositions) + "] (text_max_position_embeddings)");
     }
-    if (ids.tensor.scalar_type() == at::kLong) CheckIds<int64_t>(ids.tensor, config_.text.vocab);
-    else CheckIds<int32_t>(ids.tensor, config_.text.vocab);
+    if (ids.tensor.scalar_type() == at::kLong)
+      CheckIds<int64_t>(ids.tensor, config_.text.vocab);
+    else
+      CheckIds<int32_t>(ids.tensor, config_.text.vocab);
     bool pre = WantPreProjection(info, 1);
     auto net = net_;
     auto device = device_;
     at::Tensor t = ids.tensor;
-    return queue_.Submit(env, Value(), std::make_unique<EncodeTask>([net, device, t, pre] {
-      return net->EncodeTexts(t.to(device, at::kLong), pre).to(at::kFloat);
-    }, Keep(std::move(ids))));
+    return queue_.Submit(
+        env, Value(),
+        std::make_unique<EncodeTask>(
+            [net, device, t, pre] { return net->EncodeTexts(t.to(device, at::kLong), pre).to(at::kFloat); },
+            Keep(std::move(ids))));
   });
 }
 
@@ -320,13 +361,17 @@ Napi::Value Model::Similarity(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     JsTensor image = ReadTensor(info[0], TensorSpec{"imageFeatures", {at::kFloat}, {-1, -1}, false, true});
-    JsTensor text = ReadTensor(info[1], TensorSpec{"textFeatures", {at::kFloat}, {-1, image.tensor.size(1)}, false, true});
+    JsTensor text =
+        ReadTensor(info[1], TensorSpec{"textFeatures", {at::kFloat}, {-1, image.tensor.size(1)}, false, true});
     auto net = net_;
     at::Tensor a = image.tensor, b = text.tensor;
-    return queue_.Submit(env, Value(), std::make_unique<EncodeTask>([net, a, b] {
-      at::Tensor na = a / a.norm(2, -1, true), nb = b / b.norm(2, -1, true);
-      return net->logit_scale.detach().to(at::kCPU, at::kFloat).exp() * at::matmul(na, nb.t());
-    }, Keep(std::move(image), std::move(text))));
+    return queue_.Submit(env, Value(),
+                         std::make_unique<EncodeTask>(
+                             [net, a, b] {
+                               at::Tensor na = a / a.norm(2, -1, true), nb = b / b.norm(2, -1, true);
+                               return net->logit_scale.detach().to(at::kCPU, at::kFloat).exp() * at::matmul(na, nb.t());
+                             },
+                             Keep(std::move(image), std::move(text))));
   });
 }
 
@@ -365,12 +410,14 @@ Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
     }
     for (const auto& key : present) {
       const ParamInfo& p = *expected.at(key);
-      std::vector<at::ScalarType> dtypes = c10::isFloatingType(p.dtype)
-                                               ? std::vector<at::ScalarType>{at::kFloat, at::kDouble, at::kBFloat16, at::kHalf}
-                                               : std::vector<at::ScalarType>{at::kLong, at::kInt};
-      inputs.emplace_back(key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]", dtypes, p.shape, false, c10::isFloatingType(p.dtype)}));
+      std::vector<at::ScalarType> dtypes =
+          c10::isFloatingType(p.dtype) ? std::vector<at::ScalarType>{at::kFloat, at::kDouble, at::kBFloat16, at::kHalf}
+                                       : std::vector<at::ScalarType>{at::kLong, at::kInt};
+      inputs.emplace_back(key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]", dtypes, p.shape,
+                                                                    false, c10::isFloatingType(p.dtype)}));
     }
-    return queue_.Submit(env, Value(), std::make_unique<LoadTask>(net_, std::move(inputs), std::move(missing), std::move(unexpected)));
+    return queue_.Submit(
+        env, Value(), std::make_unique<LoadTask>(net_, std::move(inputs), std::move(missing), std::move(unexpected)));
   });
 }
 
@@ -381,7 +428,8 @@ Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("name", params_[i].name);
     Napi::Array shape = Napi::Array::New(env, params_[i].shape.size());
-    for (uint32_t d = 0; d < params_[i].shape.size(); ++d) shape.Set(d, Napi::Number::New(env, static_cast<double>(params_[i].shape[d])));
+    for (uint32_t d = 0; d < params_[i].shape.size(); ++d)
+      shape.Set(d, Napi::Number::New(env, static_cast<double>(params_[i].shape[d])));
     o.Set("shape", shape);
     o.Set("dtype", std::string(c10::toString(params_[i].dtype)));
     out.Set(i, o);
@@ -394,11 +442,13 @@ Napi::Value Model::ResizePositions(const Napi::CallbackInfo& info) {
   return PromiseGuard(env, [&]() -> Napi::Value {
     int64_t resolution = ReadInteger(info[0], "resolution", 1, 1 << 14);
     int64_t multiple = config_.IsResNet() ? 32 : config_.visionPatchSize;
-    if (resolution % multiple != 0) ThrowRangeError("resolution: " + std::to_string(resolution) + " is not a multiple of " + std::to_string(multiple));
+    if (resolution % multiple != 0)
+      ThrowRangeError("resolution: " + std::to_string(resolution) + " is not a multiple of " +
+                      std::to_string(multiple));
     return queue_.Submit(env, Value(), std::make_unique<ResizeTask>(net_, resolution, [this, resolution] {
-      config_.imageResolution = resolution;
-      RefreshParams();
-    }));
+                           config_.imageResolution = resolution;
+                           RefreshParams();
+                         }));
   });
 }
 
@@ -432,8 +482,12 @@ Napi::Value Model::GetConfig(const Napi::CallbackInfo& info) {
 
 Napi::Value Model::GetDevice(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_.str()); }
 Napi::Value Model::GetDtype(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), dtype_ == at::kFloat ? "float32" : dtype_ == at::kBFloat16 ? "bfloat16" : "float16");
+  return Napi::String::New(info.Env(), dtype_ == at::kFloat      ? "float32"
+                                       : dtype_ == at::kBFloat16 ? "bfloat16"
+                                                                 : "float16");
 }
-Napi::Value Model::GetPending(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending())); }
+Napi::Value Model::GetPending(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
 
 }  // namespace vilref

@@ -124,23 +124,25 @@ struct Communicator::Impl {
       for (int r = 0; r < world; ++r)
         if (steps[r] < steps[me]) behind.push_back(r);
       if (!behind.empty()) {
-        for (size_t i = 0; i < behind.size(); ++i) m << (i ? ", " : "") << "rank " << behind[i] << " (at step " << steps[behind[i]] << ")";
-        m << " did not reach step " << steps[me] << " within the timeout of " << SecondsText(options.timeout) << ": it hangs or is slower than the timeout";
+        for (size_t i = 0; i < behind.size(); ++i)
+          m << (i ? ", " : "") << "rank " << behind[i] << " (at step " << steps[behind[i]] << ")";
+        m << " did not reach step " << steps[me] << " within the timeout of " << SecondsText(options.timeout)
+          << ": it hangs or is slower than the timeout";
         return m.str();
       }
       return "every rank is alive and at the same step; no rank to blame";
     } catch (...) {
       if (me != 0)
-        return "rank 0, which serves the rendezvous store at " + options.masterAddr + ":" + std::to_string(options.masterPort) +
-               ", cannot be reached: it exited, crashed or is frozen";
+        return "rank 0, which serves the rendezvous store at " + options.masterAddr + ":" +
+               std::to_string(options.masterPort) + ", cannot be reached: it exited, crashed or is frozen";
       return "the rendezvous store cannot be read (" + Message(std::current_exception()) + ")";
     }
   }
 
   [[noreturn]] void Fail(const std::string& what, const std::string& cause) {
     std::ostringstream m;
-    m << "dist: rank " << options.rank << " of " << options.worldSize << ": " << what << " at step " << step.load() << " failed: " << Diagnose()
-      << " [" << options.backend << ": " << cause << "]";
+    m << "dist: rank " << options.rank << " of " << options.worldSize << ": " << what << " at step " << step.load()
+      << " failed: " << Diagnose() << " [" << options.backend << ": " << cause << "]";
     throw std::runtime_error(m.str());
   }
 
@@ -165,12 +167,17 @@ bool IsLoopback(const std::string& addr) { return addr == "localhost" || addr.rf
 
 std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
   if (o.worldSize < 1) ThrowRangeError("WORLD_SIZE must be at least 1");
-  if (o.rank < 0 || o.rank >= o.worldSize) ThrowRangeError("RANK=" + std::to_string(o.rank) + " must be below WORLD_SIZE=" + std::to_string(o.worldSize));
-  if (o.masterPort < 1 || o.masterPort > 65535) ThrowRangeError("MASTER_PORT=" + std::to_string(o.masterPort) + " is not a TCP port");
+  if (o.rank < 0 || o.rank >= o.worldSize)
+    ThrowRangeError("RANK=" + std::to_string(o.rank) + " must be below WORLD_SIZE=" + std::to_string(o.worldSize));
+  if (o.masterPort < 1 || o.masterPort > 65535)
+    ThrowRangeError("MASTER_PORT=" + std::to_string(o.masterPort) + " is not a TCP port");
 #if !defined(USE_C10D_NCCL)
-  if (o.backend == "nccl") throw std::runtime_error("dist: backend \"nccl\" is not in this build (its LibTorch has no c10d NCCL); use \"gloo\"");
+  if (o.backend == "nccl")
+    throw std::runtime_error(
+        "dist: backend \"nccl\" is not in this build (its LibTorch has no c10d NCCL); use \"gloo\"");
 #endif
-  if (o.backend != "gloo" && o.backend != "nccl") ThrowRangeError("backend: expected \"gloo\" or \"nccl\", got \"" + o.backend + "\"");
+  if (o.backend != "gloo" && o.backend != "nccl")
+    ThrowRangeError("backend: expected \"gloo\" or \"nccl\", got \"" + o.backend + "\"");
   auto impl = std::make_unique<Impl>();
   impl->options = o;
   const std::string where = o.masterAddr + ":" + std::to_string(o.masterPort);
@@ -184,9 +191,12 @@ std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
     so.timeout = o.timeout;
     impl->store = c10::make_intrusive<c10d::TCPStore>(o.masterAddr, so);
   } catch (...) {
-    if (o.rank == 0) throw std::runtime_error(who + "cannot serve the rendezvous store on MASTER_ADDR:MASTER_PORT=" + where + " (" + Message(std::current_exception()) + ")");
-    throw std::runtime_error(who + "cannot reach the rendezvous store at MASTER_ADDR:MASTER_PORT=" + where + " within " + SecondsText(o.timeout) +
-                             ": is rank 0 running? (" + Message(std::current_exception()) + ")");
+    if (o.rank == 0)
+      throw std::runtime_error(who + "cannot serve the rendezvous store on MASTER_ADDR:MASTER_PORT=" + where + " (" +
+                               Message(std::current_exception()) + ")");
+    throw std::runtime_error(who + "cannot reach the rendezvous store at MASTER_ADDR:MASTER_PORT=" + where +
+                             " within " + SecondsText(o.timeout) + ": is rank 0 running? (" +
+                             Message(std::current_exception()) + ")");
   }
   auto& store = *impl->store;
   auto bytes = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
@@ -194,8 +204,11 @@ std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
   {
     auto seen = store.compareSet("vilref/world", {}, bytes(std::to_string(o.worldSize)));
     std::string first(seen.begin(), seen.end());
-    if (first != std::to_string(o.worldSize)) throw std::runtime_error(who + "WORLD_SIZE=" + std::to_string(o.worldSize) + " here, but another rank joined with WORLD_SIZE=" + first);
-    if (store.add("vilref/join/" + std::to_string(o.rank), 1) > 1) throw std::runtime_error(who + "RANK=" + std::to_string(o.rank) + " is claimed by more than one process");
+    if (first != std::to_string(o.worldSize))
+      throw std::runtime_error(who + "WORLD_SIZE=" + std::to_string(o.worldSize) +
+                               " here, but another rank joined with WORLD_SIZE=" + first);
+    if (store.add("vilref/join/" + std::to_string(o.rank), 1) > 1)
+      throw std::runtime_error(who + "RANK=" + std::to_string(o.rank) + " is claimed by more than one process");
     store.add("vilref/step/" + std::to_string(o.rank), 0);
     std::vector<std::string> keys;
     for (int r = 0; r < o.worldSize; ++r) keys.push_back("vilref/join/" + std::to_string(r));
@@ -209,7 +222,8 @@ std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
       } catch (...) {
         missing = "0 (the store host)";
       }
-      throw std::runtime_error(who + "rank" + (missing.find(',') != std::string::npos ? "s " : " ") + missing + " did not join within " + SecondsText(o.timeout) + " (WORLD_SIZE=" +
+      throw std::runtime_error(who + "rank" + (missing.find(',') != std::string::npos ? "s " : " ") + missing +
+                               " did not join within " + SecondsText(o.timeout) + " (WORLD_SIZE=" +
                                std::to_string(o.worldSize) + ", MASTER_ADDR:MASTER_PORT=" + where + ")");
     }
   }
@@ -237,7 +251,8 @@ std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
 #endif
     }
   } catch (...) {
-    throw std::runtime_error(who + "creating the " + o.backend + " process group failed: " + Message(std::current_exception()));
+    throw std::runtime_error(who + "creating the " + o.backend +
+                             " process group failed: " + Message(std::current_exception()));
   }
   impl->StartHeartbeat();
   return std::shared_ptr<Communicator>(new Communicator(std::move(impl)));
@@ -364,7 +379,8 @@ struct Communicator::Impl {};
 
 namespace {
 const char* kUnavailable =
-    "dist: this vilref addon was built without c10d Gloo (libgloo-dev was not installed when it was built); on Debian: apt-get install -y libgloo-dev, then "
+    "dist: this vilref addon was built without c10d Gloo (libgloo-dev was not installed when it was built); on Debian: "
+    "apt-get install -y libgloo-dev, then "
     "npm run build:native";
 }
 
@@ -380,8 +396,12 @@ const std::string& Communicator::backend() const {
 std::chrono::milliseconds Communicator::timeout() const { return std::chrono::milliseconds(0); }
 void Communicator::MarkStep(int64_t) {}
 Gathered Communicator::AllGatherRows(const at::Tensor&, const std::string&) { throw std::runtime_error(kUnavailable); }
-void Communicator::AllReduceSum(const std::vector<at::Tensor>&, const std::string&) { throw std::runtime_error(kUnavailable); }
-void Communicator::Broadcast(const std::vector<at::Tensor>&, int, const std::string&) { throw std::runtime_error(kUnavailable); }
+void Communicator::AllReduceSum(const std::vector<at::Tensor>&, const std::string&) {
+  throw std::runtime_error(kUnavailable);
+}
+void Communicator::Broadcast(const std::vector<at::Tensor>&, int, const std::string&) {
+  throw std::runtime_error(kUnavailable);
+}
 void Communicator::Barrier(const std::string&) { throw std::runtime_error(kUnavailable); }
 std::pair<double, double> Communicator::TakeSeconds() { return {0, 0}; }
 bool DistAvailable(std::string* why) {
@@ -403,7 +423,8 @@ class InitTask : public Task {
   void Execute() override { comm_ = Communicator::Create(options_); }
   Napi::Value Resolve(Napi::Env env) override {
     auto* holder = new std::shared_ptr<Communicator>(comm_);
-    auto external = Napi::External<std::shared_ptr<Communicator>>::New(env, holder, [](Napi::Env, std::shared_ptr<Communicator>* p) { delete p; });
+    auto external = Napi::External<std::shared_ptr<Communicator>>::New(
+        env, holder, [](Napi::Env, std::shared_ptr<Communicator>* p) { delete p; });
     return g_pgConstructor->New({external});
   }
 
@@ -415,7 +436,8 @@ class InitTask : public Task {
 class CollectiveTask : public Task {
  public:
   enum class Kind { AllReduce, AllGather, Barrier };
-  CollectiveTask(std::shared_ptr<Communicator> comm, Kind kind, JsTensor input) : comm_(std::move(comm)), kind_(kind), input_(std::move(input)) {}
+  CollectiveTask(std::shared_ptr<Communicator> comm, Kind kind, JsTensor input)
+      : comm_(std::move(comm)), kind_(kind), input_(std::move(input)) {}
   void Execute() override {
     if (kind_ == Kind::Barrier) {
       comm_->Barrier("barrier");
@@ -429,7 +451,9 @@ class CollectiveTask : public Task {
       out_ = PrepareForJs(comm_->AllGatherRows(t, "all_gather").rows);
     }
   }
-  Napi::Value Resolve(Napi::Env env) override { return kind_ == Kind::Barrier ? env.Undefined() : Napi::Value(WrapTensor(env, out_)); }
+  Napi::Value Resolve(Napi::Env env) override {
+    return kind_ == Kind::Barrier ? env.Undefined() : Napi::Value(WrapTensor(env, out_));
+  }
 
  private:
   std::shared_ptr<Communicator> comm_;
@@ -451,18 +475,23 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   return PromiseGuard(env, [&]() -> Napi::Value {
     std::string why;
     if (!DistAvailable(&why)) throw std::runtime_error(why);
-    if (!info[0].IsObject()) ThrowTypeError("options: expected { rank, worldSize, masterAddr, masterPort, timeoutMs?, backend? }");
+    if (!info[0].IsObject())
+      ThrowTypeError("options: expected { rank, worldSize, masterAddr, masterPort, timeoutMs?, backend? }");
     auto o = info[0].As<Napi::Object>();
     DistOptions d;
     d.worldSize = static_cast<int>(ReadInteger(o.Get("worldSize"), "options.worldSize", 1, 1 << 20));
     d.rank = static_cast<int>(ReadInteger(o.Get("rank"), "options.rank", 0, 1 << 20));
-    if (d.rank >= d.worldSize) ThrowRangeError("options.rank: " + std::to_string(d.rank) + " must be below options.worldSize " + std::to_string(d.worldSize));
+    if (d.rank >= d.worldSize)
+      ThrowRangeError("options.rank: " + std::to_string(d.rank) + " must be below options.worldSize " +
+                      std::to_string(d.worldSize));
     d.masterAddr = ReadString(o, "masterAddr", "127.0.0.1");
     if (d.masterAddr.empty()) ThrowRangeError("options.masterAddr: empty");
     d.masterPort = static_cast<int>(ReadInteger(o.Get("masterPort"), "options.masterPort", 1, 65535));
-    d.timeout = std::chrono::milliseconds(static_cast<int64_t>(ReadNumber(o, "options", "timeoutMs", 300000, 100, 7 * 24 * 3600e3)));
+    d.timeout = std::chrono::milliseconds(
+        static_cast<int64_t>(ReadNumber(o, "options", "timeoutMs", 300000, 100, 7 * 24 * 3600e3)));
     d.backend = ReadString(o, "backend", "gloo");
-    if (d.backend != "gloo" && d.backend != "nccl") ThrowRangeError("options.backend: expected \"gloo\" or \"nccl\", got \"" + d.backend + "\"");
+    if (d.backend != "gloo" && d.backend != "nccl")
+      ThrowRangeError("options.backend: expected \"gloo\" or \"nccl\", got \"" + d.backend + "\"");
     return RunAsync(env, std::make_unique<InitTask>(d));
   });
 }
@@ -486,14 +515,16 @@ Napi::Function ProcessGroup::Define(Napi::Env env) {
 
 ProcessGroup::ProcessGroup(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProcessGroup>(info) {
   Guard(info.Env(), [&] {
-    if (info.Length() != 1 || !info[0].IsExternal()) ThrowTypeError("ProcessGroup: made by dist.init(options), not directly");
+    if (info.Length() != 1 || !info[0].IsExternal())
+      ThrowTypeError("ProcessGroup: made by dist.init(options), not directly");
     comm_ = *info[0].As<Napi::External<std::shared_ptr<Communicator>>>().Data();
     return 0;
   });
 }
 
 ProcessGroup* ProcessGroup::From(const Napi::Value& value, const std::string& name) {
-  if (!g_pgConstructor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_pgConstructor->Value())) ThrowTypeError(name + ": expected a ProcessGroup from dist.init()");
+  if (!g_pgConstructor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_pgConstructor->Value()))
+    ThrowTypeError(name + ": expected a ProcessGroup from dist.init()");
   return ProcessGroup::Unwrap(value.As<Napi::Object>());
 }
 
@@ -501,7 +532,8 @@ Napi::Value ProcessGroup::AllReduce(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     auto t = ReadTensor(info[0], TensorSpec{"tensor", {at::kFloat, at::kDouble, at::kLong, at::kInt}, {}, true, false});
-    return queue_.Submit(env, Value(), std::make_unique<CollectiveTask>(comm_, CollectiveTask::Kind::AllReduce, std::move(t)));
+    return queue_.Submit(env, Value(),
+                         std::make_unique<CollectiveTask>(comm_, CollectiveTask::Kind::AllReduce, std::move(t)));
   });
 }
 
@@ -510,19 +542,31 @@ Napi::Value ProcessGroup::AllGather(const Napi::CallbackInfo& info) {
   return PromiseGuard(env, [&]() -> Napi::Value {
     auto t = ReadTensor(info[0], TensorSpec{"tensor", {at::kFloat, at::kDouble, at::kLong, at::kInt}, {}, true, false});
     if (t.tensor.dim() < 1) ThrowRangeError("tensor: allGather concatenates rows; give at least one dimension");
-    return queue_.Submit(env, Value(), std::make_unique<CollectiveTask>(comm_, CollectiveTask::Kind::AllGather, std::move(t)));
+    return queue_.Submit(env, Value(),
+                         std::make_unique<CollectiveTask>(comm_, CollectiveTask::Kind::AllGather, std::move(t)));
   });
 }
 
 Napi::Value ProcessGroup::Barrier(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), std::make_unique<CollectiveTask>(comm_, CollectiveTask::Kind::Barrier, JsTensor{})); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    return queue_.Submit(env, Value(),
+                         std::make_unique<CollectiveTask>(comm_, CollectiveTask::Kind::Barrier, JsTensor{}));
+  });
 }
 
-Napi::Value ProcessGroup::GetRank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), comm_->rank()); }
-Napi::Value ProcessGroup::GetWorldSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), comm_->size()); }
-Napi::Value ProcessGroup::GetBackend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), comm_->backend()); }
-Napi::Value ProcessGroup::GetTimeout(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(comm_->timeout().count())); }
+Napi::Value ProcessGroup::GetRank(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), comm_->rank());
+}
+Napi::Value ProcessGroup::GetWorldSize(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), comm_->size());
+}
+Napi::Value ProcessGroup::GetBackend(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), comm_->backend());
+}
+Napi::Value ProcessGroup::GetTimeout(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(comm_->timeout().count()));
+}
 
 void InitDist(Napi::Env env, Napi::Object exports) {
   Napi::Object dist = Napi::Object::New(env);

@@ -14,8 +14,8 @@ namespace vilref {
 namespace {
 
 bool Decays(const std::string& name, const at::Tensor& p) {
-  return p.dim() >= 2 && name.find("bn") == std::string::npos && name.find("ln") == std::string::npos && name.find("bias") == std::string::npos &&
-         name.find("embedding") == std::string::npos;
+  return p.dim() >= 2 && name.find("bn") == std::string::npos && name.find("ln") == std::string::npos &&
+         name.find("bias") == std::string::npos && name.find("embedding") == std::string::npos;
 }
 
 // Pre-projection features [N, width] in float32; with `frozen`, no gradient and eval mode.
@@ -32,8 +32,15 @@ at::Tensor Features(ClipNet& net, const at::Tensor& images, bool frozen, bool tr
 
 class FtStepTask : public Task {
  public:
-  FtStepTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state, at::Device device, at::ScalarType dtype, bool frozen, JsTensor images, JsTensor labels)
-      : net_(std::move(net)), state_(std::move(state)), device_(device), dtype_(dtype), frozen_(frozen), images_(std::move(images)), labels_(std::move(labels)) {}
+  FtStepTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state, at::Device device,
+             at::ScalarType dtype, bool frozen, JsTensor images, JsTensor labels)
+      : net_(std::move(net)),
+        state_(std::move(state)),
+        device_(device),
+        dtype_(dtype),
+        frozen_(frozen),
+        images_(std::move(images)),
+        labels_(std::move(labels)) {}
   void Execute() override {
     auto& s = *state_;
     at::Tensor x = images_.tensor.to(device_, dtype_), y = labels_.tensor.to(device_);
@@ -64,7 +71,8 @@ class FtStepTask : public Task {
 
 class FtPredictTask : public Task {
  public:
-  FtPredictTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state, at::Device device, at::ScalarType dtype, JsTensor images)
+  FtPredictTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state, at::Device device,
+                at::ScalarType dtype, JsTensor images)
       : net_(std::move(net)), state_(std::move(state)), device_(device), dtype_(dtype), images_(std::move(images)) {}
   void Execute() override {
     torch::NoGradGuard noGrad;
@@ -84,12 +92,14 @@ class FtPredictTask : public Task {
 
 class FtStateDictTask : public Task {
  public:
-  FtStateDictTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state, bool withBackbone) : net_(std::move(net)), state_(std::move(state)), withBackbone_(withBackbone) {}
+  FtStateDictTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state, bool withBackbone)
+      : net_(std::move(net)), state_(std::move(state)), withBackbone_(withBackbone) {}
   void Execute() override {
     out_.emplace_back("head.weight", PrepareForJs(state_->weight.detach().clone()));
     out_.emplace_back("head.bias", PrepareForJs(state_->bias.detach().clone()));
     if (withBackbone_)
-      for (auto& [name, t] : NamedState(*net_->visual)) out_.emplace_back("visual." + name, PrepareForJs(t.detach().clone()));
+      for (auto& [name, t] : NamedState(*net_->visual))
+        out_.emplace_back("visual." + name, PrepareForJs(t.detach().clone()));
   }
   Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
 
@@ -102,7 +112,8 @@ class FtStateDictTask : public Task {
 
 class FtLoadTask : public Task {
  public:
-  FtLoadTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state, std::vector<std::pair<std::string, JsTensor>> inputs)
+  FtLoadTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state,
+             std::vector<std::pair<std::string, JsTensor>> inputs)
       : net_(std::move(net)), state_(std::move(state)), inputs_(std::move(inputs)) {}
   void Execute() override {
     torch::NoGradGuard noGrad;
@@ -112,7 +123,8 @@ class FtLoadTask : public Task {
     for (auto& [name, t] : NamedState(*net_->visual)) targets["visual." + name] = t;
     for (auto& [name, in] : inputs_) {
       at::Tensor& dst = targets.at(name);
-      if (dst.sizes() != in.tensor.sizes()) ThrowRangeError("stateDict[\"" + name + "\"]: shape does not fit (the model was resized)");
+      if (dst.sizes() != in.tensor.sizes())
+        ThrowRangeError("stateDict[\"" + name + "\"]: shape does not fit (the model was resized)");
     }
     for (auto& [name, in] : inputs_) targets.at(name).copy_(in.tensor);
   }
@@ -143,7 +155,8 @@ Finetuner::Finetuner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Finetune
   Guard(info.Env(), [&] {
     model_ = Model::From(info[0], "model");
     modelRef_ = Napi::Persistent(info[0].As<Napi::Object>());
-    if (!info[1].IsObject()) ThrowTypeError("options: expected an object { classes, lr, backboneLr, weightDecay, frozen, seed }");
+    if (!info[1].IsObject())
+      ThrowTypeError("options: expected an object { classes, lr, backboneLr, weightDecay, frozen, seed }");
     auto o = info[1].As<Napi::Object>();
     options_.classes = ReadInteger(o.Get("classes"), "options.classes", 1, 1 << 16);
     options_.lr = ReadNumber(o, "options", "lr", options_.lr, 0, 10);
@@ -152,7 +165,10 @@ Finetuner::Finetuner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Finetune
     Napi::Value frozen = o.Get("frozen");
     if (!frozen.IsUndefined() && !frozen.IsBoolean()) ThrowTypeError("options.frozen: expected a boolean");
     options_.frozen = frozen.IsBoolean() && frozen.As<Napi::Boolean>().Value();
-    const uint64_t seed = o.Get("seed").IsUndefined() ? 0 : static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
+    const uint64_t seed =
+        o.Get("seed").IsUndefined()
+            ? 0
+            : static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
 
     auto net = model_->net();
     width_ = net->visual->FeatureWidth();
@@ -160,10 +176,13 @@ Finetuner::Finetuner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Finetune
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     const double bound = 1.0 / std::sqrt(static_cast<double>(width_));
     state_ = std::make_shared<FinetunerState>();
-    state_->weight = at::empty({options_.classes, width_}).uniform_(-bound, bound, gen).to(model_->device()).set_requires_grad(true);
-    state_->bias = at::empty({options_.classes}).uniform_(-bound, bound, gen).to(model_->device()).set_requires_grad(true);
+    state_->weight =
+        at::empty({options_.classes, width_}).uniform_(-bound, bound, gen).to(model_->device()).set_requires_grad(true);
+    state_->bias =
+        at::empty({options_.classes}).uniform_(-bound, bound, gen).to(model_->device()).set_requires_grad(true);
     auto make = [&](double lr, double wd) {
-      return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(lr).betas({options_.beta1, options_.beta2}).eps(options_.eps).weight_decay(wd));
+      return std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(lr).betas({options_.beta1, options_.beta2}).eps(options_.eps).weight_decay(wd));
     };
     std::vector<torch::optim::OptimizerParamGroup> groups;
     groups.emplace_back(std::vector<at::Tensor>{state_->weight}, make(options_.lr, options_.weightDecay));
@@ -192,9 +211,13 @@ Napi::Value Finetuner::Step(const Napi::CallbackInfo& info) {
     JsTensor images = ReadTensor(b.Get("images"), TensorSpec{"batch.images", {at::kFloat}, {-1, 3, r, r}, false, true});
     const int64_t n = images.tensor.size(0);
     if (n < 1) ThrowRangeError("batch.images: empty batch");
-    JsTensor labels = ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.classes}, false, true});
-    if (((labels.tensor < 0) | (labels.tensor > 1)).any().item<bool>()) ThrowRangeError("batch.labels: values must lie in [0, 1]");
-    return model_->queue().Submit(env, Value(), std::make_unique<FtStepTask>(model_->net(), state_, model_->device(), model_->dtype(), options_.frozen, std::move(images), std::move(labels)));
+    JsTensor labels =
+        ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.classes}, false, true});
+    if (((labels.tensor < 0) | (labels.tensor > 1)).any().item<bool>())
+      ThrowRangeError("batch.labels: values must lie in [0, 1]");
+    return model_->queue().Submit(env, Value(),
+                                  std::make_unique<FtStepTask>(model_->net(), state_, model_->device(), model_->dtype(),
+                                                               options_.frozen, std::move(images), std::move(labels)));
   });
 }
 
@@ -204,14 +227,19 @@ Napi::Value Finetuner::Predict(const Napi::CallbackInfo& info) {
   return PromiseGuard(env, [&]() -> Napi::Value {
     const int64_t r = model_->config().imageResolution;
     JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, r, r}, false, true});
-    return model_->queue().Submit(env, Value(), std::make_unique<FtPredictTask>(model_->net(), state_, model_->device(), model_->dtype(), std::move(images)));
+    return model_->queue().Submit(
+        env, Value(),
+        std::make_unique<FtPredictTask>(model_->net(), state_, model_->device(), model_->dtype(), std::move(images)));
   });
 }
 
 // stateDict() → { "head.weight", "head.bias", and "visual.*" unless frozen }
 Napi::Value Finetuner::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), std::make_unique<FtStateDictTask>(model_->net(), state_, !options_.frozen)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    return model_->queue().Submit(env, Value(),
+                                  std::make_unique<FtStateDictTask>(model_->net(), state_, !options_.frozen));
+  });
 }
 
 // loadStateDict({ "head.weight", "head.bias", "visual.*"? }): the head always, backbone tensors when given.
@@ -223,7 +251,9 @@ Napi::Value Finetuner::LoadStateDict(const Napi::CallbackInfo& info) {
     std::map<std::string, std::pair<std::vector<int64_t>, bool>> expected;  // shape, floating
     expected["head.weight"] = {{options_.classes, width_}, true};
     expected["head.bias"] = {{options_.classes}, true};
-    for (auto& [name, t] : NamedState(*model_->net()->visual)) expected["visual." + name] = {std::vector<int64_t>(t.sizes().begin(), t.sizes().end()), c10::isFloatingType(t.scalar_type())};
+    for (auto& [name, t] : NamedState(*model_->net()->visual))
+      expected["visual." + name] = {std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
+                                    c10::isFloatingType(t.scalar_type())};
     for (const char* required : {"head.weight", "head.bias"})
       if (!dict.Has(required)) ThrowRangeError(std::string("stateDict[\"") + required + "\"]: missing");
     std::vector<std::pair<std::string, JsTensor>> inputs;
@@ -231,9 +261,14 @@ Napi::Value Finetuner::LoadStateDict(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < keys.Length(); ++i) {
       std::string key = keys.Get(i).ToString().Utf8Value();
       auto it = expected.find(key);
-      if (it == expected.end()) ThrowRangeError("stateDict[\"" + key + "\"]: not a tensor of this finetuner (head.* or visual.*)");
+      if (it == expected.end())
+        ThrowRangeError("stateDict[\"" + key + "\"]: not a tensor of this finetuner (head.* or visual.*)");
       const bool floating = it->second.second;
-      inputs.emplace_back(key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]", floating ? std::vector<at::ScalarType>{at::kFloat} : std::vector<at::ScalarType>{at::kLong, at::kInt}, it->second.first, false, floating}));
+      inputs.emplace_back(
+          key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]",
+                                                    floating ? std::vector<at::ScalarType>{at::kFloat}
+                                                             : std::vector<at::ScalarType>{at::kLong, at::kInt},
+                                                    it->second.first, false, floating}));
     }
     return model_->queue().Submit(env, Value(), std::make_unique<FtLoadTask>(model_->net(), state_, std::move(inputs)));
   });
@@ -251,6 +286,8 @@ Napi::Value Finetuner::GetConfig(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value Finetuner::GetSteps(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(state_->steps)); }
+Napi::Value Finetuner::GetSteps(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(state_->steps));
+}
 
 }  // namespace vilref

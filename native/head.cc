@@ -63,7 +63,8 @@ class StateDictTask : public Task {
 
 class LoadTask : public Task {
  public:
-  LoadTask(std::vector<JsTensor> inputs, std::vector<at::Tensor>* params) : inputs_(std::move(inputs)), params_(params) {}
+  LoadTask(std::vector<JsTensor> inputs, std::vector<at::Tensor>* params)
+      : inputs_(std::move(inputs)), params_(params) {}
   void Execute() override {
     std::vector<at::Tensor> next;
     for (auto& in : inputs_) next.push_back(in.tensor.clone());  // the model keeps its own copy
@@ -93,14 +94,16 @@ Napi::Function Head::Define(Napi::Env env) {
 Head::Head(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Head>(info) {
   Napi::Env env = info.Env();
   Guard(env, [&] {
-    if (!info[0].IsObject()) ThrowTypeError("config: expected an object { inFeatures, hidden, outFeatures, activation, seed }");
+    if (!info[0].IsObject())
+      ThrowTypeError("config: expected an object { inFeatures, hidden, outFeatures, activation, seed }");
     auto config = info[0].As<Napi::Object>();
     widths_.push_back(ReadInteger(config.Get("inFeatures"), "config.inFeatures", 1, 1 << 20));
     Napi::Value hidden = config.Get("hidden");
     if (!hidden.IsUndefined()) {
       if (!hidden.IsArray()) ThrowTypeError("config.hidden: expected an array of layer widths");
       auto arr = hidden.As<Napi::Array>();
-      for (uint32_t i = 0; i < arr.Length(); ++i) widths_.push_back(ReadInteger(arr.Get(i), "config.hidden[" + std::to_string(i) + "]", 1, 1 << 20));
+      for (uint32_t i = 0; i < arr.Length(); ++i)
+        widths_.push_back(ReadInteger(arr.Get(i), "config.hidden[" + std::to_string(i) + "]", 1, 1 << 20));
     }
     widths_.push_back(ReadInteger(config.Get("outFeatures"), "config.outFeatures", 1, 1 << 20));
     Napi::Value act = config.Get("activation");
@@ -109,7 +112,9 @@ Head::Head(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Head>(info) {
     for (const char* a : kActivations) known = known || activation_ == a;
     if (!known) ThrowRangeError("config.activation: expected \"gelu\", \"quick_gelu\", \"relu\" or \"tanh\"");
     Napi::Value seedValue = config.Get("seed");
-    uint64_t seed = seedValue.IsUndefined() ? 0 : static_cast<uint64_t>(ReadInteger(seedValue, "config.seed", 0, 9007199254740991LL));
+    uint64_t seed = seedValue.IsUndefined()
+                        ? 0
+                        : static_cast<uint64_t>(ReadInteger(seedValue, "config.seed", 0, 9007199254740991LL));
 
     // torch.nn.Linear's default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -132,9 +137,8 @@ Napi::Value Head::Forward(const Napi::CallbackInfo& info) {
 
 Napi::Value Head::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value {
-    return queue_.Submit(env, Value(), std::make_unique<StateDictTask>(&params_));
-  });
+  return PromiseGuard(
+      env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), std::make_unique<StateDictTask>(&params_)); });
 }
 
 // loadStateDict({ "layers.0.weight": {data, shape}, ... }): every parameter, exact shapes, finite.
@@ -156,8 +160,10 @@ Napi::Value Head::LoadStateDict(const Napi::CallbackInfo& info) {
       std::string name = ParamName(i);
       if (!dict.Has(name)) ThrowRangeError("stateDict[\"" + name + "\"]: missing");
       size_t layer = i / 2;
-      std::vector<int64_t> dims = i % 2 ? std::vector<int64_t>{widths_[layer + 1]} : std::vector<int64_t>{widths_[layer + 1], widths_[layer]};
-      inputs.push_back(ReadTensor(dict.Get(name), TensorSpec{"stateDict[\"" + name + "\"]", {at::kFloat}, dims, false, true}));
+      std::vector<int64_t> dims =
+          i % 2 ? std::vector<int64_t>{widths_[layer + 1]} : std::vector<int64_t>{widths_[layer + 1], widths_[layer]};
+      inputs.push_back(
+          ReadTensor(dict.Get(name), TensorSpec{"stateDict[\"" + name + "\"]", {at::kFloat}, dims, false, true}));
     }
     return queue_.Submit(env, Value(), std::make_unique<LoadTask>(std::move(inputs), &params_));
   });
@@ -168,7 +174,8 @@ Napi::Value Head::GetConfig(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("inFeatures", Napi::Number::New(env, static_cast<double>(widths_.front())));
   Napi::Array hidden = Napi::Array::New(env);
-  for (size_t i = 1; i + 1 < widths_.size(); ++i) hidden.Set(static_cast<uint32_t>(i - 1), Napi::Number::New(env, static_cast<double>(widths_[i])));
+  for (size_t i = 1; i + 1 < widths_.size(); ++i)
+    hidden.Set(static_cast<uint32_t>(i - 1), Napi::Number::New(env, static_cast<double>(widths_[i])));
   out.Set("hidden", hidden);
   out.Set("outFeatures", Napi::Number::New(env, static_cast<double>(widths_.back())));
   out.Set("activation", activation_);

@@ -9,7 +9,8 @@
 
 namespace vilref {
 
-at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const c10::optional<at::Tensor>& mask) {
+at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const c10::optional<at::Tensor>& mask) {
 #if TORCH_VERSION_MAJOR >= 2
   return at::scaled_dot_product_attention(q, k, v, mask);
 #else
@@ -71,7 +72,8 @@ struct RecomputeHolder : torch::CustomClassHolder {
 };
 
 struct RecomputeFunction : torch::autograd::Function<RecomputeFunction> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, c10::intrusive_ptr<RecomputeHolder> holder) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            c10::intrusive_ptr<RecomputeHolder> holder) {
     holder->cpu = GetAutocast(false);
     holder->cuda = GetAutocast(true);
     ctx->save_for_backward({x});
@@ -79,7 +81,8 @@ struct RecomputeFunction : torch::autograd::Function<RecomputeFunction> {
     torch::NoGradGuard noGrad;
     return holder->fn(x);
   }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
     c10::intrusive_ptr<torch::CustomClassHolder> base = ctx->saved_data["fn"].toCapsule();
     auto* holder = static_cast<RecomputeHolder*>(base.get());
     at::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);

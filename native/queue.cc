@@ -6,7 +6,10 @@
 namespace vilref {
 
 FeatureQueue::FeatureQueue(int64_t size, int64_t dim, int64_t labels)
-    : size_(size), image_(torch::zeros({size, dim})), text_(torch::zeros({size, dim})), labels_(torch::zeros({size, labels})) {}
+    : size_(size),
+      image_(torch::zeros({size, dim})),
+      text_(torch::zeros({size, dim})),
+      labels_(torch::zeros({size, labels})) {}
 
 void FeatureQueue::Enqueue(const at::Tensor& image, const at::Tensor& text, const at::Tensor& labels) {
   if (size_ == 0) return;
@@ -28,7 +31,8 @@ void FeatureQueue::Enqueue(const at::Tensor& image, const at::Tensor& text, cons
 }
 
 void FeatureQueue::SetPosition(int64_t valid, int64_t pointer) {
-  if (valid < 0 || valid > size_ || pointer < 0 || (size_ > 0 && pointer >= size_)) ThrowRangeError("queue position out of range");
+  if (valid < 0 || valid > size_ || pointer < 0 || (size_ > 0 && pointer >= size_))
+    ThrowRangeError("queue position out of range");
   valid_ = valid;
   pointer_ = pointer;
 }

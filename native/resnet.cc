@@ -38,9 +38,12 @@ at::Tensor BottleneckImpl::forward(const at::Tensor& x) {
   return at::relu(out + identity);
 }
 
-ModifiedResNet::ModifiedResNet(const std::vector<int64_t>& layers, int64_t embedDim, int64_t heads, int64_t resolution, int64_t width)
+ModifiedResNet::ModifiedResNet(const std::vector<int64_t>& layers, int64_t embedDim, int64_t heads, int64_t resolution,
+                               int64_t width)
     : heads_(heads), embedDim_(embedDim) {
-  if (resolution % 32 != 0) ThrowRangeError("config.image_resolution: " + std::to_string(resolution) + " is not a multiple of 32 (ModifiedResNet)");
+  if (resolution % 32 != 0)
+    ThrowRangeError("config.image_resolution: " + std::to_string(resolution) +
+                    " is not a multiple of 32 (ModifiedResNet)");
   conv1 = register_module("conv1", Conv(3, width / 2, 3, 2));
   bn1 = register_module("bn1", torch::nn::BatchNorm2d(width / 2));
   conv2 = register_module("conv2", Conv(width / 2, width / 2, 3));
@@ -58,9 +61,12 @@ ModifiedResNet::ModifiedResNet(const std::vector<int64_t>& layers, int64_t embed
     stages_.push_back(register_module("layer" + std::to_string(s + 1), stage));
   }
   const int64_t channels = width * 32, spatial = resolution / 32;
-  if (channels % heads != 0) ThrowRangeError("config.vision_head_width: " + std::to_string(channels) + " channels do not split into " + std::to_string(heads) + " heads");
+  if (channels % heads != 0)
+    ThrowRangeError("config.vision_head_width: " + std::to_string(channels) + " channels do not split into " +
+                    std::to_string(heads) + " heads");
   auto attnpool = std::make_shared<torch::nn::Module>();
-  positional_embedding = attnpool->register_parameter("positional_embedding", torch::zeros({spatial * spatial + 1, channels}));
+  positional_embedding =
+      attnpool->register_parameter("positional_embedding", torch::zeros({spatial * spatial + 1, channels}));
   k_proj = attnpool->register_module("k_proj", torch::nn::Linear(channels, channels));
   q_proj = attnpool->register_module("q_proj", torch::nn::Linear(channels, channels));
   v_proj = attnpool->register_module("v_proj", torch::nn::Linear(channels, channels));
@@ -68,16 +74,17 @@ ModifiedResNet::ModifiedResNet(const std::vector<int64_t>& layers, int64_t embed
   register_module("attnpool", attnpool);
 }
 
-at::Tensor ModifiedResNet::forward(const at::Tensor& images, bool /*preProjection: the attention pool is the projection*/) {
+at::Tensor ModifiedResNet::forward(const at::Tensor& images,
+                                   bool /*preProjection: the attention pool is the projection*/) {
   at::Tensor x = at::relu(bn1(conv1(images)));
   x = at::relu(bn2(conv2(x)));
   x = at::relu(bn3(conv3(x)));
   x = AvgPool(x, 2);
   for (auto& stage : stages_) x = stage->forward(x);
   // AttentionPool2d: tokens are the mean then every position; only the first token's output is kept.
-  x = x.flatten(2).transpose(1, 2);                                        // [N, HW, C]
+  x = x.flatten(2).transpose(1, 2);  // [N, HW, C]
   x = at::cat({x.mean(1, /*keepdim=*/true), x}, 1) + positional_embedding.to(x.scalar_type());
-  at::Tensor q = SplitHeads(q_proj(x.slice(1, 0, 1)), heads_);             // [N, H, 1, d]
+  at::Tensor q = SplitHeads(q_proj(x.slice(1, 0, 1)), heads_);  // [N, H, 1, d]
   at::Tensor k = SplitHeads(k_proj(x), heads_), v = SplitHeads(v_proj(x), heads_);
   at::Tensor pooled = MergeHeads(Attend(q, k, v, c10::nullopt)).select(1, 0);
   return c_proj(pooled);
@@ -97,7 +104,9 @@ void ModifiedResNet::InitWeights() {
   for (auto* l : {&q_proj, &k_proj, &v_proj, &c_proj}) (*l)->weight.normal_(0, std);
   // zero-init the last BN of every residual branch, as the released code does
   for (auto& p : named_parameters())
-    if (p.key().size() >= 10 && p.key().compare(p.key().size() - 10, 10, "bn3.weight") == 0 && p.key().rfind("layer", 0) == 0) p.value().zero_();
+    if (p.key().size() >= 10 && p.key().compare(p.key().size() - 10, 10, "bn3.weight") == 0 &&
+        p.key().rfind("layer", 0) == 0)
+      p.value().zero_();
 }
 
 }  // namespace vilref

@@ -18,7 +18,8 @@ TORCH_MODULE(Bottleneck);
 
 class ModifiedResNet : public VisualTower {
  public:
-  ModifiedResNet(const std::vector<int64_t>& layers, int64_t embedDim, int64_t heads, int64_t resolution, int64_t width);
+  ModifiedResNet(const std::vector<int64_t>& layers, int64_t embedDim, int64_t heads, int64_t resolution,
+                 int64_t width);
   at::Tensor forward(const at::Tensor& images, bool preProjection) override;
   void ResizePositions(int64_t resolution) override;
   void InitWeights() override;

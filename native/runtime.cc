@@ -70,9 +70,7 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), g_threads.load());
-}
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), g_threads.load()); }
 
 Napi::Value Cuda(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -134,12 +132,14 @@ Napi::Value Blas(const Napi::CallbackInfo& info) {
     if (void* handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
       using ConfigFn = char* (*)();
       using IntFn = int (*)();
-      if (auto config = reinterpret_cast<ConfigFn>(dlsym(handle, "openblas_get_config"))) out.Set("openblasConfig", std::string(config()));
+      if (auto config = reinterpret_cast<ConfigFn>(dlsym(handle, "openblas_get_config")))
+        out.Set("openblasConfig", std::string(config()));
       if (auto parallel = reinterpret_cast<IntFn>(dlsym(handle, "openblas_get_parallel"))) {
         int p = parallel();
         out.Set("openblasParallel", p == 0 ? "sequential" : p == 1 ? "pthread" : p == 2 ? "openmp" : "unknown");
       }
-      if (auto threads = reinterpret_cast<IntFn>(dlsym(handle, "openblas_get_num_threads"))) out.Set("openblasThreads", threads());
+      if (auto threads = reinterpret_cast<IntFn>(dlsym(handle, "openblas_get_num_threads")))
+        out.Set("openblasThreads", threads());
       dlclose(handle);
     }
   }
@@ -151,7 +151,8 @@ Napi::Value Blas(const Napi::CallbackInfo& info) {
 
 class EchoTask : public Task {
  public:
-  EchoTask(JsTensor input, bool transpose, std::string cast) : input_(std::move(input)), transpose_(transpose), cast_(std::move(cast)) {}
+  EchoTask(JsTensor input, bool transpose, std::string cast)
+      : input_(std::move(input)), transpose_(transpose), cast_(std::move(cast)) {}
   void Execute() override {
     inputAddress_ = reinterpret_cast<uint64_t>(input_.tensor.data_ptr());
     at::Tensor t = input_.tensor.clone();
@@ -189,18 +190,23 @@ Napi::Value Echo(const Napi::CallbackInfo& info) {
       transpose = opts.Get("transpose").ToBoolean();
       finite = opts.Get("finite").ToBoolean();
       if (opts.Get("cast").IsString()) cast = opts.Get("cast").As<Napi::String>().Utf8Value();
-      if (!cast.empty() && cast != "bfloat16" && cast != "float16") ThrowRangeError("options.cast: expected \"bfloat16\" or \"float16\", got \"" + cast + "\"");
+      if (!cast.empty() && cast != "bfloat16" && cast != "float16")
+        ThrowRangeError("options.cast: expected \"bfloat16\" or \"float16\", got \"" + cast + "\"");
     }
-    TensorSpec spec{"tensor", {at::kFloat, at::kDouble, at::kInt, at::kLong, at::kByte, at::kChar, at::kShort}, {}, true, finite};
+    TensorSpec spec{
+        "tensor", {at::kFloat, at::kDouble, at::kInt, at::kLong, at::kByte, at::kChar, at::kShort}, {}, true, finite};
     JsTensor input = ReadTensor(info[0], spec);
-    if (transpose && input.tensor.dim() != 2) ThrowRangeError("options.transpose: needs a 2-D tensor, got " + std::to_string(input.tensor.dim()) + "-D");
-    if (!cast.empty() && input.tensor.scalar_type() != at::kFloat) ThrowTypeError("options.cast: needs Float32Array data");
+    if (transpose && input.tensor.dim() != 2)
+      ThrowRangeError("options.transpose: needs a 2-D tensor, got " + std::to_string(input.tensor.dim()) + "-D");
+    if (!cast.empty() && input.tensor.scalar_type() != at::kFloat)
+      ThrowTypeError("options.cast: needs Float32Array data");
     return RunAsync(env, std::make_unique<EchoTask>(std::move(input), transpose, cast));
   });
 }
 
 Napi::Value AddressOf(const Napi::CallbackInfo& info) {
-  return Guard(info.Env(), [&]() -> Napi::Value { return Napi::BigInt::New(info.Env(), DataAddress(info[0], "array")); });
+  return Guard(info.Env(),
+               [&]() -> Napi::Value { return Napi::BigInt::New(info.Env(), DataAddress(info[0], "array")); });
 }
 
 class TorchErrorTask : public Task {

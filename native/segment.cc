@@ -34,7 +34,8 @@ int64_t StemWidth(const SegmenterConfig& c, int64_t level) { return c.stemChanne
 bool IsBackbone(const std::string& name) { return name.rfind("visual.", 0) == 0; }
 
 bool Decays(const std::string& name, const at::Tensor& p) {
-  return p.dim() >= 2 && name.find("ln_") == std::string::npos && name.find("bias") == std::string::npos && name.find("embedding") == std::string::npos;
+  return p.dim() >= 2 && name.find("ln_") == std::string::npos && name.find("bias") == std::string::npos &&
+         name.find("embedding") == std::string::npos;
 }
 
 std::string ShapeText(c10::IntArrayRef s) {
@@ -47,7 +48,8 @@ std::string ShapeText(c10::IntArrayRef s) {
 
 SegNet::SegNet(const SegmenterConfig& c) : config(c) {
   const int64_t heads = c.heads;
-  visual = register_module<VisualTransformer>("visual", std::make_shared<VisualTransformer>(c.tile, c.patch, c.width, c.layers, heads, c.width));
+  visual = register_module<VisualTransformer>(
+      "visual", std::make_shared<VisualTransformer>(c.tile, c.patch, c.width, c.layers, heads, c.width));
   const int64_t levels = Levels(c.patch);
   auto stemList = std::make_shared<torch::nn::Module>();
   auto decoderList = std::make_shared<torch::nn::Module>();
@@ -57,12 +59,16 @@ SegNet::SegNet(const SegmenterConfig& c) : config(c) {
   }
   for (int64_t k = 0; k < levels; ++k) {
     const int64_t below = k == levels - 1 ? c.decoderChannels : StemWidth(c, k + 1);
-    decoder.push_back(decoderList->register_module(std::to_string(k), ConvBlock(below + StemWidth(c, k), StemWidth(c, k), 2)));
+    decoder.push_back(
+        decoderList->register_module(std::to_string(k), ConvBlock(below + StemWidth(c, k), StemWidth(c, k), 2)));
   }
   register_module("stem", stemList);
-  bottleneck = register_module("bottleneck", torch::nn::Sequential(
-                                                  torch::nn::Conv2d(torch::nn::Conv2dOptions(c.width * static_cast<int64_t>(c.taps.size()), c.decoderChannels, 1).bias(false)),
-                                                  torch::nn::BatchNorm2d(c.decoderChannels), torch::nn::ReLU()));
+  bottleneck = register_module(
+      "bottleneck",
+      torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(c.width * static_cast<int64_t>(c.taps.size()),
+                                                                       c.decoderChannels, 1)
+                                                  .bias(false)),
+                            torch::nn::BatchNorm2d(c.decoderChannels), torch::nn::ReLU()));
   register_module("decoder", decoderList);
   head = register_module("head", torch::nn::Conv2d(torch::nn::Conv2dOptions(StemWidth(c, 0), 1, 1)));
 }
@@ -78,17 +84,22 @@ at::Tensor SegNet::forward(const at::Tensor& images) {
   }
   const int64_t g = config.tile / config.patch;
   std::vector<at::Tensor> grids;
-  for (auto& t : visual->PatchTokens(images, config.taps)) grids.push_back(t.transpose(1, 2).reshape({n, config.width, g, g}));
+  for (auto& t : visual->PatchTokens(images, config.taps))
+    grids.push_back(t.transpose(1, 2).reshape({n, config.width, g, g}));
   at::Tensor x = bottleneck->forward(at::cat(grids, 1));
   for (int64_t k = levels - 1; k >= 0; --k) {
     const auto& skip = skips[k];
-    x = F::interpolate(x, F::InterpolateFuncOptions().size(std::vector<int64_t>{skip.size(2), skip.size(3)}).mode(torch::kBilinear).align_corners(false));
+    x = F::interpolate(x, F::InterpolateFuncOptions()
+                              .size(std::vector<int64_t>{skip.size(2), skip.size(3)})
+                              .mode(torch::kBilinear)
+                              .align_corners(false));
     x = decoder[k]->forward(at::cat({x, skip}, 1));
   }
   return head->forward(x);
 }
 
-std::array<at::Tensor, 3> DiceBceLoss(const at::Tensor& logits, const at::Tensor& targets, const c10::optional<at::Tensor>& weights, double diceWeight, double bceWeight) {
+std::array<at::Tensor, 3> DiceBceLoss(const at::Tensor& logits, const at::Tensor& targets,
+                                      const c10::optional<at::Tensor>& weights, double diceWeight, double bceWeight) {
   // BCE with logits, the stable form: max(x, 0) − x·y + log(1 + e^−|x|)
   at::Tensor bce = at::clamp_min(logits, 0) - logits * targets + at::log1p(at::exp(-logits.abs()));
   at::Tensor p = at::sigmoid(logits), y = targets;
@@ -107,7 +118,9 @@ std::array<at::Tensor, 3> DiceBceLoss(const at::Tensor& logits, const at::Tensor
 namespace {
 
 SegmenterConfig ReadSegmenterConfig(const Napi::Value& value) {
-  if (!value.IsObject()) ThrowTypeError("config: expected an object { tile, patch, width, layers, heads, taps?, stemChannels?, decoderChannels? }");
+  if (!value.IsObject())
+    ThrowTypeError(
+        "config: expected an object { tile, patch, width, layers, heads, taps?, stemChannels?, decoderChannels? }");
   auto o = value.As<Napi::Object>();
   SegmenterConfig c;
   auto integer = [&](const char* key, int64_t fallback, int64_t lo, int64_t hi) {
@@ -115,13 +128,19 @@ SegmenterConfig ReadSegmenterConfig(const Napi::Value& value) {
     return v.IsUndefined() ? fallback : ReadInteger(v, std::string("config.") + key, lo, hi);
   };
   c.patch = integer("patch", c.patch, 2, 64);
-  if ((c.patch & (c.patch - 1)) != 0) ThrowRangeError("config.patch: " + std::to_string(c.patch) + " is not a power of two (the decoder doubles the resolution per stage)");
+  if ((c.patch & (c.patch - 1)) != 0)
+    ThrowRangeError("config.patch: " + std::to_string(c.patch) +
+                    " is not a power of two (the decoder doubles the resolution per stage)");
   c.tile = integer("tile", c.tile, c.patch, 4096);
-  if (c.tile % c.patch != 0) ThrowRangeError("config.tile: " + std::to_string(c.tile) + " is not a multiple of config.patch " + std::to_string(c.patch));
+  if (c.tile % c.patch != 0)
+    ThrowRangeError("config.tile: " + std::to_string(c.tile) + " is not a multiple of config.patch " +
+                    std::to_string(c.patch));
   c.width = integer("width", c.width, 1, 1 << 14);
   c.layers = integer("layers", c.layers, 1, 256);
   c.heads = integer("heads", c.heads, 1, 256);
-  if (c.width % c.heads != 0) ThrowRangeError("config.heads: width " + std::to_string(c.width) + " does not split into " + std::to_string(c.heads) + " heads");
+  if (c.width % c.heads != 0)
+    ThrowRangeError("config.heads: width " + std::to_string(c.width) + " does not split into " +
+                    std::to_string(c.heads) + " heads");
   c.stemChannels = integer("stemChannels", c.stemChannels, 1, 1024);
   c.decoderChannels = integer("decoderChannels", c.decoderChannels, 1, 4096);
   Napi::Value taps = o.Get("taps");
@@ -130,7 +149,8 @@ SegmenterConfig ReadSegmenterConfig(const Napi::Value& value) {
     for (int64_t q = 1; q <= 4; ++q) quarters.insert(std::max<int64_t>(1, (c.layers * q + 3) / 4));
     c.taps.assign(quarters.begin(), quarters.end());
   } else {
-    if (!taps.IsArray() || taps.As<Napi::Array>().Length() == 0) ThrowTypeError("config.taps: expected a non-empty array of block numbers");
+    if (!taps.IsArray() || taps.As<Napi::Array>().Length() == 0)
+      ThrowTypeError("config.taps: expected a non-empty array of block numbers");
     auto arr = taps.As<Napi::Array>();
     for (uint32_t i = 0; i < arr.Length(); ++i) {
       c.taps.push_back(ReadInteger(arr.Get(i), "config.taps[" + std::to_string(i) + "]", 1, c.layers));
@@ -142,8 +162,15 @@ SegmenterConfig ReadSegmenterConfig(const Napi::Value& value) {
 
 class SegStepTask : public Task {
  public:
-  SegStepTask(std::shared_ptr<SegmenterState> state, SegmenterOptions options, JsTensor images, JsTensor targets, c10::optional<JsTensor> weights, double lr, double backboneLr)
-      : state_(std::move(state)), options_(options), images_(std::move(images)), targets_(std::move(targets)), weights_(std::move(weights)), lr_(lr), backboneLr_(backboneLr) {}
+  SegStepTask(std::shared_ptr<SegmenterState> state, SegmenterOptions options, JsTensor images, JsTensor targets,
+              c10::optional<JsTensor> weights, double lr, double backboneLr)
+      : state_(std::move(state)),
+        options_(options),
+        images_(std::move(images)),
+        targets_(std::move(targets)),
+        weights_(std::move(weights)),
+        lr_(lr),
+        backboneLr_(backboneLr) {}
   void Execute() override {
     auto& s = *state_;
     s.net->train();
@@ -184,7 +211,8 @@ class SegStepTask : public Task {
 
 class SegPredictTask : public Task {
  public:
-  SegPredictTask(std::shared_ptr<SegmenterState> state, JsTensor images) : state_(std::move(state)), images_(std::move(images)) {}
+  SegPredictTask(std::shared_ptr<SegmenterState> state, JsTensor images)
+      : state_(std::move(state)), images_(std::move(images)) {}
   void Execute() override {
     torch::NoGradGuard noGrad;
     state_->net->eval();
@@ -213,8 +241,13 @@ class SegStateDictTask : public Task {
 
 class SegLoadTask : public Task {
  public:
-  SegLoadTask(std::shared_ptr<SegmenterState> state, std::vector<std::pair<std::string, JsTensor>> inputs, std::vector<std::string> missing, std::vector<std::string> unexpected, int64_t grid)
-      : state_(std::move(state)), inputs_(std::move(inputs)), missing_(std::move(missing)), unexpected_(std::move(unexpected)), grid_(grid) {}
+  SegLoadTask(std::shared_ptr<SegmenterState> state, std::vector<std::pair<std::string, JsTensor>> inputs,
+              std::vector<std::string> missing, std::vector<std::string> unexpected, int64_t grid)
+      : state_(std::move(state)),
+        inputs_(std::move(inputs)),
+        missing_(std::move(missing)),
+        unexpected_(std::move(unexpected)),
+        grid_(grid) {}
   void Execute() override {
     torch::NoGradGuard noGrad;
     std::map<std::string, at::Tensor> targets;
@@ -223,14 +256,13 @@ class SegLoadTask : public Task {
     for (auto& [name, in] : inputs_) {
       at::Tensor src = in.tensor;
       at::Tensor& dst = targets.at(name);
-      if (name == "visual.positional_embedding" && src.sizes() != dst.sizes()) src = ResizeGridEmbedding(src.to(at::kFloat), grid_);
+      if (name == "visual.positional_embedding" && src.sizes() != dst.sizes())
+        src = ResizeGridEmbedding(src.to(at::kFloat), grid_);
       plan.emplace_back(dst, src);
     }
     for (auto& [dst, src] : plan) dst.copy_(src);
   }
-  Napi::Value Resolve(Napi::Env env) override {
-    return KeyReport(env, missing_, unexpected_);
-  }
+  Napi::Value Resolve(Napi::Env env) override { return KeyReport(env, missing_, unexpected_); }
 
  private:
   std::shared_ptr<SegmenterState> state_;
@@ -262,15 +294,20 @@ Napi::Function Segmenter::Define(Napi::Env env) {
 Segmenter::Segmenter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Segmenter>(info) {
   Guard(info.Env(), [&] {
     config_ = ReadSegmenterConfig(info[0]);
-    Napi::Object o = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(info.Env());
-    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsObject()) ThrowTypeError("options: expected an object { seed, lr, backboneLr, weightDecay, freezeBackbone }");
+    Napi::Object o =
+        info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(info.Env());
+    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsObject())
+      ThrowTypeError("options: expected an object { seed, lr, backboneLr, weightDecay, freezeBackbone }");
     options_.lr = ReadNumber(o, "options", "lr", options_.lr, 0, 10);
     options_.backboneLr = ReadNumber(o, "options", "backboneLr", options_.lr, 0, 10);
     options_.weightDecay = ReadNumber(o, "options", "weightDecay", options_.weightDecay, 0, 10);
     options_.diceWeight = ReadNumber(o, "options", "diceWeight", 1.0, 0, 1e3);
     options_.bceWeight = ReadNumber(o, "options", "bceWeight", 1.0, 0, 1e3);
     const bool frozen = o.Get("freezeBackbone").ToBoolean();
-    const uint64_t seed = o.Get("seed").IsUndefined() ? 0 : static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
+    const uint64_t seed =
+        o.Get("seed").IsUndefined()
+            ? 0
+            : static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
     torch::manual_seed(seed);
     auto net = std::make_shared<SegNet>(config_);
     net->visual->InitWeights();
@@ -287,21 +324,24 @@ Segmenter::Segmenter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Segmente
     }
     std::vector<torch::optim::OptimizerParamGroup> list;
     for (int i = 0; i < 4; ++i) {
-      auto opts = std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(i < 2 ? options_.backboneLr : options_.lr)
-                                                                   .betas({options_.beta1, options_.beta2})
-                                                                   .eps(options_.eps)
-                                                                   .weight_decay(i % 2 == 0 ? options_.weightDecay : 0.0));
+      auto opts = std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(i < 2 ? options_.backboneLr : options_.lr)
+              .betas({options_.beta1, options_.beta2})
+              .eps(options_.eps)
+              .weight_decay(i % 2 == 0 ? options_.weightDecay : 0.0));
       list.emplace_back(groups[i], std::move(opts));
     }
     state_ = std::make_shared<SegmenterState>();
     state_->net = net;
     state_->optimizer = std::make_unique<torch::optim::AdamW>(list, torch::optim::AdamWOptions(options_.lr));
-    for (auto& [name, t] : NamedState(*net)) shapes_.emplace_back(name, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()));
+    for (auto& [name, t] : NamedState(*net))
+      shapes_.emplace_back(name, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()));
     return 0;
   });
 }
 
-// step({ images [N,3,T,T], targets [N,1,T,T] in [0,1], weights? [N,1,T,T] in [0,1] }, { lr?, backboneLr? }) → { loss, bce, dice }
+// step({ images [N,3,T,T], targets [N,1,T,T] in [0,1], weights? [N,1,T,T] in [0,1] }, { lr?, backboneLr? }) → { loss,
+// bce, dice }
 Napi::Value Segmenter::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
@@ -311,7 +351,8 @@ Napi::Value Segmenter::Step(const Napi::CallbackInfo& info) {
     JsTensor images = ReadTensor(b.Get("images"), TensorSpec{"batch.images", {at::kFloat}, {-1, 3, t, t}, false, true});
     const int64_t n = images.tensor.size(0);
     if (n < 1) ThrowRangeError("batch.images: empty batch");
-    JsTensor targets = ReadTensor(b.Get("targets"), TensorSpec{"batch.targets", {at::kFloat}, {n, 1, t, t}, false, true});
+    JsTensor targets =
+        ReadTensor(b.Get("targets"), TensorSpec{"batch.targets", {at::kFloat}, {n, 1, t, t}, false, true});
     CheckUnit(targets.tensor, "batch.targets");
     c10::optional<JsTensor> weights;
     if (!b.Get("weights").IsUndefined()) {
@@ -324,7 +365,9 @@ Napi::Value Segmenter::Step(const Napi::CallbackInfo& info) {
       lr = ReadNumber(o, "options", "lr", lr, 0, 10);
       backboneLr = ReadNumber(o, "options", "backboneLr", backboneLr, 0, 10);
     }
-    return queue_.Submit(env, Value(), std::make_unique<SegStepTask>(state_, options_, std::move(images), std::move(targets), std::move(weights), lr, backboneLr));
+    return queue_.Submit(env, Value(),
+                         std::make_unique<SegStepTask>(state_, options_, std::move(images), std::move(targets),
+                                                       std::move(weights), lr, backboneLr));
   });
 }
 
@@ -341,7 +384,8 @@ Napi::Value Segmenter::Predict(const Napi::CallbackInfo& info) {
 
 Napi::Value Segmenter::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), std::make_unique<SegStateDictTask>(state_)); });
+  return PromiseGuard(
+      env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), std::make_unique<SegStateDictTask>(state_)); });
 }
 
 // loadStateDict({ name: {data, shape} }, { strict = true }) → { missing, unexpected }. A
@@ -361,8 +405,12 @@ Napi::Value Segmenter::LoadStateDict(const Napi::CallbackInfo& info) {
     auto [present, missing, unexpected] = PartitionKeys(dict, names);
     if (strict && (!missing.empty() || !unexpected.empty())) {
       std::string msg = "stateDict: does not fit this segmenter:";
-      if (!missing.empty()) msg += " missing " + missing.front() + (missing.size() > 1 ? " and " + std::to_string(missing.size() - 1) + " more" : "") + ";";
-      if (!unexpected.empty()) msg += " unexpected " + unexpected.front() + (unexpected.size() > 1 ? " and " + std::to_string(unexpected.size() - 1) + " more" : "") + ";";
+      if (!missing.empty())
+        msg += " missing " + missing.front() +
+               (missing.size() > 1 ? " and " + std::to_string(missing.size() - 1) + " more" : "") + ";";
+      if (!unexpected.empty())
+        msg += " unexpected " + unexpected.front() +
+               (unexpected.size() > 1 ? " and " + std::to_string(unexpected.size() - 1) + " more" : "") + ";";
       ThrowRangeError(msg.substr(0, msg.size() - 1));
     }
     std::vector<std::pair<std::string, JsTensor>> inputs;
@@ -370,14 +418,22 @@ Napi::Value Segmenter::LoadStateDict(const Napi::CallbackInfo& info) {
       std::vector<int64_t> dims = *expected.at(key);
       const bool integral = key.find("num_batches_tracked") != std::string::npos;
       if (key == "visual.positional_embedding") dims[0] = -1;  // another grid is resized
-      inputs.emplace_back(key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]", integral ? std::vector<at::ScalarType>{at::kLong, at::kInt} : std::vector<at::ScalarType>{at::kFloat, at::kDouble}, dims, false, !integral}));
+      inputs.emplace_back(
+          key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]",
+                                                    integral ? std::vector<at::ScalarType>{at::kLong, at::kInt}
+                                                             : std::vector<at::ScalarType>{at::kFloat, at::kDouble},
+                                                    dims, false, !integral}));
       if (key == "visual.positional_embedding") {
         const int64_t tokens = inputs.back().second.tensor.size(0) - 1;
         const auto g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
-        if (tokens < 1 || g * g != tokens) ThrowRangeError("stateDict[\"visual.positional_embedding\"]: shape " + ShapeText(inputs.back().second.tensor.sizes()) + " is not 1 + a square grid of tokens");
+        if (tokens < 1 || g * g != tokens)
+          ThrowRangeError("stateDict[\"visual.positional_embedding\"]: shape " +
+                          ShapeText(inputs.back().second.tensor.sizes()) + " is not 1 + a square grid of tokens");
       }
     }
-    return queue_.Submit(env, Value(), std::make_unique<SegLoadTask>(state_, std::move(inputs), std::move(missing), std::move(unexpected), config_.tile / config_.patch));
+    return queue_.Submit(env, Value(),
+                         std::make_unique<SegLoadTask>(state_, std::move(inputs), std::move(missing),
+                                                       std::move(unexpected), config_.tile / config_.patch));
   });
 }
 
@@ -398,7 +454,11 @@ Napi::Value Segmenter::GetConfig(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value Segmenter::GetSteps(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(state_->steps)); }
-Napi::Value Segmenter::GetPending(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending())); }
+Napi::Value Segmenter::GetSteps(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(state_->steps));
+}
+Napi::Value Segmenter::GetPending(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
 
 }  // namespace vilref

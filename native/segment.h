@@ -74,6 +74,7 @@ class Segmenter : public Napi::ObjectWrap<Segmenter> {
 
 // Soft Dice + BCE with logits over a batch; `weights` (optional, same shape) masks pixels out.
 // Returns {total, bce, dice loss}.
-std::array<at::Tensor, 3> DiceBceLoss(const at::Tensor& logits, const at::Tensor& targets, const c10::optional<at::Tensor>& weights, double diceWeight, double bceWeight);
+std::array<at::Tensor, 3> DiceBceLoss(const at::Tensor& logits, const at::Tensor& targets,
+                                      const c10::optional<at::Tensor>& weights, double diceWeight, double bceWeight);
 
 }  // namespace vilref

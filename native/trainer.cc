@@ -15,12 +15,15 @@ namespace vilref {
 
 namespace {
 
-double Number(const Napi::Object& o, const char* key, double fallback, double lo, double hi) { return ReadNumber(o, "options", key, fallback, lo, hi); }
+double Number(const Napi::Object& o, const char* key, double fallback, double lo, double hi) {
+  return ReadNumber(o, "options", key, fallback, lo, hi);
+}
 
 // The released recipe's rule: no weight decay for 0/1-D tensors, norms, biases and logit_scale.
 bool Decays(const std::string& name, const at::Tensor& p) {
-  return p.dim() >= 2 && name.find("bn") == std::string::npos && name.find("ln") == std::string::npos && name.find("LayerNorm") == std::string::npos &&
-         name.find("bias") == std::string::npos && name.find("logit_scale") == std::string::npos;
+  return p.dim() >= 2 && name.find("bn") == std::string::npos && name.find("ln") == std::string::npos &&
+         name.find("LayerNorm") == std::string::npos && name.find("bias") == std::string::npos &&
+         name.find("logit_scale") == std::string::npos;
 }
 
 at::Tensor Normalise(const at::Tensor& x) { return x / x.norm(2, -1, true); }
@@ -49,8 +52,14 @@ struct Batch {
 
 class StepTask : public Task {
  public:
-  StepTask(std::shared_ptr<ClipNet> net, at::Device device, TrainerOptions options, std::shared_ptr<TrainerState> state, Batch batch, double lr)
-      : net_(std::move(net)), device_(device), options_(options), state_(std::move(state)), batch_(std::move(batch)), lr_(lr) {}
+  StepTask(std::shared_ptr<ClipNet> net, at::Device device, TrainerOptions options, std::shared_ptr<TrainerState> state,
+           Batch batch, double lr)
+      : net_(std::move(net)),
+        device_(device),
+        options_(options),
+        state_(std::move(state)),
+        batch_(std::move(batch)),
+        lr_(lr) {}
 
   void Execute() override;
   Napi::Value Resolve(Napi::Env env) override {
@@ -152,7 +161,9 @@ void StepTask::Execute() {
     Gathered g = comm->AllGatherRows(at::cat(parts, 1), "all_gather of the batch features");
     const int64_t off = g.offsets[comm->rank()], N = g.rows.size(0);
     auto cols = [&](int64_t a, int64_t b) { return g.rows.slice(1, a, b).contiguous(); };
-    auto withLocal = [&](const at::Tensor& all, const at::Tensor& mine) { return at::cat({all.slice(0, 0, off), mine, all.slice(0, off + n, N)}, 0); };
+    auto withLocal = [&](const at::Tensor& all, const at::Tensor& mine) {
+      return at::cat({all.slice(0, 0, off), mine, all.slice(0, off + n, N)}, 0);
+    };
     U = withLocal(cols(0, D), u);
     V = withLocal(cols(D, 2 * D), v);
     Y = cols(2 * D, 2 * D + C);
@@ -177,7 +188,8 @@ void StepTask::Execute() {
       }
     }
   }
-  LossTerms terms = options_.wscl ? Wscl(U, V, Y, s.queue->Image().to(device_), s.queue->Text().to(device_), s.queue->Labels().to(device_), net_->logit_scale.to(at::kFloat), options_.loss)
+  LossTerms terms = options_.wscl ? Wscl(U, V, Y, s.queue->Image().to(device_), s.queue->Text().to(device_),
+                                         s.queue->Labels().to(device_), net_->logit_scale.to(at::kFloat), options_.loss)
                                   : Clip(U, V, net_->logit_scale.to(at::kFloat));
   loss_ = terms.loss.item<double>();  // the global batch's loss: the same on every rank
   s.optimizer->zero_grad();
@@ -191,7 +203,8 @@ void StepTask::Execute() {
     (scaled ? terms.loss * s.scaler.scale : terms.loss).backward();
     recomputed_ = RecomputeCount() - recomputedBefore;
     std::vector<at::Tensor> params;
-    for (auto& p : net_->parameters()) if (p.defined() && p.grad().defined()) params.push_back(p);
+    for (auto& p : net_->parameters())
+      if (p.defined() && p.grad().defined()) params.push_back(p);
     if (comm) {
       // each rank's gradient is the global loss's gradient through its own samples: their sum is
       // the global gradient. logit_scale enters every rank's loss directly: average it instead.
@@ -204,8 +217,9 @@ void StepTask::Execute() {
       torch::NoGradGuard noGrad;
       for (auto& p : params) p.mutable_grad().div_(lossScale_);
     }
-    gradNorm_ = options_.gradClip > 0 ? torch::nn::utils::clip_grad_norm_(params, options_.gradClip)
-                                      : torch::nn::utils::clip_grad_norm_(params, std::numeric_limits<double>::infinity());
+    gradNorm_ = options_.gradClip > 0
+                    ? torch::nn::utils::clip_grad_norm_(params, options_.gradClip)
+                    : torch::nn::utils::clip_grad_norm_(params, std::numeric_limits<double>::infinity());
     // float16: an overflowed gradient halves the scale and skips the update (the batch is still enqueued)
     overflow_ = scaled && !s.scaler.Update(std::isfinite(gradNorm_));
     if (!overflow_) {
@@ -239,7 +253,8 @@ Napi::Function Trainer::Define(Napi::Env env) {
                      });
 }
 
-// new Trainer(model, { lr, betas, eps, weightDecay, momentum, gradClip, queueSize, labelDim, loss, threshold, gamma, processGroup? })
+// new Trainer(model, { lr, betas, eps, weightDecay, momentum, gradClip, queueSize, labelDim, loss, threshold, gamma,
+// processGroup? })
 Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(info) {
   Guard(info.Env(), [&] {
     model_ = Model::From(info[0], "model");
@@ -255,10 +270,12 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
     options_.labelDim = ReadInteger(o.Get("labelDim"), "options.labelDim", 1, 1 << 16);
     Napi::Value betas = o.Get("betas");
     if (!betas.IsUndefined()) {
-      if (!betas.IsArray() || betas.As<Napi::Array>().Length() != 2) ThrowTypeError("options.betas: expected [beta1, beta2]");
+      if (!betas.IsArray() || betas.As<Napi::Array>().Length() != 2)
+        ThrowTypeError("options.betas: expected [beta1, beta2]");
       options_.beta1 = betas.As<Napi::Array>().Get(0u).As<Napi::Number>().DoubleValue();
       options_.beta2 = betas.As<Napi::Array>().Get(1u).As<Napi::Number>().DoubleValue();
-      if (!(options_.beta1 >= 0 && options_.beta1 < 1 && options_.beta2 >= 0 && options_.beta2 < 1)) ThrowRangeError("options.betas: each in [0, 1)");
+      if (!(options_.beta1 >= 0 && options_.beta1 < 1 && options_.beta2 >= 0 && options_.beta2 < 1))
+        ThrowRangeError("options.betas: each in [0, 1)");
     }
     Napi::Value loss = o.Get("loss");
     std::string lossName = loss.IsString() ? loss.As<Napi::String>().Utf8Value() : "wscl";
@@ -273,9 +290,12 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
       for (uint32_t i = 0; i < arr.Length(); ++i) {
         Napi::Value v = arr.Get(i);
         std::string tower = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-        if (tower == "visual") options_.freezeVisual = true;
-        else if (tower == "text") options_.freezeText = true;
-        else ThrowRangeError("options.freeze[" + std::to_string(i) + "]: expected \"visual\" or \"text\"");
+        if (tower == "visual")
+          options_.freezeVisual = true;
+        else if (tower == "text")
+          options_.freezeText = true;
+        else
+          ThrowRangeError("options.freeze[" + std::to_string(i) + "]: expected \"visual\" or \"text\"");
       }
     }
     Napi::Value checkpointing = o.Get("gradientCheckpointing");
@@ -284,16 +304,23 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
       options_.gradientCheckpointing = checkpointing.As<Napi::Boolean>().Value();
     }
     Napi::Value precision = o.Get("precision");
-    std::string precisionName = precision.IsUndefined() ? "float32" : precision.IsString() ? precision.As<Napi::String>().Utf8Value() : "";
-    if (precisionName == "float32") options_.precision = at::kFloat;
-    else if (precisionName == "bfloat16") options_.precision = at::kBFloat16;
-    else if (precisionName == "float16") options_.precision = at::kHalf;
-    else ThrowRangeError("options.precision: expected \"float32\", \"bfloat16\" or \"float16\"");
+    std::string precisionName = precision.IsUndefined() ? "float32"
+                                : precision.IsString()  ? precision.As<Napi::String>().Utf8Value()
+                                                        : "";
+    if (precisionName == "float32")
+      options_.precision = at::kFloat;
+    else if (precisionName == "bfloat16")
+      options_.precision = at::kBFloat16;
+    else if (precisionName == "float16")
+      options_.precision = at::kHalf;
+    else
+      ThrowRangeError("options.precision: expected \"float32\", \"bfloat16\" or \"float16\"");
     if (options_.precision == at::kHalf && !model_->device().is_cuda())
-      ThrowRangeError("options.precision: float16 (with loss scaling) needs a CUDA device; on the CPU use \"bfloat16\"");
+      ThrowRangeError(
+          "options.precision: float16 (with loss scaling) needs a CUDA device; on the CPU use \"bfloat16\"");
     if (options_.precision != at::kFloat && model_->dtype() != at::kFloat)
-      ThrowRangeError("options.precision: mixed precision keeps float32 master weights, but the model is " + std::string(c10::toString(model_->dtype())) +
-                      " (create or load it with dtype float32)");
+      ThrowRangeError("options.precision: mixed precision keeps float32 master weights, but the model is " +
+                      std::string(c10::toString(model_->dtype())) + " (create or load it with dtype float32)");
 
     auto net = model_->net();
     auto momentum = std::make_shared<ClipNet>(model_->config());
@@ -309,7 +336,8 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
     // attention pool, frozen with it), bert.*; text_projection and logit_scale stay trainable
     std::vector<std::pair<std::string, at::Tensor>> frozenParams;
     auto isFrozen = [&](const std::string& name) {
-      return (options_.freezeVisual && name.rfind("visual.", 0) == 0 && name != "visual.proj") || (options_.freezeText && name.rfind("bert.", 0) == 0);
+      return (options_.freezeVisual && name.rfind("visual.", 0) == 0 && name != "visual.proj") ||
+             (options_.freezeText && name.rfind("bert.", 0) == 0);
     };
     std::vector<at::Tensor> decay, noDecay;
     for (auto& p : net->named_parameters()) {
@@ -321,8 +349,10 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
       (Decays(p.key(), p.value()) ? decay : noDecay).push_back(p.value());
     }
     auto make = [&](double wd) {
-      return std::make_unique<torch::optim::AdamWOptions>(
-          torch::optim::AdamWOptions(options_.lr).betas({options_.beta1, options_.beta2}).eps(options_.eps).weight_decay(wd));
+      return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(options_.lr)
+                                                              .betas({options_.beta1, options_.beta2})
+                                                              .eps(options_.eps)
+                                                              .weight_decay(wd));
     };
     std::vector<torch::optim::OptimizerParamGroup> groups;
     groups.emplace_back(decay, make(options_.weightDecay));
@@ -350,16 +380,23 @@ Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
     auto b = info[0].As<Napi::Object>();
     const auto& c = model_->config();
     Batch batch;
-    batch.images = ReadTensor(b.Get("images"), TensorSpec{"batch.images", {at::kFloat}, {-1, 3, c.imageResolution, c.imageResolution}, false, true});
+    batch.images = ReadTensor(
+        b.Get("images"),
+        TensorSpec{"batch.images", {at::kFloat}, {-1, 3, c.imageResolution, c.imageResolution}, false, true});
     const int64_t n = batch.images.tensor.size(0);
     // with a process group the contrastive batch is the global one: one local pair is enough
     const int64_t least = state_->comm ? 1 : 2;
-    if (n < least) ThrowRangeError("batch.images: a contrastive step needs at least " + std::to_string(least) + (least == 1 ? " pair" : " pairs") + ", got " + std::to_string(n));
+    if (n < least)
+      ThrowRangeError("batch.images: a contrastive step needs at least " + std::to_string(least) +
+                      (least == 1 ? " pair" : " pairs") + ", got " + std::to_string(n));
     batch.ids = ReadTensor(b.Get("ids"), TensorSpec{"batch.ids", {at::kLong, at::kInt}, {n, -1}, false, false});
-    batch.labels = ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.labelDim}, false, true});
+    batch.labels =
+        ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.labelDim}, false, true});
     double lr = options_.lr;
     if (info.Length() > 1 && info[1].IsObject()) lr = Number(info[1].As<Napi::Object>(), "lr", options_.lr, 0, 10);
-    return model_->queue().Submit(env, Value(), std::make_unique<StepTask>(model_->net(), model_->device(), options_, state_, std::move(batch), lr));
+    return model_->queue().Submit(
+        env, Value(),
+        std::make_unique<StepTask>(model_->net(), model_->device(), options_, state_, std::move(batch), lr));
   });
 }
 
@@ -404,10 +441,13 @@ std::string OptimKey(const at::Tensor& p) { return c10::guts::to_string(p.unsafe
 // trainer.counters (steps, skipped), rng.cpu.
 class ExportTask : public Task {
  public:
-  ExportTask(std::shared_ptr<ClipNet> net, std::shared_ptr<TrainerState> state) : net_(std::move(net)), state_(std::move(state)) {}
+  ExportTask(std::shared_ptr<ClipNet> net, std::shared_ptr<TrainerState> state)
+      : net_(std::move(net)), state_(std::move(state)) {}
   void Execute() override {
     auto& s = *state_;
-    auto put = [&](const std::string& name, const at::Tensor& t) { out_.emplace_back(name, PrepareForJs(t.detach().cpu().clone())); };
+    auto put = [&](const std::string& name, const at::Tensor& t) {
+      out_.emplace_back(name, PrepareForJs(t.detach().cpu().clone()));
+    };
     for (auto& [name, t] : NamedState(*s.momentum)) put("momentum." + name, t);
     auto& states = s.optimizer->state();
     for (auto& p : net_->named_parameters()) {
@@ -423,7 +463,8 @@ class ExportTask : public Task {
     put("queue.labels", s.queue->labels());
     put("queue.position", torch::tensor({s.queue->valid(), s.queue->pointer()}, torch::kLong));
     put("trainer.counters", torch::tensor({s.steps, s.skipped}, torch::kLong));
-    put("trainer.scaler", torch::tensor({static_cast<float>(s.scaler.scale), static_cast<float>(s.scaler.goodSteps)}, torch::kFloat));
+    put("trainer.scaler",
+        torch::tensor({static_cast<float>(s.scaler.scale), static_cast<float>(s.scaler.goodSteps)}, torch::kFloat));
     put("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
   }
   Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
@@ -462,7 +503,8 @@ class ImportTask : public Task {
       const std::string base = "optim." + p.key();
       if (!in_.count(base + ".step")) continue;  // never stepped (e.g. frozen)
       at::Tensor avg = get(base + ".exp_avg"), sq = get(base + ".exp_avg_sq");
-      if (avg.sizes() != p.value().sizes() || sq.sizes() != p.value().sizes()) ThrowRangeError("state[\"" + base + "\"]: shape does not fit");
+      if (avg.sizes() != p.value().sizes() || sq.sizes() != p.value().sizes())
+        ThrowRangeError("state[\"" + base + "\"]: shape does not fit");
       auto st = std::make_unique<torch::optim::AdamWParamState>();
       st->step(get(base + ".step").item<int64_t>());
       st->exp_avg(avg.to(p.value().device(), p.value().scalar_type()).clone());
@@ -470,13 +512,16 @@ class ImportTask : public Task {
       optim.emplace_back(OptimKey(p.value()), std::move(st));
     }
     at::Tensor pos = get("queue.position"), counters = get("trainer.counters");
-    if (pos.numel() != 2 || counters.numel() != 2) ThrowRangeError("state: queue.position and trainer.counters hold two numbers each");
+    if (pos.numel() != 2 || counters.numel() != 2)
+      ThrowRangeError("state: queue.position and trainer.counters hold two numbers each");
     if (in_.count("trainer.scaler")) {
       at::Tensor sc = in_.at("trainer.scaler").tensor;
-      if (sc.numel() != 2 || !(sc.to(at::kDouble)[0].item<double>() > 0)) ThrowRangeError("state[\"trainer.scaler\"]: expected [scale > 0, good steps]");
+      if (sc.numel() != 2 || !(sc.to(at::kDouble)[0].item<double>() > 0))
+        ThrowRangeError("state[\"trainer.scaler\"]: expected [scale > 0, good steps]");
     }
     const int64_t valid = pos[0].item<int64_t>(), pointer = pos[1].item<int64_t>();
-    if (valid < 0 || valid > s.queue->size() || pointer < 0 || (s.queue->size() > 0 && pointer >= s.queue->size())) ThrowRangeError("state[\"queue.position\"]: out of range for this queue");
+    if (valid < 0 || valid > s.queue->size() || pointer < 0 || (s.queue->size() > 0 && pointer >= s.queue->size()))
+      ThrowRangeError("state[\"queue.position\"]: out of range for this queue");
     // then apply
     for (auto& [target, src] : copies) target.copy_(src);
     auto& states = s.optimizer->state();
@@ -508,7 +553,9 @@ class ImportTask : public Task {
 
 Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), std::make_unique<ExportTask>(model_->net(), state_)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    return model_->queue().Submit(env, Value(), std::make_unique<ExportTask>(model_->net(), state_));
+  });
 }
 
 // importState(record from exportState): replaces momentum weights, optimizer moments, queue and counters.
@@ -521,7 +568,11 @@ Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
     Napi::Array keys = dict.GetPropertyNames();
     for (uint32_t i = 0; i < keys.Length(); ++i) {
       std::string key = keys.Get(i).ToString().Utf8Value();
-      in.emplace(key, ReadTensor(dict.Get(key), TensorSpec{"state[\"" + key + "\"]", {at::kFloat, at::kDouble, at::kLong, at::kInt, at::kByte}, {}, true, false}));
+      in.emplace(key, ReadTensor(dict.Get(key), TensorSpec{"state[\"" + key + "\"]",
+                                                           {at::kFloat, at::kDouble, at::kLong, at::kInt, at::kByte},
+                                                           {},
+                                                           true,
+                                                           false}));
     }
     return model_->queue().Submit(env, Value(), std::make_unique<ImportTask>(model_->net(), state_, std::move(in)));
   });
@@ -529,26 +580,32 @@ Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
 
 Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), std::make_unique<QueueStateTask>(state_)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    return model_->queue().Submit(env, Value(), std::make_unique<QueueStateTask>(state_));
+  });
 }
 
 Napi::Value Trainer::MomentumStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum)); });
+  return PromiseGuard(
+      env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum)); });
 }
 
 Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
     LossScaler scaler;
-    if (!info[0].IsNumber() || !(info[0].As<Napi::Number>().DoubleValue() > 0)) ThrowRangeError("scale: expected a number > 0");
+    if (!info[0].IsNumber() || !(info[0].As<Napi::Number>().DoubleValue() > 0))
+      ThrowRangeError("scale: expected a number > 0");
     scaler.scale = info[0].As<Napi::Number>().DoubleValue();
     scaler.goodSteps = ReadInteger(info[1], "goodSteps", 0, int64_t(1) << 40);
     if (!info[2].IsArray()) ThrowTypeError("finite: expected an array of booleans");
-    if (info.Length() > 3 && !info[3].IsUndefined()) scaler.interval = ReadInteger(info[3], "interval", 1, int64_t(1) << 40);
+    if (info.Length() > 3 && !info[3].IsUndefined())
+      scaler.interval = ReadInteger(info[3], "interval", 1, int64_t(1) << 40);
     auto finite = info[2].As<Napi::Array>();
     Napi::Array applied = Napi::Array::New(env, finite.Length());
-    for (uint32_t i = 0; i < finite.Length(); ++i) applied.Set(i, Napi::Boolean::New(env, scaler.Update(finite.Get(i).ToBoolean().Value())));
+    for (uint32_t i = 0; i < finite.Length(); ++i)
+      applied.Set(i, Napi::Boolean::New(env, scaler.Update(finite.Get(i).ToBoolean().Value())));
     Napi::Object o = Napi::Object::New(env);
     o.Set("scale", Napi::Number::New(env, scaler.scale));
     o.Set("goodSteps", Napi::Number::New(env, static_cast<double>(scaler.goodSteps)));
@@ -557,6 +614,8 @@ Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value Trainer::GetSkipped(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(state_->skipped)); }
+Napi::Value Trainer::GetSkipped(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(state_->skipped));
+}
 
 }  // namespace vilref

@@ -53,9 +53,9 @@ struct TrainerState {
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::unique_ptr<FeatureQueue> queue;
   int64_t steps = 0, skipped = 0;
-  std::shared_ptr<Communicator> comm;  // null: one process
-  bool synced = false;                 // parameters broadcast from rank 0
-  LossScaler scaler;                   // used with precision float16 only
+  std::shared_ptr<Communicator> comm;                      // null: one process
+  bool synced = false;                                     // parameters broadcast from rank 0
+  LossScaler scaler;                                       // used with precision float16 only
   std::vector<std::pair<std::string, at::Tensor>> frozen;  // (name, online parameter) of frozen towers
 };
 

@@ -24,19 +24,26 @@ ResidualAttentionBlockImpl::ResidualAttentionBlockImpl(int64_t width, int64_t he
 at::Tensor ResidualAttentionBlockImpl::forward(const at::Tensor& x) {
   at::Tensor h = LayerNormF32(x, ln_1);
   auto qkv = at::linear(h, in_proj_weight, in_proj_bias).chunk(3, -1);
-  at::Tensor a = MergeHeads(Attend(SplitHeads(qkv[0], heads), SplitHeads(qkv[1], heads), SplitHeads(qkv[2], heads), c10::nullopt));
+  at::Tensor a =
+      MergeHeads(Attend(SplitHeads(qkv[0], heads), SplitHeads(qkv[1], heads), SplitHeads(qkv[2], heads), c10::nullopt));
   at::Tensor y = x + out_proj(a);
   h = c_fc(LayerNormF32(y, ln_2));
   h.mul_(at::sigmoid(h * 1.702));  // QuickGELU, one temporary fewer
   return y + c_proj(h);
 }
 
-VisualTransformer::VisualTransformer(int64_t resolution, int64_t patch, int64_t width, int64_t layers, int64_t heads, int64_t embedDim)
+VisualTransformer::VisualTransformer(int64_t resolution, int64_t patch, int64_t width, int64_t layers, int64_t heads,
+                                     int64_t embedDim)
     : patch_(patch), width_(width), layers_(layers) {
-  if (resolution % patch != 0) ThrowRangeError("config.image_resolution: " + std::to_string(resolution) + " is not a multiple of vision_patch_size " + std::to_string(patch));
-  if (width % heads != 0) ThrowRangeError("config.vision_head_width: vision_width " + std::to_string(width) + " does not split into " + std::to_string(heads) + " heads");
+  if (resolution % patch != 0)
+    ThrowRangeError("config.image_resolution: " + std::to_string(resolution) +
+                    " is not a multiple of vision_patch_size " + std::to_string(patch));
+  if (width % heads != 0)
+    ThrowRangeError("config.vision_head_width: vision_width " + std::to_string(width) + " does not split into " +
+                    std::to_string(heads) + " heads");
   const int64_t grid = resolution / patch;
-  conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, width, patch).stride(patch).bias(false)));
+  conv1 =
+      register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, width, patch).stride(patch).bias(false)));
   class_embedding = register_parameter("class_embedding", torch::zeros({width}));
   positional_embedding = register_parameter("positional_embedding", torch::zeros({grid * grid + 1, width}));
   ln_pre = register_module("ln_pre", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(1e-5)));
@@ -49,8 +56,8 @@ VisualTransformer::VisualTransformer(int64_t resolution, int64_t patch, int64_t 
 }
 
 at::Tensor VisualTransformer::Embed(const at::Tensor& images) {
-  at::Tensor x = conv1(images);                             // [N, D, g, g]
-  x = x.flatten(2).transpose(1, 2);                         // [N, g*g, D]
+  at::Tensor x = conv1(images);      // [N, D, g, g]
+  x = x.flatten(2).transpose(1, 2);  // [N, g*g, D]
   at::Tensor cls = class_embedding.to(x.scalar_type()).expand({x.size(0), 1, width_});
   x = at::cat({cls, x}, 1) + positional_embedding.to(x.scalar_type());
   return LayerNormF32(x, ln_pre);
@@ -78,12 +85,16 @@ std::vector<at::Tensor> VisualTransformer::PatchTokens(const at::Tensor& images,
       ++next;
     }
   }
-  if (next != after.size()) ThrowRangeError("taps: block " + std::to_string(after[next]) + " is not in [1, " + std::to_string(layers_) + "] or not ascending");
+  if (next != after.size())
+    ThrowRangeError("taps: block " + std::to_string(after[next]) + " is not in [1, " + std::to_string(layers_) +
+                    "] or not ascending");
   return out;
 }
 
 void VisualTransformer::ResizePositions(int64_t resolution) {
-  if (resolution % patch_ != 0) ThrowRangeError("resolution: " + std::to_string(resolution) + " is not a multiple of the patch size " + std::to_string(patch_));
+  if (resolution % patch_ != 0)
+    ThrowRangeError("resolution: " + std::to_string(resolution) + " is not a multiple of the patch size " +
+                    std::to_string(patch_));
   torch::NoGradGuard noGrad;
   at::Tensor resized = ResizeGridEmbedding(positional_embedding.detach(), resolution / patch_);
   positional_embedding.set_data(resized);
@@ -110,7 +121,8 @@ void VisualTransformer::InitWeights() {
 at::Tensor ResizeGridEmbedding(const at::Tensor& pos, int64_t newGrid) {
   const int64_t tokens = pos.size(0) - 1, dim = pos.size(1);
   const auto grid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
-  if (grid * grid != tokens) ThrowRangeError("positional_embedding: " + std::to_string(tokens) + " grid tokens are not a square");
+  if (grid * grid != tokens)
+    ThrowRangeError("positional_embedding: " + std::to_string(tokens) + " grid tokens are not a square");
   if (newGrid == grid) return pos.clone();
   at::Tensor image = pos.slice(0, 1).to(at::kFloat).reshape({1, grid, grid, dim}).permute({0, 3, 1, 2});
   image = at::upsample_bicubic2d(image, {newGrid, newGrid}, /*align_corners=*/true);

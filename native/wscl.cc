@@ -12,13 +12,15 @@ at::Tensor LabelSimilarity(const at::Tensor& y, const at::Tensor& candidates) {
   at::Tensor ny = y.norm(2, 1, true), nc = candidates.norm(2, 1, true);
   at::Tensor denom = at::matmul(ny, nc.t());
   at::Tensor dot = at::matmul(y, candidates.t());
-  return at::where(denom > 0, dot / denom.clamp_min(std::numeric_limits<double>::min()), at::zeros_like(dot)).clamp(0.0, 1.0);
+  return at::where(denom > 0, dot / denom.clamp_min(std::numeric_limits<double>::min()), at::zeros_like(dot))
+      .clamp(0.0, 1.0);
 }
 
 namespace {
 
 // One direction: anchors a [B, D] against candidates cat(b [B, D], q [K, D]); sim [B, B+K].
-at::Tensor Direction(const at::Tensor& a, const at::Tensor& b, const at::Tensor& q, const at::Tensor& sim, const at::Tensor& scale, const WsclOptions& o) {
+at::Tensor Direction(const at::Tensor& a, const at::Tensor& b, const at::Tensor& q, const at::Tensor& sim,
+                     const at::Tensor& scale, const WsclOptions& o) {
   const int64_t B = a.size(0);
   at::Tensor candidates = q.defined() && q.size(0) > 0 ? at::cat({b, q.to(b.scalar_type())}, 0) : b;
   at::Tensor z = scale * at::matmul(a, candidates.t());  // [B, M]
@@ -37,8 +39,8 @@ at::Tensor Direction(const at::Tensor& a, const at::Tensor& b, const at::Tensor&
 
 }  // namespace
 
-LossTerms Wscl(const at::Tensor& u, const at::Tensor& v, const at::Tensor& y, const at::Tensor& qu, const at::Tensor& qv,
-               const at::Tensor& qy, const at::Tensor& logitScale, const WsclOptions& options) {
+LossTerms Wscl(const at::Tensor& u, const at::Tensor& v, const at::Tensor& y, const at::Tensor& qu,
+               const at::Tensor& qv, const at::Tensor& qy, const at::Tensor& logitScale, const WsclOptions& options) {
   at::Tensor labels = qy.defined() && qy.size(0) > 0 ? at::cat({y, qy.to(y.scalar_type())}, 0) : y;
   at::Tensor sim = LabelSimilarity(y, labels);  // symmetric in the roles of image and text
   at::Tensor scale = logitScale.exp();
@@ -56,7 +58,9 @@ LossTerms Clip(const at::Tensor& u, const at::Tensor& v, const at::Tensor& logit
 
 namespace {
 
-double Arg(const Napi::Object& o, const char* key, double fallback, double lo, double hi) { return ReadNumber(o, "args", key, fallback, lo, hi); }
+double Arg(const Napi::Object& o, const char* key, double fallback, double lo, double hi) {
+  return ReadNumber(o, "args", key, fallback, lo, hi);
+}
 
 class LossTask : public Task {
  public:
@@ -113,7 +117,8 @@ class LossTask : public Task {
 Napi::Value RunLoss(const Napi::CallbackInfo& info, bool wscl) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
-    if (!info[0].IsObject()) ThrowTypeError("args: expected an object { image, text, labels, queue?, logitScale, threshold?, gamma? }");
+    if (!info[0].IsObject())
+      ThrowTypeError("args: expected an object { image, text, labels, queue?, logitScale, threshold?, gamma? }");
     auto args = info[0].As<Napi::Object>();
     const std::vector<at::ScalarType> floats{at::kFloat, at::kDouble};
     std::vector<JsTensor> inputs;
@@ -122,19 +127,24 @@ Napi::Value RunLoss(const Napi::CallbackInfo& info, bool wscl) {
     const int64_t B = image.size(0), D = image.size(1);
     if (B < 1 || D < 1) ThrowRangeError("args.image: needs at least one row and one column");
     inputs.push_back(ReadTensor(args.Get("text"), TensorSpec{"args.text", {image.scalar_type()}, {B, D}, false, true}));
-    for (const auto& [name, t] : {std::pair<const char*, at::Tensor>{"args.image", image}, {"args.text", inputs[1].tensor}}) {
+    for (const auto& [name, t] :
+         {std::pair<const char*, at::Tensor>{"args.image", image}, {"args.text", inputs[1].tensor}}) {
       at::Tensor zeroRows = t.abs().amax(1).eq(0).nonzero();
-      if (zeroRows.numel() > 0) ThrowRangeError(std::string(name) + ": row " + std::to_string(zeroRows[0][0].item<int64_t>()) + " is all zero and cannot be normalised");
+      if (zeroRows.numel() > 0)
+        ThrowRangeError(std::string(name) + ": row " + std::to_string(zeroRows[0][0].item<int64_t>()) +
+                        " is all zero and cannot be normalised");
     }
     WsclOptions options;
     Napi::Value ls = args.Get("logitScale");
-    if (!ls.IsNumber()) ThrowTypeError("args.logitScale: expected a number (the learnable log of the temperature's inverse)");
+    if (!ls.IsNumber())
+      ThrowTypeError("args.logitScale: expected a number (the learnable log of the temperature's inverse)");
     double logitScale = Arg(args, "logitScale", 0, -50, 50);
     if (wscl) {
       inputs.push_back(ReadTensor(args.Get("labels"), TensorSpec{"args.labels", floats, {B, -1}, false, true}));
       const int64_t C = inputs[2].tensor.size(1);
       at::Tensor labels = inputs[2].tensor;
-      if (labels.lt(0).any().item<bool>() || labels.gt(1).any().item<bool>()) ThrowRangeError("args.labels: values must lie in [0, 1]");
+      if (labels.lt(0).any().item<bool>() || labels.gt(1).any().item<bool>())
+        ThrowRangeError("args.labels: values must lie in [0, 1]");
       options.threshold = Arg(args, "threshold", 1.0, 0.0, 1e9);
       options.gamma = Arg(args, "gamma", 1.0, 0.0, 1e3);
       Napi::Value queue = args.Get("queue");
@@ -155,8 +165,10 @@ Napi::Value RunLoss(const Napi::CallbackInfo& info, bool wscl) {
 
 void InitLosses(Napi::Env env, Napi::Object exports) {
   Napi::Object losses = Napi::Object::New(env);
-  losses.Set("wscl", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return RunLoss(info, true); }, "wscl"));
-  losses.Set("clip", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return RunLoss(info, false); }, "clip"));
+  losses.Set("wscl", Napi::Function::New(
+                         env, [](const Napi::CallbackInfo& info) { return RunLoss(info, true); }, "wscl"));
+  losses.Set("clip", Napi::Function::New(
+                         env, [](const Napi::CallbackInfo& info) { return RunLoss(info, false); }, "clip"));
   exports.Set("losses", losses);
 }
 

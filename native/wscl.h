@@ -26,8 +26,8 @@ at::Tensor LabelSimilarity(const at::Tensor& y, const at::Tensor& candidates);
 // u, v: L2-normalised online features [B, D] (with gradient); y: labels [B, C]; qu, qv, qy: the
 // valid queue entries [K, D] / [K, C] (K may be 0; undefined tensors mean no queue);
 // logitScale: the learnable scalar (s = exp(logitScale)).
-LossTerms Wscl(const at::Tensor& u, const at::Tensor& v, const at::Tensor& y, const at::Tensor& qu, const at::Tensor& qv,
-               const at::Tensor& qy, const at::Tensor& logitScale, const WsclOptions& options);
+LossTerms Wscl(const at::Tensor& u, const at::Tensor& v, const at::Tensor& y, const at::Tensor& qu,
+               const at::Tensor& qv, const at::Tensor& qy, const at::Tensor& logitScale, const WsclOptions& options);
 
 // Plain CLIP InfoNCE over the batch: ½(CE(s·u vᵀ, I) + CE(s·v uᵀ, I)).
 LossTerms Clip(const at::Tensor& u, const at::Tensor& v, const at::Tensor& logitScale);

@@ -40,7 +40,8 @@ function fail(message) {
 // ---- 1. node_modules ----
 function depsHash() {
   const h = createHash("sha256");
-  for (const f of ["package.json", "package-lock.json"]) if (existsSync(join(root, f))) h.update(readFileSync(join(root, f)));
+  for (const f of ["package.json", "package-lock.json"])
+    if (existsSync(join(root, f))) h.update(readFileSync(join(root, f)));
   return h.digest("hex");
 }
 const depsMarker = join(root, "node_modules", ".vilref-deps");
@@ -61,7 +62,9 @@ let aptUpdated = false;
 function aptInstall(packages) {
   if (!aptUpdated) run("apt-get", ["update", "-qq"]);
   aptUpdated = true;
-  run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...packages], { env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...packages], {
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
 }
 function debInstalled(pkg) {
   const r = spawnSync("dpkg-query", ["-W", "-f=${Status}", pkg], { encoding: "utf8" });
@@ -84,17 +87,23 @@ if (!torch) fail(missingMessage(located.tried));
 if (torch.source === "system" && isDebian() && !debInstalled("libopenblas0-openmp")) {
   // Without it LibTorch runs on the reference BLAS (up to 60x slower) or fights a pthread one.
   if (mayApt) aptInstall(["libopenblas0-openmp"]);
-  else log("WARNING: libopenblas0-openmp is not installed; LibTorch will be slow (apt-get install libopenblas0-openmp)");
+  else
+    log("WARNING: libopenblas0-openmp is not installed; LibTorch will be slow (apt-get install libopenblas0-openmp)");
 }
 if (torch.source === "system" && isDebian() && !torch.c10dGloo) {
   // Multi-process pre-training (c10d Gloo) compiles against gloo's headers; LibTorch has the rest.
   if (mayApt) {
     aptInstall(["libgloo-dev"]);
     located = locateLibTorch();
-  } else log("WARNING: libgloo-dev is not installed; multi-process pre-training (vilref pretrain --nproc) will be unavailable (apt-get install libgloo-dev)");
+  } else
+    log(
+      "WARNING: libgloo-dev is not installed; multi-process pre-training (vilref pretrain --nproc) will be unavailable (apt-get install libgloo-dev)",
+    );
 }
 const torchNow = located.torch ?? torch;
-log(`LibTorch ${torchNow.version} ${torchNow.cuda ? `CUDA ${torchNow.cuda}` : "CPU"} from ${torchNow.source} (${torchNow.libDir}); c10d Gloo ${torchNow.c10dGloo ? "yes" : "no"}`);
+log(
+  `LibTorch ${torchNow.version} ${torchNow.cuda ? `CUDA ${torchNow.cuda}` : "CPU"} from ${torchNow.source} (${torchNow.libDir}); c10d Gloo ${torchNow.c10dGloo ? "yes" : "no"}`,
+);
 
 // ---- 3. TypeScript → dist/ ----
 function newest(dir, filter) {
@@ -109,12 +118,19 @@ function newest(dir, filter) {
 }
 const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
 const distStamp = join(root, "dist", ".built");
-const srcTime = Math.max(newest(join(root, "lib"), () => true), statSync(join(root, "tsconfig.json")).mtimeMs, statSync(join(root, "tsconfig.build.json")).mtimeMs);
+const srcTime = Math.max(
+  newest(join(root, "lib"), () => true),
+  statSync(join(root, "tsconfig.json")).mtimeMs,
+  statSync(join(root, "tsconfig.build.json")).mtimeMs,
+);
 if (existsSync(tsc) && (!existsSync(distStamp) || statSync(distStamp).mtimeMs < srcTime)) {
   rmSync(join(root, "dist"), { recursive: true, force: true });
   run(process.execPath, [tsc, "-p", "tsconfig.build.json"]);
   // Data files (rules, presets, prompts) travel with the code.
-  cpSync(join(root, "lib"), join(root, "dist"), { recursive: true, filter: (src) => statSync(src).isDirectory() || src.endsWith(".json") });
+  cpSync(join(root, "lib"), join(root, "dist"), {
+    recursive: true,
+    filter: (src) => statSync(src).isDirectory() || src.endsWith(".json"),
+  });
   writeFileSync(distStamp, new Date().toISOString());
 } else if (!existsSync(join(root, "dist", "index.js"))) {
   fail("dist/ is missing and TypeScript is not installed to build it (run npm install in the vilref package)");

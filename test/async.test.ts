@@ -21,7 +21,10 @@ test("calls on one object complete in submission order, big ones first notwithst
   const calls = Array.from({ length: 40 }, (_, i) => head.forward(i % 2 === 0 ? big : small).then(() => order.push(i)));
   t.true(head.pending >= 39, `queued: ${head.pending}`);
   await Promise.all(calls);
-  t.deepEqual(order, Array.from({ length: 40 }, (_, i) => i));
+  t.deepEqual(
+    order,
+    Array.from({ length: 40 }, (_, i) => i),
+  );
   t.is(head.pending, 0);
 });
 

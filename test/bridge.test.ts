@@ -20,7 +20,10 @@ for (const [name, data] of cases) {
     const r = await addon.debug.echo({ data, shape: [2, 4] });
     t.is(r.output.data.constructor.name, name);
     t.deepEqual(r.output.shape, [2, 4]);
-    t.deepEqual(Array.from(r.output.data as ArrayLike<number | bigint>), Array.from(data as ArrayLike<number | bigint>));
+    t.deepEqual(
+      Array.from(r.output.data as ArrayLike<number | bigint>),
+      Array.from(data as ArrayLike<number | bigint>),
+    );
     t.is(r.inputAddress, addon.debug.addressOf(data), "LibTorch read the JS memory in place");
     t.is(r.outputAddress, addon.debug.addressOf(r.output.data), "JS sees LibTorch's result memory in place");
     t.not(r.outputAddress, r.inputAddress);
@@ -44,10 +47,15 @@ test("non-contiguous results are made contiguous: a transpose comes back in row-
 
 test("bfloat16 and float16 results reach JS as Float32Array within their precision", async (t) => {
   const data = Float32Array.from([1, 1 / 3, -1000.5, 65504, 1e-3, 3.14159]);
-  for (const [cast, eps] of [["bfloat16", 2 ** -8], ["float16", 2 ** -11]] as const) {
+  for (const [cast, eps] of [
+    ["bfloat16", 2 ** -8],
+    ["float16", 2 ** -11],
+  ] as const) {
     const r = await addon.debug.echo({ data, shape: [6] }, { cast });
     t.true(r.output.data instanceof Float32Array);
-    data.forEach((v, i) => t.true(Math.abs(r.output.data[i]! - v) <= Math.abs(v) * eps, `${cast}[${i}]: ${r.output.data[i]} vs ${v}`));
+    data.forEach((v, i) =>
+      t.true(Math.abs(r.output.data[i]! - v) <= Math.abs(v) * eps, `${cast}[${i}]: ${r.output.data[i]} vs ${v}`),
+    );
     t.not(Array.from(r.output.data).join(), Array.from(data).join(), `${cast} really rounded`);
   }
 });
@@ -68,15 +76,27 @@ test("every bad tensor argument gets a TypeError or RangeError naming it", async
     [x([1, 2, 3, 4], [1, 4]), TypeError, /^input\.data: expected Float32Array, got an Array$/],
     [x(new Float64Array(4), [1, 4]), TypeError, /^input\.data: expected Float32Array, got Float64Array$/],
     [x(new Uint32Array(4), [1, 4]), TypeError, /^input\.data: expected Float32Array, got Uint32Array$/],
-    [x(new Float32Array(4), "1,4"), TypeError, /^input\.shape: expected an array of non-negative integers, got a string$/],
+    [
+      x(new Float32Array(4), "1,4"),
+      TypeError,
+      /^input\.shape: expected an array of non-negative integers, got a string$/,
+    ],
     [x(new Float32Array(4), [1, 4.5]), TypeError, /^input\.shape\[1\]: expected a non-negative integer/],
     [x(new Float32Array(4), [1, "4"]), TypeError, /^input\.shape\[1\]: expected a non-negative integer, got a string$/],
     [x(new Float32Array(4), [-1, 4]), RangeError, /^input\.shape\[0\]: -1 is negative$/],
     [x(new Float32Array(4), [4]), RangeError, /^input: expected shape \[\*, 4\] \(2-D\), got \[4\]$/],
     [x(new Float32Array(6), [2, 3]), RangeError, /^input: expected shape \[\*, 4\] \(2-D\), got \[2, 3\]$/],
     [x(new Float32Array(7), [2, 4]), RangeError, /^input: shape \[2, 4\] needs 8 elements, but data has 7$/],
-    [x(new Float32Array(4), [2 ** 40, 4]), RangeError, /^input: shape \[1099511627776, 4\] needs 4398046511104 elements, but data has 4$/],
-    [x(Float32Array.from([0, 1, NaN, 2]), [1, 4]), RangeError, /^input\.data\[2\] is NaN: non-finite values are not allowed here$/],
+    [
+      x(new Float32Array(4), [2 ** 40, 4]),
+      RangeError,
+      /^input: shape \[1099511627776, 4\] needs 4398046511104 elements, but data has 4$/,
+    ],
+    [
+      x(Float32Array.from([0, 1, NaN, 2]), [1, 4]),
+      RangeError,
+      /^input\.data\[2\] is NaN: non-finite values are not allowed here$/,
+    ],
     [x(Float32Array.from([0, 1, 2, -Infinity]), [1, 4]), RangeError, /^input\.data\[3\] is -Infinity/],
   ];
   for (const [arg, type, message] of bad) {
@@ -92,16 +112,31 @@ test("every bad tensor argument gets a TypeError or RangeError naming it", async
 test("non-finite values pass where they are allowed", async (t) => {
   const r = await addon.debug.echo({ data: Float32Array.from([NaN, Infinity]), shape: [2] });
   t.true(Number.isNaN(r.output.data[0]));
-  await t.throwsAsync(addon.debug.echo({ data: Float32Array.from([0, NaN]), shape: [2] }, { finite: true }), { instanceOf: RangeError, message: /^tensor\.data\[1\] is NaN/ });
+  await t.throwsAsync(addon.debug.echo({ data: Float32Array.from([0, NaN]), shape: [2] }, { finite: true }), {
+    instanceOf: RangeError,
+    message: /^tensor\.data\[1\] is NaN/,
+  });
 });
 
 test("bad options and settings are named", async (t) => {
-  await t.throwsAsync(addon.debug.echo({ data: new Float32Array(2), shape: [2] }, { cast: "int4" as "bfloat16" }), { instanceOf: RangeError, message: /^options\.cast:/ });
-  await t.throwsAsync(addon.debug.echo({ data: new Float32Array(2), shape: [2] }, { transpose: true }), { instanceOf: RangeError, message: /^options\.transpose: needs a 2-D tensor, got 1-D$/ });
+  await t.throwsAsync(addon.debug.echo({ data: new Float32Array(2), shape: [2] }, { cast: "int4" as "bfloat16" }), {
+    instanceOf: RangeError,
+    message: /^options\.cast:/,
+  });
+  await t.throwsAsync(addon.debug.echo({ data: new Float32Array(2), shape: [2] }, { transpose: true }), {
+    instanceOf: RangeError,
+    message: /^options\.transpose: needs a 2-D tensor, got 1-D$/,
+  });
   t.throws(() => addon.setNumThreads(0), { instanceOf: RangeError, message: /^threads: 0 is outside \[1, 4096\]$/ });
   t.throws(() => addon.setNumThreads(1.5), { instanceOf: TypeError, message: /^threads: expected an integer/ });
-  t.throws(() => addon.setNumThreads("2" as unknown as number), { instanceOf: TypeError, message: /^threads: expected an integer, got a string$/ });
-  t.throws(() => addon.debug.addressOf([1, 2] as unknown as Float32Array), { instanceOf: TypeError, message: /^array: expected a typed array, got an Array$/ });
+  t.throws(() => addon.setNumThreads("2" as unknown as number), {
+    instanceOf: TypeError,
+    message: /^threads: expected an integer, got a string$/,
+  });
+  t.throws(() => addon.debug.addressOf([1, 2] as unknown as Float32Array), {
+    instanceOf: TypeError,
+    message: /^array: expected a typed array, got an Array$/,
+  });
 });
 
 test("a c10::Error reaches JS as an Error with LibTorch's one-line message, no C++ backtrace", async (t) => {
@@ -116,8 +151,20 @@ test("a c10::Error reaches JS as an Error with LibTorch's one-line message, no C
 
 test("head config errors name the field, from the native side too", (t) => {
   const Head = addon.Head;
-  t.throws(() => new Head({ inFeatures: 0, outFeatures: 2 }), { instanceOf: RangeError, message: /^config\.inFeatures: 0 is outside/ });
-  t.throws(() => new Head({ inFeatures: 4, hidden: [8, -1], outFeatures: 2 }), { instanceOf: RangeError, message: /^config\.hidden\[1\]:/ });
-  t.throws(() => new Head({ inFeatures: 4, outFeatures: 2, activation: "swish" as "gelu" }), { instanceOf: RangeError, message: /^config\.activation:/ });
-  t.throws(() => new Head(undefined as unknown as { inFeatures: 1; outFeatures: 1 }), { instanceOf: TypeError, message: /^config:/ });
+  t.throws(() => new Head({ inFeatures: 0, outFeatures: 2 }), {
+    instanceOf: RangeError,
+    message: /^config\.inFeatures: 0 is outside/,
+  });
+  t.throws(() => new Head({ inFeatures: 4, hidden: [8, -1], outFeatures: 2 }), {
+    instanceOf: RangeError,
+    message: /^config\.hidden\[1\]:/,
+  });
+  t.throws(() => new Head({ inFeatures: 4, outFeatures: 2, activation: "swish" as "gelu" }), {
+    instanceOf: RangeError,
+    message: /^config\.activation:/,
+  });
+  t.throws(() => new Head(undefined as unknown as { inFeatures: 1; outFeatures: 1 }), {
+    instanceOf: TypeError,
+    message: /^config:/,
+  });
 });

@@ -19,16 +19,40 @@ const { available, reason } = distAvailability();
 const distTest = available ? test.serial : test.skip;
 if (!available) console.warn(`dist tests skipped: ${reason}`);
 
-function start(rank: number, world: number, port: number, spec: object): ChildProcess & { out: string; err: string; exited: Promise<{ code: number | null; signal: string | null; at: number }> } {
+function start(
+  rank: number,
+  world: number,
+  port: number,
+  spec: object,
+): ChildProcess & {
+  out: string;
+  err: string;
+  exited: Promise<{ code: number | null; signal: string | null; at: number }>;
+} {
   const child = spawn(process.execPath, ["--import=tsx", worker], {
-    env: { ...process.env, MASTER_ADDR: "127.0.0.1", MASTER_PORT: String(port), WORLD_SIZE: String(world), RANK: String(rank), LOCAL_RANK: String(rank), VILREF_THREADS: "1", VILREF_TEST_SPEC: JSON.stringify(spec) },
+    env: {
+      ...process.env,
+      MASTER_ADDR: "127.0.0.1",
+      MASTER_PORT: String(port),
+      WORLD_SIZE: String(world),
+      RANK: String(rank),
+      LOCAL_RANK: String(rank),
+      VILREF_THREADS: "1",
+      VILREF_TEST_SPEC: JSON.stringify(spec),
+    },
     stdio: ["ignore", "pipe", "pipe"],
-  }) as ChildProcess & { out: string; err: string; exited: Promise<{ code: number | null; signal: string | null; at: number }> };
+  }) as ChildProcess & {
+    out: string;
+    err: string;
+    exited: Promise<{ code: number | null; signal: string | null; at: number }>;
+  };
   child.out = "";
   child.err = "";
   child.stdout!.on("data", (d: Buffer) => (child.out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (child.err += d.toString()));
-  child.exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal, at: performance.now() })));
+  child.exited = new Promise((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal, at: performance.now() })),
+  );
   return child;
 }
 
@@ -71,37 +95,41 @@ function relL2(a: Record<string, number[]>, b: Record<string, number[]>): number
   return Math.sqrt(d / n);
 }
 
-distTest("2 processes × 4 pairs equal 1 process × 8 pairs after 3 steps (WSCL, queue): loss, gradient norm, weights, momentum, queue within 1e-5", async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), "vilref-dist-"));
-  const out = path.join(dir, "rank0.json");
-  const port = await freePort();
-  const ranks = [0, 1].map((r) => start(r, 2, port, { mode: "steps", steps: 3, out, timeoutMs: 60000 }));
-  const reference = await runSteps(3);
-  const exits = await Promise.all(ranks.map((c) => c.exited));
-  t.deepEqual(
-    exits.map((e) => e.code),
-    [0, 0],
-    ranks.map((c) => c.err).join("\n"),
-  );
-  const dist = JSON.parse(readFileSync(out, "utf8")) as StepsOutput;
-  const report: Record<string, number> = {};
-  for (let k = 0; k < 3; k++) {
-    report[`loss[${k}]`] = Math.abs(dist.losses[k]! - reference.losses[k]!) / Math.abs(reference.losses[k]!);
-    report[`gradNorm[${k}]`] = Math.abs(dist.gradNorms[k]! - reference.gradNorms[k]!) / Math.abs(reference.gradNorms[k]!);
-  }
-  t.deepEqual(Object.keys(dist.model).sort(), Object.keys(reference.model).sort());
-  report.model = relL2(dist.model, reference.model);
-  report.momentum = relL2(dist.momentum, reference.momentum);
-  report["queue.image"] = relErr(dist.queue.image, reference.queue.image);
-  report["queue.labels"] = relErr(dist.queue.labels, reference.queue.labels);
-  t.log(JSON.stringify(report));
-  // the weights did move: an equality of untouched weights would prove nothing
-  const start0 = await runSteps(0);
-  t.true(relL2(reference.model, start0.model) > 1e-3);
-  t.like(dist.queue, { valid: reference.queue.valid, pointer: reference.queue.pointer });
-  t.is(reference.queue.valid, 12);
-  for (const [k, v] of Object.entries(report)) t.true(v <= 1e-5, `${k}: relative error ${v}`);
-});
+distTest(
+  "2 processes × 4 pairs equal 1 process × 8 pairs after 3 steps (WSCL, queue): loss, gradient norm, weights, momentum, queue within 1e-5",
+  async (t) => {
+    const dir = mkdtempSync(path.join(tmpdir(), "vilref-dist-"));
+    const out = path.join(dir, "rank0.json");
+    const port = await freePort();
+    const ranks = [0, 1].map((r) => start(r, 2, port, { mode: "steps", steps: 3, out, timeoutMs: 60000 }));
+    const reference = await runSteps(3);
+    const exits = await Promise.all(ranks.map((c) => c.exited));
+    t.deepEqual(
+      exits.map((e) => e.code),
+      [0, 0],
+      ranks.map((c) => c.err).join("\n"),
+    );
+    const dist = JSON.parse(readFileSync(out, "utf8")) as StepsOutput;
+    const report: Record<string, number> = {};
+    for (let k = 0; k < 3; k++) {
+      report[`loss[${k}]`] = Math.abs(dist.losses[k]! - reference.losses[k]!) / Math.abs(reference.losses[k]!);
+      report[`gradNorm[${k}]`] =
+        Math.abs(dist.gradNorms[k]! - reference.gradNorms[k]!) / Math.abs(reference.gradNorms[k]!);
+    }
+    t.deepEqual(Object.keys(dist.model).sort(), Object.keys(reference.model).sort());
+    report.model = relL2(dist.model, reference.model);
+    report.momentum = relL2(dist.momentum, reference.momentum);
+    report["queue.image"] = relErr(dist.queue.image, reference.queue.image);
+    report["queue.labels"] = relErr(dist.queue.labels, reference.queue.labels);
+    t.log(JSON.stringify(report));
+    // the weights did move: an equality of untouched weights would prove nothing
+    const start0 = await runSteps(0);
+    t.true(relL2(reference.model, start0.model) > 1e-3);
+    t.like(dist.queue, { valid: reference.queue.valid, pointer: reference.queue.pointer });
+    t.is(reference.queue.valid, 12);
+    for (const [k, v] of Object.entries(report)) t.true(v <= 1e-5, `${k}: relative error ${v}`);
+  },
+);
 
 distTest("a killed rank ends the other within the timeout, with an error naming it", async (t) => {
   const port = await freePort();
@@ -169,60 +197,113 @@ test("the environment contract: each bad or missing variable is named", (t) => {
   t.throws(() => readDistEnv({ ...ok, MASTER_PORT: "70000" }), { message: "MASTER_PORT=70000: expected 1..65535" });
   t.throws(() => readDistEnv({ ...ok, WORLD_SIZE: "0" }), { message: /^WORLD_SIZE=0: expected 1\.\./ });
   // SLURM's variables stand in for torchrun's
-  t.like(readDistEnv({ MASTER_ADDR: "node1", MASTER_PORT: "29500", SLURM_NTASKS: "8", SLURM_PROCID: "5", SLURM_LOCALID: "1" }), { rank: 5, worldSize: 8, localRank: 1 });
+  t.like(
+    readDistEnv({
+      MASTER_ADDR: "node1",
+      MASTER_PORT: "29500",
+      SLURM_NTASKS: "8",
+      SLURM_PROCID: "5",
+      SLURM_LOCALID: "1",
+    }),
+    { rank: 5, worldSize: 8, localRank: 1 },
+  );
 });
 
 distTest("a rank that never joins is named when the rendezvous times out", async (t) => {
   const port = await freePort();
   const t0 = performance.now();
-  const e = await t.throwsAsync(initProcessGroup({ rank: 0, worldSize: 2, localRank: 0, masterAddr: "127.0.0.1", masterPort: port, timeoutMs: 1500 }));
+  const e = await t.throwsAsync(
+    initProcessGroup({
+      rank: 0,
+      worldSize: 2,
+      localRank: 0,
+      masterAddr: "127.0.0.1",
+      masterPort: port,
+      timeoutMs: 1500,
+    }),
+  );
   t.regex(e!.message, /^dist: rank 0 of 2: rank 1 did not join within 1\.5 s/);
   t.true(performance.now() - t0 < 10000);
-  await t.throwsAsync(initProcessGroup({ rank: 2, worldSize: 2, localRank: 0, masterAddr: "127.0.0.1", masterPort: port }), { message: /options\.rank: 2 must be below options\.worldSize 2/ });
+  await t.throwsAsync(
+    initProcessGroup({ rank: 2, worldSize: 2, localRank: 0, masterAddr: "127.0.0.1", masterPort: port }),
+    { message: /options\.rank: 2 must be below options\.worldSize 2/ },
+  );
 });
 
-distTest("vilref pretrain --nproc 2: rank 0 writes; 1 → 2 and 2 → 1 processes across a resume give the same losses", async (t) => {
-  const { writeSynthDataset } = await import("../lib/synth/index.js");
-  const { listCheckpoints } = await import("../lib/train/pretrain.js");
-  const cli = fileURLToPath(new URL("./helpers/cli.ts", import.meta.url));
-  const dir = mkdtempSync(path.join(tmpdir(), "vilref-dist-cli-"));
-  await writeSynthDataset(path.join(dir, "data"), 16, 5, { size: 32 });
-  const config = { model: { preset: "tiny-vit" }, data: { train: "data/manifest.jsonl" }, batchSize: 8, steps: 2, text: { contextLength: 24, vocabSize: 300 }, queue: { size: 12 }, threads: 1, dist: { timeoutSeconds: 60 } };
-  const { writeFileSync } = await import("node:fs");
-  const cfg = (name: string, extra: object) => {
-    const file = path.join(dir, `${name}.json`);
-    writeFileSync(file, JSON.stringify({ ...config, output: name, ...extra }));
-    return file;
-  };
-  const vilref = (...args: string[]) =>
-    new Promise<{ code: number | null; err: string }>((resolve) => {
-      const env = { ...process.env };
-      for (const k of ["WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"]) delete env[k];
-      const c = spawn(process.execPath, ["--import=tsx", cli, "pretrain", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-      let err = "";
-      c.stdout!.on("data", (d: Buffer) => (err += d.toString()));
-      c.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-      c.on("exit", (code) => resolve({ code, err }));
-    });
-  const losses = (run: string) => readFileSync(path.join(dir, run, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; step: number; loss: number }).filter((m) => m.type === "train");
-  // the same 4 steps (two epochs of 2 batches of 8), each run stopping after 2 and resuming:
-  // "one": 1 process, then 2 resume; "two": 2 processes, then 1 resumes
-  const one = await vilref(cfg("one", { steps: 2 }));
-  t.is(one.code, 0, one.err);
-  const two = await vilref(cfg("two", { steps: 2 }), "--nproc", "2");
-  t.is(two.code, 0, two.err);
-  t.regex(two.err, /starting 2 worker processes[^]*\[rank 0\] done: step 2/);
-  t.deepEqual(listCheckpoints(path.join(dir, "two")).map((c) => c.step), [2]);
-  const state = JSON.parse(readFileSync(path.join(dir, "two", "checkpoints", "step-00000002", "state.json"), "utf8")) as { position: { epoch: number; index: number }; worldSize: number };
-  t.deepEqual(state.position, { epoch: 0, index: 16 });
-  t.is(state.worldSize, 2);
-  const oneResumed = await vilref(cfg("one", { steps: 4 }), "--resume", "--nproc", "2");
-  t.is(oneResumed.code, 0, oneResumed.err);
-  t.regex(oneResumed.err, /\[rank 0\] pretrain: .*resuming from .*step-00000002/);
-  const resumed = await vilref(cfg("two", { steps: 4 }), "--resume");
-  t.is(resumed.code, 0, resumed.err);
-  const a = losses("one");
-  const b = losses("two");
-  t.deepEqual(b.map((m) => m.step), [1, 2, 3, 4]);
-  for (let k = 0; k < 4; k++) t.true(Math.abs(a[k]!.loss - b[k]!.loss) <= 1e-5 * Math.abs(a[k]!.loss), `step ${k + 1}: 1 then 2 processes ${a[k]!.loss}, 2 then 1 processes ${b[k]!.loss}`);
-});
+distTest(
+  "vilref pretrain --nproc 2: rank 0 writes; 1 → 2 and 2 → 1 processes across a resume give the same losses",
+  async (t) => {
+    const { writeSynthDataset } = await import("../lib/synth/index.js");
+    const { listCheckpoints } = await import("../lib/train/pretrain.js");
+    const cli = fileURLToPath(new URL("./helpers/cli.ts", import.meta.url));
+    const dir = mkdtempSync(path.join(tmpdir(), "vilref-dist-cli-"));
+    await writeSynthDataset(path.join(dir, "data"), 16, 5, { size: 32 });
+    const config = {
+      model: { preset: "tiny-vit" },
+      data: { train: "data/manifest.jsonl" },
+      batchSize: 8,
+      steps: 2,
+      text: { contextLength: 24, vocabSize: 300 },
+      queue: { size: 12 },
+      threads: 1,
+      dist: { timeoutSeconds: 60 },
+    };
+    const { writeFileSync } = await import("node:fs");
+    const cfg = (name: string, extra: object) => {
+      const file = path.join(dir, `${name}.json`);
+      writeFileSync(file, JSON.stringify({ ...config, output: name, ...extra }));
+      return file;
+    };
+    const vilref = (...args: string[]) =>
+      new Promise<{ code: number | null; err: string }>((resolve) => {
+        const env = { ...process.env };
+        for (const k of ["WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"]) delete env[k];
+        const c = spawn(process.execPath, ["--import=tsx", cli, "pretrain", ...args], {
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let err = "";
+        c.stdout!.on("data", (d: Buffer) => (err += d.toString()));
+        c.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+        c.on("exit", (code) => resolve({ code, err }));
+      });
+    const losses = (run: string) =>
+      readFileSync(path.join(dir, run, "metrics.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { type: string; step: number; loss: number })
+        .filter((m) => m.type === "train");
+    // the same 4 steps (two epochs of 2 batches of 8), each run stopping after 2 and resuming:
+    // "one": 1 process, then 2 resume; "two": 2 processes, then 1 resumes
+    const one = await vilref(cfg("one", { steps: 2 }));
+    t.is(one.code, 0, one.err);
+    const two = await vilref(cfg("two", { steps: 2 }), "--nproc", "2");
+    t.is(two.code, 0, two.err);
+    t.regex(two.err, /starting 2 worker processes[^]*\[rank 0\] done: step 2/);
+    t.deepEqual(
+      listCheckpoints(path.join(dir, "two")).map((c) => c.step),
+      [2],
+    );
+    const state = JSON.parse(
+      readFileSync(path.join(dir, "two", "checkpoints", "step-00000002", "state.json"), "utf8"),
+    ) as { position: { epoch: number; index: number }; worldSize: number };
+    t.deepEqual(state.position, { epoch: 0, index: 16 });
+    t.is(state.worldSize, 2);
+    const oneResumed = await vilref(cfg("one", { steps: 4 }), "--resume", "--nproc", "2");
+    t.is(oneResumed.code, 0, oneResumed.err);
+    t.regex(oneResumed.err, /\[rank 0\] pretrain: .*resuming from .*step-00000002/);
+    const resumed = await vilref(cfg("two", { steps: 4 }), "--resume");
+    t.is(resumed.code, 0, resumed.err);
+    const a = losses("one");
+    const b = losses("two");
+    t.deepEqual(
+      b.map((m) => m.step),
+      [1, 2, 3, 4],
+    );
+    for (let k = 0; k < 4; k++)
+      t.true(
+        Math.abs(a[k]!.loss - b[k]!.loss) <= 1e-5 * Math.abs(a[k]!.loss),
+        `step ${k + 1}: 1 then 2 processes ${a[k]!.loss}, 2 then 1 processes ${b[k]!.loss}`,
+      );
+  },
+);

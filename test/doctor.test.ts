@@ -9,15 +9,28 @@ import { classifyBlas, doctor, formatDoctor } from "../lib/doctor.js";
 const lib = (realPath: string) => ({ path: realPath, realPath });
 
 test("BLAS verdicts: OpenMP OpenBLAS is fine; pthread, sequential and reference BLAS warn loudly", (t) => {
-  t.like(classifyBlas({ libraries: [lib("/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3")], openblasParallel: "openmp", openblasConfig: "OpenBLAS 0.3.21 USE_OPENMP" }), { kind: "openblas-openmp", warning: null });
-  const pthread = classifyBlas({ libraries: [lib("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3")], openblasParallel: "pthread" });
+  t.like(
+    classifyBlas({
+      libraries: [lib("/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3")],
+      openblasParallel: "openmp",
+      openblasConfig: "OpenBLAS 0.3.21 USE_OPENMP",
+    }),
+    { kind: "openblas-openmp", warning: null },
+  );
+  const pthread = classifyBlas({
+    libraries: [lib("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3")],
+    openblasParallel: "pthread",
+  });
   t.is(pthread.kind, "openblas-pthread");
   t.regex(pthread.warning ?? "", /pthread build.*libopenblas0-openmp/);
   t.is(classifyBlas({ libraries: [], openblasParallel: "sequential" }).kind, "openblas-sequential");
   const reference = classifyBlas({ libraries: [lib("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3")] });
   t.is(reference.kind, "reference");
   t.regex(reference.warning ?? "", /reference BLAS.*60x slower/);
-  t.like(classifyBlas({ libraries: [lib("/opt/intel/oneapi/mkl/lib/libmkl_rt.so.2")] }), { kind: "mkl", warning: null });
+  t.like(classifyBlas({ libraries: [lib("/opt/intel/oneapi/mkl/lib/libmkl_rt.so.2")] }), {
+    kind: "mkl",
+    warning: null,
+  });
   t.like(classifyBlas({ libraries: [] }, "  - BLAS_INFO=mkl\n"), { kind: "mkl", detail: "mkl, linked into LibTorch" });
   t.is(classifyBlas({ libraries: [] }).kind, "unknown");
 });
@@ -40,7 +53,10 @@ test("doctor reports the loaded addon, LibTorch, CUDA, BLAS and threads of this 
 });
 
 test("`vilref doctor --json` prints the same report from the command line", (t) => {
-  const r = spawnSync(process.execPath, [join(packageRoot, "bin/vilref.js"), "doctor", "--json"], { encoding: "utf8", env: { ...process.env, VILREF_THREADS: "1" } });
+  const r = spawnSync(process.execPath, [join(packageRoot, "bin/vilref.js"), "doctor", "--json"], {
+    encoding: "utf8",
+    env: { ...process.env, VILREF_THREADS: "1" },
+  });
   t.is(r.status, 0, r.stderr);
   const report = JSON.parse(r.stdout);
   t.is(report.node.version, process.version);
@@ -49,13 +65,22 @@ test("`vilref doctor --json` prints the same report from the command line", (t) 
 });
 
 test("a bad VILREF_THREADS is named", (t) => {
-  const r = spawnSync(process.execPath, [join(packageRoot, "bin/vilref.js"), "doctor"], { encoding: "utf8", env: { ...process.env, VILREF_THREADS: "many" } });
+  const r = spawnSync(process.execPath, [join(packageRoot, "bin/vilref.js"), "doctor"], {
+    encoding: "utf8",
+    env: { ...process.env, VILREF_THREADS: "many" },
+  });
   t.is(r.status, 1);
   t.regex(r.stderr + r.stdout, /VILREF_THREADS: expected a positive integer, got "many"/);
 });
 
 test("VILREF_CPU_CACHE_MB=0 turns the CPU block cache off; doctor says which", (t) => {
-  const run = (env: NodeJS.ProcessEnv) => JSON.parse(spawnSync(process.execPath, [join(packageRoot, "bin/vilref.js"), "doctor", "--json"], { encoding: "utf8", env: { ...process.env, ...env } }).stdout);
+  const run = (env: NodeJS.ProcessEnv) =>
+    JSON.parse(
+      spawnSync(process.execPath, [join(packageRoot, "bin/vilref.js"), "doctor", "--json"], {
+        encoding: "utf8",
+        env: { ...process.env, ...env },
+      }).stdout,
+    );
   t.like(run({ VILREF_CPU_CACHE_MB: "0" }).cpuCache, { enabled: false, limitBytes: 0 });
   t.like(run({ VILREF_CPU_CACHE_MB: "64" }).cpuCache, { enabled: true, limitBytes: 64 * 2 ** 20 });
 });

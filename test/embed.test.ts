@@ -19,7 +19,9 @@ let synthDir = "";
 test.before(async () => {
   synthDir = tmp();
   await writeSynthDataset(synthDir, 11, 8, { size: 96, format: "png" });
-  files = readdirSync(path.join(synthDir, "images")).sort().map((f) => path.join(synthDir, "images", f));
+  files = readdirSync(path.join(synthDir, "images"))
+    .sort()
+    .map((f) => path.join(synthDir, "images", f));
 });
 
 const idsOf = (out: string) => readFileSync(idsPathFor(out), "utf8").split("\n").filter(Boolean);
@@ -34,7 +36,10 @@ test("rows come out in input order and equal the encoder applied image by image"
   const arr = await readNpy(out);
   t.deepEqual(arr.shape, [11, 8]);
   t.is(arr.dtype, "float32");
-  t.deepEqual(idsOf(out), order.map((f) => path.basename(f)).map((f) => `${f}`));
+  t.deepEqual(
+    idsOf(out),
+    order.map((f) => path.basename(f)).map((f) => `${f}`),
+  );
   for (const i of [0, 5, 10]) {
     const x = await preprocess(order[i]!, parseTransform({ size: 32 }));
     const e = await enc.encodeImages({ data: x, shape: [1, 3, 32, 32] });
@@ -74,13 +79,21 @@ test("an interrupted run resumes: finished chunks are skipped and the output equ
   await embedImages(samples, enc, { out: clean, batchSize: 2, chunkSize: 4, progress: false });
   const out = path.join(tmp(), "resumed.npy");
   const first = new Flaky(enc, 4); // dies in the 4th batch: chunk 0 (batches 1-2) is done, chunk 1 is not
-  await t.throwsAsync(embedImages(samples, first, { out, batchSize: 2, chunkSize: 4, progress: false }), { message: /power cut/ });
+  await t.throwsAsync(embedImages(samples, first, { out, batchSize: 2, chunkSize: 4, progress: false }), {
+    message: /power cut/,
+  });
   t.true(existsSync(out + ".parts/chunk-000000.json"));
   t.false(existsSync(out + ".parts/chunk-000001.json"));
   t.false(existsSync(out));
   const second = new Flaky(enc);
   const lines: string[] = [];
-  const r = await embedImages(samples, second, { out, batchSize: 2, chunkSize: 4, progress: false, info: (l) => lines.push(l) });
+  const r = await embedImages(samples, second, {
+    out,
+    batchSize: 2,
+    chunkSize: 4,
+    progress: false,
+    info: (l) => lines.push(l),
+  });
   t.is(r.resumedChunks, 1);
   t.is(second.images, 11 - 4);
   t.regex(lines.join("\n"), /resuming: 1 of 3 chunks/);
@@ -88,9 +101,17 @@ test("an interrupted run resumes: finished chunks are skipped and the output equ
   t.deepEqual(idsOf(out), idsOf(clean));
   // A different model restarts instead of mixing rows.
   const out2 = path.join(tmp(), "m.npy");
-  await t.throwsAsync(embedImages(samples, new Flaky(enc, 3), { out: out2, batchSize: 2, chunkSize: 4, progress: false }));
+  await t.throwsAsync(
+    embedImages(samples, new Flaky(enc, 3), { out: out2, batchSize: 2, chunkSize: 4, progress: false }),
+  );
   const other = new Flaky(new PooledHeadEncoder({ dim: 6, seed: 2, imageSize: 24 }));
-  const r2 = await embedImages(samples, other, { out: out2, batchSize: 2, chunkSize: 4, progress: false, info: () => {} });
+  const r2 = await embedImages(samples, other, {
+    out: out2,
+    batchSize: 2,
+    chunkSize: 4,
+    progress: false,
+    info: () => {},
+  });
   t.is(r2.resumedChunks, 0);
   t.is(other.images, 11);
 });
@@ -102,14 +123,26 @@ test("bad images are skipped and listed; the ids file matches the rows", async (
   const list = [files[0]!, bad, files[1]!];
   const out = path.join(d, "x.npy");
   const logged: string[] = [];
-  const r = await embedImages(samplesFromFiles(list), new PooledHeadEncoder({ dim: 4, imageSize: 16 }), { out, batchSize: 2, progress: false, log: (l) => logged.push(l) });
+  const r = await embedImages(samplesFromFiles(list), new PooledHeadEncoder({ dim: 4, imageSize: 16 }), {
+    out,
+    batchSize: 2,
+    progress: false,
+    log: (l) => logged.push(l),
+  });
   t.is(r.rows, 2);
   t.deepEqual((await readNpy(out)).shape, [2, 4]);
   t.is(idsOf(out).length, 2);
   t.false(idsOf(out).some((x) => x.includes("bad")));
   t.regex(readFileSync(out.replace(/\.npy$/, ".skipped.tsv"), "utf8"), /bad\.jpg\t/);
   t.regex(logged.join("\n"), /bad\.jpg/);
-  await t.throwsAsync(embedImages(samplesFromFiles(list), new PooledHeadEncoder({ dim: 4, imageSize: 16 }), { out: path.join(d, "y.npy"), strict: true, progress: false }), { message: /bad\.jpg/ });
+  await t.throwsAsync(
+    embedImages(samplesFromFiles(list), new PooledHeadEncoder({ dim: 4, imageSize: 16 }), {
+      out: path.join(d, "y.npy"),
+      strict: true,
+      progress: false,
+    }),
+    { message: /bad\.jpg/ },
+  );
 });
 
 test("texts embed the same way", async (t) => {
@@ -126,8 +159,14 @@ test("texts embed the same way", async (t) => {
   const r = await embedTexts(recs, enc, { out, batchSize: 3, chunkSize: 3, progress: false });
   t.is(r.rows, 7);
   const a = await readNpy(out);
-  t.deepEqual(Array.from(a.data as Float32Array).filter((_, k) => k % 2 === 0), [1, 2, 3, 4, 5, 6, 7]);
-  t.deepEqual(idsOf(out), recs.map((x) => x.id));
+  t.deepEqual(
+    Array.from(a.data as Float32Array).filter((_, k) => k % 2 === 0),
+    [1, 2, 3, 4, 5, 6, 7],
+  );
+  t.deepEqual(
+    idsOf(out),
+    recs.map((x) => x.id),
+  );
   t.is(enc.calls, 3);
 });
 
@@ -143,14 +182,33 @@ test("vilref synth and vilref embed on the command line", async (t) => {
   process.stdout.write = ((s: string) => (said.push(String(s)), true)) as typeof process.stdout.write;
   try {
     await run("synth", "--n", "5", "--out", path.join(d, "ds"), "--seed", "3", "--size", "64");
-    await run("embed", "--images", path.join(d, "ds/manifest.jsonl"), "--out", path.join(d, "e.npy"), "--model", "pool-head:12", "--image-size", "32", "--no-progress");
+    await run(
+      "embed",
+      "--images",
+      path.join(d, "ds/manifest.jsonl"),
+      "--out",
+      path.join(d, "e.npy"),
+      "--model",
+      "pool-head:12",
+      "--image-size",
+      "32",
+      "--no-progress",
+    );
   } finally {
     process.stdout.write = write;
   }
   t.regex(said.join(""), /wrote 5 cases/);
   t.deepEqual((await readNpy(path.join(d, "e.npy"))).shape, [5, 12]);
-  t.deepEqual(idsOf(path.join(d, "e.npy")), ["synth-00000", "synth-00001", "synth-00002", "synth-00003", "synth-00004"]);
-  await t.throwsAsync(run("embed", "--images", d, "--out", path.join(d, "z.npy"), "--model", "vit-b-16"), { message: /no such checkpoint .*; for random weights of that preset say preset:vit-b-16$/ });
+  t.deepEqual(idsOf(path.join(d, "e.npy")), [
+    "synth-00000",
+    "synth-00001",
+    "synth-00002",
+    "synth-00003",
+    "synth-00004",
+  ]);
+  await t.throwsAsync(run("embed", "--images", d, "--out", path.join(d, "z.npy"), "--model", "vit-b-16"), {
+    message: /no such checkpoint .*; for random weights of that preset say preset:vit-b-16$/,
+  });
 });
 
 test("embedding the 40 DRIVE images gives 40 rows in the ids' order", async (t) => {

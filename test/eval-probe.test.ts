@@ -3,7 +3,15 @@
 import test from "ava";
 import { mulberry32 } from "../lib/data/rng.js";
 import { accuracy, argmaxRows, rocAuc } from "../lib/eval/metrics.js";
-import { fitBinary, fitLinear, fitStandardizer, lbfgs, predictProba, standardize, trainProbe } from "../lib/eval/probe.js";
+import {
+  fitBinary,
+  fitLinear,
+  fitStandardizer,
+  lbfgs,
+  predictProba,
+  standardize,
+  trainProbe,
+} from "../lib/eval/probe.js";
 import type { ProbeTargets } from "../lib/eval/probe.js";
 
 test("L-BFGS finds the minimum of a quadratic", (t) => {
@@ -65,7 +73,12 @@ test("separable data: the probe reaches ~1.0 accuracy and AUC on held-out points
   const p = trainProbe({ X: tr.X, n: 200, targets: asML(tr.y) }, { X: va.X, n: 100, targets: asML(va.y) }, 10);
   const P = predictProba(p.model, standardize(te.X, 200, 10, p.standardizer), 200);
   t.is(rocAuc(P, te.y), 1);
-  t.true(accuracy(Int32Array.from(P, (v) => (v > 0.5 ? 1 : 0)), te.y) >= 0.99);
+  t.true(
+    accuracy(
+      Int32Array.from(P, (v) => (v > 0.5 ? 1 : 0)),
+      te.y,
+    ) >= 0.99,
+  );
   // multinomial on three separable classes
   const three = (n: number, seed: number) => {
     const r = mulberry32(seed);
@@ -87,7 +100,12 @@ test("separable data: the probe reaches ~1.0 accuracy and AUC on held-out points
   const b = three(60, 5);
   const c = three(150, 6);
   for (const multiclass of ["multinomial", "ovr"] as const) {
-    const q = trainProbe({ X: a.X, n: 150, targets: { kind: "single", K: 3, t: a.t } }, { X: b.X, n: 60, targets: { kind: "single", K: 3, t: b.t } }, 2, { multiclass });
+    const q = trainProbe(
+      { X: a.X, n: 150, targets: { kind: "single", K: 3, t: a.t } },
+      { X: b.X, n: 60, targets: { kind: "single", K: 3, t: b.t } },
+      2,
+      { multiclass },
+    );
     t.is(q.model.kind, multiclass === "multinomial" ? "softmax" : "sigmoid");
     const Q = predictProba(q.model, standardize(c.X, 150, 2, q.standardizer), 150);
     t.is(accuracy(argmaxRows(Q, 150, 3), c.t), 1, multiclass);
@@ -99,7 +117,9 @@ test("C is chosen on the validation split: strong enough for noise dimensions, w
   const tr = toy(40, 60, 7, 0.6, 0.15);
   const va = toy(400, 60, 8, 0.6, 0.15);
   const asML = (y: Int32Array): ProbeTargets => ({ kind: "multilabel", K: 1, y: Float32Array.from(y) });
-  const p = trainProbe({ X: tr.X, n: 40, targets: asML(tr.y) }, { X: va.X, n: 400, targets: asML(va.y) }, 60, { refit: "train" });
+  const p = trainProbe({ X: tr.X, n: 40, targets: asML(tr.y) }, { X: va.X, n: 400, targets: asML(va.y) }, 60, {
+    refit: "train",
+  });
   const loss = new Map(p.selection.map((r) => [r.C, r.valLogLoss]));
   t.is(p.selection.length, 13);
   // the chosen C has the lowest validation loss of the grid, and it is inside the grid, not at an end
@@ -108,12 +128,19 @@ test("C is chosen on the validation split: strong enough for noise dimensions, w
   t.true(loss.get(p.C)! < loss.get(1e-4)! - 0.02, "better than (almost) no weights");
   t.true(loss.get(p.C)! < loss.get(100)! - 0.05, "better than (almost) no regularisation");
   // the selection is reproducible
-  t.deepEqual(trainProbe({ X: tr.X, n: 40, targets: asML(tr.y) }, { X: va.X, n: 400, targets: asML(va.y) }, 60, { refit: "train" }).C, p.C);
+  t.deepEqual(
+    trainProbe({ X: tr.X, n: 40, targets: asML(tr.y) }, { X: va.X, n: 400, targets: asML(va.y) }, 60, {
+      refit: "train",
+    }).C,
+    p.C,
+  );
 });
 
 test("a class with one label value in training gets its prior; unknown labels are left out of its fit", (t) => {
   const X = Float64Array.from([0, 1, 2, 3]);
-  const y = Float32Array.from([0, 0, 0, 0, /* class 1 */ 1, Number.NaN, 0, 1].flatMap((_, i, a) => (i < 4 ? [a[i]!, a[i + 4]!] : [])));
+  const y = Float32Array.from(
+    [0, 0, 0, 0, /* class 1 */ 1, Number.NaN, 0, 1].flatMap((_, i, a) => (i < 4 ? [a[i]!, a[i + 4]!] : [])),
+  );
   const m = fitLinear({ X, n: 4, d: 1 }, { kind: "multilabel", K: 2, y }, 1);
   // class 0: 0 of 4 positive → prior (0 + ½)/(4 + 1) = 0.1
   const P = predictProba(m, X, 4);

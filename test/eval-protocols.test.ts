@@ -15,9 +15,15 @@ import { encodeRendered, renderFundus } from "../lib/synth/index.js";
 test("retrieval: ranks with ties against the query, recall@k and median rank both ways", (t) => {
   // images (rows) × texts (cols), pair i ↔ i
   const s = [
-    0.9, 0.1, 0.2, // image 0: text 0 best → rank 0
-    0.5, 0.4, 0.6, // image 1: two texts above → rank 2
-    0.3, 0.3, 0.3, // image 2: all tied → rank 2 (ties never help)
+    0.9,
+    0.1,
+    0.2, // image 0: text 0 best → rank 0
+    0.5,
+    0.4,
+    0.6, // image 1: two texts above → rank 2
+    0.3,
+    0.3,
+    0.3, // image 2: all tied → rank 2 (ties never help)
   ];
   t.deepEqual([...targetRanks(s, 3, 3, [0, 1, 2])], [0, 2, 2]);
   const r = retrievalFromSimilarity(s, 3, [1, 2, 3], { resamples: 200, seed: 1 });
@@ -38,7 +44,10 @@ test("graded task from scores: accuracy, balanced accuracy, macro F1, kappas as 
   // (the pair of test/metrics.test.ts: accuracy 4/6, balanced ⅔, kappa ½, linear 0.4, quadratic 2/7)
   const preds = [0, 1, 1, 1, 2, 0];
   const scores = Float64Array.from(preds.flatMap((p) => [0, 1, 2].map((c) => (c === p ? 0.8 : 0.1))));
-  const r = evaluateScores({ task: "graded", classes: ["0", "1", "2"], scores, n: 6, targets: Int32Array.from([0, 0, 1, 1, 2, 2]) }, { resamples: 100 });
+  const r = evaluateScores(
+    { task: "graded", classes: ["0", "1", "2"], scores, n: 6, targets: Int32Array.from([0, 0, 1, 1, 2, 2]) },
+    { resamples: 100 },
+  );
   const v = (k: string) => r.metrics[k]!.value;
   t.is(v("accuracy"), 4 / 6);
   t.true(Math.abs(v("balancedAccuracy") - 2 / 3) < 1e-12);
@@ -54,7 +63,10 @@ test("graded task from scores: accuracy, balanced accuracy, macro F1, kappas as 
   // one-vs-rest AUC of class 1: its score is 0.8 for cases 1,2,3 (targets 0,1,1) and 0.1 otherwise:
   // positives (2, 3) both 0.8; negatives 0.8 (case 1) and 0.1 ×3 → (½ + 1 + 1 + 1)·2 / 8 = 7/8
   t.is(r.perClass["1"]!.auc.value, 7 / 8);
-  const multi = evaluateScores({ task: "multiclass", classes: ["0", "1", "2"], scores, n: 6, targets: Int32Array.from([0, 0, 1, 1, 2, 2]) }, { resamples: 0 });
+  const multi = evaluateScores(
+    { task: "multiclass", classes: ["0", "1", "2"], scores, n: 6, targets: Int32Array.from([0, 0, 1, 1, 2, 2]) },
+    { resamples: 0 },
+  );
   t.false("kappaQuadratic" in multi.metrics, "weighted kappas only for graded tasks");
   t.true(Number.isNaN(multi.metrics.accuracy!.lo), "no resamples, no interval");
 });
@@ -63,11 +75,24 @@ test("linear probe through images: a single-label folder set (hazy vs clear fund
   setThreads(2);
   const root = mkdtempSync(path.join(tmpdir(), "vilref-probe-folder-"));
   // 40 images a class per split folder, drawn at the model's 32 px
-  for (const [split, n, base] of [["train", 40, 0], ["val", 20, 1000], ["test", 30, 2000]] as const)
-    for (const [cls, findings] of [["media_opacity", { media_opacity: "asserted" as const }], ["normal", {}]] as const) {
+  for (const [split, n, base] of [
+    ["train", 40, 0],
+    ["val", 20, 1000],
+    ["test", 30, 2000],
+  ] as const)
+    for (const [cls, findings] of [
+      ["media_opacity", { media_opacity: "asserted" as const }],
+      ["normal", {}],
+    ] as const) {
       mkdirSync(path.join(root, split, cls), { recursive: true });
       for (let i = 0; i < n; i++) {
-        const img = renderFundus({ size: 32, seed: base + i * 2 + (cls === "normal" ? 1 : 0), eye: i % 2 ? "left" : "right", findings, cdr: 0.3 });
+        const img = renderFundus({
+          size: 32,
+          seed: base + i * 2 + (cls === "normal" ? 1 : 0),
+          eye: i % 2 ? "left" : "right",
+          findings,
+          cdr: 0.3,
+        });
         writeFileSync(path.join(root, split, cls, `${i}.png`), await encodeRendered(img));
       }
     }

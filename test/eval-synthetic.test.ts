@@ -41,7 +41,14 @@ test("pre-trained briefly with the demo recipe: zero-shot and the probe beat cha
   const evalDir = path.join(root, "eval");
   await writeSynthDataset(evalDir, N, 13, { size: 192 });
   const lines = readFileSync(path.join(evalDir, "manifest.jsonl"), "utf8").trim().split("\n");
-  writeFileSync(path.join(evalDir, "eval.jsonl"), lines.map((l, i) => JSON.stringify({ ...(JSON.parse(l) as object), split: i < N / 2 ? "train" : i < (2 * N) / 3 ? "val" : "test" })).join("\n") + "\n");
+  writeFileSync(
+    path.join(evalDir, "eval.jsonl"),
+    lines
+      .map((l, i) =>
+        JSON.stringify({ ...(JSON.parse(l) as object), split: i < N / 2 ? "train" : i < (2 * N) / 3 ? "val" : "test" }),
+      )
+      .join("\n") + "\n",
+  );
   const tData = performance.now();
   const r = await pretrain({
     model: { preset: "demo-rn128" },
@@ -64,25 +71,76 @@ test("pre-trained briefly with the demo recipe: zero-shot and the probe beat cha
   const data = path.join(evalDir, "eval.jsonl");
   const zsOut = path.join(root, "zs.json");
   const prOut = path.join(root, "probe.json");
-  await run("zeroshot", "--model", model, "--data", data, "--split", "test", "--bootstrap", "200", "--threads", "2", "--out", zsOut, "--report", path.join(root, "zs-report"));
+  await run(
+    "zeroshot",
+    "--model",
+    model,
+    "--data",
+    data,
+    "--split",
+    "test",
+    "--bootstrap",
+    "200",
+    "--threads",
+    "2",
+    "--out",
+    zsOut,
+    "--report",
+    path.join(root, "zs-report"),
+  );
   await run("probe", "--model", model, "--data", data, "--bootstrap", "200", "--threads", "2", "--out", prOut);
-  await run("retrieval", "--model", model, "--data", data, "--split", "test", "--bootstrap", "100", "--threads", "2", "--out", path.join(root, "ret.json"));
+  await run(
+    "retrieval",
+    "--model",
+    model,
+    "--data",
+    data,
+    "--split",
+    "test",
+    "--bootstrap",
+    "100",
+    "--threads",
+    "2",
+    "--out",
+    path.join(root, "ret.json"),
+  );
   const tEval = performance.now();
   const zs = JSON.parse(readFileSync(zsOut, "utf8")) as Out;
   const pr = JSON.parse(readFileSync(prOut, "utf8")) as Out;
-  const ret = JSON.parse(readFileSync(path.join(root, "ret.json"), "utf8")) as { n: number; imageToText: { recall: Record<string, Est> } };
+  const ret = JSON.parse(readFileSync(path.join(root, "ret.json"), "utf8")) as {
+    n: number;
+    imageToText: { recall: Record<string, Est> };
+  };
   const z = zs.metrics.auc!.value!;
   const p = pr.metrics.auc!.value!;
   const per = (o: Out) => o.classes.map((c) => `${c} ${o.perClass[c]!.auc.value?.toFixed(2)}`).join(", ");
-  t.log(`data ${((tData - t0) / 1000).toFixed(1)} s, pre-training ${((tTrain - tData) / 1000).toFixed(1)} s, three evaluations ${((tEval - tTrain) / 1000).toFixed(1)} s`);
-  t.log(`zero-shot mean AUC ${z.toFixed(3)} [${zs.metrics.auc!.lo?.toFixed(3)}, ${zs.metrics.auc!.hi?.toFixed(3)}]: ${per(zs)}`);
-  t.log(`probe     mean AUC ${p.toFixed(3)} [${pr.metrics.auc!.lo?.toFixed(3)}, ${pr.metrics.auc!.hi?.toFixed(3)}] (C ${pr.C}): ${per(pr)}`);
+  t.log(
+    `data ${((tData - t0) / 1000).toFixed(1)} s, pre-training ${((tTrain - tData) / 1000).toFixed(1)} s, three evaluations ${((tEval - tTrain) / 1000).toFixed(1)} s`,
+  );
+  t.log(
+    `zero-shot mean AUC ${z.toFixed(3)} [${zs.metrics.auc!.lo?.toFixed(3)}, ${zs.metrics.auc!.hi?.toFixed(3)}]: ${per(zs)}`,
+  );
+  t.log(
+    `probe     mean AUC ${p.toFixed(3)} [${pr.metrics.auc!.lo?.toFixed(3)}, ${pr.metrics.auc!.hi?.toFixed(3)}] (C ${pr.C}): ${per(pr)}`,
+  );
 
   // both evaluate the same 120 test images over the same 11 classes the synthetic set has
   t.is(zs.n, 120);
   t.is(pr.n, 120);
   t.deepEqual(zs.classes, pr.classes);
-  t.deepEqual(zs.classes, ["normal", "dr", "glaucoma", "tessellation", "optic_atrophy", "drusen", "laser_scars", "media_opacity", "hemorrhage", "hard_exudate", "cotton_wool_spot"]);
+  t.deepEqual(zs.classes, [
+    "normal",
+    "dr",
+    "glaucoma",
+    "tessellation",
+    "optic_atrophy",
+    "drusen",
+    "laser_scars",
+    "media_opacity",
+    "hemorrhage",
+    "hard_exudate",
+    "cotton_wool_spot",
+  ]);
   // both clearly above chance, their CIs too; the visible global cues nearly perfect for the probe
   t.true(z >= 0.6, `zero-shot mean AUC ${z}`);
   t.true(zs.metrics.auc!.lo! > 0.53, `zero-shot CI lower end ${zs.metrics.auc!.lo}`);
@@ -97,7 +155,10 @@ test("pre-trained briefly with the demo recipe: zero-shot and the probe beat cha
     const a = zs.perClass[c]!.auc;
     t.true(a.value! >= 0 && a.value! <= 1 && a.lo! <= a.value! && a.value! <= a.hi!, c);
   }
-  t.true(zs.perClass.tessellation!.auc.value! > 0.8, `zero-shot tessellation AUC ${zs.perClass.tessellation!.auc.value}`);
+  t.true(
+    zs.perClass.tessellation!.auc.value! > 0.8,
+    `zero-shot tessellation AUC ${zs.perClass.tessellation!.auc.value}`,
+  );
   // retrieval ran on the paired test set
   t.is(ret.n, 120);
   t.true(ret.imageToText.recall["R@10"]!.value! >= ret.imageToText.recall["R@1"]!.value!);

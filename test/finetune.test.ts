@@ -10,22 +10,30 @@ const R = 32;
 
 /** n toy images: label 0 = bright, label 1 = left half brighter than the right. */
 function toy(n: number, seed: number, invert = false): LabeledBatch {
-  const images = new Float32Array(n * 3 * R * R), labels = new Float32Array(n * 2);
+  const images = new Float32Array(n * 3 * R * R),
+    labels = new Float32Array(n * 2);
   let s = seed;
-  const rand = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rand = () => (s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32;
   for (let i = 0; i < n; i++) {
-    const bright = i % 2, left = (i >> 1) % 2;
+    const bright = i % 2,
+      left = (i >> 1) % 2;
     labels[2 * i] = invert ? 1 - bright : bright;
     labels[2 * i + 1] = invert ? 1 - left : left;
     for (let c = 0; c < 3; c++)
       for (let y = 0; y < R; y++)
-        for (let x = 0; x < R; x++) images[((i * 3 + c) * R + y) * R + x] = (bright ? 1 : -1) + (left && x < R / 2 ? 1 : 0) + 0.3 * (rand() - 0.5);
+        for (let x = 0; x < R; x++)
+          images[((i * 3 + c) * R + y) * R + x] =
+            (bright ? 1 : -1) + (left && x < R / 2 ? 1 : 0) + 0.3 * (rand() - 0.5);
   }
   return { images: { data: images, shape: [n, 3, R, R] }, labels: { data: labels, shape: [n, 2] } };
 }
 
 function visualOf(state: Record<string, { data: ArrayLike<number | bigint> }>): Map<string, number[]> {
-  return new Map(Object.entries(state).filter(([k]) => k.startsWith("visual.")).map(([k, v]) => [k, Array.from(v.data as ArrayLike<number>)]));
+  return new Map(
+    Object.entries(state)
+      .filter(([k]) => k.startsWith("visual."))
+      .map(([k, v]) => [k, Array.from(v.data as ArrayLike<number>)]),
+  );
 }
 
 test("the BCE falls on a toy multi-label set", async (t) => {
@@ -50,7 +58,10 @@ test("frozen: the backbone stays bit-identical and is not in the state; unfrozen
   t.deepEqual(Object.keys(head0).sort(), ["head.bias", "head.weight"]);
   for (let i = 0; i < 5; i++) await frozen.step(toy(8, i));
   t.deepEqual(visualOf(await model.stateDict()), before);
-  t.notDeepEqual(Array.from((await frozen.stateDict())["head.weight"]!.data as Float32Array), Array.from(head0["head.weight"]!.data as Float32Array));
+  t.notDeepEqual(
+    Array.from((await frozen.stateDict())["head.weight"]!.data as Float32Array),
+    Array.from(head0["head.weight"]!.data as Float32Array),
+  );
   const open = new Finetuner(model, { classes: 2, backboneLr: 1e-3 });
   t.true(Object.keys(await open.stateDict()).includes("visual.conv1.weight"));
   await open.step(toy(8, 9));
@@ -60,8 +71,12 @@ test("frozen: the backbone stays bit-identical and is not in the state; unfrozen
 test("the best epoch by validation is kept and restored", async (t) => {
   const model = ViLReF.create("tiny-vit", { seed: 3 });
   const ft = new Finetuner(model, { classes: 2, lr: 1e-2, backboneLr: 0, seed: 3 });
-  const train = toy(16, 4), val = toy(8, 5, true); // validation labels inverted: training makes it worse
-  const once = (b: LabeledBatch) => async function* () { yield b; };
+  const train = toy(16, 4),
+    val = toy(8, 5, true); // validation labels inverted: training makes it worse
+  const once = (b: LabeledBatch) =>
+    async function* () {
+      yield b;
+    };
   const result = await finetune(ft, { epochs: 4, train: once(train), val: once(val), test: once(val) });
   t.is(result.epochs.length, 4);
   let best = 0;
@@ -69,7 +84,10 @@ test("the best epoch by validation is kept and restored", async (t) => {
     if (better(e.val, result.epochs[best]!.val) && i !== best) best = i;
   });
   t.is(result.bestEpoch, best + 1);
-  t.true(result.bestEpoch < 4, `best epoch ${result.bestEpoch}: ${result.epochs.map((e) => e.val.meanAuc.toFixed(3)).join(" ")}`);
+  t.true(
+    result.bestEpoch < 4,
+    `best epoch ${result.bestEpoch}: ${result.epochs.map((e) => e.val.meanAuc.toFixed(3)).join(" ")}`,
+  );
   t.deepEqual(await scoreSplit(ft, once(val)()), result.best, "the restored weights score as the best epoch did");
   t.deepEqual(result.test, result.best);
 });
@@ -85,14 +103,38 @@ test("better(): higher mean AUC wins, then lower loss; a defined AUC beats NaN",
 
 test("bad arguments are refused naming them", async (t) => {
   const model = ViLReF.create("tiny-vit", { seed: 4 });
-  t.throws(() => new Finetuner({} as ViLReF, { classes: 2 }), { instanceOf: TypeError, message: "model: expected a ViLReF model" });
-  t.throws(() => new Finetuner(model, {} as { classes: number }), { instanceOf: TypeError, message: /^options\.classes/ });
-  t.throws(() => new Finetuner(model, { classes: 2, frozen: "yes" as unknown as boolean }), { instanceOf: TypeError, message: "options.frozen: expected a boolean" });
+  t.throws(() => new Finetuner({} as ViLReF, { classes: 2 }), {
+    instanceOf: TypeError,
+    message: "model: expected a ViLReF model",
+  });
+  t.throws(() => new Finetuner(model, {} as { classes: number }), {
+    instanceOf: TypeError,
+    message: /^options\.classes/,
+  });
+  t.throws(() => new Finetuner(model, { classes: 2, frozen: "yes" as unknown as boolean }), {
+    instanceOf: TypeError,
+    message: "options.frozen: expected a boolean",
+  });
   const ft = new Finetuner(model, { classes: 2 });
   const b = toy(4, 1);
-  await t.throwsAsync(ft.step({ images: b.images, labels: { data: new Float32Array(12), shape: [4, 3] } }), { instanceOf: RangeError, message: /^batch\.labels: expected shape \[4, 2\]/ });
-  await t.throwsAsync(ft.step({ images: { data: new Float32Array(3 * 16 * 16), shape: [1, 3, 16, 16] }, labels: b.labels }), { instanceOf: RangeError, message: /^batch\.images: expected shape \[\*, 3, 32, 32\]/ });
-  await t.throwsAsync(ft.step({ images: b.images, labels: { data: new Float32Array(8).fill(3), shape: [4, 2] } }), { instanceOf: RangeError, message: "batch.labels: values must lie in [0, 1]" });
-  await t.throwsAsync(ft.loadStateDict({ "head.weight": (await ft.stateDict())["head.weight"]! }), { instanceOf: RangeError, message: 'stateDict["head.bias"]: missing' });
-  await t.throwsAsync(ft.loadStateDict({ ...(await ft.stateDict()), "text_projection": { data: new Float32Array(1), shape: [1] } }), { instanceOf: RangeError, message: /^stateDict\["text_projection"\]: not a tensor of this finetuner/ });
+  await t.throwsAsync(ft.step({ images: b.images, labels: { data: new Float32Array(12), shape: [4, 3] } }), {
+    instanceOf: RangeError,
+    message: /^batch\.labels: expected shape \[4, 2\]/,
+  });
+  await t.throwsAsync(
+    ft.step({ images: { data: new Float32Array(3 * 16 * 16), shape: [1, 3, 16, 16] }, labels: b.labels }),
+    { instanceOf: RangeError, message: /^batch\.images: expected shape \[\*, 3, 32, 32\]/ },
+  );
+  await t.throwsAsync(ft.step({ images: b.images, labels: { data: new Float32Array(8).fill(3), shape: [4, 2] } }), {
+    instanceOf: RangeError,
+    message: "batch.labels: values must lie in [0, 1]",
+  });
+  await t.throwsAsync(ft.loadStateDict({ "head.weight": (await ft.stateDict())["head.weight"]! }), {
+    instanceOf: RangeError,
+    message: 'stateDict["head.bias"]: missing',
+  });
+  await t.throwsAsync(
+    ft.loadStateDict({ ...(await ft.stateDict()), text_projection: { data: new Float32Array(1), shape: [1] } }),
+    { instanceOf: RangeError, message: /^stateDict\["text_projection"\]: not a tensor of this finetuner/ },
+  );
 });

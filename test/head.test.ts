@@ -44,19 +44,45 @@ test("bad state dicts are rejected naming the key, and the head keeps its weight
   const head = new Head({ inFeatures: 4, hidden: [3], outFeatures: 2, seed: 4 });
   const good = await head.stateDict();
   const { ["layers.1.bias"]: _dropped, ...missing } = good;
-  await t.throwsAsync(head.loadStateDict(missing), { instanceOf: RangeError, message: 'stateDict["layers.1.bias"]: missing' });
-  await t.throwsAsync(head.loadStateDict({ ...good, "layers.2.weight": good["layers.0.weight"]! }), { instanceOf: RangeError, message: 'stateDict["layers.2.weight"]: not a parameter of this head' });
-  await t.throwsAsync(head.loadStateDict({ ...good, "layers.0.weight": { data: new Float32Array(12), shape: [4, 3] } }), {
+  await t.throwsAsync(head.loadStateDict(missing), {
     instanceOf: RangeError,
-    message: 'stateDict["layers.0.weight"]: expected shape [3, 4] (2-D), got [4, 3]',
+    message: 'stateDict["layers.1.bias"]: missing',
   });
-  await t.throwsAsync(head.loadStateDict({ ...good, "layers.1.bias": { data: Float32Array.from([1, NaN]), shape: [2] } }), { instanceOf: RangeError, message: /^stateDict\["layers\.1\.bias"\]\.data\[1\] is NaN/ });
+  await t.throwsAsync(head.loadStateDict({ ...good, "layers.2.weight": good["layers.0.weight"]! }), {
+    instanceOf: RangeError,
+    message: 'stateDict["layers.2.weight"]: not a parameter of this head',
+  });
+  await t.throwsAsync(
+    head.loadStateDict({ ...good, "layers.0.weight": { data: new Float32Array(12), shape: [4, 3] } }),
+    {
+      instanceOf: RangeError,
+      message: 'stateDict["layers.0.weight"]: expected shape [3, 4] (2-D), got [4, 3]',
+    },
+  );
+  await t.throwsAsync(
+    head.loadStateDict({ ...good, "layers.1.bias": { data: Float32Array.from([1, NaN]), shape: [2] } }),
+    { instanceOf: RangeError, message: /^stateDict\["layers\.1\.bias"\]\.data\[1\] is NaN/ },
+  );
   t.deepEqual(await head.stateDict(), good);
 });
 
 test("config errors name the key", (t) => {
-  t.throws(() => new Head({ inFeatures: 4, hidden: [8, 0], outFeatures: 2 }), { instanceOf: TypeError, message: /^Head config: hidden\[1\]: / });
-  t.throws(() => new Head({ inFeatures: 4, outFeatures: 2, activation: "swish" as "gelu" }), { instanceOf: TypeError, message: /^Head config: activation: / });
-  t.throws(() => new Head({ inFeatures: 4, outFeatures: 2, dropout: 0.1 } as unknown as { inFeatures: 4; outFeatures: 2 }), { instanceOf: TypeError, message: /dropout/ });
-  t.deepEqual(new Head({ inFeatures: 4, outFeatures: 2 }).config, { inFeatures: 4, hidden: [], outFeatures: 2, activation: "gelu" });
+  t.throws(() => new Head({ inFeatures: 4, hidden: [8, 0], outFeatures: 2 }), {
+    instanceOf: TypeError,
+    message: /^Head config: hidden\[1\]: /,
+  });
+  t.throws(() => new Head({ inFeatures: 4, outFeatures: 2, activation: "swish" as "gelu" }), {
+    instanceOf: TypeError,
+    message: /^Head config: activation: /,
+  });
+  t.throws(
+    () => new Head({ inFeatures: 4, outFeatures: 2, dropout: 0.1 } as unknown as { inFeatures: 4; outFeatures: 2 }),
+    { instanceOf: TypeError, message: /dropout/ },
+  );
+  t.deepEqual(new Head({ inFeatures: 4, outFeatures: 2 }).config, {
+    inFeatures: 4,
+    hidden: [],
+    outFeatures: 2,
+    activation: "gelu",
+  });
 });

@@ -30,9 +30,17 @@ async function run(args: string[]): Promise<{ stdout: string; stderr: string }> 
 
 test.serial("dev set: micro-F1 ≥ 0.95 and macro-F1 ≥ 0.90 (value must match, 1 or 0.5)", (t) => {
   const lab = new Labeler();
-  const rows = readFileSync(devPath, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as { text: string; labels: LabelMap; eye: any });
+  const rows = readFileSync(devPath, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { text: string; labels: LabelMap; eye: any });
   t.true(rows.length >= 300);
-  const r = evaluate(rows.map((x) => { const p = lab.label(x.text); return { gold: x.labels, pred: p.labels, goldEye: x.eye, predEye: p.eye }; }));
+  const r = evaluate(
+    rows.map((x) => {
+      const p = lab.label(x.text);
+      return { gold: x.labels, pred: p.labels, goldEye: x.eye, predEye: p.eye };
+    }),
+  );
   t.log(`micro-F1 ${r.micro.f1.toFixed(3)} macro-F1 ${r.macro.f1.toFixed(3)} eye ${r.eyeAccuracy.toFixed(3)}`);
   t.true(r.micro.f1 >= 0.95);
   t.true(r.macro.f1 >= 0.9);
@@ -64,46 +72,72 @@ test.serial("`vilref labels eval --gold` prints per-label scores and micro/macro
   t.not(process.exitCode, 1);
 });
 
-test.serial("`vilref labels` writes labeled JSONL with --explain and prints counts; CSV input; bad rows warn", async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), "vilref-labels-"));
-  const csv = path.join(dir, "r.csv");
-  writeFileSync(csv, 'id,text\nr1,"OD：可疑黄斑前膜，C/D 0.7"\nr2,""\nr3,"双眼视网膜色素变性,\n""典型"""\n');
-  const out = path.join(dir, "o.jsonl");
-  const { stdout, stderr } = await run(["labels", "--in", csv, "--out", out, "--explain"]);
-  t.regex(stdout, /^erm\s+0\s+1\s+1$/m);
-  t.regex(stdout, /^rp\s+1\s+0\s+1$/m);
-  t.regex(stdout, /reports: 3/);
-  t.regex(stderr, /r\.csv:3: report is empty/);
-  const lines = readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l));
-  t.is(lines.length, 3);
-  t.deepEqual(lines[0].labels, { erm: 0.5, glaucoma: 0.5 });
-  t.is(lines[0].id, "r1");
-  t.is(lines[0].eye, "right");
-  t.true(lines[0].evidence.some((e: any) => e.cue?.text === "可疑"));
-  t.deepEqual(lines[1].labels, {});
-  t.deepEqual(lines[1].warnings, ["report is empty"]);
-  t.deepEqual(lines[2].labels, { rp: 1 });
-});
+test.serial(
+  "`vilref labels` writes labeled JSONL with --explain and prints counts; CSV input; bad rows warn",
+  async (t) => {
+    const dir = mkdtempSync(path.join(tmpdir(), "vilref-labels-"));
+    const csv = path.join(dir, "r.csv");
+    writeFileSync(csv, 'id,text\nr1,"OD：可疑黄斑前膜，C/D 0.7"\nr2,""\nr3,"双眼视网膜色素变性,\n""典型"""\n');
+    const out = path.join(dir, "o.jsonl");
+    const { stdout, stderr } = await run(["labels", "--in", csv, "--out", out, "--explain"]);
+    t.regex(stdout, /^erm\s+0\s+1\s+1$/m);
+    t.regex(stdout, /^rp\s+1\s+0\s+1$/m);
+    t.regex(stdout, /reports: 3/);
+    t.regex(stderr, /r\.csv:3: report is empty/);
+    const lines = readFileSync(out, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    t.is(lines.length, 3);
+    t.deepEqual(lines[0].labels, { erm: 0.5, glaucoma: 0.5 });
+    t.is(lines[0].id, "r1");
+    t.is(lines[0].eye, "right");
+    t.true(lines[0].evidence.some((e: any) => e.cue?.text === "可疑"));
+    t.deepEqual(lines[1].labels, {});
+    t.deepEqual(lines[1].warnings, ["report is empty"]);
+    t.deepEqual(lines[2].labels, { rp: 1 });
+  },
+);
 
-test.serial("`vilref labels --uncertain drop` lists ignored labels; a malformed rules file is rejected with its path", async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), "vilref-labels-"));
-  const inp = path.join(dir, "r.jsonl");
-  writeFileSync(inp, JSON.stringify({ id: 1, text: "黄斑裂孔待排" }) + "\n" + JSON.stringify("眼底未见异常") + "\n" + JSON.stringify({ id: 3, text: 12 }) + "\n");
-  const out = path.join(dir, "o.jsonl");
-  await run(["labels", "--in", inp, "--out", out, "--uncertain", "drop"]);
-  const lines = readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l));
-  t.deepEqual(lines[0], { id: "1", labels: {}, eye: null, ignored: ["macular_hole"] });
-  t.deepEqual(lines[1].labels, { normal: 1 });
-  t.regex(lines[2].warnings[0], /not text/);
-  const bad = path.join(dir, "rules.json");
-  const rules = JSON.parse(readFileSync(new URL("../lib/labels/rules/zh-fundus.json", import.meta.url), "utf8"));
-  rules.labels[9].synonyms.push(7);
-  writeFileSync(bad, JSON.stringify(rules));
-  await t.throwsAsync(run(["labels", "--in", inp, "--out", out, "--rules", bad]), { message: /labels\[9\]\.synonyms\[\d+\]/ });
-});
+test.serial(
+  "`vilref labels --uncertain drop` lists ignored labels; a malformed rules file is rejected with its path",
+  async (t) => {
+    const dir = mkdtempSync(path.join(tmpdir(), "vilref-labels-"));
+    const inp = path.join(dir, "r.jsonl");
+    writeFileSync(
+      inp,
+      JSON.stringify({ id: 1, text: "黄斑裂孔待排" }) +
+        "\n" +
+        JSON.stringify("眼底未见异常") +
+        "\n" +
+        JSON.stringify({ id: 3, text: 12 }) +
+        "\n",
+    );
+    const out = path.join(dir, "o.jsonl");
+    await run(["labels", "--in", inp, "--out", out, "--uncertain", "drop"]);
+    const lines = readFileSync(out, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    t.deepEqual(lines[0], { id: "1", labels: {}, eye: null, ignored: ["macular_hole"] });
+    t.deepEqual(lines[1].labels, { normal: 1 });
+    t.regex(lines[2].warnings[0], /not text/);
+    const bad = path.join(dir, "rules.json");
+    const rules = JSON.parse(readFileSync(new URL("../lib/labels/rules/zh-fundus.json", import.meta.url), "utf8"));
+    rules.labels[9].synonyms.push(7);
+    writeFileSync(bad, JSON.stringify(rules));
+    await t.throwsAsync(run(["labels", "--in", inp, "--out", out, "--rules", bad]), {
+      message: /labels\[9\]\.synonyms\[\d+\]/,
+    });
+  },
+);
 
 test("readers: CSV quoting and JSONL errors with line numbers", (t) => {
-  t.deepEqual(parseCsv('a,b\n"x,1","y""z"\r\n3,\n'), [["a", "b"], ["x,1", 'y"z'], ["3", ""]]);
+  t.deepEqual(parseCsv('a,b\n"x,1","y""z"\r\n3,\n'), [
+    ["a", "b"],
+    ["x,1", 'y"z'],
+    ["3", ""],
+  ]);
   const dir = mkdtempSync(path.join(tmpdir(), "vilref-read-"));
   const f = path.join(dir, "bad.jsonl");
   writeFileSync(f, '{"text":"a"}\n{oops\n');

@@ -37,7 +37,12 @@ test("a synonym that is not a string names its index", (t) => {
 });
 
 test("an invalid or empty-matching pattern names its index", (t) => {
-  rejects(t, (r) => (r.labels[1].patterns = ["ok", "视网膜(病变"]), "labels[1].patterns[1]", /invalid regular expression/);
+  rejects(
+    t,
+    (r) => (r.labels[1].patterns = ["ok", "视网膜(病变"]),
+    "labels[1].patterns[1]",
+    /invalid regular expression/,
+  );
   rejects(t, (r) => (r.labels[1].patterns = ["x*"]), "labels[1].patterns[0]", /empty string/);
 });
 

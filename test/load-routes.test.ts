@@ -3,10 +3,30 @@
 // over and the addon is rebuilt with cmake-js; a current build is reused without compiling.
 import test from "ava";
 import { spawnSync } from "node:child_process";
-import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { findPrebuild, makeStamp, packageRoot, prebuildDir, prebuildName, readStamp, sourceHash, stampPath, writeStamp } from "../lib/build/addon.js";
+import {
+  findPrebuild,
+  makeStamp,
+  packageRoot,
+  prebuildDir,
+  prebuildName,
+  readStamp,
+  sourceHash,
+  stampPath,
+  writeStamp,
+} from "../lib/build/addon.js";
 import { requireLibTorch } from "../lib/build/libtorch.js";
 import { loadNative } from "../lib/native.js";
 
@@ -15,62 +35,91 @@ const torch = requireLibTorch();
 /** A throwaway copy of the package's build inputs, sharing node_modules. */
 function scratchPackage(): string {
   const root = mkdtempSync(join(tmpdir(), "vilref-routes-"));
-  for (const p of ["package.json", "CMakeLists.txt", "binding.gyp", "native", "lib/build", "scripts"]) cpSync(join(packageRoot, p), join(root, p), { recursive: true });
+  for (const p of ["package.json", "CMakeLists.txt", "binding.gyp", "native", "lib/build", "scripts"])
+    cpSync(join(packageRoot, p), join(root, p), { recursive: true });
   symlinkSync(join(packageRoot, "node_modules"), join(root, "node_modules"));
   return root;
 }
 
-test.serial("prebuild with a matching hash is used; stale prebuild is rebuilt, not used; a current build is reused", async (t) => {
-  const root = scratchPackage();
-  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+test.serial(
+  "prebuild with a matching hash is used; stale prebuild is rebuilt, not used; a current build is reused",
+  async (t) => {
+    const root = scratchPackage();
+    t.teardown(() => rmSync(root, { recursive: true, force: true }));
 
-  // 1. npm run prebuild → prebuilds/linux-x64/vilref.<flavour>.napi.node with its stamp
-  const r = spawnSync(process.execPath, [join(root, "scripts/prebuild.mjs"), "--root", root, "--out", root], { cwd: root, encoding: "utf8" });
-  t.is(r.status, 0, r.stderr.slice(-3000));
-  const prebuilt = join(prebuildDir(root), prebuildName(torch.flavour));
-  t.true(existsSync(prebuilt));
-  const hash = sourceHash(root);
-  t.like(readStamp(prebuilt), { flavour: torch.flavour, sourceHash: hash, builder: "node-gyp", cxx11Abi: torch.cxx11Abi });
+    // 1. npm run prebuild → prebuilds/linux-x64/vilref.<flavour>.napi.node with its stamp
+    const r = spawnSync(process.execPath, [join(root, "scripts/prebuild.mjs"), "--root", root, "--out", root], {
+      cwd: root,
+      encoding: "utf8",
+    });
+    t.is(r.status, 0, r.stderr.slice(-3000));
+    const prebuilt = join(prebuildDir(root), prebuildName(torch.flavour));
+    t.true(existsSync(prebuilt));
+    const hash = sourceHash(root);
+    t.like(readStamp(prebuilt), {
+      flavour: torch.flavour,
+      sourceHash: hash,
+      builder: "node-gyp",
+      cxx11Abi: torch.cxx11Abi,
+    });
 
-  const first = loadNative({ root, build: false });
-  t.is(first.route, "prebuild");
-  t.is(first.path, prebuilt);
-  t.false(first.built);
-  t.is(first.addon.buildInfo().sourceHash, hash, "the binary itself carries the hash");
-  t.is(first.addon.buildInfo().flavour, torch.flavour);
-  t.is(readlinkSync(join(dirname(prebuilt), `libtorch-${torch.flavour}`)), torch.libDir, "the prebuild's LibTorch link points here");
-  const y = await new first.addon.Head({ inFeatures: 3, outFeatures: 2, seed: 1 }).forward({ data: new Float32Array(6).fill(1), shape: [2, 3] });
-  t.deepEqual(y.shape, [2, 2]);
+    const first = loadNative({ root, build: false });
+    t.is(first.route, "prebuild");
+    t.is(first.path, prebuilt);
+    t.false(first.built);
+    t.is(first.addon.buildInfo().sourceHash, hash, "the binary itself carries the hash");
+    t.is(first.addon.buildInfo().flavour, torch.flavour);
+    t.is(
+      readlinkSync(join(dirname(prebuilt), `libtorch-${torch.flavour}`)),
+      torch.libDir,
+      "the prebuild's LibTorch link points here",
+    );
+    const y = await new first.addon.Head({ inFeatures: 3, outFeatures: 2, seed: 1 }).forward({
+      data: new Float32Array(6).fill(1),
+      shape: [2, 3],
+    });
+    t.deepEqual(y.shape, [2, 2]);
 
-  // 2. the sources change: the prebuild is stale
-  appendFileSync(join(root, "native/head.cc"), "\n// a change after the prebuild was made\n");
-  const newHash = sourceHash(root);
-  t.not(newHash, hash);
-  const refused = t.throws(() => loadNative({ root, build: false }));
-  t.regex(refused!.message, /building is switched off/);
-  t.regex(refused!.message, new RegExp(`stale: built from sources ${hash}, native/ is now ${newHash}`));
+    // 2. the sources change: the prebuild is stale
+    appendFileSync(join(root, "native/head.cc"), "\n// a change after the prebuild was made\n");
+    const newHash = sourceHash(root);
+    t.not(newHash, hash);
+    const refused = t.throws(() => loadNative({ root, build: false }));
+    t.regex(refused!.message, /building is switched off/);
+    t.regex(refused!.message, new RegExp(`stale: built from sources ${hash}, native/ is now ${newHash}`));
 
-  const second = loadNative({ root, quiet: true, log: () => {} });
-  t.is(second.route, "build");
-  t.true(second.built, "compiled by this call");
-  t.is(second.path, join(root, "build/Release/vilref.node"));
-  t.is(second.addon.buildInfo().sourceHash, newHash);
-  t.like(readStamp(second.path), { builder: "cmake-js", sourceHash: newHash });
-  t.deepEqual(second.rejected.map((x) => x.path), [prebuilt]);
+    const second = loadNative({ root, quiet: true, log: () => {} });
+    t.is(second.route, "build");
+    t.true(second.built, "compiled by this call");
+    t.is(second.path, join(root, "build/Release/vilref.node"));
+    t.is(second.addon.buildInfo().sourceHash, newHash);
+    t.like(readStamp(second.path), { builder: "cmake-js", sourceHash: newHash });
+    t.deepEqual(
+      second.rejected.map((x) => x.path),
+      [prebuilt],
+    );
 
-  // 3. nothing changed since: the build is reused, nothing compiled
-  const third = loadNative({ root, build: false });
-  t.is(third.route, "build");
-  t.false(third.built);
+    // 3. nothing changed since: the build is reused, nothing compiled
+    const third = loadNative({ root, build: false });
+    t.is(third.route, "build");
+    t.false(third.built);
 
-  // 4. a prebuild for another LibTorch is never used, even with the right sources
-  const other = join(prebuildDir(root), prebuildName("torch9.9.9-cu999"));
-  cpSync(prebuilt, other);
-  writeFileSync(stampPath(other), JSON.stringify({ ...readStamp(prebuilt), flavour: "torch9.9.9-cu999", sourceHash: newHash }));
-  const fourth = loadNative({ root, build: false });
-  t.is(fourth.route, "build");
-  t.true(fourth.rejected.some((x) => x.path === other && x.reason === `built for torch9.9.9-cu999, this LibTorch is ${torch.flavour}`));
-});
+    // 4. a prebuild for another LibTorch is never used, even with the right sources
+    const other = join(prebuildDir(root), prebuildName("torch9.9.9-cu999"));
+    cpSync(prebuilt, other);
+    writeFileSync(
+      stampPath(other),
+      JSON.stringify({ ...readStamp(prebuilt), flavour: "torch9.9.9-cu999", sourceHash: newHash }),
+    );
+    const fourth = loadNative({ root, build: false });
+    t.is(fourth.route, "build");
+    t.true(
+      fourth.rejected.some(
+        (x) => x.path === other && x.reason === `built for torch9.9.9-cu999, this LibTorch is ${torch.flavour}`,
+      ),
+    );
+  },
+);
 
 test("a package without its native sources says so", (t) => {
   const root = mkdtempSync(join(tmpdir(), "vilref-empty-"));

@@ -21,21 +21,42 @@ test.before(async () => {
 });
 
 function fakeSamples(n: number): Sample[] {
-  return Array.from({ length: n }, (_, i) => ({ id: `s${i}`, image: `/nonexistent/${i}.png`, text: null, labels: null, split: null, patientId: null, eye: null, target: null, source: { file: "x", line: i + 1 } }));
+  return Array.from({ length: n }, (_, i) => ({
+    id: `s${i}`,
+    image: `/nonexistent/${i}.png`,
+    text: null,
+    labels: null,
+    split: null,
+    patientId: null,
+    eye: null,
+    target: null,
+    source: { file: "x", line: i + 1 },
+  }));
 }
 
 test("batches are one contiguous Float32Array of shape (N, 3, 224, 224) with normalised values", async (t) => {
-  const loader = new Loader(samplesFromFiles(files), { batchSize: 4, seed: 1, transform: { train: true }, concurrency: 4 });
+  const loader = new Loader(samplesFromFiles(files), {
+    batchSize: 4,
+    seed: 1,
+    transform: { train: true },
+    concurrency: 4,
+  });
   const batches: Batch[] = [];
   for await (const b of loader.epoch(0)) batches.push(b);
-  t.deepEqual(batches.map((b) => b.images.shape), [
-    [4, 3, 224, 224],
-    [4, 3, 224, 224],
-    [2, 3, 224, 224],
-  ]);
+  t.deepEqual(
+    batches.map((b) => b.images.shape),
+    [
+      [4, 3, 224, 224],
+      [4, 3, 224, 224],
+      [2, 3, 224, 224],
+    ],
+  );
   for (const b of batches) {
     t.true(b.images.data instanceof Float32Array);
-    t.is(b.images.data.length, b.images.shape.reduce((a, x) => a * x, 1));
+    t.is(
+      b.images.data.length,
+      b.images.shape.reduce((a, x) => a * x, 1),
+    );
     const lo = Math.min(...CLIP_MEAN.map((m, c) => -m / CLIP_STD[c]!));
     const hi = Math.max(...CLIP_MEAN.map((m, c) => (1 - m) / CLIP_STD[c]!));
     let min = Infinity;
@@ -67,13 +88,21 @@ test("shuffle is deterministic per (seed, epoch); shards cover every sample once
         all.push(...o);
         lens.push(o.length);
       }
-      t.deepEqual([...all].sort((a, b) => a - b), Array.from({ length: 103 }, (_, i) => i), `world ${world}`);
+      t.deepEqual(
+        [...all].sort((a, b) => a - b),
+        Array.from({ length: 103 }, (_, i) => i),
+        `world ${world}`,
+      );
       t.true(Math.max(...lens) - Math.min(...lens) <= 1);
       // Padded shards: equal lengths, every sample at least once.
-      const padded = Array.from({ length: world }, (_, r) => mk({ rank: r, worldSize: world, evenShards: "pad" }).order(epoch));
+      const padded = Array.from({ length: world }, (_, r) =>
+        mk({ rank: r, worldSize: world, evenShards: "pad" }).order(epoch),
+      );
       t.true(padded.every((o) => o.length === Math.ceil(103 / world)));
       t.is(new Set(padded.flat()).size, 103);
-      const dropped = Array.from({ length: world }, (_, r) => mk({ rank: r, worldSize: world, evenShards: "drop" }).order(epoch));
+      const dropped = Array.from({ length: world }, (_, r) =>
+        mk({ rank: r, worldSize: world, evenShards: "drop" }).order(epoch),
+      );
       t.true(dropped.every((o) => o.length === Math.floor(103 / world)));
       t.is(new Set(dropped.flat()).size, dropped.flat().length);
     }
@@ -144,21 +173,35 @@ test("missing, corrupt and truncated images are skipped, counted and logged; str
     t.is(b.images.data.length, b.images.shape[0]! * 3 * 32 * 32);
     skippedPaths.push(...b.skipped.map((s) => s.path));
   }
-  t.deepEqual(ids.map((i) => path.basename(i)), [files[0]!, files[2]!, files[3]!].map((f) => path.basename(f)));
+  t.deepEqual(
+    ids.map((i) => path.basename(i)),
+    [files[0]!, files[2]!, files[3]!].map((f) => path.basename(f)),
+  );
   t.deepEqual(shapes, [2, 1]);
   t.is(loader.stats.skipped, 5);
   t.is(loader.stats.decoded, 3);
   t.deepEqual(skippedPaths.sort(), [truncated, garbage, missing, empty, truncPng].sort());
   t.is(loader.stats.byReason.missing, 1);
-  t.true((loader.stats.byReason.truncated ?? 0) >= 1, JSON.stringify(loader.stats.byReason) + readFileSync(log, "utf8"));
+  t.true(
+    (loader.stats.byReason.truncated ?? 0) >= 1,
+    JSON.stringify(loader.stats.byReason) + readFileSync(log, "utf8"),
+  );
   const text = readFileSync(log, "utf8");
   for (const p of [truncated, garbage, missing, empty, truncPng]) t.true(text.includes(p), `log names ${p}`);
   t.regex(text, /missing\.png.*missing:/);
 
-  const strict = new Loader(samplesFromFiles(list), { batchSize: 4, shuffle: false, transform: { size: 32 }, strict: true });
-  await t.throwsAsync(async () => {
-    for await (const b of strict.epoch(0)) void b;
-  }, { message: /truncated\.jpg: truncated/ });
+  const strict = new Loader(samplesFromFiles(list), {
+    batchSize: 4,
+    shuffle: false,
+    transform: { size: 32 },
+    strict: true,
+  });
+  await t.throwsAsync(
+    async () => {
+      for await (const b of strict.epoch(0)) void b;
+    },
+    { message: /truncated\.jpg: truncated/ },
+  );
 });
 
 test("error classification", (t) => {
@@ -169,7 +212,11 @@ test("error classification", (t) => {
 });
 
 test("labels and targets travel with the batch", async (t) => {
-  const samples = samplesFromFiles(files.slice(0, 3)).map((s, i) => ({ ...s, labels: i === 1 ? { dr: 1 as const, hemorrhage: 0.5 as const } : {}, target: i }));
+  const samples = samplesFromFiles(files.slice(0, 3)).map((s, i) => ({
+    ...s,
+    labels: i === 1 ? { dr: 1 as const, hemorrhage: 0.5 as const } : {},
+    target: i,
+  }));
   const loader = new Loader(samples, { batchSize: 3, shuffle: false, transform: { size: 16 } });
   for await (const b of loader.epoch(0)) {
     t.deepEqual(b.labels!.shape, [3, 31]);

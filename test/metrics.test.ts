@@ -1,6 +1,23 @@
 // Evaluation metrics against hand-computed values.
 import test from "ava";
-import { accuracy, averagePrecision, balancedAccuracy, bootstrap, cohenKappa, confusionMatrix, f1Binary, f1Multiclass, finiteMean, formatEstimate, pairedRetrieval, pick, recallAtK, rocAuc, rocCurve, transpose } from "../lib/eval/metrics.js";
+import {
+  accuracy,
+  averagePrecision,
+  balancedAccuracy,
+  bootstrap,
+  cohenKappa,
+  confusionMatrix,
+  f1Binary,
+  f1Multiclass,
+  finiteMean,
+  formatEstimate,
+  pairedRetrieval,
+  pick,
+  recallAtK,
+  rocAuc,
+  rocCurve,
+  transpose,
+} from "../lib/eval/metrics.js";
 
 test("AUC: perfect, reversed and hand-counted orderings", (t) => {
   t.is(rocAuc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]), 1);
@@ -30,9 +47,15 @@ test("AUC: undefined with one class or a non-finite score; length mismatch named
 test("recall at k, ties never help", (t) => {
   // 3×3, targets on the diagonal
   const s = [
-    0.9, 0.1, 0.2, // row 0: target best → rank 0
-    0.5, 0.4, 0.6, // row 1: two above → rank 2
-    0.3, 0.3, 0.3, // row 2: all tied → rank 2
+    0.9,
+    0.1,
+    0.2, // row 0: target best → rank 0
+    0.5,
+    0.4,
+    0.6, // row 1: two above → rank 2
+    0.3,
+    0.3,
+    0.3, // row 2: all tied → rank 2
   ];
   t.deepEqual(recallAtK(s, 3, 3, [0, 1, 2], [1, 2, 3]), [1 / 3, 1 / 3, 1]);
   t.throws(() => recallAtK(s, 3, 3, [0, 1, 3], [1]), { message: /targets\[2\] = 3/ });
@@ -41,11 +64,7 @@ test("recall at k, ties never help", (t) => {
 
 test("paired retrieval both ways", (t) => {
   // images (rows) × texts (cols)
-  const s = [
-    1, 0, 0.5,
-    0.2, 0.1, 0.9,
-    0, 0.3, 0.8,
-  ];
+  const s = [1, 0, 0.5, 0.2, 0.1, 0.9, 0, 0.3, 0.8];
   const r = pairedRetrieval(s, 3, [1, 2]);
   // i→t: row0 rank0, row1 rank2 (0.2, 0.9 above 0.1), row2 rank0
   t.deepEqual(r.imageToText, { "R@1": 2 / 3, "R@2": 2 / 3 });
@@ -94,7 +113,10 @@ test("confusion matrix, accuracy, balanced accuracy, F1 by hand", (t) => {
   t.true(Math.abs(balancedAccuracy(pred, target, 3) - 2 / 3) < 1e-12);
   // F1 class 0: TP 1, FP 1, FN 1 → 2/4; class 1: TP 2, FP 1, FN 0 → 4/5; class 2: TP 1, FP 0, FN 1 → 2/3
   const f = f1Multiclass(pred, target, 3);
-  t.deepEqual(f.perClass.map((x) => Math.round(x * 1e12) / 1e12), [0.5, 0.8, Math.round((2 / 3) * 1e12) / 1e12]);
+  t.deepEqual(
+    f.perClass.map((x) => Math.round(x * 1e12) / 1e12),
+    [0.5, 0.8, Math.round((2 / 3) * 1e12) / 1e12],
+  );
   t.true(Math.abs(f.macro - (0.5 + 0.8 + 2 / 3) / 3) < 1e-12);
   // binary: TP 2 (i 0, 3), FP 1 (i 1), FN 1 (i 2) → 4/6
   t.is(f1Binary([1, 1, 0, 1, 0], [1, 0, 1, 1, 0]), 4 / 6);
@@ -148,5 +170,8 @@ test("bootstrap: seeded, contains the estimate, narrows with n, NaN resamples co
   t.true(auc.valid > 0.55 * 400 && auc.valid < 0.73 * 400, `valid ${auc.valid}`);
   const none = bootstrap(3, () => Number.NaN);
   t.true(Number.isNaN(none.value) && Number.isNaN(none.lo));
-  t.is(formatEstimate({ value: 0.5, lo: 0.25, hi: 0.75, level: 0.95, resamples: 10, valid: 10 }, 2), "0.50 [0.25, 0.75]");
+  t.is(
+    formatEstimate({ value: 0.5, lo: 0.25, hi: 0.75, level: 0.95, resamples: 10, valid: 10 }, 2),
+    "0.50 [0.25, 0.75]",
+  );
 });

@@ -4,7 +4,16 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { encodeNpy, npyFromTensor, NpyError, parseNpy, readNpy, writeNpy, type NpyArray, type NpyDtype } from "../lib/io/npy.js";
+import {
+  encodeNpy,
+  npyFromTensor,
+  NpyError,
+  parseNpy,
+  readNpy,
+  writeNpy,
+  type NpyArray,
+  type NpyDtype,
+} from "../lib/io/npy.js";
 import { hasShared, sharedPath } from "./helpers/shared.js";
 
 const run = promisify(execFile);
@@ -90,7 +99,11 @@ test("fixtures: tiny-vit .npy files parse with the right dtypes and shapes", asy
   for (let r = 0; r < n; r++) t.not(idv[r * 24], 0n);
   for (const f of (await readdir(dir)).filter((x) => x.endsWith(".npy"))) {
     const a = await readNpy(path.join(dir, f));
-    t.is(a.data.length, a.shape.reduce((p, d) => p * d, 1), f);
+    t.is(
+      a.data.length,
+      a.shape.reduce((p, d) => p * d, 1),
+      f,
+    );
   }
 });
 
@@ -134,26 +147,36 @@ test("parseNpy returns a zero-copy view when aligned and a copy when not", (t) =
 });
 
 test("parseNpy converts big-endian data and Fortran order to native C order", (t) => {
-  const be = parseNpy(rawNpy("{'descr': '>i4', 'fortran_order': False, 'shape': (3,), }", beBytes([1, -2, 70000], 4, "i")));
+  const be = parseNpy(
+    rawNpy("{'descr': '>i4', 'fortran_order': False, 'shape': (3,), }", beBytes([1, -2, 70000], 4, "i")),
+  );
   t.deepEqual([...(be.data as Int32Array)], [1, -2, 70000]);
-  const bef = parseNpy(rawNpy("{'descr': '>f8', 'fortran_order': False, 'shape': (2,), }", beBytes([Math.PI, -0.5], 8, "f")));
+  const bef = parseNpy(
+    rawNpy("{'descr': '>f8', 'fortran_order': False, 'shape': (2,), }", beBytes([Math.PI, -0.5], 8, "f")),
+  );
   t.deepEqual([...(bef.data as Float64Array)], [Math.PI, -0.5]);
   // Fortran (2, 3): column-major storage of [[0, 1, 2], [3, 4, 5]] is 0 3 1 4 2 5.
-  const f = parseNpy(rawNpy("{'descr': '<i2', 'fortran_order': True, 'shape': (2, 3), }", bytesOf(new Int16Array([0, 3, 1, 4, 2, 5]))));
+  const f = parseNpy(
+    rawNpy("{'descr': '<i2', 'fortran_order': True, 'shape': (2, 3), }", bytesOf(new Int16Array([0, 3, 1, 4, 2, 5]))),
+  );
   t.deepEqual(f.shape, [2, 3]);
   t.deepEqual([...(f.data as Int16Array)], [0, 1, 2, 3, 4, 5]);
   // Fortran 3-D, big-endian int64: element (i, j, k) stored at i + 2j + 6k holds 100i + 10j + k.
   const shape = [2, 3, 4];
   const fvals: number[] = new Array<number>(24);
-  for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) for (let k = 0; k < 4; k++) fvals[i + 2 * j + 6 * k] = 100 * i + 10 * j + k;
+  for (let i = 0; i < 2; i++)
+    for (let j = 0; j < 3; j++) for (let k = 0; k < 4; k++) fvals[i + 2 * j + 6 * k] = 100 * i + 10 * j + k;
   const f3 = parseNpy(rawNpy("{'descr': '>i8', 'fortran_order': True, 'shape': (2, 3, 4), }", beBytes(fvals, 8, "i")));
   t.deepEqual(f3.shape, shape);
   const expected: bigint[] = [];
-  for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) for (let k = 0; k < 4; k++) expected.push(BigInt(100 * i + 10 * j + k));
+  for (let i = 0; i < 2; i++)
+    for (let j = 0; j < 3; j++) for (let k = 0; k < 4; k++) expected.push(BigInt(100 * i + 10 * j + k));
   t.deepEqual([...(f3.data as BigInt64Array)], expected);
   // Versions 2.0 and 3.0 (4-byte header length; 3.0 header in UTF-8).
   for (const major of [2, 3]) {
-    const v = parseNpy(rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", bytesOf(new Float32Array([5, 6])), major));
+    const v = parseNpy(
+      rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", bytesOf(new Float32Array([5, 6])), major),
+    );
     t.deepEqual([...(v.data as Float32Array)], [5, 6]);
   }
 });
@@ -164,9 +187,34 @@ test("parseNpy rejects malformed files with NpyError naming the array", (t) => {
   const good = rawNpy(ok, data);
   const cases: Array<[string, Uint8Array, RegExp]> = [
     ["short", good.subarray(0, 5), /too short/],
-    ["magic", (() => { const b = good.slice(); b[1] = 0x41; return b; })(), /bad magic/],
-    ["version", (() => { const b = good.slice(); b[6] = 4; return b; })(), /version 4\.0/],
-    ["hlen", (() => { const b = good.slice(); b[8] = 0xff; b[9] = 0xff; return b; })(), /runs past the end/],
+    [
+      "magic",
+      (() => {
+        const b = good.slice();
+        b[1] = 0x41;
+        return b;
+      })(),
+      /bad magic/,
+    ],
+    [
+      "version",
+      (() => {
+        const b = good.slice();
+        b[6] = 4;
+        return b;
+      })(),
+      /version 4\.0/,
+    ],
+    [
+      "hlen",
+      (() => {
+        const b = good.slice();
+        b[8] = 0xff;
+        b[9] = 0xff;
+        return b;
+      })(),
+      /runs past the end/,
+    ],
     ["short data", good.subarray(0, good.length - 1), /holds 7 bytes but shape \(2\) of float32 needs 8/],
     ["long data", rawNpy(ok, new Uint8Array(12)), /holds 12 bytes/],
     ["missing key", rawNpy("{'descr': '<f4', 'shape': (2,), }", data), /keys are \{descr, shape\}/],
@@ -174,15 +222,27 @@ test("parseNpy rejects malformed files with NpyError naming the array", (t) => {
     ["object", rawNpy("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", data), /object array/],
     ["complex", rawNpy("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", data), /unsupported descr '<c8'/],
     ["uint16", rawNpy("{'descr': '<u2', 'fortran_order': False, 'shape': (4,), }", data), /unsupported descr '<u2'/],
-    ["structured", rawNpy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", data), /descr is not a string/],
+    [
+      "structured",
+      rawNpy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", data),
+      /descr is not a string/,
+    ],
     ["negative", rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }", data), /shape\[0\] is -2/],
     ["shape list", rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': [2], }", data), /shape is not a tuple/],
     ["fortran", rawNpy("{'descr': '<f4', 'fortran_order': 1, 'shape': (2,), }", data), /fortran_order/],
     ["not dict", rawNpy("[1, 2]", data), /not a dict/],
     ["garbage", rawNpy("{'descr': __import__('os'), }", data), /bad header/],
     ["unterminated", rawNpy("{'descr': '<f4", data), /unterminated/],
-    ["duplicate", rawNpy("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", data), /duplicate key/],
-    ["overflow", rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", data), /too many elements|too large/],
+    [
+      "duplicate",
+      rawNpy("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", data),
+      /duplicate key/,
+    ],
+    [
+      "overflow",
+      rawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", data),
+      /too many elements|too large/,
+    ],
   ];
   for (const [label, bytes, re] of cases) {
     const err = t.throws(() => parseNpy(bytes, `case-${label}.npy`), { instanceOf: NpyError }, label);
@@ -217,7 +277,8 @@ test("writeNpy writes atomically and readNpy reads it back; npyFromTensor infers
     [new Int8Array(1), "int8"],
     [new Uint8Array(1), "uint8"],
   ];
-  for (const [data, dtype] of inferred) t.is(npyFromTensor({ data: data as NpyArray["data"], shape: [1] }).dtype, dtype);
+  for (const [data, dtype] of inferred)
+    t.is(npyFromTensor({ data: data as NpyArray["data"], shape: [1] }).dtype, dtype);
   t.is(npyFromTensor({ data: new Uint8Array(2), shape: [2] }, "bool").dtype, "bool");
   t.throws(() => npyFromTensor({ data: new Float32Array(3), shape: [2] }), { instanceOf: RangeError });
   t.throws(() => encodeNpy({ dtype: "float64", shape: [1], data: new Float32Array(1) }), { instanceOf: TypeError });
@@ -297,7 +358,10 @@ test("numpy interoperability: numpy reads what we write (byte-identical to np.sa
       await writeNpy(path.join(dir, o.file), o.arr);
       await writeFile(path.join(dir, o.raw), bytesOf(o.arr.data));
     }
-    await writeFile(path.join(dir, "manifest.json"), JSON.stringify({ ours: ours.map(({ file, raw }) => ({ file, raw })) }));
+    await writeFile(
+      path.join(dir, "manifest.json"),
+      JSON.stringify({ ours: ours.map(({ file, raw }) => ({ file, raw })) }),
+    );
     const { stdout } = await run(PYTHON, ["-c", PY_SCRIPT, dir], { timeout: 120_000 });
     const res = JSON.parse(stdout) as {
       ours: Array<{ file: string; dtype: string; shape: number[]; bytesEqual: boolean; identical: boolean }>;
@@ -311,7 +375,10 @@ test("numpy interoperability: numpy reads what we write (byte-identical to np.sa
       t.true(r.bytesEqual, `${r.file}: numpy sees different element bytes`);
       t.true(r.identical, `${r.file}: np.save of the same array gives different file bytes`);
     }
-    t.true(res.theirs.some((r) => r.fortran) && res.theirs.some((r) => r.bigEndian), "numpy wrote Fortran and big-endian cases");
+    t.true(
+      res.theirs.some((r) => r.fortran) && res.theirs.some((r) => r.bigEndian),
+      "numpy wrote Fortran and big-endian cases",
+    );
     for (const r of res.theirs) {
       const a = await readNpy(path.join(dir, r.file));
       const raw = await readFile(path.join(dir, `${r.file}.bin`));

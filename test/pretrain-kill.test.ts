@@ -38,10 +38,16 @@ interface Child {
 }
 
 function run(args: string[]): Child {
-  const p = spawn(process.execPath, [bin, "pretrain", ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, VILREF_THREADS: "2" } });
+  const p = spawn(process.execPath, [bin, "pretrain", ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, VILREF_THREADS: "2" },
+  });
   let stderr = "";
   p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  return { done: new Promise((resolve) => p.on("close", (code, signal) => resolve({ code, signal, stderr }))), kill: () => p.kill("SIGKILL") };
+  return {
+    done: new Promise((resolve) => p.on("close", (code, signal) => resolve({ code, signal, stderr }))),
+    kill: () => p.kill("SIGKILL"),
+  };
 }
 
 const losses = (dir: string) =>
@@ -53,7 +59,8 @@ const losses = (dir: string) =>
     .map((l) => [l.step, l.loss]);
 
 test("a run killed with SIGKILL at a random step resumes exactly", async (t) => {
-  if (!existsSync(path.join(packageRoot, "dist", "cli", "main.js"))) return t.fail("dist/ is missing: run `npm run setup` (npm test does it first)");
+  if (!existsSync(path.join(packageRoot, "dist", "cli", "main.js")))
+    return t.fail("dist/ is missing: run `npm run setup` (npm test does it first)");
   const dir = mkdtempSync(path.join(tmpdir(), "vilref-kill-"));
   await writeSynthDataset(path.join(dir, "data"), 40, 9, { size: 32 });
   const train = path.join(dir, "data", "manifest.jsonl");
@@ -72,7 +79,9 @@ test("a run killed with SIGKILL at a random step resumes exactly", async (t) => 
   let killed = false;
   const poll = setInterval(() => {
     if (killed || !existsSync(metrics)) return;
-    const n = readFileSync(metrics, "utf8").split("\n").filter((l) => l.trim() !== "").length;
+    const n = readFileSync(metrics, "utf8")
+      .split("\n")
+      .filter((l) => l.trim() !== "").length;
     if (n >= killAt) {
       killed = true;
       cut.kill();
@@ -84,7 +93,9 @@ test("a run killed with SIGKILL at a random step resumes exactly", async (t) => 
   const left = listCheckpoints(path.join(dir, "cut"));
   t.true(left.length <= 2 && left.every((c) => c.step <= STEPS - 1), JSON.stringify(left));
   // every checkpoint left behind is whole (written to a temporary name, fsynced, renamed)
-  for (const c of left) for (const f of ["model.safetensors", "trainer.safetensors"]) t.notThrows(() => parseSafetensors(readFileSync(path.join(c.path, f))), `${c.path}/${f}`);
+  for (const c of left)
+    for (const f of ["model.safetensors", "trainer.safetensors"])
+      t.notThrows(() => parseSafetensors(readFileSync(path.join(c.path, f))), `${c.path}/${f}`);
 
   const resumed = await run([path.join(dir, "cut.json"), "--resume"]).done;
   t.is(resumed.code, 0, resumed.stderr);
@@ -94,5 +105,13 @@ test("a run killed with SIGKILL at a random step resumes exactly", async (t) => 
   const wa = parseSafetensors(readFileSync(path.join(dir, "full", "final", "model.safetensors"))).tensors;
   const wb = parseSafetensors(readFileSync(path.join(dir, "cut", "final", "model.safetensors"))).tensors;
   t.deepEqual([...wb.keys()], [...wa.keys()]);
-  for (const [k, v] of wa) { const u = wb.get(k)!.data; t.true(Buffer.from(v.data.buffer, v.data.byteOffset, v.data.byteLength).equals(Buffer.from(u.buffer, u.byteOffset, u.byteLength)), `${k} is bit-equal`); }
+  for (const [k, v] of wa) {
+    const u = wb.get(k)!.data;
+    t.true(
+      Buffer.from(v.data.buffer, v.data.byteOffset, v.data.byteLength).equals(
+        Buffer.from(u.buffer, u.byteOffset, u.byteLength),
+      ),
+      `${k} is bit-equal`,
+    );
+  }
 });

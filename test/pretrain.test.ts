@@ -56,11 +56,28 @@ test.serial("a short run writes metrics, evaluates and checkpoints (last k kept)
   const m = readMetrics(r.output);
   const train = m.filter((x) => x.type === "train");
   t.is(train.length, 24);
-  t.deepEqual(Object.keys(train[0]!).sort(), ["epoch", "gradNorm", "imagesPerSecond", "logitScale", "loss", "lr", "queueValid", "skipped", "step", "type"].sort());
+  t.deepEqual(
+    Object.keys(train[0]!).sort(),
+    [
+      "epoch",
+      "gradNorm",
+      "imagesPerSecond",
+      "logitScale",
+      "loss",
+      "lr",
+      "queueValid",
+      "skipped",
+      "step",
+      "type",
+    ].sort(),
+  );
   t.is(train[0]!.queueValid, 8);
   t.is(train[5]!.queueValid, 32);
   const evals = m.filter((x) => x.type === "eval");
-  t.deepEqual(evals.map((e) => e.step), [12, 24]);
+  t.deepEqual(
+    evals.map((e) => e.step),
+    [12, 24],
+  );
   const ev = evals[1]!;
   t.is(ev.samples, 24);
   t.true(Object.keys(ev.auc as object).length > 0, "some labels have both classes in the held-out set");
@@ -68,11 +85,18 @@ test.serial("a short run writes metrics, evaluates and checkpoints (last k kept)
   t.deepEqual(Object.keys(ev.imageToText as object), ["R@1", "R@5", "R@10"]);
   t.true((ev.imageToText as Record<string, number>)["R@10"]! >= (ev.imageToText as Record<string, number>)["R@1"]!);
   // checkpoints at 6, 12, 18, 24: the last two kept, no temporary folders left
-  t.deepEqual(listCheckpoints(r.output).map((c) => c.step), [18, 24]);
+  t.deepEqual(
+    listCheckpoints(r.output).map((c) => c.step),
+    [18, 24],
+  );
   t.deepEqual(readdirSync(path.join(r.output, "checkpoints")).sort(), ["step-00000018", "step-00000024"]);
   const ck = path.join(r.output, "checkpoints", "step-00000024");
   t.deepEqual(readdirSync(ck).sort(), ["model.safetensors", "state.json", "trainer.safetensors"]);
-  const state = JSON.parse(readFileSync(path.join(ck, "state.json"), "utf8")) as { step: number; position: unknown; config: { loss: string } };
+  const state = JSON.parse(readFileSync(path.join(ck, "state.json"), "utf8")) as {
+    step: number;
+    position: unknown;
+    config: { loss: string };
+  };
   t.is(state.step, 24);
   t.deepEqual(state.position, { epoch: 3, index: 48 });
   t.is(state.config.loss, "wscl");
@@ -90,7 +114,14 @@ test.serial("the training loss falls (CLIP, 40 epochs of 6 batches)", async (t) 
   // a tiny model from scratch first sits at the collapsed level log(B) (every logit alike), then
   // learns. With WSCL's defaults on these 48 pairs it stayed at its collapsed level for 240 steps
   // (see the session report), so this test runs the CLIP switch of the same loop.
-  const r = await pretrain(base("falls", { epochs: 40, loss: "clip", queue: { size: 0 }, schedule: { lr: 1e-3, warmupSteps: 12, minLr: 1e-3 } }));
+  const r = await pretrain(
+    base("falls", {
+      epochs: 40,
+      loss: "clip",
+      queue: { size: 0 },
+      schedule: { lr: 1e-3, warmupSteps: 12, minLr: 1e-3 },
+    }),
+  );
   const epochMean = (e: number) => r.losses.slice(6 * e, 6 * e + 6).reduce((a, b) => a + b, 0) / 6;
   const first = epochMean(0);
   const last = (epochMean(38) + epochMean(39)) / 2;
@@ -104,7 +135,10 @@ test.serial("resume continues exactly: the losses after a resume equal the unint
   // interrupted at step 4 (a checkpoint is written there), then resumed in a fresh model and Trainer
   const part = await pretrain(base("part", { steps, checkpoint: { every: 0 } }), { stopAfter: 4 });
   t.is(part.step, 4);
-  t.deepEqual(listCheckpoints(part.output).map((c) => c.step), [4]);
+  t.deepEqual(
+    listCheckpoints(part.output).map((c) => c.step),
+    [4],
+  );
   const rest = await pretrain(base("part", { steps, checkpoint: { every: 0 } }), { resume: true });
   t.is(rest.losses.length, steps - 4);
   t.deepEqual(part.losses, full.losses.slice(0, 4));
@@ -121,13 +155,23 @@ test.serial("resume continues exactly: the losses after a resume equal the unint
 });
 
 test.serial("freeze, gradientCheckpointing and bfloat16 precision reach the trainer from the config", async (t) => {
-  const r = await pretrain(base("options", { steps: 4, freeze: ["text"], gradientCheckpointing: true, precision: "bfloat16", checkpoint: { every: 1, keep: 4 } }));
+  const r = await pretrain(
+    base("options", {
+      steps: 4,
+      freeze: ["text"],
+      gradientCheckpointing: true,
+      precision: "bfloat16",
+      checkpoint: { every: 1, keep: 4 },
+    }),
+  );
   t.true(r.losses.every(Number.isFinite));
   t.is(r.model.dtype, "float32", "mixed precision keeps float32 weights");
   const first = await ViLReF.load(path.join(r.output, "checkpoints", "step-00000001", "model.safetensors"));
-  const a = await first.stateDict(), b = await r.model.stateDict();
+  const a = await first.stateDict(),
+    b = await r.model.stateDict();
   const eq = (k: string) => {
-    const x = a[k]!.data as Float32Array, y = b[k]!.data as Float32Array;
+    const x = a[k]!.data as Float32Array,
+      y = b[k]!.data as Float32Array;
     return x.length === y.length && x.every((v, i) => Object.is(v, y[i]));
   };
   const bert = Object.keys(b).filter((k) => k.startsWith("bert.") && !k.endsWith("position_ids"));
@@ -135,8 +179,13 @@ test.serial("freeze, gradientCheckpointing and bfloat16 precision reach the trai
   for (const k of bert) t.true(eq(k), `${k} moved although the text tower is frozen`);
   t.false(eq("visual.conv1.weight"), "the visual tower trains");
   t.false(eq("text_projection"), "text_projection trains");
-  const state = JSON.parse(readFileSync(path.join(r.output, "checkpoints", "step-00000004", "state.json"), "utf8")) as { config: { freeze: string[]; precision: string; gradientCheckpointing: boolean } };
-  t.deepEqual([state.config.freeze, state.config.precision, state.config.gradientCheckpointing], [["text"], "bfloat16", true]);
+  const state = JSON.parse(readFileSync(path.join(r.output, "checkpoints", "step-00000004", "state.json"), "utf8")) as {
+    config: { freeze: string[]; precision: string; gradientCheckpointing: boolean };
+  };
+  t.deepEqual(
+    [state.config.freeze, state.config.precision, state.config.gradientCheckpointing],
+    [["text"], "bfloat16", true],
+  );
 });
 
 test.serial("non-finite losses in a row stop the run with a checkpoint and a message naming the batch", async (t) => {
@@ -144,11 +193,26 @@ test.serial("non-finite losses in a row stop the run with a checkpoint and a mes
   await model.loadStateDict({ "visual.proj": { data: new Float32Array(64 * 24), shape: [64, 24] } }, { strict: false }); // zero image features: 0/0
   const ckpt = path.join(root, "zero.safetensors");
   await model.save(ckpt);
-  const e = await t.throwsAsync(pretrain(base("nan", { model: { checkpoint: ckpt }, steps: 10, maxNonFinite: 3 })), { instanceOf: NonFiniteLossError });
-  t.regex(e!.message, /^stopped at step 3: 3 non-finite losses in a row; the last was batch 3 \(epoch 0, samples 16-23 of the epoch order; ids synth-\d{5}, /);
+  const e = await t.throwsAsync(pretrain(base("nan", { model: { checkpoint: ckpt }, steps: 10, maxNonFinite: 3 })), {
+    instanceOf: NonFiniteLossError,
+  });
+  t.regex(
+    e!.message,
+    /^stopped at step 3: 3 non-finite losses in a row; the last was batch 3 \(epoch 0, samples 16-23 of the epoch order; ids synth-\d{5}, /,
+  );
   t.is(e!.step, 3);
   t.is(e!.batch.ids.length, 8);
-  t.deepEqual(listCheckpoints(path.join(root, "nan")).map((c) => c.step), [3]);
+  t.deepEqual(
+    listCheckpoints(path.join(root, "nan")).map((c) => c.step),
+    [3],
+  );
   const m = readMetrics(path.join(root, "nan"));
-  t.deepEqual(m.map((x) => [x.step, x.skipped, x.loss]), [[1, true, "NaN"], [2, true, "NaN"], [3, true, "NaN"]]);
+  t.deepEqual(
+    m.map((x) => [x.step, x.skipped, x.loss]),
+    [
+      [1, true, "NaN"],
+      [2, true, "NaN"],
+      [3, true, "NaN"],
+    ],
+  );
 });

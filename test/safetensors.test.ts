@@ -64,7 +64,11 @@ function entry(dtype: string, shape: unknown, offsets: unknown): string {
 
 test("save -> load is bit-exact for every dtype, with metadata", (t) => {
   const tensors = everyDtype();
-  const metadata = { config: JSON.stringify({ preset: "tiny" }), labels: "正常,糖尿病视网膜病变", vocab_sha256: "ab".repeat(32) };
+  const metadata = {
+    config: JSON.stringify({ preset: "tiny" }),
+    labels: "正常,糖尿病视网膜病变",
+    vocab_sha256: "ab".repeat(32),
+  };
   const bytes = encodeSafetensors(tensors, metadata);
   const back = parseSafetensors(bytes, { name: "every.safetensors" });
   t.deepEqual(back.metadata, metadata);
@@ -98,7 +102,8 @@ test("layout: header padded to a multiple of 8, every tensor aligned to its item
   // Parsing from an 8-aligned copy gives views into that copy.
   const aligned = new Uint8Array(new ArrayBuffer(bytes.length));
   aligned.set(bytes);
-  for (const [name, tensor] of parseSafetensors(aligned).tensors) t.is(tensor.data.buffer, aligned.buffer, `${name} is a view`);
+  for (const [name, tensor] of parseSafetensors(aligned).tensors)
+    t.is(tensor.data.buffer, aligned.buffer, `${name} is a view`);
   // Shifted by one byte, multi-byte tensors are copied, and still equal.
   const shifted = new Uint8Array(bytes.length + 1);
   shifted.set(bytes, 1);
@@ -109,21 +114,40 @@ test("layout: header padded to a multiple of 8, every tensor aligned to its item
 });
 
 test("encodeSafetensors writes the documented byte layout", (t) => {
-  const bytes = encodeSafetensors({ a: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) }, b: { dtype: "U8", shape: [1], data: new Uint8Array([9]) } });
-  const json = '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"U8","shape":[1],"data_offsets":[8,9]}}';
+  const bytes = encodeSafetensors({
+    a: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) },
+    b: { dtype: "U8", shape: [1], data: new Uint8Array([9]) },
+  });
+  const json =
+    '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"U8","shape":[1],"data_offsets":[8,9]}}';
   const padded = json + " ".repeat((8 - (json.length % 8)) % 8);
-  const expected = Buffer.concat([u64le(padded.length), Buffer.from(padded), Buffer.from(new Float32Array([1, 2]).buffer), Buffer.from([9])]);
+  const expected = Buffer.concat([
+    u64le(padded.length),
+    Buffer.from(padded),
+    Buffer.from(new Float32Array([1, 2]).buffer),
+    Buffer.from([9]),
+  ]);
   t.true(sameBytes(bytes, expected), `${bytes.toString("latin1")}`);
 });
 
 test("encodeSafetensors rejects inconsistent tensors with the tensor's name", (t) => {
-  const e1 = t.throws(() => encodeSafetensors({ w: { dtype: "F32", shape: [3], data: new Float32Array(2) } }), { instanceOf: RangeError });
+  const e1 = t.throws(() => encodeSafetensors({ w: { dtype: "F32", shape: [3], data: new Float32Array(2) } }), {
+    instanceOf: RangeError,
+  });
   t.regex(e1?.message ?? "", /"w"/);
-  const e2 = t.throws(() => encodeSafetensors({ w: { dtype: "F64", shape: [2], data: new Float32Array(2) } }), { instanceOf: TypeError });
+  const e2 = t.throws(() => encodeSafetensors({ w: { dtype: "F64", shape: [2], data: new Float32Array(2) } }), {
+    instanceOf: TypeError,
+  });
   t.regex(e2?.message ?? "", /"w".*F64 needs a Float64Array/);
-  t.throws(() => encodeSafetensors({ w: { dtype: "Q4" as StDtype, shape: [2], data: new Float32Array(2) } }), { instanceOf: TypeError });
-  t.throws(() => encodeSafetensors({ w: { dtype: "F32", shape: [-2], data: new Float32Array(2) } }), { instanceOf: RangeError });
-  t.throws(() => encodeSafetensors({ __metadata__: { dtype: "F32", shape: [1], data: new Float32Array(1) } }), { instanceOf: TypeError });
+  t.throws(() => encodeSafetensors({ w: { dtype: "Q4" as StDtype, shape: [2], data: new Float32Array(2) } }), {
+    instanceOf: TypeError,
+  });
+  t.throws(() => encodeSafetensors({ w: { dtype: "F32", shape: [-2], data: new Float32Array(2) } }), {
+    instanceOf: RangeError,
+  });
+  t.throws(() => encodeSafetensors({ __metadata__: { dtype: "F32", shape: [1], data: new Float32Array(1) } }), {
+    instanceOf: TypeError,
+  });
   t.throws(() => encodeSafetensors({}, { a: 1 as unknown as string }), { instanceOf: TypeError });
 });
 
@@ -133,44 +157,153 @@ test("malformed files give CheckpointError naming the file and the culprit", (t)
   const cases: Array<[string, Uint8Array, RegExp, string | undefined]> = [
     ["empty file", new Uint8Array(0), /0 bytes is too short/, undefined],
     ["truncated length", good.subarray(0, 5), /5 bytes is too short/, undefined],
-    ["truncated data", good.subarray(0, good.length - 3), /tensor "w": data_offsets \[0, 8\] lie outside the data buffer of 5 bytes/, "w"],
-    ["truncated header", good.subarray(0, 20), /header length \d+ runs past the end of the file \(20 bytes\)/, undefined],
-    ["header length past the end", Buffer.concat([u64le(1000), good.subarray(8)]), /header length 1000 runs past the end/, undefined],
-    ["header length 2^64-1", Buffer.concat([u64le(2n ** 64n - 1n), good.subarray(8)]), /header length 18446744073709551615 exceeds the limit/, undefined],
+    [
+      "truncated data",
+      good.subarray(0, good.length - 3),
+      /tensor "w": data_offsets \[0, 8\] lie outside the data buffer of 5 bytes/,
+      "w",
+    ],
+    [
+      "truncated header",
+      good.subarray(0, 20),
+      /header length \d+ runs past the end of the file \(20 bytes\)/,
+      undefined,
+    ],
+    [
+      "header length past the end",
+      Buffer.concat([u64le(1000), good.subarray(8)]),
+      /header length 1000 runs past the end/,
+      undefined,
+    ],
+    [
+      "header length 2^64-1",
+      Buffer.concat([u64le(2n ** 64n - 1n), good.subarray(8)]),
+      /header length 18446744073709551615 exceeds the limit/,
+      undefined,
+    ],
     ["not UTF-8", rawFile("{}").fill(0xff, 8, 9), /not valid UTF-8/, undefined],
     ["not JSON", rawFile("{nope}"), /not valid JSON/, undefined],
     ["JSON array", rawFile("[1,2]"), /not a JSON object/, undefined],
     ["JSON null", rawFile("null"), /not a JSON object/, undefined],
     ["empty header", rawFile(""), /not valid JSON/, undefined],
     ["unknown dtype", rawFile(`{"w":${entry("F8_E9", [2], [0, 2])}}`, 2), /tensor "w": unknown dtype "F8_E9"/, "w"],
-    ["dtype not a string", rawFile(`{"w":${entry(4 as unknown as string, [2], [0, 2])}}`, 2), /tensor "w": unknown dtype 4/, "w"],
-    ["offsets outside", rawFile(`{"w":${entry("U8", [16], [0, 16])}}`, 8), /tensor "w": data_offsets \[0, 16\] lie outside the data buffer of 8 bytes/, "w"],
-    ["negative offset", rawFile(`{"w":${entry("U8", [2], [-2, 0])}}`, 0), /tensor "w": data_offsets must be two non-negative integers \[begin, end\], got \[-2,0\]/, "w"],
-    ["fractional offset", rawFile(`{"w":${entry("U8", [2], [0.5, 2.5])}}`, 3), /tensor "w": data_offsets must be two non-negative integers/, "w"],
+    [
+      "dtype not a string",
+      rawFile(`{"w":${entry(4 as unknown as string, [2], [0, 2])}}`, 2),
+      /tensor "w": unknown dtype 4/,
+      "w",
+    ],
+    [
+      "offsets outside",
+      rawFile(`{"w":${entry("U8", [16], [0, 16])}}`, 8),
+      /tensor "w": data_offsets \[0, 16\] lie outside the data buffer of 8 bytes/,
+      "w",
+    ],
+    [
+      "negative offset",
+      rawFile(`{"w":${entry("U8", [2], [-2, 0])}}`, 0),
+      /tensor "w": data_offsets must be two non-negative integers \[begin, end\], got \[-2,0\]/,
+      "w",
+    ],
+    [
+      "fractional offset",
+      rawFile(`{"w":${entry("U8", [2], [0.5, 2.5])}}`, 3),
+      /tensor "w": data_offsets must be two non-negative integers/,
+      "w",
+    ],
     ["string offset", rawFile(`{"w":${entry("U8", [2], ["0", "2"])}}`, 2), /tensor "w": data_offsets must be/, "w"],
     ["three offsets", rawFile(`{"w":${entry("U8", [2], [0, 2, 4])}}`, 2), /tensor "w": data_offsets must be/, "w"],
-    ["huge offset", rawFile(`{"w":${entry("U8", [2], [0, 2 ** 60])}}`, 2), /tensor "w": data_offsets must be|lie outside/, "w"],
-    ["begin after end", rawFile(`{"w":${entry("U8", [0], [4, 2])}}`, 4), /tensor "w": data_offsets \[4, 2\] begin after they end/, "w"],
-    ["overlap", rawFile(`{${f32x4("a", 0, 16)},${f32x4("b", 8, 24)}}`, 24), /tensor "b": tensors "a" \[0, 16\] and "b" \[8, 24\] overlap/, "b"],
-    ["identical ranges", rawFile(`{${f32x4("a", 0, 16)},${f32x4("b", 0, 16)}}`, 16), /tensors "a" \[0, 16\] and "b" \[0, 16\] overlap/, "b"],
-    ["hole", rawFile(`{${f32x4("a", 0, 16)},${f32x4("b", 24, 40)}}`, 40), /tensor "b": hole of 8 bytes between tensor "a" \[0, 16\] and tensor "b" \[24, 40\]/, "b"],
-    ["leading hole", rawFile(`{${f32x4("a", 8, 24)}}`, 24), /hole of 8 bytes at the start of the data buffer, before tensor "a"/, "a"],
-    ["trailing bytes", rawFile(`{${f32x4("a", 0, 16)}}`, 20), /4 trailing bytes of the data buffer \[16, 20\) belong to no tensor/, "a"],
+    [
+      "huge offset",
+      rawFile(`{"w":${entry("U8", [2], [0, 2 ** 60])}}`, 2),
+      /tensor "w": data_offsets must be|lie outside/,
+      "w",
+    ],
+    [
+      "begin after end",
+      rawFile(`{"w":${entry("U8", [0], [4, 2])}}`, 4),
+      /tensor "w": data_offsets \[4, 2\] begin after they end/,
+      "w",
+    ],
+    [
+      "overlap",
+      rawFile(`{${f32x4("a", 0, 16)},${f32x4("b", 8, 24)}}`, 24),
+      /tensor "b": tensors "a" \[0, 16\] and "b" \[8, 24\] overlap/,
+      "b",
+    ],
+    [
+      "identical ranges",
+      rawFile(`{${f32x4("a", 0, 16)},${f32x4("b", 0, 16)}}`, 16),
+      /tensors "a" \[0, 16\] and "b" \[0, 16\] overlap/,
+      "b",
+    ],
+    [
+      "hole",
+      rawFile(`{${f32x4("a", 0, 16)},${f32x4("b", 24, 40)}}`, 40),
+      /tensor "b": hole of 8 bytes between tensor "a" \[0, 16\] and tensor "b" \[24, 40\]/,
+      "b",
+    ],
+    [
+      "leading hole",
+      rawFile(`{${f32x4("a", 8, 24)}}`, 24),
+      /hole of 8 bytes at the start of the data buffer, before tensor "a"/,
+      "a",
+    ],
+    [
+      "trailing bytes",
+      rawFile(`{${f32x4("a", 0, 16)}}`, 20),
+      /4 trailing bytes of the data buffer \[16, 20\) belong to no tensor/,
+      "a",
+    ],
     ["data but no tensors", rawFile(`{}`, 4), /holds 4 bytes but the header lists no tensors/, undefined],
-    ["shape/byte mismatch", rawFile(`{"visual.proj":${entry("F32", [4, 8], [0, 100])}}`, 100), /tensor "visual.proj": data_offsets \[0, 100\] hold 100 bytes but shape \[4, 8\] of F32 needs 128/, "visual.proj"],
-    ["overflowing shape", rawFile(`{"w":${entry("F64", [2 ** 52, 2 ** 52, 2 ** 52], [0, 8])}}`, 8), /tensor "w": data_offsets \[0, 8\] hold 8 bytes but shape .* needs 730750818665451459101842416358141509827966271488$/, "w"],
-    ["zero dim", rawFile(`{"w":${entry("F32", [0, 2 ** 53 - 1], [0, 4])}}`, 4), /hold 4 bytes but shape \[0, 9007199254740991\] of F32 needs 0/, "w"],
-    ["negative dim", rawFile(`{"w":${entry("F32", [-1], [0, 4])}}`, 4), /tensor "w": shape must be an array of non-negative integers, got \[-1\]/, "w"],
+    [
+      "shape/byte mismatch",
+      rawFile(`{"visual.proj":${entry("F32", [4, 8], [0, 100])}}`, 100),
+      /tensor "visual.proj": data_offsets \[0, 100\] hold 100 bytes but shape \[4, 8\] of F32 needs 128/,
+      "visual.proj",
+    ],
+    [
+      "overflowing shape",
+      rawFile(`{"w":${entry("F64", [2 ** 52, 2 ** 52, 2 ** 52], [0, 8])}}`, 8),
+      /tensor "w": data_offsets \[0, 8\] hold 8 bytes but shape .* needs 730750818665451459101842416358141509827966271488$/,
+      "w",
+    ],
+    [
+      "zero dim",
+      rawFile(`{"w":${entry("F32", [0, 2 ** 53 - 1], [0, 4])}}`, 4),
+      /hold 4 bytes but shape \[0, 9007199254740991\] of F32 needs 0/,
+      "w",
+    ],
+    [
+      "negative dim",
+      rawFile(`{"w":${entry("F32", [-1], [0, 4])}}`, 4),
+      /tensor "w": shape must be an array of non-negative integers, got \[-1\]/,
+      "w",
+    ],
     ["shape not array", rawFile(`{"w":${entry("F32", 1, [0, 4])}}`, 4), /tensor "w": shape must be an array/, "w"],
-    ["extra field", rawFile(`{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"exec":"rm -rf /"}}`, 1), /tensor "w": unexpected field "exec"/, "w"],
+    [
+      "extra field",
+      rawFile(`{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"exec":"rm -rf /"}}`, 1),
+      /tensor "w": unexpected field "exec"/,
+      "w",
+    ],
     ["missing field", rawFile(`{"w":{"dtype":"U8","shape":[1]}}`, 1), /tensor "w": missing field "data_offsets"/, "w"],
     ["entry not object", rawFile(`{"w":[1,2,3]}`, 1), /tensor "w": entry must be an object/, "w"],
-    ["non-string metadata", rawFile(`{"__metadata__":{"epoch":3},"w":${entry("U8", [1], [0, 1])}}`, 1), /__metadata__ entry "epoch" must be a string, got 3/, undefined],
+    [
+      "non-string metadata",
+      rawFile(`{"__metadata__":{"epoch":3},"w":${entry("U8", [1], [0, 1])}}`, 1),
+      /__metadata__ entry "epoch" must be a string, got 3/,
+      undefined,
+    ],
     ["metadata not object", rawFile(`{"__metadata__":"x"}`), /__metadata__ must be an object/, undefined],
     ["metadata null", rawFile(`{"__metadata__":null}`), /__metadata__ must be an object/, undefined],
   ];
   for (const [label, bytes, re, tensor] of cases) {
-    const err = t.throws(() => parseSafetensors(bytes, { name: "model.safetensors" }), { instanceOf: CheckpointError }, label);
+    const err = t.throws(
+      () => parseSafetensors(bytes, { name: "model.safetensors" }),
+      { instanceOf: CheckpointError },
+      label,
+    );
     t.true(err?.message.startsWith("model.safetensors: "), `${label}: ${err?.message}`);
     t.regex(err?.message ?? "", re, label);
     t.is(err?.file, "model.safetensors", label);
@@ -179,10 +312,15 @@ test("malformed files give CheckpointError naming the file and the culprit", (t)
   // Oversize header: over the caller's cap (and over the default cap, without reading it).
   const big = rawFile(`{"__metadata__":{"pad":"${"x".repeat(5000)}"}}`);
   t.notThrows(() => parseSafetensors(big));
-  const capped = t.throws(() => parseSafetensors(big, { name: "m.st", maxHeaderBytes: 4096 }), { instanceOf: CheckpointError });
+  const capped = t.throws(() => parseSafetensors(big, { name: "m.st", maxHeaderBytes: 4096 }), {
+    instanceOf: CheckpointError,
+  });
   t.regex(capped?.message ?? "", /^m\.st: header length 50\d\d exceeds the limit of 4096 bytes/);
   const claimed = Buffer.concat([u64le(100 * 1024 * 1024 + 1), Buffer.from("{}")]);
-  t.throws(() => parseSafetensors(claimed), { instanceOf: CheckpointError, message: /exceeds the limit of 104857600 bytes/ });
+  t.throws(() => parseSafetensors(claimed), {
+    instanceOf: CheckpointError,
+    message: /exceeds the limit of 104857600 bytes/,
+  });
 });
 
 test("valid edge cases parse: empty file body, zero-size tensors, whitespace padding", (t) => {
@@ -215,7 +353,9 @@ test("writeSafetensors is atomic; readSafetensors names the path in errors", asy
     t.deepEqual([...back.tensors.keys()], ["only"]);
     t.deepEqual(back.metadata, { step: "2" });
     await writeFile(path.join(dir, "bad.safetensors"), rawFile(`{"w":${entry("F32", [3], [0, 8])}}`, 8));
-    const err = await t.throwsAsync(readSafetensors(path.join(dir, "bad.safetensors")), { instanceOf: CheckpointError });
+    const err = await t.throwsAsync(readSafetensors(path.join(dir, "bad.safetensors")), {
+      instanceOf: CheckpointError,
+    });
     t.true(err?.message.startsWith(`${path.join(dir, "bad.safetensors")}: tensor "w": `), err?.message);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -252,8 +392,48 @@ test("fuzz: random header mutations either parse within bounds or throw Checkpoi
   const baseN = Number(base.readBigUInt64LE(0));
   const baseHeader = base.subarray(8, 8 + baseN).toString("latin1");
   const baseData = base.subarray(8 + baseN);
-  const numbers = ["0", "1", "-1", "2", "3", "4", "8", "16", "24", "1.5", "1e3", "-0", "9007199254740993", "18446744073709551616", "1e400", "null", '"8"', "[]", "{}"];
-  const tokens = ["{", "}", "[", "]", '"', ",", ":", " ", "\\", "\u0000", "é", "F32", "BOOL", "I64", "X9", "__metadata__", "dtype", "shape", "data_offsets"];
+  const numbers = [
+    "0",
+    "1",
+    "-1",
+    "2",
+    "3",
+    "4",
+    "8",
+    "16",
+    "24",
+    "1.5",
+    "1e3",
+    "-0",
+    "9007199254740993",
+    "18446744073709551616",
+    "1e400",
+    "null",
+    '"8"',
+    "[]",
+    "{}",
+  ];
+  const tokens = [
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    ",",
+    ":",
+    " ",
+    "\\",
+    "\u0000",
+    "é",
+    "F32",
+    "BOOL",
+    "I64",
+    "X9",
+    "__metadata__",
+    "dtype",
+    "shape",
+    "data_offsets",
+  ];
   const dtypes = ["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL", "F8_E4M3", "U16", "", "f32"];
   let parsed = 0;
   let rejected = 0;
@@ -271,7 +451,10 @@ test("fuzz: random header mutations either parse within bounds or throw Checkpoi
         const spots = [...header.matchAll(/-?\d+/g)];
         if (spots.length) {
           const s = pick(spots);
-          header = header.slice(0, s.index) + (rand() < 0.5 ? pick(numbers) : String(int(80))) + header.slice(s.index! + s[0].length);
+          header =
+            header.slice(0, s.index) +
+            (rand() < 0.5 ? pick(numbers) : String(int(80))) +
+            header.slice(s.index! + s[0].length);
         }
       } else if (kind === 1) {
         // Flip a random byte of the header.
@@ -294,7 +477,17 @@ test("fuzz: random header mutations either parse within bounds or throw Checkpoi
         }
       } else if (kind === 5) {
         // Lie about the header length.
-        lengthOverride = pick([0n, 1n, 7n, BigInt(header.length - 1), BigInt(header.length + 1), BigInt(header.length + 8 + int(64)), 2n ** 32n, 2n ** 63n, 2n ** 64n - 1n]);
+        lengthOverride = pick([
+          0n,
+          1n,
+          7n,
+          BigInt(header.length - 1),
+          BigInt(header.length + 1),
+          BigInt(header.length + 8 + int(64)),
+          2n ** 32n,
+          2n ** 63n,
+          2n ** 64n - 1n,
+        ]);
       } else if (kind === 6) {
         // Truncate the file, or grow the data buffer.
         if (rand() < 0.5) truncateTo = int(8 + header.length + data.length);
@@ -323,7 +516,8 @@ test("fuzz: random header mutations either parse within bounds or throw Checkpoi
         t.fail(`iteration ${iter}: ${(e as Error)?.name}: ${(e as Error)?.message}\nheader: ${JSON.stringify(header)}`);
         return;
       }
-      if (!e.message.startsWith("fuzz.safetensors: ")) t.fail(`iteration ${iter}: message does not name the file: ${e.message}`);
+      if (!e.message.startsWith("fuzz.safetensors: "))
+        t.fail(`iteration ${iter}: message does not name the file: ${e.message}`);
       rejected++;
       continue;
     }
@@ -335,13 +529,17 @@ test("fuzz: random header mutations either parse within bounds or throw Checkpoi
         t.fail(`iteration ${iter}: tensor ${e.name} missing`);
         return;
       }
-      const ok = e.begin <= e.end && header2.dataOffset + e.end <= file.length && e.end - e.begin === tensor.data.byteLength;
+      const ok =
+        e.begin <= e.end && header2.dataOffset + e.end <= file.length && e.end - e.begin === tensor.data.byteLength;
       const expected = file.subarray(header2.dataOffset + e.begin, header2.dataOffset + e.end);
       const inside =
         tensor.data.buffer !== file.buffer ||
-        (tensor.data.byteOffset >= file.byteOffset && tensor.data.byteOffset + tensor.data.byteLength <= file.byteOffset + file.length);
+        (tensor.data.byteOffset >= file.byteOffset &&
+          tensor.data.byteOffset + tensor.data.byteLength <= file.byteOffset + file.length);
       if (!ok || !inside || !sameBytes(tensor.data, expected)) {
-        t.fail(`iteration ${iter}: tensor ${e.name} [${e.begin}, ${e.end}] escapes the file of ${file.length} bytes or has the wrong bytes`);
+        t.fail(
+          `iteration ${iter}: tensor ${e.name} [${e.begin}, ${e.end}] escapes the file of ${file.length} bytes or has the wrong bytes`,
+        );
         return;
       }
     }

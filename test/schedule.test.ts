@@ -6,7 +6,10 @@ const close = (a: number, b: number) => Math.abs(a - b) < 1e-12;
 
 test("linear warmup reaches the peak at the last warmup step", (t) => {
   const lr = cosineSchedule({ lr: 1e-3, warmupSteps: 4, totalSteps: 12 });
-  t.deepEqual([0, 1, 2, 3].map(lr).map((x) => +x.toExponential(6)), [2.5e-4, 5e-4, 7.5e-4, 1e-3]);
+  t.deepEqual(
+    [0, 1, 2, 3].map(lr).map((x) => +x.toExponential(6)),
+    [2.5e-4, 5e-4, 7.5e-4, 1e-3],
+  );
 });
 
 test("cosine decay: peak after warmup, half way at the middle, floor at the end and after", (t) => {

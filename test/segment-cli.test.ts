@@ -20,13 +20,20 @@ test("both subcommands are registered on the eval command", (t) => {
 });
 
 test("segment: a missing data folder and bad options are named", async (t) => {
-  await t.throwsAsync(run("segment", "--data", "/nonexistent/DRIVE"), { message: "/nonexistent/DRIVE: no such directory (a DRIVE root holds training/ and test/)" });
-  await t.throwsAsync(run("segment", "--data", "x", "--normalise", "clahe"), { message: '--normalise: expected fov-standard or green-lcn, got "clahe"' });
+  await t.throwsAsync(run("segment", "--data", "/nonexistent/DRIVE"), {
+    message: "/nonexistent/DRIVE: no such directory (a DRIVE root holds training/ and test/)",
+  });
+  await t.throwsAsync(run("segment", "--data", "x", "--normalise", "clahe"), {
+    message: '--normalise: expected fov-standard or green-lcn, got "clahe"',
+  });
   await t.throwsAsync(run("segment", "--data", "x", "--minutes", "-1"), { message: /--minutes: expected a number/ });
 });
 
 test("finetune: missing sets are named", async (t) => {
-  await t.throwsAsync(run("finetune", "--model", "preset:tiny-vit", "--train", "/nonexistent/train", "--val", "/nonexistent/val"), { message: "--train /nonexistent/train: no such file or directory" });
+  await t.throwsAsync(
+    run("finetune", "--model", "preset:tiny-vit", "--train", "/nonexistent/train", "--val", "/nonexistent/val"),
+    { message: "--train /nonexistent/train: no such file or directory" },
+  );
 });
 
 test("segment --report writes a page with the metrics and one overlay per test image", async (t) => {

@@ -7,7 +7,20 @@ import { join } from "node:path";
 import sharp from "sharp";
 import { mulberry32 } from "../lib/data/rng.js";
 import { ViLReF } from "../lib/model/vilref.js";
-import { augmentIndex, confusion, evaluateSegmenter, normalise, readDrive, readSegmentationDir, sampleBatch, segmentationMetrics, Segmenter, slidingWindow, trainSegmenter, windowOrigins } from "../lib/segment/index.js";
+import {
+  augmentIndex,
+  confusion,
+  evaluateSegmenter,
+  normalise,
+  readDrive,
+  readSegmentationDir,
+  sampleBatch,
+  segmentationMetrics,
+  Segmenter,
+  slidingWindow,
+  trainSegmenter,
+  windowOrigins,
+} from "../lib/segment/index.js";
 import type { Plane, Prepared } from "../lib/segment/index.js";
 import { hasShared, sharedPath } from "./helpers/shared.js";
 
@@ -41,17 +54,33 @@ test("window origins cover the axis, the last flush with the border", (t) => {
   t.throws(() => windowOrigins(8, 4, 0), { instanceOf: RangeError, message: /^stride/ });
 });
 
-for (const [H, W, tile, stride] of [[13, 17, 4, 2], [13, 17, 5, 3], [3, 2, 4, 2], [16, 16, 8, 8]] as const) {
+for (const [H, W, tile, stride] of [
+  [13, 17, 4, 2],
+  [13, 17, 5, 3],
+  [3, 2, 4, 2],
+  [16, 16, 8, 8],
+] as const) {
   test(`sliding window reconstructs an identity model exactly (${H}×${W}, tile ${tile}, stride ${stride})`, async (t) => {
-    const image: Plane = { data: Float32Array.from({ length: 2 * H * W }, (_, i) => Math.sin(i * 0.7) + (i % 5)), channels: 2, height: H, width: W };
+    const image: Plane = {
+      data: Float32Array.from({ length: 2 * H * W }, (_, i) => Math.sin(i * 0.7) + (i % 5)),
+      channels: 2,
+      height: H,
+      width: W,
+    };
     let calls = 0;
-    const out = await slidingWindow(image, tile, stride, async (b) => {
-      calls++;
-      const [n, C, T] = b.shape as [number, number, number];
-      const y = new Float32Array(n * T * T);
-      for (let i = 0; i < n; i++) y.set(b.data.subarray(i * C * T * T, i * C * T * T + T * T), i * T * T); // channel 0
-      return { data: y, shape: [n, 1, T, T] };
-    }, 3);
+    const out = await slidingWindow(
+      image,
+      tile,
+      stride,
+      async (b) => {
+        calls++;
+        const [n, C, T] = b.shape as [number, number, number];
+        const y = new Float32Array(n * T * T);
+        for (let i = 0; i < n; i++) y.set(b.data.subarray(i * C * T * T, i * C * T * T + T * T), i * T * T); // channel 0
+        return { data: y, shape: [n, 1, T, T] };
+      },
+      3,
+    );
     t.true(calls >= 1);
     t.deepEqual(Array.from(out), Array.from(image.data.subarray(0, H * W)));
   });
@@ -80,7 +109,8 @@ test("augmentation: quarter turns and flips are permutations of the tile", (t) =
   for (let turns = 0; turns < 4; turns++) {
     for (const flip of [false, true]) {
       const seen = new Set<number>();
-      for (let y = 0; y < 5; y++) for (let x = 0; x < 5; x++) seen.add(augmentIndex(y, x, 5, turns, flip).join(",") as unknown as number);
+      for (let y = 0; y < 5; y++)
+        for (let x = 0; x < 5; x++) seen.add(augmentIndex(y, x, 5, turns, flip).join(",") as unknown as number);
       t.is(seen.size, 25);
     }
   }
@@ -109,7 +139,9 @@ test("the DRIVE adapter reads the shared set: 20 training + 20 test images, bina
 });
 
 async function writePng(path: string, w: number, h: number, channels: 1 | 3, value: number) {
-  await sharp(Buffer.alloc(w * h * channels, value), { raw: { width: w, height: h, channels } }).png().toFile(path);
+  await sharp(Buffer.alloc(w * h * channels, value), { raw: { width: w, height: h, channels } })
+    .png()
+    .toFile(path);
 }
 
 test("bad DRIVE layouts are refused naming the culprit", async (t) => {
@@ -118,17 +150,29 @@ test("bad DRIVE layouts are refused naming the culprit", async (t) => {
   mkdirSync(join(root, "1st_manual"));
   await writePng(join(root, "images", "01_test.png"), 8, 8, 3, 100);
   await writePng(join(root, "1st_manual", "01_manual1.png"), 8, 8, 1, 255);
-  await t.throwsAsync(readSegmentationDir(root), { message: `${join(root, "mask")}: no such directory (the field-of-view masks of a DRIVE-layout set)` });
+  await t.throwsAsync(readSegmentationDir(root), {
+    message: `${join(root, "mask")}: no such directory (the field-of-view masks of a DRIVE-layout set)`,
+  });
   mkdirSync(join(root, "mask"));
   await writePng(join(root, "mask", "01_test_mask.png"), 8, 8, 1, 255);
   await writePng(join(root, "images", "02_test.png"), 8, 8, 3, 100);
   await writePng(join(root, "1st_manual", "02_manual1.png"), 8, 8, 1, 255);
-  await t.throwsAsync(readSegmentationDir(root), { message: `${join(root, "images", "02_test.png")}: no field-of-view mask for id "02" in ${join(root, "mask")}` });
+  await t.throwsAsync(readSegmentationDir(root), {
+    message: `${join(root, "images", "02_test.png")}: no field-of-view mask for id "02" in ${join(root, "mask")}`,
+  });
   await writePng(join(root, "mask", "02_test_mask.png"), 8, 6, 1, 255);
-  await t.throwsAsync(readSegmentationDir(root), { message: `${join(root, "mask", "02_test_mask.png")}: mask is 8×6, the image ${join(root, "images", "02_test.png")} is 8×8` });
+  await t.throwsAsync(readSegmentationDir(root), {
+    message: `${join(root, "mask", "02_test_mask.png")}: mask is 8×6, the image ${join(root, "images", "02_test.png")} is 8×8`,
+  });
   await writePng(join(root, "mask", "02_test_mask.png"), 8, 8, 1, 0);
   const ok = await readSegmentationDir(root);
-  t.deepEqual(ok.map((s) => [s.name, s.target[0], s.fov[0]]), [["01", 1, 1], ["02", 1, 0]]);
+  t.deepEqual(
+    ok.map((s) => [s.name, s.target[0], s.fov[0]]),
+    [
+      ["01", 1, 1],
+      ["02", 1, 0],
+    ],
+  );
   await t.throwsAsync(readDrive(join(root, "nope")), { message: /nope: no such directory/ });
 });
 
@@ -144,30 +188,65 @@ test("segmenter: shapes, probabilities, taps from quarters of the depth", async 
 });
 
 test("segmenter: bad arguments are refused naming them", async (t) => {
-  t.throws(() => new Segmenter({ ...tiny, patch: 6 }), { instanceOf: RangeError, message: /^config\.patch: 6 is not a power of two/ });
-  t.throws(() => new Segmenter({ ...tiny, tile: 36 }), { instanceOf: RangeError, message: /^config\.tile: 36 is not a multiple of config\.patch 8/ });
-  t.throws(() => new Segmenter({ ...tiny, taps: [2, 1] }), { instanceOf: RangeError, message: "config.taps: block numbers must ascend" });
+  t.throws(() => new Segmenter({ ...tiny, patch: 6 }), {
+    instanceOf: RangeError,
+    message: /^config\.patch: 6 is not a power of two/,
+  });
+  t.throws(() => new Segmenter({ ...tiny, tile: 36 }), {
+    instanceOf: RangeError,
+    message: /^config\.tile: 36 is not a multiple of config\.patch 8/,
+  });
+  t.throws(() => new Segmenter({ ...tiny, taps: [2, 1] }), {
+    instanceOf: RangeError,
+    message: "config.taps: block numbers must ascend",
+  });
   t.throws(() => new Segmenter({ ...tiny, taps: [3] }), { instanceOf: RangeError, message: /^config\.taps\[0\]/ });
   const seg = new Segmenter(tiny);
   const images = { data: new Float32Array(3 * 32 * 32), shape: [1, 3, 32, 32] };
-  await t.throwsAsync(seg.predict({ data: new Float32Array(3 * 16 * 16), shape: [1, 3, 16, 16] }), { instanceOf: RangeError, message: /^images: expected shape \[\*, 3, 32, 32\]/ });
-  await t.throwsAsync(seg.step({ images, targets: { data: new Float32Array(2 * 32 * 32), shape: [2, 1, 32, 32] } }), { instanceOf: RangeError, message: /^batch\.targets: expected shape \[1, 1, 32, 32\]/ });
-  await t.throwsAsync(seg.step({ images, targets: { data: new Float32Array(32 * 32).fill(2), shape: [1, 1, 32, 32] } }), { instanceOf: RangeError, message: "batch.targets: values must lie in [0, 1]" });
-  await t.throwsAsync(seg.step({ images: { data: new Float32Array(3 * 32 * 32).fill(NaN), shape: [1, 3, 32, 32] }, targets: { data: new Float32Array(32 * 32), shape: [1, 1, 32, 32] } }), { instanceOf: RangeError, message: /^batch\.images\.data\[0\] is NaN/ });
+  await t.throwsAsync(seg.predict({ data: new Float32Array(3 * 16 * 16), shape: [1, 3, 16, 16] }), {
+    instanceOf: RangeError,
+    message: /^images: expected shape \[\*, 3, 32, 32\]/,
+  });
+  await t.throwsAsync(seg.step({ images, targets: { data: new Float32Array(2 * 32 * 32), shape: [2, 1, 32, 32] } }), {
+    instanceOf: RangeError,
+    message: /^batch\.targets: expected shape \[1, 1, 32, 32\]/,
+  });
+  await t.throwsAsync(
+    seg.step({ images, targets: { data: new Float32Array(32 * 32).fill(2), shape: [1, 1, 32, 32] } }),
+    { instanceOf: RangeError, message: "batch.targets: values must lie in [0, 1]" },
+  );
+  await t.throwsAsync(
+    seg.step({
+      images: { data: new Float32Array(3 * 32 * 32).fill(NaN), shape: [1, 3, 32, 32] },
+      targets: { data: new Float32Array(32 * 32), shape: [1, 1, 32, 32] },
+    }),
+    { instanceOf: RangeError, message: /^batch\.images\.data\[0\] is NaN/ },
+  );
   const state = await seg.stateDict();
   const { ["head.bias"]: _dropped, ...missing } = state;
-  await t.throwsAsync(seg.loadStateDict(missing), { instanceOf: RangeError, message: "stateDict: does not fit this segmenter: missing head.bias" });
+  await t.throwsAsync(seg.loadStateDict(missing), {
+    instanceOf: RangeError,
+    message: "stateDict: does not fit this segmenter: missing head.bias",
+  });
 });
 
 test("segmenter from a ViLReF ViT: the tower's weights by name, positional embedding resized to the tile grid", async (t) => {
   const model = ViLReF.create("tiny-vit", { seed: 3 });
   const seg = await Segmenter.fromModel(model, { tile: 64, stemChannels: 8, decoderChannels: 16 });
   t.like(seg.config, { patch: 8, width: 64, layers: 2, heads: 2, tile: 64 });
-  const a = await model.stateDict(), b = await seg.stateDict();
+  const a = await model.stateDict(),
+    b = await seg.stateDict();
   const f32 = (v: { data: unknown } | undefined) => Array.from(v!.data as Float32Array);
-  t.deepEqual(f32(b["visual.transformer.resblocks.1.attn.in_proj_weight"]), f32(a["visual.transformer.resblocks.1.attn.in_proj_weight"]));
+  t.deepEqual(
+    f32(b["visual.transformer.resblocks.1.attn.in_proj_weight"]),
+    f32(a["visual.transformer.resblocks.1.attn.in_proj_weight"]),
+  );
   t.deepEqual(b["visual.positional_embedding"]!.shape, [65, 64]);
-  t.deepEqual(f32(b["visual.positional_embedding"]).slice(0, 64), f32(a["visual.positional_embedding"]).slice(0, 64), "class position kept");
+  t.deepEqual(
+    f32(b["visual.positional_embedding"]).slice(0, 64),
+    f32(a["visual.positional_embedding"]).slice(0, 64),
+    "class position kept",
+  );
   // saved and loaded by name
   const dir = mkdtempSync(join(tmpdir(), "vilref-seg-"));
   await seg.save(join(dir, "seg.safetensors"));
@@ -191,13 +270,16 @@ test("segmenter: Dice + BCE falls over a few steps on one DRIVE tile", async (t)
 test("short budget on DRIVE: 150 steps reach a meaningful Dice on held-out test images", async (t) => {
   if (!hasShared("data", "DRIVE")) return t.pass("no ../shared/data/DRIVE");
   const { training, test: testSet } = await readDrive(drive);
-  const prep = (list: typeof training): Prepared[] => list.map((im) => ({ name: im.name, plane: normalise(im), target: im.target, fov: im.fov }));
+  const prep = (list: typeof training): Prepared[] =>
+    list.map((im) => ({ name: im.name, plane: normalise(im), target: im.target, fov: im.fov }));
   const model = ViLReF.create("tiny-vit", { seed: 0 });
   const seg = await Segmenter.fromModel(model, { tile: 64 }, { seed: 0, lr: 2e-3 });
   const trained = await trainSegmenter(seg, prep(training), { steps: 150, batchSize: 8, lr: 2e-3, seed: 0 });
   t.is(trained.steps, 150);
   const r = await evaluateSegmenter(seg, prep(testSet.slice(0, 3)), { stride: 64 });
-  t.log(`Dice ${r.mean.dice.toFixed(3)} IoU ${r.mean.iou.toFixed(3)} AUC ${r.mean.auc.toFixed(3)} after ${trained.seconds.toFixed(0)} s`);
+  t.log(
+    `Dice ${r.mean.dice.toFixed(3)} IoU ${r.mean.iou.toFixed(3)} AUC ${r.mean.auc.toFixed(3)} after ${trained.seconds.toFixed(0)} s`,
+  );
   t.true(r.mean.dice >= 0.55, `Dice ${r.mean.dice}`);
   t.true(r.mean.auc >= 0.9, `AUC ${r.mean.auc}`);
 });
@@ -210,10 +292,13 @@ test("normalisations: finite, zero outside the field of view, standardised insid
     const n = im!.width * im!.height;
     t.is(p.data.length, 3 * n);
     t.true(p.data.every(Number.isFinite), mode);
-    let outside = 0, s = 0, s2 = 0, k = 0;
+    let outside = 0,
+      s = 0,
+      s2 = 0,
+      k = 0;
     for (let i = 0; i < n; i++) {
       if (!im!.fov[i]) outside = Math.max(outside, Math.abs(p.data[n + i]!));
-      else (s += p.data[n + i]!), (s2 += p.data[n + i]! ** 2), k++;
+      else ((s += p.data[n + i]!), (s2 += p.data[n + i]! ** 2), k++);
     }
     t.is(outside, 0, mode);
     if (mode === "fov-standard") {

@@ -44,7 +44,20 @@ test("the label extractor recovers the gold labels of the synthetic reports", (t
   t.true(suspected > N * 0.1, `suspected ${suspected}`);
   t.true(negations > N * 0.3, `negations ${negations}`);
   t.true(texts.size > N * 0.9);
-  for (const k of ["normal", "dr", "hemorrhage", "hard_exudate", "cotton_wool_spot", "drusen", "glaucoma", "tessellation", "laser_scars", "optic_atrophy", "media_opacity"]) t.true(seen.has(k), k);
+  for (const k of [
+    "normal",
+    "dr",
+    "hemorrhage",
+    "hard_exudate",
+    "cotton_wool_spot",
+    "drusen",
+    "glaucoma",
+    "tessellation",
+    "laser_scars",
+    "optic_atrophy",
+    "media_opacity",
+  ])
+    t.true(seen.has(k), k);
 });
 
 function count(rgb: Uint8Array, pred: (r: number, g: number, b: number) => boolean): number {
@@ -87,13 +100,28 @@ test("writeSynthDataset writes images and a manifest that readManifest reads", a
   const dir = mkdtempSync(path.join(tmpdir(), "vilref-synth-"));
   const cases = await writeSynthDataset(dir, 6, 5, { size: 64, format: "jpeg" });
   const samples = readManifest(path.join(dir, "manifest.jsonl"));
-  t.deepEqual(samples.map((s) => s.id), cases.map((c) => c.id));
-  t.deepEqual(samples.map((s) => s.labels), cases.map((c) => c.labels));
-  t.deepEqual(samples.map((s) => s.text), cases.map((c) => c.text));
+  t.deepEqual(
+    samples.map((s) => s.id),
+    cases.map((c) => c.id),
+  );
+  t.deepEqual(
+    samples.map((s) => s.labels),
+    cases.map((c) => c.labels),
+  );
+  t.deepEqual(
+    samples.map((s) => s.text),
+    cases.map((c) => c.text),
+  );
   const meta = await sharp(readFileSync(samples[0]!.image)).metadata();
   t.is(meta.format, "jpeg");
   t.is(meta.width, 64);
   // Case i does not depend on n.
-  const more = await writeSynthDataset(mkdtempSync(path.join(tmpdir(), "vilref-synth-")), 8, 5, { size: 64, format: "jpeg" });
-  t.deepEqual(more.slice(0, 6).map((c) => c.text), cases.map((c) => c.text));
+  const more = await writeSynthDataset(mkdtempSync(path.join(tmpdir(), "vilref-synth-")), 8, 5, {
+    size: 64,
+    format: "jpeg",
+  });
+  t.deepEqual(
+    more.slice(0, 6).map((c) => c.text),
+    cases.map((c) => c.text),
+  );
 });

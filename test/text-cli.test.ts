@@ -26,14 +26,20 @@ const vocabPath = sharedPath("vocab", "chinese-bert-vocab.txt");
 
 test.serial("`vilref tokenize` matches the released ids of the fixture at L=52 and L=100", async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), "vilref-tok-"));
-  const cases = readFileSync(sharedPath("fixtures", "tokenizer-cases.jsonl"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  const cases = readFileSync(sharedPath("fixtures", "tokenizer-cases.jsonl"), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
   const inp = path.join(dir, "texts.jsonl");
   writeFileSync(inp, cases.map((c, i) => JSON.stringify({ id: `c${i}`, text: c.text })).join("\n") + "\n");
   for (const L of [52, 100]) {
     const out = path.join(dir, `ids${L}.jsonl`);
     const msg = await run(["tokenize", "--vocab", vocabPath, "--context-length", String(L), "--in", inp, "--out", out]);
     t.regex(msg, new RegExp(`tokenized ${cases.length} texts`));
-    const rows = readFileSync(out, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const rows = readFileSync(out, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     t.is(rows.length, cases.length);
     rows.forEach((r, i) => {
       t.is(r.id, `c${i}`);
@@ -56,7 +62,13 @@ test.serial("`vilref tokenize --preprocess` maps curly quotes; bad context lengt
 });
 
 test("vocabulary builder: Chinese BERT special layout, every corpus text encodes without [UNK]", (t) => {
-  const corpus = ["右眼视网膜出血，C/D 0.3", "左眼黄斑前膜，OD正常", "NVE (+)，PDR", "双眼豹纹状眼底", "OD OS OU nve pdr"];
+  const corpus = [
+    "右眼视网膜出血，C/D 0.3",
+    "左眼黄斑前膜，OD正常",
+    "NVE (+)，PDR",
+    "双眼豹纹状眼底",
+    "OD OS OU nve pdr",
+  ];
   const v = buildVocab([...corpus, ...corpus], { size: 400, minCount: 1 });
   t.is(v.padId, 0);
   t.is(v.unkId, 100);
@@ -76,7 +88,16 @@ test("vocabulary builder: Chinese BERT special layout, every corpus text encodes
 test.serial("`vilref vocab build` writes a vocab.txt the tokenizer loads", async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), "vilref-vocab-"));
   const out = path.join(dir, "vocab.txt");
-  const msg = await run(["vocab", "build", "--in", sharedPath("labels", "dev-reports.jsonl"), "--out", out, "--size", "3000"]);
+  const msg = await run([
+    "vocab",
+    "build",
+    "--in",
+    sharedPath("labels", "dev-reports.jsonl"),
+    "--out",
+    out,
+    "--size",
+    "3000",
+  ]);
   t.regex(msg, /built a vocabulary of \d+ tokens from 300 texts/);
   const tok = BertTokenizer.fromFile(out);
   t.is(tok.vocab.clsId, 101);

@@ -36,7 +36,8 @@ for (const L of [52, 100] as const) {
     for (const c of cases) {
       const want = L === 52 ? c.ids52 : c.ids100;
       const got = Array.from(tok.encodeForModel(c.text, L));
-      if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(`${JSON.stringify(c.text.slice(0, 40))}: got ${got.join(",")} want ${want.join(",")}`);
+      if (JSON.stringify(got) !== JSON.stringify(want))
+        bad.push(`${JSON.stringify(c.text.slice(0, 40))}: got ${got.join(",")} want ${want.join(",")}`);
     }
     t.deepEqual(bad, []);
   });
@@ -62,7 +63,12 @@ test("basic tokenization: CJK split, lowercase, accents, punctuation", (t) => {
 
 test("wordpiece: greedy longest match with ##, [UNK] when uncovered or over 200 chars", (t) => {
   t.deepEqual(tok.wordpiece("unaffable"), tok.tokenize("unaffable"));
-  t.true(tok.tokenize("unaffable").slice(1).every((p) => p.startsWith("##")));
+  t.true(
+    tok
+      .tokenize("unaffable")
+      .slice(1)
+      .every((p) => p.startsWith("##")),
+  );
   t.deepEqual(tok.tokenize("a".repeat(201)), ["[UNK]"]);
   t.not(tok.tokenize("a".repeat(200))[0], "[UNK]");
   t.deepEqual(tok.tokenize("😀"), ["[UNK]"]);

@@ -5,7 +5,21 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { makePt, makeTorchZip, maliciousCommand, maliciousPt, picklePt, py, PyFloat, releasedPt, tensor, TorchStorage, TorchTensor, type PyValue, type TorchDtype } from "./helpers/torch-zip.js";
+import {
+  makePt,
+  makeTorchZip,
+  maliciousCommand,
+  maliciousPt,
+  picklePt,
+  py,
+  PyFloat,
+  releasedPt,
+  tensor,
+  TorchStorage,
+  TorchTensor,
+  type PyValue,
+  type TorchDtype,
+} from "./helpers/torch-zip.js";
 import { hasShared, sharedPath } from "./helpers/shared.js";
 
 const run = promisify(execFile);
@@ -57,7 +71,10 @@ test("makeTorchZip: python's zipfile reads every entry, CRCs check, data is 64-b
   await withTmp(async (dir) => {
     const file = path.join(dir, "a.zip");
     await writeFile(file, makeTorchZip(entries));
-    const res = JSON.parse(await python(ZIP_CHECK, file)) as { bad: string | null; entries: Array<{ name: string; method: number; hex: string; dataOffset: number }> };
+    const res = JSON.parse(await python(ZIP_CHECK, file)) as {
+      bad: string | null;
+      entries: Array<{ name: string; method: number; hex: string; dataOffset: number }>;
+    };
     t.is(res.bad, null, "testzip finds no CRC error");
     t.deepEqual(
       res.entries.map((e) => e.name),
@@ -70,7 +87,10 @@ test("makeTorchZip: python's zipfile reads every entry, CRCs check, data is 64-b
     }
     // Without alignment the data follows the local header directly.
     await writeFile(file, makeTorchZip(entries.slice(0, 2), { align: 0 }));
-    const plain = JSON.parse(await python(ZIP_CHECK, file)) as { bad: string | null; entries: Array<{ dataOffset: number }> };
+    const plain = JSON.parse(await python(ZIP_CHECK, file)) as {
+      bad: string | null;
+      entries: Array<{ dataOffset: number }>;
+    };
     t.is(plain.bad, null);
     t.is(plain.entries[0]!.dataOffset, 30 + "archive/data.pkl".length);
   });
@@ -87,9 +107,43 @@ print(repr(v))
 test("Pickler: plain values round-trip through Python's pickle with the right opcodes", async (t) => {
   const shared: PyValue[] = [1, 2];
   const value: PyValue = [
-    0, 255, 256, 65535, 65536, -1, 2 ** 31 - 1, -(2 ** 31), 2 ** 31, -(2 ** 31) - 1, 2n ** 70n, -(2n ** 70n), 128n, -128n, 255n,
-    1.5, -0, new PyFloat(3), Infinity, true, false, null, "é中", "", py.tuple(), py.tuple(1), py.tuple(1, 2), py.tuple(1, 2, 3), py.tuple(1, 2, 3, 4),
-    { a: [1], b: {} }, py.dict([[1, "x"], [py.tuple(2, 3), null]]), new Map<PyValue, PyValue>([["k", "v"]]), shared, shared,
+    0,
+    255,
+    256,
+    65535,
+    65536,
+    -1,
+    2 ** 31 - 1,
+    -(2 ** 31),
+    2 ** 31,
+    -(2 ** 31) - 1,
+    2n ** 70n,
+    -(2n ** 70n),
+    128n,
+    -128n,
+    255n,
+    1.5,
+    -0,
+    new PyFloat(3),
+    Infinity,
+    true,
+    false,
+    null,
+    "é中",
+    "",
+    py.tuple(),
+    py.tuple(1),
+    py.tuple(1, 2),
+    py.tuple(1, 2, 3),
+    py.tuple(1, 2, 3, 4),
+    { a: [1], b: {} },
+    py.dict([
+      [1, "x"],
+      [py.tuple(2, 3), null],
+    ]),
+    new Map<PyValue, PyValue>([["k", "v"]]),
+    shared,
+    shared,
   ];
   const expected =
     "[0, 255, 256, 65535, 65536, -1, 2147483647, -2147483648, 2147483648, -2147483649, 1180591620717411303424, -1180591620717411303424, 128, -128, 255, " +
@@ -106,7 +160,10 @@ test("Pickler: plain values round-trip through Python's pickle with the right op
     t.is((await python(PICKLE_VALUES, file)).trim(), expected);
     // The same list object twice: memoised, so the second is a BINGET and Python sees one list.
     await writeFile(file, picklePt([shared, shared]).pickle);
-    const same = await python("import pickle,sys; v=pickle.loads(open(sys.argv[1],'rb').read()); print(v[0] is v[1])", file);
+    const same = await python(
+      "import pickle,sys; v=pickle.loads(open(sys.argv[1],'rb').read()); print(v[0] is v[1])",
+      file,
+    );
     t.is(same.trim(), "True");
   });
 });
@@ -172,7 +229,12 @@ test("picklePt/makePt: pickletools accepts it, with torch.save's structure; torc
     const file = path.join(dir, "rich.pt");
     await writeFile(file, richCheckpoint());
     const res = JSON.parse(await python(DIS, file)) as { names: string[]; dis: string };
-    t.deepEqual(res.names, ["rich/data.pkl", "rich/byteorder", ...Array.from({ length: 11 }, (_, i) => `rich/data/${i}`), "rich/version"]);
+    t.deepEqual(res.names, [
+      "rich/data.pkl",
+      "rich/byteorder",
+      ...Array.from({ length: 11 }, (_, i) => `rich/data/${i}`),
+      "rich/version",
+    ]);
     t.regex(res.dis, /GLOBAL\s+'torch\._utils _rebuild_tensor_v2'/);
     t.regex(res.dis, /GLOBAL\s+'torch FloatStorage'/);
     t.regex(res.dis, /GLOBAL\s+'torch BFloat16Storage'/);
@@ -224,13 +286,15 @@ print(json.dumps({"top": {k: v for k, v in ck.items() if k != "state_dict"}, "ty
       "module.scalar": ["torch.float32", [], [], 0, [42]],
     };
     t.deepEqual(Object.keys(got.t), Object.keys(want), "order kept");
-    for (const [k, [dtype, shape, stride, offset, values]] of Object.entries(want)) t.deepEqual(got.t[k], { dtype, shape, stride, offset, values }, k);
+    for (const [k, [dtype, shape, stride, offset, values]] of Object.entries(want))
+      t.deepEqual(got.t[k], { dtype, shape, stride, offset, values }, k);
   });
 });
 
 test("picklePt reproduces the fixture checkpoint's data.pkl byte for byte", async (t) => {
   const fixture = sharedPath("fixtures", "tiny-vit", "checkpoint.pt");
-  if (!hasShared("fixtures", "tiny-vit", "checkpoint.pt")) return t.fail("../shared/fixtures/tiny-vit/checkpoint.pt is missing");
+  if (!hasShared("fixtures", "tiny-vit", "checkpoint.pt"))
+    return t.fail("../shared/fixtures/tiny-vit/checkpoint.pt is missing");
   if (!(await canImport("torch"))) {
     t.log(`SKIPPED: ${PYTHON} cannot import torch, which this test uses to list the fixture's tensors`);
     t.pass();
@@ -256,7 +320,15 @@ print(json.dumps({"epoch": ck["epoch"], "step": ck["step"], "name": ck["name"], 
     step: number;
     name: string;
     optimizer: number;
-    rows: Array<{ key: string; dtype: TorchDtype; shape: number[]; stride: number[]; offset: number; storage: number; numel: number }>;
+    rows: Array<{
+      key: string;
+      dtype: TorchDtype;
+      shape: number[];
+      stride: number[];
+      offset: number;
+      storage: number;
+      numel: number;
+    }>;
     pkl: string;
   };
   t.is(spec.optimizer, 0);
@@ -265,7 +337,10 @@ print(json.dumps({"epoch": ck["epoch"], "step": ck["step"], "name": ck["name"], 
   for (const r of spec.rows) {
     let s = storages.get(r.storage);
     if (!s) {
-      s = new TorchStorage(r.dtype, new Uint8Array(r.numel * (r.dtype === "float32" ? 4 : r.dtype === "int64" ? 8 : 1)));
+      s = new TorchStorage(
+        r.dtype,
+        new Uint8Array(r.numel * (r.dtype === "float32" ? 4 : r.dtype === "int64" ? 8 : 1)),
+      );
       storages.set(r.storage, s);
     }
     sd.set(r.key, new TorchTensor(s, r.shape, { stride: r.stride, storageOffset: r.offset }));
@@ -285,7 +360,10 @@ print(json.dumps({"epoch": ck["epoch"], "step": ck["step"], "name": ck["name"], 
   await withTmp(async (dir) => {
     const file = path.join(dir, "released.pt");
     await writeFile(file, releasedPt(unprefixed, { epoch: spec.epoch, step: spec.step, name: spec.name }));
-    const pkl = await python("import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read('checkpoint/data.pkl').hex())", file);
+    const pkl = await python(
+      "import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read('checkpoint/data.pkl').hex())",
+      file,
+    );
     t.true(pkl.trim() === spec.pkl, "releasedPt's data.pkl differs from torch.save's");
   });
 });
@@ -312,12 +390,19 @@ test("maliciousPt: a valid .pt whose pickle calls os.system(touch marker); inspe
       const file = path.join(dir, `${label}.pt`);
       await writeFile(file, bytes);
       const { names, ops } = JSON.parse(await python(OPS, file)) as { names: string[]; ops: Array<[string, unknown]> };
-      t.true(names.some((n) => n.endsWith("/data.pkl")), label);
+      t.true(
+        names.some((n) => n.endsWith("/data.pkl")),
+        label,
+      );
       const at = ops.findIndex(([n, a]) => n === "GLOBAL" && a === global);
       t.true(at >= 0, `${label}: GLOBAL '${global}'`);
       // GLOBAL, the command string, a 1-tuple, REDUCE: the call itself.
       t.deepEqual(
-        ops.slice(at, at + 10).filter(([n]) => !n.endsWith("PUT")).slice(0, 4).map(([n, a]) => (n === "BINUNICODE" ? [n, a] : [n])),
+        ops
+          .slice(at, at + 10)
+          .filter(([n]) => !n.endsWith("PUT"))
+          .slice(0, 4)
+          .map(([n, a]) => (n === "BINUNICODE" ? [n, a] : [n])),
         [["GLOBAL"], ["BINUNICODE", command], ["TUPLE1"], ["REDUCE"]],
         label,
       );

@@ -5,7 +5,13 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { loadConfig, parseConfig } from "../lib/train/config.js";
 
-const minimal = { model: { preset: "tiny-vit" }, data: { train: "data/manifest.jsonl" }, batchSize: 8, steps: 10, output: "runs/a" };
+const minimal = {
+  model: { preset: "tiny-vit" },
+  data: { train: "data/manifest.jsonl" },
+  batchSize: 8,
+  steps: 10,
+  output: "runs/a",
+};
 
 test("a minimal config gets the specification's defaults", (t) => {
   const c = parseConfig(minimal, { baseDir: "/x" });
@@ -47,7 +53,10 @@ test("errors name the key", (t) => {
   t.regex(err({ ...minimal, optimizer: { betas: [0.9, 1] } }), /optimizer\.betas\[1\]: /);
   t.regex(err({ ...minimal, device: "tpu" }), /device: expected "cpu", "cuda" or "cuda:N"/);
   t.regex(err({ ...minimal, model: { preset: "huge" } }), /model\.preset: unknown preset "huge"/);
-  t.regex(err({ ...minimal, model: { preset: "tiny-vit", checkpoint: "a.safetensors" } }), /model: give exactly one of preset, config or checkpoint/);
+  t.regex(
+    err({ ...minimal, model: { preset: "tiny-vit", checkpoint: "a.safetensors" } }),
+    /model: give exactly one of preset, config or checkpoint/,
+  );
   t.regex(err({ ...minimal, model: { config: { embed_dim: 0 } } }), /model\.config\.embed_dim: /);
   t.regex(err({ ...minimal, labels: { source: "file" } }), /labels\.file: a labels file is needed/);
   t.regex(err({ ...minimal, steps: undefined }), /steps: give epochs or steps/);

@@ -5,7 +5,6 @@ import { ViLReF } from "../lib/model/vilref.js";
 import { Trainer } from "../lib/train/trainer.js";
 import { batch, C } from "./helpers/train-batch.js";
 
-
 test("training loss falls on a fixed batch (WSCL with a queue)", async (t) => {
   const model = ViLReF.create("tiny-vit", { seed: 1 });
   const trainer = new Trainer(model, { labelDim: C, lr: 2e-3, queueSize: 16 });
@@ -20,7 +19,11 @@ test("training loss falls on a fixed batch (WSCL with a queue)", async (t) => {
 test("the queue is a ring buffer: starts empty, fills, wraps, overwrites the oldest", async (t) => {
   const model = ViLReF.create("tiny-vit", { seed: 2 });
   const trainer = new Trainer(model, { labelDim: C, lr: 1e-4, queueSize: 5 });
-  const rows = (k: number): number[][] => [[k, 0, 0, 0, 0], [0, k, 0, 0, 0]].map((r) => r.map((x) => x / 10));
+  const rows = (k: number): number[][] =>
+    [
+      [k, 0, 0, 0, 0],
+      [0, k, 0, 0, 0],
+    ].map((r) => r.map((x) => x / 10));
   t.like(await trainer.queueState(), { valid: 0, pointer: 0 });
   for (let step = 1; step <= 3; step++) {
     const r = await trainer.step(batch(2, step, rows(step)));
@@ -29,8 +32,15 @@ test("the queue is a ring buffer: starts empty, fills, wraps, overwrites the old
   const q = await trainer.queueState();
   t.like(q, { valid: 5, pointer: 1, steps: 3 });
   // slots: 0 ← step 3 row 1 (wrapped), 1-2 ← step 1, 3 ← step 2 row 0... laid out as [3b, 1a, 1b, 2a, 2b] then 3a over slot 4
-  const label = (slot: number) => Array.from(q.labels.data.subarray(slot * C, slot * C + C)).map((x) => Math.round(x * 10));
-  t.deepEqual([0, 1, 2, 3, 4].map(label), [[0, 3, 0, 0, 0], [0, 1, 0, 0, 0], [2, 0, 0, 0, 0], [0, 2, 0, 0, 0], [3, 0, 0, 0, 0]]);
+  const label = (slot: number) =>
+    Array.from(q.labels.data.subarray(slot * C, slot * C + C)).map((x) => Math.round(x * 10));
+  t.deepEqual([0, 1, 2, 3, 4].map(label), [
+    [0, 3, 0, 0, 0],
+    [0, 1, 0, 0, 0],
+    [2, 0, 0, 0, 0],
+    [0, 2, 0, 0, 0],
+    [3, 0, 0, 0, 0],
+  ]);
   // entries are normalised momentum features
   const norm = Math.hypot(...Array.from(q.image.data.subarray(0, 24)));
   t.true(Math.abs(norm - 1) < 1e-5);
@@ -76,20 +86,38 @@ test("a non-finite loss skips the step: no update, no enqueue, counted", async (
   t.true(Number.isNaN(r.loss));
   t.is(trainer.skipped, 1);
   t.is(r.queueValid, 0);
-  t.deepEqual(Array.from((await model.stateDict())["text_projection"]!.data as Float32Array), Array.from(state["text_projection"]!.data as Float32Array));
+  t.deepEqual(
+    Array.from((await model.stateDict())["text_projection"]!.data as Float32Array),
+    Array.from(state["text_projection"]!.data as Float32Array),
+  );
 });
 
 test("bad batches and options are named", async (t) => {
   const model = ViLReF.create("tiny-vit");
   const trainer = new Trainer(model, { labelDim: C, queueSize: 4 });
   const b = batch(4, 1);
-  await t.throwsAsync(trainer.step({ ...b, images: batch(1, 1).images, ids: batch(1, 1).ids, labels: batch(1, 1).labels }), { instanceOf: RangeError, message: "batch.images: a contrastive step needs at least 2 pairs, got 1" });
-  await t.throwsAsync(trainer.step({ ...b, labels: { data: new Float32Array(4 * 3), shape: [4, 3] } }), { instanceOf: RangeError, message: /^batch\.labels: expected shape \[4, 5\]/ });
-  await t.throwsAsync(trainer.step({ ...b, ids: batch(3, 1).ids }), { instanceOf: RangeError, message: /^batch\.ids: expected shape \[4, \*\]/ });
+  await t.throwsAsync(
+    trainer.step({ ...b, images: batch(1, 1).images, ids: batch(1, 1).ids, labels: batch(1, 1).labels }),
+    { instanceOf: RangeError, message: "batch.images: a contrastive step needs at least 2 pairs, got 1" },
+  );
+  await t.throwsAsync(trainer.step({ ...b, labels: { data: new Float32Array(4 * 3), shape: [4, 3] } }), {
+    instanceOf: RangeError,
+    message: /^batch\.labels: expected shape \[4, 5\]/,
+  });
+  await t.throwsAsync(trainer.step({ ...b, ids: batch(3, 1).ids }), {
+    instanceOf: RangeError,
+    message: /^batch\.ids: expected shape \[4, \*\]/,
+  });
   await t.throwsAsync(trainer.step(b, { lr: -1 }), { instanceOf: RangeError, message: /^options\.lr:/ });
-  t.throws(() => new Trainer(model, { labelDim: C, loss: "triplet" as "wscl" }), { instanceOf: RangeError, message: 'options.loss: expected "wscl" or "clip"' });
+  t.throws(() => new Trainer(model, { labelDim: C, loss: "triplet" as "wscl" }), {
+    instanceOf: RangeError,
+    message: 'options.loss: expected "wscl" or "clip"',
+  });
   t.throws(() => new Trainer(model, { labelDim: 0 }), { instanceOf: RangeError, message: /^options\.labelDim:/ });
-  t.throws(() => new Trainer({ nativeHandle: {} } as unknown as ViLReF, { labelDim: C }), { instanceOf: TypeError, message: "model: expected a ViLReF model" });
+  t.throws(() => new Trainer({ nativeHandle: {} } as unknown as ViLReF, { labelDim: C }), {
+    instanceOf: TypeError,
+    message: "model: expected a ViLReF model",
+  });
   t.is((await trainer.step(b)).skipped, false, "and it still trains");
 });
 
@@ -123,6 +151,9 @@ test("exportState/importState: a resumed trainer continues exactly as the uninte
   const td = new Trainer(d, options);
   t.notDeepEqual((await td.step(batches[3]!)).loss, straight[3]);
   const before = await td.exportState();
-  await t.throwsAsync(td.importState({ ...state, "queue.image": { data: new Float32Array(3), shape: [3] } }), { instanceOf: RangeError, message: 'state["queue.image"]: shape does not fit' });
+  await t.throwsAsync(td.importState({ ...state, "queue.image": { data: new Float32Array(3), shape: [3] } }), {
+    instanceOf: RangeError,
+    message: 'state["queue.image"]: shape does not fit',
+  });
   t.deepEqual(await td.exportState(), before, "a rejected record changes nothing");
 });

@@ -1,7 +1,20 @@
 import test from "ava";
 import sharp from "sharp";
 import { readdirSync } from "node:fs";
-import { CLIP_MEAN, CLIP_STD, detectFov, jitter8, normTable, parseTransform, planSample, preprocess, preprocessInto, randomResizedCrop, sampleSeed, writeNormalized } from "../lib/data/transforms.js";
+import {
+  CLIP_MEAN,
+  CLIP_STD,
+  detectFov,
+  jitter8,
+  normTable,
+  parseTransform,
+  planSample,
+  preprocess,
+  preprocessInto,
+  randomResizedCrop,
+  sampleSeed,
+  writeNormalized,
+} from "../lib/data/transforms.js";
 import { mulberry32 } from "../lib/data/rng.js";
 import { renderFundus } from "../lib/synth/index.js";
 import { hasShared, sharedPath } from "./helpers/shared.js";
@@ -23,7 +36,9 @@ function gradient(w: number, h: number): Buffer {
 }
 
 async function png(raw: Buffer, w: number, h: number, channels: 1 | 3 | 4 = 3): Promise<Buffer> {
-  return sharp(raw, { raw: { width: w, height: h, channels } }).png().toBuffer();
+  return sharp(raw, { raw: { width: w, height: h, channels } })
+    .png()
+    .toBuffer();
 }
 
 test("layout is CHW and normalised with the CLIP mean and std", async (t) => {
@@ -71,7 +86,14 @@ test("random resized crop stays within scale and ratio bounds, and inside the re
     t.true(r.width / r.height >= 0.74 && r.width / r.height <= 1.34);
   }
   const p = planSample(parseTransform({ train: true }), region, 3);
-  t.true(p.brightness >= 0.9 && p.brightness <= 1.1 && p.contrast >= 0.9 && p.contrast <= 1.1 && p.saturation >= 0.9 && p.saturation <= 1.1);
+  t.true(
+    p.brightness >= 0.9 &&
+      p.brightness <= 1.1 &&
+      p.contrast >= 0.9 &&
+      p.contrast <= 1.1 &&
+      p.saturation >= 0.9 &&
+      p.saturation <= 1.1,
+  );
   t.deepEqual([...p.order].sort(), [0, 1, 2]);
 });
 
@@ -80,7 +102,15 @@ test("horizontal flip mirrors the image", async (t) => {
   const raw = Buffer.alloc(W * W * 3);
   for (let y = 0; y < W; y++) for (let x = 0; x < W / 2; x++) raw.fill(255, 3 * (y * W + x), 3 * (y * W + x) + 3);
   const img = await png(raw, W, W);
-  const base = { size: S, train: true, scale: [1, 1] as [number, number], ratio: [1, 1] as [number, number], brightness: 0, contrast: 0, saturation: 0 };
+  const base = {
+    size: S,
+    train: true,
+    scale: [1, 1] as [number, number],
+    ratio: [1, 1] as [number, number],
+    brightness: 0,
+    contrast: 0,
+    saturation: 0,
+  };
   const flipped = await preprocess(img, { ...base, hflip: 1 }, 7);
   const kept = await preprocess(img, { ...base, hflip: 0 }, 7);
   const row = 5;
@@ -100,7 +130,10 @@ test("JPEG, PNG, TIFF, GIF and WebP decode to the same picture", async (t) => {
     ["webp", 0.35],
     ["gif", 0.8],
   ] as const) {
-    const buf = await src.clone().toFormat(fmt, fmt === "jpeg" || fmt === "webp" ? { quality: 95 } : fmt === "tiff" ? { compression: "lzw" } : {}).toBuffer();
+    const buf = await src
+      .clone()
+      .toFormat(fmt, fmt === "jpeg" || fmt === "webp" ? { quality: 95 } : fmt === "tiff" ? { compression: "lzw" } : {})
+      .toBuffer();
     const out = await preprocess(buf, { size: S });
     let mean = 0;
     for (let i = 0; i < out.length; i++) mean += Math.abs(out[i]! - ref[i]!);
@@ -114,7 +147,10 @@ test("16-bit, grayscale and RGBA inputs become 8-bit RGB", async (t) => {
   const W = 16;
   const raw16 = new Uint16Array(W * W * 3);
   for (let i = 0; i < W * W; i++) raw16.set([65535, 32896, 0], 3 * i);
-  const p16 = await sharp(raw16, { raw: { width: W, height: W, channels: 3 } }).toColourspace("rgb16").png().toBuffer();
+  const p16 = await sharp(raw16, { raw: { width: W, height: W, channels: 3 } })
+    .toColourspace("rgb16")
+    .png()
+    .toBuffer();
   t.is((await sharp(p16).metadata()).depth, "ushort");
   const o16 = await preprocess(p16, { size: 8 });
   t.true(close(o16[0]!, norm(255, 0)) && close(o16[64]!, norm(128, 1)) && close(o16[128]!, norm(0, 2)));
@@ -134,7 +170,9 @@ test("16-bit, grayscale and RGBA inputs become 8-bit RGB", async (t) => {
 test("field-of-view detection finds a clipped synthetic circle", async (t) => {
   for (const seed of [1, 2, 3, 4, 5, 6]) {
     const img = renderFundus({ size: 256, seed, eye: "right", findings: {}, cdr: 0.3 });
-    const buf = await sharp(Buffer.from(img.rgb), { raw: { width: 256, height: 256, channels: 3 } }).png().toBuffer();
+    const buf = await sharp(Buffer.from(img.rgb), { raw: { width: 256, height: 256, channels: 3 } })
+      .png()
+      .toBuffer();
     const r = await detectFov(buf, 256, 256);
     t.true(r.found);
     const side = 2 * img.fov.r;
@@ -146,7 +184,10 @@ test("field-of-view detection finds a clipped synthetic circle", async (t) => {
 test("field-of-view crop on DRIVE matches the DRIVE masks", async (t) => {
   if (!hasShared("data/DRIVE/training/images")) return t.fail("../shared/data/DRIVE is missing");
   const dir = sharedPath("data/DRIVE/training/images");
-  const files = readdirSync(dir).filter((f) => f.endsWith(".tif")).sort().slice(0, 6);
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".tif"))
+    .sort()
+    .slice(0, 6);
   t.is(files.length, 6);
   for (const f of files) {
     const n = f.split("_")[0]!;
@@ -154,8 +195,14 @@ test("field-of-view crop on DRIVE matches the DRIVE masks", async (t) => {
     const meta = await sharp(img).metadata();
     const fov = await detectFov(img, meta.width!, meta.height!);
     // The mask's bounding box: the circle, clipped at top and bottom.
-    const { data, info } = await sharp(sharedPath(`data/DRIVE/training/mask/${n}_training_mask.gif`)).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
-    let x0 = info.width, x1 = -1, y0 = info.height, y1 = -1;
+    const { data, info } = await sharp(sharedPath(`data/DRIVE/training/mask/${n}_training_mask.gif`))
+      .extractChannel(0)
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    let x0 = info.width,
+      x1 = -1,
+      y0 = info.height,
+      y1 = -1;
     for (let y = 0; y < info.height; y++)
       for (let x = 0; x < info.width; x++)
         if (data[y * info.width + x]! > 127) {
@@ -185,11 +232,31 @@ test("field-of-view crop on DRIVE matches the DRIVE masks", async (t) => {
 const JITTER_SRC =
   "ffffff000000fa03804fe8debde6d1d4e68beb3476dc1d5d90152aeb49e8bcfa0884087de482fe16e73e9b9cbe8790659b8912c470caa85a9e0ab784d04e947c071efb4bcc70a6fd8f7f0e30718cebceb575ab14e7ef42a6506c0abd1bf8c8d12ca4f970cd20173ecbfe862841ecadc3af8d43e11efe631cd4872a46567c";
 const JITTER_CASES: [[number, number, number], [number, number, number], string][] = [
-  [[1.093, 0.912, 1.0713], [0, 1, 2], "f5f5f50d0d0dff098d53f6ebc7f3dcdef390fd3b81f12469a11e34fb50f9c7f70695108df48bf919f843a6a7cb929c6ea89516d379d8b763ac0dc790e156a18d1028fb52db78b2fa9c8b12387e9bf6d9bd7fb817f4f643b659770ece20f6d3dc31b1fb78dc232049dffa902b45f9b8d0ba9648f021fc6c20e3922e50628a"],
-  [[0.9, 1.1, 0.9], [2, 0, 1], "efefef000000da006d4bd3cbafd5c2c4d583ce2c67c0154e780a1dd141ceaee50d6d0068ce77e514ce388c8dac788059897910af64b5944e8b07a274b84382650011e142b66596e37e6f0a266078d8bfa9699811d6dc4291435e07a516e4b9c22791dd65b91e0d30aee479253ed79eb1a0813dcb1ce25718bd792638486a"],
-  [[1.1, 1.0, 0.95], [1, 2, 0], "ffffff000000ff078a5cfbf2d1fbe5e9fb9cfa3c80ea236698182efd53f9ceff128c0b85f791ff1ef848aaabce949d70a89519d47cdab564ab10c690df58a0840821ff55dc7db5ff9b8a14377b96ffe2c881b91bfdff50b3597610cb22ffdce534b2ff7dde291b44d7ff94314dffbed5c09c4ef327ff6e24e494334d5e86"],
-  [[0.97, 1.08, 1.1], [2, 1, 0], "f7f7f7000000f7007e3cebe0b7e6ced1e67ef72370e70b5694061ff43af1b7f70086007ee877f700ef2c9697bf818b5a998300c565cda84e9d00b97fd740917e0012f73cd064a2f78c7a00216c8beccbae6caa00e7f128a7456400c207f7c3ce18a2f764cf080734d7f77e122cf1a8c2aa8331e606f75806d980153c4e7a"],
-  [[1.0, 0.9013, 1.0], [0, 1, 2], "f3f3f30d0d0def108155ded5b8ddcaccdd8be13c78d427618f2033e14fdeb7ef1584157edb82f221de45999ab9878f6899891ebe72c3a55e9c16b284c954937d1428f051c572a3f18e801a39738ce1c7b077a71fdee549a3556f16b826edc2ca35a1ee72c62a2245c4f2863148e2a9bdab8c4ad828f26727cc87334c5b7d"],
+  [
+    [1.093, 0.912, 1.0713],
+    [0, 1, 2],
+    "f5f5f50d0d0dff098d53f6ebc7f3dcdef390fd3b81f12469a11e34fb50f9c7f70695108df48bf919f843a6a7cb929c6ea89516d379d8b763ac0dc790e156a18d1028fb52db78b2fa9c8b12387e9bf6d9bd7fb817f4f643b659770ece20f6d3dc31b1fb78dc232049dffa902b45f9b8d0ba9648f021fc6c20e3922e50628a",
+  ],
+  [
+    [0.9, 1.1, 0.9],
+    [2, 0, 1],
+    "efefef000000da006d4bd3cbafd5c2c4d583ce2c67c0154e780a1dd141ceaee50d6d0068ce77e514ce388c8dac788059897910af64b5944e8b07a274b84382650011e142b66596e37e6f0a266078d8bfa9699811d6dc4291435e07a516e4b9c22791dd65b91e0d30aee479253ed79eb1a0813dcb1ce25718bd792638486a",
+  ],
+  [
+    [1.1, 1.0, 0.95],
+    [1, 2, 0],
+    "ffffff000000ff078a5cfbf2d1fbe5e9fb9cfa3c80ea236698182efd53f9ceff128c0b85f791ff1ef848aaabce949d70a89519d47cdab564ab10c690df58a0840821ff55dc7db5ff9b8a14377b96ffe2c881b91bfdff50b3597610cb22ffdce534b2ff7dde291b44d7ff94314dffbed5c09c4ef327ff6e24e494334d5e86",
+  ],
+  [
+    [0.97, 1.08, 1.1],
+    [2, 1, 0],
+    "f7f7f7000000f7007e3cebe0b7e6ced1e67ef72370e70b5694061ff43af1b7f70086007ee877f700ef2c9697bf818b5a998300c565cda84e9d00b97fd740917e0012f73cd064a2f78c7a00216c8beccbae6caa00e7f128a7456400c207f7c3ce18a2f764cf080734d7f77e122cf1a8c2aa8331e606f75806d980153c4e7a",
+  ],
+  [
+    [1.0, 0.9013, 1.0],
+    [0, 1, 2],
+    "f3f3f30d0d0def108155ded5b8ddcaccdd8be13c78d427618f2033e14fdeb7ef1584157edb82f221de45999ab9878f6899891ebe72c3a55e9c16b284c954937d1428f051c572a3f18e801a39738ce1c7b077a71fdee549a3556f16b826edc2ca35a1ee72c62a2245c4f2863148e2a9bdab8c4ad828f26727cc87334c5b7d",
+  ],
 ];
 
 test("colour jitter gives torchvision's PIL results byte for byte, in every order", (t) => {
@@ -218,12 +285,20 @@ test("normalisation gives torchvision's ToTensor + Normalize float32 bits", (t) 
   const S = 7;
   const src = new Uint8Array(Buffer.from(JITTER_SRC + JITTER_SRC.slice(0, 2 * 3 * 7), "hex"));
   const out = new Float32Array(3 * S * S + 5);
-  const plan = { rect: { left: 0, top: 0, width: S, height: S }, flip: false, brightness: 1.093, contrast: 0.912, saturation: 1.0713, order: [0, 1, 2] as [number, number, number] };
+  const plan = {
+    rect: { left: 0, top: 0, width: S, height: S },
+    flip: false,
+    brightness: 1.093,
+    contrast: 0.912,
+    saturation: 1.0713,
+    order: [0, 1, 2] as [number, number, number],
+  };
   writeNormalized(src, S, plan, { mean: [...CLIP_MEAN], std: [...CLIP_STD] }, out, 5);
   const jittered = new Uint8Array(Buffer.from(JITTER_SRC + JITTER_SRC.slice(0, 2 * 3 * 7), "hex"));
   jitter8(jittered, plan);
   const table = normTable(CLIP_MEAN, CLIP_STD);
-  for (let i = 0; i < S * S; i++) for (let c = 0; c < 3; c++) t.is(out[5 + c * S * S + i], table[c * 256 + jittered[3 * i + c]!]);
+  for (let i = 0; i < S * S; i++)
+    for (let c = 0; c < 3; c++) t.is(out[5 + c * S * S + i], table[c * 256 + jittered[3 * i + c]!]);
   t.is(jittered[0], 0xf5); // the first pixel as in JITTER_CASES[0]
 });
 
@@ -232,11 +307,20 @@ test("shrinkOnLoad: false decodes JPEGs at full size (closer to a full decode + 
   // then resizing loses more of it than a full decode does, so the two settings differ.
   const W = 1024;
   const raw = Buffer.alloc(W * W * 3);
-  for (let y = 0; y < W; y++) for (let x = 0; x < W; x++) raw.fill((Math.floor(x / 10) + Math.floor(y / 10)) % 2 ? 255 : 40, 3 * (y * W + x), 3 * (y * W + x) + 3);
-  const jpg = await sharp(raw, { raw: { width: W, height: W, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+  for (let y = 0; y < W; y++)
+    for (let x = 0; x < W; x++)
+      raw.fill((Math.floor(x / 10) + Math.floor(y / 10)) % 2 ? 255 : 40, 3 * (y * W + x), 3 * (y * W + x) + 3);
+  const jpg = await sharp(raw, { raw: { width: W, height: W, channels: 3 } })
+    .jpeg({ quality: 95 })
+    .toBuffer();
   const fast = await preprocess(jpg, { size: 64 });
   const full = await preprocess(jpg, { size: 64, shrinkOnLoad: false });
-  const ref = await preprocess(await sharp(raw, { raw: { width: W, height: W, channels: 3 } }).png().toBuffer(), { size: 64 });
+  const ref = await preprocess(
+    await sharp(raw, { raw: { width: W, height: W, channels: 3 } })
+      .png()
+      .toBuffer(),
+    { size: 64 },
+  );
   const mad = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + Math.abs(v - b[i]!), 0) / a.length;
   t.notDeepEqual(full, fast);
   // Measured: 0.0037 (full) vs 0.0054 (shrink-on-load) from the PNG's output.

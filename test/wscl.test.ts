@@ -9,12 +9,15 @@ const f64 = (m: Mat) => ({ data: Float64Array.from(m.flat()), shape: [m.length, 
 
 function randomMat(rows: number, cols: number, seed: number, binary = false): Mat {
   const r = mulberry32(seed);
-  return Array.from({ length: rows }, () => Array.from({ length: cols }, () => (binary ? (r.next() < 0.4 ? 1 : r.next() < 0.2 ? 0.5 : 0) : r.next() * 2 - 1)));
+  return Array.from({ length: rows }, () =>
+    Array.from({ length: cols }, () => (binary ? (r.next() < 0.4 ? 1 : r.next() < 0.2 ? 0.5 : 0) : r.next() * 2 - 1)),
+  );
 }
-const normalise = (m: Mat) => m.map((row) => {
-  const n = Math.hypot(...row);
-  return row.map((x) => x / n);
-});
+const normalise = (m: Mat) =>
+  m.map((row) => {
+    const n = Math.hypot(...row);
+    return row.map((x) => x / n);
+  });
 const dot = (a: number[], b: number[]) => a.reduce((s, x, k) => s + x * b[k]!, 0);
 function labelSim(a: number[], b: number[]): number {
   const na = Math.hypot(...a);
@@ -23,7 +26,15 @@ function labelSim(a: number[], b: number[]): number {
 }
 
 /** WSCL.md written out with loops, in float64: the reference. */
-function reference(args: { image: Mat; text: Mat; labels: Mat; queue?: { image: Mat; text: Mat; labels: Mat }; logitScale: number; threshold?: number; gamma?: number }) {
+function reference(args: {
+  image: Mat;
+  text: Mat;
+  labels: Mat;
+  queue?: { image: Mat; text: Mat; labels: Mat };
+  logitScale: number;
+  threshold?: number;
+  gamma?: number;
+}) {
   const s = Math.exp(args.logitScale);
   const theta = args.threshold ?? 1;
   const gamma = args.gamma ?? 1;
@@ -57,7 +68,8 @@ function clipReference(image: Mat, text: Mat, logitScale: number): number {
   const u = normalise(image);
   const v = normalise(text);
   const s = Math.exp(logitScale);
-  const ce = (rows: number[][]) => rows.reduce((acc, row, i) => acc + (Math.log(row.reduce((p, z) => p + Math.exp(z), 0)) - row[i]!), 0) / rows.length;
+  const ce = (rows: number[][]) =>
+    rows.reduce((acc, row, i) => acc + (Math.log(row.reduce((p, z) => p + Math.exp(z), 0)) - row[i]!), 0) / rows.length;
   const logits = u.map((a) => v.map((b) => s * dot(a, b)));
   const transposed = logits[0]!.map((_, j) => logits.map((row) => row[j]!));
   return 0.5 * (ce(logits) + ce(transposed));
@@ -71,7 +83,15 @@ function asArgs(a: Parameters<typeof reference>[0]): WsclLossArgs {
     logitScale: a.logitScale,
     ...(a.threshold !== undefined ? { threshold: a.threshold } : {}),
     ...(a.gamma !== undefined ? { gamma: a.gamma } : {}),
-    ...(a.queue ? { queue: { image: f64(normalise(a.queue.image)), text: f64(normalise(a.queue.text)), labels: f64(a.queue.labels) } } : {}),
+    ...(a.queue
+      ? {
+          queue: {
+            image: f64(normalise(a.queue.image)),
+            text: f64(normalise(a.queue.text)),
+            labels: f64(a.queue.labels),
+          },
+        }
+      : {}),
   };
 }
 
@@ -87,7 +107,15 @@ function sample(seed: number, withQueue: boolean) {
     text: randomMat(B, D, seed + 1),
     labels,
     logitScale: Math.log(1 / 0.07) - 1.5,
-    ...(withQueue ? { queue: { image: randomMat(7, D, seed + 5), text: randomMat(7, D, seed + 6), labels: [labels[2]!, ...randomMat(6, C, seed + 7, true)] } } : {}),
+    ...(withQueue
+      ? {
+          queue: {
+            image: randomMat(7, D, seed + 5),
+            text: randomMat(7, D, seed + 6),
+            labels: [labels[2]!, ...randomMat(6, C, seed + 7, true)],
+          },
+        }
+      : {}),
   };
 }
 
@@ -159,31 +187,61 @@ test("queue entries are extra negatives: weighted by label dissimilarity, remove
   const a = sample(51, false);
   a.labels[2] = [1, 0, 0.5, 0]; // a label set no other sample has
   a.labels[3] = [0, 1, 0, 0];
-  const queue = { image: randomMat(2, D, 99), text: randomMat(2, D, 98), labels: [a.labels[2]!, a.labels[2]!.map((x) => 1 - x)] };
+  const queue = {
+    image: randomMat(2, D, 99),
+    text: randomMat(2, D, 98),
+    labels: [a.labels[2]!, a.labels[2]!.map((x) => 1 - x)],
+  };
   const without = await losses.wscl(asArgs(a));
   const withQueue = await losses.wscl(asArgs({ ...a, queue }));
   const ref = reference({ ...a, queue });
   t.true(Math.abs(withQueue.loss - ref.loss) < 1e-12);
   t.true(withQueue.loss > without.loss, "more negatives, more loss");
   // anchor 2 has queue entry 0 with its own labels (eliminated); entry 1 counts for it with weight (1 − c)
-  const onlySame = await losses.wscl(asArgs({ ...a, queue: { image: [queue.image[0]!], text: [queue.text[0]!], labels: [queue.labels[0]!] } }));
+  const onlySame = await losses.wscl(
+    asArgs({ ...a, queue: { image: [queue.image[0]!], text: [queue.text[0]!], labels: [queue.labels[0]!] } }),
+  );
   t.is(onlySame.lossI2T.data[2], without.lossI2T.data[2], "a same-label queue entry is removed for that anchor");
   t.true(onlySame.lossI2T.data[3]! >= without.lossI2T.data[3]!);
 });
 
 test("bad arguments are named", async (t) => {
   const a = asArgs(sample(61, true));
-  await t.throwsAsync(losses.wscl({ ...a, text: { data: new Float64Array(B * 4), shape: [B, 4] } }), { instanceOf: RangeError, message: /^args\.text: expected shape \[6, 5\]/ });
-  await t.throwsAsync(losses.wscl({ ...a, text: { data: new Float32Array(B * D), shape: [B, D] } }), { instanceOf: TypeError, message: /^args\.text\.data: expected Float64Array, got Float32Array$/ });
-  await t.throwsAsync(losses.wscl({ ...a, labels: { data: new Float64Array(5 * C), shape: [5, C] } }), { instanceOf: RangeError, message: /^args\.labels: expected shape \[6, \*\]/ });
-  await t.throwsAsync(losses.wscl({ ...a, labels: { data: new Float64Array(B * C).fill(2), shape: [B, C] } }), { instanceOf: RangeError, message: "args.labels: values must lie in [0, 1]" });
-  await t.throwsAsync(losses.wscl({ ...a, queue: { ...a.queue!, labels: { data: new Float64Array(7 * 3), shape: [7, 3] } } }), { instanceOf: RangeError, message: /^args\.queue\.labels: expected shape \[7, 4\]/ });
+  await t.throwsAsync(losses.wscl({ ...a, text: { data: new Float64Array(B * 4), shape: [B, 4] } }), {
+    instanceOf: RangeError,
+    message: /^args\.text: expected shape \[6, 5\]/,
+  });
+  await t.throwsAsync(losses.wscl({ ...a, text: { data: new Float32Array(B * D), shape: [B, D] } }), {
+    instanceOf: TypeError,
+    message: /^args\.text\.data: expected Float64Array, got Float32Array$/,
+  });
+  await t.throwsAsync(losses.wscl({ ...a, labels: { data: new Float64Array(5 * C), shape: [5, C] } }), {
+    instanceOf: RangeError,
+    message: /^args\.labels: expected shape \[6, \*\]/,
+  });
+  await t.throwsAsync(losses.wscl({ ...a, labels: { data: new Float64Array(B * C).fill(2), shape: [B, C] } }), {
+    instanceOf: RangeError,
+    message: "args.labels: values must lie in [0, 1]",
+  });
+  await t.throwsAsync(
+    losses.wscl({ ...a, queue: { ...a.queue!, labels: { data: new Float64Array(7 * 3), shape: [7, 3] } } }),
+    { instanceOf: RangeError, message: /^args\.queue\.labels: expected shape \[7, 4\]/ },
+  );
   await t.throwsAsync(losses.wscl({ ...a, gamma: -1 }), { instanceOf: RangeError, message: /^args\.gamma:/ });
-  await t.throwsAsync(losses.wscl({ ...a, logitScale: Number.NaN }), { instanceOf: RangeError, message: /^args\.logitScale:/ });
+  await t.throwsAsync(losses.wscl({ ...a, logitScale: Number.NaN }), {
+    instanceOf: RangeError,
+    message: /^args\.logitScale:/,
+  });
   const zero = Float64Array.from(a.image.data);
   zero.fill(0, D, 2 * D);
-  await t.throwsAsync(losses.wscl({ ...a, image: { data: zero, shape: [B, D] } }), { instanceOf: RangeError, message: "args.image: row 1 is all zero and cannot be normalised" });
+  await t.throwsAsync(losses.wscl({ ...a, image: { data: zero, shape: [B, D] } }), {
+    instanceOf: RangeError,
+    message: "args.image: row 1 is all zero and cannot be normalised",
+  });
   const nan = Float64Array.from(a.image.data);
   nan[3] = Number.NaN;
-  await t.throwsAsync(losses.clip({ ...a, image: { data: nan, shape: [B, D] } }), { instanceOf: RangeError, message: /^args\.image\.data\[3\] is NaN/ });
+  await t.throwsAsync(losses.clip({ ...a, image: { data: nan, shape: [B, D] } }), {
+    instanceOf: RangeError,
+    message: /^args\.image\.data\[3\] is NaN/,
+  });
 });

@@ -53,7 +53,10 @@ export interface StHeader {
 
 export const DEFAULT_MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-type Ctor = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): StTensor["data"]; BYTES_PER_ELEMENT: number };
+type Ctor = {
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): StTensor["data"];
+  BYTES_PER_ELEMENT: number;
+};
 
 const DTYPES: Record<StDtype, { size: number; ctor: Ctor }> = {
   F64: { size: 8, ctor: Float64Array },
@@ -103,15 +106,24 @@ function showKey(key: string): string {
  * Validates the header of a safetensors file. `bytes` is the whole file, or at least its first
  * 8 + N bytes with `fileSize` the size of the whole file (for readers that map the data separately).
  */
-export function parseSafetensorsHeader(bytes: Uint8Array, opts: SafetensorsOptions & { fileSize?: number } = {}): StHeader {
+export function parseSafetensorsHeader(
+  bytes: Uint8Array,
+  opts: SafetensorsOptions & { fileSize?: number } = {},
+): StHeader {
   const file = opts.name ?? "safetensors";
   const cap = opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
   const fileSize = opts.fileSize ?? bytes.length;
   const fail = (msg: string, tensor?: string): never => {
-    throw new CheckpointError(`${file}: ${tensor === undefined ? "" : `tensor ${showKey(tensor)}: `}${msg}`, { file, ...(tensor === undefined ? {} : { tensor }) });
+    throw new CheckpointError(`${file}: ${tensor === undefined ? "" : `tensor ${showKey(tensor)}: `}${msg}`, {
+      file,
+      ...(tensor === undefined ? {} : { tensor }),
+    });
   };
 
-  if (fileSize < 8 || bytes.length < 8) fail(`${Math.min(fileSize, bytes.length)} bytes is too short for a safetensors file (the header length alone takes 8)`);
+  if (fileSize < 8 || bytes.length < 8)
+    fail(
+      `${Math.min(fileSize, bytes.length)} bytes is too short for a safetensors file (the header length alone takes 8)`,
+    );
   const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (n64 > BigInt(cap)) fail(`header length ${n64} exceeds the limit of ${cap} bytes`);
   const n = Number(n64);
@@ -132,23 +144,28 @@ export function parseSafetensorsHeader(bytes: Uint8Array, opts: SafetensorsOptio
   } catch (e) {
     return fail(`header is not valid JSON (${(e as Error).message})`);
   }
-  if (header === null || typeof header !== "object" || Array.isArray(header)) return fail("header is not a JSON object");
+  if (header === null || typeof header !== "object" || Array.isArray(header))
+    return fail("header is not a JSON object");
 
   const metadataPairs: Array<[string, string]> = [];
   const entries: StHeaderEntry[] = [];
   for (const [key, raw] of Object.entries(header as Record<string, unknown>)) {
     if (key === "__metadata__") {
-      if (raw === null || typeof raw !== "object" || Array.isArray(raw)) fail(`__metadata__ must be an object mapping strings to strings, got ${show(raw)}`);
+      if (raw === null || typeof raw !== "object" || Array.isArray(raw))
+        fail(`__metadata__ must be an object mapping strings to strings, got ${show(raw)}`);
       for (const [mk, mv] of Object.entries(raw as Record<string, unknown>)) {
         if (typeof mv !== "string") fail(`__metadata__ entry ${showKey(mk)} must be a string, got ${show(mv)}`);
         metadataPairs.push([mk, mv as string]);
       }
       continue;
     }
-    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) fail(`entry must be an object with dtype, shape and data_offsets, got ${show(raw)}`, key);
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw))
+      fail(`entry must be an object with dtype, shape and data_offsets, got ${show(raw)}`, key);
     const info = raw as Record<string, unknown>;
     const fields = Object.keys(info);
-    for (const f of fields) if (!ENTRY_FIELDS.includes(f)) fail(`unexpected field ${showKey(f)} (an entry has exactly dtype, shape and data_offsets)`, key);
+    for (const f of fields)
+      if (!ENTRY_FIELDS.includes(f))
+        fail(`unexpected field ${showKey(f)} (an entry has exactly dtype, shape and data_offsets)`, key);
     for (const f of ENTRY_FIELDS) if (!fields.includes(f)) fail(`missing field "${f}"`, key);
     const dtype = info.dtype;
     if (!isStDtype(dtype)) return fail(`unknown dtype ${show(dtype)} (known: ${Object.keys(DTYPES).join(", ")})`, key);
@@ -156,7 +173,11 @@ export function parseSafetensorsHeader(bytes: Uint8Array, opts: SafetensorsOptio
     if (!Array.isArray(shape) || !shape.every((d) => typeof d === "number" && Number.isSafeInteger(d) && d >= 0))
       return fail(`shape must be an array of non-negative integers, got ${show(shape)}`, key);
     const offs = info.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => typeof o === "number" && Number.isSafeInteger(o) && o >= 0))
+    if (
+      !Array.isArray(offs) ||
+      offs.length !== 2 ||
+      !offs.every((o) => typeof o === "number" && Number.isSafeInteger(o) && o >= 0)
+    )
       return fail(`data_offsets must be two non-negative integers [begin, end], got ${show(offs)}`, key);
     const [begin, end] = offs as [number, number];
     if (begin > end) fail(`data_offsets [${begin}, ${end}] begin after they end`, key);
@@ -175,8 +196,14 @@ export function parseSafetensorsHeader(bytes: Uint8Array, opts: SafetensorsOptio
       need = p * size;
     }
     if (need !== span) {
-      const exact = (shape as number[]).length <= 64 ? String((shape as number[]).reduce((a, d) => a * BigInt(d), 1n) * BigInt(size)) : `more than ${span}`;
-      fail(`data_offsets [${begin}, ${end}] hold ${span} bytes but shape ${showShape(shape as number[])} of ${dtype} needs ${exact}`, key);
+      const exact =
+        (shape as number[]).length <= 64
+          ? String((shape as number[]).reduce((a, d) => a * BigInt(d), 1n) * BigInt(size))
+          : `more than ${span}`;
+      fail(
+        `data_offsets [${begin}, ${end}] hold ${span} bytes but shape ${showShape(shape as number[])} of ${dtype} needs ${exact}`,
+        key,
+      );
     }
     entries.push({ name: key, dtype, shape: [...(shape as number[])], begin, end });
   }
@@ -189,18 +216,33 @@ export function parseSafetensorsHeader(bytes: Uint8Array, opts: SafetensorsOptio
   for (const e of entries) {
     if (e.begin < cursor) {
       const p = prev!;
-      fail(`tensors ${showKey(p.name)} [${p.begin}, ${p.end}] and ${showKey(e.name)} [${e.begin}, ${e.end}] overlap`, e.name);
+      fail(
+        `tensors ${showKey(p.name)} [${p.begin}, ${p.end}] and ${showKey(e.name)} [${e.begin}, ${e.end}] overlap`,
+        e.name,
+      );
     }
     if (e.begin > cursor) {
-      if (prev === undefined) fail(`hole of ${e.begin - cursor} bytes at the start of the data buffer, before tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`, e.name);
-      else fail(`hole of ${e.begin - cursor} bytes between tensor ${showKey(prev.name)} [${prev.begin}, ${prev.end}] and tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`, e.name);
+      if (prev === undefined)
+        fail(
+          `hole of ${e.begin - cursor} bytes at the start of the data buffer, before tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`,
+          e.name,
+        );
+      else
+        fail(
+          `hole of ${e.begin - cursor} bytes between tensor ${showKey(prev.name)} [${prev.begin}, ${prev.end}] and tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`,
+          e.name,
+        );
     }
     cursor = e.end;
     prev = e;
   }
   if (cursor !== dataBytes) {
     if (prev === undefined) fail(`the data buffer holds ${dataBytes} bytes but the header lists no tensors`);
-    else fail(`${dataBytes - cursor} trailing bytes of the data buffer [${cursor}, ${dataBytes}) belong to no tensor (the last, ${showKey(prev.name)}, ends at ${cursor})`, prev.name);
+    else
+      fail(
+        `${dataBytes - cursor} trailing bytes of the data buffer [${cursor}, ${dataBytes}) belong to no tensor (the last, ${showKey(prev.name)}, ends at ${cursor})`,
+        prev.name,
+      );
   }
   return { entries, metadata: Object.fromEntries(metadataPairs), headerBytes: n, dataOffset, dataBytes };
 }
@@ -209,19 +251,31 @@ export function parseSafetensorsHeader(bytes: Uint8Array, opts: SafetensorsOptio
  * Parses a whole safetensors file held in memory. Tensors come in data-buffer order; their data is
  * a zero-copy view of `bytes` where aligned, otherwise a copy. Errors are CheckpointError.
  */
-export function parseSafetensors(bytes: Uint8Array, opts: SafetensorsOptions = {}): { tensors: Map<string, StTensor>; metadata: Record<string, string> } {
+export function parseSafetensors(
+  bytes: Uint8Array,
+  opts: SafetensorsOptions = {},
+): { tensors: Map<string, StTensor>; metadata: Record<string, string> } {
   const header = parseSafetensorsHeader(bytes, { ...opts, fileSize: bytes.length });
   const tensors = new Map<string, StTensor>();
   for (const e of header.entries) {
     const { size, ctor } = DTYPES[e.dtype];
-    const data = viewOrCopy(ctor, bytes, header.dataOffset + e.begin, (e.end - e.begin) / size, !hostIsLittleEndian && size > 1);
+    const data = viewOrCopy(
+      ctor,
+      bytes,
+      header.dataOffset + e.begin,
+      (e.end - e.begin) / size,
+      !hostIsLittleEndian && size > 1,
+    );
     tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data });
   }
   return { tensors, metadata: header.metadata };
 }
 
 /** Reads and parses a safetensors file; errors name the path (or `opts.name`). */
-export async function readSafetensors(file: string, opts: SafetensorsOptions = {}): Promise<{ tensors: Map<string, StTensor>; metadata: Record<string, string> }> {
+export async function readSafetensors(
+  file: string,
+  opts: SafetensorsOptions = {},
+): Promise<{ tensors: Map<string, StTensor>; metadata: Record<string, string> }> {
   const bytes = await readFile(file);
   return parseSafetensors(bytes, { ...opts, name: opts.name ?? file });
 }
@@ -231,7 +285,10 @@ function compareUtf8(a: string, b: string): number {
 }
 
 /** The header and the tensors' bytes, in file order. */
-function encodeParts(tensors: Map<string, StTensor> | Record<string, StTensor>, metadata?: Record<string, string>): Uint8Array[] {
+function encodeParts(
+  tensors: Map<string, StTensor> | Record<string, StTensor>,
+  metadata?: Record<string, string>,
+): Uint8Array[] {
   const list: Array<[string, StTensor]> = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   for (const [name, t] of list) {
     const where = `safetensors: tensor ${showKey(name)}`;
@@ -240,10 +297,17 @@ function encodeParts(tensors: Map<string, StTensor> | Record<string, StTensor>, 
     if (t === null || typeof t !== "object") throw new TypeError(`${where}: not a tensor`);
     if (!isStDtype(t.dtype)) throw new TypeError(`${where}: unknown dtype ${show(t.dtype)}`);
     const { ctor } = DTYPES[t.dtype];
-    if (!(t.data instanceof ctor)) throw new TypeError(`${where}: dtype ${t.dtype} needs a ${ctor.name}, got ${(t.data as object)?.constructor?.name ?? typeof t.data}`);
-    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`${where}: shape ${show(t.shape)} must be non-negative integers`);
+    if (!(t.data instanceof ctor))
+      throw new TypeError(
+        `${where}: dtype ${t.dtype} needs a ${ctor.name}, got ${(t.data as object)?.constructor?.name ?? typeof t.data}`,
+      );
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw new RangeError(`${where}: shape ${show(t.shape)} must be non-negative integers`);
     const count = t.shape.reduce((a, d) => a * d, 1);
-    if (count !== t.data.length) throw new RangeError(`${where}: shape ${showShape(t.shape)} holds ${count} elements but data has ${t.data.length}`);
+    if (count !== t.data.length)
+      throw new RangeError(
+        `${where}: shape ${showShape(t.shape)} holds ${count} elements but data has ${t.data.length}`,
+      );
   }
   const seen = new Set<string>();
   for (const [name] of list) {
@@ -256,7 +320,9 @@ function encodeParts(tensors: Map<string, StTensor> | Record<string, StTensor>, 
   const fields: string[] = [];
   if (metadata !== undefined) {
     const pairs = Object.entries(metadata);
-    for (const [k, v] of pairs) if (typeof v !== "string") throw new TypeError(`safetensors: metadata ${showKey(k)} must be a string, got ${show(v)}`);
+    for (const [k, v] of pairs)
+      if (typeof v !== "string")
+        throw new TypeError(`safetensors: metadata ${showKey(k)} must be a string, got ${show(v)}`);
     pairs.sort(([a], [b]) => compareUtf8(a, b));
     fields.push(`"__metadata__":{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(",")}}`);
   }
@@ -265,7 +331,9 @@ function encodeParts(tensors: Map<string, StTensor> | Record<string, StTensor>, 
   for (const [name, t] of list) {
     const bytes = bytesOf(t.data);
     const end = offset + bytes.length;
-    fields.push(`${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${end}]}`);
+    fields.push(
+      `${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${end}]}`,
+    );
     offset = end;
     if (hostIsLittleEndian || DTYPES[t.dtype].size === 1) chunks.push(bytes);
     else {
@@ -288,11 +356,18 @@ function encodeParts(tensors: Map<string, StTensor> | Record<string, StTensor>, 
  * spaces to a multiple of 8 bytes; tensors are laid out largest item size first, then by name, so
  * every tensor is aligned to its item size and equal inputs give identical bytes.
  */
-export function encodeSafetensors(tensors: Map<string, StTensor> | Record<string, StTensor>, metadata?: Record<string, string>): Buffer {
+export function encodeSafetensors(
+  tensors: Map<string, StTensor> | Record<string, StTensor>,
+  metadata?: Record<string, string>,
+): Buffer {
   return Buffer.concat(encodeParts(tensors, metadata));
 }
 
 /** Writes a safetensors file atomically (temporary file, fsync, rename); a failure leaves an existing file untouched. */
-export async function writeSafetensors(file: string, tensors: Map<string, StTensor> | Record<string, StTensor>, metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensors(
+  file: string,
+  tensors: Map<string, StTensor> | Record<string, StTensor>,
+  metadata?: Record<string, string>,
+): Promise<void> {
   await atomicWriteFile(file, encodeParts(tensors, metadata));
 }

@@ -7,7 +7,14 @@ import { readReports } from "../labels/index.js";
 import { resolveImageInputs } from "../data/inputs.js";
 import { Loader } from "../data/loader.js";
 import { readManifest } from "../data/manifest.js";
-import { embedImages, embedTexts, PooledHeadEncoder, type EmbedResult, type ImageEncoder, type TextEncoder } from "../embed/index.js";
+import {
+  embedImages,
+  embedTexts,
+  PooledHeadEncoder,
+  type EmbedResult,
+  type ImageEncoder,
+  type TextEncoder,
+} from "../embed/index.js";
 import { writeSynthDataset } from "../synth/index.js";
 import { embedNpy } from "../model/embed-npy.js";
 import { modelFromSpec, ViLReFImageEncoder, ViLReFTextEncoder } from "../model/encoders.js";
@@ -39,16 +46,32 @@ const features = (o: ResolveOptions) => (o.features ? { features: o.features } :
 export const builtinResolvers: EncoderResolvers = {
   async image(spec, o) {
     const m = /^pool-head(?::(\d+))?(?::(\d+))?$/.exec(spec);
-    if (m) return new PooledHeadEncoder({ dim: m[1] ? Number(m[1]) : 64, seed: m[2] ? Number(m[2]) : 0, imageSize: o.imageSize ?? 224 });
+    if (m)
+      return new PooledHeadEncoder({
+        dim: m[1] ? Number(m[1]) : 64,
+        seed: m[2] ? Number(m[2]) : 0,
+        imageSize: o.imageSize ?? 224,
+      });
     const { model, name } = await modelFromSpec(spec, o);
-    if (o.imageSize !== undefined && o.imageSize !== model.config.image_resolution) await model.resizePositionalEmbedding(o.imageSize);
-    return new ViLReFImageEncoder(model, `${name}:${model.config.image_resolution}:${o.features ?? "projected"}`, features(o));
+    if (o.imageSize !== undefined && o.imageSize !== model.config.image_resolution)
+      await model.resizePositionalEmbedding(o.imageSize);
+    return new ViLReFImageEncoder(
+      model,
+      `${name}:${model.config.image_resolution}:${o.features ?? "projected"}`,
+      features(o),
+    );
   },
   async text(spec, o) {
     if (spec.startsWith("pool-head")) throw new Error(`--model ${spec}: pool-head has no text side`);
     if (!o.vocab) throw new Error("embed --texts: give the model's vocabulary with --vocab <vocab.txt>");
     const { model, name } = await modelFromSpec(spec, o);
-    return new ViLReFTextEncoder(model, `${name}:${o.features ?? "projected"}`, BertTokenizer.fromFile(o.vocab), o.contextLength ?? DEFAULT_CONTEXT_LENGTH, features(o));
+    return new ViLReFTextEncoder(
+      model,
+      `${name}:${o.features ?? "projected"}`,
+      BertTokenizer.fromFile(o.vocab),
+      o.contextLength ?? DEFAULT_CONTEXT_LENGTH,
+      features(o),
+    );
   },
 };
 
@@ -86,29 +109,68 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
       if (!(x >= 0 && x <= 1)) throw new InvalidArgumentError("expected a number between 0 and 1");
       return x;
     })
-    .action(async (o: { n: number; out: string; seed: number; size: number; format: "png" | "jpeg" | "webp" | "tiff"; normalFraction?: number }) => {
-      const t0 = performance.now();
-      const cases = await writeSynthDataset(o.out, o.n, o.seed, { size: o.size, format: o.format, ...(o.normalFraction !== undefined ? { normalFraction: o.normalFraction } : {}) });
-      const counts = new Map<string, number>();
-      for (const c of cases) for (const k of Object.keys(c.labels)) counts.set(k, (counts.get(k) ?? 0) + 1);
-      say(`wrote ${cases.length} cases to ${o.out} (manifest.jsonl, images/) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      say(`labels: ${[...counts].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(", ")}`);
-    });
+    .action(
+      async (o: {
+        n: number;
+        out: string;
+        seed: number;
+        size: number;
+        format: "png" | "jpeg" | "webp" | "tiff";
+        normalFraction?: number;
+      }) => {
+        const t0 = performance.now();
+        const cases = await writeSynthDataset(o.out, o.n, o.seed, {
+          size: o.size,
+          format: o.format,
+          ...(o.normalFraction !== undefined ? { normalFraction: o.normalFraction } : {}),
+        });
+        const counts = new Map<string, number>();
+        for (const c of cases) for (const k of Object.keys(c.labels)) counts.set(k, (counts.get(k) ?? 0) + 1);
+        say(
+          `wrote ${cases.length} cases to ${o.out} (manifest.jsonl, images/) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+        );
+        say(
+          `labels: ${[...counts]
+            .sort((a, b) => b[1] - a[1])
+            .map(([k, v]) => `${k} ${v}`)
+            .join(", ")}`,
+        );
+      },
+    );
 
   program
     .command("embed")
-    .description("embed images (a folder, glob or manifest), report texts, or a .npy of preprocessed images / token ids into <out>.npy (float32 N×D) and <out>.ids.txt; resumable")
-    .option("--images <input>", "a folder (searched recursively), a glob such as 'data/**/*.png', or a manifest (.csv/.tsv/.jsonl)")
+    .description(
+      "embed images (a folder, glob or manifest), report texts, or a .npy of preprocessed images / token ids into <out>.npy (float32 N×D) and <out>.ids.txt; resumable",
+    )
+    .option(
+      "--images <input>",
+      "a folder (searched recursively), a glob such as 'data/**/*.png', or a manifest (.csv/.tsv/.jsonl)",
+    )
     .option("--texts <file>", "reports to embed instead: .jsonl, .csv or .txt (see vilref labels)")
-    .option("--npy <file>", "a .npy of preprocessed images (float32 N×3×R×R) or token ids (int64/int32 N×L) instead; rows keep their order")
+    .option(
+      "--npy <file>",
+      "a .npy of preprocessed images (float32 N×3×R×R) or token ids (int64/int32 N×L) instead; rows keep their order",
+    )
     .requiredOption("--out <file.npy>", "output .npy; ids are written beside it as .ids.txt")
-    .requiredOption("--model <spec>", "a ViLReF checkpoint (.safetensors or released .pt), preset:<name>[:seed] (random weights), or pool-head[:dim[:seed]]")
+    .requiredOption(
+      "--model <spec>",
+      "a ViLReF checkpoint (.safetensors or released .pt), preset:<name>[:seed] (random weights), or pool-head[:dim[:seed]]",
+    )
     .option("--config <file>", "model config JSON for a released .pt (head widths are not in the weights)")
-    .addOption(new Option("--features <which>", "the joint embedding, or the tower's features before the projection").choices(["projected", "pre"]).default("projected"))
+    .addOption(
+      new Option("--features <which>", "the joint embedding, or the tower's features before the projection")
+        .choices(["projected", "pre"])
+        .default("projected"),
+    )
     .option("--vocab <file>", "vocabulary (vocab.txt) for --texts")
     .option("--context-length <n>", "tokens per text for --texts", int(2), DEFAULT_CONTEXT_LENGTH)
     .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
-    .addOption(new Option("--dtype <dtype>", "weights' precision (bfloat16/float16 on CUDA)").choices(["float32", "bfloat16", "float16"]).default("float32"))
+    .addOption(
+      new Option("--dtype <dtype>", "weights' precision (bfloat16/float16 on CUDA)")
+        .choices(["float32", "bfloat16", "float16"])
+        .default("float32"),
+    )
     .option("--batch-size <n>", "inputs per forward pass", int(1), 32)
     .option("--chunk-size <n>", "inputs per resumable chunk (a multiple of the batch size)", int(1))
     .option("--image-size <px>", "input size for models that take any", int(8))
@@ -122,61 +184,96 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
     .option("--id-column <name>", "manifest column with the id", "id")
     .option("--text-field <name>", "field or column holding the report (with --texts)", "text")
     .option("--id-field <name>", "field or column holding the id (with --texts)", "id")
-    .action(async (o: { images?: string; texts?: string; npy?: string; config?: string; features: "projected" | "pre"; vocab?: string; contextLength: number; device: string; dtype: string; out: string; model: string; batchSize: number; chunkSize?: number; imageSize?: number; fov?: boolean; concurrency?: number; strict?: boolean; log?: string; force?: boolean; progress: boolean; imageColumn: string; idColumn: string; textField: string; idField: string }) => {
-      if ([o.images, o.texts, o.npy].filter(Boolean).length !== 1) throw new Error("embed: give exactly one of --images <input>, --texts <file> or --npy <file>");
-      let config: ModelSpecOptions["config"];
-      if (o.config) {
-        try {
-          config = JSON.parse(readFileSync(o.config, "utf8"));
-        } catch (e) {
-          throw new Error(`--config ${o.config}: ${(e as Error).message}`);
+    .action(
+      async (o: {
+        images?: string;
+        texts?: string;
+        npy?: string;
+        config?: string;
+        features: "projected" | "pre";
+        vocab?: string;
+        contextLength: number;
+        device: string;
+        dtype: string;
+        out: string;
+        model: string;
+        batchSize: number;
+        chunkSize?: number;
+        imageSize?: number;
+        fov?: boolean;
+        concurrency?: number;
+        strict?: boolean;
+        log?: string;
+        force?: boolean;
+        progress: boolean;
+        imageColumn: string;
+        idColumn: string;
+        textField: string;
+        idField: string;
+      }) => {
+        if ([o.images, o.texts, o.npy].filter(Boolean).length !== 1)
+          throw new Error("embed: give exactly one of --images <input>, --texts <file> or --npy <file>");
+        let config: ModelSpecOptions["config"];
+        if (o.config) {
+          try {
+            config = JSON.parse(readFileSync(o.config, "utf8"));
+          } catch (e) {
+            throw new Error(`--config ${o.config}: ${(e as Error).message}`);
+          }
         }
-      }
-      const resolve: ResolveOptions = {
-        ...(config ? { config } : {}),
-        device: o.device as Device,
-        dtype: o.dtype as Dtype,
-        features: o.features,
-        ...(o.vocab ? { vocab: o.vocab } : {}),
-        contextLength: o.contextLength,
-        ...(o.imageSize !== undefined ? { imageSize: o.imageSize } : {}),
-      };
-      if (o.npy) {
-        const { model } = await modelFromSpec(o.model, resolve);
-        const r = await embedNpy(model, o.npy, o.out, { features: o.features, batchSize: o.batchSize, ...(o.progress ? { onProgress: (d: number, n: number) => process.stderr.write(`\rvilref embed: ${d}/${n}`) } : {}) });
-        if (o.progress) process.stderr.write("\n");
-        say(`wrote ${o.out} [${r.rows}, ${r.dim}] from ${r.kind} in ${o.npy}`);
-        return;
-      }
-      const common = {
-        out: o.out,
-        batchSize: o.batchSize,
-        ...(o.chunkSize !== undefined ? { chunkSize: o.chunkSize } : {}),
-        force: !!o.force,
-        progress: o.progress ? {} : (false as const),
-        info: (l: string) => process.stderr.write(`vilref embed: ${l}\n`),
-      };
-      if (o.texts) {
-        const recs = readReports(o.texts, { textField: o.textField, idField: o.idField });
-        const records = recs.map((r) => {
-          if (typeof r.text !== "string") throw new Error(`${o.texts}:${r.line}: no report text in field ${JSON.stringify(o.textField)}`);
-          return { id: r.id ?? String(r.line), text: r.text };
+        const resolve: ResolveOptions = {
+          ...(config ? { config } : {}),
+          device: o.device as Device,
+          dtype: o.dtype as Dtype,
+          features: o.features,
+          ...(o.vocab ? { vocab: o.vocab } : {}),
+          contextLength: o.contextLength,
+          ...(o.imageSize !== undefined ? { imageSize: o.imageSize } : {}),
+        };
+        if (o.npy) {
+          const { model } = await modelFromSpec(o.model, resolve);
+          const r = await embedNpy(model, o.npy, o.out, {
+            features: o.features,
+            batchSize: o.batchSize,
+            ...(o.progress
+              ? { onProgress: (d: number, n: number) => process.stderr.write(`\rvilref embed: ${d}/${n}`) }
+              : {}),
+          });
+          if (o.progress) process.stderr.write("\n");
+          say(`wrote ${o.out} [${r.rows}, ${r.dim}] from ${r.kind} in ${o.npy}`);
+          return;
+        }
+        const common = {
+          out: o.out,
+          batchSize: o.batchSize,
+          ...(o.chunkSize !== undefined ? { chunkSize: o.chunkSize } : {}),
+          force: !!o.force,
+          progress: o.progress ? {} : (false as const),
+          info: (l: string) => process.stderr.write(`vilref embed: ${l}\n`),
+        };
+        if (o.texts) {
+          const recs = readReports(o.texts, { textField: o.textField, idField: o.idField });
+          const records = recs.map((r) => {
+            if (typeof r.text !== "string")
+              throw new Error(`${o.texts}:${r.line}: no report text in field ${JSON.stringify(o.textField)}`);
+            return { id: r.id ?? String(r.line), text: r.text };
+          });
+          const enc = await resolvers.text(o.model, resolve);
+          say(summary(await embedTexts(records, enc, common)));
+          return;
+        }
+        const samples = resolveImageInputs(o.images!, { columns: { image: o.imageColumn, id: o.idColumn } });
+        const enc = await resolvers.image(o.model, resolve);
+        const r = await embedImages(samples, enc, {
+          ...common,
+          transform: { fov: !!o.fov },
+          strict: !!o.strict,
+          ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+          log: o.log ?? ((l: string) => process.stderr.write(`vilref embed: ${l}\n`)),
         });
-        const enc = await resolvers.text(o.model, resolve);
-        say(summary(await embedTexts(records, enc, common)));
-        return;
-      }
-      const samples = resolveImageInputs(o.images!, { columns: { image: o.imageColumn, id: o.idColumn } });
-      const enc = await resolvers.image(o.model, resolve);
-      const r = await embedImages(samples, enc, {
-        ...common,
-        transform: { fov: !!o.fov },
-        strict: !!o.strict,
-        ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
-        log: o.log ?? ((l: string) => process.stderr.write(`vilref embed: ${l}\n`)),
-      });
-      say(summary(r));
-    });
+        say(summary(r));
+      },
+    );
 
   const data = program.command("data").description("datasets: check manifests and images");
   data
@@ -190,13 +287,44 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
     .option("--fov", "also run the field-of-view crop")
     .option("--log <file>", "append bad images (path and reason) to this run log")
     .option("--strict", "exit at the first bad image")
-    .action(async (file: string, o: { imageColumn: string; textColumn: string; labelsFile?: string; split?: string; fov?: boolean; log?: string; strict?: boolean }) => {
-      const samples = readManifest(file, { columns: { image: o.imageColumn, text: o.textColumn }, ...(o.labelsFile ? { labelsFile: o.labelsFile } : {}), ...(o.split ? { split: o.split } : {}) });
-      const loader = new Loader(samples, { batchSize: 16, shuffle: false, transform: { size: 64, fov: !!o.fov }, strict: !!o.strict, log: o.log ?? ((l: string) => process.stderr.write(l + "\n")) });
-      for await (const _ of loader.epoch(0)) void _;
-      const withText = samples.filter((s) => s.text !== null).length;
-      const withLabels = samples.filter((s) => s.labels !== null).length;
-      say(`${file}: ${samples.length} rows, ${withText} with text, ${withLabels} with labels; images decoded ${loader.stats.decoded}, skipped ${loader.stats.skipped}${loader.stats.skipped ? ` (${Object.entries(loader.stats.byReason).map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}`);
-      if (loader.stats.skipped > 0) process.exitCode = 1;
-    });
+    .action(
+      async (
+        file: string,
+        o: {
+          imageColumn: string;
+          textColumn: string;
+          labelsFile?: string;
+          split?: string;
+          fov?: boolean;
+          log?: string;
+          strict?: boolean;
+        },
+      ) => {
+        const samples = readManifest(file, {
+          columns: { image: o.imageColumn, text: o.textColumn },
+          ...(o.labelsFile ? { labelsFile: o.labelsFile } : {}),
+          ...(o.split ? { split: o.split } : {}),
+        });
+        const loader = new Loader(samples, {
+          batchSize: 16,
+          shuffle: false,
+          transform: { size: 64, fov: !!o.fov },
+          strict: !!o.strict,
+          log: o.log ?? ((l: string) => process.stderr.write(l + "\n")),
+        });
+        for await (const _ of loader.epoch(0)) void _;
+        const withText = samples.filter((s) => s.text !== null).length;
+        const withLabels = samples.filter((s) => s.labels !== null).length;
+        say(
+          `${file}: ${samples.length} rows, ${withText} with text, ${withLabels} with labels; images decoded ${loader.stats.decoded}, skipped ${loader.stats.skipped}${
+            loader.stats.skipped
+              ? ` (${Object.entries(loader.stats.byReason)
+                  .map(([k, v]) => `${k} ${v}`)
+                  .join(", ")})`
+              : ""
+          }`,
+        );
+        if (loader.stats.skipped > 0) process.exitCode = 1;
+      },
+    );
 }

@@ -30,7 +30,9 @@ function labelerFor(opts: CommonOpts): Labeler {
 }
 
 function policyOption(): Option {
-  return new Option("--uncertain <policy>", "uncertain (0.5) labels: keep, positive (as 1), negative (as 0), drop").choices(UNCERTAINTY_POLICIES as string[]).default("keep");
+  return new Option("--uncertain <policy>", "uncertain (0.5) labels: keep, positive (as 1), negative (as 0), drop")
+    .choices(UNCERTAINTY_POLICIES as string[])
+    .default("keep");
 }
 
 function out(s: string): void {
@@ -60,14 +62,17 @@ export function formatCounts(results: { labels: LabelMap; eye: string | null; wa
     if (r.warnings.length > 0) warned++;
   }
   lines.push("");
-  lines.push(`reports: ${results.length}  eye: left ${eyes.left}, right ${eyes.right}, both ${eyes.both}, not stated ${eyes.none}  with warnings: ${warned}`);
+  lines.push(
+    `reports: ${results.length}  eye: left ${eyes.left}, right ${eyes.right}, both ${eyes.both}, not stated ${eyes.none}  with warnings: ${warned}`,
+  );
   return lines.join("\n");
 }
 
 function goldMap(v: unknown): LabelMap {
   const m: LabelMap = {};
   if (v && typeof v === "object" && !Array.isArray(v)) {
-    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (isLabelId(k) && (x === 1 || x === 0.5)) m[k] = x;
+    for (const [k, x] of Object.entries(v as Record<string, unknown>))
+      if (isLabelId(k) && (x === 1 || x === 0.5)) m[k] = x;
   } else if (typeof v === "string" && v.trim() !== "") {
     // CSV: JSON object, or "dr;erm:0.5" lists.
     try {
@@ -87,7 +92,10 @@ export function register(program: Command): void {
     .command("labels")
     .description("extract expert-knowledge labels from fundus reports (JSONL, CSV or TXT)")
     // Not requiredOption: commander would then demand it of `labels eval` too.
-    .option("--in <file>", "reports: .jsonl (objects with a text field, or strings), .csv with a header, or .txt one per line (required)")
+    .option(
+      "--in <file>",
+      "reports: .jsonl (objects with a text field, or strings), .csv with a header, or .txt one per line (required)",
+    )
     .option("--out <file>", "labeled JSONL (default: standard output, with the table on standard error)")
     .option("--explain", "add the evidence (matched spans, status, cue, eye) to each output line")
     .option("--rules <file>", "rules JSON (default: the packaged zh-fundus.json)")
@@ -127,7 +135,10 @@ export function register(program: Command): void {
   labels
     .command("eval")
     .description("score the labeler against gold labels: per-label precision/recall/F1, micro and macro")
-    .requiredOption("--gold <file>", 'reports with gold labels: JSONL {"text", "labels": {"<id>": 1 | 0.5}, "eye"} or CSV with a labels column')
+    .requiredOption(
+      "--gold <file>",
+      'reports with gold labels: JSONL {"text", "labels": {"<id>": 1 | 0.5}, "eye"} or CSV with a labels column',
+    )
     .option("--rules <file>", "rules JSON (default: the packaged zh-fundus.json)")
     .addOption(policyOption())
     .option("--text-field <name>", "field or column holding the report", "text")
@@ -137,30 +148,55 @@ export function register(program: Command): void {
     .option("--json", "print the scores as JSON")
     .option("--min-micro <f1>", "exit with status 1 when micro-F1 is below this", parseUnit)
     .option("--min-macro <f1>", "exit with status 1 when macro-F1 is below this", parseUnit)
-    .action((opts: CommonOpts & { gold: string; labelsField: string; errors?: boolean; json?: boolean; minMicro?: number; minMacro?: number }) => {
-      const lab = labelerFor(opts);
-      const recs = readReports(opts.gold, { textField: opts.textField, idField: opts.idField });
-      const pairs: (EvalPair & { id: string })[] = recs.map((r) => {
-        const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: false });
-        const ge = r.record.eye;
-        const goldEye = ge === "left" || ge === "right" || ge === "both" ? ge : ge === null || ge === "" ? null : undefined;
-        return { id: r.id ?? String(r.line), gold: goldMap(r.record[opts.labelsField]), pred: res.labels, goldEye, predEye: res.eye };
-      });
-      const rep = evaluate(pairs);
-      if (opts.json) out(JSON.stringify(rep, null, 2));
-      else out(formatEval(rep));
-      if (opts.errors) {
-        for (const p of pairs) {
-          const keys = new Set([...Object.keys(p.gold), ...Object.keys(p.pred)]) as Set<keyof LabelMap>;
-          const diff = [...keys].filter((k) => p.gold[k] !== p.pred[k]).map((k) => `${k}: gold ${p.gold[k] ?? "-"} pred ${p.pred[k] ?? "-"}`);
-          if (diff.length > 0) out(`${p.id}: ${diff.join("; ")}`);
+    .action(
+      (
+        opts: CommonOpts & {
+          gold: string;
+          labelsField: string;
+          errors?: boolean;
+          json?: boolean;
+          minMicro?: number;
+          minMacro?: number;
+        },
+      ) => {
+        const lab = labelerFor(opts);
+        const recs = readReports(opts.gold, { textField: opts.textField, idField: opts.idField });
+        const pairs: (EvalPair & { id: string })[] = recs.map((r) => {
+          const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: false });
+          const ge = r.record.eye;
+          const goldEye =
+            ge === "left" || ge === "right" || ge === "both" ? ge : ge === null || ge === "" ? null : undefined;
+          return {
+            id: r.id ?? String(r.line),
+            gold: goldMap(r.record[opts.labelsField]),
+            pred: res.labels,
+            goldEye,
+            predEye: res.eye,
+          };
+        });
+        const rep = evaluate(pairs);
+        if (opts.json) out(JSON.stringify(rep, null, 2));
+        else out(formatEval(rep));
+        if (opts.errors) {
+          for (const p of pairs) {
+            const keys = new Set([...Object.keys(p.gold), ...Object.keys(p.pred)]) as Set<keyof LabelMap>;
+            const diff = [...keys]
+              .filter((k) => p.gold[k] !== p.pred[k])
+              .map((k) => `${k}: gold ${p.gold[k] ?? "-"} pred ${p.pred[k] ?? "-"}`);
+            if (diff.length > 0) out(`${p.id}: ${diff.join("; ")}`);
+          }
         }
-      }
-      if ((opts.minMicro !== undefined && rep.micro.f1 < opts.minMicro) || (opts.minMacro !== undefined && rep.macro.f1 < opts.minMacro)) {
-        process.stderr.write(`vilref labels eval: below threshold (micro ${rep.micro.f1.toFixed(3)}, macro ${rep.macro.f1.toFixed(3)})\n`);
-        process.exitCode = 1;
-      }
-    });
+        if (
+          (opts.minMicro !== undefined && rep.micro.f1 < opts.minMicro) ||
+          (opts.minMacro !== undefined && rep.macro.f1 < opts.minMacro)
+        ) {
+          process.stderr.write(
+            `vilref labels eval: below threshold (micro ${rep.micro.f1.toFixed(3)}, macro ${rep.macro.f1.toFixed(3)})\n`,
+          );
+          process.exitCode = 1;
+        }
+      },
+    );
 }
 
 function parseUnit(v: string): number {

@@ -23,7 +23,8 @@ import { writeReport } from "../eval/report.js";
 function num(name: string, integer = false, min = 0): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) throw new Error(`${name}: expected ${integer ? "an integer" : "a number"} ≥ ${min}, got "${v}"`);
+    if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n)))
+      throw new Error(`${name}: expected ${integer ? "an integer" : "a number"} ≥ ${min}, got "${v}"`);
     return n;
   };
 }
@@ -31,9 +32,15 @@ function num(name: string, integer = false, min = 0): (v: string) => number {
 export function registerSegment(evalCommand: Command): void {
   evalCommand
     .command("segment")
-    .description("train a vessel segmenter (ViT tokens + conv stem decoder, Dice + BCE) on a DRIVE-layout set's training split and report Dice/IoU/AUC/Se/Sp inside the field of view on its test split")
+    .description(
+      "train a vessel segmenter (ViT tokens + conv stem decoder, Dice + BCE) on a DRIVE-layout set's training split and report Dice/IoU/AUC/Se/Sp inside the field of view on its test split",
+    )
     .requiredOption("--data <dir>", "DRIVE root: training/ and test/, each with images/, 1st_manual/, mask/")
-    .option("--model <spec>", "backbone: preset:<name>[:seed] or a ViLReF checkpoint with a ViT tower", "preset:tiny-vit")
+    .option(
+      "--model <spec>",
+      "backbone: preset:<name>[:seed] or a ViLReF checkpoint with a ViT tower",
+      "preset:tiny-vit",
+    )
     .option("--minutes <m>", "training time budget", num("--minutes", false, 0.01), 5)
     .option("--steps <n>", "stop after n steps (whichever comes first)", num("--steps", true, 1))
     .option("--tile <px>", "tile side at full resolution (multiple of the patch size)", num("--tile", true, 8), 64)
@@ -48,45 +55,93 @@ export function registerSegment(evalCommand: Command): void {
     .option("--overlays <dir>", "overlay PNGs of the test images (TP white, FP red, FN blue)")
     .option("--report <dir>", "an HTML page (index.html) with the metrics and the overlays of the test images")
     .option("--save <file>", "save the trained segmenter (safetensors)")
-    .action(async (o: { data: string; model: string; minutes: number; steps?: number; tile: number; stride?: number; batchSize: number; lr: number; backboneLr?: number; normalise: string; threshold: number; seed: number; out?: string; overlays?: string; report?: string; save?: string }) => {
-      if (!NORMALISATIONS.includes(o.normalise as Normalisation)) throw new Error(`--normalise: expected ${NORMALISATIONS.join(" or ")}, got "${o.normalise}"`);
-      const report = await runSegment({
-        data: o.data,
-        model: o.model,
-        minutes: o.minutes,
-        ...(o.steps !== undefined ? { steps: o.steps } : {}),
-        tile: o.tile,
-        ...(o.stride !== undefined ? { stride: o.stride } : {}),
-        batchSize: o.batchSize,
-        lr: o.lr,
-        ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
-        normalisation: o.normalise as Normalisation,
-        threshold: o.threshold,
-        seed: o.seed,
-        ...(o.out ? { out: o.out } : {}),
-        ...(o.overlays || o.report ? { overlays: o.overlays ?? path.join(o.report!, "overlays") } : {}),
-        ...(o.save ? { save: o.save } : {}),
-      });
-      console.log(formatSegmentReport(report));
-      if (o.out) console.log(`metrics: ${o.out}`);
-      if (o.report) {
-        const overlayDir = o.overlays ?? path.join(o.report, "overlays");
-        const m = (x: SegmentReport["test"]["mean"]) => [x.dice, x.iou, x.auc, x.sensitivity, x.specificity, x.accuracy];
-        const page = await writeReport(
-          o.report,
-          {
-            protocol: "segment",
-            tables: [
-              { title: `Inside the field of view, ${report.test.images} test images (threshold ${report.threshold})`, columns: ["", "Dice", "IoU", "AUC", "sensitivity", "specificity", "accuracy"], rows: [["mean over images", ...m(report.test.mean)], ["all pixels pooled", ...m(report.test.pooled)]] },
-              { title: "Per image", columns: ["image", "Dice", "IoU", "AUC", "sensitivity", "specificity", "accuracy"], rows: report.test.perImage.map((r) => [r.name, ...m(r)]) },
-            ],
-            notes: [`training: ${report.training.steps} steps of ${report.training.batchSize} tiles in ${(report.training.seconds / 60).toFixed(1)} min on ${report.training.images} images`],
-          },
-          { title: "vilref eval segment", context: { data: report.data, model: report.model, normalisation: report.normalisation }, overlays: report.test.perImage.map((r) => ({ title: r.name, png: path.join(overlayDir, `${r.name}.png`), caption: `Dice ${r.dice.toFixed(3)}` })) },
-        );
-        console.log(`report: ${page.html}`);
-      }
-    });
+    .action(
+      async (o: {
+        data: string;
+        model: string;
+        minutes: number;
+        steps?: number;
+        tile: number;
+        stride?: number;
+        batchSize: number;
+        lr: number;
+        backboneLr?: number;
+        normalise: string;
+        threshold: number;
+        seed: number;
+        out?: string;
+        overlays?: string;
+        report?: string;
+        save?: string;
+      }) => {
+        if (!NORMALISATIONS.includes(o.normalise as Normalisation))
+          throw new Error(`--normalise: expected ${NORMALISATIONS.join(" or ")}, got "${o.normalise}"`);
+        const report = await runSegment({
+          data: o.data,
+          model: o.model,
+          minutes: o.minutes,
+          ...(o.steps !== undefined ? { steps: o.steps } : {}),
+          tile: o.tile,
+          ...(o.stride !== undefined ? { stride: o.stride } : {}),
+          batchSize: o.batchSize,
+          lr: o.lr,
+          ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
+          normalisation: o.normalise as Normalisation,
+          threshold: o.threshold,
+          seed: o.seed,
+          ...(o.out ? { out: o.out } : {}),
+          ...(o.overlays || o.report ? { overlays: o.overlays ?? path.join(o.report!, "overlays") } : {}),
+          ...(o.save ? { save: o.save } : {}),
+        });
+        console.log(formatSegmentReport(report));
+        if (o.out) console.log(`metrics: ${o.out}`);
+        if (o.report) {
+          const overlayDir = o.overlays ?? path.join(o.report, "overlays");
+          const m = (x: SegmentReport["test"]["mean"]) => [
+            x.dice,
+            x.iou,
+            x.auc,
+            x.sensitivity,
+            x.specificity,
+            x.accuracy,
+          ];
+          const page = await writeReport(
+            o.report,
+            {
+              protocol: "segment",
+              tables: [
+                {
+                  title: `Inside the field of view, ${report.test.images} test images (threshold ${report.threshold})`,
+                  columns: ["", "Dice", "IoU", "AUC", "sensitivity", "specificity", "accuracy"],
+                  rows: [
+                    ["mean over images", ...m(report.test.mean)],
+                    ["all pixels pooled", ...m(report.test.pooled)],
+                  ],
+                },
+                {
+                  title: "Per image",
+                  columns: ["image", "Dice", "IoU", "AUC", "sensitivity", "specificity", "accuracy"],
+                  rows: report.test.perImage.map((r) => [r.name, ...m(r)]),
+                },
+              ],
+              notes: [
+                `training: ${report.training.steps} steps of ${report.training.batchSize} tiles in ${(report.training.seconds / 60).toFixed(1)} min on ${report.training.images} images`,
+              ],
+            },
+            {
+              title: "vilref eval segment",
+              context: { data: report.data, model: report.model, normalisation: report.normalisation },
+              overlays: report.test.perImage.map((r) => ({
+                title: r.name,
+                png: path.join(overlayDir, `${r.name}.png`),
+                caption: `Dice ${r.dice.toFixed(3)}`,
+              })),
+            },
+          );
+          console.log(`report: ${page.html}`);
+        }
+      },
+    );
 }
 
 /**
@@ -94,12 +149,23 @@ export function registerSegment(evalCommand: Command): void {
  * manifest with labels (taxonomy order; an uncertain 0.5 is the BCE target as given and counts
  * as positive for AUC).
  */
-export function labeledSamples(input: string, what: string, classNames?: string[]): { samples: Sample[]; classes: string[]; labels: Float32Array[] } {
+export function labeledSamples(
+  input: string,
+  what: string,
+  classNames?: string[],
+): { samples: Sample[]; classes: string[]; labels: Float32Array[] } {
   if (!existsSync(input)) throw new Error(`${what} ${input}: no such file or directory`);
   if (statSync(input).isDirectory()) {
     const { samples, classes } = readImageFolder(input);
-    if (classNames && classNames.join("\n") !== classes.join("\n")) throw new Error(`${what} ${input}: classes ${classes.join(", ")} differ from the training set's ${classNames.join(", ")}`);
-    return { samples, classes, labels: samples.map((s) => Float32Array.from(classes, (_, i) => (i === s.target ? 1 : 0))) };
+    if (classNames && classNames.join("\n") !== classes.join("\n"))
+      throw new Error(
+        `${what} ${input}: classes ${classes.join(", ")} differ from the training set's ${classNames.join(", ")}`,
+      );
+    return {
+      samples,
+      classes,
+      labels: samples.map((s) => Float32Array.from(classes, (_, i) => (i === s.target ? 1 : 0))),
+    };
   }
   const samples = readManifest(input);
   const missing = samples.find((s) => !s.labels);
@@ -111,7 +177,13 @@ export function labeledSamples(input: string, what: string, classNames?: string[
   };
 }
 
-function source(set: ReturnType<typeof labeledSamples>, size: number, batchSize: number, train: boolean, seed: number): BatchSource {
+function source(
+  set: ReturnType<typeof labeledSamples>,
+  size: number,
+  batchSize: number,
+  train: boolean,
+  seed: number,
+): BatchSource {
   const byId = new Map(set.samples.map((s, i) => [s.id, set.labels[i]!] as const));
   const loader = new Loader(set.samples, { batchSize, seed, shuffle: train, strict: true, transform: { size, train } });
   const C = set.classes.length;
@@ -127,7 +199,9 @@ function source(set: ReturnType<typeof labeledSamples>, size: number, batchSize:
 export function registerFinetune(evalCommand: Command): void {
   evalCommand
     .command("finetune")
-    .description("fine-tune a ViLReF image tower with a linear head on pre-projection features (BCE; backbone lr 1e-6, head lr 1e-3; best epoch by validation AUC) and report AUC")
+    .description(
+      "fine-tune a ViLReF image tower with a linear head on pre-projection features (BCE; backbone lr 1e-6, head lr 1e-3; best epoch by validation AUC) and report AUC",
+    )
     .requiredOption("--model <spec>", "ViLReF checkpoint (or preset:<name>[:seed])")
     .requiredOption("--train <path>", "training set: an image folder (class sub-folders) or a manifest with labels")
     .requiredOption("--val <path>", "validation set, same layout")
@@ -139,27 +213,63 @@ export function registerFinetune(evalCommand: Command): void {
     .option("--frozen", "freeze the backbone (linear probe by gradient descent)")
     .option("--seed <n>", "seed", num("--seed", true, 0), 0)
     .option("--out <file>", "metrics JSON")
-    .action(async (o: { model: string; train: string; val: string; test?: string; epochs: number; batchSize: number; lr: number; backboneLr: number; frozen?: boolean; seed: number; out?: string }) => {
-      const train = labeledSamples(o.train, "--train");
-      const val = labeledSamples(o.val, "--val", train.classes);
-      const test = o.test ? labeledSamples(o.test, "--test", train.classes) : undefined;
-      const { model } = await modelFromSpec(o.model);
-      const size = model.config.image_resolution;
-      const ft = new Finetuner(model, { classes: train.classes.length, lr: o.lr, backboneLr: o.backboneLr, frozen: !!o.frozen, seed: o.seed });
-      process.stderr.write(`finetune: ${train.samples.length} training, ${val.samples.length} validation${test ? `, ${test.samples.length} test` : ""} images; ${train.classes.length} classes; ${o.frozen ? "frozen backbone" : `backbone lr ${o.backboneLr}`}, head lr ${o.lr}\n`);
-      const result: FinetuneResult = await finetune(ft, {
-        epochs: o.epochs,
-        train: source(train, size, o.batchSize, true, o.seed),
-        val: source(val, size, o.batchSize, false, o.seed),
-        ...(test ? { test: source(test, size, o.batchSize, false, o.seed) } : {}),
-        onEpoch: (e, best) => process.stderr.write(`  epoch ${e.epoch}: train BCE ${e.trainLoss.toFixed(4)}, val AUC ${e.val.meanAuc.toFixed(4)} BCE ${e.val.loss.toFixed(4)}${best ? " (best)" : ""} ${e.seconds.toFixed(0)} s\n`),
-      });
-      const report = { task: "finetune", date: new Date().toISOString(), model: o.model, classes: train.classes, frozen: !!o.frozen, lr: o.lr, backboneLr: o.backboneLr, ...result };
-      console.log(`best epoch ${result.bestEpoch}: val mean AUC ${result.best.meanAuc.toFixed(4)}${result.test ? `; test mean AUC ${result.test.meanAuc.toFixed(4)}` : ""}`);
-      if (o.out) {
-        await mkdir(dirname(o.out), { recursive: true });
-        await writeFile(o.out, JSON.stringify(report, null, 2) + "\n");
-        console.log(`metrics: ${o.out}`);
-      }
-    });
+    .action(
+      async (o: {
+        model: string;
+        train: string;
+        val: string;
+        test?: string;
+        epochs: number;
+        batchSize: number;
+        lr: number;
+        backboneLr: number;
+        frozen?: boolean;
+        seed: number;
+        out?: string;
+      }) => {
+        const train = labeledSamples(o.train, "--train");
+        const val = labeledSamples(o.val, "--val", train.classes);
+        const test = o.test ? labeledSamples(o.test, "--test", train.classes) : undefined;
+        const { model } = await modelFromSpec(o.model);
+        const size = model.config.image_resolution;
+        const ft = new Finetuner(model, {
+          classes: train.classes.length,
+          lr: o.lr,
+          backboneLr: o.backboneLr,
+          frozen: !!o.frozen,
+          seed: o.seed,
+        });
+        process.stderr.write(
+          `finetune: ${train.samples.length} training, ${val.samples.length} validation${test ? `, ${test.samples.length} test` : ""} images; ${train.classes.length} classes; ${o.frozen ? "frozen backbone" : `backbone lr ${o.backboneLr}`}, head lr ${o.lr}\n`,
+        );
+        const result: FinetuneResult = await finetune(ft, {
+          epochs: o.epochs,
+          train: source(train, size, o.batchSize, true, o.seed),
+          val: source(val, size, o.batchSize, false, o.seed),
+          ...(test ? { test: source(test, size, o.batchSize, false, o.seed) } : {}),
+          onEpoch: (e, best) =>
+            process.stderr.write(
+              `  epoch ${e.epoch}: train BCE ${e.trainLoss.toFixed(4)}, val AUC ${e.val.meanAuc.toFixed(4)} BCE ${e.val.loss.toFixed(4)}${best ? " (best)" : ""} ${e.seconds.toFixed(0)} s\n`,
+            ),
+        });
+        const report = {
+          task: "finetune",
+          date: new Date().toISOString(),
+          model: o.model,
+          classes: train.classes,
+          frozen: !!o.frozen,
+          lr: o.lr,
+          backboneLr: o.backboneLr,
+          ...result,
+        };
+        console.log(
+          `best epoch ${result.bestEpoch}: val mean AUC ${result.best.meanAuc.toFixed(4)}${result.test ? `; test mean AUC ${result.test.meanAuc.toFixed(4)}` : ""}`,
+        );
+        if (o.out) {
+          await mkdir(dirname(o.out), { recursive: true });
+          await writeFile(o.out, JSON.stringify(report, null, 2) + "\n");
+          console.log(`metrics: ${o.out}`);
+        }
+      },
+    );
 }

@@ -6,7 +6,9 @@ import { mulberry32 } from "../data/rng.js";
 import { getThreads } from "../native.js";
 import { runPretrainDemo } from "./train.js";
 
-export async function runDemo(log: (line: string) => void = console.log): Promise<{ maxAbsDiff: number; samplesPerSecond: number }> {
+export async function runDemo(
+  log: (line: string) => void = console.log,
+): Promise<{ maxAbsDiff: number; samplesPerSecond: number }> {
   const report = doctor();
   log(formatDoctor(report));
   if ("error" in report.addon) throw new Error(`the demo needs the native addon: ${report.addon.error}`);
@@ -27,7 +29,9 @@ export async function runDemo(log: (line: string) => void = console.log): Promis
   for (let r = 0; r < rounds; r++) await head.forward({ data: x, shape: [n, config.inFeatures] });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const samplesPerSecond = (rounds * n) / seconds;
-  log(`forward pass: head ${config.inFeatures}→${config.hidden[0]}→${config.outFeatures} (GELU), batch ${n}, output [${y.shape.join(", ")}]`);
+  log(
+    `forward pass: head ${config.inFeatures}→${config.hidden[0]}→${config.outFeatures} (GELU), batch ${n}, output [${y.shape.join(", ")}]`,
+  );
   log(`  max |LibTorch − JavaScript reference| = ${maxAbsDiff.toExponential(2)}`);
   log(`  ${samplesPerSecond.toFixed(0)} samples/s on ${getThreads()} thread(s) (${rounds} batches)`);
   if (!(maxAbsDiff < 1e-4)) throw new Error(`LibTorch and the reference disagree by ${maxAbsDiff}`);
@@ -46,7 +50,9 @@ export function register(program: Command): void {
     });
   program
     .command("demo")
-    .description("pre-train a small ViLReF on synthetic fundus data on the CPU (WSCL + queue), then zero-shot on a held-out set: AUC table and curves PNG")
+    .description(
+      "pre-train a small ViLReF on synthetic fundus data on the CPU (WSCL + queue), then zero-shot on a held-out set: AUC table and curves PNG",
+    )
     .option("--loss <loss>", "wscl (default) or clip, for the comparison")
     .option("--dir <dir>", "folder of the demo's data and runs", "vilref-demo")
     .option("--steps <n>", "training steps (default: the demo's, about 8 minutes on 2 cores)")
@@ -59,6 +65,10 @@ export function register(program: Command): void {
       const report = doctor();
       if ("error" in report.addon) throw new Error(`the demo needs the native addon: ${report.addon.error}`);
       console.log(formatDoctor(report) + "\n");
-      await runPretrainDemo({ dir: opts.dir, ...(opts.loss !== undefined ? { loss: opts.loss } : {}), ...(opts.steps !== undefined ? { steps: opts.steps } : {}) });
+      await runPretrainDemo({
+        dir: opts.dir,
+        ...(opts.loss !== undefined ? { loss: opts.loss } : {}),
+        ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
+      });
     });
 }

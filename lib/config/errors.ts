@@ -4,7 +4,10 @@ import type { z } from "zod";
 export function formatIssues(error: z.ZodError): string {
   return error.issues
     .map((issue) => {
-      const path = issue.path.reduce<string>((acc, key) => (typeof key === "number" ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)), "");
+      const path = issue.path.reduce<string>(
+        (acc, key) => (typeof key === "number" ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)),
+        "",
+      );
       return `${path || "(root)"}: ${issue.message}`;
     })
     .join("; ");

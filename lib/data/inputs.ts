@@ -4,7 +4,14 @@
  */
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
-import { IMAGE_EXTENSIONS, listImages, readManifest, samplesFromFiles, type ManifestOptions, type Sample } from "./manifest.js";
+import {
+  IMAGE_EXTENSIONS,
+  listImages,
+  readManifest,
+  samplesFromFiles,
+  type ManifestOptions,
+  type Sample,
+} from "./manifest.js";
 
 /** A glob as a regular expression over "/"-separated paths. */
 export function globToRegExp(glob: string): RegExp {

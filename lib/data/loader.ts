@@ -19,11 +19,22 @@ import { LABEL_IDS, toLabelVector } from "../labels/index.js";
 import type { TensorData } from "../native.js";
 import type { Sample } from "./manifest.js";
 import { hashSeed, permutation } from "./rng.js";
-import { parseTransform, preprocessInto, sampleSeed, transformSchema, type Transform, type TransformOptions } from "./transforms.js";
+import {
+  parseTransform,
+  preprocessInto,
+  sampleSeed,
+  transformSchema,
+  type Transform,
+  type TransformOptions,
+} from "./transforms.js";
 
 export const loaderSchema = z
   .object({
-    batchSize: z.number().int().min(1).max(1 << 16),
+    batchSize: z
+      .number()
+      .int()
+      .min(1)
+      .max(1 << 16),
     seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
     shuffle: z.boolean().default(true),
     rank: z.number().int().min(0).default(0),
@@ -97,10 +108,13 @@ export function classifyError(e: unknown): { kind: string; message: string } {
   const message = e instanceof Error ? e.message : String(e);
   const code = (e as { code?: string } | null)?.code;
   if (code === "ENOENT" || /input file is missing|no such file/i.test(message)) return { kind: "missing", message };
-  if (code === "EACCES" || code === "EISDIR" || /permission denied|is a directory/i.test(message)) return { kind: "unreadable", message };
-  if (/premature end|truncat|unexpected end|end of (file|stream|data)|read error|not enough data/i.test(message)) return { kind: "truncated", message };
+  if (code === "EACCES" || code === "EISDIR" || /permission denied|is a directory/i.test(message))
+    return { kind: "unreadable", message };
+  if (/premature end|truncat|unexpected end|end of (file|stream|data)|read error|not enough data/i.test(message))
+    return { kind: "truncated", message };
   if (/unsupported image format/i.test(message)) return { kind: "unsupported", message };
-  if (/corrupt|empty|invalid|bad |vipsjpeg|vipspng|tiff|gif|webp|huffman|marker|crc|decode|zlib/i.test(message)) return { kind: "corrupt", message };
+  if (/corrupt|empty|invalid|bad |vipsjpeg|vipspng|tiff|gif|webp|huffman|marker|crc|decode|zlib/i.test(message))
+    return { kind: "corrupt", message };
   return { kind: "error", message };
 }
 
@@ -113,7 +127,8 @@ async function explain(file: string, err: unknown): Promise<unknown> {
     if (buf.length === 0) return new Error("empty file");
     const jpeg = buf[0] === 0xff && buf[1] === 0xd8;
     const png = buf.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
-    if (jpeg && !(buf[buf.length - 2] === 0xff && buf[buf.length - 1] === 0xd9)) return new Error(`truncated JPEG (no end-of-image marker): ${message}`);
+    if (jpeg && !(buf[buf.length - 2] === 0xff && buf[buf.length - 1] === 0xd9))
+      return new Error(`truncated JPEG (no end-of-image marker): ${message}`);
     if (png && buf.subarray(-12).indexOf("IEND") < 0) return new Error(`truncated PNG (no IEND chunk): ${message}`);
   } catch (e) {
     return e;
@@ -153,7 +168,10 @@ export class Loader {
 
   constructor(samples: readonly Sample[], options: LoaderOptions) {
     const { log, transform, ...rest } = options;
-    const parsed = loaderSchema.safeParse({ ...rest, transform: transform === undefined ? undefined : parseTransform(transform) });
+    const parsed = loaderSchema.safeParse({
+      ...rest,
+      transform: transform === undefined ? undefined : parseTransform(transform),
+    });
     if (!parsed.success) throw new TypeError(`loader: ${formatIssues(parsed.error)}`);
     this.options = parsed.data;
     this.transform = parsed.data.transform;
@@ -293,7 +311,8 @@ export class Loader {
       samples.forEach((x, k) => ld.set(toLabelVector(x.labels!), k * L));
       labels = { data: ld, shape: [samples.length, L] };
     }
-    const targets = samples.length > 0 && samples.every((x) => x.target !== null) ? Int32Array.from(samples, (x) => x.target!) : null;
+    const targets =
+      samples.length > 0 && samples.every((x) => x.target !== null) ? Int32Array.from(samples, (x) => x.target!) : null;
     return {
       images: { data: images, shape: [keep.length, 3, t.size, t.size] },
       ids: samples.map((x) => x.id),

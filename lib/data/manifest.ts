@@ -150,7 +150,8 @@ export function parseLabelsCell(v: unknown): LabelMap {
       if (part.trim() === "") continue;
       const [k, x, ...rest] = part.split(":").map((t) => t.trim());
       if (!isLabelId(k)) throw new Error(`labels: unknown label id ${JSON.stringify(k)}`);
-      if (rest.length > 0 || (x !== undefined && x !== "1" && x !== "0.5" && x !== "0")) throw new Error(`labels: bad value in ${JSON.stringify(part)} (use id, id:1, id:0.5 or id:0)`);
+      if (rest.length > 0 || (x !== undefined && x !== "1" && x !== "0.5" && x !== "0"))
+        throw new Error(`labels: bad value in ${JSON.stringify(part)} (use id, id:1, id:0.5 or id:0)`);
       m[k] = x === "0.5" ? 0.5 : x === "0" ? 0 : 1;
     }
     return m;
@@ -167,7 +168,8 @@ export function parseLabelsCell(v: unknown): LabelMap {
     const m: LabelMap = {};
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
       if (!isLabelId(k)) throw new Error(`labels: unknown label id ${JSON.stringify(k)}`);
-      if (x !== 1 && x !== 0.5 && x !== 0) throw new Error(`labels.${k}: expected 1, 0.5 or 0, got ${JSON.stringify(x)}`);
+      if (x !== 1 && x !== 0.5 && x !== 0)
+        throw new Error(`labels.${k}: expected 1, 0.5 or 0, got ${JSON.stringify(x)}`);
       m[k] = x;
     }
     return m;
@@ -181,7 +183,11 @@ function formatOf(file: string, format?: "csv" | "tsv" | "jsonl"): "csv" | "tsv"
   if (ext === ".csv") return "csv";
   if (ext === ".tsv" || ext === ".tab") return "tsv";
   if (ext === ".jsonl" || ext === ".json" || ext === ".ndjson") return "jsonl";
-  throw new ManifestError(file, 0, `cannot tell the manifest format from the extension ${JSON.stringify(ext)} (use .csv, .tsv or .jsonl, or give format)`);
+  throw new ManifestError(
+    file,
+    0,
+    `cannot tell the manifest format from the extension ${JSON.stringify(ext)} (use .csv, .tsv or .jsonl, or give format)`,
+  );
 }
 
 function cellString(v: unknown): string | null {
@@ -226,7 +232,8 @@ export function readManifest(file: string, options: ManifestOptions = {}): Sampl
       } catch (e) {
         throw new ManifestError(file, k + 1, `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
       }
-      if (v === null || typeof v !== "object" || Array.isArray(v)) throw new ManifestError(file, k + 1, "expected a JSON object");
+      if (v === null || typeof v !== "object" || Array.isArray(v))
+        throw new ManifestError(file, k + 1, "expected a JSON object");
       records.push({ rec: v as Record<string, unknown>, line: k + 1 });
     });
   } else {
@@ -234,9 +241,15 @@ export function readManifest(file: string, options: ManifestOptions = {}): Sampl
     const header = rows[0];
     if (!header) return [];
     const names = header.fields.map((h) => h.trim());
-    if (!names.includes(cols.image)) throw new ManifestError(file, header.line, `no ${JSON.stringify(cols.image)} column (columns: ${names.join(", ")}); map it with columns.image`);
+    if (!names.includes(cols.image))
+      throw new ManifestError(
+        file,
+        header.line,
+        `no ${JSON.stringify(cols.image)} column (columns: ${names.join(", ")}); map it with columns.image`,
+      );
     for (const r of rows.slice(1)) {
-      if (r.fields.length !== names.length) throw new ManifestError(file, r.line, `${r.fields.length} fields, the header has ${names.length}`);
+      if (r.fields.length !== names.length)
+        throw new ManifestError(file, r.line, `${r.fields.length} fields, the header has ${names.length}`);
       const rec: Record<string, unknown> = {};
       names.forEach((h, j) => (rec[h] = r.fields[j]));
       records.push({ rec, line: r.line });
@@ -254,19 +267,31 @@ export function readManifest(file: string, options: ManifestOptions = {}): Sampl
       const text = cellString(rec[cols.text]);
       if (o.requireText && text === null) throw new Error(`no report text (column ${JSON.stringify(cols.text)})`);
       const labelsCell = rec[cols.labels];
-      const labels = labelsCell === undefined || labelsCell === "" || labelsCell === null ? null : parseLabelsCell(labelsCell);
+      const labels =
+        labelsCell === undefined || labelsCell === "" || labelsCell === null ? null : parseLabelsCell(labelsCell);
       const targetCell = cellString(rec[cols.target]);
       let target: number | null = null;
       if (targetCell !== null) {
         target = Number(targetCell);
-        if (!Number.isInteger(target) || target < 0) throw new Error(`target: expected a class index, got ${JSON.stringify(targetCell)}`);
+        if (!Number.isInteger(target) || target < 0)
+          throw new Error(`target: expected a class index, got ${JSON.stringify(targetCell)}`);
       }
       const abs = path.resolve(base, image);
       const id = cellString(rec[cols.id]) ?? path.relative(base, abs).split(path.sep).join("/");
       const dup = seen.get(id);
       if (dup !== undefined) throw new Error(`duplicate id ${JSON.stringify(id)} (first on line ${dup})`);
       seen.set(id, line);
-      samples.push({ id, image: abs, text, labels, split, patientId: cellString(rec[cols.patientId]), eye: parseEye(cellString(rec[cols.eye])), target, source: { file, line } });
+      samples.push({
+        id,
+        image: abs,
+        text,
+        labels,
+        split,
+        patientId: cellString(rec[cols.patientId]),
+        eye: parseEye(cellString(rec[cols.eye])),
+        target,
+        source: { file, line },
+      });
     } catch (e) {
       if (e instanceof ManifestError) throw e;
       throw new ManifestError(file, line, e instanceof Error ? e.message : String(e));
@@ -321,7 +346,10 @@ export function readLabeledFile(file: string): Map<string, LabeledEntry> {
  * Puts labels from a labeled file onto samples with the same id (the labels replace the
  * sample's). Returns the ids of samples that had no entry.
  */
-export function attachLabels(samples: Sample[], labeled: Map<string, LabeledEntry>): { matched: number; missing: string[] } {
+export function attachLabels(
+  samples: Sample[],
+  labeled: Map<string, LabeledEntry>,
+): { matched: number; missing: string[] } {
   let matched = 0;
   const missing: string[] = [];
   for (const s of samples) {
@@ -341,11 +369,14 @@ export function attachLabels(samples: Sample[], labeled: Map<string, LabeledEntr
 export function listImages(dir: string, extensions: readonly string[] = IMAGE_EXTENSIONS): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
-    const entries = readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const entries = readdirSync(d, { withFileTypes: true }).sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    );
     for (const e of entries) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if ((e.isFile() || e.isSymbolicLink()) && extensions.includes(path.extname(e.name).toLowerCase())) out.push(p);
+      else if ((e.isFile() || e.isSymbolicLink()) && extensions.includes(path.extname(e.name).toLowerCase()))
+        out.push(p);
     }
   };
   walk(path.resolve(dir));
@@ -357,7 +388,17 @@ export function samplesFromFiles(files: string[], base?: string): Sample[] {
   const b = path.resolve(base ?? (files.length > 0 ? commonDir(files) : "."));
   return files.map((f, i) => {
     const abs = path.resolve(f);
-    return { id: path.relative(b, abs).split(path.sep).join("/"), image: abs, text: null, labels: null, split: null, patientId: null, eye: null, target: null, source: { file: f, line: i + 1 } };
+    return {
+      id: path.relative(b, abs).split(path.sep).join("/"),
+      image: abs,
+      text: null,
+      labels: null,
+      split: null,
+      patientId: null,
+      eye: null,
+      target: null,
+      source: { file: f, line: i + 1 },
+    };
   });
 }
 
@@ -376,7 +417,10 @@ function commonDir(files: string[]): string {
  * The image-folder layout: root/<class>/<image>. Classes are the sorted folder names and each
  * sample's target is its class's index.
  */
-export function readImageFolder(root: string, extensions: readonly string[] = IMAGE_EXTENSIONS): { samples: Sample[]; classes: string[] } {
+export function readImageFolder(
+  root: string,
+  extensions: readonly string[] = IMAGE_EXTENSIONS,
+): { samples: Sample[]; classes: string[] } {
   const abs = path.resolve(root);
   const classes = readdirSync(abs)
     .filter((d) => !d.startsWith(".") && statSync(path.join(abs, d)).isDirectory())
@@ -386,7 +430,17 @@ export function readImageFolder(root: string, extensions: readonly string[] = IM
   classes.forEach((c, target) => {
     for (const f of listImages(path.join(abs, c), extensions)) {
       const id = path.relative(abs, f).split(path.sep).join("/");
-      samples.push({ id, image: f, text: null, labels: null, split: null, patientId: null, eye: null, target, source: { file: f, line: 0 } });
+      samples.push({
+        id,
+        image: f,
+        text: null,
+        labels: null,
+        split: null,
+        patientId: null,
+        eye: null,
+        target,
+        source: { file: f, line: 0 },
+      });
     }
   });
   return { samples, classes };

@@ -19,7 +19,9 @@ import { hashSeed, mulberry32, type Rng } from "./rng.js";
 export const CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
 export const CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 
-const unitPair = z.tuple([z.number().positive(), z.number().positive()]).refine(([a, b]) => a <= b, "lower bound above upper bound");
+const unitPair = z
+  .tuple([z.number().positive(), z.number().positive()])
+  .refine(([a, b]) => a <= b, "lower bound above upper bound");
 
 export const fovSchema = z
   .object({
@@ -90,7 +92,12 @@ export interface Plan {
 }
 
 /** torchvision RandomResizedCrop.get_params over a region (the whole image or the field of view). */
-export function randomResizedCrop(rng: Rng, region: Rect, scale: readonly [number, number], ratio: readonly [number, number]): Rect {
+export function randomResizedCrop(
+  rng: Rng,
+  region: Rect,
+  scale: readonly [number, number],
+  ratio: readonly [number, number],
+): Rect {
   const W = region.width;
   const H = region.height;
   const area = W * H;
@@ -113,7 +120,12 @@ export function randomResizedCrop(rng: Rng, region: Rect, scale: readonly [numbe
   let h = H;
   if (inRatio < ratio[0]) h = Math.round(w / ratio[0]);
   else if (inRatio > ratio[1]) w = Math.round(h * ratio[1]);
-  return { left: region.left + Math.floor((W - w) / 2), top: region.top + Math.floor((H - h) / 2), width: w, height: h };
+  return {
+    left: region.left + Math.floor((W - w) / 2),
+    top: region.top + Math.floor((H - h) / 2),
+    width: w,
+    height: h,
+  };
 }
 
 /** Every random decision for one sample, from its seed. Evaluation plans use no randomness. */
@@ -130,7 +142,14 @@ export function planSample(t: Transform, region: Rect, seed: number): Plan {
     order[j] = x;
   }
   const factor = (j: number) => (j > 0 ? rng.uniform(Math.max(0, 1 - j), 1 + j) : 1);
-  return { rect, flip, brightness: factor(t.brightness), contrast: factor(t.contrast), saturation: factor(t.saturation), order };
+  return {
+    rect,
+    flip,
+    brightness: factor(t.brightness),
+    contrast: factor(t.contrast),
+    saturation: factor(t.saturation),
+    order,
+  };
 }
 
 /** Input for sharp: a path or the encoded bytes. */
@@ -146,10 +165,20 @@ function open(src: ImageSource) {
  * brightest channel. The square may reach past the image where the camera clipped the circle.
  * Returns the whole image when nothing is found.
  */
-export async function detectFov(src: ImageSource, width: number, height: number, options: Partial<FovOptions> | true = {}): Promise<Rect & { found: boolean }> {
+export async function detectFov(
+  src: ImageSource,
+  width: number,
+  height: number,
+  options: Partial<FovOptions> | true = {},
+): Promise<Rect & { found: boolean }> {
   const o = fovSchema.parse(options === true ? {} : options);
   const P = o.probe;
-  const { data } = await open(src).flatten({ background: "#000000" }).toColourspace("srgb").resize(P, P, { fit: "fill", kernel: "linear" }).raw().toBuffer({ resolveWithObject: true });
+  const { data } = await open(src)
+    .flatten({ background: "#000000" })
+    .toColourspace("srgb")
+    .resize(P, P, { fit: "fill", kernel: "linear" })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   const n = P * P;
   const lum = new Uint8Array(n);
   const hist = new Uint32Array(256);
@@ -216,14 +245,27 @@ export interface Decoded {
  * Decodes and preprocesses one image into `out` at `offset` (3×size×size floats, CHW, normalised).
  * Throws on missing, unreadable, corrupt or truncated input.
  */
-export async function preprocessInto(src: ImageSource, t: Transform, seed: number, out: Float32Array, offset = 0): Promise<Decoded> {
+export async function preprocessInto(
+  src: ImageSource,
+  t: Transform,
+  seed: number,
+  out: Float32Array,
+  offset = 0,
+): Promise<Decoded> {
   const S = t.size;
-  if (offset < 0 || offset + 3 * S * S > out.length) throw new RangeError(`preprocessInto: out has ${out.length} floats, needs ${offset + 3 * S * S}`);
+  if (offset < 0 || offset + 3 * S * S > out.length)
+    throw new RangeError(`preprocessInto: out has ${out.length} floats, needs ${offset + 3 * S * S}`);
   if (!t.train && !t.fov && t.shrinkOnLoad) {
     // Evaluation: one libvips pass (decode, squash-resize), no header read beforehand.
     const plan = planSample(t, { left: 0, top: 0, width: 0, height: 0 }, seed);
-    const { data, info } = await open(src).flatten({ background: "#000000" }).toColourspace("srgb").resize(S, S, { fit: "fill", kernel: "cubic" }).raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 || info.width !== S || info.height !== S) throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
+    const { data, info } = await open(src)
+      .flatten({ background: "#000000" })
+      .toColourspace("srgb")
+      .resize(S, S, { fit: "fill", kernel: "cubic" })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== S || info.height !== S)
+      throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
     writeNormalized(data, S, plan, t, out, offset);
     return { width: null, height: null, region: null, plan };
   }
@@ -240,7 +282,11 @@ export async function preprocessInto(src: ImageSource, t: Transform, seed: numbe
 }
 
 /** Preprocesses one image into a new Float32Array [3, size, size]. */
-export async function preprocess(src: ImageSource, options: TransformOptions | Transform = {}, seed = 0): Promise<Float32Array> {
+export async function preprocess(
+  src: ImageSource,
+  options: TransformOptions | Transform = {},
+  seed = 0,
+): Promise<Float32Array> {
   const t = parseTransform(options as TransformOptions);
   const out = new Float32Array(3 * t.size * t.size);
   await preprocessInto(src, t, seed, out, 0);
@@ -252,7 +298,15 @@ export async function preprocess(src: ImageSource, options: TransformOptions | T
  * the rectangle outside the image is black. One decode: libvips streams the file through the crop
  * and resize (JPEGs shrink while decoding unless `shrinkOnLoad` is false).
  */
-export async function renderRect(src: ImageSource, rect: Rect, W: number, H: number, S: number, flip: boolean, shrinkOnLoad = true): Promise<Buffer> {
+export async function renderRect(
+  src: ImageSource,
+  rect: Rect,
+  W: number,
+  H: number,
+  S: number,
+  flip: boolean,
+  shrinkOnLoad = true,
+): Promise<Buffer> {
   let img = open(src).flatten({ background: "#000000" }).toColourspace("srgb");
   const x0 = Math.max(0, rect.left);
   const y0 = Math.max(0, rect.top);
@@ -273,7 +327,8 @@ export async function renderRect(src: ImageSource, rect: Rect, W: number, H: num
     img = img.resize(RW, RH, { fit: "fill", kernel: "cubic" }).extract({ left, top, width: S, height: S });
     if (flip) img = img.flop();
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 || info.width !== S || info.height !== S) throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
+    if (info.channels !== 3 || info.width !== S || info.height !== S)
+      throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
     return data;
   }
   // Crop, then resize (torchvision's order). Any extract before the resize turns sharp's JPEG
@@ -284,10 +339,18 @@ export async function renderRect(src: ImageSource, rect: Rect, W: number, H: num
   const rw = Math.max(1, Math.min(S - padL, Math.round((x1 - x0) * sx)));
   const rh = Math.max(1, Math.min(S - padT, Math.round((y1 - y0) * sy)));
   img = img.resize(rw, rh, { fit: "fill", kernel: "cubic" });
-  if (rw !== S || rh !== S) img = img.extend({ left: padL, top: padT, right: S - padL - rw, bottom: S - padT - rh, background: { r: 0, g: 0, b: 0 } });
+  if (rw !== S || rh !== S)
+    img = img.extend({
+      left: padL,
+      top: padT,
+      right: S - padL - rw,
+      bottom: S - padT - rh,
+      background: { r: 0, g: 0, b: 0 },
+    });
   if (flip) img = img.flop();
   const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3 || info.width !== S || info.height !== S) throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
+  if (info.channels !== 3 || info.width !== S || info.height !== S)
+    throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
   return data;
 }
 
@@ -373,10 +436,18 @@ export function jitter8(rgb: Uint8Array, plan: Pick<Plan, "brightness" | "contra
  * Colour jitter (as torchvision does on PIL images, see jitter8), then ToTensor + Normalize into
  * CHW float32 at `offset`, in one table-driven pass. `rgb` is modified when the plan jitters.
  */
-export function writeNormalized(rgb: Uint8Array, S: number, plan: Plan, t: Pick<Transform, "mean" | "std">, out: Float32Array, offset: number): void {
+export function writeNormalized(
+  rgb: Uint8Array,
+  S: number,
+  plan: Plan,
+  t: Pick<Transform, "mean" | "std">,
+  out: Float32Array,
+  offset: number,
+): void {
   const n = S * S;
   if (rgb.length < 3 * n) throw new RangeError(`writeNormalized: ${rgb.length} bytes, needs ${3 * n}`);
-  if (plan.brightness !== 1 || plan.contrast !== 1 || plan.saturation !== 1) jitter8(rgb.length === 3 * n ? rgb : rgb.subarray(0, 3 * n), plan);
+  if (plan.brightness !== 1 || plan.contrast !== 1 || plan.saturation !== 1)
+    jitter8(rgb.length === 3 * n ? rgb : rgb.subarray(0, 3 * n), plan);
   const lut = normTable(t.mean, t.std);
   const o0 = out.subarray(offset, offset + n);
   const o1 = out.subarray(offset + n, offset + 2 * n);

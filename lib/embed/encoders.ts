@@ -27,7 +27,8 @@ export const POOLED_FEATURES = 33;
 /** [N, 3, S, S] → [N, 33]: channel means, channel standard deviations, 3×3 grid means per channel. */
 export function pooledFeatures(batch: TensorData<Float32Array>): TensorData<Float32Array> {
   const [N, C, H, W] = batch.shape;
-  if (batch.shape.length !== 4 || C !== 3 || N === undefined || H === undefined || W === undefined) throw new RangeError(`images: expected shape [N, 3, S, S], got [${batch.shape.join(", ")}]`);
+  if (batch.shape.length !== 4 || C !== 3 || N === undefined || H === undefined || W === undefined)
+    throw new RangeError(`images: expected shape [N, 3, S, S], got [${batch.shape.join(", ")}]`);
   const out = new Float32Array(N * POOLED_FEATURES);
   const plane = H * W;
   for (let n = 0; n < N; n++) {
@@ -73,7 +74,8 @@ export class PooledHeadEncoder implements ImageEncoder {
   }
 
   encodeImages(batch: TensorData<Float32Array>): Promise<TensorData<Float32Array>> {
-    if (batch.shape[0] === 0) return Promise.resolve({ data: new Float32Array(0), shape: [0, this.head.config.outFeatures] });
+    if (batch.shape[0] === 0)
+      return Promise.resolve({ data: new Float32Array(0), shape: [0, this.head.config.outFeatures] });
     return this.head.forward(pooledFeatures(batch));
   }
 }

@@ -91,7 +91,8 @@ interface Fingerprint {
 function checkIds(ids: readonly string[]): void {
   const seen = new Set<string>();
   for (const id of ids) {
-    if (/[\n\r]/.test(id)) throw new RangeError(`id ${JSON.stringify(id)}: ids cannot contain line breaks (the ids file has one a line)`);
+    if (/[\n\r]/.test(id))
+      throw new RangeError(`id ${JSON.stringify(id)}: ids cannot contain line breaks (the ids file has one a line)`);
     if (seen.has(id)) throw new RangeError(`duplicate id ${JSON.stringify(id)}`);
     seen.add(id);
   }
@@ -116,7 +117,12 @@ class Chunked {
     const c = o.chunkSize ?? 64 * batchSize;
     this.C = Math.max(batchSize, Math.ceil(c / batchSize) * batchSize);
     this.parts = o.out + ".parts";
-    const fingerprint: Fingerprint = { ...fp, n: this.n, chunkSize: this.C, ids: createHash("sha256").update(ids.join("\n")).digest("hex") };
+    const fingerprint: Fingerprint = {
+      ...fp,
+      n: this.n,
+      chunkSize: this.C,
+      ids: createHash("sha256").update(ids.join("\n")).digest("hex"),
+    };
     const fpFile = path.join(this.parts, "fingerprint.json");
     const want = JSON.stringify(fingerprint);
     if (existsSync(this.parts)) {
@@ -151,7 +157,13 @@ class Chunked {
     return path.join(this.parts, `chunk-${String(k).padStart(6, "0")}`);
   }
 
-  async writeChunk(k: number, rows: Float32Array[], ids: string[], skipped: ChunkMeta["skipped"], dim: number): Promise<void> {
+  async writeChunk(
+    k: number,
+    rows: Float32Array[],
+    ids: string[],
+    skipped: ChunkMeta["skipped"],
+    dim: number,
+  ): Promise<void> {
     const data = new Float32Array(ids.length * dim);
     let off = 0;
     for (const r of rows) {
@@ -160,7 +172,10 @@ class Chunked {
     }
     await writeNpy(this.#name(k) + ".npy", { dtype: "float32", shape: [ids.length, dim], data });
     // The json is the completion marker: written after the rows.
-    await atomicWriteFile(this.#name(k) + ".json", new TextEncoder().encode(JSON.stringify({ ids, skipped } satisfies ChunkMeta)));
+    await atomicWriteFile(
+      this.#name(k) + ".json",
+      new TextEncoder().encode(JSON.stringify({ ids, skipped } satisfies ChunkMeta)),
+    );
     this.done.add(k);
   }
 
@@ -175,7 +190,8 @@ class Chunked {
       const arr = await readNpy(this.#name(k) + ".npy");
       const d = arr.shape[1] ?? 0;
       if (arr.shape[0]! > 0) {
-        if (dim >= 0 && d !== dim && dim !== 0) throw new Error(`${this.#name(k)}.npy: ${d} columns, earlier chunks have ${dim}`);
+        if (dim >= 0 && d !== dim && dim !== 0)
+          throw new Error(`${this.#name(k)}.npy: ${d} columns, earlier chunks have ${dim}`);
         dim = d;
       }
       arrays.push(arr.data as Float32Array);
@@ -192,7 +208,11 @@ class Chunked {
     await writeNpy(this.o.out, { dtype: "float32", shape: [ids.length, dim], data });
     await atomicWriteFile(idsPathFor(this.o.out), new TextEncoder().encode(ids.map((x) => x + "\n").join("")));
     const sk = skippedPathFor(this.o.out);
-    if (skipped.length > 0) await atomicWriteFile(sk, new TextEncoder().encode(skipped.map((s) => `${s.id}\t${s.reason.replace(/[\t\n]/g, " ")}\n`).join("")));
+    if (skipped.length > 0)
+      await atomicWriteFile(
+        sk,
+        new TextEncoder().encode(skipped.map((s) => `${s.id}\t${s.reason.replace(/[\t\n]/g, " ")}\n`).join("")),
+      );
     else rmSync(sk, { force: true });
     rmSync(this.parts, { recursive: true, force: true });
     return { rows: ids.length, dim, skipped };
@@ -201,19 +221,40 @@ class Chunked {
 
 function upToDate(o: EmbedOptions, started: number): EmbedResult | null {
   if (o.force || existsSync(o.out + ".parts") || !existsSync(o.out) || !existsSync(idsPathFor(o.out))) return null;
-  const ids = readFileSync(idsPathFor(o.out), "utf8").split("\n").filter((l) => l !== "");
+  const ids = readFileSync(idsPathFor(o.out), "utf8")
+    .split("\n")
+    .filter((l) => l !== "");
   o.info?.(`${o.out} exists (${ids.length} rows); use force to recompute`);
-  return { out: o.out, idsFile: idsPathFor(o.out), rows: ids.length, dim: -1, skipped: [], resumedChunks: 0, computedChunks: 0, upToDate: true, seconds: (performance.now() - started) / 1000 };
+  return {
+    out: o.out,
+    idsFile: idsPathFor(o.out),
+    rows: ids.length,
+    dim: -1,
+    skipped: [],
+    resumedChunks: 0,
+    computedChunks: 0,
+    upToDate: true,
+    seconds: (performance.now() - started) / 1000,
+  };
 }
 
 /** Embeds images (samples in order) with an image encoder. */
-export async function embedImages(samples: readonly Sample[], encoder: ImageEncoder, options: ImageEmbedOptions): Promise<EmbedResult> {
+export async function embedImages(
+  samples: readonly Sample[],
+  encoder: ImageEncoder,
+  options: ImageEmbedOptions,
+): Promise<EmbedResult> {
   const started = performance.now();
   const kept = upToDate(options, started);
   if (kept) return kept;
   const B = options.batchSize ?? 32;
   const transform: TransformOptions = { ...(options.transform ?? {}), size: encoder.imageSize, train: false };
-  const run = new Chunked(options, samples.map((s) => s.id), { kind: "image", encoder: encoder.name ?? "image-encoder", extra: transform }, B);
+  const run = new Chunked(
+    options,
+    samples.map((s) => s.id),
+    { kind: "image", encoder: encoder.name ?? "image-encoder", extra: transform },
+    B,
+  );
   const missing = run.missing();
   const resumed = run.chunks - missing.length;
   if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
@@ -230,7 +271,10 @@ export async function embedImages(samples: readonly Sample[], encoder: ImageEnco
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
     ...(options.log !== undefined ? { log: options.log } : {}),
   });
-  const progress = options.progress === false ? null : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "img", ...options.progress });
+  const progress =
+    options.progress === false
+      ? null
+      : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "img", ...options.progress });
   let cur = -1;
   let rows: Float32Array[] = [];
   let ids: string[] = [];
@@ -264,28 +308,53 @@ export async function embedImages(samples: readonly Sample[], encoder: ImageEnco
   if (consumed !== todo.length) throw new Error(`internal: ${consumed} of ${todo.length} inputs consumed`);
   progress?.finish();
   const fin = await run.finish();
-  return { out: options.out, idsFile: idsPathFor(options.out), rows: fin.rows, dim: fin.dim, skipped: fin.skipped, resumedChunks: resumed, computedChunks: missing.length, upToDate: false, seconds: (performance.now() - started) / 1000 };
+  return {
+    out: options.out,
+    idsFile: idsPathFor(options.out),
+    rows: fin.rows,
+    dim: fin.dim,
+    skipped: fin.skipped,
+    resumedChunks: resumed,
+    computedChunks: missing.length,
+    upToDate: false,
+    seconds: (performance.now() - started) / 1000,
+  };
 }
 
 function checkEmbedding(emb: TensorData<Float32Array>, n: number, run: Chunked): void {
-  if (emb.shape.length !== 2 || emb.shape[0] !== n) throw new RangeError(`encoder returned shape [${emb.shape.join(", ")}] for ${n} inputs (expected [${n}, D])`);
+  if (emb.shape.length !== 2 || emb.shape[0] !== n)
+    throw new RangeError(`encoder returned shape [${emb.shape.join(", ")}] for ${n} inputs (expected [${n}, D])`);
   const d = emb.shape[1]!;
-  if (run.dim >= 0 && d !== run.dim) throw new RangeError(`encoder returned ${d} columns, earlier batches had ${run.dim}`);
-  if (emb.data.length !== n * d) throw new RangeError(`encoder returned ${emb.data.length} values for shape [${n}, ${d}]`);
+  if (run.dim >= 0 && d !== run.dim)
+    throw new RangeError(`encoder returned ${d} columns, earlier batches had ${run.dim}`);
+  if (emb.data.length !== n * d)
+    throw new RangeError(`encoder returned ${emb.data.length} values for shape [${n}, ${d}]`);
   run.dim = d;
 }
 
 /** Embeds report texts (records in order) with a text encoder; same files and resumption as images. */
-export async function embedTexts(records: readonly { id: string; text: string }[], encoder: TextEncoder, options: EmbedOptions): Promise<EmbedResult> {
+export async function embedTexts(
+  records: readonly { id: string; text: string }[],
+  encoder: TextEncoder,
+  options: EmbedOptions,
+): Promise<EmbedResult> {
   const started = performance.now();
   const kept = upToDate(options, started);
   if (kept) return kept;
   const B = options.batchSize ?? 64;
-  const run = new Chunked(options, records.map((r) => r.id), { kind: "text", encoder: encoder.name ?? "text-encoder", extra: null }, B);
+  const run = new Chunked(
+    options,
+    records.map((r) => r.id),
+    { kind: "text", encoder: encoder.name ?? "text-encoder", extra: null },
+    B,
+  );
   const missing = run.missing();
   const resumed = run.chunks - missing.length;
   if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
-  const progress = options.progress === false ? null : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "text", ...options.progress });
+  const progress =
+    options.progress === false
+      ? null
+      : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "text", ...options.progress });
   for (const k of missing) {
     const part = records.slice(k * run.C, Math.min(run.n, (k + 1) * run.C));
     const rows: Float32Array[] = [];
@@ -305,10 +374,27 @@ export async function embedTexts(records: readonly { id: string; text: string }[
       }
     }
     const got = rows.reduce((a, r) => a + r.length, 0) / Math.max(1, run.dim);
-    if (run.dim >= 0 && got !== part.length) throw new RangeError(`encoder returned ${got} rows for ${part.length} texts`);
-    await run.writeChunk(k, rows, part.map((r) => r.id), [], Math.max(0, run.dim));
+    if (run.dim >= 0 && got !== part.length)
+      throw new RangeError(`encoder returned ${got} rows for ${part.length} texts`);
+    await run.writeChunk(
+      k,
+      rows,
+      part.map((r) => r.id),
+      [],
+      Math.max(0, run.dim),
+    );
   }
   progress?.finish();
   const fin = await run.finish();
-  return { out: options.out, idsFile: idsPathFor(options.out), rows: fin.rows, dim: fin.dim, skipped: [], resumedChunks: resumed, computedChunks: missing.length, upToDate: false, seconds: (performance.now() - started) / 1000 };
+  return {
+    out: options.out,
+    idsFile: idsPathFor(options.out),
+    rows: fin.rows,
+    dim: fin.dim,
+    skipped: [],
+    resumedChunks: resumed,
+    computedChunks: missing.length,
+    upToDate: false,
+    seconds: (performance.now() - started) / 1000,
+  };
 }

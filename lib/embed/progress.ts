@@ -13,7 +13,9 @@ export function formatDuration(s: number): string {
   const h = Math.floor(t / 3600);
   const m = Math.floor((t % 3600) / 60);
   const sec = t % 60;
-  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${String(sec).padStart(2, "0")}` : `${m}:${String(sec).padStart(2, "0")}`;
+  return h > 0
+    ? `${h}:${String(m).padStart(2, "0")}:${String(sec).padStart(2, "0")}`
+    : `${m}:${String(sec).padStart(2, "0")}`;
 }
 
 export class Progress {
@@ -29,7 +31,12 @@ export class Progress {
     this.total = total;
     this.done = already;
     this.#base = already;
-    this.#o = { label: options.label ?? "", unit: options.unit ?? "it", stream: options.stream ?? process.stderr, interval: options.interval ?? 5 };
+    this.#o = {
+      label: options.label ?? "",
+      unit: options.unit ?? "it",
+      stream: options.stream ?? process.stderr,
+      interval: options.interval ?? 5,
+    };
   }
 
   /** Units per second in this run. */

@@ -44,7 +44,9 @@ export function splitOf(ds: EvalDataset, split: string): EvalSample[] {
   const out = ds.samples.filter((s) => s.split === split);
   if (out.length === 0) {
     const have = [...new Set(ds.samples.map((s) => s.split ?? "(none)"))].sort();
-    throw new DatasetError(`${ds.name} ${ds.root}: split "${split}" is empty (splits here: ${have.join(", ") || "none"})`);
+    throw new DatasetError(
+      `${ds.name} ${ds.root}: split "${split}" is empty (splits here: ${have.join(", ") || "none"})`,
+    );
   }
   return out;
 }
@@ -53,7 +55,11 @@ export function splitOf(ds: EvalDataset, split: string): EvalSample[] {
  * Gives samples without a split one, deterministically from the seed and the patient (else the
  * sample id), so both eyes of a patient land in the same split. Returns how many were assigned.
  */
-export function assignSplits(samples: EvalSample[], seed: number, fractions: { train: number; val: number } = { train: 0.6, val: 0.2 }): number {
+export function assignSplits(
+  samples: EvalSample[],
+  seed: number,
+  fractions: { train: number; val: number } = { train: 0.6, val: 0.2 },
+): number {
   let k = 0;
   for (const s of samples) {
     if (s.split !== null) continue;
@@ -71,7 +77,10 @@ export function assignSplits(samples: EvalSample[], seed: number, fractions: { t
 export function multiLabelTargets(samples: readonly EvalSample[], classes: number): Float32Array {
   const out = new Float32Array(samples.length * classes);
   samples.forEach((s, i) => {
-    if (!s.y || s.y.length !== classes) throw new DatasetError(`${s.source.file}:${s.source.line}: sample ${s.id} has no label row over the ${classes} classes`);
+    if (!s.y || s.y.length !== classes)
+      throw new DatasetError(
+        `${s.source.file}:${s.source.line}: sample ${s.id} has no label row over the ${classes} classes`,
+      );
     out.set(s.y, i * classes);
   });
   return out;
@@ -80,7 +89,10 @@ export function multiLabelTargets(samples: readonly EvalSample[], classes: numbe
 /** Class indices of samples (single-label and graded tasks). */
 export function classTargets(samples: readonly EvalSample[], classes: number): Int32Array {
   return Int32Array.from(samples, (s) => {
-    if (s.target === null || s.target < 0 || s.target >= classes) throw new DatasetError(`${s.source.file}:${s.source.line}: sample ${s.id} has no class index below ${classes} (target ${s.target})`);
+    if (s.target === null || s.target < 0 || s.target >= classes)
+      throw new DatasetError(
+        `${s.source.file}:${s.source.line}: sample ${s.id} has no class index below ${classes} (target ${s.target})`,
+      );
     return s.target;
   });
 }
@@ -91,29 +103,56 @@ export function classTargets(samples: readonly EvalSample[], classes: number): I
  * unknown, absent → 0). With a target column in every row, a single-label task whose class names
  * are `classes` (required then) — `graded` when the classes are ordered grades.
  */
-export function manifestDataset(file: string, options: { classes?: string[]; graded?: boolean; manifest?: ManifestOptions } = {}): EvalDataset {
+export function manifestDataset(
+  file: string,
+  options: { classes?: string[]; graded?: boolean; manifest?: ManifestOptions } = {},
+): EvalDataset {
   const samples: EvalSample[] = readManifest(file, options.manifest ?? {});
   const root = path.resolve(file);
   if (samples.length === 0) throw new DatasetError(`${file}: no samples`);
   const notes: string[] = [];
   if (samples.every((s) => s.target !== null) && samples.some((s) => s.labels === null)) {
-    if (!options.classes) throw new DatasetError(`${file}: rows have a target column but no labels; give the class names in target order (--classes)`);
+    if (!options.classes)
+      throw new DatasetError(
+        `${file}: rows have a target column but no labels; give the class names in target order (--classes)`,
+      );
     const classes = options.classes;
-    for (const s of samples) if (s.target! >= classes.length) throw new DatasetError(`${s.source.file}:${s.source.line}: target ${s.target} but only ${classes.length} classes (${classes.join(", ")})`);
-    return { name: "manifest", root, task: options.graded ? "graded" : "multiclass", classes, promptKeys: classes.map((c) => (isLabelId(c) ? c : null)), samples, notes };
+    for (const s of samples)
+      if (s.target! >= classes.length)
+        throw new DatasetError(
+          `${s.source.file}:${s.source.line}: target ${s.target} but only ${classes.length} classes (${classes.join(", ")})`,
+        );
+    return {
+      name: "manifest",
+      root,
+      task: options.graded ? "graded" : "multiclass",
+      classes,
+      promptKeys: classes.map((c) => (isLabelId(c) ? c : null)),
+      samples,
+      notes,
+    };
   }
-  for (const s of samples) if (s.labels === null) throw new DatasetError(`${s.source.file}:${s.source.line}: sample ${s.id} has no labels (a multi-label evaluation needs a labels column or --labels-file)`);
+  for (const s of samples)
+    if (s.labels === null)
+      throw new DatasetError(
+        `${s.source.file}:${s.source.line}: sample ${s.id} has no labels (a multi-label evaluation needs a labels column or --labels-file)`,
+      );
   let classes = options.classes;
   if (classes) {
-    for (const c of classes) if (!isLabelId(c)) throw new DatasetError(`unknown class name ${JSON.stringify(c)}: the manifest's labels are taxonomy ids (${LABEL_IDS.join(", ")})`);
+    for (const c of classes)
+      if (!isLabelId(c))
+        throw new DatasetError(
+          `unknown class name ${JSON.stringify(c)}: the manifest's labels are taxonomy ids (${LABEL_IDS.join(", ")})`,
+        );
   } else {
     classes = LABEL_IDS.filter((id) => samples.some((s) => s.labels?.[id] === 1));
     if (classes.length === 0) throw new DatasetError(`${file}: no label is asserted in any row`);
   }
-  for (const s of samples) s.y = Float32Array.from(classes, (c) => {
-    const v = s.labels?.[c as keyof typeof s.labels];
-    return v === 1 ? 1 : v === 0.5 ? Number.NaN : 0;
-  });
+  for (const s of samples)
+    s.y = Float32Array.from(classes, (c) => {
+      const v = s.labels?.[c as keyof typeof s.labels];
+      return v === 1 ? 1 : v === 0.5 ? Number.NaN : 0;
+    });
   return { name: "manifest", root, task: "multilabel", classes, promptKeys: [...classes], samples, notes };
 }
 
@@ -133,7 +172,14 @@ export function folderDataset(root: string, options: { seed?: number } = {}): Ev
     // root/<split>/<class>/<image>: the class list is the union, in sorted order
     const parts = splitDirs.map((d) => ({ d, ...readImageFolder(path.join(root, d)) }));
     classes = [...new Set(parts.flatMap((p) => p.classes))].sort();
-    samples = parts.flatMap((p) => p.samples.map((s) => ({ ...s, id: `${p.d}/${s.id}`, split: p.d, target: classes.indexOf(p.classes[s.target!]!) })));
+    samples = parts.flatMap((p) =>
+      p.samples.map((s) => ({
+        ...s,
+        id: `${p.d}/${s.id}`,
+        split: p.d,
+        target: classes.indexOf(p.classes[s.target!]!),
+      })),
+    );
   } else {
     const r = readImageFolder(root);
     classes = r.classes;
@@ -142,5 +188,13 @@ export function folderDataset(root: string, options: { seed?: number } = {}): Ev
     if (k > 0) notes.push(`no split folders: ${k} images split 60/20/20 into train/val/test from the seed`);
   }
   if (samples.length === 0) throw new DatasetError(`${root}: no images under the class folders`);
-  return { name: "folder", root: path.resolve(root), task: "multiclass", classes, promptKeys: classes.map((c) => (isLabelId(c) ? c : null)), samples, notes };
+  return {
+    name: "folder",
+    root: path.resolve(root),
+    task: "multiclass",
+    classes,
+    promptKeys: classes.map((c) => (isLabelId(c) ? c : null)),
+    samples,
+    notes,
+  };
 }

@@ -7,7 +7,20 @@
  * of the means, and named in a note.
  */
 import type { Task } from "./dataset.js";
-import { accuracy, argmaxRows, averagePrecision, balancedAccuracy, bootstrapMany, cohenKappa, confusionMatrix, f1Binary, f1Multiclass, finiteMean, rocAuc, rocCurve } from "./metrics.js";
+import {
+  accuracy,
+  argmaxRows,
+  averagePrecision,
+  balancedAccuracy,
+  bootstrapMany,
+  cohenKappa,
+  confusionMatrix,
+  f1Binary,
+  f1Multiclass,
+  finiteMean,
+  rocAuc,
+  rocCurve,
+} from "./metrics.js";
 import type { BootstrapOptions, Estimate } from "./metrics.js";
 
 export interface ScoreSet {
@@ -86,7 +99,8 @@ export function evaluateScores(set: ScoreSet, options: BootstrapOptions = {}): M
       const per = classes.map((_, c) => {
         const s: number[] = [];
         const l: number[] = [];
-        for (const i of known[c]!) for (let r = 0; r < count[i]!; r++) (s.push(scores[i * C + c]!), l.push(y[i * C + c]!));
+        for (const i of known[c]!)
+          for (let r = 0; r < count[i]!; r++) (s.push(scores[i * C + c]!), l.push(y[i * C + c]!));
         const p = s.map((v) => (v > thr ? 1 : 0));
         return [rocAuc(s, l), averagePrecision(s, l), f1Binary(p, l), l.length === 0 ? Number.NaN : accuracy(p, l)];
       });
@@ -107,12 +121,33 @@ export function evaluateScores(set: ScoreSet, options: BootstrapOptions = {}): M
       ];
       s.forEach((v, i) => m[l[i]! === 1 ? 1 : 0]![v > thr ? 1 : 0]!++);
       confusion[name] = m;
-      perClass[name] = { auc: est[4 * c]!, ap: est[4 * c + 1]!, f1: est[4 * c + 2]!, accuracy: est[4 * c + 3]!, positives: pos, negatives: neg, unknown: n - l.length };
+      perClass[name] = {
+        auc: est[4 * c]!,
+        ap: est[4 * c + 1]!,
+        f1: est[4 * c + 2]!,
+        accuracy: est[4 * c + 3]!,
+        positives: pos,
+        negatives: neg,
+        unknown: n - l.length,
+      };
       roc[name] = rocCurve(s, l);
-      if (pos === 0 || neg === 0) notes.push(`${name}: ${pos === 0 ? "no positives" : "no negatives"} among ${l.length} cases; AUC undefined, left out of the mean AUC`);
+      if (pos === 0 || neg === 0)
+        notes.push(
+          `${name}: ${pos === 0 ? "no positives" : "no negatives"} among ${l.length} cases; AUC undefined, left out of the mean AUC`,
+        );
     });
     const k = 4 * C;
-    return { task, classes, n, metrics: { auc: est[k]!, map: est[k + 1]!, f1: est[k + 2]!, accuracy: est[k + 3]! }, perClass, confusion, roc, notes, bootstrap: boot };
+    return {
+      task,
+      classes,
+      n,
+      metrics: { auc: est[k]!, map: est[k + 1]!, f1: est[k + 2]!, accuracy: est[k + 3]! },
+      perClass,
+      confusion,
+      roc,
+      notes,
+      bootstrap: boot,
+    };
   }
 
   // single-label and graded
@@ -131,7 +166,14 @@ export function evaluateScores(set: ScoreSet, options: BootstrapOptions = {}): M
     });
     const out: number[] = [];
     for (const v of per) out.push(...v);
-    out.push(accuracy(p, tt), balancedAccuracy(p, tt, C), f1Multiclass(p, tt, C).macro, cohenKappa(p, tt, C), finiteMean(per.map((v) => v[0]!)), finiteMean(per.map((v) => v[1]!)));
+    out.push(
+      accuracy(p, tt),
+      balancedAccuracy(p, tt, C),
+      f1Multiclass(p, tt, C).macro,
+      cohenKappa(p, tt, C),
+      finiteMean(per.map((v) => v[0]!)),
+      finiteMean(per.map((v) => v[1]!)),
+    );
     if (graded) out.push(cohenKappa(p, tt, C, "linear"), cohenKappa(p, tt, C, "quadratic"));
     return out;
   };
@@ -139,26 +181,53 @@ export function evaluateScores(set: ScoreSet, options: BootstrapOptions = {}): M
   const all = Int32Array.from({ length: n }, (_, i) => i);
   classes.forEach((name, c) => {
     const pos = t.filter((v) => v === c).length;
-    perClass[name] = { auc: est[4 * c]!, ap: est[4 * c + 1]!, f1: est[4 * c + 2]!, accuracy: est[4 * c + 3]!, positives: pos, negatives: n - pos, unknown: 0 };
-    roc[name] = rocCurve(column(scores, n, C, c, all), Array.from(t, (v) => (v === c ? 1 : 0)));
+    perClass[name] = {
+      auc: est[4 * c]!,
+      ap: est[4 * c + 1]!,
+      f1: est[4 * c + 2]!,
+      accuracy: est[4 * c + 3]!,
+      positives: pos,
+      negatives: n - pos,
+      unknown: 0,
+    };
+    roc[name] = rocCurve(
+      column(scores, n, C, c, all),
+      Array.from(t, (v) => (v === c ? 1 : 0)),
+    );
     if (pos === 0) notes.push(`${name}: no cases of this class; its AUC is undefined and left out of the mean AUC`);
   });
   const k = 4 * C;
-  const metrics: Record<string, Estimate> = { accuracy: est[k]!, balancedAccuracy: est[k + 1]!, f1: est[k + 2]!, kappa: est[k + 3]!, auc: est[k + 4]!, map: est[k + 5]! };
+  const metrics: Record<string, Estimate> = {
+    accuracy: est[k]!,
+    balancedAccuracy: est[k + 1]!,
+    f1: est[k + 2]!,
+    kappa: est[k + 3]!,
+    auc: est[k + 4]!,
+    map: est[k + 5]!,
+  };
   if (graded) Object.assign(metrics, { kappaLinear: est[k + 6]!, kappaQuadratic: est[k + 7]! });
   return { task, classes, n, metrics, perClass, confusion: confusionMatrix(pred, t, C), roc, notes, bootstrap: boot };
 }
 
 /** A readable table of a report: the task's metrics, then one line per class. */
 export function formatReport(r: MetricsReport, title: string): string {
-  const f = (e: Estimate) => (!Number.isFinite(e.value) ? "n/a".padEnd(21) : Number.isFinite(e.lo) ? `${e.value.toFixed(3)} [${e.lo.toFixed(3)}, ${e.hi.toFixed(3)}]` : e.value.toFixed(3).padEnd(21));
-  const lines = [`${title}: ${r.task}, ${r.n} cases, ${r.classes.length} classes (95% bootstrap CIs, ${r.bootstrap.resamples} resamples)`];
+  const f = (e: Estimate) =>
+    !Number.isFinite(e.value)
+      ? "n/a".padEnd(21)
+      : Number.isFinite(e.lo)
+        ? `${e.value.toFixed(3)} [${e.lo.toFixed(3)}, ${e.hi.toFixed(3)}]`
+        : e.value.toFixed(3).padEnd(21);
+  const lines = [
+    `${title}: ${r.task}, ${r.n} cases, ${r.classes.length} classes (95% bootstrap CIs, ${r.bootstrap.resamples} resamples)`,
+  ];
   for (const [k, e] of Object.entries(r.metrics)) lines.push(`  ${k.padEnd(18)} ${f(e)}`);
   const w = Math.max(8, ...r.classes.map((c) => c.length));
   lines.push(`  ${"class".padEnd(w)}  ${"AUC".padEnd(21)}  ${"AP".padEnd(21)}  ${"F1".padEnd(21)}  pos/neg`);
   for (const c of r.classes) {
     const p = r.perClass[c]!;
-    lines.push(`  ${c.padEnd(w)}  ${f(p.auc)}  ${f(p.ap)}  ${f(p.f1)}  ${p.positives}/${p.negatives}${p.unknown ? ` (${p.unknown} unknown)` : ""}`);
+    lines.push(
+      `  ${c.padEnd(w)}  ${f(p.auc)}  ${f(p.ap)}  ${f(p.f1)}  ${p.positives}/${p.negatives}${p.unknown ? ` (${p.unknown} unknown)` : ""}`,
+    );
   }
   for (const note of r.notes) lines.push(`  note: ${note}`);
   return lines.join("\n");

@@ -31,7 +31,11 @@ export interface EncodeImagesOptions {
 }
 
 /** Encodes the images of `samples`; undecodable images are skipped and listed. */
-export async function encodeImageSet(model: ViLReF, samples: readonly Sample[], options: EncodeImagesOptions = {}): Promise<ImageFeatures> {
+export async function encodeImageSet(
+  model: ViLReF,
+  samples: readonly Sample[],
+  options: EncodeImagesOptions = {},
+): Promise<ImageFeatures> {
   const skipped: { id: string; reason: string }[] = [];
   const loader = new Loader(samples, {
     batchSize: options.batchSize ?? 64,
@@ -85,7 +89,12 @@ export function dots(a: ArrayLike<number>, na: number, b: ArrayLike<number>, nb:
 export type TextEncodeFn = (texts: string[]) => Promise<Float32Array>;
 
 /** A TextEncodeFn over a model and tokenizer, in batches. */
-export function textEncoder(model: ViLReF, tokenizer: BertTokenizer, contextLength: number, batchSize = 256): TextEncodeFn {
+export function textEncoder(
+  model: ViLReF,
+  tokenizer: BertTokenizer,
+  contextLength: number,
+  batchSize = 256,
+): TextEncodeFn {
   return async (texts) => {
     const d = model.config.embed_dim;
     const out = new Float32Array(texts.length * d);
@@ -103,13 +112,22 @@ export function textEncoder(model: ViLReF, tokenizer: BertTokenizer, contextLeng
  * to two folders above it (where `vilref pretrain` writes it). A vocabulary whose sha256 differs
  * from the one the checkpoint records is an error naming both.
  */
-export function tokenizerFor(modelSpec: string, vocabSha256: string | undefined, vocab?: string): { tokenizer: BertTokenizer; file: string } {
+export function tokenizerFor(
+  modelSpec: string,
+  vocabSha256: string | undefined,
+  vocab?: string,
+): { tokenizer: BertTokenizer; file: string } {
   let file = vocab;
   if (!file) {
-    if (modelSpec.startsWith("preset:")) throw new Error(`--model ${modelSpec}: a preset has no vocabulary; give one with --vocab`);
+    if (modelSpec.startsWith("preset:"))
+      throw new Error(`--model ${modelSpec}: a preset has no vocabulary; give one with --vocab`);
     let dir = path.dirname(path.resolve(modelSpec));
-    for (let up = 0; up < 3 && !file; up++, dir = path.dirname(dir)) if (existsSync(path.join(dir, "vocab.txt"))) file = path.join(dir, "vocab.txt");
-    if (!file) throw new Error(`--model ${modelSpec}: no vocab.txt beside the checkpoint or up to two folders above; give one with --vocab`);
+    for (let up = 0; up < 3 && !file; up++, dir = path.dirname(dir))
+      if (existsSync(path.join(dir, "vocab.txt"))) file = path.join(dir, "vocab.txt");
+    if (!file)
+      throw new Error(
+        `--model ${modelSpec}: no vocab.txt beside the checkpoint or up to two folders above; give one with --vocab`,
+      );
   }
   let text: string;
   try {
@@ -117,6 +135,9 @@ export function tokenizerFor(modelSpec: string, vocabSha256: string | undefined,
   } catch (e) {
     throw new Error(`--vocab ${file}: ${(e as Error).message}`);
   }
-  if (vocabSha256 && sha256Hex(text) !== vocabSha256) throw new Error(`--vocab ${file}: sha256 ${sha256Hex(text).slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${vocabSha256.slice(0, 12)}…)`);
+  if (vocabSha256 && sha256Hex(text) !== vocabSha256)
+    throw new Error(
+      `--vocab ${file}: sha256 ${sha256Hex(text).slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${vocabSha256.slice(0, 12)}…)`,
+    );
   return { tokenizer: new BertTokenizer(Vocab.fromText(text)), file };
 }

@@ -19,7 +19,7 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number | boo
   order.sort((a, b) => scores[a]! - scores[b]!);
   let pos = 0;
   let rankSum = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
     while (j + 1 < n && scores[order[j + 1]!] === scores[order[i]!]) j++;
     const mid = (i + j) / 2 + 1; // ranks are 1-based
@@ -41,13 +41,21 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number | boo
  * target column is among the k best. A candidate tied with the target counts as ranked above it
  * (ties never help). Returns one value per k.
  */
-export function recallAtK(scores: ArrayLike<number>, rows: number, cols: number, targets: ArrayLike<number>, ks: readonly number[]): number[] {
-  if (scores.length !== rows * cols) throw new RangeError(`recallAtK: expected ${rows}×${cols} scores, got ${scores.length}`);
+export function recallAtK(
+  scores: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  targets: ArrayLike<number>,
+  ks: readonly number[],
+): number[] {
+  if (scores.length !== rows * cols)
+    throw new RangeError(`recallAtK: expected ${rows}×${cols} scores, got ${scores.length}`);
   if (targets.length !== rows) throw new RangeError(`recallAtK: expected ${rows} targets, got ${targets.length}`);
   const hits = ks.map(() => 0);
   for (let r = 0; r < rows; r++) {
     const t = targets[r]!;
-    if (!(Number.isInteger(t) && t >= 0 && t < cols)) throw new RangeError(`recallAtK: targets[${r}] = ${t} is not a column index`);
+    if (!(Number.isInteger(t) && t >= 0 && t < cols))
+      throw new RangeError(`recallAtK: targets[${r}] = ${t} is not a column index`);
     const s = scores[r * cols + t]!;
     let rank = 0; // candidates scoring at least as well as the target, the target excluded
     for (let c = 0; c < cols; c++) if (c !== t && !(scores[r * cols + c]! < s)) rank++;
@@ -72,9 +80,14 @@ export interface RetrievalScores {
 }
 
 /** Paired image↔text retrieval from the similarity matrix [n images, n texts], pair i ↔ i. */
-export function pairedRetrieval(similarity: ArrayLike<number>, n: number, ks: readonly number[] = [1, 5, 10]): RetrievalScores {
+export function pairedRetrieval(
+  similarity: ArrayLike<number>,
+  n: number,
+  ks: readonly number[] = [1, 5, 10],
+): RetrievalScores {
   const targets = Int32Array.from({ length: n }, (_, i) => i);
-  const named = (v: number[]) => Object.fromEntries(ks.map((k, i) => [`R@${k}`, v[i]!])) as Record<`R@${number}`, number>;
+  const named = (v: number[]) =>
+    Object.fromEntries(ks.map((k, i) => [`R@${k}`, v[i]!])) as Record<`R@${number}`, number>;
   return {
     imageToText: named(recallAtK(similarity, n, n, targets, ks)),
     textToImage: named(recallAtK(transpose(similarity, n, n), n, n, targets, ks)),
@@ -113,7 +126,7 @@ export function averagePrecision(scores: ArrayLike<number>, labels: ArrayLike<nu
   let seen = 0;
   let ap = 0;
   let prevRecall = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
     while (j + 1 < n && scores[order[j + 1]!] === scores[order[i]!]) j++;
     for (let k = i; k <= j; k++) if (labels[order[k]!]) tp++;
@@ -127,7 +140,10 @@ export function averagePrecision(scores: ArrayLike<number>, labels: ArrayLike<nu
 }
 
 /** Points of the ROC curve (false-positive rate, true-positive rate), from (0,0) to (1,1); ties make one step. */
-export function rocCurve(scores: ArrayLike<number>, labels: ArrayLike<number | boolean>): { fpr: number[]; tpr: number[] } {
+export function rocCurve(
+  scores: ArrayLike<number>,
+  labels: ArrayLike<number | boolean>,
+): { fpr: number[]; tpr: number[] } {
   const n = scores.length;
   if (labels.length !== n) throw new RangeError(`rocCurve: ${n} scores but ${labels.length} labels`);
   let pos = 0;
@@ -138,10 +154,10 @@ export function rocCurve(scores: ArrayLike<number>, labels: ArrayLike<number | b
   const tpr = [0];
   let tp = 0;
   let fp = 0;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
     while (j + 1 < n && scores[order[j + 1]!] === scores[order[i]!]) j++;
-    for (let k = i; k <= j; k++) (labels[order[k]!] ? tp++ : fp++);
+    for (let k = i; k <= j; k++) labels[order[k]!] ? tp++ : fp++;
     fpr.push(neg === 0 ? Number.NaN : fp / neg);
     tpr.push(pos === 0 ? Number.NaN : tp / pos);
     i = j + 1;
@@ -152,13 +168,16 @@ export function rocCurve(scores: ArrayLike<number>, labels: ArrayLike<number | b
 // ---- classification metrics over predicted classes ------------------------------------------------
 
 function checkClasses(name: string, pred: ArrayLike<number>, target: ArrayLike<number>, k: number): void {
-  if (pred.length !== target.length) throw new RangeError(`${name}: ${pred.length} predictions but ${target.length} targets`);
+  if (pred.length !== target.length)
+    throw new RangeError(`${name}: ${pred.length} predictions but ${target.length} targets`);
   if (!(Number.isInteger(k) && k >= 1)) throw new RangeError(`${name}: classes must be a whole number ≥ 1, got ${k}`);
   for (let i = 0; i < pred.length; i++) {
     const p = pred[i]!;
     const t = target[i]!;
-    if (!(Number.isInteger(p) && p >= 0 && p < k)) throw new RangeError(`${name}: predictions[${i}] = ${p} is not a class index below ${k}`);
-    if (!(Number.isInteger(t) && t >= 0 && t < k)) throw new RangeError(`${name}: targets[${i}] = ${t} is not a class index below ${k}`);
+    if (!(Number.isInteger(p) && p >= 0 && p < k))
+      throw new RangeError(`${name}: predictions[${i}] = ${p} is not a class index below ${k}`);
+    if (!(Number.isInteger(t) && t >= 0 && t < k))
+      throw new RangeError(`${name}: targets[${i}] = ${t} is not a class index below ${k}`);
   }
 }
 
@@ -172,7 +191,8 @@ export function confusionMatrix(pred: ArrayLike<number>, target: ArrayLike<numbe
 
 /** Fraction of predictions equal to the target (NaN for no samples). */
 export function accuracy(pred: ArrayLike<number>, target: ArrayLike<number>): number {
-  if (pred.length !== target.length) throw new RangeError(`accuracy: ${pred.length} predictions but ${target.length} targets`);
+  if (pred.length !== target.length)
+    throw new RangeError(`accuracy: ${pred.length} predictions but ${target.length} targets`);
   let hit = 0;
   for (let i = 0; i < pred.length; i++) if (pred[i] === target[i]) hit++;
   return pred.length === 0 ? Number.NaN : hit / pred.length;
@@ -181,10 +201,12 @@ export function accuracy(pred: ArrayLike<number>, target: ArrayLike<number>): nu
 /** Mean per-class recall over the classes that occur in the targets (scikit-learn's balanced accuracy). */
 export function balancedAccuracy(pred: ArrayLike<number>, target: ArrayLike<number>, k: number): number {
   const m = confusionMatrix(pred, target, k);
-  return finiteMean(m.map((row, c) => {
-    const support = row.reduce((a, b) => a + b, 0);
-    return support === 0 ? Number.NaN : row[c]! / support;
-  }));
+  return finiteMean(
+    m.map((row, c) => {
+      const support = row.reduce((a, b) => a + b, 0);
+      return support === 0 ? Number.NaN : row[c]! / support;
+    }),
+  );
 }
 
 /** F1 of one binary problem from its counts: 2TP / (2TP + FP + FN); NaN when there is nothing to find and nothing found. */
@@ -195,7 +217,8 @@ export function f1FromCounts(tp: number, fp: number, fn: number): number {
 
 /** Binary F1 of 0/1 predictions against 0/1 labels. */
 export function f1Binary(pred: ArrayLike<number | boolean>, labels: ArrayLike<number | boolean>): number {
-  if (pred.length !== labels.length) throw new RangeError(`f1Binary: ${pred.length} predictions but ${labels.length} labels`);
+  if (pred.length !== labels.length)
+    throw new RangeError(`f1Binary: ${pred.length} predictions but ${labels.length} labels`);
   let tp = 0;
   let fp = 0;
   let fn = 0;
@@ -208,7 +231,11 @@ export function f1Binary(pred: ArrayLike<number | boolean>, labels: ArrayLike<nu
 }
 
 /** Macro F1 over classes (one-vs-rest per class, classes without support or predictions excluded) and micro F1 (= accuracy for single-label). */
-export function f1Multiclass(pred: ArrayLike<number>, target: ArrayLike<number>, k: number): { macro: number; perClass: number[] } {
+export function f1Multiclass(
+  pred: ArrayLike<number>,
+  target: ArrayLike<number>,
+  k: number,
+): { macro: number; perClass: number[] } {
   const m = confusionMatrix(pred, target, k);
   const perClass = m.map((row, c) => {
     const tp = row[c]!;
@@ -226,13 +253,27 @@ export type KappaWeights = "none" | "linear" | "quadratic";
  * E the outer product of its marginals / n, and w_ij = [i≠j] (none), |i−j|/(k−1) (linear) or
  * (i−j)²/(k−1)² (quadratic). NaN when the expected disagreement is 0 (e.g. one class only).
  */
-export function cohenKappa(pred: ArrayLike<number>, target: ArrayLike<number>, k: number, weights: KappaWeights = "none"): number {
+export function cohenKappa(
+  pred: ArrayLike<number>,
+  target: ArrayLike<number>,
+  k: number,
+  weights: KappaWeights = "none",
+): number {
   const m = confusionMatrix(pred, target, k);
   const n = pred.length;
   if (n === 0) return Number.NaN;
   const rows = m.map((r) => r.reduce((a, b) => a + b, 0));
   const cols = Array.from({ length: k }, (_, j) => m.reduce((a, r) => a + r[j]!, 0));
-  const w = (i: number, j: number) => (weights === "none" ? (i === j ? 0 : 1) : k === 1 ? 0 : weights === "linear" ? Math.abs(i - j) / (k - 1) : (i - j) ** 2 / (k - 1) ** 2);
+  const w = (i: number, j: number) =>
+    weights === "none"
+      ? i === j
+        ? 0
+        : 1
+      : k === 1
+        ? 0
+        : weights === "linear"
+          ? Math.abs(i - j) / (k - 1)
+          : (i - j) ** 2 / (k - 1) ** 2;
   let obs = 0;
   let exp = 0;
   for (let i = 0; i < k; i++)
@@ -293,7 +334,11 @@ export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
  * returns a number. Resamples where it is not finite are left out and counted (`valid`); fewer
  * than half valid leaves the interval NaN.
  */
-export function bootstrap(n: number, statistic: (indices: Int32Array) => number, options: BootstrapOptions = {}): Estimate {
+export function bootstrap(
+  n: number,
+  statistic: (indices: Int32Array) => number,
+  options: BootstrapOptions = {},
+): Estimate {
   return bootstrapMany(n, (idx) => [statistic(idx)], options)[0]!;
 }
 
@@ -302,10 +347,15 @@ export function bootstrap(n: number, statistic: (indices: Int32Array) => number,
  * (so a mean over classes and each class's value come from one pass): `statistic` returns a
  * fixed-length list.
  */
-export function bootstrapMany(n: number, statistic: (indices: Int32Array) => number[], options: BootstrapOptions = {}): Estimate[] {
+export function bootstrapMany(
+  n: number,
+  statistic: (indices: Int32Array) => number[],
+  options: BootstrapOptions = {},
+): Estimate[] {
   const B = options.resamples ?? 1000;
   const level = options.level ?? 0.95;
-  if (!(Number.isInteger(B) && B >= 0)) throw new RangeError(`bootstrap: resamples must be a whole number ≥ 0, got ${B}`);
+  if (!(Number.isInteger(B) && B >= 0))
+    throw new RangeError(`bootstrap: resamples must be a whole number ≥ 0, got ${B}`);
   if (!(level > 0 && level < 1)) throw new RangeError(`bootstrap: level must be in (0, 1), got ${level}`);
   const all = Int32Array.from({ length: n }, (_, i) => i);
   const values = statistic(all);
@@ -325,7 +375,14 @@ export function bootstrapMany(n: number, statistic: (indices: Int32Array) => num
   return values.map((value, j) => {
     const st = stats[j]!.sort((x, y) => x - y);
     const ok = Number.isFinite(value) && B > 0 && st.length * 2 >= B;
-    return { value, lo: ok ? quantileSorted(st, a) : Number.NaN, hi: ok ? quantileSorted(st, 1 - a) : Number.NaN, level, resamples: B, valid: st.length };
+    return {
+      value,
+      lo: ok ? quantileSorted(st, a) : Number.NaN,
+      hi: ok ? quantileSorted(st, 1 - a) : Number.NaN,
+      level,
+      resamples: B,
+      valid: st.length,
+    };
   });
 }
 
@@ -339,5 +396,7 @@ export function pick<T extends ArrayLike<number>>(xs: T, indices: ArrayLike<numb
 /** "0.812 [0.771, 0.850]" */
 export function formatEstimate(e: Estimate, digits = 3): string {
   if (!Number.isFinite(e.value)) return "n/a";
-  return Number.isFinite(e.lo) ? `${e.value.toFixed(digits)} [${e.lo.toFixed(digits)}, ${e.hi.toFixed(digits)}]` : e.value.toFixed(digits);
+  return Number.isFinite(e.lo)
+    ? `${e.value.toFixed(digits)} [${e.lo.toFixed(digits)}, ${e.hi.toFixed(digits)}]`
+    : e.value.toFixed(digits);
 }

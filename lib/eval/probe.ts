@@ -26,7 +26,11 @@ export interface LbfgsOptions {
 }
 
 /** Minimises f (which writes its gradient into `grad` and returns the value) from x0 (updated in place). */
-export function lbfgs(f: (x: Float64Array, grad: Float64Array) => number, x: Float64Array, options: LbfgsOptions = {}): { value: number; iterations: number; converged: boolean } {
+export function lbfgs(
+  f: (x: Float64Array, grad: Float64Array) => number,
+  x: Float64Array,
+  options: LbfgsOptions = {},
+): { value: number; iterations: number; converged: boolean } {
   const maxIter = options.maxIter ?? 500;
   const tol = options.gradTol ?? 1e-6;
   const m = options.memory ?? 10;
@@ -59,7 +63,8 @@ export function lbfgs(f: (x: Float64Array, grad: Float64Array) => number, x: Flo
       const yk = Y[k]!;
       for (let i = 0; i < n; i++) d[i]! -= alpha[k]! * yk[i]!;
     }
-    const gamma = S.length > 0 ? dot(S.at(-1)!, Y.at(-1)!) / dot(Y.at(-1)!, Y.at(-1)!) : 1 / Math.max(1, Math.sqrt(dot(g, g)));
+    const gamma =
+      S.length > 0 ? dot(S.at(-1)!, Y.at(-1)!) / dot(Y.at(-1)!, Y.at(-1)!) : 1 / Math.max(1, Math.sqrt(dot(g, g)));
     for (let i = 0; i < n; i++) d[i]! *= gamma;
     for (let k = 0; k < S.length; k++) {
       const beta = rho[k]! * dot(Y[k]!, d);
@@ -101,7 +106,8 @@ export function lbfgs(f: (x: Float64Array, grad: Float64Array) => number, x: Flo
     x.set(xNew);
     g.set(gNew);
     fx = fNew;
-    if (change <= 1e-12 * Math.max(1, Math.abs(fx))) return { value: fx, iterations: it + 1, converged: maxAbs(g) < Math.sqrt(tol) };
+    if (change <= 1e-12 * Math.max(1, Math.abs(fx)))
+      return { value: fx, iterations: it + 1, converged: maxAbs(g) < Math.sqrt(tol) };
   }
   return { value: fx, iterations: maxIter, converged: maxAbs(g) < tol };
 }
@@ -128,7 +134,14 @@ export interface LinearModel {
 }
 
 /** Binary L2 logistic regression on rows `rows` of X with 0/1 labels y (aligned with rows). params: [w (d), b]. */
-export function fitBinary(D: Design, rows: ArrayLike<number>, y: ArrayLike<number>, C: number, init?: Float64Array, options?: LbfgsOptions): Float64Array {
+export function fitBinary(
+  D: Design,
+  rows: ArrayLike<number>,
+  y: ArrayLike<number>,
+  C: number,
+  init?: Float64Array,
+  options?: LbfgsOptions,
+): Float64Array {
   const { X, d } = D;
   const m = rows.length;
   const lambda = 1 / (C * Math.max(m, 1));
@@ -161,7 +174,15 @@ export function fitBinary(D: Design, rows: ArrayLike<number>, y: ArrayLike<numbe
 }
 
 /** Multinomial L2 logistic regression: classes t[r] in 0..K−1. params: [W (K·d), b (K)]. */
-export function fitSoftmax(D: Design, rows: ArrayLike<number>, t: ArrayLike<number>, K: number, C: number, init?: Float64Array, options?: LbfgsOptions): Float64Array {
+export function fitSoftmax(
+  D: Design,
+  rows: ArrayLike<number>,
+  t: ArrayLike<number>,
+  K: number,
+  C: number,
+  init?: Float64Array,
+  options?: LbfgsOptions,
+): Float64Array {
   const { X, d } = D;
   const m = rows.length;
   const lambda = 1 / (C * Math.max(m, 1));
@@ -226,7 +247,8 @@ export function predictProba(model: LinearModel, X: Float64Array, n: number): Fl
 }
 
 /** Targets of a probe: multi-label rows (NaN unknown) or class indices. */
-export type ProbeTargets = { kind: "multilabel"; y: Float32Array; K: number } | { kind: "single"; t: Int32Array; K: number };
+export type ProbeTargets =
+  { kind: "multilabel"; y: Float32Array; K: number } | { kind: "single"; t: Int32Array; K: number };
 
 export interface FitOptions extends LbfgsOptions {
   /** Single-label: multinomial (default) or one-vs-rest. */
@@ -262,7 +284,10 @@ export function fitLinear(D: Design, targets: ProbeTargets, C: number, options: 
       b[c] = Math.log(prior / (1 - prior));
       continue;
     }
-    const init = options.init && options.init.kind === "sigmoid" ? concat(options.init.W.subarray(c * d, (c + 1) * d), options.init.b.subarray(c, c + 1)) : undefined;
+    const init =
+      options.init && options.init.kind === "sigmoid"
+        ? concat(options.init.W.subarray(c * d, (c + 1) * d), options.init.b.subarray(c, c + 1))
+        : undefined;
     const p = fitBinary(D, rows, y, C, init, options);
     W.set(p.subarray(0, d), c * d);
     b[c] = p[d]!;
@@ -363,9 +388,15 @@ export interface TrainedProbe {
  * fits the final model on training (+ validation with `refit: "train+val"`, the default) data.
  * Features are raw [n, d] rows; they are standardised with the training split's statistics.
  */
-export function trainProbe(train: { X: ArrayLike<number>; n: number; targets: ProbeTargets }, val: { X: ArrayLike<number>; n: number; targets: ProbeTargets }, d: number, options: FitOptions & { cGrid?: readonly number[]; refit?: "train" | "train+val" } = {}): TrainedProbe {
+export function trainProbe(
+  train: { X: ArrayLike<number>; n: number; targets: ProbeTargets },
+  val: { X: ArrayLike<number>; n: number; targets: ProbeTargets },
+  d: number,
+  options: FitOptions & { cGrid?: readonly number[]; refit?: "train" | "train+val" } = {},
+): TrainedProbe {
   const grid = [...(options.cGrid ?? DEFAULT_C_GRID)].sort((a, b) => a - b);
-  if (grid.length === 0 || grid.some((c) => !(c > 0 && Number.isFinite(c)))) throw new RangeError(`C grid: expected positive numbers, got ${grid.join(", ")}`);
+  if (grid.length === 0 || grid.some((c) => !(c > 0 && Number.isFinite(c))))
+    throw new RangeError(`C grid: expected positive numbers, got ${grid.join(", ")}`);
   const st = fitStandardizer(train.X, train.n, d);
   const Dtr = { X: standardize(train.X, train.n, d, st), n: train.n, d };
   const Xva = standardize(val.X, val.n, d, st);
@@ -388,11 +419,17 @@ export function trainProbe(train: { X: ArrayLike<number>; n: number; targets: Pr
     X.set(Dtr.X);
     X.set(Xva, train.n * d);
     Dfin = { X, n: train.n + val.n, d };
-    tfin = train.targets.kind === "multilabel" && val.targets.kind === "multilabel" ? { kind: "multilabel", K: train.targets.K, y: concatF32(train.targets.y, val.targets.y) } : train.targets.kind === "single" && val.targets.kind === "single" ? { kind: "single", K: train.targets.K, t: concatI32(train.targets.t, val.targets.t) } : train.targets;
+    tfin =
+      train.targets.kind === "multilabel" && val.targets.kind === "multilabel"
+        ? { kind: "multilabel", K: train.targets.K, y: concatF32(train.targets.y, val.targets.y) }
+        : train.targets.kind === "single" && val.targets.kind === "single"
+          ? { kind: "single", K: train.targets.K, t: concatI32(train.targets.t, val.targets.t) }
+          : train.targets;
   }
   final = fitLinear(Dfin, tfin, best.C, options);
   const constantClasses: number[] = [];
-  for (let c = 0; c < final.K; c++) if (final.kind === "sigmoid" && final.W.subarray(c * d, (c + 1) * d).every((w) => w === 0)) constantClasses.push(c);
+  for (let c = 0; c < final.K; c++)
+    if (final.kind === "sigmoid" && final.W.subarray(c * d, (c + 1) * d).every((w) => w === 0)) constantClasses.push(c);
   return { model: final, standardizer: st, C: best.C, selection, constantClasses };
 }
 
@@ -428,18 +465,27 @@ export interface ProbeResult extends MetricsReport {
 
 function targetsOf(ds: EvalDataset, samples: readonly EvalSample[]): ProbeTargets {
   const K = ds.classes.length;
-  return ds.task === "multilabel" ? { kind: "multilabel", y: multiLabelTargets(samples, K), K } : { kind: "single", t: classTargets(samples, K), K };
+  return ds.task === "multilabel"
+    ? { kind: "multilabel", y: multiLabelTargets(samples, K), K }
+    : { kind: "single", t: classTargets(samples, K), K };
 }
 
 /** The linear probe on a dataset's train / val / test splits, with frozen pre-projection features. */
 export async function linearProbe(model: ViLReF, ds: EvalDataset, options: ProbeOptions = {}): Promise<ProbeResult> {
-  const names = { train: options.splits?.train ?? "train", val: options.splits?.val ?? "val", test: options.splits?.test ?? "test" };
+  const names = {
+    train: options.splits?.train ?? "train",
+    val: options.splits?.val ?? "val",
+    test: options.splits?.test ?? "test",
+  };
   const notes: string[] = [...ds.notes];
   const enc = async (split: string) => {
     const samples = splitOf(ds, split);
     const f = await encodeImageSet(model, samples, { ...options.images, features: "pre" });
     if (f.n === 0) throw new DatasetError(`${ds.name}: no image of split "${split}" could be decoded`);
-    if (f.skipped.length > 0) notes.push(`${split}: ${f.skipped.length} images could not be decoded and were left out (first: ${f.skipped[0]!.id}: ${f.skipped[0]!.reason})`);
+    if (f.skipped.length > 0)
+      notes.push(
+        `${split}: ${f.skipped.length} images could not be decoded and were left out (first: ${f.skipped[0]!.id}: ${f.skipped[0]!.reason})`,
+      );
     const used = f.used.map((i) => samples[i]!);
     return { X: f.data, n: f.n, d: f.d, targets: targetsOf(ds, used) };
   };
@@ -447,9 +493,28 @@ export async function linearProbe(model: ViLReF, ds: EvalDataset, options: Probe
   const va = await enc(names.val);
   const te = await enc(names.test);
   const probe = trainProbe(tr, va, tr.d, options);
-  for (const c of probe.constantClasses) notes.push(`${ds.classes[c]}: only one label value in the training data; the probe predicts its prior`);
+  for (const c of probe.constantClasses)
+    notes.push(`${ds.classes[c]}: only one label value in the training data; the probe predicts its prior`);
   const P = predictProba(probe.model, standardize(te.X, te.n, te.d, probe.standardizer), te.n);
-  const boot: BootstrapOptions = { ...(options.resamples !== undefined ? { resamples: options.resamples } : {}), ...(options.seed !== undefined ? { seed: options.seed } : {}), ...(options.level !== undefined ? { level: options.level } : {}) };
-  const report = te.targets.kind === "multilabel" ? evaluateScores({ task: "multilabel", classes: ds.classes, scores: P, n: te.n, y: te.targets.y, threshold: 0.5 }, boot) : evaluateScores({ task: ds.task, classes: ds.classes, scores: P, n: te.n, targets: te.targets.t }, boot);
-  return { ...report, protocol: "probe", notes: [...notes, ...report.notes], C: probe.C, selection: probe.selection, featureDim: tr.d, splits: { train: tr.n, val: va.n, test: te.n } };
+  const boot: BootstrapOptions = {
+    ...(options.resamples !== undefined ? { resamples: options.resamples } : {}),
+    ...(options.seed !== undefined ? { seed: options.seed } : {}),
+    ...(options.level !== undefined ? { level: options.level } : {}),
+  };
+  const report =
+    te.targets.kind === "multilabel"
+      ? evaluateScores(
+          { task: "multilabel", classes: ds.classes, scores: P, n: te.n, y: te.targets.y, threshold: 0.5 },
+          boot,
+        )
+      : evaluateScores({ task: ds.task, classes: ds.classes, scores: P, n: te.n, targets: te.targets.t }, boot);
+  return {
+    ...report,
+    protocol: "probe",
+    notes: [...notes, ...report.notes],
+    C: probe.C,
+    selection: probe.selection,
+    featureDim: tr.d,
+    splits: { train: tr.n, val: va.n, test: te.n },
+  };
 }

@@ -42,7 +42,8 @@ export interface ClassPrompts {
 }
 
 function strings(v: unknown, where: string, nonEmpty = false): string[] {
-  if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || x.trim() === "")) throw new TypeError(`${where}: expected a list of non-empty strings`);
+  if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || x.trim() === ""))
+    throw new TypeError(`${where}: expected a list of non-empty strings`);
   if (nonEmpty && v.length === 0) throw new TypeError(`${where}: expected at least one string`);
   return v as string[];
 }
@@ -62,21 +63,31 @@ export function loadPromptBank(file: string | URL = DEFAULT_PROMPTS_URL, rules?:
   } catch (e) {
     throw new TypeError(`${where}: ${(e as Error).message}`);
   }
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new TypeError(`${where}: expected a JSON object`);
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw))
+    throw new TypeError(`${where}: expected a JSON object`);
   const p = raw as Record<string, unknown>;
   const skip = new Set(p.skip === undefined ? [] : strings(p.skip, `${where}: skip`));
   const classes = new Map<string, ClassEntry>();
   if (p.templates !== undefined || p.classes !== undefined) {
     const t = p.templates as Record<string, unknown> | undefined;
     if (!t || typeof t !== "object") throw new TypeError(`${where}: templates: expected {positive, negative}`);
-    const templates = { positive: strings(t.positive, `${where}: templates.positive`, true), negative: strings(t.negative, `${where}: templates.negative`, true) };
-    if (!p.classes || typeof p.classes !== "object" || Array.isArray(p.classes)) throw new TypeError(`${where}: classes: expected an object keyed by class id`);
+    const templates = {
+      positive: strings(t.positive, `${where}: templates.positive`, true),
+      negative: strings(t.negative, `${where}: templates.negative`, true),
+    };
+    if (!p.classes || typeof p.classes !== "object" || Array.isArray(p.classes))
+      throw new TypeError(`${where}: classes: expected an object keyed by class id`);
     for (const [id, v] of Object.entries(p.classes as Record<string, unknown>)) {
       const w = `${where}: classes.${id}`;
       if (!v || typeof v !== "object" || Array.isArray(v)) throw new TypeError(`${w}: expected {names, descriptions}`);
       const e = v as Record<string, unknown>;
-      for (const k of Object.keys(e)) if (!["names", "descriptions", "positive", "negative", "$comment"].includes(k)) throw new TypeError(`${w}.${k}: unknown key (names, descriptions, positive, negative)`);
-      const entry: ClassEntry = { names: strings(e.names, `${w}.names`, true), descriptions: e.descriptions === undefined ? [] : strings(e.descriptions, `${w}.descriptions`) };
+      for (const k of Object.keys(e))
+        if (!["names", "descriptions", "positive", "negative", "$comment"].includes(k))
+          throw new TypeError(`${w}.${k}: unknown key (names, descriptions, positive, negative)`);
+      const entry: ClassEntry = {
+        names: strings(e.names, `${w}.names`, true),
+        descriptions: e.descriptions === undefined ? [] : strings(e.descriptions, `${w}.descriptions`),
+      };
       if (e.positive !== undefined) entry.positive = strings(e.positive, `${w}.positive`, true);
       if (e.negative !== undefined) entry.negative = strings(e.negative, `${w}.negative`, true);
       classes.set(id, entry);
@@ -88,7 +99,9 @@ export function loadPromptBank(file: string | URL = DEFAULT_PROMPTS_URL, rules?:
   const negative = strings(p.negative, `${where}: negative`, true).map((s) => s.replaceAll("{zh}", "{name}"));
   const names = (p.names ?? {}) as Record<string, string>;
   const overrides = (p.overrides ?? {}) as Record<string, { positive?: string[]; negative?: string[] }>;
-  for (const key of ["names", "overrides"] as const) for (const id of Object.keys((p[key] ?? {}) as object)) if (!isLabelId(id)) throw new TypeError(`${where}: ${key}.${id}: not a label id`);
+  for (const key of ["names", "overrides"] as const)
+    for (const id of Object.keys((p[key] ?? {}) as object))
+      if (!isLabelId(id)) throw new TypeError(`${where}: ${key}.${id}: not a label id`);
   const zh = new Map((rules ?? loadRules()).labels.map((l) => [l.id, (l as unknown as { zh?: string }).zh ?? l.id]));
   for (const id of LABEL_IDS) {
     const entry: ClassEntry = { names: [names[id] ?? zh.get(id) ?? id], descriptions: [] };
@@ -103,10 +116,16 @@ export function loadPromptBank(file: string | URL = DEFAULT_PROMPTS_URL, rules?:
 /** The prompts of one class; a class the bank does not know is an error naming it and the file. */
 export function classPrompts(bank: PromptBank, key: string): ClassPrompts {
   const e = bank.classes.get(key);
-  if (!e) throw new DatasetError(`unknown class name ${JSON.stringify(key)}: no prompts for it in ${bank.source} (known: ${[...bank.classes.keys()].join(", ")}); add it under "classes" in a copy of the file and pass it with --prompts`);
+  if (!e)
+    throw new DatasetError(
+      `unknown class name ${JSON.stringify(key)}: no prompts for it in ${bank.source} (known: ${[...bank.classes.keys()].join(", ")}); add it under "classes" in a copy of the file and pass it with --prompts`,
+    );
   const fill = (ts: string[]) => e.names.flatMap((name) => ts.map((t) => t.replaceAll("{name}", name)));
   const uniq = (xs: string[]) => [...new Set(xs)];
-  return { positive: uniq([...(e.positive ?? fill(bank.templates.positive)), ...e.descriptions]), negative: uniq(e.negative ?? fill(bank.templates.negative)) };
+  return {
+    positive: uniq([...(e.positive ?? fill(bank.templates.positive)), ...e.descriptions]),
+    negative: uniq(e.negative ?? fill(bank.templates.negative)),
+  };
 }
 
 /** Prompts of every class the bank has and does not skip (taxonomy order first), as pre-training evaluates them. */
@@ -125,7 +144,11 @@ export interface ClassFeatures {
 }
 
 /** Prompt ensembling: every prompt encoded once; per class and side, the mean of normalised features, renormalised. */
-export async function encodeClassPrompts(encode: TextEncodeFn, prompts: Map<string, ClassPrompts>, d: number): Promise<ClassFeatures> {
+export async function encodeClassPrompts(
+  encode: TextEncodeFn,
+  prompts: Map<string, ClassPrompts>,
+  d: number,
+): Promise<ClassFeatures> {
   const all: string[] = [];
   for (const p of prompts.values()) all.push(...p.positive, ...p.negative);
   const T = await encode(all);
@@ -160,7 +183,12 @@ export type MultiLabelScoring = "relative" | "contrast";
 export const MULTI_LABEL_SCORINGS: readonly MultiLabelScoring[] = ["relative", "contrast"];
 
 /** Multi-label scores [n, C] (see MultiLabelScoring). `images`: normalised [n, d]. */
-export function multiLabelScores(images: Float32Array, n: number, f: ClassFeatures, scoring: MultiLabelScoring = "relative"): Float64Array {
+export function multiLabelScores(
+  images: Float32Array,
+  n: number,
+  f: ClassFeatures,
+  scoring: MultiLabelScoring = "relative",
+): Float64Array {
   const C = f.classes.length;
   const P = dots(images, n, f.positive, C, f.d);
   if (scoring === "contrast") {
@@ -168,7 +196,8 @@ export function multiLabelScores(images: Float32Array, n: number, f: ClassFeatur
     for (let i = 0; i < P.length; i++) P[i]! -= N[i]!;
     return P;
   }
-  if (scoring !== "relative") throw new RangeError(`scoring: expected ${MULTI_LABEL_SCORINGS.join(" or ")}, got ${String(scoring)}`);
+  if (scoring !== "relative")
+    throw new RangeError(`scoring: expected ${MULTI_LABEL_SCORINGS.join(" or ")}, got ${String(scoring)}`);
   for (let i = 0; i < n; i++) {
     let m = 0;
     for (let c = 0; c < C; c++) m += P[i * C + c]! / C;
@@ -178,7 +207,12 @@ export function multiLabelScores(images: Float32Array, n: number, f: ClassFeatur
 }
 
 /** Single-label probabilities [n, C]: softmax over classes of scale · cos(image, positive). */
-export function singleLabelProbabilities(images: Float32Array, n: number, f: ClassFeatures, logitScale = 100): Float64Array {
+export function singleLabelProbabilities(
+  images: Float32Array,
+  n: number,
+  f: ClassFeatures,
+  logitScale = 100,
+): Float64Array {
   const C = f.classes.length;
   const S = dots(images, n, f.positive, C, f.d);
   for (let i = 0; i < n; i++) {
@@ -211,49 +245,105 @@ export interface ZeroShotResult extends MetricsReport {
  * Zero-shot evaluation of `samples` of a dataset. Classes given explicitly must have prompts (an
  * error names the first that has none); by default classes without prompts are left out with a note.
  */
-export async function zeroShot(model: ViLReF, encodeText: TextEncodeFn, ds: EvalDataset, samples: readonly EvalSample[], options: ZeroShotOptions = {}): Promise<ZeroShotResult> {
-  const bank = options.prompts && typeof options.prompts === "object" && "classes" in options.prompts ? options.prompts : loadPromptBank((options.prompts as string | URL | undefined) ?? DEFAULT_PROMPTS_URL);
+export async function zeroShot(
+  model: ViLReF,
+  encodeText: TextEncodeFn,
+  ds: EvalDataset,
+  samples: readonly EvalSample[],
+  options: ZeroShotOptions = {},
+): Promise<ZeroShotResult> {
+  const bank =
+    options.prompts && typeof options.prompts === "object" && "classes" in options.prompts
+      ? options.prompts
+      : loadPromptBank((options.prompts as string | URL | undefined) ?? DEFAULT_PROMPTS_URL);
   const notes: string[] = [];
   let chosen: number[];
   if (options.classes) {
     chosen = options.classes.map((c) => {
       const i = ds.classes.indexOf(c);
-      if (i < 0) throw new DatasetError(`unknown class name ${JSON.stringify(c)}: ${ds.name} has ${ds.classes.join(", ")}`);
+      if (i < 0)
+        throw new DatasetError(`unknown class name ${JSON.stringify(c)}: ${ds.name} has ${ds.classes.join(", ")}`);
       classPrompts(bank, ds.promptKeys[i] ?? c); // throws naming the class when it has no prompts
       return i;
     });
   } else {
     chosen = [];
     const left: string[] = [];
-    ds.classes.forEach((c, i) => ((bank.classes.has(ds.promptKeys[i] ?? c) && !bank.skip.has(ds.promptKeys[i] ?? c)) ? chosen.push(i) : left.push(c)));
+    ds.classes.forEach((c, i) =>
+      bank.classes.has(ds.promptKeys[i] ?? c) && !bank.skip.has(ds.promptKeys[i] ?? c) ? chosen.push(i) : left.push(c),
+    );
     if (left.length > 0) notes.push(`no prompts for ${left.join(", ")} in ${bank.source}: not scored`);
-    if (chosen.length === 0) throw new DatasetError(`${ds.name}: none of its classes (${ds.classes.join(", ")}) has prompts in ${bank.source}`);
+    if (chosen.length === 0)
+      throw new DatasetError(
+        `${ds.name}: none of its classes (${ds.classes.join(", ")}) has prompts in ${bank.source}`,
+      );
   }
-  if (ds.task !== "multilabel" && chosen.length !== ds.classes.length) throw new DatasetError(`${ds.name}: a single-label zero-shot evaluation needs prompts for every class (${ds.classes.filter((_, i) => !chosen.includes(i)).join(", ")} have none)`);
+  if (ds.task !== "multilabel" && chosen.length !== ds.classes.length)
+    throw new DatasetError(
+      `${ds.name}: a single-label zero-shot evaluation needs prompts for every class (${ds.classes.filter((_, i) => !chosen.includes(i)).join(", ")} have none)`,
+    );
   const names = chosen.map((i) => ds.classes[i]!);
   const prompts = new Map(chosen.map((i) => [ds.classes[i]!, classPrompts(bank, ds.promptKeys[i] ?? ds.classes[i]!)]));
   const d = model.config.embed_dim;
   const feats = await encodeClassPrompts(encodeText, prompts, d);
   const img = await encodeImageSet(model, samples, { ...options.images, features: "projected" });
-  if (img.n === 0) throw new DatasetError(`${ds.name}: no image could be decoded (${img.skipped.slice(0, 3).map((s) => `${s.id}: ${s.reason}`).join("; ")})`);
-  if (img.skipped.length > 0) notes.push(`${img.skipped.length} images could not be decoded and were left out (first: ${img.skipped[0]!.id}: ${img.skipped[0]!.reason})`);
+  if (img.n === 0)
+    throw new DatasetError(
+      `${ds.name}: no image could be decoded (${img.skipped
+        .slice(0, 3)
+        .map((s) => `${s.id}: ${s.reason}`)
+        .join("; ")})`,
+    );
+  if (img.skipped.length > 0)
+    notes.push(
+      `${img.skipped.length} images could not be decoded and were left out (first: ${img.skipped[0]!.id}: ${img.skipped[0]!.reason})`,
+    );
   const used = img.used.map((i) => samples[i]!);
   const I = normalizeRows(img.data, img.n, img.d);
-  const boot: BootstrapOptions = { ...(options.resamples !== undefined ? { resamples: options.resamples } : {}), ...(options.seed !== undefined ? { seed: options.seed } : {}), ...(options.level !== undefined ? { level: options.level } : {}) };
+  const boot: BootstrapOptions = {
+    ...(options.resamples !== undefined ? { resamples: options.resamples } : {}),
+    ...(options.seed !== undefined ? { seed: options.seed } : {}),
+    ...(options.level !== undefined ? { level: options.level } : {}),
+  };
   let report: MetricsReport;
   if (ds.task === "multilabel") {
     const all = multiLabelTargets(used, ds.classes.length);
     const C = chosen.length;
     const y = new Float32Array(img.n * C);
     for (let i = 0; i < img.n; i++) chosen.forEach((ci, c) => (y[i * C + c] = all[i * ds.classes.length + ci]!));
-    report = evaluateScores({ task: "multilabel", classes: names, scores: multiLabelScores(I, img.n, feats, options.scoring ?? "relative"), n: img.n, y, threshold: 0 }, boot);
+    report = evaluateScores(
+      {
+        task: "multilabel",
+        classes: names,
+        scores: multiLabelScores(I, img.n, feats, options.scoring ?? "relative"),
+        n: img.n,
+        y,
+        threshold: 0,
+      },
+      boot,
+    );
   } else {
     // the model's own temperature: similarity of a unit vector with itself is exp(logit_scale)
     const unit = new Float32Array(d);
     unit[0] = 1;
-    const scale = (await model.similarity({ data: unit, shape: [1, d] }, { data: unit, shape: [1, d] })).data[0] as number;
-    report = evaluateScores({ task: ds.task, classes: names, scores: singleLabelProbabilities(I, img.n, feats, scale), n: img.n, targets: classTargets(used, ds.classes.length) }, boot);
+    const scale = (await model.similarity({ data: unit, shape: [1, d] }, { data: unit, shape: [1, d] }))
+      .data[0] as number;
+    report = evaluateScores(
+      {
+        task: ds.task,
+        classes: names,
+        scores: singleLabelProbabilities(I, img.n, feats, scale),
+        n: img.n,
+        targets: classTargets(used, ds.classes.length),
+      },
+      boot,
+    );
   }
-  return { ...report, protocol: "zeroshot", notes: [...ds.notes, ...notes, ...report.notes], prompts: Object.fromEntries(prompts), skipped: img.skipped };
+  return {
+    ...report,
+    protocol: "zeroshot",
+    notes: [...ds.notes, ...notes, ...report.notes],
+    prompts: Object.fromEntries(prompts),
+    skipped: img.skipped,
+  };
 }
-

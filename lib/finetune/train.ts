@@ -54,7 +54,8 @@ export function scoreProbabilities(probs: Float32Array, labels: Float32Array, cl
   const auc: number[] = [];
   let bce = 0;
   for (let c = 0; c < classes; c++) {
-    const s = new Float32Array(n), y = new Uint8Array(n);
+    const s = new Float32Array(n),
+      y = new Uint8Array(n);
     for (let i = 0; i < n; i++) {
       const p = Math.min(1 - 1e-7, Math.max(1e-7, probs[i * classes + c]!));
       const t = labels[i * classes + c]!;
@@ -65,14 +66,21 @@ export function scoreProbabilities(probs: Float32Array, labels: Float32Array, cl
     auc.push(rocAuc(s, y));
   }
   const finite = auc.filter(Number.isFinite);
-  return { auc, meanAuc: finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : Number.NaN, loss: n ? bce / (n * classes) : Number.NaN, samples: n };
+  return {
+    auc,
+    meanAuc: finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : Number.NaN,
+    loss: n ? bce / (n * classes) : Number.NaN,
+    samples: n,
+  };
 }
 
 export async function scoreSplit(ft: Finetuner, source: AsyncIterable<LabeledBatch>): Promise<SplitScores> {
   const classes = ft.config.classes;
-  const probs: number[] = [], labels: number[] = [];
+  const probs: number[] = [],
+    labels: number[] = [];
   for await (const b of source) {
-    if (b.labels.shape[1] !== classes) throw new RangeError(`labels: ${b.labels.shape[1]} per sample, the finetuner has ${classes} classes`);
+    if (b.labels.shape[1] !== classes)
+      throw new RangeError(`labels: ${b.labels.shape[1]} per sample, the finetuner has ${classes} classes`);
     const p = await ft.predict(b.images);
     for (const v of p.data) probs.push(v);
     for (const v of b.labels.data) labels.push(v);
@@ -83,7 +91,8 @@ export async function scoreSplit(ft: Finetuner, source: AsyncIterable<LabeledBat
 /** Is `a` a better validation result than `b`? Higher mean AUC, then lower loss. */
 export function better(a: SplitScores, b: SplitScores | undefined): boolean {
   if (!b) return true;
-  const fa = Number.isFinite(a.meanAuc), fb = Number.isFinite(b.meanAuc);
+  const fa = Number.isFinite(a.meanAuc),
+    fb = Number.isFinite(b.meanAuc);
   if (fa && fb && a.meanAuc !== b.meanAuc) return a.meanAuc > b.meanAuc;
   if (fa !== fb) return fa;
   return a.loss < b.loss;
@@ -91,12 +100,16 @@ export function better(a: SplitScores, b: SplitScores | undefined): boolean {
 
 export async function finetune(ft: Finetuner, o: FinetuneLoopOptions): Promise<FinetuneResult> {
   const epochs = o.epochs ?? 50;
-  if (!(Number.isInteger(epochs) && epochs >= 1)) throw new RangeError(`epochs: expected a positive integer, got ${epochs}`);
+  if (!(Number.isInteger(epochs) && epochs >= 1))
+    throw new RangeError(`epochs: expected a positive integer, got ${epochs}`);
   const records: EpochRecord[] = [];
-  let best: SplitScores | undefined, bestEpoch = -1, bestState: FinetuneState | undefined;
+  let best: SplitScores | undefined,
+    bestEpoch = -1,
+    bestState: FinetuneState | undefined;
   for (let epoch = 0; epoch < epochs; epoch++) {
     const started = performance.now();
-    let sum = 0, count = 0;
+    let sum = 0,
+      count = 0;
     for await (const b of o.train(epoch)) {
       const r = await ft.step(b);
       if (!Number.isFinite(r.loss)) throw new Error(`finetune: the loss became ${r.loss} in epoch ${epoch + 1}`);
@@ -104,7 +117,12 @@ export async function finetune(ft: Finetuner, o: FinetuneLoopOptions): Promise<F
       count += b.images.shape[0]!;
     }
     const val = await scoreSplit(ft, o.val(epoch));
-    const rec: EpochRecord = { epoch: epoch + 1, trainLoss: count ? sum / count : Number.NaN, val, seconds: (performance.now() - started) / 1000 };
+    const rec: EpochRecord = {
+      epoch: epoch + 1,
+      trainLoss: count ? sum / count : Number.NaN,
+      val,
+      seconds: (performance.now() - started) / 1000,
+    };
     records.push(rec);
     const isBest = better(val, best);
     if (isBest) {

@@ -9,7 +9,8 @@ export const hostIsLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0]
 /** Reverses the bytes of every `itemSize`-byte element of `bytes`, in place. */
 export function byteswapInPlace(bytes: Uint8Array, itemSize: number): void {
   if (itemSize <= 1) return;
-  if (bytes.length % itemSize !== 0) throw new RangeError(`byteswap: ${bytes.length} bytes is not a multiple of ${itemSize}`);
+  if (bytes.length % itemSize !== 0)
+    throw new RangeError(`byteswap: ${bytes.length} bytes is not a multiple of ${itemSize}`);
   for (let i = 0; i < bytes.length; i += itemSize) {
     for (let a = i, b = i + itemSize - 1; a < b; a++, b--) {
       const t = bytes[a]!;
@@ -30,7 +31,8 @@ export type ElementArrayCtor =
   | Int8ArrayConstructor
   | Uint8ArrayConstructor;
 
-export type ElementArray = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
+export type ElementArray =
+  Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
 
 /**
  * A typed array of `count` elements over `bytes[offset, offset + count * itemSize)`.

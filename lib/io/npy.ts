@@ -25,7 +25,10 @@ export class NpyError extends Error {
 interface DtypeInfo {
   kind: "f" | "i" | "u" | "b";
   size: number;
-  ctor: { new (buffer: ArrayBufferLike, byteOffset: number, length: number): NpyArray["data"]; BYTES_PER_ELEMENT: number };
+  ctor: {
+    new (buffer: ArrayBufferLike, byteOffset: number, length: number): NpyArray["data"];
+    BYTES_PER_ELEMENT: number;
+  };
 }
 
 const DTYPES: Record<NpyDtype, DtypeInfo> = {
@@ -64,7 +67,8 @@ class LiteralParser {
   parseTop(): PyLit {
     const v = this.value(0);
     this.ws();
-    if (this.i !== this.s.length) this.fail(`unexpected ${JSON.stringify(this.s.slice(this.i, this.i + 10))} after the header dict`);
+    if (this.i !== this.s.length)
+      this.fail(`unexpected ${JSON.stringify(this.s.slice(this.i, this.i + 10))} after the header dict`);
     return v;
   }
 
@@ -167,7 +171,8 @@ function descrToDtype(descr: string, fail: (msg: string) => never): { dtype: Npy
   const size = Number(sizeText);
   let dtype: NpyDtype | undefined;
   if (kind === "f") dtype = size === 2 ? "float16" : size === 4 ? "float32" : size === 8 ? "float64" : undefined;
-  else if (kind === "i") dtype = size === 1 ? "int8" : size === 2 ? "int16" : size === 4 ? "int32" : size === 8 ? "int64" : undefined;
+  else if (kind === "i")
+    dtype = size === 1 ? "int8" : size === 2 ? "int16" : size === 4 ? "int32" : size === 8 ? "int64" : undefined;
   else if (kind === "u") dtype = size === 1 ? "uint8" : undefined;
   else if (kind === "b") dtype = size === 1 ? "bool" : undefined;
   if (dtype === undefined) fail(`unsupported descr '${descr}' (supported: ${Object.keys(DTYPES).join(", ")})`);
@@ -189,10 +194,18 @@ function fortranToC(src: Uint8Array, shape: readonly number[], itemSize: number)
   const out = new Uint8Array(src.length);
   const aligned = new Uint8Array(src.length);
   aligned.set(src);
-  const view = <T extends Uint8Array | Uint16Array | Uint32Array | BigUint64Array>(c: { new (b: ArrayBufferLike, o: number, l: number): T }, buf: Uint8Array): T =>
-    new c(buf.buffer, buf.byteOffset, n);
+  const view = <T extends Uint8Array | Uint16Array | Uint32Array | BigUint64Array>(
+    c: { new (b: ArrayBufferLike, o: number, l: number): T },
+    buf: Uint8Array,
+  ): T => new c(buf.buffer, buf.byteOffset, n);
   const pick = (b: Uint8Array): Uint8Array | Uint16Array | Uint32Array | BigUint64Array =>
-    itemSize === 1 ? b : itemSize === 2 ? view(Uint16Array, b) : itemSize === 4 ? view(Uint32Array, b) : view(BigUint64Array, b);
+    itemSize === 1
+      ? b
+      : itemSize === 2
+        ? view(Uint16Array, b)
+        : itemSize === 4
+          ? view(Uint32Array, b)
+          : view(BigUint64Array, b);
   const s = pick(aligned);
   const d = pick(out);
   const nd = shape.length;
@@ -208,7 +221,7 @@ function fortranToC(src: Uint8Array, shape: readonly number[], itemSize: number)
   const lastDim = shape[last]!;
   const lastStride = fstride[last]!;
   let f = 0;
-  for (let o = 0; o < n; ) {
+  for (let o = 0; o < n;) {
     // Innermost (last) dimension in one loop; integer element copies keep every bit.
     for (let j = 0, p = f; j < lastDim; j++, p += lastStride) (d as Uint32Array)[o++] = (s as Uint32Array)[p]!;
     // Carry into the outer dimensions.
@@ -235,7 +248,8 @@ export function parseNpy(bytes: Uint8Array, name = "array"): NpyArray {
     throw new NpyError(`${name}: ${msg}`);
   };
   if (bytes.length < 10) fail(`${bytes.length} bytes is too short for a .npy file`);
-  for (let i = 0; i < MAGIC.length; i++) if (bytes[i] !== MAGIC[i]) fail("not a .npy file (bad magic; expected \\x93NUMPY)");
+  for (let i = 0; i < MAGIC.length; i++)
+    if (bytes[i] !== MAGIC[i]) fail("not a .npy file (bad magic; expected \\x93NUMPY)");
   const major = bytes[6]!;
   const minor = bytes[7]!;
   if (minor !== 0 || major < 1 || major > 3) fail(`unsupported .npy format version ${major}.${minor}`);
@@ -251,10 +265,13 @@ export function parseNpy(bytes: Uint8Array, name = "array"): NpyArray {
     headerStart = 12;
   }
   const dataStart = headerStart + headerLen;
-  if (dataStart > bytes.length) fail(`header length ${headerLen} runs past the end of the file (${bytes.length} bytes)`);
+  if (dataStart > bytes.length)
+    fail(`header length ${headerLen} runs past the end of the file (${bytes.length} bytes)`);
   let header: string;
   try {
-    header = new TextDecoder(major === 3 ? "utf-8" : "latin1", { fatal: true }).decode(bytes.subarray(headerStart, dataStart));
+    header = new TextDecoder(major === 3 ? "utf-8" : "latin1", { fatal: true }).decode(
+      bytes.subarray(headerStart, dataStart),
+    );
   } catch {
     fail("header is not valid UTF-8");
   }
@@ -262,15 +279,18 @@ export function parseNpy(bytes: Uint8Array, name = "array"): NpyArray {
   if (!(lit instanceof Map)) fail("bad header: not a dict");
   const dict = lit as Map<string, PyLit>;
   const keys = [...dict.keys()].sort();
-  if (keys.join(",") !== "descr,fortran_order,shape") fail(`bad header: keys are {${keys.join(", ")}}, expected {descr, fortran_order, shape}`);
+  if (keys.join(",") !== "descr,fortran_order,shape")
+    fail(`bad header: keys are {${keys.join(", ")}}, expected {descr, fortran_order, shape}`);
   const descr = dict.get("descr");
   if (typeof descr !== "string") fail(`bad header: descr is not a string (structured dtypes are not supported)`);
   const fortran = dict.get("fortran_order");
   if (typeof fortran !== "boolean") fail("bad header: fortran_order is not True or False");
   const shapeLit = dict.get("shape");
-  if (shapeLit === null || typeof shapeLit !== "object" || !("tuple" in shapeLit)) fail("bad header: shape is not a tuple");
+  if (shapeLit === null || typeof shapeLit !== "object" || !("tuple" in shapeLit))
+    fail("bad header: shape is not a tuple");
   const shape = (shapeLit as { tuple: PyLit[] }).tuple.map((d, i) => {
-    if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) fail(`bad header: shape[${i}] is ${JSON.stringify(d)}, not a non-negative integer`);
+    if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0)
+      fail(`bad header: shape[${i}] is ${JSON.stringify(d)}, not a non-negative integer`);
     return d as number;
   });
   const { dtype, bigEndian } = descrToDtype(descr as string, fail);
@@ -304,11 +324,16 @@ function descrOf(dtype: NpyDtype): string {
 function checkArray(arr: NpyArray): DtypeInfo {
   const info = DTYPES[arr.dtype];
   if (!info) throw new TypeError(`npy: unknown dtype ${JSON.stringify(arr.dtype)}`);
-  if (!(arr.data instanceof info.ctor)) throw new TypeError(`npy: dtype ${arr.dtype} needs a ${info.ctor.name}, got ${arr.data?.constructor?.name ?? typeof arr.data}`);
-  if (!Array.isArray(arr.shape) || arr.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw new RangeError(`npy: shape [${String(arr.shape)}] must be non-negative integers`);
+  if (!(arr.data instanceof info.ctor))
+    throw new TypeError(
+      `npy: dtype ${arr.dtype} needs a ${info.ctor.name}, got ${arr.data?.constructor?.name ?? typeof arr.data}`,
+    );
+  if (!Array.isArray(arr.shape) || arr.shape.some((d) => !Number.isSafeInteger(d) || d < 0))
+    throw new RangeError(`npy: shape [${String(arr.shape)}] must be non-negative integers`);
   let n = 1;
   for (const d of arr.shape) n *= d;
-  if (n !== arr.data.length) throw new RangeError(`npy: shape [${arr.shape.join(", ")}] holds ${n} elements but data has ${arr.data.length}`);
+  if (n !== arr.data.length)
+    throw new RangeError(`npy: shape [${arr.shape.join(", ")}] holds ${n} elements but data has ${arr.data.length}`);
   return info;
 }
 
@@ -362,7 +387,10 @@ export async function writeNpy(file: string, arr: NpyArray): Promise<void> {
  * Float64Array → float64, Uint16Array → float16 (raw bits), BigInt64Array → int64, Int32Array → int32,
  * Int16Array → int16, Int8Array → int8, Uint8Array → uint8 (pass `dtype: "bool"` for booleans).
  */
-export function npyFromTensor(tensor: { data: NpyArray["data"]; shape: readonly number[] }, dtype?: NpyDtype): NpyArray {
+export function npyFromTensor(
+  tensor: { data: NpyArray["data"]; shape: readonly number[] },
+  dtype?: NpyDtype,
+): NpyArray {
   const d = tensor.data;
   const inferred: NpyDtype | undefined =
     d instanceof Float32Array
@@ -382,7 +410,8 @@ export function npyFromTensor(tensor: { data: NpyArray["data"]; shape: readonly 
                   : d instanceof Uint8Array
                     ? "uint8"
                     : undefined;
-  if (inferred === undefined) throw new TypeError(`npyFromTensor: unsupported data type ${(d as object)?.constructor?.name ?? typeof d}`);
+  if (inferred === undefined)
+    throw new TypeError(`npyFromTensor: unsupported data type ${(d as object)?.constructor?.name ?? typeof d}`);
   const arr: NpyArray = { dtype: dtype ?? inferred, shape: [...tensor.shape], data: d };
   checkArray(arr);
   return arr;

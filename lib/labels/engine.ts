@@ -164,7 +164,9 @@ export class Labeler {
     this.labelIds = rules.labels.map((l) => l.id);
     this.labelIds.forEach((id, i) => this.labelIndex.set(id, i));
     this.exclusiveLabel = rules.labels.findIndex((l) => l.exclusive);
-    this.implies = rules.labels.map((l) => l.implies.map((t) => this.labelIndex.get(t as LabelId) ?? -1).filter((k) => k >= 0));
+    this.implies = rules.labels.map((l) =>
+      l.implies.map((t) => this.labelIndex.get(t as LabelId) ?? -1).filter((k) => k >= 0),
+    );
     this.historyMaxGap = rules.cues.history.maxGap;
 
     const entries = new Map<string, Entry>();
@@ -216,7 +218,11 @@ export class Labeler {
     addRole(c.pseudo, R_PSEUDO);
     addRole(c.terminators, R_TERMINATOR);
     addRole(c.positive, R_POSITIVE);
-    for (const [eye, words] of [["right", rules.eyes.right], ["left", rules.eyes.left], ["both", rules.eyes.both]] as const) {
+    for (const [eye, words] of [
+      ["right", rules.eyes.right],
+      ["left", rules.eyes.left],
+      ["both", rules.eyes.both],
+    ] as const) {
       for (const w of words) entry(w).eye = eye;
     }
     // A post-negation that must end its clause is not a plain post-negation.
@@ -234,8 +240,17 @@ export class Labeler {
 
     for (const n of rules.numeric) {
       const names = n.names.map((x) => escapeRe(normTerm(x))).sort((a, b) => b.length - a.length);
-      const re = new RegExp(`(?:${names.join("|")})(?:比值|比|值)?[^0-9,;。\\n]{0,6}?(\\d+(?:\\.\\d+)?(?:\\s*/\\s*\\d+)?|\\.\\d+)(?:\\s*[-~至到]\\s*(\\d*\\.\\d+))?`, "g");
-      this.numeric.push({ re, label: this.labelIndex.get(n.label) ?? -1, min: n.min, value: n.value, prefixes: n.names.map(normTerm) });
+      const re = new RegExp(
+        `(?:${names.join("|")})(?:比值|比|值)?[^0-9,;。\\n]{0,6}?(\\d+(?:\\.\\d+)?(?:\\s*/\\s*\\d+)?|\\.\\d+)(?:\\s*[-~至到]\\s*(\\d*\\.\\d+))?`,
+        "g",
+      );
+      this.numeric.push({
+        re,
+        label: this.labelIndex.get(n.label) ?? -1,
+        min: n.min,
+        value: n.value,
+        prefixes: n.names.map(normTerm),
+      });
     }
 
     const heads: string[] = [];
@@ -259,8 +274,16 @@ export class Labeler {
   label(report: unknown, options: LabelOptions = {}): LabelResult {
     const policy = options.uncertainty ?? "keep";
     const wantEvidence = options.evidence ?? true;
-    const empty = (warning: string): LabelResult => ({ labels: {}, eye: null, byEye: { left: {}, right: {} }, evidence: [], ignored: [], warnings: [warning] });
-    if (typeof report !== "string") return empty(`report is not text (got ${report === null ? "null" : typeof report})`);
+    const empty = (warning: string): LabelResult => ({
+      labels: {},
+      eye: null,
+      byEye: { left: {}, right: {} },
+      evidence: [],
+      ignored: [],
+      warnings: [warning],
+    });
+    if (typeof report !== "string")
+      return empty(`report is not text (got ${report === null ? "null" : typeof report})`);
     if (report.trim() === "") return empty("report is empty");
 
     const nt = normalizeReport(report);
@@ -290,7 +313,15 @@ export class Labeler {
           p.re.lastIndex++;
           continue;
         }
-        const e: Entry = { text: m[0], roles: 0, findings: [p.label], exclusions: NO_ENTRY_LABELS, eye: null, wordStart: false, wordEnd: false };
+        const e: Entry = {
+          text: m[0],
+          roles: 0,
+          findings: [p.label],
+          exclusions: NO_ENTRY_LABELS,
+          eye: null,
+          wordStart: false,
+          wordEnd: false,
+        };
         raw.push({ s: m.index, e: m.index + m[0].length, entry: e, pattern: true });
       }
     }
@@ -432,8 +463,8 @@ export class Labeler {
           let preType: Cue["type"] | null = null;
           if (pre) {
             const r = pre.entry.roles;
-            if (r & R_PRE_HIST) hist = true, preType = "history";
-            else if (r & R_PRE_UNC) unc = true, preType = "uncertainty";
+            if (r & R_PRE_HIST) ((hist = true), (preType = "history"));
+            else if (r & R_PRE_UNC) ((unc = true), (preType = "uncertainty"));
             else if (r & R_RULE_OUT) {
               let suggested = false;
               for (let p = clauseStartItem; p < q; p++) {
@@ -441,17 +472,17 @@ export class Labeler {
                 if (m.s >= pre.s) break;
                 if (m.entry.roles & R_SUGGEST) suggested = true;
               }
-              if (suggested) unc = true, preType = "uncertainty";
-              else neg = true, preType = "negation";
-            } else if (r & R_PRE_NEG) neg = true, preType = "negation";
+              if (suggested) ((unc = true), (preType = "uncertainty"));
+              else ((neg = true), (preType = "negation"));
+            } else if (r & R_PRE_NEG) ((neg = true), (preType = "negation"));
           }
           let postType: Cue["type"] | null = null;
           if (post) {
             const r = post.entry.roles;
-            if (r & R_POST_HIST && post.s - it.e <= this.historyMaxGap) hist = true, postType = "history";
-            else if (r & R_POSITIVE) pos = true, postType = "positive";
-            else if (r & (R_POST_UNC | R_POST_UNC_NEAR)) unc = true, postType = "uncertainty";
-            else if (r & (R_POST_NEG | R_POST_NEG_END)) neg = true, postType = "negation";
+            if (r & R_POST_HIST && post.s - it.e <= this.historyMaxGap) ((hist = true), (postType = "history"));
+            else if (r & R_POSITIVE) ((pos = true), (postType = "positive"));
+            else if (r & (R_POST_UNC | R_POST_UNC_NEAR)) ((unc = true), (postType = "uncertainty"));
+            else if (r & (R_POST_NEG | R_POST_NEG_END)) ((neg = true), (postType = "negation"));
           }
           if (hist) {
             status = "history";
@@ -547,7 +578,17 @@ export class Labeler {
         this.rankEyes(bestEye, li, rank, eye, reportEye);
         if (wantEvidence) {
           const [os, oe] = originalSpan(nt, m.index, m.index + m[0].length);
-          evidence.push({ label: this.labelIds[li] as LabelId, status: rank === 3 ? "asserted" : "suspected", source: "numeric", text: report.slice(os, oe), start: os, end: oe, eye, section: null, value: v });
+          evidence.push({
+            label: this.labelIds[li] as LabelId,
+            status: rank === 3 ? "asserted" : "suspected",
+            source: "numeric",
+            text: report.slice(os, oe),
+            start: os,
+            end: oe,
+            eye,
+            section: null,
+            value: v,
+          });
         }
       }
     }
@@ -564,7 +605,17 @@ export class Labeler {
             best[ti] = r;
             changed = true;
             if (wantEvidence) {
-              evidence.push({ label: this.labelIds[ti] as LabelId, status: r === 3 ? "asserted" : "suspected", source: "implied", text: "", start: -1, end: -1, eye: null, section: null, from: this.labelIds[li] as LabelId });
+              evidence.push({
+                label: this.labelIds[ti] as LabelId,
+                status: r === 3 ? "asserted" : "suspected",
+                source: "implied",
+                text: "",
+                start: -1,
+                end: -1,
+                eye: null,
+                section: null,
+                from: this.labelIds[li] as LabelId,
+              });
             }
           }
           for (let side = 0; side < 2; side++) {
@@ -598,7 +649,16 @@ export class Labeler {
         labels[id] = 1;
         if (wantEvidence) {
           const [os, oe] = originalSpan(nt, normalSeen.s, normalSeen.e);
-          evidence.push({ label: id, status: "asserted", source: "normal", text: report.slice(os, oe), start: os, end: oe, eye: normalEye, section: normalSection });
+          evidence.push({
+            label: id,
+            status: "asserted",
+            source: "normal",
+            text: report.slice(os, oe),
+            start: os,
+            end: oe,
+            eye: normalEye,
+            section: normalSection,
+          });
         }
       }
       if (normalEyes[0] && Object.keys(left).length === 0) left[id] = 1;
@@ -628,14 +688,26 @@ export class Labeler {
     if (e === "right" || e === "both") flags[1] = true;
   }
 
-  private rankEyes(bestEye: [Int8Array, Int8Array], li: number, rank: number, eye: Eye | null, reportEye: Eye | null): void {
+  private rankEyes(
+    bestEye: [Int8Array, Int8Array],
+    li: number,
+    rank: number,
+    eye: Eye | null,
+    reportEye: Eye | null,
+  ): void {
     const e = eye ?? reportEye ?? "both";
     if ((e === "left" || e === "both") && rank > (bestEye[0][li] as number)) bestEye[0][li] = rank;
     if ((e === "right" || e === "both") && rank > (bestEye[1][li] as number)) bestEye[1][li] = rank;
   }
 
   /** Eye in force at a position (for numeric evidence): the last eye word before it in the same section. */
-  private eyeAt(items: Match[], pos: number, _clauseEnds: number[], reportEye: Eye | null, headings: [number, string][]): Eye | null {
+  private eyeAt(
+    items: Match[],
+    pos: number,
+    _clauseEnds: number[],
+    reportEye: Eye | null,
+    headings: [number, string][],
+  ): Eye | null {
     let lastHeading = -1;
     for (const [p] of headings) if (p <= pos) lastHeading = p;
     let eye: Eye | null = null;
@@ -653,7 +725,17 @@ export class Labeler {
     const n = t.length;
     for (let i = 0; i < n; i++) {
       const c = t.charCodeAt(i);
-      if (c === 0x3002 || c === 44 || c === 59 || c === 33 || c === 58 || c === 10 || c === 13 || c === 0x3010 || c === 0x3011) {
+      if (
+        c === 0x3002 ||
+        c === 44 ||
+        c === 59 ||
+        c === 33 ||
+        c === 58 ||
+        c === 10 ||
+        c === 13 ||
+        c === 0x3010 ||
+        c === 0x3011
+      ) {
         ends.push(i);
       } else if (c === 46) {
         const p = i > 0 ? t.charCodeAt(i - 1) : 0;

@@ -96,7 +96,12 @@ export function evaluate(pairs: readonly EvalPair[], labels: readonly LabelId[] 
     reports: pairs.length,
     perLabel,
     micro: { ...prf(TP, FP, FN), tp: TP, fp: FP, fn: FN },
-    macro: { precision: nMacro ? sumP / nMacro : 0, recall: nMacro ? sumR / nMacro : 0, f1: nMacro ? sumF / nMacro : 0, labels: nMacro },
+    macro: {
+      precision: nMacro ? sumP / nMacro : 0,
+      recall: nMacro ? sumR / nMacro : 0,
+      f1: nMacro ? sumF / nMacro : 0,
+      labels: nMacro,
+    },
     exactMatch: pairs.length ? exact / pairs.length : 0,
     eyeAccuracy: eyeN ? eyeOk / eyeN : 0,
   };
@@ -106,7 +111,17 @@ export function evaluate(pairs: readonly EvalPair[], labels: readonly LabelId[] 
 export function formatEval(r: EvalReport): string {
   const pct = (x: number): string => x.toFixed(3);
   const rows = [["label", "support", "tp", "fp", "fn", "precision", "recall", "f1"]];
-  for (const s of r.perLabel) rows.push([s.label, String(s.support), String(s.tp), String(s.fp), String(s.fn), pct(s.precision), pct(s.recall), pct(s.f1)]);
+  for (const s of r.perLabel)
+    rows.push([
+      s.label,
+      String(s.support),
+      String(s.tp),
+      String(s.fp),
+      String(s.fn),
+      pct(s.precision),
+      pct(s.recall),
+      pct(s.f1),
+    ]);
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? "").length)));
   const line = (row: string[]): string => row.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  ");
   const out = rows.map(line);
@@ -114,7 +129,9 @@ export function formatEval(r: EvalReport): string {
   out.push("");
   out.push(`reports: ${r.reports}`);
   out.push(`micro  precision ${pct(r.micro.precision)}  recall ${pct(r.micro.recall)}  F1 ${pct(r.micro.f1)}`);
-  out.push(`macro  precision ${pct(r.macro.precision)}  recall ${pct(r.macro.recall)}  F1 ${pct(r.macro.f1)}  (${r.macro.labels} labels)`);
+  out.push(
+    `macro  precision ${pct(r.macro.precision)}  recall ${pct(r.macro.recall)}  F1 ${pct(r.macro.f1)}  (${r.macro.labels} labels)`,
+  );
   out.push(`exact match ${pct(r.exactMatch)}  eye accuracy ${pct(r.eyeAccuracy)}`);
   return out.join("\n");
 }

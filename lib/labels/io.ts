@@ -125,7 +125,12 @@ export function readReports(path: string, options: ReadOptions = {}): ReportReco
     else if (v !== null && typeof v === "object" && !Array.isArray(v)) {
       const rec = v as Record<string, unknown>;
       const id = rec[idField];
-      out.push({ line: k + 1, id: id === undefined || id === null ? null : String(id), text: rec[textField], record: rec });
+      out.push({
+        line: k + 1,
+        id: id === undefined || id === null ? null : String(id),
+        text: rec[textField],
+        record: rec,
+      });
     } else out.push({ line: k + 1, id: null, text: v, record: {} });
   });
   return out;

@@ -60,7 +60,7 @@ export function normalizeReport(text: string): NormalizedText {
     let width = 1;
     let m: string;
     if (c < 0x80) {
-      m = c >= 65 && c <= 90 ? String.fromCharCode(c + 32) : text[i] as string;
+      m = c >= 65 && c <= 90 ? String.fromCharCode(c + 32) : (text[i] as string);
     } else if ((c >= 0x4e00 && c <= 0x9fff) || c === 0x3002 || c === 0x3001) {
       m = text[i] as string;
     } else {
@@ -104,7 +104,8 @@ export function normalizeReport(text: string): NormalizedText {
 export function originalSpan(nt: NormalizedText, s: number, e: number): [number, number] {
   if (!nt.start || !nt.end) return [s, e];
   if (e <= s) {
-    const p = s < nt.start.length ? (nt.start[s] as number) : nt.end.length > 0 ? (nt.end[nt.end.length - 1] as number) : 0;
+    const p =
+      s < nt.start.length ? (nt.start[s] as number) : nt.end.length > 0 ? (nt.end[nt.end.length - 1] as number) : 0;
     return [p, p];
   }
   return [nt.start[s] as number, nt.end[e - 1] as number];

@@ -59,7 +59,10 @@ export const rulesSchema = z.strictObject({
 
 export type LabelRule = z.infer<typeof labelRule> & { id: LabelId };
 export type NumericRule = z.infer<typeof numericRule> & { label: LabelId };
-export type Rules = Omit<z.infer<typeof rulesSchema>, "labels" | "numeric"> & { labels: LabelRule[]; numeric: NumericRule[] };
+export type Rules = Omit<z.infer<typeof rulesSchema>, "labels" | "numeric"> & {
+  labels: LabelRule[];
+  numeric: NumericRule[];
+};
 
 /** A rules file that does not validate; `path` names the bad entry (e.g. `labels[3].patterns[1]`). */
 export class RulesError extends Error {
@@ -96,9 +99,19 @@ export function parseRules(input: unknown, source = "<object>"): Rules {
   const rules = r.data;
   const seen = new Map<string, number>();
   rules.labels.forEach((l, i) => {
-    if (!isLabelId(l.id)) throw new RulesError(source, `labels[${i}].id`, `unknown label id ${JSON.stringify(l.id)} (the taxonomy has: ${LABEL_IDS.join(", ")})`);
+    if (!isLabelId(l.id))
+      throw new RulesError(
+        source,
+        `labels[${i}].id`,
+        `unknown label id ${JSON.stringify(l.id)} (the taxonomy has: ${LABEL_IDS.join(", ")})`,
+      );
     const prev = seen.get(l.id);
-    if (prev !== undefined) throw new RulesError(source, `labels[${i}].id`, `duplicate label id ${JSON.stringify(l.id)} (first at labels[${prev}])`);
+    if (prev !== undefined)
+      throw new RulesError(
+        source,
+        `labels[${i}].id`,
+        `duplicate label id ${JSON.stringify(l.id)} (first at labels[${prev}])`,
+      );
     seen.set(l.id, i);
     if (l.synonyms.length + l.abbreviations.length + l.patterns.length === 0 && !l.exclusive) {
       throw new RulesError(source, `labels[${i}]`, `label ${l.id} has no synonyms, abbreviations or patterns`);
@@ -107,33 +120,50 @@ export function parseRules(input: unknown, source = "<object>"): Rules {
       try {
         new RegExp(p, "gu");
       } catch (e) {
-        throw new RulesError(source, `labels[${i}].patterns[${j}]`, `invalid regular expression: ${e instanceof Error ? e.message : String(e)}`);
+        throw new RulesError(
+          source,
+          `labels[${i}].patterns[${j}]`,
+          `invalid regular expression: ${e instanceof Error ? e.message : String(e)}`,
+        );
       }
       if (new RegExp(p, "u").test("")) {
         throw new RulesError(source, `labels[${i}].patterns[${j}]`, "pattern matches the empty string");
       }
     });
     l.abbreviations.forEach((a, j) => {
-      if (!/^[A-Za-z0-9][A-Za-z0-9\-/]*$/.test(a)) throw new RulesError(source, `labels[${i}].abbreviations[${j}]`, `abbreviation ${JSON.stringify(a)} must be Latin letters/digits`);
+      if (!/^[A-Za-z0-9][A-Za-z0-9\-/]*$/.test(a))
+        throw new RulesError(
+          source,
+          `labels[${i}].abbreviations[${j}]`,
+          `abbreviation ${JSON.stringify(a)} must be Latin letters/digits`,
+        );
     });
   });
   rules.labels.forEach((l, i) => {
     l.implies.forEach((t, j) => {
-      if (!isLabelId(t)) throw new RulesError(source, `labels[${i}].implies[${j}]`, `unknown label id ${JSON.stringify(t)}`);
+      if (!isLabelId(t))
+        throw new RulesError(source, `labels[${i}].implies[${j}]`, `unknown label id ${JSON.stringify(t)}`);
       if (t === l.id) throw new RulesError(source, `labels[${i}].implies[${j}]`, `label ${l.id} implies itself`);
     });
   });
   rules.numeric.forEach((n, i) => {
-    if (!isLabelId(n.label)) throw new RulesError(source, `numeric[${i}].label`, `unknown label id ${JSON.stringify(n.label)}`);
+    if (!isLabelId(n.label))
+      throw new RulesError(source, `numeric[${i}].label`, `unknown label id ${JSON.stringify(n.label)}`);
   });
   const exclusive = rules.labels.filter((l) => l.exclusive);
-  if (exclusive.length > 1) throw new RulesError(source, `labels`, `at most one exclusive label (got ${exclusive.map((l) => l.id).join(", ")})`);
+  if (exclusive.length > 1)
+    throw new RulesError(
+      source,
+      `labels`,
+      `at most one exclusive label (got ${exclusive.map((l) => l.id).join(", ")})`,
+    );
   return rules as Rules;
 }
 
 /** Read and validate a rules JSON file (the packaged zh-fundus.json by default). */
 export function loadRules(path: string | URL = DEFAULT_RULES_URL): Rules {
-  const source = path instanceof URL ? (path.protocol === "file:" ? decodeURIComponent(path.pathname) : path.href) : path;
+  const source =
+    path instanceof URL ? (path.protocol === "file:" ? decodeURIComponent(path.pathname) : path.href) : path;
   let raw: string;
   try {
     raw = readFileSync(path, "utf8");

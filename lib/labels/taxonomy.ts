@@ -55,7 +55,11 @@ export function isLabelId(s: unknown): s is LabelId {
  * A label map as a vector in taxonomy order. `ignored` labels (uncertainty policy "drop") get
  * `ignoredValue` (default NaN) so a loss can mask them.
  */
-export function toLabelVector(labels: LabelMap, ignored: readonly LabelId[] = [], ignoredValue = Number.NaN): Float32Array {
+export function toLabelVector(
+  labels: LabelMap,
+  ignored: readonly LabelId[] = [],
+  ignoredValue = Number.NaN,
+): Float32Array {
   const v = new Float32Array(LABEL_IDS.length);
   LABEL_IDS.forEach((id, i) => {
     v[i] = labels[id] ?? 0;

@@ -33,15 +33,44 @@ export const modelConfigSchema = z
   .superRefine((c, ctx) => {
     const resnet = Array.isArray(c.vision_layers);
     if (!resnet) {
-      if (c.vision_patch_size === null) ctx.addIssue({ code: "custom", path: ["vision_patch_size"], message: "a ViT (vision_layers is a number) needs a patch size" });
-      else if (c.image_resolution % c.vision_patch_size !== 0) ctx.addIssue({ code: "custom", path: ["image_resolution"], message: `${c.image_resolution} is not a multiple of vision_patch_size ${c.vision_patch_size}` });
-      if (c.vision_width % c.vision_head_width !== 0) ctx.addIssue({ code: "custom", path: ["vision_head_width"], message: `vision_width ${c.vision_width} is not a multiple of ${c.vision_head_width}` });
+      if (c.vision_patch_size === null)
+        ctx.addIssue({
+          code: "custom",
+          path: ["vision_patch_size"],
+          message: "a ViT (vision_layers is a number) needs a patch size",
+        });
+      else if (c.image_resolution % c.vision_patch_size !== 0)
+        ctx.addIssue({
+          code: "custom",
+          path: ["image_resolution"],
+          message: `${c.image_resolution} is not a multiple of vision_patch_size ${c.vision_patch_size}`,
+        });
+      if (c.vision_width % c.vision_head_width !== 0)
+        ctx.addIssue({
+          code: "custom",
+          path: ["vision_head_width"],
+          message: `vision_width ${c.vision_width} is not a multiple of ${c.vision_head_width}`,
+        });
     } else {
-      if (c.image_resolution % 32 !== 0) ctx.addIssue({ code: "custom", path: ["image_resolution"], message: `${c.image_resolution} is not a multiple of 32 (ModifiedResNet)` });
-      if ((c.vision_width * 32) % c.vision_head_width !== 0) ctx.addIssue({ code: "custom", path: ["vision_head_width"], message: `vision_width·32 = ${c.vision_width * 32} is not a multiple of ${c.vision_head_width}` });
+      if (c.image_resolution % 32 !== 0)
+        ctx.addIssue({
+          code: "custom",
+          path: ["image_resolution"],
+          message: `${c.image_resolution} is not a multiple of 32 (ModifiedResNet)`,
+        });
+      if ((c.vision_width * 32) % c.vision_head_width !== 0)
+        ctx.addIssue({
+          code: "custom",
+          path: ["vision_head_width"],
+          message: `vision_width·32 = ${c.vision_width * 32} is not a multiple of ${c.vision_head_width}`,
+        });
     }
     if (c.text_hidden_size % c.text_num_attention_heads !== 0) {
-      ctx.addIssue({ code: "custom", path: ["text_num_attention_heads"], message: `text_hidden_size ${c.text_hidden_size} does not split into ${c.text_num_attention_heads} heads` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["text_num_attention_heads"],
+        message: `text_hidden_size ${c.text_hidden_size} does not split into ${c.text_num_attention_heads} heads`,
+      });
     }
   });
 
@@ -66,7 +95,8 @@ export function presetNames(): string[] {
 
 /** A preset by name: vit-b-16, rn50 (the released ViLReF shapes), tiny-vit, tiny-rn50 (tests), demo-rn128 (the CPU pre-training demo: a small ModifiedResNet at 128 px). */
 export function presetConfig(name: string): ModelConfig {
-  if (!presetNames().includes(name)) throw new RangeError(`unknown model preset "${name}"; presets: ${presetNames().join(", ")}`);
+  if (!presetNames().includes(name))
+    throw new RangeError(`unknown model preset "${name}"; presets: ${presetNames().join(", ")}`);
   return parseModelConfig(JSON.parse(readFileSync(new URL(`${name}.json`, presetDir), "utf8")), `preset ${name}`);
 }
 
@@ -80,7 +110,10 @@ export function isResNet(config: ModelConfig): boolean {
  * released 64-wide heads are assumed (vision_head_width 64, text heads = hidden / 64) unless
  * `heads` says otherwise.
  */
-export function inferConfig(shapes: Record<string, readonly number[]>, heads: { vision_head_width?: number; text_num_attention_heads?: number } = {}): ModelConfig {
+export function inferConfig(
+  shapes: Record<string, readonly number[]>,
+  heads: { vision_head_width?: number; text_num_attention_heads?: number } = {},
+): ModelConfig {
   const need = (key: string): readonly number[] => {
     const s = shapes[key];
     if (!s) throw new RangeError(`cannot infer the model config: the checkpoint has no "${key}"`);
@@ -119,5 +152,8 @@ export function inferConfig(shapes: Record<string, readonly number[]>, heads: { 
       vision_head_width: heads.vision_head_width ?? 64,
     };
   }
-  return parseModelConfig({ embed_dim, ...vision, ...text, text_num_attention_heads: textHeads, text_hidden_act: "gelu" }, "inferred config");
+  return parseModelConfig(
+    { embed_dim, ...vision, ...text, text_num_attention_heads: textHeads, text_hidden_act: "gelu" },
+    "inferred config",
+  );
 }

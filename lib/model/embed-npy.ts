@@ -11,10 +11,16 @@ export interface EmbedNpyOptions extends EncodeOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export async function embedNpy(model: ViLReF, input: string, output: string, options: EmbedNpyOptions = {}): Promise<{ rows: number; dim: number; kind: "images" | "ids" }> {
+export async function embedNpy(
+  model: ViLReF,
+  input: string,
+  output: string,
+  options: EmbedNpyOptions = {},
+): Promise<{ rows: number; dim: number; kind: "images" | "ids" }> {
   const arr = await readNpy(input);
   const batch = options.batchSize ?? 64;
-  if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`batchSize: expected a positive integer, got ${batch}`);
+  if (!Number.isInteger(batch) || batch < 1)
+    throw new RangeError(`batchSize: expected a positive integer, got ${batch}`);
   let kind: "images" | "ids";
   if (arr.dtype === "float32") kind = "images";
   else if (arr.dtype === "int64" || arr.dtype === "int32") kind = "ids";

@@ -23,12 +23,19 @@ export interface ModelSpecOptions {
  * `preset:<name>[:seed]` for a randomly initialised preset (smoke tests, benchmarks).
  * The returned name fingerprints the weights for resumable runs.
  */
-export async function modelFromSpec(spec: string, options: ModelSpecOptions = {}): Promise<{ model: ViLReF; name: string }> {
-  const device = { ...(options.device ? { device: options.device } : {}), ...(options.dtype ? { dtype: options.dtype } : {}) };
+export async function modelFromSpec(
+  spec: string,
+  options: ModelSpecOptions = {},
+): Promise<{ model: ViLReF; name: string }> {
+  const device = {
+    ...(options.device ? { device: options.device } : {}),
+    ...(options.dtype ? { dtype: options.dtype } : {}),
+  };
   const preset = /^preset:([\w-]+)(?::(\d+))?$/.exec(spec);
   if (preset) {
     const [, name, seed] = preset;
-    if (!presetNames().includes(name!)) throw new RangeError(`--model ${spec}: unknown preset (presets: ${presetNames().join(", ")})`);
+    if (!presetNames().includes(name!))
+      throw new RangeError(`--model ${spec}: unknown preset (presets: ${presetNames().join(", ")})`);
     return { model: ViLReF.create(name!, { ...device, seed: seed ? Number(seed) : 0 }), name: `vilref:${spec}` };
   }
   let stat;
@@ -36,7 +43,9 @@ export async function modelFromSpec(spec: string, options: ModelSpecOptions = {}
     stat = statSync(spec);
   } catch {
     const hint = presetNames().includes(spec) ? `; for random weights of that preset say preset:${spec}` : "";
-    throw new Error(`--model ${spec}: no such checkpoint (give a .safetensors or .pt file, preset:<name>[:seed], or pool-head[:dim[:seed]])${hint}`);
+    throw new Error(
+      `--model ${spec}: no such checkpoint (give a .safetensors or .pt file, preset:<name>[:seed], or pool-head[:dim[:seed]])${hint}`,
+    );
   }
   const model = await ViLReF.load(spec, { ...device, ...(options.config ? { config: options.config } : {}) });
   return { model, name: `vilref:${resolve(spec)}:${stat.size}:${Math.round(stat.mtimeMs)}` };
@@ -66,7 +75,9 @@ export class ViLReFTextEncoder implements TextEncoder {
     readonly options: EncodeOptions = {},
   ) {
     if (contextLength > model.config.text_max_position_embeddings) {
-      throw new RangeError(`context length ${contextLength} is longer than the model's ${model.config.text_max_position_embeddings} positions`);
+      throw new RangeError(
+        `context length ${contextLength} is longer than the model's ${model.config.text_max_position_embeddings} positions`,
+      );
     }
     this.name = `${name}:ctx${contextLength}`;
   }

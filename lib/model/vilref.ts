@@ -36,14 +36,22 @@ export interface EncodeOptions {
 }
 
 /** A state dict entry as the native side takes it: 16-bit floats travel as raw bits. */
-export type StateTensor = TensorData<Float32Array> | TensorData<Float64Array> | TensorData<BigInt64Array> | TensorData<Int32Array> | (TensorData<Uint16Array & Float32Array> & { dtype: "bfloat16" | "float16" });
+export type StateTensor =
+  | TensorData<Float32Array>
+  | TensorData<Float64Array>
+  | TensorData<BigInt64Array>
+  | TensorData<Int32Array>
+  | (TensorData<Uint16Array & Float32Array> & { dtype: "bfloat16" | "float16" });
 
 interface NativeModel {
   encodeImages(images: TensorData, options?: EncodeOptions): Promise<TensorData>;
   encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options?: EncodeOptions): Promise<TensorData>;
   similarity(image: TensorData, text: TensorData): Promise<TensorData>;
   stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
-  loadStateDict(state: Record<string, unknown>, options?: { strict?: boolean }): Promise<{ missing: string[]; unexpected: string[] }>;
+  loadStateDict(
+    state: Record<string, unknown>,
+    options?: { strict?: boolean },
+  ): Promise<{ missing: string[]; unexpected: string[] }>;
   parameters(): { name: string; shape: number[]; dtype: string }[];
   resizePositions(resolution: number): Promise<void>;
   readonly config: ModelConfig;
@@ -83,7 +91,9 @@ function toStateTensor(name: string, t: StTensor): StateTensor {
 }
 
 function toStTensor(t: TensorData<Float32Array> | TensorData<BigInt64Array>): StTensor {
-  return t.data instanceof BigInt64Array ? { dtype: "I64", shape: t.shape, data: t.data } : { dtype: "F32", shape: t.shape, data: t.data };
+  return t.data instanceof BigInt64Array
+    ? { dtype: "I64", shape: t.shape, data: t.data }
+    : { dtype: "F32", shape: t.shape, data: t.data };
 }
 
 export class ViLReF {
@@ -112,7 +122,10 @@ export class ViLReF {
    */
   static async load(path: string, options: LoadOptions = {}): Promise<ViLReF> {
     const { tensors, metadata, config } = await readCheckpoint(path, options.config);
-    const model = ViLReF.create(config, { ...(options.device ? { device: options.device } : {}), ...(options.dtype ? { dtype: options.dtype } : {}) });
+    const model = ViLReF.create(config, {
+      ...(options.device ? { device: options.device } : {}),
+      ...(options.dtype ? { dtype: options.dtype } : {}),
+    });
     model.labels = metadata.labels;
     model.vocabSha256 = metadata.vocab_sha256;
     try {
@@ -149,7 +162,10 @@ export class ViLReF {
   }
 
   /** ids: [N, L] token ids (BigInt64Array or Int32Array), 0-padded → [N, embed_dim] (or text_hidden_size with features: "pre"). */
-  encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options: EncodeOptions = {}): Promise<TensorData> {
+  encodeTexts(
+    ids: TensorData<BigInt64Array> | TensorData<Int32Array>,
+    options: EncodeOptions = {},
+  ): Promise<TensorData> {
     return this.#native.encodeTexts(ids, options);
   }
 
@@ -164,7 +180,10 @@ export class ViLReF {
   }
 
   /** Replaces parameters by name; missing and unexpected names are reported (an error when strict). */
-  loadStateDict(state: Record<string, StateTensor>, options: { strict?: boolean } = {}): Promise<{ missing: string[]; unexpected: string[] }> {
+  loadStateDict(
+    state: Record<string, StateTensor>,
+    options: { strict?: boolean } = {},
+  ): Promise<{ missing: string[]; unexpected: string[] }> {
     return this.#native.loadStateDict(state, options);
   }
 
@@ -192,7 +211,10 @@ export class ViLReF {
 }
 
 /** Reads a checkpoint's tensors and config without building a model. */
-export async function readCheckpoint(path: string, config?: ModelConfigInput): Promise<{ tensors: Record<string, StateTensor>; metadata: Partial<ModelMetadata>; config: ModelConfig }> {
+export async function readCheckpoint(
+  path: string,
+  config?: ModelConfigInput,
+): Promise<{ tensors: Record<string, StateTensor>; metadata: Partial<ModelMetadata>; config: ModelConfig }> {
   const kind = extname(path).toLowerCase();
   let tensors: Record<string, StateTensor>;
   let metadata: Partial<ModelMetadata> = {};
@@ -208,7 +230,11 @@ export async function readCheckpoint(path: string, config?: ModelConfigInput): P
     }
   } else if (kind === ".pt" || kind === ".pth" || kind === ".bin") {
     const bytes = new Uint8Array(await readFile(path));
-    const imported = await (native() as unknown as { importTorchCheckpoint(b: Uint8Array, n: string): Promise<{ tensors: Record<string, StateTensor> }> }).importTorchCheckpoint(bytes, path);
+    const imported = await (
+      native() as unknown as {
+        importTorchCheckpoint(b: Uint8Array, n: string): Promise<{ tensors: Record<string, StateTensor> }>;
+      }
+    ).importTorchCheckpoint(bytes, path);
     tensors = imported.tensors;
   } else {
     throw new RangeError(`${path}: unknown checkpoint type "${kind}" (expected .safetensors or a PyTorch .pt)`);

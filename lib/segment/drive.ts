@@ -35,7 +35,8 @@ export function sampleId(file: string): string {
 }
 
 function listDir(dir: string, what: string): string[] {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new SegmentationDataError(`${dir}: no such directory (the ${what} of a DRIVE-layout set)`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new SegmentationDataError(`${dir}: no such directory (the ${what} of a DRIVE-layout set)`);
   return readdirSync(dir)
     .filter((f) => IMAGE_EXTENSIONS.includes(extname(f).toLowerCase()))
     .sort();
@@ -45,7 +46,8 @@ function byId(files: string[], dir: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const f of files) {
     const id = sampleId(f);
-    if (out.has(id)) throw new SegmentationDataError(`${join(dir, f)}: a second file for id "${id}" (${out.get(id)} is the first)`);
+    if (out.has(id))
+      throw new SegmentationDataError(`${join(dir, f)}: a second file for id "${id}" (${out.get(id)} is the first)`);
     out.set(id, join(dir, f));
   }
   return out;
@@ -53,10 +55,20 @@ function byId(files: string[], dir: string): Map<string, string> {
 
 async function decodeRgb(path: string): Promise<{ data: Uint8Array; width: number; height: number }> {
   try {
-    const { data, info } = await sharp(path).removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
-    if (info.channels === 3) return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+    const { data, info } = await sharp(path)
+      .removeAlpha()
+      .toColourspace("srgb")
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels === 3)
+      return {
+        data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+        width: info.width,
+        height: info.height,
+      };
     const out = new Uint8Array(info.width * info.height * 3);
-    for (let i = 0; i < info.width * info.height; i++) for (let c = 0; c < 3; c++) out[3 * i + c] = data[i * info.channels + Math.min(c, info.channels - 1)]!;
+    for (let i = 0; i < info.width * info.height; i++)
+      for (let c = 0; c < 3; c++) out[3 * i + c] = data[i * info.channels + Math.min(c, info.channels - 1)]!;
     return { data: out, width: info.width, height: info.height };
   } catch (e) {
     throw new SegmentationDataError(`${path}: cannot decode (${(e as Error).message})`);
@@ -79,7 +91,9 @@ export async function decodeMask(path: string): Promise<{ data: Uint8Array; widt
 
 /** Reads one folder in the DRIVE layout; every image needs an annotation and a mask of its size. */
 export async function readSegmentationDir(dir: string): Promise<SegImage[]> {
-  const imagesDir = join(dir, "images"), manualDir = join(dir, "1st_manual"), maskDir = join(dir, "mask");
+  const imagesDir = join(dir, "images"),
+    manualDir = join(dir, "1st_manual"),
+    maskDir = join(dir, "mask");
   const images = listDir(imagesDir, "images");
   const manuals = byId(listDir(manualDir, "vessel annotations"), manualDir);
   const masks = byId(listDir(maskDir, "field-of-view masks"), maskDir);
@@ -88,21 +102,40 @@ export async function readSegmentationDir(dir: string): Promise<SegImage[]> {
   for (const f of images) {
     const path = join(imagesDir, f);
     const id = sampleId(f);
-    const manual = manuals.get(id), mask = masks.get(id);
+    const manual = manuals.get(id),
+      mask = masks.get(id);
     if (!manual) throw new SegmentationDataError(`${path}: no vessel annotation for id "${id}" in ${manualDir}`);
     if (!mask) throw new SegmentationDataError(`${path}: no field-of-view mask for id "${id}" in ${maskDir}`);
     const [rgb, target, fov] = await Promise.all([decodeRgb(path), decodeMask(manual), decodeMask(mask)]);
-    for (const [what, m, p] of [["annotation", target, manual], ["mask", fov, mask]] as const) {
-      if (m.width !== rgb.width || m.height !== rgb.height) throw new SegmentationDataError(`${p}: ${what} is ${m.width}×${m.height}, the image ${path} is ${rgb.width}×${rgb.height}`);
+    for (const [what, m, p] of [
+      ["annotation", target, manual],
+      ["mask", fov, mask],
+    ] as const) {
+      if (m.width !== rgb.width || m.height !== rgb.height)
+        throw new SegmentationDataError(
+          `${p}: ${what} is ${m.width}×${m.height}, the image ${path} is ${rgb.width}×${rgb.height}`,
+        );
     }
-    out.push({ name: id, path, width: rgb.width, height: rgb.height, rgb: rgb.data, target: target.data, fov: fov.data });
+    out.push({
+      name: id,
+      path,
+      width: rgb.width,
+      height: rgb.height,
+      rgb: rgb.data,
+      target: target.data,
+      fov: fov.data,
+    });
   }
   return out;
 }
 
 /** DRIVE: `<root>/training` and `<root>/test`, each in the layout above. */
 export async function readDrive(root: string): Promise<{ training: SegImage[]; test: SegImage[] }> {
-  if (!existsSync(root)) throw new SegmentationDataError(`${root}: no such directory (a DRIVE root holds training/ and test/)`);
-  const [training, test] = [await readSegmentationDir(join(root, "training")), await readSegmentationDir(join(root, "test"))];
+  if (!existsSync(root))
+    throw new SegmentationDataError(`${root}: no such directory (a DRIVE root holds training/ and test/)`);
+  const [training, test] = [
+    await readSegmentationDir(join(root, "training")),
+    await readSegmentationDir(join(root, "test")),
+  ];
   return { training, test };
 }

@@ -32,14 +32,23 @@ function check(n: number, name: string, a: ArrayLike<number>): void {
 }
 
 /** Counts inside `fov` (all pixels when undefined); a pixel is predicted positive when prob ≥ threshold. */
-export function confusion(prob: ArrayLike<number>, target: ArrayLike<number>, fov?: ArrayLike<number>, threshold = 0.5): Confusion {
+export function confusion(
+  prob: ArrayLike<number>,
+  target: ArrayLike<number>,
+  fov?: ArrayLike<number>,
+  threshold = 0.5,
+): Confusion {
   const n = prob.length;
   check(n, "target", target);
   if (fov) check(n, "fov", fov);
-  let tp = 0, fp = 0, fn = 0, tn = 0;
+  let tp = 0,
+    fp = 0,
+    fn = 0,
+    tn = 0;
   for (let i = 0; i < n; i++) {
     if (fov && !fov[i]) continue;
-    const p = prob[i]! >= threshold, t = target[i]! > 0;
+    const p = prob[i]! >= threshold,
+      t = target[i]! > 0;
     if (p && t) tp++;
     else if (p) fp++;
     else if (t) fn++;
@@ -63,7 +72,12 @@ export function metricsFromConfusion(c: Confusion, auc = Number.NaN): SegMetrics
 }
 
 /** All metrics of one image inside its field of view. */
-export function segmentationMetrics(prob: ArrayLike<number>, target: ArrayLike<number>, fov?: ArrayLike<number>, threshold = 0.5): SegMetrics {
+export function segmentationMetrics(
+  prob: ArrayLike<number>,
+  target: ArrayLike<number>,
+  fov?: ArrayLike<number>,
+  threshold = 0.5,
+): SegMetrics {
   const c = confusion(prob, target, fov, threshold);
   let scores: Float32Array, labels: Uint8Array;
   if (fov) {
@@ -84,7 +98,8 @@ export function meanMetrics(list: readonly SegMetrics[]): SegMetrics {
   const out = {} as SegMetrics;
   for (const k of keys) {
     const v = list.map((m) => m[k]).filter((x) => Number.isFinite(x));
-    out[k] = k === "pixels" ? v.reduce((a, b) => a + b, 0) : v.length ? v.reduce((a, b) => a + b, 0) / v.length : Number.NaN;
+    out[k] =
+      k === "pixels" ? v.reduce((a, b) => a + b, 0) : v.length ? v.reduce((a, b) => a + b, 0) / v.length : Number.NaN;
   }
   return out;
 }

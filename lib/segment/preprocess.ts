@@ -26,9 +26,11 @@ export function boxMean(src: Float32Array, H: number, W: number, r: number): Flo
   }
   const out = new Float32Array(H * W);
   for (let y = 0; y < H; y++) {
-    const y0 = Math.max(0, y - r), y1 = Math.min(H, y + r + 1);
+    const y0 = Math.max(0, y - r),
+      y1 = Math.min(H, y + r + 1);
     for (let x = 0; x < W; x++) {
-      const x0 = Math.max(0, x - r), x1 = Math.min(W, x + r + 1);
+      const x0 = Math.max(0, x - r),
+        x1 = Math.min(W, x + r + 1);
       const s = I[y1 * (W + 1) + x1]! - I[y0 * (W + 1) + x1]! - I[y1 * (W + 1) + x0]! + I[y0 * (W + 1) + x0]!;
       out[y * W + x] = s / ((y1 - y0) * (x1 - x0));
     }
@@ -42,7 +44,9 @@ export function normalise(image: SegImage, mode: Normalisation = "fov-standard")
   const data = new Float32Array(3 * n);
   if (mode === "fov-standard") {
     for (let c = 0; c < 3; c++) {
-      let s = 0, s2 = 0, k = 0;
+      let s = 0,
+        s2 = 0,
+        k = 0;
       for (let i = 0; i < n; i++) {
         if (!fov[i]) continue;
         const v = rgb[3 * i + c]! / 255;
@@ -58,8 +62,9 @@ export function normalise(image: SegImage, mode: Normalisation = "fov-standard")
   }
   // green-lcn: outside the field of view takes the field's mean, so the border does not ring
   const g = new Float32Array(n);
-  let s = 0, k = 0;
-  for (let i = 0; i < n; i++) if (fov[i]) (s += rgb[3 * i + 1]! / 255), k++;
+  let s = 0,
+    k = 0;
+  for (let i = 0; i < n; i++) if (fov[i]) ((s += rgb[3 * i + 1]! / 255), k++);
   const mean = k ? s / k : 0;
   for (let i = 0; i < n; i++) g[i] = fov[i] ? rgb[3 * i + 1]! / 255 : mean;
   const r = 12;

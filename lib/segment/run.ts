@@ -46,7 +46,15 @@ export interface SegmentReport {
   normalisation: Normalisation;
   threshold: number;
   segmenter: Record<string, unknown>;
-  training: { images: number; minutes: number | null; steps: number; seconds: number; batchSize: number; lr: number; finalLoss: number };
+  training: {
+    images: number;
+    minutes: number | null;
+    steps: number;
+    seconds: number;
+    batchSize: number;
+    lr: number;
+    finalLoss: number;
+  };
   test: { images: number; stride: number } & SegEvalResult;
 }
 
@@ -59,13 +67,21 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
   const lr = o.lr ?? 2e-3;
   const threshold = o.threshold ?? 0.5;
   const drive = await readDrive(o.data);
-  log(`segment: ${drive.training.length} training and ${drive.test.length} test images from ${o.data} (${normalisation})`);
-  const prep = (list: typeof drive.training): Prepared[] => list.map((im) => ({ name: im.name, plane: normalise(im, normalisation), target: im.target, fov: im.fov }));
-  const train = prep(drive.training), test = prep(drive.test);
+  log(
+    `segment: ${drive.training.length} training and ${drive.test.length} test images from ${o.data} (${normalisation})`,
+  );
+  const prep = (list: typeof drive.training): Prepared[] =>
+    list.map((im) => ({ name: im.name, plane: normalise(im, normalisation), target: im.target, fov: im.fov }));
+  const train = prep(drive.training),
+    test = prep(drive.test);
   const { model } = await modelFromSpec(spec);
   const seg = await Segmenter.fromModel(
     model,
-    { tile, ...(o.stemChannels ? { stemChannels: o.stemChannels } : {}), ...(o.decoderChannels ? { decoderChannels: o.decoderChannels } : {}) },
+    {
+      tile,
+      ...(o.stemChannels ? { stemChannels: o.stemChannels } : {}),
+      ...(o.decoderChannels ? { decoderChannels: o.decoderChannels } : {}),
+    },
     { seed: o.seed ?? 0, lr, backboneLr: o.backboneLr ?? lr },
   );
   log(`segment: backbone ${spec}, segmenter ${JSON.stringify(seg.config)}`);
@@ -80,13 +96,21 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
     onStep: (e) => {
       if (e.seconds - lastLog >= 15) {
         lastLog = e.seconds;
-        log(`  step ${e.step} loss ${e.loss.toFixed(4)} (dice loss ${e.dice.toFixed(3)}) lr ${e.lr.toExponential(2)} ${e.seconds.toFixed(0)} s`);
+        log(
+          `  step ${e.step} loss ${e.loss.toFixed(4)} (dice loss ${e.dice.toFixed(3)}) lr ${e.lr.toExponential(2)} ${e.seconds.toFixed(0)} s`,
+        );
       }
     },
   });
-  log(`segment: trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s, final loss ${trained.finalLoss.toFixed(4)}; evaluating ${test.length} test images by sliding window`);
+  log(
+    `segment: trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s, final loss ${trained.finalLoss.toFixed(4)}; evaluating ${test.length} test images by sliding window`,
+  );
   const stride = o.stride ?? tile >> 1;
-  const evaluated = await evaluateSegmenter(seg, test, { stride, threshold, ...(o.overlays ? { overlays: o.overlays, sources: drive.test } : {}) });
+  const evaluated = await evaluateSegmenter(seg, test, {
+    stride,
+    threshold,
+    ...(o.overlays ? { overlays: o.overlays, sources: drive.test } : {}),
+  });
   if (o.save) await seg.save(o.save, { normalisation, model: spec });
   const report: SegmentReport = {
     task: "segment",
@@ -96,7 +120,15 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
     normalisation,
     threshold,
     segmenter: { ...seg.config },
-    training: { images: train.length, minutes: o.minutes ?? null, steps: trained.steps, seconds: trained.seconds, batchSize, lr, finalLoss: trained.finalLoss },
+    training: {
+      images: train.length,
+      minutes: o.minutes ?? null,
+      steps: trained.steps,
+      seconds: trained.seconds,
+      batchSize,
+      lr,
+      finalLoss: trained.finalLoss,
+    },
     test: { images: test.length, stride, ...evaluated },
   };
   if (o.out) {
@@ -109,7 +141,8 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
 /** The table the command prints. */
 export function formatSegmentReport(r: SegmentReport): string {
   const f = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : "n/a");
-  const row = (label: string, m: SegEvalResult["mean"]) => `${label.padEnd(22)} Dice ${f(m.dice)}  IoU ${f(m.iou)}  AUC ${f(m.auc)}  Se ${f(m.sensitivity)}  Sp ${f(m.specificity)}  Acc ${f(m.accuracy)}`;
+  const row = (label: string, m: SegEvalResult["mean"]) =>
+    `${label.padEnd(22)} Dice ${f(m.dice)}  IoU ${f(m.iou)}  AUC ${f(m.auc)}  Se ${f(m.sensitivity)}  Sp ${f(m.specificity)}  Acc ${f(m.accuracy)}`;
   return [
     `segmentation on ${r.test.images} test images, inside the field of view (threshold ${r.threshold}):`,
     row("mean over images", r.test.mean),

@@ -25,17 +25,29 @@ export class Segmenter {
    * A segmenter whose backbone is `model`'s ViT image tower (shape and weights; the model itself
    * is not changed). `config` sets the tile and the decoder.
    */
-  static async fromModel(model: ViLReF, config: Omit<SegmenterConfig, "patch" | "width" | "layers" | "heads"> = {}, options: SegmenterOptions = {}): Promise<Segmenter> {
+  static async fromModel(
+    model: ViLReF,
+    config: Omit<SegmenterConfig, "patch" | "width" | "layers" | "heads"> = {},
+    options: SegmenterOptions = {},
+  ): Promise<Segmenter> {
     const c = model.config;
     if (Array.isArray(c.vision_layers) || c.vision_patch_size === null || c.vision_patch_size === undefined) {
       throw new RangeError("model: segmentation reads ViT patch tokens; this model's image tower is a ModifiedResNet");
     }
     const seg = new Segmenter(
-      { ...config, patch: c.vision_patch_size, width: c.vision_width, layers: c.vision_layers as number, heads: c.vision_width / (c.vision_head_width ?? 64) },
+      {
+        ...config,
+        patch: c.vision_patch_size,
+        width: c.vision_width,
+        layers: c.vision_layers as number,
+        heads: c.vision_width / (c.vision_head_width ?? 64),
+      },
       options,
     );
     const state = await model.stateDict();
-    const visual = Object.fromEntries(Object.entries(state).filter(([k]) => k.startsWith("visual.") && k !== "visual.proj"));
+    const visual = Object.fromEntries(
+      Object.entries(state).filter(([k]) => k.startsWith("visual.") && k !== "visual.proj"),
+    );
     const r = await seg.loadStateDict(visual, { strict: false });
     const missed = r.missing.filter((k) => k.startsWith("visual.") && k !== "visual.proj");
     if (missed.length) throw new Error(`model: its image tower lacks ${missed.join(", ")}`);
@@ -53,7 +65,10 @@ export class Segmenter {
   }
 
   /** One AdamW step on Dice + BCE (weights mask pixels out of the loss). */
-  step(batch: SegmentBatch, options: { lr?: number; backboneLr?: number } = {}): Promise<{ loss: number; bce: number; dice: number }> {
+  step(
+    batch: SegmentBatch,
+    options: { lr?: number; backboneLr?: number } = {},
+  ): Promise<{ loss: number; bce: number; dice: number }> {
     return this.#native.step(batch, options);
   }
 
@@ -66,7 +81,10 @@ export class Segmenter {
     return this.#native.stateDict();
   }
 
-  loadStateDict(state: Named, options: { strict?: boolean } = {}): Promise<{ missing: string[]; unexpected: string[] }> {
+  loadStateDict(
+    state: Named,
+    options: { strict?: boolean } = {},
+  ): Promise<{ missing: string[]; unexpected: string[] }> {
     return this.#native.loadStateDict(state, options);
   }
 
@@ -74,9 +92,19 @@ export class Segmenter {
   async save(path: string, extra: Record<string, unknown> = {}): Promise<void> {
     const state = await this.stateDict();
     const tensors = new Map<string, StTensor>(
-      Object.entries(state).map(([k, v]) => [k, v.data instanceof BigInt64Array ? { dtype: "I64", shape: v.shape, data: v.data } : { dtype: "F32", shape: v.shape, data: v.data as Float32Array }] as const),
+      Object.entries(state).map(
+        ([k, v]) =>
+          [
+            k,
+            v.data instanceof BigInt64Array
+              ? { dtype: "I64", shape: v.shape, data: v.data }
+              : { dtype: "F32", shape: v.shape, data: v.data as Float32Array },
+          ] as const,
+      ),
     );
-    await writeSafetensors(path, tensors, { vilref_segmenter: JSON.stringify({ format: 1, config: this.config, ...extra }) });
+    await writeSafetensors(path, tensors, {
+      vilref_segmenter: JSON.stringify({ format: 1, config: this.config, ...extra }),
+    });
   }
 
   static async load(path: string): Promise<Segmenter> {

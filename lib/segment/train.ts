@@ -43,11 +43,19 @@ export function cosineFactor(t: number): number {
   return 0.05 + 0.95 * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, Math.max(0, t))));
 }
 
-export async function trainSegmenter(seg: Segmenter, items: readonly Prepared[], o: SegTrainOptions = {}): Promise<SegTrainResult> {
+export async function trainSegmenter(
+  seg: Segmenter,
+  items: readonly Prepared[],
+  o: SegTrainOptions = {},
+): Promise<SegTrainResult> {
   const budget = (o.minutes ?? Number.POSITIVE_INFINITY) * 60;
   const maxSteps = o.steps ?? Number.POSITIVE_INFINITY;
-  if (!Number.isFinite(budget) && !Number.isFinite(maxSteps)) throw new RangeError("trainSegmenter: give minutes or steps");
-  const batchSize = o.batchSize ?? 8, lr = o.lr ?? 2e-3, backboneLr = o.backboneLr ?? lr, warmup = o.warmup ?? 20;
+  if (!Number.isFinite(budget) && !Number.isFinite(maxSteps))
+    throw new RangeError("trainSegmenter: give minutes or steps");
+  const batchSize = o.batchSize ?? 8,
+    lr = o.lr ?? 2e-3,
+    backboneLr = o.backboneLr ?? lr,
+    warmup = o.warmup ?? 20;
   const rng = mulberry32(o.seed ?? 0);
   const tile = seg.config.tile;
   const started = performance.now();
@@ -68,7 +76,12 @@ export async function trainSegmenter(seg: Segmenter, items: readonly Prepared[],
     o.onStep?.({ step, loss: r.loss, dice: r.dice, lr: lr * f, seconds: (performance.now() - started) / 1000 });
   }
   const tail = losses.slice(-20);
-  return { steps: step, seconds: (performance.now() - started) / 1000, finalLoss: tail.reduce((a, b) => a + b, 0) / Math.max(1, tail.length), losses };
+  return {
+    steps: step,
+    seconds: (performance.now() - started) / 1000,
+    finalLoss: tail.reduce((a, b) => a + b, 0) / Math.max(1, tail.length),
+    losses,
+  };
 }
 
 export interface SegEvalOptions {
@@ -90,7 +103,11 @@ export interface SegEvalResult {
   perImage: (SegMetrics & { name: string })[];
 }
 
-export async function evaluateSegmenter(seg: Segmenter, items: readonly Prepared[], o: SegEvalOptions = {}): Promise<SegEvalResult> {
+export async function evaluateSegmenter(
+  seg: Segmenter,
+  items: readonly Prepared[],
+  o: SegEvalOptions = {},
+): Promise<SegEvalResult> {
   const tile = seg.config.tile;
   const stride = o.stride ?? Math.max(1, tile >> 1);
   const threshold = o.threshold ?? 0.5;
@@ -105,7 +122,8 @@ export async function evaluateSegmenter(seg: Segmenter, items: readonly Prepared
     sum.fp += c.fp;
     sum.fn += c.fn;
     sum.tn += c.tn;
-    if (o.overlays && o.sources?.[i]) await writeOverlay(join(o.overlays, `${it.name}.png`), o.sources[i]!, prob, threshold);
+    if (o.overlays && o.sources?.[i])
+      await writeOverlay(join(o.overlays, `${it.name}.png`), o.sources[i]!, prob, threshold);
   }
   const mean = meanMetrics(perImage);
   return { mean, pooled: metricsFromConfusion(sum, mean.auc), perImage };

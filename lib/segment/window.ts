@@ -16,7 +16,8 @@ export interface Plane {
 
 /** Tile origins along one axis: 0, stride, 2·stride, ..., and size − tile (flush with the border). */
 export function windowOrigins(size: number, tile: number, stride: number): number[] {
-  if (!(Number.isInteger(stride) && stride >= 1)) throw new RangeError(`stride: expected a positive integer, got ${stride}`);
+  if (!(Number.isInteger(stride) && stride >= 1))
+    throw new RangeError(`stride: expected a positive integer, got ${stride}`);
   if (!(Number.isInteger(tile) && tile >= 1)) throw new RangeError(`tile: expected a positive integer, got ${tile}`);
   if (size <= tile) return [0];
   const out: number[] = [];
@@ -26,7 +27,14 @@ export function windowOrigins(size: number, tile: number, stride: number): numbe
 }
 
 /** Copies the tile at (y0, x0) of `image` into `out` at `offset`, zero beyond the borders. */
-export function extractTile(image: Plane, y0: number, x0: number, tile: number, out: Float32Array, offset: number): void {
+export function extractTile(
+  image: Plane,
+  y0: number,
+  x0: number,
+  tile: number,
+  out: Float32Array,
+  offset: number,
+): void {
   const { channels: C, height: H, width: W, data } = image;
   for (let c = 0; c < C; c++) {
     for (let y = 0; y < tile; y++) {
@@ -50,19 +58,30 @@ export type TilePredictor = (batch: TensorData<Float32Array>) => Promise<TensorD
  * Runs `predict` ([N, C, tile, tile] → [N, 1, tile, tile]) over `image` and returns the
  * overlap-averaged [H, W] map.
  */
-export async function slidingWindow(image: Plane, tile: number, stride: number, predict: TilePredictor, batchSize = 16): Promise<Float32Array> {
+export async function slidingWindow(
+  image: Plane,
+  tile: number,
+  stride: number,
+  predict: TilePredictor,
+  batchSize = 16,
+): Promise<Float32Array> {
   const { channels: C, height: H, width: W } = image;
   if (image.data.length !== C * H * W) throw new RangeError(`image: ${image.data.length} values for ${C}×${H}×${W}`);
-  const ys = windowOrigins(H, tile, stride), xs = windowOrigins(W, tile, stride);
+  const ys = windowOrigins(H, tile, stride),
+    xs = windowOrigins(W, tile, stride);
   const origins = ys.flatMap((y) => xs.map((x) => [y, x] as const));
-  const sum = new Float64Array(H * W), count = new Float64Array(H * W); // exact averages of equal values
+  const sum = new Float64Array(H * W),
+    count = new Float64Array(H * W); // exact averages of equal values
   const per = C * tile * tile;
   for (let b = 0; b < origins.length; b += batchSize) {
     const chunk = origins.slice(b, b + batchSize);
     const data = new Float32Array(chunk.length * per);
     chunk.forEach(([y, x], i) => extractTile(image, y, x, tile, data, i * per));
     const out = await predict({ data, shape: [chunk.length, C, tile, tile] });
-    if (out.data.length !== chunk.length * tile * tile) throw new RangeError(`predict: expected ${chunk.length}×1×${tile}×${tile} values, got shape [${out.shape.join(", ")}]`);
+    if (out.data.length !== chunk.length * tile * tile)
+      throw new RangeError(
+        `predict: expected ${chunk.length}×1×${tile}×${tile} values, got shape [${out.shape.join(", ")}]`,
+      );
     chunk.forEach(([y0, x0], i) => {
       const base = i * tile * tile;
       for (let y = 0; y < tile && y0 + y < H; y++) {

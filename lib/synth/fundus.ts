@@ -47,7 +47,18 @@ function smoothstep(e0: number, e1: number, x: number): number {
 }
 
 /** Draws a soft disc of colour (r,g,b) with opacity `alpha`, edge softness `soft` (fraction of radius). */
-function blob(img: Layer, S: number, x: number, y: number, rad: number, col: readonly [number, number, number], alpha: number, soft = 0.35, ry = rad, rot = 0): void {
+function blob(
+  img: Layer,
+  S: number,
+  x: number,
+  y: number,
+  rad: number,
+  col: readonly [number, number, number],
+  alpha: number,
+  soft = 0.35,
+  ry = rad,
+  rot = 0,
+): void {
   const R = Math.max(rad, ry) * 1.05 + 1;
   const x0 = Math.max(0, Math.floor(x - R));
   const x1 = Math.min(S - 1, Math.ceil(x + R));
@@ -77,7 +88,19 @@ interface Segment {
 }
 
 /** A vessel: a wandering path from (x, y) in direction `dir`, branching as it goes. */
-function growVessel(r: Rng, segs: Segment[], x: number, y: number, dir: number, w: number, len: number, artery: boolean, curl: number, depth: number, S: number): void {
+function growVessel(
+  r: Rng,
+  segs: Segment[],
+  x: number,
+  y: number,
+  dir: number,
+  w: number,
+  len: number,
+  artery: boolean,
+  curl: number,
+  depth: number,
+  S: number,
+): void {
   const step = S * 0.012;
   let d = dir;
   let cx = x;
@@ -94,7 +117,19 @@ function growVessel(r: Rng, segs: Segment[], x: number, y: number, dir: number, 
     width *= 0.992;
     if (depth < 4 && k > 2 && r.chance(0.07)) {
       const side = r.chance(0.5) ? 1 : -1;
-      growVessel(r, segs, cx, cy, d + side * r.uniform(0.5, 1.1), width * 0.7, len * r.uniform(0.35, 0.6), artery, curl * 0.5 + r.normal() * 0.01, depth + 1, S);
+      growVessel(
+        r,
+        segs,
+        cx,
+        cy,
+        d + side * r.uniform(0.5, 1.1),
+        width * 0.7,
+        len * r.uniform(0.35, 0.6),
+        artery,
+        curl * 0.5 + r.normal() * 0.01,
+        depth + 1,
+        S,
+      );
       width *= 0.85;
     }
     if (width < S * 0.0012) break;
@@ -157,12 +192,21 @@ export function renderFundus(spec: FundusSpec): Rendered {
 
   // Eye geometry: the disc nasal (right side of the image for a right eye), macula temporal.
   const side = spec.eye === "left" ? -1 : 1;
-  const disc = { x: cx + side * R * r.uniform(0.36, 0.44), y: cy + R * r.uniform(-0.06, 0.06), r: R * r.uniform(0.085, 0.1) };
+  const disc = {
+    x: cx + side * R * r.uniform(0.36, 0.44),
+    y: cy + R * r.uniform(-0.06, 0.06),
+    r: R * r.uniform(0.085, 0.1),
+  };
   const macula = { x: cx - side * R * r.uniform(0.05, 0.12), y: cy + R * r.uniform(-0.02, 0.06) };
 
   // Background colour with a per-image tint; texture from a few random sinusoids.
   const base: [number, number, number] = [r.uniform(0.78, 0.92), r.uniform(0.3, 0.42), r.uniform(0.1, 0.18)];
-  const waves = Array.from({ length: 6 }, () => ({ kx: r.normal() * 9, ky: r.normal() * 9, ph: r.uniform(0, 6.283), a: r.uniform(0.01, 0.03) }));
+  const waves = Array.from({ length: 6 }, () => ({
+    kx: r.normal() * 9,
+    ky: r.normal() * 9,
+    ph: r.uniform(0, 6.283),
+    a: r.uniform(0.01, 0.03),
+  }));
   const tess = strength("tessellation");
   const tw = Array.from({ length: 5 }, () => ({ kx: r.normal() * 20, ky: r.normal() * 20, ph: r.uniform(0, 6.283) }));
   const sigM = R * 0.16;
@@ -213,7 +257,17 @@ export function renderFundus(spec: FundusSpec): Rendered {
   const discCol: [number, number, number] = [0.98 - 0.02 * pale, 0.72 + 0.18 * pale, 0.45 + 0.4 * pale];
   blob(img, S, disc.x, disc.y, disc.r, discCol, 0.95, 0.25, disc.r * 1.08, r.uniform(-0.3, 0.3));
   const cupR = disc.r * spec.cdr;
-  blob(img, S, disc.x + side * disc.r * 0.08, disc.y, cupR, [1, 0.93 + 0.05 * pale, 0.8 + 0.15 * pale], 0.9, 0.35, cupR * 1.05);
+  blob(
+    img,
+    S,
+    disc.x + side * disc.r * 0.08,
+    disc.y,
+    cupR,
+    [1, 0.93 + 0.05 * pale, 0.8 + 0.15 * pale],
+    0.9,
+    0.35,
+    cupR * 1.05,
+  );
 
   // Vessels: four arcades from the disc, arteries and veins side by side.
   const segs: Segment[] = [];
@@ -222,10 +276,46 @@ export function renderFundus(spec: FundusSpec): Rendered {
   for (const up of [-1, 1]) {
     // Temporal arcades curve around the macula.
     growVessel(r, segs, disc.x, disc.y, toward + up * r.uniform(0.9, 1.2), vw, R * 1.3, false, -up * 0.026, 0, S);
-    growVessel(r, segs, disc.x, disc.y, toward + up * r.uniform(0.75, 1.05), vw * 0.75, R * 1.25, true, -up * 0.024, 0, S);
+    growVessel(
+      r,
+      segs,
+      disc.x,
+      disc.y,
+      toward + up * r.uniform(0.75, 1.05),
+      vw * 0.75,
+      R * 1.25,
+      true,
+      -up * 0.024,
+      0,
+      S,
+    );
     // Nasal branches.
-    growVessel(r, segs, disc.x, disc.y, toward + Math.PI - up * r.uniform(0.5, 0.9), vw * 0.8, R * 0.6, false, up * 0.02, 1, S);
-    growVessel(r, segs, disc.x, disc.y, toward + Math.PI - up * r.uniform(0.3, 0.7), vw * 0.6, R * 0.55, true, up * 0.02, 1, S);
+    growVessel(
+      r,
+      segs,
+      disc.x,
+      disc.y,
+      toward + Math.PI - up * r.uniform(0.5, 0.9),
+      vw * 0.8,
+      R * 0.6,
+      false,
+      up * 0.02,
+      1,
+      S,
+    );
+    growVessel(
+      r,
+      segs,
+      disc.x,
+      disc.y,
+      toward + Math.PI - up * r.uniform(0.3, 0.7),
+      vw * 0.6,
+      R * 0.55,
+      true,
+      up * 0.02,
+      1,
+      S,
+    );
   }
   drawVessels(img, S, segs, inside);
 
@@ -234,7 +324,10 @@ export function renderFundus(spec: FundusSpec): Rendered {
     const py = Math.floor(y);
     return px >= 0 && py >= 0 && px < S && py < S && inside[py * S + px] === 1;
   };
-  const around = (x: number, y: number, spread: number): [number, number] => [x + r.normal() * spread, y + r.normal() * spread];
+  const around = (x: number, y: number, spread: number): [number, number] => [
+    x + r.normal() * spread,
+    y + r.normal() * spread,
+  ];
   const place = (fn: (x: number, y: number) => void, count: number, centre: [number, number], spread: number) => {
     for (let k = 0; k < count; k++) {
       for (let tries = 0; tries < 8; tries++) {
@@ -262,23 +355,44 @@ export function renderFundus(spec: FundusSpec): Rendered {
     }
   const hem = strength("hemorrhage");
   if (hem > 0)
-    place((x, y) => {
-      const s = R * r.uniform(0.01, 0.03);
-      blob(img, S, x, y, s, [0.35, 0.02, 0.02], 0.9 * hem, 0.4, s * r.uniform(0.5, 1), r.uniform(0, 3.14));
-    }, r.int(5, 14), post, R * 0.35);
+    place(
+      (x, y) => {
+        const s = R * r.uniform(0.01, 0.03);
+        blob(img, S, x, y, s, [0.35, 0.02, 0.02], 0.9 * hem, 0.4, s * r.uniform(0.5, 1), r.uniform(0, 3.14));
+      },
+      r.int(5, 14),
+      post,
+      R * 0.35,
+    );
   const ex = strength("hard_exudate");
   if (ex > 0) {
     const c = around(post[0], post[1], R * 0.12);
-    place((x, y) => blob(img, S, x, y, R * r.uniform(0.006, 0.013), [1, 0.92, 0.45], 0.95 * ex, 0.3), r.int(12, 30), c, R * 0.12);
+    place(
+      (x, y) => blob(img, S, x, y, R * r.uniform(0.006, 0.013), [1, 0.92, 0.45], 0.95 * ex, 0.3),
+      r.int(12, 30),
+      c,
+      R * 0.12,
+    );
   }
   const cws = strength("cotton_wool_spot");
   if (cws > 0)
-    place((x, y) => {
-      const s = R * r.uniform(0.03, 0.05);
-      blob(img, S, x, y, s, [0.97, 0.94, 0.86], 0.75 * cws, 0.8, s * r.uniform(0.6, 0.9), r.uniform(0, 3.14));
-    }, r.int(2, 5), [disc.x - side * R * 0.2, disc.y], R * 0.25);
+    place(
+      (x, y) => {
+        const s = R * r.uniform(0.03, 0.05);
+        blob(img, S, x, y, s, [0.97, 0.94, 0.86], 0.75 * cws, 0.8, s * r.uniform(0.6, 0.9), r.uniform(0, 3.14));
+      },
+      r.int(2, 5),
+      [disc.x - side * R * 0.2, disc.y],
+      R * 0.25,
+    );
   const dru = strength("drusen");
-  if (dru > 0) place((x, y) => blob(img, S, x, y, R * r.uniform(0.007, 0.014), [0.98, 0.85, 0.45], 0.8 * dru, 0.6), r.int(15, 40), [macula.x, macula.y], R * 0.1);
+  if (dru > 0)
+    place(
+      (x, y) => blob(img, S, x, y, R * r.uniform(0.007, 0.014), [0.98, 0.85, 0.45], 0.8 * dru, 0.6),
+      r.int(15, 40),
+      [macula.x, macula.y],
+      R * 0.1,
+    );
 
   const haze = strength("media_opacity");
   // Media haze: washed out towards grey-yellow, then blurred (by the caller, with sharp).
@@ -292,5 +406,12 @@ export function renderFundus(spec: FundusSpec): Rendered {
       out[3 * i + c] = v <= 0 ? 0 : v >= 1 ? 255 : Math.round(v * 255);
     }
   }
-  return { rgb: out, size: S, fov: { cx, cy, r: R, clipTop, clipBottom }, disc, macula, blur: haze > 0 ? S * 0.006 * haze + 0.8 : 0 };
+  return {
+    rgb: out,
+    size: S,
+    fov: { cx, cy, r: R, clipTop, clipBottom },
+    disc,
+    macula,
+    blur: haze > 0 ? S * 0.006 * haze + 0.8 : 0,
+  };
 }

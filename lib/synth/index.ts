@@ -9,7 +9,14 @@ import sharp from "sharp";
 import type { Eye, LabelMap } from "../labels/index.js";
 import { hashSeed, mulberry32, type Rng } from "../data/rng.js";
 import { renderFundus, type Rendered } from "./fundus.js";
-import { SYNTH_FINDINGS, goldLabels, writeReport, type ReportPlan, type Statement, type SynthFinding } from "./report.js";
+import {
+  SYNTH_FINDINGS,
+  goldLabels,
+  writeReport,
+  type ReportPlan,
+  type Statement,
+  type SynthFinding,
+} from "./report.js";
 
 export { SYNTH_FINDINGS, goldLabels, writeReport } from "./report.js";
 export type { ReportPlan, Statement, SynthFinding } from "./report.js";
@@ -80,8 +87,14 @@ export function planCase(seed: number, index: number, options: SynthOptions = {}
     }
   }
   let dr: Statement | null = null;
-  if (present.hemorrhage === "asserted" && present.hard_exudate === "asserted" && r.chance(0.6)) dr = r.chance(0.8) ? "asserted" : "suspected";
-  const cdr = present.glaucoma === "asserted" ? r.pick([0.7, 0.8, 0.9]) : present.glaucoma === "suspected" ? r.pick([0.6, 0.7]) : r.pick([0.2, 0.3, 0.4, 0.5]);
+  if (present.hemorrhage === "asserted" && present.hard_exudate === "asserted" && r.chance(0.6))
+    dr = r.chance(0.8) ? "asserted" : "suspected";
+  const cdr =
+    present.glaucoma === "asserted"
+      ? r.pick([0.7, 0.8, 0.9])
+      : present.glaucoma === "suspected"
+        ? r.pick([0.6, 0.7])
+        : r.pick([0.2, 0.3, 0.4, 0.5]);
   const plan: ReportPlan = { eye, present, dr, cdr };
   const u = r.next();
   const text = writeReport(mulberry32(hashSeed(seed, index, 2)), plan);
@@ -100,12 +113,23 @@ export function planCase(seed: number, index: number, options: SynthOptions = {}
 
 /** Renders case `c`'s image (pixels only). */
 export function renderCase(seed: number, c: SynthCase, size = 384): Rendered {
-  return renderFundus({ size, seed: hashSeed(seed, c.index, 4), eye: c.eye, findings: c.plan.present, cdr: c.plan.cdr });
+  return renderFundus({
+    size,
+    seed: hashSeed(seed, c.index, 4),
+    eye: c.eye,
+    findings: c.plan.present,
+    cdr: c.plan.cdr,
+  });
 }
 
 /** Encodes a rendered image (media haze blurred here, with sharp). */
-export async function encodeRendered(img: Rendered, format: NonNullable<SynthOptions["format"]> = "png"): Promise<Buffer> {
-  let s = sharp(Buffer.from(img.rgb.buffer, img.rgb.byteOffset, img.rgb.byteLength), { raw: { width: img.size, height: img.size, channels: 3 } });
+export async function encodeRendered(
+  img: Rendered,
+  format: NonNullable<SynthOptions["format"]> = "png",
+): Promise<Buffer> {
+  let s = sharp(Buffer.from(img.rgb.buffer, img.rgb.byteOffset, img.rgb.byteLength), {
+    raw: { width: img.size, height: img.size, channels: 3 },
+  });
   if (img.blur > 0) s = s.blur(img.blur);
   if (format === "jpeg") return s.jpeg({ quality: 92 }).toBuffer();
   if (format === "webp") return s.webp({ quality: 92 }).toBuffer();
@@ -114,7 +138,11 @@ export async function encodeRendered(img: Rendered, format: NonNullable<SynthOpt
 }
 
 /** One case with its encoded image. */
-export async function generateCase(seed: number, index: number, options: SynthOptions = {}): Promise<SynthCase & { image: Buffer }> {
+export async function generateCase(
+  seed: number,
+  index: number,
+  options: SynthOptions = {},
+): Promise<SynthCase & { image: Buffer }> {
   const c = planCase(seed, index, options);
   const image = await encodeRendered(renderCase(seed, c, options.size ?? 384), options.format ?? "png");
   return { ...c, image };
@@ -127,7 +155,12 @@ const EXT = { png: ".png", jpeg: ".jpg", webp: ".webp", tiff: ".tif" } as const;
  * ({"id","image","text","labels","eye","split","patient_id","findings"} a line, written last and
  * atomically). Returns the cases.
  */
-export async function writeSynthDataset(dir: string, n: number, seed: number, options: SynthOptions & { onProgress?: (done: number, n: number) => void } = {}): Promise<SynthCase[]> {
+export async function writeSynthDataset(
+  dir: string,
+  n: number,
+  seed: number,
+  options: SynthOptions & { onProgress?: (done: number, n: number) => void } = {},
+): Promise<SynthCase[]> {
   if (!Number.isInteger(n) || n < 0) throw new RangeError(`n: expected a whole number ≥ 0, got ${n}`);
   const fmt = options.format ?? "png";
   mkdirSync(path.join(dir, "images"), { recursive: true });
@@ -147,7 +180,18 @@ export async function writeSynthDataset(dir: string, n: number, seed: number, op
       options.onProgress?.(i + 1, n);
     })();
     cases.push(c);
-    lines.push(JSON.stringify({ id: c.id, image: rel, text: c.text, labels: c.labels, eye: c.eye, split: c.split, patient_id: c.patientId, findings: c.findings }));
+    lines.push(
+      JSON.stringify({
+        id: c.id,
+        image: rel,
+        text: c.text,
+        labels: c.labels,
+        eye: c.eye,
+        split: c.split,
+        patient_id: c.patientId,
+        findings: c.findings,
+      }),
+    );
     if (i % 4 === 3) await inflight;
   }
   await inflight;

@@ -39,7 +39,12 @@ const EYE_ZH: Record<Eye, string> = { right: "右眼", left: "左眼", both: "�
 type Phrase = (r: Rng, p: ReportPlan) => string;
 
 const ASSERT: Record<SynthFinding, Phrase[]> = {
-  hemorrhage: [() => "视网膜可见散在点片状出血", () => "后极部视网膜可见多处出血斑", () => "视网膜散在火焰状出血", () => "可见视网膜出血"],
+  hemorrhage: [
+    () => "视网膜可见散在点片状出血",
+    () => "后极部视网膜可见多处出血斑",
+    () => "视网膜散在火焰状出血",
+    () => "可见视网膜出血",
+  ],
   hard_exudate: [() => "黄斑区可见硬性渗出", () => "后极部可见黄白色硬性渗出", () => "视网膜散在硬性渗出"],
   cotton_wool_spot: [() => "血管弓附近可见棉絮斑", () => "视网膜可见数个棉絮斑", () => "可见软性渗出"],
   drusen: [() => "黄斑区可见多个玻璃膜疣", () => "后极部散在玻璃膜疣", () => "黄斑周围可见黄白色玻璃膜疣"],
@@ -107,7 +112,8 @@ export function writeReport(r: Rng, p: ReportPlan): string {
     }
   }
   const discLine = !p.present.glaucoma && !p.present.optic_atrophy && r.chance(0.6);
-  if (discLine) findings.unshift(`${r.pick(["视盘界清色可", "视盘边界清，色淡红", "视盘界清"])}，C/D约${p.cdr.toFixed(1)}`);
+  if (discLine)
+    findings.unshift(`${r.pick(["视盘界清色可", "视盘边界清，色淡红", "视盘界清"])}，C/D约${p.cdr.toFixed(1)}`);
   // Negations of absent findings, as distractors.
   const absent = (Object.keys(NEGATE) as SynthFinding[]).filter((f) => !p.present[f]);
   const nNeg = Math.min(absent.length, r.int(0, 2));
@@ -116,11 +122,17 @@ export function writeReport(r: Rng, p: ReportPlan): string {
     const f = absent.splice(i, 1)[0]!;
     findings.push(r.pick(NEGATE[f]!));
   }
-  if (p.dr) impression.unshift(p.dr === "asserted" ? r.pick(["糖尿病视网膜病变（非增殖期）", "非增殖性糖尿病视网膜病变", "糖尿病视网膜病变"]) : r.pick(["糖尿病视网膜病变待排", "可疑糖尿病视网膜病变"]));
+  if (p.dr)
+    impression.unshift(
+      p.dr === "asserted"
+        ? r.pick(["糖尿病视网膜病变（非增殖期）", "非增殖性糖尿病视网膜病变", "糖尿病视网膜病变"])
+        : r.pick(["糖尿病视网膜病变待排", "可疑糖尿病视网膜病变"]),
+    );
   const normal = present.length === 0 && !p.dr;
   if (normal) {
     const desc = NORMAL_DESCRIPTIONS.filter((d) => !discLine || !d.startsWith("视盘"));
-    for (let k = 0, n = r.int(1, 3); k < n && desc.length > 0; k++) findings.push(desc.splice(r.int(0, desc.length - 1), 1)[0]!);
+    for (let k = 0, n = r.int(1, 3); k < n && desc.length > 0; k++)
+      findings.push(desc.splice(r.int(0, desc.length - 1), 1)[0]!);
     impression.push(r.pick(["眼底未见明显异常", "正常眼底", "眼底检查未见明显异常"]));
   }
   // Shuffle the findings a little: templates vary in order.
@@ -131,7 +143,9 @@ export function writeReport(r: Rng, p: ReportPlan): string {
     }
   }
   const eye = EYE_ZH[p.eye];
-  const history = r.chance(0.25) ? r.pick(["病史：糖尿病史5年。", "主诉：视物模糊1月。", "病史：高血压病史。"]) + "\n" : "";
+  const history = r.chance(0.25)
+    ? r.pick(["病史：糖尿病史5年。", "主诉：视物模糊1月。", "病史：高血压病史。"]) + "\n"
+    : "";
   const style = r.int(0, 2);
   const body = findings.join("，");
   const imp = impression.length > 0 ? impression.join("；") : normal ? "眼底未见明显异常" : "";

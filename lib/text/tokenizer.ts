@@ -169,7 +169,8 @@ export class BertTokenizer {
     checkContextLength(contextLength);
     const row = into ?? new Int32Array(contextLength);
     if (into) {
-      if (offset < 0 || offset + contextLength > into.length) throw new RangeError("encodeForModel: row does not fit in the output array");
+      if (offset < 0 || offset + contextLength > into.length)
+        throw new RangeError("encodeForModel: row does not fit in the output array");
       row.fill(0, offset, offset + contextLength);
     }
     const max = contextLength - 2;
@@ -317,7 +318,14 @@ function scanText(text: string, emit: (word: string) => boolean): void {
       case C.Cjk:
         if (!flush(i)) return;
         // Compatibility ideographs decompose under NFD (step 4 applies to every token).
-        if (!emit(cp >= 0xf900 && (cp <= 0xfaff || cp >= 0x2f800) ? text.slice(i, i + width).normalize("NFD") : text.slice(i, i + width))) return;
+        if (
+          !emit(
+            cp >= 0xf900 && (cp <= 0xfaff || cp >= 0x2f800)
+              ? text.slice(i, i + width).normalize("NFD")
+              : text.slice(i, i + width),
+          )
+        )
+          return;
         break;
       default:
         if (tokStart < 0) tokStart = i;
@@ -367,7 +375,6 @@ function emitToken(raw: string, allAscii: boolean, emit: (word: string) => boole
   if (start < n) return emit(start === 0 ? tok : tok.slice(start));
   return true;
 }
-
 
 /** BasicTokenizer alone (no vocabulary): the words WordPiece would receive. */
 export function basicTokenize(text: string): string[] {

@@ -22,7 +22,14 @@ export interface VocabBuildOptions {
   preprocess?: boolean;
 }
 
-export const RESERVED_PREFIX = ["[PAD]", ...Array.from({ length: 99 }, (_, i) => `[unused${i + 1}]`), "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+export const RESERVED_PREFIX = [
+  "[PAD]",
+  ...Array.from({ length: 99 }, (_, i) => `[unused${i + 1}]`),
+  "[UNK]",
+  "[CLS]",
+  "[SEP]",
+  "[MASK]",
+];
 
 /** Counts of BasicTokenizer words over a corpus (feed texts one by one, then `build`). */
 export class VocabBuilder {
@@ -41,8 +48,10 @@ export class VocabBuilder {
   build(options: VocabBuildOptions = {}): Vocab {
     const size = options.size ?? 8000;
     const minCount = options.minCount ?? 2;
-    if (!Number.isInteger(size) || size < RESERVED_PREFIX.length + 1) throw new RangeError(`vocabulary size must be an integer > ${RESERVED_PREFIX.length}, got ${size}`);
-    if (!Number.isInteger(minCount) || minCount < 1) throw new RangeError(`min count must be an integer ≥ 1, got ${minCount}`);
+    if (!Number.isInteger(size) || size < RESERVED_PREFIX.length + 1)
+      throw new RangeError(`vocabulary size must be an integer > ${RESERVED_PREFIX.length}, got ${size}`);
+    if (!Number.isInteger(minCount) || minCount < 1)
+      throw new RangeError(`min count must be an integer ≥ 1, got ${minCount}`);
 
     // Character alphabet: word-initial and continuation forms.
     const initial = new Map<string, number>();
@@ -54,7 +63,8 @@ export class VocabBuilder {
         const m = i === 0 ? initial : cont;
         m.set(ch, (m.get(ch) ?? 0) + c);
       });
-      if (!isCjkToken(w) && chars.length > 1) splits.push({ syms: chars.map((ch, i) => (i === 0 ? ch : "##" + ch)), count: c });
+      if (!isCjkToken(w) && chars.length > 1)
+        splits.push({ syms: chars.map((ch, i) => (i === 0 ? ch : "##" + ch)), count: c });
     }
     const byFreq = (m: Map<string, number>): [string, number][] =>
       [...m].filter(([, c]) => c >= minCount).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
@@ -119,6 +129,7 @@ export class VocabBuilder {
 /** Build a vocabulary from texts in one call. */
 export function buildVocab(texts: Iterable<string>, options?: VocabBuildOptions): Vocab {
   const b = new VocabBuilder();
-  for (const t of texts) b.add(options?.preprocess === false ? t : t.toLowerCase().replaceAll("\u201c", '"').replaceAll("\u201d", '"'));
+  for (const t of texts)
+    b.add(options?.preprocess === false ? t : t.toLowerCase().replaceAll("\u201c", '"').replaceAll("\u201d", '"'));
   return b.build(options);
 }

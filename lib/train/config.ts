@@ -26,8 +26,14 @@ const modelSchema = z
   .strict()
   .superRefine((m, ctx) => {
     const n = [m.preset, m.config, m.checkpoint].filter((x) => x !== undefined).length;
-    if (n !== 1) ctx.addIssue({ code: "custom", message: `give exactly one of preset, config or checkpoint (got ${n})` });
-    if (m.preset !== undefined && !presetNames().includes(m.preset)) ctx.addIssue({ code: "custom", path: ["preset"], message: `unknown preset "${m.preset}"; presets: ${presetNames().join(", ")}` });
+    if (n !== 1)
+      ctx.addIssue({ code: "custom", message: `give exactly one of preset, config or checkpoint (got ${n})` });
+    if (m.preset !== undefined && !presetNames().includes(m.preset))
+      ctx.addIssue({
+        code: "custom",
+        path: ["preset"],
+        message: `unknown preset "${m.preset}"; presets: ${presetNames().join(", ")}`,
+      });
   });
 
 const dataSchema = z
@@ -60,7 +66,10 @@ const labelsSchema = z
     uncertainty: z.enum(UNCERTAINTY_POLICIES as unknown as ["keep", "positive", "negative", "drop"]).default("keep"),
   })
   .strict()
-  .refine((l) => (l.source === "file") === (l.file !== undefined), { path: ["file"], message: 'a labels file is needed with source "file", and only then' });
+  .refine((l) => (l.source === "file") === (l.file !== undefined), {
+    path: ["file"],
+    message: 'a labels file is needed with source "file", and only then',
+  });
 
 const textSchema = z
   .object({
@@ -103,8 +112,14 @@ export const pretrainConfigSchema = z
     schedule: scheduleSchema.default(scheduleSchema.parse({})),
     optimizer: optimizerSchema.default(optimizerSchema.parse({})),
     loss: z.enum(["wscl", "clip"]).default("wscl"),
-    wscl: z.object({ threshold: z.number().min(0).default(1), gamma: z.number().min(0).default(1) }).strict().default({ threshold: 1, gamma: 1 }),
-    queue: z.object({ size: int(0).default(16384) }).strict().default({ size: 16384 }),
+    wscl: z
+      .object({ threshold: z.number().min(0).default(1), gamma: z.number().min(0).default(1) })
+      .strict()
+      .default({ threshold: 1, gamma: 1 }),
+    queue: z
+      .object({ size: int(0).default(16384) })
+      .strict()
+      .default({ size: 16384 }),
     momentum: z.number().min(0).max(1).default(0.995),
     /**
      * Mixed precision of the training step with float32 weights: "bfloat16" autocasts the forward
@@ -115,10 +130,15 @@ export const pretrainConfigSchema = z
     freeze: z.array(z.enum(["visual", "text"])).default([]),
     /** Recompute the ViT blocks and BERT layers in backward instead of storing activations. */
     gradientCheckpointing: z.boolean().default(false),
-    device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected "cpu", "cuda" or "cuda:N"').default("cpu"),
+    device: z
+      .string()
+      .regex(/^(cpu|cuda(:\d+)?)$/, 'expected "cpu", "cuda" or "cuda:N"')
+      .default("cpu"),
     /** LibTorch CPU threads (default: the machine's cores). */
     threads: int(1).optional(),
-    seed: int(0).max(2 ** 32 - 1).default(0),
+    seed: int(0)
+      .max(2 ** 32 - 1)
+      .default(0),
     output: z.string().min(1),
     eval: z
       .object({
@@ -150,7 +170,11 @@ export const pretrainConfigSchema = z
     dist: z
       .object({
         /** Every collective and the rendezvous wait at most this long; it must cover an evaluation and a checkpoint on rank 0. */
-        timeoutSeconds: z.number().positive().max(7 * 24 * 3600).default(300),
+        timeoutSeconds: z
+          .number()
+          .positive()
+          .max(7 * 24 * 3600)
+          .default(300),
         /** "auto": gloo on the CPU, nccl on CUDA. */
         backend: z.enum(["auto", "gloo", "nccl"]).default("auto"),
       })
@@ -158,8 +182,14 @@ export const pretrainConfigSchema = z
       .default({ timeoutSeconds: 300, backend: "auto" }),
   })
   .strict()
-  .refine((c) => c.epochs !== undefined || c.steps !== undefined, { path: ["steps"], message: "give epochs or steps (or both)" })
-  .refine((c) => c.precision !== "float16" || c.device.startsWith("cuda"), { path: ["precision"], message: 'float16 (with loss scaling) needs device "cuda"; on the CPU use "bfloat16"' });
+  .refine((c) => c.epochs !== undefined || c.steps !== undefined, {
+    path: ["steps"],
+    message: "give epochs or steps (or both)",
+  })
+  .refine((c) => c.precision !== "float16" || c.device.startsWith("cuda"), {
+    path: ["precision"],
+    message: 'float16 (with loss scaling) needs device "cuda"; on the CPU use "bfloat16"',
+  });
 
 export type PretrainConfig = z.output<typeof pretrainConfigSchema>;
 export type PretrainConfigInput = z.input<typeof pretrainConfigSchema>;

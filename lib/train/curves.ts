@@ -33,7 +33,7 @@ function range(values: number[], fixed?: [number, number]): [number, number] {
   if (finite.length === 0) return [0, 1];
   let lo = Math.min(...finite);
   let hi = Math.max(...finite);
-  if (hi - lo < 1e-12) (lo -= 0.5), (hi += 0.5);
+  if (hi - lo < 1e-12) ((lo -= 0.5), (hi += 0.5));
   const pad = (hi - lo) * 0.05;
   return [lo - pad, hi + pad];
 }
@@ -50,7 +50,10 @@ function panelSvg(p: Panel, x0: number, y0: number, W: number, H: number, xMax: 
   const h = H - m.t - m.b;
   const left = p.series.filter((s) => !s.right);
   const right = p.series.filter((s) => s.right);
-  const yl = range(left.flatMap((s) => s.points.map((q) => q[1])).concat(p.reference !== undefined ? [p.reference] : []), p.yRange);
+  const yl = range(
+    left.flatMap((s) => s.points.map((q) => q[1])).concat(p.reference !== undefined ? [p.reference] : []),
+    p.yRange,
+  );
   const yr = range(right.flatMap((s) => s.points.map((q) => q[1])));
   const X = (v: number) => x0 + m.l + (xMax > 0 ? v / xMax : 0) * w;
   const Y = (v: number, r: [number, number]) => y0 + m.t + (1 - (v - r[0]) / (r[1] - r[0])) * h;
@@ -62,19 +65,37 @@ function panelSvg(p: Panel, x0: number, y0: number, W: number, H: number, xMax: 
     const vy = yl[0] + ((yl[1] - yl[0]) * k) / 4;
     out.push(`<line x1="${X(fx)}" y1="${y0 + m.t}" x2="${X(fx)}" y2="${y0 + m.t + h}" stroke="#eee"/>`);
     out.push(`<line x1="${x0 + m.l}" y1="${Y(vy, yl)}" x2="${x0 + m.l + w}" y2="${Y(vy, yl)}" stroke="#eee"/>`);
-    out.push(`<text x="${X(fx)}" y="${y0 + m.t + h + 14}" font-size="10" text-anchor="middle" ${FONT}>${Math.round(fx)}</text>`);
-    out.push(`<text x="${x0 + m.l - 4}" y="${Y(vy, yl) + 3}" font-size="10" text-anchor="end" ${FONT}>${fmt(vy)}</text>`);
-    if (right.length > 0) out.push(`<text x="${x0 + m.l + w + 4}" y="${Y(yr[0] + ((yr[1] - yr[0]) * k) / 4, yr) + 3}" font-size="10" ${FONT}>${fmt(yr[0] + ((yr[1] - yr[0]) * k) / 4)}</text>`);
+    out.push(
+      `<text x="${X(fx)}" y="${y0 + m.t + h + 14}" font-size="10" text-anchor="middle" ${FONT}>${Math.round(fx)}</text>`,
+    );
+    out.push(
+      `<text x="${x0 + m.l - 4}" y="${Y(vy, yl) + 3}" font-size="10" text-anchor="end" ${FONT}>${fmt(vy)}</text>`,
+    );
+    if (right.length > 0)
+      out.push(
+        `<text x="${x0 + m.l + w + 4}" y="${Y(yr[0] + ((yr[1] - yr[0]) * k) / 4, yr) + 3}" font-size="10" ${FONT}>${fmt(yr[0] + ((yr[1] - yr[0]) * k) / 4)}</text>`,
+      );
   }
   out.push(`<text x="${x0 + m.l + w / 2}" y="${y0 + H - 6}" font-size="10" text-anchor="middle" ${FONT}>step</text>`);
-  if (p.reference !== undefined) out.push(`<line x1="${x0 + m.l}" y1="${Y(p.reference, yl)}" x2="${x0 + m.l + w}" y2="${Y(p.reference, yl)}" stroke="#999" stroke-dasharray="4 3"/>`);
+  if (p.reference !== undefined)
+    out.push(
+      `<line x1="${x0 + m.l}" y1="${Y(p.reference, yl)}" x2="${x0 + m.l + w}" y2="${Y(p.reference, yl)}" stroke="#999" stroke-dasharray="4 3"/>`,
+    );
   let lx = x0 + m.l + 16 + 8 * p.title.length;
   for (const s of p.series) {
     const r = s.right ? yr : yl;
-    const pts = s.points.filter((q) => Number.isFinite(q[0]) && Number.isFinite(q[1])).map((q) => `${X(q[0]).toFixed(1)},${Y(q[1], r).toFixed(1)}`);
-    if (pts.length === 1) out.push(`<circle cx="${pts[0]!.split(",")[0]}" cy="${pts[0]!.split(",")[1]}" r="3" fill="${s.colour}"/>`);
-    else if (pts.length > 1) out.push(`<polyline points="${pts.join(" ")}" fill="none" stroke="${s.colour}" stroke-width="${s.dashed ? 1 : 1.8}"${s.dashed ? ' stroke-dasharray="3 2"' : ""}/>`);
-    out.push(`<rect x="${lx}" y="${y0 + 6}" width="10" height="10" fill="${s.colour}"/><text x="${lx + 14}" y="${y0 + 15}" font-size="10" ${FONT}>${esc(s.name)}${s.right ? " (right)" : ""}</text>`);
+    const pts = s.points
+      .filter((q) => Number.isFinite(q[0]) && Number.isFinite(q[1]))
+      .map((q) => `${X(q[0]).toFixed(1)},${Y(q[1], r).toFixed(1)}`);
+    if (pts.length === 1)
+      out.push(`<circle cx="${pts[0]!.split(",")[0]}" cy="${pts[0]!.split(",")[1]}" r="3" fill="${s.colour}"/>`);
+    else if (pts.length > 1)
+      out.push(
+        `<polyline points="${pts.join(" ")}" fill="none" stroke="${s.colour}" stroke-width="${s.dashed ? 1 : 1.8}"${s.dashed ? ' stroke-dasharray="3 2"' : ""}/>`,
+      );
+    out.push(
+      `<rect x="${lx}" y="${y0 + 6}" width="10" height="10" fill="${s.colour}"/><text x="${lx + 14}" y="${y0 + 15}" font-size="10" ${FONT}>${esc(s.name)}${s.right ? " (right)" : ""}</text>`,
+    );
     lx += 30 + 6.5 * s.name.length + (s.right ? 40 : 0);
   }
   return out.join("");
@@ -125,7 +146,17 @@ export function runPanels(jsonl: string): Panel[] {
   const loss: [number, number][] = train.map((l) => [l.step, Number(l.loss)]);
   const r10 = (l: MetricsLine) => l.imageToText?.["R@10"] ?? Object.values(l.imageToText ?? {}).at(-1);
   return [
-    { title: "training loss", series: [{ name: "loss", colour: "#9ecae1", points: loss, dashed: true }, { name: "moving average", colour: "#08519c", points: movingAverage(loss, Math.max(1, Math.round(loss.length / 20))) }] },
+    {
+      title: "training loss",
+      series: [
+        { name: "loss", colour: "#9ecae1", points: loss, dashed: true },
+        {
+          name: "moving average",
+          colour: "#08519c",
+          points: movingAverage(loss, Math.max(1, Math.round(loss.length / 20))),
+        },
+      ],
+    },
     {
       title: "held-out evaluation",
       yRange: [0, 1],
@@ -135,7 +166,18 @@ export function runPanels(jsonl: string): Panel[] {
         { name: "image→text R@10", colour: "#2ca02c", points: evals.map((l) => [l.step, Number(r10(l))]) },
       ],
     },
-    { title: "schedule", series: [{ name: "learning rate", colour: "#ff7f0e", points: train.map((l) => [l.step, l.lr ?? NaN]) }, { name: "logit scale", colour: "#9467bd", points: train.map((l) => [l.step, l.logitScale ?? NaN]), right: true }] },
+    {
+      title: "schedule",
+      series: [
+        { name: "learning rate", colour: "#ff7f0e", points: train.map((l) => [l.step, l.lr ?? NaN]) },
+        {
+          name: "logit scale",
+          colour: "#9467bd",
+          points: train.map((l) => [l.step, l.logitScale ?? NaN]),
+          right: true,
+        },
+      ],
+    },
   ];
 }
 

@@ -43,13 +43,25 @@ export async function prepareDemo(options: DemoOptions = {}): Promise<PretrainCo
   const trainDir = path.join(dir, `data-train-${nTrain}-${seed}-${size}px`);
   const heldDir = path.join(dir, `data-heldout-${nHeld}-${seed + 1}-${size}px`);
   const progress = options.onData;
-  if (!existsSync(path.join(trainDir, "manifest.jsonl"))) await writeSynthDataset(trainDir, nTrain, seed, { size, ...(progress ? { onProgress: (d: number, n: number) => progress(d, n + nHeld) } : {}) });
-  if (!existsSync(path.join(heldDir, "manifest.jsonl"))) await writeSynthDataset(heldDir, nHeld, seed + 1, { size, ...(progress ? { onProgress: (d: number, n: number) => progress(nTrain + d, nTrain + n) } : {}) });
+  if (!existsSync(path.join(trainDir, "manifest.jsonl")))
+    await writeSynthDataset(trainDir, nTrain, seed, {
+      size,
+      ...(progress ? { onProgress: (d: number, n: number) => progress(d, n + nHeld) } : {}),
+    });
+  if (!existsSync(path.join(heldDir, "manifest.jsonl")))
+    await writeSynthDataset(heldDir, nHeld, seed + 1, {
+      size,
+      ...(progress ? { onProgress: (d: number, n: number) => progress(nTrain + d, nTrain + n) } : {}),
+    });
   const loss = options.loss ?? "wscl";
   const steps = options.steps ?? DEMO_STEPS;
   return {
     model: { preset: "demo-rn128" },
-    data: { train: path.join(trainDir, "manifest.jsonl"), heldOut: path.join(heldDir, "manifest.jsonl"), augment: { scale: [0.8, 1], hflip: 0.5 } },
+    data: {
+      train: path.join(trainDir, "manifest.jsonl"),
+      heldOut: path.join(heldDir, "manifest.jsonl"),
+      augment: { scale: [0.8, 1], hflip: 0.5 },
+    },
     labels: { source: "rules" },
     text: { vocab: "build", vocabSize: 1200, contextLength: 64 },
     batchSize: 32,

@@ -39,9 +39,13 @@ export interface ProcessGroup {
   readonly backend: DistBackend;
   readonly timeoutMs: number;
   /** Sums a tensor over ranks. Not to be called while a trainer step on the same group runs. */
-  allReduce<T extends Float32Array | Float64Array | Int32Array | BigInt64Array>(t: TensorData<T>): Promise<TensorData<T>>;
+  allReduce<T extends Float32Array | Float64Array | Int32Array | BigInt64Array>(
+    t: TensorData<T>,
+  ): Promise<TensorData<T>>;
   /** Every rank's rows, concatenated in rank order (row counts may differ between ranks). */
-  allGather<T extends Float32Array | Float64Array | Int32Array | BigInt64Array>(t: TensorData<T>): Promise<TensorData<T>>;
+  allGather<T extends Float32Array | Float64Array | Int32Array | BigInt64Array>(
+    t: TensorData<T>,
+  ): Promise<TensorData<T>>;
   barrier(): Promise<void>;
 }
 
@@ -49,7 +53,14 @@ interface NativeDist {
   available: boolean;
   reason: string | null;
   backends: DistBackend[];
-  init(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs?: number; backend?: DistBackend }): Promise<ProcessGroup>;
+  init(options: {
+    rank: number;
+    worldSize: number;
+    masterAddr: string;
+    masterPort: number;
+    timeoutMs?: number;
+    backend?: DistBackend;
+  }): Promise<ProcessGroup>;
 }
 
 function nativeDist(): NativeDist {
@@ -70,14 +81,23 @@ export function isDistWorker(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.WORLD_SIZE !== undefined || env.RANK !== undefined;
 }
 
-function intVar(env: NodeJS.ProcessEnv, name: string, min: number, max: number, fallback?: { name: string; value: string | undefined }): number {
+function intVar(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  min: number,
+  max: number,
+  fallback?: { name: string; value: string | undefined },
+): number {
   let raw = env[name];
   let shown = name;
   if ((raw === undefined || raw === "") && fallback?.value !== undefined && fallback.value !== "") {
     raw = fallback.value;
     shown = fallback.name;
   }
-  if (raw === undefined || raw === "") throw new RangeError(`${name} is not set; a distributed worker needs ${DIST_VARIABLES.join(", ")} (torchrun's environment contract)`);
+  if (raw === undefined || raw === "")
+    throw new RangeError(
+      `${name} is not set; a distributed worker needs ${DIST_VARIABLES.join(", ")} (torchrun's environment contract)`,
+    );
   if (!/^\d+$/.test(raw.trim())) throw new RangeError(`${shown}="${raw}": expected a whole number`);
   const n = Number(raw.trim());
   if (n < min || n > max) throw new RangeError(`${shown}=${n}: expected ${min}..${max}`);
@@ -92,9 +112,15 @@ export function readDistEnv(env: NodeJS.ProcessEnv = process.env): DistEnv {
   const worldSize = intVar(env, "WORLD_SIZE", 1, 1 << 20, { name: "SLURM_NTASKS", value: env.SLURM_NTASKS });
   const rank = intVar(env, "RANK", 0, 1 << 20, { name: "SLURM_PROCID", value: env.SLURM_PROCID });
   if (rank >= worldSize) throw new RangeError(`RANK=${rank} must be below WORLD_SIZE=${worldSize}`);
-  const localRank = env.LOCAL_RANK === undefined && env.SLURM_LOCALID === undefined ? 0 : intVar(env, "LOCAL_RANK", 0, 1 << 16, { name: "SLURM_LOCALID", value: env.SLURM_LOCALID });
+  const localRank =
+    env.LOCAL_RANK === undefined && env.SLURM_LOCALID === undefined
+      ? 0
+      : intVar(env, "LOCAL_RANK", 0, 1 << 16, { name: "SLURM_LOCALID", value: env.SLURM_LOCALID });
   const masterAddr = env.MASTER_ADDR?.trim();
-  if (!masterAddr) throw new RangeError(`MASTER_ADDR is not set; a distributed worker needs ${DIST_VARIABLES.join(", ")} (torchrun's environment contract)`);
+  if (!masterAddr)
+    throw new RangeError(
+      `MASTER_ADDR is not set; a distributed worker needs ${DIST_VARIABLES.join(", ")} (torchrun's environment contract)`,
+    );
   const masterPort = intVar(env, "MASTER_PORT", 1, 65535);
   return { rank, worldSize, localRank, masterAddr, masterPort };
 }
@@ -107,7 +133,8 @@ export async function initProcessGroup(options: ProcessGroupOptions): Promise<Pr
   const d = nativeDist();
   if (!d.available) throw new Error(d.reason ?? "dist: not available in this build");
   const backend = options.backend ?? "gloo";
-  if (!d.backends.includes(backend)) throw new Error(`dist: backend "${backend}" is not in this build (it has ${d.backends.join(", ") || "none"})`);
+  if (!d.backends.includes(backend))
+    throw new Error(`dist: backend "${backend}" is not in this build (it has ${d.backends.join(", ") || "none"})`);
   return d.init({
     rank: options.rank,
     worldSize: options.worldSize,

@@ -109,7 +109,9 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
         [child.stdout!, out],
         [child.stderr!, err],
       ] as const) {
-        createInterface({ input: stream, crlfDelay: Infinity }).on("line", (line) => sink.write(`[rank ${rank}] ${line}\n`));
+        createInterface({ input: stream, crlfDelay: Infinity }).on("line", (line) =>
+          sink.write(`[rank ${rank}] ${line}\n`),
+        );
       }
       return new Promise<void>((resolve) => {
         child.on("error", (e) => {

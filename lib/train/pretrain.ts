@@ -17,7 +17,19 @@
  * taking the global batch; rank 0 alone writes metrics, vocabulary and checkpoints. A checkpoint's
  * position counts global samples, so a run resumes with the same or a different number of ranks.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  appendFileSync,
+} from "node:fs";
 import path from "node:path";
 import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
 import type { StDtype, StTensor } from "../checkpoint/safetensors.js";
@@ -27,7 +39,13 @@ import { readManifest } from "../data/manifest.js";
 import type { Sample } from "../data/manifest.js";
 import { dots, normalizeRows as normalizeRowsOf, textEncoder } from "../eval/features.js";
 import { finiteMean, pairedRetrieval, rocAuc } from "../eval/metrics.js";
-import { buildPrompts, DEFAULT_PROMPTS_URL, encodeClassPrompts, loadPromptBank, multiLabelScores } from "../eval/zeroshot.js";
+import {
+  buildPrompts,
+  DEFAULT_PROMPTS_URL,
+  encodeClassPrompts,
+  loadPromptBank,
+  multiLabelScores,
+} from "../eval/zeroshot.js";
 import type { MultiLabelScoring } from "../eval/zeroshot.js";
 import type { ClassPrompts } from "../eval/zeroshot.js";
 import { LABEL_IDS, Labeler, loadRules } from "../labels/index.js";
@@ -78,7 +96,14 @@ export interface EvalMetrics {
 }
 
 export type ProgressEvent =
-  | { kind: "start"; step: number; totalSteps: number; resumedFrom: string | null; trainSamples: number; heldOutSamples: number }
+  | {
+      kind: "start";
+      step: number;
+      totalSteps: number;
+      resumedFrom: string | null;
+      trainSamples: number;
+      heldOutSamples: number;
+    }
   | (TrainMetrics & { kind: "step"; totalSteps: number; etaSeconds: number })
   | (EvalMetrics & { kind: "eval" })
   | { kind: "checkpoint"; step: number; path: string }
@@ -137,7 +162,9 @@ function stDtype(name: string, t: { data: ArrayBufferView; dtype?: string }): St
   throw new TypeError(`trainer state "${name}": unsupported array type ${d.constructor.name}`);
 }
 
-async function exportTrainerState(trainer: Trainer): Promise<{ tensors: Record<string, StTensor>; dtypes: Record<string, string> }> {
+async function exportTrainerState(
+  trainer: Trainer,
+): Promise<{ tensors: Record<string, StTensor>; dtypes: Record<string, string> }> {
   const state = await trainer.exportState();
   const tensors: Record<string, StTensor> = {};
   const dtypes: Record<string, string> = {};
@@ -153,7 +180,8 @@ async function importTrainerState(trainer: Trainer, file: string): Promise<void>
   const { tensors, metadata } = await readSafetensors(file);
   const dtypes = JSON.parse(metadata.dtypes ?? "{}") as Record<string, string>;
   const record: Record<string, { data: StTensor["data"]; shape: number[]; dtype?: string }> = {};
-  for (const [k, v] of tensors) record[k] = { data: v.data, shape: v.shape, ...(dtypes[k] !== undefined ? { dtype: dtypes[k] } : {}) };
+  for (const [k, v] of tensors)
+    record[k] = { data: v.data, shape: v.shape, ...(dtypes[k] !== undefined ? { dtype: dtypes[k] } : {}) };
   await trainer.importState(record as unknown as TrainerStateRecord);
 }
 
@@ -204,7 +232,14 @@ export function listCheckpoints(output: string): { step: number; path: string }[
     .sort((a, b) => a.step - b.step);
 }
 
-async function writeCheckpoint(output: string, keep: number, model: ViLReF, trainer: Trainer, state: CheckpointState, meta: { labels: string[]; vocabSha256: string }): Promise<string> {
+async function writeCheckpoint(
+  output: string,
+  keep: number,
+  model: ViLReF,
+  trainer: Trainer,
+  state: CheckpointState,
+  meta: { labels: string[]; vocabSha256: string },
+): Promise<string> {
   const dir = path.join(output, "checkpoints");
   mkdirSync(dir, { recursive: true });
   const name = `step-${String(state.step).padStart(8, "0")}`;
@@ -214,7 +249,10 @@ async function writeCheckpoint(output: string, keep: number, model: ViLReF, trai
   mkdirSync(tmp);
   await model.save(path.join(tmp, "model.safetensors"), meta);
   const { tensors, dtypes } = await exportTrainerState(trainer);
-  await writeSafetensors(path.join(tmp, "trainer.safetensors"), tensors, { dtypes: JSON.stringify(dtypes), step: String(state.step) });
+  await writeSafetensors(path.join(tmp, "trainer.safetensors"), tensors, {
+    dtypes: JSON.stringify(dtypes),
+    step: String(state.step),
+  });
   const json = path.join(tmp, "state.json");
   writeFileSync(json, JSON.stringify(state, null, 2) + "\n");
   fsyncPath(json);
@@ -233,13 +271,22 @@ async function writeCheckpoint(output: string, keep: number, model: ViLReF, trai
 // Prompts and zero-shot scoring live in lib/eval/zeroshot.ts (one implementation); these names stay for callers.
 export { DEFAULT_PROMPTS_URL, loadPromptBank as loadPrompts, buildPrompts } from "../eval/zeroshot.js";
 
-const normalizeRows = (t: TensorData): Float32Array => normalizeRowsOf(t.data as Float32Array, t.shape[0]!, t.shape[1]!);
+const normalizeRows = (t: TensorData): Float32Array =>
+  normalizeRowsOf(t.data as Float32Array, t.shape[0]!, t.shape[1]!);
 
 interface Evaluator {
   run(model: ViLReF, step: number): Promise<EvalMetrics>;
 }
 
-function makeEvaluator(samples: Sample[], loaderOptions: ConstructorParameters<typeof Loader>[1], tokenizer: BertTokenizer, contextLength: number, prompts: Map<string, ClassPrompts>, ks: number[], scoring: MultiLabelScoring): Evaluator {
+function makeEvaluator(
+  samples: Sample[],
+  loaderOptions: ConstructorParameters<typeof Loader>[1],
+  tokenizer: BertTokenizer,
+  contextLength: number,
+  prompts: Map<string, ClassPrompts>,
+  ks: number[],
+  scoring: MultiLabelScoring,
+): Evaluator {
   const loader = new Loader(samples, loaderOptions);
   return {
     async run(model, step) {
@@ -250,7 +297,10 @@ function makeEvaluator(samples: Sample[], loaderOptions: ConstructorParameters<t
       for await (const b of loader.epoch(0)) {
         if (b.samples.length === 0) continue;
         imgs.push(normalizeRows(await model.encodeImages(b.images)));
-        const ids = tokenizer.encodeBatch(b.texts.map((x) => x ?? ""), contextLength);
+        const ids = tokenizer.encodeBatch(
+          b.texts.map((x) => x ?? ""),
+          contextLength,
+        );
         txts.push(normalizeRows(await model.encodeTexts(ids)));
         used.push(...b.samples);
       }
@@ -285,14 +335,29 @@ function makeEvaluator(samples: Sample[], loaderOptions: ConstructorParameters<t
         auc[id] = rocAuc(scores, gold);
         counts[id] = [pos, gold.length - pos];
       });
-      return { type: "eval", step, auc, meanAuc: finiteMean(Object.values(auc)), counts, imageToText: retrieval.imageToText, textToImage: retrieval.textToImage, samples: n, seconds: (performance.now() - t0) / 1000 };
+      return {
+        type: "eval",
+        step,
+        auc,
+        meanAuc: finiteMean(Object.values(auc)),
+        counts,
+        imageToText: retrieval.imageToText,
+        textToImage: retrieval.textToImage,
+        samples: n,
+        seconds: (performance.now() - t0) / 1000,
+      };
     },
   };
 }
 
 // ---- the loop ----------------------------------------------------------------------------------
 
-function readSamples(file: string, split: string | undefined, config: PretrainConfig, labeler: Labeler | null): Sample[] {
+function readSamples(
+  file: string,
+  split: string | undefined,
+  config: PretrainConfig,
+  labeler: Labeler | null,
+): Sample[] {
   const samples = readManifest(file, {
     requireText: true,
     ...(split !== undefined ? { split } : {}),
@@ -300,18 +365,28 @@ function readSamples(file: string, split: string | undefined, config: PretrainCo
     ...(config.labels.source === "file" && config.labels.file ? { labelsFile: config.labels.file } : {}),
   });
   for (const s of samples) {
-    if (labeler) s.labels = labeler.label(s.text ?? "", { uncertainty: config.labels.uncertainty, evidence: false }).labels;
-    else if (s.labels === null) throw new Error(`${s.source.file}:${s.source.line}: sample ${s.id} has no labels (labels.source is "${config.labels.source}")`);
+    if (labeler)
+      s.labels = labeler.label(s.text ?? "", { uncertainty: config.labels.uncertainty, evidence: false }).labels;
+    else if (s.labels === null)
+      throw new Error(
+        `${s.source.file}:${s.source.line}: sample ${s.id} has no labels (labels.source is "${config.labels.source}")`,
+      );
   }
   return samples;
 }
 
 function appendJsonl(file: string, value: unknown): void {
-  appendFileSync(file, JSON.stringify(value, (_, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v)) + "\n");
+  appendFileSync(
+    file,
+    JSON.stringify(value, (_, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v)) + "\n",
+  );
 }
 
 /** Runs (or resumes) a pre-training experiment. */
-export async function pretrain(input: PretrainConfig | PretrainConfigInput, options: PretrainOptions = {}): Promise<PretrainResult> {
+export async function pretrain(
+  input: PretrainConfig | PretrainConfigInput,
+  options: PretrainOptions = {},
+): Promise<PretrainResult> {
   const t0 = performance.now();
   const config = parseConfig(input, options.baseDir !== undefined ? { baseDir: options.baseDir } : {});
   const out = config.output;
@@ -319,7 +394,10 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   const world = group?.worldSize ?? 1;
   const rank = group?.rank ?? 0;
   const lead = rank === 0; // writes metrics, vocabulary, checkpoints
-  if (config.batchSize % world !== 0) throw new RangeError(`batchSize: the global batch of ${config.batchSize} does not split evenly over WORLD_SIZE=${world} ranks`);
+  if (config.batchSize % world !== 0)
+    throw new RangeError(
+      `batchSize: the global batch of ${config.batchSize} does not split evenly over WORLD_SIZE=${world} ranks`,
+    );
   const localBatch = config.batchSize / world;
   mkdirSync(out, { recursive: true });
   if (config.threads !== undefined) setThreads(config.threads);
@@ -327,13 +405,16 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
 
   // resume point
   const latest = options.resume ? listCheckpoints(out).at(-1) : undefined;
-  const resumed: CheckpointState | null = latest ? (JSON.parse(readFileSync(path.join(latest.path, "state.json"), "utf8")) as CheckpointState) : null;
+  const resumed: CheckpointState | null = latest
+    ? (JSON.parse(readFileSync(path.join(latest.path, "state.json"), "utf8")) as CheckpointState)
+    : null;
 
   // labels and data
   const rules = loadRules(config.labels.rules ?? undefined);
   const labeler = config.labels.source === "rules" ? new Labeler(rules) : null;
   const train = readSamples(config.data.train, config.data.trainSplit, config, labeler);
-  if (train.length < config.batchSize) throw new RangeError(`data.train: ${train.length} samples, fewer than one batch of ${config.batchSize}`);
+  if (train.length < config.batchSize)
+    throw new RangeError(`data.train: ${train.length} samples, fewer than one batch of ${config.batchSize}`);
   const heldOutFile = config.data.heldOut ?? (config.data.heldOutSplit !== undefined ? config.data.train : undefined);
   let heldOut = heldOutFile ? readSamples(heldOutFile, config.data.heldOutSplit, config, labeler) : [];
   if (config.data.evalLimit !== undefined) heldOut = heldOut.slice(0, config.data.evalLimit);
@@ -341,12 +422,18 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   // vocabulary: built once, kept in the output folder, the same on resume
   const vocabFile = path.join(out, "vocab.txt");
   let vocab: Vocab;
-  if (resumed || (config.text.vocab === "build" && existsSync(vocabFile) && options.resume)) vocab = Vocab.fromFile(vocabFile);
-  else if (config.text.vocab === "build") vocab = buildVocab(train.map((s) => s.text ?? ""), { size: config.text.vocabSize });
+  if (resumed || (config.text.vocab === "build" && existsSync(vocabFile) && options.resume))
+    vocab = Vocab.fromFile(vocabFile);
+  else if (config.text.vocab === "build")
+    vocab = buildVocab(
+      train.map((s) => s.text ?? ""),
+      { size: config.text.vocabSize },
+    );
   else vocab = Vocab.fromFile(config.text.vocab);
   const vocabText = vocab.toText();
   const vocabSha256 = sha256Hex(vocabText);
-  if (resumed && resumed.vocabSha256 !== vocabSha256) throw new Error(`${vocabFile}: not the vocabulary of checkpoint ${latest!.path}`);
+  if (resumed && resumed.vocabSha256 !== vocabSha256)
+    throw new Error(`${vocabFile}: not the vocabulary of checkpoint ${latest!.path}`);
   if (!resumed && lead) writeFileSync(vocabFile, vocabText);
   const tokenizer = new BertTokenizer(vocab);
 
@@ -355,8 +442,13 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   const modelOptions = { device: config.device as Device, dtype: "float32" as Dtype };
   let model: ViLReF;
   if (config.model.checkpoint) model = await ViLReF.load(config.model.checkpoint, modelOptions);
-  else model = ViLReF.create(config.model.preset ?? config.model.config!, { ...modelOptions, seed: config.model.seed ?? config.seed });
-  if (vocab.size > model.config.vocab_size) throw new RangeError(`text.vocab: ${vocab.size} tokens, but the model's vocab_size is ${model.config.vocab_size}`);
+  else
+    model = ViLReF.create(config.model.preset ?? config.model.config!, {
+      ...modelOptions,
+      seed: config.model.seed ?? config.seed,
+    });
+  if (vocab.size > model.config.vocab_size)
+    throw new RangeError(`text.vocab: ${vocab.size} tokens, but the model's vocab_size is ${model.config.vocab_size}`);
   if (latest) {
     const { tensors } = await readCheckpoint(path.join(latest.path, "model.safetensors"));
     await model.loadStateDict(tensors, { strict: true });
@@ -399,11 +491,32 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   const perEpoch = loader.batchCount(0);
   const epochs = config.epochs ?? Math.ceil((config.steps ?? 1) / perEpoch);
   const totalSteps = Math.min(config.steps ?? Infinity, epochs * perEpoch);
-  const lrAt = cosineSchedule({ lr: config.schedule.lr, warmupSteps: Math.min(config.schedule.warmupSteps, totalSteps), totalSteps, minLr: config.schedule.minLr });
+  const lrAt = cosineSchedule({
+    lr: config.schedule.lr,
+    warmupSteps: Math.min(config.schedule.warmupSteps, totalSteps),
+    totalSteps,
+    minLr: config.schedule.minLr,
+  });
   const evalTransform: Record<string, unknown> = { size, train: false };
   for (const k of ["fov", "mean", "std", "shrinkOnLoad"]) if (augment[k] !== undefined) evalTransform[k] = augment[k];
   // evaluation runs on rank 0 only (the others wait in the next step's collective: the timeout must cover it)
-  const evaluator = heldOut.length >= 2 && lead ? makeEvaluator(heldOut, { batchSize: config.eval.batchSize, shuffle: false, transform: evalTransform as never, log: path.join(out, "skipped.log") }, tokenizer, config.text.contextLength, buildPrompts(loadPromptBank(config.eval.prompts ?? DEFAULT_PROMPTS_URL, rules)), config.eval.ks, config.eval.scoring) : null;
+  const evaluator =
+    heldOut.length >= 2 && lead
+      ? makeEvaluator(
+          heldOut,
+          {
+            batchSize: config.eval.batchSize,
+            shuffle: false,
+            transform: evalTransform as never,
+            log: path.join(out, "skipped.log"),
+          },
+          tokenizer,
+          config.text.contextLength,
+          buildPrompts(loadPromptBank(config.eval.prompts ?? DEFAULT_PROMPTS_URL, rules)),
+          config.eval.ks,
+          config.eval.scoring,
+        )
+      : null;
 
   // metrics: on resume, drop lines after the checkpoint (they will be written again)
   const metricsFile = path.join(out, "metrics.jsonl");
@@ -419,20 +532,37 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
   let step = resumed?.step ?? 0;
   // checkpoints count global samples; this rank's loader counts its own
   const toLocal = (p: Position): Position => {
-    if (p.index % world !== 0) throw new RangeError(`${latest!.path}: its position (${p.index} samples into epoch ${p.epoch}) does not split over WORLD_SIZE=${world} ranks; resume with a world size that divides it`);
+    if (p.index % world !== 0)
+      throw new RangeError(
+        `${latest!.path}: its position (${p.index} samples into epoch ${p.epoch}) does not split over WORLD_SIZE=${world} ranks; resume with a world size that divides it`,
+      );
     return { epoch: p.epoch, index: p.index / world };
   };
   let position: Position = resumed ? toLocal(resumed.position) : { epoch: 0, index: 0 };
   let consecutive = resumed?.consecutiveNonFinite ?? 0;
   const labelsMeta = [...LABEL_IDS];
-  const stateAt = (): CheckpointState => ({ format: 1, step, totalSteps, position: { epoch: position.epoch, index: position.index * world }, worldSize: world, seeds: { data: config.seed, model: config.model.seed ?? config.seed }, consecutiveNonFinite: consecutive, vocabSha256, config, time: new Date().toISOString() });
+  const stateAt = (): CheckpointState => ({
+    format: 1,
+    step,
+    totalSteps,
+    position: { epoch: position.epoch, index: position.index * world },
+    worldSize: world,
+    seeds: { data: config.seed, model: config.model.seed ?? config.seed },
+    consecutiveNonFinite: consecutive,
+    vocabSha256,
+    config,
+    time: new Date().toISOString(),
+  });
   let lastCheckpoint: string | null = latest?.path ?? null;
   const checkpoint = async () => {
     if (!lead) {
       lastCheckpoint = path.join(out, "checkpoints", `step-${String(step).padStart(8, "0")}`); // rank 0 writes it
       return;
     }
-    lastCheckpoint = await writeCheckpoint(out, config.checkpoint.keep, model, trainer, stateAt(), { labels: labelsMeta, vocabSha256 });
+    lastCheckpoint = await writeCheckpoint(out, config.checkpoint.keep, model, trainer, stateAt(), {
+      labels: labelsMeta,
+      vocabSha256,
+    });
     emit({ kind: "checkpoint", step, path: lastCheckpoint });
   };
   let lastEval: EvalMetrics | null = null;
@@ -444,7 +574,14 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
     await writeCurves(metricsFile, path.join(out, "curves.png"));
   };
 
-  emit({ kind: "start", step, totalSteps, resumedFrom: latest?.path ?? null, trainSamples: train.length, heldOutSamples: heldOut.length });
+  emit({
+    kind: "start",
+    step,
+    totalSteps,
+    resumedFrom: latest?.path ?? null,
+    trainSamples: train.length,
+    heldOutSamples: heldOut.length,
+  });
   const losses: number[] = [];
   const runStart = performance.now();
   let ran = 0;
@@ -455,17 +592,35 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
       position = b.next;
       if (b.samples.length < (group ? 1 : 2)) {
         // every image of the batch was skipped (but one): with ranks, the others would wait for this one
-        if (group) throw new Error(`rank ${rank}: every image of batch ${step + 1} was skipped (see ${path.join(out, `skipped.rank-${rank}.log`)}); the ranks cannot continue in step`);
+        if (group)
+          throw new Error(
+            `rank ${rank}: every image of batch ${step + 1} was skipped (see ${path.join(out, `skipped.rank-${rank}.log`)}); the ranks cannot continue in step`,
+          );
         continue;
       }
-      const ids = tokenizer.encodeBatch(b.texts.map((x) => x ?? ""), config.text.contextLength);
+      const ids = tokenizer.encodeBatch(
+        b.texts.map((x) => x ?? ""),
+        config.text.contextLength,
+      );
       const lr = lrAt(step);
       const r = await trainer.step({ images: b.images, ids, labels: b.labels! }, { lr });
       step++;
       ran++;
       losses.push(r.loss);
       const now = performance.now();
-      const m: TrainMetrics = { type: "train", step, epoch: b.epoch, loss: r.loss, lr, logitScale: r.logitScale, gradNorm: r.gradNorm, queueValid: r.queueValid, skipped: r.skipped, imagesPerSecond: (b.samples.length * world * 1000) / Math.max(now - tPrev, 1e-3), ...(group ? { allGatherSeconds: r.allGatherSeconds, allReduceSeconds: r.allReduceSeconds } : {}) };
+      const m: TrainMetrics = {
+        type: "train",
+        step,
+        epoch: b.epoch,
+        loss: r.loss,
+        lr,
+        logitScale: r.logitScale,
+        gradNorm: r.gradNorm,
+        queueValid: r.queueValid,
+        skipped: r.skipped,
+        imagesPerSecond: (b.samples.length * world * 1000) / Math.max(now - tPrev, 1e-3),
+        ...(group ? { allGatherSeconds: r.allGatherSeconds, allReduceSeconds: r.allReduceSeconds } : {}),
+      };
       tPrev = now;
       if (lead && (step % config.logEvery === 0 || r.skipped)) appendJsonl(metricsFile, m);
       const rate = ran / ((now - runStart) / 1000);
@@ -488,8 +643,18 @@ export async function pretrain(input: PretrainConfig | PretrainConfigInput, opti
       if (config.checkpoint.every > 0 && step % config.checkpoint.every === 0 && !last) await checkpoint();
       if (last) break;
       if (options.stopAfter !== undefined && ran >= options.stopAfter) {
-        if (lastCheckpoint === null || !lastCheckpoint.endsWith(`step-${String(step).padStart(8, "0")}`)) await checkpoint();
-        return { step, totalSteps, losses, lastEval, checkpoint: lastCheckpoint, model, output: out, seconds: (performance.now() - t0) / 1000 };
+        if (lastCheckpoint === null || !lastCheckpoint.endsWith(`step-${String(step).padStart(8, "0")}`))
+          await checkpoint();
+        return {
+          step,
+          totalSteps,
+          losses,
+          lastEval,
+          checkpoint: lastCheckpoint,
+          model,
+          output: out,
+          seconds: (performance.now() - t0) / 1000,
+        };
       }
     }
     await evaluate();

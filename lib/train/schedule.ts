@@ -20,9 +20,12 @@ export function cosineSchedule(options: ScheduleOptions): Schedule {
   const { lr, warmupSteps, totalSteps } = options;
   const minLr = options.minLr ?? 0;
   if (!(Number.isFinite(lr) && lr >= 0)) throw new RangeError(`schedule.lr: expected a finite number ≥ 0, got ${lr}`);
-  if (!(Number.isInteger(warmupSteps) && warmupSteps >= 0)) throw new RangeError(`schedule.warmupSteps: expected a whole number ≥ 0, got ${warmupSteps}`);
-  if (!(Number.isInteger(totalSteps) && totalSteps >= 1)) throw new RangeError(`schedule.totalSteps: expected a whole number ≥ 1, got ${totalSteps}`);
-  if (!(Number.isFinite(minLr) && minLr >= 0 && minLr <= lr)) throw new RangeError(`schedule.minLr: expected a number in [0, lr], got ${minLr}`);
+  if (!(Number.isInteger(warmupSteps) && warmupSteps >= 0))
+    throw new RangeError(`schedule.warmupSteps: expected a whole number ≥ 0, got ${warmupSteps}`);
+  if (!(Number.isInteger(totalSteps) && totalSteps >= 1))
+    throw new RangeError(`schedule.totalSteps: expected a whole number ≥ 1, got ${totalSteps}`);
+  if (!(Number.isFinite(minLr) && minLr >= 0 && minLr <= lr))
+    throw new RangeError(`schedule.minLr: expected a number in [0, lr], got ${minLr}`);
   return (step: number): number => {
     if (!(Number.isInteger(step) && step >= 0)) throw new RangeError(`step: expected a whole number ≥ 0, got ${step}`);
     if (step < warmupSteps) return (lr * (step + 1)) / warmupSteps;

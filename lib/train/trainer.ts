@@ -111,7 +111,10 @@ interface NativeTrainer {
  * ([loss scale, finite steps since the last change]; optional on import), `rng.cpu`.
  * Save it with writeSafetensors beside the model; load it into a Trainer made the same way.
  */
-export type TrainerStateRecord = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array> | TensorData<Uint8Array>>;
+export type TrainerStateRecord = Record<
+  string,
+  TensorData<Float32Array> | TensorData<BigInt64Array> | TensorData<Uint8Array>
+>;
 
 export class Trainer {
   readonly #native: NativeTrainer;
@@ -157,7 +160,23 @@ export class Trainer {
  * `interval` (default 2000) finite steps in a row, ÷2 and the update skipped on a non-finite one.
  * `applied[i]`: whether step i's update was applied. (The native rule the Trainer follows.)
  */
-export function lossScalerUpdate(scale: number, goodSteps: number, finite: boolean[], interval?: number): { scale: number; goodSteps: number; applied: boolean[] } {
-  const Native = (native() as unknown as { Trainer: { lossScalerUpdate(s: number, g: number, f: boolean[], i?: number): { scale: number; goodSteps: number; applied: boolean[] } } }).Trainer;
+export function lossScalerUpdate(
+  scale: number,
+  goodSteps: number,
+  finite: boolean[],
+  interval?: number,
+): { scale: number; goodSteps: number; applied: boolean[] } {
+  const Native = (
+    native() as unknown as {
+      Trainer: {
+        lossScalerUpdate(
+          s: number,
+          g: number,
+          f: boolean[],
+          i?: number,
+        ): { scale: number; goodSteps: number; applied: boolean[] };
+      };
+    }
+  ).Trainer;
   return Native.lossScalerUpdate(scale, goodSteps, finite, interval);
 }

@@ -15,7 +15,15 @@ import type { TrainBatch } from "../../lib/train/trainer.js";
 
 export const C = 5;
 export const GLOBAL_BATCH = 8;
-export const TRAINER = { labelDim: C, lr: 1e-3, queueSize: 12, momentum: 0.9, loss: "wscl" as const, threshold: 1, gamma: 1 };
+export const TRAINER = {
+  labelDim: C,
+  lr: 1e-3,
+  queueSize: 12,
+  momentum: 0.9,
+  loss: "wscl" as const,
+  threshold: 1,
+  gamma: 1,
+};
 
 /** The global batch of step k: rows r, r + W, ... belong to rank r. Labels repeat, so WSCL removes false negatives. */
 export function globalBatch(k: number, n = GLOBAL_BATCH, resolution = 32): TrainBatch {
@@ -27,9 +35,19 @@ export function globalBatch(k: number, n = GLOBAL_BATCH, resolution = 32): Train
     for (let j = 1; j < 7; j++) ids[i * 8 + j] = BigInt(200 + Math.floor(r.next() * 5000));
     ids[i * 8 + 7] = 102n;
   }
-  const patterns = [[1, 0, 0, 0, 0], [0, 1, 0, 0.5, 0], [0, 0, 1, 0, 1]];
-  const labels = Float32Array.from(Array.from({ length: n }, () => patterns[Math.floor(r.next() * patterns.length)]!).flat());
-  return { images: { data: images, shape: [n, 3, resolution, resolution] }, ids: { data: ids, shape: [n, 8] }, labels: { data: labels, shape: [n, C] } };
+  const patterns = [
+    [1, 0, 0, 0, 0],
+    [0, 1, 0, 0.5, 0],
+    [0, 0, 1, 0, 1],
+  ];
+  const labels = Float32Array.from(
+    Array.from({ length: n }, () => patterns[Math.floor(r.next() * patterns.length)]!).flat(),
+  );
+  return {
+    images: { data: images, shape: [n, 3, resolution, resolution] },
+    ids: { data: ids, shape: [n, 8] },
+    labels: { data: labels, shape: [n, C] },
+  };
 }
 
 /** Rows rank, rank + W, rank + 2W, ... of a global batch: how lib/data/loader.ts shards an epoch's order. */
@@ -38,10 +56,15 @@ export function shard(b: TrainBatch, rank: number, world: number): TrainBatch {
   const rows = <T extends Float32Array | BigInt64Array | Int32Array>(t: { data: T; shape: number[] }) => {
     const per = t.data.length / t.shape[0]!;
     const out = new (t.data.constructor as new (n: number) => T)(n * per);
-    for (let j = 0; j < n; j++) out.set(t.data.subarray((j * world + rank) * per, (j * world + rank + 1) * per) as never, j * per);
+    for (let j = 0; j < n; j++)
+      out.set(t.data.subarray((j * world + rank) * per, (j * world + rank + 1) * per) as never, j * per);
     return { data: out, shape: [n, ...t.shape.slice(1)] };
   };
-  return { images: rows(b.images), ids: rows(b.ids as { data: BigInt64Array; shape: number[] }), labels: rows(b.labels) };
+  return {
+    images: rows(b.images),
+    ids: rows(b.ids as { data: BigInt64Array; shape: number[] }),
+    labels: rows(b.labels),
+  };
 }
 
 export interface StepsOutput {
@@ -62,7 +85,17 @@ export async function runSteps(steps: number, group?: ProcessGroup, batch = GLOB
   const trainer = new Trainer(model, { ...TRAINER, ...(group ? { processGroup: group } : {}) });
   const world = group?.worldSize ?? 1;
   const rank = group?.rank ?? 0;
-  const out: StepsOutput = { losses: [], gradNorms: [], logitScales: [], allGatherSeconds: [], allReduceSeconds: [], stepSeconds: [], model: {}, momentum: {}, queue: { valid: 0, pointer: 0, image: [], labels: [] } };
+  const out: StepsOutput = {
+    losses: [],
+    gradNorms: [],
+    logitScales: [],
+    allGatherSeconds: [],
+    allReduceSeconds: [],
+    stepSeconds: [],
+    model: {},
+    momentum: {},
+    queue: { valid: 0, pointer: 0, image: [], labels: [] },
+  };
   for (let k = 0; k < steps; k++) {
     const b = shard(globalBatch(k, batch), rank, world);
     const t0 = performance.now();
@@ -74,16 +107,28 @@ export async function runSteps(steps: number, group?: ProcessGroup, batch = GLOB
     out.allGatherSeconds.push(r.allGatherSeconds);
     out.allReduceSeconds.push(r.allReduceSeconds);
   }
-  const plain = (d: Record<string, { data: ArrayLike<number | bigint> }>) => Object.fromEntries(Object.entries(d).map(([k, v]) => [k, Array.from(v.data, Number)]));
+  const plain = (d: Record<string, { data: ArrayLike<number | bigint> }>) =>
+    Object.fromEntries(Object.entries(d).map(([k, v]) => [k, Array.from(v.data, Number)]));
   out.model = plain(await model.stateDict());
   out.momentum = plain(await trainer.momentumStateDict());
   const q = await trainer.queueState();
-  out.queue = { valid: q.valid, pointer: q.pointer, image: Array.from(q.image.data), labels: Array.from(q.labels.data) };
+  out.queue = {
+    valid: q.valid,
+    pointer: q.pointer,
+    image: Array.from(q.image.data),
+    labels: Array.from(q.labels.data),
+  };
   return out;
 }
 
 async function main(): Promise<void> {
-  const spec = JSON.parse(process.env.VILREF_TEST_SPEC ?? "{}") as { mode: "steps" | "forever"; steps?: number; batch?: number; out?: string; timeoutMs?: number };
+  const spec = JSON.parse(process.env.VILREF_TEST_SPEC ?? "{}") as {
+    mode: "steps" | "forever";
+    steps?: number;
+    batch?: number;
+    out?: string;
+    timeoutMs?: number;
+  };
   let group: ProcessGroup | undefined;
   if (isDistWorker()) group = await initProcessGroup({ ...readDistEnv(), timeoutMs: spec.timeoutMs ?? 30000 });
   if (spec.mode === "steps") {

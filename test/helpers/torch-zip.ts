@@ -133,7 +133,8 @@ export class PyRaw {
   constructor(readonly bytes: Uint8Array) {}
 }
 
-export type TorchDtype = "float32" | "float64" | "float16" | "bfloat16" | "int64" | "int32" | "int16" | "int8" | "uint8" | "bool";
+export type TorchDtype =
+  "float32" | "float64" | "float16" | "bfloat16" | "int64" | "int32" | "int16" | "int8" | "uint8" | "bool";
 
 const STORAGE: Record<TorchDtype, { cls: string; size: number }> = {
   float32: { cls: "FloatStorage", size: 4 },
@@ -157,7 +158,8 @@ export class TorchStorage {
     readonly location = "cpu",
   ) {
     this.bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    if (this.bytes.length % STORAGE[dtype].size !== 0) throw new RangeError(`TorchStorage: ${this.bytes.length} bytes is not a whole number of ${dtype}`);
+    if (this.bytes.length % STORAGE[dtype].size !== 0)
+      throw new RangeError(`TorchStorage: ${this.bytes.length} bytes is not a whole number of ${dtype}`);
   }
   get numel(): number {
     return this.bytes.length / STORAGE[this.dtype].size;
@@ -222,7 +224,11 @@ export const py = {
   dict: (entries: Array<[PyValue, PyValue]>) => new PyDict(entries),
   /** collections.OrderedDict(entries), optionally with instance state (e.g. `{ _metadata: ... }`) as torch state_dicts have. */
   orderedDict: (entries: Array<[PyValue, PyValue]>, state?: PyValue) =>
-    new PyReduce(new PyGlobal("collections", "OrderedDict"), new PyTuple([]), state === undefined ? { dictItems: entries } : { dictItems: entries, state }),
+    new PyReduce(
+      new PyGlobal("collections", "OrderedDict"),
+      new PyTuple([]),
+      state === undefined ? { dictItems: entries } : { dictItems: entries, state },
+    ),
   raw: (bytes: Uint8Array | number[]) => new PyRaw(Uint8Array.from(bytes)),
 };
 
@@ -451,7 +457,8 @@ export class Pickler {
       if (this.get(v)) return;
       this.out.push(OP.EMPTY_DICT);
       this.put(v);
-      const items: Array<[PyValue, PyValue]> = v instanceof PyDict ? v.entries : v instanceof Map ? [...v.entries()] : Object.entries(v);
+      const items: Array<[PyValue, PyValue]> =
+        v instanceof PyDict ? v.entries : v instanceof Map ? [...v.entries()] : Object.entries(v);
       this.setItems(items);
     } else throw new TypeError(`Pickler: cannot pickle ${typeof v}`);
   }
@@ -507,9 +514,14 @@ export interface ReleasedPtOptions extends PtOptions {
 }
 
 /** A released-ViLReF-style checkpoint: `{epoch, step, name, state_dict: {module.<k>: tensor}, optimizer: {}}`. */
-export function releasedPt(stateDict: Record<string, TorchTensor> | Map<string, TorchTensor>, opts: ReleasedPtOptions = {}): Buffer {
+export function releasedPt(
+  stateDict: Record<string, TorchTensor> | Map<string, TorchTensor>,
+  opts: ReleasedPtOptions = {},
+): Buffer {
   const keyPrefix = opts.keyPrefix ?? "module.";
-  const items: Array<[PyValue, PyValue]> = (stateDict instanceof Map ? [...stateDict.entries()] : Object.entries(stateDict)).map(([k, t]) => [keyPrefix + k, t]);
+  const items: Array<[PyValue, PyValue]> = (
+    stateDict instanceof Map ? [...stateDict.entries()] : Object.entries(stateDict)
+  ).map(([k, t]) => [keyPrefix + k, t]);
   for (const [k, v] of opts.extra ?? []) items.push([k, v]);
   const root = py.dict([
     ["epoch", opts.epoch ?? 3],
@@ -547,5 +559,8 @@ export function maliciousPt(markerPath: string, opts: MaliciousOptions = {}): Bu
   const [module, name] = opts.global ?? ["os", "system"];
   const call = new PyReduce(new PyGlobal(module, name), new PyTuple([maliciousCommand(markerPath)]));
   if (opts.topLevel) return makePt(call, opts);
-  return releasedPt({ "visual.proj": tensor("float32", [2, 2], new Float32Array([1, 2, 3, 4])) }, { ...opts, extra: [["module.payload", call]] });
+  return releasedPt(
+    { "visual.proj": tensor("float32", [2, 2], new Float32Array([1, 2, 3, 4])) },
+    { ...opts, extra: [["module.payload", call]] },
+  );
 }

@@ -14,6 +14,12 @@ export function batch(n: number, seed: number, labelRows?: number[][]): TrainBat
     for (let k = 1; k < 7; k++) ids[i * 8 + k] = BigInt(200 + Math.floor(r.next() * 5000));
     ids[i * 8 + 7] = 102n;
   }
-  const labels = Float32Array.from(labelRows ? labelRows.flat() : Array.from({ length: n * C }, (_, k) => (k % C === k % n ? 1 : 0)));
-  return { images: { data: images, shape: [n, 3, 32, 32] }, ids: { data: ids, shape: [n, 8] }, labels: { data: labels, shape: [n, C] } };
+  const labels = Float32Array.from(
+    labelRows ? labelRows.flat() : Array.from({ length: n * C }, (_, k) => (k % C === k % n ? 1 : 0)),
+  );
+  return {
+    images: { data: images, shape: [n, 3, 32, 32] },
+    ids: { data: ids, shape: [n, 8] },
+    labels: { data: labels, shape: [n, C] },
+  };
 }

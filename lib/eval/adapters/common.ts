@@ -31,7 +31,8 @@ export function readTable(file: string): Table {
     file,
     header,
     rows: rows.slice(1).map((r) => {
-      if (r.fields.length !== header.length) throw new DatasetError(`${file}:${r.line}: ${r.fields.length} fields, the header has ${header.length}`);
+      if (r.fields.length !== header.length)
+        throw new DatasetError(`${file}:${r.line}: ${r.fields.length} fields, the header has ${header.length}`);
       return { cells: Object.fromEntries(header.map((h, i) => [h, r.fields[i]!.trim()])), line: r.line };
     }),
   };
@@ -48,7 +49,10 @@ export function findColumn(t: Table, candidates: readonly string[]): string | un
 
 export function requireColumn(t: Table, candidates: readonly string[], what: string): string {
   const c = findColumn(t, candidates);
-  if (c === undefined) throw new DatasetError(`${t.file}: no ${what} column (looked for ${candidates.map((x) => JSON.stringify(x)).join(", ")}; columns: ${t.header.join(", ")})`);
+  if (c === undefined)
+    throw new DatasetError(
+      `${t.file}: no ${what} column (looked for ${candidates.map((x) => JSON.stringify(x)).join(", ")}; columns: ${t.header.join(", ")})`,
+    );
   return c;
 }
 
@@ -83,7 +87,8 @@ export function walk(dir: string, accept: (file: string) => boolean, skipDirs?: 
   return out;
 }
 
-export const isImage = (f: string): boolean => IMAGE_EXTENSIONS.includes(path.extname(f).toLowerCase()) || [".bmp"].includes(path.extname(f).toLowerCase());
+export const isImage = (f: string): boolean =>
+  IMAGE_EXTENSIONS.includes(path.extname(f).toLowerCase()) || [".bmp"].includes(path.extname(f).toLowerCase());
 
 /** Image files under dir keyed by file name and by stem (name without extension); a clash keeps the first. */
 export function imageIndex(dir: string, skipDirs?: RegExp): Map<string, string> {
@@ -97,8 +102,25 @@ export function imageIndex(dir: string, skipDirs?: RegExp): Map<string, string> 
   return m;
 }
 
-export function sample(id: string, image: string, file: string, line: number, extra: Partial<EvalSample> = {}): EvalSample {
-  return { id, image, text: null, labels: null, split: null, patientId: null, eye: null, target: null, source: { file, line }, ...extra };
+export function sample(
+  id: string,
+  image: string,
+  file: string,
+  line: number,
+  extra: Partial<EvalSample> = {},
+): EvalSample {
+  return {
+    id,
+    image,
+    text: null,
+    labels: null,
+    split: null,
+    patientId: null,
+    eye: null,
+    target: null,
+    source: { file, line },
+    ...extra,
+  };
 }
 
 /** The split a path's folder names suggest (train / val / test), or null. */

@@ -33,13 +33,41 @@ export interface DatasetSpec {
 }
 
 export const ADAPTERS: Readonly<Record<string, { description: string; load: (spec: DatasetSpec) => EvalDataset }>> = {
-  manifest: { description: "a vilref manifest (CSV/TSV/JSONL): labels column → multi-label, or target column + --classes", load: (s) => manifestDataset(s.path, { ...(s.classes ? { classes: s.classes } : {}), ...(s.graded ? { graded: true } : {}) }) },
-  folder: { description: "image folders root/<class>/<image> (or root/<split>/<class>/<image>)", load: (s) => folderDataset(s.path, { ...(s.seed !== undefined ? { seed: s.seed } : {}) }) },
-  rfmid: { description: "RFMiD: *_Labels.csv (ID, Disease_Risk, disease columns) beside the image folders", load: (s) => rfmid(s.path) },
-  odir: { description: "ODIR-5K: data.xlsx exported as CSV (Left-Fundus, Right-Fundus, N D G C A H M O) and the images", load: (s) => odir(s.path, { ...(s.seed !== undefined ? { seed: s.seed } : {}), ...(s.labels ? { labels: s.labels } : {}) }) },
-  fives: { description: "FIVES: train|test/Original/<n>_<A|D|G|N>.png (class in the file name)", load: (s) => fives(s.path, { ...(s.seed !== undefined ? { seed: s.seed } : {}) }) },
-  messidor: { description: "MESSIDOR / MESSIDOR-2: the grade table exported as CSV and the images (graded DR)", load: (s) => messidor(s.path, { ...(s.seed !== undefined ? { seed: s.seed } : {}), ...(s.labels ? { labels: s.labels } : {}) }) },
-  refuge: { description: "REFUGE: Glaucoma/Non-Glaucoma folders or an ImgName/Label(Glaucoma=1) CSV; Training400/Validation400/Test400 splits", load: (s) => refuge(s.path, { ...(s.labels ? { labels: s.labels } : {}) }) },
+  manifest: {
+    description: "a vilref manifest (CSV/TSV/JSONL): labels column → multi-label, or target column + --classes",
+    load: (s) =>
+      manifestDataset(s.path, { ...(s.classes ? { classes: s.classes } : {}), ...(s.graded ? { graded: true } : {}) }),
+  },
+  folder: {
+    description: "image folders root/<class>/<image> (or root/<split>/<class>/<image>)",
+    load: (s) => folderDataset(s.path, { ...(s.seed !== undefined ? { seed: s.seed } : {}) }),
+  },
+  rfmid: {
+    description: "RFMiD: *_Labels.csv (ID, Disease_Risk, disease columns) beside the image folders",
+    load: (s) => rfmid(s.path),
+  },
+  odir: {
+    description: "ODIR-5K: data.xlsx exported as CSV (Left-Fundus, Right-Fundus, N D G C A H M O) and the images",
+    load: (s) =>
+      odir(s.path, { ...(s.seed !== undefined ? { seed: s.seed } : {}), ...(s.labels ? { labels: s.labels } : {}) }),
+  },
+  fives: {
+    description: "FIVES: train|test/Original/<n>_<A|D|G|N>.png (class in the file name)",
+    load: (s) => fives(s.path, { ...(s.seed !== undefined ? { seed: s.seed } : {}) }),
+  },
+  messidor: {
+    description: "MESSIDOR / MESSIDOR-2: the grade table exported as CSV and the images (graded DR)",
+    load: (s) =>
+      messidor(s.path, {
+        ...(s.seed !== undefined ? { seed: s.seed } : {}),
+        ...(s.labels ? { labels: s.labels } : {}),
+      }),
+  },
+  refuge: {
+    description:
+      "REFUGE: Glaucoma/Non-Glaucoma folders or an ImgName/Label(Glaucoma=1) CSV; Training400/Validation400/Test400 splits",
+    load: (s) => refuge(s.path, { ...(s.labels ? { labels: s.labels } : {}) }),
+  },
 };
 
 /** An evaluation set from a spec; an unknown adapter is an error listing the known ones. */
@@ -55,7 +83,8 @@ export function loadDataset(spec: DatasetSpec): EvalDataset {
     name = st.isDirectory() ? "folder" : "manifest";
   }
   const a = ADAPTERS[name];
-  if (!a) throw new DatasetError(`unknown adapter ${JSON.stringify(name)} (adapters: ${Object.keys(ADAPTERS).join(", ")})`);
+  if (!a)
+    throw new DatasetError(`unknown adapter ${JSON.stringify(name)} (adapters: ${Object.keys(ADAPTERS).join(", ")})`);
   try {
     statSync(spec.path);
   } catch {

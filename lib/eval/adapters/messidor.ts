@@ -13,15 +13,25 @@ import { findColumn, imageIndex, readTable, requireColumn, sample, walk } from "
 const IMAGE_COLUMNS = ["Image name", "image_id", "id_code", "image"];
 const GRADE_COLUMNS = ["Retinopathy grade", "adjudicated_dr_grade", "diagnosis", "dr_grade", "grade"];
 
-export function messidor(root: string, options: { seed?: number; labels?: string; gradeColumn?: string } = {}): EvalDataset {
-  const tables = (options.labels ? [options.labels] : walk(root, (f) => /\.(csv|tsv)$/i.test(f), undefined, 3)).map(readTable).filter((t) => options.labels || findColumn(t, IMAGE_COLUMNS) !== undefined);
-  if (tables.length === 0) throw new DatasetError(`messidor ${root}: no grade table (a CSV with one of the columns ${IMAGE_COLUMNS.join(", ")}; export the .xls sheets as CSV)`);
+export function messidor(
+  root: string,
+  options: { seed?: number; labels?: string; gradeColumn?: string } = {},
+): EvalDataset {
+  const tables = (options.labels ? [options.labels] : walk(root, (f) => /\.(csv|tsv)$/i.test(f), undefined, 3))
+    .map(readTable)
+    .filter((t) => options.labels || findColumn(t, IMAGE_COLUMNS) !== undefined);
+  if (tables.length === 0)
+    throw new DatasetError(
+      `messidor ${root}: no grade table (a CSV with one of the columns ${IMAGE_COLUMNS.join(", ")}; export the .xls sheets as CSV)`,
+    );
   const images = imageIndex(root);
   const samples: EvalSample[] = [];
   let ungraded = 0;
   for (const t of tables) {
     const imageCol = requireColumn(t, IMAGE_COLUMNS, "image name");
-    const gradeCol = options.gradeColumn ? requireColumn(t, [options.gradeColumn], "grade") : requireColumn(t, GRADE_COLUMNS, "retinopathy grade");
+    const gradeCol = options.gradeColumn
+      ? requireColumn(t, [options.gradeColumn], "grade")
+      : requireColumn(t, GRADE_COLUMNS, "retinopathy grade");
     for (const row of t.rows) {
       const name = row.cells[imageCol]!;
       const g = row.cells[gradeCol]!;
@@ -30,7 +40,10 @@ export function messidor(root: string, options: { seed?: number; labels?: string
         continue;
       }
       const grade = Number(g);
-      if (!Number.isInteger(grade) || grade < 0 || grade > 9) throw new DatasetError(`${t.file}:${row.line}: column ${gradeCol}: expected a grade 0..9, got ${JSON.stringify(g)}`);
+      if (!Number.isInteger(grade) || grade < 0 || grade > 9)
+        throw new DatasetError(
+          `${t.file}:${row.line}: column ${gradeCol}: expected a grade 0..9, got ${JSON.stringify(g)}`,
+        );
       const image = images.get(name);
       if (!image) throw new DatasetError(`${t.file}:${row.line}: column ${imageCol}: no image ${name} under ${root}`);
       samples.push(sample(name, image, t.file, row.line, { target: grade }));
@@ -43,5 +56,13 @@ export function messidor(root: string, options: { seed?: number; labels?: string
   if (ungraded > 0) notes.push(`${ungraded} rows without a grade (ungradable) left out`);
   const k = assignSplits(samples, options.seed ?? 0);
   notes.push(`${k} images split 60/20/20 into train/val/test from the seed`);
-  return { name: "messidor", root: path.resolve(root), task: "graded", classes, promptKeys: classes.map((g) => `dr_grade_${g}`), samples, notes };
+  return {
+    name: "messidor",
+    root: path.resolve(root),
+    task: "graded",
+    classes,
+    promptKeys: classes.map((g) => `dr_grade_${g}`),
+    samples,
+    notes,
+  };
 }

@@ -12,12 +12,26 @@ import { assignSplits, DatasetError } from "../dataset.js";
 import { binaryCell, findColumn, imageIndex, readTable, requireColumn, sample, walk } from "./common.js";
 
 export const ODIR_CLASSES = ["N", "D", "G", "C", "A", "H", "M", "O"] as const;
-export const ODIR_TAXONOMY: Readonly<Record<string, LabelId | null>> = { N: "normal", D: "dr", G: "glaucoma", C: "media_opacity", A: "amd", H: "hypertensive_retinopathy", M: "pathologic_myopia", O: null };
+export const ODIR_TAXONOMY: Readonly<Record<string, LabelId | null>> = {
+  N: "normal",
+  D: "dr",
+  G: "glaucoma",
+  C: "media_opacity",
+  A: "amd",
+  H: "hypertensive_retinopathy",
+  M: "pathologic_myopia",
+  O: null,
+};
 
 export function odir(root: string, options: { seed?: number; labels?: string } = {}): EvalDataset {
-  const candidates = options.labels ? [options.labels] : walk(root, (f) => f.toLowerCase().endsWith(".csv"), undefined, 3);
+  const candidates = options.labels
+    ? [options.labels]
+    : walk(root, (f) => f.toLowerCase().endsWith(".csv"), undefined, 3);
   const file = candidates.find((f) => findColumn(readTable(f), ["Left-Fundus"]) !== undefined);
-  if (!file) throw new DatasetError(`odir ${root}: no annotation CSV with a Left-Fundus column (export ODIR-5K's data.xlsx as CSV into the root, or give it with --labels)`);
+  if (!file)
+    throw new DatasetError(
+      `odir ${root}: no annotation CSV with a Left-Fundus column (export ODIR-5K's data.xlsx as CSV into the root, or give it with --labels)`,
+    );
   const t = readTable(file);
   const idCol = requireColumn(t, ["ID"], "ID");
   const left = requireColumn(t, ["Left-Fundus"], "Left-Fundus");
@@ -48,6 +62,8 @@ export function odir(root: string, options: { seed?: number; labels?: string } =
     classes: [...ODIR_CLASSES],
     promptKeys: ODIR_CLASSES.map((c) => ODIR_TAXONOMY[c] ?? null),
     samples,
-    notes: [`labels are per patient (both eyes get them); ${k / 2} patients split 60/20/20 into train/val/test from the seed`],
+    notes: [
+      `labels are per patient (both eyes get them); ${k / 2} patients split 60/20/20 into train/val/test from the seed`,
+    ],
   };
 }

@@ -45,31 +45,55 @@ const SPLIT_OF_CSV: [RegExp, "train" | "val" | "test"][] = [
 
 export function rfmid(root: string): EvalDataset {
   const csvs = walk(root, (f) => /labels?\.csv$/i.test(path.basename(f)), undefined, 3);
-  if (csvs.length === 0) throw new DatasetError(`rfmid ${root}: no RFMiD label CSV (e.g. Training_Set/RFMiD_Training_Labels.csv) under it`);
+  if (csvs.length === 0)
+    throw new DatasetError(`rfmid ${root}: no RFMiD label CSV (e.g. Training_Set/RFMiD_Training_Labels.csv) under it`);
   let classes: string[] | null = null;
   const samples: EvalSample[] = [];
   const notes: string[] = [];
   for (const file of csvs) {
     const split = SPLIT_OF_CSV.find(([re]) => re.test(path.basename(file)))?.[1];
-    if (!split) throw new DatasetError(`${file}: cannot tell the split from the name (expected Training, Validation/Evaluation or Testing in it)`);
+    if (!split)
+      throw new DatasetError(
+        `${file}: cannot tell the split from the name (expected Training, Validation/Evaluation or Testing in it)`,
+      );
     const t = readTable(file);
     const idCol = requireColumn(t, ["ID"], "ID");
     const diseases = t.header.filter((h) => h !== idCol && h.toLowerCase() !== "disease_risk");
     if (diseases.length === 0) throw new DatasetError(`${file}: no disease columns after ${idCol}`);
     if (classes === null) classes = diseases;
-    else if (classes.join() !== diseases.join()) throw new DatasetError(`${file}: its disease columns (${diseases.join(", ")}) differ from ${csvs[0]}'s (${classes.join(", ")})`);
+    else if (classes.join() !== diseases.join())
+      throw new DatasetError(
+        `${file}: its disease columns (${diseases.join(", ")}) differ from ${csvs[0]}'s (${classes.join(", ")})`,
+      );
     const images = imageIndex(path.dirname(file));
     for (const row of t.rows) {
       const id = row.cells[idCol]!;
       if (id === "") throw new DatasetError(`${file}:${row.line}: column ${idCol}: empty`);
       const image = images.get(id);
-      if (!image) throw new DatasetError(`${file}:${row.line}: no image ${id}.png (or another extension) under ${path.dirname(file)}`);
+      if (!image)
+        throw new DatasetError(
+          `${file}:${row.line}: no image ${id}.png (or another extension) under ${path.dirname(file)}`,
+        );
       const y = Float32Array.from(diseases, (c) => binaryCell(t, row, c));
       samples.push(sample(`${split}/${id}`, image, file, row.line, { split, y }));
     }
   }
   const cls = classes!;
-  const shared = Object.entries(RFMID_TAXONOMY).filter(([a, id]) => cls.includes(a) && Object.entries(RFMID_TAXONOMY).some(([b, j]) => b !== a && j === id && cls.includes(b)));
-  if (shared.length > 0) notes.push(`zero-shot: ${shared.map(([a, id]) => `${a}→${id}`).join(", ")} share prompts (the taxonomy does not tell them apart)`);
-  return { name: "rfmid", root: path.resolve(root), task: "multilabel", classes: cls, promptKeys: cls.map((c) => RFMID_TAXONOMY[c] ?? null), samples, notes };
+  const shared = Object.entries(RFMID_TAXONOMY).filter(
+    ([a, id]) =>
+      cls.includes(a) && Object.entries(RFMID_TAXONOMY).some(([b, j]) => b !== a && j === id && cls.includes(b)),
+  );
+  if (shared.length > 0)
+    notes.push(
+      `zero-shot: ${shared.map(([a, id]) => `${a}→${id}`).join(", ")} share prompts (the taxonomy does not tell them apart)`,
+    );
+  return {
+    name: "rfmid",
+    root: path.resolve(root),
+    task: "multilabel",
+    classes: cls,
+    promptKeys: cls.map((c) => RFMID_TAXONOMY[c] ?? null),
+    samples,
+    notes,
+  };
 }
