@@ -257,6 +257,12 @@ async function runEmbed(o: EmbedCliOptions, resolvers: EncoderResolvers): Promis
 }
 
 export function register(program: Command, resolvers: EncoderResolvers = builtinResolvers): void {
+  registerSynth(program);
+  registerEmbed(program, resolvers);
+  registerDataCommands(program);
+}
+
+function registerSynth(program: Command): void {
   program
     .command("synth")
     .description("write a synthetic fundus dataset: images, Chinese reports and gold labels (manifest.jsonl)")
@@ -299,9 +305,10 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
         );
       },
     );
+}
 
-  registerEmbed(program, resolvers);
-
+/** `vilref data` and its subcommands (check). */
+function registerDataCommands(program: Command): void {
   const data = program.command("data").description("datasets: check manifests and images");
   data
     .command("check")

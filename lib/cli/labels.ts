@@ -89,6 +89,11 @@ function goldMap(v: unknown): LabelMap {
   return m;
 }
 
+const LABELS_EXAMPLES = examplesText([
+  ["vilref labels --in reports.csv --out labeled.jsonl", "labels per report, and the count table"],
+  ["vilref labels eval --gold gold.jsonl --min-micro 0.9", "scores against gold labels; exit 1 below the bar"],
+]);
+
 export function register(program: Command): void {
   const labels = program
     .command("labels")
@@ -106,13 +111,7 @@ export function register(program: Command): void {
     .addOption(policyOption())
     .addOption(textFieldOption("field or column holding the report"))
     .addOption(idFieldOption())
-    .addHelpText(
-      "after",
-      examplesText([
-        ["vilref labels --in reports.csv --out labeled.jsonl", "labels per report, and the count table"],
-        ["vilref labels eval --gold gold.jsonl --min-micro 0.9", "scores against gold labels; exit 1 below the bar"],
-      ]),
-    )
+    .addHelpText("after", LABELS_EXAMPLES)
     .action((opts: CommonOpts & { in?: string; out?: string; explain?: boolean }) => {
       if (!opts.in)
         throw new UsageError("required option '--in <file>' not specified (or use `vilref labels eval --gold <file>`)");

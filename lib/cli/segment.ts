@@ -15,7 +15,6 @@ import type { BatchSource, FinetuneResult } from "../finetune/train.js";
 import { LABEL_IDS } from "../labels/taxonomy.js";
 import { evaluateScores, formatReport } from "../eval/evaluate.js";
 import type { MetricsReport } from "../eval/evaluate.js";
-import type { Device } from "../model/vilref.js";
 import { progress } from "../progress.js";
 import type { Progress } from "../progress.js";
 import { NORMALISATIONS } from "../segment/preprocess.js";
@@ -81,100 +80,95 @@ export function registerSegment(evalCommand: Command): void {
       "vilref eval segment --data DRIVE --model model.safetensors --tile 64 --out seg.json --save seg.safetensors",
       "a pre-trained ViT backbone; metrics JSON and the trained segmenter",
     ],
-  ]).action(
-    async (o: {
-      data: string;
-      model: string;
-      config?: string;
-      device: Device;
-      threads?: number;
-      progress: boolean;
-      minutes: number;
-      steps?: number;
-      tile: number;
-      stride?: number;
-      batchSize: number;
-      lr: number;
-      backboneLr?: number;
-      normalise: Normalisation;
-      threshold: number;
-      seed: number;
-      out?: string;
-      overlays?: string;
-      report?: string;
-      save?: string;
-    }) => {
-      applyThreads(o);
-      const config = readModelConfig(o.config);
-      const report = await runSegment({
-        data: o.data,
-        model: o.model,
-        ...(config ? { config } : {}),
-        device: o.device,
-        progress: progressSpec(o),
-        minutes: o.minutes,
-        ...(o.steps !== undefined ? { steps: o.steps } : {}),
-        tile: o.tile,
-        ...(o.stride !== undefined ? { stride: o.stride } : {}),
-        batchSize: o.batchSize,
-        lr: o.lr,
-        ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
-        normalisation: o.normalise,
-        threshold: o.threshold,
-        seed: o.seed,
-        ...(o.out ? { out: o.out } : {}),
-        ...(o.overlays || o.report ? { overlays: o.overlays ?? path.join(o.report!, "overlays") } : {}),
-        ...(o.save ? { save: o.save } : {}),
-      });
-      console.log(formatSegmentReport(report));
-      if (o.out) console.log(`metrics: ${o.out}`);
-      if (o.report) {
-        const overlayDir = o.overlays ?? path.join(o.report, "overlays");
-        const m = (x: SegmentReport["test"]["mean"]) => [
-          x.dice,
-          x.iou,
-          x.auc,
-          x.sensitivity,
-          x.specificity,
-          x.accuracy,
-        ];
-        const page = await writeReport(
-          o.report,
-          {
-            protocol: "segment",
-            tables: [
-              {
-                title: `Inside the field of view, ${report.test.images} test images (threshold ${report.threshold})`,
-                columns: ["", "Dice", "IoU", "AUC", "sensitivity", "specificity", "accuracy"],
-                rows: [
-                  ["mean over images", ...m(report.test.mean)],
-                  ["all pixels pooled", ...m(report.test.pooled)],
-                ],
-              },
-              {
-                title: "Per image",
-                columns: ["image", "Dice", "IoU", "AUC", "sensitivity", "specificity", "accuracy"],
-                rows: report.test.perImage.map((r) => [r.name, ...m(r)]),
-              },
-            ],
-            notes: [
-              `training: ${report.training.steps} steps of ${report.training.batchSize} tiles in ${(report.training.seconds / 60).toFixed(1)} min on ${report.training.images} images`,
-            ],
-          },
-          {
-            title: "vilref eval segment",
-            context: { data: report.data, model: report.model, normalisation: report.normalisation },
-            overlays: report.test.perImage.map((r) => ({
-              title: r.name,
-              png: path.join(overlayDir, `${r.name}.png`),
-              caption: `Dice ${r.dice.toFixed(3)}`,
-            })),
-          },
-        );
-        console.log(`report: ${page.html}`);
-      }
+  ]).action((o: SegmentCliOptions) => runSegmentCommand(o));
+}
+
+interface SegmentCliOptions extends ModelCliOptions {
+  data: string;
+  progress: boolean;
+  minutes: number;
+  steps?: number;
+  tile: number;
+  stride?: number;
+  batchSize: number;
+  lr: number;
+  backboneLr?: number;
+  normalise: Normalisation;
+  threshold: number;
+  seed: number;
+  out?: string;
+  overlays?: string;
+  report?: string;
+  save?: string;
+}
+
+async function runSegmentCommand(o: SegmentCliOptions): Promise<void> {
+  applyThreads(o);
+  const config = readModelConfig(o.config);
+  const overlays = o.overlays ?? (o.report ? path.join(o.report, "overlays") : undefined);
+  const report = await runSegment({
+    data: o.data,
+    model: o.model,
+    ...(config ? { config } : {}),
+    ...(o.device ? { device: o.device } : {}),
+    progress: progressSpec(o),
+    minutes: o.minutes,
+    ...(o.steps !== undefined ? { steps: o.steps } : {}),
+    tile: o.tile,
+    ...(o.stride !== undefined ? { stride: o.stride } : {}),
+    batchSize: o.batchSize,
+    lr: o.lr,
+    ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
+    normalisation: o.normalise,
+    threshold: o.threshold,
+    seed: o.seed,
+    ...(o.out ? { out: o.out } : {}),
+    ...(overlays ? { overlays } : {}),
+    ...(o.save ? { save: o.save } : {}),
+  });
+  console.log(formatSegmentReport(report));
+  if (o.out) console.log(`metrics: ${o.out}`);
+  if (o.report) console.log(`report: ${await writeSegmentPage(o.report, report, overlays!)}`);
+}
+
+/** The HTML page of `eval segment --report`: the metrics tables and the test images' overlays. */
+async function writeSegmentPage(dir: string, report: SegmentReport, overlayDir: string): Promise<string> {
+  const m = (x: SegmentReport["test"]["mean"]) => [x.dice, x.iou, x.auc, x.sensitivity, x.specificity, x.accuracy];
+  const columns = ["Dice", "IoU", "AUC", "sensitivity", "specificity", "accuracy"];
+  const page = await writeReport(
+    dir,
+    {
+      protocol: "segment",
+      tables: [
+        {
+          title: `Inside the field of view, ${report.test.images} test images (threshold ${report.threshold})`,
+          columns: ["", ...columns],
+          rows: [
+            ["mean over images", ...m(report.test.mean)],
+            ["all pixels pooled", ...m(report.test.pooled)],
+          ],
+        },
+        {
+          title: "Per image",
+          columns: ["image", ...columns],
+          rows: report.test.perImage.map((r) => [r.name, ...m(r)]),
+        },
+      ],
+      notes: [
+        `training: ${report.training.steps} steps of ${report.training.batchSize} tiles in ${(report.training.seconds / 60).toFixed(1)} min on ${report.training.images} images`,
+      ],
+    },
+    {
+      title: "vilref eval segment",
+      context: { data: report.data, model: report.model, normalisation: report.normalisation },
+      overlays: report.test.perImage.map((r) => ({
+        title: r.name,
+        png: path.join(overlayDir, `${r.name}.png`),
+        caption: `Dice ${r.dice.toFixed(3)}`,
+      })),
     },
   );
+  return page.html;
 }
 
 /**

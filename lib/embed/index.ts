@@ -20,7 +20,7 @@ import { Loader } from "../data/loader.js";
 import type { Sample } from "../data/manifest.js";
 import type { TransformOptions } from "../data/transforms.js";
 import type { ImageEncoder, TextEncoder } from "./encoders.js";
-import { progress, type ProgressSpec } from "../progress.js";
+import { progress, type Progress, type ProgressSpec } from "../progress.js";
 
 export type { ImageEncoder, TextEncoder } from "./encoders.js";
 export { PooledHeadEncoder, pooledFeatures, POOLED_FEATURES } from "./encoders.js";
@@ -272,11 +272,7 @@ export async function embedImages(
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
     ...(options.log !== undefined ? { log: options.log } : {}),
   });
-  const bar = progress(
-    options.progress === false
-      ? false
-      : { total: run.n, already: Math.min(run.n, resumed * run.C), label: "embed", unit: "img", ...options.progress },
-  );
+  const bar = embedBar(options, run, resumed, "img");
   let cur = -1;
   let rows: Float32Array[] = [];
   let ids: string[] = [];
@@ -323,6 +319,18 @@ export async function embedImages(
   };
 }
 
+/** The progress bar of an embedding run: resumed chunks count as done, not in the rate. */
+function embedBar(options: EmbedOptions, run: Chunked, resumed: number, unit: string): Progress {
+  if (options.progress === false) return progress(false);
+  return progress({
+    total: run.n,
+    already: Math.min(run.n, resumed * run.C),
+    label: "embed",
+    unit,
+    ...options.progress,
+  });
+}
+
 function checkEmbedding(emb: TensorData<Float32Array>, n: number, run: Chunked): void {
   if (emb.shape.length !== 2 || emb.shape[0] !== n)
     throw new RangeError(`encoder returned shape [${emb.shape.join(", ")}] for ${n} inputs (expected [${n}, D])`);
@@ -353,11 +361,7 @@ export async function embedTexts(
   const missing = run.missing();
   const resumed = run.chunks - missing.length;
   if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
-  const bar = progress(
-    options.progress === false
-      ? false
-      : { total: run.n, already: Math.min(run.n, resumed * run.C), label: "embed", unit: "text", ...options.progress },
-  );
+  const bar = embedBar(options, run, resumed, "text");
   for (const k of missing) {
     const part = records.slice(k * run.C, Math.min(run.n, (k + 1) * run.C));
     const rows: Float32Array[] = [];

@@ -7,14 +7,14 @@ import { dirname } from "node:path";
 import type { ModelConfigInput } from "../model/config.js";
 import { modelFromSpec } from "../model/encoders.js";
 import { formatDuration, progress } from "../progress.js";
-import type { ProgressOptions, ProgressSpec } from "../progress.js";
+import type { Progress, ProgressOptions, ProgressSpec } from "../progress.js";
 import { readDrive } from "./drive.js";
 import { normalise } from "./preprocess.js";
 import type { Normalisation } from "./preprocess.js";
 import type { Prepared } from "./sampler.js";
 import { Segmenter } from "./segmenter.js";
 import { evaluateSegmenter, trainSegmenter } from "./train.js";
-import type { SegEvalResult } from "./train.js";
+import type { SegEvalResult, SegTrainResult } from "./train.js";
 
 export interface SegmentRunOptions {
   /** DRIVE root: training/ and test/, each with images/, 1st_manual/, mask/. */
@@ -98,26 +98,7 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
   log(`segment: backbone ${spec}, segmenter ${JSON.stringify(seg.config)}`);
   const bar = (options: ProgressOptions) =>
     progress(o.progress === undefined || o.progress === false ? false : { ...options, ...o.progress });
-  const training = bar({
-    label: "segment: training",
-    unit: "step",
-    ...(o.steps !== undefined ? { total: o.steps } : {}),
-  });
-  const budget = o.minutes !== undefined ? o.minutes * 60 : undefined;
-  const trained = await trainSegmenter(seg, train, {
-    ...(o.minutes !== undefined ? { minutes: o.minutes } : {}),
-    ...(o.steps !== undefined ? { steps: o.steps } : {}),
-    batchSize,
-    lr,
-    ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
-    seed: o.seed ?? 0,
-    onStep: (e) => {
-      const left = budget !== undefined ? `, ${formatDuration(budget - e.seconds)} of the budget left` : "";
-      training.status(`loss ${e.loss.toFixed(4)} (dice loss ${e.dice.toFixed(3)}) lr ${e.lr.toExponential(2)}${left}`);
-      training.tick();
-    },
-  });
-  training.done();
+  const trained = await trainWithProgress(seg, train, o, bar);
   log(
     `segment: trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s, final loss ${trained.finalLoss.toFixed(4)}; evaluating ${test.length} test images by sliding window`,
   );
@@ -155,6 +136,37 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
     await writeFile(o.out, JSON.stringify(report, null, 2) + "\n");
   }
   return report;
+}
+
+/** trainSegmenter with a progress bar over the steps (loss, lr and the time budget left as its status). */
+async function trainWithProgress(
+  seg: Segmenter,
+  train: Prepared[],
+  o: SegmentRunOptions,
+  bar: (options: ProgressOptions) => Progress,
+): Promise<SegTrainResult> {
+  const lr = o.lr ?? 2e-3;
+  const training = bar({
+    label: "segment: training",
+    unit: "step",
+    ...(o.steps !== undefined ? { total: o.steps } : {}),
+  });
+  const budget = o.minutes !== undefined ? o.minutes * 60 : undefined;
+  const trained = await trainSegmenter(seg, train, {
+    ...(o.minutes !== undefined ? { minutes: o.minutes } : {}),
+    ...(o.steps !== undefined ? { steps: o.steps } : {}),
+    batchSize: o.batchSize ?? 8,
+    lr,
+    ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
+    seed: o.seed ?? 0,
+    onStep: (e) => {
+      const left = budget !== undefined ? `, ${formatDuration(budget - e.seconds)} of the budget left` : "";
+      training.status(`loss ${e.loss.toFixed(4)} (dice loss ${e.dice.toFixed(3)}) lr ${e.lr.toExponential(2)}${left}`);
+      training.tick();
+    },
+  });
+  training.done();
+  return trained;
 }
 
 /** The table the command prints. */
