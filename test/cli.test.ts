@@ -201,6 +201,16 @@ test("the error messages of the number parsers and choices", async (t) => {
     "vilref embed: give exactly one of --images <input>, --texts <file> or --npy <file>\n",
   );
   t.is(await err("frobnicate"), "vilref: unknown command 'frobnicate'\n");
+  // --config (a released .pt's model config) is read by every command that loads a model
+  const badConfig = file("bad-config.json", "{ not json");
+  for (const args of [
+    ["embed", ...m, "--images", missing, "--out", "o.npy", "--config", badConfig],
+    ["eval", "segment", ...d, "--config", badConfig],
+  ]) {
+    const r = await run(...args);
+    t.is(r.code, 1);
+    t.true(r.err.includes(`--config ${badConfig}: `), r.err);
+  }
   t.is((await run("eval")).code, 2, "a command without its subcommand is a usage error");
   t.is((await run("--version")).code, 0);
   const help = await run("eval", "probe", "--help");
