@@ -119,26 +119,40 @@ export function textEncoder(
   };
 }
 
+/** What a model says about its vocabulary: the recorded sha256, the text itself, the file it came from. */
+export interface VocabSource {
+  vocabSha256?: string | undefined;
+  vocab?: string | undefined;
+  file?: string | undefined;
+}
+
 /**
- * The tokenizer of a checkpoint: `vocab` when given, else a vocab.txt beside the checkpoint or up
- * to two folders above it (where `vilref pretrain` writes it). A vocabulary whose sha256 differs
- * from the one the checkpoint records is an error naming both.
+ * The tokenizer of a checkpoint: `vocab` (--vocab) when given; else the vocabulary the checkpoint
+ * carries (a vilref safetensors written with one: `vilref convert --vocab`, `vilref models add`,
+ * pre-training's final model); else a vocab.txt beside the checkpoint or up to two folders above
+ * it (where `vilref pretrain` writes it). A vocabulary whose sha256 differs from the one the
+ * checkpoint records is refused, naming both. `model` is the loaded model (or, as before, just the
+ * sha256 it records).
  */
 export function tokenizerFor(
   modelSpec: string,
-  vocabSha256: string | undefined,
+  model: VocabSource | string | undefined,
   vocab?: string,
 ): { tokenizer: BertTokenizer; file: string } {
+  const src: VocabSource = typeof model === "string" ? { vocabSha256: model } : (model ?? {});
+  const sha = src.vocabSha256;
   let file = vocab;
+  if (!file && src.vocab !== undefined)
+    return { tokenizer: new BertTokenizer(Vocab.fromText(src.vocab)), file: `${src.file ?? modelSpec} (inside)` };
   if (!file) {
     if (modelSpec.startsWith("preset:"))
       throw new Error(`--model ${modelSpec}: a preset has no vocabulary; give one with --vocab`);
-    let dir = path.dirname(path.resolve(modelSpec));
+    let dir = path.dirname(path.resolve(src.file ?? modelSpec));
     for (let up = 0; up < 3 && !file; up++, dir = path.dirname(dir))
       if (existsSync(path.join(dir, "vocab.txt"))) file = path.join(dir, "vocab.txt");
     if (!file)
       throw new Error(
-        `--model ${modelSpec}: no vocab.txt beside the checkpoint or up to two folders above; give one with --vocab`,
+        `--model ${modelSpec}: no vocabulary: the checkpoint carries none and there is no vocab.txt beside it or up to two folders above; give one with --vocab${sha ? ` (sha256 ${sha.slice(0, 12)}…)` : ""}, or put it inside the checkpoint once with \`vilref convert CHECKPOINT OUT.safetensors --vocab vocab.txt\``,
       );
   }
   let text: string;
@@ -147,9 +161,17 @@ export function tokenizerFor(
   } catch (e) {
     throw new Error(`--vocab ${file}: ${(e as Error).message}`);
   }
-  if (vocabSha256 && sha256Hex(text) !== vocabSha256)
+  if (sha && sha256Hex(text) !== sha)
     throw new Error(
-      `--vocab ${file}: sha256 ${sha256Hex(text).slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${vocabSha256.slice(0, 12)}…)`,
+      `--vocab ${file}: sha256 ${sha256Hex(text).slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${sha.slice(0, 12)}…)`,
     );
   return { tokenizer: new BertTokenizer(Vocab.fromText(text)), file };
+}
+
+/** Tokens per text: the option when given, else what the model records, else min(52, the model's positions). */
+export function contextLengthFor(
+  model: { contextLength?: number | undefined; config: { text_max_position_embeddings: number } },
+  option?: number,
+): number {
+  return option ?? model.contextLength ?? Math.min(52, model.config.text_max_position_embeddings);
 }

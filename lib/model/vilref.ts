@@ -12,6 +12,8 @@ import { native } from "../native.js";
 import type { NativeViLReF, TensorData } from "../native.js";
 import { inferConfig, parseModelConfig, presetConfig } from "./config.js";
 import type { ModelConfig, ModelConfigInput } from "./config.js";
+import { resolveModel } from "./registry.js";
+import type { ResolvedModel } from "./registry.js";
 
 export type Device = "cpu" | "cuda" | `cuda:${number}`;
 export type Dtype = "float32" | "bfloat16" | "float16";
@@ -52,8 +54,29 @@ export interface ModelMetadata {
   config: ModelConfig;
   /** Label names, in the order of any label vectors the model was trained with. */
   labels?: string[];
-  /** sha256 of the vocabulary file the text tower was trained with. */
+  /** sha256 of the vocabulary file the text tower was trained with (of the text in the "vocab" entry when there is one). */
   vocab_sha256?: string;
+  /** Tokens per text the model was trained with (the default context length of its tokenizer). */
+  context_length?: number;
+}
+
+/** The safetensors metadata key holding the vocabulary's text (vocab.txt, one token a line). */
+export const VOCAB_METADATA_KEY = "vocab";
+
+export interface SaveOptions {
+  labels?: string[];
+  /** Record this vocabulary's sha256 only (the vocabulary itself stays a separate file). */
+  vocabSha256?: string;
+  /** The vocabulary's text (vocab.txt): stored in the file with its sha256, so the model is one file. */
+  vocab?: string;
+  contextLength?: number;
+}
+
+export interface PretrainedOptions extends ModelOptions {
+  /** The model folder (default VILREF_HOME, else $XDG_CACHE_HOME/vilref or ~/.cache/vilref). */
+  dir?: string;
+  /** The config of a .pt given as a path (a known name brings its own). */
+  config?: ModelConfigInput;
 }
 
 export function sha256Hex(bytes: Uint8Array | string): string {
@@ -87,12 +110,24 @@ export class ViLReF {
   readonly #config: ModelConfig;
   labels: string[] | undefined;
   vocabSha256: string | undefined;
+  /** The vocabulary's text when the checkpoint carries it (vilref safetensors written with one). */
+  vocab: string | undefined;
+  /** Tokens per text the model was trained with, when recorded. */
+  contextLength: number | undefined;
+  /** Where the weights came from: a registry name, a file path, or a preset spec. */
+  source: string | undefined;
+  /** The checkpoint file the weights were loaded from (undefined for a created model). */
+  file: string | undefined;
 
   private constructor(nativeModel: NativeViLReF, config: ModelConfig, meta: Partial<ModelMetadata> = {}) {
     this.#native = nativeModel;
     this.#config = config;
     this.labels = meta.labels;
     this.vocabSha256 = meta.vocab_sha256;
+    this.vocab = undefined;
+    this.contextLength = meta.context_length;
+    this.source = undefined;
+    this.file = undefined;
   }
 
   /** A randomly initialised model (the released initialisation, seeded) from a config or preset name. */
@@ -113,11 +148,44 @@ export class ViLReF {
     });
     model.labels = metadata.labels;
     model.vocabSha256 = metadata.vocab_sha256;
+    model.vocab = metadata.vocab;
+    model.contextLength = metadata.context_length;
+    model.source = path;
+    model.file = path;
     try {
       await model.loadStateDict(tensors, { strict: options.strict ?? true });
     } catch (e) {
       throw new Error(`${path}: ${(e as Error).message}`);
     }
+    return model;
+  }
+
+  /**
+   * A model by name or path. A name is looked up in the model folder (`dir`, else VILREF_HOME, else
+   * the user's cache folder): the registry's released checkpoints (lib/model/registry.json) and the
+   * ones `vilref models add` registered. Nothing is downloaded: a missing file is an error naming
+   * it, where it is published and the folder to put it in. A released `.pt` is loaded with the
+   * registry's architecture and records the registry's vocabulary sha256 and context length.
+   */
+  static async fromPretrained(nameOrPath: string, options: PretrainedOptions = {}): Promise<ViLReF> {
+    const r = resolveModel(nameOrPath, options.dir !== undefined ? { dir: options.dir } : {});
+    return ViLReF.loadResolved(r, options);
+  }
+
+  /** @internal Loads what resolveModel found (registry defaults filled in where the file has none). */
+  static async loadResolved(
+    r: ResolvedModel,
+    options: ModelOptions & { config?: ModelConfigInput } = {},
+  ): Promise<ViLReF> {
+    const config = r.config ?? options.config;
+    const model = await ViLReF.load(r.path, {
+      ...(config ? { config } : {}),
+      ...(options.device ? { device: options.device } : {}),
+      ...(options.dtype ? { dtype: options.dtype } : {}),
+    });
+    if (model.vocabSha256 === undefined && r.vocabSha256) model.vocabSha256 = r.vocabSha256;
+    if (model.contextLength === undefined && r.contextLength) model.contextLength = r.contextLength;
+    if (r.name) model.source = r.name;
     return model;
   }
 
@@ -182,16 +250,35 @@ export class ViLReF {
     return this.#native.resizePositionalEmbedding(resolution);
   }
 
-  /** Writes the model as safetensors: every tensor by its released name, config and labels in the metadata. */
-  async save(path: string, extra: { labels?: string[]; vocabSha256?: string } = {}): Promise<void> {
-    const state = await this.stateDict();
-    const tensors = new Map(Object.entries(state).map(([k, v]) => [k, toStTensor(v)] as const));
+  /**
+   * Writes the model as safetensors: every tensor by its released name; config, labels, context
+   * length and the vocabulary (its text and sha256, when the model has one or `vocab` is given) in
+   * the metadata. A `vocab` whose sha256 differs from `vocabSha256` or from the one the model
+   * records is refused.
+   */
+  async save(path: string, extra: SaveOptions = {}): Promise<void> {
     const meta: ModelMetadata = { format: 1, config: this.config };
     const labels = extra.labels ?? this.labels;
-    const vocab = extra.vocabSha256 ?? this.vocabSha256;
+    const vocab = extra.vocab ?? this.vocab;
+    let sha = extra.vocabSha256 ?? this.vocabSha256;
+    if (vocab !== undefined) {
+      const have = sha256Hex(vocab);
+      const want = extra.vocabSha256 ?? (extra.vocab !== undefined ? this.vocabSha256 : undefined);
+      if (want !== undefined && want !== have)
+        throw new Error(
+          `vocab: sha256 ${have.slice(0, 12)}… is not the vocabulary the model records (${want.slice(0, 12)}…)`,
+        );
+      sha = have;
+    }
+    const contextLength = extra.contextLength ?? this.contextLength;
     if (labels) meta.labels = labels;
-    if (vocab) meta.vocab_sha256 = vocab;
-    await writeSafetensors(path, tensors, { vilref: JSON.stringify(meta) });
+    if (sha) meta.vocab_sha256 = sha;
+    if (contextLength !== undefined) meta.context_length = contextLength;
+    const state = await this.stateDict();
+    const tensors = new Map(Object.entries(state).map(([k, v]) => [k, toStTensor(v)] as const));
+    const metadata: Record<string, string> = { vilref: JSON.stringify(meta) };
+    if (vocab !== undefined) metadata[VOCAB_METADATA_KEY] = vocab;
+    await writeSafetensors(path, tensors, metadata);
   }
 }
 
@@ -199,10 +286,14 @@ export class ViLReF {
 export async function readCheckpoint(
   path: string,
   config?: ModelConfigInput,
-): Promise<{ tensors: Record<string, StateTensor>; metadata: Partial<ModelMetadata>; config: ModelConfig }> {
+): Promise<{
+  tensors: Record<string, StateTensor>;
+  metadata: Partial<ModelMetadata> & { vocab?: string };
+  config: ModelConfig;
+}> {
   const kind = extname(path).toLowerCase();
   let tensors: Record<string, StateTensor>;
-  let metadata: Partial<ModelMetadata> = {};
+  let metadata: Partial<ModelMetadata> & { vocab?: string } = {};
   if (kind === ".safetensors") {
     const file = await readSafetensors(path);
     tensors = Object.fromEntries([...file.tensors].map(([k, t]) => [k, toStateTensor(k, t)]));
@@ -212,6 +303,14 @@ export async function readCheckpoint(
       } catch {
         throw new Error(`${path}: its "vilref" metadata is not JSON`);
       }
+    }
+    const vocab = file.metadata[VOCAB_METADATA_KEY];
+    if (vocab !== undefined) {
+      if (metadata.vocab_sha256 !== undefined && sha256Hex(vocab) !== metadata.vocab_sha256)
+        throw new Error(
+          `${path}: its vocabulary's sha256 ${sha256Hex(vocab).slice(0, 12)}… is not the one it records (${metadata.vocab_sha256.slice(0, 12)}…): the file is damaged`,
+        );
+      metadata.vocab = vocab;
     }
   } else if (kind === ".pt" || kind === ".pth" || kind === ".bin") {
     const bytes = new Uint8Array(await readFile(path));

@@ -661,7 +661,13 @@ export async function pretrain(
     await checkpoint();
     if (lead) {
       mkdirSync(path.join(out, "final"), { recursive: true });
-      await model.save(path.join(out, "final", "model.safetensors"), { labels: labelsMeta, vocabSha256 });
+      // the final model is one file: its vocabulary and context length travel inside it
+      await model.save(path.join(out, "final", "model.safetensors"), {
+        labels: labelsMeta,
+        vocabSha256,
+        vocab: vocabText,
+        contextLength: config.text.contextLength,
+      });
       await writeCurves(metricsFile, path.join(out, "curves.png"));
     }
   }

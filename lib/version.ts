@@ -1,0 +1,6 @@
+/** vilref's own version (package.json), recorded in the provenance of what it writes. */
+import { readFileSync } from "node:fs";
+
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }
+).version;
