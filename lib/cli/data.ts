@@ -18,10 +18,18 @@ import {
 } from "../embed/index.js";
 import { writeSynthDataset } from "../synth/index.js";
 import { embedNpy } from "../model/embed-npy.js";
-import { modelFromSpec, ViLReFImageEncoder, ViLReFTextEncoder } from "../model/encoders.js";
+import {
+  fileSha256,
+  modelFromSpec,
+  modelProvenance,
+  ViLReFImageEncoder,
+  ViLReFTextEncoder,
+} from "../model/encoders.js";
+import { makeKey, writeMeta } from "../embed/meta.js";
 import type { ModelSpecOptions } from "../model/encoders.js";
 import type { Device, Dtype } from "../model/vilref.js";
-import { BertTokenizer, DEFAULT_CONTEXT_LENGTH } from "../text/index.js";
+import { DEFAULT_CONTEXT_LENGTH } from "../text/index.js";
+import { contextLengthFor, tokenizerFor } from "../eval/features.js";
 import { progress } from "../progress.js";
 import {
   UsageError,
@@ -76,25 +84,27 @@ export const builtinResolvers: EncoderResolvers = {
         seed: m[2] ? Number(m[2]) : 0,
         imageSize: o.imageSize ?? 224,
       });
-    const { model, name } = await modelFromSpec(spec, o);
+    const { model, name, origin } = await modelFromSpec(spec, o);
     if (o.imageSize !== undefined && o.imageSize !== model.config.image_resolution)
       await model.resizePositionalEmbedding(o.imageSize);
     return new ViLReFImageEncoder(
       model,
       `${name}:${model.config.image_resolution}:${o.features ?? "projected"}`,
       features(o),
+      await modelProvenance(origin),
     );
   },
   async text(spec, o) {
     if (spec.startsWith("pool-head")) throw new Error(`--model ${spec}: pool-head has no text side`);
-    if (!o.vocab) throw new Error("embed --texts: give the model's vocabulary with --vocab <vocab.txt>");
-    const { model, name } = await modelFromSpec(spec, o);
+    const { model, name, origin } = await modelFromSpec(spec, o);
+    const { tokenizer } = tokenizerFor(spec, model, o.vocab);
     return new ViLReFTextEncoder(
       model,
       `${name}:${o.features ?? "projected"}`,
-      BertTokenizer.fromFile(o.vocab),
-      o.contextLength ?? DEFAULT_CONTEXT_LENGTH,
+      tokenizer,
+      contextLengthFor(model, o.contextLength),
       features(o),
+      await modelProvenance(origin),
     );
   },
 };
@@ -104,11 +114,12 @@ function say(s: string): void {
 }
 
 function summary(r: EmbedResult): string {
-  if (r.upToDate) return `${r.out}: up to date (${r.rows} rows); --force recomputes`;
+  if (r.upToDate)
+    return `${r.out}: up to date (${r.rows} rows, made from the same model, inputs and options: ${r.metaFile}); --force recomputes`;
   const rate = r.seconds > 0 ? ` in ${r.seconds.toFixed(1)} s` : "";
   const resumed = r.resumedChunks > 0 ? `, ${r.resumedChunks} chunk(s) resumed` : "";
   const sk = r.skipped.length > 0 ? `, ${r.skipped.length} skipped (listed beside the output)` : "";
-  return `wrote ${r.out} [${r.rows}, ${r.dim}] and ${r.idsFile}${rate}${resumed}${sk}`;
+  return `wrote ${r.out} [${r.rows}, ${r.dim}], ${r.idsFile} and ${r.metaFile}${rate}${resumed}${sk}`;
 }
 
 interface EmbedCliOptions {
@@ -122,7 +133,8 @@ interface EmbedCliOptions {
   dtype: Dtype;
   features: "projected" | "pre";
   vocab?: string;
-  contextLength: number;
+  contextLength?: number;
+  normalize?: boolean;
   out: string;
   batchSize: number;
   chunkSize?: number;
@@ -168,8 +180,18 @@ function registerEmbed(program: Command, resolvers: EncoderResolvers): void {
         .choices(["projected", "pre"])
         .default("projected"),
     )
-    .addOption(vocabOption({ description: "vocabulary (vocab.txt) for --texts" }))
-    .addOption(contextLengthOption(DEFAULT_CONTEXT_LENGTH, "tokens per text for --texts"))
+    .addOption(
+      vocabOption({
+        description: "vocabulary (vocab.txt) for --texts (default: the one inside the checkpoint, else one beside it)",
+      }),
+    )
+    .addOption(
+      contextLengthOption(
+        undefined,
+        `tokens per text for --texts (default: the model's recorded length, else ${DEFAULT_CONTEXT_LENGTH})`,
+      ),
+    )
+    .option("--normalize", "write L2-normalised rows (norm 1), ready for cosine search")
     .addOption(batchSizeOption(32))
     .option("--chunk-size <n>", "inputs per resumable chunk (a multiple of the batch size)", int({ min: 1 }))
     .addOption(imageSizeOption("input size for models that take any"))
@@ -189,12 +211,12 @@ function registerEmbed(program: Command, resolvers: EncoderResolvers): void {
       "every JPEG under fundus/ (quoted: vilref expands the glob); rerun to resume",
     ],
     [
-      "vilref embed --model vilref-vit-b-16.pt --config vit-b-16.json --images manifest.csv --features pre --out pre.npy",
-      "a released checkpoint; features before the projection",
+      "vilref embed --model vilref-vit-b-16 --images manifest.csv --features pre --out pre.npy",
+      "the released ViT-B/16 by name (vilref models list); features before the projection",
     ],
     [
-      "vilref embed --model model.safetensors --texts reports.csv --vocab vocab.txt --out text.npy",
-      "report texts through the text tower",
+      "vilref embed --model model.safetensors --texts reports.csv --normalize --out text.npy",
+      "report texts through the text tower (the vocabulary inside the checkpoint), rows of norm 1",
     ],
   ]).action((o: EmbedCliOptions) => runEmbed(o, resolvers));
 }
@@ -210,23 +232,33 @@ async function runEmbed(o: EmbedCliOptions, resolvers: EncoderResolvers): Promis
     dtype: o.dtype,
     features: o.features,
     ...(o.vocab ? { vocab: o.vocab } : {}),
-    contextLength: o.contextLength,
+    ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}),
     ...(o.imageSize !== undefined ? { imageSize: o.imageSize } : {}),
   };
   if (o.npy) {
-    const { model } = await modelFromSpec(o.model, resolve);
+    const { model, origin } = await modelFromSpec(o.model, resolve);
     const bar = progress(progressSpec(o, { label: "embed", unit: "row" }));
     const r = await embedNpy(model, o.npy, o.out, {
       features: o.features,
       batchSize: o.batchSize,
+      normalize: !!o.normalize,
       onProgress: (done: number) => bar.tick(done - bar.count),
     });
     bar.done();
-    say(`wrote ${o.out} [${r.rows}, ${r.dim}] from ${r.kind} in ${o.npy}`);
+    const key = makeKey({
+      kind: `npy-${r.kind}`,
+      encoder: { model: await modelProvenance(origin), features: o.features, dtype: model.dtype },
+      preprocessing: { input: await fileSha256(o.npy) },
+      normalize: !!o.normalize,
+      ids: [],
+    });
+    const meta = await writeMeta(o.out, key, { rows: r.rows, dim: r.dim, input: o.npy });
+    say(`wrote ${o.out} [${r.rows}, ${r.dim}] from ${r.kind} in ${o.npy}, and ${meta}`);
     return;
   }
   const common = {
     out: o.out,
+    normalize: !!o.normalize,
     batchSize: o.batchSize,
     ...(o.chunkSize !== undefined ? { chunkSize: o.chunkSize } : {}),
     force: !!o.force,

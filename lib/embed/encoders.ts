@@ -11,12 +11,20 @@ export interface ImageEncoder {
   readonly imageSize: number;
   /** A name for the output's fingerprint (a change of model restarts a resumed run). */
   readonly name?: string;
+  /**
+   * What the output's provenance record says about the encoder (the model's file sha256 or preset,
+   * the feature kind, ...): outputs and finished chunks are reused only when it is equal. Default
+   * `{ name }`.
+   */
+  readonly provenance?: unknown;
   /** [N, 3, S, S] normalised images → [N, D] embeddings. */
   encodeImages(batch: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
 }
 
 export interface TextEncoder {
   readonly name?: string;
+  /** As ImageEncoder.provenance (with the tokenizer's vocabulary and context length). */
+  readonly provenance?: unknown;
   /** N report texts → [N, D] embeddings. */
   encodeTexts(texts: string[]): Promise<TensorData<Float32Array>>;
 }

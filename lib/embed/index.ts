@@ -9,9 +9,14 @@
  *   output (atomically) and the parts removed.
  * - Images that cannot be decoded are skipped, logged with path and reason, and listed in
  *   `<out base>.skipped.tsv`; `strict` makes them fatal.
+ * - Provenance: `<out base>.meta.json` (lib/embed/meta.ts) records the model (file sha256 or
+ *   preset), feature kind, preprocessing, normalisation, input ids hash and vilref version. An
+ *   output is "up to date" only when its record matches this run's, and finished chunks are resumed
+ *   only when theirs does: otherwise the run recomputes and says why, so rows from two models or
+ *   two input lists are never mixed.
+ * - `normalize`: rows are L2-normalised before they are written (cosine search reads them as is).
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createHash } from "node:crypto";
 import path from "node:path";
 import { atomicWriteFile } from "../io/bytes.js";
 import { readNpy, writeNpy } from "../io/npy.js";
@@ -20,10 +25,14 @@ import { Loader } from "../data/loader.js";
 import type { Sample } from "../data/manifest.js";
 import type { TransformOptions } from "../data/transforms.js";
 import type { ImageEncoder, TextEncoder } from "./encoders.js";
+import { canonical, makeKey, metaPathFor, mismatchReason, readMetaKey, writeMeta } from "./meta.js";
+import type { EmbedKey } from "./meta.js";
 import { progress, type Progress, type ProgressSpec } from "../progress.js";
 
 export type { ImageEncoder, TextEncoder } from "./encoders.js";
 export { PooledHeadEncoder, pooledFeatures, POOLED_FEATURES } from "./encoders.js";
+export { metaPathFor, keyDifferences, canonical, makeKey, writeMeta, readMetaKey, mismatchReason } from "./meta.js";
+export type { EmbedKey, EmbedMeta } from "./meta.js";
 export { progress, formatDuration } from "../progress.js";
 export type { Progress, ProgressOptions, ProgressSpec, ProgressStream } from "../progress.js";
 
@@ -37,8 +46,10 @@ export interface EmbedOptions {
   force?: boolean;
   /** false: no progress bar; or options for it (lib/progress.ts; default: a bar on stderr). */
   progress?: ProgressSpec;
-  /** Extra messages (resume, restart). */
+  /** Extra messages (resume, restart, why a run recomputes). */
   info?: (line: string) => void;
+  /** Write L2-normalised rows (norm 1; an all-zero row stays zero). */
+  normalize?: boolean;
 }
 
 export interface ImageEmbedOptions extends EmbedOptions {
@@ -61,8 +72,12 @@ export interface EmbedResult {
   /** Chunks found finished from an earlier run, and chunks computed now. */
   resumedChunks: number;
   computedChunks: number;
-  /** The output existed and was kept. */
+  /** The output existed, its provenance record matched, and it was kept. */
   upToDate: boolean;
+  /** Why an existing output or unfinished run was not reused (null when nothing was there or it was reused). */
+  recomputed: string | null;
+  /** `<out base>.meta.json`. */
+  metaFile: string;
   seconds: number;
 }
 
@@ -81,12 +96,8 @@ interface ChunkMeta {
 }
 
 interface Fingerprint {
-  kind: "image" | "text";
-  n: number;
+  key: EmbedKey;
   chunkSize: number;
-  ids: string;
-  encoder: string;
-  extra: unknown;
 }
 
 function checkIds(ids: readonly string[]): void {
@@ -107,10 +118,13 @@ class Chunked {
   readonly done: Set<number> = new Set();
   dim = -1;
 
+  /** Why unfinished chunks of an earlier run were thrown away (null when none were). */
+  restarted: string | null = null;
+
   constructor(
     readonly o: EmbedOptions,
     readonly ids: readonly string[],
-    fp: Omit<Fingerprint, "n" | "ids" | "chunkSize">,
+    readonly key: EmbedKey,
     batchSize: number,
   ) {
     checkIds(ids);
@@ -118,23 +132,23 @@ class Chunked {
     const c = o.chunkSize ?? 64 * batchSize;
     this.C = Math.max(batchSize, Math.ceil(c / batchSize) * batchSize);
     this.parts = o.out + ".parts";
-    const fingerprint: Fingerprint = {
-      ...fp,
-      n: this.n,
-      chunkSize: this.C,
-      ids: createHash("sha256").update(ids.join("\n")).digest("hex"),
-    };
+    const fingerprint: Fingerprint = { key, chunkSize: this.C };
     const fpFile = path.join(this.parts, "fingerprint.json");
-    const want = JSON.stringify(fingerprint);
+    const want = canonical(fingerprint);
     if (existsSync(this.parts)) {
-      let have = "";
+      let have: Partial<Fingerprint> | null = null;
       try {
-        have = readFileSync(fpFile, "utf8");
+        have = JSON.parse(readFileSync(fpFile, "utf8")) as Partial<Fingerprint>;
       } catch {
         /* none */
       }
-      if (have !== want) {
-        o.info?.(`${this.parts}: made for other inputs or another model; starting over`);
+      if (canonical(have) !== want) {
+        const why =
+          have?.key && have.chunkSize !== this.C && canonical(have.key) === canonical(key)
+            ? `${this.parts}: chunks of ${have.chunkSize} inputs, this run uses ${this.C}`
+            : mismatchReason(have?.key ?? null, key, `${this.parts} (an unfinished run)`);
+        this.restarted = why;
+        o.info?.(`${why}; starting over`);
         rmSync(this.parts, { recursive: true, force: true });
       }
     }
@@ -206,6 +220,9 @@ class Chunked {
       data.set(a, off);
       off += a.length;
     }
+    // the record goes first: a crash between the writes leaves a record without rows (recomputed), never
+    // rows under another run's record
+    rmSync(metaPathFor(this.o.out), { force: true });
     await writeNpy(this.o.out, { dtype: "float32", shape: [ids.length, dim], data });
     await atomicWriteFile(idsPathFor(this.o.out), new TextEncoder().encode(ids.map((x) => x + "\n").join("")));
     const sk = skippedPathFor(this.o.out);
@@ -215,28 +232,59 @@ class Chunked {
         new TextEncoder().encode(skipped.map((s) => `${s.id}\t${s.reason.replace(/[\t\n]/g, " ")}\n`).join("")),
       );
     else rmSync(sk, { force: true });
+    await writeMeta(this.o.out, this.key, { rows: ids.length, dim, skipped: skipped.length });
     rmSync(this.parts, { recursive: true, force: true });
     return { rows: ids.length, dim, skipped };
   }
 }
 
-function upToDate(o: EmbedOptions, started: number): EmbedResult | null {
-  if (o.force || existsSync(o.out + ".parts") || !existsSync(o.out) || !existsSync(idsPathFor(o.out))) return null;
-  const ids = readFileSync(idsPathFor(o.out), "utf8")
-    .split("\n")
-    .filter((l) => l !== "");
-  o.info?.(`${o.out} exists (${ids.length} rows); use force to recompute`);
-  return {
-    out: o.out,
-    idsFile: idsPathFor(o.out),
-    rows: ids.length,
-    dim: -1,
-    skipped: [],
-    resumedChunks: 0,
-    computedChunks: 0,
-    upToDate: true,
-    seconds: (performance.now() - started) / 1000,
-  };
+/**
+ * The existing output when its provenance record equals `key` (null otherwise). An output made by
+ * something else is removed first, with the reason reported, so it is never taken for this run's.
+ */
+function upToDate(o: EmbedOptions, key: EmbedKey, started: number): EmbedResult | { recomputed: string | null } {
+  const files = [o.out, idsPathFor(o.out), metaPathFor(o.out)];
+  if (!files.some((f) => existsSync(f))) return { recomputed: null };
+  const was = readMetaKey(o.out);
+  const why = o.force
+    ? `${o.out}: --force`
+    : !existsSync(o.out) || !existsSync(idsPathFor(o.out))
+      ? `${o.out}: incomplete output`
+      : mismatchReason(was, key, o.out);
+  if (why === null && !existsSync(o.out + ".parts")) {
+    const ids = readFileSync(idsPathFor(o.out), "utf8")
+      .split("\n")
+      .filter((l) => l !== "");
+    o.info?.(`${o.out} exists (${ids.length} rows) and was made from the same model, inputs and options`);
+    return {
+      out: o.out,
+      idsFile: idsPathFor(o.out),
+      metaFile: metaPathFor(o.out),
+      rows: ids.length,
+      dim: -1,
+      skipped: [],
+      resumedChunks: 0,
+      computedChunks: 0,
+      upToDate: true,
+      recomputed: null,
+      seconds: (performance.now() - started) / 1000,
+    };
+  }
+  if (why !== null) o.info?.(`${why}; recomputing`);
+  for (const f of [...files, skippedPathFor(o.out)]) rmSync(f, { force: true });
+  return { recomputed: why };
+}
+
+/** L2-normalises the rows of [n, d] in place (a zero row stays zero). */
+export function normalizeRowsInPlace(x: Float32Array, n: number, d: number): Float32Array {
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let k = i * d; k < (i + 1) * d; k++) s += x[k]! * x[k]!;
+    if (s === 0) continue;
+    const inv = 1 / Math.sqrt(s);
+    for (let k = i * d; k < (i + 1) * d; k++) x[k]! *= inv;
+  }
+  return x;
 }
 
 /** Embeds images (samples in order) with an image encoder. */
@@ -246,16 +294,19 @@ export async function embedImages(
   options: ImageEmbedOptions,
 ): Promise<EmbedResult> {
   const started = performance.now();
-  const kept = upToDate(options, started);
-  if (kept) return kept;
   const B = options.batchSize ?? 32;
   const transform: TransformOptions = { ...(options.transform ?? {}), size: encoder.imageSize, train: false };
-  const run = new Chunked(
-    options,
-    samples.map((s) => s.id),
-    { kind: "image", encoder: encoder.name ?? "image-encoder", extra: transform },
-    B,
-  );
+  const inputIds = samples.map((s) => s.id);
+  const key = makeKey({
+    kind: "image",
+    encoder: encoder.provenance ?? { name: encoder.name ?? "image-encoder" },
+    preprocessing: transform,
+    normalize: !!options.normalize,
+    ids: inputIds,
+  });
+  const kept = upToDate(options, key, started);
+  if ("upToDate" in kept) return kept;
+  const run = new Chunked(options, inputIds, key, B);
   const missing = run.missing();
   const resumed = run.chunks - missing.length;
   if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
@@ -295,7 +346,7 @@ export async function embedImages(
     if (batch.ids.length > 0) {
       const emb = await encoder.encodeImages(batch.images);
       checkEmbedding(emb, batch.ids.length, run);
-      rows.push(emb.data);
+      rows.push(options.normalize ? normalizeRowsInPlace(emb.data, batch.ids.length, run.dim) : emb.data);
       ids.push(...batch.ids);
     }
     const size = batch.next.index - batch.start.index;
@@ -315,6 +366,8 @@ export async function embedImages(
     resumedChunks: resumed,
     computedChunks: missing.length,
     upToDate: false,
+    recomputed: run.restarted ?? kept.recomputed,
+    metaFile: metaPathFor(options.out),
     seconds: (performance.now() - started) / 1000,
   };
 }
@@ -349,15 +402,18 @@ export async function embedTexts(
   options: EmbedOptions,
 ): Promise<EmbedResult> {
   const started = performance.now();
-  const kept = upToDate(options, started);
-  if (kept) return kept;
   const B = options.batchSize ?? 64;
-  const run = new Chunked(
-    options,
-    records.map((r) => r.id),
-    { kind: "text", encoder: encoder.name ?? "text-encoder", extra: null },
-    B,
-  );
+  const ids = records.map((r) => r.id);
+  const key = makeKey({
+    kind: "text",
+    encoder: encoder.provenance ?? { name: encoder.name ?? "text-encoder" },
+    preprocessing: null,
+    normalize: !!options.normalize,
+    ids,
+  });
+  const kept = upToDate(options, key, started);
+  if ("upToDate" in kept) return kept;
+  const run = new Chunked(options, ids, key, B);
   const missing = run.missing();
   const resumed = run.chunks - missing.length;
   if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
@@ -376,7 +432,7 @@ export async function embedTexts(
         const emb = await cur;
         const n = emb.shape[0] ?? 0;
         checkEmbedding(emb, n, run);
-        rows.push(emb.data);
+        rows.push(options.normalize ? normalizeRowsInPlace(emb.data, n, run.dim) : emb.data);
         bar.tick(n);
       }
     }
@@ -402,6 +458,8 @@ export async function embedTexts(
     resumedChunks: resumed,
     computedChunks: missing.length,
     upToDate: false,
+    recomputed: run.restarted ?? kept.recomputed,
+    metaFile: metaPathFor(options.out),
     seconds: (performance.now() - started) / 1000,
   };
 }

@@ -2,12 +2,15 @@
  * Embedding of `.npy` arrays — preprocessed images (float32 N×3×R×R) or token ids (int64/int32
  * N×L) — into `.npy` features (float32 N×D), in batches, for numpy users.
  */
+import { normalizeRowsInPlace } from "../embed/index.js";
 import { readNpy, writeNpy } from "../io/npy.js";
 import type { TensorData } from "../native.js";
 import type { EncodeOptions, ViLReF } from "./vilref.js";
 
 export interface EmbedNpyOptions extends EncodeOptions {
   batchSize?: number;
+  /** Write L2-normalised rows. */
+  normalize?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -48,6 +51,7 @@ export async function embedNpy(
     all.set(p, offset);
     offset += p.length;
   }
+  if (options.normalize) normalizeRowsInPlace(all, n, dim);
   await writeNpy(output, { dtype: "float32", shape: [n, dim], data: all });
   return { rows: n, dim, kind };
 }
