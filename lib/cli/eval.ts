@@ -17,7 +17,7 @@ import type { DatasetSpec } from "../eval/adapters/index.js";
 import { splitOf } from "../eval/dataset.js";
 import type { EvalDataset } from "../eval/dataset.js";
 import { formatReport } from "../eval/evaluate.js";
-import { textEncoder, tokenizerFor } from "../eval/features.js";
+import { contextLengthFor, textEncoder, tokenizerFor } from "../eval/features.js";
 import type { EncodeImagesOptions } from "../eval/features.js";
 import { formatEstimate } from "../eval/metrics.js";
 import { linearProbe } from "../eval/probe.js";
@@ -25,6 +25,8 @@ import { writeReport } from "../eval/report.js";
 import type { Overlay, Reportable } from "../eval/report.js";
 import { retrieval } from "../eval/retrieval.js";
 import type { RetrievalResult } from "../eval/retrieval.js";
+import { writeScoreTable } from "../eval/predictions.js";
+import type { ScoreTable } from "../eval/predictions.js";
 import { MULTI_LABEL_SCORINGS, zeroShot } from "../eval/zeroshot.js";
 import type { MultiLabelScoring } from "../eval/zeroshot.js";
 import type { ViLReF } from "../model/vilref.js";
@@ -42,6 +44,7 @@ import {
   list,
   loadModel as loadCliModel,
   outOption,
+  predictionsOption,
   progressOption,
   progressSpec,
   reportOption,
@@ -168,13 +171,22 @@ export function imageOptions(o: CommonOptions, label = "encoding images"): Encod
 
 const finiteOrNull = (_: string, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v);
 
-/** Writes --out (JSON; NaN as null) and --report; prints where they went. */
+/**
+ * Writes --out (JSON; NaN as null), --report and --predictions (the result's per-image score table,
+ * never part of the JSON); prints where they went.
+ */
 export async function writeOutputs(
-  o: Pick<CommonOptions, "out" | "report">,
-  result: Reportable,
+  o: Pick<CommonOptions, "out" | "report"> & { predictions?: string },
+  full: Reportable & { predictions?: ScoreTable },
   context: Record<string, string | number>,
   overlays: Overlay[] = [],
 ): Promise<void> {
+  const { predictions, ...result } = full;
+  if (o.predictions) {
+    if (!predictions) throw new Error("--predictions: this evaluation has no per-image predictions");
+    await writeScoreTable(o.predictions, predictions);
+    console.log(`predictions: ${o.predictions} (${predictions.ids.length} images)`);
+  }
   if (o.out) {
     mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
     writeFileSync(o.out, JSON.stringify({ ...context, ...result }, finiteOrNull, 2) + "\n");
@@ -197,8 +209,8 @@ function printRetrieval(r: RetrievalResult): void {
   for (const n of r.notes) console.log(`  note: ${n}`);
 }
 
-const VOCAB_HELP = "the model's vocab.txt (default: found beside the checkpoint)";
-const CONTEXT_HELP = "token context length (default: min(52, the model's positions))";
+const VOCAB_HELP = "the model's vocab.txt (default: the one inside the checkpoint, else a vocab.txt beside it)";
+const CONTEXT_HELP = "token context length (default: the model's recorded one, else min(52, its positions))";
 
 function registerZeroShot(ev: Command): void {
   const cmd = addCommonOptions(
@@ -217,7 +229,8 @@ function registerZeroShot(ev: Command): void {
         .default("relative"),
     )
     .addOption(vocabOption({ description: VOCAB_HELP }))
-    .addOption(contextLengthOption(undefined, CONTEXT_HELP));
+    .addOption(contextLengthOption(undefined, CONTEXT_HELP))
+    .addOption(predictionsOption());
   examples(cmd, [
     [
       "vilref eval zeroshot --model run/final/model.safetensors --data heldout/manifest.jsonl --out zs.json",
@@ -235,13 +248,14 @@ function registerZeroShot(ev: Command): void {
         scoring: MultiLabelScoring;
         vocab?: string;
         contextLength?: number;
+        predictions?: string;
       },
     ) => {
       const { ds, classes } = loadEvalData(o);
       const samples = o.split === "all" ? ds.samples : splitOf(ds, o.split);
       const { model, name } = await loadModel(o);
-      const { tokenizer, file } = tokenizerFor(o.model, model.vocabSha256, o.vocab);
-      const L = o.contextLength ?? Math.min(52, model.config.text_max_position_embeddings);
+      const { tokenizer, file } = tokenizerFor(o.model, model, o.vocab);
+      const L = contextLengthFor(model, o.contextLength);
       const r = await zeroShot(model, textEncoder(model, tokenizer, L), ds, samples, {
         resamples: o.bootstrap,
         seed: o.seed,
@@ -281,7 +295,8 @@ function registerProbe(ev: Command): void {
       new Option("--refit <which>", "fit the final model on train or train+val")
         .choices(["train", "train+val"])
         .default("train+val"),
-    );
+    )
+    .addOption(predictionsOption("write the test split's per-image probabilities here (.csv, .tsv or .jsonl)"));
   examples(cmd, [
     [
       "vilref eval probe --model model.safetensors --data ODIR --adapter odir --out probe.json",
@@ -300,6 +315,7 @@ function registerProbe(ev: Command): void {
         cGrid?: number[];
         multiclass: "multinomial" | "ovr";
         refit: "train" | "train+val";
+        predictions?: string;
       },
     ) => {
       const { ds, classes } = loadEvalData(o);
@@ -345,8 +361,8 @@ function registerRetrieval(ev: Command): void {
     const { ds } = loadEvalData(o);
     const samples = o.split === "all" ? ds.samples : splitOf(ds, o.split);
     const { model, name } = await loadModel(o);
-    const { tokenizer, file } = tokenizerFor(o.model, model.vocabSha256, o.vocab);
-    const L = o.contextLength ?? Math.min(52, model.config.text_max_position_embeddings);
+    const { tokenizer, file } = tokenizerFor(o.model, model, o.vocab);
+    const L = contextLengthFor(model, o.contextLength);
     const r = await retrieval(model, textEncoder(model, tokenizer, L), samples, {
       resamples: o.bootstrap,
       seed: o.seed,

@@ -12,6 +12,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { readFileSync } from "node:fs";
+import { register as registerClassify } from "./classify.js";
 import { register as registerData } from "./data.js";
 import { register as registerEval } from "./eval.js";
 import { register as registerLabels } from "./labels.js";
@@ -59,6 +60,7 @@ export function buildProgram(output: CliOutput = {}): Command {
   registerLabels(program);
   registerModel(program);
   registerData(program);
+  registerClassify(program);
   registerTrain(program);
   const evalCommand = registerEval(program);
   registerSegment(evalCommand);

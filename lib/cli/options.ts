@@ -109,6 +109,35 @@ export function list<T>(item: ValueParser<T>): ValueParser<T[]> {
   return Object.assign(parse, { expects });
 }
 
+/**
+ * Class names, comma-separated (a full-width "，" separates too): each non-empty after trimming,
+ * no name twice. An empty name is refused naming its position.
+ */
+export const classNames: ValueParser<string[]> = Object.assign(
+  (v: string): string[] => {
+    const parts = v.split(/[,，]/).map((x) => x.trim());
+    const empty = parts.findIndex((x) => x === "");
+    if (empty >= 0)
+      throw new InvalidArgumentError(
+        `Expected comma-separated class names; name ${empty + 1} of ${parts.length} is empty.`,
+      );
+    const dup = parts.find((x, i) => parts.indexOf(x) !== i);
+    if (dup !== undefined)
+      throw new InvalidArgumentError(`Expected comma-separated class names; ${dup} is given twice.`);
+    return parts;
+  },
+  { expects: "comma-separated class names" },
+);
+
+/** A per-image predictions file: .csv, .tsv or .jsonl (the format follows the extension). */
+export const predictionsFile: ValueParser<string> = Object.assign(
+  (v: string): string => {
+    if (!/\.(csv|tsv|tab|jsonl)$/i.test(v)) throw new InvalidArgumentError("Expected a .csv, .tsv or .jsonl file.");
+    return v;
+  },
+  { expects: "a .csv, .tsv or .jsonl file" },
+);
+
 /** cpu, cuda or cuda:N. */
 export const device: ValueParser<Device> = Object.assign(
   (v: string): Device => {
@@ -206,6 +235,13 @@ export function bootstrapOption(): Option {
   return new Option("--bootstrap <n>", "bootstrap resamples for the 95% confidence intervals (0: none)")
     .argParser(int({ min: 0 }))
     .default(1000);
+}
+
+/** --predictions <file>: per-image rows (id, gold, a score per class, predicted), CSV or JSONL by extension. */
+export function predictionsOption(
+  description = "write per-image predictions here: id, gold, a score per class, predicted (.csv, .tsv or .jsonl)",
+): Option {
+  return new Option("--predictions <file>", description).argParser(predictionsFile);
 }
 
 /** --no-progress: `o.progress` is false when given (see progressSpec). */

@@ -22,6 +22,8 @@ import type { Normalisation } from "../segment/preprocess.js";
 import { formatSegmentReport, runSegment } from "../segment/run.js";
 import type { SegmentReport } from "../segment/run.js";
 import { writeReport } from "../eval/report.js";
+import { goldLabels } from "../eval/predictions.js";
+import type { ScoreTable } from "../eval/predictions.js";
 import { writeOutputs } from "./eval.js";
 import {
   addModelOptions,
@@ -36,6 +38,7 @@ import {
   int,
   loadModel,
   outOption,
+  predictionsOption,
   progressOption,
   progressSpec,
   readModelConfig,
@@ -221,7 +224,7 @@ function source(
     for await (const b of loader.epoch(train ? epoch : 0)) {
       const labels = new Float32Array(b.ids.length * C);
       b.ids.forEach((id, i) => labels.set(byId.get(id)!, i * C));
-      yield { images: b.images, labels: { data: labels, shape: [b.ids.length, C] } };
+      yield { images: b.images, labels: { data: labels, shape: [b.ids.length, C] }, ids: b.ids };
       bar.tick(b.ids.length); // after the consumer has processed the batch
     }
   };
@@ -240,6 +243,7 @@ interface FinetuneCliOptions extends ModelCliOptions {
   bootstrap: number;
   out?: string;
   report?: string;
+  predictions?: string;
   progress: boolean;
 }
 
@@ -274,6 +278,29 @@ export function finetuneMetrics(
   if (!result.predictions.test)
     report.notes.push("no --test set: the metrics are on the validation split that chose the epoch (optimistic)");
   return report;
+}
+
+/** The per-image probabilities of the scored split (test, else validation), for --predictions. */
+function finetunePredictions(
+  result: FinetuneResult,
+  classes: string[],
+  scored: ReturnType<typeof labeledSamples>,
+): ScoreTable {
+  const p = result.predictions.test ?? result.predictions.val;
+  const multiLabel = scored.kind === "manifest";
+  const n = p.samples;
+  const row = (i: number) => p.labels.subarray(i * p.classes, (i + 1) * p.classes);
+  return {
+    ids: p.ids ?? scored.samples.map((s) => s.id),
+    images: scored.samples.map((s) => s.image),
+    classes,
+    scores: p.probabilities,
+    multiLabel,
+    threshold: 0.5,
+    gold: multiLabel
+      ? goldLabels(classes, n, { y: p.labels.map((t) => (t >= 0.5 ? 1 : 0)) })
+      : goldLabels(classes, n, { targets: Int32Array.from({ length: n }, (_, i) => row(i).indexOf(1)) }),
+  };
 }
 
 async function runFinetune(o: FinetuneCliOptions): Promise<void> {
@@ -327,7 +354,13 @@ async function runFinetune(o: FinetuneCliOptions): Promise<void> {
     backboneLr: o.backboneLr,
     training,
   });
-  await writeOutputs(o, reportable, { model: name, train: o.train, val: o.val, ...(o.test ? { test: o.test } : {}) });
+  const predictions = finetunePredictions(result, train.classes, result.predictions.test ? test! : val);
+  await writeOutputs(o, Object.assign(reportable, { predictions }), {
+    model: name,
+    train: o.train,
+    val: o.val,
+    ...(o.test ? { test: o.test } : {}),
+  });
 }
 
 export function registerFinetune(evalCommand: Command): void {
@@ -349,6 +382,11 @@ export function registerFinetune(evalCommand: Command): void {
     .addOption(bootstrapOption())
     .addOption(outOption("metrics JSON (each metric with a 95% bootstrap CI; the epochs' records)"))
     .addOption(reportOption())
+    .addOption(
+      predictionsOption(
+        "write the per-image probabilities of the scored split (test, else validation) here (.csv, .tsv or .jsonl)",
+      ),
+    )
     .addOption(progressOption());
   examples(cmd, [
     [

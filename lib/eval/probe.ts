@@ -14,6 +14,8 @@ import type { MetricsReport } from "./evaluate.js";
 import { encodeImageSet } from "./features.js";
 import type { EncodeImagesOptions } from "./features.js";
 import { rocAuc, finiteMean } from "./metrics.js";
+import { goldLabels } from "./predictions.js";
+import type { ScoreTable } from "./predictions.js";
 import type { BootstrapOptions } from "./metrics.js";
 
 // ---- L-BFGS --------------------------------------------------------------------------------------
@@ -461,6 +463,8 @@ export interface ProbeResult extends MetricsReport {
   selection: SelectionRow[];
   featureDim: number;
   splits: { train: number; val: number; test: number };
+  /** Per-image probabilities on the test split (what --predictions writes; leave it out of a metrics JSON). */
+  predictions: ScoreTable;
 }
 
 function targetsOf(ds: EvalDataset, samples: readonly EvalSample[]): ProbeTargets {
@@ -487,7 +491,7 @@ export async function linearProbe(model: ViLReF, ds: EvalDataset, options: Probe
         `${split}: ${f.skipped.length} images could not be decoded and were left out (first: ${f.skipped[0]!.id}: ${f.skipped[0]!.reason})`,
       );
     const used = f.used.map((i) => samples[i]!);
-    return { X: f.data, n: f.n, d: f.d, targets: targetsOf(ds, used) };
+    return { X: f.data, n: f.n, d: f.d, targets: targetsOf(ds, used), used };
   };
   const tr = await enc(names.train);
   const va = await enc(names.val);
@@ -516,5 +520,18 @@ export async function linearProbe(model: ViLReF, ds: EvalDataset, options: Probe
     selection: probe.selection,
     featureDim: tr.d,
     splits: { train: tr.n, val: va.n, test: te.n },
+    predictions: {
+      ids: te.used.map((s) => s.id),
+      images: te.used.map((s) => s.image),
+      classes: ds.classes,
+      scores: P,
+      multiLabel: te.targets.kind === "multilabel",
+      threshold: 0.5,
+      gold: goldLabels(
+        ds.classes,
+        te.n,
+        te.targets.kind === "multilabel" ? { y: te.targets.y } : { targets: te.targets.t },
+      ),
+    },
   };
 }

@@ -18,6 +18,8 @@ import type { MetricsReport } from "./evaluate.js";
 import { dots, encodeImageSet, normalizeRows } from "./features.js";
 import type { EncodeImagesOptions, TextEncodeFn } from "./features.js";
 import type { BootstrapOptions } from "./metrics.js";
+import { goldLabels } from "./predictions.js";
+import type { ScoreTable } from "./predictions.js";
 
 export const DEFAULT_PROMPTS_URL = new URL("./prompts/zh-fundus.json", import.meta.url);
 
@@ -239,6 +241,8 @@ export interface ZeroShotResult extends MetricsReport {
   protocol: "zeroshot";
   prompts: Record<string, ClassPrompts>;
   skipped: { id: string; reason: string }[];
+  /** Per-image scores (what --predictions writes; leave it out of a metrics JSON). */
+  predictions: ScoreTable;
 }
 
 /**
@@ -306,38 +310,27 @@ export async function zeroShot(
     ...(options.level !== undefined ? { level: options.level } : {}),
   };
   let report: MetricsReport;
+  let predictions: ScoreTable;
+  const rows = { ids: used.map((s) => s.id), images: used.map((s) => s.image), classes: names };
   if (ds.task === "multilabel") {
     const all = multiLabelTargets(used, ds.classes.length);
     const C = chosen.length;
     const y = new Float32Array(img.n * C);
     for (let i = 0; i < img.n; i++) chosen.forEach((ci, c) => (y[i * C + c] = all[i * ds.classes.length + ci]!));
-    report = evaluateScores(
-      {
-        task: "multilabel",
-        classes: names,
-        scores: multiLabelScores(I, img.n, feats, options.scoring ?? "relative"),
-        n: img.n,
-        y,
-        threshold: 0,
-      },
-      boot,
-    );
+    const scores = multiLabelScores(I, img.n, feats, options.scoring ?? "relative");
+    report = evaluateScores({ task: "multilabel", classes: names, scores, n: img.n, y, threshold: 0 }, boot);
+    predictions = { ...rows, scores, multiLabel: true, threshold: 0, gold: goldLabels(names, img.n, { y }) };
   } else {
     // the model's own temperature: similarity of a unit vector with itself is exp(logit_scale)
     const unit = new Float32Array(d);
     unit[0] = 1;
     const scale = (await model.similarity({ data: unit, shape: [1, d] }, { data: unit, shape: [1, d] }))
       .data[0] as number;
-    report = evaluateScores(
-      {
-        task: ds.task,
-        classes: names,
-        scores: singleLabelProbabilities(I, img.n, feats, scale),
-        n: img.n,
-        targets: classTargets(used, ds.classes.length),
-      },
-      boot,
-    );
+    const scores = singleLabelProbabilities(I, img.n, feats, scale);
+    // in the order of the scored classes (--classes may list them in another order than the dataset)
+    const targets = Int32Array.from(classTargets(used, ds.classes.length), (t) => chosen.indexOf(t));
+    report = evaluateScores({ task: ds.task, classes: names, scores, n: img.n, targets }, boot);
+    predictions = { ...rows, scores, multiLabel: false, threshold: 0.5, gold: goldLabels(names, img.n, { targets }) };
   }
   return {
     ...report,
@@ -345,5 +338,6 @@ export async function zeroShot(
     notes: [...ds.notes, ...notes, ...report.notes],
     prompts: Object.fromEntries(prompts),
     skipped: img.skipped,
+    predictions,
   };
 }

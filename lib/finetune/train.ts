@@ -12,6 +12,8 @@ export interface LabeledBatch {
   images: TensorData<Float32Array>;
   /** [B, classes] in [0, 1]. */
   labels: TensorData<Float32Array>;
+  /** The images' ids (optional: predictions then carry them). */
+  ids?: string[];
 }
 
 /** The batches of one epoch (training data reshuffled per epoch by the source). */
@@ -39,6 +41,8 @@ export interface SplitPredictions {
   labels: Float32Array;
   samples: number;
   classes: number;
+  /** The samples' ids, when every batch had them. */
+  ids?: string[];
 }
 
 export interface FinetuneResult {
@@ -89,7 +93,10 @@ export async function predictSplit(ft: Finetuner, source: AsyncIterable<LabeledB
   const classes = ft.config.classes;
   const probs: number[] = [],
     labels: number[] = [];
+  let ids: string[] | undefined = [];
   for await (const b of source) {
+    if (b.ids && ids) ids.push(...b.ids);
+    else ids = undefined;
     if (b.labels.shape[1] !== classes)
       throw new RangeError(`labels: ${b.labels.shape[1]} per sample, the finetuner has ${classes} classes`);
     const p = await ft.predict(b.images);
@@ -101,6 +108,7 @@ export async function predictSplit(ft: Finetuner, source: AsyncIterable<LabeledB
     labels: Float32Array.from(labels),
     samples: probs.length / classes,
     classes,
+    ...(ids ? { ids } : {}),
   };
 }
 
