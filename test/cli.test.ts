@@ -55,6 +55,33 @@ const ROWS: Row[] = [
     failing: ["embed", ...m, "--out", path.join(dir, "o.npy"), "--images", missing],
   },
   {
+    command: "classify",
+    number: [
+      ["classify", ...m, "--images", missing, "--classes", "a,b", "--out", "o.csv", "--batch-size", "x"],
+      "--batch-size",
+    ],
+    choice: [
+      ["classify", ...m, "--images", missing, "--taxonomy", "--multi-label", "--scoring", "absolute", "--out", "o.csv"],
+      "--scoring",
+    ],
+    required: [["classify", ...m, "--images", missing, "--classes", "a,b"], "--out"],
+    failing: ["classify", ...m, "--images", missing, "--classes", "a,b", "--out", path.join(dir, "o.csv")],
+  },
+  {
+    command: "search",
+    number: [["search", "--index", missing, "--text", "x", "-k", "0"], "--k"],
+    choice: [["search", "--index", missing, "--image", "x", "--features", "mid"], "--features"],
+    required: [["search", "--text", "x"], "--index"],
+    failing: ["search", "--index", missing, "--queries", path.join(dir, "q.npy")],
+  },
+  { command: "models list" },
+  {
+    command: "models add",
+    number: [["models", "add", "x.pt", "--context-length", "1.5"], "--context-length"],
+    required: [["models", "add"], "file"],
+    failing: ["models", "add", missing, "--dir", dir],
+  },
+  {
     command: "tokenize",
     number: [
       ["tokenize", "--vocab", vocab, "--in", "t.txt", "--out", "o", "--context-length", "1"],

@@ -134,7 +134,12 @@ async function runClassify(o: ClassifyCliOptions): Promise<void> {
   if (!classes && !o.taxonomy)
     throw new UsageError("give the classes: --classes <list>, --classes-file <file> or --taxonomy");
   if (o.threshold !== undefined && !o.multiLabel) throw new UsageError("--threshold needs --multi-label");
-  if (fromFile) classNames(fromFile.join(","));
+  if (fromFile)
+    try {
+      classNames(fromFile.join(","));
+    } catch (e) {
+      throw new UsageError(`--classes-file ${o.classesFile}: ${(e as Error).message}`);
+    }
   const samples = resolveImageInputs(o.images, { columns: { image: o.imageColumn, id: o.idColumn } });
   const { model } = await loadModel(o);
   const { tokenizer } = tokenizerFor(o.model, model, o.vocab);

@@ -17,6 +17,7 @@ import { register as registerData } from "./data.js";
 import { register as registerEval } from "./eval.js";
 import { register as registerLabels } from "./labels.js";
 import { register as registerModel } from "./model.js";
+import { register as registerSearch } from "./search.js";
 import { UsageError } from "./options.js";
 import { registerFinetune, registerSegment } from "./segment.js";
 import { register as registerSystem } from "./system.js";
@@ -61,6 +62,7 @@ export function buildProgram(output: CliOutput = {}): Command {
   registerModel(program);
   registerData(program);
   registerClassify(program);
+  registerSearch(program);
   registerTrain(program);
   const evalCommand = registerEval(program);
   registerSegment(evalCommand);

@@ -22,6 +22,7 @@ import { InvalidArgumentError, Option } from "commander";
 import type { Command } from "commander";
 import type { ModelConfigInput } from "../model/config.js";
 import { modelFromSpec } from "../model/encoders.js";
+import type { ModelOrigin } from "../model/encoders.js";
 import type { Device, Dtype, ViLReF } from "../model/vilref.js";
 import { setThreads } from "../native.js";
 import type { ProgressOptions, ProgressSpec } from "../progress.js";
@@ -322,7 +323,7 @@ export function applyThreads(o: { threads?: number }): void {
 }
 
 /** The model the options name, on their device, with their threads. */
-export async function loadModel(o: ModelCliOptions): Promise<{ model: ViLReF; name: string }> {
+export async function loadModel(o: ModelCliOptions): Promise<{ model: ViLReF; name: string; origin: ModelOrigin }> {
   applyThreads(o);
   const config = readModelConfig(o.config);
   return modelFromSpec(o.model, {

@@ -5,7 +5,7 @@
  * (native), C-order data. Object arrays (pickles) and structured dtypes are refused: nothing in a
  * file is ever executed. Writing produces the bytes `numpy.save` produces for the same array.
  */
-import { readFile } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { atomicWriteFile, byteswapInPlace, bytesOf, hostIsLittleEndian, viewOrCopy } from "./bytes.js";
 
 export type NpyDtype = "float32" | "float64" | "float16" | "int64" | "int32" | "int16" | "int8" | "uint8" | "bool";
@@ -239,15 +239,28 @@ function fortranToC(src: Uint8Array, shape: readonly number[], itemSize: number)
   return out;
 }
 
+/** A parsed `.npy` header: what the data is and where it starts. */
+export interface NpyHeader {
+  dtype: NpyDtype;
+  shape: number[];
+  fortranOrder: boolean;
+  bigEndian: boolean;
+  /** Byte offset of the data in the file. */
+  dataOffset: number;
+  /** Bytes of data the shape needs. */
+  dataBytes: number;
+}
+
 /**
- * Parses `.npy` bytes. The result's data is a zero-copy view of `bytes` when the data is aligned,
- * little-endian and C-order; otherwise a copy.
+ * Parses the header of `.npy` bytes (`bytes` holds at least the header; `fileSize`, when given, is
+ * the whole file's size and must match the shape). Errors name the array.
  */
-export function parseNpy(bytes: Uint8Array, name = "array"): NpyArray {
+export function parseNpyHeader(bytes: Uint8Array, name = "array", fileSize?: number): NpyHeader {
   const fail = (msg: string): never => {
     throw new NpyError(`${name}: ${msg}`);
   };
-  if (bytes.length < 10) fail(`${bytes.length} bytes is too short for a .npy file`);
+  const size = fileSize ?? bytes.length;
+  if (size < 10 || bytes.length < 10) fail(`${size} bytes is too short for a .npy file`);
   for (let i = 0; i < MAGIC.length; i++)
     if (bytes[i] !== MAGIC[i]) fail("not a .npy file (bad magic; expected \\x93NUMPY)");
   const major = bytes[6]!;
@@ -265,8 +278,8 @@ export function parseNpy(bytes: Uint8Array, name = "array"): NpyArray {
     headerStart = 12;
   }
   const dataStart = headerStart + headerLen;
-  if (dataStart > bytes.length)
-    fail(`header length ${headerLen} runs past the end of the file (${bytes.length} bytes)`);
+  if (dataStart > size) fail(`header length ${headerLen} runs past the end of the file (${size} bytes)`);
+  if (dataStart > bytes.length) fail(`header length ${headerLen} is larger than the bytes read`);
   let header: string;
   try {
     header = new TextDecoder(major === 3 ? "utf-8" : "latin1", { fatal: true }).decode(
@@ -294,19 +307,92 @@ export function parseNpy(bytes: Uint8Array, name = "array"): NpyArray {
     return d as number;
   });
   const { dtype, bigEndian } = descrToDtype(descr as string, fail);
-  const info = DTYPES[dtype];
   const count = checkedProduct(shape, fail);
-  const need = count * info.size;
+  const need = count * DTYPES[dtype].size;
   if (!Number.isSafeInteger(need)) fail(`shape (${shape.join(", ")}) is too large`);
-  const have = bytes.length - dataStart;
+  const have = size - dataStart;
   if (have !== need) fail(`data holds ${have} bytes but shape (${shape.join(", ")}) of ${dtype} needs ${need}`);
-  const swap = info.size > 1 && bigEndian === hostIsLittleEndian;
+  return { dtype, shape, fortranOrder: fortran as boolean, bigEndian, dataOffset: dataStart, dataBytes: need };
+}
+
+/**
+ * Parses `.npy` bytes. The result's data is a zero-copy view of `bytes` when the data is aligned,
+ * little-endian and C-order; otherwise a copy.
+ */
+export function parseNpy(bytes: Uint8Array, name = "array"): NpyArray {
+  const h = parseNpyHeader(bytes, name);
+  const { dtype, shape } = h;
+  const info = DTYPES[dtype];
+  const dataStart = h.dataOffset;
+  const count = h.dataBytes / info.size;
+  const need = h.dataBytes;
+  const swap = info.size > 1 && h.bigEndian === hostIsLittleEndian;
   const trivialOrder = shape.filter((d) => d !== 1).length <= 1;
-  if (!fortran || trivialOrder) return { dtype, shape, data: viewOrCopy(info.ctor, bytes, dataStart, count, swap) };
+  if (!h.fortranOrder || trivialOrder)
+    return { dtype, shape, data: viewOrCopy(info.ctor, bytes, dataStart, count, swap) };
   const raw = bytes.slice(dataStart, dataStart + need);
   if (swap) byteswapInPlace(raw, info.size);
   const c = fortranToC(raw, shape, info.size);
   return { dtype, shape, data: new info.ctor(c.buffer, 0, count) };
+}
+
+/** Reads only the header of a `.npy` file (the data is checked against the file's size, not read). */
+export async function readNpyHeader(file: string): Promise<NpyHeader> {
+  const fh = await open(file, "r");
+  try {
+    const { size } = await fh.stat();
+    const head = new Uint8Array(Math.min(size, 12));
+    await fh.read(head, 0, head.length, 0);
+    let len = Math.min(size, 65536);
+    if (head.length >= 12 && head[6]! >= 2) len = Math.min(size, 12 + new DataView(head.buffer).getUint32(8, true));
+    else if (head.length >= 10) len = Math.min(size, 10 + new DataView(head.buffer).getUint16(8, true));
+    const bytes = new Uint8Array(len);
+    await fh.read(bytes, 0, len, 0);
+    return parseNpyHeader(bytes, file, size);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Rows [start, end) of a C-order `.npy` file (along the first axis), read from disk without the
+ * rest: a large array is read a slice at a time. Native byte order, as readNpy returns.
+ */
+export async function readNpyRows(file: string, header: NpyHeader, start: number, end: number): Promise<NpyArray> {
+  const { dtype, shape } = header;
+  const info = DTYPES[dtype];
+  const rows = shape[0] ?? 1;
+  if (
+    shape.length === 0 ||
+    !(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= rows)
+  )
+    throw new RangeError(`${file}: rows ${start}..${end} are outside its ${rows} rows`);
+  if (header.fortranOrder && shape.filter((d) => d !== 1).length > 1)
+    throw new NpyError(`${file}: Fortran-order data cannot be read a slice of rows at a time`);
+  const rowItems = shape.slice(1).reduce((a, b) => a * b, 1);
+  const bytes = new Uint8Array((end - start) * rowItems * info.size);
+  const fh = await open(file, "r");
+  try {
+    let done = 0;
+    while (done < bytes.length) {
+      const { bytesRead } = await fh.read(
+        bytes,
+        done,
+        bytes.length - done,
+        header.dataOffset + start * rowItems * info.size + done,
+      );
+      if (bytesRead === 0) throw new NpyError(`${file}: the file ended early`);
+      done += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  const swap = info.size > 1 && header.bigEndian === hostIsLittleEndian;
+  return {
+    dtype,
+    shape: [end - start, ...shape.slice(1)],
+    data: viewOrCopy(info.ctor, bytes, 0, (end - start) * rowItems, swap),
+  };
 }
 
 /** Reads and parses a `.npy` file; errors name the file. */

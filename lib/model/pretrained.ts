@@ -43,20 +43,15 @@ function readVocabText(file: string): string {
  * with the sha256 the checkpoint (or `expectVocabSha256`) records is refused, naming the file.
  */
 export async function convertCheckpoint(input: string, output: string, options: ConvertOptions = {}): Promise<ViLReF> {
+  const vocab = options.vocab !== undefined ? readVocabText(options.vocab) : undefined;
+  const check = (want: string | undefined, whose: string) => {
+    const have = vocab !== undefined ? sha256Hex(vocab) : undefined;
+    if (have !== undefined && want !== undefined && want !== have)
+      throw new Error(`--vocab ${options.vocab}: sha256 ${have.slice(0, 12)}… is not ${whose} (${want.slice(0, 12)}…)`);
+  };
+  check(options.expectVocabSha256, "the released vocabulary");
   const model = await ViLReF.load(input, options.config ? { config: options.config } : {});
-  let vocab: string | undefined;
-  if (options.vocab !== undefined) {
-    vocab = readVocabText(options.vocab);
-    const have = sha256Hex(vocab);
-    for (const [want, whose] of [
-      [model.vocabSha256, `the vocabulary ${input} records`],
-      [options.expectVocabSha256, "the released vocabulary"],
-    ] as const)
-      if (want !== undefined && want !== have)
-        throw new Error(
-          `--vocab ${options.vocab}: sha256 ${have.slice(0, 12)}… is not ${whose} (${want.slice(0, 12)}…)`,
-        );
-  }
+  check(model.vocabSha256, `the vocabulary ${input} records`);
   if (vocab === undefined && model.vocabSha256 === undefined) model.vocabSha256 = options.expectVocabSha256;
   await model.save(output, {
     ...(options.labels ? { labels: options.labels } : {}),
@@ -64,6 +59,7 @@ export async function convertCheckpoint(input: string, output: string, options: 
     ...(options.contextLength !== undefined ? { contextLength: options.contextLength } : {}),
   });
   if (vocab !== undefined) model.vocab = vocab;
+  if (options.contextLength !== undefined) model.contextLength = options.contextLength;
   return model;
 }
 

@@ -211,9 +211,9 @@ export function resolveModel(spec: string, options: { dir?: string } = {}): Reso
   const plain = path.join(home, `${spec}.safetensors`);
   if (isFile(plain)) return { path: plain, name: spec, source: "folder" };
   const names = knownNames(home);
-  const hint = presetNames().includes(spec) ? `; for random weights of that architecture say preset:${spec}` : "";
+  const hint = presetNames().includes(spec) ? `; for random weights of that preset say preset:${spec}` : "";
   throw new ModelNotFoundError(
-    `unknown model name ${JSON.stringify(spec)}: no such file, and not a known or registered model (known: ${names.join(", ")}; folder ${home}); give a .safetensors/.pt file, a name from \`vilref models list\`, or preset:<name>${hint}`,
+    `unknown model name ${JSON.stringify(spec)}: no such checkpoint file, and not a known or registered model (known: ${names.join(", ")}; folder ${home}); give a .safetensors/.pt file, a name from \`vilref models list\`, or preset:<name>${hint}`,
     spec,
     home,
   );
