@@ -1,8 +1,10 @@
 /**
  * Report text normalisation for matching: NFKC per character (full-width letters, digits and
  * punctuation to ASCII, Roman numerals to letters), lowercase, circled/parenthesised list numbers
- * to line breaks. Offsets back into the original text are kept so every evidence span points at
- * what the clinician wrote.
+ * to line breaks, and an optional one-to-one character table from the rules file (traditional
+ * characters and variant forms to the simplified form the terms are written in: 視→视, 浑→混).
+ * Offsets back into the original text are kept so every evidence span points at what the
+ * clinician wrote.
  */
 
 export interface NormalizedText {
@@ -13,9 +15,40 @@ export interface NormalizedText {
   end: Int32Array | null;
 }
 
+/** A compiled character table: one BMP character to one BMP character. */
+export interface CharTable {
+  /** Replacement for each code unit of the CJK block U+4E00..U+9FFF (0: none). */
+  cjk: Uint16Array;
+  /** Every mapped character, for characters outside the CJK block. */
+  other: Map<string, string>;
+  /** Matches the characters that need mapping (ASCII upper case, non-ASCII non-CJK, mapped CJK). */
+  special: RegExp;
+}
+
 const cache = new Map<number, string>();
-/** Characters that need mapping: upper-case ASCII and everything outside ASCII, CJK, 。 and 、. */
-const SPECIAL_RE = /[A-Z]|[^\u0000-\u007f\u4e00-\u9fff\u3001\u3002]/gu;
+const SPECIAL_SRC = "[A-Z]|[^\\u0000-\\u007f\\u4e00-\\u9fff\\u3001\\u3002]";
+/** Characters that need mapping without a table: upper-case ASCII and everything outside ASCII, CJK, 。 and 、. */
+const SPECIAL_RE = new RegExp(SPECIAL_SRC, "gu");
+
+function escapeClass(ch: string): string {
+  return /[\\\]^-]/.test(ch) ? `\\${ch}` : ch;
+}
+
+/** Compile a character map (`{"視": "视"}`); keys and values are single BMP characters. */
+export function charTable(map: Readonly<Record<string, string>>): CharTable {
+  const cjk = new Uint16Array(0x9fff - 0x4e00 + 1);
+  const other = new Map<string, string>();
+  const cls: string[] = [];
+  for (const [from, to] of Object.entries(map)) {
+    const c = from.charCodeAt(0);
+    if (c >= 0x4e00 && c <= 0x9fff) {
+      cjk[c - 0x4e00] = to.charCodeAt(0);
+      cls.push(escapeClass(from));
+    } else other.set(from, to);
+  }
+  const src = cls.length > 0 ? `${SPECIAL_SRC}|[${cls.join("")}]` : SPECIAL_SRC;
+  return { cjk, other, special: new RegExp(src, "gu") };
+}
 
 function mapChar(cp: number, ch: string): string {
   let m = cache.get(cp);
@@ -28,28 +61,51 @@ function mapChar(cp: number, ch: string): string {
   return m;
 }
 
-export function normalizeReport(text: string): NormalizedText {
-  const n = text.length;
-  // Fast path: ASCII and CJK unified ideographs only.
-  let simple = true;
-  for (let i = 0; i < n; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 0x80 && !(c >= 0x4e00 && c <= 0x9fff) && c !== 0x3002 && c !== 0x3001) {
-      simple = false;
-      break;
+function mapOne(cp: number, ch: string, table: CharTable | null): string {
+  if (table !== null) {
+    if (cp >= 0x4e00 && cp <= 0x9fff) {
+      const r = table.cjk[cp - 0x4e00] as number;
+      if (r !== 0) return String.fromCharCode(r);
+      return ch;
     }
+    const o = table.other.get(ch);
+    if (o !== undefined) return o;
   }
-  if (simple) return { text: text.toLowerCase(), start: null, end: null };
+  return mapChar(cp, ch);
+}
 
-  // Common case: every character maps to the same number of UTF-16 units (，→, ：→: （→( ...).
+/** True when the text is ASCII, CJK ideographs (none of them mapped), 。 and 、 only. */
+function isSimple(text: string, table: CharTable | null): boolean {
+  const cjk = table?.cjk ?? null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80 || c === 0x3002 || c === 0x3001) continue;
+    if (c >= 0x4e00 && c <= 0x9fff) {
+      if (cjk !== null && cjk[c - 0x4e00] !== 0) return false;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+/** Normalise a report (or a term). `table`: the rules' character table, if any. */
+export function normalizeReport(text: string, table: CharTable | null = null): NormalizedText {
+  if (isSimple(text, table)) return { text: text.toLowerCase(), start: null, end: null };
+
+  // Common case: every character maps to the same number of UTF-16 units (，→, ：→: （→( 視→视 ...).
   let sameLength = true;
-  const replaced = text.replace(SPECIAL_RE, (ch: string) => {
-    const m = mapChar(ch.codePointAt(0) as number, ch);
+  const replaced = text.replace(table?.special ?? SPECIAL_RE, (ch: string) => {
+    const m = mapOne(ch.codePointAt(0) as number, ch, table);
     if (m.length !== ch.length) sameLength = false;
     return m;
   });
   if (sameLength) return { text: replaced, start: null, end: null };
+  return normalizeWithOffsets(text, table);
+}
 
+function normalizeWithOffsets(text: string, table: CharTable | null): NormalizedText {
+  const n = text.length;
   const parts: string[] = [];
   let starts: number[] | null = null;
   let ends: number[] | null = null;
@@ -61,7 +117,7 @@ export function normalizeReport(text: string): NormalizedText {
     let m: string;
     if (c < 0x80) {
       m = c >= 65 && c <= 90 ? String.fromCharCode(c + 32) : (text[i] as string);
-    } else if ((c >= 0x4e00 && c <= 0x9fff) || c === 0x3002 || c === 0x3001) {
+    } else if (c === 0x3002 || c === 0x3001) {
       m = text[i] as string;
     } else {
       let cp = c;
@@ -72,7 +128,7 @@ export function normalizeReport(text: string): NormalizedText {
           width = 2;
         }
       }
-      m = mapChar(cp, text.slice(i, i + width));
+      m = mapOne(cp, text.slice(i, i + width), table);
     }
     if (starts === null && m.length !== width) {
       // First length change: materialise the identity offsets so far.

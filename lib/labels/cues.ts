@@ -1,0 +1,246 @@
+/**
+ * Step 3 of labelling: what the cues around a mention say about it — asserted, negated,
+ * suspected, history, or (for a treatment) only planned.
+ *
+ * Inside its clause a mention takes the nearest cue before it (a terminator such as 可见 or 但
+ * stops the search) and the nearest cue after it. Across clauses, three list rules extend a cue:
+ * - a bare list clause (findings and joiners only: "未见出血，渗出") continues the negation of the
+ *   clause before it when that clause is a negated list;
+ * - a bare list clause before a clause closed by a collective negative ("出血，渗出，新生血管均未见")
+ *   takes that negative;
+ * - a "finding: result" pair ("视网膜脱离：无", "【出血】(-)") takes the result as its cue.
+ * Precedence at one mention: history > planned > positive marker > uncertainty > negation.
+ */
+import {
+  NEG_ROLES,
+  POST_ROLES,
+  PRE_ROLES,
+  R_ABSENCE,
+  R_NORMAL_DESC,
+  R_PLAN,
+  R_POSITIVE,
+  R_POST_HIST,
+  R_POST_NEG,
+  R_POST_NEG_END,
+  R_POST_UNC,
+  R_POST_UNC_NEAR,
+  R_PRE_HIST,
+  R_PRE_NEG,
+  R_PRE_UNC,
+  R_RULE_OUT,
+  R_SUGGEST,
+  R_TERMINATOR,
+  type Entry,
+} from "./compile.js";
+import type { Match } from "./match.js";
+import type { Clause } from "./scope.js";
+
+export type CueKind = "negation" | "uncertainty" | "history" | "positive" | "plan";
+export type Status = "asserted" | "negated" | "suspected" | "history" | "excluded" | "planned";
+
+export interface FoundCue {
+  m: Match;
+  kind: CueKind;
+}
+
+export interface Decision {
+  status: Status;
+  cue: FoundCue | null;
+}
+
+/** Cues carried into a clause from its neighbours (list rules); one per clause, indexed like the clauses. */
+export interface Carried {
+  pre: (FoundCue | null)[];
+  post: (FoundCue | null)[];
+}
+
+export function isMention(e: Entry): boolean {
+  return e.findings.length + e.signs.length > 0;
+}
+
+function preKind(items: Match[], c: Clause, p: number, r: number): CueKind {
+  if (r & R_PRE_HIST) return "history";
+  if (r & R_PRE_UNC) return "uncertainty";
+  if (r & R_RULE_OUT) {
+    // 排除 after a suggestion (建议…排除, 需…排除) is "to be ruled out": a suspicion.
+    for (let k = c.first; k < p; k++) if ((items[k] as Match).entry.roles & R_SUGGEST) return "uncertainty";
+    return "negation";
+  }
+  return "negation";
+}
+
+/** The nearest cue before mention q in its clause, else the one carried from the clause before. */
+export function preCue(
+  items: Match[],
+  c: Clause,
+  q: number,
+  treatment: boolean,
+  carried: FoundCue | null,
+): FoundCue | null {
+  for (let p = q - 1; p >= c.first; p--) {
+    const m = items[p] as Match;
+    const r = m.entry.roles;
+    if (r & R_TERMINATOR) return null;
+    if (treatment && r & R_PLAN) return { m, kind: "plan" };
+    if (r & PRE_ROLES) return { m, kind: preKind(items, c, p, r) };
+  }
+  return carried;
+}
+
+function onlyClosing(t: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const ch = t.charCodeAt(i);
+    if (ch !== 32 && ch !== 9 && ch !== 41 && ch !== 0xff09 && ch !== 93) return false;
+  }
+  return true;
+}
+
+function postKind(r: number, gap: number, maxGap: number): CueKind | null {
+  if (r & R_POST_HIST && gap <= maxGap) return "history";
+  if (r & R_POSITIVE) return "positive";
+  if (r & (R_POST_UNC | R_POST_UNC_NEAR)) return "uncertainty";
+  if (r & (R_POST_NEG | R_POST_NEG_END)) return "negation";
+  return null;
+}
+
+/** The nearest cue after mention q in its clause, else the one carried from a later clause. */
+export function postCue(
+  items: Match[],
+  c: Clause,
+  q: number,
+  t: string,
+  maxGap: number,
+  carried: FoundCue | null,
+): FoundCue | null {
+  const it = items[q] as Match;
+  let between = 0;
+  for (let p = q + 1; p < c.last; p++) {
+    const m = items[p] as Match;
+    const r = m.entry.roles;
+    if (r & R_TERMINATOR) return null;
+    if (r & POST_ROLES) {
+      const gap = m.s - it.e;
+      const near = between === 0;
+      if (r & R_POST_HIST && gap <= maxGap && near) return { m, kind: "history" };
+      if (r & R_POST_UNC_NEAR) {
+        if (gap <= 2 && near) return { m, kind: "uncertainty" };
+        continue;
+      }
+      if (r & R_POST_NEG_END) {
+        if (onlyClosing(t, m.e, c.end)) return { m, kind: "negation" };
+        continue;
+      }
+      const kind = postKind(r, gap, maxGap);
+      if (kind !== null && kind !== "history") return { m, kind };
+    }
+    if (isMention(m.entry)) between++;
+  }
+  return carried;
+}
+
+/** The status of mention q from its cues. */
+export function decide(pre: FoundCue | null, post: FoundCue | null): Decision {
+  const order: CueKind[] = ["history", "plan", "positive", "uncertainty", "negation"];
+  for (const kind of order) {
+    if (post?.kind === kind) return { status: statusOf(kind), cue: post };
+    if (pre?.kind === kind) return { status: statusOf(kind), cue: pre };
+  }
+  return { status: "asserted", cue: null };
+}
+
+function statusOf(kind: CueKind): Status {
+  switch (kind) {
+    case "history":
+      return "history";
+    case "plan":
+      return "planned";
+    case "positive":
+      return "asserted";
+    case "uncertainty":
+      return "suspected";
+    default:
+      return "negated";
+  }
+}
+
+// ---- list rules across clauses ----------------------------------------------------------------
+
+/** Between two list clauses: nothing, or short comma-separated items the rules do not know ("出血，渗出，新生血管均未见"). */
+const LIST_GAP = /^(?:,[^,;:。!\n\r【】]{0,8})*$/;
+
+const JOINERS = new Set([..."、及和与或以等/ \t"].map((ch) => ch.charCodeAt(0)));
+
+/** Findings and joiners only: "渗出", "出血、渗出及新生血管". */
+function isBare(items: Match[], c: Clause, t: string): boolean {
+  let pos = c.start;
+  const ch = t.charCodeAt(pos);
+  if (ch === 44 || ch === 0x3001) pos++;
+  for (let q = c.first; q < c.last; q++) {
+    const m = items[q] as Match;
+    if (!isMention(m.entry) || m.entry.roles !== 0 || m.entry.eye !== null) return false;
+    for (let i = pos; i < m.s; i++) if (!JOINERS.has(t.charCodeAt(i))) return false;
+    pos = m.e;
+  }
+  for (let i = pos; i < c.end; i++) if (!JOINERS.has(t.charCodeAt(i))) return false;
+  return c.last > c.first;
+}
+
+/** A result after "finding:" — 无, 阴性, (-), -, 可疑, ?, (+) — and nothing else in its clause. */
+function resultCue(items: Match[], c: Clause | undefined, t: string): FoundCue | null {
+  if (c === undefined || c.last - c.first !== 1) return null;
+  const m = items[c.first] as Match;
+  const r = m.entry.roles;
+  if (isMention(m.entry) || m.entry.eye !== null) return null;
+  let rest = 0;
+  for (let i = c.start + 1; i < c.end; i++) if ((i < m.s || i >= m.e) && t.charCodeAt(i) !== 32) rest++;
+  if (rest > 2) return null;
+  if (r & R_POSITIVE) return { m, kind: "positive" };
+  if (r & (R_PRE_UNC | R_POST_UNC | R_POST_UNC_NEAR)) return { m, kind: "uncertainty" };
+  if (r & NEG_ROLES) return { m, kind: "negation" };
+  return null;
+}
+
+function lastMention(items: Match[], c: Clause): number {
+  for (let q = c.last - 1; q >= c.first; q--) if (isMention((items[q] as Match).entry)) return q;
+  return -1;
+}
+
+/** The cues each clause receives from its neighbours under the list rules. */
+export function carryCues(items: Match[], clauses: Clause[], t: string, maxGap: number): Carried {
+  const n = clauses.length;
+  const carried: Carried = { pre: new Array(n).fill(null), post: new Array(n).fill(null) };
+  const bare = clauses.map((c) => isBare(items, c, t));
+  const joined = (a: number): boolean => {
+    const d = clauses[a + 1];
+    return (
+      d !== undefined && t.charCodeAt(d.start) === 44 && LIST_GAP.test(t.slice((clauses[a] as Clause).end, d.start))
+    );
+  };
+  for (let a = 0; a + 1 < n; a++) {
+    if (!bare[a + 1] || !joined(a)) continue;
+    const c = clauses[a] as Clause;
+    const q = lastMention(items, c);
+    if (q < 0) continue;
+    const pre = bare[a] ? carried.pre[a] : preCue(items, c, q, false, null);
+    if (pre?.kind === "negation" && (pre.m.entry.roles & R_PRE_NEG) !== 0) carried.pre[a + 1] = pre;
+  }
+  for (let a = n - 2; a >= 0; a--) {
+    const c = clauses[a] as Clause;
+    const d = clauses[a + 1] as Clause;
+    const close = t.charCodeAt(c.end);
+    if ((close === 58 || close === 0x3011 || close === 93) && d.start === c.end) {
+      carried.post[a] = resultCue(items, d, t);
+      continue;
+    }
+    if (!bare[a] || !joined(a)) continue;
+    if (bare[a + 1]) carried.post[a] = carried.post[a + 1] ?? null;
+    else if (d.last > d.first && isMention((items[d.first] as Match).entry)) {
+      const post = postCue(items, d, d.first, t, maxGap, null);
+      if (post?.kind === "negation" && (post.m.entry.roles & R_POST_NEG_END) !== 0) carried.post[a] = post;
+    }
+  }
+  return carried;
+}
+
+/** Roles that make an item a normal statement or description. */
+export const NORMAL_ROLES = R_NORMAL_DESC | R_ABSENCE;
