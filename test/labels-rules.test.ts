@@ -74,10 +74,12 @@ test("loadRules reports unreadable files and broken JSON with the file name", (t
 test("a clinician can extend the rules: new synonym, new cue", (t) => {
   const r = base();
   const before = new Labeler(parseRules(r));
-  t.deepEqual(before.label("诊断：OD IMH").labels, {});
-  r.labels.find((l: any) => l.id === "macular_hole").abbreviations.push("IMH");
-  r.cues.uncertainty.pre.push("似有");
+  t.deepEqual(before.label("诊断：OD MHole").labels, {});
+  t.deepEqual(before.label("视网膜前膜存疑").labels, { erm: 1 });
+  r.labels.find((l: any) => l.id === "macular_hole").abbreviations.push("MHole");
+  r.cues.uncertainty.post.push("存疑");
   const after = new Labeler(parseRules(r));
-  t.deepEqual(after.label("诊断：OD IMH").labels, { macular_hole: 1 });
-  t.deepEqual(after.label("似有视网膜前膜").labels, { erm: 0.5 });
+  t.deepEqual(after.label("诊断：OD MHole").labels, { macular_hole: 1 });
+  t.deepEqual(after.label("视网膜前膜存疑").labels, { erm: 0.5 });
+  t.deepEqual(after.label("黄斑区视网膜前膜存疑").labels, { erm: 0.5 }, "the equivalents spell the new cue's findings");
 });
