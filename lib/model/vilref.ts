@@ -9,7 +9,7 @@ import { extname } from "node:path";
 import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
 import type { StTensor } from "../checkpoint/safetensors.js";
 import { native } from "../native.js";
-import type { TensorData } from "../native.js";
+import type { NativeViLReF, TensorData } from "../native.js";
 import { inferConfig, parseModelConfig, presetConfig } from "./config.js";
 import type { ModelConfig, ModelConfigInput } from "./config.js";
 
@@ -43,22 +43,8 @@ export type StateTensor =
   | TensorData<Int32Array>
   | (TensorData<Uint16Array & Float32Array> & { dtype: "bfloat16" | "float16" });
 
-interface NativeModel {
-  encodeImages(images: TensorData, options?: EncodeOptions): Promise<TensorData>;
-  encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options?: EncodeOptions): Promise<TensorData>;
-  similarity(image: TensorData, text: TensorData): Promise<TensorData>;
-  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
-  loadStateDict(
-    state: Record<string, unknown>,
-    options?: { strict?: boolean },
-  ): Promise<{ missing: string[]; unexpected: string[] }>;
-  parameters(): { name: string; shape: number[]; dtype: string }[];
-  resizePositions(resolution: number): Promise<void>;
-  readonly config: ModelConfig;
-  readonly device: string;
-  readonly dtype: Dtype;
-  readonly pending: number;
-}
+/** The native model object a ViLReF wraps; trainers and fine-tuners take it (opaque to users). */
+export type ViLReFHandle = NativeViLReF;
 
 /** What a vilref safetensors file carries besides tensors (metadata key "vilref", JSON). */
 export interface ModelMetadata {
@@ -97,12 +83,12 @@ function toStTensor(t: TensorData<Float32Array> | TensorData<BigInt64Array>): St
 }
 
 export class ViLReF {
-  readonly #native: NativeModel;
+  readonly #native: NativeViLReF;
   readonly #config: ModelConfig;
   labels: string[] | undefined;
   vocabSha256: string | undefined;
 
-  private constructor(nativeModel: NativeModel, config: ModelConfig, meta: Partial<ModelMetadata> = {}) {
+  private constructor(nativeModel: NativeViLReF, config: ModelConfig, meta: Partial<ModelMetadata> = {}) {
     this.#native = nativeModel;
     this.#config = config;
     this.labels = meta.labels;
@@ -112,8 +98,7 @@ export class ViLReF {
   /** A randomly initialised model (the released initialisation, seeded) from a config or preset name. */
   static create(config: ModelConfigInput | string, options: ModelOptions & { seed?: number } = {}): ViLReF {
     const parsed = typeof config === "string" ? presetConfig(config) : parseModelConfig(config);
-    const Model = (native() as unknown as { Model: new (c: ModelConfig, o: object) => NativeModel }).Model;
-    return new ViLReF(new Model(parsed, options), parsed);
+    return new ViLReF(new (native().ViLReF)(parsed, options), parsed);
   }
 
   /**
@@ -137,7 +122,7 @@ export class ViLReF {
   }
 
   /** @internal The native model, for objects that work on it (the trainer). */
-  get nativeHandle(): unknown {
+  get nativeHandle(): ViLReFHandle {
     return this.#native;
   }
 
@@ -194,7 +179,7 @@ export class ViLReF {
 
   /** Resizes the positional embedding (bicubic) so the model takes images of `resolution` pixels. */
   resizePositionalEmbedding(resolution: number): Promise<void> {
-    return this.#native.resizePositions(resolution);
+    return this.#native.resizePositionalEmbedding(resolution);
   }
 
   /** Writes the model as safetensors: every tensor by its released name, config and labels in the metadata. */
@@ -230,11 +215,7 @@ export async function readCheckpoint(
     }
   } else if (kind === ".pt" || kind === ".pth" || kind === ".bin") {
     const bytes = new Uint8Array(await readFile(path));
-    const imported = await (
-      native() as unknown as {
-        importTorchCheckpoint(b: Uint8Array, n: string): Promise<{ tensors: Record<string, StateTensor> }>;
-      }
-    ).importTorchCheckpoint(bytes, path);
+    const imported = await native().importTorchCheckpoint(bytes, path);
     tensors = imported.tensors;
   } else {
     throw new RangeError(`${path}: unknown checkpoint type "${kind}" (expected .safetensors or a PyTorch .pt)`);

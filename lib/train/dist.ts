@@ -14,7 +14,7 @@
  * RANK / WORLD_SIZE / LOCAL_RANK (MASTER_ADDR and MASTER_PORT must still be exported).
  */
 import { native } from "../native.js";
-import type { TensorData } from "../native.js";
+import type { NativeDist, TensorData } from "../native.js";
 
 export type DistBackend = "gloo" | "nccl";
 
@@ -49,22 +49,8 @@ export interface ProcessGroup {
   barrier(): Promise<void>;
 }
 
-interface NativeDist {
-  available: boolean;
-  reason: string | null;
-  backends: DistBackend[];
-  init(options: {
-    rank: number;
-    worldSize: number;
-    masterAddr: string;
-    masterPort: number;
-    timeoutMs?: number;
-    backend?: DistBackend;
-  }): Promise<ProcessGroup>;
-}
-
 function nativeDist(): NativeDist {
-  return (native() as unknown as { dist: NativeDist }).dist;
+  return native().dist;
 }
 
 /** Whether this build of the addon has process groups, and if not, why. */

@@ -6,7 +6,7 @@
  * features given. Float32Array or Float64Array (for finite-difference checks) inputs.
  */
 import { native } from "../native.js";
-import type { TensorData } from "../native.js";
+import type { NativeLosses, TensorData } from "../native.js";
 
 type Floats = TensorData<Float32Array> | TensorData<Float64Array>;
 
@@ -40,12 +40,7 @@ export interface LossResult {
   gradLogitScale: number;
 }
 
-interface NativeLosses {
-  wscl(args: WsclLossArgs): Promise<LossResult>;
-  clip(args: ClipLossArgs): Promise<LossResult>;
-}
-
-const nativeLosses = (): NativeLosses => (native() as unknown as { losses: NativeLosses }).losses;
+const nativeLosses = (): NativeLosses => native().losses;
 
 export const losses = {
   /** ½(mean_i L_i2t + mean_i L_t2i) of WSCL.md, with its gradients. */

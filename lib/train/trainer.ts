@@ -6,7 +6,7 @@
  * Steps run on the model's queue, in order with its other calls.
  */
 import { native } from "../native.js";
-import type { TensorData } from "../native.js";
+import type { NativeTrainer, TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
 import type { ProcessGroup } from "./dist.js";
 
@@ -95,15 +95,6 @@ export interface QueueState {
   labels: TensorData<Float32Array>;
 }
 
-interface NativeTrainer {
-  step(batch: TrainBatch, options?: { lr?: number }): Promise<StepResult>;
-  queueState(): Promise<QueueState>;
-  momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
-  exportState(): Promise<TrainerStateRecord>;
-  importState(state: TrainerStateRecord): Promise<void>;
-  readonly skipped: number;
-}
-
 /**
  * Everything a resumed run needs besides the model's own weights, as named tensors:
  * `momentum.<name>`, `optim.<name>.{exp_avg,exp_avg_sq,step}`, `queue.{image,text,labels}`,
@@ -120,8 +111,7 @@ export class Trainer {
   readonly #native: NativeTrainer;
 
   constructor(model: ViLReF, options: TrainerOptions) {
-    const Native = (native() as unknown as { Trainer: new (m: unknown, o: TrainerOptions) => NativeTrainer }).Trainer;
-    this.#native = new Native(model.nativeHandle, options);
+    this.#native = new (native().Trainer)(model.nativeHandle, options);
   }
 
   /** One optimisation step; `lr` overrides the learning rate for this step (schedules live in TS). */
@@ -166,17 +156,5 @@ export function lossScalerUpdate(
   finite: boolean[],
   interval?: number,
 ): { scale: number; goodSteps: number; applied: boolean[] } {
-  const Native = (
-    native() as unknown as {
-      Trainer: {
-        lossScalerUpdate(
-          s: number,
-          g: number,
-          f: boolean[],
-          i?: number,
-        ): { scale: number; goodSteps: number; applied: boolean[] };
-      };
-    }
-  ).Trainer;
-  return Native.lossScalerUpdate(scale, goodSteps, finite, interval);
+  return native().Trainer.lossScalerUpdate(scale, goodSteps, finite, interval);
 }

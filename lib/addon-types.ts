@@ -1,0 +1,368 @@
+/**
+ * The addon's whole surface, typed in one place (node-llama-cpp keeps its `AddonTypes.ts` the same
+ * way): every function, namespace and class that native/addon.cc registers, with the shapes of what
+ * crosses the boundary. `ADDON_EXPORTS`, `ADDON_NAMESPACES` and `ADDON_CLASSES` list the same names
+ * at run time; the compiler checks that each list equals its interface's keys, and
+ * test/addon-types.test.ts compares them with the loaded addon, so an export cannot go untyped.
+ *
+ * Only the public wrappers (ViLReF, Trainer, Segmenter, Finetuner, Head, losses, dist) touch these
+ * objects; user code never sees them.
+ */
+import type { ViLReFHandle } from "./model/vilref.js";
+import type { ModelConfig } from "./model/config.js";
+import type { Dtype, EncodeOptions, StateTensor } from "./model/vilref.js";
+import type { QueueState, StepResult, TrainBatch, TrainerOptions, TrainerStateRecord } from "./train/trainer.js";
+import type { ClipLossArgs, LossResult, WsclLossArgs } from "./train/losses.js";
+import type { DistBackend, ProcessGroup } from "./train/dist.js";
+
+/** Typed arrays the boundary accepts, by the LibTorch dtype they become. */
+export type TensorArray =
+  Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array | Int16Array;
+
+/** A tensor as JavaScript sees it: row-major data and an explicit shape. */
+export interface TensorData<T extends TensorArray = Float32Array> {
+  data: T;
+  shape: number[];
+}
+
+export interface BuildInfo {
+  sourceHash: string;
+  flavour: string;
+  torchHeaderVersion: string;
+  napiVersion: number;
+  cxx11Abi: number;
+  cudaCompiled: boolean;
+  parallel: string;
+  config: string;
+}
+
+export interface CudaDevice {
+  index: number;
+  name: string;
+  totalMemory: number;
+  capability: string;
+  multiprocessors: number;
+}
+
+export interface CudaInfo {
+  available: boolean;
+  deviceCount: number;
+  devices: CudaDevice[];
+}
+
+export interface BlasLibrary {
+  path: string;
+  realPath: string;
+}
+
+export interface NativeBlasInfo {
+  libraries: BlasLibrary[];
+  openblasConfig?: string;
+  openblasParallel?: "sequential" | "pthread" | "openmp" | "unknown";
+  openblasThreads?: number;
+}
+
+export interface HeadConfig {
+  inFeatures: number;
+  hidden?: number[];
+  outFeatures: number;
+  activation?: "gelu" | "quick_gelu" | "relu" | "tanh";
+  seed?: number;
+}
+
+export interface NativeHead {
+  forward(input: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
+  stateDict(): Promise<Record<string, TensorData<Float32Array>>>;
+  loadStateDict(state: Record<string, TensorData<Float32Array>>): Promise<void>;
+  readonly config: Required<Omit<HeadConfig, "seed">>;
+  /** Calls queued or running on this object. */
+  readonly pending: number;
+}
+
+/** Architecture of a Segmenter (native/segment.h); omitted keys take the defaults shown. */
+export interface SegmenterConfig {
+  /** Side of the square tiles it takes (64); a multiple of patch. */
+  tile?: number;
+  /** ViT patch size, a power of two (8): the decoder has log2(patch) ×2 stages. */
+  patch?: number;
+  width?: number;
+  layers?: number;
+  heads?: number;
+  /** 1-based blocks whose patch tokens the decoder reads (default: 1/4, 2/4, 3/4, 4/4 of the depth). */
+  taps?: number[];
+  /** Channels of the convolutional stem at full resolution (16), doubled per level up to 4×. */
+  stemChannels?: number;
+  /** Channels of the token bottleneck (64). */
+  decoderChannels?: number;
+}
+
+export interface SegmenterOptions {
+  seed?: number;
+  /** AdamW lr of stem, decoder and head (1e-3). */
+  lr?: number;
+  /** AdamW lr of the ViT backbone (default: lr). */
+  backboneLr?: number;
+  weightDecay?: number;
+  /** The backbone takes no gradient and is left out of the optimizer. */
+  freezeBackbone?: boolean;
+  diceWeight?: number;
+  bceWeight?: number;
+}
+
+export interface SegmentBatch {
+  /** [N, 3, tile, tile] normalised images. */
+  images: TensorData<Float32Array>;
+  /** [N, 1, tile, tile] in [0, 1]. */
+  targets: TensorData<Float32Array>;
+  /** [N, 1, tile, tile] in [0, 1]: per-pixel loss weights (the field of view). */
+  weights?: TensorData<Float32Array>;
+}
+
+export interface NativeSegmenter {
+  step(
+    batch: SegmentBatch,
+    options?: { lr?: number; backboneLr?: number },
+  ): Promise<{ loss: number; bce: number; dice: number }>;
+  /** [N, 3, tile, tile] → probabilities [N, 1, tile, tile]. */
+  predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
+  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
+  loadStateDict(
+    state: Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>,
+    options?: { strict?: boolean },
+  ): Promise<{ missing: string[]; unexpected: string[] }>;
+  readonly config: Required<SegmenterConfig>;
+  readonly steps: number;
+  readonly pending: number;
+}
+
+export interface FinetunerOptions {
+  /** Number of (multi-label) outputs. */
+  classes: number;
+  /** Head lr (1e-3). */
+  lr?: number;
+  /** Backbone lr (1e-6). */
+  backboneLr?: number;
+  weightDecay?: number;
+  /** Backbone without gradient, out of the optimizer: its weights stay bit-identical. */
+  frozen?: boolean;
+  seed?: number;
+}
+
+export interface NativeFinetuner {
+  step(batch: { images: TensorData<Float32Array>; labels: TensorData<Float32Array> }): Promise<{ loss: number }>;
+  /** [N, 3, R, R] → probabilities [N, classes]. */
+  predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
+  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
+  loadStateDict(state: Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>): Promise<void>;
+  readonly config: {
+    classes: number;
+    width: number;
+    lr: number;
+    backboneLr: number;
+    weightDecay: number;
+    frozen: boolean;
+  };
+  readonly steps: number;
+}
+
+export interface EchoResult<T extends TensorArray> {
+  output: TensorData<T>;
+  inputAddress: bigint;
+  outputAddress: bigint;
+}
+
+export interface CpuCacheStats {
+  /** False when VILREF_CPU_CACHE_MB=0 turned the caching allocator off. */
+  enabled: boolean;
+  /** Freed blocks held for reuse. */
+  cachedBytes: number;
+  /** Blocks of 1 MiB and more in use by tensors. */
+  liveBytes: number;
+  limitBytes: number;
+  hits: number;
+  misses: number;
+}
+
+export interface NativeViLReF {
+  encodeImages(images: TensorData, options?: EncodeOptions): Promise<TensorData>;
+  encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options?: EncodeOptions): Promise<TensorData>;
+  similarity(image: TensorData, text: TensorData): Promise<TensorData>;
+  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
+  loadStateDict(
+    state: Record<string, unknown>,
+    options?: { strict?: boolean },
+  ): Promise<{ missing: string[]; unexpected: string[] }>;
+  parameters(): { name: string; shape: number[]; dtype: string }[];
+  resizePositionalEmbedding(resolution: number): Promise<void>;
+  readonly config: ModelConfig;
+  readonly device: string;
+  readonly dtype: Dtype;
+  readonly pending: number;
+}
+
+export interface NativeViLReFConstructor {
+  new (config: ModelConfig, options: object): NativeViLReF;
+}
+
+export interface NativeTrainer {
+  step(batch: TrainBatch, options?: { lr?: number }): Promise<StepResult>;
+  queueState(): Promise<QueueState>;
+  momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
+  exportState(): Promise<TrainerStateRecord>;
+  importState(state: TrainerStateRecord): Promise<void>;
+  readonly skipped: number;
+}
+
+export interface LossScalerResult {
+  scale: number;
+  goodSteps: number;
+  applied: boolean[];
+}
+
+export interface NativeTrainerConstructor {
+  new (model: ViLReFHandle, options: TrainerOptions): NativeTrainer;
+  /** The float16 loss scaler's rule over a run of finite / non-finite steps. */
+  lossScalerUpdate(scale: number, goodSteps: number, finite: boolean[], interval?: number): LossScalerResult;
+}
+
+export interface NativeLosses {
+  wscl(args: WsclLossArgs): Promise<LossResult>;
+  clip(args: ClipLossArgs): Promise<LossResult>;
+}
+
+export interface NativeDistInit {
+  rank: number;
+  worldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  timeoutMs?: number;
+  backend?: DistBackend;
+}
+
+/** native/dist.cc's ProcessGroup class; instances are the public `ProcessGroup`. */
+export interface NativeProcessGroupConstructor {
+  readonly prototype: ProcessGroup;
+}
+
+export interface NativeDist {
+  available: boolean;
+  reason: string | null;
+  backends: DistBackend[];
+  init(options: NativeDistInit): Promise<ProcessGroup>;
+  ProcessGroup: NativeProcessGroupConstructor;
+}
+
+export interface NativeDebug {
+  echo<T extends TensorArray>(
+    tensor: TensorData<T>,
+    options?: { transpose?: boolean; cast?: "bfloat16" | "float16"; finite?: boolean },
+  ): Promise<EchoResult<T>>;
+  addressOf(array: TensorArray): bigint;
+  torchError(message: string, async?: boolean): Promise<void> | undefined;
+}
+
+export interface ImportedCheckpoint {
+  tensors: Record<string, StateTensor>;
+}
+
+/** The addon's exports, exactly (checked against ADDON_EXPORTS below and at run time in a test). */
+export interface NativeAddon {
+  cpuCache(): CpuCacheStats;
+  emptyCpuCache(): void;
+  buildInfo(): BuildInfo;
+  setNumThreads(threads: number): void;
+  getNumThreads(): number;
+  cuda(): CudaInfo;
+  blas(): NativeBlasInfo;
+  /** Reads a released PyTorch `.pt` checkpoint (bytes) with the restricted unpickler; `name` is for errors. */
+  importTorchCheckpoint(bytes: Uint8Array, name: string): Promise<ImportedCheckpoint>;
+  losses: NativeLosses;
+  dist: NativeDist;
+  debug: NativeDebug;
+  Head: new (config: HeadConfig) => NativeHead;
+  ViLReF: NativeViLReFConstructor;
+  Trainer: NativeTrainerConstructor;
+  Segmenter: new (config: SegmenterConfig, options?: SegmenterOptions) => NativeSegmenter;
+  /** model: a ViLReF's nativeHandle. */
+  Finetuner: new (model: ViLReFHandle, options: FinetunerOptions) => NativeFinetuner;
+}
+
+// ---- the same names at run time, checked against the interfaces by the compiler ----
+
+/** True when the two unions hold the same members (a compile-time equality of key sets). */
+type SameKeys<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+function exactly<T extends true>(): void {}
+
+/** Every top-level export of the addon. */
+export const ADDON_EXPORTS = [
+  "cpuCache",
+  "emptyCpuCache",
+  "buildInfo",
+  "setNumThreads",
+  "getNumThreads",
+  "cuda",
+  "blas",
+  "importTorchCheckpoint",
+  "losses",
+  "dist",
+  "debug",
+  "Head",
+  "ViLReF",
+  "Trainer",
+  "Segmenter",
+  "Finetuner",
+] as const;
+exactly<SameKeys<(typeof ADDON_EXPORTS)[number], keyof NativeAddon>>();
+
+/** The members of the addon's namespace objects. */
+export const ADDON_NAMESPACES = {
+  losses: ["wscl", "clip"],
+  dist: ["available", "reason", "backends", "init", "ProcessGroup"],
+  debug: ["echo", "addressOf", "torchError"],
+} as const;
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["losses"][number], keyof NativeLosses>>();
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["dist"][number], keyof NativeDist>>();
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["debug"][number], keyof NativeDebug>>();
+
+/** Instance members (methods and accessors) of the addon's classes, and their static methods. */
+export const ADDON_CLASSES = {
+  Head: { instance: ["forward", "stateDict", "loadStateDict", "config", "pending"], static: [] },
+  ViLReF: {
+    instance: [
+      "encodeImages",
+      "encodeTexts",
+      "similarity",
+      "stateDict",
+      "loadStateDict",
+      "parameters",
+      "resizePositionalEmbedding",
+      "config",
+      "device",
+      "dtype",
+      "pending",
+    ],
+    static: [],
+  },
+  Trainer: {
+    instance: ["step", "queueState", "momentumStateDict", "exportState", "importState", "skipped"],
+    static: ["lossScalerUpdate"],
+  },
+  Segmenter: {
+    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "pending"],
+    static: [],
+  },
+  Finetuner: { instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps"], static: [] },
+  "dist.ProcessGroup": {
+    instance: ["allReduce", "allGather", "barrier", "rank", "worldSize", "backend", "timeoutMs"],
+    static: [],
+  },
+} as const;
+exactly<SameKeys<(typeof ADDON_CLASSES)["Head"]["instance"][number], keyof NativeHead>>();
+exactly<SameKeys<(typeof ADDON_CLASSES)["ViLReF"]["instance"][number], keyof NativeViLReF>>();
+exactly<SameKeys<(typeof ADDON_CLASSES)["Trainer"]["instance"][number], keyof NativeTrainer>>();
+exactly<SameKeys<(typeof ADDON_CLASSES)["Segmenter"]["instance"][number], keyof NativeSegmenter>>();
+exactly<SameKeys<(typeof ADDON_CLASSES)["Finetuner"]["instance"][number], keyof NativeFinetuner>>();
+exactly<SameKeys<(typeof ADDON_CLASSES)["dist.ProcessGroup"]["instance"][number], keyof ProcessGroup>>();
+exactly<
+  SameKeys<(typeof ADDON_CLASSES)["Trainer"]["static"][number], Exclude<keyof NativeTrainerConstructor, "prototype">>
+>();
