@@ -27,10 +27,11 @@ export const R_POSITIVE = 1 << 12;
 export const R_NORMAL_DESC = 1 << 13;
 export const R_PLAN = 1 << 14;
 export const R_ABSENCE = 1 << 15;
+export const R_PREFIX_NEG = 1 << 16;
 
 export const PRE_ROLES = R_PRE_NEG | R_PRE_UNC | R_RULE_OUT | R_PRE_HIST;
 export const POST_ROLES = R_POST_NEG | R_POST_NEG_END | R_POST_UNC | R_POST_UNC_NEAR | R_POST_HIST | R_POSITIVE;
-export const NEG_ROLES = R_PRE_NEG | R_POST_NEG | R_POST_NEG_END;
+export const NEG_ROLES = R_PRE_NEG | R_POST_NEG | R_POST_NEG_END | R_PREFIX_NEG;
 
 export interface Entry {
   /** The normalised spelling. */
@@ -90,17 +91,17 @@ export class Trie {
     this.entries[node] = e;
   }
 
-  /** The longest term starting at `i` whose word-boundary constraints hold, or null. */
-  longestAt(t: string, i: number): Entry | null {
+  /** Every term starting at `i` whose word-boundary constraints hold, shortest first, appended to `out`. */
+  termsAt(t: string, i: number, out: Entry[]): void {
     let node = this.root[t.charCodeAt(i)] as number;
-    if (node < 0) return null;
+    if (node < 0) return;
     const n = t.length;
     const startOk = i === 0 || !isAlnum(t.charCodeAt(i - 1));
-    let best: Entry | null = null;
     let j = i + 1;
     for (;;) {
       const e = this.entries[node] as Entry | null;
-      if (e !== null && (startOk || !e.wordStart) && (!e.wordEnd || j >= n || !isWordChar(t.charCodeAt(j)))) best = e;
+      if (e !== null && (startOk || !e.wordStart) && (!e.wordEnd || j >= n || !isWordChar(t.charCodeAt(j))))
+        out.push(e);
       if (j >= n) break;
       const m = this.next[node] as Map<number, number> | null;
       const child = m === null ? undefined : m.get(t.charCodeAt(j));
@@ -108,7 +109,6 @@ export class Trie {
       node = child;
       j++;
     }
-    return best;
   }
 
   private newNode(): number {
@@ -140,6 +140,8 @@ export interface Compiled {
   treatment: boolean[];
   historyMaxGap: number;
   chars: CharTable | null;
+  /** Normalised markers of an eye that was not examined (eyes.absent). */
+  eyeAbsent: string[];
 }
 
 const NONE: number[] = [];
@@ -255,6 +257,7 @@ function addCues(tt: TermTable, rules: Rules): void {
     [c.negation.pre, R_PRE_NEG, "cues.negation.pre"],
     [c.negation.post, R_POST_NEG, "cues.negation.post"],
     [c.negation.postAtClauseEnd, R_POST_NEG_END, "cues.negation.postAtClauseEnd"],
+    [c.negation.prefix, R_PREFIX_NEG, "cues.negation.prefix"],
     [c.uncertainty.pre, R_PRE_UNC, "cues.uncertainty.pre"],
     [c.uncertainty.post, R_POST_UNC, "cues.uncertainty.post"],
     [c.uncertainty.postNearest, R_POST_UNC_NEAR, "cues.uncertainty.postNearest"],
@@ -281,10 +284,9 @@ function addCues(tt: TermTable, rules: Rules): void {
 function compileNumeric(rules: Rules, labelIndex: Map<LabelId, number>, norm: (s: string) => string): NumericDef[] {
   return rules.numeric.map((n, k) => {
     const names = n.names.map((x) => escapeRe(norm(x))).sort((a, b) => b.length - a.length);
-    const re = new RegExp(
-      `(?:${names.join("|")})(?:比值|比|值)?[^0-9,;。\\n]{0,6}?(\\d+(?:\\.\\d+)?(?:\\s*/\\s*\\d+)?|\\.\\d+)(?:\\s*[-~至到]\\s*(\\d*\\.\\d+))?`,
-      "g",
-    );
+    const value = String.raw`(\d+(?:\.\d+)?(?:\s*/\s*\d+)?|\.\d+)`;
+    const upper = String.raw`(?:\s*[-~至到]\s*(\d*\.\d+))?`;
+    const re = new RegExp(`(?:${names.join("|")})(?:比值|比|值)?[^0-9,;。\\n]{0,6}?${value}${upper}`, "g");
     return {
       re,
       label: labelIndex.get(n.label) ?? -1,
@@ -339,5 +341,6 @@ export function compileRules(rules: Rules): Compiled {
     treatment: rules.labels.map((l) => l.treatment),
     historyMaxGap: rules.cues.history.maxGap,
     chars,
+    eyeAbsent: rules.eyes.absent.map(norm).filter((x) => x.length > 0),
   };
 }

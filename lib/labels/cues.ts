@@ -2,13 +2,14 @@
  * Step 3 of labelling: what the cues around a mention say about it — asserted, negated,
  * suspected, history, or (for a treatment) only planned.
  *
- * Inside its clause a mention takes the nearest cue before it (a terminator such as 可见 or 但
- * stops the search) and the nearest cue after it. Across clauses, three list rules extend a cue:
- * - a bare list clause (findings and joiners only: "未见出血，渗出") continues the negation of the
- *   clause before it when that clause is a negated list;
- * - a bare list clause before a clause closed by a collective negative ("出血，渗出，新生血管均未见")
- *   takes that negative;
- * - a "finding: result" pair ("视网膜脱离：无", "【出血】(-)") takes the result as its cue.
+ * Inside its clause a mention takes the nearest cue before it (a terminator such as 可见, 但 or 确诊
+ * stops the search) and the nearest cue after it. Across clauses, two rules extend a cue:
+ * - a bare list clause (findings and joiners only) before a clause closed by a collective negative
+ *   takes that negative ("出血，渗出，新生血管均未见");
+ * - a "finding: result" pair takes the result as its cue ("视网膜脱离：无", "【出血】(-)",
+ *   "DR筛查结果：双眼均无", "DR分级：无明显视网膜病变").
+ * A negative does not carry forward over a comma ("无DR，豹纹状" asserts the tessellation), except an
+ * English one over an English list: "No hemorrhage, exudate or NV seen".
  * Precedence at one mention: history > planned > positive marker > uncertainty > negation.
  */
 import {
@@ -27,6 +28,7 @@ import {
   R_PRE_HIST,
   R_PRE_NEG,
   R_PRE_UNC,
+  R_PREFIX_NEG,
   R_RULE_OUT,
   R_SUGGEST,
   R_TERMINATOR,
@@ -81,6 +83,8 @@ export function preCue(
     const m = items[p] as Match;
     const r = m.entry.roles;
     if (r & R_TERMINATOR) return null;
+    // A prefix (非) negates only the term right after it (one space allowed).
+    if (r & R_PREFIX_NEG && p === q - 1 && (items[q] as Match).s - m.e <= 1) return { m, kind: "negation" };
     if (treatment && r & R_PLAN) return { m, kind: "plan" };
     if (r & PRE_ROLES) return { m, kind: preKind(items, c, p, r) };
   }
@@ -168,6 +172,9 @@ function statusOf(kind: CueKind): Status {
 /** Between two list clauses: nothing, or short comma-separated items the rules do not know ("出血，渗出，新生血管均未见"). */
 const LIST_GAP = /^(?:,[^,;:。!\n\r【】]{0,8})*$/;
 
+/** An English list continues: "…, exudate or NV seen". */
+const ENGLISH_LIST = /\b(?:or|nor|and)\b/;
+
 const JOINERS = new Set([..."、及和与或以等/ \t"].map((ch) => ch.charCodeAt(0)));
 
 /** Findings and joiners only: "渗出", "出血、渗出及新生血管". */
@@ -185,19 +192,39 @@ function isBare(items: Match[], c: Clause, t: string): boolean {
   return c.last > c.first;
 }
 
-/** A result after "finding:" — 无, 阴性, (-), -, 可疑, ?, (+) — and nothing else in its clause. */
+/**
+ * A result after "finding:": its first item (eye words aside) is a cue — 无, 阴性, (-), -, 可疑, ?,
+ * (+) — and it names no finding.
+ */
 function resultCue(items: Match[], c: Clause | undefined, t: string): FoundCue | null {
-  if (c === undefined || c.last - c.first !== 1) return null;
-  const m = items[c.first] as Match;
-  const r = m.entry.roles;
-  if (isMention(m.entry) || m.entry.eye !== null) return null;
-  let rest = 0;
-  for (let i = c.start + 1; i < c.end; i++) if ((i < m.s || i >= m.e) && t.charCodeAt(i) !== 32) rest++;
-  if (rest > 2) return null;
-  if (r & R_POSITIVE) return { m, kind: "positive" };
-  if (r & (R_PRE_UNC | R_POST_UNC | R_POST_UNC_NEAR)) return { m, kind: "uncertainty" };
-  if (r & NEG_ROLES) return { m, kind: "negation" };
+  if (c === undefined) return null;
+  let first: Match | null = null;
+  let covered = 0;
+  for (let q = c.first; q < c.last; q++) {
+    const m = items[q] as Match;
+    if (isMention(m.entry)) return null;
+    covered += m.e - m.s;
+    if (first === null && m.entry.eye === null) first = m;
+  }
+  if (first === null || c.end - c.start - 1 - covered > 8) return null;
+  const r = first.entry.roles;
+  if (r & R_POSITIVE) return { m: first, kind: "positive" };
+  if (r & (R_PRE_UNC | R_POST_UNC | R_POST_UNC_NEAR)) return { m: first, kind: "uncertainty" };
+  if (r & NEG_ROLES) return { m: first, kind: "negation" };
   return null;
+}
+
+/** A clause that names no finding and only gives a negative result for an eye: "L: (-)", "左眼：阴性". */
+export function eyeNegative(items: Match[], c: Clause, t: string): FoundCue | null {
+  if (c.eye === null) return null;
+  let cue: Match | null = null;
+  for (let q = c.first; q < c.last; q++) {
+    const m = items[q] as Match;
+    if (isMention(m.entry)) return null;
+    if (m.entry.eye === null && cue === null) cue = m;
+  }
+  if (cue === null || (cue.entry.roles & NEG_ROLES) === 0 || !onlyClosing(t, cue.e, c.end)) return null;
+  return { m: cue, kind: "negation" };
 }
 
 function lastMention(items: Match[], c: Clause): number {
@@ -217,12 +244,13 @@ export function carryCues(items: Match[], clauses: Clause[], t: string, maxGap: 
     );
   };
   for (let a = 0; a + 1 < n; a++) {
-    if (!bare[a + 1] || !joined(a)) continue;
+    if (!joined(a) || !ENGLISH_LIST.test(t.slice((clauses[a + 1] as Clause).start, (clauses[a + 1] as Clause).end)))
+      continue;
     const c = clauses[a] as Clause;
     const q = lastMention(items, c);
-    if (q < 0) continue;
-    const pre = bare[a] ? carried.pre[a] : preCue(items, c, q, false, null);
-    if (pre?.kind === "negation" && (pre.m.entry.roles & R_PRE_NEG) !== 0) carried.pre[a + 1] = pre;
+    const pre = q < 0 ? null : preCue(items, c, q, false, carried.pre[a] ?? null);
+    if (pre?.kind === "negation" && pre.m.entry.wordStart && (pre.m.entry.roles & R_PRE_NEG) !== 0)
+      carried.pre[a + 1] = pre;
   }
   for (let a = n - 2; a >= 0; a--) {
     const c = clauses[a] as Clause;

@@ -24,6 +24,7 @@ import { eyeAt, layout, type Clause, type Layout } from "./scope.js";
 import {
   carryCues,
   decide,
+  eyeNegative,
   isMention,
   NORMAL_ROLES,
   postCue,
@@ -151,6 +152,18 @@ export class Labeler {
     return this.c.labelIds;
   }
 
+  /** Text normalised the way the rules match it (NFKC, lowercase, the rules' character table). */
+  normalize(text: string): NormalizedText {
+    return normalizeReport(text, this.c.chars);
+  }
+
+  /** A label's rule terms as written in the rules (synonyms, abbreviations, signs), normalised. */
+  terms(label: LabelId): readonly string[] {
+    const l = this.rules.labels.find((x) => x.id === label);
+    if (!l) return [];
+    return [...l.synonyms, ...l.abbreviations, ...l.signs].map((x) => this.normalize(x).text);
+  }
+
   /** Label one report. Never throws on bad input: empty or non-text reports give an empty map and a warning. */
   label(report: unknown, options: LabelOptions = {}): LabelResult {
     if (typeof report !== "string")
@@ -196,6 +209,8 @@ export class Labeler {
     const carried = carryCues(st.items, clauses, st.t, this.c.historyMaxGap);
     clauses.forEach((c, ci) => {
       for (let q = c.first; q < c.last; q++) this.mention(st, c, q, ci, carried);
+      const neg = eyeNegative(st.items, c, st.t);
+      if (neg) this.noteNormal(st, neg.m, c, neg.m.entry.rule, neg);
     });
   }
 
@@ -228,6 +243,9 @@ export class Labeler {
       else if (d.status === "asserted" || d.status === "suspected") this.noteNormal(st, it, c, rule, d.cue);
     });
     en.signs.forEach((li, k) => this.record(st, st.signs, li, d, it, c, en.signRules[k] as string, "sign"));
+    // "无DR", "未见出血、渗出": a fundus examined and found without them is a normal statement.
+    if (d.status === "negated" && !en.findings.includes(this.c.exclusiveLabel))
+      this.noteNormal(st, it, c, `negated ${en.findingRules[0] ?? en.signRules[0] ?? ""}`, d.cue);
   }
 
   private record(
@@ -445,8 +463,10 @@ export class Labeler {
         st.evidence.push(ev);
       }
     }
-    if (st.normal.left && Object.keys(left).length === 0) left[id] = 1;
-    if (st.normal.right && Object.keys(right).length === 0) right[id] = 1;
+    // Per eye: an eye with a normal statement, or an eye the report describes, with nothing found.
+    const rep = st.lay.reportEye;
+    if ((st.normal.left || rep === "left" || rep === "both") && Object.keys(left).length === 0) left[id] = 1;
+    if ((st.normal.right || rep === "right" || rep === "both") && Object.keys(right).length === 0) right[id] = 1;
     if (!any && !stated) warnings.push("no finding and no normal statement recognised");
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Step 1 of labelling: every term and pattern of the rules found in the normalised text. At each
- * position the trie gives the longest term whose word-boundary constraints hold; patterns add
- * their matches; where matches overlap, the longest wins (NPDR over PDR, 非增殖期 over 增殖期,
+ * position the trie gives every term whose word-boundary constraints hold; patterns add their
+ * matches; where matches overlap, the longest wins (NPDR over PDR, 非增殖期 over 增殖期,
  * 不除外 over 除外, 白内障术后 over 白内障), literal terms before patterns on ties, then leftmost.
  */
 import type { Compiled, Entry, PatternDef } from "./compile.js";
@@ -37,9 +37,13 @@ function patternEntry(text: string, p: PatternDef): Entry {
 function candidates(c: Compiled, t: string): Match[] {
   const raw: Match[] = [];
   const n = t.length;
+  const found: Entry[] = [];
   for (let i = 0; i < n; i++) {
-    const e = c.trie.longestAt(t, i);
-    if (e !== null) raw.push({ s: i, e: i + e.text.length, entry: e, pattern: false });
+    c.trie.termsAt(t, i, found);
+    // All terms at a position compete: a shorter one fills in where the longest loses an overlap
+    // (视网膜无明显病变: 明显病变 takes 明显, 无 is still the cue).
+    for (const e of found) raw.push({ s: i, e: i + e.text.length, entry: e, pattern: false });
+    found.length = 0;
   }
   for (const p of c.patterns) {
     if (p.prefix !== "" && !t.includes(p.prefix)) continue;

@@ -36,7 +36,13 @@ const labelRule = z.strictObject({
 });
 
 const cueSchema = z.strictObject({
-  negation: z.strictObject({ pre: textList, post: textList, postAtClauseEnd: textList.default([]) }),
+  negation: z.strictObject({
+    pre: textList,
+    post: textList,
+    postAtClauseEnd: textList.default([]),
+    /** Negating prefixes that act only on the term right after them (非DR; not 非缺血型CRVO). */
+    prefix: textList.default([]),
+  }),
   uncertainty: z.strictObject({ pre: textList, post: textList, postNearest: textList.default([]) }),
   ruleOut: textList.default([]),
   suggestion: textList.default([]),
@@ -62,7 +68,13 @@ export const rulesSchema = z.strictObject({
   language: text,
   labels: z.array(labelRule).min(1),
   cues: cueSchema,
-  eyes: z.strictObject({ right: textList, left: textList, both: textList }),
+  eyes: z.strictObject({
+    right: textList,
+    left: textList,
+    both: textList,
+    /** Written after an eye word: that eye was not examined (未拍, N/A) and does not count. */
+    absent: textList.default([]),
+  }),
   sections: z.record(z.string(), textList).default({}),
   numeric: z.array(numericRule).default([]),
   /** Groups of interchangeable spellings inside any term ("" = may be left out inside a term). */

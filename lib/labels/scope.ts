@@ -100,14 +100,22 @@ function eyeBreaks(t: string, items: Match[], ends: number[]): number[] {
   return out;
 }
 
-function reportEyeOf(items: Match[]): Eye | null {
+/** True when the eye word at `it` is followed by a marker of an eye not examined (未拍, N/A). */
+function notExamined(c: Compiled, t: string, it: Match): boolean {
+  let i = it.e;
+  while (i < t.length && (t.charCodeAt(i) === 32 || t.charCodeAt(i) === 58)) i++;
+  return c.eyeAbsent.some((m) => t.startsWith(m, i));
+}
+
+function reportEyeOf(c: Compiled, t: string, items: Match[]): Eye | null {
   let hasL = false;
   let hasR = false;
   for (const it of items) {
     const eye = it.entry.eye;
+    if (eye === null || notExamined(c, t, it)) continue;
     if (eye === "both") hasL = hasR = true;
     else if (eye === "left") hasL = true;
-    else if (eye === "right") hasR = true;
+    else hasR = true;
   }
   return hasL && hasR ? "both" : hasL ? "left" : hasR ? "right" : null;
 }
@@ -118,7 +126,7 @@ export function layout(c: Compiled, t: string, items: Match[]): Layout {
   const extra = eyeBreaks(t, items, base);
   const ends = extra.length > 0 ? [...base, ...extra].sort((a, b) => a - b) : base;
   const heads = headings(c, t);
-  const reportEye = reportEyeOf(items);
+  const reportEye = reportEyeOf(c, t, items);
   const clauses: Clause[] = [];
   let ci = 0;
   let headingPtr = 0;
