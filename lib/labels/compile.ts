@@ -2,7 +2,8 @@
  * Rules → the tables the engine reads: every term (label synonyms, signs, exclusions, normal
  * statements and descriptions, cues, eye words), normalised and expanded into its spelling
  * variants (lexicon.ts), in one trie keyed by UTF-16 unit; the regular-expression patterns with
- * the literal prefix that must occur for them to match; the numeric rules; the section headings.
+ * the literals they need (found by the same trie walk, so a pattern runs only where it can match);
+ * the numeric rules; the section heading words (also in the trie).
  * Each term keeps the name of the rule that produced it, so evidence can say which rule decided.
  */
 import type { Eye, LabelId, LabelValue } from "./taxonomy.js";
@@ -59,6 +60,8 @@ export interface PatternDef {
   rule: string;
   /** A sign pattern (signPatterns) rather than a naming one (patterns). */
   sign: boolean;
+  /** Literals the pattern needs: one of each set must occur in the text for it to run (trigger indexes). */
+  required: number[][];
 }
 
 export interface NumericDef {
@@ -70,51 +73,144 @@ export interface NumericDef {
   rule: string;
 }
 
-/** A trie over UTF-16 units; the root level is a flat table for a fast miss on most characters. */
-export class Trie {
-  private readonly root = new Int32Array(0x10000).fill(-1);
-  private readonly next: (Map<number, number> | null)[] = [];
-  private readonly entries: (Entry | null)[] = [];
+/** What a trie walk saw besides terms: section headings (start, end, section index) and trigger literals. */
+export interface TrieHits {
+  headings: number[];
+  /** Per trigger literal: the stamp of the last report it occurred in. */
+  triggers: Int32Array;
+  stamp: number;
+}
 
+/** A heading word ends at j when ":", "】" or "]" follows (spaces allowed). */
+function isHeadingEnd(t: string, j: number): boolean {
+  while (j < t.length && t.charCodeAt(j) === 32) j++;
+  const c = j < t.length ? t.charCodeAt(j) : 0;
+  return c === 58 || c === 0x3011 || c === 93;
+}
+
+function grow(a: Int32Array, fill: number) {
+  const b = new Int32Array(a.length * 2).fill(fill);
+  b.set(a);
+  return b;
+}
+
+/**
+ * A trie over UTF-16 units. The root level is a flat table (a fast miss on most characters); a node
+ * with one child keeps it in two typed arrays, a node with more children in a Map.
+ */
+export class Trie {
+  /** First node of each UTF-16 unit (-1: no term starts with it). */
+  readonly root = new Int32Array(0x10000).fill(-1);
+  private oneChar = new Int32Array(64).fill(-1);
+  private oneNode = new Int32Array(64);
+  private readonly many: (Map<number, number> | null)[] = [];
+  /** Entry ending at each node (index into `entries`, -1 none). */
+  private terminal = new Int32Array(64).fill(-1);
+  /** A section heading (index into `sections`) or a pattern trigger literal (index) ending at each node. */
+  private section = new Int32Array(64).fill(-1);
+  private trigger = new Int32Array(64).fill(-1);
+  /** Per node: 1 a term ends here, 2 a trigger literal, 4 a section heading word. */
+  private flags = new Uint8Array(64);
+  readonly entries: Entry[] = [];
+  /** Length of each entry's text, by entry index. */
+  entryLength = new Int32Array(64);
+  private nodes = 0;
+
+  // (path() may grow the arrays: take the node before indexing them.)
   add(e: Entry): void {
-    const s = e.text;
-    let node = this.root[s.charCodeAt(0)] as number;
-    if (node < 0) this.root[s.charCodeAt(0)] = node = this.newNode();
-    for (let i = 1; i < s.length; i++) {
-      let m = this.next[node] as Map<number, number> | null;
-      if (m === null) this.next[node] = m = new Map();
-      const c = s.charCodeAt(i);
-      let child = m.get(c);
-      if (child === undefined) m.set(c, (child = this.newNode()));
-      node = child;
-    }
-    this.entries[node] = e;
+    const k = this.entries.length;
+    this.entries.push(e);
+    if (k >= this.entryLength.length) this.entryLength = grow(this.entryLength, 0);
+    this.entryLength[k] = e.text.length;
+    const node = this.path(e.text);
+    this.terminal[node] = k;
+    this.flags[node] = (this.flags[node] as number) | 1;
   }
 
-  /** Every term starting at `i` whose word-boundary constraints hold, shortest first, appended to `out`. */
-  termsAt(t: string, i: number, out: Entry[]): void {
+  /** A section heading word (found where followed by ":", "】" or "]"). */
+  addSection(text: string, section: number): void {
+    const node = this.path(text);
+    this.section[node] = section;
+    this.flags[node] = (this.flags[node] as number) | 4;
+  }
+
+  /** A literal some pattern requires (found anywhere, word boundaries aside). */
+  addTrigger(text: string, index: number): void {
+    const node = this.path(text);
+    this.trigger[node] = index;
+    this.flags[node] = (this.flags[node] as number) | 2;
+  }
+
+  private path(s: string): number {
+    let node = this.root[s.charCodeAt(0)] as number;
+    if (node < 0) this.root[s.charCodeAt(0)] = node = this.newNode();
+    for (let i = 1; i < s.length; i++) node = this.child(node, s.charCodeAt(i)) ?? this.addChild(node, s.charCodeAt(i));
+    return node;
+  }
+
+  /**
+   * Every term starting at `i` whose word-boundary constraints hold, shortest first: their entry
+   * indexes are written to `out` from `at`; returns the new end.
+   */
+  termsAt(t: string, i: number, out: Int32Array, at: number, hits: TrieHits): number {
     let node = this.root[t.charCodeAt(i)] as number;
-    if (node < 0) return;
+    if (node < 0) return at;
     const n = t.length;
     const startOk = i === 0 || !isAlnum(t.charCodeAt(i - 1));
-    let j = i + 1;
-    for (;;) {
-      const e = this.entries[node] as Entry | null;
-      if (e !== null && (startOk || !e.wordStart) && (!e.wordEnd || j >= n || !isWordChar(t.charCodeAt(j))))
-        out.push(e);
-      if (j >= n) break;
-      const m = this.next[node] as Map<number, number> | null;
-      const child = m === null ? undefined : m.get(t.charCodeAt(j));
-      if (child === undefined) break;
-      node = child;
-      j++;
+    for (let j = i + 1; ; j++) {
+      const f = this.flags[node] as number;
+      if (f !== 0) {
+        if (f & 1) {
+          const k = this.terminal[node] as number;
+          const e = this.entries[k] as Entry;
+          if ((startOk || !e.wordStart) && (!e.wordEnd || j >= n || !isWordChar(t.charCodeAt(j)))) out[at++] = k;
+        }
+        if (f & 2) hits.triggers[this.trigger[node] as number] = hits.stamp;
+        if (f & 4 && isHeadingEnd(t, j)) hits.headings.push(i, j, this.section[node] as number);
+      }
+      if (j >= n) return at;
+      const c = t.charCodeAt(j);
+      if (this.oneChar[node] === c) node = this.oneNode[node] as number;
+      else {
+        const next = this.many[node]?.get(c);
+        if (next === undefined) return at;
+        node = next;
+      }
     }
+  }
+
+  private child(node: number, c: number): number | undefined {
+    if (this.oneChar[node] === c) return this.oneNode[node] as number;
+    return this.many[node]?.get(c);
+  }
+
+  private addChild(node: number, c: number): number {
+    const k = this.newNode();
+    if (this.oneChar[node] === -1 && !this.many[node]) {
+      this.oneChar[node] = c;
+      this.oneNode[node] = k;
+    } else {
+      let m = this.many[node];
+      if (!m) this.many[node] = m = new Map();
+      m.set(c, k);
+    }
+    return k;
   }
 
   private newNode(): number {
-    this.next.push(null);
-    this.entries.push(null);
-    return this.entries.length - 1;
+    const k = this.nodes++;
+    if (k >= this.terminal.length) {
+      this.oneChar = grow(this.oneChar, -1);
+      this.oneNode = grow(this.oneNode, 0);
+      this.terminal = grow(this.terminal, -1);
+      this.section = grow(this.section, -1);
+      this.trigger = grow(this.trigger, -1);
+      const f = new Uint8Array(this.flags.length * 2);
+      f.set(this.flags);
+      this.flags = f;
+    }
+    this.many.push(null);
+    return k;
   }
 }
 
@@ -133,8 +229,10 @@ export interface Compiled {
   entries: Map<string, Entry>;
   patterns: PatternDef[];
   numeric: NumericDef[];
-  sectionRe: RegExp | null;
-  sectionOf: Map<string, string>;
+  /** Section names, indexed as the trie reports headings. */
+  sections: string[];
+  /** How many trigger literals the trie knows. */
+  triggers: number;
   exclusiveLabel: number;
   implies: number[][];
   treatment: boolean[];
@@ -229,7 +327,74 @@ export function literalPrefix(src: string): string {
   return out;
 }
 
-function addLabels(tt: TermTable, rules: Rules, patterns: PatternDef[]): void {
+const SPECIAL = "\\^$.|?*+()[]{}";
+
+/** The literal prefix of each alternative of a group body ("a|bc|d(?!x)" → a, bc, d); null when one has none. */
+function alternatives(body: string): string[] | null {
+  const out: string[] = [];
+  for (const alt of body.split("|")) {
+    let lit = literalPrefix(alt);
+    if (lit === "" || /[\\[(]/.test(alt.slice(0, lit.length))) return null;
+    out.push(lit);
+  }
+  return out;
+}
+
+/** The end of the group or class opened at `i` (index of its closing bracket). */
+function closing(src: string, i: number): number {
+  const open = src[i] as string;
+  const close = open === "[" ? "]" : ")";
+  let depth = 0;
+  for (let k = i; k < src.length; k++) {
+    const ch = src[k] as string;
+    if (ch === "\\") k++;
+    else if (ch === "[" && open === "(") k = closing(src, k);
+    else if (ch === open) depth++;
+    else if (ch === close && --depth === 0) return k;
+  }
+  return src.length - 1;
+}
+
+/**
+ * Literals a pattern cannot match without, from its top-level sequence: runs of plain characters
+ * and mandatory (?:a|b) groups of literal alternatives. Each set lists alternatives (one must occur).
+ * An empty result means "always run it".
+ */
+export function patternRequirements(src: string): string[][] {
+  const sets: string[][] = [];
+  let run = "";
+  const flush = (): void => {
+    if (run !== "") sets.push([run]);
+    run = "";
+  };
+  for (let i = 0; i < src.length; i++) {
+    const ch = src[i] as string;
+    const q = src[i + 1] ?? "";
+    const optional = q === "?" || q === "*" || q === "{";
+    if (ch === "|") return [];
+    if (ch === "(" || ch === "[") {
+      const end = closing(src, i);
+      const after = src[end + 1] ?? "";
+      flush();
+      if (ch === "(" && src.startsWith("(?:", i) && !"?*{".includes(after || "x")) {
+        const alts = alternatives(src.slice(i + 3, end));
+        if (alts) sets.push(alts);
+      }
+      i = end;
+    } else if (ch === "{") {
+      flush();
+      i = Math.max(i, src.indexOf("}", i));
+    } else if (ch === "\\" || SPECIAL.includes(ch)) {
+      flush();
+      if (ch === "\\") i++;
+    } else if (optional) flush();
+    else run += ch;
+  }
+  flush();
+  return sets;
+}
+
+function addLabels(tt: TermTable, rules: Rules, patterns: { src: string; def: PatternDef }[]): void {
   rules.labels.forEach((l, li) => {
     const id = l.id;
     tt.addLabel(l.synonyms, li, `${id}.synonyms`, "findings");
@@ -245,7 +410,8 @@ function addLabels(tt: TermTable, rules: Rules, patterns: PatternDef[]): void {
       const field = sign ? "signPatterns" : "patterns";
       list.forEach((p, k) => {
         const rule = `${id}.${field}[${k}] ${p}`;
-        patterns.push({ re: new RegExp(p, "gu"), label: li, prefix: literalPrefix(p), rule, sign });
+        const def = { re: new RegExp(p, "gu"), label: li, prefix: literalPrefix(p), rule, sign, required: [] };
+        patterns.push({ src: p, def });
       });
     }
   });
@@ -298,19 +464,37 @@ function compileNumeric(rules: Rules, labelIndex: Map<LabelId, number>, norm: (s
   });
 }
 
-function compileSections(rules: Rules, norm: (s: string) => string): { re: RegExp | null; of: Map<string, string> } {
-  const heads: string[] = [];
-  const of = new Map<string, string>();
+function compileSections(rules: Rules, norm: (s: string) => string, trie: Trie): string[] {
+  const names: string[] = [];
   for (const [section, words] of Object.entries(rules.sections)) {
+    names.push(section);
     for (const w of words) {
       const t = norm(w);
-      heads.push(t);
-      of.set(t, section);
+      if (t.length > 0) trie.addSection(t, names.length - 1);
     }
   }
-  heads.sort((a, b) => b.length - a.length);
-  const re = heads.length > 0 ? new RegExp(`(${heads.map(escapeRe).join("|")})\\s*(?::|】|\\])`, "g") : null;
-  return { re, of };
+  return names;
+}
+
+/** Give every literal the patterns require a trigger index in the trie. */
+function compileTriggers(patterns: readonly { src: string; def: PatternDef }[], trie: Trie): number {
+  const index = new Map<string, number>();
+  for (const { src, def } of patterns) {
+    const sets = patternRequirements(src).sort(
+      (a, b) => Math.min(...b.map((x) => x.length)) - Math.min(...a.map((x) => x.length)),
+    );
+    def.required = sets.map((set) =>
+      set.map((lit) => {
+        let k = index.get(lit);
+        if (k === undefined) {
+          index.set(lit, (k = index.size));
+          trie.addTrigger(lit, k);
+        }
+        return k;
+      }),
+    );
+  }
+  return index.size;
 }
 
 /** Compile validated rules into the engine's tables. */
@@ -321,21 +505,20 @@ export function compileRules(rules: Rules): Compiled {
   const norm = (s: string): string => normalizeReport(s, chars).text;
   const eq = compileEquivalents(rules.equivalents.map((g) => g.map((m) => (m === "" ? "" : norm(m)))));
   const tt = new TermTable(chars, eq);
-  const patterns: PatternDef[] = [];
+  const patterns: { src: string; def: PatternDef }[] = [];
   addLabels(tt, rules, patterns);
   addCues(tt, rules);
   const trie = new Trie();
   for (const e of tt.entries.values()) if (e.text.length > 0) trie.add(e);
-  const sections = compileSections(rules, norm);
   return {
     labelIds,
     labelIndex,
     trie,
     entries: tt.entries,
-    patterns,
+    patterns: patterns.map((p) => p.def),
     numeric: compileNumeric(rules, labelIndex, norm),
-    sectionRe: sections.re,
-    sectionOf: sections.of,
+    sections: compileSections(rules, norm, trie),
+    triggers: compileTriggers(patterns, trie),
     exclusiveLabel: rules.labels.findIndex((l) => l.exclusive),
     implies: rules.labels.map((l) => l.implies.map((t) => labelIndex.get(t as LabelId) ?? -1).filter((k) => k >= 0)),
     treatment: rules.labels.map((l) => l.treatment),

@@ -232,40 +232,54 @@ function lastMention(items: Match[], c: Clause): number {
   return -1;
 }
 
-/** The cues each clause receives from its neighbours under the list rules. */
-export function carryCues(items: Match[], clauses: Clause[], t: string, maxGap: number): Carried {
-  const n = clauses.length;
-  const carried: Carried = { pre: new Array(n).fill(null), post: new Array(n).fill(null) };
-  const bare = clauses.map((c) => isBare(items, c, t));
-  const joined = (a: number): boolean => {
-    const d = clauses[a + 1];
-    return (
-      d !== undefined && t.charCodeAt(d.start) === 44 && LIST_GAP.test(t.slice((clauses[a] as Clause).end, d.start))
-    );
-  };
-  for (let a = 0; a + 1 < n; a++) {
-    if (!joined(a) || !ENGLISH_LIST.test(t.slice((clauses[a + 1] as Clause).start, (clauses[a + 1] as Clause).end)))
-      continue;
+const NO_CUES: (FoundCue | null)[] = [];
+
+/** Clause a and the next are joined by a comma (short unknown items between them allowed). */
+function joined(clauses: Clause[], a: number, t: string): boolean {
+  const d = clauses[a + 1];
+  return d !== undefined && t.charCodeAt(d.start) === 44 && LIST_GAP.test(t.slice((clauses[a] as Clause).end, d.start));
+}
+
+/** The English list rule: "No hemorrhage, exudate or NV seen" carries "no" into the next clause. */
+function carryEnglish(items: Match[], clauses: Clause[], t: string, carried: Carried): void {
+  for (let a = 0; a + 1 < clauses.length; a++) {
+    const d = clauses[a + 1] as Clause;
+    if (!ENGLISH_LIST.test(t.slice(d.start, d.end)) || !joined(clauses, a, t)) continue;
     const c = clauses[a] as Clause;
     const q = lastMention(items, c);
     const pre = q < 0 ? null : preCue(items, c, q, false, carried.pre[a] ?? null);
-    if (pre?.kind === "negation" && pre.m.entry.wordStart && (pre.m.entry.roles & R_PRE_NEG) !== 0)
+    if (pre?.kind === "negation" && pre.m.entry.wordStart && (pre.m.entry.roles & R_PRE_NEG) !== 0) {
+      if (carried.pre === NO_CUES) carried.pre = new Array(clauses.length).fill(null);
       carried.pre[a + 1] = pre;
+    }
   }
-  for (let a = n - 2; a >= 0; a--) {
-    const c = clauses[a] as Clause;
-    const d = clauses[a + 1] as Clause;
-    const close = t.charCodeAt(c.end);
-    if ((close === 58 || close === 0x3011 || close === 93) && d.start === c.end) {
-      carried.post[a] = resultCue(items, d, t);
-      continue;
-    }
-    if (!bare[a] || !joined(a)) continue;
-    if (bare[a + 1]) carried.post[a] = carried.post[a + 1] ?? null;
-    else if (d.last > d.first && isMention((items[d.first] as Match).entry)) {
-      const post = postCue(items, d, d.first, t, maxGap, null);
-      if (post?.kind === "negation" && (post.m.entry.roles & R_POST_NEG_END) !== 0) carried.post[a] = post;
-    }
+}
+
+/** What clause a gets from the clause after it: a "finding: result" value or a collective negative. */
+function carriedPost(items: Match[], clauses: Clause[], a: number, t: string, maxGap: number, after: FoundCue | null) {
+  const c = clauses[a] as Clause;
+  const d = clauses[a + 1] as Clause;
+  const close = t.charCodeAt(c.end);
+  if ((close === 58 || close === 0x3011 || close === 93) && d.start === c.end) return resultCue(items, d, t);
+  if (!isBare(items, c, t) || !joined(clauses, a, t)) return null;
+  if (isBare(items, d, t)) return after;
+  if (d.last > d.first && isMention((items[d.first] as Match).entry)) {
+    const post = postCue(items, d, d.first, t, maxGap, null);
+    if (post?.kind === "negation" && (post.m.entry.roles & R_POST_NEG_END) !== 0) return post;
+  }
+  return null;
+}
+
+/** The cues each clause receives from its neighbours under the list rules. */
+export function carryCues(items: Match[], clauses: Clause[], t: string, maxGap: number): Carried {
+  const carried: Carried = { pre: NO_CUES, post: NO_CUES };
+  if (clauses.length < 2) return carried;
+  carryEnglish(items, clauses, t, carried);
+  for (let a = clauses.length - 2; a >= 0; a--) {
+    const post = carriedPost(items, clauses, a, t, maxGap, carried.post[a + 1] ?? null);
+    if (post === null) continue;
+    if (carried.post === NO_CUES) carried.post = new Array(clauses.length).fill(null);
+    carried.post[a] = post;
   }
   return carried;
 }

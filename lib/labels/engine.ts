@@ -129,6 +129,26 @@ function ranks(n: number): Ranks {
   };
 }
 
+function clearRanks(r: Ranks, want: boolean): void {
+  r.all.fill(0);
+  r.left.fill(0);
+  r.right.fill(0);
+  r.loose.fill(0);
+  if (want) r.by.fill(null);
+}
+
+const NOT_BLANK = /\S/;
+
+/** Evidence in text order; implied evidence (no span) last. */
+function byPosition(a: Evidence, b: Evidence): number {
+  return a.start < 0 ? 1 : b.start < 0 ? -1 : a.start - b.start;
+}
+
+function anyIncluded(t: string, words: readonly string[]): boolean {
+  for (const w of words) if (t.includes(w)) return true;
+  return false;
+}
+
 function rankOf(status: Status): number {
   return status === "asserted" ? 3 : status === "suspected" ? 2 : 1;
 }
@@ -141,10 +161,18 @@ function emptyResult(warning: string): LabelResult {
 export class Labeler {
   readonly rules: Rules;
   private readonly c: Compiled;
+  /** Rank tables reused by every report (labelling is synchronous, one report at a time). */
+  private readonly named: Ranks;
+  private readonly signs: Ranks;
+  private readonly explicitNeg: Uint8Array;
 
   constructor(rules: Rules = loadRules()) {
     this.rules = rules;
     this.c = compileRules(rules);
+    const L = this.c.labelIds.length;
+    this.named = ranks(L);
+    this.signs = ranks(L);
+    this.explicitNeg = new Uint8Array(L);
   }
 
   /** The label ids this labeler knows, in rules order. */
@@ -168,7 +196,7 @@ export class Labeler {
   label(report: unknown, options: LabelOptions = {}): LabelResult {
     if (typeof report !== "string")
       return emptyResult(`report is not text (got ${report === null ? "null" : typeof report})`);
-    if (report.trim() === "") return emptyResult("report is empty");
+    if (!NOT_BLANK.test(report)) return emptyResult("report is empty");
     const st = this.match(report, options.evidence ?? true);
     this.mentions(st);
     this.infer(st);
@@ -185,18 +213,20 @@ export class Labeler {
   private match(report: string, want: boolean): LabelState {
     const nt = normalizeReport(report, this.c.chars);
     const t = nt.text;
-    const items = findMatches(this.c, t);
-    const L = this.c.labelIds.length;
+    const { items, headings } = findMatches(this.c, t);
+    clearRanks(this.named, want);
+    clearRanks(this.signs, want);
+    this.explicitNeg.fill(0);
     return {
       report,
       nt,
       t,
       want,
       items,
-      lay: layout(this.c, t, items),
-      named: ranks(L),
-      signs: ranks(L),
-      explicitNeg: new Uint8Array(L),
+      lay: layout(this.c, t, items, headings),
+      named: this.named,
+      signs: this.signs,
+      explicitNeg: this.explicitNeg,
       evidence: [],
       normal: { first: null, left: false, right: false },
     };
@@ -207,11 +237,12 @@ export class Labeler {
   private mentions(st: LabelState): void {
     const clauses = st.lay.clauses;
     const carried = carryCues(st.items, clauses, st.t, this.c.historyMaxGap);
-    clauses.forEach((c, ci) => {
+    for (let ci = 0; ci < clauses.length; ci++) {
+      const c = clauses[ci] as Clause;
       for (let q = c.first; q < c.last; q++) this.mention(st, c, q, ci, carried);
       const neg = eyeNegative(st.items, c, st.t);
       if (neg) this.noteNormal(st, neg.m, c, neg.m.entry.rule, neg);
-    });
+    }
   }
 
   private mention(st: LabelState, c: Clause, q: number, ci: number, carried: Carried): void {
@@ -222,7 +253,8 @@ export class Labeler {
     if (!named && !excl && (en.roles & NORMAL_ROLES) === 0) return;
     let d: Decision = { status: named || !excl ? "asserted" : "excluded", cue: null };
     if (named || en.roles & R_ABSENCE) {
-      const treatment = en.findings.some((li) => this.c.treatment[li]);
+      let treatment = false;
+      for (const li of en.findings) if (this.c.treatment[li]) treatment = true;
       const pre = preCue(st.items, c, q, treatment, carried.pre[ci] ?? null);
       d = decide(pre, postCue(st.items, c, q, st.t, this.c.historyMaxGap, carried.post[ci] ?? null));
       // A treatment done in the past (曾行激光光凝, PRP 术后) left its scars: a current finding.
@@ -234,15 +266,18 @@ export class Labeler {
       return;
     }
     if (!named) {
-      en.exclusions.forEach((li, k) => this.record(st, st.named, li, d, it, c, en.exclusionRules[k] as string, "term"));
+      for (let k = 0; k < en.exclusions.length; k++)
+        this.record(st, st.named, en.exclusions[k] as number, d, it, c, en.exclusionRules[k] as string, "term");
       return;
     }
-    en.findings.forEach((li, k) => {
+    for (let k = 0; k < en.findings.length; k++) {
+      const li = en.findings[k] as number;
       const rule = en.findingRules[k] as string;
       if (li !== this.c.exclusiveLabel) this.record(st, st.named, li, d, it, c, rule, it.pattern ? "pattern" : "term");
       else if (d.status === "asserted" || d.status === "suspected") this.noteNormal(st, it, c, rule, d.cue);
-    });
-    en.signs.forEach((li, k) => this.record(st, st.signs, li, d, it, c, en.signRules[k] as string, "sign"));
+    }
+    for (let k = 0; k < en.signs.length; k++)
+      this.record(st, st.signs, en.signs[k] as number, d, it, c, en.signRules[k] as string, "sign");
     // "无DR", "未见出血、渗出": a fundus examined and found without them is a normal statement.
     if (d.status === "negated" && !en.findings.includes(this.c.exclusiveLabel))
       this.noteNormal(st, it, c, `negated ${en.findingRules[0] ?? en.signRules[0] ?? ""}`, d.cue);
@@ -336,7 +371,7 @@ export class Labeler {
 
   private numeric(st: LabelState): void {
     for (const rule of this.c.numeric) {
-      if (rule.label < 0 || !rule.prefixes.some((p) => st.t.includes(p))) continue;
+      if (rule.label < 0 || !anyIncluded(st.t, rule.prefixes)) continue;
       rule.re.lastIndex = 0;
       let m: RegExpExecArray | null;
       while ((m = rule.re.exec(st.t)) !== null) {
@@ -422,6 +457,8 @@ export class Labeler {
     const left: LabelMap = {};
     const right: LabelMap = {};
     let any = false;
+    let nLeft = 0;
+    let nRight = 0;
     for (let li = 0; li < ids.length; li++) {
       const id = ids[li] as LabelId;
       const r = named.all[li] as number;
@@ -431,28 +468,31 @@ export class Labeler {
         const by = named.by[li];
         if (by) by.decisive = true;
       }
-      if ((named.left[li] as number) >= 2) left[id] = named.left[li] === 3 ? 1 : 0.5;
-      if ((named.right[li] as number) >= 2) right[id] = named.right[li] === 3 ? 1 : 0.5;
+      const rl = named.left[li] as number;
+      const rr = named.right[li] as number;
+      if (rl >= 2) ((left[id] = rl === 3 ? 1 : 0.5), nLeft++);
+      if (rr >= 2) ((right[id] = rr === 3 ? 1 : 0.5), nRight++);
     }
     const warnings: string[] = [];
-    if (this.c.exclusiveLabel >= 0) this.normalResult(st, any, labels, left, right, warnings);
+    if (this.c.exclusiveLabel >= 0) this.normalResult(st, any, { labels, left, right, nLeft, nRight }, warnings);
     const ignored: LabelId[] = [];
-    applyPolicy(labels, policy, ignored);
-    applyPolicy(left, policy, null);
-    applyPolicy(right, policy, null);
+    if (policy !== "keep") {
+      applyPolicy(labels, policy, ignored);
+      applyPolicy(left, policy, null);
+      applyPolicy(right, policy, null);
+    }
     const evidence = st.evidence;
-    evidence.sort((a, b) => (a.start < 0 ? 1 : b.start < 0 ? -1 : a.start - b.start));
+    if (evidence.length > 1) evidence.sort(byPosition);
     return { labels, eye: st.lay.reportEye, byEye: { left, right }, evidence, ignored, warnings };
   }
 
   private normalResult(
     st: LabelState,
     any: boolean,
-    labels: LabelMap,
-    left: LabelMap,
-    right: LabelMap,
+    maps: { labels: LabelMap; left: LabelMap; right: LabelMap; nLeft: number; nRight: number },
     warnings: string[],
   ): void {
+    const { labels, left, right } = maps;
     const id = this.c.labelIds[this.c.exclusiveLabel] as LabelId;
     const stated = st.normal.left || st.normal.right;
     if (!any && stated) {
@@ -465,8 +505,8 @@ export class Labeler {
     }
     // Per eye: an eye with a normal statement, or an eye the report describes, with nothing found.
     const rep = st.lay.reportEye;
-    if ((st.normal.left || rep === "left" || rep === "both") && Object.keys(left).length === 0) left[id] = 1;
-    if ((st.normal.right || rep === "right" || rep === "both") && Object.keys(right).length === 0) right[id] = 1;
+    if ((st.normal.left || rep === "left" || rep === "both") && maps.nLeft === 0) left[id] = 1;
+    if ((st.normal.right || rep === "right" || rep === "both") && maps.nRight === 0) right[id] = 1;
     if (!any && !stated) warnings.push("no finding and no normal statement recognised");
   }
 }

@@ -27,38 +27,91 @@ export interface Layout {
   reportEye: Eye | null;
 }
 
-const LIST_NUMBER =
-  /(^|[\s,;:。、|])(?:\d{1,2}(?:、|\.(?!\d)|\))|[一二三四五六七八九十]{1,2}、)|\(\d{1,2}\)|\([一二三四五六七八九十]{1,2}\)/g;
+// Character classes for the clause scan: 1 clause boundary, 2 digit, 4 Chinese numeral, 8 "(",
+// 16 a place a list item may follow (space or , ; : 。 、 |), 32 ".".
+const CLASS = new Uint8Array(0x10000);
+for (const c of [0x3002, 44, 59, 33, 58, 10, 13, 0x3010, 0x3011]) CLASS[c] = 1;
+for (let c = 48; c <= 57; c++) CLASS[c] = 2;
+for (const ch of "一二三四五六七八九十") CLASS[ch.charCodeAt(0)] = 4;
+CLASS[40] = 8;
+CLASS[46] = 32;
+for (const c of [32, 9, 10, 13, 44, 59, 58, 0x3002, 0x3001, 124]) CLASS[c] = (CLASS[c] as number) | 16;
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+function isNumeral(c: number): boolean {
+  return ((CLASS[c] as number) & 4) !== 0;
+}
+
+/** Where a list item may start: text start, a space or punctuation (, ; : 。 、 |). */
+function itemStart(t: string, i: number): boolean {
+  return i === 0 || ((CLASS[t.charCodeAt(i - 1)] as number) & 16) !== 0;
+}
+
+/** A list number at i ("1、" "2." "4)" "一、" "(3)" "(二)"): its length, else 0. */
+function listNumberAt(t: string, i: number): number {
+  const c = t.charCodeAt(i);
+  if (c === 40) {
+    let j = i + 1;
+    const digits = isDigit(t.charCodeAt(j));
+    while (j < t.length && j - i <= 2 && (digits ? isDigit(t.charCodeAt(j)) : isNumeral(t.charCodeAt(j)))) j++;
+    return j > i + 1 && t.charCodeAt(j) === 41 ? j + 1 - i : 0;
+  }
+  const digits = isDigit(c);
+  if (!digits && !isNumeral(c)) return 0;
+  if (!itemStart(t, i)) return 0;
+  let j = i + 1;
+  if (j < t.length && (digits ? isDigit(t.charCodeAt(j)) : isNumeral(t.charCodeAt(j)))) j++;
+  const d = t.charCodeAt(j);
+  if (d === 0x3001) return j + 1 - i;
+  if (digits && (d === 41 || (d === 46 && !isDigit(t.charCodeAt(j + 1))))) return j + 1 - i;
+  return 0;
+}
 
 /** Sorted clause end offsets (exclusive) from punctuation and list numbers. */
 export function clauseEnds(t: string): number[] {
   const ends: number[] = [];
   const n = t.length;
+  let sorted = true;
   for (let i = 0; i < n; i++) {
-    const c = t.charCodeAt(i);
-    if (c === 0x3002 || c === 44 || c === 59 || c === 33 || c === 58 || c === 10 || c === 13) ends.push(i);
-    else if (c === 0x3010 || c === 0x3011) ends.push(i);
-    else if (c === 46) {
+    const k = CLASS[t.charCodeAt(i)] as number;
+    if (k === 0 || k === 16) continue;
+    if (k & 1) ends.push(i);
+    else if (k & 32) {
       const p = i > 0 ? t.charCodeAt(i - 1) : 0;
-      const q = i + 1 < n ? t.charCodeAt(i + 1) : 0;
-      if (!(p >= 48 && p <= 57 && q >= 48 && q <= 57)) ends.push(i);
+      if (!(isDigit(p) && isDigit(i + 1 < n ? t.charCodeAt(i + 1) : 0))) ends.push(i);
+    }
+    if (k & 14 && listNumberAt(t, i) > 0) {
+      // The number itself starts the next clause; its own "." or ")" was pushed after it.
+      if (ends.length > 0 && (ends[ends.length - 1] as number) > i) sorted = false;
+      ends.push(i);
     }
   }
-  LIST_NUMBER.lastIndex = 0;
-  let m: RegExpExecArray | null;
-  while ((m = LIST_NUMBER.exec(t)) !== null) ends.push(m.index + (m[1] ?? "").length);
-  ends.sort((a, b) => a - b);
+  if (!sorted) ends.sort((a, b) => a - b);
   return ends;
 }
 
-function headings(c: Compiled, t: string): [number, string][] {
+/**
+ * Headings in text order from the trie's (start, end, section) hits: at one start the longest
+ * heading word, and none inside the previous heading ("所见" in "检查所见:").
+ */
+function headingsOf(c: Compiled, hits: readonly number[]): [number, string][] {
   const out: [number, string][] = [];
-  if (!c.sectionRe) return out;
-  c.sectionRe.lastIndex = 0;
-  let m: RegExpExecArray | null;
-  while ((m = c.sectionRe.exec(t)) !== null) {
-    const sec = c.sectionOf.get(m[1] ?? "");
-    if (sec) out.push([m.index, sec]);
+  let lastEnd = -1;
+  for (let k = 0; k < hits.length; k += 3) {
+    const start = hits[k] as number;
+    const end = hits[k + 1] as number;
+    const name = c.sections[hits[k + 2] as number] as string;
+    const prev = out[out.length - 1];
+    if (prev && prev[0] === start) {
+      prev[1] = name;
+      lastEnd = end;
+    } else if (start >= lastEnd) {
+      out.push([start, name]);
+      lastEnd = end;
+    }
   }
   return out;
 }
@@ -104,7 +157,8 @@ function eyeBreaks(t: string, items: Match[], ends: number[]): number[] {
 function notExamined(c: Compiled, t: string, it: Match): boolean {
   let i = it.e;
   while (i < t.length && (t.charCodeAt(i) === 32 || t.charCodeAt(i) === 58)) i++;
-  return c.eyeAbsent.some((m) => t.startsWith(m, i));
+  for (const m of c.eyeAbsent) if (t.startsWith(m, i)) return true;
+  return false;
 }
 
 function reportEyeOf(c: Compiled, t: string, items: Match[]): Eye | null {
@@ -121,11 +175,11 @@ function reportEyeOf(c: Compiled, t: string, items: Match[]): Eye | null {
 }
 
 /** Clauses holding at least one match, in text order, with eye and section. */
-export function layout(c: Compiled, t: string, items: Match[]): Layout {
+export function layout(c: Compiled, t: string, items: Match[], headingHits: readonly number[]): Layout {
   const base = clauseEnds(t);
   const extra = eyeBreaks(t, items, base);
   const ends = extra.length > 0 ? [...base, ...extra].sort((a, b) => a - b) : base;
-  const heads = headings(c, t);
+  const heads = headingsOf(c, headingHits);
   const reportEye = reportEyeOf(c, t, items);
   const clauses: Clause[] = [];
   let ci = 0;
