@@ -7,10 +7,8 @@
  * - missed (gold has the label, the labeler does not): the labeler's own evidence for the label
  *   when it has any (negated by 未见, history by 既往, excluded, planned); otherwise the rule term
  *   sharing the longest run of characters with the report, and the report text around that run.
- * - wrong value (1 vs 0.5): the decisive evidence and its cue, or the text just before the term
- *   (where a missing uncertainty cue would be).
- * - false positive: the decisive evidence (rule, term, cue) and the text just before the term
- *   (where a missing negation cue would be).
+ * - wrong value (1 vs 0.5) and false positive: the rule and cue that decided the label; each case
+ *   shows the text around the term, where a missing negation or uncertainty cue would be.
  */
 import type { Evidence, LabelResult } from "./engine.js";
 import type { LabelId, LabelMap } from "./taxonomy.js";
@@ -126,12 +124,9 @@ function missedKey(input: ErrorInput, label: LabelId, vocab: ErrorVocabulary): [
 function assertedKey(input: ErrorInput, label: LabelId): [string, string] {
   const ev = decisiveFor(input.result, label);
   if (!ev || ev.start < 0) return [ev ? `${ev.source} from ${ev.from ?? ev.rule}` : "no evidence", ""];
-  if (ev.cue) return [cueKey(ev), around(input.text, Math.min(ev.cue.start, ev.start), ev.end)];
-  const before = input.text.slice(Math.max(0, ev.start - 4), ev.start).replace(/\s+/g, " ");
-  return [
-    `${ev.status} by ${ev.source} ${ev.text} (${ev.rule}); text before it: "${before}"`,
-    around(input.text, ev.start, ev.end),
-  ];
+  if (ev.cue) return [cueKey(ev), around(input.text, Math.min(ev.cue.start, ev.start), Math.max(ev.cue.end, ev.end))];
+  // No cue qualified it: the context shows where a missing negation or doubt would be.
+  return [`${ev.status}, no cue: ${ev.source} ${ev.text} (${ev.rule})`, around(input.text, ev.start, ev.end)];
 }
 
 /** Group every disagreement between predictions and gold labels. */

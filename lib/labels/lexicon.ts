@@ -24,13 +24,38 @@ export interface Equivalents {
   byFirst: Map<number, Member[]>;
 }
 
+/**
+ * Merge groups that share a non-empty member (interchangeability is transitive: 黄斑 ~ 黄斑区 and
+ * 黄斑 ~ 黄斑中心小凹 make one group). An empty member is not shared: it only marks its own group
+ * as droppable.
+ */
+function mergeGroups(groups: readonly (readonly string[])[]): string[][] {
+  const parent = groups.map((_, i) => i);
+  const find = (i: number): number => (parent[i] === i ? i : (parent[i] = find(parent[i] as number)));
+  const owner = new Map<string, number>();
+  groups.forEach((g, i) => {
+    for (const m of g) {
+      if (m === "") continue;
+      const j = owner.get(m);
+      if (j === undefined) owner.set(m, i);
+      else parent[find(i)] = find(j);
+    }
+  });
+  const merged = new Map<number, Set<string>>();
+  groups.forEach((g, i) => {
+    const root = find(i);
+    let set = merged.get(root);
+    if (!set) merged.set(root, (set = new Set()));
+    for (const m of g) set.add(m);
+  });
+  return [...merged.values()].map((set) => [...set]);
+}
+
 /** Compile equivalence groups whose members are already normalised. */
 export function compileEquivalents(groups: readonly (readonly string[])[]): Equivalents {
   const byFirst = new Map<number, Member[]>();
-  const out: string[][] = [];
-  groups.forEach((g, gi) => {
-    const members = [...new Set(g)];
-    out.push(members);
+  const out = mergeGroups(groups);
+  out.forEach((members, gi) => {
     for (const m of members) {
       if (m === "") continue;
       const k = m.charCodeAt(0);
