@@ -155,7 +155,7 @@ test("uncertainty cues give 0.5; causes, confirmations and 原因待查 do not h
   t.deepEqual(L("既往确诊青光眼"), { glaucoma: 1 }, "确诊 stops 既往");
 });
 
-test("history and plans: past disease is not a finding, a past treatment left its scars, a planned one has not", (t) => {
+test("history and plans: a past disease is not a finding, a past treatment left scars, a planned one did not", (t) => {
   t.deepEqual(F("既往视网膜脱离"), {});
   t.deepEqual(F("黄斑前膜剥除术后"), {});
   t.deepEqual(L("曾行激光光凝"), { laser_scars: 1 });

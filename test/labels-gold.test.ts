@@ -90,7 +90,7 @@ test("dev set stays at ≥ 0.99 (micro-F1, macro-F1, exact match)", (t) => {
   t.is(r.eyeAccuracy, 1);
 });
 
-test("errorGroups: misses grouped by the cue that negated them or the nearest rule term; false positives by rule", (t) => {
+test("errorGroups: misses by the cue that negated them or the nearest rule term; false positives by rule", (t) => {
   const inputs = [
     { id: "a", text: "右眼未见黄斑裂孔", gold: { macular_hole: 1 as const } },
     { id: "b", text: "左眼未见黄斑裂孔", gold: { macular_hole: 1 as const } },
