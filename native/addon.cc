@@ -23,7 +23,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitRank(env, exports);
   vilref::InitLogistic(env, exports);
   exports.Set("Head", vilref::Head::Define(env));
-  exports.Set("Model", vilref::Model::Define(env));
+  exports.Set("ViLReF", vilref::ViLReF::Define(env));
   exports.Set("Trainer", vilref::Trainer::Define(env));
   exports.Set("Segmenter", vilref::Segmenter::Define(env));
   exports.Set("Finetuner", vilref::Finetuner::Define(env));
