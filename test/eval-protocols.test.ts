@@ -130,4 +130,20 @@ test("linear probe through images: a single-label folder set (hazy vs clear fund
   t.true(r.metrics.accuracy!.value >= 0.85, `accuracy ${r.metrics.accuracy!.value}`);
   t.true(r.metrics.auc!.value >= 0.9, `AUC ${r.metrics.auc!.value}`);
   t.is(r.selection.length, 13);
+  t.deepEqual(r.warnings, []);
+  // L-BFGS cut short: every fit is reported, in the result (the JSON --out writes) and through onWarning (stderr by default)
+  const heard: string[] = [];
+  const cut = await linearProbe(model, ds, {
+    resamples: 0,
+    cGrid: [0.1, 1],
+    maxIter: 1,
+    onWarning: (m) => heard.push(m),
+  });
+  t.is(cut.warnings.length, 3);
+  t.deepEqual(heard, cut.warnings);
+  t.regex(
+    cut.warnings[2]!,
+    /^the final fit at C = (0\.1|1) did not converge for all classes \(multinomial\) \(L-BFGS stopped after 1 iteration\)/,
+  );
+  t.true(cut.selection.every((row) => !row.converged));
 });

@@ -377,7 +377,7 @@ export interface ProbeResult extends MetricsReport {
 export function convergenceWarning(nc: NonConvergence, classes: readonly string[]): string {
   const which = nc.classes.map((c) => (c === null ? "all classes (multinomial)" : (classes[c] ?? `class ${c}`)));
   const what = nc.stage === "final" ? "the final fit" : "the fit for choosing C";
-  return `${what} at C = ${nc.C} did not converge for ${which.join(", ")} (L-BFGS stopped after ${nc.iterations} iterations); the result may be less accurate`;
+  return `${what} at C = ${nc.C} did not converge for ${which.join(", ")} (L-BFGS stopped after ${nc.iterations} iteration${nc.iterations === 1 ? "" : "s"}); the result may be less accurate`;
 }
 
 function targetsOf(ds: EvalDataset, samples: readonly EvalSample[]): ProbeTargets {
