@@ -172,78 +172,78 @@ function singleLabelStatistic(
   };
 }
 
+type Boot = MetricsReport["bootstrap"];
+
 /** Metrics of a score set with bootstrap CIs. */
 export function evaluateScores(set: ScoreSet, options: BootstrapOptions = {}): MetricsReport {
-  const { classes, scores, n, task } = set;
+  const { classes, scores, n } = set;
   const C = classes.length;
   if (scores.length !== n * C) throw new RangeError(`evaluateScores: expected ${n}×${C} scores, got ${scores.length}`);
   if (n === 0) throw new RangeError("evaluateScores: no cases");
   const boot = { resamples: options.resamples ?? 1000, seed: options.seed ?? 0, level: options.level ?? 0.95 };
+  return set.task === "multilabel" ? multiLabelReport(set, boot) : singleLabelReport(set, boot);
+}
+
+function multiLabelReport(set: ScoreSet, boot: Boot): MetricsReport {
+  const { classes, scores, n, task } = set;
+  const C = classes.length;
+  const y = set.y;
+  if (!y || y.length !== n * C) throw new RangeError(`evaluateScores: multi-label targets must be ${n}×${C}`);
+  const thr = set.threshold ?? 0.5;
   const notes: string[] = [];
   const perClass: Record<string, ClassReport> = {};
   const roc: MetricsReport["roc"] = {};
-
-  if (task === "multilabel") {
-    const y = set.y;
-    if (!y || y.length !== n * C) throw new RangeError(`evaluateScores: multi-label targets must be ${n}×${C}`);
-    const thr = set.threshold ?? 0.5;
-    // per class: the cases with a known label
-    const known = classes.map((_, c) => {
-      const k: number[] = [];
-      for (let i = 0; i < n; i++) if (!Number.isNaN(y[i * C + c]!)) k.push(i);
-      return k;
-    });
-    // statistic layout: [auc_c, ap_c, f1_c, acc_c for each c] + [mean auc, map, mean f1, mean acc]
-    const stat = multiLabelStatistic(scores, y, n, C, known, thr);
-    const est = bootstrapMany(n, stat, boot);
-    const confusion: Record<string, number[][]> = {};
-    classes.forEach((name, c) => {
-      const s = known[c]!.map((i) => scores[i * C + c]!);
-      const l = known[c]!.map((i) => y[i * C + c]!);
-      const pos = l.filter((v) => v === 1).length;
-      const neg = l.length - pos;
-      const m = [
-        [0, 0],
-        [0, 0],
-      ];
-      s.forEach((v, i) => m[l[i]! === 1 ? 1 : 0]![v > thr ? 1 : 0]!++);
-      confusion[name] = m;
-      perClass[name] = {
-        auc: est[4 * c]!,
-        ap: est[4 * c + 1]!,
-        f1: est[4 * c + 2]!,
-        accuracy: est[4 * c + 3]!,
-        positives: pos,
-        negatives: neg,
-        unknown: n - l.length,
-      };
-      roc[name] = rocCurve(s, l);
-      if (pos === 0 || neg === 0)
-        notes.push(
-          `${name}: ${pos === 0 ? "no positives" : "no negatives"} among ${l.length} cases; AUC undefined, left out of the mean AUC`,
-        );
-    });
-    const k = 4 * C;
-    return {
-      task,
-      classes,
-      n,
-      metrics: { auc: est[k]!, map: est[k + 1]!, f1: est[k + 2]!, accuracy: est[k + 3]! },
-      perClass,
-      confusion,
-      roc,
-      notes,
-      bootstrap: boot,
+  // per class: the cases with a known label
+  const known = classes.map((_, c) => {
+    const k: number[] = [];
+    for (let i = 0; i < n; i++) if (!Number.isNaN(y[i * C + c]!)) k.push(i);
+    return k;
+  });
+  // statistic layout: [auc_c, ap_c, f1_c, acc_c for each c] + [mean auc, map, mean f1, mean acc]
+  const est = bootstrapMany(n, multiLabelStatistic(scores, y, n, C, known, thr), boot);
+  const confusion: Record<string, number[][]> = {};
+  classes.forEach((name, c) => {
+    const s = known[c]!.map((i) => scores[i * C + c]!);
+    const l = known[c]!.map((i) => y[i * C + c]!);
+    const pos = l.filter((v) => v === 1).length;
+    const neg = l.length - pos;
+    const m = [
+      [0, 0],
+      [0, 0],
+    ];
+    s.forEach((v, i) => m[l[i]! === 1 ? 1 : 0]![v > thr ? 1 : 0]!++);
+    confusion[name] = m;
+    perClass[name] = {
+      auc: est[4 * c]!,
+      ap: est[4 * c + 1]!,
+      f1: est[4 * c + 2]!,
+      accuracy: est[4 * c + 3]!,
+      positives: pos,
+      negatives: neg,
+      unknown: n - l.length,
     };
-  }
+    roc[name] = rocCurve(s, l);
+    if (pos === 0 || neg === 0)
+      notes.push(
+        `${name}: ${pos === 0 ? "no positives" : "no negatives"} among ${l.length} cases; AUC undefined, left out of the mean AUC`,
+      );
+  });
+  const k = 4 * C;
+  const metrics = { auc: est[k]!, map: est[k + 1]!, f1: est[k + 2]!, accuracy: est[k + 3]! };
+  return { task, classes, n, metrics, perClass, confusion, roc, notes, bootstrap: boot };
+}
 
-  // single-label and graded
+function singleLabelReport(set: ScoreSet, boot: Boot): MetricsReport {
+  const { classes, scores, n, task } = set;
+  const C = classes.length;
   const t = set.targets;
   if (!t || t.length !== n) throw new RangeError(`evaluateScores: expected ${n} class targets`);
+  const notes: string[] = [];
+  const perClass: Record<string, ClassReport> = {};
+  const roc: MetricsReport["roc"] = {};
   const pred = argmaxRows(scores, n, C);
   const graded = task === "graded";
-  const stat = singleLabelStatistic(scores, t, pred, n, C, graded);
-  const est = bootstrapMany(n, stat, boot);
+  const est = bootstrapMany(n, singleLabelStatistic(scores, t, pred, n, C, graded), boot);
   const all = Int32Array.from({ length: n }, (_, i) => i);
   classes.forEach((name, c) => {
     const pos = t.filter((v) => v === c).length;

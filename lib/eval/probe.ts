@@ -123,6 +123,19 @@ export async function fitLinear(
       constant: [],
     };
   }
+  return fitOneVsRest(D, targets, C, options.init?.kind === "sigmoid" ? options.init : undefined, lbfgs);
+}
+
+/** One-vs-rest: the classes with both label values fitted side by side, the others their prior. */
+async function fitOneVsRest(
+  D: Design,
+  targets: ProbeTargets,
+  C: number,
+  init: LinearModel | undefined,
+  lbfgs: LbfgsOptions,
+): Promise<FittedLinear> {
+  const { d, n } = D;
+  const K = targets.K;
   const label = (i: number, c: number) =>
     targets.kind === "multilabel" ? targets.y[i * K + c]! : targets.t[i] === c ? 1 : 0;
   const W = new Float64Array(K * d);
@@ -150,9 +163,8 @@ export async function fitLinear(
   const F = fitted.length;
   const y = new Float64Array(n * F);
   for (let i = 0; i < n; i++) fitted.forEach((c, j) => (y[i * F + j] = label(i, c)));
-  const init = options.init?.kind === "sigmoid" ? options.init : undefined;
   const r = await native().logistic.fit({
-    x,
+    x: { data: D.X, shape: [n, d] },
     kind: "sigmoid",
     y: { data: y, shape: [n, F] },
     C,
