@@ -216,7 +216,10 @@ export interface DirectionReportJs {
   medianRank: number;
 }
 
-/** Retrieval both ways from normalised features (rows i ↔ i): the n×n Float64 similarity, its transpose, the ranks. */
+/**
+ * Retrieval both ways from normalised features (rows i ↔ i): the n×n Float64 similarity, its
+ * transpose, the ranks; `rankSeconds` times that part alone (the bootstrap follows it).
+ */
 export function retrievalJs(
   I: Float32Array,
   T: Float32Array,
@@ -224,7 +227,13 @@ export function retrievalJs(
   d: number,
   ks: readonly number[] = [1, 5, 10],
   options: BootstrapOptions = {},
-): { imageToText: DirectionReportJs; textToImage: DirectionReportJs; ranks: { i2t: Int32Array; t2i: Int32Array } } {
+): {
+  imageToText: DirectionReportJs;
+  textToImage: DirectionReportJs;
+  ranks: { i2t: Int32Array; t2i: Int32Array };
+  rankSeconds: number;
+} {
+  const t0 = performance.now();
   const similarity = dots(I, n, T, n, d);
   const targets = Int32Array.from({ length: n }, (_, i) => i);
   const boot = { resamples: options.resamples ?? 1000, seed: options.seed ?? 0, level: options.level ?? 0.95 };
@@ -247,7 +256,8 @@ export function retrievalJs(
   };
   const i2t = targetRanksJs(similarity, n, n, targets);
   const t2i = targetRanksJs(transpose(similarity, n, n), n, n, targets);
-  return { imageToText: direction(i2t), textToImage: direction(t2i), ranks: { i2t, t2i } };
+  const rankSeconds = (performance.now() - t0) / 1000;
+  return { imageToText: direction(i2t), textToImage: direction(t2i), ranks: { i2t, t2i }, rankSeconds };
 }
 
 // ---- the linear probe (lib/eval/probe.ts before issue 16) -------------------------------------------
