@@ -135,6 +135,11 @@ function child(mode: string): Promise<RetrievalOut> {
   });
 }
 
+/** CPU seconds of this process (all its threads) since `from`. */
+const cpuSince = (from: NodeJS.CpuUsage) => {
+  const u = process.cpuUsage(from);
+  return (u.user + u.system) / 1e6;
+};
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const differing = (a: number[], b: number[]) => a.filter((v, i) => v !== b[i]).length;
 
@@ -198,6 +203,7 @@ function benchBootstrap(): void {
   console.log(`\n## bootstrap: evaluateScores, ${n} cases × ${C} multi-label classes, ${B} resamples`);
   const set = scoreSet(n, C);
   const times: Record<string, number[]> = { js: [], new: [] };
+  const cpu: Record<string, number[]> = { js: [], new: [] };
   let same = true;
   let ref: number[] | undefined;
   for (let round = 0; round < rounds; round++)
@@ -206,20 +212,27 @@ function benchBootstrap(): void {
       ["new", evaluateScores],
     ] as const) {
       const t0 = performance.now();
+      const c0 = process.cpuUsage();
       const r = f(set, { resamples: B, seed: round });
       const s = (performance.now() - t0) / 1000;
       times[name]!.push(s);
+      cpu[name]!.push(cpuSince(c0));
       const e = estimates(r);
       if (name === "js") ref = e;
       else same &&= e.length === ref!.length && e.every((v, i) => Object.is(v, ref![i]));
-      console.log(`  round ${round + 1} ${name.padEnd(3)} ${s.toFixed(2)} s`);
+      console.log(`  round ${round + 1} ${name.padEnd(3)} ${s.toFixed(2)} s (CPU ${cpu[name]!.at(-1)!.toFixed(2)} s)`);
     }
   const js = median(times.js!);
   const nw = median(times.new!);
-  console.log("| path | median s | × faster | intervals identical (Object.is, every estimate) |");
-  console.log("|---|---:|---:|---|");
-  console.log(`| JS (a sort per class per resample) | ${js.toFixed(2)} | 1.0 | |`);
-  console.log(`| O(n) from multiplicities | ${nw.toFixed(2)} | ${(js / nw).toFixed(1)} | ${same ? "yes" : "NO"} |`);
+  const [cj, cn] = [median(cpu.js!), median(cpu.new!)];
+  console.log(
+    "| path | median s | × faster | median CPU s | × less CPU | intervals identical (Object.is, every estimate) |",
+  );
+  console.log("|---|---:|---:|---:|---:|---|");
+  console.log(`| JS (a sort per class per resample) | ${js.toFixed(2)} | 1.0 | ${cj.toFixed(2)} | 1.0 | |`);
+  console.log(
+    `| O(n) from multiplicities | ${nw.toFixed(2)} | ${(js / nw).toFixed(1)} | ${cn.toFixed(2)} | ${(cj / cn).toFixed(1)} | ${same ? "yes" : "NO"} |`,
+  );
 }
 
 // ---- probe ---------------------------------------------------------------------------------------
@@ -262,10 +275,12 @@ async function benchProbe(): Promise<void> {
   const [tr, va, te] = [ntr, nva, nva].map((n, s) => probeData(n, d, K, 100 + s, A, V));
   const T = (y: Float32Array): ProbeTargets => ({ kind: "multilabel", K, y });
   const times: Record<string, number[]> = { js: [], native: [] };
+  const cpu: Record<string, number[]> = { js: [], native: [] };
   const out: Record<string, { C: number; val: number[]; test: number[]; warnings: number }> = {};
   for (let round = 0; round < Math.min(rounds, opt("--probe-rounds", 1)); round++) {
     for (const name of ["js", "native"] as const) {
       const t0 = performance.now();
+      const c0 = process.cpuUsage();
       let C: number;
       let val: number[];
       let P: Float64Array;
@@ -284,6 +299,7 @@ async function benchProbe(): Promise<void> {
       }
       const s = (performance.now() - t0) / 1000;
       times[name]!.push(s);
+      cpu[name]!.push(cpuSince(c0));
       const m = evaluateScores(
         {
           task: "multilabel",
@@ -296,13 +312,19 @@ async function benchProbe(): Promise<void> {
         { resamples: 0 },
       );
       out[name] = { C, val, test: estimates(m).filter((_, i) => i % 4 === 0), warnings };
-      console.log(`  round ${round + 1} ${name.padEnd(6)} ${s.toFixed(1)} s, C = ${C}`);
+      console.log(
+        `  round ${round + 1} ${name.padEnd(6)} ${s.toFixed(1)} s (CPU ${cpu[name]!.at(-1)!.toFixed(1)} s), C = ${C}`,
+      );
     }
   }
   const maxDiff = (a: number[], b: number[]) =>
     Math.max(...a.map((v, i) => (Number.isNaN(v) && Number.isNaN(b[i]!) ? 0 : Math.abs(v - b[i]!))));
   const js = median(times.js!);
   const nt = median(times.native!);
+  const [cj, cn] = [median(cpu.js!), median(cpu.native!)];
+  console.log(
+    `CPU seconds (all threads): JS ${cj.toFixed(1)}, LibTorch ${cn.toFixed(1)}: ${(cj / cn).toFixed(1)}× less CPU`,
+  );
   console.log(
     "| path | median s | × faster | selected C | max |Δ| validation log-loss/AUC | max |Δ| test metrics | non-converged fits |",
   );
