@@ -37,8 +37,10 @@ import { Loader } from "../data/loader.js";
 import type { Batch, Position } from "../data/loader.js";
 import { readManifest } from "../data/manifest.js";
 import type { Sample } from "../data/manifest.js";
-import { dots, normalizeRows as normalizeRowsOf, textEncoder } from "../eval/features.js";
-import { finiteMean, pairedRetrieval, rocAuc } from "../eval/metrics.js";
+import { normalizeRows as normalizeRowsOf, textEncoder } from "../eval/features.js";
+import { columnAucs, finiteMean } from "../eval/metrics.js";
+import { featureMatrix } from "../eval/rank.js";
+import { namedRecall, pairedRanks } from "../eval/retrieval.js";
 import {
   buildPrompts,
   DEFAULT_PROMPTS_URL,
@@ -312,28 +314,26 @@ function makeEvaluator(
       for (const a of imgs) (I.set(a, o), (o += a.length));
       o = 0;
       for (const a of txts) (T.set(a, o), (o += a.length));
-      const sim = dots(I, n, T, n, d);
-      const retrieval = pairedRetrieval(sim, n, ks);
+      // retrieval (lib/eval/retrieval.ts, the ranks of `eval retrieval`, block by block in LibTorch)
+      const ranks = await pairedRanks(featureMatrix(I, n, d), featureMatrix(T, n, d));
       // zero-shot (lib/eval/zeroshot.ts): one ensembled feature per label and side, scored as config.eval.scoring says
       const feats = await encodeClassPrompts(textEncoder(model, tokenizer, contextLength), prompts, d);
       const S = multiLabelScores(I, n, feats, scoring);
       const C = feats.classes.length;
+      // gold: 1 positive, 0.5 uncertain (neither class), anything else negative
+      const gold = new Float64Array(n * C);
+      for (let i = 0; i < n; i++)
+        feats.classes.forEach((name, c) => {
+          const v = used[i]!.labels?.[name as LabelId] ?? 0;
+          gold[i * C + c] = v === 0.5 ? Number.NaN : v === 1 ? 1 : 0;
+        });
       const auc: Partial<Record<LabelId, number>> = {};
       const counts: Partial<Record<LabelId, [number, number]>> = {};
-      feats.classes.forEach((name, c) => {
-        const id = name as LabelId;
-        const scores: number[] = [];
-        const gold: number[] = [];
-        for (let i = 0; i < n; i++) {
-          const v = used[i]!.labels?.[id] ?? 0;
-          if (v === 0.5) continue; // uncertain: neither class
-          scores.push(S[i * C + c]!);
-          gold.push(v === 1 ? 1 : 0);
-        }
-        const pos = gold.reduce((a, b) => a + b, 0);
-        if (pos === 0 || pos === gold.length) return;
-        auc[id] = rocAuc(scores, gold);
-        counts[id] = [pos, gold.length - pos];
+      columnAucs(S, gold, n, C).forEach((r, c) => {
+        if (r.positives === 0 || r.negatives === 0) return;
+        const id = feats.classes[c] as LabelId;
+        auc[id] = r.auc;
+        counts[id] = [r.positives, r.negatives];
       });
       return {
         type: "eval",
@@ -341,8 +341,8 @@ function makeEvaluator(
         auc,
         meanAuc: finiteMean(Object.values(auc)),
         counts,
-        imageToText: retrieval.imageToText,
-        textToImage: retrieval.textToImage,
+        imageToText: namedRecall(ranks.imageToText, ks),
+        textToImage: namedRecall(ranks.textToImage, ks),
         samples: n,
         seconds: (performance.now() - t0) / 1000,
       };
