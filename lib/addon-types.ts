@@ -274,8 +274,16 @@ export interface NativeAddon {
   getNumThreads(): number;
   cuda(): CudaInfo;
   blas(): NativeBlasInfo;
-  /** Reads a released PyTorch `.pt` checkpoint (bytes) with the restricted unpickler; `name` is for errors. */
-  importTorchCheckpoint(bytes: Uint8Array, name: string): Promise<ImportedCheckpoint>;
+  /**
+   * Reads a released PyTorch `.pt` checkpoint (bytes): the archive, its CRCs and sizes, the pickle and
+   * every tensor against its storage are checked before LibTorch's restricted unpickler builds
+   * anything; `name` is for errors. maxUncompressedBytes: default 4 × the file's size + 1 MiB.
+   */
+  importTorchCheckpoint(
+    bytes: Uint8Array,
+    name: string,
+    options?: { maxUncompressedBytes?: number },
+  ): Promise<ImportedCheckpoint>;
   losses: NativeLosses;
   dist: NativeDist;
   debug: NativeDebug;

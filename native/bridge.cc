@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -256,7 +257,28 @@ JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
   return out;
 }
 
+// V8's limits on what the addon may create (Node 20, 64-bit: v8::TypedArray::kMaxLength is 2^32
+// elements; an ArrayBuffer may hold 2^53 - 1 bytes). Past them V8 aborts the process: check first.
+static constexpr uint64_t kMaxTypedArrayLength = uint64_t{1} << 32;
+
+static void CheckJsLength(const at::Tensor& t) {
+  // numel() of a well-formed tensor cannot overflow; recompute with a saturating product anyway
+  unsigned __int128 n = 1;
+  for (int64_t d : t.sizes())
+    n = std::min<unsigned __int128>(n * static_cast<uint64_t>(std::max<int64_t>(d, 0)),
+                                    static_cast<unsigned __int128>(1) << 64);
+  if (n > kMaxTypedArrayLength) {
+    std::ostringstream s;
+    s << "a result of "
+      << (n >= (static_cast<unsigned __int128>(1) << 64) ? std::string("more than 2^64")
+                                                         : std::to_string(static_cast<uint64_t>(n)))
+      << " elements (shape " << t.sizes() << ") is larger than a JavaScript typed array may be (2^32 elements)";
+    throw BoundaryError(ErrorKind::RangeError, s.str());
+  }
+}
+
 at::Tensor PrepareForJs(const at::Tensor& tensor) {
+  CheckJsLength(tensor);
   at::Tensor t = tensor;
   if (!t.device().is_cpu()) t = t.to(at::kCPU);
   switch (t.scalar_type()) {
@@ -284,6 +306,7 @@ Napi::Object WrapTensor(Napi::Env env, const at::Tensor& prepared) {
   if (!kind || !prepared.is_contiguous() || !prepared.device().is_cpu()) {
     throw std::logic_error("WrapTensor needs a tensor from PrepareForJs");
   }
+  CheckJsLength(prepared);
   const size_t bytes = static_cast<size_t>(prepared.numel()) * prepared.element_size();
   Napi::ArrayBuffer buffer;
   if (bytes == 0) {

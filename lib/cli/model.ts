@@ -27,7 +27,10 @@ export function register(program: Command): void {
     .option("--labels <file>", "JSON array of label names to record in the metadata")
     .action(async (input: string, output: string, opts: { config?: string; labels?: string }) => {
       const config = await readConfigFile(opts.config);
-      const model = await ViLReF.load(input, config ? { config } : {});
+      const model = await ViLReF.load(input, {
+        ...(config ? { config } : {}),
+        onWarning: (message) => console.error(`warning: ${message}`),
+      });
       const labels = opts.labels ? (JSON.parse(await readFile(opts.labels, "utf8")) as string[]) : undefined;
       await model.save(output, labels ? { labels } : {});
       const params = model.parameters();
