@@ -4,6 +4,7 @@
 #include <torch/csrc/jit/serialization/unpickler.h>
 
 #include <cstring>
+#include <limits>
 #include <map>
 
 #include "async.h"
@@ -57,7 +58,13 @@ std::string CheckView(int64_t offset, const std::vector<int64_t>& size, const st
     empty = empty || size[d] == 0;
   }
   numel = 0;
-  if (empty) return offset <= storageNumel ? "" : "storage offset " + std::to_string(offset) + " past its end";
+  if (empty) {
+    // LibTorch multiplies the sizes with overflow checks, zeros or not
+    __int128 product = 1;
+    for (int64_t d : size) product = std::min<__int128>(product * std::max<int64_t>(d, 1), __int128{1} << 64);
+    if (product > std::numeric_limits<int64_t>::max()) return "size " + Dims(size) + " overflows 64 bits";
+    return offset <= storageNumel ? "" : "storage offset " + std::to_string(offset) + " past its end";
+  }
   __int128 count = 1, last = offset;
   for (size_t d = 0; d < size.size(); ++d) {
     count = std::min<__int128>(count * size[d], __int128{1} << 64);

@@ -46,6 +46,7 @@ function reporter(): (e: ProgressEvent) => void {
       if (process.stderr.isTTY) err.write("\n");
       printEval(e);
     } else if (e.kind === "checkpoint") err.write(`${err.isTTY ? "\n" : ""}checkpoint ${e.path}\n`);
+    else if (e.kind === "notice") err.write(`${err.isTTY ? "\n" : ""}pretrain: ${e.message}\n`);
     else if (e.kind === "done") err.write(`done: step ${e.step} in ${formatDuration(e.seconds)}\n`);
   };
 }
@@ -76,7 +77,8 @@ export async function runPretrainDemo(opts: DemoCommandOptions): Promise<Pretrai
       lastData = pct;
     },
   });
-  const r = await pretrain(config, { onProgress: reporter() });
+  // the demo's folder holds the demo's own run: a new demo replaces it
+  const r = await pretrain(config, { onProgress: reporter(), overwrite: true });
   const e = r.lastEval;
   if (e) {
     const above = Object.values(e.auc).filter((a) => a > 0.5).length;
@@ -98,6 +100,7 @@ export function register(program: Command): void {
     )
     .argument("[config]", "experiment config JSON (see lib/train/config.ts)")
     .option("--resume", "continue from the latest checkpoint in the config's output folder")
+    .option("--overwrite", "replace the run the config's output folder holds (otherwise such a folder is refused)")
     .option("--demo", "make a synthetic set (1,500 + 300 held-out pairs) and pre-train a small model on it")
     .option("--demo-dir <dir>", "folder of the demo's data and run", "vilref-demo")
     .option("--loss <loss>", "demo only: wscl (default) or clip")
@@ -112,7 +115,15 @@ export function register(program: Command): void {
     .action(
       async (
         file: string | undefined,
-        opts: { resume?: boolean; demo?: boolean; demoDir: string; loss?: string; nproc?: string; timeout?: string },
+        opts: {
+          resume?: boolean;
+          overwrite?: boolean;
+          demo?: boolean;
+          demoDir: string;
+          loss?: string;
+          nproc?: string;
+          timeout?: string;
+        },
       ) => {
         const timeout = opts.timeout === undefined ? undefined : Number(opts.timeout);
         if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0))
@@ -130,6 +141,7 @@ export function register(program: Command): void {
             "pretrain",
             file,
             ...(opts.resume ? ["--resume"] : []),
+            ...(opts.overwrite ? ["--overwrite"] : []),
             ...(opts.timeout !== undefined ? ["--timeout", opts.timeout] : []),
           ];
           process.stderr.write(`pretrain: starting ${n} worker processes\n`);
@@ -164,6 +176,7 @@ export function register(program: Command): void {
         const r = await pretrain(config, {
           ...(lead ? { onProgress: reporter() } : {}),
           ...(opts.resume ? { resume: true } : {}),
+          ...(opts.overwrite ? { overwrite: true } : {}),
           ...(processGroup ? { processGroup } : {}),
         });
         if (lead)
