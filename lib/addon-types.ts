@@ -183,7 +183,7 @@ export interface CpuCacheStats {
   misses: number;
 }
 
-export interface NativeModel {
+export interface NativeViLReF {
   encodeImages(images: TensorData, options?: EncodeOptions): Promise<TensorData>;
   encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options?: EncodeOptions): Promise<TensorData>;
   similarity(image: TensorData, text: TensorData): Promise<TensorData>;
@@ -193,15 +193,15 @@ export interface NativeModel {
     options?: { strict?: boolean },
   ): Promise<{ missing: string[]; unexpected: string[] }>;
   parameters(): { name: string; shape: number[]; dtype: string }[];
-  resizePositions(resolution: number): Promise<void>;
+  resizePositionalEmbedding(resolution: number): Promise<void>;
   readonly config: ModelConfig;
   readonly device: string;
   readonly dtype: Dtype;
   readonly pending: number;
 }
 
-export interface NativeModelConstructor {
-  new (config: ModelConfig, options: object): NativeModel;
+export interface NativeViLReFConstructor {
+  new (config: ModelConfig, options: object): NativeViLReF;
 }
 
 export interface NativeTrainer {
@@ -288,7 +288,7 @@ export interface NativeAddon {
   dist: NativeDist;
   debug: NativeDebug;
   Head: new (config: HeadConfig) => NativeHead;
-  Model: NativeModelConstructor;
+  ViLReF: NativeViLReFConstructor;
   Trainer: NativeTrainerConstructor;
   Segmenter: new (config: SegmenterConfig, options?: SegmenterOptions) => NativeSegmenter;
   /** model: a ViLReF's nativeHandle. */
@@ -315,7 +315,7 @@ export const ADDON_EXPORTS = [
   "dist",
   "debug",
   "Head",
-  "Model",
+  "ViLReF",
   "Trainer",
   "Segmenter",
   "Finetuner",
@@ -335,7 +335,7 @@ exactly<SameKeys<(typeof ADDON_NAMESPACES)["debug"][number], keyof NativeDebug>>
 /** Instance members (methods and accessors) of the addon's classes, and their static methods. */
 export const ADDON_CLASSES = {
   Head: { instance: ["forward", "stateDict", "loadStateDict", "config", "pending"], static: [] },
-  Model: {
+  ViLReF: {
     instance: [
       "encodeImages",
       "encodeTexts",
@@ -343,7 +343,7 @@ export const ADDON_CLASSES = {
       "stateDict",
       "loadStateDict",
       "parameters",
-      "resizePositions",
+      "resizePositionalEmbedding",
       "config",
       "device",
       "dtype",
@@ -366,7 +366,7 @@ export const ADDON_CLASSES = {
   },
 } as const;
 exactly<SameKeys<(typeof ADDON_CLASSES)["Head"]["instance"][number], keyof NativeHead>>();
-exactly<SameKeys<(typeof ADDON_CLASSES)["Model"]["instance"][number], keyof NativeModel>>();
+exactly<SameKeys<(typeof ADDON_CLASSES)["ViLReF"]["instance"][number], keyof NativeViLReF>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Trainer"]["instance"][number], keyof NativeTrainer>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Segmenter"]["instance"][number], keyof NativeSegmenter>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Finetuner"]["instance"][number], keyof NativeFinetuner>>();

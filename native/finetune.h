@@ -43,7 +43,7 @@ class Finetuner : public Napi::ObjectWrap<Finetuner> {
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
 
   Napi::ObjectReference modelRef_;
-  Model* model_ = nullptr;
+  ViLReF* model_ = nullptr;
   FinetunerOptions options_;
   int64_t width_ = 0;
   std::shared_ptr<FinetunerState> state_;
