@@ -258,7 +258,8 @@ export interface NativeDebug {
     options?: { transpose?: boolean; cast?: "bfloat16" | "float16"; finite?: boolean },
   ): Promise<EchoResult<T>>;
   addressOf(array: TensorArray): bigint;
-  torchError(message: string, async?: boolean): Promise<void> | undefined;
+  /** internal: a failed TORCH_INTERNAL_ASSERT (whose "report a bug to PyTorch" vilref rewrites). */
+  torchError(message: string, async?: boolean, internal?: boolean): Promise<void> | undefined;
 }
 
 export interface ImportedCheckpoint {

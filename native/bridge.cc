@@ -14,6 +14,26 @@ namespace vilref {
 void ThrowTypeError(const std::string& message) { throw BoundaryError(ErrorKind::TypeError, message); }
 void ThrowRangeError(const std::string& message) { throw BoundaryError(ErrorKind::RangeError, message); }
 
+// LibTorch's failed internal assertions ("... INTERNAL ASSERT FAILED at "file":line, please report a
+// bug to PyTorch. <detail>") reach vilref's users only when an input went unchecked: say so, keep the
+// detail and the place, and send the report to vilref rather than PyTorch.
+std::string WithoutInternals(const std::string& message) {
+  const std::string marker = "INTERNAL ASSERT FAILED at ";
+  size_t at = message.find(marker);
+  if (at == std::string::npos) return message;
+  std::string where = message.substr(at + marker.size());
+  std::string detail;
+  size_t advice = where.find(", please report a bug to PyTorch.");
+  if (advice != std::string::npos) {
+    detail = where.substr(advice + 33);
+    where = where.substr(0, advice);
+  }
+  size_t start = detail.find_first_not_of(' ');
+  detail = start == std::string::npos ? "" : detail.substr(start);
+  return "LibTorch rejected an input vilref did not check" + (detail.empty() ? "" : ": " + detail) +
+         " (an internal assertion at " + where + "); please report this to vilref with the command that caused it";
+}
+
 std::pair<ErrorKind, std::string> DescribeException(std::exception_ptr error) {
   try {
     std::rethrow_exception(error);
@@ -21,7 +41,7 @@ std::pair<ErrorKind, std::string> DescribeException(std::exception_ptr error) {
     return {e.kind(), e.what()};
   } catch (const c10::Error& e) {
     // what() carries a long C++ backtrace; users get the one-line message.
-    return {ErrorKind::Error, e.what_without_backtrace()};
+    return {ErrorKind::Error, WithoutInternals(e.what_without_backtrace())};
   } catch (const Napi::Error& e) {
     return {ErrorKind::Error, e.Message()};
   } catch (const std::bad_alloc&) {

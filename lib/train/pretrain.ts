@@ -569,6 +569,14 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
     });
   if (vocab.size > model.config.vocab_size)
     throw new RangeError(`text.vocab: ${vocab.size} tokens, but the model's vocab_size is ${model.config.vocab_size}`);
+  if (config.text.contextLength > model.config.text_max_position_embeddings)
+    throw new RangeError(
+      `text.contextLength: ${config.text.contextLength} is longer than the model's ${model.config.text_max_position_embeddings} positions (text_max_position_embeddings)`,
+    );
+  if (config.model.checkpoint && model.vocabSha256 && model.vocabSha256 !== vocabSha256)
+    throw new Error(
+      `text.vocab: sha256 ${vocabSha256.slice(0, 12)}… is not the vocabulary ${config.model.checkpoint} was trained with (${model.vocabSha256.slice(0, 12)}…); give that vocabulary`,
+    );
   if (latest) {
     const { tensors } = await readCheckpoint(path.join(latest.path, "model.safetensors"));
     await model.loadStateDict(tensors, { strict: true });
