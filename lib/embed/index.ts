@@ -26,11 +26,12 @@ import { Loader } from "../data/loader.js";
 import type { Sample } from "../data/manifest.js";
 import type { TransformOptions } from "../data/transforms.js";
 import type { ImageEncoder, TextEncoder } from "./encoders.js";
-import { Progress, type ProgressOptions } from "./progress.js";
+import { progress, type Progress, type ProgressSpec } from "../progress.js";
 
 export type { ImageEncoder, TextEncoder } from "./encoders.js";
 export { PooledHeadEncoder, pooledFeatures, POOLED_FEATURES } from "./encoders.js";
-export { Progress, formatDuration } from "./progress.js";
+export { progress, formatDuration } from "../progress.js";
+export type { Progress, ProgressOptions, ProgressSpec, ProgressStream } from "../progress.js";
 
 export interface EmbedOptions {
   /** Output `.npy` path; ids go to the same path with `.ids.txt` instead of `.npy`. */
@@ -40,8 +41,8 @@ export interface EmbedOptions {
   chunkSize?: number;
   /** Recompute even when the output exists. */
   force?: boolean;
-  /** false: no progress bar; or options for it. */
-  progress?: false | ProgressOptions;
+  /** false: no progress bar; or options for it (lib/progress.ts; default: a bar on stderr). */
+  progress?: ProgressSpec;
   /** Extra messages (resume, restart). */
   info?: (line: string) => void;
 }
@@ -325,10 +326,7 @@ async function embedImagesOwned(
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
     ...(options.log !== undefined ? { log: options.log } : {}),
   });
-  const progress =
-    options.progress === false
-      ? null
-      : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "img", ...options.progress });
+  const bar = embedBar(options, run, resumed, "img");
   let cur = -1;
   let rows: Float32Array[] = [];
   let ids: string[] = [];
@@ -356,11 +354,11 @@ async function embedImagesOwned(
     }
     const size = batch.next.index - batch.start.index;
     consumed += size;
-    progress?.tick(size);
+    bar.tick(size);
   }
   await flush();
   if (consumed !== todo.length) throw new Error(`internal: ${consumed} of ${todo.length} inputs consumed`);
-  progress?.finish();
+  bar.done();
   const fin = await run.finish();
   return {
     out: options.out,
@@ -373,6 +371,18 @@ async function embedImagesOwned(
     upToDate: false,
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/** The progress bar of an embedding run: resumed chunks count as done, not in the rate. */
+function embedBar(options: EmbedOptions, run: Chunked, resumed: number, unit: string): Progress {
+  if (options.progress === false) return progress(false);
+  return progress({
+    total: run.n,
+    already: Math.min(run.n, resumed * run.C),
+    label: "embed",
+    unit,
+    ...options.progress,
+  });
 }
 
 function checkEmbedding(emb: TensorData<Float32Array>, n: number, run: Chunked): void {
@@ -413,10 +423,7 @@ async function embedTextsOwned(
   const missing = run.missing();
   const resumed = run.chunks - missing.length;
   if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
-  const progress =
-    options.progress === false
-      ? null
-      : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "text", ...options.progress });
+  const bar = embedBar(options, run, resumed, "text");
   for (const k of missing) {
     const part = records.slice(k * run.C, Math.min(run.n, (k + 1) * run.C));
     const rows: Float32Array[] = [];
@@ -432,7 +439,7 @@ async function embedTextsOwned(
         const n = emb.shape[0] ?? 0;
         checkEmbedding(emb, n, run);
         rows.push(emb.data);
-        progress?.tick(n);
+        bar.tick(n);
       }
     }
     const got = rows.reduce((a, r) => a + r.length, 0) / Math.max(1, run.dim);
@@ -446,7 +453,7 @@ async function embedTextsOwned(
       Math.max(0, run.dim),
     );
   }
-  progress?.finish();
+  bar.done();
   const fin = await run.finish();
   return {
     out: options.out,
