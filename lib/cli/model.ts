@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { readFile } from "node:fs/promises";
 import { ViLReF } from "../model/vilref.js";
 import { configOption, examples, readModelConfig } from "./options.js";
+import { parseJsonText } from "../io/json.js";
 
 export function register(program: Command): void {
   const cmd = program
@@ -22,7 +23,7 @@ export function register(program: Command): void {
       ...(config ? { config } : {}),
       onWarning: (message) => console.error(`warning: ${message}`),
     });
-    const labels = opts.labels ? (JSON.parse(await readFile(opts.labels, "utf8")) as string[]) : undefined;
+    const labels = opts.labels ? (parseJsonText(await readFile(opts.labels, "utf8")) as string[]) : undefined;
     await model.save(output, labels ? { labels } : {});
     const params = model.parameters();
     const count = params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);

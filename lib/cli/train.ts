@@ -214,7 +214,6 @@ export function register(program: Command): void {
     .argument("[config]", "experiment config JSON (see lib/train/config.ts)")
     .option("--resume", "continue from the latest checkpoint in the config's output folder")
     .option("--overwrite", "replace the run the config's output folder holds (otherwise such a folder is refused)")
-    .option("--overwrite", "replace the run the config's output folder holds (otherwise such a folder is refused)")
     .option("--demo", "make a synthetic set (1,500 + 300 held-out pairs) and pre-train a small model on it")
     .option("--demo-dir <dir>", "folder of the demo's data and run", "vilref-demo")
     .addOption(lossOption("demo only: wscl (default) or clip"))

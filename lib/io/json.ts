@@ -39,6 +39,16 @@ export function jsonDepthViolation(text: string, maxDepth = DEFAULT_MAX_JSON_DEP
   return -1;
 }
 
+/**
+ * JSON.parse with a nesting limit, for callers that add the file and line themselves: throws
+ * "JSON nested deeper than N levels (at character i)", or JSON.parse's own SyntaxError.
+ */
+export function parseJsonText(text: string, maxDepth = DEFAULT_MAX_JSON_DEPTH): unknown {
+  const at = jsonDepthViolation(text, maxDepth);
+  if (at >= 0) throw new SyntaxError(`JSON nested deeper than ${maxDepth} levels (at character ${at})`);
+  return JSON.parse(text) as unknown;
+}
+
 /** JSON.parse with a nesting limit; errors name `source` and where the problem is. */
 export function parseJson(text: string, source: string, options: { maxDepth?: number } = {}): unknown {
   const maxDepth = options.maxDepth ?? DEFAULT_MAX_JSON_DEPTH;
