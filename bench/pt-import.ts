@@ -5,17 +5,20 @@
  * unpickler) on the same file, alternating, in the same run. Both read the file from the page cache
  * and hand back every tensor (vilref: as typed arrays in JavaScript).
  *
- * Run: npx tsx bench/pt-import.ts [--mb 256] [--rounds 5]   (needs python3 with torch for the baseline)
+ * Run: npx tsx bench/pt-import.ts [--mb 256] [--rounds 5]   (the baseline needs a python with torch:
+ * /usr/bin/python3 with Debian's python3-torch, or VILREF_PYTHON)
  */
 import { execFileSync, execSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { native } from "../lib/native.js";
 import { releasedPt, tensor, type TorchTensor } from "../test/helpers/torch-zip.js";
 
-const { values } = parseArgs({ options: { mb: { type: "string", default: "256" }, rounds: { type: "string", default: "5" } } });
+const { values } = parseArgs({
+  options: { mb: { type: "string", default: "256" }, rounds: { type: "string", default: "5" } },
+});
 const mb = Number(values.mb);
 const rounds = Number(values.rounds);
 
@@ -44,6 +47,8 @@ const file = path.join(dir, "vit.pt");
 writeFileSync(file, releasedPt(sd));
 const size = readFileSync(file).length;
 
+// Debian's python3-torch lives with /usr/bin/python3 (a pyenv python3 on PATH may have no torch)
+const PYTHON = process.env.VILREF_PYTHON ?? (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
 const PY = String.raw`
 import sys, time, torch
 t0 = time.perf_counter()
@@ -63,7 +68,9 @@ async function vilref(): Promise<number> {
 
 function python(): number | null {
   try {
-    const [s] = execFileSync("python3", ["-c", PY, file], { encoding: "utf8" }).trim().split(" ");
+    const [s] = execFileSync(PYTHON, ["-c", PY, file], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+      .trim()
+      .split(" ");
     return Number(s);
   } catch {
     return null;

@@ -80,7 +80,7 @@ function tmpfs(size: string): string | null {
   return dir;
 }
 
-test("tokenize --out and labels --out on a full disk keep the previous good file and name the path", (t) => {
+test("tokenize, labels and convert on a full disk keep the previous good file and name the path; EROFS too", (t) => {
   const disk = tmpfs("256k");
   if (!disk) {
     t.log("SKIPPED: cannot mount a tmpfs here");
@@ -107,7 +107,29 @@ test("tokenize --out and labels --out on a full disk keep the previous good file
       );
       t.is(readFileSync(out, "utf8"), "the previous good output\n", `${label}: the previous output is whole`);
     }
-    t.deepEqual(readdirSync(disk).sort(), ["labels.jsonl", "tokenize.jsonl"], "no temporary left behind");
+    // convert: a checkpoint larger than the disk
+    const converted = path.join(disk, "model.safetensors");
+    writeFileSync(converted, "the previous good model\n");
+    const c = vilref(
+      "convert",
+      sharedPath("fixtures", "tiny-vit", "checkpoint.pt"),
+      converted,
+      "--config",
+      sharedPath("fixtures", "tiny-vit", "config.json"),
+    );
+    t.is(c.status, 1, c.stdout);
+    t.regex(c.stderr, /model\.safetensors: cannot write: no space left on the device/);
+    t.is(readFileSync(converted, "utf8"), "the previous good model\n");
+    t.deepEqual(
+      readdirSync(disk).sort(),
+      ["labels.jsonl", "model.safetensors", "tokenize.jsonl"],
+      "no temporary left behind",
+    );
+    // a read-only file system: the path and what to do
+    spawnSync("mount", ["-o", "remount,ro", disk]);
+    const ro = vilref("tokenize", "--vocab", vocab, "--in", input, "--out", path.join(disk, "ro.jsonl"));
+    t.is(ro.status, 1);
+    t.regex(ro.stderr, /ro\.jsonl: cannot write: the file system is read-only; write the output elsewhere \(EROFS\)/);
   } finally {
     spawnSync("umount", [disk]);
     rmSync(disk, { recursive: true, force: true });
