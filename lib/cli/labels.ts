@@ -8,11 +8,14 @@ import {
   LABEL_IDS,
   Labeler,
   UNCERTAINTY_POLICIES,
+  errorGroups,
   evaluate,
+  formatErrors,
   formatEval,
   isLabelId,
   loadRules,
   readReports,
+  type ErrorInput,
   type EvalPair,
   type LabelMap,
   type UncertaintyPolicy,
@@ -95,6 +98,25 @@ const LABELS_EXAMPLES = examplesText([
   ["vilref labels eval --gold gold.jsonl --min-micro 0.9", "scores against gold labels; exit 1 below the bar"],
 ]);
 
+/** A gold file labels every report ({} when it has no finding): scores against nothing would print zeros. */
+function checkGold(
+  file: string,
+  labelsField: string,
+  recs: ReadonlyArray<{ line: number; record: Record<string, unknown> }>,
+): void {
+  const field = JSON.stringify(labelsField);
+  const unlabeled = recs.filter((r) => r.record[labelsField] === undefined);
+  if (recs.length === 0) throw new Error(`--gold ${file}: no reports`);
+  if (unlabeled.length === recs.length)
+    throw new Error(
+      `--gold ${file}: none of its ${recs.length} reports has gold labels in the field ${field} (another field: --labels-field)`,
+    );
+  if (unlabeled.length > 0)
+    throw new Error(
+      `--gold ${file}:${unlabeled[0]!.line}: no gold labels in the field ${field}${unlabeled.length > 1 ? ` (nor in ${unlabeled.length - 1} more reports)` : ""}; a gold file labels every report ({} for no findings)`,
+    );
+}
+
 export function register(program: Command): void {
   const labels = program
     .command("labels")
@@ -156,7 +178,7 @@ export function register(program: Command): void {
     .addOption(textFieldOption("field or column holding the report"))
     .addOption(idFieldOption())
     .option("--labels-field <name>", "field or column holding the gold labels", "labels")
-    .option("--errors", "list the reports where prediction and gold differ")
+    .option("--errors", "group the disagreements by label and by the nearest cue or term, then list them per report")
     .option("--json", "print the scores as JSON")
     .option("--min-micro <f1>", "exit with status 1 when micro-F1 is below this", unit())
     .option("--min-macro <f1>", "exit with status 1 when macro-F1 is below this", unit())
@@ -173,35 +195,31 @@ export function register(program: Command): void {
       ) => {
         const lab = labelerFor(opts);
         const recs = readReports(opts.gold, { textField: opts.textField, idField: opts.idField });
-        // scores against nothing would print zeros: a gold file labels every report ({} when it has no finding)
-        const field = JSON.stringify(opts.labelsField);
-        const unlabeled = recs.filter((r) => r.record[opts.labelsField] === undefined);
-        if (recs.length === 0) throw new Error(`--gold ${opts.gold}: no reports`);
-        if (unlabeled.length === recs.length)
-          throw new Error(
-            `--gold ${opts.gold}: none of its ${recs.length} reports has gold labels in the field ${field} (another field: --labels-field)`,
-          );
-        if (unlabeled.length > 0)
-          throw new Error(
-            `--gold ${opts.gold}:${unlabeled[0]!.line}: no gold labels in the field ${field}${unlabeled.length > 1 ? ` (nor in ${unlabeled.length - 1} more reports)` : ""}; a gold file labels every report ({} for no findings)`,
-          );
-        const pairs: (EvalPair & { id: string })[] = recs.map((r) => {
-          const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: false });
+        checkGold(opts.gold, opts.labelsField, recs);
+        const pairs: (EvalPair & { id: string; input: ErrorInput })[] = recs.map((r) => {
+          const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: !!opts.errors });
+          const id = r.id ?? String(r.line);
+          const gold = goldMap(r.record[opts.labelsField]);
           const ge = r.record.eye;
           const goldEye =
             ge === "left" || ge === "right" || ge === "both" ? ge : ge === null || ge === "" ? null : undefined;
-          return {
-            id: r.id ?? String(r.line),
-            gold: goldMap(r.record[opts.labelsField]),
-            pred: res.labels,
-            goldEye,
-            predEye: res.eye,
-          };
+          const input = { id, text: typeof r.text === "string" ? r.text : "", gold, result: res };
+          return { id, gold, pred: res.labels, goldEye, predEye: res.eye, input };
         });
         const rep = evaluate(pairs);
         if (opts.json) out(JSON.stringify(rep, null, 2));
         else out(formatEval(rep));
         if (opts.errors) {
+          out("\nerrors by label and by the nearest cue or term:\n");
+          out(
+            formatErrors(
+              errorGroups(
+                pairs.map((p) => p.input),
+                lab,
+              ),
+            ),
+          );
+          out("\nper report:");
           for (const p of pairs) {
             const keys = new Set([...Object.keys(p.gold), ...Object.keys(p.pred)]) as Set<keyof LabelMap>;
             const diff = [...keys]
