@@ -258,7 +258,8 @@ export interface NativeDebug {
     options?: { transpose?: boolean; cast?: "bfloat16" | "float16"; finite?: boolean },
   ): Promise<EchoResult<T>>;
   addressOf(array: TensorArray): bigint;
-  torchError(message: string, async?: boolean): Promise<void> | undefined;
+  /** internal: a failed TORCH_INTERNAL_ASSERT (whose "report a bug to PyTorch" vilref rewrites). */
+  torchError(message: string, async?: boolean, internal?: boolean): Promise<void> | undefined;
 }
 
 /** Rows of a float matrix [n, d] for the block-wise similarity functions (native/rank.h). */
@@ -347,8 +348,16 @@ export interface NativeAddon {
   getNumThreads(): number;
   cuda(): CudaInfo;
   blas(): NativeBlasInfo;
-  /** Reads a released PyTorch `.pt` checkpoint (bytes) with the restricted unpickler; `name` is for errors. */
-  importTorchCheckpoint(bytes: Uint8Array, name: string): Promise<ImportedCheckpoint>;
+  /**
+   * Reads a released PyTorch `.pt` checkpoint (bytes): the archive, its CRCs and sizes, the pickle and
+   * every tensor against its storage are checked before LibTorch's restricted unpickler builds
+   * anything; `name` is for errors. maxUncompressedBytes: default 4 × the file's size + 1 MiB.
+   */
+  importTorchCheckpoint(
+    bytes: Uint8Array,
+    name: string,
+    options?: { maxUncompressedBytes?: number },
+  ): Promise<ImportedCheckpoint>;
   losses: NativeLosses;
   dist: NativeDist;
   rank: NativeRank;

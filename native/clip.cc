@@ -112,11 +112,11 @@ bool WantPreProjection(const Napi::CallbackInfo& info, size_t index) {
 
 // Checks token ids against the vocabulary before LibTorch indexes with them.
 template <typename T>
-void CheckIds(const at::Tensor& ids, int64_t vocab) {
+void CheckIds(const at::Tensor& ids, int64_t vocab, const std::string& name) {
   const T* p = ids.data_ptr<T>();
   for (int64_t i = 0; i < ids.numel(); ++i) {
     if (p[i] < 0 || static_cast<int64_t>(p[i]) >= vocab) {
-      ThrowRangeError("ids.data[" + std::to_string(i) + "] = " + std::to_string(static_cast<int64_t>(p[i])) +
+      ThrowRangeError(name + ".data[" + std::to_string(i) + "] = " + std::to_string(static_cast<int64_t>(p[i])) +
                       " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
     }
   }
@@ -266,19 +266,24 @@ Napi::Value ViLReF::EncodeImages(const Napi::CallbackInfo& info) {
   });
 }
 
+JsTensor ViLReF::ReadTextIds(const Napi::Value& value, const std::string& name, int64_t rows) const {
+  JsTensor ids = ReadTensor(value, TensorSpec{name, {at::kLong, at::kInt}, {rows, -1}, false, false});
+  const int64_t length = ids.tensor.size(1);
+  if (length < 1 || length > config_.text.maxPositions) {
+    ThrowRangeError(name + ": context length " + std::to_string(length) + " is outside [1, " +
+                    std::to_string(config_.text.maxPositions) + "] (text_max_position_embeddings)");
+  }
+  if (ids.tensor.scalar_type() == at::kLong)
+    CheckIds<int64_t>(ids.tensor, config_.text.vocab, name);
+  else
+    CheckIds<int32_t>(ids.tensor, config_.text.vocab, name);
+  return ids;
+}
+
 Napi::Value ViLReF::EncodeTexts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
-    JsTensor ids = ReadTensor(info[0], TensorSpec{"ids", {at::kLong, at::kInt}, {-1, -1}, false, false});
-    const int64_t length = ids.tensor.size(1);
-    if (length < 1 || length > config_.text.maxPositions) {
-      ThrowRangeError("ids: context length " + std::to_string(length) + " is outside [1, " +
-                      std::to_string(config_.text.maxPositions) + "] (text_max_position_embeddings)");
-    }
-    if (ids.tensor.scalar_type() == at::kLong)
-      CheckIds<int64_t>(ids.tensor, config_.text.vocab);
-    else
-      CheckIds<int32_t>(ids.tensor, config_.text.vocab);
+    JsTensor ids = ReadTextIds(info[0], "ids");
     bool pre = WantPreProjection(info, 1);
     auto net = net_;
     auto device = device_;

@@ -375,7 +375,7 @@ Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
     if (n < least)
       ThrowRangeError("batch.images: a contrastive step needs at least " + std::to_string(least) +
                       (least == 1 ? " pair" : " pairs") + ", got " + std::to_string(n));
-    batch.ids = ReadTensor(b.Get("ids"), TensorSpec{"batch.ids", {at::kLong, at::kInt}, {n, -1}, false, false});
+    batch.ids = model_->ReadTextIds(b.Get("ids"), "batch.ids", n);
     batch.labels =
         ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.labelDim}, false, true});
     double lr = options_.lr;

@@ -21,7 +21,7 @@ import { embedNpy } from "../model/embed-npy.js";
 import { modelFromSpec, ViLReFImageEncoder, ViLReFTextEncoder } from "../model/encoders.js";
 import type { ModelSpecOptions } from "../model/encoders.js";
 import type { Device, Dtype } from "../model/vilref.js";
-import { BertTokenizer, DEFAULT_CONTEXT_LENGTH } from "../text/index.js";
+import { DEFAULT_CONTEXT_LENGTH } from "../text/index.js";
 import { progress } from "../progress.js";
 import {
   UsageError,
@@ -46,6 +46,7 @@ import {
   unit,
   vocabOption,
 } from "./options.js";
+import { tokenizerFor } from "../eval/features.js";
 
 export interface ResolveOptions extends ModelSpecOptions {
   imageSize?: number;
@@ -92,7 +93,8 @@ export const builtinResolvers: EncoderResolvers = {
     return new ViLReFTextEncoder(
       model,
       `${name}:${o.features ?? "projected"}`,
-      BertTokenizer.fromFile(o.vocab),
+      // a vocabulary other than the one the checkpoint records is refused, as eval's are
+      tokenizerFor(spec, model.vocabSha256, o.vocab).tokenizer,
       o.contextLength ?? DEFAULT_CONTEXT_LENGTH,
       features(o),
     );

@@ -147,9 +147,13 @@ export function tokenizerFor(
   } catch (e) {
     throw new Error(`--vocab ${file}: ${(e as Error).message}`);
   }
-  if (vocabSha256 && sha256Hex(text) !== vocabSha256)
+  // the hash of the vocabulary's tokens as pretrain records it (Vocab.toText), not of the file's bytes:
+  // the same vocabulary with a BOM, CRLF or stray spaces is the same vocabulary
+  const parsed = Vocab.fromText(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+  const sha = sha256Hex(parsed.toText());
+  if (vocabSha256 && sha !== vocabSha256)
     throw new Error(
-      `--vocab ${file}: sha256 ${sha256Hex(text).slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${vocabSha256.slice(0, 12)}…)`,
+      `--vocab ${file}: sha256 ${sha.slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${vocabSha256.slice(0, 12)}…)`,
     );
-  return { tokenizer: new BertTokenizer(Vocab.fromText(text)), file };
+  return { tokenizer: new BertTokenizer(parsed), file };
 }
