@@ -18,6 +18,7 @@
         "NODE_ADDON_API_CPP_EXCEPTIONS",
         "NODE_ADDON_API_CPP_EXCEPTIONS_ALL",
         "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "VILREF_WITH_ZLIB",
         "VILREF_SOURCE_HASH=\"<!(node lib/build/addon.js --hash)\"",
         "VILREF_FLAVOUR=\"<(torch_flavour)\"",
         "<!@(node lib/build/libtorch.js --defines)",
@@ -26,7 +27,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fvisibility=hidden", "<!@(node lib/build/libtorch.js --cflags)"],
       # --no-as-needed: libtorch_cuda registers CUDA kernels at load time and must stay linked.
-      "libraries": ["-L<(torch_libdir)", "-Wl,--no-as-needed", "<!@(node lib/build/libtorch.js --libs)", "-Wl,--as-needed"],
+      "libraries": ["-L<(torch_libdir)", "-Wl,--no-as-needed", "<!@(node lib/build/libtorch.js --libs)", "-Wl,--as-needed", "-lz"],
       "ldflags": [
         # A prebuild finds LibTorch through a link the loader makes beside it, then at the
         # build machine's path.

@@ -258,7 +258,81 @@ export interface NativeDebug {
     options?: { transpose?: boolean; cast?: "bfloat16" | "float16"; finite?: boolean },
   ): Promise<EchoResult<T>>;
   addressOf(array: TensorArray): bigint;
-  torchError(message: string, async?: boolean): Promise<void> | undefined;
+  /** internal: a failed TORCH_INTERNAL_ASSERT (whose "report a bug to PyTorch" vilref rewrites). */
+  torchError(message: string, async?: boolean, internal?: boolean): Promise<void> | undefined;
+}
+
+/** Rows of a float matrix [n, d] for the block-wise similarity functions (native/rank.h). */
+export type FeatureMatrix = TensorData<Float32Array> | TensorData<Float64Array>;
+
+/** The k best index rows of each query: scores and indices [n, k'], best first, ties by ascending index. */
+export interface TopKResult {
+  scores: FeatureMatrix;
+  indices: TensorData<Int32Array>;
+}
+
+export interface NativeTopKOptions {
+  k: number;
+  /** Index of the first row of `index` in the whole index (streaming over pieces). */
+  offset?: number;
+  /** The result over the earlier pieces (indices below offset), merged in. */
+  previous?: TopKResult;
+  /** Score elements one block may hold (default 2^24). */
+  block?: number;
+}
+
+/** native/rank.h: scores are inner products of the rows as given (cosine for unit rows). */
+export interface NativeRank {
+  /** 0-based rank of each target ([n] or [n, t] rows of the index): other rows scoring at least as high. */
+  targetRanks(
+    query: FeatureMatrix,
+    index: FeatureMatrix,
+    targets: TensorData<Int32Array>,
+    options?: { block?: number },
+  ): Promise<TensorData<Int32Array>>;
+  topK(query: FeatureMatrix, index: FeatureMatrix, options: NativeTopKOptions): Promise<TopKResult>;
+}
+
+/** native/logistic.h: L2 logistic regression (C: scikit-learn's inverse strength), L-BFGS in float64. */
+export interface LogisticFitArgs {
+  /** Features [n, d]. */
+  x: TensorData<Float64Array>;
+  /** "sigmoid": K independent one-vs-rest problems on `y`; "softmax": one multinomial problem on `t`. */
+  kind: "sigmoid" | "softmax";
+  /** [n, K]: 1, 0 or NaN (unknown: the row is left out of that class). */
+  y?: TensorData<Float64Array>;
+  /** [n] class indices below `classes`. */
+  t?: TensorData<Int32Array>;
+  classes?: number;
+  C: number;
+  /** Warm start: W [K, d], b [K]. */
+  init?: { W: TensorData<Float64Array>; b: TensorData<Float64Array> };
+  maxIter?: number;
+  gradTol?: number;
+  memory?: number;
+}
+
+export interface LogisticProblemReport {
+  /** The objective at the end (mean loss + λ/2‖w‖²). */
+  value: number;
+  iterations: number;
+  converged: boolean;
+}
+
+export interface LogisticFitResult {
+  W: TensorData<Float64Array>;
+  b: TensorData<Float64Array>;
+  /** One per class ("sigmoid") or one in all ("softmax"). */
+  problems: LogisticProblemReport[];
+}
+
+export interface NativeLogistic {
+  fit(args: LogisticFitArgs): Promise<LogisticFitResult>;
+  /** Probabilities [n, K]: sigmoid of each score, or softmax over the classes. */
+  predict(
+    x: TensorData<Float64Array>,
+    model: { kind: "sigmoid" | "softmax"; W: TensorData<Float64Array>; b: TensorData<Float64Array> },
+  ): Promise<TensorData<Float64Array>>;
 }
 
 export interface ImportedCheckpoint {
@@ -274,10 +348,20 @@ export interface NativeAddon {
   getNumThreads(): number;
   cuda(): CudaInfo;
   blas(): NativeBlasInfo;
-  /** Reads a released PyTorch `.pt` checkpoint (bytes) with the restricted unpickler; `name` is for errors. */
-  importTorchCheckpoint(bytes: Uint8Array, name: string): Promise<ImportedCheckpoint>;
+  /**
+   * Reads a released PyTorch `.pt` checkpoint (bytes): the archive, its CRCs and sizes, the pickle and
+   * every tensor against its storage are checked before LibTorch's restricted unpickler builds
+   * anything; `name` is for errors. maxUncompressedBytes: default 4 × the file's size + 1 MiB.
+   */
+  importTorchCheckpoint(
+    bytes: Uint8Array,
+    name: string,
+    options?: { maxUncompressedBytes?: number },
+  ): Promise<ImportedCheckpoint>;
   losses: NativeLosses;
   dist: NativeDist;
+  rank: NativeRank;
+  logistic: NativeLogistic;
   debug: NativeDebug;
   Head: new (config: HeadConfig) => NativeHead;
   ViLReF: NativeViLReFConstructor;
@@ -305,6 +389,8 @@ export const ADDON_EXPORTS = [
   "importTorchCheckpoint",
   "losses",
   "dist",
+  "rank",
+  "logistic",
   "debug",
   "Head",
   "ViLReF",
@@ -319,10 +405,14 @@ export const ADDON_NAMESPACES = {
   losses: ["wscl", "clip"],
   dist: ["available", "reason", "backends", "init", "ProcessGroup"],
   debug: ["echo", "addressOf", "torchError"],
+  rank: ["targetRanks", "topK"],
+  logistic: ["fit", "predict"],
 } as const;
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["losses"][number], keyof NativeLosses>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["dist"][number], keyof NativeDist>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["debug"][number], keyof NativeDebug>>();
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["rank"][number], keyof NativeRank>>();
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["logistic"][number], keyof NativeLogistic>>();
 
 /** Instance members (methods and accessors) of the addon's classes, and their static methods. */
 export const ADDON_CLASSES = {

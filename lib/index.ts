@@ -120,19 +120,22 @@ export type {
   ZeroShotResult,
   MultiLabelScoring,
 } from "./eval/zeroshot.js";
-export {
-  linearProbe,
-  trainProbe,
-  fitLinear,
-  fitBinary,
-  fitSoftmax,
-  predictProba,
-  lbfgs,
-  DEFAULT_C_GRID,
+export { linearProbe, trainProbe, fitLinear, predictProba, convergenceWarning, DEFAULT_C_GRID } from "./eval/probe.js";
+export type {
+  ProbeOptions,
+  ProbeResult,
+  LinearModel,
+  FittedLinear,
+  FitProblem,
+  ProbeTargets,
+  TrainedProbe,
+  SelectionRow,
+  NonConvergence,
 } from "./eval/probe.js";
-export type { ProbeOptions, ProbeResult, LinearModel, ProbeTargets, TrainedProbe, SelectionRow } from "./eval/probe.js";
-export { retrieval, retrievalFromSimilarity, targetRanks } from "./eval/retrieval.js";
-export type { RetrievalResult, DirectionReport } from "./eval/retrieval.js";
+export { retrieval, retrievalFromRanks, pairedRanks, directionReport, namedRecall } from "./eval/retrieval.js";
+export type { RetrievalResult, DirectionReport, PairedRanks } from "./eval/retrieval.js";
+export { targetRanks, topK, topKStream, featureMatrix } from "./eval/rank.js";
+export type { BlockOptions, TopKOptions, FeatureMatrix, TopKResult } from "./eval/rank.js";
 export { writeReport, rocSvg, confusionSvg, svgToPng } from "./eval/report.js";
 export type { Overlay, ReportOptions, Reportable } from "./eval/report.js";
 export * from "./eval/adapters/index.js";

@@ -37,10 +37,6 @@ struct ViLReFNet : torch::nn::Module {
   void InitWeights();
 };
 
-// A task that snapshots a network's parameters and buffers (copies, float32 or int64) as
-// { name: TensorData }, each name prefixed with `prefix`.
-std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<ViLReFNet> net, std::string prefix = "");
-
 struct ParamInfo {
   std::string name;
   std::vector<int64_t> shape;
@@ -61,6 +57,9 @@ class ViLReF : public Napi::ObjectWrap<ViLReF> {
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
   SerialQueue& queue() { return queue_; }
+  // Reads token ids [rows, L] (rows -1: any) for the text tower, checked before LibTorch indexes
+  // with them: L within the model's positions, every id inside the vocabulary; errors name `name`.
+  JsTensor ReadTextIds(const Napi::Value& value, const std::string& name, int64_t rows = -1) const;
 
  private:
   Napi::Value EncodeImages(const Napi::CallbackInfo& info);

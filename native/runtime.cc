@@ -211,20 +211,32 @@ Napi::Value AddressOf(const Napi::CallbackInfo& info) {
 
 class TorchErrorTask : public Task {
  public:
-  explicit TorchErrorTask(std::string message) : message_(std::move(message)) {}
-  void Execute() override { TORCH_CHECK(false, message_); }
+  TorchErrorTask(std::string message, bool internal) : message_(std::move(message)), internal_(internal) {}
+  void Execute() override {
+    if (internal_) TORCH_INTERNAL_ASSERT(false, message_);
+    TORCH_CHECK(false, message_);
+  }
   Napi::Value Resolve(Napi::Env env) override { return env.Undefined(); }
 
  private:
   std::string message_;
+  bool internal_;
 };
 
-// torchError(message, async): raises a real c10::Error inside LibTorch's checking machinery,
-// synchronously or on a worker thread, to prove it reaches JS as an Error without a backtrace.
+// torchError(message, async, internal): raises a real c10::Error inside LibTorch's checking machinery,
+// synchronously or on a worker thread, to prove it reaches JS as an Error without a backtrace;
+// `internal`: a failed TORCH_INTERNAL_ASSERT, whose "report a bug to PyTorch" vilref rewrites.
 Napi::Value TorchError(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string message = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "test error";
-  if (info.Length() > 1 && info[1].ToBoolean()) return RunAsync(env, std::make_unique<TorchErrorTask>(message));
+  bool internal = info.Length() > 2 && info[2].ToBoolean();
+  if (info.Length() > 1 && info[1].ToBoolean())
+    return RunAsync(env, std::make_unique<TorchErrorTask>(message, internal));
+  if (internal)
+    return Guard(env, [&]() -> Napi::Value {
+      TORCH_INTERNAL_ASSERT(false, message);
+      return env.Undefined();
+    });
   return Guard(env, [&]() -> Napi::Value {
     TORCH_CHECK(false, message);
     return env.Undefined();

@@ -100,6 +100,14 @@ if (torch.source === "system" && isDebian() && !torch.c10dGloo) {
       "WARNING: libgloo-dev is not installed; multi-process pre-training (vilref pretrain --nproc) will be unavailable (apt-get install libgloo-dev)",
     );
 }
+if (isDebian() && !existsSync("/usr/include/zlib.h")) {
+  // Deflated entries of .pt archives are inflated with zlib (native/torch_zip.cc); without it they are refused.
+  if (mayApt) aptInstall(["zlib1g-dev"]);
+  else
+    log(
+      "WARNING: zlib1g-dev is not installed; deflated entries of .pt files will be refused (apt-get install zlib1g-dev)",
+    );
+}
 const torchNow = located.torch ?? torch;
 log(
   `LibTorch ${torchNow.version} ${torchNow.cuda ? `CUDA ${torchNow.cuda}` : "CPU"} from ${torchNow.source} (${torchNow.libDir}); c10d Gloo ${torchNow.c10dGloo ? "yes" : "no"}`,

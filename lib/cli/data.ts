@@ -29,7 +29,6 @@ import { makeKey, writeMeta } from "../embed/meta.js";
 import type { ModelSpecOptions } from "../model/encoders.js";
 import type { Device, Dtype } from "../model/vilref.js";
 import { DEFAULT_CONTEXT_LENGTH } from "../text/index.js";
-import { contextLengthFor, tokenizerFor } from "../eval/features.js";
 import { progress } from "../progress.js";
 import {
   UsageError,
@@ -54,6 +53,7 @@ import {
   unit,
   vocabOption,
 } from "./options.js";
+import { contextLengthFor, tokenizerFor } from "../eval/features.js";
 
 export interface ResolveOptions extends ModelSpecOptions {
   imageSize?: number;
@@ -97,6 +97,7 @@ export const builtinResolvers: EncoderResolvers = {
   async text(spec, o) {
     if (spec.startsWith("pool-head")) throw new Error(`--model ${spec}: pool-head has no text side`);
     const { model, name, origin } = await modelFromSpec(spec, o);
+    // a vocabulary other than the one the checkpoint records is refused, as eval's are
     const { tokenizer } = tokenizerFor(spec, model, o.vocab);
     return new ViLReFTextEncoder(
       model,

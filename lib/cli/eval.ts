@@ -8,7 +8,7 @@
  * their subcommands to it (`getEvalCommand(program)` finds it again) and can reuse the option and
  * loading helpers exported here.
  */
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { Option } from "commander";
 import type { Command } from "commander";
@@ -53,6 +53,8 @@ import {
   vocabOption,
 } from "./options.js";
 import type { ModelCliOptions } from "./options.js";
+import { parseJsonText } from "../io/json.js";
+import { atomicWriteFileSync } from "../io/atomic.js";
 
 export interface CommonOptions extends ModelCliOptions {
   data: string;
@@ -123,7 +125,7 @@ export function classList(o: Pick<CommonOptions, "classes" | "classesFile">): st
     throw new Error(`--classes-file ${o.classesFile}: ${(e as Error).message}`);
   }
   if (text.trim().startsWith("[")) {
-    const v = JSON.parse(text) as unknown;
+    const v = parseJsonText(text) as unknown;
     if (!Array.isArray(v) || v.some((x) => typeof x !== "string"))
       throw new Error(`--classes-file ${o.classesFile}: expected a JSON list of strings`);
     return v as string[];
@@ -189,7 +191,7 @@ export async function writeOutputs(
   }
   if (o.out) {
     mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-    writeFileSync(o.out, JSON.stringify({ ...context, ...result }, finiteOrNull, 2) + "\n");
+    atomicWriteFileSync(o.out, JSON.stringify({ ...context, ...result }, finiteOrNull, 2) + "\n");
     console.log(`metrics: ${o.out}`);
   }
   if (o.report) {

@@ -2,7 +2,6 @@
  * `vilref labels`: expert-knowledge labels for a file of reports; `vilref labels eval`: scores
  * against gold labels (per-label precision/recall/F1, micro and macro).
  */
-import { writeFileSync } from "node:fs";
 import { Option } from "commander";
 import type { Command } from "commander";
 import {
@@ -22,6 +21,8 @@ import {
   type UncertaintyPolicy,
 } from "../labels/index.js";
 import { UsageError, examplesText, idFieldOption, textFieldOption, unit } from "./options.js";
+import { parseJsonText } from "../io/json.js";
+import { atomicWriteFileSync } from "../io/atomic.js";
 
 interface CommonOpts {
   rules?: string;
@@ -81,7 +82,7 @@ function goldMap(v: unknown): LabelMap {
   } else if (typeof v === "string" && v.trim() !== "") {
     // CSV: JSON object, or "dr;erm:0.5" lists.
     try {
-      return goldMap(JSON.parse(v));
+      return goldMap(parseJsonText(v));
     } catch {
       for (const part of v.split(/[;|]/)) {
         const [k, x] = part.split(":").map((s) => s.trim());
@@ -96,6 +97,25 @@ const LABELS_EXAMPLES = examplesText([
   ["vilref labels --in reports.csv --out labeled.jsonl", "labels per report, and the count table"],
   ["vilref labels eval --gold gold.jsonl --min-micro 0.9", "scores against gold labels; exit 1 below the bar"],
 ]);
+
+/** A gold file labels every report ({} when it has no finding): scores against nothing would print zeros. */
+function checkGold(
+  file: string,
+  labelsField: string,
+  recs: ReadonlyArray<{ line: number; record: Record<string, unknown> }>,
+): void {
+  const field = JSON.stringify(labelsField);
+  const unlabeled = recs.filter((r) => r.record[labelsField] === undefined);
+  if (recs.length === 0) throw new Error(`--gold ${file}: no reports`);
+  if (unlabeled.length === recs.length)
+    throw new Error(
+      `--gold ${file}: none of its ${recs.length} reports has gold labels in the field ${field} (another field: --labels-field)`,
+    );
+  if (unlabeled.length > 0)
+    throw new Error(
+      `--gold ${file}:${unlabeled[0]!.line}: no gold labels in the field ${field}${unlabeled.length > 1 ? ` (nor in ${unlabeled.length - 1} more reports)` : ""}; a gold file labels every report ({} for no findings)`,
+    );
+}
 
 export function register(program: Command): void {
   const labels = program
@@ -137,7 +157,7 @@ export function register(program: Command): void {
       }
       const table = formatCounts(results);
       if (opts.out) {
-        writeFileSync(opts.out, lines.join("\n") + (lines.length ? "\n" : ""));
+        atomicWriteFileSync(opts.out, lines.join("\n") + (lines.length ? "\n" : ""));
         out(table);
         out(`wrote ${opts.out}`);
       } else {
@@ -175,6 +195,7 @@ export function register(program: Command): void {
       ) => {
         const lab = labelerFor(opts);
         const recs = readReports(opts.gold, { textField: opts.textField, idField: opts.idField });
+        checkGold(opts.gold, opts.labelsField, recs);
         const pairs: (EvalPair & { id: string; input: ErrorInput })[] = recs.map((r) => {
           const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: !!opts.errors });
           const id = r.id ?? String(r.line);

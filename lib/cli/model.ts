@@ -8,7 +8,8 @@ import { readFile } from "node:fs/promises";
 import { addModel, convertCheckpoint } from "../model/pretrained.js";
 import { listModels } from "../model/registry.js";
 import type { ViLReF } from "../model/vilref.js";
-import { configOption, contextLengthOption, examples, readModelConfig, vocabOption } from "./options.js";
+import { configOption, contextLengthOption, examples, int, readModelConfig, vocabOption } from "./options.js";
+import { parseJson } from "../io/json.js";
 
 function describe(model: ViLReF): string {
   const params = model.parameters();
@@ -30,7 +31,12 @@ function registerConvert(program: Command): void {
     .addOption(configOption())
     .addOption(vocabOption({ description: "vocab.txt to store inside the output (checked against a recorded sha256)" }))
     .addOption(contextLengthOption(undefined, "tokens per text to record as the model's default"))
-    .option("--labels <file>", "JSON array of label names to record in the metadata");
+    .option("--labels <file>", "JSON array of label names to record in the metadata")
+    .option(
+      "--max-uncompressed-mib <n>",
+      "a .pt archive may inflate to this many MiB (default: 4 × the file's size + 1 MiB)",
+      int({ min: 1 }),
+    );
   examples(cmd, [
     [
       "vilref convert ViLReF_ViT.pt vilref-vit-b-16.safetensors --vocab vocab.txt --context-length 100",
@@ -40,15 +46,19 @@ function registerConvert(program: Command): void {
     async (
       input: string,
       output: string,
-      opts: { config?: string; labels?: string; vocab?: string; contextLength?: number },
+      opts: { config?: string; labels?: string; vocab?: string; contextLength?: number; maxUncompressedMib?: number },
     ) => {
       const config = readModelConfig(opts.config);
-      const labels = opts.labels ? (JSON.parse(await readFile(opts.labels, "utf8")) as string[]) : undefined;
+      const labels = opts.labels
+        ? (parseJson(await readFile(opts.labels, "utf8"), `--labels ${opts.labels}`) as string[])
+        : undefined;
       const model = await convertCheckpoint(input, output, {
         ...(config ? { config } : {}),
         ...(labels ? { labels } : {}),
         ...(opts.vocab ? { vocab: opts.vocab } : {}),
         ...(opts.contextLength !== undefined ? { contextLength: opts.contextLength } : {}),
+        ...(opts.maxUncompressedMib !== undefined ? { maxUncompressedBytes: opts.maxUncompressedMib * 2 ** 20 } : {}),
+        onWarning: (message) => console.error(`warning: ${message}`),
       });
       console.log(`wrote ${output}: ${describe(model)}`);
     },

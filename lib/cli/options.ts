@@ -26,6 +26,7 @@ import type { ModelOrigin } from "../model/encoders.js";
 import type { Device, Dtype, ViLReF } from "../model/vilref.js";
 import { setThreads } from "../native.js";
 import type { ProgressOptions, ProgressSpec } from "../progress.js";
+import { parseJsonText } from "../io/json.js";
 
 /** A usage error found after parsing (exit status 2, one line). */
 export class UsageError extends Error {
@@ -311,7 +312,7 @@ export function addModelOptions(cmd: Command, s: ModelOptionSettings & { dtype?:
 export function readModelConfig(file: string | undefined): ModelConfigInput | undefined {
   if (file === undefined) return undefined;
   try {
-    return JSON.parse(readFileSync(file, "utf8")) as ModelConfigInput;
+    return parseJsonText(readFileSync(file, "utf8")) as ModelConfigInput;
   } catch (e) {
     throw new Error(`--config ${file}: ${(e as Error).message}`);
   }

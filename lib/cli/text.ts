@@ -2,7 +2,6 @@
  * `vilref tokenize`: texts -> token ids exactly as the released tokenizer; `vilref vocab build`:
  * a WordPiece vocabulary from a report corpus for training from scratch.
  */
-import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { readReports } from "../labels/io.js";
 import { BertTokenizer, DEFAULT_CONTEXT_LENGTH, VocabBuilder, preprocessText } from "../text/index.js";
@@ -15,6 +14,7 @@ import {
   textFieldOption,
   vocabOption,
 } from "./options.js";
+import { atomicWriteFileSync } from "../io/atomic.js";
 
 export function register(program: Command): void {
   const tokenize = program
@@ -61,7 +61,7 @@ export function register(program: Command): void {
         if (row[L - 1] !== 0) truncated++;
         lines.push(JSON.stringify({ id: r.id ?? r.line, ids: Array.from(row) }));
       }
-      writeFileSync(opts.out, lines.join("\n") + (lines.length ? "\n" : ""));
+      atomicWriteFileSync(opts.out, lines.join("\n") + (lines.length ? "\n" : ""));
       process.stdout.write(
         `tokenized ${recs.length} texts (context length ${L}, vocabulary ${tok.vocab.size}); ${truncated} reached the context length; ${bad} not text; wrote ${opts.out}\n`,
       );
@@ -86,7 +86,7 @@ export function register(program: Command): void {
         const b = new VocabBuilder();
         for (const r of recs) if (typeof r.text === "string") b.add(opts.preprocess ? preprocessText(r.text) : r.text);
         const v = b.build({ size: opts.size, minCount: opts.minCount });
-        writeFileSync(opts.out, v.toText());
+        atomicWriteFileSync(opts.out, v.toText());
         process.stdout.write(`built a vocabulary of ${v.size} tokens from ${b.textCount} texts; wrote ${opts.out}\n`);
       },
     );

@@ -1,5 +1,5 @@
 /**
- * `vilref pretrain CONFIG [--resume] [--nproc N] [--timeout S]` and `vilref pretrain --demo`.
+ * `vilref pretrain CONFIG [--resume | --overwrite] [--nproc N] [--timeout S]` and `vilref pretrain --demo`.
  * With --nproc N it starts N workers on this machine and supervises them; a process started with
  * the torchrun environment contract (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) joins
  * that run as one worker.
@@ -65,6 +65,7 @@ function reporter(o: { progress?: boolean }): (e: ProgressEvent) => void {
       bar.clear();
       printEval(e);
     } else if (e.kind === "checkpoint") bar.log(`checkpoint ${e.path}`);
+    else if (e.kind === "notice") bar.log(`pretrain: ${e.message}`);
     else if (e.kind === "done") {
       bar.done();
       process.stderr.write(`done: step ${e.step} in ${formatDuration(e.seconds)}\n`);
@@ -102,7 +103,8 @@ export async function runPretrainDemo(opts: DemoCommandOptions): Promise<Pretrai
       ...(opts.device !== undefined ? { device: opts.device } : {}),
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     },
-    { onProgress: reporter(opts) },
+    // the demo's folder holds the demo's own run: a new demo replaces it
+    { onProgress: reporter(opts), overwrite: true },
   );
   const e = r.lastEval;
   if (e) {
@@ -119,6 +121,7 @@ export async function runPretrainDemo(opts: DemoCommandOptions): Promise<Pretrai
 
 interface PretrainCliOptions {
   resume?: boolean;
+  overwrite?: boolean;
   demo?: boolean;
   demoDir: string;
   loss?: "wscl" | "clip";
@@ -154,6 +157,7 @@ async function launchWorkers(file: string | undefined, o: PretrainCliOptions, n:
     "pretrain",
     file,
     ...(o.resume ? ["--resume"] : []),
+    ...(o.overwrite ? ["--overwrite"] : []),
     ...(o.timeout !== undefined ? ["--timeout", String(o.timeout)] : []),
     ...(o.device !== undefined ? ["--device", o.device] : []),
     ...(o.threads !== undefined ? ["--threads", String(o.threads)] : []),
@@ -192,6 +196,7 @@ async function runPretrain(file: string | undefined, o: PretrainCliOptions): Pro
   const r = await pretrain(config, {
     ...(lead ? { onProgress: reporter(o) } : {}),
     ...(o.resume ? { resume: true } : {}),
+    ...(o.overwrite ? { overwrite: true } : {}),
     ...(processGroup ? { processGroup } : {}),
   });
   if (lead)
@@ -208,6 +213,7 @@ export function register(program: Command): void {
     )
     .argument("[config]", "experiment config JSON (see lib/train/config.ts)")
     .option("--resume", "continue from the latest checkpoint in the config's output folder")
+    .option("--overwrite", "replace the run the config's output folder holds (otherwise such a folder is refused)")
     .option("--demo", "make a synthetic set (1,500 + 300 held-out pairs) and pre-train a small model on it")
     .option("--demo-dir <dir>", "folder of the demo's data and run", "vilref-demo")
     .addOption(lossOption("demo only: wscl (default) or clip"))

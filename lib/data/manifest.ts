@@ -11,6 +11,7 @@ import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
 import { TableError, parseTable, readText, textLines } from "../io/table.js";
 import { isLabelId, type Eye, type LabelId, type LabelMap } from "../labels/index.js";
+import { parseJsonText } from "../io/json.js";
 
 export interface Sample {
   /** Unique within a dataset: the id column, else the image path relative to the manifest. */
@@ -78,7 +79,7 @@ export function parseLabelsCell(v: unknown): LabelMap {
     if (s.startsWith("{") || s.startsWith("[")) {
       let parsed: unknown;
       try {
-        parsed = JSON.parse(s);
+        parsed = parseJsonText(s);
       } catch (e) {
         throw new Error(`labels: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
       }
@@ -160,7 +161,7 @@ export function readManifest(file: string, options: ManifestOptions = {}): Sampl
     for (const { text, line } of textLines(raw)) {
       let v: unknown;
       try {
-        v = JSON.parse(text);
+        v = parseJsonText(text);
       } catch (e) {
         throw new ManifestError(file, line, `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
       }
@@ -246,7 +247,7 @@ export function readLabeledFile(file: string): Map<string, LabeledEntry> {
   const out = new Map<string, LabeledEntry>();
   for (const { text, line } of textLines(raw)) {
     try {
-      const v = JSON.parse(text) as unknown;
+      const v = parseJsonText(text) as unknown;
       if (v === null || typeof v !== "object" || Array.isArray(v)) throw new Error("expected a JSON object");
       const rec = v as Record<string, unknown>;
       if (typeof rec.id !== "string" && typeof rec.id !== "number") throw new Error("no id");

@@ -8,7 +8,11 @@
  *   `<out>.parts/`, so a rerun skips finished chunks. When all are done they are joined into the
  *   output (atomically) and the parts removed.
  * - Images that cannot be decoded are skipped, logged with path and reason, and listed in
- *   `<out base>.skipped.tsv`; `strict` makes them fatal.
+ *   `<out base>.skipped.tsv`; `strict` makes them fatal. When no input at all could be embedded the
+ *   call fails (an EmbedError; `vilref embed` exits 1) and writes no output.
+ * - One run per output: `<out>.lock` names the process that writes it (lib/io/lock.ts); a second
+ *   run on the same output is refused, a lock left by a killed run is taken over, and the
+ *   temporaries a killed run left are removed.
  * - Provenance: `<out base>.meta.json` (lib/embed/meta.ts) records the model (file sha256 or
  *   preset), feature kind, preprocessing, normalisation, input ids hash and vilref version. An
  *   output is "up to date" only when its record matches this run's, and finished chunks are resumed
@@ -16,9 +20,11 @@
  *   two input lists are never mixed.
  * - `normalize`: rows are L2-normalised before they are written (cosine search reads them as is).
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
-import { atomicWriteFile } from "../io/bytes.js";
+import { atomicWriteFile, atomicWriteFileSync, cleanTempFiles } from "../io/atomic.js";
+import { parseJson } from "../io/json.js";
+import { acquireLock } from "../io/lock.js";
 import { readNpy, writeNpy } from "../io/npy.js";
 import type { TensorData } from "../native.js";
 import { Loader } from "../data/loader.js";
@@ -90,6 +96,33 @@ function skippedPathFor(out: string): string {
   return (out.endsWith(".npy") ? out.slice(0, -4) : out) + ".skipped.tsv";
 }
 
+/** Nothing could be embedded: every input was skipped (the reasons are in `skipped`). */
+export class EmbedError extends Error {
+  override name = "EmbedError";
+  constructor(
+    message: string,
+    readonly skipped: { id: string; reason: string }[],
+  ) {
+    super(message);
+  }
+}
+
+/** Runs `body` holding `<out>.lock`, with the temporaries of killed runs on this output removed first. */
+async function owningOutput<T>(o: EmbedOptions, body: () => Promise<T>): Promise<T> {
+  const lock = acquireLock(o.out + ".lock", { what: `output ${o.out}`, command: "vilref embed" });
+  try {
+    if (lock.stale) o.info?.(`took over ${lock.file} from a run that is gone`);
+    const removed = [
+      ...cleanTempFiles(path.dirname(path.resolve(o.out))),
+      ...cleanTempFiles(o.out + ".parts", { all: true }),
+    ];
+    if (removed.length) o.info?.(`removed ${removed.length} unfinished file(s) of an interrupted run`);
+    return await body();
+  } finally {
+    lock.release();
+  }
+}
+
 interface ChunkMeta {
   ids: string[];
   skipped: { id: string; reason: string }[];
@@ -138,7 +171,7 @@ class Chunked {
     if (existsSync(this.parts)) {
       let have: Partial<Fingerprint> | null = null;
       try {
-        have = JSON.parse(readFileSync(fpFile, "utf8")) as Partial<Fingerprint>;
+        have = parseJson(readFileSync(fpFile, "utf8"), fpFile) as Partial<Fingerprint>;
       } catch {
         /* none */
       }
@@ -153,7 +186,7 @@ class Chunked {
       }
     }
     mkdirSync(this.parts, { recursive: true });
-    writeFileSync(fpFile, want);
+    atomicWriteFileSync(fpFile, want);
     for (const f of readdirSync(this.parts)) {
       const m = /^chunk-(\d+)\.json$/.exec(f);
       if (m && existsSync(path.join(this.parts, `chunk-${m[1]}.npy`))) this.done.add(Number(m[1]));
@@ -201,7 +234,7 @@ class Chunked {
     const skipped: ChunkMeta["skipped"] = [];
     let dim = this.dim;
     for (let k = 0; k < this.chunks; k++) {
-      const meta = JSON.parse(readFileSync(this.#name(k) + ".json", "utf8")) as ChunkMeta;
+      const meta = parseJson(readFileSync(this.#name(k) + ".json", "utf8"), this.#name(k) + ".json") as ChunkMeta;
       const arr = await readNpy(this.#name(k) + ".npy");
       const d = arr.shape[1] ?? 0;
       if (arr.shape[0]! > 0) {
@@ -214,6 +247,20 @@ class Chunked {
       skipped.push(...meta.skipped);
     }
     if (dim < 0) dim = 0;
+    const sk = skippedPathFor(this.o.out);
+    if (ids.length === 0) {
+      // nothing to write: say why, keep the reasons beside the output, leave no parts
+      if (skipped.length > 0)
+        await atomicWriteFile(sk, skipped.map((s) => `${s.id}\t${s.reason.replace(/[\t\n]/g, " ")}\n`).join(""));
+      rmSync(this.parts, { recursive: true, force: true });
+      const reasons = [...new Set(skipped.map((s) => s.reason))].slice(0, 3).join("; ");
+      throw new EmbedError(
+        this.n === 0
+          ? `${this.o.out}: no inputs to embed`
+          : `${this.o.out}: none of the ${this.n} inputs could be embedded, nothing written (${reasons}${skipped.length ? `; all listed in ${sk}` : ""})`,
+        skipped,
+      );
+    }
     const data = new Float32Array(ids.length * dim);
     let off = 0;
     for (const a of arrays) {
@@ -225,7 +272,6 @@ class Chunked {
     rmSync(metaPathFor(this.o.out), { force: true });
     await writeNpy(this.o.out, { dtype: "float32", shape: [ids.length, dim], data });
     await atomicWriteFile(idsPathFor(this.o.out), new TextEncoder().encode(ids.map((x) => x + "\n").join("")));
-    const sk = skippedPathFor(this.o.out);
     if (skipped.length > 0)
       await atomicWriteFile(
         sk,
@@ -288,7 +334,15 @@ export function normalizeRowsInPlace(x: Float32Array, n: number, d: number): Flo
 }
 
 /** Embeds images (samples in order) with an image encoder. */
-export async function embedImages(
+export function embedImages(
+  samples: readonly Sample[],
+  encoder: ImageEncoder,
+  options: ImageEmbedOptions,
+): Promise<EmbedResult> {
+  return owningOutput(options, () => embedImagesOwned(samples, encoder, options));
+}
+
+async function embedImagesOwned(
   samples: readonly Sample[],
   encoder: ImageEncoder,
   options: ImageEmbedOptions,
@@ -396,7 +450,15 @@ function checkEmbedding(emb: TensorData<Float32Array>, n: number, run: Chunked):
 }
 
 /** Embeds report texts (records in order) with a text encoder; same files and resumption as images. */
-export async function embedTexts(
+export function embedTexts(
+  records: readonly { id: string; text: string }[],
+  encoder: TextEncoder,
+  options: EmbedOptions,
+): Promise<EmbedResult> {
+  return owningOutput(options, () => embedTextsOwned(records, encoder, options));
+}
+
+async function embedTextsOwned(
   records: readonly { id: string; text: string }[],
   encoder: TextEncoder,
   options: EmbedOptions,

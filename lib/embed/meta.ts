@@ -9,7 +9,8 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { atomicWriteFile } from "../io/bytes.js";
+import { atomicWriteFile } from "../io/atomic.js";
+import { parseJsonText } from "../io/json.js";
 import { VERSION } from "../version.js";
 
 /** What must match for rows to be reused. */
@@ -99,7 +100,7 @@ export function readMetaKey(out: string): unknown {
   const f = metaPathFor(out);
   if (!existsSync(f)) return null;
   try {
-    return (JSON.parse(readFileSync(f, "utf8")) as EmbedMeta).key ?? null;
+    return (parseJsonText(readFileSync(f, "utf8")) as EmbedMeta).key ?? null;
   } catch {
     return null;
   }

@@ -161,11 +161,15 @@ export function tokenizerFor(
   } catch (e) {
     throw new Error(`--vocab ${file}: ${(e as Error).message}`);
   }
-  if (sha && sha256Hex(text) !== sha)
+  // the hash of the vocabulary's tokens as pretrain records it (Vocab.toText), not of the file's bytes:
+  // the same vocabulary with a BOM, CRLF or stray spaces is the same vocabulary
+  const parsed = Vocab.fromText(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+  const got = sha256Hex(parsed.toText());
+  if (sha && got !== sha)
     throw new Error(
-      `--vocab ${file}: sha256 ${sha256Hex(text).slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${sha.slice(0, 12)}…)`,
+      `--vocab ${file}: sha256 ${got.slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${sha.slice(0, 12)}…)`,
     );
-  return { tokenizer: new BertTokenizer(Vocab.fromText(text)), file };
+  return { tokenizer: new BertTokenizer(parsed), file };
 }
 
 /** Tokens per text: the option when given, else what the model records, else min(52, the model's positions). */

@@ -5,6 +5,7 @@
  */
 import { extname } from "node:path";
 import { parseRows, parseTable, readText, recordOf, textLines } from "../io/table.js";
+import { parseJsonText } from "../io/json.js";
 
 export interface ReportRecord {
   /** Line (JSONL/text) or row (CSV) number, 1-based. */
@@ -58,7 +59,7 @@ export function readReports(path: string, options: ReadOptions = {}): ReportReco
     }
     let v: unknown;
     try {
-      v = JSON.parse(l);
+      v = parseJsonText(l);
     } catch (e) {
       throw new Error(`${path}:${line}: not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
     }

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { LABEL_IDS, isLabelId, type LabelId } from "./taxonomy.js";
+import { parseJsonText } from "../io/json.js";
 
 export const DEFAULT_RULES_URL = new URL("./rules/zh-fundus.json", import.meta.url);
 
@@ -225,7 +226,7 @@ export function loadRules(path: string | URL = DEFAULT_RULES_URL): Rules {
   }
   let obj: unknown;
   try {
-    obj = JSON.parse(raw);
+    obj = parseJsonText(raw);
   } catch (e) {
     throw new RulesError(source, "", `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
   }

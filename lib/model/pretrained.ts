@@ -6,32 +6,32 @@
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { atomicWriteFile } from "../io/bytes.js";
+import { atomicWriteFile } from "../io/atomic.js";
 import type { ModelConfigInput } from "./config.js";
 import { fileSha256 } from "./encoders.js";
 import { loadRegistry, MODEL_NAME, modelHome, readUserRegistry, USER_REGISTRY_FILE } from "./registry.js";
 import type { RegistryEntry } from "./registry.js";
-import { sha256Hex, ViLReF } from "./vilref.js";
+import { canonicalVocabText, sha256Hex, ViLReF } from "./vilref.js";
 
 export interface ConvertOptions {
   /** The architecture of a `.pt` (default: the checkpoint's own, else inferred with 64-wide heads). */
   config?: ModelConfigInput;
-  /** A vocab.txt to store inside the output (its sha256 must match one the checkpoint records). */
+  /** A vocab.txt to store inside the output (the sha256 of its tokens must match one the checkpoint records). */
   vocab?: string;
   /** sha256 the vocabulary must have (a known released model's). */
   expectVocabSha256?: string;
   labels?: string[];
   contextLength?: number;
-  /** Told what was guessed or assumed. */
+  /** A `.pt` archive's largest uncompressed size in bytes (default 4 × the file's size + 1 MiB). */
+  maxUncompressedBytes?: number;
+  /** Told what was guessed or assumed (a `.pt` without a config: its head widths). */
   onWarning?: (message: string) => void;
 }
 
-/** Reads a vocab.txt for storing in a checkpoint (errors name the file). */
+/** Reads a vocab.txt for storing in a checkpoint, as its tokens (errors name the file). */
 function readVocabText(file: string): string {
   try {
-    let text = readFileSync(file, "utf8");
-    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    return text;
+    return canonicalVocabText(readFileSync(file, "utf8"));
   } catch (e) {
     throw new Error(`--vocab ${file}: ${(e as Error).message}`);
   }
@@ -50,7 +50,11 @@ export async function convertCheckpoint(input: string, output: string, options: 
       throw new Error(`--vocab ${options.vocab}: sha256 ${have.slice(0, 12)}… is not ${whose} (${want.slice(0, 12)}…)`);
   };
   check(options.expectVocabSha256, "the released vocabulary");
-  const model = await ViLReF.load(input, options.config ? { config: options.config } : {});
+  const model = await ViLReF.load(input, {
+    ...(options.config ? { config: options.config } : {}),
+    ...(options.maxUncompressedBytes !== undefined ? { maxUncompressedBytes: options.maxUncompressedBytes } : {}),
+    ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+  });
   check(model.vocabSha256, `the vocabulary ${input} records`);
   if (vocab === undefined && model.vocabSha256 === undefined) model.vocabSha256 = options.expectVocabSha256;
   await model.save(output, {
@@ -120,6 +124,7 @@ export async function addModel(file: string, options: AddModelOptions = {}): Pro
     ...(vocab !== undefined ? { vocab } : {}),
     ...(entry?.vocab ? { expectVocabSha256: entry.vocab.sha256 } : {}),
     ...(contextLength !== undefined ? { contextLength } : {}),
+    ...(options.onWarning ? { onWarning: options.onWarning } : {}),
   });
   const sha256 = await fileSha256(out);
   if (!entry) {

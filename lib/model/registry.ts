@@ -14,6 +14,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
+import { parseJson } from "../io/json.js";
 import { parseModelConfig, presetNames } from "./config.js";
 import type { ModelConfig } from "./config.js";
 
@@ -111,12 +112,13 @@ export function modelHome(dir?: string, env: NodeJS.ProcessEnv = process.env): s
 export function readUserRegistry(home: string): UserRegistry {
   const file = path.join(home, USER_REGISTRY_FILE);
   if (!existsSync(file)) return { version: 1, models: {} };
-  let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
+    text = readFileSync(file, "utf8");
   } catch (e) {
     throw new Error(`${file}: ${(e as Error).message}`);
   }
+  const raw = parseJson(text, file);
   const r = userRegistrySchema.safeParse(raw);
   if (!r.success) throw new TypeError(`${file}: ${formatIssues(r.error)}`);
   return r.data;

@@ -6,13 +6,16 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
-import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
+import { checkConfigAgainstShapes } from "../checkpoint/config-check.js";
+import { CheckpointError, readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
+import { parseJson } from "../io/json.js";
 import type { StTensor } from "../checkpoint/safetensors.js";
 import { native } from "../native.js";
 import type { NativeViLReF, TensorData } from "../native.js";
 import { inferConfig, parseModelConfig, presetConfig } from "./config.js";
 import type { ModelConfig, ModelConfigInput } from "./config.js";
 import { resolveModel } from "./registry.js";
+import { Vocab } from "../text/vocab.js";
 import type { ResolvedModel } from "./registry.js";
 
 export type Device = "cpu" | "cuda" | `cuda:${number}`;
@@ -30,6 +33,17 @@ export interface LoadOptions extends ModelOptions {
   config?: ModelConfigInput;
   /** Fail on missing or unexpected tensors (default true). */
   strict?: boolean;
+  /** A `.pt` archive's largest uncompressed size in bytes (default 4 × the file's size + 1 MiB). */
+  maxUncompressedBytes?: number;
+  /** Told what was guessed (a `.pt` without a config: the head widths). Default: process.emitWarning. */
+  onWarning?: (message: string) => void;
+}
+
+/** What readCheckpoint takes besides the path and config. */
+export interface ReadCheckpointOptions {
+  /** As LoadOptions.strict: with false, a checkpoint may lack tensors of the config. Default true. */
+  strict?: boolean;
+  maxUncompressedBytes?: number;
 }
 
 export interface EncodeOptions {
@@ -67,7 +81,10 @@ export interface SaveOptions {
   labels?: string[];
   /** Record this vocabulary's sha256 only (the vocabulary itself stays a separate file). */
   vocabSha256?: string;
-  /** The vocabulary's text (vocab.txt): stored in the file with its sha256, so the model is one file. */
+  /**
+   * The vocabulary's text (vocab.txt): stored in the file, as its tokens (Vocab.toText: one per line,
+   * no BOM, CR or surrounding spaces) with their sha256, so the model is one file.
+   */
   vocab?: string;
   contextLength?: number;
 }
@@ -77,6 +94,15 @@ export interface PretrainedOptions extends ModelOptions {
   dir?: string;
   /** The config of a .pt given as a path (a known name brings its own). */
   config?: ModelConfigInput;
+  /** As LoadOptions. */
+  maxUncompressedBytes?: number;
+  /** As LoadOptions. */
+  onWarning?: (message: string) => void;
+}
+
+/** A vocabulary's text as a checkpoint stores and hashes it: its tokens (Vocab.toText), whatever the file's BOM, CRs or spaces. */
+export function canonicalVocabText(text: string): string {
+  return Vocab.fromText(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).toText();
 }
 
 export function sha256Hex(bytes: Uint8Array | string): string {
@@ -141,7 +167,14 @@ export class ViLReF {
    * `.pt` checkpoint (config from `options.config`, else inferred from shapes with 64-wide heads).
    */
   static async load(path: string, options: LoadOptions = {}): Promise<ViLReF> {
-    const { tensors, metadata, config } = await readCheckpoint(path, options.config);
+    const { tensors, metadata, config, headsGuessed } = await readCheckpoint(path, options.config, {
+      ...(options.strict !== undefined ? { strict: options.strict } : {}),
+      ...(options.maxUncompressedBytes !== undefined ? { maxUncompressedBytes: options.maxUncompressedBytes } : {}),
+    });
+    if (headsGuessed)
+      (options.onWarning ?? ((m: string) => process.emitWarning(m, { code: "VILREF_HEADS_GUESSED" })))(
+        `${path} has no config: its attention heads were guessed as the released 64-wide ones (vision_head_width 64, text_num_attention_heads ${config.text_num_attention_heads}); if the model was trained otherwise its features will be wrong — give the released config (--config / { config })`,
+      );
     const model = ViLReF.create(config, {
       ...(options.device ? { device: options.device } : {}),
       ...(options.dtype ? { dtype: options.dtype } : {}),
@@ -173,15 +206,14 @@ export class ViLReF {
   }
 
   /** @internal Loads what resolveModel found (registry defaults filled in where the file has none). */
-  static async loadResolved(
-    r: ResolvedModel,
-    options: ModelOptions & { config?: ModelConfigInput } = {},
-  ): Promise<ViLReF> {
+  static async loadResolved(r: ResolvedModel, options: Omit<PretrainedOptions, "dir"> = {}): Promise<ViLReF> {
     const config = r.config ?? options.config;
     const model = await ViLReF.load(r.path, {
       ...(config ? { config } : {}),
       ...(options.device ? { device: options.device } : {}),
       ...(options.dtype ? { dtype: options.dtype } : {}),
+      ...(options.maxUncompressedBytes !== undefined ? { maxUncompressedBytes: options.maxUncompressedBytes } : {}),
+      ...(options.onWarning ? { onWarning: options.onWarning } : {}),
     });
     if (model.vocabSha256 === undefined && r.vocabSha256) model.vocabSha256 = r.vocabSha256;
     if (model.contextLength === undefined && r.contextLength) model.contextLength = r.contextLength;
@@ -259,7 +291,7 @@ export class ViLReF {
   async save(path: string, extra: SaveOptions = {}): Promise<void> {
     const meta: ModelMetadata = { format: 1, config: this.config };
     const labels = extra.labels ?? this.labels;
-    const vocab = extra.vocab ?? this.vocab;
+    const vocab = extra.vocab !== undefined ? canonicalVocabText(extra.vocab) : this.vocab;
     let sha = extra.vocabSha256 ?? this.vocabSha256;
     if (vocab !== undefined) {
       const have = sha256Hex(vocab);
@@ -282,14 +314,20 @@ export class ViLReF {
   }
 }
 
-/** Reads a checkpoint's tensors and config without building a model. */
+/**
+ * Reads a checkpoint's tensors and config without building a model, and checks the config against
+ * the tensors' shapes (so a config that would not fit is refused before anything is allocated).
+ * `headsGuessed`: a `.pt` without a config, whose head widths were assumed.
+ */
 export async function readCheckpoint(
   path: string,
   config?: ModelConfigInput,
+  options: ReadCheckpointOptions = {},
 ): Promise<{
   tensors: Record<string, StateTensor>;
   metadata: Partial<ModelMetadata> & { vocab?: string };
   config: ModelConfig;
+  headsGuessed: boolean;
 }> {
   const kind = extname(path).toLowerCase();
   let tensors: Record<string, StateTensor>;
@@ -298,31 +336,51 @@ export async function readCheckpoint(
     const file = await readSafetensors(path);
     tensors = Object.fromEntries([...file.tensors].map(([k, t]) => [k, toStateTensor(k, t)]));
     if (file.metadata.vilref !== undefined) {
+      let parsed: unknown;
       try {
-        metadata = JSON.parse(file.metadata.vilref) as Partial<ModelMetadata>;
-      } catch {
-        throw new Error(`${path}: its "vilref" metadata is not JSON`);
+        parsed = parseJson(file.metadata.vilref, `${path}: its "vilref" metadata`);
+      } catch (e) {
+        throw new CheckpointError((e as Error).message, { file: path });
       }
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+        throw new CheckpointError(`${path}: its "vilref" metadata is not a JSON object`, { file: path });
+      metadata = parsed as Partial<ModelMetadata>;
     }
     const vocab = file.metadata[VOCAB_METADATA_KEY];
     if (vocab !== undefined) {
       if (metadata.vocab_sha256 !== undefined && sha256Hex(vocab) !== metadata.vocab_sha256)
-        throw new Error(
+        throw new CheckpointError(
           `${path}: its vocabulary's sha256 ${sha256Hex(vocab).slice(0, 12)}… is not the one it records (${metadata.vocab_sha256.slice(0, 12)}…): the file is damaged`,
         );
       metadata.vocab = vocab;
     }
   } else if (kind === ".pt" || kind === ".pth" || kind === ".bin") {
     const bytes = new Uint8Array(await readFile(path));
-    const imported = await native().importTorchCheckpoint(bytes, path);
-    tensors = imported.tensors;
+    const opts =
+      options.maxUncompressedBytes !== undefined ? { maxUncompressedBytes: options.maxUncompressedBytes } : {};
+    try {
+      tensors = (await native().importTorchCheckpoint(bytes, path, opts)).tensors;
+    } catch (e) {
+      if (e instanceof TypeError || e instanceof RangeError) throw e; // a bad argument, not a bad file
+      throw new CheckpointError((e as Error).message, { file: path, cause: e });
+    }
   } else {
     throw new RangeError(`${path}: unknown checkpoint type "${kind}" (expected .safetensors or a PyTorch .pt)`);
   }
-  const resolved = config
-    ? parseModelConfig(config, `${path} config`)
-    : metadata.config
-      ? parseModelConfig(metadata.config, `${path} metadata config`)
-      : inferConfig(Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.shape])));
-  return { tensors, metadata, config: resolved };
+  const shapes = Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.shape]));
+  let resolved: ModelConfig;
+  let source: string;
+  if (config) ((resolved = parseModelConfig(config, `${path} config`)), (source = "the config given"));
+  else if (metadata.config)
+    ((resolved = parseModelConfig(metadata.config, `${path} metadata config`)), (source = "its metadata config"));
+  else {
+    try {
+      resolved = inferConfig(shapes);
+    } catch (e) {
+      throw new CheckpointError(`${path}: ${(e as Error).message}`, { file: path, cause: e });
+    }
+    source = "the inferred config";
+  }
+  checkConfigAgainstShapes(resolved, shapes, path, { strict: options.strict ?? true, source });
+  return { tensors, metadata, config: resolved, headsGuessed: !config && !metadata.config };
 }

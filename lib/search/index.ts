@@ -17,6 +17,7 @@ import { idsPathFor } from "../embed/index.js";
 import { normalizeRows } from "../eval/features.js";
 import { topKStream } from "../eval/rank.js";
 import type { FeatureMatrix } from "../eval/rank.js";
+import { parseJsonText } from "../io/json.js";
 import { NpyError, readNpyHeader, readNpyRows } from "../io/npy.js";
 import type { NpyHeader } from "../io/npy.js";
 
@@ -53,7 +54,7 @@ export async function openIndex(file: string): Promise<GalleryIndex> {
   let meta: EmbedMeta | null = null;
   if (existsSync(metaPathFor(file))) {
     try {
-      meta = JSON.parse(readFileSync(metaPathFor(file), "utf8")) as EmbedMeta;
+      meta = parseJsonText(readFileSync(metaPathFor(file), "utf8")) as EmbedMeta;
     } catch {
       meta = null;
     }

@@ -2,7 +2,8 @@
  * `vilref eval segment`: train a segmenter on a DRIVE-layout set's training split for a time
  * budget, evaluate on its test split at full resolution, write metrics JSON (and overlays).
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
+import { atomicWriteFile } from "../io/atomic.js";
 import { dirname } from "node:path";
 import type { ModelConfigInput } from "../model/config.js";
 import { modelFromSpec } from "../model/encoders.js";
@@ -133,7 +134,7 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
   };
   if (o.out) {
     await mkdir(dirname(o.out), { recursive: true });
-    await writeFile(o.out, JSON.stringify(report, null, 2) + "\n");
+    await atomicWriteFile(o.out, JSON.stringify(report, null, 2) + "\n");
   }
   return report;
 }

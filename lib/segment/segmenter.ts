@@ -9,6 +9,7 @@ import type { StTensor } from "../checkpoint/safetensors.js";
 import { native } from "../native.js";
 import type { NativeSegmenter, SegmentBatch, SegmenterConfig, SegmenterOptions, TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
+import { parseJsonText } from "../io/json.js";
 
 export type { SegmenterConfig, SegmenterOptions, SegmentBatch } from "../native.js";
 
@@ -111,7 +112,7 @@ export class Segmenter {
     const file = await readSafetensors(path);
     const meta = file.metadata.vilref_segmenter;
     if (meta === undefined) throw new Error(`${path}: not a vilref segmenter (no "vilref_segmenter" metadata)`);
-    const { config } = JSON.parse(meta) as { config: SegmenterConfig };
+    const { config } = parseJsonText(meta) as { config: SegmenterConfig };
     const seg = new Segmenter(config);
     const state: Named = {};
     for (const [k, t] of file.tensors) state[k] = { data: t.data, shape: t.shape } as TensorData<Float32Array>;
