@@ -29,7 +29,7 @@ export type { DoctorReport, BlasReport, BlasKind } from "./doctor.js";
 export { Head, headConfigSchema } from "./head.js";
 export * from "./text/index.js";
 export * from "./labels/index.js";
-export { ViLReF, readCheckpoint, sha256Hex } from "./model/vilref.js";
+export { ViLReF, readCheckpoint, sha256Hex, canonicalVocabText, VOCAB_METADATA_KEY } from "./model/vilref.js";
 export type {
   Device,
   Dtype,
@@ -38,7 +38,25 @@ export type {
   EncodeOptions,
   StateTensor,
   ModelMetadata,
+  SaveOptions,
+  PretrainedOptions,
 } from "./model/vilref.js";
+export {
+  loadRegistry,
+  modelHome,
+  resolveModel,
+  listModels,
+  knownNames,
+  ModelNotFoundError,
+  REGISTRY_URL,
+  USER_REGISTRY_FILE,
+} from "./model/registry.js";
+export type { Registry, RegistryEntry, ResolvedModel, ModelListing, UserRegistry } from "./model/registry.js";
+export { addModel, convertCheckpoint, defaultModelName } from "./model/pretrained.js";
+export type { AddModelOptions, AddedModel, ConvertOptions } from "./model/pretrained.js";
+export { modelFromSpec, modelProvenance, fileSha256 } from "./model/encoders.js";
+export type { ModelOrigin, ModelSpecOptions } from "./model/encoders.js";
+export { VERSION } from "./version.js";
 export {
   modelConfigSchema,
   parseModelConfig,
@@ -49,8 +67,19 @@ export {
 } from "./model/config.js";
 export type { ModelConfig, ModelConfigInput } from "./model/config.js";
 export { embedNpy } from "./model/embed-npy.js";
-export { parseNpy, readNpy, encodeNpy, writeNpy, npyFromTensor, npyItemSize, NpyError } from "./io/npy.js";
-export type { NpyArray, NpyDtype } from "./io/npy.js";
+export {
+  parseNpy,
+  parseNpyHeader,
+  readNpy,
+  readNpyHeader,
+  readNpyRows,
+  encodeNpy,
+  writeNpy,
+  npyFromTensor,
+  npyItemSize,
+  NpyError,
+} from "./io/npy.js";
+export type { NpyArray, NpyDtype, NpyHeader } from "./io/npy.js";
 export { TableError, decodeUtf8, delimiterOf, parseRows, parseTable, readTable, readText } from "./io/table.js";
 export type { Delimiter, Table, TableRow } from "./io/table.js";
 export {
@@ -99,8 +128,22 @@ export { prepareDemo } from "./train/demo.js";
 export * from "./eval/metrics.js";
 export * from "./eval/dataset.js";
 export * from "./eval/evaluate.js";
-export { encodeImageSet, normalizeRows, textEncoder, tokenizerFor } from "./eval/features.js";
-export type { ImageFeatures, EncodeImagesOptions, TextEncodeFn } from "./eval/features.js";
+export { encodeImageSet, normalizeRows, textEncoder, tokenizerFor, contextLengthFor } from "./eval/features.js";
+export type { ImageFeatures, EncodeImagesOptions, TextEncodeFn, VocabSource } from "./eval/features.js";
+export { ZeroShotClassifier, resolveClassPrompts, logitScaleOf } from "./eval/classify.js";
+export type { ClassifierOptions, ImagePrediction, LabelScore } from "./eval/classify.js";
+export {
+  writePredictions,
+  formatPredictions,
+  predictionRows,
+  predictionsFormat,
+  writeScoreTable,
+  tableRows,
+  goldLabels,
+} from "./eval/predictions.js";
+export type { PredictionRow, PredictionsFormat, ScoreTable } from "./eval/predictions.js";
+export { openIndex, searchIndex } from "./search/index.js";
+export type { GalleryIndex, SearchOptions, SearchHit, SearchResult } from "./search/index.js";
 export {
   zeroShot,
   loadPromptBank,

@@ -131,10 +131,10 @@ test.serial(
     t.is(r.code, 0, r.err);
     t.regex(r.out, /wrote .*p\.csv: 40 images × 4 classes/);
     const parsed = parseTable(readFileSync(out, "utf8"), { file: out, delimiter: "," });
-  const table = {
-    header: parsed.header,
-    rows: parsed.rows.map((r) => Object.fromEntries(parsed.header.map((h, i) => [h, r.fields[i]!]))),
-  };
+    const table = {
+      header: parsed.header,
+      rows: parsed.rows.map((r) => Object.fromEntries(parsed.header.map((h, i) => [h, r.fields[i]!]))),
+    };
     t.deepEqual(table.header, ["id", "image", "predicted", "score", ...CLASSES]);
     t.is(table.rows.length, 40);
     const files = table.rows.map((row) => row.image!);

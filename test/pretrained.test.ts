@@ -130,154 +130,191 @@ test.serial("an unknown model name is an error naming it (API and CLI)", async (
   t.true(p.err.includes("nope.safetensors: no such checkpoint"), p.err);
 });
 
-test.serial("models add: a .pt with its vocabulary into the folder; fromPretrained by name loads it; --model NAME needs no --vocab", async (t) => {
-  const home = path.join(root, "home-add");
-  const r = await run(
-    { VILREF_HOME: home },
-    "models",
-    "add",
-    fixture,
-    "--name",
-    "tiny",
-    "--config",
-    fixtureConfig,
-    "--vocab",
-    vocab,
-    "--context-length",
-    "24",
-  );
-  t.is(r.code, 0, r.err);
-  t.regex(r.out, /registered tiny: .*tiny\.safetensors .*vocabulary inside, context length 24/);
-  const reg = JSON.parse(readFileSync(path.join(home, "models.json"), "utf8")) as {
-    models: Record<string, { file: string; source: string }>;
-  };
-  t.is(reg.models.tiny!.file, "tiny.safetensors");
-  t.is(reg.models.tiny!.source, fixture);
-  // by name, from the folder given or from VILREF_HOME
-  const m = await ViLReF.fromPretrained("tiny", { dir: home });
-  t.is(m.vocabSha256, sha256Hex(readFileSync(vocab, "utf8")));
-  t.is(m.vocab, readFileSync(vocab, "utf8"));
-  t.is(m.contextLength, 24);
-  t.is(m.source, "tiny");
-  const direct = await ViLReF.load(fixture, { config: config as never });
-  const ids = { data: BigInt64Array.from([101n, 2769n, 102n, 0n]), shape: [1, 4] };
-  t.deepEqual(Array.from((await m.encodeTexts(ids)).data), Array.from((await direct.encodeTexts(ids)).data));
-  // the registered name through the CLI: no --vocab, the model's context length
-  const out = path.join(root, "byname.npy");
-  const e1 = await run(
-    { VILREF_HOME: home },
-    "embed",
-    "--model",
-    "tiny",
-    "--texts",
-    reports,
-    "--out",
-    out,
-    "--no-progress",
-  );
-  t.is(e1.code, 0, e1.err);
-  const ref = path.join(root, "bypath.npy");
-  const e2 = await run(
-    {},
-    "embed",
-    "--model",
-    fixture,
-    "--config",
-    fixtureConfig,
-    "--texts",
-    reports,
-    "--vocab",
-    vocab,
-    "--context-length",
-    "24",
-    "--out",
-    ref,
-    "--no-progress",
-  );
-  t.is(e2.code, 0, e2.err);
-  t.deepEqual(
-    Array.from((await readNpy(out)).data as Float32Array),
-    Array.from((await readNpy(ref)).data as Float32Array),
-  );
-  const list = await run({ VILREF_HOME: home }, "models", "list", "--json");
-  const tiny = (
-    JSON.parse(list.out) as { models: { name: string; kind: string; present: string | null }[] }
-  ).models.find((x) => x.name === "tiny")!;
-  t.is(tiny.kind, "registered");
-  t.is(tiny.present, path.join(home, "tiny.safetensors"));
-  // a second add of the name is refused without --force
-  const again = await run({ VILREF_HOME: home }, "models", "add", fixture, "--name", "tiny", "--config", fixtureConfig);
-  t.is(again.code, 1);
-  t.true(again.err.includes("--force"), again.err);
-});
+test.serial(
+  "models add: a .pt with its vocabulary into the folder; fromPretrained by name loads it; --model NAME needs no --vocab",
+  async (t) => {
+    const home = path.join(root, "home-add");
+    const r = await run(
+      { VILREF_HOME: home },
+      "models",
+      "add",
+      fixture,
+      "--name",
+      "tiny",
+      "--config",
+      fixtureConfig,
+      "--vocab",
+      vocab,
+      "--context-length",
+      "24",
+    );
+    t.is(r.code, 0, r.err);
+    t.regex(r.out, /registered tiny: .*tiny\.safetensors .*vocabulary inside, context length 24/);
+    const reg = JSON.parse(readFileSync(path.join(home, "models.json"), "utf8")) as {
+      models: Record<string, { file: string; source: string }>;
+    };
+    t.is(reg.models.tiny!.file, "tiny.safetensors");
+    t.is(reg.models.tiny!.source, fixture);
+    // by name, from the folder given or from VILREF_HOME
+    const m = await ViLReF.fromPretrained("tiny", { dir: home });
+    // stored as its tokens (Vocab.toText), hashed as every vocabulary is
+    t.is(m.vocab, Vocab.fromFile(vocab).toText());
+    t.is(m.vocabSha256, sha256Hex(Vocab.fromFile(vocab).toText()));
+    t.is(m.contextLength, 24);
+    t.is(m.source, "tiny");
+    const direct = await ViLReF.load(fixture, { config: config as never });
+    const ids = { data: BigInt64Array.from([101n, 2769n, 102n, 0n]), shape: [1, 4] };
+    t.deepEqual(Array.from((await m.encodeTexts(ids)).data), Array.from((await direct.encodeTexts(ids)).data));
+    // the registered name through the CLI: no --vocab, the model's context length
+    const out = path.join(root, "byname.npy");
+    const e1 = await run(
+      { VILREF_HOME: home },
+      "embed",
+      "--model",
+      "tiny",
+      "--texts",
+      reports,
+      "--out",
+      out,
+      "--no-progress",
+    );
+    t.is(e1.code, 0, e1.err);
+    const ref = path.join(root, "bypath.npy");
+    const e2 = await run(
+      {},
+      "embed",
+      "--model",
+      fixture,
+      "--config",
+      fixtureConfig,
+      "--texts",
+      reports,
+      "--vocab",
+      vocab,
+      "--context-length",
+      "24",
+      "--out",
+      ref,
+      "--no-progress",
+    );
+    t.is(e2.code, 0, e2.err);
+    t.deepEqual(
+      Array.from((await readNpy(out)).data as Float32Array),
+      Array.from((await readNpy(ref)).data as Float32Array),
+    );
+    const list = await run({ VILREF_HOME: home }, "models", "list", "--json");
+    const tiny = (
+      JSON.parse(list.out) as { models: { name: string; kind: string; present: string | null }[] }
+    ).models.find((x) => x.name === "tiny")!;
+    t.is(tiny.kind, "registered");
+    t.is(tiny.present, path.join(home, "tiny.safetensors"));
+    // a second add of the name is refused without --force
+    const again = await run(
+      { VILREF_HOME: home },
+      "models",
+      "add",
+      fixture,
+      "--name",
+      "tiny",
+      "--config",
+      fixtureConfig,
+    );
+    t.is(again.code, 1);
+    t.true(again.err.includes("--force"), again.err);
+  },
+);
 
-test.serial("a vocabulary that disagrees with the recorded sha256 is refused; a .pt without one still takes --vocab", async (t) => {
-  const other = path.join(root, "other-vocab.txt");
-  writeFileSync(other, readFileSync(vocab, "utf8").replace("[unused1]", "[unused1x]"));
-  const one = path.join(root, "one.safetensors");
-  await convertCheckpoint(fixture, one, { config: config as never, vocab });
-  const e = await t.throwsAsync(convertCheckpoint(one, path.join(root, "two.safetensors"), { vocab: other }));
-  t.true(e.message.includes(other), e.message);
-  t.true(e.message.includes("sha256"), e.message);
-  const r = await run(
-    {},
-    "embed",
-    "--model",
-    one,
-    "--texts",
-    reports,
-    "--vocab",
-    other,
-    "--out",
-    path.join(root, "x.npy"),
-  );
-  t.is(r.code, 1);
-  t.true(r.err.includes(`--vocab ${other}: sha256`), r.err);
-  // the released vocabulary is checked for a known name
-  const home = path.join(root, "home-known");
-  mkdirSync(home);
-  const pt = path.join(root, "ViLReF_ViT.pt");
-  copyFileSync(fixture, pt);
-  // ViLReF_ViT.pt is the released ViT-B/16's file: registered as vilref-vit-b-16, its vocabulary checked
-  const bad = await t.throwsAsync(addModel(pt, { dir: home, vocab: other }));
-  t.regex(bad.message, /other-vocab\.txt: sha256 .* is not the released vocabulary/);
-  // a .pt has no vocabulary: text commands ask for --vocab, and take it
-  const noVocab = await run(
-    {},
-    "embed",
-    "--model",
-    fixture,
-    "--config",
-    fixtureConfig,
-    "--texts",
-    reports,
-    "--out",
-    path.join(root, "y.npy"),
-  );
-  t.is(noVocab.code, 1);
-  t.true(noVocab.err.includes("--vocab"), noVocab.err);
-  const withVocab = await run(
-    {},
-    "embed",
-    "--model",
-    fixture,
-    "--config",
-    fixtureConfig,
-    "--texts",
-    reports,
-    "--vocab",
-    vocab,
-    "--out",
-    path.join(root, "y.npy"),
-    "--no-progress",
-  );
-  t.is(withVocab.code, 0, withVocab.err);
-  // a damaged file whose vocabulary no longer matches its recorded sha256 is refused on load
-  const bytes = readFileSync(one);
-  const at = bytes.indexOf(Buffer.from("[unused1]"));
-  bytes.set(Buffer.from("[unusedX]"), at);
-  const damaged = path.join(root, "damaged.safetensors");
-  writeFileSync(damaged, bytes);
-  const d = await t.throwsAsync(ViLReF.load(damaged));
-  t.regex(d.message, /damaged\.safetensors: its vocabulary's sha256 .* is not the one it records/);
-});
+test.serial(
+  "a vocabulary that disagrees with the recorded sha256 is refused; a .pt without one still takes --vocab",
+  async (t) => {
+    const other = path.join(root, "other-vocab.txt");
+    writeFileSync(other, readFileSync(vocab, "utf8").replace("[unused1]", "[unused1x]"));
+    const one = path.join(root, "one.safetensors");
+    await convertCheckpoint(fixture, one, { config: config as never, vocab });
+    const e = await t.throwsAsync(convertCheckpoint(one, path.join(root, "two.safetensors"), { vocab: other }));
+    t.true(e.message.includes(other), e.message);
+    t.true(e.message.includes("sha256"), e.message);
+    const r = await run(
+      {},
+      "embed",
+      "--model",
+      one,
+      "--texts",
+      reports,
+      "--vocab",
+      other,
+      "--out",
+      path.join(root, "x.npy"),
+    );
+    t.is(r.code, 1);
+    t.true(r.err.includes(`--vocab ${other}: sha256`), r.err);
+    // the released vocabulary is checked for a known name
+    const home = path.join(root, "home-known");
+    mkdirSync(home);
+    const pt = path.join(root, "ViLReF_ViT.pt");
+    copyFileSync(fixture, pt);
+    // ViLReF_ViT.pt is the released ViT-B/16's file: registered as vilref-vit-b-16, its vocabulary checked
+    const bad = await t.throwsAsync(addModel(pt, { dir: home, vocab: other }));
+    t.regex(bad.message, /other-vocab\.txt: sha256 .* is not the released vocabulary/);
+    // a .pt has no vocabulary: text commands ask for --vocab, and take it
+    const noVocab = await run(
+      {},
+      "embed",
+      "--model",
+      fixture,
+      "--config",
+      fixtureConfig,
+      "--texts",
+      reports,
+      "--out",
+      path.join(root, "y.npy"),
+    );
+    t.is(noVocab.code, 1);
+    t.true(noVocab.err.includes("--vocab"), noVocab.err);
+    const withVocab = await run(
+      {},
+      "embed",
+      "--model",
+      fixture,
+      "--config",
+      fixtureConfig,
+      "--texts",
+      reports,
+      "--vocab",
+      vocab,
+      "--out",
+      path.join(root, "y.npy"),
+      "--no-progress",
+    );
+    t.is(withVocab.code, 0, withVocab.err);
+    // a damaged file whose vocabulary no longer matches its recorded sha256 is refused on load
+    const bytes = readFileSync(one);
+    const at = bytes.indexOf(Buffer.from("[unused1]"));
+    bytes.set(Buffer.from("[unusedX]"), at);
+    const damaged = path.join(root, "damaged.safetensors");
+    writeFileSync(damaged, bytes);
+    const d = await t.throwsAsync(ViLReF.load(damaged));
+    t.regex(d.message, /damaged\.safetensors: its vocabulary's sha256 .* is not the one it records/);
+  },
+);
+
+test.serial(
+  "the vocabulary is stored and hashed as its tokens: a BOM and CRLF copy is the same vocabulary",
+  async (t) => {
+    const crlf = path.join(root, "vocab-crlf.txt");
+    writeFileSync(crlf, "\ufeff" + readFileSync(vocab, "utf8").replace(/\n/g, "\r\n"));
+    const a = await convertCheckpoint(fixture, path.join(root, "lf.safetensors"), { config: config as never, vocab });
+    const b = await convertCheckpoint(fixture, path.join(root, "crlf.safetensors"), {
+      config: config as never,
+      vocab: crlf,
+    });
+    const want = sha256Hex(Vocab.fromFile(vocab).toText());
+    t.is(a.vocabSha256, want);
+    t.is(b.vocabSha256, want);
+    const loaded = await ViLReF.load(path.join(root, "crlf.safetensors"));
+    t.is(loaded.vocab, Vocab.fromFile(vocab).toText());
+    t.is(loaded.vocabSha256, want);
+    // the registry's released vocabulary is that hash too, so the shared (released) vocab.txt passes the check
+    t.is(loadRegistry().models["vilref-vit-b-16"]!.vocab!.sha256, want);
+  },
+);

@@ -89,7 +89,7 @@ export function register(program: Command): void {
         "taxonomy",
       ),
     )
-    .option("--taxonomy", "every class of the prompt bank (the label taxonomy)")
+    .option("--taxonomy", "every label of the taxonomy the prompt bank has prompts for")
     .option("--prompts <file>", "prompts file (default lib/eval/prompts/zh-fundus.json)")
     .option("--multi-label", "score each class on its own (a probability each) and predict every class ≥ --threshold")
     .addOption(

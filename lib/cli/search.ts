@@ -11,7 +11,7 @@ import { resolveImageInputs } from "../data/inputs.js";
 import { idsPathFor } from "../embed/index.js";
 import { canonical } from "../embed/meta.js";
 import { contextLengthFor, encodeImageSet, textEncoder, tokenizerFor } from "../eval/features.js";
-import { atomicWriteFile } from "../io/bytes.js";
+import { atomicWriteFile } from "../io/atomic.js";
 import { NpyError, readNpy } from "../io/npy.js";
 import { readReports } from "../labels/index.js";
 import { modelProvenance } from "../model/encoders.js";

@@ -333,6 +333,18 @@ export function normalizeRowsInPlace(x: Float32Array, n: number, d: number): Flo
   return x;
 }
 
+/** The provenance key of a run: the encoder's record (default its name), preprocessing, normalisation, ids. */
+function runKey(
+  kind: "image" | "text",
+  encoder: ImageEncoder | TextEncoder,
+  preprocessing: unknown,
+  options: EmbedOptions,
+  ids: readonly string[],
+): EmbedKey {
+  const encoderRecord = encoder.provenance ?? { name: encoder.name ?? `${kind}-encoder` };
+  return makeKey({ kind, encoder: encoderRecord, preprocessing, normalize: !!options.normalize, ids });
+}
+
 /** Embeds images (samples in order) with an image encoder. */
 export function embedImages(
   samples: readonly Sample[],
@@ -351,13 +363,7 @@ async function embedImagesOwned(
   const B = options.batchSize ?? 32;
   const transform: TransformOptions = { ...(options.transform ?? {}), size: encoder.imageSize, train: false };
   const inputIds = samples.map((s) => s.id);
-  const key = makeKey({
-    kind: "image",
-    encoder: encoder.provenance ?? { name: encoder.name ?? "image-encoder" },
-    preprocessing: transform,
-    normalize: !!options.normalize,
-    ids: inputIds,
-  });
+  const key = runKey("image", encoder, transform, options, inputIds);
   const kept = upToDate(options, key, started);
   if ("upToDate" in kept) return kept;
   const run = new Chunked(options, inputIds, key, B);
@@ -466,13 +472,7 @@ async function embedTextsOwned(
   const started = performance.now();
   const B = options.batchSize ?? 64;
   const ids = records.map((r) => r.id);
-  const key = makeKey({
-    kind: "text",
-    encoder: encoder.provenance ?? { name: encoder.name ?? "text-encoder" },
-    preprocessing: null,
-    normalize: !!options.normalize,
-    ids,
-  });
+  const key = runKey("text", encoder, null, options, ids);
   const kept = upToDate(options, key, started);
   if ("upToDate" in kept) return kept;
   const run = new Chunked(options, ids, key, B);

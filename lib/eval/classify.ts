@@ -6,7 +6,8 @@
  *
  * Classes: a bank id (`glaucoma`) or one of a class's names (`青光眼`) takes that class's prompts
  * (templates × names + expert descriptions); any other text is a free-text class whose prompts are
- * the bank's templates filled with it. `taxonomy: true` takes every class of the bank.
+ * the bank's templates filled with it. `taxonomy: true` takes every label of the taxonomy
+ * (lib/labels/taxonomy.ts) the bank has prompts for.
  *
  * Scores (cosines of L2-normalised features, `scale` = the model's exp(logit_scale)):
  * - single-label (default): softmax over the classes of scale · cos(image, class); the top class is
@@ -17,6 +18,7 @@
  *   robust for weakly trained text towers); every class at or above `threshold` is predicted.
  */
 import type { Sample } from "../data/manifest.js";
+import { LABEL_IDS } from "../labels/index.js";
 import { samplesFromFiles } from "../data/manifest.js";
 import type { ViLReF } from "../model/vilref.js";
 import type { TensorData } from "../native.js";
@@ -37,7 +39,7 @@ import type { ClassFeatures, ClassPrompts, MultiLabelScoring, PromptBank } from 
 export interface ClassifierOptions {
   /** Class names: bank ids, names of bank classes, or free text. */
   classes?: readonly string[];
-  /** Every class of the prompt bank (taxonomy order), instead of `classes`. */
+  /** Every label of the taxonomy the prompt bank has prompts for (taxonomy order), instead of `classes`. */
   taxonomy?: boolean;
   /** A prompts file or a loaded bank (default lib/eval/prompts/zh-fundus.json). */
   prompts?: string | URL | PromptBank;
@@ -124,7 +126,7 @@ export class ZeroShotClassifier {
         : loadPromptBank((options.prompts as string | URL | undefined) ?? DEFAULT_PROMPTS_URL);
     if (options.taxonomy && options.classes) throw new RangeError("give classes or taxonomy, not both");
     const classes = options.taxonomy
-      ? [...bank.classes.keys()].filter((k) => !bank.skip.has(k))
+      ? LABEL_IDS.filter((k) => bank.classes.has(k) && !bank.skip.has(k))
       : [...(options.classes ?? [])];
     if (classes.length === 0) throw new DatasetError("classes: no classes to score");
     if (!options.multiLabel && classes.length < 2)

@@ -10,7 +10,7 @@
  * in full (the shortest text that reads back as the same float64).
  */
 import path from "node:path";
-import { atomicWriteFile } from "../io/bytes.js";
+import { atomicWriteFile } from "../io/atomic.js";
 
 export type PredictionsFormat = "csv" | "tsv" | "jsonl";
 

@@ -62,7 +62,10 @@ export async function convertCheckpoint(input: string, output: string, options: 
     ...(vocab !== undefined ? { vocab } : {}),
     ...(options.contextLength !== undefined ? { contextLength: options.contextLength } : {}),
   });
-  if (vocab !== undefined) model.vocab = vocab;
+  if (vocab !== undefined) {
+    model.vocab = vocab;
+    model.vocabSha256 = sha256Hex(vocab);
+  }
   if (options.contextLength !== undefined) model.contextLength = options.contextLength;
   return model;
 }
