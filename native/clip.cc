@@ -1,7 +1,5 @@
 #include "clip.h"
 
-#include <torch/csrc/autograd/profiler_legacy.h>
-
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -9,6 +7,7 @@
 
 #include "bridge.h"
 #include "nn.h"
+#include "profile.h"
 #include "resnet.h"
 #include "vit.h"
 
@@ -139,8 +138,7 @@ class EncodeTask : public Task {
     // where the time goes; the profiler is per thread, so it records here.
     if (const char* dir = std::getenv("VILREF_PROFILE")) {
       static std::atomic<int> counter{0};
-      torch::autograd::profiler::RecordProfile profile(std::string(dir) + "/encode-" + std::to_string(counter++) +
-                                                       ".json");
+      ProfileScope profile(std::string(dir) + "/encode-" + std::to_string(counter++) + ".json");
       output_ = PrepareForJs(body_());
     } else {
       output_ = PrepareForJs(body_());
