@@ -10,7 +10,7 @@
  * and the CUDA context cancel out), and the GPU's busy fraction from nvidia-smi sampled every
  * 100 ms during the full run (utilization.gpu: the share of time a kernel was running), over the
  * whole run and over the window from the first to the last busy sample.
- * Run: npx tsx bench/gpu/embed-e2e.ts --device cuda [--images 4096] [--distinct 256] [--size 1024] [--batch 256]
+ * Run: npx tsx bench/gpu/embed-e2e.ts --device cuda [--images 4096] [--distinct 64] [--size 768] [--batch 256]
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -23,8 +23,8 @@ const device = opt("--device", "cuda");
 const cuda = device.startsWith("cuda");
 const toy = flag("--toy");
 const rows = Number(opt("--images", toy ? "24" : "4096"));
-const distinct = Number(opt("--distinct", toy ? "6" : "256"));
-const size = Number(opt("--size", toy ? "96" : "1024"));
+const distinct = Number(opt("--distinct", toy ? "6" : "64"));
+const size = Number(opt("--size", toy ? "96" : "768"));
 const batch = Number(opt("--batch", toy ? "8" : "256"));
 const model = opt("--model", toy ? "preset:tiny-vit:0" : "preset:vit-b-16:0");
 const dtype = cuda ? "bfloat16" : "float32";

@@ -145,7 +145,9 @@ async function gxxAttempt(flags) {
   const sources = sourceFiles(root).filter((f) => f.endsWith(".cc"));
   const attempt = { builder: "g++", ...flags, seconds: 0, ok: false, failed: [], errors: [], retried: [] };
   report.attempts.push(attempt);
-  const compile = async (src, conservative, noDist) => {
+  // a retry also drops VILREF_WITH_CUDA (runtime.cc's device properties, profile.cc's Kineto), in
+  // case the CUDA headers those need were not found: CUDA itself still works through LibTorch
+  const compile = async (src, conservative, noDist, retry = false) => {
     const name = basename(src, ".cc");
     const extra = [];
     if (name === "runtime") extra.push(`-DVILREF_SOURCE_HASH="${hash}"`, `-DVILREF_FLAVOUR="${torch.flavour}"`);
@@ -155,7 +157,8 @@ async function gxxAttempt(flags) {
     }
     if (conservative) extra.push("-DVILREF_CONSERVATIVE");
     const obj = join(objDir, `${name}.o`);
-    const argv = [...base, ...extra, "-c", join(root, src), "-o", obj];
+    const flagsHere = retry ? base.filter((f) => f !== "-DVILREF_WITH_CUDA") : base;
+    const argv = [...flagsHere, ...extra, "-c", join(root, src), "-o", obj];
     const r = ccache ? await run(ccache, ["g++", ...argv]) : await run("g++", argv);
     return { name, obj, ...r, dist: extra.includes("-DUSE_C10D_GLOO") };
   };
@@ -167,7 +170,7 @@ async function gxxAttempt(flags) {
         let r = await compile(src, flags.conservative, flags.noDist);
         if (r.code !== 0) {
           attempt.errors.push(...firstErrors(r.output, 8).map((l) => `${r.name}: ${l}`));
-          r = await compile(src, true, r.name === "dist");
+          r = await compile(src, true, r.name === "dist", true);
           attempt.retried.push({ file: r.name, ok: r.code === 0 });
         }
         results.push({ src, ...r });

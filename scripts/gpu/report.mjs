@@ -20,7 +20,7 @@ const out = opt("--out");
 const mode = opt("--mode", "gpu");
 const started = Number(opt("--started", String(Math.floor(Date.now() / 1000))));
 const stagesDir = join(work, "stages");
-const STAGES = ["node", "unpack", "build", "tests", "vit", "train", "embed", "profile"];
+const STAGES = ["node", "unpack", "build", "tests", "vit", "train", "profile", "embed"];
 
 const readJson = (file) => {
   try {
@@ -60,7 +60,7 @@ const build = readJson(join(stagesDir, "build.json"));
 if (build) stages.build.report = build;
 if (existsSync(join(stagesDir, "tests.tap")))
   Object.assign(stages.tests, parseTap(readFileSync(join(stagesDir, "tests.tap"), "utf8")));
-for (const name of ["vit", "train", "embed", "profile"]) {
+for (const name of ["vit", "train", "profile", "embed"]) {
   const r = readJson(join(stagesDir, `${name}.json`));
   if (r) stages[name].result = r;
 }
@@ -131,7 +131,7 @@ if (stages.tests.passed !== undefined) {
     "",
   );
 }
-for (const name of ["vit", "train", "embed", "profile"]) {
+for (const name of ["vit", "train", "profile", "embed"]) {
   const r = stages[name].result;
   if (!r?.table) continue;
   md.push(

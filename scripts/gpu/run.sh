@@ -14,8 +14,8 @@
 #   vit     ViT-B/16 bf16 embedding, batch 256: vilref vs PyTorch eager and torch.compile
 #   train   a ViLReF pre-training step (ViT-B/16 + BERT-base, batch 256, WSCL, queue 16384, bf16)
 #           vs its PyTorch twin: samples/s and peak memory
-#   embed   `vilref embed` end to end from JPEG files: images/s and the GPU's busy fraction
 #   profile one traced vilref ViT-B/16 encode (LibTorch profiler, VILREF_PROFILE) for the next fix
+#   embed   `vilref embed` end to end from JPEG files: images/s and the GPU's busy fraction
 # and writes to $OUT (at most 8 files): results.json, results.md (the table for bench/RESULTS.md),
 # run.log, the prebuild vilref.<flavour>.napi.node and its .stamp.json, profile.json.xz.
 #
@@ -34,7 +34,7 @@ CARRY="$ROOT/.carry"
 WORK=""
 BUILD_MODE=auto
 DEADLINE=""
-STAGES="node,unpack,build,tests,vit,train,embed,profile"
+STAGES="node,unpack,build,tests,vit,train,profile,embed"
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) MODE=cpu; shift ;;
@@ -179,13 +179,13 @@ if [ -n "$NODE" ]; then
   if [ "$SIZE" = full ]; then
     stage vit 150 bench vit bench/gpu/vit-embed.ts --device cuda --batch 256 --iters 20
     stage train 150 bench train bench/gpu/train-step.ts --device cuda --preset base --batch 256 --steps 8
-    stage embed 100 bench embed bench/gpu/embed-e2e.ts --device cuda --images 4096 --distinct 256 --size 1024
     stage profile 60 bench profile bench/gpu/vit-embed.ts --device cuda --batch 256 --iters 2 --profile "$WORK/profile"
+    stage embed 100 bench embed bench/gpu/embed-e2e.ts --device cuda --images 4096 --distinct 64 --size 768
   else
     stage vit 120 bench vit bench/gpu/vit-embed.ts --device cpu --toy
     stage train 120 bench train bench/gpu/train-step.ts --device cpu --preset toy --batch 4 --steps 2 --warmup 1
-    stage embed 100 bench embed bench/gpu/embed-e2e.ts --device cpu --images 24 --distinct 6 --size 96 --toy
     stage profile 60 bench profile bench/gpu/vit-embed.ts --device cpu --toy --iters 1 --profile "$WORK/profile"
+    stage embed 100 bench embed bench/gpu/embed-e2e.ts --device cpu --images 24 --distinct 6 --size 96 --toy
   fi
 else
   say "no Node: nothing past the first stage can run"
