@@ -56,6 +56,8 @@ export type { ModelConfig, ModelConfigInput } from "./model/config.js";
 export { embedNpy } from "./model/embed-npy.js";
 export { parseNpy, readNpy, encodeNpy, writeNpy, npyFromTensor, npyItemSize, NpyError } from "./io/npy.js";
 export type { NpyArray, NpyDtype } from "./io/npy.js";
+export { TableError, decodeUtf8, delimiterOf, parseRows, parseTable, readTable, readText } from "./io/table.js";
+export type { Delimiter, Table, TableRow } from "./io/table.js";
 export {
   parseSafetensors,
   parseSafetensorsHeader,
