@@ -166,15 +166,18 @@ if (childPrecision) {
   for (let r = 0; r < rounds; r++)
     for (const p of precisions) {
       const slot = (runs[p] ??= { ours: [], theirs: [], errors: [] });
-      for (const [side, out] of [
-        ["vilref", await vilref(p)],
-        ["PyTorch", await twin(p)],
-      ] as const) {
+      for (const side of ["vilref", "PyTorch"] as const) {
+        const out = side === "vilref" ? await vilref(p) : await twin(p);
         if (isError(out)) slot.errors.push(`${side}: ${out.error}`);
         else (side === "vilref" ? slot.ours : slot.theirs).push(out);
+        // the table so far after every run: a long measurement stopped early keeps what it has
+        report(runs, r + 1);
       }
       process.stderr.write(`train-step: round ${r + 1}/${rounds} ${p} done\n`);
     }
+}
+
+function report(runs: Record<string, { ours: Run[]; theirs: Run[]; errors: string[] }>, roundsSoFar: number): void {
   const mib = (b: number) => fmt(b / 2 ** 20, 0);
   const rows: string[][] = [];
   const notes: string[] = [];
@@ -197,15 +200,12 @@ if (childPrecision) {
       slot.theirs.length ? mib(peak(slot.theirs)) : "–",
     ]);
     notes.push(...slot.errors.map((e) => `${p}: ${e}`));
-    const l0 = slot.ours[0]?.losses[0];
-    const t0 = slot.theirs[0]?.losses[0];
-    if (l0 !== undefined && t0 !== undefined)
-      notes.push(
-        `${p}: first loss vilref ${fmt(l0, 4)}, PyTorch ${fmt(t0, 4)} (different random weights; both ≈ ln of the candidates at the start)`,
-      );
+    notes.push(
+      `${p}: ${slot.ours.length} vilref and ${slot.theirs.length} PyTorch processes; per-step seconds vilref ${slot.ours.map((x) => x.stepSeconds.map((v) => fmt(v, 2)).join(" ")).join(" | ")}; PyTorch ${slot.theirs.map((x) => x.stepSeconds.map((v) => fmt(v, 2)).join(" ")).join(" | ")}`,
+    );
   }
   notes.push(
-    `${steps} timed steps after ${warmup} per process, ${rounds} round(s) alternating vilref and PyTorch ${torchVersion}; ${threads} CPU threads; ${cpus()[0]?.model ?? "?"} × ${cpus().length}`,
+    `${steps} timed steps after ${warmup} per process, ${roundsSoFar} of ${rounds} round(s) alternating vilref and PyTorch ${torchVersion}; ${threads} CPU threads; ${cpus()[0]?.model ?? "?"} × ${cpus().length}`,
   );
   finish({
     title: `ViLReF pre-training step (${{ base: "ViT-B/16 + BERT-base", small: "ViT 6×384 at 224 + BERT 2×256", toy: "toy: ViT 2×64 at 32 + BERT 2×64" }[preset] ?? preset}), batch ${batch}, context ${context}, WSCL + queue ${queue}, ${device}${gpu ? ` (${gpu})` : ""}`,
