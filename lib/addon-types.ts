@@ -50,6 +50,27 @@ export interface CudaInfo {
   devices: CudaDevice[];
 }
 
+/** The CUDA caching allocator's counters for one device, in bytes (all 0 on "cpu" or without CUDA). */
+export interface CudaMemory {
+  /** Bytes held by live tensors. */
+  allocated: number;
+  /** Bytes the allocator holds from the driver (allocated + cached free blocks). */
+  reserved: number;
+  peakAllocated: number;
+  peakReserved: number;
+}
+
+/** Where a trainer's tensors live ("cpu", "cuda:0", ...; "mixed" if they are on several devices). */
+export interface TrainerDevices {
+  parameters: string;
+  momentum: string;
+  queue: string;
+  /** AdamW's moments; null before the first step. */
+  optimizer: string | null;
+  /** The last step's loss tensor; null before the first step. */
+  loss: string | null;
+}
+
 export interface BlasLibrary {
   path: string;
   realPath: string;
@@ -210,6 +231,8 @@ export interface NativeTrainer {
   momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
   exportState(): Promise<TrainerStateRecord>;
   importState(state: TrainerStateRecord): Promise<void>;
+  /** Where the online and momentum weights, the queue, the optimizer state and the loss live. */
+  devices(): Promise<TrainerDevices>;
   readonly skipped: number;
 }
 
@@ -348,6 +371,12 @@ export interface NativeAddon {
   getNumThreads(): number;
   cuda(): CudaInfo;
   blas(): NativeBlasInfo;
+  /** The CUDA caching allocator's counters for `device` ("cuda", "cuda:N"; "cpu" gives zeros). */
+  cudaMemory(device: string): CudaMemory;
+  /** Starts the peaks of cudaMemory(device) again from the current values. */
+  resetCudaPeakMemory(device: string): void;
+  /** Returns the CUDA caching allocator's unused blocks to the driver. */
+  emptyCudaCache(): void;
   /**
    * Reads a released PyTorch `.pt` checkpoint (bytes): the archive, its CRCs and sizes, the pickle and
    * every tensor against its storage are checked before LibTorch's restricted unpickler builds
@@ -386,6 +415,9 @@ export const ADDON_EXPORTS = [
   "getNumThreads",
   "cuda",
   "blas",
+  "cudaMemory",
+  "resetCudaPeakMemory",
+  "emptyCudaCache",
   "importTorchCheckpoint",
   "losses",
   "dist",
@@ -434,7 +466,7 @@ export const ADDON_CLASSES = {
     static: [],
   },
   Trainer: {
-    instance: ["step", "queueState", "momentumStateDict", "exportState", "importState", "skipped"],
+    instance: ["step", "queueState", "momentumStateDict", "exportState", "importState", "devices", "skipped"],
     static: ["lossScalerUpdate"],
   },
   Segmenter: {

@@ -8,6 +8,9 @@ export {
   defaultThreads,
   cpuCache,
   emptyCpuCache,
+  cudaMemory,
+  resetCudaPeakMemory,
+  emptyCudaCache,
 } from "./native.js";
 export type {
   CpuCacheStats,
@@ -19,6 +22,8 @@ export type {
   BuildInfo,
   CudaInfo,
   CudaDevice,
+  CudaMemory,
+  TrainerDevices,
   HeadConfig,
   LibTorch,
   Stamp,

@@ -1,7 +1,5 @@
 #include "clip.h"
 
-#include <torch/csrc/autograd/profiler_legacy.h>
-
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -9,6 +7,7 @@
 
 #include "bridge.h"
 #include "nn.h"
+#include "profile.h"
 #include "resnet.h"
 #include "vit.h"
 
@@ -132,8 +131,7 @@ std::unique_ptr<Task> EncodeTask(Body body) {
     torch::NoGradGuard noGrad;
     if (const char* dir = std::getenv("VILREF_PROFILE")) {
       static std::atomic<int> counter{0};
-      torch::autograd::profiler::RecordProfile profile(std::string(dir) + "/encode-" + std::to_string(counter++) +
-                                                       ".json");
+      ProfileScope profile(std::string(dir) + "/encode-" + std::to_string(counter++) + ".json");
       return PrepareForJs(body());
     }
     return PrepareForJs(body());

@@ -1,6 +1,7 @@
 #include "dist.h"
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -59,7 +60,13 @@ constexpr auto kHeartbeat = std::chrono::milliseconds(500);
 struct Communicator::Impl {
   DistOptions options;
   c10::intrusive_ptr<c10d::Store> store;
+  // LibTorch 2 split the process group into a front and per-device Backends (Gloo and NCCL are
+  // Backends there, with the same collectives); 1.x has ProcessGroupGloo derive from ProcessGroup.
+#if TORCH_VERSION_MAJOR >= 2
+  c10::intrusive_ptr<c10d::Backend> pg;
+#else
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
+#endif
   std::atomic<int64_t> step{0};
   double gatherSeconds = 0, reduceSeconds = 0;
   std::thread heartbeat;

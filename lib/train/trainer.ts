@@ -6,7 +6,7 @@
  * Steps run on the model's queue, in order with its other calls.
  */
 import { native } from "../native.js";
-import type { NativeTrainer, TensorData } from "../native.js";
+import type { NativeTrainer, TensorData, TrainerDevices } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
 import type { ProcessGroup } from "./dist.js";
 
@@ -137,6 +137,14 @@ export class Trainer {
   /** Restores exportState()'s record; with the model's weights restored too, training continues exactly. */
   importState(state: TrainerStateRecord): Promise<void> {
     return this.#native.importState(state);
+  }
+
+  /**
+   * Where the trainer's tensors live: online and momentum weights, the queue (on the model's device,
+   * so a step copies nothing to or from the host), AdamW's moments and the last step's loss.
+   */
+  devices(): Promise<TrainerDevices> {
+    return this.#native.devices();
   }
 
   /** Steps skipped for a non-finite loss. */
