@@ -227,7 +227,9 @@ Model* Model::From(const Napi::Value& value, const std::string& name) {
   if (!g_modelConstructor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_modelConstructor->Value())) {
     ThrowTypeError(name + ": expected a ViLReF model");
   }
-  return Model::Unwrap(value.As<Napi::Object>());
+  Model* model = Model::Unwrap(value.As<Napi::Object>());
+  model->CheckAlive();
+  return model;
 }
 
 Napi::Function Model::Define(Napi::Env env) {
@@ -244,6 +246,7 @@ Napi::Function Model::Define(Napi::Env env) {
                                                InstanceAccessor<&Model::GetDevice>("device"),
                                                InstanceAccessor<&Model::GetDtype>("dtype"),
                                                InstanceAccessor<&Model::GetPending>("pending"),
+                                               InstanceMethod<&Model::Dispose>("dispose"),
                                            });
   if (!g_modelConstructor) g_modelConstructor = new Napi::FunctionReference(Napi::Persistent(constructor));
   return constructor;
@@ -316,6 +319,7 @@ void Model::RefreshParams() {
 Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     const int64_t r = config_.imageResolution;
     JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, r, r}, false, true});
     bool pre = WantPreProjection(info, 1);
@@ -334,6 +338,7 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
 Napi::Value Model::EncodeTexts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     JsTensor ids = ReadTensor(info[0], TensorSpec{"ids", {at::kLong, at::kInt}, {-1, -1}, false, false});
     const int64_t length = ids.tensor.size(1);
     if (length < 1 || length > config_.text.maxPositions) {
@@ -360,6 +365,7 @@ Napi::Value Model::EncodeTexts(const Napi::CallbackInfo& info) {
 Napi::Value Model::Similarity(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     JsTensor image = ReadTensor(info[0], TensorSpec{"imageFeatures", {at::kFloat}, {-1, -1}, false, true});
     JsTensor text =
         ReadTensor(info[1], TensorSpec{"textFeatures", {at::kFloat}, {-1, image.tensor.size(1)}, false, true});
@@ -377,13 +383,17 @@ Napi::Value Model::Similarity(const Napi::CallbackInfo& info) {
 
 Napi::Value Model::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), MakeStateDictTask(net_)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
+    return queue_.Submit(env, Value(), MakeStateDictTask(net_));
+  });
 }
 
 // loadStateDict({ name: {data, shape[, dtype]} }, { strict = true }) → { missing, unexpected }
 Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
     const bool strict = StrictOption(info, 1);
     auto dict = info[0].As<Napi::Object>();
@@ -423,6 +433,10 @@ Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
 
 Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Guard(env, [&] {
+    disposal_.Check();
+    return 0;
+  });
   Napi::Array out = Napi::Array::New(env, params_.size());
   for (uint32_t i = 0; i < params_.size(); ++i) {
     Napi::Object o = Napi::Object::New(env);
@@ -440,6 +454,7 @@ Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
 Napi::Value Model::ResizePositions(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     int64_t resolution = ReadInteger(info[0], "resolution", 1, 1 << 14);
     int64_t multiple = config_.IsResNet() ? 32 : config_.visionPatchSize;
     if (resolution % multiple != 0)
@@ -488,6 +503,12 @@ Napi::Value Model::GetDtype(const Napi::CallbackInfo& info) {
 }
 Napi::Value Model::GetPending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
+
+// dispose(): the weights are freed after the calls already queued (trainers and fine-tuners on this
+// model queue theirs here too); later calls reject.
+Napi::Value Model::Dispose(const Napi::CallbackInfo& info) {
+  return disposal_.Dispose(info.Env(), Value(), queue_, [this] { net_.reset(); });
 }
 
 }  // namespace vilref

@@ -59,6 +59,9 @@ class Model : public Napi::ObjectWrap<Model> {
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
   SerialQueue& queue() { return queue_; }
+  // Throws "ViLReF was disposed" once dispose() was called (objects working on the model check it
+  // before touching net()).
+  void CheckAlive() const { disposal_.Check(); }
 
  private:
   Napi::Value EncodeImages(const Napi::CallbackInfo& info);
@@ -72,6 +75,7 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value GetDevice(const Napi::CallbackInfo& info);
   Napi::Value GetDtype(const Napi::CallbackInfo& info);
   Napi::Value GetPending(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   void RefreshParams();
 
@@ -81,6 +85,7 @@ class Model : public Napi::ObjectWrap<Model> {
   at::ScalarType dtype_ = at::kFloat;
   std::vector<ParamInfo> params_;  // names, shapes, dtypes as of the last task that changed them
   SerialQueue queue_;
+  Disposal disposal_{"ViLReF"};
 };
 
 }  // namespace vilref

@@ -249,6 +249,7 @@ Napi::Function Trainer::Define(Napi::Env env) {
                          InstanceMethod<&Trainer::ExportState>("exportState"),
                          InstanceMethod<&Trainer::ImportState>("importState"),
                          InstanceAccessor<&Trainer::GetSkipped>("skipped"),
+                         InstanceMethod<&Trainer::Dispose>("dispose"),
                          StaticMethod<&Trainer::LossScalerUpdate>("lossScalerUpdate"),
                      });
 }
@@ -376,6 +377,7 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
 Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject()) ThrowTypeError("batch: expected { images, ids, labels }");
     auto b = info[0].As<Napi::Object>();
     const auto& c = model_->config();
@@ -554,6 +556,7 @@ class ImportTask : public Task {
 Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     return model_->queue().Submit(env, Value(), std::make_unique<ExportTask>(model_->net(), state_));
   });
 }
@@ -562,6 +565,7 @@ Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
 Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("state: expected the object exportState() returned");
     auto dict = info[0].As<Napi::Object>();
     std::map<std::string, JsTensor> in;
@@ -581,14 +585,17 @@ Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
 Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     return model_->queue().Submit(env, Value(), std::make_unique<QueueStateTask>(state_));
   });
 }
 
 Napi::Value Trainer::MomentumStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(
-      env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
+    return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum));
+  });
 }
 
 Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
@@ -616,6 +623,24 @@ Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
 
 Napi::Value Trainer::GetSkipped(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(state_->skipped));
+}
+
+// dispose(): momentum encoders, optimizer moments, queue and the process group reference are freed
+// after the calls already queued on the model (the model itself stays).
+Napi::Value Trainer::Dispose(const Napi::CallbackInfo& info) {
+  std::shared_ptr<TrainerState> state = state_;
+  return disposal_.Dispose(info.Env(), Value(), model_->queue(), [state] {
+    state->momentum.reset();
+    state->optimizer.reset();
+    state->queue.reset();
+    state->frozen.clear();
+    state->comm.reset();
+  });
+}
+
+void Trainer::CheckAlive() const {
+  disposal_.Check();
+  model_->CheckAlive();
 }
 
 }  // namespace vilref

@@ -4,9 +4,9 @@
  *   1. the directory named by the LIBTORCH environment variable (an unpacked LibTorch);
  *   2. a Python torch install (found without importing torch, so it takes milliseconds);
  *   3. the system LibTorch (Debian's libtorch-dev).
- * Plain JavaScript so that the set-up script, binding.gyp and the loader share it before any
- * TypeScript is compiled. Run directly, it prints what node-gyp needs:
- *   node lib/build/libtorch.js --json | --include | --libdir | --libs | --cflags | --flavour
+ * Plain JavaScript so that the set-up and pack scripts and the loader share it before any
+ * TypeScript is compiled. Run directly, it prints what it found:
+ *   node lib/build/libtorch.js --json | --flavour | --version | --libdir
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
@@ -253,17 +253,13 @@ export function listDir(dir) {
   }
 }
 
-// Command-line use, for binding.gyp and shell scripts.
+// Command-line use, for shell scripts.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const torch = requireLibTorch();
   const what = process.argv[2] ?? "--json";
   const out = {
     "--json": () => JSON.stringify(torch, null, 2),
-    "--include": () => torch.includeDirs.join(" "),
     "--libdir": () => torch.libDir,
-    "--libs": () => torch.libs.map((l) => `-l${l}`).join(" "),
-    "--cflags": () => `-D_GLIBCXX_USE_CXX11_ABI=${torch.cxx11Abi}`,
-    "--defines": () => [torch.cuda ? "VILREF_WITH_CUDA" : "VILREF_CPU_ONLY", ...(torch.c10dGloo ? ["USE_C10D_GLOO"] : [])].join(" "),
     "--flavour": () => torch.flavour,
     "--version": () => torch.version,
   }[what];

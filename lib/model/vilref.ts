@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
 import type { StTensor } from "../checkpoint/safetensors.js";
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
 import type { NativeModel, TensorData } from "../native.js";
 import { inferConfig, parseModelConfig, presetConfig } from "./config.js";
@@ -82,13 +83,19 @@ function toStTensor(t: TensorData<Float32Array> | TensorData<BigInt64Array>): St
     : { dtype: "F32", shape: t.shape, data: t.data };
 }
 
-export class ViLReF {
+/**
+ * The model. It owns native memory: `dispose()` (or `await using`) frees the weights without waiting
+ * for the garbage collector, after the calls already made; trainers and fine-tuners made on it are
+ * disposed with it.
+ */
+export class ViLReF extends NativeResource {
   readonly #native: NativeModel;
   readonly #config: ModelConfig;
   labels: string[] | undefined;
   vocabSha256: string | undefined;
 
   private constructor(nativeModel: NativeModel, config: ModelConfig, meta: Partial<ModelMetadata> = {}) {
+    super();
     this.#native = nativeModel;
     this.#config = config;
     this.labels = meta.labels;
@@ -119,6 +126,10 @@ export class ViLReF {
       throw new Error(`${path}: ${(e as Error).message}`);
     }
     return model;
+  }
+
+  protected get nativeResource(): NativeModel {
+    return this.#native;
   }
 
   /** @internal The native model, for objects that work on it (the trainer). */

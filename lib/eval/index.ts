@@ -1,0 +1,45 @@
+/**
+ * `vilref/eval`: evaluation protocols (zero-shot, linear probe, retrieval), datasets and their
+ * adapters, metrics with bootstrap confidence intervals, HTML reports.
+ */
+export * from "./metrics.js";
+export * from "./dataset.js";
+export * from "./evaluate.js";
+export { encodeImageSet, normalizeRows, textEncoder, tokenizerFor } from "./features.js";
+export type { ImageFeatures, EncodeImagesOptions, TextEncodeFn } from "./features.js";
+export {
+  zeroShot,
+  loadPromptBank,
+  classPrompts,
+  buildPrompts,
+  encodeClassPrompts,
+  multiLabelScores,
+  singleLabelProbabilities,
+  DEFAULT_PROMPTS_URL,
+  MULTI_LABEL_SCORINGS,
+} from "./zeroshot.js";
+export type {
+  PromptBank,
+  ClassEntry,
+  ClassPrompts,
+  ClassFeatures,
+  ZeroShotOptions,
+  ZeroShotResult,
+  MultiLabelScoring,
+} from "./zeroshot.js";
+export {
+  linearProbe,
+  trainProbe,
+  fitLinear,
+  fitBinary,
+  fitSoftmax,
+  predictProba,
+  lbfgs,
+  DEFAULT_C_GRID,
+} from "./probe.js";
+export type { ProbeOptions, ProbeResult, LinearModel, ProbeTargets, TrainedProbe, SelectionRow } from "./probe.js";
+export { retrieval, retrievalFromSimilarity, targetRanks } from "./retrieval.js";
+export type { RetrievalResult, DirectionReport } from "./retrieval.js";
+export { writeReport, rocSvg, confusionSvg, svgToPng } from "./report.js";
+export type { Overlay, ReportOptions, Reportable } from "./report.js";
+export * from "./adapters/index.js";

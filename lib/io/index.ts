@@ -1,0 +1,14 @@
+/** `vilref/io`: NumPy `.npy` and safetensors files, read and written with their headers checked. */
+export { parseNpy, readNpy, encodeNpy, writeNpy, npyFromTensor, npyItemSize, NpyError } from "./npy.js";
+export type { NpyArray, NpyDtype } from "./npy.js";
+export {
+  parseSafetensors,
+  parseSafetensorsHeader,
+  readSafetensors,
+  encodeSafetensors,
+  writeSafetensors,
+  stItemSize,
+  DEFAULT_MAX_HEADER_BYTES,
+} from "../checkpoint/safetensors.js";
+export type { StDtype, StTensor, StHeader, StHeaderEntry, SafetensorsOptions } from "../checkpoint/safetensors.js";
+export { CheckpointError } from "../checkpoint/errors.js";
