@@ -189,7 +189,7 @@ export interface CpuCacheStats {
   misses: number;
 }
 
-export interface NativeModel {
+export interface NativeViLReF {
   /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
   dispose(): Promise<void>;
   encodeImages(images: TensorData, options?: EncodeOptions): Promise<TensorData>;
@@ -201,15 +201,15 @@ export interface NativeModel {
     options?: { strict?: boolean },
   ): Promise<{ missing: string[]; unexpected: string[] }>;
   parameters(): { name: string; shape: number[]; dtype: string }[];
-  resizePositions(resolution: number): Promise<void>;
+  resizePositionalEmbedding(resolution: number): Promise<void>;
   readonly config: ModelConfig;
   readonly device: string;
   readonly dtype: Dtype;
   readonly pending: number;
 }
 
-export interface NativeModelConstructor {
-  new (config: ModelConfig, options: object): NativeModel;
+export interface NativeViLReFConstructor {
+  new (config: ModelConfig, options: object): NativeViLReF;
 }
 
 export interface NativeTrainer {
@@ -290,7 +290,7 @@ export interface NativeAddon {
   dist: NativeDist;
   debug: NativeDebug;
   Head: new (config: HeadConfig) => NativeHead;
-  Model: NativeModelConstructor;
+  ViLReF: NativeViLReFConstructor;
   Trainer: NativeTrainerConstructor;
   Segmenter: new (config: SegmenterConfig, options?: SegmenterOptions) => NativeSegmenter;
   /** model: a ViLReF's nativeHandle. */
@@ -317,7 +317,7 @@ export const ADDON_EXPORTS = [
   "dist",
   "debug",
   "Head",
-  "Model",
+  "ViLReF",
   "Trainer",
   "Segmenter",
   "Finetuner",
@@ -337,7 +337,7 @@ exactly<SameKeys<(typeof ADDON_NAMESPACES)["debug"][number], keyof NativeDebug>>
 /** Instance members (methods and accessors) of the addon's classes, and their static methods. */
 export const ADDON_CLASSES = {
   Head: { instance: ["forward", "stateDict", "loadStateDict", "config", "pending", "dispose"], static: [] },
-  Model: {
+  ViLReF: {
     instance: [
       "encodeImages",
       "encodeTexts",
@@ -345,7 +345,7 @@ export const ADDON_CLASSES = {
       "stateDict",
       "loadStateDict",
       "parameters",
-      "resizePositions",
+      "resizePositionalEmbedding",
       "config",
       "device",
       "dtype",
@@ -372,7 +372,7 @@ export const ADDON_CLASSES = {
   },
 } as const;
 exactly<SameKeys<(typeof ADDON_CLASSES)["Head"]["instance"][number], keyof NativeHead>>();
-exactly<SameKeys<(typeof ADDON_CLASSES)["Model"]["instance"][number], keyof NativeModel>>();
+exactly<SameKeys<(typeof ADDON_CLASSES)["ViLReF"]["instance"][number], keyof NativeViLReF>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Trainer"]["instance"][number], keyof NativeTrainer>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Segmenter"]["instance"][number], keyof NativeSegmenter>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Finetuner"]["instance"][number], keyof NativeFinetuner>>();

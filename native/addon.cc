@@ -19,7 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitLosses(env, exports);
   vilref::InitDist(env, exports);
   exports.Set("Head", vilref::Head::Define(env));
-  exports.Set("Model", vilref::Model::Define(env));
+  exports.Set("ViLReF", vilref::ViLReF::Define(env));
   exports.Set("Trainer", vilref::Trainer::Define(env));
   exports.Set("Segmenter", vilref::Segmenter::Define(env));
   exports.Set("Finetuner", vilref::Finetuner::Define(env));

@@ -14,7 +14,7 @@
 
 namespace vilref {
 
-ClipNet::ClipNet(const ModelConfig& c) {
+ViLReFNet::ViLReFNet(const ModelConfig& c) {
   if (c.IsResNet()) {
     const int64_t heads = c.visionWidth * 32 / c.visionHeadWidth;
     visual = register_module<VisualTower>("visual", std::make_shared<ModifiedResNet>(c.visionLayers, c.embedDim, heads,
@@ -34,12 +34,12 @@ ClipNet::ClipNet(const ModelConfig& c) {
   logit_scale = register_parameter("logit_scale", torch::full({}, std::log(1.0 / 0.07)));
 }
 
-at::Tensor ClipNet::EncodeTexts(const at::Tensor& ids, bool preProjection) {
+at::Tensor ViLReFNet::EncodeTexts(const at::Tensor& ids, bool preProjection) {
   at::Tensor cls = bert->forward(ids).select(1, 0);
   return preProjection ? cls : at::matmul(cls, text_projection.to(cls.scalar_type()));
 }
 
-void ClipNet::InitWeights() {
+void ViLReFNet::InitWeights() {
   torch::NoGradGuard noGrad;
   visual->InitWeights();
   bert->InitWeights();
@@ -156,21 +156,22 @@ class EncodeTask : public Task {
 
 class StateDictTask : public Task {
  public:
-  StateDictTask(std::shared_ptr<ClipNet> net, std::string prefix) : net_(std::move(net)), prefix_(std::move(prefix)) {}
+  StateDictTask(std::shared_ptr<ViLReFNet> net, std::string prefix)
+      : net_(std::move(net)), prefix_(std::move(prefix)) {}
   void Execute() override {
     for (auto& [name, t] : NamedState(*net_)) out_.emplace_back(prefix_ + name, PrepareForJs(t.detach().clone()));
   }
   Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   std::string prefix_;
   std::vector<std::pair<std::string, at::Tensor>> out_;
 };
 
 class LoadTask : public Task {
  public:
-  LoadTask(std::shared_ptr<ClipNet> net, std::vector<std::pair<std::string, JsTensor>> inputs,
+  LoadTask(std::shared_ptr<ViLReFNet> net, std::vector<std::pair<std::string, JsTensor>> inputs,
            std::vector<std::string> missing, std::vector<std::string> unexpected)
       : net_(std::move(net)),
         inputs_(std::move(inputs)),
@@ -192,14 +193,14 @@ class LoadTask : public Task {
   Napi::Value Resolve(Napi::Env env) override { return KeyReport(env, missing_, unexpected_); }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   std::vector<std::pair<std::string, JsTensor>> inputs_;
   std::vector<std::string> missing_, unexpected_;
 };
 
 class ResizeTask : public Task {
  public:
-  ResizeTask(std::shared_ptr<ClipNet> net, int64_t resolution, std::function<void()> done)
+  ResizeTask(std::shared_ptr<ViLReFNet> net, int64_t resolution, std::function<void()> done)
       : net_(std::move(net)), resolution_(resolution), done_(std::move(done)) {}
   void Execute() override { net_->visual->ResizePositions(resolution_); }
   Napi::Value Resolve(Napi::Env env) override {
@@ -208,14 +209,14 @@ class ResizeTask : public Task {
   }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   int64_t resolution_;
   std::function<void()> done_;
 };
 
 }  // namespace
 
-std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<ClipNet> net, std::string prefix) {
+std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<ViLReFNet> net, std::string prefix) {
   return std::make_unique<StateDictTask>(std::move(net), std::move(prefix));
 }
 
@@ -223,37 +224,38 @@ namespace {
 Napi::FunctionReference* g_modelConstructor = nullptr;  // the main thread's; set by Define
 }
 
-Model* Model::From(const Napi::Value& value, const std::string& name) {
+ViLReF* ViLReF::From(const Napi::Value& value, const std::string& name) {
   if (!g_modelConstructor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_modelConstructor->Value())) {
     ThrowTypeError(name + ": expected a ViLReF model");
   }
-  Model* model = Model::Unwrap(value.As<Napi::Object>());
+  ViLReF* model = ViLReF::Unwrap(value.As<Napi::Object>());
   model->CheckAlive();
   return model;
 }
 
-Napi::Function Model::Define(Napi::Env env) {
-  Napi::Function constructor = DefineClass(env, "Model",
-                                           {
-                                               InstanceMethod<&Model::EncodeImages>("encodeImages"),
-                                               InstanceMethod<&Model::EncodeTexts>("encodeTexts"),
-                                               InstanceMethod<&Model::Similarity>("similarity"),
-                                               InstanceMethod<&Model::StateDict>("stateDict"),
-                                               InstanceMethod<&Model::LoadStateDict>("loadStateDict"),
-                                               InstanceMethod<&Model::Parameters>("parameters"),
-                                               InstanceMethod<&Model::ResizePositions>("resizePositions"),
-                                               InstanceAccessor<&Model::GetConfig>("config"),
-                                               InstanceAccessor<&Model::GetDevice>("device"),
-                                               InstanceAccessor<&Model::GetDtype>("dtype"),
-                                               InstanceAccessor<&Model::GetPending>("pending"),
-                                               InstanceMethod<&Model::Dispose>("dispose"),
-                                           });
+Napi::Function ViLReF::Define(Napi::Env env) {
+  Napi::Function constructor =
+      DefineClass(env, "ViLReF",
+                  {
+                      InstanceMethod<&ViLReF::EncodeImages>("encodeImages"),
+                      InstanceMethod<&ViLReF::EncodeTexts>("encodeTexts"),
+                      InstanceMethod<&ViLReF::Similarity>("similarity"),
+                      InstanceMethod<&ViLReF::StateDict>("stateDict"),
+                      InstanceMethod<&ViLReF::LoadStateDict>("loadStateDict"),
+                      InstanceMethod<&ViLReF::Parameters>("parameters"),
+                      InstanceMethod<&ViLReF::ResizePositionalEmbedding>("resizePositionalEmbedding"),
+                      InstanceAccessor<&ViLReF::GetConfig>("config"),
+                      InstanceAccessor<&ViLReF::GetDevice>("device"),
+                      InstanceAccessor<&ViLReF::GetDtype>("dtype"),
+                      InstanceAccessor<&ViLReF::GetPending>("pending"),
+                      InstanceMethod<&ViLReF::Dispose>("dispose"),
+                  });
   if (!g_modelConstructor) g_modelConstructor = new Napi::FunctionReference(Napi::Persistent(constructor));
   return constructor;
 }
 
-// new Model(config, { device?: "cpu" | "cuda" | "cuda:N", dtype?: "float32" | "bfloat16" | "float16", seed?: number })
-Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
+// new ViLReF(config, { device?: "cpu" | "cuda" | "cuda:N", dtype?: "float32" | "bfloat16" | "float16", seed?: number })
+ViLReF::ViLReF(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ViLReF>(info) {
   Guard(info.Env(), [&] {
     config_ = ReadConfig(info[0]);
     std::string device = "cpu", dtype = "float32";
@@ -297,7 +299,7 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
     if (dtype_ != at::kFloat && device_.is_cpu())
       ThrowRangeError("options.dtype: " + dtype + " runs on CUDA only; use float32 on the CPU");
     torch::manual_seed(seed);
-    net_ = std::make_shared<ClipNet>(config_);
+    net_ = std::make_shared<ViLReFNet>(config_);
     net_->InitWeights();
     net_->eval();
     net_->to(device_);
@@ -311,12 +313,12 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
   });
 }
 
-void Model::RefreshParams() {
+void ViLReF::RefreshParams() {
   params_.clear();
   for (auto& [name, t] : NamedState(*net_)) params_.push_back({name, Shape(t), t.scalar_type()});
 }
 
-Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::EncodeImages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     disposal_.Check();
@@ -335,7 +337,7 @@ Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value Model::EncodeTexts(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::EncodeTexts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     disposal_.Check();
@@ -362,7 +364,7 @@ Napi::Value Model::EncodeTexts(const Napi::CallbackInfo& info) {
 }
 
 // similarity(imageFeatures [N, E], textFeatures [M, E]) → exp(logit_scale) · normalised image @ normalised text^T
-Napi::Value Model::Similarity(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::Similarity(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     disposal_.Check();
@@ -381,7 +383,7 @@ Napi::Value Model::Similarity(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value Model::StateDict(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     disposal_.Check();
@@ -390,7 +392,7 @@ Napi::Value Model::StateDict(const Napi::CallbackInfo& info) {
 }
 
 // loadStateDict({ name: {data, shape[, dtype]} }, { strict = true }) → { missing, unexpected }
-Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     disposal_.Check();
@@ -431,7 +433,7 @@ Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::Parameters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Guard(env, [&] {
     disposal_.Check();
@@ -451,7 +453,7 @@ Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value Model::ResizePositions(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::ResizePositionalEmbedding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     disposal_.Check();
@@ -467,7 +469,7 @@ Napi::Value Model::ResizePositions(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value Model::GetConfig(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::GetConfig(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   auto num = [&](double v) { return Napi::Number::New(env, v); };
@@ -495,19 +497,19 @@ Napi::Value Model::GetConfig(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value Model::GetDevice(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_.str()); }
-Napi::Value Model::GetDtype(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::GetDevice(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_.str()); }
+Napi::Value ViLReF::GetDtype(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), dtype_ == at::kFloat      ? "float32"
                                        : dtype_ == at::kBFloat16 ? "bfloat16"
                                                                  : "float16");
 }
-Napi::Value Model::GetPending(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::GetPending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
 }
 
 // dispose(): the weights are freed after the calls already queued (trainers and fine-tuners on this
 // model queue theirs here too); later calls reject.
-Napi::Value Model::Dispose(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::Dispose(const Napi::CallbackInfo& info) {
   return disposal_.Dispose(info.Env(), Value(), queue_, [this] { net_.reset(); });
 }
 

@@ -19,7 +19,7 @@ bool Decays(const std::string& name, const at::Tensor& p) {
 }
 
 // Pre-projection features [N, width] in float32; with `frozen`, no gradient and eval mode.
-at::Tensor Features(ClipNet& net, const at::Tensor& images, bool frozen, bool training) {
+at::Tensor Features(ViLReFNet& net, const at::Tensor& images, bool frozen, bool training) {
   if (frozen || !training) {
     torch::NoGradGuard noGrad;
     net.visual->eval();
@@ -32,7 +32,7 @@ at::Tensor Features(ClipNet& net, const at::Tensor& images, bool frozen, bool tr
 
 class FtStepTask : public Task {
  public:
-  FtStepTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state, at::Device device,
+  FtStepTask(std::shared_ptr<ViLReFNet> net, std::shared_ptr<FinetunerState> state, at::Device device,
              at::ScalarType dtype, bool frozen, JsTensor images, JsTensor labels)
       : net_(std::move(net)),
         state_(std::move(state)),
@@ -60,7 +60,7 @@ class FtStepTask : public Task {
   }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   std::shared_ptr<FinetunerState> state_;
   at::Device device_;
   at::ScalarType dtype_;
@@ -71,7 +71,7 @@ class FtStepTask : public Task {
 
 class FtPredictTask : public Task {
  public:
-  FtPredictTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state, at::Device device,
+  FtPredictTask(std::shared_ptr<ViLReFNet> net, std::shared_ptr<FinetunerState> state, at::Device device,
                 at::ScalarType dtype, JsTensor images)
       : net_(std::move(net)), state_(std::move(state)), device_(device), dtype_(dtype), images_(std::move(images)) {}
   void Execute() override {
@@ -82,7 +82,7 @@ class FtPredictTask : public Task {
   Napi::Value Resolve(Napi::Env env) override { return WrapTensor(env, output_); }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   std::shared_ptr<FinetunerState> state_;
   at::Device device_;
   at::ScalarType dtype_;
@@ -92,7 +92,7 @@ class FtPredictTask : public Task {
 
 class FtStateDictTask : public Task {
  public:
-  FtStateDictTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state, bool withBackbone)
+  FtStateDictTask(std::shared_ptr<ViLReFNet> net, std::shared_ptr<FinetunerState> state, bool withBackbone)
       : net_(std::move(net)), state_(std::move(state)), withBackbone_(withBackbone) {}
   void Execute() override {
     out_.emplace_back("head.weight", PrepareForJs(state_->weight.detach().clone()));
@@ -104,7 +104,7 @@ class FtStateDictTask : public Task {
   Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   std::shared_ptr<FinetunerState> state_;
   bool withBackbone_;
   std::vector<std::pair<std::string, at::Tensor>> out_;
@@ -112,7 +112,7 @@ class FtStateDictTask : public Task {
 
 class FtLoadTask : public Task {
  public:
-  FtLoadTask(std::shared_ptr<ClipNet> net, std::shared_ptr<FinetunerState> state,
+  FtLoadTask(std::shared_ptr<ViLReFNet> net, std::shared_ptr<FinetunerState> state,
              std::vector<std::pair<std::string, JsTensor>> inputs)
       : net_(std::move(net)), state_(std::move(state)), inputs_(std::move(inputs)) {}
   void Execute() override {
@@ -131,7 +131,7 @@ class FtLoadTask : public Task {
   Napi::Value Resolve(Napi::Env env) override { return env.Undefined(); }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   std::shared_ptr<FinetunerState> state_;
   std::vector<std::pair<std::string, JsTensor>> inputs_;
 };
@@ -154,7 +154,7 @@ Napi::Function Finetuner::Define(Napi::Env env) {
 // new Finetuner(model, { classes, lr = 1e-3, backboneLr = 1e-6, weightDecay = 0.001, frozen = false, seed = 0 })
 Finetuner::Finetuner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Finetuner>(info) {
   Guard(info.Env(), [&] {
-    model_ = Model::From(info[0], "model");
+    model_ = ViLReF::From(info[0], "model");
     modelRef_ = Napi::Persistent(info[0].As<Napi::Object>());
     if (!info[1].IsObject())
       ThrowTypeError("options: expected an object { classes, lr, backboneLr, weightDecay, frozen, seed }");

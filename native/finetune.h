@@ -45,7 +45,7 @@ class Finetuner : public Napi::ObjectWrap<Finetuner> {
   void CheckAlive() const;  // this finetuner and its model are not disposed
 
   Napi::ObjectReference modelRef_;
-  Model* model_ = nullptr;
+  ViLReF* model_ = nullptr;
   FinetunerOptions options_;
   int64_t width_ = 0;
   std::shared_ptr<FinetunerState> state_;

@@ -46,7 +46,7 @@ std::string ShapeText(c10::IntArrayRef s) {
 
 }  // namespace
 
-SegNet::SegNet(const SegmenterConfig& c) : config(c) {
+SegmenterNet::SegmenterNet(const SegmenterConfig& c) : config(c) {
   const int64_t heads = c.heads;
   visual = register_module<VisualTransformer>(
       "visual", std::make_shared<VisualTransformer>(c.tile, c.patch, c.width, c.layers, heads, c.width));
@@ -73,7 +73,7 @@ SegNet::SegNet(const SegmenterConfig& c) : config(c) {
   head = register_module("head", torch::nn::Conv2d(torch::nn::Conv2dOptions(StemWidth(c, 0), 1, 1)));
 }
 
-at::Tensor SegNet::forward(const at::Tensor& images) {
+at::Tensor SegmenterNet::forward(const at::Tensor& images) {
   const int64_t n = images.size(0), levels = static_cast<int64_t>(stem.size());
   std::vector<at::Tensor> skips;
   at::Tensor s = images;
@@ -310,7 +310,7 @@ Segmenter::Segmenter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Segmente
             ? 0
             : static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
     torch::manual_seed(seed);
-    auto net = std::make_shared<SegNet>(config_);
+    auto net = std::make_shared<SegmenterNet>(config_);
     net->visual->InitWeights();
     net->eval();
     std::vector<at::Tensor> groups[4];

@@ -35,8 +35,8 @@ struct SegmenterOptions {
   double diceWeight = 1.0, bceWeight = 1.0;
 };
 
-struct SegNet : torch::nn::Module {
-  explicit SegNet(const SegmenterConfig& c);
+struct SegmenterNet : torch::nn::Module {
+  explicit SegmenterNet(const SegmenterConfig& c);
   at::Tensor forward(const at::Tensor& images);  // [N, 3, T, T] → logits [N, 1, T, T]
   SegmenterConfig config;
   std::shared_ptr<VisualTransformer> visual;
@@ -46,7 +46,7 @@ struct SegNet : torch::nn::Module {
 };
 
 struct SegmenterState {
-  std::shared_ptr<SegNet> net;
+  std::shared_ptr<SegmenterNet> net;
   std::unique_ptr<torch::optim::AdamW> optimizer;
   int64_t steps = 0;
 };

@@ -52,8 +52,8 @@ struct Batch {
 
 class StepTask : public Task {
  public:
-  StepTask(std::shared_ptr<ClipNet> net, at::Device device, TrainerOptions options, std::shared_ptr<TrainerState> state,
-           Batch batch, double lr)
+  StepTask(std::shared_ptr<ViLReFNet> net, at::Device device, TrainerOptions options,
+           std::shared_ptr<TrainerState> state, Batch batch, double lr)
       : net_(std::move(net)),
         device_(device),
         options_(options),
@@ -78,7 +78,7 @@ class StepTask : public Task {
   }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   at::Device device_;
   TrainerOptions options_;
   std::shared_ptr<TrainerState> state_;
@@ -258,7 +258,7 @@ Napi::Function Trainer::Define(Napi::Env env) {
 // processGroup? })
 Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(info) {
   Guard(info.Env(), [&] {
-    model_ = Model::From(info[0], "model");
+    model_ = ViLReF::From(info[0], "model");
     modelRef_ = Napi::Persistent(info[0].As<Napi::Object>());
     if (!info[1].IsObject()) ThrowTypeError("options: expected an object");
     auto o = info[1].As<Napi::Object>();
@@ -324,7 +324,7 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
                       std::string(c10::toString(model_->dtype())) + " (create or load it with dtype float32)");
 
     auto net = model_->net();
-    auto momentum = std::make_shared<ClipNet>(model_->config());
+    auto momentum = std::make_shared<ViLReFNet>(model_->config());
     momentum->to(model_->device());
     {
       torch::NoGradGuard noGrad;
@@ -443,7 +443,7 @@ std::string OptimKey(const at::Tensor& p) { return c10::guts::to_string(p.unsafe
 // trainer.counters (steps, skipped), rng.cpu.
 class ExportTask : public Task {
  public:
-  ExportTask(std::shared_ptr<ClipNet> net, std::shared_ptr<TrainerState> state)
+  ExportTask(std::shared_ptr<ViLReFNet> net, std::shared_ptr<TrainerState> state)
       : net_(std::move(net)), state_(std::move(state)) {}
   void Execute() override {
     auto& s = *state_;
@@ -472,14 +472,14 @@ class ExportTask : public Task {
   Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   std::shared_ptr<TrainerState> state_;
   std::vector<std::pair<std::string, at::Tensor>> out_;
 };
 
 class ImportTask : public Task {
  public:
-  ImportTask(std::shared_ptr<ClipNet> net, std::shared_ptr<TrainerState> state, std::map<std::string, JsTensor> in)
+  ImportTask(std::shared_ptr<ViLReFNet> net, std::shared_ptr<TrainerState> state, std::map<std::string, JsTensor> in)
       : net_(std::move(net)), state_(std::move(state)), in_(std::move(in)) {}
   void Execute() override {
     auto& s = *state_;
@@ -546,7 +546,7 @@ class ImportTask : public Task {
   Napi::Value Resolve(Napi::Env env) override { return env.Undefined(); }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   std::shared_ptr<TrainerState> state_;
   std::map<std::string, JsTensor> in_;
 };

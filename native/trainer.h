@@ -49,7 +49,7 @@ struct LossScaler {
 
 // What the trainer keeps between steps; read and written only by tasks on the model's queue.
 struct TrainerState {
-  std::shared_ptr<ClipNet> momentum;
+  std::shared_ptr<ViLReFNet> momentum;
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::unique_ptr<FeatureQueue> queue;
   int64_t steps = 0, skipped = 0;
@@ -79,7 +79,7 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
 
   Napi::ObjectReference modelRef_;
   Napi::ObjectReference groupRef_;
-  Model* model_ = nullptr;
+  ViLReF* model_ = nullptr;
   TrainerOptions options_;
   std::shared_ptr<TrainerState> state_;
   Disposal disposal_{"Trainer"};

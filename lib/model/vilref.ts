@@ -10,7 +10,7 @@ import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js"
 import type { StTensor } from "../checkpoint/safetensors.js";
 import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
-import type { NativeModel, TensorData } from "../native.js";
+import type { NativeViLReF, TensorData } from "../native.js";
 import { inferConfig, parseModelConfig, presetConfig } from "./config.js";
 import type { ModelConfig, ModelConfigInput } from "./config.js";
 
@@ -45,7 +45,7 @@ export type StateTensor =
   | (TensorData<Uint16Array & Float32Array> & { dtype: "bfloat16" | "float16" });
 
 /** The native model object a ViLReF wraps; trainers and fine-tuners take it (opaque to users). */
-export type ViLReFHandle = NativeModel;
+export type ViLReFHandle = NativeViLReF;
 
 /** What a vilref safetensors file carries besides tensors (metadata key "vilref", JSON). */
 export interface ModelMetadata {
@@ -89,12 +89,12 @@ function toStTensor(t: TensorData<Float32Array> | TensorData<BigInt64Array>): St
  * disposed with it.
  */
 export class ViLReF extends NativeResource {
-  readonly #native: NativeModel;
+  readonly #native: NativeViLReF;
   readonly #config: ModelConfig;
   labels: string[] | undefined;
   vocabSha256: string | undefined;
 
-  private constructor(nativeModel: NativeModel, config: ModelConfig, meta: Partial<ModelMetadata> = {}) {
+  private constructor(nativeModel: NativeViLReF, config: ModelConfig, meta: Partial<ModelMetadata> = {}) {
     super();
     this.#native = nativeModel;
     this.#config = config;
@@ -105,7 +105,7 @@ export class ViLReF extends NativeResource {
   /** A randomly initialised model (the released initialisation, seeded) from a config or preset name. */
   static create(config: ModelConfigInput | string, options: ModelOptions & { seed?: number } = {}): ViLReF {
     const parsed = typeof config === "string" ? presetConfig(config) : parseModelConfig(config);
-    return new ViLReF(new (native().Model)(parsed, options), parsed);
+    return new ViLReF(new (native().ViLReF)(parsed, options), parsed);
   }
 
   /**
@@ -128,7 +128,7 @@ export class ViLReF extends NativeResource {
     return model;
   }
 
-  protected get nativeResource(): NativeModel {
+  protected get nativeResource(): NativeViLReF {
     return this.#native;
   }
 
@@ -190,7 +190,7 @@ export class ViLReF extends NativeResource {
 
   /** Resizes the positional embedding (bicubic) so the model takes images of `resolution` pixels. */
   resizePositionalEmbedding(resolution: number): Promise<void> {
-    return this.#native.resizePositions(resolution);
+    return this.#native.resizePositionalEmbedding(resolution);
   }
 
   /** Writes the model as safetensors: every tensor by its released name, config and labels in the metadata. */
