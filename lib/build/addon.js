@@ -91,7 +91,10 @@ export function prebuildDir(root) {
   return join(root, "prebuilds", `${process.platform}-${process.arch}`);
 }
 
-/** File name of the prebuild for a flavour (prebuildify's `<name>.napi.node` with the flavour in the name). @param {string} flavour */
+/**
+ * File name of the prebuild for a flavour (prebuildify's `<name>.napi.node` with the flavour in the name).
+ * @param {string} flavour
+ */
 export function prebuildName(flavour) {
   return `${ADDON_NAME}.${flavour}.napi.node`;
 }
@@ -144,11 +147,14 @@ export function makeStamp(torch, hash, builder) {
 export function mismatch(stamp, torch, hash) {
   if (!stamp) return "no stamp";
   if (stamp.flavour !== torch.flavour) return `built for ${stamp.flavour}, this LibTorch is ${torch.flavour}`;
-  if (stamp.cxx11Abi !== torch.cxx11Abi) return `built with _GLIBCXX_USE_CXX11_ABI=${stamp.cxx11Abi}, LibTorch needs ${torch.cxx11Abi}`;
+  if (stamp.cxx11Abi !== torch.cxx11Abi)
+    return `built with _GLIBCXX_USE_CXX11_ABI=${stamp.cxx11Abi}, LibTorch needs ${torch.cxx11Abi}`;
   if (stamp.sourceHash !== hash) return `stale: built from sources ${stamp.sourceHash}, native/ is now ${hash}`;
-  if (stamp.platform !== process.platform || stamp.arch !== process.arch) return `built for ${stamp.platform}-${stamp.arch}`;
+  if (stamp.platform !== process.platform || stamp.arch !== process.arch)
+    return `built for ${stamp.platform}-${stamp.arch}`;
   // libgloo-dev installed after the build: rebuild so that process groups are in
-  if (torch.c10dGloo && !stamp.c10dGloo) return "built without c10d Gloo, which can now be compiled (libgloo-dev is installed)";
+  if (torch.c10dGloo && !stamp.c10dGloo)
+    return "built without c10d Gloo, which can now be compiled (libgloo-dev is installed)";
   return null;
 }
 
@@ -163,7 +169,9 @@ export function findPrebuild(root, torch, hash) {
   const rejected = [];
   let files = [];
   try {
-    files = readdirSync(dir).filter((f) => f.endsWith(".node")).sort();
+    files = readdirSync(dir)
+      .filter((f) => f.endsWith(".node"))
+      .sort();
   } catch {
     return { path: null, rejected };
   }
@@ -171,7 +179,10 @@ export function findPrebuild(root, torch, hash) {
   for (const f of files) {
     const path = join(dir, f);
     const tags = nodeGypBuild.parseTags(f);
-    const reason = !fitsThisNode(tags) || !tags?.napi ? `its tags do not fit Node ${process.version} (N-API ${NAPI_VERSION} build expected)` : mismatch(readStamp(path), torch, hash);
+    const reason =
+      !fitsThisNode(tags) || !tags?.napi
+        ? `its tags do not fit Node ${process.version} (N-API ${NAPI_VERSION} build expected)`
+        : mismatch(readStamp(path), torch, hash);
     if (!reason) return { path, rejected };
     rejected.push({ path, reason });
   }
@@ -215,7 +226,9 @@ function onPath(cmd) {
 /** What is missing to build here, or null. */
 export function missingBuildTools() {
   const missing = ["cmake", "make", "c++"].filter((c) => !onPath(c));
-  return missing.length ? `building vilref's addon needs ${missing.join(", ")} (on Debian: apt-get install -y cmake make g++)` : null;
+  return missing.length
+    ? `building vilref's addon needs ${missing.join(", ")} (on Debian: apt-get install -y cmake make g++)`
+    : null;
 }
 
 /** @param {number} ms */
@@ -271,45 +284,65 @@ function withLock(lockDir, body, log) {
 /**
  * Builds the addon with cmake-js into `<root>/build` and stamps it. Reconfigures (cheap) so
  * that the source hash define is current, then builds incrementally.
- * @param {string} root @param {LibTorch} torch @param {{ log?: (msg: string) => void, jobs?: number, quiet?: boolean }} [opts]
+ * @param {string} root @param {LibTorch} torch
+ * @param {{ log?: (msg: string) => void, jobs?: number, quiet?: boolean }} [opts]
  * @returns {string} the addon's path
  */
 export function buildAddon(root, torch, opts = {}) {
   const log = opts.log ?? ((m) => process.stderr.write(`vilref: ${m}\n`));
   const tools = missingBuildTools();
   if (tools) throw new Error(tools);
-  return withLock(join(root, "build", ".lock"), () => {
-    const hash = sourceHash(root);
-    const out = buildOutput(root);
-    if (!mismatch(readStamp(out), torch, hash) && existsSync(out)) return out;
-    // The cmake-js of the package being built (its node_modules), so that the include paths it
-    // passes are the same relative to the package root whichever process builds it (ccache hits).
-    let cmakeJsPackage;
-    try {
-      cmakeJsPackage = createRequire(join(root, "package.json")).resolve("cmake-js/package.json");
-    } catch {
-      cmakeJsPackage = fileURLToPath(import.meta.resolve("cmake-js/package.json"));
-    }
-    const cmakeJs = join(dirname(cmakeJsPackage), "bin", "cmake-js");
-    const defines = [`--CDVILREF_SOURCE_HASH=${hash}`, `--CDVILREF_FLAVOUR=${torch.flavour}`, `--CDVILREF_TORCH_LIBDIR=${torch.libDir}`];
-    if (torch.cmakePrefix) defines.push(`--CDCMAKE_PREFIX_PATH=${torch.cmakePrefix}`);
-    const common = ["-d", root, "-O", join(root, "build"), "--log-level", "warn", ...defines];
-    const jobs = String(opts.jobs ?? availableParallelism());
-    log(`building the addon against ${torch.flavour} (${torch.source}: ${torch.libDir}) with cmake-js; this takes a few minutes`);
-    const started = Date.now();
-    const stdio = opts.quiet ? "pipe" : ["ignore", process.stderr, process.stderr];
-    for (const args of [["configure", ...common], ["build", ...common, "--parallel", jobs]]) {
-      const r = spawnSync(process.execPath, [cmakeJs, ...args], { cwd: root, stdio: /** @type {any} */ (stdio), encoding: "utf8" });
-      if (r.status !== 0) {
-        const detail = opts.quiet ? `\n${String(r.stdout ?? "").slice(-4000)}${String(r.stderr ?? "").slice(-4000)}` : "";
-        throw new Error(`cmake-js ${args[0]} failed (exit ${r.status ?? r.signal}); see the output above${detail}`);
+  return withLock(
+    join(root, "build", ".lock"),
+    () => {
+      const hash = sourceHash(root);
+      const out = buildOutput(root);
+      if (!mismatch(readStamp(out), torch, hash) && existsSync(out)) return out;
+      // The cmake-js of the package being built (its node_modules), so that the include paths it
+      // passes are the same relative to the package root whichever process builds it (ccache hits).
+      let cmakeJsPackage;
+      try {
+        cmakeJsPackage = createRequire(join(root, "package.json")).resolve("cmake-js/package.json");
+      } catch {
+        cmakeJsPackage = fileURLToPath(import.meta.resolve("cmake-js/package.json"));
       }
-    }
-    if (!existsSync(out)) throw new Error(`cmake-js finished but ${out} does not exist`);
-    writeStamp(out, makeStamp(torch, hash, "cmake-js"));
-    log(`addon built in ${((Date.now() - started) / 1000).toFixed(0)} s: ${out}`);
-    return out;
-  }, log);
+      const cmakeJs = join(dirname(cmakeJsPackage), "bin", "cmake-js");
+      const defines = [
+        `--CDVILREF_SOURCE_HASH=${hash}`,
+        `--CDVILREF_FLAVOUR=${torch.flavour}`,
+        `--CDVILREF_TORCH_LIBDIR=${torch.libDir}`,
+      ];
+      if (torch.cmakePrefix) defines.push(`--CDCMAKE_PREFIX_PATH=${torch.cmakePrefix}`);
+      const common = ["-d", root, "-O", join(root, "build"), "--log-level", "warn", ...defines];
+      const jobs = String(opts.jobs ?? availableParallelism());
+      log(
+        `building the addon against ${torch.flavour} (${torch.source}: ${torch.libDir}) with cmake-js; this takes a few minutes`,
+      );
+      const started = Date.now();
+      const stdio = opts.quiet ? "pipe" : ["ignore", process.stderr, process.stderr];
+      for (const args of [
+        ["configure", ...common],
+        ["build", ...common, "--parallel", jobs],
+      ]) {
+        const r = spawnSync(process.execPath, [cmakeJs, ...args], {
+          cwd: root,
+          stdio: /** @type {any} */ (stdio),
+          encoding: "utf8",
+        });
+        if (r.status !== 0) {
+          const detail = opts.quiet
+            ? `\n${String(r.stdout ?? "").slice(-4000)}${String(r.stderr ?? "").slice(-4000)}`
+            : "";
+          throw new Error(`cmake-js ${args[0]} failed (exit ${r.status ?? r.signal}); see the output above${detail}`);
+        }
+      }
+      if (!existsSync(out)) throw new Error(`cmake-js finished but ${out} does not exist`);
+      writeStamp(out, makeStamp(torch, hash, "cmake-js"));
+      log(`addon built in ${((Date.now() - started) / 1000).toFixed(0)} s: ${out}`);
+      return out;
+    },
+    log,
+  );
 }
 
 /**
@@ -319,23 +352,31 @@ export function buildAddon(root, torch, opts = {}) {
  * error saying what is missing.
  * @param {string} root @param {LibTorch} torch
  * @param {{ build?: boolean, prebuilds?: boolean, log?: (msg: string) => void, quiet?: boolean }} [opts]
- * @returns {{ path: string, route: "prebuild" | "build", built: boolean, hash: string, rejected: { path: string, reason: string }[] }}
+ * @returns {{ path: string, route: "prebuild" | "build", built: boolean, hash: string,
+ *   rejected: { path: string, reason: string }[] }}
  */
 export function ensureAddon(root, torch, opts = {}) {
   const hash = sourceHash(root);
   const out = buildOutput(root);
-  if (existsSync(out) && !mismatch(readStamp(out), torch, hash)) return { path: out, route: "build", built: false, hash, rejected: [] };
-  const { path: prebuilt, rejected } = opts.prebuilds === false ? { path: null, rejected: [] } : findPrebuild(root, torch, hash);
+  if (existsSync(out) && !mismatch(readStamp(out), torch, hash))
+    return { path: out, route: "build", built: false, hash, rejected: [] };
+  const { path: prebuilt, rejected } =
+    opts.prebuilds === false ? { path: null, rejected: [] } : findPrebuild(root, torch, hash);
   if (prebuilt) {
     linkLibTorch(prebuilt, torch);
     return { path: prebuilt, route: "prebuild", built: false, hash, rejected };
   }
-  const passed = rejected.length ? ` (prebuilds passed over: ${rejected.map((r) => `${r.path}: ${r.reason}`).join("; ")})` : "";
+  const passed = rejected.length
+    ? ` (prebuilds passed over: ${rejected.map((r) => `${r.path}: ${r.reason}`).join("; ")})`
+    : "";
   if (opts.build === false) {
-    throw new Error(`vilref's addon is not built for ${torch.flavour} with sources ${hash}${passed}, and building is switched off; run \`npm run setup\` in the vilref package`);
+    throw new Error(
+      `vilref's addon is not built for ${torch.flavour} with sources ${hash}${passed}, and building is switched off (VILREF_NO_BUILD=1 or build: false); allow it once, e.g. \`npx vilref doctor\`, to build`,
+    );
   }
   const tools = missingBuildTools();
-  if (tools) throw new Error(`no prebuilt vilref addon fits ${torch.flavour} with sources ${hash}${passed}, and ${tools}`);
+  if (tools)
+    throw new Error(`no prebuilt vilref addon fits ${torch.flavour} with sources ${hash}${passed}, and ${tools}`);
   /** @type {{ log?: (msg: string) => void, quiet?: boolean }} */
   const buildOpts = {};
   if (opts.log) buildOpts.log = opts.log;
@@ -389,7 +430,8 @@ export function stalePrebuilds(root) {
       const path = join(base, platform.name, f);
       const stamp = readStamp(path);
       if (!stamp) stale.push({ path, reason: "no stamp" });
-      else if (stamp.sourceHash !== hash) stale.push({ path, reason: `built from sources ${stamp.sourceHash}, native/ is ${hash}` });
+      else if (stamp.sourceHash !== hash)
+        stale.push({ path, reason: `built from sources ${stamp.sourceHash}, native/ is ${hash}` });
     }
   }
   return stale;
