@@ -12,7 +12,7 @@
  *   vilref/finetune Finetuner and its loop                           lib/finetune/index.ts
  *   vilref/embed    resumable batch embedding to .npy                lib/embed/index.ts
  *   vilref/synth    synthetic fundus images and reports              lib/synth/index.ts
- *   vilref/io       .npy and safetensors files                       lib/io/index.ts
+ *   vilref/io       .npy, safetensors, strict CSV/TSV and text       lib/io/index.ts
  *
  * To extend: export a new public name from its family's index.ts (it is then in that subpath);
  * add it here too only when a typical script needs it. A new family gets lib/<family>/index.ts, a
@@ -105,4 +105,5 @@ export type { EmbedResult } from "./embed/index.js";
 // ---- files ----
 export { readNpy, writeNpy, parseNpy, encodeNpy, NpyError } from "./io/index.js";
 export { readSafetensors, writeSafetensors, parseSafetensors, encodeSafetensors, CheckpointError } from "./io/index.js";
-export type { NpyArray, NpyDtype, StTensor, StDtype } from "./io/index.js";
+export { readTable, TableError } from "./io/index.js";
+export type { NpyArray, NpyDtype, StTensor, StDtype, Table, TableRow } from "./io/index.js";

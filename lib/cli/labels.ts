@@ -3,7 +3,8 @@
  * against gold labels (per-label precision/recall/F1, micro and macro).
  */
 import { writeFileSync } from "node:fs";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Option } from "commander";
+import type { Command } from "commander";
 import {
   LABEL_IDS,
   Labeler,
@@ -17,6 +18,7 @@ import {
   type LabelMap,
   type UncertaintyPolicy,
 } from "../labels/index.js";
+import { UsageError, examplesText, idFieldOption, textFieldOption, unit } from "./options.js";
 
 interface CommonOpts {
   rules?: string;
@@ -87,23 +89,32 @@ function goldMap(v: unknown): LabelMap {
   return m;
 }
 
+const LABELS_EXAMPLES = examplesText([
+  ["vilref labels --in reports.csv --out labeled.jsonl", "labels per report, and the count table"],
+  ["vilref labels eval --gold gold.jsonl --min-micro 0.9", "scores against gold labels; exit 1 below the bar"],
+]);
+
 export function register(program: Command): void {
   const labels = program
     .command("labels")
     .description("extract expert-knowledge labels from fundus reports (JSONL, CSV or TXT)")
+    // labels and labels eval share option names: options after `eval` are eval's
+    .enablePositionalOptions()
     // Not requiredOption: commander would then demand it of `labels eval` too.
     .option(
       "--in <file>",
-      "reports: .jsonl (objects with a text field, or strings), .csv with a header, or .txt one per line (required)",
+      "reports: .jsonl (objects with a text field, or strings), .csv/.tsv with a header, or .txt one per line (required)",
     )
     .option("--out <file>", "labeled JSONL (default: standard output, with the table on standard error)")
     .option("--explain", "add the evidence (matched spans, status, cue, eye) to each output line")
     .option("--rules <file>", "rules JSON (default: the packaged zh-fundus.json)")
     .addOption(policyOption())
-    .option("--text-field <name>", "field or column holding the report", "text")
-    .option("--id-field <name>", "field or column holding the id", "id")
+    .addOption(textFieldOption("field or column holding the report"))
+    .addOption(idFieldOption())
+    .addHelpText("after", LABELS_EXAMPLES)
     .action((opts: CommonOpts & { in?: string; out?: string; explain?: boolean }) => {
-      if (!opts.in) throw new Error("labels: --in <file> is required (or use `vilref labels eval --gold <file>`)");
+      if (!opts.in)
+        throw new UsageError("required option '--in <file>' not specified (or use `vilref labels eval --gold <file>`)");
       const lab = labelerFor(opts);
       const recs = readReports(opts.in, { textField: opts.textField, idField: opts.idField });
       const results = [];
@@ -141,13 +152,13 @@ export function register(program: Command): void {
     )
     .option("--rules <file>", "rules JSON (default: the packaged zh-fundus.json)")
     .addOption(policyOption())
-    .option("--text-field <name>", "field or column holding the report", "text")
-    .option("--id-field <name>", "field or column holding the id", "id")
+    .addOption(textFieldOption("field or column holding the report"))
+    .addOption(idFieldOption())
     .option("--labels-field <name>", "field or column holding the gold labels", "labels")
     .option("--errors", "list the reports where prediction and gold differ")
     .option("--json", "print the scores as JSON")
-    .option("--min-micro <f1>", "exit with status 1 when micro-F1 is below this", parseUnit)
-    .option("--min-macro <f1>", "exit with status 1 when macro-F1 is below this", parseUnit)
+    .option("--min-micro <f1>", "exit with status 1 when micro-F1 is below this", unit())
+    .option("--min-macro <f1>", "exit with status 1 when macro-F1 is below this", unit())
     .action(
       (
         opts: CommonOpts & {
@@ -197,10 +208,4 @@ export function register(program: Command): void {
         }
       },
     );
-}
-
-function parseUnit(v: string): number {
-  const x = Number(v);
-  if (!Number.isFinite(x) || x < 0 || x > 1) throw new InvalidArgumentError("expected a number between 0 and 1");
-  return x;
 }

@@ -20,11 +20,12 @@ import { Loader } from "../data/loader.js";
 import type { Sample } from "../data/manifest.js";
 import type { TransformOptions } from "../data/transforms.js";
 import type { ImageEncoder, TextEncoder } from "./encoders.js";
-import { Progress, type ProgressOptions } from "./progress.js";
+import { progress, type Progress, type ProgressSpec } from "../progress.js";
 
 export type { ImageEncoder, TextEncoder } from "./encoders.js";
 export { PooledHeadEncoder, pooledFeatures, POOLED_FEATURES } from "./encoders.js";
-export { Progress, formatDuration } from "./progress.js";
+export { progress, formatDuration } from "../progress.js";
+export type { Progress, ProgressOptions, ProgressSpec, ProgressStream } from "../progress.js";
 
 export interface EmbedOptions {
   /** Output `.npy` path; ids go to the same path with `.ids.txt` instead of `.npy`. */
@@ -34,8 +35,8 @@ export interface EmbedOptions {
   chunkSize?: number;
   /** Recompute even when the output exists. */
   force?: boolean;
-  /** false: no progress bar; or options for it. */
-  progress?: false | ProgressOptions;
+  /** false: no progress bar; or options for it (lib/progress.ts; default: a bar on stderr). */
+  progress?: ProgressSpec;
   /** Extra messages (resume, restart). */
   info?: (line: string) => void;
 }
@@ -271,10 +272,7 @@ export async function embedImages(
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
     ...(options.log !== undefined ? { log: options.log } : {}),
   });
-  const progress =
-    options.progress === false
-      ? null
-      : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "img", ...options.progress });
+  const bar = embedBar(options, run, resumed, "img");
   let cur = -1;
   let rows: Float32Array[] = [];
   let ids: string[] = [];
@@ -302,11 +300,11 @@ export async function embedImages(
     }
     const size = batch.next.index - batch.start.index;
     consumed += size;
-    progress?.tick(size);
+    bar.tick(size);
   }
   await flush();
   if (consumed !== todo.length) throw new Error(`internal: ${consumed} of ${todo.length} inputs consumed`);
-  progress?.finish();
+  bar.done();
   const fin = await run.finish();
   return {
     out: options.out,
@@ -319,6 +317,18 @@ export async function embedImages(
     upToDate: false,
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/** The progress bar of an embedding run: resumed chunks count as done, not in the rate. */
+function embedBar(options: EmbedOptions, run: Chunked, resumed: number, unit: string): Progress {
+  if (options.progress === false) return progress(false);
+  return progress({
+    total: run.n,
+    already: Math.min(run.n, resumed * run.C),
+    label: "embed",
+    unit,
+    ...options.progress,
+  });
 }
 
 function checkEmbedding(emb: TensorData<Float32Array>, n: number, run: Chunked): void {
@@ -351,10 +361,7 @@ export async function embedTexts(
   const missing = run.missing();
   const resumed = run.chunks - missing.length;
   if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
-  const progress =
-    options.progress === false
-      ? null
-      : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "text", ...options.progress });
+  const bar = embedBar(options, run, resumed, "text");
   for (const k of missing) {
     const part = records.slice(k * run.C, Math.min(run.n, (k + 1) * run.C));
     const rows: Float32Array[] = [];
@@ -370,7 +377,7 @@ export async function embedTexts(
         const n = emb.shape[0] ?? 0;
         checkEmbedding(emb, n, run);
         rows.push(emb.data);
-        progress?.tick(n);
+        bar.tick(n);
       }
     }
     const got = rows.reduce((a, r) => a + r.length, 0) / Math.max(1, run.dim);
@@ -384,7 +391,7 @@ export async function embedTexts(
       Math.max(0, run.dim),
     );
   }
-  progress?.finish();
+  bar.done();
   const fin = await run.finish();
   return {
     out: options.out,

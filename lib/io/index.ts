@@ -1,4 +1,7 @@
-/** `vilref/io`: NumPy `.npy` and safetensors files, read and written with their headers checked. */
+/**
+ * `vilref/io`: NumPy `.npy` and safetensors files, read and written with their headers checked;
+ * the strict reader of CSV/TSV tables and text files (errors at file:line).
+ */
 export { parseNpy, readNpy, encodeNpy, writeNpy, npyFromTensor, npyItemSize, NpyError } from "./npy.js";
 export type { NpyArray, NpyDtype } from "./npy.js";
 export {
@@ -12,3 +15,5 @@ export {
 } from "../checkpoint/safetensors.js";
 export type { StDtype, StTensor, StHeader, StHeaderEntry, SafetensorsOptions } from "../checkpoint/safetensors.js";
 export { CheckpointError } from "../checkpoint/errors.js";
+export { TableError, decodeUtf8, delimiterOf, parseRows, parseTable, readTable, readText } from "./table.js";
+export type { Delimiter, Table, TableRow } from "./table.js";
