@@ -7,7 +7,11 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "bridge.h"
 
@@ -23,6 +27,60 @@ class Task {
   virtual void Execute() = 0;
   virtual Napi::Value Resolve(Napi::Env env) = 0;
 };
+
+// A task made of two lambdas, instead of a Task subclass per call: `execute()` runs on the worker
+// and returns a result (or nothing); `resolve(env, result)` (or `resolve(env)` when execute returns
+// void) builds the promise's value on the main thread. What the lambdas capture lives as long as
+// the task, and is released on the main thread: capture JsTensor inputs by move to keep the JS
+// arrays alive until the work has run.
+template <typename Exec, typename Res>
+class LambdaTask final : public Task {
+  using Result = std::invoke_result_t<Exec&>;
+
+ public:
+  LambdaTask(Exec execute, Res resolve) : execute_(std::move(execute)), resolve_(std::move(resolve)) {}
+  void Execute() override {
+    if constexpr (std::is_void_v<Result>)
+      execute_();
+    else
+      result_.emplace(execute_());
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    if constexpr (std::is_void_v<Result>)
+      return resolve_(env);
+    else
+      return resolve_(env, *result_);
+  }
+
+ private:
+  Exec execute_;
+  Res resolve_;
+  std::optional<std::conditional_t<std::is_void_v<Result>, bool, Result>> result_;
+};
+
+template <typename Exec, typename Res>
+std::unique_ptr<Task> MakeTask(Exec execute, Res resolve) {
+  return std::make_unique<LambdaTask<Exec, Res>>(std::move(execute), std::move(resolve));
+}
+
+// The common resolvers: a prepared tensor as `{ data, shape }`, named prepared tensors as
+// `{ name: { data, shape } }`, nothing (undefined).
+template <typename Exec>
+std::unique_ptr<Task> MakeTensorTask(Exec execute) {
+  return MakeTask(std::move(execute),
+                  [](Napi::Env env, const at::Tensor& t) -> Napi::Value { return WrapTensor(env, t); });
+}
+template <typename Exec>
+std::unique_ptr<Task> MakeNamedTask(Exec execute) {
+  return MakeTask(std::move(execute),
+                  [](Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& named) -> Napi::Value {
+                    return WrapNamed(env, named);
+                  });
+}
+template <typename Exec>
+std::unique_ptr<Task> MakeVoidTask(Exec execute) {
+  return MakeTask(std::move(execute), [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+}
 
 class TaskWorker;
 

@@ -173,6 +173,12 @@ int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t l
   return static_cast<int64_t>(d);
 }
 
+uint64_t ReadSeed(const Napi::Object& obj, const std::string& prefix, const char* key) {
+  Napi::Value v = obj.Get(key);
+  if (v.IsUndefined()) return 0;
+  return static_cast<uint64_t>(ReadInteger(v, prefix + "." + key, 0, 9007199254740991LL));
+}
+
 JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
   const std::string& name = spec.name;
   if (!value.IsObject() || value.IsArray() || value.IsTypedArray() || value.IsFunction()) {

@@ -79,6 +79,9 @@ double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char
 // Reads a plain JS number that must be an integer in [lo, hi].
 int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t lo, int64_t hi);
 
+// Reads obj[key], a seed: an integer in [0, 2^53 − 1] (0 when undefined); errors name `prefix.key`.
+uint64_t ReadSeed(const Napi::Object& obj, const std::string& prefix, const char* key);
+
 // Makes a tensor ready for JS on the worker thread: to CPU, contiguous, and a dtype that has a
 // typed array (bfloat16/float16 become float32, bool becomes uint8). No copy when already so.
 at::Tensor PrepareForJs(const at::Tensor& tensor);

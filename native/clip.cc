@@ -122,103 +122,40 @@ void CheckIds(const at::Tensor& ids, int64_t vocab) {
   }
 }
 
-template <typename... T>
-std::vector<JsTensor> Keep(T&&... tensors) {
-  std::vector<JsTensor> out;
-  (out.push_back(std::forward<T>(tensors)), ...);
-  return out;
-}
-
-class EncodeTask : public Task {
- public:
-  EncodeTask(std::function<at::Tensor()> body, std::vector<JsTensor> inputs)
-      : body_(std::move(body)), inputs_(std::move(inputs)) {}
-  void Execute() override {
+// An encode call: `body` runs on the worker without gradient; its result goes to JS. With
+// VILREF_PROFILE=DIR each call writes a chrome trace (LibTorch's profiler) to DIR, for finding
+// where the time goes; the profiler is per thread, so it records here. `body` owns (captures) the
+// JS arrays it reads, which keeps them alive until it has run.
+template <typename Body>
+std::unique_ptr<Task> EncodeTask(Body body) {
+  return MakeTensorTask([body = std::move(body)]() {
     torch::NoGradGuard noGrad;
-    // VILREF_PROFILE=DIR: a chrome trace (LibTorch's profiler) of every encode call, for finding
-    // where the time goes; the profiler is per thread, so it records here.
     if (const char* dir = std::getenv("VILREF_PROFILE")) {
       static std::atomic<int> counter{0};
       torch::autograd::profiler::RecordProfile profile(std::string(dir) + "/encode-" + std::to_string(counter++) +
                                                        ".json");
-      output_ = PrepareForJs(body_());
-    } else {
-      output_ = PrepareForJs(body_());
+      return PrepareForJs(body());
     }
+    return PrepareForJs(body());
+  });
+}
+
+// Copies `inputs` into the network's tensors of the same names (checked at submission; a queued
+// resize may have changed a shape since, which is an error here).
+void CopyState(ViLReFNet& net, const std::vector<std::pair<std::string, JsTensor>>& inputs) {
+  torch::NoGradGuard noGrad;
+  std::map<std::string, at::Tensor> state;
+  for (auto& [name, t] : NamedState(net)) state[name] = t;
+  for (auto& [name, in] : inputs) {
+    at::Tensor& target = state.at(name);
+    if (target.sizes() != in.tensor.sizes())
+      ThrowRangeError("stateDict[\"" + name + "\"]: shape " + ShapeText(Shape(in.tensor)) + " does not fit " +
+                      ShapeText(Shape(target)));
+    target.copy_(in.tensor);
   }
-  Napi::Value Resolve(Napi::Env env) override { return WrapTensor(env, output_); }
-
- private:
-  std::function<at::Tensor()> body_;
-  std::vector<JsTensor> inputs_;  // keep the JS arrays the body reads alive until it has run
-  at::Tensor output_;
-};
-
-class StateDictTask : public Task {
- public:
-  StateDictTask(std::shared_ptr<ViLReFNet> net, std::string prefix)
-      : net_(std::move(net)), prefix_(std::move(prefix)) {}
-  void Execute() override {
-    for (auto& [name, t] : NamedState(*net_)) out_.emplace_back(prefix_ + name, PrepareForJs(t.detach().clone()));
-  }
-  Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
-
- private:
-  std::shared_ptr<ViLReFNet> net_;
-  std::string prefix_;
-  std::vector<std::pair<std::string, at::Tensor>> out_;
-};
-
-class LoadTask : public Task {
- public:
-  LoadTask(std::shared_ptr<ViLReFNet> net, std::vector<std::pair<std::string, JsTensor>> inputs,
-           std::vector<std::string> missing, std::vector<std::string> unexpected)
-      : net_(std::move(net)),
-        inputs_(std::move(inputs)),
-        missing_(std::move(missing)),
-        unexpected_(std::move(unexpected)) {}
-  void Execute() override {
-    torch::NoGradGuard noGrad;
-    std::map<std::string, at::Tensor> state;
-    for (auto& [name, t] : NamedState(*net_)) state[name] = t;
-    for (auto& [name, in] : inputs_) {
-      at::Tensor& target = state.at(name);
-      // the shape was checked at submission; a queued resize may have changed it since
-      if (target.sizes() != in.tensor.sizes())
-        ThrowRangeError("stateDict[\"" + name + "\"]: shape " + ShapeText(Shape(in.tensor)) + " does not fit " +
-                        ShapeText(Shape(target)));
-      target.copy_(in.tensor);
-    }
-  }
-  Napi::Value Resolve(Napi::Env env) override { return KeyReport(env, missing_, unexpected_); }
-
- private:
-  std::shared_ptr<ViLReFNet> net_;
-  std::vector<std::pair<std::string, JsTensor>> inputs_;
-  std::vector<std::string> missing_, unexpected_;
-};
-
-class ResizeTask : public Task {
- public:
-  ResizeTask(std::shared_ptr<ViLReFNet> net, int64_t resolution, std::function<void()> done)
-      : net_(std::move(net)), resolution_(resolution), done_(std::move(done)) {}
-  void Execute() override { net_->visual->ResizePositions(resolution_); }
-  Napi::Value Resolve(Napi::Env env) override {
-    done_();
-    return env.Undefined();
-  }
-
- private:
-  std::shared_ptr<ViLReFNet> net_;
-  int64_t resolution_;
-  std::function<void()> done_;
-};
+}
 
 }  // namespace
-
-std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<ViLReFNet> net, std::string prefix) {
-  return std::make_unique<StateDictTask>(std::move(net), std::move(prefix));
-}
 
 namespace {
 Napi::FunctionReference* g_modelConstructor = nullptr;  // the main thread's; set by Define
@@ -271,8 +208,7 @@ ViLReF::ViLReF(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ViLReF>(info) 
         dtype = o.Get("dtype").As<Napi::String>().Utf8Value();
       else if (!o.Get("dtype").IsUndefined())
         ThrowTypeError("options.dtype: expected \"float32\", \"bfloat16\" or \"float16\"");
-      if (!o.Get("seed").IsUndefined())
-        seed = static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
+      seed = ReadSeed(o, "options", "seed");
     }
     try {
       device_ = at::Device(device);
@@ -328,12 +264,9 @@ Napi::Value ViLReF::EncodeImages(const Napi::CallbackInfo& info) {
     auto net = net_;
     auto device = device_;
     auto dtype = dtype_;
-    at::Tensor x = images.tensor;
-    return queue_.Submit(
-        env, Value(),
-        std::make_unique<EncodeTask>(
-            [net, device, dtype, x, pre] { return net->visual->forward(x.to(device, dtype), pre).to(at::kFloat); },
-            Keep(std::move(images))));
+    return queue_.Submit(env, Value(), EncodeTask([net, device, dtype, images = std::move(images), pre] {
+                           return net->visual->forward(images.tensor.to(device, dtype), pre).to(at::kFloat);
+                         }));
   });
 }
 
@@ -354,12 +287,9 @@ Napi::Value ViLReF::EncodeTexts(const Napi::CallbackInfo& info) {
     bool pre = WantPreProjection(info, 1);
     auto net = net_;
     auto device = device_;
-    at::Tensor t = ids.tensor;
-    return queue_.Submit(
-        env, Value(),
-        std::make_unique<EncodeTask>(
-            [net, device, t, pre] { return net->EncodeTexts(t.to(device, at::kLong), pre).to(at::kFloat); },
-            Keep(std::move(ids))));
+    return queue_.Submit(env, Value(), EncodeTask([net, device, ids = std::move(ids), pre] {
+                           return net->EncodeTexts(ids.tensor.to(device, at::kLong), pre).to(at::kFloat);
+                         }));
   });
 }
 
@@ -371,15 +301,11 @@ Napi::Value ViLReF::Similarity(const Napi::CallbackInfo& info) {
     JsTensor image = ReadTensor(info[0], TensorSpec{"imageFeatures", {at::kFloat}, {-1, -1}, false, true});
     JsTensor text =
         ReadTensor(info[1], TensorSpec{"textFeatures", {at::kFloat}, {-1, image.tensor.size(1)}, false, true});
-    auto net = net_;
-    at::Tensor a = image.tensor, b = text.tensor;
-    return queue_.Submit(env, Value(),
-                         std::make_unique<EncodeTask>(
-                             [net, a, b] {
-                               at::Tensor na = a / a.norm(2, -1, true), nb = b / b.norm(2, -1, true);
-                               return net->logit_scale.detach().to(at::kCPU, at::kFloat).exp() * at::matmul(na, nb.t());
-                             },
-                             Keep(std::move(image), std::move(text))));
+    return queue_.Submit(env, Value(), EncodeTask([net = net_, image = std::move(image), text = std::move(text)] {
+                           const at::Tensor &a = image.tensor, &b = text.tensor;
+                           at::Tensor na = a / a.norm(2, -1, true), nb = b / b.norm(2, -1, true);
+                           return net->logit_scale.detach().to(at::kCPU, at::kFloat).exp() * at::matmul(na, nb.t());
+                         }));
   });
 }
 
@@ -428,8 +354,10 @@ Napi::Value ViLReF::LoadStateDict(const Napi::CallbackInfo& info) {
       inputs.emplace_back(key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]", dtypes, p.shape,
                                                                     false, c10::isFloatingType(p.dtype)}));
     }
-    return queue_.Submit(
-        env, Value(), std::make_unique<LoadTask>(net_, std::move(inputs), std::move(missing), std::move(unexpected)));
+    return queue_.Submit(env, Value(),
+                         MakeTask([net = net_, inputs = std::move(inputs)] { CopyState(*net, inputs); },
+                                  [missing = std::move(missing), unexpected = std::move(unexpected)](
+                                      Napi::Env env) -> Napi::Value { return KeyReport(env, missing, unexpected); }));
   });
 }
 
@@ -462,10 +390,13 @@ Napi::Value ViLReF::ResizePositionalEmbedding(const Napi::CallbackInfo& info) {
     if (resolution % multiple != 0)
       ThrowRangeError("resolution: " + std::to_string(resolution) + " is not a multiple of " +
                       std::to_string(multiple));
-    return queue_.Submit(env, Value(), std::make_unique<ResizeTask>(net_, resolution, [this, resolution] {
-                           config_.imageResolution = resolution;
-                           RefreshParams();
-                         }));
+    return queue_.Submit(env, Value(),
+                         MakeTask([net = net_, resolution] { net->visual->ResizePositions(resolution); },
+                                  [this, resolution](Napi::Env env) -> Napi::Value {
+                                    config_.imageResolution = resolution;
+                                    RefreshParams();
+                                    return env.Undefined();
+                                  }));
   });
 }
 

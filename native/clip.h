@@ -37,10 +37,6 @@ struct ViLReFNet : torch::nn::Module {
   void InitWeights();
 };
 
-// A task that snapshots a network's parameters and buffers (copies, float32 or int64) as
-// { name: TensorData }, each name prefixed with `prefix`.
-std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<ViLReFNet> net, std::string prefix = "");
-
 struct ParamInfo {
   std::string name;
   std::vector<int64_t> shape;

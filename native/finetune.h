@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "clip.h"
+#include "optim.h"
 
 namespace vilref {
 
@@ -24,8 +25,8 @@ struct FinetunerOptions {
 };
 
 struct FinetunerState {
-  at::Tensor weight, bias;  // the head: [classes, width], [classes]
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  at::Tensor weight, bias;                // the head: [classes, width], [classes]
+  std::unique_ptr<NamedAdamW> optimizer;  // groups "head" and, unless frozen, "backbone"
   int64_t steps = 0;
 };
 

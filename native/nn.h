@@ -5,7 +5,10 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <memory>
 #include <string>
+
+#include "async.h"
 
 namespace vilref {
 
@@ -34,6 +37,13 @@ inline at::Tensor MergeHeads(const at::Tensor& x) {
 // Parameters of `module` that hold a tensor (LibTorch registers an undefined "bias" for
 // bias-free layers), then buffers, with their dotted names.
 std::vector<std::pair<std::string, at::Tensor>> NamedState(const torch::nn::Module& module);
+
+// Copies of NamedState(module), ready for JS (PrepareForJs), each name prefixed with `prefix`.
+std::vector<std::pair<std::string, at::Tensor>> StateCopies(const torch::nn::Module& module,
+                                                            const std::string& prefix = "");
+
+// A task that snapshots a module's parameters and buffers as { prefix + name: TensorData }.
+std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<torch::nn::Module> module, std::string prefix = "");
 
 // Gradient checkpointing of the towers' residual blocks (ViT resblocks, BERT layers). While a
 // RecomputeScope is alive on this thread (the Trainer's online forward with

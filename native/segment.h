@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "async.h"
+#include "optim.h"
 #include "vit.h"
 
 namespace vilref {
@@ -47,7 +48,7 @@ struct SegmenterNet : torch::nn::Module {
 
 struct SegmenterState {
   std::shared_ptr<SegmenterNet> net;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<NamedAdamW> optimizer;  // groups "backbone" (visual.*, unless frozen) and "decoder"
   int64_t steps = 0;
 };
 
@@ -73,10 +74,5 @@ class Segmenter : public Napi::ObjectWrap<Segmenter> {
   SerialQueue queue_;
   Disposal disposal_{"Segmenter"};
 };
-
-// Soft Dice + BCE with logits over a batch; `weights` (optional, same shape) masks pixels out.
-// Returns {total, bce, dice loss}.
-std::array<at::Tensor, 3> DiceBceLoss(const at::Tensor& logits, const at::Tensor& targets,
-                                      const c10::optional<at::Tensor>& weights, double diceWeight, double bceWeight);
 
 }  // namespace vilref

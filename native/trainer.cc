@@ -19,13 +19,6 @@ double Number(const Napi::Object& o, const char* key, double fallback, double lo
   return ReadNumber(o, "options", key, fallback, lo, hi);
 }
 
-// The released recipe's rule: no weight decay for 0/1-D tensors, norms, biases and logit_scale.
-bool Decays(const std::string& name, const at::Tensor& p) {
-  return p.dim() >= 2 && name.find("bn") == std::string::npos && name.find("ln") == std::string::npos &&
-         name.find("LayerNorm") == std::string::npos && name.find("bias") == std::string::npos &&
-         name.find("logit_scale") == std::string::npos;
-}
-
 at::Tensor Normalise(const at::Tensor& x) { return x / x.norm(2, -1, true); }
 
 // The frozen towers' parameters need no gradient for the length of a step; the model's flags are
@@ -192,7 +185,7 @@ void StepTask::Execute() {
                                          s.queue->Labels().to(device_), net_->logit_scale.to(at::kFloat), options_.loss)
                                   : Clip(U, V, net_->logit_scale.to(at::kFloat));
   loss_ = terms.loss.item<double>();  // the global batch's loss: the same on every rank
-  s.optimizer->zero_grad();
+  s.optimizer->ZeroGrad();
   if (!std::isfinite(loss_)) {
     skipped_ = true;
     ++s.skipped;
@@ -223,8 +216,8 @@ void StepTask::Execute() {
     // float16: an overflowed gradient halves the scale and skips the update (the batch is still enqueued)
     overflow_ = scaled && !s.scaler.Update(std::isfinite(gradNorm_));
     if (!overflow_) {
-      for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_);
-      s.optimizer->step();
+      s.optimizer->SetLr(lr_);
+      s.optimizer->Step();
       {
         torch::NoGradGuard noGrad;
         net_->logit_scale.clamp_(0.0, std::log(100.0));
@@ -340,25 +333,18 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
       return (options_.freezeVisual && name.rfind("visual.", 0) == 0 && name != "visual.proj") ||
              (options_.freezeText && name.rfind("bert.", 0) == 0);
     };
-    std::vector<at::Tensor> decay, noDecay;
+    NamedTensors trainable;
     for (auto& p : net->named_parameters()) {
       if (!p.value().defined() || !p.value().requires_grad()) continue;
-      if (isFrozen(p.key())) {
+      if (isFrozen(p.key()))
         frozenParams.emplace_back(p.key(), p.value());
-        continue;
-      }
-      (Decays(p.key(), p.value()) ? decay : noDecay).push_back(p.value());
+      else
+        trainable.emplace_back(p.key(), p.value());
     }
-    auto make = [&](double wd) {
-      return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(options_.lr)
-                                                              .betas({options_.beta1, options_.beta2})
-                                                              .eps(options_.eps)
-                                                              .weight_decay(wd));
-    };
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(decay, make(options_.weightDecay));
-    groups.emplace_back(noDecay, make(0.0));
-    auto optimizer = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(options_.lr));
+    auto optimizer = std::make_unique<NamedAdamW>(
+        AdamWSettings{options_.beta1, options_.beta2, options_.eps, options_.weightDecay, /*decayEmbeddings=*/true});
+    optimizer->AddGroup("model", options_.lr, trainable);
+    optimizer->Build();
     auto queue = std::make_unique<FeatureQueue>(options_.queueSize, model_->config().embedDim, options_.labelDim);
     state_ = std::make_shared<TrainerState>();
     state_->momentum = momentum;
@@ -403,153 +389,127 @@ Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-class QueueStateTask : public Task {
- public:
-  explicit QueueStateTask(std::shared_ptr<TrainerState> state) : state_(std::move(state)) {}
-  void Execute() override {
-    auto& s = *state_;
-    valid_ = s.queue->valid();
-    pointer_ = s.queue->pointer();
-    image_ = PrepareForJs(s.queue->Image().clone());
-    text_ = PrepareForJs(s.queue->Text().clone());
-    labels_ = PrepareForJs(s.queue->Labels().clone());
-    steps_ = s.steps;
-  }
-  Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("valid", Napi::Number::New(env, static_cast<double>(valid_)));
-    o.Set("pointer", Napi::Number::New(env, static_cast<double>(pointer_)));
-    o.Set("steps", Napi::Number::New(env, static_cast<double>(steps_)));
-    o.Set("image", WrapTensor(env, image_));
-    o.Set("text", WrapTensor(env, text_));
-    o.Set("labels", WrapTensor(env, labels_));
-    return o;
-  }
 
- private:
-  std::shared_ptr<TrainerState> state_;
-  int64_t valid_ = 0, pointer_ = 0, steps_ = 0;
-  at::Tensor image_, text_, labels_;
+// The queue's valid entries and ring position, copied on the worker (QueueState).
+struct QueueSnapshot {
+  int64_t valid = 0, pointer = 0, steps = 0;
+  at::Tensor image, text, labels;
 };
 
-}  // namespace
+QueueSnapshot SnapshotQueue(const TrainerState& s) {
+  return {s.queue->valid(),
+          s.queue->pointer(),
+          s.steps,
+          PrepareForJs(s.queue->Image().clone()),
+          PrepareForJs(s.queue->Text().clone()),
+          PrepareForJs(s.queue->Labels().clone())};
+}
 
-namespace {
+Napi::Value ResolveQueue(Napi::Env env, const QueueSnapshot& q) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("valid", Napi::Number::New(env, static_cast<double>(q.valid)));
+  o.Set("pointer", Napi::Number::New(env, static_cast<double>(q.pointer)));
+  o.Set("steps", Napi::Number::New(env, static_cast<double>(q.steps)));
+  o.Set("image", WrapTensor(env, q.image));
+  o.Set("text", WrapTensor(env, q.text));
+  o.Set("labels", WrapTensor(env, q.labels));
+  return o;
+}
 
 std::string OptimKey(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
 // Everything a resumed run needs besides the model's weights, as named tensors:
 // momentum.<name>, optim.<name>.{exp_avg,exp_avg_sq,step}, queue.{image,text,labels,position},
 // trainer.counters (steps, skipped), rng.cpu.
-class ExportTask : public Task {
- public:
-  ExportTask(std::shared_ptr<ViLReFNet> net, std::shared_ptr<TrainerState> state)
-      : net_(std::move(net)), state_(std::move(state)) {}
-  void Execute() override {
-    auto& s = *state_;
-    auto put = [&](const std::string& name, const at::Tensor& t) {
-      out_.emplace_back(name, PrepareForJs(t.detach().cpu().clone()));
-    };
-    for (auto& [name, t] : NamedState(*s.momentum)) put("momentum." + name, t);
-    auto& states = s.optimizer->state();
-    for (auto& p : net_->named_parameters()) {
-      auto it = states.find(OptimKey(p.value()));
-      if (it == states.end()) continue;
-      auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
-      put("optim." + p.key() + ".exp_avg", st.exp_avg());
-      put("optim." + p.key() + ".exp_avg_sq", st.exp_avg_sq());
-      put("optim." + p.key() + ".step", torch::tensor({st.step()}, torch::kLong));
-    }
-    put("queue.image", s.queue->image());
-    put("queue.text", s.queue->text());
-    put("queue.labels", s.queue->labels());
-    put("queue.position", torch::tensor({s.queue->valid(), s.queue->pointer()}, torch::kLong));
-    put("trainer.counters", torch::tensor({s.steps, s.skipped}, torch::kLong));
-    put("trainer.scaler",
-        torch::tensor({static_cast<float>(s.scaler.scale), static_cast<float>(s.scaler.goodSteps)}, torch::kFloat));
-    put("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+NamedTensors ExportTrainerState(ViLReFNet& net, TrainerState& s) {
+  NamedTensors out;
+  auto put = [&](const std::string& name, const at::Tensor& t) {
+    out.emplace_back(name, PrepareForJs(t.detach().cpu().clone()));
+  };
+  for (auto& [name, t] : NamedState(*s.momentum)) put("momentum." + name, t);
+  auto& states = s.optimizer->Torch().state();
+  for (auto& p : net.named_parameters()) {
+    auto it = states.find(OptimKey(p.value()));
+    if (it == states.end()) continue;
+    auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    put("optim." + p.key() + ".exp_avg", st.exp_avg());
+    put("optim." + p.key() + ".exp_avg_sq", st.exp_avg_sq());
+    put("optim." + p.key() + ".step", torch::tensor({st.step()}, torch::kLong));
   }
-  Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
+  put("queue.image", s.queue->image());
+  put("queue.text", s.queue->text());
+  put("queue.labels", s.queue->labels());
+  put("queue.position", torch::tensor({s.queue->valid(), s.queue->pointer()}, torch::kLong));
+  put("trainer.counters", torch::tensor({s.steps, s.skipped}, torch::kLong));
+  put("trainer.scaler",
+      torch::tensor({static_cast<float>(s.scaler.scale), static_cast<float>(s.scaler.goodSteps)}, torch::kFloat));
+  put("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  return out;
+}
 
- private:
-  std::shared_ptr<ViLReFNet> net_;
-  std::shared_ptr<TrainerState> state_;
-  std::vector<std::pair<std::string, at::Tensor>> out_;
-};
-
-class ImportTask : public Task {
- public:
-  ImportTask(std::shared_ptr<ViLReFNet> net, std::shared_ptr<TrainerState> state, std::map<std::string, JsTensor> in)
-      : net_(std::move(net)), state_(std::move(state)), in_(std::move(in)) {}
-  void Execute() override {
-    auto& s = *state_;
-    torch::NoGradGuard noGrad;
-    auto get = [&](const std::string& name) -> at::Tensor {
-      auto it = in_.find(name);
-      if (it == in_.end()) ThrowRangeError("state[\"" + name + "\"]: missing");
-      return it->second.tensor;
-    };
-    // check everything first: a bad record leaves the trainer as it was
-    std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, source)
-    auto plan = [&](const std::string& name, const at::Tensor& target) {
-      at::Tensor src = get(name);
-      if (src.sizes() != target.sizes()) ThrowRangeError("state[\"" + name + "\"]: shape does not fit");
-      copies.emplace_back(target, src);
-    };
-    for (auto& [name, t] : NamedState(*s.momentum)) plan("momentum." + name, t);
-    plan("queue.image", s.queue->image());
-    plan("queue.text", s.queue->text());
-    plan("queue.labels", s.queue->labels());
-    std::vector<std::pair<std::string, std::unique_ptr<torch::optim::AdamWParamState>>> optim;
-    for (auto& p : net_->named_parameters()) {
-      const std::string base = "optim." + p.key();
-      if (!in_.count(base + ".step")) continue;  // never stepped (e.g. frozen)
-      at::Tensor avg = get(base + ".exp_avg"), sq = get(base + ".exp_avg_sq");
-      if (avg.sizes() != p.value().sizes() || sq.sizes() != p.value().sizes())
-        ThrowRangeError("state[\"" + base + "\"]: shape does not fit");
-      auto st = std::make_unique<torch::optim::AdamWParamState>();
-      st->step(get(base + ".step").item<int64_t>());
-      st->exp_avg(avg.to(p.value().device(), p.value().scalar_type()).clone());
-      st->exp_avg_sq(sq.to(p.value().device(), p.value().scalar_type()).clone());
-      optim.emplace_back(OptimKey(p.value()), std::move(st));
-    }
-    at::Tensor pos = get("queue.position"), counters = get("trainer.counters");
-    if (pos.numel() != 2 || counters.numel() != 2)
-      ThrowRangeError("state: queue.position and trainer.counters hold two numbers each");
-    if (in_.count("trainer.scaler")) {
-      at::Tensor sc = in_.at("trainer.scaler").tensor;
-      if (sc.numel() != 2 || !(sc.to(at::kDouble)[0].item<double>() > 0))
-        ThrowRangeError("state[\"trainer.scaler\"]: expected [scale > 0, good steps]");
-    }
-    const int64_t valid = pos[0].item<int64_t>(), pointer = pos[1].item<int64_t>();
-    if (valid < 0 || valid > s.queue->size() || pointer < 0 || (s.queue->size() > 0 && pointer >= s.queue->size()))
-      ThrowRangeError("state[\"queue.position\"]: out of range for this queue");
-    // then apply
-    for (auto& [target, src] : copies) target.copy_(src);
-    auto& states = s.optimizer->state();
-    states.clear();
-    for (auto& [key, st] : optim) states[key] = std::move(st);
-    s.queue->SetPosition(valid, pointer);
-    if (in_.count("trainer.scaler")) {  // absent in records of older versions
-      at::Tensor sc = in_.at("trainer.scaler").tensor.to(at::kDouble);
-      s.scaler.scale = sc[0].item<double>();
-      s.scaler.goodSteps = sc[1].item<int64_t>();
-    }
-    s.steps = counters[0].item<int64_t>();
-    s.skipped = counters[1].item<int64_t>();
-    if (in_.count("rng.cpu")) {
-      at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle on the process's generator
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(in_.at("rng.cpu").tensor.clone());
-    }
+// Replaces momentum weights, optimiser moments, queue and counters by an exportState record;
+// everything is checked first, so a bad record leaves the trainer as it was.
+void ImportTrainerState(ViLReFNet& net, TrainerState& s, const std::map<std::string, JsTensor>& in) {
+  torch::NoGradGuard noGrad;
+  auto get = [&](const std::string& name) -> at::Tensor {
+    auto it = in.find(name);
+    if (it == in.end()) ThrowRangeError("state[\"" + name + "\"]: missing");
+    return it->second.tensor;
+  };
+  // check everything first: a bad record leaves the trainer as it was
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, source)
+  auto plan = [&](const std::string& name, const at::Tensor& target) {
+    at::Tensor src = get(name);
+    if (src.sizes() != target.sizes()) ThrowRangeError("state[\"" + name + "\"]: shape does not fit");
+    copies.emplace_back(target, src);
+  };
+  for (auto& [name, t] : NamedState(*s.momentum)) plan("momentum." + name, t);
+  plan("queue.image", s.queue->image());
+  plan("queue.text", s.queue->text());
+  plan("queue.labels", s.queue->labels());
+  std::vector<std::pair<std::string, std::unique_ptr<torch::optim::AdamWParamState>>> optim;
+  for (auto& p : net.named_parameters()) {
+    const std::string base = "optim." + p.key();
+    if (!in.count(base + ".step")) continue;  // never stepped (e.g. frozen)
+    at::Tensor avg = get(base + ".exp_avg"), sq = get(base + ".exp_avg_sq");
+    if (avg.sizes() != p.value().sizes() || sq.sizes() != p.value().sizes())
+      ThrowRangeError("state[\"" + base + "\"]: shape does not fit");
+    auto st = std::make_unique<torch::optim::AdamWParamState>();
+    st->step(get(base + ".step").item<int64_t>());
+    st->exp_avg(avg.to(p.value().device(), p.value().scalar_type()).clone());
+    st->exp_avg_sq(sq.to(p.value().device(), p.value().scalar_type()).clone());
+    optim.emplace_back(OptimKey(p.value()), std::move(st));
   }
-  Napi::Value Resolve(Napi::Env env) override { return env.Undefined(); }
-
- private:
-  std::shared_ptr<ViLReFNet> net_;
-  std::shared_ptr<TrainerState> state_;
-  std::map<std::string, JsTensor> in_;
-};
+  at::Tensor pos = get("queue.position"), counters = get("trainer.counters");
+  if (pos.numel() != 2 || counters.numel() != 2)
+    ThrowRangeError("state: queue.position and trainer.counters hold two numbers each");
+  if (in.count("trainer.scaler")) {
+    at::Tensor sc = in.at("trainer.scaler").tensor;
+    if (sc.numel() != 2 || !(sc.to(at::kDouble)[0].item<double>() > 0))
+      ThrowRangeError("state[\"trainer.scaler\"]: expected [scale > 0, good steps]");
+  }
+  const int64_t valid = pos[0].item<int64_t>(), pointer = pos[1].item<int64_t>();
+  if (valid < 0 || valid > s.queue->size() || pointer < 0 || (s.queue->size() > 0 && pointer >= s.queue->size()))
+    ThrowRangeError("state[\"queue.position\"]: out of range for this queue");
+  // then apply
+  for (auto& [target, src] : copies) target.copy_(src);
+  auto& states = s.optimizer->Torch().state();
+  states.clear();
+  for (auto& [key, st] : optim) states[key] = std::move(st);
+  s.queue->SetPosition(valid, pointer);
+  if (in.count("trainer.scaler")) {  // absent in records of older versions
+    at::Tensor sc = in.at("trainer.scaler").tensor.to(at::kDouble);
+    s.scaler.scale = sc[0].item<double>();
+    s.scaler.goodSteps = sc[1].item<int64_t>();
+  }
+  s.steps = counters[0].item<int64_t>();
+  s.skipped = counters[1].item<int64_t>();
+  if (in.count("rng.cpu")) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle on the process's generator
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(in.at("rng.cpu").tensor.clone());
+  }
+}
 
 }  // namespace
 
@@ -557,7 +517,9 @@ Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     CheckAlive();
-    return model_->queue().Submit(env, Value(), std::make_unique<ExportTask>(model_->net(), state_));
+    return model_->queue().Submit(env, Value(), MakeNamedTask([net = model_->net(), state = state_] {
+                                    return ExportTrainerState(*net, *state);
+                                  }));
   });
 }
 
@@ -578,7 +540,9 @@ Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
                                                            true,
                                                            false}));
     }
-    return model_->queue().Submit(env, Value(), std::make_unique<ImportTask>(model_->net(), state_, std::move(in)));
+    return model_->queue().Submit(env, Value(), MakeVoidTask([net = model_->net(), state = state_, in = std::move(in)] {
+                                    ImportTrainerState(*net, *state, in);
+                                  }));
   });
 }
 
@@ -586,7 +550,8 @@ Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     CheckAlive();
-    return model_->queue().Submit(env, Value(), std::make_unique<QueueStateTask>(state_));
+    return model_->queue().Submit(env, Value(),
+                                  MakeTask([state = state_] { return SnapshotQueue(*state); }, ResolveQueue));
   });
 }
 

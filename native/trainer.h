@@ -1,6 +1,6 @@
 // One ViLReF pre-training step in LibTorch (../shared/WSCL.md): EMA update of the momentum
 // encoders, momentum features, WSCL (or CLIP) over batch + queue, backward, gradient clipping,
-// AdamW with the released recipe (no weight decay on biases, norms and logit_scale), logit-scale
+// AdamW with the released recipe (optim.h: no weight decay below rank 2; embeddings decay), logit-scale
 // clamp to [0, ln 100], enqueue. Its tasks run on the model's queue, in order with the model's own.
 //
 // With a process group (dist.h) the step is data-parallel and equal to one process taking the
@@ -21,6 +21,7 @@
 
 #include "clip.h"
 #include "dist.h"
+#include "optim.h"
 #include "queue.h"
 #include "wscl.h"
 
@@ -50,7 +51,7 @@ struct LossScaler {
 // What the trainer keeps between steps; read and written only by tasks on the model's queue.
 struct TrainerState {
   std::shared_ptr<ViLReFNet> momentum;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<NamedAdamW> optimizer;  // one group, "model": the trainable parameters
   std::unique_ptr<FeatureQueue> queue;
   int64_t steps = 0, skipped = 0;
   std::shared_ptr<Communicator> comm;                      // null: one process

@@ -9,11 +9,14 @@ import {
   LABEL_IDS,
   Labeler,
   UNCERTAINTY_POLICIES,
+  errorGroups,
   evaluate,
+  formatErrors,
   formatEval,
   isLabelId,
   loadRules,
   readReports,
+  type ErrorInput,
   type EvalPair,
   type LabelMap,
   type UncertaintyPolicy,
@@ -155,7 +158,7 @@ export function register(program: Command): void {
     .addOption(textFieldOption("field or column holding the report"))
     .addOption(idFieldOption())
     .option("--labels-field <name>", "field or column holding the gold labels", "labels")
-    .option("--errors", "list the reports where prediction and gold differ")
+    .option("--errors", "group the disagreements by label and by the nearest cue or term, then list them per report")
     .option("--json", "print the scores as JSON")
     .option("--min-micro <f1>", "exit with status 1 when micro-F1 is below this", unit())
     .option("--min-macro <f1>", "exit with status 1 when macro-F1 is below this", unit())
@@ -172,23 +175,30 @@ export function register(program: Command): void {
       ) => {
         const lab = labelerFor(opts);
         const recs = readReports(opts.gold, { textField: opts.textField, idField: opts.idField });
-        const pairs: (EvalPair & { id: string })[] = recs.map((r) => {
-          const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: false });
+        const pairs: (EvalPair & { id: string; input: ErrorInput })[] = recs.map((r) => {
+          const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: !!opts.errors });
+          const id = r.id ?? String(r.line);
+          const gold = goldMap(r.record[opts.labelsField]);
           const ge = r.record.eye;
           const goldEye =
             ge === "left" || ge === "right" || ge === "both" ? ge : ge === null || ge === "" ? null : undefined;
-          return {
-            id: r.id ?? String(r.line),
-            gold: goldMap(r.record[opts.labelsField]),
-            pred: res.labels,
-            goldEye,
-            predEye: res.eye,
-          };
+          const input = { id, text: typeof r.text === "string" ? r.text : "", gold, result: res };
+          return { id, gold, pred: res.labels, goldEye, predEye: res.eye, input };
         });
         const rep = evaluate(pairs);
         if (opts.json) out(JSON.stringify(rep, null, 2));
         else out(formatEval(rep));
         if (opts.errors) {
+          out("\nerrors by label and by the nearest cue or term:\n");
+          out(
+            formatErrors(
+              errorGroups(
+                pairs.map((p) => p.input),
+                lab,
+              ),
+            ),
+          );
+          out("\nper report:");
           for (const p of pairs) {
             const keys = new Set([...Object.keys(p.gold), ...Object.keys(p.pred)]) as Set<keyof LabelMap>;
             const diff = [...keys]
