@@ -92,6 +92,8 @@ export interface HeadConfig {
 }
 
 export interface NativeHead {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   forward(input: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
   stateDict(): Promise<Record<string, TensorData<Float32Array>>>;
   loadStateDict(state: Record<string, TensorData<Float32Array>>): Promise<void>;
@@ -140,6 +142,8 @@ export interface SegmentBatch {
 }
 
 export interface NativeSegmenter {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   step(
     batch: SegmentBatch,
     options?: { lr?: number; backboneLr?: number },
@@ -170,6 +174,8 @@ export interface FinetunerOptions {
 }
 
 export interface NativeFinetuner {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   step(batch: { images: TensorData<Float32Array>; labels: TensorData<Float32Array> }): Promise<{ loss: number }>;
   /** [N, 3, R, R] → probabilities [N, classes]. */
   predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
@@ -205,6 +211,8 @@ export interface CpuCacheStats {
 }
 
 export interface NativeViLReF {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   encodeImages(images: TensorData, options?: EncodeOptions): Promise<TensorData>;
   encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options?: EncodeOptions): Promise<TensorData>;
   similarity(image: TensorData, text: TensorData): Promise<TensorData>;
@@ -226,6 +234,8 @@ export interface NativeViLReFConstructor {
 }
 
 export interface NativeTrainer {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   step(batch: TrainBatch, options?: { lr?: number }): Promise<StepResult>;
   queueState(): Promise<QueueState>;
   momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
@@ -448,7 +458,7 @@ exactly<SameKeys<(typeof ADDON_NAMESPACES)["logistic"][number], keyof NativeLogi
 
 /** Instance members (methods and accessors) of the addon's classes, and their static methods. */
 export const ADDON_CLASSES = {
-  Head: { instance: ["forward", "stateDict", "loadStateDict", "config", "pending"], static: [] },
+  Head: { instance: ["forward", "stateDict", "loadStateDict", "config", "pending", "dispose"], static: [] },
   ViLReF: {
     instance: [
       "encodeImages",
@@ -462,20 +472,24 @@ export const ADDON_CLASSES = {
       "device",
       "dtype",
       "pending",
+      "dispose",
     ],
     static: [],
   },
   Trainer: {
-    instance: ["step", "queueState", "momentumStateDict", "exportState", "importState", "devices", "skipped"],
+    instance: ["step", "queueState", "momentumStateDict", "exportState", "importState", "devices", "skipped", "dispose"],
     static: ["lossScalerUpdate"],
   },
   Segmenter: {
-    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "pending"],
+    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "pending", "dispose"],
     static: [],
   },
-  Finetuner: { instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps"], static: [] },
+  Finetuner: {
+    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "dispose"],
+    static: [],
+  },
   "dist.ProcessGroup": {
-    instance: ["allReduce", "allGather", "barrier", "rank", "worldSize", "backend", "timeoutMs"],
+    instance: ["allReduce", "allGather", "barrier", "rank", "worldSize", "backend", "timeoutMs", "dispose"],
     static: [],
   },
 } as const;
@@ -484,7 +498,9 @@ exactly<SameKeys<(typeof ADDON_CLASSES)["ViLReF"]["instance"][number], keyof Nat
 exactly<SameKeys<(typeof ADDON_CLASSES)["Trainer"]["instance"][number], keyof NativeTrainer>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Segmenter"]["instance"][number], keyof NativeSegmenter>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Finetuner"]["instance"][number], keyof NativeFinetuner>>();
-exactly<SameKeys<(typeof ADDON_CLASSES)["dist.ProcessGroup"]["instance"][number], keyof ProcessGroup>>();
+exactly<
+  SameKeys<(typeof ADDON_CLASSES)["dist.ProcessGroup"]["instance"][number], Extract<keyof ProcessGroup, string>>
+>();
 exactly<
   SameKeys<(typeof ADDON_CLASSES)["Trainer"]["static"][number], Exclude<keyof NativeTrainerConstructor, "prototype">>
 >();

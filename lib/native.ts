@@ -85,7 +85,7 @@ export function loadNative(options: LoadOptions = {}): LoadedAddon {
     const info = addon.buildInfo();
     if (info.sourceHash !== stamp.sourceHash) {
       throw new Error(
-        `vilref addon ${path} reports sources ${info.sourceHash} but its stamp says ${stamp.sourceHash}; delete it and run \`npm run setup\``,
+        `vilref addon ${path} reports sources ${info.sourceHash} but its stamp says ${stamp.sourceHash}; delete it (and its .stamp.json) so that it is rebuilt`,
       );
     }
     return { addon, route, built: didBuild, path, stamp, torch: torch!, rejected };

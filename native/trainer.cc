@@ -247,6 +247,7 @@ Napi::Function Trainer::Define(Napi::Env env) {
                          InstanceMethod<&Trainer::ImportState>("importState"),
                          InstanceMethod<&Trainer::Devices>("devices"),
                          InstanceAccessor<&Trainer::GetSkipped>("skipped"),
+                         InstanceMethod<&Trainer::Dispose>("dispose"),
                          StaticMethod<&Trainer::LossScalerUpdate>("lossScalerUpdate"),
                      });
 }
@@ -368,6 +369,7 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
 Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject()) ThrowTypeError("batch: expected { images, ids, labels }");
     auto b = info[0].As<Napi::Object>();
     const auto& c = model_->config();
@@ -520,6 +522,7 @@ void ImportTrainerState(ViLReFNet& net, TrainerState& s, const std::map<std::str
 Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     return model_->queue().Submit(env, Value(), MakeNamedTask([net = model_->net(), state = state_] {
                                     return ExportTrainerState(*net, *state);
                                   }));
@@ -530,6 +533,7 @@ Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
 Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("state: expected the object exportState() returned");
     auto dict = info[0].As<Napi::Object>();
     std::map<std::string, JsTensor> in;
@@ -551,6 +555,7 @@ Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
 Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     return model_->queue().Submit(env, Value(),
                                   MakeTask([state = state_] { return SnapshotQueue(*state); }, ResolveQueue));
   });
@@ -558,8 +563,10 @@ Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
 
 Napi::Value Trainer::MomentumStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(
-      env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
+    return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum));
+  });
 }
 
 Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
@@ -643,12 +650,31 @@ class DevicesTask : public Task {
 Napi::Value Trainer::Devices(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     return model_->queue().Submit(env, Value(), std::make_unique<DevicesTask>(model_->net(), state_));
   });
 }
 
 Napi::Value Trainer::GetSkipped(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(state_->skipped));
+}
+
+// dispose(): momentum encoders, optimizer moments, queue and the process group reference are freed
+// after the calls already queued on the model (the model itself stays).
+Napi::Value Trainer::Dispose(const Napi::CallbackInfo& info) {
+  std::shared_ptr<TrainerState> state = state_;
+  return disposal_.Dispose(info.Env(), Value(), model_->queue(), [state] {
+    state->momentum.reset();
+    state->optimizer.reset();
+    state->queue.reset();
+    state->frozen.clear();
+    state->comm.reset();
+  });
+}
+
+void Trainer::CheckAlive() const {
+  disposal_.Check();
+  model_->CheckAlive();
 }
 
 }  // namespace vilref

@@ -75,6 +75,8 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
   Napi::Value GetSkipped(const Napi::CallbackInfo& info);
   // devices() → Promise<{ parameters, momentum, queue, optimizer, loss }>: where each lives.
   Napi::Value Devices(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  void CheckAlive() const;  // this trainer and its model are not disposed
   // Trainer.lossScalerUpdate(scale, goodSteps, finite[], interval?) → { scale, goodSteps, applied[] }:
   // LossScaler::Update over a sequence of steps (the rule that float16 steps follow; for tests).
   static Napi::Value LossScalerUpdate(const Napi::CallbackInfo& info);
@@ -84,6 +86,7 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
   ViLReF* model_ = nullptr;
   TrainerOptions options_;
   std::shared_ptr<TrainerState> state_;
+  Disposal disposal_{"Trainer"};
 };
 
 }  // namespace vilref
