@@ -9,7 +9,7 @@ import path, { dirname } from "node:path";
 import { Loader } from "../data/loader.js";
 import { readImageFolder, readManifest } from "../data/manifest.js";
 import type { Sample } from "../data/manifest.js";
-import { Finetuner } from "../finetune/finetuner.js";
+import { Finetuner, finetunerOptionsSchema } from "../finetune/finetuner.js";
 import { finetune } from "../finetune/train.js";
 import type { BatchSource, FinetuneResult } from "../finetune/train.js";
 import { LABEL_IDS } from "../labels/taxonomy.js";
@@ -17,6 +17,11 @@ import { modelFromSpec } from "../model/encoders.js";
 import { NORMALISATIONS } from "../segment/preprocess.js";
 import type { Normalisation } from "../segment/preprocess.js";
 import { formatSegmentReport, runSegment } from "../segment/run.js";
+import { segmenterOptionsSchema } from "../segment/segmenter.js";
+
+// the documented defaults, for the help text (the schemas own them)
+const SEG = segmenterOptionsSchema.parse({});
+const FT = finetunerOptionsSchema.parse({ classes: 1 });
 import type { SegmentReport } from "../segment/run.js";
 import { writeReport } from "../eval/report.js";
 
@@ -46,7 +51,7 @@ export function registerSegment(evalCommand: Command): void {
     .option("--tile <px>", "tile side at full resolution (multiple of the patch size)", num("--tile", true, 8), 64)
     .option("--stride <px>", "sliding-window stride (default: tile/2)", num("--stride", true, 1))
     .option("--batch-size <n>", "tiles per step", num("--batch-size", true, 1), 8)
-    .option("--lr <lr>", "peak lr of stem + decoder (cosine over the budget)", num("--lr"), 2e-3)
+    .option("--lr <lr>", `peak lr of stem + decoder, cosine over the budget (default ${SEG.lr})`, num("--lr"))
     .option("--backbone-lr <lr>", "peak lr of the ViT (default: --lr)", num("--backbone-lr"))
     .option("--normalise <mode>", `input normalisation: ${NORMALISATIONS.join(" | ")}`, "fov-standard")
     .option("--threshold <p>", "probability threshold for Dice/IoU/Se/Sp", num("--threshold"), 0.5)
@@ -64,7 +69,7 @@ export function registerSegment(evalCommand: Command): void {
         tile: number;
         stride?: number;
         batchSize: number;
-        lr: number;
+        lr?: number;
         backboneLr?: number;
         normalise: string;
         threshold: number;
@@ -85,7 +90,7 @@ export function registerSegment(evalCommand: Command): void {
           ...(o.stride !== undefined ? { stride: o.stride } : {}),
           batchSize: o.batchSize,
           lr: o.lr,
-          ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
+          backboneLr: o.backboneLr,
           normalisation: o.normalise as Normalisation,
           threshold: o.threshold,
           seed: o.seed,
@@ -200,7 +205,7 @@ export function registerFinetune(evalCommand: Command): void {
   evalCommand
     .command("finetune")
     .description(
-      "fine-tune a ViLReF image tower with a linear head on pre-projection features (BCE; backbone lr 1e-6, head lr 1e-3; best epoch by validation AUC) and report AUC",
+      `fine-tune a ViLReF image tower with a linear head on pre-projection features (BCE; backbone lr ${FT.backboneLr}, head lr ${FT.lr}; best epoch by validation AUC) and report AUC`,
     )
     .requiredOption("--model <spec>", "ViLReF checkpoint (or preset:<name>[:seed])")
     .requiredOption("--train <path>", "training set: an image folder (class sub-folders) or a manifest with labels")
@@ -208,8 +213,8 @@ export function registerFinetune(evalCommand: Command): void {
     .option("--test <path>", "test set, scored with the best epoch's weights")
     .option("--epochs <n>", "epochs", num("--epochs", true, 1), 50)
     .option("--batch-size <n>", "images per step", num("--batch-size", true, 1), 32)
-    .option("--lr <lr>", "head lr", num("--lr"), 1e-3)
-    .option("--backbone-lr <lr>", "backbone lr", num("--backbone-lr"), 1e-6)
+    .option("--lr <lr>", `head lr (default ${FT.lr})`, num("--lr"))
+    .option("--backbone-lr <lr>", `backbone lr (default ${FT.backboneLr})`, num("--backbone-lr"))
     .option("--frozen", "freeze the backbone (linear probe by gradient descent)")
     .option("--seed <n>", "seed", num("--seed", true, 0), 0)
     .option("--out <file>", "metrics JSON")
@@ -221,8 +226,8 @@ export function registerFinetune(evalCommand: Command): void {
         test?: string;
         epochs: number;
         batchSize: number;
-        lr: number;
-        backboneLr: number;
+        lr?: number;
+        backboneLr?: number;
         frozen?: boolean;
         seed: number;
         out?: string;
@@ -239,8 +244,9 @@ export function registerFinetune(evalCommand: Command): void {
           frozen: !!o.frozen,
           seed: o.seed,
         });
+        const { lr, backboneLr } = ft.options;
         process.stderr.write(
-          `finetune: ${train.samples.length} training, ${val.samples.length} validation${test ? `, ${test.samples.length} test` : ""} images; ${train.classes.length} classes; ${o.frozen ? "frozen backbone" : `backbone lr ${o.backboneLr}`}, head lr ${o.lr}\n`,
+          `finetune: ${train.samples.length} training, ${val.samples.length} validation${test ? `, ${test.samples.length} test` : ""} images; ${train.classes.length} classes; ${o.frozen ? "frozen backbone" : `backbone lr ${backboneLr}`}, head lr ${lr}\n`,
         );
         const result: FinetuneResult = await finetune(ft, {
           epochs: o.epochs,
@@ -258,8 +264,9 @@ export function registerFinetune(evalCommand: Command): void {
           model: o.model,
           classes: train.classes,
           frozen: !!o.frozen,
-          lr: o.lr,
-          backboneLr: o.backboneLr,
+          lr,
+          backboneLr,
+          options: ft.options,
           ...result,
         };
         console.log(

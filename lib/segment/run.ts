@@ -10,6 +10,7 @@ import { normalise } from "./preprocess.js";
 import type { Normalisation } from "./preprocess.js";
 import type { Prepared } from "./sampler.js";
 import { Segmenter } from "./segmenter.js";
+import type { ResolvedSegmenterOptions } from "./segmenter.js";
 import { evaluateSegmenter, trainSegmenter } from "./train.js";
 import type { SegEvalResult } from "./train.js";
 
@@ -23,7 +24,9 @@ export interface SegmentRunOptions {
   tile?: number;
   stride?: number;
   batchSize?: number;
+  /** Peak lr of stem + decoder. Default: the Segmenter's (segmenterOptionFields.lr). */
   lr?: number;
+  /** Peak lr of the backbone. Default: the Segmenter's (lr). */
   backboneLr?: number;
   stemChannels?: number;
   decoderChannels?: number;
@@ -46,6 +49,8 @@ export interface SegmentReport {
   normalisation: Normalisation;
   threshold: number;
   segmenter: Record<string, unknown>;
+  /** The segmenter's effective training options (read back from the native object). */
+  options: ResolvedSegmenterOptions;
   training: {
     images: number;
     minutes: number | null;
@@ -64,7 +69,6 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
   const normalisation = o.normalisation ?? "fov-standard";
   const tile = o.tile ?? 64;
   const batchSize = o.batchSize ?? 8;
-  const lr = o.lr ?? 2e-3;
   const threshold = o.threshold ?? 0.5;
   const drive = await readDrive(o.data);
   log(
@@ -82,7 +86,7 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
       ...(o.stemChannels ? { stemChannels: o.stemChannels } : {}),
       ...(o.decoderChannels ? { decoderChannels: o.decoderChannels } : {}),
     },
-    { seed: o.seed ?? 0, lr, backboneLr: o.backboneLr ?? lr },
+    { seed: o.seed, lr: o.lr, backboneLr: o.backboneLr },
   );
   log(`segment: backbone ${spec}, segmenter ${JSON.stringify(seg.config)}`);
   let lastLog = 0;
@@ -90,9 +94,7 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
     ...(o.minutes !== undefined ? { minutes: o.minutes } : {}),
     ...(o.steps !== undefined ? { steps: o.steps } : {}),
     batchSize,
-    lr,
-    ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
-    seed: o.seed ?? 0,
+    seed: seg.options.seed,
     onStep: (e) => {
       if (e.seconds - lastLog >= 15) {
         lastLog = e.seconds;
@@ -120,13 +122,14 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
     normalisation,
     threshold,
     segmenter: { ...seg.config },
+    options: seg.options,
     training: {
       images: train.length,
       minutes: o.minutes ?? null,
       steps: trained.steps,
       seconds: trained.seconds,
       batchSize,
-      lr,
+      lr: seg.options.lr,
       finalLoss: trained.finalLoss,
     },
     test: { images: test.length, stride, ...evaluated },
