@@ -7,6 +7,8 @@
 #include "finetune.h"
 #include "dist.h"
 #include "head.h"
+#include "logistic.h"
+#include "rank.h"
 #include "runtime.h"
 #include "segment.h"
 #include "trainer.h"
@@ -18,6 +20,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitCheckpoint(env, exports);
   vilref::InitLosses(env, exports);
   vilref::InitDist(env, exports);
+  vilref::InitRank(env, exports);
+  vilref::InitLogistic(env, exports);
   exports.Set("Head", vilref::Head::Define(env));
   exports.Set("ViLReF", vilref::ViLReF::Define(env));
   exports.Set("Trainer", vilref::Trainer::Define(env));

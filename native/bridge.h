@@ -36,6 +36,10 @@ class BoundaryError : public std::exception {
 // without the C++ backtrace, any other std::exception its what(). Safe on any thread.
 std::pair<ErrorKind, std::string> DescribeException(std::exception_ptr error);
 
+// A c10::Error message with LibTorch's "INTERNAL ASSERT FAILED ... please report a bug to PyTorch"
+// rewritten: what failed and where, addressed to vilref's users (other messages unchanged).
+std::string WithoutInternals(const std::string& message);
+
 Napi::Error MakeJsError(Napi::Env env, ErrorKind kind, const std::string& message);
 
 // Runs `body` and rethrows whatever it throws as a JS exception of the right class.

@@ -1,7 +1,5 @@
 #include "clip.h"
 
-#include <torch/csrc/autograd/profiler_legacy.h>
-
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -9,6 +7,7 @@
 
 #include "bridge.h"
 #include "nn.h"
+#include "profile.h"
 #include "resnet.h"
 #include "vit.h"
 
@@ -92,11 +91,11 @@ bool WantPreProjection(const Napi::CallbackInfo& info, size_t index) {
 
 // Checks token ids against the vocabulary before LibTorch indexes with them.
 template <typename T>
-void CheckIds(const at::Tensor& ids, int64_t vocab) {
+void CheckIds(const at::Tensor& ids, int64_t vocab, const std::string& name) {
   const T* p = ids.data_ptr<T>();
   for (int64_t i = 0; i < ids.numel(); ++i) {
     if (p[i] < 0 || static_cast<int64_t>(p[i]) >= vocab) {
-      ThrowRangeError("ids.data[" + std::to_string(i) + "] = " + std::to_string(static_cast<int64_t>(p[i])) +
+      ThrowRangeError(name + ".data[" + std::to_string(i) + "] = " + std::to_string(static_cast<int64_t>(p[i])) +
                       " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
     }
   }
@@ -112,8 +111,7 @@ std::unique_ptr<Task> EncodeTask(Body body) {
     torch::NoGradGuard noGrad;
     if (const char* dir = std::getenv("VILREF_PROFILE")) {
       static std::atomic<int> counter{0};
-      torch::autograd::profiler::RecordProfile profile(std::string(dir) + "/encode-" + std::to_string(counter++) +
-                                                       ".json");
+      ProfileScope profile(std::string(dir) + "/encode-" + std::to_string(counter++) + ".json");
       return PrepareForJs(body());
     }
     return PrepareForJs(body());
@@ -145,7 +143,9 @@ ViLReF* ViLReF::From(const Napi::Value& value, const std::string& name) {
   if (!g_modelConstructor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_modelConstructor->Value())) {
     ThrowTypeError(name + ": expected a ViLReF model");
   }
-  return ViLReF::Unwrap(value.As<Napi::Object>());
+  ViLReF* model = ViLReF::Unwrap(value.As<Napi::Object>());
+  model->CheckAlive();
+  return model;
 }
 
 Napi::Function ViLReF::Define(Napi::Env env) {
@@ -163,6 +163,7 @@ Napi::Function ViLReF::Define(Napi::Env env) {
                       InstanceAccessor<&ViLReF::GetDevice>("device"),
                       InstanceAccessor<&ViLReF::GetDtype>("dtype"),
                       InstanceAccessor<&ViLReF::GetPending>("pending"),
+                      InstanceMethod<&ViLReF::Dispose>("dispose"),
                   });
   if (!g_modelConstructor) g_modelConstructor = new Napi::FunctionReference(Napi::Persistent(constructor));
   return constructor;
@@ -217,6 +218,7 @@ void ViLReF::RefreshParams() {
 Napi::Value ViLReF::EncodeImages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     const int64_t r = config_.imageResolution;
     JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, r, r}, false, true});
     bool pre = WantPreProjection(info, 1);
@@ -229,19 +231,25 @@ Napi::Value ViLReF::EncodeImages(const Napi::CallbackInfo& info) {
   });
 }
 
+JsTensor ViLReF::ReadTextIds(const Napi::Value& value, const std::string& name, int64_t rows) const {
+  JsTensor ids = ReadTensor(value, TensorSpec{name, {at::kLong, at::kInt}, {rows, -1}, false, false});
+  const int64_t length = ids.tensor.size(1);
+  if (length < 1 || length > config_.text.maxPositions) {
+    ThrowRangeError(name + ": context length " + std::to_string(length) + " is outside [1, " +
+                    std::to_string(config_.text.maxPositions) + "] (text_max_position_embeddings)");
+  }
+  if (ids.tensor.scalar_type() == at::kLong)
+    CheckIds<int64_t>(ids.tensor, config_.text.vocab, name);
+  else
+    CheckIds<int32_t>(ids.tensor, config_.text.vocab, name);
+  return ids;
+}
+
 Napi::Value ViLReF::EncodeTexts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
-    JsTensor ids = ReadTensor(info[0], TensorSpec{"ids", {at::kLong, at::kInt}, {-1, -1}, false, false});
-    const int64_t length = ids.tensor.size(1);
-    if (length < 1 || length > config_.text.maxPositions) {
-      ThrowRangeError("ids: context length " + std::to_string(length) + " is outside [1, " +
-                      std::to_string(config_.text.maxPositions) + "] (text_max_position_embeddings)");
-    }
-    if (ids.tensor.scalar_type() == at::kLong)
-      CheckIds<int64_t>(ids.tensor, config_.text.vocab);
-    else
-      CheckIds<int32_t>(ids.tensor, config_.text.vocab);
+    disposal_.Check();
+    JsTensor ids = ReadTextIds(info[0], "ids");
     bool pre = WantPreProjection(info, 1);
     auto net = net_;
     auto device = device_;
@@ -255,6 +263,7 @@ Napi::Value ViLReF::EncodeTexts(const Napi::CallbackInfo& info) {
 Napi::Value ViLReF::Similarity(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     JsTensor image = ReadTensor(info[0], TensorSpec{"imageFeatures", {at::kFloat}, {-1, -1}, false, true});
     JsTensor text =
         ReadTensor(info[1], TensorSpec{"textFeatures", {at::kFloat}, {-1, image.tensor.size(1)}, false, true});
@@ -268,13 +277,17 @@ Napi::Value ViLReF::Similarity(const Napi::CallbackInfo& info) {
 
 Napi::Value ViLReF::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), MakeStateDictTask(net_)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
+    return queue_.Submit(env, Value(), MakeStateDictTask(net_));
+  });
 }
 
 // loadStateDict({ name: {data, shape[, dtype]} }, { strict = true }) → { missing, unexpected }
 Napi::Value ViLReF::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
     const bool strict = StrictOption(info, 1);
     auto dict = info[0].As<Napi::Object>();
@@ -316,6 +329,10 @@ Napi::Value ViLReF::LoadStateDict(const Napi::CallbackInfo& info) {
 
 Napi::Value ViLReF::Parameters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Guard(env, [&] {
+    disposal_.Check();
+    return 0;
+  });
   Napi::Array out = Napi::Array::New(env, params_.size());
   for (uint32_t i = 0; i < params_.size(); ++i) {
     Napi::Object o = Napi::Object::New(env);
@@ -333,6 +350,7 @@ Napi::Value ViLReF::Parameters(const Napi::CallbackInfo& info) {
 Napi::Value ViLReF::ResizePositionalEmbedding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     int64_t resolution = ReadInteger(info[0], "resolution", 1, 1 << 14);
     int64_t multiple = config_.IsResNet() ? 32 : config_.visionPatchSize;
     if (resolution % multiple != 0)
@@ -382,6 +400,12 @@ Napi::Value ViLReF::GetDtype(const Napi::CallbackInfo& info) {
 }
 Napi::Value ViLReF::GetPending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
+
+// dispose(): the weights are freed after the calls already queued (trainers and fine-tuners on this
+// model queue theirs here too); later calls reject.
+Napi::Value ViLReF::Dispose(const Napi::CallbackInfo& info) {
+  return disposal_.Dispose(info.Env(), Value(), queue_, [this] { net_.reset(); });
 }
 
 }  // namespace vilref

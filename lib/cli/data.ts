@@ -2,7 +2,8 @@
  * Data commands: `vilref synth` (synthetic fundus dataset), `vilref embed` (images or report
  * texts → .npy + ids), `vilref data check` (read a manifest, decode every image, report the bad).
  */
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Option } from "commander";
+import type { Command } from "commander";
 import { readReports } from "../labels/index.js";
 import { resolveImageInputs } from "../data/inputs.js";
 import { Loader } from "../data/loader.js";
@@ -20,8 +21,32 @@ import { embedNpy } from "../model/embed-npy.js";
 import { modelFromSpec, ViLReFImageEncoder, ViLReFTextEncoder } from "../model/encoders.js";
 import type { ModelSpecOptions } from "../model/encoders.js";
 import type { Device, Dtype } from "../model/vilref.js";
-import { BertTokenizer, DEFAULT_CONTEXT_LENGTH } from "../text/index.js";
-import { readFileSync } from "node:fs";
+import { DEFAULT_CONTEXT_LENGTH } from "../text/index.js";
+import { progress } from "../progress.js";
+import {
+  UsageError,
+  addModelOptions,
+  applyThreads,
+  batchSizeOption,
+  contextLengthOption,
+  examples,
+  fovOption,
+  idFieldOption,
+  imageColumnOption,
+  imageSizeOption,
+  int,
+  logOption,
+  outOption,
+  progressOption,
+  progressSpec,
+  readModelConfig,
+  seedOption,
+  splitOption,
+  textFieldOption,
+  unit,
+  vocabOption,
+} from "./options.js";
+import { tokenizerFor } from "../eval/features.js";
 
 export interface ResolveOptions extends ModelSpecOptions {
   imageSize?: number;
@@ -68,20 +93,13 @@ export const builtinResolvers: EncoderResolvers = {
     return new ViLReFTextEncoder(
       model,
       `${name}:${o.features ?? "projected"}`,
-      BertTokenizer.fromFile(o.vocab),
+      // a vocabulary other than the one the checkpoint records is refused, as eval's are
+      tokenizerFor(spec, model.vocabSha256, o.vocab).tokenizer,
       o.contextLength ?? DEFAULT_CONTEXT_LENGTH,
       features(o),
     );
   },
 };
-
-function int(min: number) {
-  return (v: string) => {
-    const x = Number(v);
-    if (!Number.isInteger(x) || x < min) throw new InvalidArgumentError(`expected a whole number ≥ ${min}`);
-    return x;
-  };
-}
 
 function say(s: string): void {
   process.stdout.write(s + "\n");
@@ -95,20 +113,168 @@ function summary(r: EmbedResult): string {
   return `wrote ${r.out} [${r.rows}, ${r.dim}] and ${r.idsFile}${rate}${resumed}${sk}`;
 }
 
+interface EmbedCliOptions {
+  images?: string;
+  texts?: string;
+  npy?: string;
+  model: string;
+  config?: string;
+  device: Device;
+  threads?: number;
+  dtype: Dtype;
+  features: "projected" | "pre";
+  vocab?: string;
+  contextLength: number;
+  out: string;
+  batchSize: number;
+  chunkSize?: number;
+  imageSize?: number;
+  fov?: boolean;
+  concurrency?: number;
+  strict?: boolean;
+  log?: string;
+  force?: boolean;
+  progress: boolean;
+  imageColumn: string;
+  idColumn: string;
+  textField: string;
+  idField: string;
+}
+
+function registerEmbed(program: Command, resolvers: EncoderResolvers): void {
+  const cmd = program
+    .command("embed")
+    .description(
+      "embed images (a folder, glob or manifest), report texts, or a .npy of preprocessed images / token ids into <out>.npy (float32 N×D) and <out>.ids.txt; resumable",
+    )
+    .option(
+      "--images <input>",
+      "a folder (searched recursively), a glob such as 'data/**/*.png' (quote it), or a manifest (.csv/.tsv/.jsonl)",
+    )
+    .option("--texts <file>", "reports to embed instead: .jsonl, .csv, .tsv or .txt (see vilref labels)")
+    .option(
+      "--npy <file>",
+      "a .npy of preprocessed images (float32 N×3×R×R) or token ids (int64/int32 N×L) instead; rows keep their order",
+    )
+    .addOption(
+      outOption("output .npy; ids are written beside it as .ids.txt", { required: true, placeholder: "file.npy" }),
+    );
+  addModelOptions(cmd, {
+    required: true,
+    dtype: true,
+    description:
+      "a ViLReF checkpoint (.safetensors or released .pt; --config for a .pt), preset:<name>[:seed] (random weights), or pool-head[:dim[:seed]]",
+  })
+    .addOption(
+      new Option("--features <which>", "the joint embedding, or the tower's features before the projection")
+        .choices(["projected", "pre"])
+        .default("projected"),
+    )
+    .addOption(vocabOption({ description: "vocabulary (vocab.txt) for --texts" }))
+    .addOption(contextLengthOption(DEFAULT_CONTEXT_LENGTH, "tokens per text for --texts"))
+    .addOption(batchSizeOption(32))
+    .option("--chunk-size <n>", "inputs per resumable chunk (a multiple of the batch size)", int({ min: 1 }))
+    .addOption(imageSizeOption("input size for models that take any"))
+    .addOption(fovOption("crop images to the circular field of view first"))
+    .option("--concurrency <n>", "images decoding at once", int({ min: 1 }))
+    .option("--strict", "stop at the first bad image instead of skipping it")
+    .addOption(logOption())
+    .option("--force", "recompute even if the output exists")
+    .addOption(progressOption())
+    .addOption(imageColumnOption())
+    .option("--id-column <name>", "manifest column with the id", "id")
+    .addOption(textFieldOption("field or column holding the report (with --texts)"))
+    .addOption(idFieldOption("field or column holding the id (with --texts)"));
+  examples(cmd, [
+    [
+      "vilref embed --model model.safetensors --images 'fundus/**/*.jpg' --out emb.npy",
+      "every JPEG under fundus/ (quoted: vilref expands the glob); rerun to resume",
+    ],
+    [
+      "vilref embed --model vilref-vit-b-16.pt --config vit-b-16.json --images manifest.csv --features pre --out pre.npy",
+      "a released checkpoint; features before the projection",
+    ],
+    [
+      "vilref embed --model model.safetensors --texts reports.csv --vocab vocab.txt --out text.npy",
+      "report texts through the text tower",
+    ],
+  ]).action((o: EmbedCliOptions) => runEmbed(o, resolvers));
+}
+
+async function runEmbed(o: EmbedCliOptions, resolvers: EncoderResolvers): Promise<void> {
+  if ([o.images, o.texts, o.npy].filter(Boolean).length !== 1)
+    throw new UsageError("give exactly one of --images <input>, --texts <file> or --npy <file>");
+  applyThreads(o);
+  const config = readModelConfig(o.config);
+  const resolve: ResolveOptions = {
+    ...(config ? { config } : {}),
+    device: o.device,
+    dtype: o.dtype,
+    features: o.features,
+    ...(o.vocab ? { vocab: o.vocab } : {}),
+    contextLength: o.contextLength,
+    ...(o.imageSize !== undefined ? { imageSize: o.imageSize } : {}),
+  };
+  if (o.npy) {
+    const { model } = await modelFromSpec(o.model, resolve);
+    const bar = progress(progressSpec(o, { label: "embed", unit: "row" }));
+    const r = await embedNpy(model, o.npy, o.out, {
+      features: o.features,
+      batchSize: o.batchSize,
+      onProgress: (done: number) => bar.tick(done - bar.count),
+    });
+    bar.done();
+    say(`wrote ${o.out} [${r.rows}, ${r.dim}] from ${r.kind} in ${o.npy}`);
+    return;
+  }
+  const common = {
+    out: o.out,
+    batchSize: o.batchSize,
+    ...(o.chunkSize !== undefined ? { chunkSize: o.chunkSize } : {}),
+    force: !!o.force,
+    progress: progressSpec(o),
+    info: (l: string) => process.stderr.write(`vilref embed: ${l}\n`),
+  };
+  if (o.texts) {
+    const recs = readReports(o.texts, { textField: o.textField, idField: o.idField });
+    const records = recs.map((r) => {
+      if (typeof r.text !== "string")
+        throw new Error(`${o.texts}:${r.line}: no report text in field ${JSON.stringify(o.textField)}`);
+      return { id: r.id ?? String(r.line), text: r.text };
+    });
+    const enc = await resolvers.text(o.model, resolve);
+    say(summary(await embedTexts(records, enc, common)));
+    return;
+  }
+  const samples = resolveImageInputs(o.images!, { columns: { image: o.imageColumn, id: o.idColumn } });
+  const enc = await resolvers.image(o.model, resolve);
+  const r = await embedImages(samples, enc, {
+    ...common,
+    transform: { fov: !!o.fov },
+    strict: !!o.strict,
+    ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+    log: o.log ?? ((l: string) => process.stderr.write(`vilref embed: ${l}\n`)),
+  });
+  say(summary(r));
+}
+
 export function register(program: Command, resolvers: EncoderResolvers = builtinResolvers): void {
+  registerSynth(program);
+  registerEmbed(program, resolvers);
+  registerDataCommands(program);
+}
+
+function registerSynth(program: Command): void {
   program
     .command("synth")
     .description("write a synthetic fundus dataset: images, Chinese reports and gold labels (manifest.jsonl)")
-    .requiredOption("--n <count>", "number of cases", int(0))
-    .requiredOption("--out <dir>", "output folder (images/ and manifest.jsonl)")
-    .option("--seed <seed>", "random seed (same seed, same data)", int(0), 0)
-    .option("--size <px>", "image side in pixels", int(32), 384)
+    .requiredOption("--n <count>", "number of cases", int({ min: 0 }))
+    .addOption(outOption("output folder (images/ and manifest.jsonl)", { required: true, placeholder: "dir" }))
+    .addOption(seedOption("random seed (same seed, same data)"))
+    .option("--size <px>", "image side in pixels", int({ min: 32 }), 384)
     .addOption(new Option("--format <fmt>", "image format").choices(["png", "jpeg", "webp", "tiff"]).default("png"))
-    .option("--normal-fraction <f>", "fraction of cases with nothing to find", (v) => {
-      const x = Number(v);
-      if (!(x >= 0 && x <= 1)) throw new InvalidArgumentError("expected a number between 0 and 1");
-      return x;
-    })
+    .option("--normal-fraction <f>", "fraction of cases with nothing to find", unit())
+    .addOption(progressOption())
     .action(
       async (o: {
         n: number;
@@ -117,13 +283,17 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
         size: number;
         format: "png" | "jpeg" | "webp" | "tiff";
         normalFraction?: number;
+        progress: boolean;
       }) => {
         const t0 = performance.now();
+        const bar = progress(progressSpec(o, { label: "synth", unit: "img", total: o.n }));
         const cases = await writeSynthDataset(o.out, o.n, o.seed, {
           size: o.size,
           format: o.format,
           ...(o.normalFraction !== undefined ? { normalFraction: o.normalFraction } : {}),
+          onProgress: () => bar.tick(),
         });
+        bar.done();
         const counts = new Map<string, number>();
         for (const c of cases) for (const k of Object.keys(c.labels)) counts.set(k, (counts.get(k) ?? 0) + 1);
         say(
@@ -137,156 +307,23 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
         );
       },
     );
+}
 
-  program
-    .command("embed")
-    .description(
-      "embed images (a folder, glob or manifest), report texts, or a .npy of preprocessed images / token ids into <out>.npy (float32 N×D) and <out>.ids.txt; resumable",
-    )
-    .option(
-      "--images <input>",
-      "a folder (searched recursively), a glob such as 'data/**/*.png', or a manifest (.csv/.tsv/.jsonl)",
-    )
-    .option("--texts <file>", "reports to embed instead: .jsonl, .csv or .txt (see vilref labels)")
-    .option(
-      "--npy <file>",
-      "a .npy of preprocessed images (float32 N×3×R×R) or token ids (int64/int32 N×L) instead; rows keep their order",
-    )
-    .requiredOption("--out <file.npy>", "output .npy; ids are written beside it as .ids.txt")
-    .requiredOption(
-      "--model <spec>",
-      "a ViLReF checkpoint (.safetensors or released .pt), preset:<name>[:seed] (random weights), or pool-head[:dim[:seed]]",
-    )
-    .option("--config <file>", "model config JSON for a released .pt (head widths are not in the weights)")
-    .addOption(
-      new Option("--features <which>", "the joint embedding, or the tower's features before the projection")
-        .choices(["projected", "pre"])
-        .default("projected"),
-    )
-    .option("--vocab <file>", "vocabulary (vocab.txt) for --texts")
-    .option("--context-length <n>", "tokens per text for --texts", int(2), DEFAULT_CONTEXT_LENGTH)
-    .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
-    .addOption(
-      new Option("--dtype <dtype>", "weights' precision (bfloat16/float16 on CUDA)")
-        .choices(["float32", "bfloat16", "float16"])
-        .default("float32"),
-    )
-    .option("--batch-size <n>", "inputs per forward pass", int(1), 32)
-    .option("--chunk-size <n>", "inputs per resumable chunk (a multiple of the batch size)", int(1))
-    .option("--image-size <px>", "input size for models that take any", int(8))
-    .option("--fov", "crop images to the circular field of view first")
-    .option("--concurrency <n>", "images decoding at once", int(1))
-    .option("--strict", "stop at the first bad image instead of skipping it")
-    .option("--log <file>", "append skipped images (path and reason) to this run log")
-    .option("--force", "recompute even if the output exists")
-    .option("--no-progress", "no progress bar")
-    .option("--image-column <name>", "manifest column with the image path", "image")
-    .option("--id-column <name>", "manifest column with the id", "id")
-    .option("--text-field <name>", "field or column holding the report (with --texts)", "text")
-    .option("--id-field <name>", "field or column holding the id (with --texts)", "id")
-    .action(
-      async (o: {
-        images?: string;
-        texts?: string;
-        npy?: string;
-        config?: string;
-        features: "projected" | "pre";
-        vocab?: string;
-        contextLength: number;
-        device: string;
-        dtype: string;
-        out: string;
-        model: string;
-        batchSize: number;
-        chunkSize?: number;
-        imageSize?: number;
-        fov?: boolean;
-        concurrency?: number;
-        strict?: boolean;
-        log?: string;
-        force?: boolean;
-        progress: boolean;
-        imageColumn: string;
-        idColumn: string;
-        textField: string;
-        idField: string;
-      }) => {
-        if ([o.images, o.texts, o.npy].filter(Boolean).length !== 1)
-          throw new Error("embed: give exactly one of --images <input>, --texts <file> or --npy <file>");
-        let config: ModelSpecOptions["config"];
-        if (o.config) {
-          try {
-            config = JSON.parse(readFileSync(o.config, "utf8"));
-          } catch (e) {
-            throw new Error(`--config ${o.config}: ${(e as Error).message}`);
-          }
-        }
-        const resolve: ResolveOptions = {
-          ...(config ? { config } : {}),
-          device: o.device as Device,
-          dtype: o.dtype as Dtype,
-          features: o.features,
-          ...(o.vocab ? { vocab: o.vocab } : {}),
-          contextLength: o.contextLength,
-          ...(o.imageSize !== undefined ? { imageSize: o.imageSize } : {}),
-        };
-        if (o.npy) {
-          const { model } = await modelFromSpec(o.model, resolve);
-          const r = await embedNpy(model, o.npy, o.out, {
-            features: o.features,
-            batchSize: o.batchSize,
-            ...(o.progress
-              ? { onProgress: (d: number, n: number) => process.stderr.write(`\rvilref embed: ${d}/${n}`) }
-              : {}),
-          });
-          if (o.progress) process.stderr.write("\n");
-          say(`wrote ${o.out} [${r.rows}, ${r.dim}] from ${r.kind} in ${o.npy}`);
-          return;
-        }
-        const common = {
-          out: o.out,
-          batchSize: o.batchSize,
-          ...(o.chunkSize !== undefined ? { chunkSize: o.chunkSize } : {}),
-          force: !!o.force,
-          progress: o.progress ? {} : (false as const),
-          info: (l: string) => process.stderr.write(`vilref embed: ${l}\n`),
-        };
-        if (o.texts) {
-          const recs = readReports(o.texts, { textField: o.textField, idField: o.idField });
-          const records = recs.map((r) => {
-            if (typeof r.text !== "string")
-              throw new Error(`${o.texts}:${r.line}: no report text in field ${JSON.stringify(o.textField)}`);
-            return { id: r.id ?? String(r.line), text: r.text };
-          });
-          const enc = await resolvers.text(o.model, resolve);
-          say(summary(await embedTexts(records, enc, common)));
-          return;
-        }
-        const samples = resolveImageInputs(o.images!, { columns: { image: o.imageColumn, id: o.idColumn } });
-        const enc = await resolvers.image(o.model, resolve);
-        const r = await embedImages(samples, enc, {
-          ...common,
-          transform: { fov: !!o.fov },
-          strict: !!o.strict,
-          ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
-          log: o.log ?? ((l: string) => process.stderr.write(`vilref embed: ${l}\n`)),
-        });
-        say(summary(r));
-      },
-    );
-
+/** `vilref data` and its subcommands (check). */
+function registerDataCommands(program: Command): void {
   const data = program.command("data").description("datasets: check manifests and images");
   data
     .command("check")
     .description("read a manifest, decode every image (evaluation transform) and report bad rows and images")
     .argument("<manifest>", "a .csv, .tsv or .jsonl manifest")
-    .option("--image-column <name>", "column with the image path", "image")
+    .addOption(imageColumnOption("column with the image path"))
     .option("--text-column <name>", "column with the report", "text")
     .option("--labels-file <file>", "labels from `vilref labels --out`, joined by id")
-    .option("--split <name>", "only rows of this split")
-    .option("--fov", "also run the field-of-view crop")
-    .option("--log <file>", "append bad images (path and reason) to this run log")
+    .addOption(splitOption("only rows of this split"))
+    .addOption(fovOption("also run the field-of-view crop"))
+    .addOption(logOption("append bad images (path and reason) to this run log"))
     .option("--strict", "exit at the first bad image")
+    .addOption(progressOption())
     .action(
       async (
         file: string,
@@ -298,6 +335,7 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
           fov?: boolean;
           log?: string;
           strict?: boolean;
+          progress: boolean;
         },
       ) => {
         const samples = readManifest(file, {
@@ -305,14 +343,16 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
           ...(o.labelsFile ? { labelsFile: o.labelsFile } : {}),
           ...(o.split ? { split: o.split } : {}),
         });
+        const bar = progress(progressSpec(o, { label: "data check", unit: "img", total: samples.length }));
         const loader = new Loader(samples, {
           batchSize: 16,
           shuffle: false,
           transform: { size: 64, fov: !!o.fov },
           strict: !!o.strict,
-          log: o.log ?? ((l: string) => process.stderr.write(l + "\n")),
+          log: o.log ?? ((l: string) => bar.log(l)),
         });
-        for await (const _ of loader.epoch(0)) void _;
+        for await (const b of loader.epoch(0)) bar.tick(b.samples.length + b.skipped.length);
+        bar.done();
         const withText = samples.filter((s) => s.text !== null).length;
         const withLabels = samples.filter((s) => s.labels !== null).length;
         say(

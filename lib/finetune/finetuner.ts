@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { parseOptions, seedSchema } from "../config/options.js";
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
 import type { FinetunerConfig, NativeFinetuner, TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
@@ -43,13 +44,20 @@ export type ResolvedFinetunerOptions = z.output<typeof finetunerOptionsSchema>;
 
 export type FinetuneState = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>;
 
-export class Finetuner {
+/** Owns the head and its optimizer state: `dispose()` frees them; the model's dispose() disposes it first. */
+export class Finetuner extends NativeResource {
   readonly #native: NativeFinetuner;
   readonly model: ViLReF;
 
   constructor(model: ViLReF, options: FinetunerOptions) {
+    super();
     this.model = model;
     this.#native = new (native().Finetuner)(model.nativeHandle, parseOptions(finetunerOptionsSchema, options));
+    NativeResource.attach(model, this);
+  }
+
+  protected get nativeResource(): NativeFinetuner {
+    return this.#native;
   }
 
   /** Outputs, feature width, learning rates, weight decay and whether the backbone is frozen. */

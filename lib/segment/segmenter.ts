@@ -9,9 +9,11 @@ import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js"
 import type { StTensor } from "../checkpoint/safetensors.js";
 import { loadStateSchema, parseOptions, seedSchema } from "../config/options.js";
 import type { KeyReport, LoadStateOptions } from "../config/options.js";
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
 import type { NativeSegmenter, SegmentBatch, SegmentStepResult, TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
+import { parseJsonText } from "../io/json.js";
 import { betasSchema, epsSchema, lrSchema, weightDecaySchema } from "../train/optim.js";
 
 export type { SegmentBatch, SegmentStepResult } from "../native.js";
@@ -107,14 +109,20 @@ export type SegmenterStepOptions = z.input<typeof segmenterStepSchema>;
 
 type Named = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>;
 
-export class Segmenter {
+/** Owns its network and optimizer state: `dispose()` frees them (a model it was made from is independent). */
+export class Segmenter extends NativeResource {
   readonly #native: NativeSegmenter;
   readonly #lr: { lr: number; backboneLr: number };
 
   constructor(config: SegmenterConfig = {}, options: SegmenterOptions = {}) {
+    super();
     const resolved = parseOptions(segmenterOptionsSchema, options);
     this.#native = new (native().Segmenter)(parseOptions(segmenterConfigSchema, config, "config"), resolved);
     this.#lr = { lr: resolved.lr, backboneLr: resolved.backboneLr };
+  }
+
+  protected get nativeResource(): NativeSegmenter {
+    return this.#native;
   }
 
   /**
@@ -207,7 +215,7 @@ export class Segmenter {
     const file = await readSafetensors(path);
     const meta = file.metadata.vilref_segmenter;
     if (meta === undefined) throw new Error(`${path}: not a vilref segmenter (no "vilref_segmenter" metadata)`);
-    const { config } = JSON.parse(meta) as { config: SegmenterConfig };
+    const { config } = parseJsonText(meta) as { config: SegmenterConfig };
     const seg = new Segmenter(config);
     const state: Named = {};
     for (const [k, t] of file.tensors) state[k] = { data: t.data, shape: t.shape } as TensorData<Float32Array>;

@@ -9,8 +9,9 @@
  */
 import { z } from "zod";
 import { parseOptions } from "../config/options.js";
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
-import type { NativeTrainer, TensorData } from "../native.js";
+import type { NativeTrainer, TensorData, TrainerDevices } from "../native.js";
 import { wsclOptionFields } from "./losses.js";
 import { betasSchema, epsSchema, lrSchema, weightDecaySchema } from "./optim.js";
 import type { ViLReF } from "../model/vilref.js";
@@ -148,14 +149,24 @@ export type TrainerStateRecord = Record<
   TensorData<Float32Array> | TensorData<BigInt64Array> | TensorData<Uint8Array>
 >;
 
-export class Trainer {
+/**
+ * Owns native memory (momentum encoders, optimizer moments, the queue): `dispose()` frees it; the
+ * model's own dispose() disposes its trainers first.
+ */
+export class Trainer extends NativeResource {
   readonly #native: NativeTrainer;
   readonly #lr: number;
 
   constructor(model: ViLReF, options: TrainerOptions) {
+    super();
     const resolved = parseOptions(trainerOptionsSchema, options);
     this.#native = new (native().Trainer)(model.nativeHandle, resolved);
     this.#lr = resolved.lr;
+    NativeResource.attach(model, this);
+  }
+
+  protected get nativeResource(): NativeTrainer {
+    return this.#native;
   }
 
   /** The effective options, as the native trainer holds them (every default filled in). */
@@ -187,6 +198,14 @@ export class Trainer {
   /** Restores exportState()'s record; with the model's weights restored too, training continues exactly. */
   importState(state: TrainerStateRecord): Promise<void> {
     return this.#native.importState(state);
+  }
+
+  /**
+   * Where the trainer's tensors live: online and momentum weights, the queue (on the model's device,
+   * so a step copies nothing to or from the host), AdamW's moments and the last step's loss.
+   */
+  devices(): Promise<TrainerDevices> {
+    return this.#native.devices();
   }
 
   /** Steps skipped for a non-finite loss. */
