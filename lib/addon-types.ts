@@ -146,6 +146,10 @@ export interface FinetunerOptions {
   /** Backbone without gradient, out of the optimizer: its weights stay bit-identical. */
   frozen?: boolean;
   seed?: number;
+  /** LoRA adapters on this model (not merged): the backbone is frozen and the factors train. */
+  lora?: NativeLora;
+  /** AdamW lr of the LoRA factors (1e-3). */
+  loraLr?: number;
 }
 
 export interface NativeFinetuner {
@@ -161,8 +165,104 @@ export interface NativeFinetuner {
     backboneLr: number;
     weightDecay: number;
     frozen: boolean;
+    loraLr: number;
+    lora: boolean;
+    /** Head, plus LoRA factors or (unless frozen) the image tower. */
+    trainableParameters: number;
   };
   readonly steps: number;
+}
+
+/** native/lora.h: LoRA factors on a model's weights (released names). */
+export interface LoraOptions {
+  rank: number;
+  /** ΔW = (alpha / rank) · B·A; default rank. */
+  alpha?: number;
+  /** Weight names: Linear and Conv2d weights, a ViT block's attn.in_proj_weight. */
+  targets: string[];
+  seed?: number;
+}
+
+export interface NativeLora {
+  /** The image tower's features with the adapters applied (eval mode). */
+  encodeImages(images: TensorData<Float32Array>, options?: { features?: "projected" | "pre" }): Promise<TensorData>;
+  /** "<weight>.lora_A" [rank, fan_in] and "<weight>.lora_B" [out, rank] (copies). */
+  stateDict(): Promise<Record<string, TensorData<Float32Array>>>;
+  loadStateDict(state: Record<string, TensorData<Float32Array>>): Promise<void>;
+  /** W += ΔW in the model's weights, once. */
+  merge(): Promise<void>;
+  readonly config: { rank: number; alpha: number; scale: number; targets: string[]; parameters: number };
+  readonly merged: boolean;
+}
+
+/** Multi-label ("multilabel": targets [n, C] of 0/1/NaN) or single-label ("single": int32 class indices [n]). */
+export type FewShotTask = "multilabel" | "single";
+
+export interface TipArgs {
+  /** Normalised features [n, d]. */
+  features: TensorData<Float32Array>;
+  /** Cache keys [m, d] and values [m, C]. */
+  keys: TensorData<Float32Array>;
+  values: TensorData<Float32Array>;
+  /** Zero-shot logits [n, C]. */
+  zeroShot: TensorData<Float32Array>;
+  /** A·V / rowsum(A) instead of A·V. */
+  normalize?: boolean;
+}
+
+export interface FewShotTrainSettings {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  weightDecay?: number;
+  seed?: number;
+}
+
+export interface NativeFewShot {
+  /** zeroShot + alpha · exp(−beta (1 − F·Kᵀ)) · V (+ bias). */
+  tipLogits(
+    args: TipArgs & { beta: number; alpha: number; bias?: TensorData<Float32Array> },
+  ): Promise<TensorData<Float32Array>>;
+  /** The logits for every (beta, alpha): [B, A, n, C]. */
+  tipGrid(args: TipArgs & { betas: number[]; alphas: number[] }): Promise<TensorData<Float32Array>>;
+  /** Tip-Adapter-F: the keys (and, multi-label, a class bias) trained on the few-shot set. */
+  trainTipF(
+    args: TipArgs &
+      FewShotTrainSettings & {
+        targets: TensorData<Float32Array> | TensorData<Int32Array>;
+        task: FewShotTask;
+        /** [n]: the cache row of each training image (its own affinity masked), −1 none. */
+        cacheIndex: TensorData<Int32Array>;
+        beta: number;
+        alpha: number;
+      },
+  ): Promise<{ keys: TensorData<Float32Array>; bias: TensorData<Float32Array>; losses: number[] }>;
+  trainClipAdapter(
+    args: FewShotTrainSettings & {
+      features: TensorData<Float32Array>;
+      text: TensorData<Float32Array>;
+      targets: TensorData<Float32Array> | TensorData<Int32Array>;
+      task: FewShotTask;
+      ratio: number;
+      scale: number;
+      hidden: number;
+    },
+  ): Promise<{
+    fc1: TensorData<Float32Array>;
+    fc2: TensorData<Float32Array>;
+    bias: TensorData<Float32Array>;
+    losses: number[];
+  }>;
+  clipAdapterLogits(args: {
+    features: TensorData<Float32Array>;
+    text: TensorData<Float32Array>;
+    task: FewShotTask;
+    ratio: number;
+    scale: number;
+    fc1: TensorData<Float32Array>;
+    fc2: TensorData<Float32Array>;
+    bias: TensorData<Float32Array>;
+  }): Promise<TensorData<Float32Array>>;
 }
 
 export interface EchoResult<T extends TensorArray> {
@@ -362,6 +462,7 @@ export interface NativeAddon {
   dist: NativeDist;
   rank: NativeRank;
   logistic: NativeLogistic;
+  fewshot: NativeFewShot;
   debug: NativeDebug;
   Head: new (config: HeadConfig) => NativeHead;
   ViLReF: NativeViLReFConstructor;
@@ -369,6 +470,8 @@ export interface NativeAddon {
   Segmenter: new (config: SegmenterConfig, options?: SegmenterOptions) => NativeSegmenter;
   /** model: a ViLReF's nativeHandle. */
   Finetuner: new (model: ViLReFHandle, options: FinetunerOptions) => NativeFinetuner;
+  /** model: a ViLReF's nativeHandle. */
+  Lora: new (model: ViLReFHandle, options: LoraOptions) => NativeLora;
 }
 
 // ---- the same names at run time, checked against the interfaces by the compiler ----
@@ -391,12 +494,14 @@ export const ADDON_EXPORTS = [
   "dist",
   "rank",
   "logistic",
+  "fewshot",
   "debug",
   "Head",
   "ViLReF",
   "Trainer",
   "Segmenter",
   "Finetuner",
+  "Lora",
 ] as const;
 exactly<SameKeys<(typeof ADDON_EXPORTS)[number], keyof NativeAddon>>();
 
@@ -407,12 +512,14 @@ export const ADDON_NAMESPACES = {
   debug: ["echo", "addressOf", "torchError"],
   rank: ["targetRanks", "topK"],
   logistic: ["fit", "predict"],
+  fewshot: ["tipLogits", "tipGrid", "trainTipF", "trainClipAdapter", "clipAdapterLogits"],
 } as const;
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["losses"][number], keyof NativeLosses>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["dist"][number], keyof NativeDist>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["debug"][number], keyof NativeDebug>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["rank"][number], keyof NativeRank>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["logistic"][number], keyof NativeLogistic>>();
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["fewshot"][number], keyof NativeFewShot>>();
 
 /** Instance members (methods and accessors) of the addon's classes, and their static methods. */
 export const ADDON_CLASSES = {
@@ -442,6 +549,7 @@ export const ADDON_CLASSES = {
     static: [],
   },
   Finetuner: { instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps"], static: [] },
+  Lora: { instance: ["encodeImages", "stateDict", "loadStateDict", "merge", "config", "merged"], static: [] },
   "dist.ProcessGroup": {
     instance: ["allReduce", "allGather", "barrier", "rank", "worldSize", "backend", "timeoutMs"],
     static: [],
@@ -452,6 +560,7 @@ exactly<SameKeys<(typeof ADDON_CLASSES)["ViLReF"]["instance"][number], keyof Nat
 exactly<SameKeys<(typeof ADDON_CLASSES)["Trainer"]["instance"][number], keyof NativeTrainer>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Segmenter"]["instance"][number], keyof NativeSegmenter>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Finetuner"]["instance"][number], keyof NativeFinetuner>>();
+exactly<SameKeys<(typeof ADDON_CLASSES)["Lora"]["instance"][number], keyof NativeLora>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["dist.ProcessGroup"]["instance"][number], keyof ProcessGroup>>();
 exactly<
   SameKeys<(typeof ADDON_CLASSES)["Trainer"]["static"][number], Exclude<keyof NativeTrainerConstructor, "prototype">>

@@ -13,20 +13,22 @@
 #include <memory>
 
 #include "clip.h"
+#include "lora.h"
 #include "optim.h"
 
 namespace vilref {
 
 struct FinetunerOptions {
   int64_t classes = 1;
-  double lr = 1e-3, backboneLr = 1e-6, weightDecay = 0.001;
+  double lr = 1e-3, backboneLr = 1e-6, loraLr = 1e-3, weightDecay = 0.001;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   bool frozen = false;
 };
 
 struct FinetunerState {
   at::Tensor weight, bias;                // the head: [classes, width], [classes]
-  std::unique_ptr<NamedAdamW> optimizer;  // groups "head" and, unless frozen, "backbone"
+  std::unique_ptr<NamedAdamW> optimizer;  // groups "head" and "backbone" (unless frozen) or "lora"
+  std::shared_ptr<LoraSet> lora;          // with the `lora` option: the backbone is frozen, its adapters train
   int64_t steps = 0;
 };
 
@@ -43,7 +45,7 @@ class Finetuner : public Napi::ObjectWrap<Finetuner> {
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
 
-  Napi::ObjectReference modelRef_;
+  Napi::ObjectReference modelRef_, loraRef_;
   ViLReF* model_ = nullptr;
   FinetunerOptions options_;
   int64_t width_ = 0;

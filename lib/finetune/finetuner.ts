@@ -1,14 +1,22 @@
 /**
  * Finetuner: the released fine-tuning protocol on a ViLReF model — a linear head on the image
  * tower's pre-projection features, BCE with logits over multi-label targets, AdamW with backbone
- * lr 1e-6 and head lr 1e-3 (native/finetune.h). `frozen` keeps the backbone bit-identical.
+ * lr 1e-6 and head lr 1e-3 (native/finetune.h). `frozen` keeps the backbone bit-identical; `lora`
+ * trains low-rank adapters of the backbone instead of its weights.
  * Calls run on the model's queue: they see the model as the calls made before them left it.
  */
+import type { Lora } from "../adapt/lora.js";
 import { native } from "../native.js";
-import type { FinetunerOptions, NativeFinetuner, TensorData } from "../native.js";
+import type { FinetunerOptions as NativeFinetunerOptions, NativeFinetuner, TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
 
-export type { FinetunerOptions } from "../native.js";
+export interface FinetunerOptions extends Omit<NativeFinetunerOptions, "lora"> {
+  /**
+   * LoRA adapters on the same model (lib/adapt/lora.ts), not merged: the backbone is frozen, its
+   * weights stay bit-identical, and the factors train (lr `loraLr`) beside the head.
+   */
+  lora?: Lora;
+}
 export type FinetuneState = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>;
 
 export class Finetuner {
@@ -17,7 +25,12 @@ export class Finetuner {
 
   constructor(model: ViLReF, options: FinetunerOptions) {
     this.model = model;
-    this.#native = new (native().Finetuner)(model.nativeHandle, options);
+    const { lora, ...rest } = options;
+    if (lora && lora.model !== model) throw new RangeError("options.lora: the adapters belong to another model");
+    this.#native = new (native().Finetuner)(model.nativeHandle, {
+      ...rest,
+      ...(lora ? { lora: lora.nativeHandle } : {}),
+    });
   }
 
   get config() {
@@ -37,7 +50,7 @@ export class Finetuner {
     return this.#native.predict(images);
   }
 
-  /** Copies of `head.weight`, `head.bias` and, unless frozen, the backbone's `visual.*`. */
+  /** Copies of `head.weight`, `head.bias`, unless frozen the backbone's `visual.*`, with LoRA its factors `lora.*`. */
   stateDict(): Promise<FinetuneState> {
     return this.#native.stateDict();
   }
