@@ -141,4 +141,5 @@ export type { Overlay, ReportOptions, Reportable } from "./eval/report.js";
 export * from "./eval/adapters/index.js";
 export * from "./segment/index.js";
 export * from "./finetune/index.js";
+export * from "./adapt/index.js";
 export { registerSegment, registerFinetune } from "./cli/segment.js";
