@@ -88,3 +88,19 @@ test("a manifest without patient ids asked for patient-level metrics: an error n
   t.regex(e!.message, /patient id.*odir\.csv:3 \(sample 9R\).*patient_id/);
   t.throws(() => aggregatePatients(ml(samples), samples, [0, 0], "max"), { instanceOf: RangeError, message: /scores/ });
 });
+
+test("patientMetrics: the scored classes' columns of the label rows, counted per patient", async (t) => {
+  const { patientMetrics } = await import("../lib/adapt/patient.js");
+  const samples = [
+    eye("1L", "p1", { y: Float32Array.from([1, 0]) }, 2),
+    eye("1R", "p1", { y: Float32Array.from([0, 1]) }, 3),
+    eye("2L", "p2", { y: Float32Array.from([0, 0]) }, 4),
+  ];
+  // only "amd" scored: the patient labels are column 1 (p1 positive, p2 negative)
+  const r = patientMetrics(ml(samples), samples, ["amd"], [0.2, 0.9, 0.4], "max", { resamples: 0 });
+  t.is(r.n, 2);
+  t.is(r.patients, 2);
+  t.deepEqual(r.classes, ["amd"]);
+  t.is(r.perClass.amd!.positives, 1);
+  t.is(r.metrics.auc!.value, 1);
+});

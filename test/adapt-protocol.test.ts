@@ -204,3 +204,25 @@ test("vilref eval adapter --method lora writes the metrics, the predictions and 
   );
   t.is(bad, 2);
 });
+
+test("zero-shot and the probe report per-patient metrics; without patient ids it is an error naming the row", async (t) => {
+  const { zeroShot } = await import("../lib/eval/zeroshot.js");
+  const { linearProbe } = await import("../lib/eval/probe.js");
+  const model = ViLReF.create("tiny-vit", { seed: 5 });
+  const testSet = ds.samples.filter((s) => s.split === "test");
+  const patients = new Set(testSet.map((s) => s.patientId)).size;
+  const zs = await zeroShot(model, fakeText(model.config.embed_dim), ds, testSet, { resamples: 10, patient: "mean" });
+  t.is(zs.patient!.patients, patients);
+  t.deepEqual(zs.patient!.classes, zs.classes);
+  const pr = await linearProbe(model, ds, { resamples: 10, patient: "max", cGrid: [1], onWarning: () => {} });
+  t.is(pr.patient!.n, patients);
+  // the same set with the patient ids taken away
+  const anonymous = { ...ds, samples: ds.samples.map((s) => ({ ...s, patientId: null })) };
+  const noIds = anonymous.samples.filter((s) => s.split === "test");
+  await t.throwsAsync(
+    zeroShot(model, fakeText(model.config.embed_dim), anonymous, noIds, { resamples: 0, patient: "max" }),
+    {
+      message: /patient-level metrics need a patient id on every image: .*manifest\.jsonl:\d+ \(sample .*\) has none/,
+    },
+  );
+});

@@ -8,6 +8,9 @@
  */
 import type { EvalDataset, EvalSample } from "../eval/dataset.js";
 import { DatasetError } from "../eval/dataset.js";
+import { evaluateScores } from "../eval/evaluate.js";
+import type { MetricsReport } from "../eval/evaluate.js";
+import type { BootstrapOptions } from "../eval/metrics.js";
 import type { Targets } from "./adapters.js";
 
 export type PatientAggregation = "max" | "mean";
@@ -87,4 +90,54 @@ export function aggregatePatients(
     }
   });
   return { ...g, scores: out, n: g.patients.length, targets: patientTargets(ds, samples, g), ds };
+}
+
+/** Per-patient metrics, as a protocol's result carries them under `patient`. */
+export type PatientReport = MetricsReport & { aggregation: PatientAggregation; patients: number };
+
+/**
+ * Per-patient metrics of per-image scores [n, C] over `classes` (a subset of the dataset's, by
+ * name: the samples' label rows are taken at those columns). Multi-label scores are compared with
+ * `threshold`; single-label scores are probabilities (max or mean over eyes, then the argmax).
+ */
+export function patientMetrics(
+  ds: EvalDataset,
+  samples: readonly EvalSample[],
+  classes: readonly string[],
+  scores: ArrayLike<number>,
+  how: PatientAggregation,
+  boot: BootstrapOptions,
+  threshold = 0.5,
+): PatientReport {
+  const cols = classes.map((c) => ds.classes.indexOf(c));
+  const view: EvalDataset = { ...ds, classes: [...classes] };
+  const rows =
+    ds.task === "multilabel"
+      ? samples.map((s) => ({ ...s, ...(s.y ? { y: Float32Array.from(cols, (i) => s.y![i]!) } : {}) }))
+      : samples;
+  const agg = aggregatePatients(view, rows, scores, how);
+  const report =
+    agg.targets.kind === "multilabel"
+      ? evaluateScores(
+          {
+            task: "multilabel",
+            classes: view.classes,
+            scores: Float64Array.from(agg.scores),
+            n: agg.n,
+            y: agg.targets.y,
+            threshold,
+          },
+          boot,
+        )
+      : evaluateScores(
+          {
+            task: ds.task,
+            classes: view.classes,
+            scores: Float64Array.from(agg.scores),
+            n: agg.n,
+            targets: agg.targets.t,
+          },
+          boot,
+        );
+  return { ...report, aggregation: how, patients: agg.n };
 }

@@ -14,14 +14,23 @@ import { loraFewShot } from "../adapt/lora-fewshot.js";
 import type { LoraFewShotResult } from "../adapt/lora-fewshot.js";
 import { LORA_TARGET_GROUPS } from "../adapt/lora.js";
 import type { LoraTargetGroup } from "../adapt/lora.js";
-import { PATIENT_AGGREGATIONS } from "../adapt/patient.js";
 import type { PatientAggregation } from "../adapt/patient.js";
 import { formatReport } from "../eval/evaluate.js";
 import { textEncoder, tokenizerFor } from "../eval/features.js";
 import { atomicWriteFileSync } from "../io/atomic.js";
 import { addCommonOptions, imageOptions, loadEvalData, loadModel, writeOutputs } from "./eval.js";
 import type { CommonOptions } from "./eval.js";
-import { contextLengthOption, examples, float, int, list, lrOption, UsageError, vocabOption } from "./options.js";
+import {
+  contextLengthOption,
+  examples,
+  float,
+  int,
+  list,
+  lrOption,
+  patientOption,
+  UsageError,
+  vocabOption,
+} from "./options.js";
 
 export const ADAPTER_METHODS = [...FEATURE_ADAPTERS, "lora"] as const;
 export type AdapterMethod = FeatureAdapter | "lora";
@@ -79,11 +88,7 @@ function addAdapterOptions(cmd: Command): Command {
       "attention",
     )
     .option("--save-adapters <file>", "lora: write the first draw's adapters alone as safetensors")
-    .addOption(
-      new Option("--patient <how>", "also report per-patient metrics (max or mean over the eyes)").choices(
-        PATIENT_AGGREGATIONS,
-      ),
-    )
+    .addOption(patientOption())
     .option("--predictions <file>", "write the first draw's test scores, one JSON line per image");
 }
 
