@@ -50,6 +50,27 @@ export interface CudaInfo {
   devices: CudaDevice[];
 }
 
+/** The CUDA caching allocator's counters for one device, in bytes (all 0 on "cpu" or without CUDA). */
+export interface CudaMemory {
+  /** Bytes held by live tensors. */
+  allocated: number;
+  /** Bytes the allocator holds from the driver (allocated + cached free blocks). */
+  reserved: number;
+  peakAllocated: number;
+  peakReserved: number;
+}
+
+/** Where a trainer's tensors live ("cpu", "cuda:0", ...; "mixed" if they are on several devices). */
+export interface TrainerDevices {
+  parameters: string;
+  momentum: string;
+  queue: string;
+  /** AdamW's moments; null before the first step. */
+  optimizer: string | null;
+  /** The last step's loss tensor; null before the first step. */
+  loss: string | null;
+}
+
 export interface BlasLibrary {
   path: string;
   realPath: string;
@@ -71,6 +92,8 @@ export interface HeadConfig {
 }
 
 export interface NativeHead {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   forward(input: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
   stateDict(): Promise<Record<string, TensorData<Float32Array>>>;
   loadStateDict(state: Record<string, TensorData<Float32Array>>): Promise<void>;
@@ -119,6 +142,8 @@ export interface SegmentBatch {
 }
 
 export interface NativeSegmenter {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   step(
     batch: SegmentBatch,
     options?: { lr?: number; backboneLr?: number },
@@ -153,6 +178,8 @@ export interface FinetunerOptions {
 }
 
 export interface NativeFinetuner {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   step(batch: { images: TensorData<Float32Array>; labels: TensorData<Float32Array> }): Promise<{ loss: number }>;
   /** [N, 3, R, R] → probabilities [N, classes]. */
   predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
@@ -193,6 +220,8 @@ export interface NativeLora {
   merge(): Promise<void>;
   readonly config: { rank: number; alpha: number; scale: number; targets: string[]; parameters: number };
   readonly merged: boolean;
+  /** Frees the factors after the calls queued on the model; a Finetuner using them then refuses to run. */
+  dispose(): Promise<void>;
 }
 
 /** Multi-label ("multilabel": targets [n, C] of 0/1/NaN) or single-label ("single": int32 class indices [n]). */
@@ -284,6 +313,8 @@ export interface CpuCacheStats {
 }
 
 export interface NativeViLReF {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   encodeImages(images: TensorData, options?: EncodeOptions): Promise<TensorData>;
   encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options?: EncodeOptions): Promise<TensorData>;
   similarity(image: TensorData, text: TensorData): Promise<TensorData>;
@@ -305,11 +336,15 @@ export interface NativeViLReFConstructor {
 }
 
 export interface NativeTrainer {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   step(batch: TrainBatch, options?: { lr?: number }): Promise<StepResult>;
   queueState(): Promise<QueueState>;
   momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
   exportState(): Promise<TrainerStateRecord>;
   importState(state: TrainerStateRecord): Promise<void>;
+  /** Where the online and momentum weights, the queue, the optimizer state and the loss live. */
+  devices(): Promise<TrainerDevices>;
   readonly skipped: number;
 }
 
@@ -448,6 +483,12 @@ export interface NativeAddon {
   getNumThreads(): number;
   cuda(): CudaInfo;
   blas(): NativeBlasInfo;
+  /** The CUDA caching allocator's counters for `device` ("cuda", "cuda:N"; "cpu" gives zeros). */
+  cudaMemory(device: string): CudaMemory;
+  /** Starts the peaks of cudaMemory(device) again from the current values. */
+  resetCudaPeakMemory(device: string): void;
+  /** Returns the CUDA caching allocator's unused blocks to the driver. */
+  emptyCudaCache(): void;
   /**
    * Reads a released PyTorch `.pt` checkpoint (bytes): the archive, its CRCs and sizes, the pickle and
    * every tensor against its storage are checked before LibTorch's restricted unpickler builds
@@ -489,6 +530,9 @@ export const ADDON_EXPORTS = [
   "getNumThreads",
   "cuda",
   "blas",
+  "cudaMemory",
+  "resetCudaPeakMemory",
+  "emptyCudaCache",
   "importTorchCheckpoint",
   "losses",
   "dist",
@@ -523,7 +567,7 @@ exactly<SameKeys<(typeof ADDON_NAMESPACES)["fewshot"][number], keyof NativeFewSh
 
 /** Instance members (methods and accessors) of the addon's classes, and their static methods. */
 export const ADDON_CLASSES = {
-  Head: { instance: ["forward", "stateDict", "loadStateDict", "config", "pending"], static: [] },
+  Head: { instance: ["forward", "stateDict", "loadStateDict", "config", "pending", "dispose"], static: [] },
   ViLReF: {
     instance: [
       "encodeImages",
@@ -537,21 +581,37 @@ export const ADDON_CLASSES = {
       "device",
       "dtype",
       "pending",
+      "dispose",
     ],
     static: [],
   },
   Trainer: {
-    instance: ["step", "queueState", "momentumStateDict", "exportState", "importState", "skipped"],
+    instance: [
+      "step",
+      "queueState",
+      "momentumStateDict",
+      "exportState",
+      "importState",
+      "devices",
+      "skipped",
+      "dispose",
+    ],
     static: ["lossScalerUpdate"],
   },
   Segmenter: {
-    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "pending"],
+    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "pending", "dispose"],
     static: [],
   },
-  Finetuner: { instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps"], static: [] },
-  Lora: { instance: ["encodeImages", "stateDict", "loadStateDict", "merge", "config", "merged"], static: [] },
+  Finetuner: {
+    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "dispose"],
+    static: [],
+  },
+  Lora: {
+    instance: ["encodeImages", "stateDict", "loadStateDict", "merge", "config", "merged", "dispose"],
+    static: [],
+  },
   "dist.ProcessGroup": {
-    instance: ["allReduce", "allGather", "barrier", "rank", "worldSize", "backend", "timeoutMs"],
+    instance: ["allReduce", "allGather", "barrier", "rank", "worldSize", "backend", "timeoutMs", "dispose"],
     static: [],
   },
 } as const;
@@ -561,7 +621,9 @@ exactly<SameKeys<(typeof ADDON_CLASSES)["Trainer"]["instance"][number], keyof Na
 exactly<SameKeys<(typeof ADDON_CLASSES)["Segmenter"]["instance"][number], keyof NativeSegmenter>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Finetuner"]["instance"][number], keyof NativeFinetuner>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Lora"]["instance"][number], keyof NativeLora>>();
-exactly<SameKeys<(typeof ADDON_CLASSES)["dist.ProcessGroup"]["instance"][number], keyof ProcessGroup>>();
+exactly<
+  SameKeys<(typeof ADDON_CLASSES)["dist.ProcessGroup"]["instance"][number], Extract<keyof ProcessGroup, string>>
+>();
 exactly<
   SameKeys<(typeof ADDON_CLASSES)["Trainer"]["static"][number], Exclude<keyof NativeTrainerConstructor, "prototype">>
 >();

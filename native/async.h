@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -95,6 +96,28 @@ class SerialQueue {
   void Finished();
   std::deque<TaskWorker*> waiting_;
   bool running_ = false;
+};
+
+// dispose() for every object that owns tensors (model, trainer, segmenter, finetuner, head, process
+// group), so that memory does not wait for the garbage collector. A Disposal holds the flag and the
+// public class name: Check() first in every method makes a call after dispose() fail with
+// "<Class> was disposed", and Dispose() queues the release behind the calls already made on `queue`
+// (they finish first), then hands the freed CPU blocks back to the system (allocator.h; on CUDA the
+// tensors go back to LibTorch's caching allocator). Main thread only, except `release`.
+class Disposal {
+ public:
+  explicit Disposal(std::string name) : name_(std::move(name)) {}
+  bool disposed() const { return disposed_; }
+  const std::string& name() const { return name_; }
+  // Throws Error("<name> was disposed; ...") once Dispose() has been called.
+  void Check() const;
+  // Marks the object disposed and returns a promise that resolves once `release` has run on a
+  // worker thread, after every task queued before it. A second call resolves at once.
+  Napi::Promise Dispose(Napi::Env env, Napi::Object owner, SerialQueue& queue, std::function<void()> release);
+
+ private:
+  std::string name_;
+  bool disposed_ = false;
 };
 
 // Runs a task with no ordering constraint (free functions).

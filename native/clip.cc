@@ -1,7 +1,5 @@
 #include "clip.h"
 
-#include <torch/csrc/autograd/profiler_legacy.h>
-
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -9,6 +7,7 @@
 
 #include "bridge.h"
 #include "nn.h"
+#include "profile.h"
 #include "resnet.h"
 #include "vit.h"
 
@@ -132,8 +131,7 @@ std::unique_ptr<Task> EncodeTask(Body body) {
     torch::NoGradGuard noGrad;
     if (const char* dir = std::getenv("VILREF_PROFILE")) {
       static std::atomic<int> counter{0};
-      torch::autograd::profiler::RecordProfile profile(std::string(dir) + "/encode-" + std::to_string(counter++) +
-                                                       ".json");
+      ProfileScope profile(std::string(dir) + "/encode-" + std::to_string(counter++) + ".json");
       return PrepareForJs(body());
     }
     return PrepareForJs(body());
@@ -165,7 +163,9 @@ ViLReF* ViLReF::From(const Napi::Value& value, const std::string& name) {
   if (!g_modelConstructor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_modelConstructor->Value())) {
     ThrowTypeError(name + ": expected a ViLReF model");
   }
-  return ViLReF::Unwrap(value.As<Napi::Object>());
+  ViLReF* model = ViLReF::Unwrap(value.As<Napi::Object>());
+  model->CheckAlive();
+  return model;
 }
 
 Napi::Function ViLReF::Define(Napi::Env env) {
@@ -183,6 +183,7 @@ Napi::Function ViLReF::Define(Napi::Env env) {
                       InstanceAccessor<&ViLReF::GetDevice>("device"),
                       InstanceAccessor<&ViLReF::GetDtype>("dtype"),
                       InstanceAccessor<&ViLReF::GetPending>("pending"),
+                      InstanceMethod<&ViLReF::Dispose>("dispose"),
                   });
   if (!g_modelConstructor) g_modelConstructor = new Napi::FunctionReference(Napi::Persistent(constructor));
   return constructor;
@@ -254,6 +255,7 @@ void ViLReF::RefreshParams() {
 Napi::Value ViLReF::EncodeImages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     const int64_t r = config_.imageResolution;
     JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, r, r}, false, true});
     bool pre = WantPreProjection(info, 1);
@@ -283,6 +285,7 @@ JsTensor ViLReF::ReadTextIds(const Napi::Value& value, const std::string& name, 
 Napi::Value ViLReF::EncodeTexts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     JsTensor ids = ReadTextIds(info[0], "ids");
     bool pre = WantPreProjection(info, 1);
     auto net = net_;
@@ -297,6 +300,7 @@ Napi::Value ViLReF::EncodeTexts(const Napi::CallbackInfo& info) {
 Napi::Value ViLReF::Similarity(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     JsTensor image = ReadTensor(info[0], TensorSpec{"imageFeatures", {at::kFloat}, {-1, -1}, false, true});
     JsTensor text =
         ReadTensor(info[1], TensorSpec{"textFeatures", {at::kFloat}, {-1, image.tensor.size(1)}, false, true});
@@ -310,13 +314,17 @@ Napi::Value ViLReF::Similarity(const Napi::CallbackInfo& info) {
 
 Napi::Value ViLReF::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), MakeStateDictTask(net_)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
+    return queue_.Submit(env, Value(), MakeStateDictTask(net_));
+  });
 }
 
 // loadStateDict({ name: {data, shape[, dtype]} }, { strict = true }) → { missing, unexpected }
 Napi::Value ViLReF::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
     const bool strict = StrictOption(info, 1);
     auto dict = info[0].As<Napi::Object>();
@@ -358,6 +366,10 @@ Napi::Value ViLReF::LoadStateDict(const Napi::CallbackInfo& info) {
 
 Napi::Value ViLReF::Parameters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Guard(env, [&] {
+    disposal_.Check();
+    return 0;
+  });
   Napi::Array out = Napi::Array::New(env, params_.size());
   for (uint32_t i = 0; i < params_.size(); ++i) {
     Napi::Object o = Napi::Object::New(env);
@@ -375,6 +387,7 @@ Napi::Value ViLReF::Parameters(const Napi::CallbackInfo& info) {
 Napi::Value ViLReF::ResizePositionalEmbedding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     int64_t resolution = ReadInteger(info[0], "resolution", 1, 1 << 14);
     int64_t multiple = config_.IsResNet() ? 32 : config_.visionPatchSize;
     if (resolution % multiple != 0)
@@ -426,6 +439,12 @@ Napi::Value ViLReF::GetDtype(const Napi::CallbackInfo& info) {
 }
 Napi::Value ViLReF::GetPending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
+
+// dispose(): the weights are freed after the calls already queued (trainers and fine-tuners on this
+// model queue theirs here too); later calls reject.
+Napi::Value ViLReF::Dispose(const Napi::CallbackInfo& info) {
+  return disposal_.Dispose(info.Env(), Value(), queue_, [this] { net_.reset(); });
 }
 
 }  // namespace vilref

@@ -60,6 +60,9 @@ class ViLReF : public Napi::ObjectWrap<ViLReF> {
   // Reads token ids [rows, L] (rows -1: any) for the text tower, checked before LibTorch indexes
   // with them: L within the model's positions, every id inside the vocabulary; errors name `name`.
   JsTensor ReadTextIds(const Napi::Value& value, const std::string& name, int64_t rows = -1) const;
+  // Throws "ViLReF was disposed" once dispose() was called (objects working on the model check it
+  // before touching net()).
+  void CheckAlive() const { disposal_.Check(); }
 
  private:
   Napi::Value EncodeImages(const Napi::CallbackInfo& info);
@@ -73,6 +76,7 @@ class ViLReF : public Napi::ObjectWrap<ViLReF> {
   Napi::Value GetDevice(const Napi::CallbackInfo& info);
   Napi::Value GetDtype(const Napi::CallbackInfo& info);
   Napi::Value GetPending(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   void RefreshParams();
 
@@ -82,6 +86,7 @@ class ViLReF : public Napi::ObjectWrap<ViLReF> {
   at::ScalarType dtype_ = at::kFloat;
   std::vector<ParamInfo> params_;  // names, shapes, dtypes as of the last task that changed them
   SerialQueue queue_;
+  Disposal disposal_{"ViLReF"};
 };
 
 }  // namespace vilref

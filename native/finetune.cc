@@ -70,6 +70,7 @@ std::shared_ptr<LoraSet> ReadLora(const Napi::Object& o, ViLReF* model) {
   if (v.IsUndefined()) return nullptr;
   Lora* lora = Lora::From(v, "options.lora");
   if (lora->model() != model) ThrowRangeError("options.lora: the adapters belong to another model");
+  if (lora->set()->released()) ThrowRangeError("options.lora: the adapters were disposed");
   if (lora->set()->merged()) ThrowRangeError("options.lora: the adapters are merged into the model already");
   return lora->set();
 }
@@ -85,6 +86,7 @@ Napi::Function Finetuner::Define(Napi::Env env) {
                          InstanceMethod<&Finetuner::LoadStateDict>("loadStateDict"),
                          InstanceAccessor<&Finetuner::GetConfig>("config"),
                          InstanceAccessor<&Finetuner::GetSteps>("steps"),
+                         InstanceMethod<&Finetuner::Dispose>("dispose"),
                      });
 }
 
@@ -141,6 +143,7 @@ Finetuner::Finetuner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Finetune
 Napi::Value Finetuner::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject()) ThrowTypeError("batch: expected { images, labels }");
     auto b = info[0].As<Napi::Object>();
     const int64_t r = model_->config().imageResolution;
@@ -169,6 +172,7 @@ Napi::Value Finetuner::Step(const Napi::CallbackInfo& info) {
 Napi::Value Finetuner::Predict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     const int64_t r = model_->config().imageResolution;
     JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, r, r}, false, true});
     return model_->queue().Submit(env, Value(),
@@ -185,6 +189,7 @@ Napi::Value Finetuner::Predict(const Napi::CallbackInfo& info) {
 Napi::Value Finetuner::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     return model_->queue().Submit(env, Value(),
                                   MakeNamedTask([net = model_->net(), state = state_, withBackbone = !options_.frozen] {
                                     std::vector<std::pair<std::string, at::Tensor>> out;
@@ -205,6 +210,7 @@ Napi::Value Finetuner::StateDict(const Napi::CallbackInfo& info) {
 Napi::Value Finetuner::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
     auto dict = info[0].As<Napi::Object>();
     std::map<std::string, std::pair<std::vector<int64_t>, bool>> expected;  // shape, floating
@@ -260,6 +266,25 @@ Napi::Value Finetuner::GetConfig(const Napi::CallbackInfo& info) {
 
 Napi::Value Finetuner::GetSteps(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(state_->steps));
+}
+
+// dispose(): the head and its optimizer state are freed after the calls already queued on the model
+// (the model itself stays).
+Napi::Value Finetuner::Dispose(const Napi::CallbackInfo& info) {
+  std::shared_ptr<FinetunerState> state = state_;
+  return disposal_.Dispose(info.Env(), Value(), model_->queue(), [state] {
+    state->optimizer.reset();
+    state->lora.reset();
+    state->weight = at::Tensor();
+    state->bias = at::Tensor();
+  });
+}
+
+void Finetuner::CheckAlive() const {
+  disposal_.Check();
+  model_->CheckAlive();
+  if (state_->lora && state_->lora->released())
+    throw BoundaryError(ErrorKind::Error, "Finetuner: its LoRA adapters (options.lora) were disposed");
 }
 
 }  // namespace vilref

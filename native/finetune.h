@@ -44,12 +44,15 @@ class Finetuner : public Napi::ObjectWrap<Finetuner> {
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  void CheckAlive() const;  // this finetuner and its model are not disposed
 
   Napi::ObjectReference modelRef_, loraRef_;
   ViLReF* model_ = nullptr;
   FinetunerOptions options_;
   int64_t width_ = 0;
   std::shared_ptr<FinetunerState> state_;
+  Disposal disposal_{"Finetuner"};
 };
 
 }  // namespace vilref

@@ -42,6 +42,7 @@ Napi::Function Head::Define(Napi::Env env) {
                          InstanceMethod<&Head::LoadStateDict>("loadStateDict"),
                          InstanceAccessor<&Head::GetConfig>("config"),
                          InstanceAccessor<&Head::GetPending>("pending"),
+                         InstanceMethod<&Head::Dispose>("dispose"),
                      });
 }
 
@@ -82,6 +83,7 @@ Head::Head(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Head>(info) {
 Napi::Value Head::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     JsTensor input = ReadTensor(info[0], TensorSpec{"input", {at::kFloat}, {-1, widths_.front()}, false, true});
     return queue_.Submit(env, Value(), MakeTensorTask([input = std::move(input), params = &params_, act = activation_] {
                            return RunLayers(input.tensor, *params, act);
@@ -92,6 +94,7 @@ Napi::Value Head::Forward(const Napi::CallbackInfo& info) {
 Napi::Value Head::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     return queue_.Submit(env, Value(), MakeNamedTask([params = &params_] {
                            std::vector<std::pair<std::string, at::Tensor>> out;
                            for (size_t i = 0; i < params->size(); ++i)
@@ -105,6 +108,7 @@ Napi::Value Head::StateDict(const Napi::CallbackInfo& info) {
 Napi::Value Head::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
     auto dict = info[0].As<Napi::Object>();
     const size_t count = 2 * (widths_.size() - 1);
@@ -148,6 +152,11 @@ Napi::Value Head::GetConfig(const Napi::CallbackInfo& info) {
 
 Napi::Value Head::GetPending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
+
+// dispose(): the parameters are freed after the calls already queued.
+Napi::Value Head::Dispose(const Napi::CallbackInfo& info) {
+  return disposal_.Dispose(info.Env(), Value(), queue_, [this] { std::vector<at::Tensor>().swap(params_); });
 }
 
 }  // namespace vilref

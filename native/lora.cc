@@ -102,7 +102,8 @@ NamedTensors LoraSet::Factors() const {
 
 int64_t LoraSet::ParameterCount() const {
   int64_t n = 0;
-  for (const auto& t : targets_) n += t.a.numel() + t.b.numel();
+  for (const auto& t : targets_)
+    if (t.a.defined()) n += t.a.numel() + t.b.numel();
   return n;
 }
 
@@ -111,6 +112,14 @@ void LoraSet::Merge() {
   torch::NoGradGuard noGrad;
   for (auto& t : targets_) t.base.add_(Delta(t));
   merged_ = true;
+}
+
+void LoraSet::Release() {
+  released_ = true;
+  for (auto& t : targets_) {
+    t.a = at::Tensor();
+    t.b = at::Tensor();
+  }
 }
 
 LoraScope::LoraScope(LoraSet& set, bool train) : set_(set) {
@@ -160,6 +169,7 @@ Napi::Function Lora::Define(Napi::Env env) {
                                                InstanceMethod<&Lora::Merge>("merge"),
                                                InstanceAccessor<&Lora::GetConfig>("config"),
                                                InstanceAccessor<&Lora::GetMerged>("merged"),
+                                               InstanceMethod<&Lora::Dispose>("dispose"),
                                            });
   if (!g_loraConstructor) g_loraConstructor = new Napi::FunctionReference(Napi::Persistent(constructor));
   return constructor;
@@ -186,6 +196,7 @@ Lora::Lora(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Lora>(info) {
 Napi::Value Lora::EncodeImages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     const int64_t r = model_->config().imageResolution;
     JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, r, r}, false, true});
     const bool pre = ReadPreProjection(info, 1);
@@ -203,6 +214,7 @@ Napi::Value Lora::EncodeImages(const Napi::CallbackInfo& info) {
 Napi::Value Lora::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     return model_->queue().Submit(env, Value(), MakeNamedTask([set = set_] {
                                     NamedTensors out;
                                     for (auto& [name, t] : set->Factors())
@@ -216,6 +228,7 @@ Napi::Value Lora::StateDict(const Napi::CallbackInfo& info) {
 Napi::Value Lora::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
     if (set_->merged()) ThrowRangeError("loadStateDict: the adapters are merged into the model already");
     auto dict = info[0].As<Napi::Object>();
@@ -242,6 +255,7 @@ Napi::Value Lora::LoadStateDict(const Napi::CallbackInfo& info) {
 Napi::Value Lora::Merge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (set_->merged()) ThrowRangeError("merge: the adapters are merged into the model already");
     return model_->queue().Submit(env, Value(), MakeVoidTask([set = set_] { set->Merge(); }));
   });
@@ -262,5 +276,17 @@ Napi::Value Lora::GetConfig(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Lora::GetMerged(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), set_->merged()); }
+
+// dispose(): the factors are freed after the calls already queued on the model (the model stays;
+// merged updates stay in its weights).
+Napi::Value Lora::Dispose(const Napi::CallbackInfo& info) {
+  std::shared_ptr<LoraSet> set = set_;
+  return disposal_.Dispose(info.Env(), Value(), model_->queue(), [set] { set->Release(); });
+}
+
+void Lora::CheckAlive() const {
+  disposal_.Check();
+  model_->CheckAlive();
+}
 
 }  // namespace vilref

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "async.h"
 #include "clip.h"
 #include "optim.h"
 
@@ -59,12 +60,16 @@ class LoraSet {
   int64_t ParameterCount() const;
   // W += ΔW for every target, once.
   void Merge();
+  // Frees the factors (dispose()); a finetuner holding the set then refuses to run.
+  void Release();
+  bool released() const { return released_.load(); }
 
  private:
   std::shared_ptr<ViLReFNet> net_;
   LoraOptions options_;
   std::vector<LoraTarget> targets_;
   std::atomic<bool> merged_{false};  // set on a worker, read on the main thread
+  std::atomic<bool> released_{false};
 };
 
 // Points every target's slot at W.detach() + ΔW while alive (nothing once merged). With `train`,
@@ -104,10 +109,13 @@ class Lora : public Napi::ObjectWrap<Lora> {
   Napi::Value Merge(const Napi::CallbackInfo& info);
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
   Napi::Value GetMerged(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  void CheckAlive() const;  // these adapters and their model are not disposed
 
   Napi::ObjectReference modelRef_;
   ViLReF* model_ = nullptr;
   std::shared_ptr<LoraSet> set_;
+  Disposal disposal_{"Lora"};
 };
 
 }  // namespace vilref

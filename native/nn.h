@@ -13,8 +13,15 @@
 namespace vilref {
 
 // LayerNorm in float32 whatever the activations' dtype, as the released LayerNorm subclass does.
+// CUDA's kernel reads bfloat16/float16 inputs and computes in float32 itself (statistics and the
+// affine step), rounding once at the end: the same result without two full passes of casts.
 inline at::Tensor LayerNormF32(const at::Tensor& x, const torch::nn::LayerNorm& ln) {
   const auto& o = ln->options;
+  if (x.is_cuda() && (x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf)) {
+    at::Tensor w = ln->weight.defined() ? ln->weight.to(x.scalar_type()) : at::Tensor();
+    at::Tensor b = ln->bias.defined() ? ln->bias.to(x.scalar_type()) : at::Tensor();
+    return at::layer_norm(x, o.normalized_shape(), w, b, o.eps());
+  }
   at::Tensor w = ln->weight.defined() ? ln->weight.to(at::kFloat) : at::Tensor();
   at::Tensor b = ln->bias.defined() ? ln->bias.to(at::kFloat) : at::Tensor();
   return at::layer_norm(x.to(at::kFloat), o.normalized_shape(), w, b, o.eps()).to(x.scalar_type());

@@ -15,6 +15,8 @@
 
 #include <torch/torch.h>
 
+#include "multitensor.h"
+
 #include <memory>
 #include <string>
 #include <utility>
@@ -49,7 +51,9 @@ class NamedAdamW {
   // Sets the learning rate of every group.
   void SetLr(double lr);
   void ZeroGrad() { optimizer_->zero_grad(); }
-  void Step() { optimizer_->step(); }
+  // LibTorch's AdamW step as multi-tensor ops (native/multitensor.h): the same arithmetic, one
+  // launch per op for ~100 tensors on CUDA
+  void Step() { ForeachAdamWStep(*optimizer_); }
   // The LibTorch optimiser (its per-parameter state, for checkpoints).
   torch::optim::AdamW& Torch() { return *optimizer_; }
   // Names of the groups, in the optimiser's order (`x` and `x.no_decay` for each added group).

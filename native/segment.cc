@@ -193,6 +193,7 @@ Napi::Function Segmenter::Define(Napi::Env env) {
                          InstanceAccessor<&Segmenter::GetConfig>("config"),
                          InstanceAccessor<&Segmenter::GetSteps>("steps"),
                          InstanceAccessor<&Segmenter::GetPending>("pending"),
+                         InstanceMethod<&Segmenter::Dispose>("dispose"),
                      });
 }
 
@@ -242,6 +243,7 @@ Segmenter::Segmenter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Segmente
 Napi::Value Segmenter::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     if (!info[0].IsObject()) ThrowTypeError("batch: expected { images, targets, weights? }");
     auto b = info[0].As<Napi::Object>();
     const int64_t t = config_.tile;
@@ -282,6 +284,7 @@ Napi::Value Segmenter::Step(const Napi::CallbackInfo& info) {
 Napi::Value Segmenter::Predict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     const int64_t t = config_.tile;
     JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, t, t}, false, true});
     if (images.tensor.size(0) < 1) ThrowRangeError("images: empty batch");
@@ -295,8 +298,10 @@ Napi::Value Segmenter::Predict(const Napi::CallbackInfo& info) {
 
 Napi::Value Segmenter::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env,
-                      [&]() -> Napi::Value { return queue_.Submit(env, Value(), MakeStateDictTask(state_->net)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
+    return queue_.Submit(env, Value(), MakeStateDictTask(state_->net));
+  });
 }
 
 // loadStateDict({ name: {data, shape} }, { strict = true }) → { missing, unexpected }. A
@@ -304,6 +309,7 @@ Napi::Value Segmenter::StateDict(const Napi::CallbackInfo& info) {
 Napi::Value Segmenter::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
     const bool strict = StrictOption(info, 1);
     auto dict = info[0].As<Napi::Object>();
@@ -372,6 +378,15 @@ Napi::Value Segmenter::GetSteps(const Napi::CallbackInfo& info) {
 }
 Napi::Value Segmenter::GetPending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
+
+// dispose(): network and optimizer state are freed after the calls already queued.
+Napi::Value Segmenter::Dispose(const Napi::CallbackInfo& info) {
+  std::shared_ptr<SegmenterState> state = state_;
+  return disposal_.Dispose(info.Env(), Value(), queue_, [state] {
+    state->optimizer.reset();
+    state->net.reset();
+  });
 }
 
 }  // namespace vilref

@@ -65,12 +65,14 @@ class Segmenter : public Napi::ObjectWrap<Segmenter> {
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
   Napi::Value GetPending(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   SegmenterConfig config_;
   SegmenterOptions options_;
   std::shared_ptr<SegmenterState> state_;  // read and written only by tasks on queue_
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes_;
   SerialQueue queue_;
+  Disposal disposal_{"Segmenter"};
 };
 
 }  // namespace vilref

@@ -9,6 +9,7 @@
 
 #include "async.h"
 #include "bridge.h"
+#include "multitensor.h"
 #include "nn.h"
 
 namespace vilref {
@@ -181,9 +182,11 @@ void StepTask::Execute() {
       }
     }
   }
-  LossTerms terms = options_.wscl ? Wscl(U, V, Y, s.queue->Image().to(device_), s.queue->Text().to(device_),
-                                         s.queue->Labels().to(device_), net_->logit_scale.to(at::kFloat), options_.loss)
+  // the queue lives on the model's device: no copy to or from the host in a step
+  LossTerms terms = options_.wscl ? Wscl(U, V, Y, s.queue->Image(), s.queue->Text(), s.queue->Labels(),
+                                         net_->logit_scale.to(at::kFloat), options_.loss)
                                   : Clip(U, V, net_->logit_scale.to(at::kFloat));
+  s.lossDevice = terms.loss.device().str();
   loss_ = terms.loss.item<double>();  // the global batch's loss: the same on every rank
   s.optimizer->ZeroGrad();
   if (!std::isfinite(loss_)) {
@@ -208,11 +211,12 @@ void StepTask::Execute() {
     }
     if (scaled) {
       torch::NoGradGuard noGrad;
-      for (auto& p : params) p.mutable_grad().div_(lossScale_);
+      std::vector<at::Tensor> grads;
+      for (auto& p : params) grads.push_back(p.grad());
+      at::_foreach_div_(grads, lossScale_);  // one launch on CUDA
     }
-    gradNorm_ = options_.gradClip > 0
-                    ? torch::nn::utils::clip_grad_norm_(params, options_.gradClip)
-                    : torch::nn::utils::clip_grad_norm_(params, std::numeric_limits<double>::infinity());
+    gradNorm_ = ForeachClipGradNorm(
+        params, options_.gradClip > 0 ? options_.gradClip : std::numeric_limits<double>::infinity());
     // float16: an overflowed gradient halves the scale and skips the update (the batch is still enqueued)
     overflow_ = scaled && !s.scaler.Update(std::isfinite(gradNorm_));
     if (!overflow_) {
@@ -228,7 +232,7 @@ void StepTask::Execute() {
   net_->eval();
   logitScale_ = net_->logit_scale.item<double>();
   // 4. enqueue the (global) batch's momentum features and labels
-  if (s.queue->size() > 0 && !skipped_) s.queue->Enqueue(MU.cpu(), MV.cpu(), Y.cpu());
+  if (s.queue->size() > 0 && !skipped_) s.queue->Enqueue(MU, MV, Y);
   queueValid_ = s.queue->valid();
   if (comm) std::tie(gatherSeconds_, reduceSeconds_) = comm->TakeSeconds();
 }
@@ -241,7 +245,9 @@ Napi::Function Trainer::Define(Napi::Env env) {
                          InstanceMethod<&Trainer::MomentumStateDict>("momentumStateDict"),
                          InstanceMethod<&Trainer::ExportState>("exportState"),
                          InstanceMethod<&Trainer::ImportState>("importState"),
+                         InstanceMethod<&Trainer::Devices>("devices"),
                          InstanceAccessor<&Trainer::GetSkipped>("skipped"),
+                         InstanceMethod<&Trainer::Dispose>("dispose"),
                          StaticMethod<&Trainer::LossScalerUpdate>("lossScalerUpdate"),
                      });
 }
@@ -344,7 +350,8 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
         AdamWSettings{options_.beta1, options_.beta2, options_.eps, options_.weightDecay, /*decayEmbeddings=*/true});
     optimizer->AddGroup("model", options_.lr, trainable);
     optimizer->Build();
-    auto queue = std::make_unique<FeatureQueue>(options_.queueSize, model_->config().embedDim, options_.labelDim);
+    auto queue = std::make_unique<FeatureQueue>(options_.queueSize, model_->config().embedDim, options_.labelDim,
+                                                model_->device());
     state_ = std::make_shared<TrainerState>();
     state_->momentum = momentum;
     state_->optimizer = std::move(optimizer);
@@ -362,6 +369,7 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
 Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject()) ThrowTypeError("batch: expected { images, ids, labels }");
     auto b = info[0].As<Napi::Object>();
     const auto& c = model_->config();
@@ -414,7 +422,7 @@ Napi::Value ResolveQueue(Napi::Env env, const QueueSnapshot& q) {
   return o;
 }
 
-std::string OptimKey(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+OptimizerStateKey OptimKey(const at::Tensor& p) { return OptimizerKey(p); }
 
 // Everything a resumed run needs besides the model's weights, as named tensors:
 // momentum.<name>, optim.<name>.{exp_avg,exp_avg_sq,step}, queue.{image,text,labels,position},
@@ -465,7 +473,7 @@ void ImportTrainerState(ViLReFNet& net, TrainerState& s, const std::map<std::str
   plan("queue.image", s.queue->image());
   plan("queue.text", s.queue->text());
   plan("queue.labels", s.queue->labels());
-  std::vector<std::pair<std::string, std::unique_ptr<torch::optim::AdamWParamState>>> optim;
+  std::vector<std::pair<OptimizerStateKey, std::unique_ptr<torch::optim::AdamWParamState>>> optim;
   for (auto& p : net.named_parameters()) {
     const std::string base = "optim." + p.key();
     if (!in.count(base + ".step")) continue;  // never stepped (e.g. frozen)
@@ -514,6 +522,7 @@ void ImportTrainerState(ViLReFNet& net, TrainerState& s, const std::map<std::str
 Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     return model_->queue().Submit(env, Value(), MakeNamedTask([net = model_->net(), state = state_] {
                                     return ExportTrainerState(*net, *state);
                                   }));
@@ -524,6 +533,7 @@ Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
 Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("state: expected the object exportState() returned");
     auto dict = info[0].As<Napi::Object>();
     std::map<std::string, JsTensor> in;
@@ -545,6 +555,7 @@ Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
 Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     return model_->queue().Submit(env, Value(),
                                   MakeTask([state = state_] { return SnapshotQueue(*state); }, ResolveQueue));
   });
@@ -552,8 +563,10 @@ Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
 
 Napi::Value Trainer::MomentumStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(
-      env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
+    return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum));
+  });
 }
 
 Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
@@ -579,8 +592,89 @@ Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
   });
 }
 
+namespace {
+
+// The device all tensors of a list share, "mixed" when they differ, "" for none.
+std::string CommonDevice(const std::vector<at::Tensor>& tensors) {
+  std::string out;
+  for (const auto& t : tensors) {
+    if (!t.defined()) continue;
+    std::string d = t.device().str();
+    if (out.empty())
+      out = d;
+    else if (out != d)
+      return "mixed";
+  }
+  return out;
+}
+
+class DevicesTask : public Task {
+ public:
+  DevicesTask(std::shared_ptr<ViLReFNet> net, std::shared_ptr<TrainerState> state)
+      : net_(std::move(net)), state_(std::move(state)) {}
+  void Execute() override {
+    auto& s = *state_;
+    parameters_ = CommonDevice(net_->parameters());
+    momentum_ = CommonDevice(s.momentum->parameters());
+    queue_ = CommonDevice({s.queue->image(), s.queue->text(), s.queue->labels()});
+    std::vector<at::Tensor> moments;
+    for (auto& [key, st] : s.optimizer->Torch().state()) {
+      auto& a = static_cast<torch::optim::AdamWParamState&>(*st);
+      moments.push_back(a.exp_avg());
+      moments.push_back(a.exp_avg_sq());
+    }
+    optimizer_ = CommonDevice(moments);
+    loss_ = s.lossDevice;
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    auto orNull = [&](const std::string& d) -> Napi::Value {
+      return d.empty() ? env.Null() : Napi::String::New(env, d);
+    };
+    o.Set("parameters", parameters_);
+    o.Set("momentum", momentum_);
+    o.Set("queue", queue_);
+    o.Set("optimizer", orNull(optimizer_));
+    o.Set("loss", orNull(loss_));
+    return o;
+  }
+
+ private:
+  std::shared_ptr<ViLReFNet> net_;
+  std::shared_ptr<TrainerState> state_;
+  std::string parameters_, momentum_, queue_, optimizer_, loss_;
+};
+
+}  // namespace
+
+Napi::Value Trainer::Devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
+    return model_->queue().Submit(env, Value(), std::make_unique<DevicesTask>(model_->net(), state_));
+  });
+}
+
 Napi::Value Trainer::GetSkipped(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(state_->skipped));
+}
+
+// dispose(): momentum encoders, optimizer moments, queue and the process group reference are freed
+// after the calls already queued on the model (the model itself stays).
+Napi::Value Trainer::Dispose(const Napi::CallbackInfo& info) {
+  std::shared_ptr<TrainerState> state = state_;
+  return disposal_.Dispose(info.Env(), Value(), model_->queue(), [state] {
+    state->momentum.reset();
+    state->optimizer.reset();
+    state->queue.reset();
+    state->frozen.clear();
+    state->comm.reset();
+  });
+}
+
+void Trainer::CheckAlive() const {
+  disposal_.Check();
+  model_->CheckAlive();
 }
 
 }  // namespace vilref

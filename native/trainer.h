@@ -58,6 +58,7 @@ struct TrainerState {
   bool synced = false;                                     // parameters broadcast from rank 0
   LossScaler scaler;                                       // used with precision float16 only
   std::vector<std::pair<std::string, at::Tensor>> frozen;  // (name, online parameter) of frozen towers
+  std::string lossDevice;                                  // where the last step's loss was computed
 };
 
 class Trainer : public Napi::ObjectWrap<Trainer> {
@@ -72,6 +73,10 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
   Napi::Value ExportState(const Napi::CallbackInfo& info);
   Napi::Value ImportState(const Napi::CallbackInfo& info);
   Napi::Value GetSkipped(const Napi::CallbackInfo& info);
+  // devices() → Promise<{ parameters, momentum, queue, optimizer, loss }>: where each lives.
+  Napi::Value Devices(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  void CheckAlive() const;  // this trainer and its model are not disposed
   // Trainer.lossScalerUpdate(scale, goodSteps, finite[], interval?) → { scale, goodSteps, applied[] }:
   // LossScaler::Update over a sequence of steps (the rule that float16 steps follow; for tests).
   static Napi::Value LossScalerUpdate(const Napi::CallbackInfo& info);
@@ -81,6 +86,7 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
   ViLReF* model_ = nullptr;
   TrainerOptions options_;
   std::shared_ptr<TrainerState> state_;
+  Disposal disposal_{"Trainer"};
 };
 
 }  // namespace vilref

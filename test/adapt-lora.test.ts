@@ -155,3 +155,17 @@ test("bad input: errors name the target, the rank, the option", async (t) => {
     message: /options\.lora: the adapters belong to another model/,
   });
 });
+
+test("dispose: the adapters refuse calls, a finetuner using them refuses to run; the model's dispose disposes them", async (t) => {
+  const model = ViLReF.create("tiny-vit", { seed: 9 });
+  const lora = new Lora(model, { rank: 2, targets: "attention" });
+  const ft = new Finetuner(model, { classes: 2, lora });
+  await lora.dispose();
+  t.true(lora.disposed);
+  await t.throwsAsync(lora.stateDict(), { message: /Lora was disposed/ });
+  await t.throwsAsync(ft.step(toy(4, 1)), { message: /LoRA adapters \(options\.lora\) were disposed/ });
+  t.throws(() => new Finetuner(model, { classes: 2, lora }), { message: /options\.lora: the adapters were disposed/ });
+  const other = new Lora(model, { rank: 2, targets: "mlp" });
+  await model.dispose();
+  t.true(other.disposed);
+});

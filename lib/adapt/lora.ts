@@ -11,6 +11,7 @@
  */
 import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
 import type { StTensor } from "../checkpoint/safetensors.js";
+import { NativeResource } from "../dispose.js";
 import type { ViLReF } from "../model/vilref.js";
 import { native } from "../native.js";
 import type { LoraOptions as NativeLoraOptions, NativeLora, TensorData } from "../native.js";
@@ -37,17 +38,24 @@ export interface LoraOptions extends Omit<NativeLoraOptions, "targets"> {
   targets?: string[] | LoraTargetGroup;
 }
 
-export class Lora {
+/** Owns the factors: `dispose()` frees them (a Finetuner using them then refuses to run); the model's dispose() disposes it. */
+export class Lora extends NativeResource {
   readonly #native: NativeLora;
   readonly model: ViLReF;
 
   constructor(model: ViLReF, options: LoraOptions) {
+    super();
     const t = options.targets ?? "attention";
     this.model = model;
     this.#native = new (native().Lora)(model.nativeHandle, {
       ...options,
       targets: typeof t === "string" ? loraTargets(model, t) : t,
     });
+    NativeResource.attach(model, this);
+  }
+
+  protected get nativeResource(): NativeLora {
+    return this.#native;
   }
 
   /** The object a Finetuner's `lora` option hands the addon. */

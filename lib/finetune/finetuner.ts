@@ -6,6 +6,7 @@
  * Calls run on the model's queue: they see the model as the calls made before them left it.
  */
 import type { Lora } from "../adapt/lora.js";
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
 import type { FinetunerOptions as NativeFinetunerOptions, NativeFinetuner, TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
@@ -19,11 +20,13 @@ export interface FinetunerOptions extends Omit<NativeFinetunerOptions, "lora"> {
 }
 export type FinetuneState = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>;
 
-export class Finetuner {
+/** Owns the head and its optimizer state: `dispose()` frees them; the model's dispose() disposes it first. */
+export class Finetuner extends NativeResource {
   readonly #native: NativeFinetuner;
   readonly model: ViLReF;
 
   constructor(model: ViLReF, options: FinetunerOptions) {
+    super();
     this.model = model;
     const { lora, ...rest } = options;
     if (lora && lora.model !== model) throw new RangeError("options.lora: the adapters belong to another model");
@@ -31,6 +34,11 @@ export class Finetuner {
       ...rest,
       ...(lora ? { lora: lora.nativeHandle } : {}),
     });
+    NativeResource.attach(model, this);
+  }
+
+  protected get nativeResource(): NativeFinetuner {
+    return this.#native;
   }
 
   get config() {

@@ -10,6 +10,7 @@ import { checkConfigAgainstShapes } from "../checkpoint/config-check.js";
 import { CheckpointError, readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
 import { parseJson } from "../io/json.js";
 import type { StTensor } from "../checkpoint/safetensors.js";
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
 import type { NativeViLReF, TensorData } from "../native.js";
 import { inferConfig, parseModelConfig, presetConfig } from "./config.js";
@@ -95,13 +96,19 @@ function toStTensor(t: TensorData<Float32Array> | TensorData<BigInt64Array>): St
     : { dtype: "F32", shape: t.shape, data: t.data };
 }
 
-export class ViLReF {
+/**
+ * The model. It owns native memory: `dispose()` (or `await using`) frees the weights without waiting
+ * for the garbage collector, after the calls already made; trainers and fine-tuners made on it are
+ * disposed with it.
+ */
+export class ViLReF extends NativeResource {
   readonly #native: NativeViLReF;
   readonly #config: ModelConfig;
   labels: string[] | undefined;
   vocabSha256: string | undefined;
 
   private constructor(nativeModel: NativeViLReF, config: ModelConfig, meta: Partial<ModelMetadata> = {}) {
+    super();
     this.#native = nativeModel;
     this.#config = config;
     this.labels = meta.labels;
@@ -139,6 +146,10 @@ export class ViLReF {
       throw new Error(`${path}: ${(e as Error).message}`);
     }
     return model;
+  }
+
+  protected get nativeResource(): NativeViLReF {
+    return this.#native;
   }
 
   /** @internal The native model, for objects that work on it (the trainer). */

@@ -6,6 +6,7 @@
  */
 import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
 import type { StTensor } from "../checkpoint/safetensors.js";
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
 import type { NativeSegmenter, SegmentBatch, SegmenterConfig, SegmenterOptions, TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
@@ -15,11 +16,17 @@ export type { SegmenterConfig, SegmenterOptions, SegmentBatch } from "../native.
 
 type Named = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>;
 
-export class Segmenter {
+/** Owns its network and optimizer state: `dispose()` frees them (a model it was made from is independent). */
+export class Segmenter extends NativeResource {
   readonly #native: NativeSegmenter;
 
   constructor(config: SegmenterConfig = {}, options: SegmenterOptions = {}) {
+    super();
     this.#native = new (native().Segmenter)(config, options);
+  }
+
+  protected get nativeResource(): NativeSegmenter {
+    return this.#native;
   }
 
   /**
