@@ -226,3 +226,17 @@ test("zero-shot and the probe report per-patient metrics; without patient ids it
     },
   );
 });
+
+test("loraFewShot's full option (the baseline) trains the tower itself and takes one draw", async (t) => {
+  const model = ViLReF.create("tiny-vit", { seed: 6 });
+  const key = "visual.transformer.resblocks.0.attn.in_proj_weight";
+  const before = Array.from((await model.stateDict())[key]!.data as Float32Array);
+  const r = await loraFewShot(model, ds, { shots: 2, epochs: 1, resamples: 0, full: { backboneLr: 1e-3 } });
+  t.is(r.method, "finetune");
+  t.true(r.trainableParameters > r.backboneParameters / 2);
+  t.notDeepEqual(Array.from((await model.stateDict())[key]!.data as Float32Array), before);
+  await t.throwsAsync(loraFewShot(model, ds, { shots: 2, draws: 2, full: { backboneLr: 1e-3 } }), {
+    instanceOf: RangeError,
+    message: /draws: full fine-tuning changes the model; one draw/,
+  });
+});
