@@ -42,6 +42,7 @@ import {
   list,
   loadModel as loadCliModel,
   outOption,
+  patientOption,
   progressOption,
   progressSpec,
   reportOption,
@@ -50,6 +51,7 @@ import {
   vocabOption,
 } from "./options.js";
 import type { ModelCliOptions } from "./options.js";
+import type { PatientAggregation } from "../adapt/patient.js";
 import { parseJsonText } from "../io/json.js";
 import { atomicWriteFileSync } from "../io/atomic.js";
 
@@ -219,7 +221,8 @@ function registerZeroShot(ev: Command): void {
         .default("relative"),
     )
     .addOption(vocabOption({ description: VOCAB_HELP }))
-    .addOption(contextLengthOption(undefined, CONTEXT_HELP));
+    .addOption(contextLengthOption(undefined, CONTEXT_HELP))
+    .addOption(patientOption());
   examples(cmd, [
     [
       "vilref eval zeroshot --model run/final/model.safetensors --data heldout/manifest.jsonl --out zs.json",
@@ -237,6 +240,7 @@ function registerZeroShot(ev: Command): void {
         scoring: MultiLabelScoring;
         vocab?: string;
         contextLength?: number;
+        patient?: PatientAggregation;
       },
     ) => {
       const { ds, classes } = loadEvalData(o);
@@ -251,8 +255,10 @@ function registerZeroShot(ev: Command): void {
         ...(o.prompts ? { prompts: o.prompts } : {}),
         ...(classes ? { classes } : {}),
         scoring: o.scoring,
+        ...(o.patient ? { patient: o.patient } : {}),
       });
       console.log(formatReport(r, `zero-shot on ${ds.name} ${o.split}`));
+      if (r.patient) console.log(formatReport(r.patient, `per patient (${r.patient.aggregation} over eyes)`));
       await writeOutputs(o, r, { model: name, vocab: file, dataset: ds.name, root: ds.root, split: o.split });
     },
   );
@@ -283,7 +289,8 @@ function registerProbe(ev: Command): void {
       new Option("--refit <which>", "fit the final model on train or train+val")
         .choices(["train", "train+val"])
         .default("train+val"),
-    );
+    )
+    .addOption(patientOption());
   examples(cmd, [
     [
       "vilref eval probe --model model.safetensors --data ODIR --adapter odir --out probe.json",
@@ -302,6 +309,7 @@ function registerProbe(ev: Command): void {
         cGrid?: number[];
         multiclass: "multinomial" | "ovr";
         refit: "train" | "train+val";
+        patient?: PatientAggregation;
       },
     ) => {
       const { ds, classes } = loadEvalData(o);
@@ -318,6 +326,7 @@ function registerProbe(ev: Command): void {
         multiclass: o.multiclass,
         refit: o.refit,
         ...(o.cGrid ? { cGrid: o.cGrid } : {}),
+        ...(o.patient ? { patient: o.patient } : {}),
       });
       console.log(
         formatReport(
@@ -325,6 +334,7 @@ function registerProbe(ev: Command): void {
           `linear probe on ${ds.name} (train ${r.splits.train}, val ${r.splits.val}, test ${r.splits.test}; ${r.featureDim}-d features; C = ${r.C})`,
         ),
       );
+      if (r.patient) console.log(formatReport(r.patient, `per patient (${r.patient.aggregation} over eyes)`));
       await writeOutputs(o, r, { model: name, dataset: ds.name, root: ds.root, split: o.testSplit });
     },
   );
