@@ -13,20 +13,24 @@
 #include <memory>
 
 #include "clip.h"
+#include "lora.h"
 #include "optim.h"
 
 namespace vilref {
 
+// The options as lib/finetune/finetuner.ts hands them over, complete (its schema owns the defaults).
 struct FinetunerOptions {
-  int64_t classes = 1;
-  double lr = 1e-3, backboneLr = 1e-6, weightDecay = 0.001;
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t classes = 0;
+  double lr = 0, backboneLr = 0, loraLr = 0;
+  AdamWSettings adamw;
   bool frozen = false;
+  uint64_t seed = 0;
 };
 
 struct FinetunerState {
   at::Tensor weight, bias;                // the head: [classes, width], [classes]
-  std::unique_ptr<NamedAdamW> optimizer;  // groups "head" and, unless frozen, "backbone"
+  std::unique_ptr<NamedAdamW> optimizer;  // groups "head" and "backbone" (unless frozen) or "lora"
+  std::shared_ptr<LoraSet> lora;          // with the `lora` option: the backbone is frozen, its adapters train
   int64_t steps = 0;
 };
 
@@ -41,11 +45,12 @@ class Finetuner : public Napi::ObjectWrap<Finetuner> {
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
+  Napi::Value GetOptions(const Napi::CallbackInfo& info);
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   void CheckAlive() const;  // this finetuner and its model are not disposed
 
-  Napi::ObjectReference modelRef_;
+  Napi::ObjectReference modelRef_, loraRef_;
   ViLReF* model_ = nullptr;
   FinetunerOptions options_;
   int64_t width_ = 0;

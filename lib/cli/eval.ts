@@ -44,6 +44,7 @@ import {
   list,
   loadModel as loadCliModel,
   outOption,
+  patientOption,
   predictionsOption,
   progressOption,
   progressSpec,
@@ -53,6 +54,7 @@ import {
   vocabOption,
 } from "./options.js";
 import type { ModelCliOptions } from "./options.js";
+import type { PatientAggregation } from "../adapt/patient.js";
 import { parseJsonText } from "../io/json.js";
 import { atomicWriteFileSync } from "../io/atomic.js";
 
@@ -232,6 +234,7 @@ function registerZeroShot(ev: Command): void {
     )
     .addOption(vocabOption({ description: VOCAB_HELP }))
     .addOption(contextLengthOption(undefined, CONTEXT_HELP))
+    .addOption(patientOption())
     .addOption(predictionsOption());
   examples(cmd, [
     [
@@ -251,6 +254,7 @@ function registerZeroShot(ev: Command): void {
         vocab?: string;
         contextLength?: number;
         predictions?: string;
+        patient?: PatientAggregation;
       },
     ) => {
       const { ds, classes } = loadEvalData(o);
@@ -265,8 +269,10 @@ function registerZeroShot(ev: Command): void {
         ...(o.prompts ? { prompts: o.prompts } : {}),
         ...(classes ? { classes } : {}),
         scoring: o.scoring,
+        ...(o.patient ? { patient: o.patient } : {}),
       });
       console.log(formatReport(r, `zero-shot on ${ds.name} ${o.split}`));
+      if (r.patient) console.log(formatReport(r.patient, `per patient (${r.patient.aggregation} over eyes)`));
       await writeOutputs(o, r, { model: name, vocab: file, dataset: ds.name, root: ds.root, split: o.split });
     },
   );
@@ -298,6 +304,7 @@ function registerProbe(ev: Command): void {
         .choices(["train", "train+val"])
         .default("train+val"),
     )
+    .addOption(patientOption())
     .addOption(predictionsOption("write the test split's per-image probabilities here (.csv, .tsv or .jsonl)"));
   examples(cmd, [
     [
@@ -318,6 +325,7 @@ function registerProbe(ev: Command): void {
         multiclass: "multinomial" | "ovr";
         refit: "train" | "train+val";
         predictions?: string;
+        patient?: PatientAggregation;
       },
     ) => {
       const { ds, classes } = loadEvalData(o);
@@ -334,6 +342,7 @@ function registerProbe(ev: Command): void {
         multiclass: o.multiclass,
         refit: o.refit,
         ...(o.cGrid ? { cGrid: o.cGrid } : {}),
+        ...(o.patient ? { patient: o.patient } : {}),
       });
       console.log(
         formatReport(
@@ -341,6 +350,7 @@ function registerProbe(ev: Command): void {
           `linear probe on ${ds.name} (train ${r.splits.train}, val ${r.splits.val}, test ${r.splits.test}; ${r.featureDim}-d features; C = ${r.C})`,
         ),
       );
+      if (r.patient) console.log(formatReport(r.patient, `per patient (${r.patient.aggregation} over eyes)`));
       await writeOutputs(o, r, { model: name, dataset: ds.name, root: ds.root, split: o.testSplit });
     },
   );

@@ -272,13 +272,22 @@ export function imageColumnOption(description = "manifest column with the image 
   return new Option("--image-column <name>", description).default("image");
 }
 
+/** --patient max|mean: per-patient metrics beside the per-image ones (every image needs a patient id). */
+export function patientOption(): Option {
+  return new Option(
+    "--patient <how>",
+    "also report per-patient metrics: each patient's scores the max or mean over their eyes (needs patient ids)",
+  ).choices(["max", "mean"]);
+}
+
 export function stepsOption(description: string): Option {
   return new Option("--steps <n>", description).argParser(int({ min: 1 }));
 }
 
 /** --lr: a learning rate, above 0. */
-export function lrOption(description: string, defaultValue: number): Option {
-  return new Option("--lr <lr>", description).argParser(float({ above: 0 })).default(defaultValue);
+export function lrOption(description: string, defaultValue?: number): Option {
+  const o = new Option("--lr <lr>", description).argParser(float({ above: 0 }));
+  return defaultValue === undefined ? o : o.default(defaultValue);
 }
 
 /** --backbone-lr: the backbone's learning rate (0 keeps it fixed). */

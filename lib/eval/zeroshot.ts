@@ -21,6 +21,8 @@ import type { BootstrapOptions } from "./metrics.js";
 import { goldLabels } from "./predictions.js";
 import type { ScoreTable } from "./predictions.js";
 import { parseJsonText } from "../io/json.js";
+import { patientMetrics } from "../adapt/patient.js";
+import type { PatientAggregation, PatientReport } from "../adapt/patient.js";
 
 export const DEFAULT_PROMPTS_URL = new URL("./prompts/zh-fundus.json", import.meta.url);
 
@@ -236,10 +238,13 @@ export interface ZeroShotOptions extends BootstrapOptions {
   /** Multi-label scoring (default "relative"; see MultiLabelScoring). */
   scoring?: MultiLabelScoring;
   images?: EncodeImagesOptions;
+  /** Also per-patient metrics: each patient's scores the max or mean over their images (lib/adapt/patient.ts). */
+  patient?: PatientAggregation;
 }
 
 export interface ZeroShotResult extends MetricsReport {
   protocol: "zeroshot";
+  patient?: PatientReport;
   prompts: Record<string, ClassPrompts>;
   skipped: { id: string; reason: string }[];
   /** Per-image scores (what --predictions writes; leave it out of a metrics JSON). */
@@ -340,5 +345,8 @@ export async function zeroShot(
     prompts: Object.fromEntries(prompts),
     skipped: img.skipped,
     predictions,
+    ...(options.patient
+      ? { patient: patientMetrics(ds, used, names, predictions.scores, options.patient, boot, 0) }
+      : {}),
   };
 }
