@@ -13,7 +13,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { metaPathFor } from "../embed/meta.js";
 import type { EmbedMeta } from "../embed/meta.js";
-import { idsPathFor } from "../embed/index.js";
+import { idsPathFor, normalizeRowsInPlace } from "../embed/index.js";
 import { normalizeRows } from "../eval/features.js";
 import { topKStream } from "../eval/rank.js";
 import type { FeatureMatrix } from "../eval/rank.js";
@@ -65,9 +65,9 @@ export async function openIndex(file: string): Promise<GalleryIndex> {
 export interface SearchOptions {
   /** Results per query (more than the index's rows: every row). */
   k: number;
-  /** Index rows read and scored at once (default: 32 MiB of them). */
+  /** Index rows read and scored at once (default: 16 MiB of them). */
   pieceRows?: number;
-  /** Score elements one block of the native top-k may hold (default 2^24). */
+  /** Score elements one block of the native top-k may hold (default 2^23: 32 MiB of float32 scores). */
   block?: number;
 }
 
@@ -87,13 +87,16 @@ export interface SearchResult {
   k: number;
 }
 
-/** Index rows in pieces of `pieceRows`, L2-normalised, as the native top-k takes them. */
+/**
+ * Index rows in pieces of `pieceRows`, L2-normalised in place (the piece is a fresh buffer read from
+ * disk: one copy of it is alive at a time, not two), as the native top-k takes them.
+ */
 async function* pieces(index: GalleryIndex, pieceRows: number): AsyncGenerator<FeatureMatrix> {
   for (let start = 0; start < index.rows; start += pieceRows) {
     const end = Math.min(index.rows, start + pieceRows);
     const a = await readNpyRows(index.file, index.header, start, end);
     const x = a.data instanceof Float32Array ? a.data : Float32Array.from(a.data as Float64Array);
-    yield { data: normalizeRows(x, end - start, index.dim), shape: [end - start, index.dim] };
+    yield { data: normalizeRowsInPlace(x, end - start, index.dim), shape: [end - start, index.dim] };
   }
 }
 
@@ -116,9 +119,10 @@ export async function searchIndex(
     );
   if (!(Number.isInteger(options.k) && options.k >= 1))
     throw new RangeError(`k: expected an integer ≥ 1, got ${options.k}`);
-  const pieceRows = options.pieceRows ?? Math.max(1, Math.floor((32 << 20) / (4 * Math.max(1, d))));
+  // a piece and a block of scores are the whole working set (~48 MiB by default), whatever the index's size
+  const pieceRows = options.pieceRows ?? Math.max(1, Math.floor((16 << 20) / (4 * Math.max(1, d))));
   const q: FeatureMatrix = { data: normalizeRows(queries.data, n, d), shape: [n, d] };
-  const r = await topKStream(q, pieces(ix, pieceRows), options.k, options.block ? { block: options.block } : {});
+  const r = await topKStream(q, pieces(ix, pieceRows), options.k, { block: options.block ?? 2 ** 23 });
   const k = r.indices.shape[1] ?? 0;
   const hits = Array.from({ length: n }, (_, i) =>
     Array.from({ length: k }, (_, j) => {
