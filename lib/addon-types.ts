@@ -252,6 +252,67 @@ export interface NativeDist {
   ProcessGroup: NativeProcessGroupConstructor;
 }
 
+/** How native/jpeg.cc renders one JPEG (geometry in source pixels; width/height 0: the whole image). */
+export interface JpegDecodeOptions {
+  size: number;
+  left?: number;
+  top?: number;
+  width?: number;
+  height?: number;
+  flip?: boolean;
+  /** Decode at a reduced DCT scale (M/8) when the output allows (default true). */
+  shrink?: boolean;
+  brightness?: number;
+  contrast?: number;
+  saturation?: number;
+  /** Jitter order: a permutation of 0 (brightness), 1 (contrast), 2 (saturation). */
+  order?: [number, number, number];
+  /** 3 × 256 floats: 8-bit value → normalised value, per channel (lib/data/transforms.ts normTable). */
+  table: Float32Array;
+}
+
+/**
+ * What became of one JPEG: "ok" (written), "corrupt" (libjpeg warned: bad or truncated data),
+ * "error" (TurboJPEG could not decode it; sharp may), "fallback" (a kind the fast path leaves to sharp).
+ */
+export interface JpegDecodeResult {
+  status: "ok" | "corrupt" | "error" | "fallback";
+  /** This image's own decoder message (one TurboJPEG handle per call). */
+  message?: string;
+  width: number;
+  height: number;
+  decodedWidth: number;
+  decodedHeight: number;
+  /** The DCT scaling factor used (M/8). */
+  scale: number;
+}
+
+/** native/jpeg.cc: the JPEG fast path of the data loader. */
+export interface NativeJpeg {
+  /** False when the addon was built without TurboJPEG; `reason` then says what to install. */
+  available: boolean;
+  reason: string | null;
+  /** The OpenMP runtime whose thread count each decode sets to 1 for its resize (null: none found). */
+  openmp: string | null;
+  /** Decodes `bytes` into out[offset, offset + 3·size²) (CHW, normalised) on the libuv pool. */
+  decodeInto(
+    bytes: Uint8Array,
+    out: Float32Array,
+    offset: number,
+    options: JpegDecodeOptions,
+  ): Promise<JpegDecodeResult>;
+  /**
+   * Decodes all of the entropy-coded data (at the smallest scale, CMYK files in CMYK) only to learn
+   * whether libjpeg warns: "ok", "corrupt" (with this image's message) or "error".
+   */
+  validate(bytes: Uint8Array): Promise<JpegDecodeResult>;
+  /** The native colour jitter on interleaved RGB, in place (for tests against the JS one). */
+  jitter(
+    rgb: Uint8Array,
+    plan: { brightness: number; contrast: number; saturation: number; order: [number, number, number] },
+  ): void;
+}
+
 export interface NativeDebug {
   echo<T extends TensorArray>(
     tensor: TensorData<T>,
@@ -278,6 +339,7 @@ export interface NativeAddon {
   importTorchCheckpoint(bytes: Uint8Array, name: string): Promise<ImportedCheckpoint>;
   losses: NativeLosses;
   dist: NativeDist;
+  jpeg: NativeJpeg;
   debug: NativeDebug;
   Head: new (config: HeadConfig) => NativeHead;
   Model: NativeModelConstructor;
@@ -305,6 +367,7 @@ export const ADDON_EXPORTS = [
   "importTorchCheckpoint",
   "losses",
   "dist",
+  "jpeg",
   "debug",
   "Head",
   "Model",
@@ -318,10 +381,12 @@ exactly<SameKeys<(typeof ADDON_EXPORTS)[number], keyof NativeAddon>>();
 export const ADDON_NAMESPACES = {
   losses: ["wscl", "clip"],
   dist: ["available", "reason", "backends", "init", "ProcessGroup"],
+  jpeg: ["available", "reason", "openmp", "decodeInto", "validate", "jitter"],
   debug: ["echo", "addressOf", "torchError"],
 } as const;
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["losses"][number], keyof NativeLosses>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["dist"][number], keyof NativeDist>>();
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["jpeg"][number], keyof NativeJpeg>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["debug"][number], keyof NativeDebug>>();
 
 /** Instance members (methods and accessors) of the addon's classes, and their static methods. */

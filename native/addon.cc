@@ -7,6 +7,7 @@
 #include "finetune.h"
 #include "dist.h"
 #include "head.h"
+#include "jpeg.h"
 #include "runtime.h"
 #include "segment.h"
 #include "trainer.h"
@@ -18,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitCheckpoint(env, exports);
   vilref::InitLosses(env, exports);
   vilref::InitDist(env, exports);
+  vilref::InitJpeg(env, exports);
   exports.Set("Head", vilref::Head::Define(env));
   exports.Set("Model", vilref::Model::Define(env));
   exports.Set("Trainer", vilref::Trainer::Define(env));

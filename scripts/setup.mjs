@@ -4,7 +4,8 @@
 //   1. npm install, when node_modules is missing or older than package.json / package-lock.json;
 //   2. LibTorch: LIBTORCH, a Python torch, or the system's; on Debian as root with none, installs
 //      libtorch-dev and libopenblas0-openmp from apt (VILREF_NO_APT=1 forbids), and libgloo-dev
-//      (the headers c10d's Gloo process groups compile against: multi-process pre-training);
+//      (the headers c10d's Gloo process groups compile against: multi-process pre-training) and
+//      libturbojpeg0-dev (the data loader's native JPEG path);
 //      elsewhere says what to install. Nothing else is ever downloaded;
 //   3. compiles the TypeScript in lib/ to dist/ when it is out of date;
 //   4. the addon: a prebuild when flavour and source hash match, else a cmake-js build.
@@ -98,6 +99,15 @@ if (torch.source === "system" && isDebian() && !torch.c10dGloo) {
   } else
     log(
       "WARNING: libgloo-dev is not installed; multi-process pre-training (vilref pretrain --nproc) will be unavailable (apt-get install libgloo-dev)",
+    );
+}
+if (isDebian() && !debInstalled("libturbojpeg0-dev")) {
+  // The data loader's JPEG fast path (native/jpeg.cc) compiles against TurboJPEG; without it the
+  // addon still builds and JPEGs decode through sharp (`vilref doctor` says so).
+  if (mayApt) aptInstall(["libturbojpeg0-dev"]);
+  else
+    log(
+      "WARNING: libturbojpeg0-dev is not installed; JPEGs will decode through sharp, about 2x slower (apt-get install libturbojpeg0-dev, then npm run build:native)",
     );
 }
 const torchNow = located.torch ?? torch;

@@ -266,14 +266,8 @@ export class Loader {
         await this.#slots.acquire();
         try {
           const seed = sampleSeed(this.options.seed, epoch, idx);
-          try {
-            await preprocessInto(sample.image, t, seed, data, j * per);
-          } catch (first) {
-            // libvips keeps one error buffer per process: with several decodes failing at once a
-            // message can come back as "Unknown error". Decode once more to get the real one.
-            if (!/unknown error/i.test(first instanceof Error ? first.message : String(first))) throw first;
-            await preprocessInto(sample.image, t, seed, data, j * per);
-          }
+          // Errors are this image's own (preprocessInto retries a failed sharp decode alone).
+          await preprocessInto(sample.image, t, seed, data, j * per);
           ok[j] = 1;
           this.stats.decoded++;
         } catch (err) {

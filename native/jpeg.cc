@@ -1,0 +1,448 @@
+#include "jpeg.h"
+
+#include <ATen/ATen.h>
+
+#include <dlfcn.h>
+#include <link.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#ifdef VILREF_WITH_TURBOJPEG
+#include <turbojpeg.h>
+#endif
+
+#include "async.h"
+#include "bridge.h"
+
+namespace vilref {
+
+// ---- colour jitter (PIL's ImageEnhance through torchvision), shared with tests through JS ----
+
+namespace {
+
+// Pillow's ImagingBlend for one value: a + alpha·(b − a) in float32, truncated, clipped to 0..255.
+inline uint8_t Blend8(int a, int b, float alpha) {
+  const float p = alpha * static_cast<float>(b - a);
+  const float v = static_cast<float>(a) + p;
+  return v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(static_cast<int>(v));
+}
+
+// Pillow's RGB → L (ITU-R 601-2 in 16-bit fixed point, rounded).
+inline int Luma8(int r, int g, int b) { return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16; }
+
+void ApplyTable(uint8_t* planes, int64_t n, int a, float alpha) {
+  uint8_t lut[256];
+  for (int v = 0; v < 256; v++) lut[v] = Blend8(a, v, alpha);
+  for (int64_t i = 0; i < 3 * n; i++) planes[i] = lut[planes[i]];
+}
+
+}  // namespace
+
+void Jitter8Planar(uint8_t* planes, int64_t n, const JpegPlan& plan) {
+  uint8_t* r = planes;
+  uint8_t* g = planes + n;
+  uint8_t* b = planes + 2 * n;
+  for (int op : plan.order) {
+    if (op == 0 && plan.brightness != 1.0f) {
+      ApplyTable(planes, n, 0, plan.brightness);
+    } else if (op == 1 && plan.contrast != 1.0f) {
+      double sum = 0;
+      for (int64_t i = 0; i < n; i++) sum += Luma8(r[i], g[i], b[i]);
+      const int mean = static_cast<int>(std::floor(sum / static_cast<double>(n) + 0.5));
+      ApplyTable(planes, n, mean, plan.contrast);
+    } else if (op == 2 && plan.saturation != 1.0f) {
+      for (int64_t i = 0; i < n; i++) {
+        const int l = Luma8(r[i], g[i], b[i]);
+        r[i] = Blend8(l, r[i], plan.saturation);
+        g[i] = Blend8(l, g[i], plan.saturation);
+        b[i] = Blend8(l, b[i], plan.saturation);
+      }
+    }
+  }
+}
+
+#ifdef VILREF_WITH_TURBOJPEG
+
+namespace {
+
+// LibTorch's intra-op pool is OpenMP here: a resize on a libuv thread would start a team of
+// threads per decode (N decodes × M threads on M cores). One image runs on one thread; the pool of
+// decodes is the parallelism. The OpenMP runtime is the one LibTorch loaded (libgomp, or a copy
+// under another name in a pip wheel), found among the loaded libraries: the addon's dependencies
+// are not in the global symbol scope. The thread's own setting is restored afterwards for the
+// model calls that share the libuv thread.
+struct OmpApi {
+  void (*set)(int) = nullptr;
+  int (*get)() = nullptr;
+  std::string library;
+};
+
+int FindOmp(struct dl_phdr_info* info, size_t, void* data) {
+  auto* api = static_cast<OmpApi*>(data);
+  const char* name = info->dlpi_name;
+  if (api->set || !name || !*name || (!std::strstr(name, "gomp") && !std::strstr(name, "omp"))) return 0;
+  void* lib = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);
+  if (!lib) return 0;
+  api->set = reinterpret_cast<void (*)(int)>(dlsym(lib, "omp_set_num_threads"));
+  api->get = reinterpret_cast<int (*)()>(dlsym(lib, "omp_get_max_threads"));
+  if (!api->set || !api->get) api->set = nullptr, api->get = nullptr;
+  if (api->set) api->library = name;
+  dlclose(lib);  // still loaded: LibTorch holds it
+  return api->set ? 1 : 0;
+}
+
+const OmpApi& Omp() {
+  static const OmpApi api = [] {
+    OmpApi a;
+    dl_iterate_phdr(FindOmp, &a);
+    return a;
+  }();
+  return api;
+}
+
+class SingleThreadGuard {
+ public:
+  SingleThreadGuard() {
+    if (Omp().set) {
+      previous_ = Omp().get();
+      if (previous_ != 1) Omp().set(1);
+    }
+  }
+  ~SingleThreadGuard() {
+    if (Omp().set && previous_ != 1) Omp().set(previous_);
+  }
+  SingleThreadGuard(const SingleThreadGuard&) = delete;
+  SingleThreadGuard& operator=(const SingleThreadGuard&) = delete;
+
+ private:
+  int previous_ = 1;
+};
+
+// One TurboJPEG decompressor per thread: its error string belongs to the one call running there.
+struct Decompressor {
+  tjhandle handle = tjInitDecompress();
+  std::vector<uint8_t> pixels;  // the decoded image (reused; shrunk when a huge one passed)
+  std::vector<uint8_t> planes;  // size×size×3 planar 8-bit output (reused)
+  ~Decompressor() {
+    if (handle) tjDestroy(handle);
+  }
+};
+
+Decompressor& ThreadDecompressor() {
+  thread_local Decompressor d;
+  if (!d.handle) throw BoundaryError(ErrorKind::Error, std::string("TurboJPEG: ") + tjGetErrorStr2(nullptr));
+  return d;
+}
+
+// The smallest scaling factor M/N ≤ 1 whose output still covers `need` pixels of the rectangle.
+tjscalingfactor ChooseScale(double rw, double rh, int size, bool shrink) {
+  tjscalingfactor best{1, 1};
+  if (!shrink) return best;
+  int n = 0;
+  tjscalingfactor* all = tjGetScalingFactors(&n);
+  for (int i = 0; i < n; i++) {
+    const double f = static_cast<double>(all[i].num) / all[i].denom;
+    if (f > 1.0 || f >= static_cast<double>(best.num) / best.denom) continue;
+    if (std::floor(rw * f) >= size && std::floor(rh * f) >= size) best = all[i];
+  }
+  return best;
+}
+
+struct Outcome {
+  std::string status = "ok";  // ok | corrupt | error | fallback
+  std::string message;
+  int width = 0, height = 0, decodedWidth = 0, decodedHeight = 0, scaleNum = 1, scaleDenom = 1;
+};
+
+// [1, 3, h, w] float pixels of the crop, resized to size×size (antialiased bicubic).
+at::Tensor CropResize(const uint8_t* pixels, int pitch, int x0, int y0, int cw, int ch, int size) {
+  at::Tensor crop = at::from_blob(const_cast<uint8_t*>(pixels) + static_cast<int64_t>(y0) * pitch + x0 * 3, {ch, cw, 3},
+                                  {pitch, 3, 1}, at::TensorOptions().dtype(at::kByte));
+  at::Tensor x = crop.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).contiguous();
+  if (cw == size && ch == size) return x;
+  return at::_upsample_bicubic2d_aa(x, {size, size}, false);
+}
+
+// Rounds the resized pixels to 8 bits (flipping if asked), jitters, normalises into `out`.
+void WriteOut(const at::Tensor& resized, const JpegPlan& plan, std::vector<uint8_t>& planes, float* out) {
+  const int S = plan.size;
+  const int64_t n = static_cast<int64_t>(S) * S;
+  planes.resize(3 * n);
+  const float* src = resized.data_ptr<float>();
+  for (int64_t c = 0; c < 3; c++)
+    for (int y = 0; y < S; y++) {
+      const float* row = src + c * n + static_cast<int64_t>(y) * S;
+      uint8_t* dst = planes.data() + c * n + static_cast<int64_t>(y) * S;
+      for (int x = 0; x < S; x++) {
+        const float v = row[plan.flip ? S - 1 - x : x];
+        dst[x] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(static_cast<int>(v + 0.5f));
+      }
+    }
+  if (plan.brightness != 1.0f || plan.contrast != 1.0f || plan.saturation != 1.0f)
+    Jitter8Planar(planes.data(), n, plan);
+  for (int64_t c = 0; c < 3; c++) {
+    const float* lut = plan.table + 256 * c;
+    const uint8_t* p = planes.data() + c * n;
+    float* o = out + c * n;
+    for (int64_t i = 0; i < n; i++) o[i] = lut[p[i]];
+  }
+}
+
+// Decodes, crops, resizes and writes one image; decoder failures become the outcome's status.
+Outcome DecodeInto(const uint8_t* data, size_t size, const JpegPlan& plan, float* out) {
+  Outcome o;
+  Decompressor& d = ThreadDecompressor();
+  int W = 0, H = 0, subsamp = 0, colorspace = 0;
+  if (tjDecompressHeader3(d.handle, data, static_cast<unsigned long>(size), &W, &H, &subsamp, &colorspace) != 0) {
+    o.status = tjGetErrorCode(d.handle) == TJERR_WARNING ? "corrupt" : "error";
+    o.message = tjGetErrorStr2(d.handle);
+    return o;
+  }
+  o.width = W;
+  o.height = H;
+  if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
+    o.status = "fallback";
+    o.message = "CMYK/YCCK JPEG";
+    return o;
+  }
+  if (static_cast<int64_t>(W) * H > (int64_t{1} << 28)) {
+    o.status = "error";
+    o.message = "image has " + std::to_string(static_cast<int64_t>(W) * H) + " pixels, more than 2^28";
+    return o;
+  }
+  const double rw = plan.width > 0 ? plan.width : W, rh = plan.height > 0 ? plan.height : H;
+  const tjscalingfactor sf = ChooseScale(rw, rh, plan.size, plan.shrink);
+  const int sw = TJSCALED(W, sf), sh = TJSCALED(H, sf), pitch = sw * 3;
+  o.decodedWidth = sw;
+  o.decodedHeight = sh;
+  o.scaleNum = sf.num;
+  o.scaleDenom = sf.denom;
+  const size_t need = static_cast<size_t>(pitch) * sh;
+  if (d.pixels.capacity() > (size_t{64} << 20) && need < d.pixels.capacity() / 4) std::vector<uint8_t>().swap(d.pixels);
+  d.pixels.resize(need);
+  if (tjDecompress2(d.handle, data, static_cast<unsigned long>(size), d.pixels.data(), sw, pitch, sh, TJPF_RGB,
+                    TJFLAG_STOPONWARNING) != 0) {
+    o.status = tjGetErrorCode(d.handle) == TJERR_WARNING ? "corrupt" : "error";
+    o.message = tjGetErrorStr2(d.handle);
+    return o;
+  }
+  // The rectangle in decoded pixels (rounded; at least one pixel, inside the image).
+  const double f = static_cast<double>(sw) / W, g = static_cast<double>(sh) / H;
+  int x0 = static_cast<int>(std::lround(plan.width > 0 ? plan.left * f : 0));
+  int y0 = static_cast<int>(std::lround(plan.height > 0 ? plan.top * g : 0));
+  int x1 = plan.width > 0 ? static_cast<int>(std::lround((plan.left + plan.width) * f)) : sw;
+  int y1 = plan.height > 0 ? static_cast<int>(std::lround((plan.top + plan.height) * g)) : sh;
+  x0 = std::clamp(x0, 0, sw - 1);
+  y0 = std::clamp(y0, 0, sh - 1);
+  x1 = std::clamp(x1, x0 + 1, sw);
+  y1 = std::clamp(y1, y0 + 1, sh);
+  SingleThreadGuard one;
+  at::Tensor resized = CropResize(d.pixels.data(), pitch, x0, y0, x1 - x0, y1 - y0, plan.size);
+  WriteOut(resized, plan, d.planes, out);
+  return o;
+}
+
+// Decodes the whole entropy-coded data at the smallest scale (in CMYK for CMYK files) only to learn
+// whether libjpeg warns: the check for JPEGs that sharp renders (libvips stops before the end of
+// the scan data and does not see what libjpeg reports there).
+Outcome Validate(const uint8_t* data, size_t size) {
+  Outcome o;
+  Decompressor& d = ThreadDecompressor();
+  int W = 0, H = 0, subsamp = 0, colorspace = 0;
+  const auto fail = [&] {
+    o.status = tjGetErrorCode(d.handle) == TJERR_WARNING ? "corrupt" : "error";
+    o.message = tjGetErrorStr2(d.handle);
+    return o;
+  };
+  if (tjDecompressHeader3(d.handle, data, static_cast<unsigned long>(size), &W, &H, &subsamp, &colorspace) != 0)
+    return fail();
+  o.width = W;
+  o.height = H;
+  if (static_cast<int64_t>(W) * H > (int64_t{1} << 28)) {
+    o.status = "error";
+    o.message = "image has " + std::to_string(static_cast<int64_t>(W) * H) + " pixels, more than 2^28";
+    return o;
+  }
+  int n = 0;
+  tjscalingfactor* all = tjGetScalingFactors(&n);
+  tjscalingfactor sf{1, 1};
+  for (int i = 0; i < n; i++)
+    if (all[i].num * sf.denom < sf.num * all[i].denom) sf = all[i];
+  const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+  const int sw = TJSCALED(W, sf), sh = TJSCALED(H, sf), pitch = sw * (cmyk ? 4 : 3);
+  d.pixels.resize(static_cast<size_t>(pitch) * sh);
+  if (tjDecompress2(d.handle, data, static_cast<unsigned long>(size), d.pixels.data(), sw, pitch, sh,
+                    cmyk ? TJPF_CMYK : TJPF_RGB, TJFLAG_STOPONWARNING) != 0)
+    return fail();
+  return o;
+}
+
+class DecodeTask : public Task {
+ public:
+  DecodeTask(Napi::ObjectReference bytes, Napi::ObjectReference out, Napi::ObjectReference table, const uint8_t* data,
+             size_t size, float* target, JpegPlan plan)
+      : bytes_(std::move(bytes)),
+        out_(std::move(out)),
+        table_(std::move(table)),
+        data_(data),
+        size_(size),
+        target_(target),
+        plan_(plan) {}
+
+  void Execute() override { outcome_ = target_ ? DecodeInto(data_, size_, plan_, target_) : Validate(data_, size_); }
+
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("status", outcome_.status);
+    if (!outcome_.message.empty()) r.Set("message", outcome_.message);
+    r.Set("width", outcome_.width);
+    r.Set("height", outcome_.height);
+    r.Set("decodedWidth", outcome_.decodedWidth);
+    r.Set("decodedHeight", outcome_.decodedHeight);
+    r.Set("scale", outcome_.scaleNum / static_cast<double>(outcome_.scaleDenom));
+    return r;
+  }
+
+ private:
+  Napi::ObjectReference bytes_, out_, table_;
+  const uint8_t* data_;
+  size_t size_;
+  float* target_;
+  JpegPlan plan_;
+  Outcome outcome_;
+};
+
+}  // namespace
+
+#endif  // VILREF_WITH_TURBOJPEG
+
+// The plan from the options object; every error names `options.<key>`.
+static JpegPlan ReadPlan(const Napi::Object& o) {
+  JpegPlan p;
+  p.size = static_cast<int>(ReadNumber(o, "options", "size", 224, 8, 4096));
+  if (p.size != ReadNumber(o, "options", "size", 224, 8, 4096)) ThrowTypeError("options.size: expected an integer");
+  p.left = ReadNumber(o, "options", "left", 0, -1e9, 1e9);
+  p.top = ReadNumber(o, "options", "top", 0, -1e9, 1e9);
+  p.width = ReadNumber(o, "options", "width", 0, 0, 1e9);
+  p.height = ReadNumber(o, "options", "height", 0, 0, 1e9);
+  if ((p.width > 0) != (p.height > 0)) ThrowRangeError("options.width/height: give both or neither");
+  Napi::Value flip = o.Get("flip"), shrink = o.Get("shrink");
+  p.flip = flip.IsBoolean() && flip.As<Napi::Boolean>().Value();
+  p.shrink = !shrink.IsBoolean() || shrink.As<Napi::Boolean>().Value();
+  p.brightness = static_cast<float>(ReadNumber(o, "options", "brightness", 1, 0, 16));
+  p.contrast = static_cast<float>(ReadNumber(o, "options", "contrast", 1, 0, 16));
+  p.saturation = static_cast<float>(ReadNumber(o, "options", "saturation", 1, 0, 16));
+  Napi::Value order = o.Get("order");
+  if (!order.IsUndefined()) {
+    if (!order.IsArray() || order.As<Napi::Array>().Length() != 3)
+      ThrowTypeError("options.order: expected a permutation of [0, 1, 2]");
+    int seen = 0;
+    for (uint32_t i = 0; i < 3; i++) {
+      p.order[i] = static_cast<int>(ReadInteger(order.As<Napi::Array>().Get(i), "options.order[i]", 0, 2));
+      seen |= 1 << p.order[i];
+    }
+    if (seen != 7) ThrowRangeError("options.order: expected a permutation of [0, 1, 2]");
+  }
+  return p;
+}
+
+namespace {
+
+Napi::Value DecodeIntoJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      ThrowTypeError("bytes: expected a Uint8Array holding a JPEG file");
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      ThrowTypeError("out: expected a Float32Array");
+    auto bytes = info[0].As<Napi::Uint8Array>();
+    auto out = info[1].As<Napi::Float32Array>();
+    const int64_t offset = ReadInteger(info[2], "offset", 0, static_cast<int64_t>(out.ElementLength()));
+    if (!info[3].IsObject()) ThrowTypeError("options: expected an object");
+    Napi::Object o = info[3].As<Napi::Object>();
+    JpegPlan plan = ReadPlan(o);
+    Napi::Value tv = o.Get("table");
+    if (!tv.IsTypedArray() || tv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+        tv.As<Napi::Float32Array>().ElementLength() != 768)
+      ThrowTypeError("options.table: expected a Float32Array of 768 values (3 × 256)");
+    const int64_t per = 3 * static_cast<int64_t>(plan.size) * plan.size;
+    if (offset + per > static_cast<int64_t>(out.ElementLength()))
+      ThrowRangeError("out: " + std::to_string(out.ElementLength()) + " floats, needs " + std::to_string(offset + per));
+    if (bytes.ByteLength() == 0) ThrowRangeError("bytes: empty");
+#ifdef VILREF_WITH_TURBOJPEG
+    auto table = tv.As<Napi::Float32Array>();
+    plan.table = table.Data();
+    return RunAsync(env, std::make_unique<DecodeTask>(Napi::Persistent(bytes.As<Napi::Object>()),
+                                                      Napi::Persistent(out.As<Napi::Object>()),
+                                                      Napi::Persistent(table.As<Napi::Object>()), bytes.Data(),
+                                                      bytes.ByteLength(), out.Data() + offset, plan));
+#else
+    throw BoundaryError(ErrorKind::Error, "jpeg.decodeInto: this addon was built without TurboJPEG");
+#endif
+  });
+}
+
+Napi::Value ValidateJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      ThrowTypeError("bytes: expected a Uint8Array holding a JPEG file");
+    auto bytes = info[0].As<Napi::Uint8Array>();
+    if (bytes.ByteLength() == 0) ThrowRangeError("bytes: empty");
+#ifdef VILREF_WITH_TURBOJPEG
+    return RunAsync(env, std::make_unique<DecodeTask>(Napi::Persistent(bytes.As<Napi::Object>()),
+                                                      Napi::ObjectReference(), Napi::ObjectReference(), bytes.Data(),
+                                                      bytes.ByteLength(), nullptr, JpegPlan()));
+#else
+    throw BoundaryError(ErrorKind::Error, "jpeg.validate: this addon was built without TurboJPEG");
+#endif
+  });
+}
+
+// Test hook: Jitter8Planar on interleaved pixels (so tests compare it with the JS jitter8 byte for byte).
+Napi::Value JitterJs(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      ThrowTypeError("rgb: expected a Uint8Array of interleaved RGB");
+    if (!info[1].IsObject()) ThrowTypeError("plan: expected an object");
+    uint8_t* rgb = info[0].As<Napi::Uint8Array>().Data();
+    const size_t bytes = info[0].As<Napi::Uint8Array>().ByteLength();
+    JpegPlan plan = ReadPlan(info[1].As<Napi::Object>());
+    const int64_t n = static_cast<int64_t>(bytes / 3);
+    std::vector<uint8_t> planes(3 * n);
+    for (int64_t i = 0; i < n; i++)
+      for (int c = 0; c < 3; c++) planes[c * n + i] = rgb[3 * i + c];
+    Jitter8Planar(planes.data(), n, plan);
+    for (int64_t i = 0; i < n; i++)
+      for (int c = 0; c < 3; c++) rgb[3 * i + c] = planes[c * n + i];
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void InitJpeg(Napi::Env env, Napi::Object exports) {
+  Napi::Object jpeg = Napi::Object::New(env);
+#ifdef VILREF_WITH_TURBOJPEG
+  jpeg.Set("available", true);
+  jpeg.Set("reason", env.Null());
+  jpeg.Set("openmp", Omp().library.empty() ? env.Null() : Napi::Value(Napi::String::New(env, Omp().library)));
+#else
+  jpeg.Set("available", false);
+  jpeg.Set("openmp", env.Null());
+  jpeg.Set("reason",
+           "the addon was built without libjpeg-turbo's TurboJPEG (turbojpeg.h and libturbojpeg were not found); "
+           "JPEGs decode through sharp. On Debian: apt-get install libturbojpeg0-dev, then npm run build:native");
+#endif
+  jpeg.Set("decodeInto", Napi::Function::New(env, DecodeIntoJs, "decodeInto"));
+  jpeg.Set("validate", Napi::Function::New(env, ValidateJs, "validate"));
+  jpeg.Set("jitter", Napi::Function::New(env, JitterJs, "jitter"));
+  exports.Set("jpeg", jpeg);
+}
+
+}  // namespace vilref

@@ -1,0 +1,37 @@
+// The JPEG fast path of the data loader: decode a JPEG with libjpeg-turbo's TurboJPEG API at the
+// largest DCT scale (M/8) that still covers the output, crop the sample's rectangle, resize it with
+// LibTorch's antialiased bicubic (PIL's filter), round to 8 bits, apply the colour jitter with
+// torchvision-on-PIL semantics, and write CHW float32 through the caller's normalisation table
+// straight into the batch's memory. One call per image, on the libuv pool; each call has its own
+// TurboJPEG handle, so a decoder message always belongs to the image that caused it.
+//
+// JS sees `jpeg = { available, reason, decodeInto(bytes, out, offset, options) }` (lib/addon-types.ts);
+// lib/data/transforms.ts decides which images take this path and falls back to sharp for the rest.
+// Built without TurboJPEG (no libturbojpeg0-dev), `available` is false and `reason` says why.
+#pragma once
+
+#include <napi.h>
+
+#include <array>
+#include <cstdint>
+
+namespace vilref {
+
+// How one image becomes size×size CHW float32 (all geometry in source pixels).
+struct JpegPlan {
+  int size = 224;
+  double left = 0, top = 0, width = 0, height = 0;  // the crop rectangle; width 0: the whole image
+  bool flip = false;
+  bool shrink = true;  // decode at a reduced DCT scale when the output allows
+  float brightness = 1, contrast = 1, saturation = 1;
+  std::array<int, 3> order{0, 1, 2};
+  const float* table = nullptr;  // 3 × 256 floats: 8-bit value → normalised value per channel
+};
+
+// PIL's ImageEnhance brightness/contrast/colour on planar 8-bit RGB (3 planes of n), in `order`,
+// exactly as lib/data/transforms.ts jitter8 does on interleaved pixels.
+void Jitter8Planar(uint8_t* planes, int64_t n, const JpegPlan& plan);
+
+void InitJpeg(Napi::Env env, Napi::Object exports);
+
+}  // namespace vilref
