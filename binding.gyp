@@ -4,6 +4,8 @@
   "variables": {
     "torch_libdir": "<!(node lib/build/libtorch.js --libdir)",
     "torch_flavour": "<!(node lib/build/libtorch.js --flavour)",
+    # The JPEG fast path (native/jpeg.cc) when TurboJPEG's header is installed (libturbojpeg0-dev).
+    "turbojpeg": "<!(node -p \"require('fs').existsSync('/usr/include/turbojpeg.h') ? 1 : 0\")",
   },
   "targets": [
     {
@@ -21,6 +23,9 @@
         "VILREF_SOURCE_HASH=\"<!(node lib/build/addon.js --hash)\"",
         "VILREF_FLAVOUR=\"<(torch_flavour)\"",
         "<!@(node lib/build/libtorch.js --defines)",
+      ],
+      "conditions": [
+        ["turbojpeg==1", {"defines": ["VILREF_WITH_TURBOJPEG"], "libraries": ["-lturbojpeg"]}],
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
