@@ -285,6 +285,8 @@ export interface JpegDecodeResult {
   decodedHeight: number;
   /** The DCT scaling factor used (M/8). */
   scale: number;
+  /** resize: the JPEG written. */
+  data?: Uint8Array;
 }
 
 /** native/jpeg.cc: the JPEG fast path of the data loader. */
@@ -306,6 +308,24 @@ export interface NativeJpeg {
    * whether libjpeg warns: "ok", "corrupt" (with this image's message) or "error".
    */
   validate(bytes: Uint8Array): Promise<JpegDecodeResult>;
+  /**
+   * Decodes (at the DCT scale that covers the output), crops left/top/width/height (source pixels;
+   * none: the whole image), resizes to outWidth×outHeight (antialiased bicubic) and encodes a JPEG
+   * (4:2:0, `quality`, default 90): the packer's resize.
+   */
+  resize(
+    bytes: Uint8Array,
+    options: {
+      outWidth: number;
+      outHeight: number;
+      quality?: number;
+      left?: number;
+      top?: number;
+      width?: number;
+      height?: number;
+      shrink?: boolean;
+    },
+  ): Promise<JpegDecodeResult>;
   /** The native colour jitter on interleaved RGB, in place (for tests against the JS one). */
   jitter(
     rgb: Uint8Array,
@@ -381,7 +401,7 @@ exactly<SameKeys<(typeof ADDON_EXPORTS)[number], keyof NativeAddon>>();
 export const ADDON_NAMESPACES = {
   losses: ["wscl", "clip"],
   dist: ["available", "reason", "backends", "init", "ProcessGroup"],
-  jpeg: ["available", "reason", "openmp", "decodeInto", "validate", "jitter"],
+  jpeg: ["available", "reason", "openmp", "decodeInto", "validate", "resize", "jitter"],
   debug: ["echo", "addressOf", "torchError"],
 } as const;
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["losses"][number], keyof NativeLosses>>();

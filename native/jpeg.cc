@@ -139,8 +139,8 @@ Decompressor& ThreadDecompressor() {
   return d;
 }
 
-// The smallest scaling factor M/N ≤ 1 whose output still covers `need` pixels of the rectangle.
-tjscalingfactor ChooseScale(double rw, double rh, int size, bool shrink) {
+// The smallest scaling factor M/N ≤ 1 whose output still covers needW×needH pixels of the rectangle.
+tjscalingfactor ChooseScale(double rw, double rh, int needW, int needH, bool shrink) {
   tjscalingfactor best{1, 1};
   if (!shrink) return best;
   int n = 0;
@@ -148,7 +148,7 @@ tjscalingfactor ChooseScale(double rw, double rh, int size, bool shrink) {
   for (int i = 0; i < n; i++) {
     const double f = static_cast<double>(all[i].num) / all[i].denom;
     if (f > 1.0 || f >= static_cast<double>(best.num) / best.denom) continue;
-    if (std::floor(rw * f) >= size && std::floor(rh * f) >= size) best = all[i];
+    if (std::floor(rw * f) >= needW && std::floor(rh * f) >= needH) best = all[i];
   }
   return best;
 }
@@ -157,15 +157,16 @@ struct Outcome {
   std::string status = "ok";  // ok | corrupt | error | fallback
   std::string message;
   int width = 0, height = 0, decodedWidth = 0, decodedHeight = 0, scaleNum = 1, scaleDenom = 1;
+  std::vector<uint8_t> encoded;  // resize: the JPEG written
 };
 
-// [1, 3, h, w] float pixels of the crop, resized to size×size (antialiased bicubic).
-at::Tensor CropResize(const uint8_t* pixels, int pitch, int x0, int y0, int cw, int ch, int size) {
+// [1, 3, outH, outW] float pixels of the crop, resized with the antialiased bicubic.
+at::Tensor CropResize(const uint8_t* pixels, int pitch, int x0, int y0, int cw, int ch, int outW, int outH) {
   at::Tensor crop = at::from_blob(const_cast<uint8_t*>(pixels) + static_cast<int64_t>(y0) * pitch + x0 * 3, {ch, cw, 3},
                                   {pitch, 3, 1}, at::TensorOptions().dtype(at::kByte));
   at::Tensor x = crop.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).contiguous();
-  if (cw == size && ch == size) return x;
-  return at::_upsample_bicubic2d_aa(x, {size, size}, false);
+  if (cw == outW && ch == outH) return x;
+  return at::_upsample_bicubic2d_aa(x, {outH, outW}, false);
 }
 
 // Rounds the resized pixels to 8 bits (flipping if asked), jitters, normalises into `out`.
@@ -193,30 +194,34 @@ void WriteOut(const at::Tensor& resized, const JpegPlan& plan, std::vector<uint8
   }
 }
 
-// Decodes, crops, resizes and writes one image; decoder failures become the outcome's status.
-Outcome DecodeInto(const uint8_t* data, size_t size, const JpegPlan& plan, float* out) {
-  Outcome o;
-  Decompressor& d = ThreadDecompressor();
+bool Fail(Decompressor& d, Outcome& o) {
+  o.status = tjGetErrorCode(d.handle) == TJERR_WARNING ? "corrupt" : "error";
+  o.message = tjGetErrorStr2(d.handle);
+  return false;
+}
+
+// Decodes at the DCT scale that covers the output, crops the plan's rectangle (rounded to decoded
+// pixels, at least one, inside the image) and resizes it to outW×outH; false with the outcome's
+// status set when libjpeg fails or warns, or the image is a kind left to sharp.
+bool DecodeCrop(Decompressor& d, const uint8_t* data, size_t size, const JpegPlan& plan, int outW, int outH, Outcome& o,
+                at::Tensor& resized) {
   int W = 0, H = 0, subsamp = 0, colorspace = 0;
-  if (tjDecompressHeader3(d.handle, data, static_cast<unsigned long>(size), &W, &H, &subsamp, &colorspace) != 0) {
-    o.status = tjGetErrorCode(d.handle) == TJERR_WARNING ? "corrupt" : "error";
-    o.message = tjGetErrorStr2(d.handle);
-    return o;
-  }
+  if (tjDecompressHeader3(d.handle, data, static_cast<unsigned long>(size), &W, &H, &subsamp, &colorspace) != 0)
+    return Fail(d, o);
   o.width = W;
   o.height = H;
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
     o.status = "fallback";
     o.message = "CMYK/YCCK JPEG";
-    return o;
+    return false;
   }
   if (static_cast<int64_t>(W) * H > (int64_t{1} << 28)) {
     o.status = "error";
     o.message = "image has " + std::to_string(static_cast<int64_t>(W) * H) + " pixels, more than 2^28";
-    return o;
+    return false;
   }
   const double rw = plan.width > 0 ? plan.width : W, rh = plan.height > 0 ? plan.height : H;
-  const tjscalingfactor sf = ChooseScale(rw, rh, plan.size, plan.shrink);
+  const tjscalingfactor sf = ChooseScale(rw, rh, outW, outH, plan.shrink);
   const int sw = TJSCALED(W, sf), sh = TJSCALED(H, sf), pitch = sw * 3;
   o.decodedWidth = sw;
   o.decodedHeight = sh;
@@ -226,12 +231,8 @@ Outcome DecodeInto(const uint8_t* data, size_t size, const JpegPlan& plan, float
   if (d.pixels.capacity() > (size_t{64} << 20) && need < d.pixels.capacity() / 4) std::vector<uint8_t>().swap(d.pixels);
   d.pixels.resize(need);
   if (tjDecompress2(d.handle, data, static_cast<unsigned long>(size), d.pixels.data(), sw, pitch, sh, TJPF_RGB,
-                    TJFLAG_STOPONWARNING) != 0) {
-    o.status = tjGetErrorCode(d.handle) == TJERR_WARNING ? "corrupt" : "error";
-    o.message = tjGetErrorStr2(d.handle);
-    return o;
-  }
-  // The rectangle in decoded pixels (rounded; at least one pixel, inside the image).
+                    TJFLAG_STOPONWARNING) != 0)
+    return Fail(d, o);
   const double f = static_cast<double>(sw) / W, g = static_cast<double>(sh) / H;
   int x0 = static_cast<int>(std::lround(plan.width > 0 ? plan.left * f : 0));
   int y0 = static_cast<int>(std::lround(plan.height > 0 ? plan.top * g : 0));
@@ -242,8 +243,39 @@ Outcome DecodeInto(const uint8_t* data, size_t size, const JpegPlan& plan, float
   x1 = std::clamp(x1, x0 + 1, sw);
   y1 = std::clamp(y1, y0 + 1, sh);
   SingleThreadGuard one;
-  at::Tensor resized = CropResize(d.pixels.data(), pitch, x0, y0, x1 - x0, y1 - y0, plan.size);
-  WriteOut(resized, plan, d.planes, out);
+  resized = CropResize(d.pixels.data(), pitch, x0, y0, x1 - x0, y1 - y0, outW, outH);
+  return true;
+}
+
+// Decodes, crops, resizes and writes one image into the batch; failures become the outcome's status.
+Outcome DecodeInto(const uint8_t* data, size_t size, const JpegPlan& plan, float* out) {
+  Outcome o;
+  at::Tensor resized;
+  if (DecodeCrop(ThreadDecompressor(), data, size, plan, plan.size, plan.size, o, resized))
+    WriteOut(resized, plan, ThreadDecompressor().planes, out);
+  return o;
+}
+
+// Decodes, crops and resizes one image to outWidth×outHeight and encodes it as a JPEG (4:2:0).
+Outcome Resize(const uint8_t* data, size_t size, const JpegPlan& plan) {
+  Outcome o;
+  at::Tensor resized;
+  Decompressor& d = ThreadDecompressor();
+  if (!DecodeCrop(d, data, size, plan, plan.outWidth, plan.outHeight, o, resized)) return o;
+  at::Tensor hwc = resized.squeeze(0).round_().clamp_(0, 255).permute({1, 2, 0}).to(at::kByte).contiguous();
+  thread_local std::unique_ptr<void, int (*)(tjhandle)> compressor(tjInitCompress(), tjDestroy);
+  if (!compressor) throw BoundaryError(ErrorKind::Error, std::string("TurboJPEG: ") + tjGetErrorStr2(nullptr));
+  unsigned char* jpeg = nullptr;
+  unsigned long jpegSize = 0;
+  if (tjCompress2(compressor.get(), hwc.data_ptr<uint8_t>(), plan.outWidth, plan.outWidth * 3, plan.outHeight, TJPF_RGB,
+                  &jpeg, &jpegSize, TJSAMP_420, plan.quality, 0) != 0) {
+    o.status = "error";
+    o.message = std::string("encoding: ") + tjGetErrorStr2(compressor.get());
+    if (jpeg) tjFree(jpeg);
+    return o;
+  }
+  o.encoded.assign(jpeg, jpeg + jpegSize);
+  tjFree(jpeg);
   return o;
 }
 
@@ -294,7 +326,14 @@ class DecodeTask : public Task {
         target_(target),
         plan_(plan) {}
 
-  void Execute() override { outcome_ = target_ ? DecodeInto(data_, size_, plan_, target_) : Validate(data_, size_); }
+  void Execute() override {
+    if (target_)
+      outcome_ = DecodeInto(data_, size_, plan_, target_);
+    else if (plan_.outWidth > 0)
+      outcome_ = Resize(data_, size_, plan_);
+    else
+      outcome_ = Validate(data_, size_);
+  }
 
   Napi::Value Resolve(Napi::Env env) override {
     Napi::Object r = Napi::Object::New(env);
@@ -305,6 +344,8 @@ class DecodeTask : public Task {
     r.Set("decodedWidth", outcome_.decodedWidth);
     r.Set("decodedHeight", outcome_.decodedHeight);
     r.Set("scale", outcome_.scaleNum / static_cast<double>(outcome_.scaleDenom));
+    if (!outcome_.encoded.empty())
+      r.Set("data", Napi::Buffer<uint8_t>::Copy(env, outcome_.encoded.data(), outcome_.encoded.size()));
     return r;
   }
 
@@ -404,6 +445,30 @@ Napi::Value ValidateJs(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value ResizeJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      ThrowTypeError("bytes: expected a Uint8Array holding a JPEG file");
+    if (!info[1].IsObject()) ThrowTypeError("options: expected an object");
+    auto bytes = info[0].As<Napi::Uint8Array>();
+    if (bytes.ByteLength() == 0) ThrowRangeError("bytes: empty");
+    Napi::Object o = info[1].As<Napi::Object>();
+    JpegPlan plan = ReadPlan(o);
+    plan.outWidth = static_cast<int>(ReadInteger(o.Get("outWidth"), "options.outWidth", 1, 16384));
+    plan.outHeight = static_cast<int>(ReadInteger(o.Get("outHeight"), "options.outHeight", 1, 16384));
+    if (!o.Get("quality").IsUndefined())
+      plan.quality = static_cast<int>(ReadInteger(o.Get("quality"), "options.quality", 1, 100));
+#ifdef VILREF_WITH_TURBOJPEG
+    return RunAsync(
+        env, std::make_unique<DecodeTask>(Napi::Persistent(bytes.As<Napi::Object>()), Napi::ObjectReference(),
+                                          Napi::ObjectReference(), bytes.Data(), bytes.ByteLength(), nullptr, plan));
+#else
+    throw BoundaryError(ErrorKind::Error, "jpeg.resize: this addon was built without TurboJPEG");
+#endif
+  });
+}
+
 // Test hook: Jitter8Planar on interleaved pixels (so tests compare it with the JS jitter8 byte for byte).
 Napi::Value JitterJs(const Napi::CallbackInfo& info) {
   return Guard(info.Env(), [&]() -> Napi::Value {
@@ -441,6 +506,7 @@ void InitJpeg(Napi::Env env, Napi::Object exports) {
 #endif
   jpeg.Set("decodeInto", Napi::Function::New(env, DecodeIntoJs, "decodeInto"));
   jpeg.Set("validate", Napi::Function::New(env, ValidateJs, "validate"));
+  jpeg.Set("resize", Napi::Function::New(env, ResizeJs, "resize"));
   jpeg.Set("jitter", Napi::Function::New(env, JitterJs, "jitter"));
   exports.Set("jpeg", jpeg);
 }

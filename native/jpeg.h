@@ -1,9 +1,9 @@
-// The JPEG fast path of the data loader: decode a JPEG with libjpeg-turbo's TurboJPEG API at the
-// largest DCT scale (M/8) that still covers the output, crop the sample's rectangle, resize it with
-// LibTorch's antialiased bicubic (PIL's filter), round to 8 bits, apply the colour jitter with
-// torchvision-on-PIL semantics, and write CHW float32 through the caller's normalisation table
-// straight into the batch's memory. One call per image, on the libuv pool; each call has its own
-// TurboJPEG handle, so a decoder message always belongs to the image that caused it.
+// The JPEG fast path of the data loader (and the packer's resize): decode a JPEG with libjpeg-turbo's TurboJPEG API at
+// the largest DCT scale (M/8) that still covers the output, crop the sample's rectangle, resize it with LibTorch's
+// antialiased bicubic (PIL's filter), round to 8 bits, apply the colour jitter with torchvision-on-PIL semantics, and
+// write CHW float32 through the caller's normalisation table straight into the batch's memory. One call per image, on
+// the libuv pool; each call has its own TurboJPEG handle, so a decoder message always belongs to the image that caused
+// it.
 //
 // JS sees `jpeg = { available, reason, decodeInto(bytes, out, offset, options) }` (lib/addon-types.ts);
 // lib/data/transforms.ts decides which images take this path and falls back to sharp for the rest.
@@ -25,7 +25,9 @@ struct JpegPlan {
   bool shrink = true;  // decode at a reduced DCT scale when the output allows
   float brightness = 1, contrast = 1, saturation = 1;
   std::array<int, 3> order{0, 1, 2};
-  const float* table = nullptr;  // 3 × 256 floats: 8-bit value → normalised value per channel
+  const float* table = nullptr;     // 3 × 256 floats: 8-bit value → normalised value per channel
+  int outWidth = 0, outHeight = 0;  // resize (the packer): the output size, and its JPEG quality
+  int quality = 90;
 };
 
 // PIL's ImageEnhance brightness/contrast/colour on planar 8-bit RGB (3 planes of n), in `order`,

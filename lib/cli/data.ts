@@ -1,12 +1,15 @@
 /**
  * Data commands: `vilref synth` (synthetic fundus dataset), `vilref embed` (images or report
- * texts → .npy + ids), `vilref data check` (read a manifest, decode every image, report the bad).
+ * texts → .npy + ids), `vilref data check` (read a manifest or shards, decode every image, report
+ * the bad), `vilref data pack` (samples → WebDataset shards of resized images).
  */
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readReports } from "../labels/index.js";
-import { resolveImageInputs } from "../data/inputs.js";
 import { Loader } from "../data/loader.js";
-import { readManifest } from "../data/manifest.js";
+import { packShards } from "../data/pack.js";
+import { readSource } from "../data/source.js";
+import type { ShardProblem } from "../data/shards.js";
+import { formatDuration } from "../embed/progress.js";
 import {
   embedImages,
   embedTexts,
@@ -21,7 +24,7 @@ import { modelFromSpec, ViLReFImageEncoder, ViLReFTextEncoder } from "../model/e
 import type { ModelSpecOptions } from "../model/encoders.js";
 import type { Device, Dtype } from "../model/vilref.js";
 import { BertTokenizer, DEFAULT_CONTEXT_LENGTH } from "../text/index.js";
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
 
 export interface ResolveOptions extends ModelSpecOptions {
   imageSize?: number;
@@ -145,7 +148,7 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
     )
     .option(
       "--images <input>",
-      "a folder (searched recursively), a glob such as 'data/**/*.png', or a manifest (.csv/.tsv/.jsonl)",
+      "a folder (searched recursively), a glob such as 'data/**/*.png', a manifest (.csv/.tsv/.jsonl), or WebDataset shards ('shards/{000000..000099}.tar', a folder of .tar, a packed index.json)",
     )
     .option("--texts <file>", "reports to embed instead: .jsonl, .csv or .txt (see vilref labels)")
     .option(
@@ -262,7 +265,11 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
           say(summary(await embedTexts(records, enc, common)));
           return;
         }
-        const samples = resolveImageInputs(o.images!, { columns: { image: o.imageColumn, id: o.idColumn } });
+        const { samples } = readSource(o.images!, {
+          manifest: { columns: { image: o.imageColumn, id: o.idColumn } },
+          ...(o.strict ? { strict: true } : {}),
+          report: (p) => process.stderr.write(`vilref embed: skip ${problemLine(p)}\n`),
+        });
         const enc = await resolvers.image(o.model, resolve);
         const r = await embedImages(samples, enc, {
           ...common,
@@ -275,21 +282,24 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
       },
     );
 
-  const data = program.command("data").description("datasets: check manifests and images");
+  const data = program.command("data").description("datasets: check manifests, images and shards; pack shards");
   data
     .command("check")
-    .description("read a manifest, decode every image (evaluation transform) and report bad rows and images")
-    .argument("<manifest>", "a .csv, .tsv or .jsonl manifest")
+    .description("read a manifest or shards, decode every image (evaluation transform) and report bad rows and images")
+    .argument(
+      "<input...>",
+      "a .csv, .tsv or .jsonl manifest, or WebDataset shards (paths, a glob, {000..009} braces, index.json)",
+    )
     .option("--image-column <name>", "column with the image path", "image")
     .option("--text-column <name>", "column with the report", "text")
     .option("--labels-file <file>", "labels from `vilref labels --out`, joined by id")
     .option("--split <name>", "only rows of this split")
     .option("--fov", "also run the field-of-view crop")
     .option("--log <file>", "append bad images (path and reason) to this run log")
-    .option("--strict", "exit at the first bad image")
+    .option("--strict", "exit at the first bad image or shard problem")
     .action(
       async (
-        file: string,
+        inputs: string[],
         o: {
           imageColumn: string;
           textColumn: string;
@@ -300,23 +310,36 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
           strict?: boolean;
         },
       ) => {
-        const samples = readManifest(file, {
-          columns: { image: o.imageColumn, text: o.textColumn },
-          ...(o.labelsFile ? { labelsFile: o.labelsFile } : {}),
-          ...(o.split ? { split: o.split } : {}),
+        const input = inputs.length === 1 ? inputs[0]! : inputs;
+        const log = o.log
+          ? (l: string) => appendFileSync(o.log!, l + "\n")
+          : (l: string) => process.stderr.write(l + "\n");
+        const { samples, kind, problems } = readSource(input, {
+          manifest: {
+            columns: { image: o.imageColumn, text: o.textColumn },
+            ...(o.labelsFile ? { labelsFile: o.labelsFile } : {}),
+            ...(o.split ? { split: o.split } : {}),
+          },
+          ...(o.strict ? { strict: true } : {}),
+          report: (p) => log(`${new Date().toISOString()} skip ${problemLine(p)}`),
         });
         const loader = new Loader(samples, {
           batchSize: 16,
           shuffle: false,
           transform: { size: 64, fov: !!o.fov },
           strict: !!o.strict,
-          log: o.log ?? ((l: string) => process.stderr.write(l + "\n")),
+          log,
         });
         for await (const _ of loader.epoch(0)) void _;
         const withText = samples.filter((s) => s.text !== null).length;
         const withLabels = samples.filter((s) => s.labels !== null).length;
+        const name = typeof input === "string" ? input : `${input.length} shards`;
+        const rows =
+          kind === "shards"
+            ? `${samples.length} samples (${problems.length} shard problems)`
+            : `${samples.length} rows`;
         say(
-          `${file}: ${samples.length} rows, ${withText} with text, ${withLabels} with labels; images decoded ${loader.stats.decoded}, skipped ${loader.stats.skipped}${
+          `${name}: ${rows}, ${withText} with text, ${withLabels} with labels; images decoded ${loader.stats.decoded}, skipped ${loader.stats.skipped}${
             loader.stats.skipped
               ? ` (${Object.entries(loader.stats.byReason)
                   .map(([k, v]) => `${k} ${v}`)
@@ -324,7 +347,110 @@ export function register(program: Command, resolvers: EncoderResolvers = builtin
               : ""
           }`,
         );
-        if (loader.stats.skipped > 0) process.exitCode = 1;
+        if (loader.stats.skipped > 0 || problems.length > 0) process.exitCode = 1;
       },
     );
+
+  data
+    .command("pack")
+    .description(
+      "write WebDataset shards (NNNNNN.tar: KEY.jpg resized once, KEY.txt report, KEY.json id/labels/eye/patient/split) and index.json; resumable, byte-identical across runs",
+    )
+    .argument("<input...>", "a manifest, a folder or glob of images, or shards (anything `data check` reads)")
+    .requiredOption("--out <dir>", "output folder")
+    .option("--samples-per-shard <n>", "samples per shard (the last may hold fewer)", int(1), 1000)
+    .option("--resolution <px>", "the model's input resolution (the stored size defaults to 1.15 × it)", int(8), 224)
+    .option("--size <px>", "short side of the stored images (default 1.15 × --resolution)", int(8))
+    .option("--quality <q>", "JPEG quality of the stored images", int(1), 90)
+    .option("--fov", "crop to the circular field of view first")
+    .option("--no-shuffle", "keep the input order (default: a permutation from --seed)")
+    .option("--seed <seed>", "seed of the permutation", int(0), 0)
+    .addOption(
+      new Option("--labels <source>", "labels: the input's, else the expert rules on the report (auto)")
+        .choices(["auto", "rules", "manifest", "none"])
+        .default("auto"),
+    )
+    .option("--rules <file>", "expert rules file (default: the packaged rules)")
+    .option("--image-column <name>", "manifest column with the image path", "image")
+    .option("--text-column <name>", "manifest column with the report", "text")
+    .option("--split <name>", "only rows of this split")
+    .option("--concurrency <n>", "images processed at once (default 2 × cores)", int(1))
+    .option("--log <file>", "append skipped images (path and reason) to this run log")
+    .option("--strict", "stop at the first bad image")
+    .option("--force", "start over even when finished shards of the same inputs exist")
+    .option("--no-progress", "no progress line")
+    .action(async (inputs: string[], o: PackCliOptions) => {
+      const input = inputs.length === 1 ? inputs[0]! : inputs;
+      const log = o.log
+        ? (l: string) => appendFileSync(o.log!, l + "\n")
+        : (l: string) => process.stderr.write(l + "\n");
+      const { samples } = readSource(input, {
+        manifest: { columns: { image: o.imageColumn, text: o.textColumn }, ...(o.split ? { split: o.split } : {}) },
+        ...(o.strict ? { strict: true } : {}),
+        report: (p) => log(`${new Date().toISOString()} skip ${problemLine(p)}`),
+      });
+      if (samples.length === 0) throw new Error(`data pack: no samples in ${String(input)}`);
+      let last = 0;
+      const r = await packShards(samples, {
+        out: o.out,
+        samplesPerShard: o.samplesPerShard,
+        resolution: o.resolution,
+        ...(o.size !== undefined ? { size: o.size } : {}),
+        quality: o.quality,
+        fov: !!o.fov,
+        shuffle: o.shuffle,
+        seed: o.seed,
+        labels: o.labels,
+        ...(o.rules ? { rules: o.rules } : {}),
+        ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+        strict: !!o.strict,
+        force: !!o.force,
+        log,
+        ...(o.progress
+          ? {
+              onProgress: (p) => {
+                const now = performance.now();
+                if (now - last < 500 && p.done < p.total) return;
+                last = now;
+                process.stderr.write(
+                  `\rvilref data pack: ${p.done}/${p.total} images, ${p.shards}/${p.shardsTotal} shards, ${p.imagesPerSecond.toFixed(0)} img/s, ETA ${formatDuration(p.etaSeconds)}\x1b[K`,
+                );
+              },
+            }
+          : {}),
+      });
+      if (o.progress) process.stderr.write("\n");
+      const sk = r.index.skipped.length;
+      say(
+        r.upToDate
+          ? `${r.indexFile}: up to date (${r.index.samples} samples in ${r.index.shards.length} shards); --force repacks`
+          : `wrote ${r.index.samples} samples in ${r.index.shards.length} shards (${r.written} written, ${r.kept} kept) and ${r.indexFile} in ${r.seconds.toFixed(1)} s${sk ? `; ${sk} images skipped (listed in the index)` : ""}`,
+      );
+      if (r.index.samples === 0) process.exitCode = 1;
+    });
+}
+
+interface PackCliOptions {
+  out: string;
+  samplesPerShard: number;
+  resolution: number;
+  size?: number;
+  quality: number;
+  fov?: boolean;
+  shuffle: boolean;
+  seed: number;
+  labels: "auto" | "rules" | "manifest" | "none";
+  rules?: string;
+  imageColumn: string;
+  textColumn: string;
+  split?: string;
+  concurrency?: number;
+  log?: string;
+  strict?: boolean;
+  force?: boolean;
+  progress: boolean;
+}
+
+function problemLine(p: ShardProblem): string {
+  return `${p.shard}${p.key !== null ? ` [${p.key}]` : ""}: ${p.reason}`;
 }

@@ -12,6 +12,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
 import { loadDataset, ADAPTERS } from "../eval/adapters/index.js";
+import { isShardSpec } from "../data/shards.js";
 import type { DatasetSpec } from "../eval/adapters/index.js";
 import { splitOf } from "../eval/dataset.js";
 import type { EvalDataset } from "../eval/dataset.js";
@@ -65,7 +66,10 @@ const numberList = (name: string) => (v: string) => {
 export function addCommonOptions(cmd: Command): Command {
   return cmd
     .requiredOption("--model <spec>", "a .safetensors/.pt checkpoint, or preset:<name>[:seed] (random weights)")
-    .requiredOption("--data <path>", "a manifest file, or a dataset's root folder (with --adapter)")
+    .requiredOption(
+      "--data <path>",
+      "a manifest file, WebDataset shards (index.json, a folder of .tar, 'shards/{000..009}.tar'), or a dataset's root folder (with --adapter)",
+    )
     .option(
       "--adapter <name>",
       `how to read --data: ${Object.keys(ADAPTERS).join(", ")} (default: manifest for a file, folder for a folder)`,
@@ -130,7 +134,7 @@ export function classList(o: Pick<CommonOptions, "classes" | "classesFile">): st
 /** The dataset the options name. For a manifest, --classes select the classes; adapters have their own. */
 export function loadEvalData(o: CommonOptions): { ds: EvalDataset; classes: string[] | undefined } {
   const classes = classList(o);
-  const isManifest = o.adapter === undefined ? !isDir(o.data) : o.adapter === "manifest";
+  const isManifest = o.adapter === undefined ? !isDir(o.data) || isShardSpec(o.data) : o.adapter === "manifest";
   const spec: DatasetSpec = {
     path: o.data,
     seed: o.seed,

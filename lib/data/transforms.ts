@@ -168,6 +168,11 @@ export type ImageSource = string | Buffer;
 
 const JPEG_EXT = /\.(jpe?g|jpe|jfif)$/i;
 
+/** sharp on a source, failing on what the decoders report (see below). */
+export function openImage(src: ImageSource) {
+  return open(src);
+}
+
 function open(src: ImageSource) {
   // failOn 'truncated' rejects truncated JPEG/PNG instead of returning a grey-filled image; JPEGs
   // fail on any libjpeg warning too (corrupt entropy-coded data would otherwise decode as grey
@@ -212,6 +217,18 @@ class DecodeGate {
 }
 
 const gate = new DecodeGate();
+
+/**
+ * Runs a sharp pipeline with the others (shared); if it fails, runs it once more alone, so the
+ * error it ends with is its own (or it succeeds, when the first message was another image's).
+ */
+export async function withSharp<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await gate.run(fn);
+  } catch {
+    return gate.run(fn, true);
+  }
+}
 
 /**
  * The bounding square of the circular field of view, in image pixels, from a thumbnail of the
@@ -321,14 +338,7 @@ export async function preprocessInto(
     fallback = r.fallback;
     src = bytes;
   }
-  const viaSharp = () => sharpInto(src, t, seed, out, offset);
-  let decoded: Omit<Decoded, "decoder" | "fallback" | "dctScale">;
-  try {
-    decoded = await gate.run(viaSharp);
-  } catch {
-    // Once more, alone: the error (or the picture, if the first failure was not this image's) is its own.
-    decoded = await gate.run(viaSharp, true);
-  }
+  const decoded = await withSharp(() => sharpInto(src, t, seed, out, offset));
   return { ...decoded, decoder: "sharp", fallback, dctScale: null };
 }
 
