@@ -111,6 +111,8 @@ export function classifyError(e: unknown): { kind: string; message: string } {
   if (code === "ENOENT" || /input file is missing|no such file/i.test(message)) return { kind: "missing", message };
   if (code === "EACCES" || code === "EISDIR" || /permission denied|is a directory/i.test(message))
     return { kind: "unreadable", message };
+  // libjpeg's "Corrupt JPEG data: premature end of data segment" is damage inside the file, not a short file
+  if (/Corrupt JPEG data/.test(message)) return { kind: "corrupt", message };
   if (/premature end|truncat|unexpected end|end of (file|stream|data)|read error|not enough data/i.test(message))
     return { kind: "truncated", message };
   if (/unsupported image format/i.test(message)) return { kind: "unsupported", message };

@@ -188,6 +188,7 @@ export async function packShards(samples: readonly Sample[], options: PackOption
     await atomicWriteFile(path.join(state, `${name}.json`), new TextEncoder().encode(JSON.stringify(rec)));
     records.set(name, rec);
     written++;
+    progress.shardDone();
   }
   const index = makeIndex(records, shardsTotal, s, fp, ordered.length);
   await atomicWriteFile(indexFile, new TextEncoder().encode(JSON.stringify(index, null, 1) + "\n"));
@@ -350,7 +351,6 @@ async function writeShard(
   await ended;
   const bytes = Buffer.concat(chunks);
   await atomicWriteFile(path.join(out, name), bytes);
-  ctx.progress.shardDone();
   return {
     name,
     samples: count,

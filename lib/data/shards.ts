@@ -21,7 +21,7 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, s
 import { open, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { Eye, LabelMap } from "../labels/index.js";
-import { expandGlob, isGlob } from "./inputs.js";
+import { globSync, isDynamicPattern } from "tinyglobby";
 import { parseEye, parseLabelsCell, type Sample, type ShardMember } from "./manifest.js";
 import { TarError, TarReader, walkTarSync, type TarMember } from "./tar.js";
 
@@ -150,8 +150,15 @@ export function expandShards(
     };
   const out: string[] = [];
   for (const p of braceExpand(spec)) {
-    if (isGlob(p) && !existsSync(path.resolve(cwd, p))) {
-      const files = expandGlob(p, cwd).filter((f) => f.endsWith(".tar"));
+    if (isDynamicPattern(p) && !existsSync(path.resolve(cwd, p))) {
+      const files = globSync(p.split(path.sep).join("/"), {
+        cwd,
+        absolute: true,
+        onlyFiles: true,
+        expandDirectories: false,
+      })
+        .map((f) => path.normalize(f))
+        .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
       if (files.length === 0) out.push(path.resolve(cwd, p)); // reported as missing
       out.push(...files);
     } else out.push(path.resolve(cwd, p));
@@ -207,15 +214,20 @@ export class Grouper {
     return g ? this.#check(g) : null;
   }
 
-  /** The archive is damaged here: the sample being collected is reported and dropped. */
-  fail(e: unknown): void {
-    const cut = this.#cur ? `; sample ${this.#cur.key} is incomplete and left out` : "";
-    this.report({
-      shard: this.shard,
-      key: this.#cur?.key ?? null,
-      reason: `${problemKind(e)}: ${(e as Error).message}${cut}`,
-    });
+  /**
+   * The archive is damaged here. When the damaged member starts another sample (its name is
+   * known and its key differs), the sample being collected was complete and is returned; else
+   * that sample is reported as cut short and dropped.
+   */
+  fail(e: unknown): ShardGroup | null {
+    const next = e instanceof TarError && e.member !== null ? splitKey(e.member) : null;
+    const cur = this.#cur;
     this.#cur = null;
+    const complete = cur !== null && next !== null && next.key !== cur.key;
+    const lost = complete ? next.key : (cur?.key ?? next?.key ?? null);
+    const cut = lost !== null ? `; sample ${lost} is incomplete and left out` : "";
+    this.report({ shard: this.shard, key: lost, reason: `${problemKind(e)}: ${(e as Error).message}${cut}` });
+    return complete ? this.#check(cur) : null;
   }
 
   #check(g: ShardGroup): ShardGroup | null {
@@ -246,7 +258,8 @@ export async function* shardGroups(
     try {
       r = await reader.next({ data: options.data });
     } catch (e) {
-      grouper.fail(e);
+      const complete = grouper.fail(e);
+      if (complete) yield complete;
       return;
     }
     if (!r) break;
@@ -360,8 +373,9 @@ export function scanShards(spec: string | readonly string[], options: ScanOption
       const last = grouper.end();
       if (last) groups.push(last);
     } catch (e) {
-      if (e instanceof TarError || (e as { code?: string }).code) grouper.fail(e);
-      else throw e;
+      if (!(e instanceof TarError || (e as { code?: string }).code)) throw e;
+      const complete = grouper.fail(e);
+      if (complete) groups.push(complete);
     }
     let n = 0;
     const read = rangeReader(shard);
