@@ -267,6 +267,8 @@ export interface JpegDecodeOptions {
   saturation?: number;
   /** Jitter order: a permutation of 0 (brightness), 1 (contrast), 2 (saturation). */
   order?: [number, number, number];
+  /** The resize: native/resample.h's kernel (default) or LibTorch's _upsample_bicubic2d_aa (the same filter). */
+  resampler?: "native" | "libtorch";
   /** 3 × 256 floats: 8-bit value → normalised value, per channel (lib/data/transforms.ts normTable). */
   table: Float32Array;
 }
@@ -324,6 +326,7 @@ export interface NativeJpeg {
       width?: number;
       height?: number;
       shrink?: boolean;
+      resampler?: "native" | "libtorch";
     },
   ): Promise<JpegDecodeResult>;
   /** The native colour jitter on interleaved RGB, in place (for tests against the JS one). */

@@ -18,6 +18,7 @@
 
 #include "async.h"
 #include "bridge.h"
+#include "resample.h"
 
 namespace vilref {
 
@@ -127,7 +128,8 @@ class SingleThreadGuard {
 struct Decompressor {
   tjhandle handle = tjInitDecompress();
   std::vector<uint8_t> pixels;  // the decoded image (reused; shrunk when a huge one passed)
-  std::vector<uint8_t> planes;  // size×size×3 planar 8-bit output (reused)
+  std::vector<uint8_t> planes;  // the resized 8-bit output (reused)
+  std::vector<float> scratch;   // the resampler's intermediate rows (reused)
   ~Decompressor() {
     if (handle) tjDestroy(handle);
   }
@@ -160,30 +162,38 @@ struct Outcome {
   std::vector<uint8_t> encoded;  // resize: the JPEG written
 };
 
-// [1, 3, outH, outW] float pixels of the crop, resized with the antialiased bicubic.
-at::Tensor CropResize(const uint8_t* pixels, int pitch, int x0, int y0, int cw, int ch, int outW, int outH) {
-  at::Tensor crop = at::from_blob(const_cast<uint8_t*>(pixels) + static_cast<int64_t>(y0) * pitch + x0 * 3, {ch, cw, 3},
-                                  {pitch, 3, 1}, at::TensorOptions().dtype(at::kByte));
-  at::Tensor x = crop.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).contiguous();
-  if (cw == outW && ch == outH) return x;
-  return at::_upsample_bicubic2d_aa(x, {outH, outW}, false);
+// The decoded crop: w×h RGB pixels, rows `pitch` bytes apart.
+struct Crop {
+  const uint8_t* pixels = nullptr;
+  int pitch = 0, w = 0, h = 0;
+};
+
+// The crop resized to outW×outH and rounded to bytes in `layout` (see resample.h): the dedicated
+// kernel, or LibTorch's _upsample_bicubic2d_aa (one OpenMP thread) when the plan asks for it.
+void Resample(const Crop& c, int outW, int outH, const JpegPlan& plan, uint8_t* out, const ByteLayout& layout,
+              std::vector<float>& scratch) {
+  if (!plan.torchResize) return ResampleBicubicAA(c.pixels, c.pitch, c.w, c.h, outW, outH, out, layout, plan.flip, scratch);
+  SingleThreadGuard one;
+  at::Tensor x = at::from_blob(const_cast<uint8_t*>(c.pixels), {c.h, c.w, 3}, {c.pitch, 3, 1}, at::kByte)
+                     .permute({2, 0, 1})
+                     .unsqueeze(0)
+                     .to(at::kFloat)
+                     .contiguous();
+  if (c.w != outW || c.h != outH) x = at::_upsample_bicubic2d_aa(x, {outH, outW}, false);
+  const float* v = x.data_ptr<float>();
+  const int64_t n = static_cast<int64_t>(outW) * outH;
+  for (int ch = 0; ch < 3; ch++)
+    for (int y = 0; y < outH; y++)
+      for (int xx = 0; xx < outW; xx++) {
+        const float f = v[ch * n + static_cast<int64_t>(y) * outW + xx];
+        out[y * layout.row + (plan.flip ? outW - 1 - xx : xx) * layout.pixel + ch * layout.channel] =
+            f <= 0.0f ? 0 : f >= 255.0f ? 255 : static_cast<uint8_t>(f + 0.5f);
+      }
 }
 
-// Rounds the resized pixels to 8 bits (flipping if asked), jitters, normalises into `out`.
-void WriteOut(const at::Tensor& resized, const JpegPlan& plan, std::vector<uint8_t>& planes, float* out) {
-  const int S = plan.size;
-  const int64_t n = static_cast<int64_t>(S) * S;
-  planes.resize(3 * n);
-  const float* src = resized.data_ptr<float>();
-  for (int64_t c = 0; c < 3; c++)
-    for (int y = 0; y < S; y++) {
-      const float* row = src + c * n + static_cast<int64_t>(y) * S;
-      uint8_t* dst = planes.data() + c * n + static_cast<int64_t>(y) * S;
-      for (int x = 0; x < S; x++) {
-        const float v = row[plan.flip ? S - 1 - x : x];
-        dst[x] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(static_cast<int>(v + 0.5f));
-      }
-    }
+// Jitters the 8-bit planes (if the plan does) and normalises them into `out` through the table.
+void WriteOut(std::vector<uint8_t>& planes, const JpegPlan& plan, float* out) {
+  const int64_t n = static_cast<int64_t>(plan.size) * plan.size;
   if (plan.brightness != 1.0f || plan.contrast != 1.0f || plan.saturation != 1.0f)
     Jitter8Planar(planes.data(), n, plan);
   for (int64_t c = 0; c < 3; c++) {
@@ -200,11 +210,11 @@ bool Fail(Decompressor& d, Outcome& o) {
   return false;
 }
 
-// Decodes at the DCT scale that covers the output, crops the plan's rectangle (rounded to decoded
-// pixels, at least one, inside the image) and resizes it to outW×outH; false with the outcome's
+// Decodes at the DCT scale that covers outW×outH of the plan's rectangle and finds that rectangle
+// in the decoded pixels (rounded, at least one pixel, inside the image); false with the outcome's
 // status set when libjpeg fails or warns, or the image is a kind left to sharp.
-bool DecodeCrop(Decompressor& d, const uint8_t* data, size_t size, const JpegPlan& plan, int outW, int outH, Outcome& o,
-                at::Tensor& resized) {
+bool DecodeCrop(Decompressor& d, const uint8_t* data, size_t size, const JpegPlan& plan, int outW, int outH,
+                Outcome& o, Crop& crop) {
   int W = 0, H = 0, subsamp = 0, colorspace = 0;
   if (tjDecompressHeader3(d.handle, data, static_cast<unsigned long>(size), &W, &H, &subsamp, &colorspace) != 0)
     return Fail(d, o);
@@ -242,33 +252,38 @@ bool DecodeCrop(Decompressor& d, const uint8_t* data, size_t size, const JpegPla
   y0 = std::clamp(y0, 0, sh - 1);
   x1 = std::clamp(x1, x0 + 1, sw);
   y1 = std::clamp(y1, y0 + 1, sh);
-  SingleThreadGuard one;
-  resized = CropResize(d.pixels.data(), pitch, x0, y0, x1 - x0, y1 - y0, outW, outH);
+  crop = {d.pixels.data() + static_cast<int64_t>(y0) * pitch + x0 * 3, pitch, x1 - x0, y1 - y0};
   return true;
 }
 
 // Decodes, crops, resizes and writes one image into the batch; failures become the outcome's status.
 Outcome DecodeInto(const uint8_t* data, size_t size, const JpegPlan& plan, float* out) {
   Outcome o;
-  at::Tensor resized;
-  if (DecodeCrop(ThreadDecompressor(), data, size, plan, plan.size, plan.size, o, resized))
-    WriteOut(resized, plan, ThreadDecompressor().planes, out);
+  Crop crop;
+  Decompressor& d = ThreadDecompressor();
+  if (!DecodeCrop(d, data, size, plan, plan.size, plan.size, o, crop)) return o;
+  const int64_t n = static_cast<int64_t>(plan.size) * plan.size;
+  d.planes.resize(3 * n);
+  Resample(crop, plan.size, plan.size, plan, d.planes.data(), ByteLayout{plan.size, 1, n}, d.scratch);
+  WriteOut(d.planes, plan, out);
   return o;
 }
 
 // Decodes, crops and resizes one image to outWidth×outHeight and encodes it as a JPEG (4:2:0).
 Outcome Resize(const uint8_t* data, size_t size, const JpegPlan& plan) {
   Outcome o;
-  at::Tensor resized;
+  Crop crop;
   Decompressor& d = ThreadDecompressor();
-  if (!DecodeCrop(d, data, size, plan, plan.outWidth, plan.outHeight, o, resized)) return o;
-  at::Tensor hwc = resized.squeeze(0).round_().clamp_(0, 255).permute({1, 2, 0}).to(at::kByte).contiguous();
+  if (!DecodeCrop(d, data, size, plan, plan.outWidth, plan.outHeight, o, crop)) return o;
+  const int W = plan.outWidth, H = plan.outHeight;
+  d.planes.resize(static_cast<size_t>(W) * H * 3);
+  Resample(crop, W, H, plan, d.planes.data(), ByteLayout{static_cast<int64_t>(W) * 3, 3, 1}, d.scratch);
   thread_local std::unique_ptr<void, int (*)(tjhandle)> compressor(tjInitCompress(), tjDestroy);
   if (!compressor) throw BoundaryError(ErrorKind::Error, std::string("TurboJPEG: ") + tjGetErrorStr2(nullptr));
   unsigned char* jpeg = nullptr;
   unsigned long jpegSize = 0;
-  if (tjCompress2(compressor.get(), hwc.data_ptr<uint8_t>(), plan.outWidth, plan.outWidth * 3, plan.outHeight, TJPF_RGB,
-                  &jpeg, &jpegSize, TJSAMP_420, plan.quality, 0) != 0) {
+  if (tjCompress2(compressor.get(), d.planes.data(), W, W * 3, H, TJPF_RGB, &jpeg, &jpegSize, TJSAMP_420,
+                  plan.quality, 0) != 0) {
     o.status = "error";
     o.message = std::string("encoding: ") + tjGetErrorStr2(compressor.get());
     if (jpeg) tjFree(jpeg);
@@ -374,6 +389,12 @@ static JpegPlan ReadPlan(const Napi::Object& o) {
   if ((p.width > 0) != (p.height > 0)) ThrowRangeError("options.width/height: give both or neither");
   Napi::Value flip = o.Get("flip"), shrink = o.Get("shrink");
   p.flip = flip.IsBoolean() && flip.As<Napi::Boolean>().Value();
+  Napi::Value resampler = o.Get("resampler");
+  if (!resampler.IsUndefined()) {
+    const std::string r = resampler.IsString() ? resampler.As<Napi::String>().Utf8Value() : "";
+    if (r != "native" && r != "libtorch") ThrowTypeError("options.resampler: expected \"native\" or \"libtorch\"");
+    p.torchResize = r == "libtorch";
+  }
   p.shrink = !shrink.IsBoolean() || shrink.As<Napi::Boolean>().Value();
   p.brightness = static_cast<float>(ReadNumber(o, "options", "brightness", 1, 0, 16));
   p.contrast = static_cast<float>(ReadNumber(o, "options", "contrast", 1, 0, 16));

@@ -28,6 +28,7 @@ struct JpegPlan {
   const float* table = nullptr;     // 3 × 256 floats: 8-bit value → normalised value per channel
   int outWidth = 0, outHeight = 0;  // resize (the packer): the output size, and its JPEG quality
   int quality = 90;
+  bool torchResize = false;  // LibTorch's _upsample_bicubic2d_aa instead of resample.h's kernel
 };
 
 // PIL's ImageEnhance brightness/contrast/colour on planar 8-bit RGB (3 planes of n), in `order`,
