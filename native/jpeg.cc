@@ -172,7 +172,8 @@ struct Crop {
 // kernel, or LibTorch's _upsample_bicubic2d_aa (one OpenMP thread) when the plan asks for it.
 void Resample(const Crop& c, int outW, int outH, const JpegPlan& plan, uint8_t* out, const ByteLayout& layout,
               std::vector<float>& scratch) {
-  if (!plan.torchResize) return ResampleBicubicAA(c.pixels, c.pitch, c.w, c.h, outW, outH, out, layout, plan.flip, scratch);
+  if (!plan.torchResize)
+    return ResampleBicubicAA(c.pixels, c.pitch, c.w, c.h, outW, outH, out, layout, plan.flip, scratch);
   SingleThreadGuard one;
   at::Tensor x = at::from_blob(const_cast<uint8_t*>(c.pixels), {c.h, c.w, 3}, {c.pitch, 3, 1}, at::kByte)
                      .permute({2, 0, 1})
@@ -187,7 +188,9 @@ void Resample(const Crop& c, int outW, int outH, const JpegPlan& plan, uint8_t* 
       for (int xx = 0; xx < outW; xx++) {
         const float f = v[ch * n + static_cast<int64_t>(y) * outW + xx];
         out[y * layout.row + (plan.flip ? outW - 1 - xx : xx) * layout.pixel + ch * layout.channel] =
-            f <= 0.0f ? 0 : f >= 255.0f ? 255 : static_cast<uint8_t>(f + 0.5f);
+            f <= 0.0f     ? 0
+            : f >= 255.0f ? 255
+                          : static_cast<uint8_t>(f + 0.5f);
       }
 }
 
@@ -213,8 +216,8 @@ bool Fail(Decompressor& d, Outcome& o) {
 // Decodes at the DCT scale that covers outW×outH of the plan's rectangle and finds that rectangle
 // in the decoded pixels (rounded, at least one pixel, inside the image); false with the outcome's
 // status set when libjpeg fails or warns, or the image is a kind left to sharp.
-bool DecodeCrop(Decompressor& d, const uint8_t* data, size_t size, const JpegPlan& plan, int outW, int outH,
-                Outcome& o, Crop& crop) {
+bool DecodeCrop(Decompressor& d, const uint8_t* data, size_t size, const JpegPlan& plan, int outW, int outH, Outcome& o,
+                Crop& crop) {
   int W = 0, H = 0, subsamp = 0, colorspace = 0;
   if (tjDecompressHeader3(d.handle, data, static_cast<unsigned long>(size), &W, &H, &subsamp, &colorspace) != 0)
     return Fail(d, o);
@@ -282,8 +285,8 @@ Outcome Resize(const uint8_t* data, size_t size, const JpegPlan& plan) {
   if (!compressor) throw BoundaryError(ErrorKind::Error, std::string("TurboJPEG: ") + tjGetErrorStr2(nullptr));
   unsigned char* jpeg = nullptr;
   unsigned long jpegSize = 0;
-  if (tjCompress2(compressor.get(), d.planes.data(), W, W * 3, H, TJPF_RGB, &jpeg, &jpegSize, TJSAMP_420,
-                  plan.quality, 0) != 0) {
+  if (tjCompress2(compressor.get(), d.planes.data(), W, W * 3, H, TJPF_RGB, &jpeg, &jpegSize, TJSAMP_420, plan.quality,
+                  0) != 0) {
     o.status = "error";
     o.message = std::string("encoding: ") + tjGetErrorStr2(compressor.get());
     if (jpeg) tjFree(jpeg);

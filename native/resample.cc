@@ -44,7 +44,8 @@ Taps ComputeTaps(int in, int out) {
     const int n = std::min(hi - lo, t.width);
     double sum = 0;
     for (int k = 0; k < n; k++) sum += (w[k] = Cubic((k + lo - center + 0.5) * ss));
-    for (int k = 0; k < n; k++) t.weights[static_cast<size_t>(i) * t.width + k] = static_cast<float>(sum ? w[k] / sum : 0);
+    for (int k = 0; k < n; k++)
+      t.weights[static_cast<size_t>(i) * t.width + k] = static_cast<float>(sum ? w[k] / sum : 0);
     t.first[i] = lo;
     t.count[i] = n;
   }

@@ -101,6 +101,48 @@ test("training: same plan as sharp (crop, flip, jitter), outputs within a pixel'
   t.true(e.mean <= 0.3 && e.max <= 4, `whole image, flipped and jittered: mean ${e.mean}, max ${e.max}`);
 });
 
+test("the resize kernel computes LibTorch's _upsample_bicubic2d_aa (within a rounding step)", async (t) => {
+  const { jpeg } = native();
+  const table = normTable(CLIP_MEAN, CLIP_STD);
+  const rng = mulberry32(4);
+  for (const [side, S] of [
+    [2048, 224],
+    [1000, 224],
+    [300, 224],
+    [180, 224], // enlarging
+    [640, 37],
+  ] as const) {
+    const jpg = await fundusJpeg(side, side + S);
+    for (let k = 0; k < 3; k++) {
+      const w = Math.round(side * rng.uniform(0.6, 1));
+      const h = Math.round(side * rng.uniform(0.6, 1));
+      const plan = {
+        size: S,
+        table,
+        left: rng.int(0, side - w),
+        top: rng.int(0, side - h),
+        width: w,
+        height: h,
+        flip: k === 1,
+      };
+      const a = new Float32Array(3 * S * S);
+      const b = new Float32Array(3 * S * S);
+      await jpeg.decodeInto(jpg, a, 0, plan);
+      await jpeg.decodeInto(jpg, b, 0, { ...plan, resampler: "libtorch" });
+      const e = diff8(a, b, S);
+      t.true(e.max <= 1.01 && e.mean < 0.02, `${side} → ${S}, crop ${w}×${h}: mean ${e.mean}, max ${e.max}`);
+    }
+  }
+  const jpg = await fundusJpeg(1024, 9);
+  const a = await jpeg.resize(jpg, { outWidth: 300, outHeight: 260, quality: 95 });
+  const b = await jpeg.resize(jpg, { outWidth: 300, outHeight: 260, quality: 95, resampler: "libtorch" });
+  const ra = await sharp(a.data!).raw().toBuffer();
+  const rb = await sharp(b.data!).raw().toBuffer();
+  let max = 0;
+  for (let i = 0; i < ra.length; i++) max = Math.max(max, Math.abs(ra[i]! - rb[i]!));
+  t.true(max <= 3, `packer resize: max ${max} after JPEG encoding`);
+});
+
 test("the native colour jitter is the JS one (torchvision's PIL semantics) byte for byte", (t) => {
   const rng = mulberry32(9);
   for (let k = 0; k < 40; k++) {

@@ -368,13 +368,13 @@ async function storedImage(x: Sample, s: Settings): Promise<Buffer> {
   let W = info?.width ?? 0;
   let H = info?.height ?? 0;
   if (!info) {
-    const m = await withSharp(() => openImage(bytes).metadata());
+    const m = await withSharp(bytes, (b) => openImage(b).metadata());
     W = m.width ?? 0;
     H = m.height ?? 0;
     if (!W || !H) throw new Error("image has no dimensions");
   }
   const region: Rect = s.fov
-    ? await withSharp(() => detectFov(bytes, W, H, s.fov === true ? {} : (s.fov as Partial<FovOptions>)))
+    ? await withSharp(bytes, (b) => detectFov(b, W, H, s.fov === true ? {} : (s.fov as Partial<FovOptions>)))
     : { left: 0, top: 0, width: W, height: H };
   const scale = Math.min(1, s.size / Math.min(region.width, region.height));
   const outW = Math.max(1, Math.round(region.width * scale));
@@ -391,7 +391,7 @@ async function storedImage(x: Sample, s: Settings): Promise<Buffer> {
       if (v.status === "corrupt") throw new Error(`corrupt JPEG: ${v.message ?? "libjpeg warning"}`);
     }
   }
-  return withSharp(() => sharpStored(bytes, region, W, H, outW, outH, s.quality));
+  return withSharp(bytes, (b) => sharpStored(b as Buffer, region, W, H, outW, outH, s.quality));
 }
 
 async function sharpStored(

@@ -219,14 +219,18 @@ class DecodeGate {
 const gate = new DecodeGate();
 
 /**
- * Runs a sharp pipeline with the others (shared); if it fails, runs it once more alone, so the
- * error it ends with is its own (or it succeeds, when the first message was another image's).
+ * Runs a sharp pipeline on a source with the others (shared); if it fails, runs it once more
+ * alone, so the error it ends with is its own (or it succeeds, when the first message was another
+ * image's). The retry reads a fresh copy of the source: libvips' operation cache keys a load on
+ * the buffer (or file name), and a cached load whose pixels already failed fails again with
+ * "Unknown error".
  */
-export async function withSharp<T>(fn: () => Promise<T>): Promise<T> {
+export async function withSharp<T>(src: ImageSource, fn: (src: ImageSource) => Promise<T>): Promise<T> {
   try {
-    return await gate.run(fn);
+    return await gate.run(() => fn(src));
   } catch {
-    return gate.run(fn, true);
+    const fresh = typeof src === "string" ? await readFile(src).catch(() => src) : Buffer.from(src);
+    return gate.run(() => fn(fresh), true);
   }
 }
 
@@ -338,7 +342,7 @@ export async function preprocessInto(
     fallback = r.fallback;
     src = bytes;
   }
-  const decoded = await withSharp(() => sharpInto(src, t, seed, out, offset));
+  const decoded = await withSharp(src, (s) => sharpInto(s, t, seed, out, offset));
   return { ...decoded, decoder: "sharp", fallback, dctScale: null };
 }
 
