@@ -248,7 +248,8 @@ test("a JPEG with corrupted entropy data is reported, not embedded, on both path
   t.regex(lines.join("\n"), /corrupt\.jpg.*corrupt: corrupt JPEG: Corrupt JPEG data/);
 });
 
-test("images with different decode errors decoded at once each get their own error", async (t) => {
+// Serial: the other tests of this file make images with sharp outside the loader's decode gate.
+test.serial("images with different decode errors decoded at once each get their own error", async (t) => {
   const img = renderFundus({ size: 128, seed: 6, eye: "left", findings: {}, cdr: 0.4 });
   const src = () => sharp(Buffer.from(img.rgb), { raw: { width: 128, height: 128, channels: 3 } });
   const half = (b: Buffer) => b.subarray(0, b.length >> 1);

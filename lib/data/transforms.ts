@@ -229,8 +229,16 @@ export async function withSharp<T>(src: ImageSource, fn: (src: ImageSource) => P
   try {
     return await gate.run(() => fn(src));
   } catch {
-    const fresh = typeof src === "string" ? await readFile(src).catch(() => src) : Buffer.from(src);
-    return gate.run(() => fn(fresh), true);
+    const fresh = () => (typeof src === "string" ? readFile(src).catch(() => src) : Promise.resolve(Buffer.from(src)));
+    const first = await fresh();
+    try {
+      return await gate.run(() => fn(first), true);
+    } catch (e) {
+      // sharp work outside the gate (elsewhere in the process) can still clear the buffer: once more
+      if (!/unknown error/i.test((e as Error).message)) throw e;
+      const second = await fresh();
+      return gate.run(() => fn(second), true);
+    }
   }
 }
 
