@@ -289,6 +289,18 @@ export interface JpegDecodeResult {
   scale: number;
   /** resize: the JPEG written. */
   data?: Uint8Array;
+  /** A file that could not be read (a path given): its errno name, with fs's message. */
+  code?: string;
+}
+
+/** native/jpeg_inspect.cc: a JPEG's header, and why the fast path leaves it to sharp (null: it does not). */
+export interface JpegInspection {
+  jpeg: boolean;
+  width: number;
+  height: number;
+  components: number;
+  orientation: number | null;
+  fallback: string | null;
 }
 
 /** native/jpeg.cc: the JPEG fast path of the data loader. */
@@ -296,15 +308,21 @@ export interface NativeJpeg {
   /** False when the addon was built without TurboJPEG; `reason` then says what to install. */
   available: boolean;
   reason: string | null;
-  /** The OpenMP runtime whose thread count each decode sets to 1 for its resize (null: none found). */
+  /** The OpenMP runtime whose thread count a decode with `resampler: "libtorch"` sets to 1 (null: none found). */
   openmp: string | null;
-  /** Decodes `bytes` into out[offset, offset + 3·size²) (CHW, normalised) on the libuv pool. */
+  /**
+   * Decodes a JPEG (its bytes, or a file path read on the worker thread) into
+   * out[offset, offset + 3·size²) (CHW, normalised) on the libuv pool; "fallback" for what
+   * jpeg_inspect.cc leaves to sharp (and for a file that is not a JPEG).
+   */
   decodeInto(
-    bytes: Uint8Array,
+    src: Uint8Array | string,
     out: Float32Array,
     offset: number,
     options: JpegDecodeOptions,
   ): Promise<JpegDecodeResult>;
+  /** The header of a JPEG and whether the fast path takes it (synchronous). */
+  inspect(bytes: Uint8Array): JpegInspection;
   /**
    * Decodes all of the entropy-coded data (at the smallest scale, CMYK files in CMYK) only to learn
    * whether libjpeg warns: "ok", "corrupt" (with this image's message) or "error".
@@ -404,7 +422,7 @@ exactly<SameKeys<(typeof ADDON_EXPORTS)[number], keyof NativeAddon>>();
 export const ADDON_NAMESPACES = {
   losses: ["wscl", "clip"],
   dist: ["available", "reason", "backends", "init", "ProcessGroup"],
-  jpeg: ["available", "reason", "openmp", "decodeInto", "validate", "resize", "jitter"],
+  jpeg: ["available", "reason", "openmp", "decodeInto", "inspect", "validate", "resize", "jitter"],
   debug: ["echo", "addressOf", "torchError"],
 } as const;
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["losses"][number], keyof NativeLosses>>();

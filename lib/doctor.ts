@@ -187,7 +187,7 @@ export function formatDoctor(r: DoctorReport): string {
     row(
       "jpeg",
       r.jpeg.available
-        ? `native TurboJPEG path on (DCT-scaled decode, LibTorch resize${r.jpeg.openmp ? ", one OpenMP thread per image" : ""})`
+        ? "native TurboJPEG path on (DCT-scaled decode, antialiased bicubic, jitter and normalisation in C++)"
         : `sharp only: ${r.jpeg.reason}`,
     );
   for (const w of r.warnings) lines.push(`WARNING: ${w}`);

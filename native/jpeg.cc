@@ -6,7 +6,9 @@
 #include <link.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -18,54 +20,11 @@
 
 #include "async.h"
 #include "bridge.h"
+#include "jitter.h"
+#include "jpeg_inspect.h"
 #include "resample.h"
 
 namespace vilref {
-
-// ---- colour jitter (PIL's ImageEnhance through torchvision), shared with tests through JS ----
-
-namespace {
-
-// Pillow's ImagingBlend for one value: a + alpha·(b − a) in float32, truncated, clipped to 0..255.
-inline uint8_t Blend8(int a, int b, float alpha) {
-  const float p = alpha * static_cast<float>(b - a);
-  const float v = static_cast<float>(a) + p;
-  return v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(static_cast<int>(v));
-}
-
-// Pillow's RGB → L (ITU-R 601-2 in 16-bit fixed point, rounded).
-inline int Luma8(int r, int g, int b) { return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16; }
-
-void ApplyTable(uint8_t* planes, int64_t n, int a, float alpha) {
-  uint8_t lut[256];
-  for (int v = 0; v < 256; v++) lut[v] = Blend8(a, v, alpha);
-  for (int64_t i = 0; i < 3 * n; i++) planes[i] = lut[planes[i]];
-}
-
-}  // namespace
-
-void Jitter8Planar(uint8_t* planes, int64_t n, const JpegPlan& plan) {
-  uint8_t* r = planes;
-  uint8_t* g = planes + n;
-  uint8_t* b = planes + 2 * n;
-  for (int op : plan.order) {
-    if (op == 0 && plan.brightness != 1.0f) {
-      ApplyTable(planes, n, 0, plan.brightness);
-    } else if (op == 1 && plan.contrast != 1.0f) {
-      double sum = 0;
-      for (int64_t i = 0; i < n; i++) sum += Luma8(r[i], g[i], b[i]);
-      const int mean = static_cast<int>(std::floor(sum / static_cast<double>(n) + 0.5));
-      ApplyTable(planes, n, mean, plan.contrast);
-    } else if (op == 2 && plan.saturation != 1.0f) {
-      for (int64_t i = 0; i < n; i++) {
-        const int l = Luma8(r[i], g[i], b[i]);
-        r[i] = Blend8(l, r[i], plan.saturation);
-        g[i] = Blend8(l, g[i], plan.saturation);
-        b[i] = Blend8(l, b[i], plan.saturation);
-      }
-    }
-  }
-}
 
 #ifdef VILREF_WITH_TURBOJPEG
 
@@ -160,6 +119,7 @@ struct Outcome {
   std::string message;
   int width = 0, height = 0, decodedWidth = 0, decodedHeight = 0, scaleNum = 1, scaleDenom = 1;
   std::vector<uint8_t> encoded;  // resize: the JPEG written
+  std::string code;              // a file that could not be read: its errno name (ENOENT, EACCES, ...)
 };
 
 // The decoded crop: w×h RGB pixels, rows `pitch` bytes apart.
@@ -192,19 +152,6 @@ void Resample(const Crop& c, int outW, int outH, const JpegPlan& plan, uint8_t* 
             : f >= 255.0f ? 255
                           : static_cast<uint8_t>(f + 0.5f);
       }
-}
-
-// Jitters the 8-bit planes (if the plan does) and normalises them into `out` through the table.
-void WriteOut(std::vector<uint8_t>& planes, const JpegPlan& plan, float* out) {
-  const int64_t n = static_cast<int64_t>(plan.size) * plan.size;
-  if (plan.brightness != 1.0f || plan.contrast != 1.0f || plan.saturation != 1.0f)
-    Jitter8Planar(planes.data(), n, plan);
-  for (int64_t c = 0; c < 3; c++) {
-    const float* lut = plan.table + 256 * c;
-    const uint8_t* p = planes.data() + c * n;
-    float* o = out + c * n;
-    for (int64_t i = 0; i < n; i++) o[i] = lut[p[i]];
-  }
 }
 
 bool Fail(Decompressor& d, Outcome& o) {
@@ -262,13 +209,21 @@ bool DecodeCrop(Decompressor& d, const uint8_t* data, size_t size, const JpegPla
 // Decodes, crops, resizes and writes one image into the batch; failures become the outcome's status.
 Outcome DecodeInto(const uint8_t* data, size_t size, const JpegPlan& plan, float* out) {
   Outcome o;
+  const JpegInfo info = InspectJpeg(data, size);
+  o.width = info.width;
+  o.height = info.height;
+  if (!info.jpeg || !info.fallback.empty()) {
+    o.status = "fallback";
+    o.message = info.jpeg ? info.fallback : "not a JPEG";
+    return o;
+  }
   Crop crop;
   Decompressor& d = ThreadDecompressor();
   if (!DecodeCrop(d, data, size, plan, plan.size, plan.size, o, crop)) return o;
   const int64_t n = static_cast<int64_t>(plan.size) * plan.size;
   d.planes.resize(3 * n);
   Resample(crop, plan.size, plan.size, plan, d.planes.data(), ByteLayout{plan.size, 1, n}, d.scratch);
-  WriteOut(d.planes, plan, out);
+  JitterNormalize(d.planes.data(), n, plan.jitter, plan.table, out);
   return o;
 }
 
@@ -332,31 +287,67 @@ Outcome Validate(const uint8_t* data, size_t size) {
   return o;
 }
 
+// Reads a whole file into `buf` (on the worker thread); false with the outcome set when it cannot.
+bool ReadFile(const std::string& path, std::vector<uint8_t>& buf, Outcome& o) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  const auto fail = [&](int err) {
+    o.status = "error";
+    o.code = err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : err == EISDIR ? "EISDIR" : "EIO";
+    o.message = o.code + ": " + std::strerror(err) + ", open '" + path + "'";
+    if (f) std::fclose(f);
+    return false;
+  };
+  if (!f) return fail(errno);
+  if (std::fseek(f, 0, SEEK_END) != 0) return fail(errno);
+  const long size = std::ftell(f);
+  if (size < 0) return fail(errno == 0 ? EISDIR : errno);
+  std::rewind(f);
+  buf.resize(static_cast<size_t>(size));
+  if (size > 0 && std::fread(buf.data(), 1, buf.size(), f) != buf.size()) return fail(errno ? errno : EIO);
+  std::fclose(f);
+  return true;
+}
+
 class DecodeTask : public Task {
  public:
   DecodeTask(Napi::ObjectReference bytes, Napi::ObjectReference out, Napi::ObjectReference table, const uint8_t* data,
-             size_t size, float* target, JpegPlan plan)
+             size_t size, float* target, JpegPlan plan, std::string path = "")
       : bytes_(std::move(bytes)),
         out_(std::move(out)),
         table_(std::move(table)),
         data_(data),
         size_(size),
         target_(target),
-        plan_(plan) {}
+        plan_(plan),
+        path_(std::move(path)) {}
 
   void Execute() override {
+    const uint8_t* data = data_;
+    size_t size = size_;
+    if (!path_.empty()) {  // read here, on the worker, into the thread's reused buffer
+      thread_local std::vector<uint8_t> file;
+      if (!ReadFile(path_, file, outcome_)) return;
+      if (file.empty()) {
+        outcome_.status = "fallback";
+        outcome_.message = "empty file";
+        return;
+      }
+      data = file.data();
+      size = file.size();
+    }
     if (target_)
-      outcome_ = DecodeInto(data_, size_, plan_, target_);
+      outcome_ = DecodeInto(data, size, plan_, target_);
     else if (plan_.outWidth > 0)
-      outcome_ = Resize(data_, size_, plan_);
+      outcome_ = Resize(data, size, plan_);
     else
-      outcome_ = Validate(data_, size_);
+      outcome_ = Validate(data, size);
   }
 
   Napi::Value Resolve(Napi::Env env) override {
     Napi::Object r = Napi::Object::New(env);
     r.Set("status", outcome_.status);
     if (!outcome_.message.empty()) r.Set("message", outcome_.message);
+    if (!outcome_.code.empty()) r.Set("code", outcome_.code);
     r.Set("width", outcome_.width);
     r.Set("height", outcome_.height);
     r.Set("decodedWidth", outcome_.decodedWidth);
@@ -373,6 +364,7 @@ class DecodeTask : public Task {
   size_t size_;
   float* target_;
   JpegPlan plan_;
+  std::string path_;
   Outcome outcome_;
 };
 
@@ -399,17 +391,17 @@ static JpegPlan ReadPlan(const Napi::Object& o) {
     p.torchResize = r == "libtorch";
   }
   p.shrink = !shrink.IsBoolean() || shrink.As<Napi::Boolean>().Value();
-  p.brightness = static_cast<float>(ReadNumber(o, "options", "brightness", 1, 0, 16));
-  p.contrast = static_cast<float>(ReadNumber(o, "options", "contrast", 1, 0, 16));
-  p.saturation = static_cast<float>(ReadNumber(o, "options", "saturation", 1, 0, 16));
+  p.jitter.brightness = static_cast<float>(ReadNumber(o, "options", "brightness", 1, 0, 16));
+  p.jitter.contrast = static_cast<float>(ReadNumber(o, "options", "contrast", 1, 0, 16));
+  p.jitter.saturation = static_cast<float>(ReadNumber(o, "options", "saturation", 1, 0, 16));
   Napi::Value order = o.Get("order");
   if (!order.IsUndefined()) {
     if (!order.IsArray() || order.As<Napi::Array>().Length() != 3)
       ThrowTypeError("options.order: expected a permutation of [0, 1, 2]");
     int seen = 0;
     for (uint32_t i = 0; i < 3; i++) {
-      p.order[i] = static_cast<int>(ReadInteger(order.As<Napi::Array>().Get(i), "options.order[i]", 0, 2));
-      seen |= 1 << p.order[i];
+      p.jitter.order[i] = static_cast<int>(ReadInteger(order.As<Napi::Array>().Get(i), "options.order[i]", 0, 2));
+      seen |= 1 << p.jitter.order[i];
     }
     if (seen != 7) ThrowRangeError("options.order: expected a permutation of [0, 1, 2]");
   }
@@ -421,11 +413,13 @@ namespace {
 Napi::Value DecodeIntoJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-      ThrowTypeError("bytes: expected a Uint8Array holding a JPEG file");
+    const bool isPath = info[0].IsString();
+    if (!isPath && (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array))
+      ThrowTypeError("src: expected a Uint8Array holding a JPEG file, or a file path");
     if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
       ThrowTypeError("out: expected a Float32Array");
-    auto bytes = info[0].As<Napi::Uint8Array>();
+    const std::string path = isPath ? info[0].As<Napi::String>().Utf8Value() : "";
+    if (isPath && path.empty()) ThrowTypeError("src: an empty path");
     auto out = info[1].As<Napi::Float32Array>();
     const int64_t offset = ReadInteger(info[2], "offset", 0, static_cast<int64_t>(out.ElementLength()));
     if (!info[3].IsObject()) ThrowTypeError("options: expected an object");
@@ -438,15 +432,24 @@ Napi::Value DecodeIntoJs(const Napi::CallbackInfo& info) {
     const int64_t per = 3 * static_cast<int64_t>(plan.size) * plan.size;
     if (offset + per > static_cast<int64_t>(out.ElementLength()))
       ThrowRangeError("out: " + std::to_string(out.ElementLength()) + " floats, needs " + std::to_string(offset + per));
-    if (bytes.ByteLength() == 0) ThrowRangeError("bytes: empty");
+    Napi::ObjectReference bytesRef;
+    const uint8_t* data = nullptr;
+    size_t size = 0;
+    if (!isPath) {
+      auto bytes = info[0].As<Napi::Uint8Array>();
+      if (bytes.ByteLength() == 0) ThrowRangeError("src: empty");
+      bytesRef = Napi::Persistent(bytes.As<Napi::Object>());
+      data = bytes.Data();
+      size = bytes.ByteLength();
+    }
 #ifdef VILREF_WITH_TURBOJPEG
     auto table = tv.As<Napi::Float32Array>();
     plan.table = table.Data();
-    return RunAsync(env, std::make_unique<DecodeTask>(Napi::Persistent(bytes.As<Napi::Object>()),
-                                                      Napi::Persistent(out.As<Napi::Object>()),
-                                                      Napi::Persistent(table.As<Napi::Object>()), bytes.Data(),
-                                                      bytes.ByteLength(), out.Data() + offset, plan));
+    return RunAsync(env, std::make_unique<DecodeTask>(std::move(bytesRef), Napi::Persistent(out.As<Napi::Object>()),
+                                                      Napi::Persistent(table.As<Napi::Object>()), data, size,
+                                                      out.Data() + offset, plan, path));
 #else
+    (void)data, (void)size;
     throw BoundaryError(ErrorKind::Error, "jpeg.decodeInto: this addon was built without TurboJPEG");
 #endif
   });
@@ -488,12 +491,32 @@ Napi::Value ResizeJs(const Napi::CallbackInfo& info) {
         env, std::make_unique<DecodeTask>(Napi::Persistent(bytes.As<Napi::Object>()), Napi::ObjectReference(),
                                           Napi::ObjectReference(), bytes.Data(), bytes.ByteLength(), nullptr, plan));
 #else
+    (void)plan;
     throw BoundaryError(ErrorKind::Error, "jpeg.resize: this addon was built without TurboJPEG");
 #endif
   });
 }
 
-// Test hook: Jitter8Planar on interleaved pixels (so tests compare it with the JS jitter8 byte for byte).
+Napi::Value InspectJs(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      ThrowTypeError("bytes: expected a Uint8Array");
+    auto bytes = info[0].As<Napi::Uint8Array>();
+    const JpegInfo j = InspectJpeg(bytes.Data(), bytes.ByteLength());
+    Napi::Env env = info.Env();
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("jpeg", j.jpeg);
+    r.Set("width", j.width);
+    r.Set("height", j.height);
+    r.Set("components", j.components);
+    r.Set("orientation", j.orientation ? Napi::Value(Napi::Number::New(env, j.orientation)) : env.Null());
+    r.Set("fallback", j.fallback.empty() ? env.Null() : Napi::Value(Napi::String::New(env, j.fallback)));
+    return r;
+  });
+}
+
+// Test hook: JitterNormalize on interleaved pixels through an identity table (value v → v), so
+// tests compare it with the JS jitter8 byte for byte.
 Napi::Value JitterJs(const Napi::CallbackInfo& info) {
   return Guard(info.Env(), [&]() -> Napi::Value {
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
@@ -506,9 +529,12 @@ Napi::Value JitterJs(const Napi::CallbackInfo& info) {
     std::vector<uint8_t> planes(3 * n);
     for (int64_t i = 0; i < n; i++)
       for (int c = 0; c < 3; c++) planes[c * n + i] = rgb[3 * i + c];
-    Jitter8Planar(planes.data(), n, plan);
+    float identity[768];
+    for (int i = 0; i < 768; i++) identity[i] = static_cast<float>(i % 256);
+    std::vector<float> out(3 * n);
+    JitterNormalize(planes.data(), n, plan.jitter, identity, out.data());
     for (int64_t i = 0; i < n; i++)
-      for (int c = 0; c < 3; c++) rgb[3 * i + c] = planes[c * n + i];
+      for (int c = 0; c < 3; c++) rgb[3 * i + c] = static_cast<uint8_t>(out[c * n + i]);
     return info.Env().Undefined();
   });
 }
@@ -530,6 +556,7 @@ void InitJpeg(Napi::Env env, Napi::Object exports) {
 #endif
   jpeg.Set("decodeInto", Napi::Function::New(env, DecodeIntoJs, "decodeInto"));
   jpeg.Set("validate", Napi::Function::New(env, ValidateJs, "validate"));
+  jpeg.Set("inspect", Napi::Function::New(env, InspectJs, "inspect"));
   jpeg.Set("resize", Napi::Function::New(env, ResizeJs, "resize"));
   jpeg.Set("jitter", Napi::Function::New(env, JitterJs, "jitter"));
   exports.Set("jpeg", jpeg);

@@ -12,8 +12,9 @@
 
 #include <napi.h>
 
-#include <array>
 #include <cstdint>
+
+#include "jitter.h"
 
 namespace vilref {
 
@@ -23,17 +24,12 @@ struct JpegPlan {
   double left = 0, top = 0, width = 0, height = 0;  // the crop rectangle; width 0: the whole image
   bool flip = false;
   bool shrink = true;  // decode at a reduced DCT scale when the output allows
-  float brightness = 1, contrast = 1, saturation = 1;
-  std::array<int, 3> order{0, 1, 2};
+  JitterPlan jitter;
   const float* table = nullptr;     // 3 × 256 floats: 8-bit value → normalised value per channel
   int outWidth = 0, outHeight = 0;  // resize (the packer): the output size, and its JPEG quality
   int quality = 90;
   bool torchResize = false;  // LibTorch's _upsample_bicubic2d_aa instead of resample.h's kernel
 };
-
-// PIL's ImageEnhance brightness/contrast/colour on planar 8-bit RGB (3 planes of n), in `order`,
-// exactly as lib/data/transforms.ts jitter8 does on interleaved pixels.
-void Jitter8Planar(uint8_t* planes, int64_t n, const JpegPlan& plan);
 
 void InitJpeg(Napi::Env env, Napi::Object exports);
 

@@ -145,14 +145,17 @@ test("the resize kernel computes LibTorch's _upsample_bicubic2d_aa (within a rou
 
 test("the native colour jitter is the JS one (torchvision's PIL semantics) byte for byte", (t) => {
   const rng = mulberry32(9);
-  for (let k = 0; k < 40; k++) {
+  for (let k = 0; k < 60; k++) {
     const rgb = new Uint8Array(3 * (1 + Math.floor(rng.next() * 300)));
     for (let i = 0; i < rgb.length; i++) rgb[i] = Math.floor(rng.next() * 256);
     const order = [
       [0, 1, 2],
-      [2, 0, 1],
+      [0, 2, 1],
+      [1, 0, 2],
       [1, 2, 0],
-    ][k % 3] as [number, number, number];
+      [2, 0, 1],
+      [2, 1, 0],
+    ][k % 6] as [number, number, number];
     const plan = {
       brightness: rng.uniform(0.8, 1.2),
       contrast: rng.uniform(0.8, 1.2),
@@ -281,9 +284,14 @@ test("bad arguments to the native decoder are TypeErrors and RangeErrors naming 
   const jpg = await fundusJpeg(64, 1);
   const table = normTable(CLIP_MEAN, CLIP_STD);
   const out = new Float32Array(3 * 16 * 16);
-  await t.throwsAsync(jpeg.decodeInto("x" as never, out, 0, { size: 16, table }), {
+  await t.throwsAsync(jpeg.decodeInto(42 as never, out, 0, { size: 16, table }), {
     instanceOf: TypeError,
-    message: /bytes/,
+    message: /src/,
+  });
+  await t.throwsAsync(jpeg.decodeInto("", out, 0, { size: 16, table }), { instanceOf: TypeError, message: /src/ });
+  await t.throwsAsync(jpeg.decodeInto(new Uint8Array(0), out, 0, { size: 16, table }), {
+    instanceOf: RangeError,
+    message: /src/,
   });
   await t.throwsAsync(jpeg.decodeInto(jpg, new Float64Array(4) as never, 0, { size: 16, table }), {
     instanceOf: TypeError,
@@ -303,6 +311,35 @@ test("bad arguments to the native decoder are TypeErrors and RangeErrors naming 
     message: /width\/height/,
   });
   const r = await jpeg.decodeInto(Buffer.from("not a jpeg at all"), out, 0, { size: 16, table });
-  t.is(r.status, "error");
-  t.truthy(r.message);
+  t.is(r.status, "fallback");
+  t.is(r.message, "not a JPEG");
+  t.throws(() => jpeg.inspect("x" as never), { instanceOf: TypeError, message: /bytes/ });
+});
+
+test("a file path is read on the worker thread: same output as the bytes; a missing file is ENOENT", async (t) => {
+  const { jpeg } = native();
+  const jpg = await fundusJpeg(300, 4);
+  const dir = mkdtempSync(path.join(tmpdir(), "vilref-jpeg-path-"));
+  const file = path.join(dir, "a.jpg");
+  writeFileSync(file, jpg);
+  const table = normTable(CLIP_MEAN, CLIP_STD);
+  const a = new Float32Array(3 * 32 * 32);
+  const b = new Float32Array(3 * 32 * 32);
+  const ra = await jpeg.decodeInto(jpg, a, 0, { size: 32, table });
+  const rb = await jpeg.decodeInto(file, b, 0, { size: 32, table });
+  t.is(ra.status, "ok");
+  t.deepEqual(rb, ra);
+  t.deepEqual(b, a);
+  const missing = await jpeg.decodeInto(path.join(dir, "none.jpg"), b, 0, { size: 32, table });
+  t.is(missing.status, "error");
+  t.is(missing.code, "ENOENT");
+  t.regex(missing.message!, /none\.jpg/);
+  writeFileSync(path.join(dir, "b.jpg"), "plain text");
+  const text = await jpeg.decodeInto(path.join(dir, "b.jpg"), b, 0, { size: 32, table });
+  t.is(text.status, "fallback");
+  // Through the transform: a missing file is the error fs would throw (the loader reports it as missing).
+  await t.throwsAsync(preprocess(path.join(dir, "none.jpg"), { size: 32 }), { message: /ENOENT/ });
+  const via = new Float32Array(3 * 32 * 32);
+  t.is((await preprocessInto(file, parseTransform({ size: 32 }), 0, via, 0)).decoder, "turbojpeg");
+  t.deepEqual(via, await preprocess(jpg, { size: 32 }));
 });

@@ -316,7 +316,8 @@ export async function decodeBatch(
   const t = ctx.transform;
   const per = 3 * t.size * t.size;
   const count = items.length;
-  const data = new Float32Array(count * per);
+  // Not zero-filled: every image either writes its whole slot or is compacted away below.
+  const data = new Float32Array(Buffer.allocUnsafeSlow(count * per * 4).buffer, 0, count * per);
   const ok = new Uint8Array(count);
   const skipped: Skipped[] = [];
   const fatal: (Error | undefined)[] = [];

@@ -22,7 +22,8 @@ import { readFile } from "node:fs/promises";
 import sharp from "sharp";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
-import { inspectJpeg, isJpeg, jpegFastPath } from "./jpeg.js";
+import { isJpeg, jpegFastPath } from "./jpeg.js";
+import type { JpegDecodeResult, NativeJpeg } from "../native.js";
 import { hashSeed, mulberry32, type Rng } from "./rng.js";
 
 export const CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
@@ -343,38 +344,93 @@ export async function preprocessInto(
   if (offset < 0 || offset + 3 * S * S > out.length)
     throw new RangeError(`preprocessInto: out has ${out.length} floats, needs ${offset + 3 * S * S}`);
   let fallback: string | null = null;
-  if ((typeof src !== "string" || JPEG_EXT.test(src)) && jpegFastPath().jpeg) {
-    const bytes = typeof src === "string" ? await readFile(src) : src;
-    const r = await fastJpeg(bytes, t, seed, out, offset);
+  const jpeg = jpegFastPath().jpeg;
+  if (jpeg && (typeof src !== "string" || JPEG_EXT.test(src))) {
+    const r =
+      !t.train && !t.fov && t.fastJpeg
+        ? await fastEval(jpeg, src, t, out, offset)
+        : await fastJpeg(jpeg, typeof src === "string" ? await readFile(src) : src, t, seed, out, offset);
     if ("plan" in r) return r;
     fallback = r.fallback;
-    src = bytes;
+    src = r.src;
   }
   const decoded = await withSharp(src, (s) => sharpInto(s, t, seed, out, offset));
   return { ...decoded, decoder: "sharp", fallback, dctScale: null };
 }
 
-/** The native path for a JPEG: the decoded sample, or why sharp should take it (not a JPEG: null). */
+type Fallback = { fallback: string | null; src: ImageSource };
+
+/** A failed read of the file as the error fs would have thrown (its code classifies it: missing, unreadable). */
+function readError(r: JpegDecodeResult): Error {
+  return Object.assign(new Error(r.message ?? "cannot read the file"), { code: r.code });
+}
+
+/**
+ * Evaluation (the whole image, no augmentation): the native path reads the file itself on the
+ * worker thread and checks its header there; JPEGs it leaves to sharp are still checked for
+ * corrupt data (libjpeg's warnings), which libvips does not see.
+ */
+async function fastEval(
+  jpeg: NativeJpeg,
+  src: ImageSource,
+  t: Transform,
+  out: Float32Array,
+  offset: number,
+): Promise<Decoded | Fallback> {
+  const r = await jpeg.decodeInto(src, out, offset, {
+    size: t.size,
+    shrink: t.shrinkOnLoad,
+    table: normTable(t.mean, t.std),
+  });
+  const whole = { left: 0, top: 0, width: r.width, height: r.height };
+  if (r.status === "ok") {
+    const plan = planSample(t, whole, 0);
+    return {
+      width: r.width,
+      height: r.height,
+      region: whole,
+      plan,
+      decoder: "turbojpeg",
+      fallback: null,
+      dctScale: r.scale,
+    };
+  }
+  if (r.status === "corrupt") throw new Error(`corrupt JPEG: ${r.message ?? "libjpeg warning"}`);
+  if (r.code) throw readError(r);
+  if (r.status === "fallback" && r.width > 0) {
+    const bytes = typeof src === "string" ? await readFile(src) : src;
+    await validateJpeg(jpeg, bytes);
+    return { fallback: r.message ?? "fallback", src: bytes };
+  }
+  return { fallback: r.status === "error" ? `TurboJPEG: ${r.message ?? "error"}` : null, src };
+}
+
+async function validateJpeg(jpeg: NativeJpeg, bytes: Buffer): Promise<void> {
+  const v = await jpeg.validate(bytes);
+  if (v.status === "corrupt") throw new Error(`corrupt JPEG: ${v.message ?? "libjpeg warning"}`);
+}
+
+/** The native path for a JPEG in memory: the decoded sample, or why sharp should take it (not a JPEG: null). */
 async function fastJpeg(
+  jpeg: NativeJpeg,
   bytes: Buffer,
   t: Transform,
   seed: number,
   out: Float32Array,
   offset: number,
-): Promise<Decoded | { fallback: string | null }> {
-  const info = inspectJpeg(bytes);
-  if (!info) return { fallback: null };
+): Promise<Decoded | Fallback> {
+  const info = jpeg.inspect(bytes);
+  if (!info.jpeg) return { fallback: null, src: bytes };
   const why =
     info.fallback ?? (t.fov ? "field-of-view crop (sharp detects it)" : !t.fastJpeg ? "fastJpeg: false" : null);
   if (why) {
     // sharp renders it; libjpeg's warnings about its data are still reported (libvips misses them).
-    const v = await jpegFastPath().jpeg!.validate(bytes);
-    if (v.status === "corrupt") throw new Error(`corrupt JPEG: ${v.message ?? "libjpeg warning"}`);
-    return { fallback: why };
+    await validateJpeg(jpeg, bytes);
+    return { fallback: why, src: bytes };
   }
   const region: Rect = { left: 0, top: 0, width: info.width, height: info.height };
   const plan = planSample(t, region, seed);
-  const r = await jpegFastPath().jpeg!.decodeInto(bytes, out, offset, {
+  const r = await jpeg.decodeInto(bytes, out, offset, {
     size: t.size,
     ...plan.rect,
     flip: plan.flip,
@@ -388,7 +444,7 @@ async function fastJpeg(
   if (r.status === "ok")
     return { width: r.width, height: r.height, region, plan, decoder: "turbojpeg", fallback: null, dctScale: r.scale };
   if (r.status === "corrupt") throw new Error(`corrupt JPEG: ${r.message ?? "libjpeg warning"}`);
-  return { fallback: `TurboJPEG: ${r.message ?? r.status}` };
+  return { fallback: `TurboJPEG: ${r.message ?? r.status}`, src: bytes };
 }
 
 /** The sharp (libvips) path: any format sharp reads. */
