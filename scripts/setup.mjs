@@ -5,7 +5,7 @@
 //   2. LibTorch: LIBTORCH, a Python torch, or the system's; on Debian as root with none, installs
 //      libtorch-dev and libopenblas0-openmp from apt (VILREF_NO_APT=1 forbids), and libgloo-dev
 //      (the headers c10d's Gloo process groups compile against: multi-process pre-training) and
-//      libturbojpeg0-dev (the data loader's native JPEG path);
+//      libturbojpeg0-dev (the data loader's native JPEG path; not when installed as a dependency);
 //      elsewhere says what to install. Nothing else is ever downloaded;
 //   3. compiles the TypeScript in lib/ to dist/ when it is out of date;
 //   4. the addon: a prebuild when flavour and source hash match, else a cmake-js build.
@@ -14,7 +14,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -101,10 +101,16 @@ if (torch.source === "system" && isDebian() && !torch.c10dGloo) {
       "WARNING: libgloo-dev is not installed; multi-process pre-training (vilref pretrain --nproc) will be unavailable (apt-get install libgloo-dev)",
     );
 }
+// Installed as another package's dependency (npm runs the install hook inside its node_modules):
+// optional system packages are then left to the user, with a warning.
+const asDependency =
+  installPhase &&
+  (root.split(sep).includes("node_modules") || (!!process.env.INIT_CWD && resolve(process.env.INIT_CWD) !== root));
 if (isDebian() && !debInstalled("libturbojpeg0-dev")) {
   // The data loader's JPEG fast path (native/jpeg.cc) compiles against TurboJPEG; without it the
-  // addon still builds and JPEGs decode through sharp (`vilref doctor` says so).
-  if (mayApt) aptInstall(["libturbojpeg0-dev"]);
+  // addon still builds and JPEGs decode through sharp (`vilref doctor` says so). Installed by the
+  // repository's own set-up only, not when vilref is installed as a dependency.
+  if (mayApt && !asDependency) aptInstall(["libturbojpeg0-dev"]);
   else
     log(
       "WARNING: libturbojpeg0-dev is not installed; JPEGs will decode through sharp, about 2x slower (apt-get install libturbojpeg0-dev, then npm run build:native)",
