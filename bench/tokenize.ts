@@ -2,6 +2,7 @@
  * Benchmark: reports -> model inputs on one core.
  *
  *   npx tsx bench/tokenize.ts [--reports 100000] [--context-length 52] [--no-python] [--record]
+ *                             [--baseline DIR]
  *
  * 1. Builds a deterministic corpus of N reports by recombining the sentences of the shared dev
  *    reports (seeded), so every report is a realistic Chinese fundus report but most are distinct.
@@ -11,6 +12,11 @@
  *    cn_clip's bert_tokenizer.py: neither `transformers` nor `tokenizers` is installed for Debian's
  *    python3) on the same texts, and checks both produce identical ids (SHA-256 of every row).
  *
+ * 4. With --baseline DIR (a checkout or `git archive` of an earlier commit, whose lib/ resolves
+ *    this checkout's node_modules), times that commit's labeler and this one alternately on the same
+ *    corpus (labels alone, and labels + tokens) and prints the ratios, in wall-clock time and in CPU
+ *    time of this process (steadier on a machine shared with other work).
+ *
  * --record appends the table, with date, machine and commit, to bench/RESULTS.md.
  */
 import { execFileSync, spawnSync } from "node:child_process";
@@ -18,7 +24,7 @@ import { createHash } from "node:crypto";
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { mulberry32 } from "../lib/data/rng.js";
 import { Labeler } from "../lib/labels/index.js";
 import { BertTokenizer } from "../lib/text/index.js";
@@ -35,6 +41,8 @@ const N = arg("--reports", 100_000);
 const L = arg("--context-length", 52);
 const withPython = !process.argv.includes("--no-python");
 const record = process.argv.includes("--record");
+const baselineAt = process.argv.indexOf("--baseline");
+const baselineDir = baselineAt >= 0 ? path.resolve(process.argv[baselineAt + 1] ?? "") : null;
 
 // ---- corpus --------------------------------------------------------------------------------
 const dev = readFileSync(path.join(shared, "labels/dev-reports.jsonl"), "utf8")
@@ -78,6 +86,17 @@ function time(label: string, fn: (t: string) => void): { label: string; perSec: 
   return { label, perSec: corpus.length / best, seconds: best };
 }
 
+/** One pass over the corpus: reports per wall-clock second and per CPU second of this process. */
+function timeCpu(fn: (t: string) => void): { perSec: number; perCpuSec: number } {
+  for (let i = 0; i < Math.min(2000, corpus.length); i++) fn(corpus[i] as string);
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < corpus.length; i++) fn(corpus[i] as string);
+  const c = process.cpuUsage(c0);
+  const wall = (performance.now() - t0) / 1000;
+  return { perSec: corpus.length / wall, perCpuSec: corpus.length / ((c.user + c.system) / 1e6) };
+}
+
 const rows = [
   time("labels (evidence off)", (t) => void lab.label(t, { evidence: false })),
   time("labels (evidence on)", (t) => void lab.label(t)),
@@ -88,6 +107,52 @@ const rows = [
     tok.encodeForModel(t, L, row, 0);
   }),
 ];
+
+// ---- same-run comparison with an earlier labeler ---------------------------------------------
+type LabelFn = (t: string) => void;
+async function compareBaseline(dir: string): Promise<string[]> {
+  const mod = (await import(pathToFileURL(path.join(dir, "lib/labels/index.ts")).href)) as {
+    Labeler: new () => { label(t: string, o: { evidence: boolean }): unknown };
+  };
+  const old = new mod.Labeler();
+  const pairs: [string, LabelFn, LabelFn][] = [
+    [
+      "labels (evidence off)",
+      (t) => void old.label(t, { evidence: false }),
+      (t) => void lab.label(t, { evidence: false }),
+    ],
+    [
+      `labels + tokens (L=${L})`,
+      (t) => {
+        old.label(t, { evidence: false });
+        tok.encodeForModel(t, L, row, 0);
+      },
+      (t) => {
+        lab.label(t, { evidence: false });
+        tok.encodeForModel(t, L, row, 0);
+      },
+    ],
+  ];
+  const out = ["", `Same run, alternating, best of 3 each: baseline = ${dir}`, ""];
+  out.push(
+    "| what | baseline reports/s | this commit reports/s | ratio | baseline reports/CPU-s | this commit reports/CPU-s | ratio |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+  );
+  for (const [what, a, b] of pairs) {
+    const best = { a: 0, b: 0, ca: 0, cb: 0 };
+    for (let r = 0; r < 3; r++) {
+      const x = timeCpu(a);
+      const y = timeCpu(b);
+      best.a = Math.max(best.a, x.perSec);
+      best.ca = Math.max(best.ca, x.perCpuSec);
+      best.b = Math.max(best.b, y.perSec);
+      best.cb = Math.max(best.cb, y.perCpuSec);
+    }
+    const wall = `${fmt(best.a)} | ${fmt(best.b)} | ${(best.b / best.a).toFixed(2)}`;
+    out.push(`| ${what} | ${wall} | ${fmt(best.ca)} | ${fmt(best.cb)} | ${(best.cb / best.ca).toFixed(2)} |`);
+  }
+  return out;
+}
 
 // TS ids digest, same format as the Python baseline.
 const h = createHash("sha256");
@@ -147,6 +212,7 @@ if (py) {
     `TypeScript tokenizer vs Python baseline: ${(best.perSec / py.texts_per_s).toFixed(1)}× the texts/s at L=${L} (${(whole.perSec / py.texts_per_s).toFixed(1)}× when the whole text is tokenized; the released code always tokenizes the whole text, this one stops at L); ids identical on all ${fmt(N)} texts: ${py.sha256 === tsDigest ? "yes" : "NO"} (sha256 ${tsDigest.slice(0, 16)}…, ${fmt(tsTokens)} non-pad ids)`,
   );
 } else if (pyNote) lines.push("", pyNote);
+if (baselineDir !== null) lines.push(...(await compareBaseline(baselineDir)));
 const text = lines.join("\n");
 console.log(text);
 

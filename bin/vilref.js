@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The vilref command. It runs the compiled TypeScript in dist/ (made by `npm run setup`).
+// The vilref command. It runs the compiled TypeScript in dist/ (shipped in the package; in a
+// checkout, made by `npm run setup`).
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 
@@ -9,7 +10,7 @@ process.env.UV_THREADPOOL_SIZE ??= String(Math.min(128, availableParallelism() +
 
 const entry = new URL("../dist/cli/main.js", import.meta.url);
 if (!existsSync(entry)) {
-  console.error("vilref: dist/ is missing; run `npm run setup` in the vilref package first.");
+  console.error("vilref: dist/ is missing; in a checkout of vilref, run `npm run setup` first.");
   process.exit(1);
 }
 const { main } = await import(entry.href);

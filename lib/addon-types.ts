@@ -50,6 +50,27 @@ export interface CudaInfo {
   devices: CudaDevice[];
 }
 
+/** The CUDA caching allocator's counters for one device, in bytes (all 0 on "cpu" or without CUDA). */
+export interface CudaMemory {
+  /** Bytes held by live tensors. */
+  allocated: number;
+  /** Bytes the allocator holds from the driver (allocated + cached free blocks). */
+  reserved: number;
+  peakAllocated: number;
+  peakReserved: number;
+}
+
+/** Where a trainer's tensors live ("cpu", "cuda:0", ...; "mixed" if they are on several devices). */
+export interface TrainerDevices {
+  parameters: string;
+  momentum: string;
+  queue: string;
+  /** AdamW's moments; null before the first step. */
+  optimizer: string | null;
+  /** The last step's loss tensor; null before the first step. */
+  loss: string | null;
+}
+
 export interface BlasLibrary {
   path: string;
   realPath: string;
@@ -71,6 +92,8 @@ export interface HeadConfig {
 }
 
 export interface NativeHead {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   forward(input: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
   stateDict(): Promise<Record<string, TensorData<Float32Array>>>;
   loadStateDict(state: Record<string, TensorData<Float32Array>>): Promise<void>;
@@ -119,6 +142,8 @@ export interface SegmentBatch {
 }
 
 export interface NativeSegmenter {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   step(
     batch: SegmentBatch,
     options?: { lr?: number; backboneLr?: number },
@@ -149,6 +174,8 @@ export interface FinetunerOptions {
 }
 
 export interface NativeFinetuner {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   step(batch: { images: TensorData<Float32Array>; labels: TensorData<Float32Array> }): Promise<{ loss: number }>;
   /** [N, 3, R, R] → probabilities [N, classes]. */
   predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
@@ -183,7 +210,9 @@ export interface CpuCacheStats {
   misses: number;
 }
 
-export interface NativeModel {
+export interface NativeViLReF {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   encodeImages(images: TensorData, options?: EncodeOptions): Promise<TensorData>;
   encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options?: EncodeOptions): Promise<TensorData>;
   similarity(image: TensorData, text: TensorData): Promise<TensorData>;
@@ -193,23 +222,27 @@ export interface NativeModel {
     options?: { strict?: boolean },
   ): Promise<{ missing: string[]; unexpected: string[] }>;
   parameters(): { name: string; shape: number[]; dtype: string }[];
-  resizePositions(resolution: number): Promise<void>;
+  resizePositionalEmbedding(resolution: number): Promise<void>;
   readonly config: ModelConfig;
   readonly device: string;
   readonly dtype: Dtype;
   readonly pending: number;
 }
 
-export interface NativeModelConstructor {
-  new (config: ModelConfig, options: object): NativeModel;
+export interface NativeViLReFConstructor {
+  new (config: ModelConfig, options: object): NativeViLReF;
 }
 
 export interface NativeTrainer {
+  /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
+  dispose(): Promise<void>;
   step(batch: TrainBatch, options?: { lr?: number }): Promise<StepResult>;
   queueState(): Promise<QueueState>;
   momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
   exportState(): Promise<TrainerStateRecord>;
   importState(state: TrainerStateRecord): Promise<void>;
+  /** Where the online and momentum weights, the queue, the optimizer state and the loss live. */
+  devices(): Promise<TrainerDevices>;
   readonly skipped: number;
 }
 
@@ -360,7 +393,81 @@ export interface NativeDebug {
     options?: { transpose?: boolean; cast?: "bfloat16" | "float16"; finite?: boolean },
   ): Promise<EchoResult<T>>;
   addressOf(array: TensorArray): bigint;
-  torchError(message: string, async?: boolean): Promise<void> | undefined;
+  /** internal: a failed TORCH_INTERNAL_ASSERT (whose "report a bug to PyTorch" vilref rewrites). */
+  torchError(message: string, async?: boolean, internal?: boolean): Promise<void> | undefined;
+}
+
+/** Rows of a float matrix [n, d] for the block-wise similarity functions (native/rank.h). */
+export type FeatureMatrix = TensorData<Float32Array> | TensorData<Float64Array>;
+
+/** The k best index rows of each query: scores and indices [n, k'], best first, ties by ascending index. */
+export interface TopKResult {
+  scores: FeatureMatrix;
+  indices: TensorData<Int32Array>;
+}
+
+export interface NativeTopKOptions {
+  k: number;
+  /** Index of the first row of `index` in the whole index (streaming over pieces). */
+  offset?: number;
+  /** The result over the earlier pieces (indices below offset), merged in. */
+  previous?: TopKResult;
+  /** Score elements one block may hold (default 2^24). */
+  block?: number;
+}
+
+/** native/rank.h: scores are inner products of the rows as given (cosine for unit rows). */
+export interface NativeRank {
+  /** 0-based rank of each target ([n] or [n, t] rows of the index): other rows scoring at least as high. */
+  targetRanks(
+    query: FeatureMatrix,
+    index: FeatureMatrix,
+    targets: TensorData<Int32Array>,
+    options?: { block?: number },
+  ): Promise<TensorData<Int32Array>>;
+  topK(query: FeatureMatrix, index: FeatureMatrix, options: NativeTopKOptions): Promise<TopKResult>;
+}
+
+/** native/logistic.h: L2 logistic regression (C: scikit-learn's inverse strength), L-BFGS in float64. */
+export interface LogisticFitArgs {
+  /** Features [n, d]. */
+  x: TensorData<Float64Array>;
+  /** "sigmoid": K independent one-vs-rest problems on `y`; "softmax": one multinomial problem on `t`. */
+  kind: "sigmoid" | "softmax";
+  /** [n, K]: 1, 0 or NaN (unknown: the row is left out of that class). */
+  y?: TensorData<Float64Array>;
+  /** [n] class indices below `classes`. */
+  t?: TensorData<Int32Array>;
+  classes?: number;
+  C: number;
+  /** Warm start: W [K, d], b [K]. */
+  init?: { W: TensorData<Float64Array>; b: TensorData<Float64Array> };
+  maxIter?: number;
+  gradTol?: number;
+  memory?: number;
+}
+
+export interface LogisticProblemReport {
+  /** The objective at the end (mean loss + λ/2‖w‖²). */
+  value: number;
+  iterations: number;
+  converged: boolean;
+}
+
+export interface LogisticFitResult {
+  W: TensorData<Float64Array>;
+  b: TensorData<Float64Array>;
+  /** One per class ("sigmoid") or one in all ("softmax"). */
+  problems: LogisticProblemReport[];
+}
+
+export interface NativeLogistic {
+  fit(args: LogisticFitArgs): Promise<LogisticFitResult>;
+  /** Probabilities [n, K]: sigmoid of each score, or softmax over the classes. */
+  predict(
+    x: TensorData<Float64Array>,
+    model: { kind: "sigmoid" | "softmax"; W: TensorData<Float64Array>; b: TensorData<Float64Array> },
+  ): Promise<TensorData<Float64Array>>;
 }
 
 export interface ImportedCheckpoint {
@@ -376,14 +483,30 @@ export interface NativeAddon {
   getNumThreads(): number;
   cuda(): CudaInfo;
   blas(): NativeBlasInfo;
-  /** Reads a released PyTorch `.pt` checkpoint (bytes) with the restricted unpickler; `name` is for errors. */
-  importTorchCheckpoint(bytes: Uint8Array, name: string): Promise<ImportedCheckpoint>;
+  /** The CUDA caching allocator's counters for `device` ("cuda", "cuda:N"; "cpu" gives zeros). */
+  cudaMemory(device: string): CudaMemory;
+  /** Starts the peaks of cudaMemory(device) again from the current values. */
+  resetCudaPeakMemory(device: string): void;
+  /** Returns the CUDA caching allocator's unused blocks to the driver. */
+  emptyCudaCache(): void;
+  /**
+   * Reads a released PyTorch `.pt` checkpoint (bytes): the archive, its CRCs and sizes, the pickle and
+   * every tensor against its storage are checked before LibTorch's restricted unpickler builds
+   * anything; `name` is for errors. maxUncompressedBytes: default 4 × the file's size + 1 MiB.
+   */
+  importTorchCheckpoint(
+    bytes: Uint8Array,
+    name: string,
+    options?: { maxUncompressedBytes?: number },
+  ): Promise<ImportedCheckpoint>;
   losses: NativeLosses;
   dist: NativeDist;
   jpeg: NativeJpeg;
+  rank: NativeRank;
+  logistic: NativeLogistic;
   debug: NativeDebug;
   Head: new (config: HeadConfig) => NativeHead;
-  Model: NativeModelConstructor;
+  ViLReF: NativeViLReFConstructor;
   Trainer: NativeTrainerConstructor;
   Segmenter: new (config: SegmenterConfig, options?: SegmenterOptions) => NativeSegmenter;
   /** model: a ViLReF's nativeHandle. */
@@ -405,13 +528,18 @@ export const ADDON_EXPORTS = [
   "getNumThreads",
   "cuda",
   "blas",
+  "cudaMemory",
+  "resetCudaPeakMemory",
+  "emptyCudaCache",
   "importTorchCheckpoint",
   "losses",
   "dist",
   "jpeg",
+  "rank",
+  "logistic",
   "debug",
   "Head",
-  "Model",
+  "ViLReF",
   "Trainer",
   "Segmenter",
   "Finetuner",
@@ -424,16 +552,20 @@ export const ADDON_NAMESPACES = {
   dist: ["available", "reason", "backends", "init", "ProcessGroup"],
   jpeg: ["available", "reason", "openmp", "decodeInto", "inspect", "validate", "resize", "jitter"],
   debug: ["echo", "addressOf", "torchError"],
+  rank: ["targetRanks", "topK"],
+  logistic: ["fit", "predict"],
 } as const;
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["losses"][number], keyof NativeLosses>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["dist"][number], keyof NativeDist>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["jpeg"][number], keyof NativeJpeg>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["debug"][number], keyof NativeDebug>>();
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["rank"][number], keyof NativeRank>>();
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["logistic"][number], keyof NativeLogistic>>();
 
 /** Instance members (methods and accessors) of the addon's classes, and their static methods. */
 export const ADDON_CLASSES = {
-  Head: { instance: ["forward", "stateDict", "loadStateDict", "config", "pending"], static: [] },
-  Model: {
+  Head: { instance: ["forward", "stateDict", "loadStateDict", "config", "pending", "dispose"], static: [] },
+  ViLReF: {
     instance: [
       "encodeImages",
       "encodeTexts",
@@ -441,34 +573,40 @@ export const ADDON_CLASSES = {
       "stateDict",
       "loadStateDict",
       "parameters",
-      "resizePositions",
+      "resizePositionalEmbedding",
       "config",
       "device",
       "dtype",
       "pending",
+      "dispose",
     ],
     static: [],
   },
   Trainer: {
-    instance: ["step", "queueState", "momentumStateDict", "exportState", "importState", "skipped"],
+    instance: ["step", "queueState", "momentumStateDict", "exportState", "importState", "devices", "skipped", "dispose"],
     static: ["lossScalerUpdate"],
   },
   Segmenter: {
-    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "pending"],
+    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "pending", "dispose"],
     static: [],
   },
-  Finetuner: { instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps"], static: [] },
+  Finetuner: {
+    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "dispose"],
+    static: [],
+  },
   "dist.ProcessGroup": {
-    instance: ["allReduce", "allGather", "barrier", "rank", "worldSize", "backend", "timeoutMs"],
+    instance: ["allReduce", "allGather", "barrier", "rank", "worldSize", "backend", "timeoutMs", "dispose"],
     static: [],
   },
 } as const;
 exactly<SameKeys<(typeof ADDON_CLASSES)["Head"]["instance"][number], keyof NativeHead>>();
-exactly<SameKeys<(typeof ADDON_CLASSES)["Model"]["instance"][number], keyof NativeModel>>();
+exactly<SameKeys<(typeof ADDON_CLASSES)["ViLReF"]["instance"][number], keyof NativeViLReF>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Trainer"]["instance"][number], keyof NativeTrainer>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Segmenter"]["instance"][number], keyof NativeSegmenter>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Finetuner"]["instance"][number], keyof NativeFinetuner>>();
-exactly<SameKeys<(typeof ADDON_CLASSES)["dist.ProcessGroup"]["instance"][number], keyof ProcessGroup>>();
+exactly<
+  SameKeys<(typeof ADDON_CLASSES)["dist.ProcessGroup"]["instance"][number], Extract<keyof ProcessGroup, string>>
+>();
 exactly<
   SameKeys<(typeof ADDON_CLASSES)["Trainer"]["static"][number], Exclude<keyof NativeTrainerConstructor, "prototype">>
 >();

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { formatIssues } from "./config/errors.js";
+import { NativeResource } from "./dispose.js";
 import { native } from "./native.js";
 import type { HeadConfig, NativeHead, TensorData } from "./native.js";
 
@@ -24,13 +25,19 @@ export const headConfigSchema = z
   })
   .strict();
 
-export class Head {
+/** Owns its parameters: `dispose()` frees them. */
+export class Head extends NativeResource {
   readonly #native: NativeHead;
 
   constructor(config: HeadConfig) {
+    super();
     const parsed = headConfigSchema.safeParse(config);
     if (!parsed.success) throw new TypeError(`Head config: ${formatIssues(parsed.error)}`);
     this.#native = new (native().Head)(parsed.data);
+  }
+
+  protected get nativeResource(): NativeHead {
+    return this.#native;
   }
 
   get config() {

@@ -1,139 +1,117 @@
-/** vilref's public API. */
+/**
+ * vilref's public API: `import { ... } from "vilref"` gives what a script uses every day; each
+ * family has a subpath with all of its public names:
+ *
+ *   vilref/model    ViLReF, configs and presets, heads, encoders     lib/model/index.ts
+ *   vilref/text     tokenizer, vocabularies                          lib/text/index.ts
+ *   vilref/labels   expert-rule labeler, rules, label evaluation     lib/labels/index.ts
+ *   vilref/data     preprocessing, manifests, the batch loader       lib/data/index.ts
+ *   vilref/train    losses, Trainer, pretrain, schedules, dist       lib/train/index.ts
+ *   vilref/eval     zero-shot, probe, retrieval, metrics, reports    lib/eval/index.ts
+ *   vilref/segment  Segmenter and its training / evaluation          lib/segment/index.ts
+ *   vilref/finetune Finetuner and its loop                           lib/finetune/index.ts
+ *   vilref/embed    resumable batch embedding to .npy                lib/embed/index.ts
+ *   vilref/synth    synthetic fundus images and reports              lib/synth/index.ts
+ *   vilref/io       .npy, safetensors, strict CSV/TSV and text       lib/io/index.ts
+ *
+ * To extend: export a new public name from its family's index.ts (it is then in that subpath);
+ * add it here too only when a typical script needs it. A new family gets lib/<family>/index.ts, a
+ * line above, and an entry in package.json "exports" ("./<family>": dist/<family>/index.{d.ts,js});
+ * test/package.test.ts checks that every subpath resolves in the installed package. Not public:
+ * the addon loader and the raw addon (lib/native.ts), CLI registrars (lib/cli/), test hooks —
+ * tests and benches import those from lib/ paths.
+ */
+
+// ---- the runtime ----
 export {
-  loadNative,
-  native,
-  nativeAddon,
   setThreads,
   getThreads,
-  defaultThreads,
   cpuCache,
   emptyCpuCache,
+  cudaMemory,
+  resetCudaPeakMemory,
+  emptyCudaCache,
 } from "./native.js";
-export type {
-  CpuCacheStats,
-  TensorArray,
-  TensorData,
-  LoadedAddon,
-  LoadOptions,
-  LoadRoute,
-  BuildInfo,
-  CudaInfo,
-  CudaDevice,
-  HeadConfig,
-  LibTorch,
-  Stamp,
-} from "./native.js";
-export { locateLibTorch, requireLibTorch, flavourOf } from "./build/libtorch.js";
-export { doctor, formatDoctor, classifyBlas } from "./doctor.js";
-export type { DoctorReport, BlasReport, BlasKind } from "./doctor.js";
-export { Head, headConfigSchema } from "./head.js";
-export * from "./text/index.js";
-export * from "./labels/index.js";
-export { ViLReF, readCheckpoint, sha256Hex } from "./model/vilref.js";
+export type { CpuCacheStats, CudaMemory, TensorArray, TensorData } from "./native.js";
+export { doctor, formatDoctor } from "./doctor.js";
+export type { DoctorReport } from "./doctor.js";
+export type { NativeResource } from "./dispose.js";
+
+// ---- the model ----
+export { ViLReF, Head, presetNames, presetConfig, parseModelConfig } from "./model/index.js";
 export type {
   Device,
   Dtype,
   ModelOptions,
-  LoadOptions as ModelLoadOptions,
+  ModelLoadOptions,
   EncodeOptions,
   StateTensor,
   ModelMetadata,
-} from "./model/vilref.js";
+  ModelConfig,
+  ModelConfigInput,
+  HeadConfig,
+} from "./model/index.js";
+
+// ---- text and labels ----
+export { BertTokenizer, Vocab, DEFAULT_CONTEXT_LENGTH } from "./text/index.js";
+export type { TokenizerOptions, TokenBatch } from "./text/index.js";
+export { Labeler, labelReport, loadRules, LABEL_IDS, toLabelVector } from "./labels/index.js";
+export type { LabelResult, LabelOptions, LabelId, LabelMap, Rules } from "./labels/index.js";
+
+// ---- data ----
 export {
-  modelConfigSchema,
-  parseModelConfig,
-  presetConfig,
-  presetNames,
-  inferConfig,
-  isResNet,
-} from "./model/config.js";
-export type { ModelConfig, ModelConfigInput } from "./model/config.js";
-export { embedNpy } from "./model/embed-npy.js";
-export { parseNpy, readNpy, encodeNpy, writeNpy, npyFromTensor, npyItemSize, NpyError } from "./io/npy.js";
-export type { NpyArray, NpyDtype } from "./io/npy.js";
-export {
-  parseSafetensors,
-  parseSafetensorsHeader,
-  readSafetensors,
-  encodeSafetensors,
-  writeSafetensors,
-  stItemSize,
-  DEFAULT_MAX_HEADER_BYTES,
-} from "./checkpoint/safetensors.js";
-export type { StDtype, StTensor, StHeader, StHeaderEntry, SafetensorsOptions } from "./checkpoint/safetensors.js";
-export { CheckpointError } from "./checkpoint/errors.js";
-export * from "./data/transforms.js";
-export * from "./data/manifest.js";
-export * from "./data/loader.js";
-export * from "./data/inputs.js";
-export { hashSeed, mulberry32, permutation } from "./data/rng.js";
-export * from "./synth/index.js";
-export * from "./embed/index.js";
-export { losses } from "./train/losses.js";
-export type { ClipLossArgs, WsclLossArgs, LossResult } from "./train/losses.js";
-export { Trainer } from "./train/trainer.js";
-export type { TrainerOptions, TrainBatch, StepResult, QueueState, TrainerStateRecord } from "./train/trainer.js";
-export { pretrain, NonFiniteLossError, listCheckpoints, loadPrompts, buildPrompts } from "./train/pretrain.js";
-export type { ProgressEvent, EvalMetrics, TrainMetrics, CheckpointState } from "./train/pretrain.js";
-export {
-  parseConfig as parsePretrainConfig,
-  loadConfig as loadPretrainConfig,
-  pretrainConfigSchema,
-} from "./train/config.js";
-export type { PretrainConfig, PretrainConfigInput } from "./train/config.js";
-export { cosineSchedule } from "./train/schedule.js";
-export {
-  distAvailability,
-  initProcessGroup,
-  readDistEnv,
-  isDistWorker,
-  backendFor,
-  DIST_VARIABLES,
-} from "./train/dist.js";
-export type { DistBackend, DistEnv, ProcessGroup, ProcessGroupOptions } from "./train/dist.js";
-export { launch, freePort } from "./train/launch.js";
-export type { LaunchOptions, LaunchResult } from "./train/launch.js";
-export { prepareDemo } from "./train/demo.js";
-export * from "./eval/metrics.js";
-export * from "./eval/dataset.js";
-export * from "./eval/evaluate.js";
-export { encodeImageSet, normalizeRows, textEncoder, tokenizerFor } from "./eval/features.js";
-export type { ImageFeatures, EncodeImagesOptions, TextEncodeFn } from "./eval/features.js";
+  preprocess,
+  preprocessInto,
+  CLIP_MEAN,
+  CLIP_STD,
+  Loader,
+  readManifest,
+  readImageFolder,
+} from "./data/index.js";
+export type { TransformOptions, LoaderOptions, Batch, Sample } from "./data/index.js";
+
+// ---- training ----
+export { losses, Trainer, pretrain, loadPretrainConfig, parsePretrainConfig, cosineSchedule } from "./train/index.js";
+export { distAvailability, initProcessGroup, readDistEnv } from "./train/index.js";
+export type {
+  ClipLossArgs,
+  WsclLossArgs,
+  LossResult,
+  TrainerOptions,
+  TrainBatch,
+  StepResult,
+  PretrainConfig,
+  PretrainConfigInput,
+  PretrainOptions,
+  PretrainResult,
+  ProcessGroup,
+} from "./train/index.js";
+
+// ---- evaluation ----
 export {
   zeroShot,
-  loadPromptBank,
-  classPrompts,
-  encodeClassPrompts,
-  multiLabelScores,
-  singleLabelProbabilities,
-  DEFAULT_PROMPTS_URL,
-  MULTI_LABEL_SCORINGS,
-} from "./eval/zeroshot.js";
-export type {
-  PromptBank,
-  ClassEntry,
-  ClassPrompts,
-  ClassFeatures,
-  ZeroShotOptions,
-  ZeroShotResult,
-  MultiLabelScoring,
-} from "./eval/zeroshot.js";
-export {
   linearProbe,
-  trainProbe,
-  fitLinear,
-  fitBinary,
-  fitSoftmax,
-  predictProba,
-  lbfgs,
-  DEFAULT_C_GRID,
-} from "./eval/probe.js";
-export type { ProbeOptions, ProbeResult, LinearModel, ProbeTargets, TrainedProbe, SelectionRow } from "./eval/probe.js";
-export { retrieval, retrievalFromSimilarity, targetRanks } from "./eval/retrieval.js";
-export type { RetrievalResult, DirectionReport } from "./eval/retrieval.js";
-export { writeReport, rocSvg, confusionSvg, svgToPng } from "./eval/report.js";
-export type { Overlay, ReportOptions, Reportable } from "./eval/report.js";
-export * from "./eval/adapters/index.js";
-export * from "./segment/index.js";
-export * from "./finetune/index.js";
-export { registerSegment, registerFinetune } from "./cli/segment.js";
+  retrieval,
+  textEncoder,
+  encodeImageSet,
+  loadDataset,
+  writeReport,
+  rocAuc,
+  averagePrecision,
+  bootstrap,
+} from "./eval/index.js";
+export type { ZeroShotResult, ProbeResult, RetrievalResult, EvalDataset } from "./eval/index.js";
+
+// ---- segmentation, fine-tuning, batch embedding ----
+export { Segmenter, readDrive, normalise, trainSegmenter, evaluateSegmenter } from "./segment/index.js";
+export type { SegmenterConfig, SegmenterOptions } from "./segment/index.js";
+export { Finetuner, finetune } from "./finetune/index.js";
+export type { FinetunerOptions, FinetuneResult } from "./finetune/index.js";
+export { embedImages, embedTexts } from "./embed/index.js";
+export type { EmbedResult } from "./embed/index.js";
+
+// ---- files ----
+export { readNpy, writeNpy, parseNpy, encodeNpy, NpyError } from "./io/index.js";
+export { readSafetensors, writeSafetensors, parseSafetensors, encodeSafetensors, CheckpointError } from "./io/index.js";
+export { readTable, TableError } from "./io/index.js";
+export type { NpyArray, NpyDtype, StTensor, StDtype, Table, TableRow } from "./io/index.js";

@@ -18,7 +18,7 @@ export type { LibTorch } from "./build/libtorch.js";
 export type { Stamp } from "./build/addon.js";
 
 export type * from "./addon-types.js";
-import type { CpuCacheStats, NativeAddon } from "./addon-types.js";
+import type { CpuCacheStats, CudaMemory, NativeAddon } from "./addon-types.js";
 
 export type LoadRoute = "prebuild" | "build";
 
@@ -85,7 +85,7 @@ export function loadNative(options: LoadOptions = {}): LoadedAddon {
     const info = addon.buildInfo();
     if (info.sourceHash !== stamp.sourceHash) {
       throw new Error(
-        `vilref addon ${path} reports sources ${info.sourceHash} but its stamp says ${stamp.sourceHash}; delete it and run \`npm run setup\``,
+        `vilref addon ${path} reports sources ${info.sourceHash} but its stamp says ${stamp.sourceHash}; delete it (and its .stamp.json) so that it is rebuilt`,
       );
     }
     return { addon, route, built: didBuild, path, stamp, torch: torch!, rejected };
@@ -138,4 +138,19 @@ export function cpuCache(): CpuCacheStats {
 /** Returns every cached block to the system. */
 export function emptyCpuCache(): void {
   native().emptyCpuCache();
+}
+
+/** The CUDA caching allocator's counters for `device` ("cuda", "cuda:N"; zeros for "cpu"), in bytes. */
+export function cudaMemory(device = "cuda"): CudaMemory {
+  return native().cudaMemory(device);
+}
+
+/** Starts the peaks that cudaMemory reports again from the current values. */
+export function resetCudaPeakMemory(device = "cuda"): void {
+  native().resetCudaPeakMemory(device);
+}
+
+/** Returns the CUDA caching allocator's unused blocks to the driver (after dispose(), say). */
+export function emptyCudaCache(): void {
+  native().emptyCudaCache();
 }

@@ -8,6 +8,8 @@
 #include "dist.h"
 #include "head.h"
 #include "jpeg.h"
+#include "logistic.h"
+#include "rank.h"
 #include "runtime.h"
 #include "segment.h"
 #include "trainer.h"
@@ -20,8 +22,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitLosses(env, exports);
   vilref::InitDist(env, exports);
   vilref::InitJpeg(env, exports);
+  vilref::InitRank(env, exports);
+  vilref::InitLogistic(env, exports);
   exports.Set("Head", vilref::Head::Define(env));
-  exports.Set("Model", vilref::Model::Define(env));
+  exports.Set("ViLReF", vilref::ViLReF::Define(env));
   exports.Set("Trainer", vilref::Trainer::Define(env));
   exports.Set("Segmenter", vilref::Segmenter::Define(env));
   exports.Set("Finetuner", vilref::Finetuner::Define(env));

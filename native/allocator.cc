@@ -4,13 +4,16 @@
 #include <c10/core/alignment.h>
 #include <c10/util/Exception.h>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace vilref {
 
@@ -34,14 +37,21 @@ class CachingCpuAllocator final : public c10::Allocator {
 
   static void Release(void* ptr) { Instance()->Return(ptr); }
 
-  void Empty() const {
-    std::multimap<size_t, void*> drop;
+  void Empty() const { Trim(0); }
+
+  // Frees cached blocks, largest first, until at most `keep` bytes stay cached.
+  void Trim(uint64_t keep) const {
+    std::vector<void*> drop;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      drop.swap(free_);
-      cached_ = 0;
+      while (cached_ > keep && !free_.empty()) {
+        auto last = std::prev(free_.end());
+        cached_ -= last->first;
+        drop.push_back(last->second);
+        free_.erase(last);
+      }
     }
-    for (auto& entry : drop) std::free(entry.second);
+    for (void* ptr : drop) std::free(ptr);
   }
 
   CpuCacheStats Stats() const {
@@ -153,6 +163,14 @@ CpuCacheStats CpuCache() {
 
 void EmptyCpuCache() {
   if (auto* a = CachingCpuAllocator::Instance()) a->Empty();
+}
+
+void ReleaseToSystem(const std::function<void()>& release) {
+  auto* a = CachingCpuAllocator::Instance();
+  const uint64_t before = a ? a->Stats().cachedBytes : 0;
+  release();
+  if (a) a->Trim(before);
+  malloc_trim(0);
 }
 
 void InitAllocator(Napi::Env env, Napi::Object exports) {

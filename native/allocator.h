@@ -8,6 +8,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
 
 namespace vilref {
 
@@ -20,6 +21,9 @@ struct CpuCacheStats {
 bool InstallCachingCpuAllocator();
 CpuCacheStats CpuCache();
 void EmptyCpuCache();
+// Runs `release` (which drops tensors) and gives what it freed back to the system: the block cache
+// keeps no more than it held before, and glibc returns its free pages (malloc_trim). dispose() uses it.
+void ReleaseToSystem(const std::function<void()>& release);
 
 // cpuCache() → stats, emptyCpuCache()
 void InitAllocator(Napi::Env env, Napi::Object exports);

@@ -1,5 +1,6 @@
 #include "async.h"
 
+#include "allocator.h"
 #include "runtime.h"
 
 namespace vilref {
@@ -78,6 +79,38 @@ void SerialQueue::Finished() {
   waiting_.pop_front();
   running_ = true;
   next->Queue();
+}
+
+namespace {
+
+class ReleaseTask : public Task {
+ public:
+  explicit ReleaseTask(std::function<void()> release) : release_(std::move(release)) {}
+  void Execute() override {
+    ReleaseToSystem(release_);
+    release_ = nullptr;
+  }
+  Napi::Value Resolve(Napi::Env env) override { return env.Undefined(); }
+
+ private:
+  std::function<void()> release_;
+};
+
+}  // namespace
+
+void Disposal::Check() const {
+  if (disposed_)
+    throw BoundaryError(ErrorKind::Error, name_ + " was disposed; its memory is released and it takes no more calls");
+}
+
+Napi::Promise Disposal::Dispose(Napi::Env env, Napi::Object owner, SerialQueue& queue, std::function<void()> release) {
+  if (disposed_) {
+    auto done = Napi::Promise::Deferred::New(env);
+    done.Resolve(env.Undefined());
+    return done.Promise();
+  }
+  disposed_ = true;
+  return queue.Submit(env, owner, std::make_unique<ReleaseTask>(std::move(release)));
 }
 
 Napi::Promise RunAsync(Napi::Env env, std::unique_ptr<Task> task) {

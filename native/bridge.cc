@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -13,6 +14,26 @@ namespace vilref {
 void ThrowTypeError(const std::string& message) { throw BoundaryError(ErrorKind::TypeError, message); }
 void ThrowRangeError(const std::string& message) { throw BoundaryError(ErrorKind::RangeError, message); }
 
+// LibTorch's failed internal assertions ("... INTERNAL ASSERT FAILED at "file":line, please report a
+// bug to PyTorch. <detail>") reach vilref's users only when an input went unchecked: say so, keep the
+// detail and the place, and send the report to vilref rather than PyTorch.
+std::string WithoutInternals(const std::string& message) {
+  const std::string marker = "INTERNAL ASSERT FAILED at ";
+  size_t at = message.find(marker);
+  if (at == std::string::npos) return message;
+  std::string where = message.substr(at + marker.size());
+  std::string detail;
+  size_t advice = where.find(", please report a bug to PyTorch.");
+  if (advice != std::string::npos) {
+    detail = where.substr(advice + 33);
+    where = where.substr(0, advice);
+  }
+  size_t start = detail.find_first_not_of(' ');
+  detail = start == std::string::npos ? "" : detail.substr(start);
+  return "LibTorch rejected an input vilref did not check" + (detail.empty() ? "" : ": " + detail) +
+         " (an internal assertion at " + where + "); please report this to vilref with the command that caused it";
+}
+
 std::pair<ErrorKind, std::string> DescribeException(std::exception_ptr error) {
   try {
     std::rethrow_exception(error);
@@ -20,7 +41,7 @@ std::pair<ErrorKind, std::string> DescribeException(std::exception_ptr error) {
     return {e.kind(), e.what()};
   } catch (const c10::Error& e) {
     // what() carries a long C++ backtrace; users get the one-line message.
-    return {ErrorKind::Error, e.what_without_backtrace()};
+    return {ErrorKind::Error, WithoutInternals(e.what_without_backtrace())};
   } catch (const Napi::Error& e) {
     return {ErrorKind::Error, e.Message()};
   } catch (const std::bad_alloc&) {
@@ -173,6 +194,12 @@ int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t l
   return static_cast<int64_t>(d);
 }
 
+uint64_t ReadSeed(const Napi::Object& obj, const std::string& prefix, const char* key) {
+  Napi::Value v = obj.Get(key);
+  if (v.IsUndefined()) return 0;
+  return static_cast<uint64_t>(ReadInteger(v, prefix + "." + key, 0, 9007199254740991LL));
+}
+
 JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
   const std::string& name = spec.name;
   if (!value.IsObject() || value.IsArray() || value.IsTypedArray() || value.IsFunction()) {
@@ -256,7 +283,28 @@ JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
   return out;
 }
 
+// V8's limits on what the addon may create (Node 20, 64-bit: v8::TypedArray::kMaxLength is 2^32
+// elements; an ArrayBuffer may hold 2^53 - 1 bytes). Past them V8 aborts the process: check first.
+static constexpr uint64_t kMaxTypedArrayLength = uint64_t{1} << 32;
+
+static void CheckJsLength(const at::Tensor& t) {
+  // numel() of a well-formed tensor cannot overflow; recompute with a saturating product anyway
+  unsigned __int128 n = 1;
+  for (int64_t d : t.sizes())
+    n = std::min<unsigned __int128>(n * static_cast<uint64_t>(std::max<int64_t>(d, 0)),
+                                    static_cast<unsigned __int128>(1) << 64);
+  if (n > kMaxTypedArrayLength) {
+    std::ostringstream s;
+    s << "a result of "
+      << (n >= (static_cast<unsigned __int128>(1) << 64) ? std::string("more than 2^64")
+                                                         : std::to_string(static_cast<uint64_t>(n)))
+      << " elements (shape " << t.sizes() << ") is larger than a JavaScript typed array may be (2^32 elements)";
+    throw BoundaryError(ErrorKind::RangeError, s.str());
+  }
+}
+
 at::Tensor PrepareForJs(const at::Tensor& tensor) {
+  CheckJsLength(tensor);
   at::Tensor t = tensor;
   if (!t.device().is_cpu()) t = t.to(at::kCPU);
   switch (t.scalar_type()) {
@@ -284,6 +332,7 @@ Napi::Object WrapTensor(Napi::Env env, const at::Tensor& prepared) {
   if (!kind || !prepared.is_contiguous() || !prepared.device().is_cpu()) {
     throw std::logic_error("WrapTensor needs a tensor from PrepareForJs");
   }
+  CheckJsLength(prepared);
   const size_t bytes = static_cast<size_t>(prepared.numel()) * prepared.element_size();
   Napi::ArrayBuffer buffer;
   if (bytes == 0) {

@@ -36,6 +36,10 @@ class BoundaryError : public std::exception {
 // without the C++ backtrace, any other std::exception its what(). Safe on any thread.
 std::pair<ErrorKind, std::string> DescribeException(std::exception_ptr error);
 
+// A c10::Error message with LibTorch's "INTERNAL ASSERT FAILED ... please report a bug to PyTorch"
+// rewritten: what failed and where, addressed to vilref's users (other messages unchanged).
+std::string WithoutInternals(const std::string& message);
+
 Napi::Error MakeJsError(Napi::Env env, ErrorKind kind, const std::string& message);
 
 // Runs `body` and rethrows whatever it throws as a JS exception of the right class.
@@ -78,6 +82,9 @@ double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char
 
 // Reads a plain JS number that must be an integer in [lo, hi].
 int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t lo, int64_t hi);
+
+// Reads obj[key], a seed: an integer in [0, 2^53 − 1] (0 when undefined); errors name `prefix.key`.
+uint64_t ReadSeed(const Napi::Object& obj, const std::string& prefix, const char* key);
 
 // Makes a tensor ready for JS on the worker thread: to CPU, contiguous, and a dtype that has a
 // typed array (bfloat16/float16 become float32, bool becomes uint8). No copy when already so.

@@ -1,7 +1,5 @@
 #include "clip.h"
 
-#include <torch/csrc/autograd/profiler_legacy.h>
-
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -9,12 +7,13 @@
 
 #include "bridge.h"
 #include "nn.h"
+#include "profile.h"
 #include "resnet.h"
 #include "vit.h"
 
 namespace vilref {
 
-ClipNet::ClipNet(const ModelConfig& c) {
+ViLReFNet::ViLReFNet(const ModelConfig& c) {
   if (c.IsResNet()) {
     const int64_t heads = c.visionWidth * 32 / c.visionHeadWidth;
     visual = register_module<VisualTower>("visual", std::make_shared<ModifiedResNet>(c.visionLayers, c.embedDim, heads,
@@ -34,12 +33,12 @@ ClipNet::ClipNet(const ModelConfig& c) {
   logit_scale = register_parameter("logit_scale", torch::full({}, std::log(1.0 / 0.07)));
 }
 
-at::Tensor ClipNet::EncodeTexts(const at::Tensor& ids, bool preProjection) {
+at::Tensor ViLReFNet::EncodeTexts(const at::Tensor& ids, bool preProjection) {
   at::Tensor cls = bert->forward(ids).select(1, 0);
   return preProjection ? cls : at::matmul(cls, text_projection.to(cls.scalar_type()));
 }
 
-void ClipNet::InitWeights() {
+void ViLReFNet::InitWeights() {
   torch::NoGradGuard noGrad;
   visual->InitWeights();
   bert->InitWeights();
@@ -112,145 +111,86 @@ bool WantPreProjection(const Napi::CallbackInfo& info, size_t index) {
 
 // Checks token ids against the vocabulary before LibTorch indexes with them.
 template <typename T>
-void CheckIds(const at::Tensor& ids, int64_t vocab) {
+void CheckIds(const at::Tensor& ids, int64_t vocab, const std::string& name) {
   const T* p = ids.data_ptr<T>();
   for (int64_t i = 0; i < ids.numel(); ++i) {
     if (p[i] < 0 || static_cast<int64_t>(p[i]) >= vocab) {
-      ThrowRangeError("ids.data[" + std::to_string(i) + "] = " + std::to_string(static_cast<int64_t>(p[i])) +
+      ThrowRangeError(name + ".data[" + std::to_string(i) + "] = " + std::to_string(static_cast<int64_t>(p[i])) +
                       " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
     }
   }
 }
 
-template <typename... T>
-std::vector<JsTensor> Keep(T&&... tensors) {
-  std::vector<JsTensor> out;
-  (out.push_back(std::forward<T>(tensors)), ...);
-  return out;
-}
-
-class EncodeTask : public Task {
- public:
-  EncodeTask(std::function<at::Tensor()> body, std::vector<JsTensor> inputs)
-      : body_(std::move(body)), inputs_(std::move(inputs)) {}
-  void Execute() override {
+// An encode call: `body` runs on the worker without gradient; its result goes to JS. With
+// VILREF_PROFILE=DIR each call writes a chrome trace (LibTorch's profiler) to DIR, for finding
+// where the time goes; the profiler is per thread, so it records here. `body` owns (captures) the
+// JS arrays it reads, which keeps them alive until it has run.
+template <typename Body>
+std::unique_ptr<Task> EncodeTask(Body body) {
+  return MakeTensorTask([body = std::move(body)]() {
     torch::NoGradGuard noGrad;
-    // VILREF_PROFILE=DIR: a chrome trace (LibTorch's profiler) of every encode call, for finding
-    // where the time goes; the profiler is per thread, so it records here.
     if (const char* dir = std::getenv("VILREF_PROFILE")) {
       static std::atomic<int> counter{0};
-      torch::autograd::profiler::RecordProfile profile(std::string(dir) + "/encode-" + std::to_string(counter++) +
-                                                       ".json");
-      output_ = PrepareForJs(body_());
-    } else {
-      output_ = PrepareForJs(body_());
+      ProfileScope profile(std::string(dir) + "/encode-" + std::to_string(counter++) + ".json");
+      return PrepareForJs(body());
     }
+    return PrepareForJs(body());
+  });
+}
+
+// Copies `inputs` into the network's tensors of the same names (checked at submission; a queued
+// resize may have changed a shape since, which is an error here).
+void CopyState(ViLReFNet& net, const std::vector<std::pair<std::string, JsTensor>>& inputs) {
+  torch::NoGradGuard noGrad;
+  std::map<std::string, at::Tensor> state;
+  for (auto& [name, t] : NamedState(net)) state[name] = t;
+  for (auto& [name, in] : inputs) {
+    at::Tensor& target = state.at(name);
+    if (target.sizes() != in.tensor.sizes())
+      ThrowRangeError("stateDict[\"" + name + "\"]: shape " + ShapeText(Shape(in.tensor)) + " does not fit " +
+                      ShapeText(Shape(target)));
+    target.copy_(in.tensor);
   }
-  Napi::Value Resolve(Napi::Env env) override { return WrapTensor(env, output_); }
-
- private:
-  std::function<at::Tensor()> body_;
-  std::vector<JsTensor> inputs_;  // keep the JS arrays the body reads alive until it has run
-  at::Tensor output_;
-};
-
-class StateDictTask : public Task {
- public:
-  StateDictTask(std::shared_ptr<ClipNet> net, std::string prefix) : net_(std::move(net)), prefix_(std::move(prefix)) {}
-  void Execute() override {
-    for (auto& [name, t] : NamedState(*net_)) out_.emplace_back(prefix_ + name, PrepareForJs(t.detach().clone()));
-  }
-  Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
-
- private:
-  std::shared_ptr<ClipNet> net_;
-  std::string prefix_;
-  std::vector<std::pair<std::string, at::Tensor>> out_;
-};
-
-class LoadTask : public Task {
- public:
-  LoadTask(std::shared_ptr<ClipNet> net, std::vector<std::pair<std::string, JsTensor>> inputs,
-           std::vector<std::string> missing, std::vector<std::string> unexpected)
-      : net_(std::move(net)),
-        inputs_(std::move(inputs)),
-        missing_(std::move(missing)),
-        unexpected_(std::move(unexpected)) {}
-  void Execute() override {
-    torch::NoGradGuard noGrad;
-    std::map<std::string, at::Tensor> state;
-    for (auto& [name, t] : NamedState(*net_)) state[name] = t;
-    for (auto& [name, in] : inputs_) {
-      at::Tensor& target = state.at(name);
-      // the shape was checked at submission; a queued resize may have changed it since
-      if (target.sizes() != in.tensor.sizes())
-        ThrowRangeError("stateDict[\"" + name + "\"]: shape " + ShapeText(Shape(in.tensor)) + " does not fit " +
-                        ShapeText(Shape(target)));
-      target.copy_(in.tensor);
-    }
-  }
-  Napi::Value Resolve(Napi::Env env) override { return KeyReport(env, missing_, unexpected_); }
-
- private:
-  std::shared_ptr<ClipNet> net_;
-  std::vector<std::pair<std::string, JsTensor>> inputs_;
-  std::vector<std::string> missing_, unexpected_;
-};
-
-class ResizeTask : public Task {
- public:
-  ResizeTask(std::shared_ptr<ClipNet> net, int64_t resolution, std::function<void()> done)
-      : net_(std::move(net)), resolution_(resolution), done_(std::move(done)) {}
-  void Execute() override { net_->visual->ResizePositions(resolution_); }
-  Napi::Value Resolve(Napi::Env env) override {
-    done_();
-    return env.Undefined();
-  }
-
- private:
-  std::shared_ptr<ClipNet> net_;
-  int64_t resolution_;
-  std::function<void()> done_;
-};
+}
 
 }  // namespace
-
-std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<ClipNet> net, std::string prefix) {
-  return std::make_unique<StateDictTask>(std::move(net), std::move(prefix));
-}
 
 namespace {
 Napi::FunctionReference* g_modelConstructor = nullptr;  // the main thread's; set by Define
 }
 
-Model* Model::From(const Napi::Value& value, const std::string& name) {
+ViLReF* ViLReF::From(const Napi::Value& value, const std::string& name) {
   if (!g_modelConstructor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_modelConstructor->Value())) {
     ThrowTypeError(name + ": expected a ViLReF model");
   }
-  return Model::Unwrap(value.As<Napi::Object>());
+  ViLReF* model = ViLReF::Unwrap(value.As<Napi::Object>());
+  model->CheckAlive();
+  return model;
 }
 
-Napi::Function Model::Define(Napi::Env env) {
-  Napi::Function constructor = DefineClass(env, "Model",
-                                           {
-                                               InstanceMethod<&Model::EncodeImages>("encodeImages"),
-                                               InstanceMethod<&Model::EncodeTexts>("encodeTexts"),
-                                               InstanceMethod<&Model::Similarity>("similarity"),
-                                               InstanceMethod<&Model::StateDict>("stateDict"),
-                                               InstanceMethod<&Model::LoadStateDict>("loadStateDict"),
-                                               InstanceMethod<&Model::Parameters>("parameters"),
-                                               InstanceMethod<&Model::ResizePositions>("resizePositions"),
-                                               InstanceAccessor<&Model::GetConfig>("config"),
-                                               InstanceAccessor<&Model::GetDevice>("device"),
-                                               InstanceAccessor<&Model::GetDtype>("dtype"),
-                                               InstanceAccessor<&Model::GetPending>("pending"),
-                                           });
+Napi::Function ViLReF::Define(Napi::Env env) {
+  Napi::Function constructor =
+      DefineClass(env, "ViLReF",
+                  {
+                      InstanceMethod<&ViLReF::EncodeImages>("encodeImages"),
+                      InstanceMethod<&ViLReF::EncodeTexts>("encodeTexts"),
+                      InstanceMethod<&ViLReF::Similarity>("similarity"),
+                      InstanceMethod<&ViLReF::StateDict>("stateDict"),
+                      InstanceMethod<&ViLReF::LoadStateDict>("loadStateDict"),
+                      InstanceMethod<&ViLReF::Parameters>("parameters"),
+                      InstanceMethod<&ViLReF::ResizePositionalEmbedding>("resizePositionalEmbedding"),
+                      InstanceAccessor<&ViLReF::GetConfig>("config"),
+                      InstanceAccessor<&ViLReF::GetDevice>("device"),
+                      InstanceAccessor<&ViLReF::GetDtype>("dtype"),
+                      InstanceAccessor<&ViLReF::GetPending>("pending"),
+                      InstanceMethod<&ViLReF::Dispose>("dispose"),
+                  });
   if (!g_modelConstructor) g_modelConstructor = new Napi::FunctionReference(Napi::Persistent(constructor));
   return constructor;
 }
 
-// new Model(config, { device?: "cpu" | "cuda" | "cuda:N", dtype?: "float32" | "bfloat16" | "float16", seed?: number })
-Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
+// new ViLReF(config, { device?: "cpu" | "cuda" | "cuda:N", dtype?: "float32" | "bfloat16" | "float16", seed?: number })
+ViLReF::ViLReF(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ViLReF>(info) {
   Guard(info.Env(), [&] {
     config_ = ReadConfig(info[0]);
     std::string device = "cpu", dtype = "float32";
@@ -266,8 +206,7 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
         dtype = o.Get("dtype").As<Napi::String>().Utf8Value();
       else if (!o.Get("dtype").IsUndefined())
         ThrowTypeError("options.dtype: expected \"float32\", \"bfloat16\" or \"float16\"");
-      if (!o.Get("seed").IsUndefined())
-        seed = static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
+      seed = ReadSeed(o, "options", "seed");
     }
     try {
       device_ = at::Device(device);
@@ -294,7 +233,7 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
     if (dtype_ != at::kFloat && device_.is_cpu())
       ThrowRangeError("options.dtype: " + dtype + " runs on CUDA only; use float32 on the CPU");
     torch::manual_seed(seed);
-    net_ = std::make_shared<ClipNet>(config_);
+    net_ = std::make_shared<ViLReFNet>(config_);
     net_->InitWeights();
     net_->eval();
     net_->to(device_);
@@ -308,82 +247,84 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
   });
 }
 
-void Model::RefreshParams() {
+void ViLReF::RefreshParams() {
   params_.clear();
   for (auto& [name, t] : NamedState(*net_)) params_.push_back({name, Shape(t), t.scalar_type()});
 }
 
-Napi::Value Model::EncodeImages(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::EncodeImages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     const int64_t r = config_.imageResolution;
     JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, r, r}, false, true});
     bool pre = WantPreProjection(info, 1);
     auto net = net_;
     auto device = device_;
     auto dtype = dtype_;
-    at::Tensor x = images.tensor;
-    return queue_.Submit(
-        env, Value(),
-        std::make_unique<EncodeTask>(
-            [net, device, dtype, x, pre] { return net->visual->forward(x.to(device, dtype), pre).to(at::kFloat); },
-            Keep(std::move(images))));
+    return queue_.Submit(env, Value(), EncodeTask([net, device, dtype, images = std::move(images), pre] {
+                           return net->visual->forward(images.tensor.to(device, dtype), pre).to(at::kFloat);
+                         }));
   });
 }
 
-Napi::Value Model::EncodeTexts(const Napi::CallbackInfo& info) {
+JsTensor ViLReF::ReadTextIds(const Napi::Value& value, const std::string& name, int64_t rows) const {
+  JsTensor ids = ReadTensor(value, TensorSpec{name, {at::kLong, at::kInt}, {rows, -1}, false, false});
+  const int64_t length = ids.tensor.size(1);
+  if (length < 1 || length > config_.text.maxPositions) {
+    ThrowRangeError(name + ": context length " + std::to_string(length) + " is outside [1, " +
+                    std::to_string(config_.text.maxPositions) + "] (text_max_position_embeddings)");
+  }
+  if (ids.tensor.scalar_type() == at::kLong)
+    CheckIds<int64_t>(ids.tensor, config_.text.vocab, name);
+  else
+    CheckIds<int32_t>(ids.tensor, config_.text.vocab, name);
+  return ids;
+}
+
+Napi::Value ViLReF::EncodeTexts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
-    JsTensor ids = ReadTensor(info[0], TensorSpec{"ids", {at::kLong, at::kInt}, {-1, -1}, false, false});
-    const int64_t length = ids.tensor.size(1);
-    if (length < 1 || length > config_.text.maxPositions) {
-      ThrowRangeError("ids: context length " + std::to_string(length) + " is outside [1, " +
-                      std::to_string(config_.text.maxPositions) + "] (text_max_position_embeddings)");
-    }
-    if (ids.tensor.scalar_type() == at::kLong)
-      CheckIds<int64_t>(ids.tensor, config_.text.vocab);
-    else
-      CheckIds<int32_t>(ids.tensor, config_.text.vocab);
+    disposal_.Check();
+    JsTensor ids = ReadTextIds(info[0], "ids");
     bool pre = WantPreProjection(info, 1);
     auto net = net_;
     auto device = device_;
-    at::Tensor t = ids.tensor;
-    return queue_.Submit(
-        env, Value(),
-        std::make_unique<EncodeTask>(
-            [net, device, t, pre] { return net->EncodeTexts(t.to(device, at::kLong), pre).to(at::kFloat); },
-            Keep(std::move(ids))));
+    return queue_.Submit(env, Value(), EncodeTask([net, device, ids = std::move(ids), pre] {
+                           return net->EncodeTexts(ids.tensor.to(device, at::kLong), pre).to(at::kFloat);
+                         }));
   });
 }
 
 // similarity(imageFeatures [N, E], textFeatures [M, E]) → exp(logit_scale) · normalised image @ normalised text^T
-Napi::Value Model::Similarity(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::Similarity(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     JsTensor image = ReadTensor(info[0], TensorSpec{"imageFeatures", {at::kFloat}, {-1, -1}, false, true});
     JsTensor text =
         ReadTensor(info[1], TensorSpec{"textFeatures", {at::kFloat}, {-1, image.tensor.size(1)}, false, true});
-    auto net = net_;
-    at::Tensor a = image.tensor, b = text.tensor;
-    return queue_.Submit(env, Value(),
-                         std::make_unique<EncodeTask>(
-                             [net, a, b] {
-                               at::Tensor na = a / a.norm(2, -1, true), nb = b / b.norm(2, -1, true);
-                               return net->logit_scale.detach().to(at::kCPU, at::kFloat).exp() * at::matmul(na, nb.t());
-                             },
-                             Keep(std::move(image), std::move(text))));
+    return queue_.Submit(env, Value(), EncodeTask([net = net_, image = std::move(image), text = std::move(text)] {
+                           const at::Tensor &a = image.tensor, &b = text.tensor;
+                           at::Tensor na = a / a.norm(2, -1, true), nb = b / b.norm(2, -1, true);
+                           return net->logit_scale.detach().to(at::kCPU, at::kFloat).exp() * at::matmul(na, nb.t());
+                         }));
   });
 }
 
-Napi::Value Model::StateDict(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), MakeStateDictTask(net_)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
+    return queue_.Submit(env, Value(), MakeStateDictTask(net_));
+  });
 }
 
 // loadStateDict({ name: {data, shape[, dtype]} }, { strict = true }) → { missing, unexpected }
-Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
     const bool strict = StrictOption(info, 1);
     auto dict = info[0].As<Napi::Object>();
@@ -416,13 +357,19 @@ Napi::Value Model::LoadStateDict(const Napi::CallbackInfo& info) {
       inputs.emplace_back(key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]", dtypes, p.shape,
                                                                     false, c10::isFloatingType(p.dtype)}));
     }
-    return queue_.Submit(
-        env, Value(), std::make_unique<LoadTask>(net_, std::move(inputs), std::move(missing), std::move(unexpected)));
+    return queue_.Submit(env, Value(),
+                         MakeTask([net = net_, inputs = std::move(inputs)] { CopyState(*net, inputs); },
+                                  [missing = std::move(missing), unexpected = std::move(unexpected)](
+                                      Napi::Env env) -> Napi::Value { return KeyReport(env, missing, unexpected); }));
   });
 }
 
-Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::Parameters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Guard(env, [&] {
+    disposal_.Check();
+    return 0;
+  });
   Napi::Array out = Napi::Array::New(env, params_.size());
   for (uint32_t i = 0; i < params_.size(); ++i) {
     Napi::Object o = Napi::Object::New(env);
@@ -437,22 +384,26 @@ Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value Model::ResizePositions(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::ResizePositionalEmbedding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     int64_t resolution = ReadInteger(info[0], "resolution", 1, 1 << 14);
     int64_t multiple = config_.IsResNet() ? 32 : config_.visionPatchSize;
     if (resolution % multiple != 0)
       ThrowRangeError("resolution: " + std::to_string(resolution) + " is not a multiple of " +
                       std::to_string(multiple));
-    return queue_.Submit(env, Value(), std::make_unique<ResizeTask>(net_, resolution, [this, resolution] {
-                           config_.imageResolution = resolution;
-                           RefreshParams();
-                         }));
+    return queue_.Submit(env, Value(),
+                         MakeTask([net = net_, resolution] { net->visual->ResizePositions(resolution); },
+                                  [this, resolution](Napi::Env env) -> Napi::Value {
+                                    config_.imageResolution = resolution;
+                                    RefreshParams();
+                                    return env.Undefined();
+                                  }));
   });
 }
 
-Napi::Value Model::GetConfig(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::GetConfig(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   auto num = [&](double v) { return Napi::Number::New(env, v); };
@@ -480,14 +431,20 @@ Napi::Value Model::GetConfig(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value Model::GetDevice(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_.str()); }
-Napi::Value Model::GetDtype(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::GetDevice(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_.str()); }
+Napi::Value ViLReF::GetDtype(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), dtype_ == at::kFloat      ? "float32"
                                        : dtype_ == at::kBFloat16 ? "bfloat16"
                                                                  : "float16");
 }
-Napi::Value Model::GetPending(const Napi::CallbackInfo& info) {
+Napi::Value ViLReF::GetPending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
+
+// dispose(): the weights are freed after the calls already queued (trainers and fine-tuners on this
+// model queue theirs here too); later calls reject.
+Napi::Value ViLReF::Dispose(const Napi::CallbackInfo& info) {
+  return disposal_.Dispose(info.Env(), Value(), queue_, [this] { net_.reset(); });
 }
 
 }  // namespace vilref

@@ -1,7 +1,9 @@
 // The ViLReF dual encoder (a Chinese-CLIP model): an image tower (ViT or ModifiedResNet) under
-// `visual`, the Chinese BERT under `bert`, `text_projection` and `logit_scale`, exposed to JS as
-// the Model class: encodeImages, encodeTexts, similarity, stateDict/loadStateDict by the released
-// names, and a bicubic resize of the positional embedding.
+// `visual`, the Chinese BERT under `bert`, `text_projection` and `logit_scale`. One name across the
+// layers: the LibTorch module ViLReFNet, wrapped by the ObjectWrap ViLReF (the addon export
+// `ViLReF`), wrapped by the public TypeScript class ViLReF (lib/model/vilref.ts); the methods JS
+// sees: encodeImages, encodeTexts, similarity, stateDict/loadStateDict by the released names, and
+// resizePositionalEmbedding (bicubic).
 #pragma once
 
 #include <napi.h>
@@ -26,8 +28,8 @@ struct ModelConfig {
   bool IsResNet() const { return visionLayers.size() == 4; }
 };
 
-struct ClipNet : torch::nn::Module {
-  explicit ClipNet(const ModelConfig& c);
+struct ViLReFNet : torch::nn::Module {
+  explicit ViLReFNet(const ModelConfig& c);
   std::shared_ptr<VisualTower> visual;
   BertModel bert{nullptr};
   at::Tensor text_projection, logit_scale;
@@ -35,30 +37,32 @@ struct ClipNet : torch::nn::Module {
   void InitWeights();
 };
 
-// A task that snapshots a network's parameters and buffers (copies, float32 or int64) as
-// { name: TensorData }, each name prefixed with `prefix`.
-std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<ClipNet> net, std::string prefix = "");
-
 struct ParamInfo {
   std::string name;
   std::vector<int64_t> shape;
   at::ScalarType dtype;
 };
 
-class Model : public Napi::ObjectWrap<Model> {
+class ViLReF : public Napi::ObjectWrap<ViLReF> {
  public:
   static Napi::Function Define(Napi::Env env);
-  explicit Model(const Napi::CallbackInfo& info);
-  // The Model behind a JS value, or a TypeError naming `name`.
-  static Model* From(const Napi::Value& value, const std::string& name);
+  explicit ViLReF(const Napi::CallbackInfo& info);
+  // The ViLReF behind a JS value, or a TypeError naming `name`.
+  static ViLReF* From(const Napi::Value& value, const std::string& name);
 
   // For objects that work on the model (the trainer): they queue their tasks on the model's
   // queue, so that nothing touches the network concurrently.
-  const std::shared_ptr<ClipNet>& net() const { return net_; }
+  const std::shared_ptr<ViLReFNet>& net() const { return net_; }
   const ModelConfig& config() const { return config_; }
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
   SerialQueue& queue() { return queue_; }
+  // Reads token ids [rows, L] (rows -1: any) for the text tower, checked before LibTorch indexes
+  // with them: L within the model's positions, every id inside the vocabulary; errors name `name`.
+  JsTensor ReadTextIds(const Napi::Value& value, const std::string& name, int64_t rows = -1) const;
+  // Throws "ViLReF was disposed" once dispose() was called (objects working on the model check it
+  // before touching net()).
+  void CheckAlive() const { disposal_.Check(); }
 
  private:
   Napi::Value EncodeImages(const Napi::CallbackInfo& info);
@@ -67,20 +71,22 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   Napi::Value Parameters(const Napi::CallbackInfo& info);
-  Napi::Value ResizePositions(const Napi::CallbackInfo& info);
+  Napi::Value ResizePositionalEmbedding(const Napi::CallbackInfo& info);
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
   Napi::Value GetDevice(const Napi::CallbackInfo& info);
   Napi::Value GetDtype(const Napi::CallbackInfo& info);
   Napi::Value GetPending(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   void RefreshParams();
 
   ModelConfig config_;
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   at::Device device_{at::kCPU};
   at::ScalarType dtype_ = at::kFloat;
   std::vector<ParamInfo> params_;  // names, shapes, dtypes as of the last task that changed them
   SerialQueue queue_;
+  Disposal disposal_{"ViLReF"};
 };
 
 }  // namespace vilref

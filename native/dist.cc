@@ -1,6 +1,7 @@
 #include "dist.h"
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -59,7 +60,13 @@ constexpr auto kHeartbeat = std::chrono::milliseconds(500);
 struct Communicator::Impl {
   DistOptions options;
   c10::intrusive_ptr<c10d::Store> store;
+  // LibTorch 2 split the process group into a front and per-device Backends (Gloo and NCCL are
+  // Backends there, with the same collectives); 1.x has ProcessGroupGloo derive from ProcessGroup.
+#if TORCH_VERSION_MAJOR >= 2
+  c10::intrusive_ptr<c10d::Backend> pg;
+#else
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
+#endif
   std::atomic<int64_t> step{0};
   double gatherSeconds = 0, reduceSeconds = 0;
   std::thread heartbeat;
@@ -499,16 +506,20 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Function ProcessGroup::Define(Napi::Env env) {
-  Napi::Function constructor = DefineClass(env, "ProcessGroup",
-                                           {
-                                               InstanceMethod<&ProcessGroup::AllReduce>("allReduce"),
-                                               InstanceMethod<&ProcessGroup::AllGather>("allGather"),
-                                               InstanceMethod<&ProcessGroup::Barrier>("barrier"),
-                                               InstanceAccessor<&ProcessGroup::GetRank>("rank"),
-                                               InstanceAccessor<&ProcessGroup::GetWorldSize>("worldSize"),
-                                               InstanceAccessor<&ProcessGroup::GetBackend>("backend"),
-                                               InstanceAccessor<&ProcessGroup::GetTimeout>("timeoutMs"),
-                                           });
+  Napi::Function constructor =
+      DefineClass(env, "ProcessGroup",
+                  {
+                      InstanceMethod<&ProcessGroup::AllReduce>("allReduce"),
+                      InstanceMethod<&ProcessGroup::AllGather>("allGather"),
+                      InstanceMethod<&ProcessGroup::Barrier>("barrier"),
+                      InstanceAccessor<&ProcessGroup::GetRank>("rank"),
+                      InstanceAccessor<&ProcessGroup::GetWorldSize>("worldSize"),
+                      InstanceAccessor<&ProcessGroup::GetBackend>("backend"),
+                      InstanceAccessor<&ProcessGroup::GetTimeout>("timeoutMs"),
+                      InstanceMethod<&ProcessGroup::Dispose>("dispose"),
+                      InstanceMethod<&ProcessGroup::Dispose>(Napi::Symbol::WellKnown(env, "dispose")),
+                      InstanceMethod<&ProcessGroup::Dispose>(Napi::Symbol::WellKnown(env, "asyncDispose")),
+                  });
   g_pgConstructor = new Napi::FunctionReference(Napi::Persistent(constructor));
   return constructor;
 }
@@ -518,6 +529,10 @@ ProcessGroup::ProcessGroup(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Pr
     if (info.Length() != 1 || !info[0].IsExternal())
       ThrowTypeError("ProcessGroup: made by dist.init(options), not directly");
     comm_ = *info[0].As<Napi::External<std::shared_ptr<Communicator>>>().Data();
+    rank_ = comm_->rank();
+    size_ = comm_->size();
+    backend_ = comm_->backend();
+    timeoutMs_ = static_cast<double>(comm_->timeout().count());
     return 0;
   });
 }
@@ -525,12 +540,15 @@ ProcessGroup::ProcessGroup(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Pr
 ProcessGroup* ProcessGroup::From(const Napi::Value& value, const std::string& name) {
   if (!g_pgConstructor || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(g_pgConstructor->Value()))
     ThrowTypeError(name + ": expected a ProcessGroup from dist.init()");
-  return ProcessGroup::Unwrap(value.As<Napi::Object>());
+  ProcessGroup* group = ProcessGroup::Unwrap(value.As<Napi::Object>());
+  group->disposal_.Check();
+  return group;
 }
 
 Napi::Value ProcessGroup::AllReduce(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     auto t = ReadTensor(info[0], TensorSpec{"tensor", {at::kFloat, at::kDouble, at::kLong, at::kInt}, {}, true, false});
     return queue_.Submit(env, Value(),
                          std::make_unique<CollectiveTask>(comm_, CollectiveTask::Kind::AllReduce, std::move(t)));
@@ -540,6 +558,7 @@ Napi::Value ProcessGroup::AllReduce(const Napi::CallbackInfo& info) {
 Napi::Value ProcessGroup::AllGather(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     auto t = ReadTensor(info[0], TensorSpec{"tensor", {at::kFloat, at::kDouble, at::kLong, at::kInt}, {}, true, false});
     if (t.tensor.dim() < 1) ThrowRangeError("tensor: allGather concatenates rows; give at least one dimension");
     return queue_.Submit(env, Value(),
@@ -550,22 +569,24 @@ Napi::Value ProcessGroup::AllGather(const Napi::CallbackInfo& info) {
 Napi::Value ProcessGroup::Barrier(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     return queue_.Submit(env, Value(),
                          std::make_unique<CollectiveTask>(comm_, CollectiveTask::Kind::Barrier, JsTensor{}));
   });
 }
 
-Napi::Value ProcessGroup::GetRank(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), comm_->rank());
-}
-Napi::Value ProcessGroup::GetWorldSize(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), comm_->size());
-}
-Napi::Value ProcessGroup::GetBackend(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), comm_->backend());
-}
+Napi::Value ProcessGroup::GetRank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), rank_); }
+Napi::Value ProcessGroup::GetWorldSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), size_); }
+Napi::Value ProcessGroup::GetBackend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend_); }
 Napi::Value ProcessGroup::GetTimeout(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(comm_->timeout().count()));
+  return Napi::Number::New(info.Env(), timeoutMs_);
+}
+
+// dispose(): this object's hold on the group ends after the collectives already queued; the store
+// connection and the backend close once no trainer holds the group either.
+Napi::Value ProcessGroup::Dispose(const Napi::CallbackInfo& info) {
+  std::shared_ptr<Communicator> comm = std::move(comm_);  // queued collectives hold their own reference
+  return disposal_.Dispose(info.Env(), Value(), queue_, [comm]() mutable { comm.reset(); });
 }
 
 void InitDist(Napi::Env env, Napi::Object exports) {

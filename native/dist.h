@@ -88,9 +88,14 @@ class ProcessGroup : public Napi::ObjectWrap<ProcessGroup> {
   Napi::Value GetWorldSize(const Napi::CallbackInfo& info);
   Napi::Value GetBackend(const Napi::CallbackInfo& info);
   Napi::Value GetTimeout(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Communicator> comm_;
+  int rank_ = 0, size_ = 1;
+  std::string backend_;
+  double timeoutMs_ = 0;
   SerialQueue queue_;
+  Disposal disposal_{"ProcessGroup"};
 };
 
 // exports.dist = { available, reason, backends, init(options), ProcessGroup }

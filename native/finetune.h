@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "clip.h"
+#include "optim.h"
 
 namespace vilref {
 
@@ -24,8 +25,8 @@ struct FinetunerOptions {
 };
 
 struct FinetunerState {
-  at::Tensor weight, bias;  // the head: [classes, width], [classes]
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  at::Tensor weight, bias;                // the head: [classes, width], [classes]
+  std::unique_ptr<NamedAdamW> optimizer;  // groups "head" and, unless frozen, "backbone"
   int64_t steps = 0;
 };
 
@@ -41,12 +42,15 @@ class Finetuner : public Napi::ObjectWrap<Finetuner> {
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  void CheckAlive() const;  // this finetuner and its model are not disposed
 
   Napi::ObjectReference modelRef_;
-  Model* model_ = nullptr;
+  ViLReF* model_ = nullptr;
   FinetunerOptions options_;
   int64_t width_ = 0;
   std::shared_ptr<FinetunerState> state_;
+  Disposal disposal_{"Finetuner"};
 };
 
 }  // namespace vilref

@@ -21,61 +21,16 @@ at::Tensor Activate(const at::Tensor& x, const std::string& activation) {
 
 std::string ParamName(size_t i) { return "layers." + std::to_string(i / 2) + (i % 2 ? ".bias" : ".weight"); }
 
-class ForwardTask : public Task {
- public:
-  ForwardTask(JsTensor input, std::vector<at::Tensor>* params, std::string activation)
-      : input_(std::move(input)), params_(std::move(params)), activation_(std::move(activation)) {}
-  void Execute() override {
-    at::NoGradGuard noGrad;
-    at::Tensor x = input_.tensor;
-    const size_t layers = params_->size() / 2;
-    for (size_t i = 0; i < layers; ++i) {
-      x = at::linear(x, (*params_)[2 * i], (*params_)[2 * i + 1]);
-      if (i + 1 < layers) x = Activate(x, activation_);
-    }
-    output_ = PrepareForJs(x);
+at::Tensor RunLayers(const at::Tensor& input, const std::vector<at::Tensor>& params, const std::string& activation) {
+  at::NoGradGuard noGrad;
+  at::Tensor x = input;
+  const size_t layers = params.size() / 2;
+  for (size_t i = 0; i < layers; ++i) {
+    x = at::linear(x, params[2 * i], params[2 * i + 1]);
+    if (i + 1 < layers) x = Activate(x, activation);
   }
-  Napi::Value Resolve(Napi::Env env) override { return WrapTensor(env, output_); }
-
- private:
-  JsTensor input_;
-  std::vector<at::Tensor>* params_;
-  std::string activation_;
-  at::Tensor output_;
-};
-
-class StateDictTask : public Task {
- public:
-  explicit StateDictTask(std::vector<at::Tensor>* params) : params_(std::move(params)) {}
-  void Execute() override {
-    for (const auto& p : *params_) copies_.push_back(PrepareForJs(p.detach().clone()));
-  }
-  Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object out = Napi::Object::New(env);
-    for (size_t i = 0; i < copies_.size(); ++i) out.Set(ParamName(i), WrapTensor(env, copies_[i]));
-    return out;
-  }
-
- private:
-  std::vector<at::Tensor>* params_;
-  std::vector<at::Tensor> copies_;
-};
-
-class LoadTask : public Task {
- public:
-  LoadTask(std::vector<JsTensor> inputs, std::vector<at::Tensor>* params)
-      : inputs_(std::move(inputs)), params_(params) {}
-  void Execute() override {
-    std::vector<at::Tensor> next;
-    for (auto& in : inputs_) next.push_back(in.tensor.clone());  // the model keeps its own copy
-    *params_ = std::move(next);
-  }
-  Napi::Value Resolve(Napi::Env env) override { return env.Undefined(); }
-
- private:
-  std::vector<JsTensor> inputs_;
-  std::vector<at::Tensor>* params_;
-};
+  return PrepareForJs(x);
+}
 
 }  // namespace
 
@@ -87,6 +42,7 @@ Napi::Function Head::Define(Napi::Env env) {
                          InstanceMethod<&Head::LoadStateDict>("loadStateDict"),
                          InstanceAccessor<&Head::GetConfig>("config"),
                          InstanceAccessor<&Head::GetPending>("pending"),
+                         InstanceMethod<&Head::Dispose>("dispose"),
                      });
 }
 
@@ -111,10 +67,7 @@ Head::Head(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Head>(info) {
     bool known = false;
     for (const char* a : kActivations) known = known || activation_ == a;
     if (!known) ThrowRangeError("config.activation: expected \"gelu\", \"quick_gelu\", \"relu\" or \"tanh\"");
-    Napi::Value seedValue = config.Get("seed");
-    uint64_t seed = seedValue.IsUndefined()
-                        ? 0
-                        : static_cast<uint64_t>(ReadInteger(seedValue, "config.seed", 0, 9007199254740991LL));
+    const uint64_t seed = ReadSeed(config, "config", "seed");
 
     // torch.nn.Linear's default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -130,21 +83,32 @@ Head::Head(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Head>(info) {
 Napi::Value Head::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     JsTensor input = ReadTensor(info[0], TensorSpec{"input", {at::kFloat}, {-1, widths_.front()}, false, true});
-    return queue_.Submit(env, Value(), std::make_unique<ForwardTask>(std::move(input), &params_, activation_));
+    return queue_.Submit(env, Value(), MakeTensorTask([input = std::move(input), params = &params_, act = activation_] {
+                           return RunLayers(input.tensor, *params, act);
+                         }));
   });
 }
 
 Napi::Value Head::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(
-      env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), std::make_unique<StateDictTask>(&params_)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
+    return queue_.Submit(env, Value(), MakeNamedTask([params = &params_] {
+                           std::vector<std::pair<std::string, at::Tensor>> out;
+                           for (size_t i = 0; i < params->size(); ++i)
+                             out.emplace_back(ParamName(i), PrepareForJs((*params)[i].detach().clone()));
+                           return out;
+                         }));
+  });
 }
 
 // loadStateDict({ "layers.0.weight": {data, shape}, ... }): every parameter, exact shapes, finite.
 Napi::Value Head::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
     auto dict = info[0].As<Napi::Object>();
     const size_t count = 2 * (widths_.size() - 1);
@@ -165,7 +129,11 @@ Napi::Value Head::LoadStateDict(const Napi::CallbackInfo& info) {
       inputs.push_back(
           ReadTensor(dict.Get(name), TensorSpec{"stateDict[\"" + name + "\"]", {at::kFloat}, dims, false, true}));
     }
-    return queue_.Submit(env, Value(), std::make_unique<LoadTask>(std::move(inputs), &params_));
+    return queue_.Submit(env, Value(), MakeVoidTask([inputs = std::move(inputs), params = &params_] {
+                           std::vector<at::Tensor> next;
+                           for (auto& in : inputs) next.push_back(in.tensor.clone());  // the head keeps its own copy
+                           *params = std::move(next);
+                         }));
   });
 }
 
@@ -184,6 +152,11 @@ Napi::Value Head::GetConfig(const Napi::CallbackInfo& info) {
 
 Napi::Value Head::GetPending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
+
+// dispose(): the parameters are freed after the calls already queued.
+Napi::Value Head::Dispose(const Napi::CallbackInfo& info) {
+  return disposal_.Dispose(info.Env(), Value(), queue_, [this] { std::vector<at::Tensor>().swap(params_); });
 }
 
 }  // namespace vilref

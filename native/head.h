@@ -25,6 +25,7 @@ class Head : public Napi::ObjectWrap<Head> {
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
   Napi::Value GetPending(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::vector<int64_t> widths_;  // in, hidden..., out
   std::string activation_;
@@ -32,6 +33,7 @@ class Head : public Napi::ObjectWrap<Head> {
   // parameters that the tasks queued before it left.
   std::vector<at::Tensor> params_;
   SerialQueue queue_;
+  Disposal disposal_{"Head"};
 };
 
 }  // namespace vilref

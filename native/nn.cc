@@ -31,6 +31,18 @@ std::vector<std::pair<std::string, at::Tensor>> NamedState(const torch::nn::Modu
   return out;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> StateCopies(const torch::nn::Module& module,
+                                                            const std::string& prefix) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (auto& [name, t] : NamedState(module)) out.emplace_back(prefix + name, PrepareForJs(t.detach().clone()));
+  return out;
+}
+
+std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<torch::nn::Module> module, std::string prefix) {
+  return MakeNamedTask(
+      [module = std::move(module), prefix = std::move(prefix)] { return StateCopies(*module, prefix); });
+}
+
 namespace {
 
 thread_local bool g_recompute = false;

@@ -5,13 +5,23 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <memory>
 #include <string>
+
+#include "async.h"
 
 namespace vilref {
 
 // LayerNorm in float32 whatever the activations' dtype, as the released LayerNorm subclass does.
+// CUDA's kernel reads bfloat16/float16 inputs and computes in float32 itself (statistics and the
+// affine step), rounding once at the end: the same result without two full passes of casts.
 inline at::Tensor LayerNormF32(const at::Tensor& x, const torch::nn::LayerNorm& ln) {
   const auto& o = ln->options;
+  if (x.is_cuda() && (x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf)) {
+    at::Tensor w = ln->weight.defined() ? ln->weight.to(x.scalar_type()) : at::Tensor();
+    at::Tensor b = ln->bias.defined() ? ln->bias.to(x.scalar_type()) : at::Tensor();
+    return at::layer_norm(x, o.normalized_shape(), w, b, o.eps());
+  }
   at::Tensor w = ln->weight.defined() ? ln->weight.to(at::kFloat) : at::Tensor();
   at::Tensor b = ln->bias.defined() ? ln->bias.to(at::kFloat) : at::Tensor();
   return at::layer_norm(x.to(at::kFloat), o.normalized_shape(), w, b, o.eps()).to(x.scalar_type());
@@ -34,6 +44,13 @@ inline at::Tensor MergeHeads(const at::Tensor& x) {
 // Parameters of `module` that hold a tensor (LibTorch registers an undefined "bias" for
 // bias-free layers), then buffers, with their dotted names.
 std::vector<std::pair<std::string, at::Tensor>> NamedState(const torch::nn::Module& module);
+
+// Copies of NamedState(module), ready for JS (PrepareForJs), each name prefixed with `prefix`.
+std::vector<std::pair<std::string, at::Tensor>> StateCopies(const torch::nn::Module& module,
+                                                            const std::string& prefix = "");
+
+// A task that snapshots a module's parameters and buffers as { prefix + name: TensorData }.
+std::unique_ptr<Task> MakeStateDictTask(std::shared_ptr<torch::nn::Module> module, std::string prefix = "");
 
 // Gradient checkpointing of the towers' residual blocks (ViT resblocks, BERT layers). While a
 // RecomputeScope is alive on this thread (the Trainer's online forward with

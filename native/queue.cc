@@ -1,15 +1,16 @@
 #include "queue.h"
 
 #include "bridge.h"
+#include "multitensor.h"
 #include "nn.h"
 
 namespace vilref {
 
-FeatureQueue::FeatureQueue(int64_t size, int64_t dim, int64_t labels)
+FeatureQueue::FeatureQueue(int64_t size, int64_t dim, int64_t labels, at::Device device)
     : size_(size),
-      image_(torch::zeros({size, dim})),
-      text_(torch::zeros({size, dim})),
-      labels_(torch::zeros({size, labels})) {}
+      image_(torch::zeros({size, dim}, at::TensorOptions().device(device))),
+      text_(torch::zeros({size, dim}, at::TensorOptions().device(device))),
+      labels_(torch::zeros({size, labels}, at::TensorOptions().device(device))) {}
 
 void FeatureQueue::Enqueue(const at::Tensor& image, const at::Tensor& text, const at::Tensor& labels) {
   if (size_ == 0) return;
@@ -40,10 +41,13 @@ void FeatureQueue::SetPosition(int64_t valid, int64_t pointer) {
 void EmaUpdate(torch::nn::Module& target, const torch::nn::Module& source, double m) {
   torch::NoGradGuard noGrad;
   auto src = source.named_parameters(true);
+  std::vector<at::Tensor> to, from;
   for (auto& p : target.named_parameters(true)) {
     if (!p.value().defined()) continue;
-    p.value().mul_(m).add_(src[p.key()].detach(), 1.0 - m);
+    to.push_back(p.value());
+    from.push_back(src[p.key()].detach());
   }
+  ForeachEma(to, from, m);  // one launch per op for all of them on CUDA
   auto srcBuffers = source.named_buffers(true);
   for (auto& b : target.named_buffers(true))
     if (b.value().defined()) b.value().copy_(srcBuffers[b.key()]);

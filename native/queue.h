@@ -7,10 +7,13 @@
 
 namespace vilref {
 
+// Lives on the device of the model it serves, so that a step reads and fills it without a copy to
+// or from the host.
 class FeatureQueue {
  public:
-  FeatureQueue(int64_t size, int64_t dim, int64_t labels);
-  // Appends B entries, wrapping around; a batch larger than the queue keeps its last `size` rows.
+  FeatureQueue(int64_t size, int64_t dim, int64_t labels, at::Device device = at::kCPU);
+  // Appends B entries (on any device; copied into the queue's), wrapping around; a batch larger than
+  // the queue keeps its last `size` rows.
   void Enqueue(const at::Tensor& image, const at::Tensor& text, const at::Tensor& labels);
   int64_t size() const { return size_; }
   int64_t valid() const { return valid_; }
@@ -23,6 +26,7 @@ class FeatureQueue {
   at::Tensor& image() { return image_; }
   at::Tensor& text() { return text_; }
   at::Tensor& labels() { return labels_; }
+  at::Device device() const { return image_.device(); }
   void SetPosition(int64_t valid, int64_t pointer);
 
  private:

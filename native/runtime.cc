@@ -17,6 +17,9 @@
 
 #ifdef VILREF_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#ifndef VILREF_CONSERVATIVE
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 #endif
 
 #include "async.h"
@@ -95,6 +98,72 @@ Napi::Value Cuda(const Napi::CallbackInfo& info) {
 #endif
     out.Set("devices", devices);
     return out;
+  });
+}
+
+// The CUDA device a "cuda" / "cuda:N" string names (-1: "cpu"), checked against the devices present.
+int CudaIndex(const Napi::Value& value) {
+  if (!value.IsString()) ThrowTypeError("device: expected a string such as \"cuda\", \"cuda:0\" or \"cpu\"");
+  std::string name = value.As<Napi::String>().Utf8Value();
+  at::Device device(at::kCPU);
+  try {
+    device = at::Device(name);
+  } catch (const c10::Error&) {
+    ThrowRangeError("device: \"" + name + "\" is not a device");
+  }
+  if (device.is_cpu()) return -1;
+  if (!device.is_cuda()) ThrowRangeError("device: only \"cpu\" and \"cuda\" devices are supported");
+  const auto count = static_cast<int>(torch::cuda::device_count());
+  const int index = device.has_index() ? device.index() : 0;
+  if (index >= count)
+    ThrowRangeError("device: \"" + name + "\" does not exist (" + std::to_string(count) + " CUDA devices)");
+  return index;
+}
+
+// cudaMemory(device) → { allocated, reserved, peakAllocated, peakReserved } in bytes: the CUDA caching
+// allocator's counters for the device (what tensors hold, what the allocator holds from the driver,
+// and their peaks since the process started or resetCudaPeakMemory). All 0 for "cpu" or without CUDA.
+Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    [[maybe_unused]] const int index = CudaIndex(info[0]);
+    double allocated = 0, reserved = 0, peakAllocated = 0, peakReserved = 0;
+#if defined(VILREF_WITH_CUDA) && !defined(VILREF_CONSERVATIVE)
+    if (index >= 0) {
+      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+      allocated = static_cast<double>(stats.allocated_bytes[0].current);  // [0]: the aggregate over pools
+      peakAllocated = static_cast<double>(stats.allocated_bytes[0].peak);
+      reserved = static_cast<double>(stats.reserved_bytes[0].current);
+      peakReserved = static_cast<double>(stats.reserved_bytes[0].peak);
+    }
+#endif
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("allocated", allocated);
+    out.Set("reserved", reserved);
+    out.Set("peakAllocated", peakAllocated);
+    out.Set("peakReserved", peakReserved);
+    return out;
+  });
+}
+
+// resetCudaPeakMemory(device): the peaks start again from the current values.
+Napi::Value ResetCudaPeakMemory(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    [[maybe_unused]] const int index = CudaIndex(info[0]);
+#if defined(VILREF_WITH_CUDA) && !defined(VILREF_CONSERVATIVE)
+    if (index >= 0) c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+#endif
+    return info.Env().Undefined();
+  });
+}
+
+// emptyCudaCache(): returns the caching allocator's unused blocks to the driver.
+Napi::Value EmptyCudaCache(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+#if defined(VILREF_WITH_CUDA) && !defined(VILREF_CONSERVATIVE)
+    if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+    return info.Env().Undefined();
   });
 }
 
@@ -211,20 +280,32 @@ Napi::Value AddressOf(const Napi::CallbackInfo& info) {
 
 class TorchErrorTask : public Task {
  public:
-  explicit TorchErrorTask(std::string message) : message_(std::move(message)) {}
-  void Execute() override { TORCH_CHECK(false, message_); }
+  TorchErrorTask(std::string message, bool internal) : message_(std::move(message)), internal_(internal) {}
+  void Execute() override {
+    if (internal_) TORCH_INTERNAL_ASSERT(false, message_);
+    TORCH_CHECK(false, message_);
+  }
   Napi::Value Resolve(Napi::Env env) override { return env.Undefined(); }
 
  private:
   std::string message_;
+  bool internal_;
 };
 
-// torchError(message, async): raises a real c10::Error inside LibTorch's checking machinery,
-// synchronously or on a worker thread, to prove it reaches JS as an Error without a backtrace.
+// torchError(message, async, internal): raises a real c10::Error inside LibTorch's checking machinery,
+// synchronously or on a worker thread, to prove it reaches JS as an Error without a backtrace;
+// `internal`: a failed TORCH_INTERNAL_ASSERT, whose "report a bug to PyTorch" vilref rewrites.
 Napi::Value TorchError(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string message = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "test error";
-  if (info.Length() > 1 && info[1].ToBoolean()) return RunAsync(env, std::make_unique<TorchErrorTask>(message));
+  bool internal = info.Length() > 2 && info[2].ToBoolean();
+  if (info.Length() > 1 && info[1].ToBoolean())
+    return RunAsync(env, std::make_unique<TorchErrorTask>(message, internal));
+  if (internal)
+    return Guard(env, [&]() -> Napi::Value {
+      TORCH_INTERNAL_ASSERT(false, message);
+      return env.Undefined();
+    });
   return Guard(env, [&]() -> Napi::Value {
     TORCH_CHECK(false, message);
     return env.Undefined();
@@ -249,6 +330,9 @@ void InitRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("cuda", Napi::Function::New(env, Cuda, "cuda"));
   exports.Set("blas", Napi::Function::New(env, Blas, "blas"));
+  exports.Set("cudaMemory", Napi::Function::New(env, CudaMemory, "cudaMemory"));
+  exports.Set("resetCudaPeakMemory", Napi::Function::New(env, ResetCudaPeakMemory, "resetCudaPeakMemory"));
+  exports.Set("emptyCudaCache", Napi::Function::New(env, EmptyCudaCache, "emptyCudaCache"));
   Napi::Object debug = Napi::Object::New(env);
   debug.Set("echo", Napi::Function::New(env, Echo, "echo"));
   debug.Set("addressOf", Napi::Function::New(env, AddressOf, "addressOf"));

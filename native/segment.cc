@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "binary_loss.h"
 #include "bridge.h"
 #include "nn.h"
 
@@ -33,11 +34,6 @@ int64_t StemWidth(const SegmenterConfig& c, int64_t level) { return c.stemChanne
 
 bool IsBackbone(const std::string& name) { return name.rfind("visual.", 0) == 0; }
 
-bool Decays(const std::string& name, const at::Tensor& p) {
-  return p.dim() >= 2 && name.find("ln_") == std::string::npos && name.find("bias") == std::string::npos &&
-         name.find("embedding") == std::string::npos;
-}
-
 std::string ShapeText(c10::IntArrayRef s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -46,7 +42,7 @@ std::string ShapeText(c10::IntArrayRef s) {
 
 }  // namespace
 
-SegNet::SegNet(const SegmenterConfig& c) : config(c) {
+SegmenterNet::SegmenterNet(const SegmenterConfig& c) : config(c) {
   const int64_t heads = c.heads;
   visual = register_module<VisualTransformer>(
       "visual", std::make_shared<VisualTransformer>(c.tile, c.patch, c.width, c.layers, heads, c.width));
@@ -73,7 +69,7 @@ SegNet::SegNet(const SegmenterConfig& c) : config(c) {
   head = register_module("head", torch::nn::Conv2d(torch::nn::Conv2dOptions(StemWidth(c, 0), 1, 1)));
 }
 
-at::Tensor SegNet::forward(const at::Tensor& images) {
+at::Tensor SegmenterNet::forward(const at::Tensor& images) {
   const int64_t n = images.size(0), levels = static_cast<int64_t>(stem.size());
   std::vector<at::Tensor> skips;
   at::Tensor s = images;
@@ -96,23 +92,6 @@ at::Tensor SegNet::forward(const at::Tensor& images) {
     x = decoder[k]->forward(at::cat({x, skip}, 1));
   }
   return head->forward(x);
-}
-
-std::array<at::Tensor, 3> DiceBceLoss(const at::Tensor& logits, const at::Tensor& targets,
-                                      const c10::optional<at::Tensor>& weights, double diceWeight, double bceWeight) {
-  // BCE with logits, the stable form: max(x, 0) − x·y + log(1 + e^−|x|)
-  at::Tensor bce = at::clamp_min(logits, 0) - logits * targets + at::log1p(at::exp(-logits.abs()));
-  at::Tensor p = at::sigmoid(logits), y = targets;
-  at::Tensor bceMean;
-  if (weights.has_value()) {
-    bceMean = (bce * *weights).sum() / weights->sum().clamp_min(1.0);
-    p = p * *weights;
-    y = y * *weights;
-  } else {
-    bceMean = bce.mean();
-  }
-  at::Tensor dice = 1.0 - (2.0 * (p * y).sum() + 1.0) / (p.sum() + y.sum() + 1.0);
-  return {bceWeight * bceMean + diceWeight * dice, bceMean, dice};
 }
 
 namespace {
@@ -160,116 +139,43 @@ SegmenterConfig ReadSegmenterConfig(const Napi::Value& value) {
   return c;
 }
 
-class SegStepTask : public Task {
- public:
-  SegStepTask(std::shared_ptr<SegmenterState> state, SegmenterOptions options, JsTensor images, JsTensor targets,
-              c10::optional<JsTensor> weights, double lr, double backboneLr)
-      : state_(std::move(state)),
-        options_(options),
-        images_(std::move(images)),
-        targets_(std::move(targets)),
-        weights_(std::move(weights)),
-        lr_(lr),
-        backboneLr_(backboneLr) {}
-  void Execute() override {
-    auto& s = *state_;
-    s.net->train();
-    at::Tensor logits = s.net->forward(images_.tensor);
-    c10::optional<at::Tensor> w;
-    if (weights_.has_value()) w = weights_->tensor;
-    auto terms = DiceBceLoss(logits, targets_.tensor, w, options_.diceWeight, options_.bceWeight);
-    s.optimizer->zero_grad();
-    terms[0].backward();
-    auto& groups = s.optimizer->param_groups();
-    for (size_t i = 0; i < groups.size(); ++i) {
-      // groups 0, 1: backbone (decay, no decay); 2, 3: stem, decoder, head
-      static_cast<torch::optim::AdamWOptions&>(groups[i].options()).lr(i < 2 ? backboneLr_ : lr_);
-    }
-    s.optimizer->step();
-    s.net->eval();
-    ++s.steps;
-    loss_ = terms[0].item<double>();
-    bce_ = terms[1].item<double>();
-    dice_ = terms[2].item<double>();
-  }
-  Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("loss", Napi::Number::New(env, loss_));
-    o.Set("bce", Napi::Number::New(env, bce_));
-    o.Set("dice", Napi::Number::New(env, dice_));
-    return o;
-  }
-
- private:
-  std::shared_ptr<SegmenterState> state_;
-  SegmenterOptions options_;
-  JsTensor images_, targets_;
-  c10::optional<JsTensor> weights_;
-  double lr_, backboneLr_;
-  double loss_ = 0, bce_ = 0, dice_ = 0;
+struct StepLosses {
+  double loss, bce, dice;
 };
 
-class SegPredictTask : public Task {
- public:
-  SegPredictTask(std::shared_ptr<SegmenterState> state, JsTensor images)
-      : state_(std::move(state)), images_(std::move(images)) {}
-  void Execute() override {
-    torch::NoGradGuard noGrad;
-    state_->net->eval();
-    output_ = PrepareForJs(at::sigmoid(state_->net->forward(images_.tensor)));
+// One AdamW step on Dice + BCE at the given learning rates of the "backbone" and "decoder" groups.
+StepLosses SegmentStep(SegmenterState& s, const SegmenterOptions& options, const at::Tensor& images,
+                       const at::Tensor& targets, const c10::optional<at::Tensor>& weights, double lr,
+                       double backboneLr) {
+  s.net->train();
+  at::Tensor logits = s.net->forward(images);
+  auto terms = DiceBceLoss(logits, targets, weights, options.diceWeight, options.bceWeight);
+  s.optimizer->ZeroGrad();
+  terms[0].backward();
+  s.optimizer->SetLr("backbone", backboneLr);
+  s.optimizer->SetLr("decoder", lr);
+  s.optimizer->Step();
+  s.net->eval();
+  ++s.steps;
+  return {terms[0].item<double>(), terms[1].item<double>(), terms[2].item<double>()};
+}
+
+// Copies `inputs` into the network's tensors of the same names; a positional embedding of another
+// grid is resized to `grid` first.
+void CopyState(SegmenterNet& net, const std::vector<std::pair<std::string, JsTensor>>& inputs, int64_t grid) {
+  torch::NoGradGuard noGrad;
+  std::map<std::string, at::Tensor> targets;
+  for (auto& [name, t] : NamedState(net)) targets[name] = t;
+  std::vector<std::pair<at::Tensor, at::Tensor>> plan;
+  for (auto& [name, in] : inputs) {
+    at::Tensor src = in.tensor;
+    at::Tensor& dst = targets.at(name);
+    if (name == "visual.positional_embedding" && src.sizes() != dst.sizes())
+      src = ResizeGridEmbedding(src.to(at::kFloat), grid);
+    plan.emplace_back(dst, src);
   }
-  Napi::Value Resolve(Napi::Env env) override { return WrapTensor(env, output_); }
-
- private:
-  std::shared_ptr<SegmenterState> state_;
-  JsTensor images_;
-  at::Tensor output_;
-};
-
-class SegStateDictTask : public Task {
- public:
-  explicit SegStateDictTask(std::shared_ptr<SegmenterState> state) : state_(std::move(state)) {}
-  void Execute() override {
-    for (auto& [name, t] : NamedState(*state_->net)) out_.emplace_back(name, PrepareForJs(t.detach().clone()));
-  }
-  Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
-
- private:
-  std::shared_ptr<SegmenterState> state_;
-  std::vector<std::pair<std::string, at::Tensor>> out_;
-};
-
-class SegLoadTask : public Task {
- public:
-  SegLoadTask(std::shared_ptr<SegmenterState> state, std::vector<std::pair<std::string, JsTensor>> inputs,
-              std::vector<std::string> missing, std::vector<std::string> unexpected, int64_t grid)
-      : state_(std::move(state)),
-        inputs_(std::move(inputs)),
-        missing_(std::move(missing)),
-        unexpected_(std::move(unexpected)),
-        grid_(grid) {}
-  void Execute() override {
-    torch::NoGradGuard noGrad;
-    std::map<std::string, at::Tensor> targets;
-    for (auto& [name, t] : NamedState(*state_->net)) targets[name] = t;
-    std::vector<std::pair<at::Tensor, at::Tensor>> plan;
-    for (auto& [name, in] : inputs_) {
-      at::Tensor src = in.tensor;
-      at::Tensor& dst = targets.at(name);
-      if (name == "visual.positional_embedding" && src.sizes() != dst.sizes())
-        src = ResizeGridEmbedding(src.to(at::kFloat), grid_);
-      plan.emplace_back(dst, src);
-    }
-    for (auto& [dst, src] : plan) dst.copy_(src);
-  }
-  Napi::Value Resolve(Napi::Env env) override { return KeyReport(env, missing_, unexpected_); }
-
- private:
-  std::shared_ptr<SegmenterState> state_;
-  std::vector<std::pair<std::string, JsTensor>> inputs_;
-  std::vector<std::string> missing_, unexpected_;
-  int64_t grid_;
-};
+  for (auto& [dst, src] : plan) dst.copy_(src);
+}
 
 void CheckUnit(const at::Tensor& t, const std::string& name) {
   if (t.numel() > 0 && ((t < 0) | (t > 1)).any().item<bool>()) ThrowRangeError(name + ": values must lie in [0, 1]");
@@ -287,6 +193,7 @@ Napi::Function Segmenter::Define(Napi::Env env) {
                          InstanceAccessor<&Segmenter::GetConfig>("config"),
                          InstanceAccessor<&Segmenter::GetSteps>("steps"),
                          InstanceAccessor<&Segmenter::GetPending>("pending"),
+                         InstanceMethod<&Segmenter::Dispose>("dispose"),
                      });
 }
 
@@ -304,36 +211,27 @@ Segmenter::Segmenter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Segmente
     options_.diceWeight = ReadNumber(o, "options", "diceWeight", 1.0, 0, 1e3);
     options_.bceWeight = ReadNumber(o, "options", "bceWeight", 1.0, 0, 1e3);
     const bool frozen = o.Get("freezeBackbone").ToBoolean();
-    const uint64_t seed =
-        o.Get("seed").IsUndefined()
-            ? 0
-            : static_cast<uint64_t>(ReadInteger(o.Get("seed"), "options.seed", 0, 9007199254740991LL));
-    torch::manual_seed(seed);
-    auto net = std::make_shared<SegNet>(config_);
+    torch::manual_seed(ReadSeed(o, "options", "seed"));
+    auto net = std::make_shared<SegmenterNet>(config_);
     net->visual->InitWeights();
     net->eval();
-    std::vector<at::Tensor> groups[4];
+    NamedTensors backbone, decoder;
     for (auto& p : net->named_parameters()) {
       if (!p.value().defined()) continue;
-      const bool backbone = IsBackbone(p.key());
-      if (backbone && frozen) {
+      const bool isBackbone = IsBackbone(p.key());
+      if (isBackbone && frozen) {
         p.value().set_requires_grad(false);
         continue;
       }
-      groups[(backbone ? 0 : 2) + (Decays(p.key(), p.value()) ? 0 : 1)].push_back(p.value());
-    }
-    std::vector<torch::optim::OptimizerParamGroup> list;
-    for (int i = 0; i < 4; ++i) {
-      auto opts = std::make_unique<torch::optim::AdamWOptions>(
-          torch::optim::AdamWOptions(i < 2 ? options_.backboneLr : options_.lr)
-              .betas({options_.beta1, options_.beta2})
-              .eps(options_.eps)
-              .weight_decay(i % 2 == 0 ? options_.weightDecay : 0.0));
-      list.emplace_back(groups[i], std::move(opts));
+      (isBackbone ? backbone : decoder).emplace_back(p.key(), p.value());
     }
     state_ = std::make_shared<SegmenterState>();
     state_->net = net;
-    state_->optimizer = std::make_unique<torch::optim::AdamW>(list, torch::optim::AdamWOptions(options_.lr));
+    state_->optimizer = std::make_unique<NamedAdamW>(
+        AdamWSettings{options_.beta1, options_.beta2, options_.eps, options_.weightDecay, /*decayEmbeddings=*/false});
+    state_->optimizer->AddGroup("backbone", options_.backboneLr, backbone);
+    state_->optimizer->AddGroup("decoder", options_.lr, decoder);
+    state_->optimizer->Build();
     for (auto& [name, t] : NamedState(*net))
       shapes_.emplace_back(name, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()));
     return 0;
@@ -345,6 +243,7 @@ Segmenter::Segmenter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Segmente
 Napi::Value Segmenter::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     if (!info[0].IsObject()) ThrowTypeError("batch: expected { images, targets, weights? }");
     auto b = info[0].As<Napi::Object>();
     const int64_t t = config_.tile;
@@ -365,9 +264,19 @@ Napi::Value Segmenter::Step(const Napi::CallbackInfo& info) {
       lr = ReadNumber(o, "options", "lr", lr, 0, 10);
       backboneLr = ReadNumber(o, "options", "backboneLr", backboneLr, 0, 10);
     }
-    return queue_.Submit(env, Value(),
-                         std::make_unique<SegStepTask>(state_, options_, std::move(images), std::move(targets),
-                                                       std::move(weights), lr, backboneLr));
+    auto run = [state = state_, options = options_, images = std::move(images), targets = std::move(targets),
+                weights = std::move(weights), lr, backboneLr] {
+      c10::optional<at::Tensor> w;
+      if (weights.has_value()) w = weights->tensor;
+      return SegmentStep(*state, options, images.tensor, targets.tensor, w, lr, backboneLr);
+    };
+    return queue_.Submit(env, Value(), MakeTask(std::move(run), [](Napi::Env env, const StepLosses& r) -> Napi::Value {
+                           Napi::Object o = Napi::Object::New(env);
+                           o.Set("loss", Napi::Number::New(env, r.loss));
+                           o.Set("bce", Napi::Number::New(env, r.bce));
+                           o.Set("dice", Napi::Number::New(env, r.dice));
+                           return o;
+                         }));
   });
 }
 
@@ -375,17 +284,24 @@ Napi::Value Segmenter::Step(const Napi::CallbackInfo& info) {
 Napi::Value Segmenter::Predict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     const int64_t t = config_.tile;
     JsTensor images = ReadTensor(info[0], TensorSpec{"images", {at::kFloat}, {-1, 3, t, t}, false, true});
     if (images.tensor.size(0) < 1) ThrowRangeError("images: empty batch");
-    return queue_.Submit(env, Value(), std::make_unique<SegPredictTask>(state_, std::move(images)));
+    return queue_.Submit(env, Value(), MakeTensorTask([state = state_, images = std::move(images)] {
+                           torch::NoGradGuard noGrad;
+                           state->net->eval();
+                           return PrepareForJs(at::sigmoid(state->net->forward(images.tensor)));
+                         }));
   });
 }
 
 Napi::Value Segmenter::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(
-      env, [&]() -> Napi::Value { return queue_.Submit(env, Value(), std::make_unique<SegStateDictTask>(state_)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
+    return queue_.Submit(env, Value(), MakeStateDictTask(state_->net));
+  });
 }
 
 // loadStateDict({ name: {data, shape} }, { strict = true }) → { missing, unexpected }. A
@@ -393,6 +309,7 @@ Napi::Value Segmenter::StateDict(const Napi::CallbackInfo& info) {
 Napi::Value Segmenter::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    disposal_.Check();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
     const bool strict = StrictOption(info, 1);
     auto dict = info[0].As<Napi::Object>();
@@ -432,8 +349,10 @@ Napi::Value Segmenter::LoadStateDict(const Napi::CallbackInfo& info) {
       }
     }
     return queue_.Submit(env, Value(),
-                         std::make_unique<SegLoadTask>(state_, std::move(inputs), std::move(missing),
-                                                       std::move(unexpected), config_.tile / config_.patch));
+                         MakeTask([state = state_, inputs = std::move(inputs),
+                                   grid = config_.tile / config_.patch] { CopyState(*state->net, inputs, grid); },
+                                  [missing = std::move(missing), unexpected = std::move(unexpected)](
+                                      Napi::Env env) -> Napi::Value { return KeyReport(env, missing, unexpected); }));
   });
 }
 
@@ -459,6 +378,15 @@ Napi::Value Segmenter::GetSteps(const Napi::CallbackInfo& info) {
 }
 Napi::Value Segmenter::GetPending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));
+}
+
+// dispose(): network and optimizer state are freed after the calls already queued.
+Napi::Value Segmenter::Dispose(const Napi::CallbackInfo& info) {
+  std::shared_ptr<SegmenterState> state = state_;
+  return disposal_.Dispose(info.Env(), Value(), queue_, [state] {
+    state->optimizer.reset();
+    state->net.reset();
+  });
 }
 
 }  // namespace vilref

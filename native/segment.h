@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "async.h"
+#include "optim.h"
 #include "vit.h"
 
 namespace vilref {
@@ -35,8 +36,8 @@ struct SegmenterOptions {
   double diceWeight = 1.0, bceWeight = 1.0;
 };
 
-struct SegNet : torch::nn::Module {
-  explicit SegNet(const SegmenterConfig& c);
+struct SegmenterNet : torch::nn::Module {
+  explicit SegmenterNet(const SegmenterConfig& c);
   at::Tensor forward(const at::Tensor& images);  // [N, 3, T, T] → logits [N, 1, T, T]
   SegmenterConfig config;
   std::shared_ptr<VisualTransformer> visual;
@@ -46,8 +47,8 @@ struct SegNet : torch::nn::Module {
 };
 
 struct SegmenterState {
-  std::shared_ptr<SegNet> net;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::shared_ptr<SegmenterNet> net;
+  std::unique_ptr<NamedAdamW> optimizer;  // groups "backbone" (visual.*, unless frozen) and "decoder"
   int64_t steps = 0;
 };
 
@@ -64,17 +65,14 @@ class Segmenter : public Napi::ObjectWrap<Segmenter> {
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
   Napi::Value GetPending(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   SegmenterConfig config_;
   SegmenterOptions options_;
   std::shared_ptr<SegmenterState> state_;  // read and written only by tasks on queue_
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes_;
   SerialQueue queue_;
+  Disposal disposal_{"Segmenter"};
 };
-
-// Soft Dice + BCE with logits over a batch; `weights` (optional, same shape) masks pixels out.
-// Returns {total, bce, dice loss}.
-std::array<at::Tensor, 3> DiceBceLoss(const at::Tensor& logits, const at::Tensor& targets,
-                                      const c10::optional<at::Tensor>& weights, double diceWeight, double bceWeight);
 
 }  // namespace vilref

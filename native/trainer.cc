@@ -9,6 +9,7 @@
 
 #include "async.h"
 #include "bridge.h"
+#include "multitensor.h"
 #include "nn.h"
 
 namespace vilref {
@@ -17,13 +18,6 @@ namespace {
 
 double Number(const Napi::Object& o, const char* key, double fallback, double lo, double hi) {
   return ReadNumber(o, "options", key, fallback, lo, hi);
-}
-
-// The released recipe's rule: no weight decay for 0/1-D tensors, norms, biases and logit_scale.
-bool Decays(const std::string& name, const at::Tensor& p) {
-  return p.dim() >= 2 && name.find("bn") == std::string::npos && name.find("ln") == std::string::npos &&
-         name.find("LayerNorm") == std::string::npos && name.find("bias") == std::string::npos &&
-         name.find("logit_scale") == std::string::npos;
 }
 
 at::Tensor Normalise(const at::Tensor& x) { return x / x.norm(2, -1, true); }
@@ -52,8 +46,8 @@ struct Batch {
 
 class StepTask : public Task {
  public:
-  StepTask(std::shared_ptr<ClipNet> net, at::Device device, TrainerOptions options, std::shared_ptr<TrainerState> state,
-           Batch batch, double lr)
+  StepTask(std::shared_ptr<ViLReFNet> net, at::Device device, TrainerOptions options,
+           std::shared_ptr<TrainerState> state, Batch batch, double lr)
       : net_(std::move(net)),
         device_(device),
         options_(options),
@@ -78,7 +72,7 @@ class StepTask : public Task {
   }
 
  private:
-  std::shared_ptr<ClipNet> net_;
+  std::shared_ptr<ViLReFNet> net_;
   at::Device device_;
   TrainerOptions options_;
   std::shared_ptr<TrainerState> state_;
@@ -188,11 +182,13 @@ void StepTask::Execute() {
       }
     }
   }
-  LossTerms terms = options_.wscl ? Wscl(U, V, Y, s.queue->Image().to(device_), s.queue->Text().to(device_),
-                                         s.queue->Labels().to(device_), net_->logit_scale.to(at::kFloat), options_.loss)
+  // the queue lives on the model's device: no copy to or from the host in a step
+  LossTerms terms = options_.wscl ? Wscl(U, V, Y, s.queue->Image(), s.queue->Text(), s.queue->Labels(),
+                                         net_->logit_scale.to(at::kFloat), options_.loss)
                                   : Clip(U, V, net_->logit_scale.to(at::kFloat));
+  s.lossDevice = terms.loss.device().str();
   loss_ = terms.loss.item<double>();  // the global batch's loss: the same on every rank
-  s.optimizer->zero_grad();
+  s.optimizer->ZeroGrad();
   if (!std::isfinite(loss_)) {
     skipped_ = true;
     ++s.skipped;
@@ -215,16 +211,17 @@ void StepTask::Execute() {
     }
     if (scaled) {
       torch::NoGradGuard noGrad;
-      for (auto& p : params) p.mutable_grad().div_(lossScale_);
+      std::vector<at::Tensor> grads;
+      for (auto& p : params) grads.push_back(p.grad());
+      at::_foreach_div_(grads, lossScale_);  // one launch on CUDA
     }
-    gradNorm_ = options_.gradClip > 0
-                    ? torch::nn::utils::clip_grad_norm_(params, options_.gradClip)
-                    : torch::nn::utils::clip_grad_norm_(params, std::numeric_limits<double>::infinity());
+    gradNorm_ = ForeachClipGradNorm(
+        params, options_.gradClip > 0 ? options_.gradClip : std::numeric_limits<double>::infinity());
     // float16: an overflowed gradient halves the scale and skips the update (the batch is still enqueued)
     overflow_ = scaled && !s.scaler.Update(std::isfinite(gradNorm_));
     if (!overflow_) {
-      for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_);
-      s.optimizer->step();
+      s.optimizer->SetLr(lr_);
+      s.optimizer->Step();
       {
         torch::NoGradGuard noGrad;
         net_->logit_scale.clamp_(0.0, std::log(100.0));
@@ -235,7 +232,7 @@ void StepTask::Execute() {
   net_->eval();
   logitScale_ = net_->logit_scale.item<double>();
   // 4. enqueue the (global) batch's momentum features and labels
-  if (s.queue->size() > 0 && !skipped_) s.queue->Enqueue(MU.cpu(), MV.cpu(), Y.cpu());
+  if (s.queue->size() > 0 && !skipped_) s.queue->Enqueue(MU, MV, Y);
   queueValid_ = s.queue->valid();
   if (comm) std::tie(gatherSeconds_, reduceSeconds_) = comm->TakeSeconds();
 }
@@ -248,7 +245,9 @@ Napi::Function Trainer::Define(Napi::Env env) {
                          InstanceMethod<&Trainer::MomentumStateDict>("momentumStateDict"),
                          InstanceMethod<&Trainer::ExportState>("exportState"),
                          InstanceMethod<&Trainer::ImportState>("importState"),
+                         InstanceMethod<&Trainer::Devices>("devices"),
                          InstanceAccessor<&Trainer::GetSkipped>("skipped"),
+                         InstanceMethod<&Trainer::Dispose>("dispose"),
                          StaticMethod<&Trainer::LossScalerUpdate>("lossScalerUpdate"),
                      });
 }
@@ -257,7 +256,7 @@ Napi::Function Trainer::Define(Napi::Env env) {
 // processGroup? })
 Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(info) {
   Guard(info.Env(), [&] {
-    model_ = Model::From(info[0], "model");
+    model_ = ViLReF::From(info[0], "model");
     modelRef_ = Napi::Persistent(info[0].As<Napi::Object>());
     if (!info[1].IsObject()) ThrowTypeError("options: expected an object");
     auto o = info[1].As<Napi::Object>();
@@ -323,7 +322,7 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
                       std::string(c10::toString(model_->dtype())) + " (create or load it with dtype float32)");
 
     auto net = model_->net();
-    auto momentum = std::make_shared<ClipNet>(model_->config());
+    auto momentum = std::make_shared<ViLReFNet>(model_->config());
     momentum->to(model_->device());
     {
       torch::NoGradGuard noGrad;
@@ -339,26 +338,20 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
       return (options_.freezeVisual && name.rfind("visual.", 0) == 0 && name != "visual.proj") ||
              (options_.freezeText && name.rfind("bert.", 0) == 0);
     };
-    std::vector<at::Tensor> decay, noDecay;
+    NamedTensors trainable;
     for (auto& p : net->named_parameters()) {
       if (!p.value().defined() || !p.value().requires_grad()) continue;
-      if (isFrozen(p.key())) {
+      if (isFrozen(p.key()))
         frozenParams.emplace_back(p.key(), p.value());
-        continue;
-      }
-      (Decays(p.key(), p.value()) ? decay : noDecay).push_back(p.value());
+      else
+        trainable.emplace_back(p.key(), p.value());
     }
-    auto make = [&](double wd) {
-      return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(options_.lr)
-                                                              .betas({options_.beta1, options_.beta2})
-                                                              .eps(options_.eps)
-                                                              .weight_decay(wd));
-    };
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(decay, make(options_.weightDecay));
-    groups.emplace_back(noDecay, make(0.0));
-    auto optimizer = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(options_.lr));
-    auto queue = std::make_unique<FeatureQueue>(options_.queueSize, model_->config().embedDim, options_.labelDim);
+    auto optimizer = std::make_unique<NamedAdamW>(
+        AdamWSettings{options_.beta1, options_.beta2, options_.eps, options_.weightDecay, /*decayEmbeddings=*/true});
+    optimizer->AddGroup("model", options_.lr, trainable);
+    optimizer->Build();
+    auto queue = std::make_unique<FeatureQueue>(options_.queueSize, model_->config().embedDim, options_.labelDim,
+                                                model_->device());
     state_ = std::make_shared<TrainerState>();
     state_->momentum = momentum;
     state_->optimizer = std::move(optimizer);
@@ -376,6 +369,7 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
 Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject()) ThrowTypeError("batch: expected { images, ids, labels }");
     auto b = info[0].As<Napi::Object>();
     const auto& c = model_->config();
@@ -389,7 +383,7 @@ Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
     if (n < least)
       ThrowRangeError("batch.images: a contrastive step needs at least " + std::to_string(least) +
                       (least == 1 ? " pair" : " pairs") + ", got " + std::to_string(n));
-    batch.ids = ReadTensor(b.Get("ids"), TensorSpec{"batch.ids", {at::kLong, at::kInt}, {n, -1}, false, false});
+    batch.ids = model_->ReadTextIds(b.Get("ids"), "batch.ids", n);
     batch.labels =
         ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.labelDim}, false, true});
     double lr = options_.lr;
@@ -401,160 +395,137 @@ Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-class QueueStateTask : public Task {
- public:
-  explicit QueueStateTask(std::shared_ptr<TrainerState> state) : state_(std::move(state)) {}
-  void Execute() override {
-    auto& s = *state_;
-    valid_ = s.queue->valid();
-    pointer_ = s.queue->pointer();
-    image_ = PrepareForJs(s.queue->Image().clone());
-    text_ = PrepareForJs(s.queue->Text().clone());
-    labels_ = PrepareForJs(s.queue->Labels().clone());
-    steps_ = s.steps;
-  }
-  Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("valid", Napi::Number::New(env, static_cast<double>(valid_)));
-    o.Set("pointer", Napi::Number::New(env, static_cast<double>(pointer_)));
-    o.Set("steps", Napi::Number::New(env, static_cast<double>(steps_)));
-    o.Set("image", WrapTensor(env, image_));
-    o.Set("text", WrapTensor(env, text_));
-    o.Set("labels", WrapTensor(env, labels_));
-    return o;
-  }
 
- private:
-  std::shared_ptr<TrainerState> state_;
-  int64_t valid_ = 0, pointer_ = 0, steps_ = 0;
-  at::Tensor image_, text_, labels_;
+// The queue's valid entries and ring position, copied on the worker (QueueState).
+struct QueueSnapshot {
+  int64_t valid = 0, pointer = 0, steps = 0;
+  at::Tensor image, text, labels;
 };
 
-}  // namespace
+QueueSnapshot SnapshotQueue(const TrainerState& s) {
+  return {s.queue->valid(),
+          s.queue->pointer(),
+          s.steps,
+          PrepareForJs(s.queue->Image().clone()),
+          PrepareForJs(s.queue->Text().clone()),
+          PrepareForJs(s.queue->Labels().clone())};
+}
 
-namespace {
+Napi::Value ResolveQueue(Napi::Env env, const QueueSnapshot& q) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("valid", Napi::Number::New(env, static_cast<double>(q.valid)));
+  o.Set("pointer", Napi::Number::New(env, static_cast<double>(q.pointer)));
+  o.Set("steps", Napi::Number::New(env, static_cast<double>(q.steps)));
+  o.Set("image", WrapTensor(env, q.image));
+  o.Set("text", WrapTensor(env, q.text));
+  o.Set("labels", WrapTensor(env, q.labels));
+  return o;
+}
 
-std::string OptimKey(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+OptimizerStateKey OptimKey(const at::Tensor& p) { return OptimizerKey(p); }
 
 // Everything a resumed run needs besides the model's weights, as named tensors:
 // momentum.<name>, optim.<name>.{exp_avg,exp_avg_sq,step}, queue.{image,text,labels,position},
 // trainer.counters (steps, skipped), rng.cpu.
-class ExportTask : public Task {
- public:
-  ExportTask(std::shared_ptr<ClipNet> net, std::shared_ptr<TrainerState> state)
-      : net_(std::move(net)), state_(std::move(state)) {}
-  void Execute() override {
-    auto& s = *state_;
-    auto put = [&](const std::string& name, const at::Tensor& t) {
-      out_.emplace_back(name, PrepareForJs(t.detach().cpu().clone()));
-    };
-    for (auto& [name, t] : NamedState(*s.momentum)) put("momentum." + name, t);
-    auto& states = s.optimizer->state();
-    for (auto& p : net_->named_parameters()) {
-      auto it = states.find(OptimKey(p.value()));
-      if (it == states.end()) continue;
-      auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
-      put("optim." + p.key() + ".exp_avg", st.exp_avg());
-      put("optim." + p.key() + ".exp_avg_sq", st.exp_avg_sq());
-      put("optim." + p.key() + ".step", torch::tensor({st.step()}, torch::kLong));
-    }
-    put("queue.image", s.queue->image());
-    put("queue.text", s.queue->text());
-    put("queue.labels", s.queue->labels());
-    put("queue.position", torch::tensor({s.queue->valid(), s.queue->pointer()}, torch::kLong));
-    put("trainer.counters", torch::tensor({s.steps, s.skipped}, torch::kLong));
-    put("trainer.scaler",
-        torch::tensor({static_cast<float>(s.scaler.scale), static_cast<float>(s.scaler.goodSteps)}, torch::kFloat));
-    put("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+NamedTensors ExportTrainerState(ViLReFNet& net, TrainerState& s) {
+  NamedTensors out;
+  auto put = [&](const std::string& name, const at::Tensor& t) {
+    out.emplace_back(name, PrepareForJs(t.detach().cpu().clone()));
+  };
+  for (auto& [name, t] : NamedState(*s.momentum)) put("momentum." + name, t);
+  auto& states = s.optimizer->Torch().state();
+  for (auto& p : net.named_parameters()) {
+    auto it = states.find(OptimKey(p.value()));
+    if (it == states.end()) continue;
+    auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    put("optim." + p.key() + ".exp_avg", st.exp_avg());
+    put("optim." + p.key() + ".exp_avg_sq", st.exp_avg_sq());
+    put("optim." + p.key() + ".step", torch::tensor({st.step()}, torch::kLong));
   }
-  Napi::Value Resolve(Napi::Env env) override { return WrapNamed(env, out_); }
+  put("queue.image", s.queue->image());
+  put("queue.text", s.queue->text());
+  put("queue.labels", s.queue->labels());
+  put("queue.position", torch::tensor({s.queue->valid(), s.queue->pointer()}, torch::kLong));
+  put("trainer.counters", torch::tensor({s.steps, s.skipped}, torch::kLong));
+  put("trainer.scaler",
+      torch::tensor({static_cast<float>(s.scaler.scale), static_cast<float>(s.scaler.goodSteps)}, torch::kFloat));
+  put("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  return out;
+}
 
- private:
-  std::shared_ptr<ClipNet> net_;
-  std::shared_ptr<TrainerState> state_;
-  std::vector<std::pair<std::string, at::Tensor>> out_;
-};
-
-class ImportTask : public Task {
- public:
-  ImportTask(std::shared_ptr<ClipNet> net, std::shared_ptr<TrainerState> state, std::map<std::string, JsTensor> in)
-      : net_(std::move(net)), state_(std::move(state)), in_(std::move(in)) {}
-  void Execute() override {
-    auto& s = *state_;
-    torch::NoGradGuard noGrad;
-    auto get = [&](const std::string& name) -> at::Tensor {
-      auto it = in_.find(name);
-      if (it == in_.end()) ThrowRangeError("state[\"" + name + "\"]: missing");
-      return it->second.tensor;
-    };
-    // check everything first: a bad record leaves the trainer as it was
-    std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, source)
-    auto plan = [&](const std::string& name, const at::Tensor& target) {
-      at::Tensor src = get(name);
-      if (src.sizes() != target.sizes()) ThrowRangeError("state[\"" + name + "\"]: shape does not fit");
-      copies.emplace_back(target, src);
-    };
-    for (auto& [name, t] : NamedState(*s.momentum)) plan("momentum." + name, t);
-    plan("queue.image", s.queue->image());
-    plan("queue.text", s.queue->text());
-    plan("queue.labels", s.queue->labels());
-    std::vector<std::pair<std::string, std::unique_ptr<torch::optim::AdamWParamState>>> optim;
-    for (auto& p : net_->named_parameters()) {
-      const std::string base = "optim." + p.key();
-      if (!in_.count(base + ".step")) continue;  // never stepped (e.g. frozen)
-      at::Tensor avg = get(base + ".exp_avg"), sq = get(base + ".exp_avg_sq");
-      if (avg.sizes() != p.value().sizes() || sq.sizes() != p.value().sizes())
-        ThrowRangeError("state[\"" + base + "\"]: shape does not fit");
-      auto st = std::make_unique<torch::optim::AdamWParamState>();
-      st->step(get(base + ".step").item<int64_t>());
-      st->exp_avg(avg.to(p.value().device(), p.value().scalar_type()).clone());
-      st->exp_avg_sq(sq.to(p.value().device(), p.value().scalar_type()).clone());
-      optim.emplace_back(OptimKey(p.value()), std::move(st));
-    }
-    at::Tensor pos = get("queue.position"), counters = get("trainer.counters");
-    if (pos.numel() != 2 || counters.numel() != 2)
-      ThrowRangeError("state: queue.position and trainer.counters hold two numbers each");
-    if (in_.count("trainer.scaler")) {
-      at::Tensor sc = in_.at("trainer.scaler").tensor;
-      if (sc.numel() != 2 || !(sc.to(at::kDouble)[0].item<double>() > 0))
-        ThrowRangeError("state[\"trainer.scaler\"]: expected [scale > 0, good steps]");
-    }
-    const int64_t valid = pos[0].item<int64_t>(), pointer = pos[1].item<int64_t>();
-    if (valid < 0 || valid > s.queue->size() || pointer < 0 || (s.queue->size() > 0 && pointer >= s.queue->size()))
-      ThrowRangeError("state[\"queue.position\"]: out of range for this queue");
-    // then apply
-    for (auto& [target, src] : copies) target.copy_(src);
-    auto& states = s.optimizer->state();
-    states.clear();
-    for (auto& [key, st] : optim) states[key] = std::move(st);
-    s.queue->SetPosition(valid, pointer);
-    if (in_.count("trainer.scaler")) {  // absent in records of older versions
-      at::Tensor sc = in_.at("trainer.scaler").tensor.to(at::kDouble);
-      s.scaler.scale = sc[0].item<double>();
-      s.scaler.goodSteps = sc[1].item<int64_t>();
-    }
-    s.steps = counters[0].item<int64_t>();
-    s.skipped = counters[1].item<int64_t>();
-    if (in_.count("rng.cpu")) {
-      at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle on the process's generator
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(in_.at("rng.cpu").tensor.clone());
-    }
+// Replaces momentum weights, optimiser moments, queue and counters by an exportState record;
+// everything is checked first, so a bad record leaves the trainer as it was.
+void ImportTrainerState(ViLReFNet& net, TrainerState& s, const std::map<std::string, JsTensor>& in) {
+  torch::NoGradGuard noGrad;
+  auto get = [&](const std::string& name) -> at::Tensor {
+    auto it = in.find(name);
+    if (it == in.end()) ThrowRangeError("state[\"" + name + "\"]: missing");
+    return it->second.tensor;
+  };
+  // check everything first: a bad record leaves the trainer as it was
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, source)
+  auto plan = [&](const std::string& name, const at::Tensor& target) {
+    at::Tensor src = get(name);
+    if (src.sizes() != target.sizes()) ThrowRangeError("state[\"" + name + "\"]: shape does not fit");
+    copies.emplace_back(target, src);
+  };
+  for (auto& [name, t] : NamedState(*s.momentum)) plan("momentum." + name, t);
+  plan("queue.image", s.queue->image());
+  plan("queue.text", s.queue->text());
+  plan("queue.labels", s.queue->labels());
+  std::vector<std::pair<OptimizerStateKey, std::unique_ptr<torch::optim::AdamWParamState>>> optim;
+  for (auto& p : net.named_parameters()) {
+    const std::string base = "optim." + p.key();
+    if (!in.count(base + ".step")) continue;  // never stepped (e.g. frozen)
+    at::Tensor avg = get(base + ".exp_avg"), sq = get(base + ".exp_avg_sq");
+    if (avg.sizes() != p.value().sizes() || sq.sizes() != p.value().sizes())
+      ThrowRangeError("state[\"" + base + "\"]: shape does not fit");
+    auto st = std::make_unique<torch::optim::AdamWParamState>();
+    st->step(get(base + ".step").item<int64_t>());
+    st->exp_avg(avg.to(p.value().device(), p.value().scalar_type()).clone());
+    st->exp_avg_sq(sq.to(p.value().device(), p.value().scalar_type()).clone());
+    optim.emplace_back(OptimKey(p.value()), std::move(st));
   }
-  Napi::Value Resolve(Napi::Env env) override { return env.Undefined(); }
-
- private:
-  std::shared_ptr<ClipNet> net_;
-  std::shared_ptr<TrainerState> state_;
-  std::map<std::string, JsTensor> in_;
-};
+  at::Tensor pos = get("queue.position"), counters = get("trainer.counters");
+  if (pos.numel() != 2 || counters.numel() != 2)
+    ThrowRangeError("state: queue.position and trainer.counters hold two numbers each");
+  if (in.count("trainer.scaler")) {
+    at::Tensor sc = in.at("trainer.scaler").tensor;
+    if (sc.numel() != 2 || !(sc.to(at::kDouble)[0].item<double>() > 0))
+      ThrowRangeError("state[\"trainer.scaler\"]: expected [scale > 0, good steps]");
+  }
+  const int64_t valid = pos[0].item<int64_t>(), pointer = pos[1].item<int64_t>();
+  if (valid < 0 || valid > s.queue->size() || pointer < 0 || (s.queue->size() > 0 && pointer >= s.queue->size()))
+    ThrowRangeError("state[\"queue.position\"]: out of range for this queue");
+  // then apply
+  for (auto& [target, src] : copies) target.copy_(src);
+  auto& states = s.optimizer->Torch().state();
+  states.clear();
+  for (auto& [key, st] : optim) states[key] = std::move(st);
+  s.queue->SetPosition(valid, pointer);
+  if (in.count("trainer.scaler")) {  // absent in records of older versions
+    at::Tensor sc = in.at("trainer.scaler").tensor.to(at::kDouble);
+    s.scaler.scale = sc[0].item<double>();
+    s.scaler.goodSteps = sc[1].item<int64_t>();
+  }
+  s.steps = counters[0].item<int64_t>();
+  s.skipped = counters[1].item<int64_t>();
+  if (in.count("rng.cpu")) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle on the process's generator
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(in.at("rng.cpu").tensor.clone());
+  }
+}
 
 }  // namespace
 
 Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
-    return model_->queue().Submit(env, Value(), std::make_unique<ExportTask>(model_->net(), state_));
+    CheckAlive();
+    return model_->queue().Submit(env, Value(), MakeNamedTask([net = model_->net(), state = state_] {
+                                    return ExportTrainerState(*net, *state);
+                                  }));
   });
 }
 
@@ -562,6 +533,7 @@ Napi::Value Trainer::ExportState(const Napi::CallbackInfo& info) {
 Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
     if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("state: expected the object exportState() returned");
     auto dict = info[0].As<Napi::Object>();
     std::map<std::string, JsTensor> in;
@@ -574,21 +546,27 @@ Napi::Value Trainer::ImportState(const Napi::CallbackInfo& info) {
                                                            true,
                                                            false}));
     }
-    return model_->queue().Submit(env, Value(), std::make_unique<ImportTask>(model_->net(), state_, std::move(in)));
+    return model_->queue().Submit(env, Value(), MakeVoidTask([net = model_->net(), state = state_, in = std::move(in)] {
+                                    ImportTrainerState(*net, *state, in);
+                                  }));
   });
 }
 
 Napi::Value Trainer::QueueState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
-    return model_->queue().Submit(env, Value(), std::make_unique<QueueStateTask>(state_));
+    CheckAlive();
+    return model_->queue().Submit(env, Value(),
+                                  MakeTask([state = state_] { return SnapshotQueue(*state); }, ResolveQueue));
   });
 }
 
 Napi::Value Trainer::MomentumStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return PromiseGuard(
-      env, [&]() -> Napi::Value { return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum)); });
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
+    return model_->queue().Submit(env, Value(), MakeStateDictTask(state_->momentum));
+  });
 }
 
 Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
@@ -614,8 +592,89 @@ Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
   });
 }
 
+namespace {
+
+// The device all tensors of a list share, "mixed" when they differ, "" for none.
+std::string CommonDevice(const std::vector<at::Tensor>& tensors) {
+  std::string out;
+  for (const auto& t : tensors) {
+    if (!t.defined()) continue;
+    std::string d = t.device().str();
+    if (out.empty())
+      out = d;
+    else if (out != d)
+      return "mixed";
+  }
+  return out;
+}
+
+class DevicesTask : public Task {
+ public:
+  DevicesTask(std::shared_ptr<ViLReFNet> net, std::shared_ptr<TrainerState> state)
+      : net_(std::move(net)), state_(std::move(state)) {}
+  void Execute() override {
+    auto& s = *state_;
+    parameters_ = CommonDevice(net_->parameters());
+    momentum_ = CommonDevice(s.momentum->parameters());
+    queue_ = CommonDevice({s.queue->image(), s.queue->text(), s.queue->labels()});
+    std::vector<at::Tensor> moments;
+    for (auto& [key, st] : s.optimizer->Torch().state()) {
+      auto& a = static_cast<torch::optim::AdamWParamState&>(*st);
+      moments.push_back(a.exp_avg());
+      moments.push_back(a.exp_avg_sq());
+    }
+    optimizer_ = CommonDevice(moments);
+    loss_ = s.lossDevice;
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    auto orNull = [&](const std::string& d) -> Napi::Value {
+      return d.empty() ? env.Null() : Napi::String::New(env, d);
+    };
+    o.Set("parameters", parameters_);
+    o.Set("momentum", momentum_);
+    o.Set("queue", queue_);
+    o.Set("optimizer", orNull(optimizer_));
+    o.Set("loss", orNull(loss_));
+    return o;
+  }
+
+ private:
+  std::shared_ptr<ViLReFNet> net_;
+  std::shared_ptr<TrainerState> state_;
+  std::string parameters_, momentum_, queue_, optimizer_, loss_;
+};
+
+}  // namespace
+
+Napi::Value Trainer::Devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return PromiseGuard(env, [&]() -> Napi::Value {
+    CheckAlive();
+    return model_->queue().Submit(env, Value(), std::make_unique<DevicesTask>(model_->net(), state_));
+  });
+}
+
 Napi::Value Trainer::GetSkipped(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(state_->skipped));
+}
+
+// dispose(): momentum encoders, optimizer moments, queue and the process group reference are freed
+// after the calls already queued on the model (the model itself stays).
+Napi::Value Trainer::Dispose(const Napi::CallbackInfo& info) {
+  std::shared_ptr<TrainerState> state = state_;
+  return disposal_.Dispose(info.Env(), Value(), model_->queue(), [state] {
+    state->momentum.reset();
+    state->optimizer.reset();
+    state->queue.reset();
+    state->frozen.clear();
+    state->comm.reset();
+  });
+}
+
+void Trainer::CheckAlive() const {
+  disposal_.Check();
+  model_->CheckAlive();
 }
 
 }  // namespace vilref

@@ -1,6 +1,6 @@
 // One ViLReF pre-training step in LibTorch (../shared/WSCL.md): EMA update of the momentum
 // encoders, momentum features, WSCL (or CLIP) over batch + queue, backward, gradient clipping,
-// AdamW with the released recipe (no weight decay on biases, norms and logit_scale), logit-scale
+// AdamW with the released recipe (optim.h: no weight decay below rank 2; embeddings decay), logit-scale
 // clamp to [0, ln 100], enqueue. Its tasks run on the model's queue, in order with the model's own.
 //
 // With a process group (dist.h) the step is data-parallel and equal to one process taking the
@@ -21,6 +21,7 @@
 
 #include "clip.h"
 #include "dist.h"
+#include "optim.h"
 #include "queue.h"
 #include "wscl.h"
 
@@ -49,14 +50,15 @@ struct LossScaler {
 
 // What the trainer keeps between steps; read and written only by tasks on the model's queue.
 struct TrainerState {
-  std::shared_ptr<ClipNet> momentum;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::shared_ptr<ViLReFNet> momentum;
+  std::unique_ptr<NamedAdamW> optimizer;  // one group, "model": the trainable parameters
   std::unique_ptr<FeatureQueue> queue;
   int64_t steps = 0, skipped = 0;
   std::shared_ptr<Communicator> comm;                      // null: one process
   bool synced = false;                                     // parameters broadcast from rank 0
   LossScaler scaler;                                       // used with precision float16 only
   std::vector<std::pair<std::string, at::Tensor>> frozen;  // (name, online parameter) of frozen towers
+  std::string lossDevice;                                  // where the last step's loss was computed
 };
 
 class Trainer : public Napi::ObjectWrap<Trainer> {
@@ -71,15 +73,20 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
   Napi::Value ExportState(const Napi::CallbackInfo& info);
   Napi::Value ImportState(const Napi::CallbackInfo& info);
   Napi::Value GetSkipped(const Napi::CallbackInfo& info);
+  // devices() → Promise<{ parameters, momentum, queue, optimizer, loss }>: where each lives.
+  Napi::Value Devices(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  void CheckAlive() const;  // this trainer and its model are not disposed
   // Trainer.lossScalerUpdate(scale, goodSteps, finite[], interval?) → { scale, goodSteps, applied[] }:
   // LossScaler::Update over a sequence of steps (the rule that float16 steps follow; for tests).
   static Napi::Value LossScalerUpdate(const Napi::CallbackInfo& info);
 
   Napi::ObjectReference modelRef_;
   Napi::ObjectReference groupRef_;
-  Model* model_ = nullptr;
+  ViLReF* model_ = nullptr;
   TrainerOptions options_;
   std::shared_ptr<TrainerState> state_;
+  Disposal disposal_{"Trainer"};
 };
 
 }  // namespace vilref

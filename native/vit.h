@@ -11,6 +11,7 @@ namespace vilref {
 struct ResidualAttentionBlockImpl : torch::nn::Module {
   ResidualAttentionBlockImpl(int64_t width, int64_t heads);
   at::Tensor forward(const at::Tensor& x);  // [N, L, D]
+  at::Tensor Mlp(const at::Tensor& h);      // c_proj(QuickGELU(c_fc(h)))
   int64_t heads;
   at::Tensor in_proj_weight, in_proj_bias;
   torch::nn::Linear out_proj{nullptr}, c_fc{nullptr}, c_proj{nullptr};

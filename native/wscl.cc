@@ -62,57 +62,46 @@ double Arg(const Napi::Object& o, const char* key, double fallback, double lo, d
   return ReadNumber(o, "args", key, fallback, lo, hi);
 }
 
-class LossTask : public Task {
- public:
-  LossTask(bool wscl, std::vector<JsTensor> inputs, double logitScale, WsclOptions options)
-      : wscl_(wscl), inputs_(std::move(inputs)), logitScale_(logitScale), options_(options) {}
-
-  void Execute() override {
-    at::Tensor image = inputs_[0].tensor, text = inputs_[1].tensor;
-    auto dtype = image.scalar_type();
-    at::Tensor rawU = image.detach().clone().requires_grad_(true), rawV = text.detach().clone().requires_grad_(true);
-    at::Tensor scale = at::full({}, logitScale_, image.options()).requires_grad_(true);
-    at::Tensor u = rawU / rawU.norm(2, 1, true), v = rawV / rawV.norm(2, 1, true);
-    LossTerms terms;
-    if (wscl_) {
-      at::Tensor qu, qv, qy;
-      if (inputs_.size() > 3) {
-        qu = inputs_[3].tensor.to(dtype);
-        qv = inputs_[4].tensor.to(dtype);
-        qy = inputs_[5].tensor.to(dtype);
-      }
-      terms = Wscl(u, v, inputs_[2].tensor.to(dtype), qu, qv, qy, scale, options_);
-    } else {
-      terms = Clip(u, v, scale);
-    }
-    terms.loss.backward();
-    loss_ = terms.loss.item<double>();
-    i2t_ = PrepareForJs(terms.i2t.detach());
-    t2i_ = PrepareForJs(terms.t2i.detach());
-    gradImage_ = PrepareForJs(rawU.grad());
-    gradText_ = PrepareForJs(rawV.grad());
-    gradScale_ = scale.grad().item<double>();
-  }
-
-  Napi::Value Resolve(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("loss", Napi::Number::New(env, loss_));
-    o.Set("lossI2T", WrapTensor(env, i2t_));
-    o.Set("lossT2I", WrapTensor(env, t2i_));
-    o.Set("gradImage", WrapTensor(env, gradImage_));
-    o.Set("gradText", WrapTensor(env, gradText_));
-    o.Set("gradLogitScale", Napi::Number::New(env, gradScale_));
-    return o;
-  }
-
- private:
-  bool wscl_;
-  std::vector<JsTensor> inputs_;
-  double logitScale_;
-  WsclOptions options_;
-  double loss_ = 0, gradScale_ = 0;
-  at::Tensor i2t_, t2i_, gradImage_, gradText_;
+struct LossOutput {
+  double loss = 0, gradScale = 0;
+  at::Tensor i2t, t2i, gradImage, gradText;
 };
+
+// The loss of the inputs (image, text[, labels[, queue image, text, labels]]) and its gradients
+// with respect to the raw features and the logit scale.
+LossOutput RunLossOn(bool wscl, const std::vector<JsTensor>& inputs, double logitScale, const WsclOptions& options) {
+  at::Tensor image = inputs[0].tensor, text = inputs[1].tensor;
+  auto dtype = image.scalar_type();
+  at::Tensor rawU = image.detach().clone().requires_grad_(true), rawV = text.detach().clone().requires_grad_(true);
+  at::Tensor scale = at::full({}, logitScale, image.options()).requires_grad_(true);
+  at::Tensor u = rawU / rawU.norm(2, 1, true), v = rawV / rawV.norm(2, 1, true);
+  LossTerms terms;
+  if (wscl) {
+    at::Tensor qu, qv, qy;
+    if (inputs.size() > 3) {
+      qu = inputs[3].tensor.to(dtype);
+      qv = inputs[4].tensor.to(dtype);
+      qy = inputs[5].tensor.to(dtype);
+    }
+    terms = Wscl(u, v, inputs[2].tensor.to(dtype), qu, qv, qy, scale, options);
+  } else {
+    terms = Clip(u, v, scale);
+  }
+  terms.loss.backward();
+  return {terms.loss.item<double>(),        scale.grad().item<double>(), PrepareForJs(terms.i2t.detach()),
+          PrepareForJs(terms.t2i.detach()), PrepareForJs(rawU.grad()),   PrepareForJs(rawV.grad())};
+}
+
+Napi::Value ResolveLoss(Napi::Env env, const LossOutput& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", Napi::Number::New(env, r.loss));
+  o.Set("lossI2T", WrapTensor(env, r.i2t));
+  o.Set("lossT2I", WrapTensor(env, r.t2i));
+  o.Set("gradImage", WrapTensor(env, r.gradImage));
+  o.Set("gradText", WrapTensor(env, r.gradText));
+  o.Set("gradLogitScale", Napi::Number::New(env, r.gradScale));
+  return o;
+}
 
 Napi::Value RunLoss(const Napi::CallbackInfo& info, bool wscl) {
   Napi::Env env = info.Env();
@@ -157,7 +146,9 @@ Napi::Value RunLoss(const Napi::CallbackInfo& info, bool wscl) {
         inputs.push_back(ReadTensor(q.Get("labels"), TensorSpec{"args.queue.labels", floats, {K, C}, false, true}));
       }
     }
-    return RunAsync(env, std::make_unique<LossTask>(wscl, std::move(inputs), logitScale, options));
+    return RunAsync(env, MakeTask([wscl, inputs = std::move(inputs), logitScale,
+                                   options] { return RunLossOn(wscl, inputs, logitScale, options); },
+                                  ResolveLoss));
   });
 }
 

@@ -1,25 +1,27 @@
 #!/usr/bin/env node
-// Brings vilref to a working state on this machine; `npm test`, `npm run demo` and `npm install`
-// run it first, so a fresh clone needs no other step.
+// Brings a checkout of vilref to a working state on this machine; `npm test` and `npm run demo`
+// run it first, so a fresh clone needs no other step. (An installed package never runs it: it
+// ships dist/ and a prebuild, and the loader builds on first use when no prebuild fits.)
 //   1. npm install, when node_modules is missing or older than package.json / package-lock.json;
-//   2. LibTorch: LIBTORCH, a Python torch, or the system's; on Debian as root with none, installs
-//      libtorch-dev and libopenblas0-openmp from apt (VILREF_NO_APT=1 forbids), and libgloo-dev
-//      (the headers c10d's Gloo process groups compile against: multi-process pre-training) and
-//      libturbojpeg0-dev (the data loader's native JPEG path; not when installed as a dependency);
-//      elsewhere says what to install. Nothing else is ever downloaded;
-//   3. compiles the TypeScript in lib/ to dist/ when it is out of date;
-//   4. the addon: a prebuild when flavour and source hash match, else a cmake-js build.
-// Flags: --install-phase (run by npm's install hook: skips step 1 and never fails the install),
-//        --rebuild (rebuild the addon even when current).
+//   2. system packages, on Debian as root (VILREF_NO_APT=1 forbids), in one apt-get call:
+//      libtorch-dev and libopenblas0-openmp when there is no LibTorch, libgloo-dev (the headers
+//      c10d's Gloo process groups compile against: multi-process pre-training), cmake, make and
+//      g++ when missing, zlib1g-dev (inflating .pt archives), libturbojpeg0-dev (the data
+//      loader's native JPEG path), and ccache (a compiler cache: rebuilds, other checkouts and the tests'
+//      scratch builds reuse unchanged objects). Elsewhere it says what to install. Nothing else is
+//      ever downloaded;
+//   3. compiles the TypeScript in lib/ to dist/ when it is out of date (scripts/dist.mjs);
+//   4. the addon: the cmake-js build in build/ when current, else a matching prebuild, else a build.
+// Flags: --rebuild (rebuild the addon even when current).
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { compileDist } from "./dist.mjs";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const args = new Set(process.argv.slice(2));
-const installPhase = args.has("--install-phase");
 const log = (m) => process.stderr.write(`vilref setup: ${m}\n`);
 
 function run(cmd, argv, opts = {}) {
@@ -29,11 +31,6 @@ function run(cmd, argv, opts = {}) {
 }
 
 function fail(message) {
-  if (installPhase) {
-    log(`WARNING: ${message}`);
-    log("vilref's tensor features will not work until this is fixed; then run `npm run setup` in the vilref package.");
-    process.exit(0);
-  }
   log(message);
   process.exit(1);
 }
@@ -46,27 +43,18 @@ function depsHash() {
   return h.digest("hex");
 }
 const depsMarker = join(root, "node_modules", ".vilref-deps");
-if (!installPhase) {
-  const want = depsHash();
-  const have = existsSync(depsMarker) ? readFileSync(depsMarker, "utf8") : "";
-  if (have !== want) {
-    run("npm", ["install", "--no-audit", "--no-fund"]);
-    writeFileSync(depsMarker, depsHash());
-  }
+const want = depsHash();
+if (!existsSync(depsMarker) || readFileSync(depsMarker, "utf8") !== want) {
+  run("npm", ["install", "--no-audit", "--no-fund"]);
+  writeFileSync(depsMarker, depsHash());
 }
 
 // ---- 2. LibTorch and the tools to build against it ----
 const { isDebian, locateLibTorch, missingMessage } = await import("../lib/build/libtorch.js");
+const { buildOutput, ensureAddon, missingBuildTools, stampPath } = await import("../lib/build/addon.js");
 const isRoot = process.getuid?.() === 0;
 const mayApt = isDebian() && isRoot && process.env.VILREF_NO_APT !== "1";
-let aptUpdated = false;
-function aptInstall(packages) {
-  if (!aptUpdated) run("apt-get", ["update", "-qq"]);
-  aptUpdated = true;
-  run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...packages], {
-    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
-  });
-}
+const onPath = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 function debInstalled(pkg) {
   const r = spawnSync("dpkg-query", ["-W", "-f=${Status}", pkg], { encoding: "utf8" });
   return r.status === 0 && r.stdout.includes("install ok installed");
@@ -78,96 +66,52 @@ try {
 } catch (e) {
   fail(e.message);
 }
-if (!located.torch && mayApt) {
-  log("no LibTorch found; installing Debian's (libtorch-dev, libopenblas0-openmp)");
-  aptInstall(["libtorch-dev", "libopenblas0-openmp"]);
+/** @type {string[]} what this machine lacks, as Debian packages */
+const wanted = [];
+const systemTorch = !located.torch || located.torch.source === "system";
+if (!located.torch) wanted.push("libtorch-dev");
+// Without OpenBLAS-openmp LibTorch runs on the reference BLAS (up to 60x slower) or fights a pthread one.
+if (isDebian() && systemTorch && !debInstalled("libopenblas0-openmp")) wanted.push("libopenblas0-openmp");
+// Multi-process pre-training (c10d Gloo) compiles against gloo's headers; LibTorch has the rest.
+if (isDebian() && systemTorch && !located.torch?.c10dGloo) wanted.push("libgloo-dev");
+if (missingBuildTools()) wanted.push("cmake", "make", "g++");
+if (!onPath("ccache")) wanted.push("ccache");
+// Deflated entries of .pt archives are inflated with zlib (native/torch_zip.cc); without it they are refused.
+if (isDebian() && !existsSync("/usr/include/zlib.h")) wanted.push("zlib1g-dev");
+// The data loader's JPEG fast path (native/jpeg.cc) compiles against TurboJPEG; without it the addon
+// still builds and JPEGs decode through sharp (`vilref doctor` says so).
+if (isDebian() && !existsSync("/usr/include/turbojpeg.h")) wanted.push("libturbojpeg0-dev");
+if (wanted.length && mayApt) {
+  log(`installing from Debian: ${wanted.join(" ")}`);
+  run("apt-get", ["update", "-qq"]);
+  run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...wanted], {
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
   located = locateLibTorch();
+} else if (wanted.length) {
+  log(`WARNING: missing ${wanted.join(", ")}${isDebian() ? ` (apt-get install ${wanted.join(" ")})` : ""}`);
 }
 const torch = located.torch;
 if (!torch) fail(missingMessage(located.tried));
-if (torch.source === "system" && isDebian() && !debInstalled("libopenblas0-openmp")) {
-  // Without it LibTorch runs on the reference BLAS (up to 60x slower) or fights a pthread one.
-  if (mayApt) aptInstall(["libopenblas0-openmp"]);
-  else
-    log("WARNING: libopenblas0-openmp is not installed; LibTorch will be slow (apt-get install libopenblas0-openmp)");
-}
-if (torch.source === "system" && isDebian() && !torch.c10dGloo) {
-  // Multi-process pre-training (c10d Gloo) compiles against gloo's headers; LibTorch has the rest.
-  if (mayApt) {
-    aptInstall(["libgloo-dev"]);
-    located = locateLibTorch();
-  } else
-    log(
-      "WARNING: libgloo-dev is not installed; multi-process pre-training (vilref pretrain --nproc) will be unavailable (apt-get install libgloo-dev)",
-    );
-}
-// Installed as another package's dependency (npm runs the install hook inside its node_modules):
-// optional system packages are then left to the user, with a warning.
-const asDependency =
-  installPhase &&
-  (root.split(sep).includes("node_modules") || (!!process.env.INIT_CWD && resolve(process.env.INIT_CWD) !== root));
-if (isDebian() && !debInstalled("libturbojpeg0-dev")) {
-  // The data loader's JPEG fast path (native/jpeg.cc) compiles against TurboJPEG; without it the
-  // addon still builds and JPEGs decode through sharp (`vilref doctor` says so). Installed by the
-  // repository's own set-up only, not when vilref is installed as a dependency.
-  if (mayApt && !asDependency) aptInstall(["libturbojpeg0-dev"]);
-  else
-    log(
-      "WARNING: libturbojpeg0-dev is not installed; JPEGs will decode through sharp, about 2x slower (apt-get install libturbojpeg0-dev, then npm run build:native)",
-    );
-}
-const torchNow = located.torch ?? torch;
 log(
-  `LibTorch ${torchNow.version} ${torchNow.cuda ? `CUDA ${torchNow.cuda}` : "CPU"} from ${torchNow.source} (${torchNow.libDir}); c10d Gloo ${torchNow.c10dGloo ? "yes" : "no"}`,
+  `LibTorch ${torch.version} ${torch.cuda ? `CUDA ${torch.cuda}` : "CPU"} from ${torch.source} (${torch.libDir}); c10d Gloo ${torch.c10dGloo ? "yes" : "no"}`,
 );
 
 // ---- 3. TypeScript → dist/ ----
-function newest(dir, filter) {
-  let t = 0;
-  if (!existsSync(dir)) return t;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newest(p, filter));
-    else if (filter(p)) t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
-const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
-const distStamp = join(root, "dist", ".built");
-const srcTime = Math.max(
-  newest(join(root, "lib"), () => true),
-  statSync(join(root, "tsconfig.json")).mtimeMs,
-  statSync(join(root, "tsconfig.build.json")).mtimeMs,
-);
-if (existsSync(tsc) && (!existsSync(distStamp) || statSync(distStamp).mtimeMs < srcTime)) {
-  rmSync(join(root, "dist"), { recursive: true, force: true });
-  run(process.execPath, [tsc, "-p", "tsconfig.build.json"]);
-  // Data files (rules, presets, prompts) travel with the code.
-  cpSync(join(root, "lib"), join(root, "dist"), {
-    recursive: true,
-    filter: (src) => statSync(src).isDirectory() || src.endsWith(".json"),
-  });
-  writeFileSync(distStamp, new Date().toISOString());
-} else if (!existsSync(join(root, "dist", "index.js"))) {
-  fail("dist/ is missing and TypeScript is not installed to build it (run npm install in the vilref package)");
+try {
+  compileDist(root, { log });
+} catch (e) {
+  fail(e.message);
 }
 
 // ---- 4. the addon ----
-const { buildOutput, ensureAddon, missingBuildTools, stampPath } = await import("../lib/build/addon.js");
 if (args.has("--rebuild")) rmSync(stampPath(buildOutput(root)), { force: true });
-const route = { log, prebuilds: !args.has("--rebuild") };
 let addon;
 try {
-  addon = ensureAddon(root, torchNow, route);
+  addon = ensureAddon(root, torch, { log, prebuilds: !args.has("--rebuild") });
 } catch (e) {
-  if (!(missingBuildTools() && mayApt)) fail(e.message);
-  aptInstall(["cmake", "make", "g++"]);
-  try {
-    addon = ensureAddon(root, torchNow, route);
-  } catch (again) {
-    fail(again.message);
-  }
+  fail(e.message);
 }
 for (const r of addon.rejected) log(`prebuild ${relative(root, r.path)} not used: ${r.reason}`);
-log(`addon: ${addon.route} ${relative(root, addon.path)} (sources ${addon.hash}, ${torchNow.flavour})`);
+log(`addon: ${addon.route} ${relative(root, addon.path)} (sources ${addon.hash}, ${torch.flavour})`);
 log("ready");

@@ -2,15 +2,9 @@ import test from "ava";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import {
-  ManifestError,
-  attachLabels,
-  parseDelimited,
-  readImageFolder,
-  readLabeledFile,
-  readManifest,
-} from "../lib/data/manifest.js";
-import { expandGlob, globToRegExp, resolveImageInputs } from "../lib/data/inputs.js";
+import { ManifestError, attachLabels, readImageFolder, readLabeledFile, readManifest } from "../lib/data/manifest.js";
+import { expandGlob, resolveImageInputs } from "../lib/data/inputs.js";
+import { parseRows } from "../lib/io/table.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "vilref-manifest-"));
 const w = (name: string, text: string) => {
@@ -85,7 +79,7 @@ test("bad rows are errors naming the file and line", (t) => {
   t.throws(() => readManifest(w("ok.csv", "image\na.png\n"), { colums: {} } as never), {
     message: /colums|Unrecognized/,
   });
-  t.deepEqual(parseDelimited("a,b\r\n1,2", ","), [
+  t.deepEqual(parseRows("a,b\r\n1,2", { delimiter: "," }), [
     { fields: ["a", "b"], line: 1 },
     { fields: ["1", "2"], line: 2 },
   ]);
@@ -143,9 +137,27 @@ test("embed inputs: folder, glob, manifest", (t) => {
     expandGlob(path.join(dir, "in/*/{2,3}.*")).map((f) => path.basename(f)),
     ["2.jpg", "3.png"],
   );
-  t.true(globToRegExp("a/**/b?.png").test("a/x/y/b1.png"));
-  t.true(globToRegExp("a/**/b?.png").test("a/b1.png"));
-  t.false(globToRegExp("a/*.png").test("a/x/b.png"));
   t.is(resolveImageInputs(w("in/m.csv", "image\na/1.png\n"))[0]!.image, path.join(dir, "in/a/1.png"));
-  t.throws(() => resolveImageInputs(path.join(dir, "in/*.nothing")), { message: /no files match/ });
+  t.throws(() => resolveImageInputs(path.join(dir, "in/*.nothing")), { message: /no image files match/ });
+});
+
+test("a glob's * stays in its folder: data/*.png does not descend into sub-folders; ** does", (t) => {
+  for (const f of ["g/data/a.png", "g/data/b.PNG", "g/data/c.txt", "g/data/sub/d.png", "g/data/sub/deep/e.png"])
+    w(f, "x");
+  const rel = (files: string[]) => files.map((f) => path.relative(path.join(dir, "g"), f));
+  t.deepEqual(rel(expandGlob("data/*.png", path.join(dir, "g"))), ["data/a.png"]);
+  t.deepEqual(rel(expandGlob(path.join(dir, "g/data/*.png"))), ["data/a.png"]);
+  t.deepEqual(rel(expandGlob(path.join(dir, "g/data/*"))), ["data/a.png", "data/b.PNG"]); // images only
+  t.deepEqual(rel(expandGlob("data/*/*.png", path.join(dir, "g"))), ["data/sub/d.png"]);
+  t.deepEqual(rel(expandGlob("data/**/*.png", path.join(dir, "g"))), [
+    "data/a.png",
+    "data/sub/d.png",
+    "data/sub/deep/e.png",
+  ]);
+  t.deepEqual(rel(expandGlob("data/?.png", path.join(dir, "g"))), ["data/a.png"]);
+  t.deepEqual(rel(expandGlob("data/[ab].*", path.join(dir, "g"))), ["data/a.png", "data/b.PNG"]);
+  t.deepEqual(
+    resolveImageInputs(path.join(dir, "g/data/*.png")).map((s) => s.id),
+    ["a.png"],
+  );
 });

@@ -1,43 +1,41 @@
-// The linear probe's logistic regression: a closed-form optimum, the optimality condition,
-// separable data, the choice of C on a validation split, multinomial vs one-vs-rest.
+// The linear probe's logistic regression (LibTorch, native/logistic.h): a closed-form optimum, the
+// optimality condition, separable data, the choice of C on a validation split, multinomial vs
+// one-vs-rest, the scalar JavaScript it replaced (bench/baselines/eval-js.ts) reproduced, and a
+// fit that does not converge reported. scikit-learn parity: test/probe-sklearn.test.ts.
 import test from "ava";
+import { fitLinear as fitLinearJs, trainProbeJs } from "../bench/baselines/eval-js.js";
 import { mulberry32 } from "../lib/data/rng.js";
 import { accuracy, argmaxRows, rocAuc } from "../lib/eval/metrics.js";
 import {
-  fitBinary,
+  convergenceWarning,
   fitLinear,
   fitStandardizer,
-  lbfgs,
   predictProba,
   standardize,
   trainProbe,
 } from "../lib/eval/probe.js";
 import type { ProbeTargets } from "../lib/eval/probe.js";
+import { native } from "../lib/native.js";
 
-test("L-BFGS finds the minimum of a quadratic", (t) => {
-  // f = (x0 − 3)² + 10 (x1 + 1)²
-  const x = new Float64Array(2);
-  const r = lbfgs((p, g) => {
-    g[0] = 2 * (p[0]! - 3);
-    g[1] = 20 * (p[1]! + 1);
-    return (p[0]! - 3) ** 2 + 10 * (p[1]! + 1) ** 2;
-  }, x);
-  t.true(r.converged);
-  t.true(Math.abs(x[0]! - 3) < 1e-6 && Math.abs(x[1]! + 1) < 1e-6);
-});
+/** A binary fit on all rows of X [n, d] with 0/1 labels y: [w..., b]. */
+async function fitBinary(X: Float64Array, d: number, y: number[], C: number, gradTol: number): Promise<number[]> {
+  const m = await fitLinear({ X, n: y.length, d }, { kind: "multilabel", K: 1, y: Float32Array.from(y) }, C, {
+    gradTol,
+  });
+  return [...m.W, m.b[0]!];
+}
 
-test("binary logistic regression: the unregularised optimum by hand, and the optimality condition with L2", (t) => {
+test("binary logistic regression: the unregularised optimum by hand, and the optimality condition with L2", async (t) => {
   // x = −1: 1 positive, 3 negatives; x = +1: 3 positives, 1 negative. Without regularisation the
   // fitted probabilities equal the empirical ones: σ(b − w) = ¼, σ(b + w) = ¾ → w = ln 3, b = 0.
   const X = Float64Array.from([-1, -1, -1, -1, 1, 1, 1, 1]);
   const y = [1, 0, 0, 0, 1, 1, 1, 0];
-  const rows = [0, 1, 2, 3, 4, 5, 6, 7];
-  const p = fitBinary({ X, n: 8, d: 1 }, rows, y, 1e8, undefined, { gradTol: 1e-10 });
+  const p = await fitBinary(X, 1, y, 1e8, 1e-10);
   t.true(Math.abs(p[0]! - Math.log(3)) < 1e-4, `w ${p[0]}`);
   t.true(Math.abs(p[1]!) < 1e-4, `b ${p[1]}`);
   // with C = 0.5 (λ = 1/(C·n) = 0.25): gradient of mean loss + λ/2·w² vanishes at the optimum,
   // and the weight shrinks below ln 3
-  const q = fitBinary({ X, n: 8, d: 1 }, rows, y, 0.5, undefined, { gradTol: 1e-12 });
+  const q = await fitBinary(X, 1, y, 0.5, 1e-12);
   const sig = (z: number) => 1 / (1 + Math.exp(-z));
   let gw = 0;
   let gb = 0;
@@ -65,13 +63,13 @@ function toy(n: number, d: number, seed: number, gap: number, flip = 0): { X: Fl
   return { X, y };
 }
 
-test("separable data: the probe reaches ~1.0 accuracy and AUC on held-out points", (t) => {
+test("separable data: the probe reaches ~1.0 accuracy and AUC on held-out points", async (t) => {
   const tr = toy(200, 10, 1, 2);
   const va = toy(100, 10, 2, 2);
   const te = toy(200, 10, 3, 2);
   const asML = (y: Int32Array): ProbeTargets => ({ kind: "multilabel", K: 1, y: Float32Array.from(y) });
-  const p = trainProbe({ X: tr.X, n: 200, targets: asML(tr.y) }, { X: va.X, n: 100, targets: asML(va.y) }, 10);
-  const P = predictProba(p.model, standardize(te.X, 200, 10, p.standardizer), 200);
+  const p = await trainProbe({ X: tr.X, n: 200, targets: asML(tr.y) }, { X: va.X, n: 100, targets: asML(va.y) }, 10);
+  const P = await predictProba(p.model, standardize(te.X, 200, 10, p.standardizer), 200);
   t.is(rocAuc(P, te.y), 1);
   t.true(
     accuracy(
@@ -100,24 +98,24 @@ test("separable data: the probe reaches ~1.0 accuracy and AUC on held-out points
   const b = three(60, 5);
   const c = three(150, 6);
   for (const multiclass of ["multinomial", "ovr"] as const) {
-    const q = trainProbe(
+    const q = await trainProbe(
       { X: a.X, n: 150, targets: { kind: "single", K: 3, t: a.t } },
       { X: b.X, n: 60, targets: { kind: "single", K: 3, t: b.t } },
       2,
       { multiclass },
     );
     t.is(q.model.kind, multiclass === "multinomial" ? "softmax" : "sigmoid");
-    const Q = predictProba(q.model, standardize(c.X, 150, 2, q.standardizer), 150);
+    const Q = await predictProba(q.model, standardize(c.X, 150, 2, q.standardizer), 150);
     t.is(accuracy(argmaxRows(Q, 150, 3), c.t), 1, multiclass);
   }
 });
 
-test("C is chosen on the validation split: strong enough for noise dimensions, weak enough to use the signal", (t) => {
+test("C is chosen on the validation split: strong enough for noise dimensions, weak enough to use the signal", async (t) => {
   // 40 training points, 60 features, one informative with 15% label noise
   const tr = toy(40, 60, 7, 0.6, 0.15);
   const va = toy(400, 60, 8, 0.6, 0.15);
   const asML = (y: Int32Array): ProbeTargets => ({ kind: "multilabel", K: 1, y: Float32Array.from(y) });
-  const p = trainProbe({ X: tr.X, n: 40, targets: asML(tr.y) }, { X: va.X, n: 400, targets: asML(va.y) }, 60, {
+  const p = await trainProbe({ X: tr.X, n: 40, targets: asML(tr.y) }, { X: va.X, n: 400, targets: asML(va.y) }, 60, {
     refit: "train",
   });
   const loss = new Map(p.selection.map((r) => [r.C, r.valLogLoss]));
@@ -129,25 +127,159 @@ test("C is chosen on the validation split: strong enough for noise dimensions, w
   t.true(loss.get(p.C)! < loss.get(100)! - 0.05, "better than (almost) no regularisation");
   // the selection is reproducible
   t.deepEqual(
-    trainProbe({ X: tr.X, n: 40, targets: asML(tr.y) }, { X: va.X, n: 400, targets: asML(va.y) }, 60, {
-      refit: "train",
-    }).C,
+    (
+      await trainProbe({ X: tr.X, n: 40, targets: asML(tr.y) }, { X: va.X, n: 400, targets: asML(va.y) }, 60, {
+        refit: "train",
+      })
+    ).C,
     p.C,
   );
+  t.true(p.selection.every((r) => r.converged && r.iterations > 0));
+  t.deepEqual(p.nonConverged, []);
 });
 
-test("a class with one label value in training gets its prior; unknown labels are left out of its fit", (t) => {
+test("a class with one label value in training gets its prior; unknown labels are left out of its fit", async (t) => {
   const X = Float64Array.from([0, 1, 2, 3]);
   const y = Float32Array.from(
     [0, 0, 0, 0, /* class 1 */ 1, Number.NaN, 0, 1].flatMap((_, i, a) => (i < 4 ? [a[i]!, a[i + 4]!] : [])),
   );
-  const m = fitLinear({ X, n: 4, d: 1 }, { kind: "multilabel", K: 2, y }, 1);
+  const m = await fitLinear({ X, n: 4, d: 1 }, { kind: "multilabel", K: 2, y }, 1);
   // class 0: 0 of 4 positive → prior (0 + ½)/(4 + 1) = 0.1
-  const P = predictProba(m, X, 4);
+  t.deepEqual(m.constant, [0]);
+  t.deepEqual(
+    m.problems.map((p) => p.class),
+    [1],
+  );
+  const P = await predictProba(m, X, 4);
   t.true(Math.abs(P[0]! - 0.1) < 1e-12);
   t.is(m.W[0], 0);
   t.not(m.W[1], 0, "class 1 fitted on its three known labels");
   const s = fitStandardizer([1, 5, 3, 5], 2, 2);
   t.deepEqual([...s.mean], [2, 5]);
   t.deepEqual([...s.std], [1, 1], "a constant column keeps deviation 1");
+});
+
+test("the L-BFGS in LibTorch follows the scalar JavaScript it replaced: same C, same losses, same model", async (t) => {
+  // one-vs-rest with unknown labels, and a multinomial problem; the same algorithm and stops, so
+  // only the order of floating-point sums differs
+  const r = mulberry32(21);
+  const n = 120;
+  const d = 6;
+  const K = 3;
+  const X = Float64Array.from({ length: n * d }, () => r.normal());
+  const y = Float32Array.from({ length: n * K }, (_, i) =>
+    r.chance(0.1) ? Number.NaN : X[Math.floor(i / K) * d + (i % K)]! + r.normal() > 0 ? 1 : 0,
+  );
+  const tcls = Int32Array.from({ length: n }, (_, i) => argmaxRows(X.subarray(i * d, i * d + K), 1, K)[0]!);
+  const Xv = Float64Array.from({ length: 60 * d }, () => r.normal());
+  const yv = Float32Array.from({ length: 60 * K }, (_, i) => (Xv[Math.floor(i / K) * d + (i % K)]! > 0 ? 1 : 0));
+  const tv = Int32Array.from({ length: 60 }, (_, i) => argmaxRows(Xv.subarray(i * d, i * d + K), 1, K)[0]!);
+  const cases: [ProbeTargets, ProbeTargets][] = [
+    [
+      { kind: "multilabel", K, y },
+      { kind: "multilabel", K, y: yv },
+    ],
+    [
+      { kind: "single", K, t: tcls },
+      { kind: "single", K, t: tv },
+    ],
+  ];
+  for (const [tr, va] of cases) {
+    const a = await trainProbe({ X, n, targets: tr }, { X: Xv, n: 60, targets: va }, d);
+    const b = trainProbeJs({ X, n, targets: tr }, { X: Xv, n: 60, targets: va }, d);
+    t.is(a.C, b.C, tr.kind);
+    a.selection.forEach((row, i) => {
+      t.true(Math.abs(row.valLogLoss - b.selection[i]!.valLogLoss) < 1e-9, `${tr.kind} C ${row.C}: log-loss`);
+      t.true(Math.abs(row.valAuc - b.selection[i]!.valAuc) < 1e-9, `${tr.kind} C ${row.C}: AUC`);
+    });
+    const dW = Math.max(...Array.from(a.model.W, (w, i) => Math.abs(w - b.model.W[i]!)));
+    t.true(dW < 1e-6, `${tr.kind}: weights differ by ${dW}`);
+  }
+  // and a single fit from the same warm start
+  const init = fitLinearJs({ X, n, d }, { kind: "multilabel", K, y }, 0.01);
+  const one = await fitLinear({ X, n, d }, { kind: "multilabel", K, y }, 0.3, { init });
+  const ref = fitLinearJs({ X, n, d }, { kind: "multilabel", K, y }, 0.3, { init });
+  t.true(Math.max(...Array.from(one.W, (w, i) => Math.abs(w - ref.W[i]!))) < 1e-6);
+});
+
+test("a fit that does not converge is reported: in the probe's result, as a warning naming C and classes", async (t) => {
+  const tr = toy(200, 10, 1, 0.3, 0.2);
+  const va = toy(100, 10, 2, 0.3, 0.2);
+  const asML = (y: Int32Array): ProbeTargets => ({ kind: "multilabel", K: 1, y: Float32Array.from(y) });
+  const p = await trainProbe({ X: tr.X, n: 200, targets: asML(tr.y) }, { X: va.X, n: 100, targets: asML(va.y) }, 10, {
+    cGrid: [1, 100],
+    maxIter: 2,
+  });
+  t.true(p.selection.every((r) => !r.converged && r.iterations === 2));
+  t.deepEqual(
+    p.nonConverged.map((nc) => [nc.stage, nc.C, nc.classes, nc.iterations]),
+    [
+      ["selection", 1, [0], 2],
+      ["selection", 100, [0], 2],
+      ["final", p.C, [0], 2],
+    ],
+  );
+  t.is(
+    convergenceWarning(p.nonConverged[2]!, ["glaucoma"]),
+    `the final fit at C = ${p.C} did not converge for glaucoma (L-BFGS stopped after 2 iterations); the result may be less accurate`,
+  );
+  // the multinomial problem is one problem for all classes
+  const m = await fitLinear({ X: tr.X, n: 200, d: 10 }, { kind: "single", K: 2, t: tr.y }, 1, { maxIter: 1 });
+  t.deepEqual(
+    m.problems.map((q) => [q.class, q.iterations, q.converged]),
+    [[null, 1, false]],
+  );
+  t.regex(
+    convergenceWarning({ stage: "selection", C: 1, classes: [null], iterations: 1 }, []),
+    /all classes \(multinomial\)/,
+  );
+});
+
+test("the native fit checks its arguments and names them", async (t) => {
+  const x = { data: new Float64Array(6), shape: [3, 2] };
+  const lr = native().logistic;
+  await t.throwsAsync(lr.fit({ x, kind: "sigmoid", y: { data: Float64Array.from([0, 1, 2]), shape: [3, 1] }, C: 1 }), {
+    instanceOf: RangeError,
+    message: /args\.y\.data\[2\] = 2\.0+: expected 1, 0 or NaN/,
+  });
+  await t.throwsAsync(
+    lr.fit({ x, kind: "softmax", t: { data: Int32Array.from([0, 1, 3]), shape: [3] }, classes: 3, C: 1 }),
+    {
+      instanceOf: RangeError,
+      message: /args\.t\.data\[2\] = 3 is not a class below 3/,
+    },
+  );
+  await t.throwsAsync(lr.fit({ x, kind: "sigmoid", y: { data: new Float64Array(3), shape: [3, 1] }, C: 0 }), {
+    instanceOf: RangeError,
+    message: /args\.C: expected a positive finite number/,
+  });
+  await t.throwsAsync(lr.fit({ x, kind: "logit" as "sigmoid", C: 1 }), {
+    instanceOf: TypeError,
+    message: /args\.kind/,
+  });
+  await t.throwsAsync(
+    lr.fit({ x: { data: Float64Array.from([0, 0, Number.NaN, 0, 0, 0]), shape: [3, 2] }, kind: "sigmoid", C: 1 }),
+    { instanceOf: RangeError, message: /args\.x\.data\[2\] is NaN/ },
+  );
+  await t.throwsAsync(
+    lr.fit({
+      x,
+      kind: "sigmoid",
+      y: { data: new Float64Array(3), shape: [3, 1] },
+      C: 1,
+      init: { W: { data: new Float64Array(3), shape: [1, 3] }, b: { data: new Float64Array(1), shape: [1] } },
+    }),
+    { instanceOf: RangeError, message: /args\.init\.W: expected shape \[1, 2\]/ },
+  );
+  await t.throwsAsync(
+    lr.predict(x, {
+      kind: "sigmoid",
+      W: { data: new Float64Array(3), shape: [1, 3] },
+      b: { data: new Float64Array(1), shape: [1] },
+    }),
+    {
+      instanceOf: RangeError,
+      message: /model\.W: expected shape \[\*, 2\]/,
+    },
+  );
 });

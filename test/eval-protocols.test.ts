@@ -7,36 +7,58 @@ import path from "node:path";
 import { loadDataset } from "../lib/eval/adapters/index.js";
 import { evaluateScores } from "../lib/eval/evaluate.js";
 import { linearProbe } from "../lib/eval/probe.js";
-import { retrievalFromSimilarity, targetRanks } from "../lib/eval/retrieval.js";
+import { pairedRanks, retrievalFromRanks } from "../lib/eval/retrieval.js";
 import { ViLReF } from "../lib/model/vilref.js";
 import { setThreads } from "../lib/native.js";
 import { encodeRendered, renderFundus } from "../lib/synth/index.js";
 
-test("retrieval: ranks with ties against the query, recall@k and median rank both ways", (t) => {
-  // images (rows) × texts (cols), pair i ↔ i
-  const s = [
-    0.9,
-    0.1,
-    0.2, // image 0: text 0 best → rank 0
-    0.5,
-    0.4,
-    0.6, // image 1: two texts above → rank 2
-    0.3,
-    0.3,
-    0.3, // image 2: all tied → rank 2 (ties never help)
-  ];
-  t.deepEqual([...targetRanks(s, 3, 3, [0, 1, 2])], [0, 2, 2]);
-  const r = retrievalFromSimilarity(s, 3, [1, 2, 3], { resamples: 200, seed: 1 });
+test("retrieval: ranks with ties against the query, recall@k and median rank both ways", async (t) => {
+  // texts are unit vectors, so image i · text j is entry j of image i (exact in float32); pair i ↔ i:
+  //   image 0 · texts = [0.5, 0, 0.25]   text 0 best → rank 0
+  //   image 1 · texts = [0.5, 0.25, 1]   two texts above → rank 2
+  //   image 2 · texts = [0.5, 0.5, 0.5]  all tied → rank 2 (ties never help)
+  const images = { data: Float32Array.from([0.5, 0, 0.25, 0, 0.5, 0.25, 1, 0, 0.5, 0.5, 0.5, 0]), shape: [3, 4] };
+  const texts = { data: Float32Array.from([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]), shape: [3, 4] };
+  const ranks = await pairedRanks(images, texts);
+  t.deepEqual([...ranks.imageToText], [0, 2, 2]);
+  // text → image: text 0: [0.5, 0.5, 0.5] rank 2; text 1: [0, 0.25, 0.5] rank 1; text 2: [0.25, 1, 0.5] rank 1
+  t.deepEqual([...ranks.textToImage], [2, 1, 1]);
+  const r = retrievalFromRanks(ranks, [1, 2, 3], { resamples: 200, seed: 1 });
   t.is(r.imageToText.recall["R@1"]!.value, 1 / 3);
   t.is(r.imageToText.recall["R@2"]!.value, 1 / 3);
   t.is(r.imageToText.recall["R@3"]!.value, 1);
   t.is(r.imageToText.medianRank, 3, "ranks 1, 3, 3 (1-based)");
-  // text → image: columns. text 0: [0.9, 0.5, 0.3] rank 0; text 1: [0.1, 0.4, 0.3] rank 0; text 2: [0.2, 0.6, 0.3] rank 1
-  t.is(r.textToImage.recall["R@1"]!.value, 2 / 3);
-  t.is(r.textToImage.recall["R@2"]!.value, 1);
-  t.is(r.textToImage.medianRank, 1);
+  t.is(r.textToImage.recall["R@1"]!.value, 0);
+  t.is(r.textToImage.recall["R@2"]!.value, 2 / 3);
+  t.is(r.textToImage.medianRank, 2);
   const e = r.imageToText.recall["R@1"]!;
   t.true(e.lo <= e.value && e.value <= e.hi && e.lo >= 0 && e.hi <= 1);
+  // the intervals of the case this test had before the ranks moved to LibTorch (ranks [0,2,2] and [0,0,1]), unchanged
+  const before = retrievalFromRanks(
+    { imageToText: Int32Array.from([0, 2, 2]), textToImage: Int32Array.from([0, 0, 1]) },
+    [1, 2, 3],
+    { resamples: 200, seed: 1 },
+  );
+  t.deepEqual(
+    Object.values(before.imageToText.recall).map((x) => [x.value, x.lo, x.hi]),
+    [
+      [1 / 3, 0, 1],
+      [1 / 3, 0, 1],
+      [1, 1, 1],
+    ],
+  );
+  t.deepEqual(
+    Object.values(before.textToImage.recall).map((x) => [x.value, x.lo, x.hi]),
+    [
+      [2 / 3, 0, 1],
+      [1, 1, 1],
+      [1, 1, 1],
+    ],
+  );
+  await t.throwsAsync(pairedRanks(images, { data: texts.data.subarray(0, 8), shape: [2, 4] }), {
+    instanceOf: RangeError,
+    message: /pairedRanks: 3 images but 2 texts/,
+  });
 });
 
 test("graded task from scores: accuracy, balanced accuracy, macro F1, kappas as computed by hand", (t) => {
@@ -108,4 +130,20 @@ test("linear probe through images: a single-label folder set (hazy vs clear fund
   t.true(r.metrics.accuracy!.value >= 0.85, `accuracy ${r.metrics.accuracy!.value}`);
   t.true(r.metrics.auc!.value >= 0.9, `AUC ${r.metrics.auc!.value}`);
   t.is(r.selection.length, 13);
+  t.deepEqual(r.warnings, []);
+  // L-BFGS cut short: every fit is reported, in the result (the JSON --out writes) and through onWarning (stderr by default)
+  const heard: string[] = [];
+  const cut = await linearProbe(model, ds, {
+    resamples: 0,
+    cGrid: [0.1, 1],
+    maxIter: 1,
+    onWarning: (m) => heard.push(m),
+  });
+  t.is(cut.warnings.length, 3);
+  t.deepEqual(heard, cut.warnings);
+  t.regex(
+    cut.warnings[2]!,
+    /^the final fit at C = (0\.1|1) did not converge for all classes \(multinomial\) \(L-BFGS stopped after 1 iteration\)/,
+  );
+  t.true(cut.selection.every((row) => !row.converged));
 });

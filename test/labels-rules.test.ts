@@ -74,10 +74,48 @@ test("loadRules reports unreadable files and broken JSON with the file name", (t
 test("a clinician can extend the rules: new synonym, new cue", (t) => {
   const r = base();
   const before = new Labeler(parseRules(r));
-  t.deepEqual(before.label("诊断：OD IMH").labels, {});
-  r.labels.find((l: any) => l.id === "macular_hole").abbreviations.push("IMH");
-  r.cues.uncertainty.pre.push("似有");
+  t.deepEqual(before.label("诊断：OD MHole").labels, {});
+  t.deepEqual(before.label("视网膜前膜存疑").labels, { erm: 1 });
+  r.labels.find((l: any) => l.id === "macular_hole").abbreviations.push("MHole");
+  r.cues.uncertainty.post.push("存疑");
   const after = new Labeler(parseRules(r));
-  t.deepEqual(after.label("诊断：OD IMH").labels, { macular_hole: 1 });
-  t.deepEqual(after.label("似有视网膜前膜").labels, { erm: 0.5 });
+  t.deepEqual(after.label("诊断：OD MHole").labels, { macular_hole: 1 });
+  t.deepEqual(after.label("视网膜前膜存疑").labels, { erm: 0.5 });
+  t.deepEqual(after.label("黄斑区视网膜前膜存疑").labels, { erm: 0.5 }, "the equivalents spell the new cue's findings");
+});
+
+test("the lexicon fields are validated with their path", (t) => {
+  rejects(t, (r) => (r.equivalents = [["视盘", "视乳头"], [""]]), "equivalents[1]", /at least 2/);
+  rejects(t, (r) => (r.equivalents = [["", ""]]), "equivalents[0]", /non-empty member/);
+  rejects(t, (r) => (r.chars = { 視: "视", 網: "网络" }), "chars.網", /one character to one character/);
+  rejects(t, (r) => (r.labels[1].absence = ["异常"]), "labels[1].absence", /exclusive/);
+  rejects(t, (r) => (r.labels[14].signPatterns = ["视盘(色"]), "labels[14].signPatterns[0]", /invalid regular/);
+  rejects(t, (r) => (r.cues.negation.prefix = [3]), "cues.negation.prefix[0]");
+  rejects(t, (r) => (r.eyes.absent = "未拍"), "eyes.absent");
+});
+
+test("older rules files without the lexicon fields still load (defaults)", (t) => {
+  const r = base();
+  for (const k of ["equivalents", "chars"]) delete r[k];
+  delete r.eyes.absent;
+  delete r.cues.negation.prefix;
+  delete r.cues.plan;
+  for (const l of r.labels) for (const k of ["signs", "signPatterns", "absence", "treatment"]) delete l[k];
+  const lab = new Labeler(parseRules(r));
+  t.deepEqual(lab.label("左眼黄斑前膜").labels, { erm: 1 });
+  t.deepEqual(lab.label("左眼黄斑部裂孔").labels, {}, "no equivalents: 黄斑部 is not 黄斑");
+  t.deepEqual(lab.label("左眼視網膜脫離").labels, {}, "no character table");
+});
+
+test("a hospital adds an equivalence group, a sign and a traditional character", (t) => {
+  const r = base();
+  const lab0 = new Labeler(parseRules(r));
+  t.deepEqual(lab0.label("黄斑中心小凹裂孔").labels, {});
+  r.equivalents.push(["黄斑", "黄斑中心小凹"]);
+  r.labels.find((l: any) => l.id === "glaucoma").signs = ["盘沿切迹"];
+  r.chars["眥"] = "眦";
+  const lab = new Labeler(parseRules(r));
+  t.deepEqual(lab.label("黄斑中心小凹裂孔").labels, { macular_hole: 1 });
+  t.deepEqual(lab.label("颞下方盘沿切迹").labels, { glaucoma: 1 });
+  t.deepEqual(lab.label("颞下方盘沿切迹。诊断：青光眼待排").labels, { glaucoma: 0.5 }, "named outranks a sign");
 });

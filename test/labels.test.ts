@@ -7,6 +7,11 @@ import { Labeler, labelReport, toLabelVector, LABEL_IDS, type LabelMap } from ".
 
 const lab = new Labeler();
 const L = (text: string): LabelMap => lab.label(text).labels;
+/** The findings only: a report that only negates findings also states a normal fundus (tested below). */
+const F = (text: string): LabelMap => {
+  const { normal: _normal, ...rest } = lab.label(text).labels;
+  return rest;
+};
 
 test("taxonomy: 31 labels, ids in the fixed order, the rules cover every one", (t) => {
   t.is(LABEL_IDS.length, 31);
@@ -32,7 +37,8 @@ test("longest match wins where terms overlap", (t) => {
   t.deepEqual(L("玻璃体腔大量积血，眼底不入"), { vitreous_hemorrhage: 1 });
   t.deepEqual(L("玻璃体出血"), { vitreous_hemorrhage: 1 });
   t.deepEqual(L("结膜下出血"), {});
-  t.deepEqual(L("黄斑区见脉络膜新生血管"), {}, "CNV is not retinal neovascularization");
+  t.deepEqual(L("黄斑区见脉络膜新生血管"), { neovascularization: 1 }, "CNV is neovascularization");
+  t.deepEqual(F("虹膜新生血管"), {}, "iris vessels are not a fundus finding");
   t.deepEqual(L("高度近视，近视性黄斑变性"), { pathologic_myopia: 1 });
 });
 
@@ -46,23 +52,23 @@ test("implications: pdr implies dr, with the same certainty", (t) => {
 });
 
 test("negation before a finding, limited to its clause", (t) => {
-  t.deepEqual(L("周边视网膜无裂孔，未见视网膜脱离"), {});
-  t.deepEqual(L("未见出血、硬性渗出及棉絮斑"), {});
-  t.deepEqual(L("无明显微动脉瘤，可见黄斑水肿"), { macular_edema: 1 });
-  t.deepEqual(L("后极部无出血，硬性渗出成簇"), { hard_exudate: 1 });
-  t.deepEqual(L("否认视网膜色素变性"), {});
-  t.deepEqual(L("已排除黄斑裂孔"), {});
-  t.deepEqual(L("排除视盘水肿，诊断视神经萎缩"), { optic_atrophy: 1 });
-  t.deepEqual(L("不伴玻璃体积血"), {});
-  t.deepEqual(L("无灌注区周围新生血管"), { neovascularization: 1 }, "无 inside 无灌注区 is not a negation");
+  t.deepEqual(F("周边视网膜无裂孔，未见视网膜脱离"), {});
+  t.deepEqual(F("未见出血、硬性渗出及棉絮斑"), {});
+  t.deepEqual(F("无明显微动脉瘤，可见黄斑水肿"), { macular_edema: 1 });
+  t.deepEqual(F("后极部无出血，硬性渗出成簇"), { hard_exudate: 1 });
+  t.deepEqual(F("否认视网膜色素变性"), {});
+  t.deepEqual(F("已排除黄斑裂孔"), {});
+  t.deepEqual(F("排除视盘水肿，诊断视神经萎缩"), { optic_atrophy: 1 });
+  t.deepEqual(F("不伴玻璃体积血"), {});
+  t.deepEqual(F("无灌注区周围新生血管"), { neovascularization: 1 }, "无 inside 无灌注区 is not a negation");
 });
 
 test("negation after a finding: （-）, 阴性, …未见 at the clause end", (t) => {
-  t.deepEqual(L("新生血管（－），视网膜脱离(-)"), {});
-  t.deepEqual(L("棉絮斑阴性"), {});
-  t.deepEqual(L("出血及微动脉瘤未见。"), {});
+  t.deepEqual(F("新生血管（－），视网膜脱离(-)"), {});
+  t.deepEqual(F("棉絮斑阴性"), {});
+  t.deepEqual(F("出血及微动脉瘤未见。"), {});
   t.deepEqual(L("黄斑前膜未见明显进展"), { erm: 1 }, "未见 in mid-clause does not negate what precedes it");
-  t.deepEqual(L("动静脉交叉压迫征（+），视网膜动脉硬化"), { hypertensive_retinopathy: 1 });
+  t.deepEqual(F("动静脉交叉压迫征（+），视网膜动脉硬化"), { hypertensive_retinopathy: 1 });
 });
 
 test("uncertainty: 可疑, 疑似, 考虑…可能, 不除外, 待排, 建议…排除, ?", (t) => {
@@ -105,7 +111,7 @@ test("numeric rule: C/D ≥ 0.6 is suspected glaucoma unless diagnosed or exclud
   t.deepEqual(L("C/D 0.4~0.6"), { glaucoma: 0.5 });
   t.deepEqual(L("视盘界清，C/D 0.5"), { normal: 1 });
   t.deepEqual(L("C/D=0.9，诊断：原发性闭角型青光眼"), { glaucoma: 1 });
-  t.deepEqual(L("C/D 0.65，视野正常，已排除青光眼"), {});
+  t.deepEqual(F("C/D 0.65，视野正常，已排除青光眼"), {});
   const ev = lab.label("视盘C/D 0.7").evidence.find((e) => e.source === "numeric");
   t.is(ev?.value, 0.7);
   t.is(ev?.text, "C/D 0.7");
@@ -126,7 +132,7 @@ test("laterality: report eye, per-eye labels, evidence eye", (t) => {
   t.is(lab.label("豹纹状眼底").eye, null);
   const s = lab.label("OD: C/D 0.3。OS: C/D 0.8。");
   t.deepEqual(s.byEye.left, { glaucoma: 0.5 });
-  t.deepEqual(s.byEye.right, {});
+  t.deepEqual(s.byEye.right, { normal: 1 }, "an eye described with nothing found is normal");
 });
 
 test("normal: only when nothing else, and stated or described", (t) => {
@@ -137,6 +143,7 @@ test("normal: only when nothing else, and stated or described", (t) => {
   const r = lab.label("患者视物模糊");
   t.deepEqual(r.labels, {});
   t.true(r.warnings.some((w) => /no finding/.test(w)));
+  t.deepEqual(L("未见出血、渗出及新生血管"), { normal: 1 }, "a fundus found without findings is normal");
 });
 
 test("evidence: spans point into the original text, with status and cue", (t) => {

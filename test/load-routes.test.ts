@@ -1,17 +1,21 @@
-// The loader's routes, for real: a prebuild made by `npm run prebuild` (prebuildify + node-gyp +
-// binding.gyp) is used when its flavour and source hash match; once native/ changes it is passed
-// over and the addon is rebuilt with cmake-js; a current build is reused without compiling.
+// The loader's routes, for real: a prebuild made by `npm run prebuild` (a stripped copy of the
+// cmake-js build) is used when its flavour and source hash match; once native/ changes it is passed
+// over and the addon is rebuilt with cmake-js; a current build is reused without compiling; a
+// prebuild for another LibTorch is never used. The scratch packages hold a hard-linked copy of
+// node_modules, so their compile commands equal the checkout's relative to CCACHE_BASEDIR (the
+// package root) and the compiler cache serves their builds: only what changed is compiled.
 import test from "ava";
 import { spawnSync } from "node:child_process";
 import {
   appendFileSync,
   cpSync,
   existsSync,
+  linkSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readlinkSync,
   rmSync,
-  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,6 +28,7 @@ import {
   prebuildName,
   readStamp,
   sourceHash,
+  stalePrebuilds,
   stampPath,
   writeStamp,
 } from "../lib/build/addon.js";
@@ -32,12 +37,29 @@ import { loadNative } from "../lib/native.js";
 
 const torch = requireLibTorch();
 
-/** A throwaway copy of the package's build inputs, sharing node_modules. */
+/** `cp -al`: a real directory tree whose files are hard links (a copy where links cannot be made). */
+function linkTree(from: string, to: string): void {
+  mkdirSync(to, { recursive: true });
+  for (const e of readdirSync(from, { withFileTypes: true })) {
+    const [a, b] = [join(from, e.name), join(to, e.name)];
+    if (e.isDirectory()) linkTree(a, b);
+    else if (e.isSymbolicLink()) cpSync(a, b, { verbatimSymlinks: true });
+    else {
+      try {
+        linkSync(a, b);
+      } catch {
+        cpSync(a, b);
+      }
+    }
+  }
+}
+
+/** A throwaway copy of the package's build inputs with its own node_modules (hard links). */
 function scratchPackage(): string {
   const root = mkdtempSync(join(tmpdir(), "vilref-routes-"));
-  for (const p of ["package.json", "CMakeLists.txt", "binding.gyp", "native", "lib/build", "scripts"])
+  for (const p of ["package.json", "CMakeLists.txt", "native", "lib/build", "scripts"])
     cpSync(join(packageRoot, p), join(root, p), { recursive: true });
-  symlinkSync(join(packageRoot, "node_modules"), join(root, "node_modules"));
+  linkTree(join(packageRoot, "node_modules"), join(root, "node_modules"));
   return root;
 }
 
@@ -47,7 +69,8 @@ test.serial(
     const root = scratchPackage();
     t.teardown(() => rmSync(root, { recursive: true, force: true }));
 
-    // 1. npm run prebuild → prebuilds/linux-x64/vilref.<flavour>.napi.node with its stamp
+    // 1. npm run prebuild → prebuilds/linux-x64/vilref.<flavour>.napi.node with its stamp, a
+    // stripped copy of the cmake-js build (made first; from the compiler cache)
     const r = spawnSync(process.execPath, [join(root, "scripts/prebuild.mjs"), "--root", root, "--out", root], {
       cwd: root,
       encoding: "utf8",
@@ -59,9 +82,11 @@ test.serial(
     t.like(readStamp(prebuilt), {
       flavour: torch.flavour,
       sourceHash: hash,
-      builder: "node-gyp",
+      builder: "cmake-js",
       cxx11Abi: torch.cxx11Abi,
     });
+    // As in an installed package: no build/, only the prebuild.
+    rmSync(join(root, "build"), { recursive: true, force: true });
 
     const first = loadNative({ root, build: false });
     t.is(first.route, "prebuild");
@@ -111,12 +136,20 @@ test.serial(
       stampPath(other),
       JSON.stringify({ ...readStamp(prebuilt), flavour: "torch9.9.9-cu999", sourceHash: newHash }),
     );
-    const fourth = loadNative({ root, build: false });
-    t.is(fourth.route, "build");
-    t.true(
-      fourth.rejected.some(
-        (x) => x.path === other && x.reason === `built for torch9.9.9-cu999, this LibTorch is ${torch.flavour}`,
-      ),
+    const found = findPrebuild(root, torch, newHash);
+    t.is(found.path, null);
+    t.deepEqual(
+      found.rejected.map((x) => [x.path, x.reason]),
+      [
+        [prebuilt, `stale: built from sources ${hash}, native/ is now ${newHash}`],
+        [other, `built for torch9.9.9-cu999, this LibTorch is ${torch.flavour}`],
+      ].sort((a, b) => a[0]!.localeCompare(b[0]!)),
+    );
+    t.is(loadNative({ root, build: false }).route, "build");
+    // npm pack refuses to ship a prebuild that does not fit native/ (scripts/prepack.mjs)
+    t.deepEqual(
+      stalePrebuilds(root).map((x) => x.path),
+      [prebuilt],
     );
   },
 );

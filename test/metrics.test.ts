@@ -5,18 +5,17 @@ import {
   averagePrecision,
   balancedAccuracy,
   bootstrap,
+  columnAucs,
   cohenKappa,
   confusionMatrix,
   f1Binary,
   f1Multiclass,
   finiteMean,
   formatEstimate,
-  pairedRetrieval,
   pick,
   recallAtK,
   rocAuc,
   rocCurve,
-  transpose,
 } from "../lib/eval/metrics.js";
 
 test("AUC: perfect, reversed and hand-counted orderings", (t) => {
@@ -44,33 +43,23 @@ test("AUC: undefined with one class or a non-finite score; length mismatch named
   t.throws(() => rocAuc([0.1], [0, 1]), { message: /rocAuc: 1 scores but 2 labels/ });
 });
 
-test("recall at k, ties never help", (t) => {
-  // 3×3, targets on the diagonal
-  const s = [
-    0.9,
-    0.1,
-    0.2, // row 0: target best → rank 0
-    0.5,
-    0.4,
-    0.6, // row 1: two above → rank 2
-    0.3,
-    0.3,
-    0.3, // row 2: all tied → rank 2
-  ];
-  t.deepEqual(recallAtK(s, 3, 3, [0, 1, 2], [1, 2, 3]), [1 / 3, 1 / 3, 1]);
-  t.throws(() => recallAtK(s, 3, 3, [0, 1, 3], [1]), { message: /targets\[2\] = 3/ });
-  t.throws(() => recallAtK(s, 2, 3, [0, 1], [1]), { message: /expected 2×3 scores/ });
+test("recall at k from ranks (ties never help: a rank counts the candidates at least as good)", (t) => {
+  // ranks 0, 2, 2 (a 3×3 case: target best; two above; all tied)
+  t.deepEqual(recallAtK([0, 2, 2], [1, 2, 3]), [1 / 3, 1 / 3, 1]);
+  t.deepEqual(recallAtK(Int32Array.from([0, 1, 0, 5]), [1, 2]), [0.5, 0.75]);
+  t.true(Number.isNaN(recallAtK([], [1])[0]!));
+  t.throws(() => recallAtK([0], [0]), { message: /recallAtK: k must be a whole number ≥ 1, got 0/ });
 });
 
-test("paired retrieval both ways", (t) => {
-  // images (rows) × texts (cols)
-  const s = [1, 0, 0.5, 0.2, 0.1, 0.9, 0, 0.3, 0.8];
-  const r = pairedRetrieval(s, 3, [1, 2]);
-  // i→t: row0 rank0, row1 rank2 (0.2, 0.9 above 0.1), row2 rank0
-  t.deepEqual(r.imageToText, { "R@1": 2 / 3, "R@2": 2 / 3 });
-  // t→i: col0 [1,0.2,0] rank0; col1 [0,0.1,0.3] target 0.1 rank1; col2 [0.5,0.9,0.8] target 0.8 rank1
-  t.deepEqual(r.textToImage, { "R@1": 1 / 3, "R@2": 1 });
-  t.deepEqual(Array.from(transpose([1, 2, 3, 4, 5, 6], 2, 3)), [1, 4, 2, 5, 3, 6]);
+test("per-column AUC with unknown labels left out of their column", (t) => {
+  // column 0: positives 0.8, 0.4; negatives 0.5, 0.1 → 3/4; column 1: case 1 unknown, one class only → NaN
+  const scores = [0.8, 1, 0.5, 2, 0.4, 3, 0.1, 4];
+  const y = [1, 1, 0, Number.NaN, 1, 1, 0, 1];
+  t.deepEqual(columnAucs(scores, y, 4, 2), [
+    { auc: 0.75, positives: 2, negatives: 2 },
+    { auc: Number.NaN, positives: 3, negatives: 0 },
+  ]);
+  t.throws(() => columnAucs([1], [1, 0], 1, 2), { message: /columnAucs: expected 1×2/ });
 });
 
 test("finite mean skips NaN", (t) => {

@@ -23,10 +23,16 @@ test("segment: a missing data folder and bad options are named", async (t) => {
   await t.throwsAsync(run("segment", "--data", "/nonexistent/DRIVE"), {
     message: "/nonexistent/DRIVE: no such directory (a DRIVE root holds training/ and test/)",
   });
+  // usage errors are commander's, one line naming the option (main exits 2: test/cli.test.ts)
   await t.throwsAsync(run("segment", "--data", "x", "--normalise", "clahe"), {
-    message: '--normalise: expected fov-standard or green-lcn, got "clahe"',
+    message: /option '--normalise <mode>' argument 'clahe' is invalid\. Allowed choices are fov-standard, green-lcn/,
   });
-  await t.throwsAsync(run("segment", "--data", "x", "--minutes", "-1"), { message: /--minutes: expected a number/ });
+  await t.throwsAsync(run("segment", "--data", "x", "--minutes", "-1"), {
+    message: /option '--minutes <m>' argument '-1' is invalid\. Expected a number > 0/,
+  });
+  await t.throwsAsync(run("segment", "--data", "x", "--device", "cuda"), {
+    message: /--device cuda: the segmenter runs on the CPU only/,
+  });
 });
 
 test("finetune: missing sets are named", async (t) => {

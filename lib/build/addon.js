@@ -1,13 +1,27 @@
 // @ts-check
 /**
- * The native addon's build identity and the two ways to get one: a prebuild from prebuilds/
- * (used only when its LibTorch flavour and source hash match) or a fresh cmake-js build in
- * build/. Plain JavaScript so the set-up script, the prebuild script and binding.gyp can use it
- * before TypeScript is compiled. Run directly: `node lib/build/addon.js --hash | --sources`.
+ * The native addon's build identity and the ways to get one: the cmake-js build in build/ (when
+ * its stamp matches), a prebuild from prebuilds/ (used only when its LibTorch flavour and source
+ * hash match), or a fresh cmake-js build. A prebuild is a stripped copy of a cmake-js build
+ * (makePrebuild: the same compile, so the compiler cache makes it seconds). Plain JavaScript so that
+ * the set-up and pack scripts can use it before TypeScript is compiled (it is compiled to
+ * dist/build/ with the rest). Run directly: `node lib/build/addon.js --hash`.
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
@@ -27,7 +41,7 @@ import { fileURLToPath } from "node:url";
  * @property {number} napi
  * @property {string} platform
  * @property {string} arch
- * @property {string} builder       "cmake-js" or "node-gyp"
+ * @property {string} builder       "cmake-js" (older prebuilds: "node-gyp")
  * @property {boolean} [c10dGloo]   built with c10d Gloo (process groups)
  * @property {string} builtAt
  */
@@ -55,10 +69,12 @@ export function sourceFiles(root) {
   const native = join(root, "native");
   if (!existsSync(native)) throw new Error(`vilref's native sources are missing (${native}); reinstall the package`);
   walk(native);
+  // The build description is part of the identity: a changed link or define makes prebuilds stale.
+  if (existsSync(join(root, "CMakeLists.txt"))) out.push("CMakeLists.txt");
   return out.sort();
 }
 
-/** A short hash of the native sources: names and contents. @param {string} root */
+/** A short hash of the native sources and CMakeLists.txt: names and contents. @param {string} root */
 export function sourceHash(root) {
   const h = createHash("sha256");
   for (const file of sourceFiles(root)) {
@@ -75,7 +91,10 @@ export function prebuildDir(root) {
   return join(root, "prebuilds", `${process.platform}-${process.arch}`);
 }
 
-/** File name of the prebuild for a flavour (prebuildify's `<name>.napi.node` with the flavour in the name). @param {string} flavour */
+/**
+ * File name of the prebuild for a flavour (prebuildify's `<name>.napi.node` with the flavour in the name).
+ * @param {string} flavour
+ */
 export function prebuildName(flavour) {
   return `${ADDON_NAME}.${flavour}.napi.node`;
 }
@@ -128,11 +147,14 @@ export function makeStamp(torch, hash, builder) {
 export function mismatch(stamp, torch, hash) {
   if (!stamp) return "no stamp";
   if (stamp.flavour !== torch.flavour) return `built for ${stamp.flavour}, this LibTorch is ${torch.flavour}`;
-  if (stamp.cxx11Abi !== torch.cxx11Abi) return `built with _GLIBCXX_USE_CXX11_ABI=${stamp.cxx11Abi}, LibTorch needs ${torch.cxx11Abi}`;
+  if (stamp.cxx11Abi !== torch.cxx11Abi)
+    return `built with _GLIBCXX_USE_CXX11_ABI=${stamp.cxx11Abi}, LibTorch needs ${torch.cxx11Abi}`;
   if (stamp.sourceHash !== hash) return `stale: built from sources ${stamp.sourceHash}, native/ is now ${hash}`;
-  if (stamp.platform !== process.platform || stamp.arch !== process.arch) return `built for ${stamp.platform}-${stamp.arch}`;
+  if (stamp.platform !== process.platform || stamp.arch !== process.arch)
+    return `built for ${stamp.platform}-${stamp.arch}`;
   // libgloo-dev installed after the build: rebuild so that process groups are in
-  if (torch.c10dGloo && !stamp.c10dGloo) return "built without c10d Gloo, which can now be compiled (libgloo-dev is installed)";
+  if (torch.c10dGloo && !stamp.c10dGloo)
+    return "built without c10d Gloo, which can now be compiled (libgloo-dev is installed)";
   return null;
 }
 
@@ -147,7 +169,9 @@ export function findPrebuild(root, torch, hash) {
   const rejected = [];
   let files = [];
   try {
-    files = readdirSync(dir).filter((f) => f.endsWith(".node")).sort();
+    files = readdirSync(dir)
+      .filter((f) => f.endsWith(".node"))
+      .sort();
   } catch {
     return { path: null, rejected };
   }
@@ -155,7 +179,10 @@ export function findPrebuild(root, torch, hash) {
   for (const f of files) {
     const path = join(dir, f);
     const tags = nodeGypBuild.parseTags(f);
-    const reason = !fitsThisNode(tags) || !tags?.napi ? `its tags do not fit Node ${process.version} (N-API ${NAPI_VERSION} build expected)` : mismatch(readStamp(path), torch, hash);
+    const reason =
+      !fitsThisNode(tags) || !tags?.napi
+        ? `its tags do not fit Node ${process.version} (N-API ${NAPI_VERSION} build expected)`
+        : mismatch(readStamp(path), torch, hash);
     if (!reason) return { path, rejected };
     rejected.push({ path, reason });
   }
@@ -199,7 +226,9 @@ function onPath(cmd) {
 /** What is missing to build here, or null. */
 export function missingBuildTools() {
   const missing = ["cmake", "make", "c++"].filter((c) => !onPath(c));
-  return missing.length ? `building vilref's addon needs ${missing.join(", ")} (on Debian: apt-get install -y cmake make g++)` : null;
+  return missing.length
+    ? `building vilref's addon needs ${missing.join(", ")} (on Debian: apt-get install -y cmake make g++)`
+    : null;
 }
 
 /** @param {number} ms */
@@ -255,62 +284,99 @@ function withLock(lockDir, body, log) {
 /**
  * Builds the addon with cmake-js into `<root>/build` and stamps it. Reconfigures (cheap) so
  * that the source hash define is current, then builds incrementally.
- * @param {string} root @param {LibTorch} torch @param {{ log?: (msg: string) => void, jobs?: number, quiet?: boolean }} [opts]
+ * @param {string} root @param {LibTorch} torch
+ * @param {{ log?: (msg: string) => void, jobs?: number, quiet?: boolean }} [opts]
  * @returns {string} the addon's path
  */
 export function buildAddon(root, torch, opts = {}) {
   const log = opts.log ?? ((m) => process.stderr.write(`vilref: ${m}\n`));
   const tools = missingBuildTools();
   if (tools) throw new Error(tools);
-  return withLock(join(root, "build", ".lock"), () => {
-    const hash = sourceHash(root);
-    const out = buildOutput(root);
-    if (!mismatch(readStamp(out), torch, hash) && existsSync(out)) return out;
-    const cmakeJs = join(dirname(fileURLToPath(import.meta.resolve("cmake-js/package.json"))), "bin", "cmake-js");
-    const defines = [`--CDVILREF_SOURCE_HASH=${hash}`, `--CDVILREF_FLAVOUR=${torch.flavour}`, `--CDVILREF_TORCH_LIBDIR=${torch.libDir}`];
-    if (torch.cmakePrefix) defines.push(`--CDCMAKE_PREFIX_PATH=${torch.cmakePrefix}`);
-    const common = ["-d", root, "-O", join(root, "build"), "--log-level", "warn", ...defines];
-    const jobs = String(opts.jobs ?? availableParallelism());
-    log(`building the addon against ${torch.flavour} (${torch.source}: ${torch.libDir}) with cmake-js; this takes a few minutes`);
-    const started = Date.now();
-    const stdio = opts.quiet ? "pipe" : ["ignore", process.stderr, process.stderr];
-    for (const args of [["configure", ...common], ["build", ...common, "--parallel", jobs]]) {
-      const r = spawnSync(process.execPath, [cmakeJs, ...args], { cwd: root, stdio: /** @type {any} */ (stdio), encoding: "utf8" });
-      if (r.status !== 0) {
-        const detail = opts.quiet ? `\n${String(r.stdout ?? "").slice(-4000)}${String(r.stderr ?? "").slice(-4000)}` : "";
-        throw new Error(`cmake-js ${args[0]} failed (exit ${r.status ?? r.signal}); see the output above${detail}`);
+  return withLock(
+    join(root, "build", ".lock"),
+    () => {
+      const hash = sourceHash(root);
+      const out = buildOutput(root);
+      if (!mismatch(readStamp(out), torch, hash) && existsSync(out)) return out;
+      // The cmake-js of the package being built (its node_modules), so that the include paths it
+      // passes are the same relative to the package root whichever process builds it (ccache hits).
+      let cmakeJsPackage;
+      try {
+        cmakeJsPackage = createRequire(join(root, "package.json")).resolve("cmake-js/package.json");
+      } catch {
+        cmakeJsPackage = fileURLToPath(import.meta.resolve("cmake-js/package.json"));
       }
-    }
-    if (!existsSync(out)) throw new Error(`cmake-js finished but ${out} does not exist`);
-    writeStamp(out, makeStamp(torch, hash, "cmake-js"));
-    log(`addon built in ${((Date.now() - started) / 1000).toFixed(0)} s: ${out}`);
-    return out;
-  }, log);
+      const cmakeJs = join(dirname(cmakeJsPackage), "bin", "cmake-js");
+      const defines = [
+        `--CDVILREF_SOURCE_HASH=${hash}`,
+        `--CDVILREF_FLAVOUR=${torch.flavour}`,
+        `--CDVILREF_TORCH_LIBDIR=${torch.libDir}`,
+      ];
+      if (torch.cmakePrefix) defines.push(`--CDCMAKE_PREFIX_PATH=${torch.cmakePrefix}`);
+      const common = ["-d", root, "-O", join(root, "build"), "--log-level", "warn", ...defines];
+      const jobs = String(opts.jobs ?? availableParallelism());
+      log(
+        `building the addon against ${torch.flavour} (${torch.source}: ${torch.libDir}) with cmake-js; this takes a few minutes`,
+      );
+      const started = Date.now();
+      const stdio = opts.quiet ? "pipe" : ["ignore", process.stderr, process.stderr];
+      for (const args of [
+        ["configure", ...common],
+        ["build", ...common, "--parallel", jobs],
+      ]) {
+        const r = spawnSync(process.execPath, [cmakeJs, ...args], {
+          cwd: root,
+          stdio: /** @type {any} */ (stdio),
+          encoding: "utf8",
+        });
+        if (r.status !== 0) {
+          const detail = opts.quiet
+            ? `\n${String(r.stdout ?? "").slice(-4000)}${String(r.stderr ?? "").slice(-4000)}`
+            : "";
+          throw new Error(`cmake-js ${args[0]} failed (exit ${r.status ?? r.signal}); see the output above${detail}`);
+        }
+      }
+      if (!existsSync(out)) throw new Error(`cmake-js finished but ${out} does not exist`);
+      writeStamp(out, makeStamp(torch, hash, "cmake-js"));
+      log(`addon built in ${((Date.now() - started) / 1000).toFixed(0)} s: ${out}`);
+      return out;
+    },
+    log,
+  );
 }
 
 /**
- * The addon for this LibTorch and these sources, by the first route that fits: a prebuild whose
- * stamp matches (its LibTorch link made), the cmake-js build in build/ when current, a fresh
- * cmake-js build (unless `build` is false). Otherwise an error saying what is missing.
+ * The addon for this LibTorch and these sources, by the first route that fits: the cmake-js build
+ * in build/ when current (a checkout, or an install that had to build), a prebuild whose stamp
+ * matches (its LibTorch link made), a fresh cmake-js build (unless `build` is false). Otherwise an
+ * error saying what is missing.
  * @param {string} root @param {LibTorch} torch
  * @param {{ build?: boolean, prebuilds?: boolean, log?: (msg: string) => void, quiet?: boolean }} [opts]
- * @returns {{ path: string, route: "prebuild" | "build", built: boolean, hash: string, rejected: { path: string, reason: string }[] }}
+ * @returns {{ path: string, route: "prebuild" | "build", built: boolean, hash: string,
+ *   rejected: { path: string, reason: string }[] }}
  */
 export function ensureAddon(root, torch, opts = {}) {
   const hash = sourceHash(root);
-  const { path: prebuilt, rejected } = opts.prebuilds === false ? { path: null, rejected: [] } : findPrebuild(root, torch, hash);
+  const out = buildOutput(root);
+  if (existsSync(out) && !mismatch(readStamp(out), torch, hash))
+    return { path: out, route: "build", built: false, hash, rejected: [] };
+  const { path: prebuilt, rejected } =
+    opts.prebuilds === false ? { path: null, rejected: [] } : findPrebuild(root, torch, hash);
   if (prebuilt) {
     linkLibTorch(prebuilt, torch);
     return { path: prebuilt, route: "prebuild", built: false, hash, rejected };
   }
-  const out = buildOutput(root);
-  if (existsSync(out) && !mismatch(readStamp(out), torch, hash)) return { path: out, route: "build", built: false, hash, rejected };
-  const passed = rejected.length ? ` (prebuilds passed over: ${rejected.map((r) => `${r.path}: ${r.reason}`).join("; ")})` : "";
+  const passed = rejected.length
+    ? ` (prebuilds passed over: ${rejected.map((r) => `${r.path}: ${r.reason}`).join("; ")})`
+    : "";
   if (opts.build === false) {
-    throw new Error(`vilref's addon is not built for ${torch.flavour} with sources ${hash}${passed}, and building is switched off; run \`npm run setup\` in the vilref package`);
+    throw new Error(
+      `vilref's addon is not built for ${torch.flavour} with sources ${hash}${passed}, and building is switched off (VILREF_NO_BUILD=1 or build: false); allow it once, e.g. \`npx vilref doctor\`, to build`,
+    );
   }
   const tools = missingBuildTools();
-  if (tools) throw new Error(`no prebuilt vilref addon fits ${torch.flavour} with sources ${hash}${passed}, and ${tools}`);
+  if (tools)
+    throw new Error(`no prebuilt vilref addon fits ${torch.flavour} with sources ${hash}${passed}, and ${tools}`);
   /** @type {{ log?: (msg: string) => void, quiet?: boolean }} */
   const buildOpts = {};
   if (opts.log) buildOpts.log = opts.log;
@@ -318,14 +384,64 @@ export function ensureAddon(root, torch, opts = {}) {
   return { path: buildAddon(root, torch, buildOpts), route: "build", built: true, hash, rejected };
 }
 
-// Command-line use, for binding.gyp.
+/**
+ * `npm run prebuild`: brings the cmake-js build in `<root>/build` up to date (the same compile as
+ * every build, so ccache makes it seconds when nothing changed) and copies it, stripped, to
+ * `<out>/prebuilds/<platform>-<arch>/vilref.<flavour>.napi.node` with its stamp. The file appears
+ * atomically and its stamp after it, so a process loading meanwhile sees a whole prebuild or none.
+ * @param {string} root @param {LibTorch} torch
+ * @param {{ out?: string, log?: (msg: string) => void, quiet?: boolean }} [opts]
+ * @returns {string} the prebuild's path
+ */
+export function makePrebuild(root, torch, opts = {}) {
+  /** @type {{ log?: (msg: string) => void, quiet?: boolean }} */
+  const buildOpts = {};
+  if (opts.log) buildOpts.log = opts.log;
+  if (opts.quiet) buildOpts.quiet = true;
+  const built = buildAddon(root, torch, buildOpts);
+  const stamp = readStamp(built);
+  if (!stamp) throw new Error(`${built} has no stamp`);
+  const dir = prebuildDir(opts.out ?? root);
+  mkdirSync(dir, { recursive: true });
+  const dest = join(dir, prebuildName(torch.flavour));
+  const tmp = `${dest}.${process.pid}.tmp`;
+  copyFileSync(built, tmp);
+  // Symbols only the linker needed (prebuildify strips the same way); the addon exports one.
+  if (onPath("strip")) spawnSync("strip", ["-S", "-x", tmp], { stdio: "ignore" });
+  rmSync(stampPath(dest), { force: true });
+  renameSync(tmp, dest);
+  writeStamp(dest, { ...stamp, builtAt: new Date().toISOString() });
+  return dest;
+}
+
+/**
+ * The prebuilds in `<root>/prebuilds/` that do not fit the sources in `<root>/native/` (a release
+ * must not ship them: they would only be passed over).
+ * @param {string} root @returns {{ path: string, reason: string }[]}
+ */
+export function stalePrebuilds(root) {
+  const hash = sourceHash(root);
+  /** @type {{ path: string, reason: string }[]} */
+  const stale = [];
+  const base = join(root, "prebuilds");
+  for (const platform of existsSync(base) ? readdirSync(base, { withFileTypes: true }) : []) {
+    if (!platform.isDirectory()) continue;
+    for (const f of readdirSync(join(base, platform.name)).filter((n) => n.endsWith(".node"))) {
+      const path = join(base, platform.name, f);
+      const stamp = readStamp(path);
+      if (!stamp) stale.push({ path, reason: "no stamp" });
+      else if (stamp.sourceHash !== hash)
+        stale.push({ path, reason: `built from sources ${stamp.sourceHash}, native/ is ${hash}` });
+    }
+  }
+  return stale;
+}
+
+// Command-line use: the source hash of the package in the current directory.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const root = process.cwd();
-  const what = process.argv[2];
-  if (what === "--hash") console.log(sourceHash(root));
-  else if (what === "--sources") console.log(sourceFiles(root).filter((f) => /\.(cc|cpp)$/.test(f)).join(" "));
+  if (process.argv[2] === "--hash") console.log(sourceHash(process.cwd()));
   else {
-    console.error("usage: node lib/build/addon.js --hash | --sources");
+    console.error("usage: node lib/build/addon.js --hash");
     process.exit(2);
   }
 }

@@ -4,9 +4,9 @@
  *   1. the directory named by the LIBTORCH environment variable (an unpacked LibTorch);
  *   2. a Python torch install (found without importing torch, so it takes milliseconds);
  *   3. the system LibTorch (Debian's libtorch-dev).
- * Plain JavaScript so that the set-up script, binding.gyp and the loader share it before any
- * TypeScript is compiled. Run directly, it prints what node-gyp needs:
- *   node lib/build/libtorch.js --json | --include | --libdir | --libs | --cflags | --flavour
+ * Plain JavaScript so that the set-up and pack scripts and the loader share it before any
+ * TypeScript is compiled. Run directly, it prints what it found:
+ *   node lib/build/libtorch.js --json | --flavour | --version | --libdir
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
@@ -18,7 +18,8 @@ import { fileURLToPath } from "node:url";
  * @typedef {object} LibTorch
  * @property {LibTorchSource} source  where it was found
  * @property {string} root            the install prefix (LIBTORCH dir, torch package dir, or /usr)
- * @property {string | null} cmakePrefix  CMAKE_PREFIX_PATH entry holding Torch/TorchConfig.cmake (null: CMake's default path finds it)
+ * @property {string | null} cmakePrefix  CMAKE_PREFIX_PATH entry holding Torch/TorchConfig.cmake
+ *                                    (null: CMake's default path finds it)
  * @property {string[]} includeDirs   header directories (the C++ frontend's included)
  * @property {string} libDir          directory holding libtorch.so, libc10.so
  * @property {string[]} libs          libraries to link, without the lib prefix
@@ -57,7 +58,10 @@ export function flavourOf(version, cuda) {
   return `torch${version}-${cuda ? "cu" + cuda.replace(/\./g, "") : "cpu"}`;
 }
 
-/** Reads the ABI flag from TorchConfig.cmake (`TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=1"`). @param {string} configDir @returns {0|1} */
+/**
+ * Reads the ABI flag from TorchConfig.cmake (`TORCH_CXX_FLAGS "-D_GLIBCXX_USE_CXX11_ABI=1"`).
+ * @param {string} configDir @returns {0|1}
+ */
 function abiFrom(configDir) {
   const text = readText(join(configDir, "TorchConfig.cmake"));
   const m = text ? /_GLIBCXX_USE_CXX11_ABI=([01])/.exec(text) : null;
@@ -88,7 +92,8 @@ function checkPrefix(root, source, hint = {}) {
   const include = join(root, "include");
   const libDir = join(root, "lib");
   const configDir = join(root, "share/cmake/Torch");
-  if (!existsSync(join(include, "torch/csrc/api/include/torch/torch.h"))) return `no C++ headers (${join(include, "torch/csrc/api/include/torch/torch.h")} missing)`;
+  if (!existsSync(join(include, "torch/csrc/api/include/torch/torch.h")))
+    return `no C++ headers (${join(include, "torch/csrc/api/include/torch/torch.h")} missing)`;
   if (!existsSync(join(libDir, "libtorch.so"))) return `no ${join(libDir, "libtorch.so")}`;
   if (!existsSync(join(configDir, "TorchConfig.cmake"))) return `no ${join(configDir, "TorchConfig.cmake")}`;
   const buildVersion = readText(join(root, "build-version"))?.trim() ?? null; // LibTorch zips: "2.5.1+cu124"
@@ -135,11 +140,17 @@ function pythonTorchDir(python) {
   const code =
     "import importlib.util as u\ns=u.find_spec('torch')\nprint(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')";
   try {
-    const out = execFileSync(python, ["-c", code], { encoding: "utf8", timeout: 20000, stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const out = execFileSync(python, ["-c", code], {
+      encoding: "utf8",
+      timeout: 20000,
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
     return out ? { dir: out } : `${python} has no torch package`;
   } catch (e) {
     const err = /** @type {NodeJS.ErrnoException} */ (e);
-    return err.code === "ENOENT" ? `no ${python} on PATH` : `${python} failed to answer (${err.message.split("\n")[0]})`;
+    return err.code === "ENOENT"
+      ? `no ${python} on PATH`
+      : `${python} failed to answer (${err.message.split("\n")[0]})`;
   }
 }
 
@@ -154,7 +165,10 @@ function pythonTorchVersion(dir) {
 /** @param {string} pkg @returns {string | null} */
 function debianVersion(pkg) {
   try {
-    const out = execFileSync("dpkg-query", ["-W", "-f=${Version}", pkg], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    const out = execFileSync("dpkg-query", ["-W", "-f=${Version}", pkg], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
     return cleanVersion(out.trim());
   } catch {
     return null;
@@ -165,10 +179,14 @@ function debianVersion(pkg) {
 function checkSystem(prefix) {
   const multiarch = MULTIARCH[/** @type {"x64"|"arm64"} */ (process.arch)] ?? "";
   const include = join(prefix, "include");
-  if (!existsSync(join(include, "torch/csrc/api/include/torch/torch.h"))) return `no ${join(include, "torch/csrc/api/include/torch/torch.h")}`;
+  if (!existsSync(join(include, "torch/csrc/api/include/torch/torch.h")))
+    return `no ${join(include, "torch/csrc/api/include/torch/torch.h")}`;
   const libDir = [join(prefix, "lib", multiarch), join(prefix, "lib")].find((d) => existsSync(join(d, "libtorch.so")));
   if (!libDir) return `no libtorch.so under ${join(prefix, "lib")}`;
-  const configDir = [join(libDir, "cmake/Torch"), join(prefix, "share/cmake/Torch")].find((d) => existsSync(join(d, "TorchConfig.cmake"))) ?? null;
+  const configDir =
+    [join(libDir, "cmake/Torch"), join(prefix, "share/cmake/Torch")].find((d) =>
+      existsSync(join(d, "TorchConfig.cmake")),
+    ) ?? null;
   if (!configDir) return `no TorchConfig.cmake under ${libDir}/cmake or ${prefix}/share/cmake`;
   // Debian's headers say 1.13.0 for the 1.13.1 package: the package manager knows better.
   const version = (prefix === "/usr" ? debianVersion("libtorch-dev") : null) ?? headerVersion(include);
@@ -192,7 +210,9 @@ export function locateLibTorch(opts = {}) {
     const found = checkPrefix(resolve(env.LIBTORCH), "LIBTORCH");
     if (typeof found !== "string") return { torch: found, tried };
     // An explicit choice that does not work is an error, not something to route around.
-    throw new Error(`LIBTORCH=${env.LIBTORCH} is not a LibTorch directory: ${found}. Unset LIBTORCH or point it at an unpacked LibTorch (with include/, lib/ and share/cmake/Torch).`);
+    throw new Error(
+      `LIBTORCH=${env.LIBTORCH} is not a LibTorch directory: ${found}. Unset LIBTORCH or point it at an unpacked LibTorch (with include/, lib/ and share/cmake/Torch).`,
+    );
   }
   tried.push({ source: "LIBTORCH", detail: "LIBTORCH is not set" });
 
@@ -253,17 +273,13 @@ export function listDir(dir) {
   }
 }
 
-// Command-line use, for binding.gyp and shell scripts.
+// Command-line use, for shell scripts.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const torch = requireLibTorch();
   const what = process.argv[2] ?? "--json";
   const out = {
     "--json": () => JSON.stringify(torch, null, 2),
-    "--include": () => torch.includeDirs.join(" "),
     "--libdir": () => torch.libDir,
-    "--libs": () => torch.libs.map((l) => `-l${l}`).join(" "),
-    "--cflags": () => `-D_GLIBCXX_USE_CXX11_ABI=${torch.cxx11Abi}`,
-    "--defines": () => [torch.cuda ? "VILREF_WITH_CUDA" : "VILREF_CPU_ONLY", ...(torch.c10dGloo ? ["USE_C10D_GLOO"] : [])].join(" "),
     "--flavour": () => torch.flavour,
     "--version": () => torch.version,
   }[what];

@@ -10,6 +10,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { atomicWriteFile, bytesOf, hostIsLittleEndian, viewOrCopy } from "../io/bytes.js";
+import { DEFAULT_MAX_JSON_DEPTH, jsonDepthViolation } from "../io/json.js";
 import { CheckpointError } from "./errors.js";
 
 export { CheckpointError } from "./errors.js";
@@ -138,6 +139,8 @@ export function parseSafetensorsHeader(
   } catch {
     return fail("header is not valid UTF-8");
   }
+  const deep = jsonDepthViolation(text);
+  if (deep >= 0) fail(`header is JSON nested deeper than ${DEFAULT_MAX_JSON_DEPTH} levels (at character ${deep})`);
   let header: unknown;
   try {
     header = JSON.parse(text);

@@ -8,8 +8,9 @@
  * their subcommands to it (`getEvalCommand(program)` finds it again) and can reuse the option and
  * loading helpers exported here.
  */
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
+import { Option } from "commander";
 import type { Command } from "commander";
 import { loadDataset, ADAPTERS } from "../eval/adapters/index.js";
 import { isShardSpec } from "../data/shards.js";
@@ -18,6 +19,7 @@ import { splitOf } from "../eval/dataset.js";
 import type { EvalDataset } from "../eval/dataset.js";
 import { formatReport } from "../eval/evaluate.js";
 import { textEncoder, tokenizerFor } from "../eval/features.js";
+import type { EncodeImagesOptions } from "../eval/features.js";
 import { formatEstimate } from "../eval/metrics.js";
 import { linearProbe } from "../eval/probe.js";
 import { writeReport } from "../eval/report.js";
@@ -26,12 +28,33 @@ import { retrieval } from "../eval/retrieval.js";
 import type { RetrievalResult } from "../eval/retrieval.js";
 import { MULTI_LABEL_SCORINGS, zeroShot } from "../eval/zeroshot.js";
 import type { MultiLabelScoring } from "../eval/zeroshot.js";
-import { modelFromSpec } from "../model/encoders.js";
-import type { ViLReF, Device, Dtype } from "../model/vilref.js";
-import { setThreads } from "../native.js";
+import type { ViLReF } from "../model/vilref.js";
+import {
+  UsageError,
+  addModelOptions,
+  batchSizeOption,
+  bootstrapOption,
+  contextLengthOption,
+  examples,
+  float,
+  fovOption,
+  imageSizeOption,
+  int,
+  list,
+  loadModel as loadCliModel,
+  outOption,
+  progressOption,
+  progressSpec,
+  reportOption,
+  seedOption,
+  splitOption,
+  vocabOption,
+} from "./options.js";
+import type { ModelCliOptions } from "./options.js";
+import { parseJsonText } from "../io/json.js";
+import { atomicWriteFileSync } from "../io/atomic.js";
 
-export interface CommonOptions {
-  model: string;
+export interface CommonOptions extends ModelCliOptions {
   data: string;
   adapter?: string;
   labels?: string;
@@ -43,73 +66,56 @@ export interface CommonOptions {
   batchSize: number;
   imageSize?: number;
   fov?: boolean;
-  device?: string;
-  threads?: number;
   out?: string;
   report?: string;
+  /** false under --no-progress. */
+  progress: boolean;
 }
 
-const int = (name: string, min: number) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min)
-    throw new Error(`${name}: expected a whole number ≥ ${min}, got ${JSON.stringify(v)}`);
-  return n;
-};
-const numberList = (name: string) => (v: string) => {
-  const xs = v.split(",").map((s) => Number(s.trim()));
-  if (xs.length === 0 || xs.some((x) => !Number.isFinite(x) || x <= 0))
-    throw new Error(`${name}: expected positive numbers separated by commas, got ${JSON.stringify(v)}`);
-  return xs;
-};
-
-/** The options every eval subcommand shares: model, dataset, bootstrap, outputs. */
+/** The options every eval subcommand shares: model, dataset, bootstrap, outputs, progress. */
 export function addCommonOptions(cmd: Command): Command {
-  return cmd
-    .requiredOption("--model <spec>", "a .safetensors/.pt checkpoint, or preset:<name>[:seed] (random weights)")
+  return addModelOptions(cmd, { required: true })
     .requiredOption(
       "--data <path>",
       "a manifest file, WebDataset shards (index.json, a folder of .tar, 'shards/{000..009}.tar'), or a dataset's root folder (with --adapter)",
     )
-    .option(
-      "--adapter <name>",
-      `how to read --data: ${Object.keys(ADAPTERS).join(", ")} (default: manifest for a file, folder for a folder)`,
+    .addOption(
+      new Option("--adapter <name>", "how to read --data (default: manifest for a file, folder for a folder)").choices(
+        Object.keys(ADAPTERS),
+      ),
     )
     .option("--labels <file>", "label table to use instead of searching the root (odir, messidor, refuge)")
-    .option(
-      "--classes <list>",
-      "class names, comma-separated (taxonomy ids for a manifest's labels; names in target order for a target column)",
+    .addOption(
+      new Option(
+        "--classes <list>",
+        "class names, comma-separated (taxonomy ids for a manifest's labels; names in target order for a target column)",
+      ).conflicts("classesFile"),
     )
     .option("--classes-file <file>", "class names from a file: a JSON list or one name a line")
     .option(
       "--graded",
       "manifest with a target column: the classes are ordered grades (adds linear and quadratic kappa)",
     )
-    .option("--seed <n>", "seed of the bootstrap and of splits an adapter assigns", int("--seed", 0), 0)
-    .option(
-      "--bootstrap <n>",
-      "bootstrap resamples for the confidence intervals (0: none)",
-      int("--bootstrap", 0),
-      1000,
-    )
-    .option("--batch-size <n>", "images per forward pass", int("--batch-size", 1), 64)
-    .option("--image-size <px>", "input size (default: the model's resolution)", int("--image-size", 8))
-    .option("--fov", "crop each image to its circular field of view first")
-    .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
-    .option("--threads <n>", "LibTorch intra-op threads", int("--threads", 1))
-    .option("--out <file>", "write the metrics (with CIs) as JSON here")
-    .option("--report <dir>", "write an HTML report (index.html and PNG figures) into this folder");
+    .addOption(seedOption("seed of the bootstrap and of splits an adapter assigns"))
+    .addOption(bootstrapOption())
+    .addOption(batchSizeOption(64, "images per forward pass"))
+    .addOption(imageSizeOption())
+    .addOption(fovOption())
+    .addOption(outOption("write the metrics (with CIs) as JSON here"))
+    .addOption(reportOption())
+    .addOption(progressOption());
 }
 
 /** Class names from --classes / --classes-file (undefined when neither). */
 export function classList(o: Pick<CommonOptions, "classes" | "classesFile">): string[] | undefined {
   if (o.classes !== undefined && o.classesFile !== undefined)
-    throw new Error("give --classes or --classes-file, not both");
+    throw new UsageError("give --classes or --classes-file, not both");
   if (o.classes !== undefined) {
     const xs = o.classes
       .split(",")
       .map((s) => s.trim())
       .filter((s) => s !== "");
-    if (xs.length === 0) throw new Error("--classes: no class names");
+    if (xs.length === 0) throw new UsageError("--classes: no class names");
     return xs;
   }
   if (o.classesFile === undefined) return undefined;
@@ -120,7 +126,7 @@ export function classList(o: Pick<CommonOptions, "classes" | "classesFile">): st
     throw new Error(`--classes-file ${o.classesFile}: ${(e as Error).message}`);
   }
   if (text.trim().startsWith("[")) {
-    const v = JSON.parse(text) as unknown;
+    const v = parseJsonText(text) as unknown;
     if (!Array.isArray(v) || v.some((x) => typeof x !== "string"))
       throw new Error(`--classes-file ${o.classesFile}: expected a JSON list of strings`);
     return v as string[];
@@ -154,17 +160,15 @@ function isDir(p: string): boolean {
   }
 }
 
-export async function loadModel(
-  o: Pick<CommonOptions, "model" | "device" | "threads">,
-): Promise<{ model: ViLReF; name: string }> {
-  if (o.threads !== undefined) setThreads(o.threads);
-  return modelFromSpec(o.model, { device: (o.device ?? "cpu") as Device, dtype: "float32" as Dtype });
-}
+/** The model of --model/--config/--device/--threads (see lib/cli/options.ts). */
+export const loadModel = (o: ModelCliOptions): Promise<{ model: ViLReF; name: string }> => loadCliModel(o);
 
-export function imageOptions(o: CommonOptions) {
+/** The image-encoding options of the common options (batch size, transform, progress). */
+export function imageOptions(o: CommonOptions, label = "encoding images"): EncodeImagesOptions {
   return {
     batchSize: o.batchSize,
     transform: { ...(o.imageSize ? { size: o.imageSize } : {}), ...(o.fov ? { fov: true } : {}) },
+    progress: progressSpec(o, { label }),
   };
 }
 
@@ -179,7 +183,7 @@ export async function writeOutputs(
 ): Promise<void> {
   if (o.out) {
     mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-    writeFileSync(o.out, JSON.stringify({ ...context, ...result }, finiteOrNull, 2) + "\n");
+    atomicWriteFileSync(o.out, JSON.stringify({ ...context, ...result }, finiteOrNull, 2) + "\n");
     console.log(`metrics: ${o.out}`);
   }
   if (o.report) {
@@ -199,61 +203,67 @@ function printRetrieval(r: RetrievalResult): void {
   for (const n of r.notes) console.log(`  note: ${n}`);
 }
 
-function parseScoring(v: string): MultiLabelScoring {
-  if (!(MULTI_LABEL_SCORINGS as readonly string[]).includes(v))
-    throw new TypeError(`--scoring: expected ${MULTI_LABEL_SCORINGS.join(" or ")}, got ${JSON.stringify(v)}`);
-  return v as MultiLabelScoring;
-}
+const VOCAB_HELP = "the model's vocab.txt (default: found beside the checkpoint)";
+const CONTEXT_HELP = "token context length (default: min(52, the model's positions))";
 
-/** Creates `vilref eval` with zeroshot, probe and retrieval; returns the `eval` command. */
-export function register(program: Command): Command {
-  const ev = program
-    .command("eval")
-    .description(
-      "downstream evaluation: zero-shot classification, linear probe, retrieval (metrics JSON with bootstrap CIs, HTML report)",
-    );
-
-  addCommonOptions(
+function registerZeroShot(ev: Command): void {
+  const cmd = addCommonOptions(
     ev
       .command("zeroshot")
       .description("zero-shot classification with Chinese prompt ensembles (lib/eval/prompts/zh-fundus.json)"),
   )
-    .option("--split <name>", "the split to evaluate (default: test; 'all' for every sample)", "test")
+    .addOption(splitOption("the split to evaluate ('all' for every sample)", "test"))
     .option("--prompts <file>", "prompts file (templates, names and expert descriptions per class)")
-    .option(
-      "--scoring <mode>",
-      "multi-label scoring: relative (positive prompts centred over the classes; default) or contrast (positive minus negative prompts)",
-      "relative",
+    .addOption(
+      new Option(
+        "--scoring <mode>",
+        "multi-label scoring: relative (positive prompts centred over the classes) or contrast (positive minus negative prompts)",
+      )
+        .choices(MULTI_LABEL_SCORINGS)
+        .default("relative"),
     )
-    .option("--vocab <file>", "the model's vocab.txt (default: found beside the checkpoint)")
-    .option(
-      "--context-length <n>",
-      "token context length (default: min(52, the model's positions))",
-      int("--context-length", 2),
-    )
-    .action(
-      async (
-        o: CommonOptions & { split: string; prompts?: string; scoring: string; vocab?: string; contextLength?: number },
-      ) => {
-        const { ds, classes } = loadEvalData(o);
-        const samples = o.split === "all" ? ds.samples : splitOf(ds, o.split);
-        const { model, name } = await loadModel(o);
-        const { tokenizer, file } = tokenizerFor(o.model, model.vocabSha256, o.vocab);
-        const L = o.contextLength ?? Math.min(52, model.config.text_max_position_embeddings);
-        const r = await zeroShot(model, textEncoder(model, tokenizer, L), ds, samples, {
-          resamples: o.bootstrap,
-          seed: o.seed,
-          images: imageOptions(o),
-          ...(o.prompts ? { prompts: o.prompts } : {}),
-          ...(classes ? { classes } : {}),
-          scoring: parseScoring(o.scoring),
-        });
-        console.log(formatReport(r, `zero-shot on ${ds.name} ${o.split}`));
-        await writeOutputs(o, r, { model: name, vocab: file, dataset: ds.name, root: ds.root, split: o.split });
+    .addOption(vocabOption({ description: VOCAB_HELP }))
+    .addOption(contextLengthOption(undefined, CONTEXT_HELP));
+  examples(cmd, [
+    [
+      "vilref eval zeroshot --model run/final/model.safetensors --data heldout/manifest.jsonl --out zs.json",
+      "multi-label zero-shot AUC with 95% CIs on a manifest's test split",
+    ],
+    [
+      "vilref eval zeroshot --model ckpt.pt --config vit-b-16.json --data RFMiD --adapter rfmid --report zs/",
+      "a released checkpoint on RFMiD's own layout, with an HTML report",
+    ],
+  ]).action(
+    async (
+      o: CommonOptions & {
+        split: string;
+        prompts?: string;
+        scoring: MultiLabelScoring;
+        vocab?: string;
+        contextLength?: number;
       },
-    );
+    ) => {
+      const { ds, classes } = loadEvalData(o);
+      const samples = o.split === "all" ? ds.samples : splitOf(ds, o.split);
+      const { model, name } = await loadModel(o);
+      const { tokenizer, file } = tokenizerFor(o.model, model.vocabSha256, o.vocab);
+      const L = o.contextLength ?? Math.min(52, model.config.text_max_position_embeddings);
+      const r = await zeroShot(model, textEncoder(model, tokenizer, L), ds, samples, {
+        resamples: o.bootstrap,
+        seed: o.seed,
+        images: imageOptions(o, "zeroshot: encoding images"),
+        ...(o.prompts ? { prompts: o.prompts } : {}),
+        ...(classes ? { classes } : {}),
+        scoring: o.scoring,
+      });
+      console.log(formatReport(r, `zero-shot on ${ds.name} ${o.split}`));
+      await writeOutputs(o, r, { model: name, vocab: file, dataset: ds.name, root: ds.root, split: o.split });
+    },
+  );
+}
 
-  addCommonOptions(
+function registerProbe(ev: Command): void {
+  const cmd = addCommonOptions(
     ev
       .command("probe")
       .description(
@@ -266,76 +276,104 @@ export function register(program: Command): Command {
     .option(
       "--c-grid <list>",
       "inverse regularisation strengths to try, comma-separated (default 1e-4 … 100, half-decades)",
-      numberList("--c-grid"),
+      list(float({ above: 0 })),
     )
-    .option("--multiclass <kind>", "single-label tasks: multinomial or ovr", "multinomial")
-    .option("--refit <which>", "fit the final model on train or train+val", "train+val")
-    .action(
-      async (
-        o: CommonOptions & {
-          trainSplit: string;
-          valSplit: string;
-          testSplit: string;
-          cGrid?: number[];
-          multiclass: string;
-          refit: string;
-        },
-      ) => {
-        if (o.multiclass !== "multinomial" && o.multiclass !== "ovr")
-          throw new Error(`--multiclass: expected multinomial or ovr, got ${o.multiclass}`);
-        if (o.refit !== "train" && o.refit !== "train+val")
-          throw new Error(`--refit: expected train or train+val, got ${o.refit}`);
-        const { ds, classes } = loadEvalData(o);
-        if (classes)
-          throw new Error(
-            "--classes: the probe uses every class of an adapter's dataset; select classes with a manifest",
-          );
-        const { model, name } = await loadModel(o);
-        const r = await linearProbe(model, ds, {
-          resamples: o.bootstrap,
-          seed: o.seed,
-          images: imageOptions(o),
-          splits: { train: o.trainSplit, val: o.valSplit, test: o.testSplit },
-          multiclass: o.multiclass,
-          refit: o.refit,
-          ...(o.cGrid ? { cGrid: o.cGrid } : {}),
-        });
-        console.log(
-          formatReport(
-            r,
-            `linear probe on ${ds.name} (train ${r.splits.train}, val ${r.splits.val}, test ${r.splits.test}; ${r.featureDim}-d features; C = ${r.C})`,
-          ),
-        );
-        await writeOutputs(o, r, { model: name, dataset: ds.name, root: ds.root, split: o.testSplit });
-      },
+    .addOption(
+      new Option("--multiclass <kind>", "single-label tasks: multinomial or one-vs-rest")
+        .choices(["multinomial", "ovr"])
+        .default("multinomial"),
+    )
+    .addOption(
+      new Option("--refit <which>", "fit the final model on train or train+val")
+        .choices(["train", "train+val"])
+        .default("train+val"),
     );
-
-  addCommonOptions(
-    ev.command("retrieval").description("image→text and text→image recall@k on paired images and reports"),
-  )
-    .option("--split <name>", "the split to evaluate ('all' for every sample)", "all")
-    .option("--ks <list>", "k values", (v) => v.split(",").map(int("--ks", 1)), [1, 5, 10])
-    .option("--vocab <file>", "the model's vocab.txt (default: found beside the checkpoint)")
-    .option(
-      "--context-length <n>",
-      "token context length (default: min(52, the model's positions))",
-      int("--context-length", 2),
-    )
-    .action(async (o: CommonOptions & { split: string; ks: number[]; vocab?: string; contextLength?: number }) => {
-      const { ds } = loadEvalData(o);
-      const samples = o.split === "all" ? ds.samples : splitOf(ds, o.split);
+  examples(cmd, [
+    [
+      "vilref eval probe --model model.safetensors --data ODIR --adapter odir --out probe.json",
+      "linear probe on ODIR with the C grid chosen on its validation split",
+    ],
+    [
+      "vilref eval probe --model model.safetensors --data m.csv --c-grid 0.01,0.1,1 --refit train",
+      "a smaller C grid, final fit on the training split only",
+    ],
+  ]).action(
+    async (
+      o: CommonOptions & {
+        trainSplit: string;
+        valSplit: string;
+        testSplit: string;
+        cGrid?: number[];
+        multiclass: "multinomial" | "ovr";
+        refit: "train" | "train+val";
+      },
+    ) => {
+      const { ds, classes } = loadEvalData(o);
+      if (classes)
+        throw new UsageError(
+          "--classes: the probe uses every class of an adapter's dataset; select classes with a manifest",
+        );
       const { model, name } = await loadModel(o);
-      const { tokenizer, file } = tokenizerFor(o.model, model.vocabSha256, o.vocab);
-      const L = o.contextLength ?? Math.min(52, model.config.text_max_position_embeddings);
-      const r = await retrieval(model, textEncoder(model, tokenizer, L), samples, {
+      const r = await linearProbe(model, ds, {
         resamples: o.bootstrap,
         seed: o.seed,
-        ks: o.ks,
-        images: imageOptions(o),
+        images: imageOptions(o, "probe: encoding images"),
+        splits: { train: o.trainSplit, val: o.valSplit, test: o.testSplit },
+        multiclass: o.multiclass,
+        refit: o.refit,
+        ...(o.cGrid ? { cGrid: o.cGrid } : {}),
       });
-      printRetrieval(r);
-      await writeOutputs(o, r, { model: name, vocab: file, dataset: ds.name, root: ds.root, split: o.split });
+      console.log(
+        formatReport(
+          r,
+          `linear probe on ${ds.name} (train ${r.splits.train}, val ${r.splits.val}, test ${r.splits.test}; ${r.featureDim}-d features; C = ${r.C})`,
+        ),
+      );
+      await writeOutputs(o, r, { model: name, dataset: ds.name, root: ds.root, split: o.testSplit });
+    },
+  );
+}
+
+function registerRetrieval(ev: Command): void {
+  const cmd = addCommonOptions(
+    ev.command("retrieval").description("image→text and text→image recall@k on paired images and reports"),
+  )
+    .addOption(splitOption("the split to evaluate ('all' for every sample)", "all"))
+    .option("--ks <list>", "k values, comma-separated", list(int({ min: 1 })), [1, 5, 10])
+    .addOption(vocabOption({ description: VOCAB_HELP }))
+    .addOption(contextLengthOption(undefined, CONTEXT_HELP));
+  examples(cmd, [
+    [
+      "vilref eval retrieval --model run/final/model.safetensors --data pairs.jsonl --ks 1,5,10 --out ret.json",
+      "recall@1/5/10 both ways with bootstrap CIs over the queries",
+    ],
+  ]).action(async (o: CommonOptions & { split: string; ks: number[]; vocab?: string; contextLength?: number }) => {
+    const { ds } = loadEvalData(o);
+    const samples = o.split === "all" ? ds.samples : splitOf(ds, o.split);
+    const { model, name } = await loadModel(o);
+    const { tokenizer, file } = tokenizerFor(o.model, model.vocabSha256, o.vocab);
+    const L = o.contextLength ?? Math.min(52, model.config.text_max_position_embeddings);
+    const r = await retrieval(model, textEncoder(model, tokenizer, L), samples, {
+      resamples: o.bootstrap,
+      seed: o.seed,
+      ks: o.ks,
+      images: imageOptions(o, "retrieval: encoding images"),
     });
+    printRetrieval(r);
+    await writeOutputs(o, r, { model: name, vocab: file, dataset: ds.name, root: ds.root, split: o.split });
+  });
+}
+
+/** Creates `vilref eval` with zeroshot, probe and retrieval; returns the `eval` command. */
+export function register(program: Command): Command {
+  const ev = program
+    .command("eval")
+    .description(
+      "downstream evaluation: zero-shot classification, linear probe, retrieval, segmentation, fine-tuning (metrics JSON with bootstrap CIs, HTML report)",
+    );
+  registerZeroShot(ev);
+  registerProbe(ev);
+  registerRetrieval(ev);
   return ev;
 }
 

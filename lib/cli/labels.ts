@@ -2,21 +2,27 @@
  * `vilref labels`: expert-knowledge labels for a file of reports; `vilref labels eval`: scores
  * against gold labels (per-label precision/recall/F1, micro and macro).
  */
-import { writeFileSync } from "node:fs";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Option } from "commander";
+import type { Command } from "commander";
 import {
   LABEL_IDS,
   Labeler,
   UNCERTAINTY_POLICIES,
+  errorGroups,
   evaluate,
+  formatErrors,
   formatEval,
   isLabelId,
   loadRules,
   readReports,
+  type ErrorInput,
   type EvalPair,
   type LabelMap,
   type UncertaintyPolicy,
 } from "../labels/index.js";
+import { UsageError, examplesText, idFieldOption, textFieldOption, unit } from "./options.js";
+import { parseJsonText } from "../io/json.js";
+import { atomicWriteFileSync } from "../io/atomic.js";
 
 interface CommonOpts {
   rules?: string;
@@ -76,7 +82,7 @@ function goldMap(v: unknown): LabelMap {
   } else if (typeof v === "string" && v.trim() !== "") {
     // CSV: JSON object, or "dr;erm:0.5" lists.
     try {
-      return goldMap(JSON.parse(v));
+      return goldMap(parseJsonText(v));
     } catch {
       for (const part of v.split(/[;|]/)) {
         const [k, x] = part.split(":").map((s) => s.trim());
@@ -87,23 +93,51 @@ function goldMap(v: unknown): LabelMap {
   return m;
 }
 
+const LABELS_EXAMPLES = examplesText([
+  ["vilref labels --in reports.csv --out labeled.jsonl", "labels per report, and the count table"],
+  ["vilref labels eval --gold gold.jsonl --min-micro 0.9", "scores against gold labels; exit 1 below the bar"],
+]);
+
+/** A gold file labels every report ({} when it has no finding): scores against nothing would print zeros. */
+function checkGold(
+  file: string,
+  labelsField: string,
+  recs: ReadonlyArray<{ line: number; record: Record<string, unknown> }>,
+): void {
+  const field = JSON.stringify(labelsField);
+  const unlabeled = recs.filter((r) => r.record[labelsField] === undefined);
+  if (recs.length === 0) throw new Error(`--gold ${file}: no reports`);
+  if (unlabeled.length === recs.length)
+    throw new Error(
+      `--gold ${file}: none of its ${recs.length} reports has gold labels in the field ${field} (another field: --labels-field)`,
+    );
+  if (unlabeled.length > 0)
+    throw new Error(
+      `--gold ${file}:${unlabeled[0]!.line}: no gold labels in the field ${field}${unlabeled.length > 1 ? ` (nor in ${unlabeled.length - 1} more reports)` : ""}; a gold file labels every report ({} for no findings)`,
+    );
+}
+
 export function register(program: Command): void {
   const labels = program
     .command("labels")
     .description("extract expert-knowledge labels from fundus reports (JSONL, CSV or TXT)")
+    // labels and labels eval share option names: options after `eval` are eval's
+    .enablePositionalOptions()
     // Not requiredOption: commander would then demand it of `labels eval` too.
     .option(
       "--in <file>",
-      "reports: .jsonl (objects with a text field, or strings), .csv with a header, or .txt one per line (required)",
+      "reports: .jsonl (objects with a text field, or strings), .csv/.tsv with a header, or .txt one per line (required)",
     )
     .option("--out <file>", "labeled JSONL (default: standard output, with the table on standard error)")
     .option("--explain", "add the evidence (matched spans, status, cue, eye) to each output line")
     .option("--rules <file>", "rules JSON (default: the packaged zh-fundus.json)")
     .addOption(policyOption())
-    .option("--text-field <name>", "field or column holding the report", "text")
-    .option("--id-field <name>", "field or column holding the id", "id")
+    .addOption(textFieldOption("field or column holding the report"))
+    .addOption(idFieldOption())
+    .addHelpText("after", LABELS_EXAMPLES)
     .action((opts: CommonOpts & { in?: string; out?: string; explain?: boolean }) => {
-      if (!opts.in) throw new Error("labels: --in <file> is required (or use `vilref labels eval --gold <file>`)");
+      if (!opts.in)
+        throw new UsageError("required option '--in <file>' not specified (or use `vilref labels eval --gold <file>`)");
       const lab = labelerFor(opts);
       const recs = readReports(opts.in, { textField: opts.textField, idField: opts.idField });
       const results = [];
@@ -123,7 +157,7 @@ export function register(program: Command): void {
       }
       const table = formatCounts(results);
       if (opts.out) {
-        writeFileSync(opts.out, lines.join("\n") + (lines.length ? "\n" : ""));
+        atomicWriteFileSync(opts.out, lines.join("\n") + (lines.length ? "\n" : ""));
         out(table);
         out(`wrote ${opts.out}`);
       } else {
@@ -141,13 +175,13 @@ export function register(program: Command): void {
     )
     .option("--rules <file>", "rules JSON (default: the packaged zh-fundus.json)")
     .addOption(policyOption())
-    .option("--text-field <name>", "field or column holding the report", "text")
-    .option("--id-field <name>", "field or column holding the id", "id")
+    .addOption(textFieldOption("field or column holding the report"))
+    .addOption(idFieldOption())
     .option("--labels-field <name>", "field or column holding the gold labels", "labels")
-    .option("--errors", "list the reports where prediction and gold differ")
+    .option("--errors", "group the disagreements by label and by the nearest cue or term, then list them per report")
     .option("--json", "print the scores as JSON")
-    .option("--min-micro <f1>", "exit with status 1 when micro-F1 is below this", parseUnit)
-    .option("--min-macro <f1>", "exit with status 1 when macro-F1 is below this", parseUnit)
+    .option("--min-micro <f1>", "exit with status 1 when micro-F1 is below this", unit())
+    .option("--min-macro <f1>", "exit with status 1 when macro-F1 is below this", unit())
     .action(
       (
         opts: CommonOpts & {
@@ -161,23 +195,31 @@ export function register(program: Command): void {
       ) => {
         const lab = labelerFor(opts);
         const recs = readReports(opts.gold, { textField: opts.textField, idField: opts.idField });
-        const pairs: (EvalPair & { id: string })[] = recs.map((r) => {
-          const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: false });
+        checkGold(opts.gold, opts.labelsField, recs);
+        const pairs: (EvalPair & { id: string; input: ErrorInput })[] = recs.map((r) => {
+          const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: !!opts.errors });
+          const id = r.id ?? String(r.line);
+          const gold = goldMap(r.record[opts.labelsField]);
           const ge = r.record.eye;
           const goldEye =
             ge === "left" || ge === "right" || ge === "both" ? ge : ge === null || ge === "" ? null : undefined;
-          return {
-            id: r.id ?? String(r.line),
-            gold: goldMap(r.record[opts.labelsField]),
-            pred: res.labels,
-            goldEye,
-            predEye: res.eye,
-          };
+          const input = { id, text: typeof r.text === "string" ? r.text : "", gold, result: res };
+          return { id, gold, pred: res.labels, goldEye, predEye: res.eye, input };
         });
         const rep = evaluate(pairs);
         if (opts.json) out(JSON.stringify(rep, null, 2));
         else out(formatEval(rep));
         if (opts.errors) {
+          out("\nerrors by label and by the nearest cue or term:\n");
+          out(
+            formatErrors(
+              errorGroups(
+                pairs.map((p) => p.input),
+                lab,
+              ),
+            ),
+          );
+          out("\nper report:");
           for (const p of pairs) {
             const keys = new Set([...Object.keys(p.gold), ...Object.keys(p.pred)]) as Set<keyof LabelMap>;
             const diff = [...keys]
@@ -197,10 +239,4 @@ export function register(program: Command): void {
         }
       },
     );
-}
-
-function parseUnit(v: string): number {
-  const x = Number(v);
-  if (!Number.isFinite(x) || x < 0 || x > 1) throw new InvalidArgumentError("expected a number between 0 and 1");
-  return x;
 }

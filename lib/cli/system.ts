@@ -1,9 +1,12 @@
 /** `vilref doctor` and `vilref demo`. */
+import { Option } from "commander";
 import type { Command } from "commander";
 import { doctor, formatDoctor } from "../doctor.js";
 import { Head, referenceForward } from "../head.js";
 import { mulberry32 } from "../data/rng.js";
-import { getThreads } from "../native.js";
+import type { Device } from "../model/vilref.js";
+import { getThreads, setThreads } from "../native.js";
+import { deviceOption, examples, int, lossOption, progressOption, stepsOption } from "./options.js";
 import { runPretrainDemo } from "./train.js";
 
 export async function runDemo(
@@ -48,27 +51,41 @@ export function register(program: Command): void {
       console.log(opts.json ? JSON.stringify(report, null, 2) : formatDoctor(report));
       if ("error" in report.addon) process.exitCode = 1;
     });
-  program
+  const demo = program
     .command("demo")
     .description(
       "pre-train a small ViLReF on synthetic fundus data on the CPU (WSCL + queue), then zero-shot on a held-out set: AUC table and curves PNG",
     )
-    .option("--loss <loss>", "wscl (default) or clip, for the comparison")
+    .addOption(lossOption("wscl (default) or clip, for the comparison"))
     .option("--dir <dir>", "folder of the demo's data and runs", "vilref-demo")
-    .option("--steps <n>", "training steps (default: the demo's, about 8 minutes on 2 cores)")
+    .addOption(stepsOption("training steps (default: the demo's, about 8 minutes on 2 cores)"))
     .option("--smoke", "only doctor and a forward pass checked against JavaScript (seconds)")
-    .action(async (opts: { loss?: string; dir: string; steps?: string; smoke?: boolean }) => {
-      if (opts.smoke) {
+    .addOption(deviceOption())
+    .addOption(new Option("--threads <n>", "LibTorch intra-op CPU threads (default: 2)").argParser(int({ min: 1 })))
+    .addOption(progressOption());
+  examples(demo, [
+    ["vilref demo", "about 8 minutes on 2 cores: synthetic data, WSCL pre-training, the zero-shot AUC table"],
+    ["vilref demo --loss clip --steps 300", "a shorter run with plain CLIP, to compare"],
+    ["vilref demo --smoke", "seconds: the set-up and one forward pass"],
+  ]).action(
+    async (o: {
+      loss?: "wscl" | "clip";
+      dir: string;
+      steps?: number;
+      smoke?: boolean;
+      device: Device;
+      threads?: number;
+      progress: boolean;
+    }) => {
+      if (o.smoke) {
+        if (o.threads !== undefined) setThreads(o.threads);
         await runDemo();
         return;
       }
       const report = doctor();
       if ("error" in report.addon) throw new Error(`the demo needs the native addon: ${report.addon.error}`);
       console.log(formatDoctor(report) + "\n");
-      await runPretrainDemo({
-        dir: opts.dir,
-        ...(opts.loss !== undefined ? { loss: opts.loss } : {}),
-        ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
-      });
-    });
+      await runPretrainDemo(o);
+    },
+  );
 }

@@ -1,19 +1,34 @@
 /**
- * `vilref pretrain CONFIG [--resume] [--nproc N] [--timeout S]` and `vilref pretrain --demo`.
+ * `vilref pretrain CONFIG [--resume | --overwrite] [--nproc N] [--timeout S]` and `vilref pretrain --demo`.
  * With --nproc N it starts N workers on this machine and supervises them; a process started with
  * the torchrun environment contract (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) joins
  * that run as one worker.
  */
 import path from "node:path";
+import { Option } from "commander";
 import type { Command } from "commander";
 import { backendFor, initProcessGroup, isDistWorker, readDistEnv } from "../train/dist.js";
 import type { ProcessGroup } from "../train/dist.js";
 import { launch } from "../train/launch.js";
-import { formatDuration } from "../embed/progress.js";
-import { loadConfig } from "../train/config.js";
+import type { Device } from "../model/vilref.js";
+import { formatDuration, progress } from "../progress.js";
+import type { Progress } from "../progress.js";
+import { loadConfig, parseConfig } from "../train/config.js";
+import type { PretrainConfig } from "../train/config.js";
 import { prepareDemo } from "../train/demo.js";
 import { pretrain } from "../train/pretrain.js";
 import type { EvalMetrics, PretrainResult, ProgressEvent } from "../train/pretrain.js";
+import {
+  UsageError,
+  device,
+  examples,
+  float,
+  int,
+  lossOption,
+  progressOption,
+  progressSpec,
+  threadsOption,
+} from "./options.js";
 
 function printEval(e: EvalMetrics, out: NodeJS.WritableStream = process.stdout): void {
   const rows = Object.entries(e.auc).map(([id, auc]) => {
@@ -30,53 +45,67 @@ function printEval(e: EvalMetrics, out: NodeJS.WritableStream = process.stdout):
   out.write(`retrieval image→text: ${r(e.imageToText)}; text→image: ${r(e.textToImage)}\n`);
 }
 
-function reporter(): (e: ProgressEvent) => void {
-  const err = process.stderr;
+/** Renders pre-training's events: one progress bar over the steps, eval tables and checkpoints between. */
+function reporter(o: { progress?: boolean }): (e: ProgressEvent) => void {
+  let bar: Progress = progress(false);
+  let last = 0;
   return (e) => {
-    if (e.kind === "start")
-      err.write(
+    if (e.kind === "start") {
+      process.stderr.write(
         `pretrain: ${e.trainSamples} training pairs, ${e.heldOutSamples} held out, ${e.totalSteps} steps${e.resumedFrom ? `, resuming from ${e.resumedFrom} (step ${e.step})` : ""}\n`,
       );
-    else if (e.kind === "step") {
-      const pct = Math.floor((30 * e.step) / e.totalSteps);
-      const line = `[${"#".repeat(pct)}${".".repeat(30 - pct)}] ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${e.imagesPerSecond.toFixed(0)} img/s ETA ${formatDuration(e.etaSeconds)}`;
-      if (err.isTTY) err.write(`\r${line}`);
-      else if (e.step % 10 === 0 || e.step === e.totalSteps || e.skipped) err.write(line + "\n");
+      bar = progress(progressSpec(o, { label: "pretrain", unit: "step", total: e.totalSteps, already: e.step }));
+      last = e.step;
+    } else if (e.kind === "step") {
+      bar.status(`loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${e.imagesPerSecond.toFixed(0)} img/s`);
+      bar.tick(e.step - last);
+      last = e.step;
+      if (e.skipped) bar.log(`pretrain: step ${e.step} skipped (non-finite loss)`);
     } else if (e.kind === "eval") {
-      if (process.stderr.isTTY) err.write("\n");
+      bar.clear();
       printEval(e);
-    } else if (e.kind === "checkpoint") err.write(`${err.isTTY ? "\n" : ""}checkpoint ${e.path}\n`);
-    else if (e.kind === "done") err.write(`done: step ${e.step} in ${formatDuration(e.seconds)}\n`);
+    } else if (e.kind === "checkpoint") bar.log(`checkpoint ${e.path}`);
+    else if (e.kind === "notice") bar.log(`pretrain: ${e.message}`);
+    else if (e.kind === "done") {
+      bar.done();
+      process.stderr.write(`done: step ${e.step} in ${formatDuration(e.seconds)}\n`);
+    }
   };
 }
 
 export interface DemoCommandOptions {
   dir: string;
-  loss?: string;
-  steps?: string;
+  loss?: "wscl" | "clip";
+  steps?: number;
+  device?: Device;
+  threads?: number;
+  /** false: no progress bars (--no-progress). */
+  progress?: boolean;
 }
 
 /** The pre-training demo: synthetic data, WSCL (or CLIP) pre-training on the CPU, the zero-shot table and the curves PNG. */
 export async function runPretrainDemo(opts: DemoCommandOptions): Promise<PretrainResult> {
-  if (opts.loss !== undefined && opts.loss !== "wscl" && opts.loss !== "clip")
-    throw new Error(`--loss: expected wscl or clip, got ${opts.loss}`);
-  const steps = opts.steps === undefined ? undefined : Number(opts.steps);
-  if (steps !== undefined && !(Number.isInteger(steps) && steps >= 1))
-    throw new Error(`--steps: expected a positive integer, got ${opts.steps}`);
   process.stderr.write(`demo: synthetic fundus data in ${path.resolve(opts.dir)}\n`);
-  let lastData = -1;
+  let data: Progress | undefined;
   const config = await prepareDemo({
     dir: opts.dir,
-    ...(opts.loss ? { loss: opts.loss as "wscl" | "clip" } : {}),
-    ...(steps !== undefined ? { steps } : {}),
+    ...(opts.loss ? { loss: opts.loss } : {}),
+    ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
     onData: (done, n) => {
-      const pct = Math.floor((100 * done) / n);
-      if (pct !== lastData && (pct % 25 === 0 || done === n))
-        process.stderr.write(`  synthetic images: ${done}/${n}\n`);
-      lastData = pct;
+      data ??= progress(progressSpec(opts, { label: "demo: synthetic images", unit: "img", total: n }));
+      data.tick(done - data.count);
+      if (done === n) data.done();
     },
   });
-  const r = await pretrain(config, { onProgress: reporter() });
+  const r = await pretrain(
+    {
+      ...config,
+      ...(opts.device !== undefined ? { device: opts.device } : {}),
+      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+    },
+    // the demo's folder holds the demo's own run: a new demo replaces it
+    { onProgress: reporter(opts), overwrite: true },
+  );
   const e = r.lastEval;
   if (e) {
     const above = Object.values(e.auc).filter((a) => a > 0.5).length;
@@ -90,86 +119,123 @@ export async function runPretrainDemo(opts: DemoCommandOptions): Promise<Pretrai
   return r;
 }
 
+interface PretrainCliOptions {
+  resume?: boolean;
+  overwrite?: boolean;
+  demo?: boolean;
+  demoDir: string;
+  loss?: "wscl" | "clip";
+  nproc?: number;
+  timeout?: number;
+  device?: Device;
+  threads?: number;
+  progress: boolean;
+}
+
+/** The config file with --device and --threads applied (validated again). */
+function configWithOverrides(file: string, o: PretrainCliOptions): PretrainConfig {
+  const config = loadConfig(file);
+  if (o.device === undefined && o.threads === undefined) return config;
+  return parseConfig(
+    {
+      ...config,
+      ...(o.device !== undefined ? { device: o.device } : {}),
+      ...(o.threads !== undefined ? { threads: o.threads } : {}),
+    },
+    { source: file },
+  );
+}
+
+/** --nproc N: starts N workers running this command (without --nproc) and supervises them. */
+async function launchWorkers(file: string | undefined, o: PretrainCliOptions, n: number): Promise<void> {
+  if (o.demo) throw new UsageError("--nproc: not with --demo; give a config file");
+  if (!file) throw new UsageError("give a config file");
+  configWithOverrides(file, o); // fail here, once, rather than in every worker
+  const argv = [
+    ...process.execArgv,
+    process.argv[1]!,
+    "pretrain",
+    file,
+    ...(o.resume ? ["--resume"] : []),
+    ...(o.overwrite ? ["--overwrite"] : []),
+    ...(o.timeout !== undefined ? ["--timeout", String(o.timeout)] : []),
+    ...(o.device !== undefined ? ["--device", o.device] : []),
+    ...(o.threads !== undefined ? ["--threads", String(o.threads)] : []),
+    ...(o.progress ? [] : ["--no-progress"]),
+  ];
+  process.stderr.write(`pretrain: starting ${n} worker processes\n`);
+  const r = await launch({ nproc: n, command: [process.execPath, ...argv] });
+  if (r.code !== 0)
+    throw new Error(`pretrain --nproc ${n}: ${r.message ?? "a worker failed"}; the other workers were stopped`);
+}
+
+async function runPretrain(file: string | undefined, o: PretrainCliOptions): Promise<void> {
+  if (o.nproc !== undefined && !isDistWorker()) return launchWorkers(file, o, o.nproc);
+  if (o.demo && !isDistWorker()) {
+    await runPretrainDemo({ dir: o.demoDir, ...o });
+    return;
+  }
+  let processGroup: ProcessGroup | undefined;
+  let config: PretrainConfig;
+  if (isDistWorker()) {
+    if (o.demo || !file) throw new UsageError("a distributed worker needs a config file (not --demo)");
+    const env = readDistEnv();
+    config = configWithOverrides(file, o);
+    if (config.device === "cuda") config.device = `cuda:${env.localRank}`;
+    const backend = config.dist.backend === "auto" ? backendFor(config.device) : config.dist.backend;
+    processGroup = await initProcessGroup({
+      ...env,
+      backend,
+      timeoutMs: 1000 * (o.timeout ?? config.dist.timeoutSeconds),
+    });
+  } else {
+    if (!file) throw new UsageError("give a config file (or --demo)");
+    config = configWithOverrides(file, o);
+  }
+  const lead = (processGroup?.rank ?? 0) === 0;
+  const r = await pretrain(config, {
+    ...(lead ? { onProgress: reporter(o) } : {}),
+    ...(o.resume ? { resume: true } : {}),
+    ...(o.overwrite ? { overwrite: true } : {}),
+    ...(processGroup ? { processGroup } : {}),
+  });
+  if (lead)
+    console.log(
+      `model: ${r.output}/final/model.safetensors; curves: ${r.output}/curves.png; metrics: ${r.output}/metrics.jsonl; ${formatDuration(r.seconds)}`,
+    );
+}
+
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("pretrain")
     .description(
       "pre-train ViLReF (WSCL, momentum queues) from one JSON experiment config; --demo runs the synthetic demo",
     )
     .argument("[config]", "experiment config JSON (see lib/train/config.ts)")
     .option("--resume", "continue from the latest checkpoint in the config's output folder")
+    .option("--overwrite", "replace the run the config's output folder holds (otherwise such a folder is refused)")
     .option("--demo", "make a synthetic set (1,500 + 300 held-out pairs) and pre-train a small model on it")
     .option("--demo-dir <dir>", "folder of the demo's data and run", "vilref-demo")
-    .option("--loss <loss>", "demo only: wscl (default) or clip")
+    .addOption(lossOption("demo only: wscl (default) or clip"))
     .option(
       "--nproc <n>",
       "start N worker processes on this machine (Gloo on the CPU, NCCL on CUDA) and supervise them",
+      int({ min: 1 }),
     )
     .option(
       "--timeout <seconds>",
       "multi-process: how long a collective waits for the other ranks (default: the config's dist.timeoutSeconds, 300)",
+      float({ above: 0 }),
     )
-    .action(
-      async (
-        file: string | undefined,
-        opts: { resume?: boolean; demo?: boolean; demoDir: string; loss?: string; nproc?: string; timeout?: string },
-      ) => {
-        const timeout = opts.timeout === undefined ? undefined : Number(opts.timeout);
-        if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0))
-          throw new Error(`--timeout: expected a positive number of seconds, got ${opts.timeout}`);
-        if (opts.nproc !== undefined && !isDistWorker()) {
-          const n = Number(opts.nproc);
-          if (!Number.isInteger(n) || n < 1) throw new Error(`--nproc: expected a positive integer, got ${opts.nproc}`);
-          if (opts.demo) throw new Error("--nproc: not with --demo; give a config file");
-          if (!file) throw new Error("pretrain: give a config file");
-          loadConfig(file); // fail here, once, rather than in every worker
-          const self = process.argv[1]!;
-          const argv = [
-            ...process.execArgv,
-            self,
-            "pretrain",
-            file,
-            ...(opts.resume ? ["--resume"] : []),
-            ...(opts.timeout !== undefined ? ["--timeout", opts.timeout] : []),
-          ];
-          process.stderr.write(`pretrain: starting ${n} worker processes\n`);
-          const r = await launch({ nproc: n, command: [process.execPath, ...argv] });
-          if (r.code !== 0)
-            throw new Error(`pretrain --nproc ${n}: ${r.message ?? "a worker failed"}; the other workers were stopped`);
-          return;
-        }
-        if (opts.demo && !isDistWorker()) {
-          await runPretrainDemo({ dir: opts.demoDir, ...(opts.loss !== undefined ? { loss: opts.loss } : {}) });
-          return;
-        }
-        let processGroup: ProcessGroup | undefined;
-        let config;
-        if (isDistWorker()) {
-          if (opts.demo || !file) throw new Error("pretrain: a distributed worker needs a config file (not --demo)");
-          const env = readDistEnv();
-          const full = loadConfig(file);
-          if (full.device === "cuda") full.device = `cuda:${env.localRank}`;
-          const backend = full.dist.backend === "auto" ? backendFor(full.device) : full.dist.backend;
-          processGroup = await initProcessGroup({
-            ...env,
-            backend,
-            timeoutMs: 1000 * (timeout ?? full.dist.timeoutSeconds),
-          });
-          config = full;
-        } else {
-          if (!file) throw new Error("pretrain: give a config file (or --demo)");
-          config = loadConfig(file);
-        }
-        const lead = (processGroup?.rank ?? 0) === 0;
-        const r = await pretrain(config, {
-          ...(lead ? { onProgress: reporter() } : {}),
-          ...(opts.resume ? { resume: true } : {}),
-          ...(processGroup ? { processGroup } : {}),
-        });
-        if (lead)
-          console.log(
-            `model: ${r.output}/final/model.safetensors; curves: ${r.output}/curves.png; metrics: ${r.output}/metrics.jsonl; ${formatDuration(r.seconds)}`,
-          );
-      },
-    );
+    .addOption(new Option("--device <device>", "override the config's device: cpu, cuda or cuda:N").argParser(device))
+    .addOption(threadsOption())
+    .addOption(progressOption());
+  examples(cmd, [
+    [
+      "vilref pretrain run.json",
+      "pre-train from a config; checkpoints, metrics.jsonl and curves.png in its output folder",
+    ],
+    ["vilref pretrain run.json --resume --nproc 2", "resume with 2 worker processes on this machine"],
+    ["vilref pretrain --demo --loss clip", "the synthetic demo with plain CLIP instead of WSCL"],
+  ]).action((file: string | undefined, o: PretrainCliOptions) => runPretrain(file, o));
 }

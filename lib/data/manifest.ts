@@ -2,13 +2,16 @@
  * Datasets as lists of samples: manifests (CSV, TSV or JSON Lines with a column mapping), an
  * image-folder layout (one folder per class), and labeled files written by `vilref labels --out`
  * joined onto a manifest by id. Image paths are resolved relative to the manifest's folder.
- * A row that cannot be parsed is an error naming the file and line.
+ * Files are read by lib/io/table.ts (strict UTF-8 and CSV/TSV); a row that cannot be parsed is an
+ * error naming the file and line.
  */
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
+import { TableError, parseTable, readText, textLines } from "../io/table.js";
 import { isLabelId, type Eye, type LabelId, type LabelMap } from "../labels/index.js";
+import { parseJsonText } from "../io/json.js";
 
 /** Where a sample's image lies inside a WebDataset shard (lib/data/shards.ts). */
 export interface ShardMember {
@@ -72,75 +75,12 @@ export const manifestOptionsSchema = z
   .strict();
 export type ManifestOptions = z.input<typeof manifestOptionsSchema>;
 
-export class ManifestError extends Error {
-  constructor(
-    readonly file: string,
-    readonly line: number,
-    message: string,
-  ) {
-    super(`${file}:${line}: ${message}`);
+/** An error in a manifest or labeled file, naming the file and line (a TableError). */
+export class ManifestError extends TableError {
+  constructor(file: string, line: number, message: string) {
+    super(file, line, message);
     this.name = "ManifestError";
   }
-}
-
-/** Rows of a CSV/TSV text (RFC 4180 quoting) with the line each row starts on. */
-export function parseDelimited(text: string, delimiter: string, file = "<text>"): { fields: string[]; line: number }[] {
-  const rows: { fields: string[]; line: number }[] = [];
-  let row: string[] = [];
-  let field = "";
-  let line = 1;
-  let rowLine = 1;
-  let quoted = false;
-  let quoteLine = 0;
-  let fieldQuoted = false;
-  let any = false;
-  const n = text.length;
-  for (let i = 0; i < n; i++) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i++;
-        } else quoted = false;
-      } else {
-        if (ch === "\n") line++;
-        field += ch;
-      }
-      continue;
-    }
-    if (ch === '"' && field === "" && !fieldQuoted) {
-      quoted = true;
-      fieldQuoted = true;
-      quoteLine = line;
-      any = true;
-    } else if (ch === delimiter) {
-      row.push(field);
-      field = "";
-      fieldQuoted = false;
-      any = true;
-    } else if (ch === "\n" || ch === "\r") {
-      if (ch === "\r" && text[i + 1] === "\n") i++;
-      row.push(field);
-      if (any || field !== "") rows.push({ fields: row, line: rowLine });
-      row = [];
-      field = "";
-      fieldQuoted = false;
-      any = false;
-      line++;
-      rowLine = line;
-    } else {
-      if (fieldQuoted) throw new ManifestError(file, line, `unexpected ${JSON.stringify(ch)} after a closing quote`);
-      field += ch;
-      any = true;
-    }
-  }
-  if (quoted) throw new ManifestError(file, quoteLine, "unterminated quoted field");
-  if (any || field !== "") {
-    row.push(field);
-    rows.push({ fields: row, line: rowLine });
-  }
-  return rows;
 }
 
 /** A labels cell: a JSON object {"dr": 1, "erm": 0.5}, a JSON list of ids, or "dr;erm:0.5". */
@@ -152,7 +92,7 @@ export function parseLabelsCell(v: unknown): LabelMap {
     if (s.startsWith("{") || s.startsWith("[")) {
       let parsed: unknown;
       try {
-        parsed = JSON.parse(s);
+        parsed = parseJsonText(s);
       } catch (e) {
         throw new Error(`labels: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
       }
@@ -227,45 +167,34 @@ export function readManifest(file: string, options: ManifestOptions = {}): Sampl
   const o = parsed.data;
   const cols = o.columns;
   const format = formatOf(file, o.format);
-  let raw: string;
-  try {
-    raw = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ManifestError(file, 0, `cannot read: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  if (raw.charCodeAt(0) === 0xfeff) raw = raw.slice(1);
+  const raw = readManifestText(file);
   const base = path.resolve(o.baseDir ?? path.dirname(file));
 
   const records: { rec: Record<string, unknown>; line: number }[] = [];
   if (format === "jsonl") {
-    raw.split("\n").forEach((l, k) => {
-      if (l.trim() === "") return;
+    for (const { text, line } of textLines(raw)) {
       let v: unknown;
       try {
-        v = JSON.parse(l);
+        v = parseJsonText(text);
       } catch (e) {
-        throw new ManifestError(file, k + 1, `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+        throw new ManifestError(file, line, `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
       }
       if (v === null || typeof v !== "object" || Array.isArray(v))
-        throw new ManifestError(file, k + 1, "expected a JSON object");
-      records.push({ rec: v as Record<string, unknown>, line: k + 1 });
-    });
+        throw new ManifestError(file, line, "expected a JSON object");
+      records.push({ rec: v as Record<string, unknown>, line });
+    }
   } else {
-    const rows = parseDelimited(raw, format === "tsv" ? "\t" : ",", file);
-    const header = rows[0];
-    if (!header) return [];
-    const names = header.fields.map((h) => h.trim());
-    if (!names.includes(cols.image))
+    const table = asManifestError(() => parseTable(raw, { delimiter: format === "tsv" ? "\t" : ",", file }));
+    if (table.header.length === 0) return [];
+    if (!table.header.includes(cols.image))
       throw new ManifestError(
         file,
-        header.line,
-        `no ${JSON.stringify(cols.image)} column (columns: ${names.join(", ")}); map it with columns.image`,
+        table.headerLine,
+        `no ${JSON.stringify(cols.image)} column (columns: ${table.header.join(", ")}); map it with columns.image`,
       );
-    for (const r of rows.slice(1)) {
-      if (r.fields.length !== names.length)
-        throw new ManifestError(file, r.line, `${r.fields.length} fields, the header has ${names.length}`);
+    for (const r of table.rows) {
       const rec: Record<string, unknown> = {};
-      names.forEach((h, j) => (rec[h] = r.fields[j]));
+      table.header.forEach((h, j) => (rec[h] = r.fields[j]));
       records.push({ rec, line: r.line });
     }
   }
@@ -328,18 +257,11 @@ export interface LabeledEntry {
  * (id is the report's id, or its line number when the reports had none).
  */
 export function readLabeledFile(file: string): Map<string, LabeledEntry> {
-  let raw: string;
-  try {
-    raw = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ManifestError(file, 0, `cannot read: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  const raw = readManifestText(file);
   const out = new Map<string, LabeledEntry>();
-  raw.split("\n").forEach((l, k) => {
-    if (l.trim() === "") return;
-    const line = k + 1;
+  for (const { text, line } of textLines(raw)) {
     try {
-      const v = JSON.parse(l) as unknown;
+      const v = parseJsonText(text) as unknown;
       if (v === null || typeof v !== "object" || Array.isArray(v)) throw new Error("expected a JSON object");
       const rec = v as Record<string, unknown>;
       if (typeof rec.id !== "string" && typeof rec.id !== "number") throw new Error("no id");
@@ -352,8 +274,23 @@ export function readLabeledFile(file: string): Map<string, LabeledEntry> {
     } catch (e) {
       throw new ManifestError(file, line, e instanceof Error ? e.message : String(e));
     }
-  });
+  }
   return out;
+}
+
+/** Runs a reader, turning its TableError into a ManifestError (same file, line and reason). */
+function asManifestError<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof TableError && !(e instanceof ManifestError)) throw new ManifestError(e.file, e.line, e.reason);
+    throw e;
+  }
+}
+
+/** A file's text (strict UTF-8), as a ManifestError when it cannot be read or decoded. */
+function readManifestText(file: string): string {
+  return asManifestError(() => readText(file));
 }
 
 /**

@@ -8,23 +8,30 @@
  *   `<out>.parts/`, so a rerun skips finished chunks. When all are done they are joined into the
  *   output (atomically) and the parts removed.
  * - Images that cannot be decoded are skipped, logged with path and reason, and listed in
- *   `<out base>.skipped.tsv`; `strict` makes them fatal.
+ *   `<out base>.skipped.tsv`; `strict` makes them fatal. When no input at all could be embedded the
+ *   call fails (an EmbedError; `vilref embed` exits 1) and writes no output.
+ * - One run per output: `<out>.lock` names the process that writes it (lib/io/lock.ts); a second
+ *   run on the same output is refused, a lock left by a killed run is taken over, and the
+ *   temporaries a killed run left are removed.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
-import { atomicWriteFile } from "../io/bytes.js";
+import { atomicWriteFile, atomicWriteFileSync, cleanTempFiles } from "../io/atomic.js";
+import { parseJson } from "../io/json.js";
+import { acquireLock } from "../io/lock.js";
 import { readNpy, writeNpy } from "../io/npy.js";
 import type { TensorData } from "../native.js";
 import { Loader } from "../data/loader.js";
 import type { Sample } from "../data/manifest.js";
 import type { TransformOptions } from "../data/transforms.js";
 import type { ImageEncoder, TextEncoder } from "./encoders.js";
-import { Progress, type ProgressOptions } from "./progress.js";
+import { progress, type Progress, type ProgressSpec } from "../progress.js";
 
 export type { ImageEncoder, TextEncoder } from "./encoders.js";
 export { PooledHeadEncoder, pooledFeatures, POOLED_FEATURES } from "./encoders.js";
-export { Progress, formatDuration } from "./progress.js";
+export { progress, formatDuration } from "../progress.js";
+export type { Progress, ProgressOptions, ProgressSpec, ProgressStream } from "../progress.js";
 
 export interface EmbedOptions {
   /** Output `.npy` path; ids go to the same path with `.ids.txt` instead of `.npy`. */
@@ -34,8 +41,8 @@ export interface EmbedOptions {
   chunkSize?: number;
   /** Recompute even when the output exists. */
   force?: boolean;
-  /** false: no progress bar; or options for it. */
-  progress?: false | ProgressOptions;
+  /** false: no progress bar; or options for it (lib/progress.ts; default: a bar on stderr). */
+  progress?: ProgressSpec;
   /** Extra messages (resume, restart). */
   info?: (line: string) => void;
 }
@@ -72,6 +79,33 @@ export function idsPathFor(out: string): string {
 
 function skippedPathFor(out: string): string {
   return (out.endsWith(".npy") ? out.slice(0, -4) : out) + ".skipped.tsv";
+}
+
+/** Nothing could be embedded: every input was skipped (the reasons are in `skipped`). */
+export class EmbedError extends Error {
+  override name = "EmbedError";
+  constructor(
+    message: string,
+    readonly skipped: { id: string; reason: string }[],
+  ) {
+    super(message);
+  }
+}
+
+/** Runs `body` holding `<out>.lock`, with the temporaries of killed runs on this output removed first. */
+async function owningOutput<T>(o: EmbedOptions, body: () => Promise<T>): Promise<T> {
+  const lock = acquireLock(o.out + ".lock", { what: `output ${o.out}`, command: "vilref embed" });
+  try {
+    if (lock.stale) o.info?.(`took over ${lock.file} from a run that is gone`);
+    const removed = [
+      ...cleanTempFiles(path.dirname(path.resolve(o.out))),
+      ...cleanTempFiles(o.out + ".parts", { all: true }),
+    ];
+    if (removed.length) o.info?.(`removed ${removed.length} unfinished file(s) of an interrupted run`);
+    return await body();
+  } finally {
+    lock.release();
+  }
 }
 
 interface ChunkMeta {
@@ -138,7 +172,7 @@ class Chunked {
       }
     }
     mkdirSync(this.parts, { recursive: true });
-    writeFileSync(fpFile, want);
+    atomicWriteFileSync(fpFile, want);
     for (const f of readdirSync(this.parts)) {
       const m = /^chunk-(\d+)\.json$/.exec(f);
       if (m && existsSync(path.join(this.parts, `chunk-${m[1]}.npy`))) this.done.add(Number(m[1]));
@@ -186,7 +220,7 @@ class Chunked {
     const skipped: ChunkMeta["skipped"] = [];
     let dim = this.dim;
     for (let k = 0; k < this.chunks; k++) {
-      const meta = JSON.parse(readFileSync(this.#name(k) + ".json", "utf8")) as ChunkMeta;
+      const meta = parseJson(readFileSync(this.#name(k) + ".json", "utf8"), this.#name(k) + ".json") as ChunkMeta;
       const arr = await readNpy(this.#name(k) + ".npy");
       const d = arr.shape[1] ?? 0;
       if (arr.shape[0]! > 0) {
@@ -199,6 +233,20 @@ class Chunked {
       skipped.push(...meta.skipped);
     }
     if (dim < 0) dim = 0;
+    const sk = skippedPathFor(this.o.out);
+    if (ids.length === 0) {
+      // nothing to write: say why, keep the reasons beside the output, leave no parts
+      if (skipped.length > 0)
+        await atomicWriteFile(sk, skipped.map((s) => `${s.id}\t${s.reason.replace(/[\t\n]/g, " ")}\n`).join(""));
+      rmSync(this.parts, { recursive: true, force: true });
+      const reasons = [...new Set(skipped.map((s) => s.reason))].slice(0, 3).join("; ");
+      throw new EmbedError(
+        this.n === 0
+          ? `${this.o.out}: no inputs to embed`
+          : `${this.o.out}: none of the ${this.n} inputs could be embedded, nothing written (${reasons}${skipped.length ? `; all listed in ${sk}` : ""})`,
+        skipped,
+      );
+    }
     const data = new Float32Array(ids.length * dim);
     let off = 0;
     for (const a of arrays) {
@@ -207,7 +255,6 @@ class Chunked {
     }
     await writeNpy(this.o.out, { dtype: "float32", shape: [ids.length, dim], data });
     await atomicWriteFile(idsPathFor(this.o.out), new TextEncoder().encode(ids.map((x) => x + "\n").join("")));
-    const sk = skippedPathFor(this.o.out);
     if (skipped.length > 0)
       await atomicWriteFile(
         sk,
@@ -239,7 +286,15 @@ function upToDate(o: EmbedOptions, started: number): EmbedResult | null {
 }
 
 /** Embeds images (samples in order) with an image encoder. */
-export async function embedImages(
+export function embedImages(
+  samples: readonly Sample[],
+  encoder: ImageEncoder,
+  options: ImageEmbedOptions,
+): Promise<EmbedResult> {
+  return owningOutput(options, () => embedImagesOwned(samples, encoder, options));
+}
+
+async function embedImagesOwned(
   samples: readonly Sample[],
   encoder: ImageEncoder,
   options: ImageEmbedOptions,
@@ -271,10 +326,7 @@ export async function embedImages(
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
     ...(options.log !== undefined ? { log: options.log } : {}),
   });
-  const progress =
-    options.progress === false
-      ? null
-      : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "img", ...options.progress });
+  const bar = embedBar(options, run, resumed, "img");
   let cur = -1;
   let rows: Float32Array[] = [];
   let ids: string[] = [];
@@ -302,11 +354,11 @@ export async function embedImages(
     }
     const size = batch.next.index - batch.start.index;
     consumed += size;
-    progress?.tick(size);
+    bar.tick(size);
   }
   await flush();
   if (consumed !== todo.length) throw new Error(`internal: ${consumed} of ${todo.length} inputs consumed`);
-  progress?.finish();
+  bar.done();
   const fin = await run.finish();
   return {
     out: options.out,
@@ -321,6 +373,18 @@ export async function embedImages(
   };
 }
 
+/** The progress bar of an embedding run: resumed chunks count as done, not in the rate. */
+function embedBar(options: EmbedOptions, run: Chunked, resumed: number, unit: string): Progress {
+  if (options.progress === false) return progress(false);
+  return progress({
+    total: run.n,
+    already: Math.min(run.n, resumed * run.C),
+    label: "embed",
+    unit,
+    ...options.progress,
+  });
+}
+
 function checkEmbedding(emb: TensorData<Float32Array>, n: number, run: Chunked): void {
   if (emb.shape.length !== 2 || emb.shape[0] !== n)
     throw new RangeError(`encoder returned shape [${emb.shape.join(", ")}] for ${n} inputs (expected [${n}, D])`);
@@ -333,7 +397,15 @@ function checkEmbedding(emb: TensorData<Float32Array>, n: number, run: Chunked):
 }
 
 /** Embeds report texts (records in order) with a text encoder; same files and resumption as images. */
-export async function embedTexts(
+export function embedTexts(
+  records: readonly { id: string; text: string }[],
+  encoder: TextEncoder,
+  options: EmbedOptions,
+): Promise<EmbedResult> {
+  return owningOutput(options, () => embedTextsOwned(records, encoder, options));
+}
+
+async function embedTextsOwned(
   records: readonly { id: string; text: string }[],
   encoder: TextEncoder,
   options: EmbedOptions,
@@ -351,10 +423,7 @@ export async function embedTexts(
   const missing = run.missing();
   const resumed = run.chunks - missing.length;
   if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
-  const progress =
-    options.progress === false
-      ? null
-      : new Progress(run.n, Math.min(run.n, resumed * run.C), { label: "embed", unit: "text", ...options.progress });
+  const bar = embedBar(options, run, resumed, "text");
   for (const k of missing) {
     const part = records.slice(k * run.C, Math.min(run.n, (k + 1) * run.C));
     const rows: Float32Array[] = [];
@@ -370,7 +439,7 @@ export async function embedTexts(
         const n = emb.shape[0] ?? 0;
         checkEmbedding(emb, n, run);
         rows.push(emb.data);
-        progress?.tick(n);
+        bar.tick(n);
       }
     }
     const got = rows.reduce((a, r) => a + r.length, 0) / Math.max(1, run.dim);
@@ -384,7 +453,7 @@ export async function embedTexts(
       Math.max(0, run.dim),
     );
   }
-  progress?.finish();
+  bar.done();
   const fin = await run.finish();
   return {
     out: options.out,

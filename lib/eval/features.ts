@@ -10,6 +10,8 @@ import type { TransformOptions } from "../data/transforms.js";
 import { sha256Hex } from "../model/vilref.js";
 import type { ViLReF } from "../model/vilref.js";
 import type { TensorData } from "../native.js";
+import { progress } from "../progress.js";
+import type { ProgressSpec } from "../progress.js";
 import { BertTokenizer, Vocab } from "../text/index.js";
 
 export interface ImageFeatures {
@@ -28,6 +30,8 @@ export interface EncodeImagesOptions {
   /** Evaluation transform options (size defaults to the model's resolution). */
   transform?: Omit<TransformOptions, "train">;
   concurrency?: number;
+  /** A progress bar over the images (lib/progress.ts); default none. */
+  progress?: ProgressSpec;
 }
 
 /** Encodes the images of `samples`; undecodable images are skipped and listed. */
@@ -47,14 +51,22 @@ export async function encodeImageSet(
   const chunks: Float32Array[] = [];
   const used: number[] = [];
   let d = 0;
+  const bar = progress(
+    options.progress === false || options.progress === undefined
+      ? false
+      : { total: samples.length, label: "encoding images", unit: "img", ...options.progress },
+  );
   for await (const b of loader.epoch(0)) {
     for (const s of b.skipped) skipped.push({ id: s.id, reason: s.reason });
+    if (b.skipped.length > 0) bar.tick(b.skipped.length);
     if (b.samples.length === 0) continue;
     const f = await model.encodeImages(b.images, { features: options.features ?? "projected" });
     d = f.shape[1]!;
     chunks.push(Float32Array.from(f.data as Float32Array));
     used.push(...b.indices);
+    bar.tick(b.samples.length);
   }
+  bar.done();
   const data = new Float32Array(used.length * d);
   let o = 0;
   for (const c of chunks) (data.set(c, o), (o += c.length));
@@ -135,9 +147,13 @@ export function tokenizerFor(
   } catch (e) {
     throw new Error(`--vocab ${file}: ${(e as Error).message}`);
   }
-  if (vocabSha256 && sha256Hex(text) !== vocabSha256)
+  // the hash of the vocabulary's tokens as pretrain records it (Vocab.toText), not of the file's bytes:
+  // the same vocabulary with a BOM, CRLF or stray spaces is the same vocabulary
+  const parsed = Vocab.fromText(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+  const sha = sha256Hex(parsed.toText());
+  if (vocabSha256 && sha !== vocabSha256)
     throw new Error(
-      `--vocab ${file}: sha256 ${sha256Hex(text).slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${vocabSha256.slice(0, 12)}…)`,
+      `--vocab ${file}: sha256 ${sha.slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${vocabSha256.slice(0, 12)}…)`,
     );
-  return { tokenizer: new BertTokenizer(Vocab.fromText(text)), file };
+  return { tokenizer: new BertTokenizer(parsed), file };
 }

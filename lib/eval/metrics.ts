@@ -1,6 +1,6 @@
 /**
  * Evaluation metrics as pure functions over plain arrays: ROC AUC (ties handled by mid-ranks),
- * retrieval recall at k, average precision, accuracy, balanced accuracy, F1, (weighted) kappa and
+ * retrieval recall at k from target ranks, average precision, accuracy, balanced accuracy, F1, (weighted) kappa and
  * percentile-bootstrap confidence intervals. No model, no I/O: protocols (zero-shot, linear probe,
  * retrieval) call these.
  */
@@ -36,62 +36,51 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number | boo
   return (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
 }
 
-/**
- * Recall at k for a score matrix `scores` [rows, cols] (row-major): the fraction of rows whose
- * target column is among the k best. A candidate tied with the target counts as ranked above it
- * (ties never help). Returns one value per k.
- */
-export function recallAtK(
-  scores: ArrayLike<number>,
-  rows: number,
-  cols: number,
-  targets: ArrayLike<number>,
-  ks: readonly number[],
-): number[] {
-  if (scores.length !== rows * cols)
-    throw new RangeError(`recallAtK: expected ${rows}×${cols} scores, got ${scores.length}`);
-  if (targets.length !== rows) throw new RangeError(`recallAtK: expected ${rows} targets, got ${targets.length}`);
-  const hits = ks.map(() => 0);
-  for (let r = 0; r < rows; r++) {
-    const t = targets[r]!;
-    if (!(Number.isInteger(t) && t >= 0 && t < cols))
-      throw new RangeError(`recallAtK: targets[${r}] = ${t} is not a column index`);
-    const s = scores[r * cols + t]!;
-    let rank = 0; // candidates scoring at least as well as the target, the target excluded
-    for (let c = 0; c < cols; c++) if (c !== t && !(scores[r * cols + c]! < s)) rank++;
-    ks.forEach((k, i) => {
-      if (rank < k) hits[i]!++;
-    });
-  }
-  return hits.map((h) => (rows === 0 ? Number.NaN : h / rows));
+export interface ColumnAuc {
+  /** NaN when the column lacks positives or negatives among its known cases. */
+  auc: number;
+  positives: number;
+  negatives: number;
 }
 
-/** Transposes a row-major [rows, cols] matrix. */
-export function transpose(m: ArrayLike<number>, rows: number, cols: number): Float64Array {
-  const out = new Float64Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = m[r * cols + c]!;
+/**
+ * One-vs-rest AUC of each column of `scores` [n, C] (row-major) against `y` [n, C]: 1 positive,
+ * 0 negative, NaN unknown (that case is left out of that column). The per-label AUC of the
+ * pre-training held-out evaluation and the probe's validation AUC.
+ */
+export function columnAucs(scores: ArrayLike<number>, y: ArrayLike<number>, n: number, C: number): ColumnAuc[] {
+  if (scores.length !== n * C || y.length !== n * C)
+    throw new RangeError(`columnAucs: expected ${n}×${C} scores and targets, got ${scores.length} and ${y.length}`);
+  const out: ColumnAuc[] = [];
+  for (let c = 0; c < C; c++) {
+    const s: number[] = [];
+    const l: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const v = y[i * C + c]!;
+      if (Number.isNaN(v)) continue;
+      s.push(scores[i * C + c]!);
+      l.push(v);
+    }
+    const positives = l.filter((v) => v).length;
+    out.push({ auc: rocAuc(s, l), positives, negatives: l.length - positives });
+  }
   return out;
 }
 
-export interface RetrievalScores {
-  /** Image → text: for image i, is report i among the k best? */
-  imageToText: Record<`R@${number}`, number>;
-  textToImage: Record<`R@${number}`, number>;
-}
-
-/** Paired image↔text retrieval from the similarity matrix [n images, n texts], pair i ↔ i. */
-export function pairedRetrieval(
-  similarity: ArrayLike<number>,
-  n: number,
-  ks: readonly number[] = [1, 5, 10],
-): RetrievalScores {
-  const targets = Int32Array.from({ length: n }, (_, i) => i);
-  const named = (v: number[]) =>
-    Object.fromEntries(ks.map((k, i) => [`R@${k}`, v[i]!])) as Record<`R@${number}`, number>;
-  return {
-    imageToText: named(recallAtK(similarity, n, n, targets, ks)),
-    textToImage: named(recallAtK(transpose(similarity, n, n), n, n, targets, ks)),
-  };
+/**
+ * Recall at k from 0-based target ranks (lib/eval/rank.ts `targetRanks`: the number of other
+ * candidates scoring at least as high as the target, so ties never help): the fraction of ranks
+ * below each k. NaN when there are no ranks.
+ */
+export function recallAtK(ranks: ArrayLike<number>, ks: readonly number[]): number[] {
+  for (const k of ks)
+    if (!(Number.isInteger(k) && k >= 1)) throw new RangeError(`recallAtK: k must be a whole number ≥ 1, got ${k}`);
+  const hits = ks.map(() => 0);
+  for (let r = 0; r < ranks.length; r++) {
+    const rank = ranks[r]!;
+    for (let i = 0; i < ks.length; i++) if (rank < ks[i]!) hits[i]!++;
+  }
+  return hits.map((h) => (ranks.length === 0 ? Number.NaN : h / ranks.length));
 }
 
 /** Mean of the finite values (NaN when there are none). */
@@ -200,7 +189,11 @@ export function accuracy(pred: ArrayLike<number>, target: ArrayLike<number>): nu
 
 /** Mean per-class recall over the classes that occur in the targets (scikit-learn's balanced accuracy). */
 export function balancedAccuracy(pred: ArrayLike<number>, target: ArrayLike<number>, k: number): number {
-  const m = confusionMatrix(pred, target, k);
+  return balancedAccuracyFromConfusion(confusionMatrix(pred, target, k));
+}
+
+/** Balanced accuracy of a confusion matrix [true][predicted]. */
+export function balancedAccuracyFromConfusion(m: readonly (readonly number[])[]): number {
   return finiteMean(
     m.map((row, c) => {
       const support = row.reduce((a, b) => a + b, 0);
@@ -236,7 +229,11 @@ export function f1Multiclass(
   target: ArrayLike<number>,
   k: number,
 ): { macro: number; perClass: number[] } {
-  const m = confusionMatrix(pred, target, k);
+  return f1FromConfusion(confusionMatrix(pred, target, k));
+}
+
+/** Per-class and macro F1 of a confusion matrix [true][predicted]. */
+export function f1FromConfusion(m: readonly (readonly number[])[]): { macro: number; perClass: number[] } {
   const perClass = m.map((row, c) => {
     const tp = row[c]!;
     const fn = row.reduce((a, b) => a + b, 0) - tp;
@@ -259,10 +256,15 @@ export function cohenKappa(
   k: number,
   weights: KappaWeights = "none",
 ): number {
-  const m = confusionMatrix(pred, target, k);
-  const n = pred.length;
-  if (n === 0) return Number.NaN;
+  return kappaFromConfusion(confusionMatrix(pred, target, k), weights);
+}
+
+/** Cohen's kappa of a confusion matrix [true][predicted] (see cohenKappa). */
+export function kappaFromConfusion(m: readonly (readonly number[])[], weights: KappaWeights = "none"): number {
+  const k = m.length;
   const rows = m.map((r) => r.reduce((a, b) => a + b, 0));
+  const n = rows.reduce((a, b) => a + b, 0);
+  if (n === 0) return Number.NaN;
   const cols = Array.from({ length: k }, (_, j) => m.reduce((a, r) => a + r[j]!, 0));
   const w = (i: number, j: number) =>
     weights === "none"
@@ -293,6 +295,113 @@ export function argmaxRows(m: ArrayLike<number>, rows: number, cols: number): In
     out[r] = best;
   }
   return out;
+}
+
+// ---- AUC and AP of resamples without re-sorting -------------------------------------------------
+
+/**
+ * One class's scores sorted once, so that the AUC and AP of any bootstrap resample come from the
+ * cases' multiplicities in O(n) instead of a sort per resample. It forms the same tie groups and
+ * does the same floating-point operations in the same order as rocAuc and averagePrecision on the
+ * resample written out (rank sums are sums of half-integers, exact in either order), so the values
+ * are identical to the bit.
+ */
+export class SortedScores {
+  /** Case ids in ascending order of their (finite) scores. */
+  private readonly cases: Int32Array;
+  private readonly positive: Uint8Array;
+  /** Start of each tie group in `cases`, then cases.length. */
+  private readonly groups: Int32Array;
+  /** Cases whose score is not finite: a resample holding one has NaN AUC and AP, as rocAuc says. */
+  private readonly nonFinite: Int32Array;
+  private readonly size: Float64Array;
+  private readonly pos: Float64Array;
+
+  /** `scores` and `labels` (truthy = positive) of the cases `ids` (ids index the multiplicity arrays). */
+  constructor(scores: ArrayLike<number>, labels: ArrayLike<number | boolean>, ids: ArrayLike<number>) {
+    const m = ids.length;
+    if (scores.length !== m || labels.length !== m)
+      throw new RangeError(`SortedScores: ${m} cases but ${scores.length} scores and ${labels.length} labels`);
+    const finite: number[] = [];
+    const bad: number[] = [];
+    for (let i = 0; i < m; i++) (Number.isFinite(scores[i]) ? finite : bad).push(i);
+    finite.sort((a, b) => scores[a]! - scores[b]!);
+    this.cases = Int32Array.from(finite, (i) => ids[i]!);
+    this.positive = Uint8Array.from(finite, (i) => (labels[i] ? 1 : 0));
+    this.nonFinite = Int32Array.from(bad, (i) => ids[i]!);
+    const starts: number[] = [];
+    for (let k = 0; k < finite.length; k++)
+      if (k === 0 || scores[finite[k]!] !== scores[finite[starts.at(-1)!]!]) starts.push(k);
+    starts.push(finite.length);
+    this.groups = Int32Array.from(starts);
+    this.size = new Float64Array(starts.length - 1);
+    this.pos = new Float64Array(starts.length - 1);
+  }
+
+  /** [AUC, AP] of the sample in which case `id` appears counts[id] times (as rocAuc, averagePrecision). */
+  aucAp(counts: ArrayLike<number>): [number, number] {
+    for (const id of this.nonFinite) if (counts[id]! > 0) return [Number.NaN, Number.NaN];
+    const { cases, positive, groups, size, pos } = this;
+    const G = groups.length - 1;
+    let total = 0;
+    let positives = 0;
+    for (let g = 0; g < G; g++) {
+      let s = 0;
+      let p = 0;
+      for (let k = groups[g]!; k < groups[g + 1]!; k++) {
+        const c = counts[cases[k]!]!;
+        s += c;
+        if (positive[k]) p += c;
+      }
+      size[g] = s;
+      pos[g] = p;
+      total += s;
+      positives += p;
+    }
+    return [this.auc(G, total, positives), this.ap(G, positives)];
+  }
+
+  /** rocAuc: mid-ranks of the tie groups in ascending order. */
+  private auc(G: number, total: number, positives: number): number {
+    let seen = 0;
+    let rankSum = 0;
+    for (let g = 0; g < G; g++) {
+      const s = this.size[g]!;
+      if (s === 0) continue;
+      const mid = (seen + (seen + s - 1)) / 2 + 1;
+      rankSum += this.pos[g]! * mid;
+      seen += s;
+    }
+    const neg = total - positives;
+    if (positives === 0 || neg === 0) return Number.NaN;
+    return (rankSum - (positives * (positives + 1)) / 2) / (positives * neg);
+  }
+
+  /** averagePrecision: the tie groups in descending order. */
+  private ap(G: number, positives: number): number {
+    if (positives === 0) return Number.NaN;
+    let tp = 0;
+    let seen = 0;
+    let ap = 0;
+    let prevRecall = 0;
+    for (let g = G - 1; g >= 0; g--) {
+      const s = this.size[g]!;
+      if (s === 0) continue;
+      tp += this.pos[g]!;
+      seen += s;
+      const recall = tp / positives;
+      ap += (recall - prevRecall) * (tp / seen);
+      prevRecall = recall;
+    }
+    return ap;
+  }
+}
+
+/** Multiplicity of each case 0..n−1 in a sample of case indices. */
+export function multiplicities(indices: ArrayLike<number>, n: number): Int32Array {
+  const counts = new Int32Array(n);
+  for (let i = 0; i < indices.length; i++) counts[indices[i]!]!++;
+  return counts;
 }
 
 // ---- bootstrap confidence intervals -------------------------------------------------------------

@@ -13,112 +13,14 @@ import { evaluateScores } from "./evaluate.js";
 import type { MetricsReport } from "./evaluate.js";
 import { encodeImageSet } from "./features.js";
 import type { EncodeImagesOptions } from "./features.js";
-import { rocAuc, finiteMean } from "./metrics.js";
+import { columnAucs, finiteMean } from "./metrics.js";
+import { native } from "../native.js";
 import type { BootstrapOptions } from "./metrics.js";
 
-// ---- L-BFGS --------------------------------------------------------------------------------------
+// ---- logistic regression (native/logistic.h) ---------------------------------------------------
 
-export interface LbfgsOptions {
-  maxIter?: number;
-  /** Stop when the largest gradient component is below this. */
-  gradTol?: number;
-  memory?: number;
-}
-
-/** Minimises f (which writes its gradient into `grad` and returns the value) from x0 (updated in place). */
-export function lbfgs(
-  f: (x: Float64Array, grad: Float64Array) => number,
-  x: Float64Array,
-  options: LbfgsOptions = {},
-): { value: number; iterations: number; converged: boolean } {
-  const maxIter = options.maxIter ?? 500;
-  const tol = options.gradTol ?? 1e-6;
-  const m = options.memory ?? 10;
-  const n = x.length;
-  const g = new Float64Array(n);
-  let fx = f(x, g);
-  const S: Float64Array[] = [];
-  const Y: Float64Array[] = [];
-  const rho: number[] = [];
-  const d = new Float64Array(n);
-  const xNew = new Float64Array(n);
-  const gNew = new Float64Array(n);
-  const alpha = new Float64Array(m);
-  const dot = (a: Float64Array, b: Float64Array) => {
-    let s = 0;
-    for (let i = 0; i < n; i++) s += a[i]! * b[i]!;
-    return s;
-  };
-  const maxAbs = (a: Float64Array) => {
-    let s = 0;
-    for (let i = 0; i < n; i++) s = Math.max(s, Math.abs(a[i]!));
-    return s;
-  };
-  for (let it = 0; it < maxIter; it++) {
-    if (maxAbs(g) < tol) return { value: fx, iterations: it, converged: true };
-    // two-loop recursion: d = −H·g
-    d.set(g);
-    for (let k = S.length - 1; k >= 0; k--) {
-      alpha[k] = rho[k]! * dot(S[k]!, d);
-      const yk = Y[k]!;
-      for (let i = 0; i < n; i++) d[i]! -= alpha[k]! * yk[i]!;
-    }
-    const gamma =
-      S.length > 0 ? dot(S.at(-1)!, Y.at(-1)!) / dot(Y.at(-1)!, Y.at(-1)!) : 1 / Math.max(1, Math.sqrt(dot(g, g)));
-    for (let i = 0; i < n; i++) d[i]! *= gamma;
-    for (let k = 0; k < S.length; k++) {
-      const beta = rho[k]! * dot(Y[k]!, d);
-      const sk = S[k]!;
-      for (let i = 0; i < n; i++) d[i]! += sk[i]! * (alpha[k]! - beta);
-    }
-    for (let i = 0; i < n; i++) d[i] = -d[i]!;
-    let slope = dot(g, d);
-    if (!(slope < 0)) {
-      // not a descent direction: restart from steepest descent
-      S.length = Y.length = rho.length = 0;
-      for (let i = 0; i < n; i++) d[i] = -g[i]!;
-      slope = -dot(g, g);
-    }
-    // backtracking line search (Armijo)
-    let step = 1;
-    let fNew = Number.NaN;
-    for (let ls = 0; ls < 40; ls++) {
-      for (let i = 0; i < n; i++) xNew[i] = x[i]! + step * d[i]!;
-      fNew = f(xNew, gNew);
-      if (Number.isFinite(fNew) && fNew <= fx + 1e-4 * step * slope) break;
-      step *= 0.5;
-    }
-    if (!(Number.isFinite(fNew) && fNew <= fx)) return { value: fx, iterations: it, converged: false };
-    const s = new Float64Array(n);
-    const y = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      s[i] = xNew[i]! - x[i]!;
-      y[i] = gNew[i]! - g[i]!;
-    }
-    const sy = dot(s, y);
-    if (sy > 1e-12) {
-      if (S.length === m) (S.shift(), Y.shift(), rho.shift());
-      S.push(s);
-      Y.push(y);
-      rho.push(1 / sy);
-    }
-    const change = fx - fNew;
-    x.set(xNew);
-    g.set(gNew);
-    fx = fNew;
-    if (change <= 1e-12 * Math.max(1, Math.abs(fx)))
-      return { value: fx, iterations: it + 1, converged: maxAbs(g) < Math.sqrt(tol) };
-  }
-  return { value: fx, iterations: maxIter, converged: maxAbs(g) < tol };
-}
-
-// ---- logistic regression -------------------------------------------------------------------------
-
-const log1pexp = (z: number) => (z > 0 ? z + Math.log1p(Math.exp(-z)) : Math.log1p(Math.exp(z)));
-const sigmoid = (z: number) => (z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z)));
-
-/** Rows of X [n, d] (row-major) to use: all, or the listed ones. */
-interface Design {
+/** Rows of X [n, d] (row-major, float64): the design of a fit. */
+export interface Design {
   X: Float64Array;
   n: number;
   d: number;
@@ -133,122 +35,29 @@ export interface LinearModel {
   b: Float64Array;
 }
 
-/** Binary L2 logistic regression on rows `rows` of X with 0/1 labels y (aligned with rows). params: [w (d), b]. */
-export function fitBinary(
-  D: Design,
-  rows: ArrayLike<number>,
-  y: ArrayLike<number>,
-  C: number,
-  init?: Float64Array,
-  options?: LbfgsOptions,
-): Float64Array {
-  const { X, d } = D;
-  const m = rows.length;
-  const lambda = 1 / (C * Math.max(m, 1));
-  const x = init ? Float64Array.from(init) : new Float64Array(d + 1);
-  lbfgs(
-    (p, g) => {
-      g.fill(0);
-      let loss = 0;
-      for (let r = 0; r < m; r++) {
-        const o = rows[r]! * d;
-        let z = p[d]!;
-        for (let k = 0; k < d; k++) z += p[k]! * X[o + k]!;
-        const t = y[r]!;
-        loss += log1pexp(z) - t * z;
-        const e = (sigmoid(z) - t) / m;
-        for (let k = 0; k < d; k++) g[k]! += e * X[o + k]!;
-        g[d]! += e;
-      }
-      let reg = 0;
-      for (let k = 0; k < d; k++) {
-        reg += p[k]! * p[k]!;
-        g[k]! += lambda * p[k]!;
-      }
-      return loss / m + 0.5 * lambda * reg;
-    },
-    x,
-    options,
-  );
-  return x;
-}
-
-/** Multinomial L2 logistic regression: classes t[r] in 0..K−1. params: [W (K·d), b (K)]. */
-export function fitSoftmax(
-  D: Design,
-  rows: ArrayLike<number>,
-  t: ArrayLike<number>,
-  K: number,
-  C: number,
-  init?: Float64Array,
-  options?: LbfgsOptions,
-): Float64Array {
-  const { X, d } = D;
-  const m = rows.length;
-  const lambda = 1 / (C * Math.max(m, 1));
-  const x = init ? Float64Array.from(init) : new Float64Array(K * d + K);
-  const z = new Float64Array(K);
-  lbfgs(
-    (p, g) => {
-      g.fill(0);
-      let loss = 0;
-      for (let r = 0; r < m; r++) {
-        const o = rows[r]! * d;
-        let mx = -Infinity;
-        for (let c = 0; c < K; c++) {
-          let s = p[K * d + c]!;
-          for (let k = 0; k < d; k++) s += p[c * d + k]! * X[o + k]!;
-          z[c] = s;
-          mx = Math.max(mx, s);
-        }
-        let sum = 0;
-        for (let c = 0; c < K; c++) sum += Math.exp(z[c]! - mx);
-        const lse = mx + Math.log(sum);
-        loss += lse - z[t[r]!]!;
-        for (let c = 0; c < K; c++) {
-          const e = (Math.exp(z[c]! - lse) - (c === t[r] ? 1 : 0)) / m;
-          for (let k = 0; k < d; k++) g[c * d + k]! += e * X[o + k]!;
-          g[K * d + c]! += e;
-        }
-      }
-      let reg = 0;
-      for (let k = 0; k < K * d; k++) {
-        reg += p[k]! * p[k]!;
-        g[k]! += lambda * p[k]!;
-      }
-      return loss / m + 0.5 * lambda * reg;
-    },
-    x,
-    options,
-  );
-  return x;
-}
-
-/** Scores [n, K]: probabilities of the model on X [n, d]. */
-export function predictProba(model: LinearModel, X: Float64Array, n: number): Float64Array {
+/** Scores [n, K]: probabilities of the model on X [n, d] (sigmoid per class, or softmax over them). */
+export async function predictProba(model: LinearModel, X: Float64Array, n: number): Promise<Float64Array> {
   const { K, d, W, b } = model;
-  const out = new Float64Array(n * K);
-  for (let i = 0; i < n; i++) {
-    for (let c = 0; c < K; c++) {
-      let s = b[c]!;
-      for (let k = 0; k < d; k++) s += W[c * d + k]! * X[i * d + k]!;
-      out[i * K + c] = s;
-    }
-    if (model.kind === "sigmoid") for (let c = 0; c < K; c++) out[i * K + c] = sigmoid(out[i * K + c]!);
-    else {
-      let mx = -Infinity;
-      for (let c = 0; c < K; c++) mx = Math.max(mx, out[i * K + c]!);
-      let z = 0;
-      for (let c = 0; c < K; c++) z += out[i * K + c] = Math.exp(out[i * K + c]! - mx);
-      for (let c = 0; c < K; c++) out[i * K + c]! /= z;
-    }
-  }
-  return out;
+  if (X.length !== n * d) throw new RangeError(`predictProba: expected ${n}×${d} features, got ${X.length}`);
+  const P = await native().logistic.predict(
+    { data: X, shape: [n, d] },
+    { kind: model.kind, W: { data: W, shape: [K, d] }, b: { data: b, shape: [K] } },
+  );
+  return P.data;
 }
 
 /** Targets of a probe: multi-label rows (NaN unknown) or class indices. */
 export type ProbeTargets =
   { kind: "multilabel"; y: Float32Array; K: number } | { kind: "single"; t: Int32Array; K: number };
+
+export interface LbfgsOptions {
+  /** Iterations at most (500). */
+  maxIter?: number;
+  /** Stop when the largest gradient component (of the mean loss + λ/2‖w‖²) is below this (1e-6). */
+  gradTol?: number;
+  /** Curvature pairs kept (10). */
+  memory?: number;
+}
 
 export interface FitOptions extends LbfgsOptions {
   /** Single-label: multinomial (default) or one-vs-rest. */
@@ -256,50 +65,128 @@ export interface FitOptions extends LbfgsOptions {
   init?: LinearModel;
 }
 
-/** Fits the probe's linear model for one C. Classes without both labels in training get a constant model (noted by the caller). */
-export function fitLinear(D: Design, targets: ProbeTargets, C: number, options: FitOptions = {}): LinearModel {
-  const { d, n } = D;
-  const K = targets.K;
-  const all = Int32Array.from({ length: n }, (_, i) => i);
-  if (targets.kind === "single" && (options.multiclass ?? "multinomial") === "multinomial") {
-    const init = options.init && options.init.kind === "softmax" ? concat(options.init.W, options.init.b) : undefined;
-    const p = fitSoftmax(D, all, targets.t, K, C, init, options);
-    return { kind: "softmax", K, d, W: p.slice(0, K * d), b: p.slice(K * d) };
-  }
-  const W = new Float64Array(K * d);
-  const b = new Float64Array(K);
-  for (let c = 0; c < K; c++) {
-    const rows: number[] = [];
-    const y: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const v = targets.kind === "multilabel" ? targets.y[i * K + c]! : targets.t[i] === c ? 1 : 0;
-      if (Number.isNaN(v)) continue;
-      rows.push(i);
-      y.push(v);
-    }
-    const pos = y.filter((v) => v === 1).length;
-    if (pos === 0 || pos === y.length) {
-      // one class only: the constant model of its (smoothed) prior
-      const prior = (pos + 0.5) / (y.length + 1);
-      b[c] = Math.log(prior / (1 - prior));
-      continue;
-    }
-    const init =
-      options.init && options.init.kind === "sigmoid"
-        ? concat(options.init.W.subarray(c * d, (c + 1) * d), options.init.b.subarray(c, c + 1))
-        : undefined;
-    const p = fitBinary(D, rows, y, C, init, options);
-    W.set(p.subarray(0, d), c * d);
-    b[c] = p[d]!;
-  }
-  return { kind: "sigmoid", K, d, W, b };
+/** How one L-BFGS problem of a fit ended. */
+export interface FitProblem {
+  /** The class of a one-vs-rest problem; null for the multinomial problem (all classes). */
+  class: number | null;
+  iterations: number;
+  converged: boolean;
+  /** The objective at the end: mean log-loss + λ/2‖w‖², λ = 1/(C·rows). */
+  value: number;
 }
 
-function concat(a: Float64Array, b: Float64Array): Float64Array {
-  const out = new Float64Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
+export interface FittedLinear extends LinearModel {
+  problems: FitProblem[];
+  /** One-vs-rest classes with one label value only in the data: the constant model of their prior. */
+  constant: number[];
+}
+
+/**
+ * Fits the probe's linear model for one C in LibTorch (native/logistic.h): multinomial for
+ * single-label targets unless `multiclass: "ovr"`, else one-vs-rest, every class on the rows whose
+ * label is known, all classes side by side with one matrix product per evaluation. Classes with
+ * one label value only get a constant model of their smoothed prior (listed in `constant`).
+ */
+export async function fitLinear(
+  D: Design,
+  targets: ProbeTargets,
+  C: number,
+  options: FitOptions = {},
+): Promise<FittedLinear> {
+  const { d, n } = D;
+  const K = targets.K;
+  if (D.X.length !== n * d) throw new RangeError(`fitLinear: expected ${n}×${d} features, got ${D.X.length}`);
+  const lbfgs = {
+    ...(options.maxIter !== undefined ? { maxIter: options.maxIter } : {}),
+    ...(options.gradTol !== undefined ? { gradTol: options.gradTol } : {}),
+    ...(options.memory !== undefined ? { memory: options.memory } : {}),
+  };
+  const x = { data: D.X, shape: [n, d] };
+  if (targets.kind === "single" && (options.multiclass ?? "multinomial") === "multinomial") {
+    const init = options.init?.kind === "softmax" ? options.init : undefined;
+    const r = await native().logistic.fit({
+      x,
+      kind: "softmax",
+      t: { data: targets.t, shape: [n] },
+      classes: K,
+      C,
+      ...(init ? { init: { W: { data: init.W, shape: [K, d] }, b: { data: init.b, shape: [K] } } } : {}),
+      ...lbfgs,
+    });
+    return {
+      kind: "softmax",
+      K,
+      d,
+      W: r.W.data,
+      b: r.b.data,
+      problems: [{ class: null, ...r.problems[0]! }],
+      constant: [],
+    };
+  }
+  return fitOneVsRest(D, targets, C, options.init?.kind === "sigmoid" ? options.init : undefined, lbfgs);
+}
+
+/** One-vs-rest: the classes with both label values fitted side by side, the others their prior. */
+async function fitOneVsRest(
+  D: Design,
+  targets: ProbeTargets,
+  C: number,
+  init: LinearModel | undefined,
+  lbfgs: LbfgsOptions,
+): Promise<FittedLinear> {
+  const { d, n } = D;
+  const K = targets.K;
+  const label = (i: number, c: number) =>
+    targets.kind === "multilabel" ? targets.y[i * K + c]! : targets.t[i] === c ? 1 : 0;
+  const W = new Float64Array(K * d);
+  const b = new Float64Array(K);
+  const fitted: number[] = [];
+  const constant: number[] = [];
+  for (let c = 0; c < K; c++) {
+    let known = 0;
+    let pos = 0;
+    for (let i = 0; i < n; i++) {
+      const v = label(i, c);
+      if (Number.isNaN(v)) continue;
+      known++;
+      if (v === 1) pos++;
+    }
+    if (pos > 0 && pos < known) fitted.push(c);
+    else {
+      // one class only: the constant model of its (smoothed) prior
+      const prior = (pos + 0.5) / (known + 1);
+      b[c] = Math.log(prior / (1 - prior));
+      constant.push(c);
+    }
+  }
+  if (fitted.length === 0) return { kind: "sigmoid", K, d, W, b, problems: [], constant };
+  const F = fitted.length;
+  const y = new Float64Array(n * F);
+  for (let i = 0; i < n; i++) fitted.forEach((c, j) => (y[i * F + j] = label(i, c)));
+  const r = await native().logistic.fit({
+    x: { data: D.X, shape: [n, d] },
+    kind: "sigmoid",
+    y: { data: y, shape: [n, F] },
+    C,
+    ...(init
+      ? {
+          init: {
+            W: {
+              data: Float64Array.from(fitted.flatMap((c) => [...init.W.subarray(c * d, (c + 1) * d)])),
+              shape: [F, d],
+            },
+            b: { data: Float64Array.from(fitted, (c) => init.b[c]!), shape: [F] },
+          },
+        }
+      : {}),
+    ...lbfgs,
+  });
+  fitted.forEach((c, j) => {
+    W.set(r.W.data.subarray(j * d, (j + 1) * d), c * d);
+    b[c] = r.b.data[j]!;
+  });
+  const problems = fitted.map((c, j) => ({ class: c, ...r.problems[j]! }));
+  return { kind: "sigmoid", K, d, W, b, problems, constant };
 }
 
 /** Mean log-loss of probabilities on targets (multi-label: binary cross-entropy averaged over the known labels of each class, then classes). */
@@ -327,22 +214,14 @@ export function logLoss(P: Float64Array, n: number, targets: ProbeTargets): numb
   return finiteMean(per);
 }
 
-/** Mean one-vs-rest AUC of probabilities (NaN classes left out). */
+/** Mean one-vs-rest AUC of probabilities (metrics.ts columnAucs; NaN classes left out). */
 export function meanAuc(P: Float64Array, n: number, targets: ProbeTargets): number {
   const K = targets.K;
-  const aucs: number[] = [];
-  for (let c = 0; c < K; c++) {
-    const s: number[] = [];
-    const l: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const v = targets.kind === "multilabel" ? targets.y[i * K + c]! : targets.t[i] === c ? 1 : 0;
-      if (Number.isNaN(v)) continue;
-      s.push(P[i * K + c]!);
-      l.push(v);
-    }
-    aucs.push(rocAuc(s, l));
-  }
-  return finiteMean(aucs);
+  const y =
+    targets.kind === "multilabel"
+      ? targets.y
+      : Float64Array.from({ length: n * K }, (_, i) => (targets.t[Math.floor(i / K)] === i % K ? 1 : 0));
+  return finiteMean(columnAucs(P, y, n, K).map((r) => r.auc));
 }
 
 export const DEFAULT_C_GRID: readonly number[] = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1, 3, 10, 30, 100];
@@ -372,6 +251,19 @@ export interface SelectionRow {
   C: number;
   valLogLoss: number;
   valAuc: number;
+  /** Whether every L-BFGS problem of this C's fit converged, and the most iterations one took. */
+  converged: boolean;
+  iterations: number;
+}
+
+/** A fit whose L-BFGS stopped before convergence (its result is used all the same). */
+export interface NonConvergence {
+  /** "selection": fitting a C of the grid; "final": the model reported. */
+  stage: "selection" | "final";
+  C: number;
+  /** Classes of the problems that did not converge (null: the multinomial problem). */
+  classes: (number | null)[];
+  iterations: number;
 }
 
 export interface TrainedProbe {
@@ -381,19 +273,48 @@ export interface TrainedProbe {
   selection: SelectionRow[];
   /** Classes that had only one label value in training (a constant model). */
   constantClasses: number[];
+  nonConverged: NonConvergence[];
+}
+
+function nonConvergence(stage: NonConvergence["stage"], C: number, m: FittedLinear): NonConvergence | null {
+  const bad = m.problems.filter((p) => !p.converged);
+  if (bad.length === 0) return null;
+  return { stage, C, classes: bad.map((p) => p.class), iterations: Math.max(...bad.map((p) => p.iterations)) };
+}
+
+/** Training and validation data put together (refit: "train+val"). */
+function joined(
+  Dtr: Design,
+  Xva: Float64Array,
+  tr: ProbeTargets,
+  va: ProbeTargets,
+  nva: number,
+): { D: Design; targets: ProbeTargets } {
+  const { d } = Dtr;
+  const X = new Float64Array((Dtr.n + nva) * d);
+  X.set(Dtr.X);
+  X.set(Xva, Dtr.n * d);
+  const targets: ProbeTargets =
+    tr.kind === "multilabel" && va.kind === "multilabel"
+      ? { kind: "multilabel", K: tr.K, y: concatF32(tr.y, va.y) }
+      : tr.kind === "single" && va.kind === "single"
+        ? { kind: "single", K: tr.K, t: concatI32(tr.t, va.t) }
+        : tr;
+  return { D: { X, n: Dtr.n + nva, d }, targets };
 }
 
 /**
  * Chooses C on the validation split (lowest log-loss; ties within 1e-9 keep the smaller C) and
  * fits the final model on training (+ validation with `refit: "train+val"`, the default) data.
- * Features are raw [n, d] rows; they are standardised with the training split's statistics.
+ * Features are raw [n, d] rows; they are standardised with the training split's statistics. Fits
+ * whose L-BFGS did not converge are listed in `nonConverged`.
  */
-export function trainProbe(
+export async function trainProbe(
   train: { X: ArrayLike<number>; n: number; targets: ProbeTargets },
   val: { X: ArrayLike<number>; n: number; targets: ProbeTargets },
   d: number,
   options: FitOptions & { cGrid?: readonly number[]; refit?: "train" | "train+val" } = {},
-): TrainedProbe {
+): Promise<TrainedProbe> {
   const grid = [...(options.cGrid ?? DEFAULT_C_GRID)].sort((a, b) => a - b);
   if (grid.length === 0 || grid.some((c) => !(c > 0 && Number.isFinite(c))))
     throw new RangeError(`C grid: expected positive numbers, got ${grid.join(", ")}`);
@@ -401,36 +322,33 @@ export function trainProbe(
   const Dtr = { X: standardize(train.X, train.n, d, st), n: train.n, d };
   const Xva = standardize(val.X, val.n, d, st);
   const selection: SelectionRow[] = [];
+  const nonConverged: NonConvergence[] = [];
   let prev: LinearModel | undefined;
   let best = { C: grid[0]!, loss: Infinity };
   for (const C of grid) {
-    const m = fitLinear(Dtr, train.targets, C, { ...options, ...(prev ? { init: prev } : {}) });
+    const m = await fitLinear(Dtr, train.targets, C, { ...options, ...(prev ? { init: prev } : {}) });
     prev = m;
-    const P = predictProba(m, Xva, val.n);
-    const row = { C, valLogLoss: logLoss(P, val.n, val.targets), valAuc: meanAuc(P, val.n, val.targets) };
-    selection.push(row);
-    if (row.valLogLoss < best.loss - 1e-9) best = { C, loss: row.valLogLoss };
+    const P = await predictProba(m, Xva, val.n);
+    const bad = nonConvergence("selection", C, m);
+    if (bad) nonConverged.push(bad);
+    selection.push({
+      C,
+      valLogLoss: logLoss(P, val.n, val.targets),
+      valAuc: meanAuc(P, val.n, val.targets),
+      converged: bad === null,
+      iterations: Math.max(0, ...m.problems.map((p) => p.iterations)),
+    });
+    if (selection.at(-1)!.valLogLoss < best.loss - 1e-9) best = { C, loss: selection.at(-1)!.valLogLoss };
   }
-  let final: LinearModel;
-  let Dfin = Dtr;
-  let tfin = train.targets;
-  if ((options.refit ?? "train+val") === "train+val") {
-    const X = new Float64Array((train.n + val.n) * d);
-    X.set(Dtr.X);
-    X.set(Xva, train.n * d);
-    Dfin = { X, n: train.n + val.n, d };
-    tfin =
-      train.targets.kind === "multilabel" && val.targets.kind === "multilabel"
-        ? { kind: "multilabel", K: train.targets.K, y: concatF32(train.targets.y, val.targets.y) }
-        : train.targets.kind === "single" && val.targets.kind === "single"
-          ? { kind: "single", K: train.targets.K, t: concatI32(train.targets.t, val.targets.t) }
-          : train.targets;
-  }
-  final = fitLinear(Dfin, tfin, best.C, options);
-  const constantClasses: number[] = [];
-  for (let c = 0; c < final.K; c++)
-    if (final.kind === "sigmoid" && final.W.subarray(c * d, (c + 1) * d).every((w) => w === 0)) constantClasses.push(c);
-  return { model: final, standardizer: st, C: best.C, selection, constantClasses };
+  const fin =
+    (options.refit ?? "train+val") === "train+val"
+      ? joined(Dtr, Xva, train.targets, val.targets, val.n)
+      : { D: Dtr, targets: train.targets };
+  const final = await fitLinear(fin.D, fin.targets, best.C, options);
+  const bad = nonConvergence("final", best.C, final);
+  if (bad) nonConverged.push(bad);
+  const { problems: _p, constant, ...model } = final;
+  return { model, standardizer: st, C: best.C, selection, constantClasses: constant, nonConverged };
 }
 
 function concatF32(a: Float32Array, b: Float32Array): Float32Array {
@@ -453,6 +371,8 @@ export interface ProbeOptions extends BootstrapOptions, FitOptions {
   refit?: "train" | "train+val";
   splits?: { train?: string; val?: string; test?: string };
   images?: EncodeImagesOptions;
+  /** Where warnings go besides the result's `warnings` (default: a "vilref: warning:" line on stderr). */
+  onWarning?: (message: string) => void;
 }
 
 export interface ProbeResult extends MetricsReport {
@@ -461,6 +381,15 @@ export interface ProbeResult extends MetricsReport {
   selection: SelectionRow[];
   featureDim: number;
   splits: { train: number; val: number; test: number };
+  /** Fits that stopped before convergence (their models are used all the same). */
+  warnings: string[];
+}
+
+/** A readable warning for a fit that did not converge. */
+export function convergenceWarning(nc: NonConvergence, classes: readonly string[]): string {
+  const which = nc.classes.map((c) => (c === null ? "all classes (multinomial)" : (classes[c] ?? `class ${c}`)));
+  const what = nc.stage === "final" ? "the final fit" : "the fit for choosing C";
+  return `${what} at C = ${nc.C} did not converge for ${which.join(", ")} (L-BFGS stopped after ${nc.iterations} iteration${nc.iterations === 1 ? "" : "s"}); the result may be less accurate`;
 }
 
 function targetsOf(ds: EvalDataset, samples: readonly EvalSample[]): ProbeTargets {
@@ -492,10 +421,13 @@ export async function linearProbe(model: ViLReF, ds: EvalDataset, options: Probe
   const tr = await enc(names.train);
   const va = await enc(names.val);
   const te = await enc(names.test);
-  const probe = trainProbe(tr, va, tr.d, options);
+  const probe = await trainProbe(tr, va, tr.d, options);
   for (const c of probe.constantClasses)
     notes.push(`${ds.classes[c]}: only one label value in the training data; the probe predicts its prior`);
-  const P = predictProba(probe.model, standardize(te.X, te.n, te.d, probe.standardizer), te.n);
+  const warnings = probe.nonConverged.map((nc) => convergenceWarning(nc, ds.classes));
+  const warn = options.onWarning ?? ((m: string) => process.stderr.write(`vilref: warning: ${m}\n`));
+  for (const w of warnings) warn(w);
+  const P = await predictProba(probe.model, standardize(te.X, te.n, te.d, probe.standardizer), te.n);
   const boot: BootstrapOptions = {
     ...(options.resamples !== undefined ? { resamples: options.resamples } : {}),
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
@@ -516,5 +448,6 @@ export async function linearProbe(model: ViLReF, ds: EvalDataset, options: Probe
     selection: probe.selection,
     featureDim: tr.d,
     splits: { train: tr.n, val: va.n, test: te.n },
+    warnings,
   };
 }

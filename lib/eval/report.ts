@@ -5,7 +5,8 @@
  * beside its PNGs, openable from disk. A small inline script marks each image loaded or not and
  * shows a banner when one is missing.
  */
-import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { atomicWriteFile, atomicWriteFileSync } from "../io/atomic.js";
 import path from "node:path";
 import sharp from "sharp";
 import type { MetricsReport } from "./evaluate.js";
@@ -144,7 +145,7 @@ export function confusionSvg(matrix: number[][], labels: string[], title: string
 
 /** Renders an SVG to a PNG file with sharp. */
 export async function svgToPng(svg: string, file: string): Promise<void> {
-  await sharp(Buffer.from(svg), { density: 96 }).png().toFile(file);
+  await atomicWriteFile(file, await sharp(Buffer.from(svg), { density: 96 }).png().toBuffer());
 }
 
 const SCRIPT = `<script>
@@ -250,8 +251,7 @@ export async function writeReport(
   }
   (options.overlays ?? []).forEach((o, i) => {
     const file = `overlay-${String(i).padStart(3, "0")}.png`;
-    if (typeof o.png === "string") copyFileSync(o.png, path.join(dir, file));
-    else writeFileSync(path.join(dir, file), o.png);
+    atomicWriteFileSync(path.join(dir, file), typeof o.png === "string" ? readFileSync(o.png) : o.png);
     images.push({ file, title: o.title, ...(o.caption !== undefined ? { caption: o.caption } : {}) });
   });
   if (result.notes.length > 0)
@@ -274,6 +274,6 @@ ${SCRIPT}
 </body></html>
 `;
   const htmlFile = path.join(dir, "index.html");
-  writeFileSync(htmlFile, html);
+  atomicWriteFileSync(htmlFile, html);
   return { html: htmlFile, images: images.map((i) => i.file) };
 }

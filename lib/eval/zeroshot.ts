@@ -18,6 +18,7 @@ import type { MetricsReport } from "./evaluate.js";
 import { dots, encodeImageSet, normalizeRows } from "./features.js";
 import type { EncodeImagesOptions, TextEncodeFn } from "./features.js";
 import type { BootstrapOptions } from "./metrics.js";
+import { parseJsonText } from "../io/json.js";
 
 export const DEFAULT_PROMPTS_URL = new URL("./prompts/zh-fundus.json", import.meta.url);
 
@@ -59,7 +60,7 @@ export function loadPromptBank(file: string | URL = DEFAULT_PROMPTS_URL, rules?:
   const where = file instanceof URL ? file.pathname : file;
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
+    raw = parseJsonText(readFileSync(file, "utf8"));
   } catch (e) {
     throw new TypeError(`${where}: ${(e as Error).message}`);
   }

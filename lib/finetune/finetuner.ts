@@ -4,6 +4,7 @@
  * lr 1e-6 and head lr 1e-3 (native/finetune.h). `frozen` keeps the backbone bit-identical.
  * Calls run on the model's queue: they see the model as the calls made before them left it.
  */
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
 import type { FinetunerOptions, NativeFinetuner, TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
@@ -11,13 +12,20 @@ import type { ViLReF } from "../model/vilref.js";
 export type { FinetunerOptions } from "../native.js";
 export type FinetuneState = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>;
 
-export class Finetuner {
+/** Owns the head and its optimizer state: `dispose()` frees them; the model's dispose() disposes it first. */
+export class Finetuner extends NativeResource {
   readonly #native: NativeFinetuner;
   readonly model: ViLReF;
 
   constructor(model: ViLReF, options: FinetunerOptions) {
+    super();
     this.model = model;
     this.#native = new (native().Finetuner)(model.nativeHandle, options);
+    NativeResource.attach(model, this);
+  }
+
+  protected get nativeResource(): NativeFinetuner {
+    return this.#native;
   }
 
   get config() {

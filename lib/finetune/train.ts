@@ -33,11 +33,21 @@ export interface EpochRecord {
   seconds: number;
 }
 
+/** Probabilities and targets of a split, [samples, classes] row-major each. */
+export interface SplitPredictions {
+  probabilities: Float32Array;
+  labels: Float32Array;
+  samples: number;
+  classes: number;
+}
+
 export interface FinetuneResult {
   epochs: EpochRecord[];
   bestEpoch: number;
   best: SplitScores;
   test?: SplitScores;
+  /** The validation predictions of the best epoch, and the test predictions (for bootstrap CIs). */
+  predictions: { val: SplitPredictions; test?: SplitPredictions };
 }
 
 export interface FinetuneLoopOptions {
@@ -74,7 +84,8 @@ export function scoreProbabilities(probs: Float32Array, labels: Float32Array, cl
   };
 }
 
-export async function scoreSplit(ft: Finetuner, source: AsyncIterable<LabeledBatch>): Promise<SplitScores> {
+/** The finetuner's probabilities over a split, with the split's labels. */
+export async function predictSplit(ft: Finetuner, source: AsyncIterable<LabeledBatch>): Promise<SplitPredictions> {
   const classes = ft.config.classes;
   const probs: number[] = [],
     labels: number[] = [];
@@ -85,7 +96,17 @@ export async function scoreSplit(ft: Finetuner, source: AsyncIterable<LabeledBat
     for (const v of p.data) probs.push(v);
     for (const v of b.labels.data) labels.push(v);
   }
-  return scoreProbabilities(Float32Array.from(probs), Float32Array.from(labels), classes);
+  return {
+    probabilities: Float32Array.from(probs),
+    labels: Float32Array.from(labels),
+    samples: probs.length / classes,
+    classes,
+  };
+}
+
+export async function scoreSplit(ft: Finetuner, source: AsyncIterable<LabeledBatch>): Promise<SplitScores> {
+  const p = await predictSplit(ft, source);
+  return scoreProbabilities(p.probabilities, p.labels, p.classes);
 }
 
 /** Is `a` a better validation result than `b`? Higher mean AUC, then lower loss. */
@@ -105,7 +126,8 @@ export async function finetune(ft: Finetuner, o: FinetuneLoopOptions): Promise<F
   const records: EpochRecord[] = [];
   let best: SplitScores | undefined,
     bestEpoch = -1,
-    bestState: FinetuneState | undefined;
+    bestState: FinetuneState | undefined,
+    bestPredictions: SplitPredictions | undefined;
   for (let epoch = 0; epoch < epochs; epoch++) {
     const started = performance.now();
     let sum = 0,
@@ -116,7 +138,8 @@ export async function finetune(ft: Finetuner, o: FinetuneLoopOptions): Promise<F
       sum += r.loss * b.images.shape[0]!;
       count += b.images.shape[0]!;
     }
-    const val = await scoreSplit(ft, o.val(epoch));
+    const valPredictions = await predictSplit(ft, o.val(epoch));
+    const val = scoreProbabilities(valPredictions.probabilities, valPredictions.labels, valPredictions.classes);
     const rec: EpochRecord = {
       epoch: epoch + 1,
       trainLoss: count ? sum / count : Number.NaN,
@@ -129,11 +152,16 @@ export async function finetune(ft: Finetuner, o: FinetuneLoopOptions): Promise<F
       best = val;
       bestEpoch = epoch + 1;
       bestState = await ft.stateDict();
+      bestPredictions = valPredictions;
     }
     o.onEpoch?.(rec, isBest);
   }
   await ft.loadStateDict(bestState!);
-  const result: FinetuneResult = { epochs: records, bestEpoch, best: best! };
-  if (o.test) result.test = await scoreSplit(ft, o.test(epochs));
+  const result: FinetuneResult = { epochs: records, bestEpoch, best: best!, predictions: { val: bestPredictions! } };
+  if (o.test) {
+    const test = await predictSplit(ft, o.test(epochs));
+    result.test = scoreProbabilities(test.probabilities, test.labels, test.classes);
+    result.predictions.test = test;
+  }
   return result;
 }

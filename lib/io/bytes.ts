@@ -1,7 +1,4 @@
 /** Byte-level helpers shared by the file formats: endianness, typed-array views, atomic writes. */
-import { randomBytes } from "node:crypto";
-import { open, rename, unlink } from "node:fs/promises";
-import path from "node:path";
 
 /** True on little-endian hosts (every platform LibTorch ships for). */
 export const hostIsLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -61,44 +58,5 @@ export function bytesOf(array: ArrayBufferView): Uint8Array {
   return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
 }
 
-/**
- * Writes `chunks` to `file` atomically: a temporary file in the same directory is written, flushed
- * to disk (fsync) and renamed over `file`. On any failure the temporary file is removed and an
- * existing `file` is left untouched.
- */
-export async function atomicWriteFile(file: string, chunks: Uint8Array | Uint8Array[]): Promise<void> {
-  const parts = Array.isArray(chunks) ? chunks : [chunks];
-  const dir = path.dirname(path.resolve(file));
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
-  let renamed = false;
-  try {
-    const handle = await open(tmp, "wx", 0o644);
-    try {
-      for (const part of parts) {
-        let written = 0;
-        while (written < part.length) {
-          const { bytesWritten } = await handle.write(part, written, part.length - written);
-          written += bytesWritten;
-        }
-      }
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, file);
-    renamed = true;
-    // Persist the rename itself; not every platform lets a directory be opened, so best effort.
-    try {
-      const dh = await open(dir, "r");
-      try {
-        await dh.sync();
-      } finally {
-        await dh.close();
-      }
-    } catch {
-      /* best effort */
-    }
-  } finally {
-    if (!renamed) await unlink(tmp).catch(() => undefined);
-  }
-}
+/** Atomic writes live in lib/io/atomic.ts; re-exported for the format modules. */
+export { atomicWriteFile } from "./atomic.js";

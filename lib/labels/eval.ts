@@ -129,9 +129,8 @@ export function formatEval(r: EvalReport): string {
   out.push("");
   out.push(`reports: ${r.reports}`);
   out.push(`micro  precision ${pct(r.micro.precision)}  recall ${pct(r.micro.recall)}  F1 ${pct(r.micro.f1)}`);
-  out.push(
-    `macro  precision ${pct(r.macro.precision)}  recall ${pct(r.macro.recall)}  F1 ${pct(r.macro.f1)}  (${r.macro.labels} labels)`,
-  );
+  const macro = `macro  precision ${pct(r.macro.precision)}  recall ${pct(r.macro.recall)}`;
+  out.push(`${macro}  F1 ${pct(r.macro.f1)}  (${r.macro.labels} labels)`);
   out.push(`exact match ${pct(r.exactMatch)}  eye accuracy ${pct(r.eyeAccuracy)}`);
   return out.join("\n");
 }

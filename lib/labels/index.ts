@@ -5,9 +5,11 @@ export { loadRules, parseRules, rulesSchema, RulesError, DEFAULT_RULES_URL } fro
 export type { Rules, LabelRule, NumericRule } from "./rules.js";
 export { Labeler, labelReport, UNCERTAINTY_POLICIES } from "./engine.js";
 export type { LabelResult, LabelOptions, Evidence, Cue, Status, UncertaintyPolicy } from "./engine.js";
-export { normalizeReport, originalSpan } from "./normalize.js";
-export type { NormalizedText } from "./normalize.js";
+export { normalizeReport, originalSpan, charTable } from "./normalize.js";
+export type { NormalizedText, CharTable } from "./normalize.js";
 export { evaluate, formatEval } from "./eval.js";
+export { errorGroups, formatErrors } from "./errors.js";
+export type { ErrorGroup, ErrorCase, ErrorInput, ErrorKind, ErrorVocabulary } from "./errors.js";
 export type { EvalReport, EvalPair, LabelScore } from "./eval.js";
 export { readReports, parseCsv } from "./io.js";
 export type { ReportRecord, ReadOptions } from "./io.js";

@@ -1,9 +1,11 @@
 /**
- * Reading report files: JSON Lines (objects with a text field, or bare strings), CSV with a header
- * row (RFC 4180 quoting, newlines inside quotes), or plain text with one report a line.
+ * Reading report files: JSON Lines (objects with a text field, or bare strings), CSV or TSV with a
+ * header row (RFC 4180 quoting, newlines inside quotes; read strictly by lib/io/table.ts), or plain
+ * text with one report a line.
  */
-import { readFileSync } from "node:fs";
 import { extname } from "node:path";
+import { parseRows, parseTable, readText, recordOf, textLines } from "../io/table.js";
+import { parseJsonText } from "../io/json.js";
 
 export interface ReportRecord {
   /** Line (JSONL/text) or row (CSV) number, 1-based. */
@@ -19,119 +21,54 @@ export interface ReadOptions {
   textField?: string;
   idField?: string;
   /** Force a format instead of guessing from the extension. */
-  format?: "jsonl" | "csv" | "txt";
+  format?: "jsonl" | "csv" | "tsv" | "txt";
 }
 
-/** Parse CSV text into rows of fields (RFC 4180). */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = "";
-  let i = 0;
-  const n = text.length;
-  let quoted = false;
-  let any = false;
-  while (i < n) {
-    const ch = text[i] as string;
-    if (quoted) {
-      if (ch === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i += 2;
-          continue;
-        }
-        quoted = false;
-        i++;
-        continue;
-      }
-      field += ch;
-      i++;
-      continue;
-    }
-    if (ch === '"' && field === "") {
-      quoted = true;
-      any = true;
-      i++;
-    } else if (ch === ",") {
-      row.push(field);
-      field = "";
-      any = true;
-      i++;
-    } else if (ch === "\n" || ch === "\r") {
-      row.push(field);
-      if (any || row.length > 1 || field !== "") rows.push(row);
-      row = [];
-      field = "";
-      any = false;
-      i += ch === "\r" && text[i + 1] === "\n" ? 2 : 1;
-    } else {
-      field += ch;
-      any = true;
-      i++;
-    }
-  }
-  if (any || field !== "" || row.length > 0) {
-    row.push(field);
-    rows.push(row);
-  }
-  return rows;
+/** CSV text as rows of fields (RFC 4180, strict: see lib/io/table.ts); errors name `file` and the line. */
+export function parseCsv(text: string, file = "<text>"): string[][] {
+  return parseRows(text, { delimiter: ",", file }).map((r) => r.fields);
 }
 
-function stripBom(s: string): string {
-  return s.charCodeAt(0) === 0xfeff ? s.slice(1) : s;
-}
-
-/** Read report records from a file. Malformed JSON lines throw with their line number. */
+/**
+ * Read report records from a file (strict UTF-8). A malformed JSON line, a CSV quoting error or a
+ * CSV row with more or fewer fields than the header throws an error naming the file and line.
+ */
 export function readReports(path: string, options: ReadOptions = {}): ReportRecord[] {
   const textField = options.textField ?? "text";
   const idField = options.idField ?? "id";
   const ext = extname(path).toLowerCase();
-  const format = options.format ?? (ext === ".csv" ? "csv" : ext === ".txt" ? "txt" : "jsonl");
-  let raw: string;
-  try {
-    raw = stripBom(readFileSync(path, "utf8"));
-  } catch (e) {
-    throw new Error(`cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  const format =
+    options.format ??
+    (ext === ".csv" ? "csv" : ext === ".tsv" || ext === ".tab" ? "tsv" : ext === ".txt" ? "txt" : "jsonl");
+  const raw = readText(path);
   const out: ReportRecord[] = [];
-  if (format === "csv") {
-    const rows = parseCsv(raw);
-    const header = rows[0];
-    if (!header) return out;
-    const ti = header.indexOf(textField);
-    if (ti < 0) throw new Error(`${path}: no "${textField}" column (columns: ${header.join(", ")})`);
-    const ii = header.indexOf(idField);
-    rows.slice(1).forEach((r, k) => {
-      const record: Record<string, unknown> = {};
-      header.forEach((h, j) => (record[h] = r[j] ?? ""));
-      out.push({ line: k + 2, id: ii >= 0 ? (r[ii] ?? null) : null, text: r[ti] ?? "", record });
-    });
+  if (format === "csv" || format === "tsv") {
+    const table = parseTable(raw, { delimiter: format === "tsv" ? "\t" : ",", file: path });
+    if (table.header.length === 0) return out;
+    const ti = table.header.indexOf(textField);
+    if (ti < 0) throw new Error(`${path}: no "${textField}" column (columns: ${table.header.join(", ")})`);
+    const ii = table.header.indexOf(idField);
+    for (const r of table.rows)
+      out.push({ line: r.line, id: ii >= 0 ? r.fields[ii]! : null, text: r.fields[ti]!, record: recordOf(table, r) });
     return out;
   }
-  const lines = raw.split(/\r?\n/);
-  lines.forEach((l, k) => {
+  for (const { text: l, line } of textLines(raw)) {
     if (format === "txt") {
-      if (l.trim() !== "") out.push({ line: k + 1, id: null, text: l, record: { text: l } });
-      return;
+      out.push({ line, id: null, text: l, record: { text: l } });
+      continue;
     }
-    if (l.trim() === "") return;
     let v: unknown;
     try {
-      v = JSON.parse(l);
+      v = parseJsonText(l);
     } catch (e) {
-      throw new Error(`${path}:${k + 1}: not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+      throw new Error(`${path}:${line}: not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (typeof v === "string") out.push({ line: k + 1, id: null, text: v, record: { text: v } });
+    if (typeof v === "string") out.push({ line, id: null, text: v, record: { text: v } });
     else if (v !== null && typeof v === "object" && !Array.isArray(v)) {
       const rec = v as Record<string, unknown>;
       const id = rec[idField];
-      out.push({
-        line: k + 1,
-        id: id === undefined || id === null ? null : String(id),
-        text: rec[textField],
-        record: rec,
-      });
-    } else out.push({ line: k + 1, id: null, text: v, record: {} });
-  });
+      out.push({ line, id: id === undefined || id === null ? null : String(id), text: rec[textField], record: rec });
+    } else out.push({ line, id: null, text: v, record: {} });
+  }
   return out;
 }

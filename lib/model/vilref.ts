@@ -6,10 +6,13 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
-import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
+import { checkConfigAgainstShapes } from "../checkpoint/config-check.js";
+import { CheckpointError, readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
+import { parseJson } from "../io/json.js";
 import type { StTensor } from "../checkpoint/safetensors.js";
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
-import type { NativeModel, TensorData } from "../native.js";
+import type { NativeViLReF, TensorData } from "../native.js";
 import { inferConfig, parseModelConfig, presetConfig } from "./config.js";
 import type { ModelConfig, ModelConfigInput } from "./config.js";
 
@@ -28,6 +31,17 @@ export interface LoadOptions extends ModelOptions {
   config?: ModelConfigInput;
   /** Fail on missing or unexpected tensors (default true). */
   strict?: boolean;
+  /** A `.pt` archive's largest uncompressed size in bytes (default 4 × the file's size + 1 MiB). */
+  maxUncompressedBytes?: number;
+  /** Told what was guessed (a `.pt` without a config: the head widths). Default: process.emitWarning. */
+  onWarning?: (message: string) => void;
+}
+
+/** What readCheckpoint takes besides the path and config. */
+export interface ReadCheckpointOptions {
+  /** As LoadOptions.strict: with false, a checkpoint may lack tensors of the config. Default true. */
+  strict?: boolean;
+  maxUncompressedBytes?: number;
 }
 
 export interface EncodeOptions {
@@ -44,7 +58,7 @@ export type StateTensor =
   | (TensorData<Uint16Array & Float32Array> & { dtype: "bfloat16" | "float16" });
 
 /** The native model object a ViLReF wraps; trainers and fine-tuners take it (opaque to users). */
-export type ViLReFHandle = NativeModel;
+export type ViLReFHandle = NativeViLReF;
 
 /** What a vilref safetensors file carries besides tensors (metadata key "vilref", JSON). */
 export interface ModelMetadata {
@@ -82,13 +96,19 @@ function toStTensor(t: TensorData<Float32Array> | TensorData<BigInt64Array>): St
     : { dtype: "F32", shape: t.shape, data: t.data };
 }
 
-export class ViLReF {
-  readonly #native: NativeModel;
+/**
+ * The model. It owns native memory: `dispose()` (or `await using`) frees the weights without waiting
+ * for the garbage collector, after the calls already made; trainers and fine-tuners made on it are
+ * disposed with it.
+ */
+export class ViLReF extends NativeResource {
+  readonly #native: NativeViLReF;
   readonly #config: ModelConfig;
   labels: string[] | undefined;
   vocabSha256: string | undefined;
 
-  private constructor(nativeModel: NativeModel, config: ModelConfig, meta: Partial<ModelMetadata> = {}) {
+  private constructor(nativeModel: NativeViLReF, config: ModelConfig, meta: Partial<ModelMetadata> = {}) {
+    super();
     this.#native = nativeModel;
     this.#config = config;
     this.labels = meta.labels;
@@ -98,7 +118,7 @@ export class ViLReF {
   /** A randomly initialised model (the released initialisation, seeded) from a config or preset name. */
   static create(config: ModelConfigInput | string, options: ModelOptions & { seed?: number } = {}): ViLReF {
     const parsed = typeof config === "string" ? presetConfig(config) : parseModelConfig(config);
-    return new ViLReF(new (native().Model)(parsed, options), parsed);
+    return new ViLReF(new (native().ViLReF)(parsed, options), parsed);
   }
 
   /**
@@ -106,7 +126,14 @@ export class ViLReF {
    * `.pt` checkpoint (config from `options.config`, else inferred from shapes with 64-wide heads).
    */
   static async load(path: string, options: LoadOptions = {}): Promise<ViLReF> {
-    const { tensors, metadata, config } = await readCheckpoint(path, options.config);
+    const { tensors, metadata, config, headsGuessed } = await readCheckpoint(path, options.config, {
+      ...(options.strict !== undefined ? { strict: options.strict } : {}),
+      ...(options.maxUncompressedBytes !== undefined ? { maxUncompressedBytes: options.maxUncompressedBytes } : {}),
+    });
+    if (headsGuessed)
+      (options.onWarning ?? ((m: string) => process.emitWarning(m, { code: "VILREF_HEADS_GUESSED" })))(
+        `${path} has no config: its attention heads were guessed as the released 64-wide ones (vision_head_width 64, text_num_attention_heads ${config.text_num_attention_heads}); if the model was trained otherwise its features will be wrong — give the released config (--config / { config })`,
+      );
     const model = ViLReF.create(config, {
       ...(options.device ? { device: options.device } : {}),
       ...(options.dtype ? { dtype: options.dtype } : {}),
@@ -119,6 +146,10 @@ export class ViLReF {
       throw new Error(`${path}: ${(e as Error).message}`);
     }
     return model;
+  }
+
+  protected get nativeResource(): NativeViLReF {
+    return this.#native;
   }
 
   /** @internal The native model, for objects that work on it (the trainer). */
@@ -179,7 +210,7 @@ export class ViLReF {
 
   /** Resizes the positional embedding (bicubic) so the model takes images of `resolution` pixels. */
   resizePositionalEmbedding(resolution: number): Promise<void> {
-    return this.#native.resizePositions(resolution);
+    return this.#native.resizePositionalEmbedding(resolution);
   }
 
   /** Writes the model as safetensors: every tensor by its released name, config and labels in the metadata. */
@@ -195,11 +226,21 @@ export class ViLReF {
   }
 }
 
-/** Reads a checkpoint's tensors and config without building a model. */
+/**
+ * Reads a checkpoint's tensors and config without building a model, and checks the config against
+ * the tensors' shapes (so a config that would not fit is refused before anything is allocated).
+ * `headsGuessed`: a `.pt` without a config, whose head widths were assumed.
+ */
 export async function readCheckpoint(
   path: string,
   config?: ModelConfigInput,
-): Promise<{ tensors: Record<string, StateTensor>; metadata: Partial<ModelMetadata>; config: ModelConfig }> {
+  options: ReadCheckpointOptions = {},
+): Promise<{
+  tensors: Record<string, StateTensor>;
+  metadata: Partial<ModelMetadata>;
+  config: ModelConfig;
+  headsGuessed: boolean;
+}> {
   const kind = extname(path).toLowerCase();
   let tensors: Record<string, StateTensor>;
   let metadata: Partial<ModelMetadata> = {};
@@ -207,23 +248,43 @@ export async function readCheckpoint(
     const file = await readSafetensors(path);
     tensors = Object.fromEntries([...file.tensors].map(([k, t]) => [k, toStateTensor(k, t)]));
     if (file.metadata.vilref !== undefined) {
+      let parsed: unknown;
       try {
-        metadata = JSON.parse(file.metadata.vilref) as Partial<ModelMetadata>;
-      } catch {
-        throw new Error(`${path}: its "vilref" metadata is not JSON`);
+        parsed = parseJson(file.metadata.vilref, `${path}: its "vilref" metadata`);
+      } catch (e) {
+        throw new CheckpointError((e as Error).message, { file: path });
       }
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+        throw new CheckpointError(`${path}: its "vilref" metadata is not a JSON object`, { file: path });
+      metadata = parsed as Partial<ModelMetadata>;
     }
   } else if (kind === ".pt" || kind === ".pth" || kind === ".bin") {
     const bytes = new Uint8Array(await readFile(path));
-    const imported = await native().importTorchCheckpoint(bytes, path);
-    tensors = imported.tensors;
+    const opts =
+      options.maxUncompressedBytes !== undefined ? { maxUncompressedBytes: options.maxUncompressedBytes } : {};
+    try {
+      tensors = (await native().importTorchCheckpoint(bytes, path, opts)).tensors;
+    } catch (e) {
+      if (e instanceof TypeError || e instanceof RangeError) throw e; // a bad argument, not a bad file
+      throw new CheckpointError((e as Error).message, { file: path, cause: e });
+    }
   } else {
     throw new RangeError(`${path}: unknown checkpoint type "${kind}" (expected .safetensors or a PyTorch .pt)`);
   }
-  const resolved = config
-    ? parseModelConfig(config, `${path} config`)
-    : metadata.config
-      ? parseModelConfig(metadata.config, `${path} metadata config`)
-      : inferConfig(Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.shape])));
-  return { tensors, metadata, config: resolved };
+  const shapes = Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.shape]));
+  let resolved: ModelConfig;
+  let source: string;
+  if (config) ((resolved = parseModelConfig(config, `${path} config`)), (source = "the config given"));
+  else if (metadata.config)
+    ((resolved = parseModelConfig(metadata.config, `${path} metadata config`)), (source = "its metadata config"));
+  else {
+    try {
+      resolved = inferConfig(shapes);
+    } catch (e) {
+      throw new CheckpointError(`${path}: ${(e as Error).message}`, { file: path, cause: e });
+    }
+    source = "the inferred config";
+  }
+  checkConfigAgainstShapes(resolved, shapes, path, { strict: options.strict ?? true, source });
+  return { tensors, metadata, config: resolved, headsGuessed: !config && !metadata.config };
 }

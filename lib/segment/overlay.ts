@@ -1,5 +1,6 @@
 /** Overlay PNGs for reports: the photo dimmed, true positives white, false positives red, false negatives blue. */
 import { mkdir } from "node:fs/promises";
+import { atomicWriteFile } from "../io/atomic.js";
 import { dirname } from "node:path";
 import sharp from "sharp";
 import type { SegImage } from "./drive.js";
@@ -28,7 +29,10 @@ export async function writeOverlay(
     out[3 * i + 2] = px[2]!;
   }
   await mkdir(dirname(path), { recursive: true });
-  await sharp(out, { raw: { width: W, height: H, channels: 3 } })
-    .png()
-    .toFile(path);
+  await atomicWriteFile(
+    path,
+    await sharp(out, { raw: { width: W, height: H, channels: 3 } })
+      .png()
+      .toBuffer(),
+  );
 }

@@ -2,22 +2,30 @@
  * `vilref eval segment`: train a segmenter on a DRIVE-layout set's training split for a time
  * budget, evaluate on its test split at full resolution, write metrics JSON (and overlays).
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
+import { atomicWriteFile } from "../io/atomic.js";
 import { dirname } from "node:path";
+import type { ModelConfigInput } from "../model/config.js";
 import { modelFromSpec } from "../model/encoders.js";
+import { formatDuration, progress } from "../progress.js";
+import type { Progress, ProgressOptions, ProgressSpec } from "../progress.js";
 import { readDrive } from "./drive.js";
 import { normalise } from "./preprocess.js";
 import type { Normalisation } from "./preprocess.js";
 import type { Prepared } from "./sampler.js";
 import { Segmenter } from "./segmenter.js";
 import { evaluateSegmenter, trainSegmenter } from "./train.js";
-import type { SegEvalResult } from "./train.js";
+import type { SegEvalResult, SegTrainResult } from "./train.js";
 
 export interface SegmentRunOptions {
   /** DRIVE root: training/ and test/, each with images/, 1st_manual/, mask/. */
   data: string;
   /** Backbone: preset:<name>[:seed] or a checkpoint (default preset:tiny-vit). */
   model?: string;
+  /** Model config JSON for a released .pt backbone. */
+  config?: ModelConfigInput;
+  /** Only "cpu": the segmenter is built on the CPU. */
+  device?: string;
   minutes?: number;
   steps?: number;
   tile?: number;
@@ -36,6 +44,8 @@ export interface SegmentRunOptions {
   /** Save the trained segmenter (safetensors). */
   save?: string;
   log?: (line: string) => void;
+  /** Progress bars of training and evaluation (lib/progress.ts); default none. */
+  progress?: ProgressSpec;
 }
 
 export interface SegmentReport {
@@ -66,6 +76,8 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
   const batchSize = o.batchSize ?? 8;
   const lr = o.lr ?? 2e-3;
   const threshold = o.threshold ?? 0.5;
+  if (o.device !== undefined && o.device !== "cpu")
+    throw new Error(`--device ${o.device}: the segmenter runs on the CPU only (its native module has no device yet)`);
   const drive = await readDrive(o.data);
   log(
     `segment: ${drive.training.length} training and ${drive.test.length} test images from ${o.data} (${normalisation})`,
@@ -74,7 +86,7 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
     list.map((im) => ({ name: im.name, plane: normalise(im, normalisation), target: im.target, fov: im.fov }));
   const train = prep(drive.training),
     test = prep(drive.test);
-  const { model } = await modelFromSpec(spec);
+  const { model } = await modelFromSpec(spec, o.config ? { config: o.config } : {});
   const seg = await Segmenter.fromModel(
     model,
     {
@@ -85,32 +97,21 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
     { seed: o.seed ?? 0, lr, backboneLr: o.backboneLr ?? lr },
   );
   log(`segment: backbone ${spec}, segmenter ${JSON.stringify(seg.config)}`);
-  let lastLog = 0;
-  const trained = await trainSegmenter(seg, train, {
-    ...(o.minutes !== undefined ? { minutes: o.minutes } : {}),
-    ...(o.steps !== undefined ? { steps: o.steps } : {}),
-    batchSize,
-    lr,
-    ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
-    seed: o.seed ?? 0,
-    onStep: (e) => {
-      if (e.seconds - lastLog >= 15) {
-        lastLog = e.seconds;
-        log(
-          `  step ${e.step} loss ${e.loss.toFixed(4)} (dice loss ${e.dice.toFixed(3)}) lr ${e.lr.toExponential(2)} ${e.seconds.toFixed(0)} s`,
-        );
-      }
-    },
-  });
+  const bar = (options: ProgressOptions) =>
+    progress(o.progress === undefined || o.progress === false ? false : { ...options, ...o.progress });
+  const trained = await trainWithProgress(seg, train, o, bar);
   log(
     `segment: trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s, final loss ${trained.finalLoss.toFixed(4)}; evaluating ${test.length} test images by sliding window`,
   );
   const stride = o.stride ?? tile >> 1;
+  const evaluating = bar({ label: "segment: evaluating", unit: "img", total: test.length });
   const evaluated = await evaluateSegmenter(seg, test, {
     stride,
     threshold,
     ...(o.overlays ? { overlays: o.overlays, sources: drive.test } : {}),
+    onImage: () => evaluating.tick(),
   });
+  evaluating.done();
   if (o.save) await seg.save(o.save, { normalisation, model: spec });
   const report: SegmentReport = {
     task: "segment",
@@ -133,9 +134,40 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
   };
   if (o.out) {
     await mkdir(dirname(o.out), { recursive: true });
-    await writeFile(o.out, JSON.stringify(report, null, 2) + "\n");
+    await atomicWriteFile(o.out, JSON.stringify(report, null, 2) + "\n");
   }
   return report;
+}
+
+/** trainSegmenter with a progress bar over the steps (loss, lr and the time budget left as its status). */
+async function trainWithProgress(
+  seg: Segmenter,
+  train: Prepared[],
+  o: SegmentRunOptions,
+  bar: (options: ProgressOptions) => Progress,
+): Promise<SegTrainResult> {
+  const lr = o.lr ?? 2e-3;
+  const training = bar({
+    label: "segment: training",
+    unit: "step",
+    ...(o.steps !== undefined ? { total: o.steps } : {}),
+  });
+  const budget = o.minutes !== undefined ? o.minutes * 60 : undefined;
+  const trained = await trainSegmenter(seg, train, {
+    ...(o.minutes !== undefined ? { minutes: o.minutes } : {}),
+    ...(o.steps !== undefined ? { steps: o.steps } : {}),
+    batchSize: o.batchSize ?? 8,
+    lr,
+    ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
+    seed: o.seed ?? 0,
+    onStep: (e) => {
+      const left = budget !== undefined ? `, ${formatDuration(budget - e.seconds)} of the budget left` : "";
+      training.status(`loss ${e.loss.toFixed(4)} (dice loss ${e.dice.toFixed(3)}) lr ${e.lr.toExponential(2)}${left}`);
+      training.tick();
+    },
+  });
+  training.done();
+  return trained;
 }
 
 /** The table the command prints. */

@@ -6,19 +6,27 @@
  */
 import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
 import type { StTensor } from "../checkpoint/safetensors.js";
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
 import type { NativeSegmenter, SegmentBatch, SegmenterConfig, SegmenterOptions, TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
+import { parseJsonText } from "../io/json.js";
 
 export type { SegmenterConfig, SegmenterOptions, SegmentBatch } from "../native.js";
 
 type Named = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>;
 
-export class Segmenter {
+/** Owns its network and optimizer state: `dispose()` frees them (a model it was made from is independent). */
+export class Segmenter extends NativeResource {
   readonly #native: NativeSegmenter;
 
   constructor(config: SegmenterConfig = {}, options: SegmenterOptions = {}) {
+    super();
     this.#native = new (native().Segmenter)(config, options);
+  }
+
+  protected get nativeResource(): NativeSegmenter {
+    return this.#native;
   }
 
   /**
@@ -111,7 +119,7 @@ export class Segmenter {
     const file = await readSafetensors(path);
     const meta = file.metadata.vilref_segmenter;
     if (meta === undefined) throw new Error(`${path}: not a vilref segmenter (no "vilref_segmenter" metadata)`);
-    const { config } = JSON.parse(meta) as { config: SegmenterConfig };
+    const { config } = parseJsonText(meta) as { config: SegmenterConfig };
     const seg = new Segmenter(config);
     const state: Named = {};
     for (const [k, t] of file.tensors) state[k] = { data: t.data, shape: t.shape } as TensorData<Float32Array>;

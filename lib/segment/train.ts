@@ -93,6 +93,8 @@ export interface SegEvalOptions {
   overlays?: string;
   /** The decoded images, for overlays (same order as items). */
   sources?: readonly SegImage[];
+  /** Called after each image is evaluated. */
+  onImage?: (done: number, total: number) => void;
 }
 
 export interface SegEvalResult {
@@ -124,6 +126,7 @@ export async function evaluateSegmenter(
     sum.tn += c.tn;
     if (o.overlays && o.sources?.[i])
       await writeOverlay(join(o.overlays, `${it.name}.png`), o.sources[i]!, prob, threshold);
+    o.onImage?.(i + 1, items.length);
   }
   const mean = meanMetrics(perImage);
   return { mean, pooled: metricsFromConfusion(sum, mean.auc), perImage };

@@ -3,7 +3,8 @@
  * report's gold labels. Deterministic from (seed, index): case i is the same whatever n is.
  * `writeSynthDataset` writes images/ and a manifest.jsonl that `readManifest` reads as it is.
  */
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
+import { atomicWriteFile, atomicWriteFileSync } from "../io/atomic.js";
 import path from "node:path";
 import sharp from "sharp";
 import type { Eye, LabelMap } from "../labels/index.js";
@@ -176,7 +177,7 @@ export async function writeSynthDataset(
     inflight = (async () => {
       const buf = await encodeRendered(img, fmt);
       await prev;
-      writeFileSync(path.join(dir, rel), buf);
+      await atomicWriteFile(path.join(dir, rel), buf, { fsync: false });
       options.onProgress?.(i + 1, n);
     })();
     cases.push(c);
@@ -195,8 +196,6 @@ export async function writeSynthDataset(
     if (i % 4 === 3) await inflight;
   }
   await inflight;
-  const tmp = path.join(dir, `.manifest.jsonl.${process.pid}.tmp`);
-  writeFileSync(tmp, lines.join("\n") + (lines.length ? "\n" : ""));
-  renameSync(tmp, path.join(dir, "manifest.jsonl"));
+  atomicWriteFileSync(path.join(dir, "manifest.jsonl"), lines.join("\n") + (lines.length ? "\n" : ""));
   return cases;
 }

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
+import { parseJson } from "../io/json.js";
 import { UNCERTAINTY_POLICIES } from "../labels/index.js";
 import { modelConfigSchema, presetNames } from "../model/config.js";
 
@@ -228,11 +229,12 @@ export function parseConfig(value: unknown, options: { baseDir?: string; source?
 
 /** Reads and validates a config file (relative paths are relative to its folder). */
 export function loadConfig(file: string): PretrainConfig {
-  let value: unknown;
+  let text: string;
   try {
-    value = JSON.parse(readFileSync(file, "utf8"));
+    text = readFileSync(file, "utf8");
   } catch (e) {
     throw new Error(`${file}: ${(e as Error).message}`);
   }
+  const value = parseJson(text, file);
   return parseConfig(value, { baseDir: path.dirname(path.resolve(file)), source: file });
 }

@@ -137,10 +137,16 @@ interface MetricsLine {
 
 /** The panels of a run's metrics JSONL text. */
 export function runPanels(jsonl: string): Panel[] {
-  const lines = jsonl
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l) => JSON.parse(l) as MetricsLine);
+  const raw = jsonl.split("\n").filter((l) => l.trim() !== "");
+  // a last line torn by a killed run (no newline yet) is left out
+  if (raw.length && !jsonl.endsWith("\n")) {
+    try {
+      JSON.parse(raw.at(-1)!);
+    } catch {
+      raw.pop();
+    }
+  }
+  const lines = raw.map((l) => JSON.parse(l) as MetricsLine);
   const train = lines.filter((l) => l.type === "train" && !l.skipped);
   const evals = lines.filter((l) => l.type === "eval");
   const loss: [number, number][] = train.map((l) => [l.step, Number(l.loss)]);

@@ -32,8 +32,12 @@ export interface ProcessGroupOptions extends DistEnv {
   backend?: DistBackend;
 }
 
-/** A c10d process group (made by initProcessGroup); the trainer takes it as `processGroup`. */
-export interface ProcessGroup {
+/**
+ * A c10d process group (made by initProcessGroup); the trainer takes it as `processGroup`.
+ * `dispose()` (or `await using`) leaves it after the collectives already queued: the store
+ * connection and the backend close once no trainer holds the group either.
+ */
+export interface ProcessGroup extends Disposable, AsyncDisposable {
   readonly rank: number;
   readonly worldSize: number;
   readonly backend: DistBackend;
@@ -47,6 +51,7 @@ export interface ProcessGroup {
     t: TensorData<T>,
   ): Promise<TensorData<T>>;
   barrier(): Promise<void>;
+  dispose(): Promise<void>;
 }
 
 function nativeDist(): NativeDist {

@@ -10,6 +10,12 @@
  *   skipped.log            images the loader skipped
  *   checkpoints/step-NNNNNNNN/{model.safetensors, trainer.safetensors, state.json}
  *   final/model.safetensors
+ *   .vilref-run.lock      the run that owns the folder (pid, host); a second run is refused
+ *
+ * The folder has one owner (lib/io/lock.ts): a run into a folder that holds another run is refused
+ * unless it resumes it or overwrites it; every file is written atomically (lib/io/atomic.ts) and the
+ * temporary files a killed run leaves are removed at the next start; a resumed run whose last
+ * checkpoint is the final step writes the final model and curves before it reports "done".
  *
  * Data-parallel (options.processGroup, see lib/train/dist.ts): `batchSize` is the global batch,
  * each of the W ranks takes batchSize/W samples of its shard (rank r: every W-th sample of the
@@ -27,6 +33,7 @@ import {
   readdirSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
   appendFileSync,
 } from "node:fs";
@@ -40,8 +47,10 @@ import { ShardLoader } from "../data/shard-loader.js";
 import { isShardSpec } from "../data/shards.js";
 import { readSource } from "../data/source.js";
 import type { Sample } from "../data/manifest.js";
-import { dots, normalizeRows as normalizeRowsOf, textEncoder } from "../eval/features.js";
-import { finiteMean, pairedRetrieval, rocAuc } from "../eval/metrics.js";
+import { normalizeRows as normalizeRowsOf, textEncoder } from "../eval/features.js";
+import { columnAucs, finiteMean } from "../eval/metrics.js";
+import { featureMatrix } from "../eval/rank.js";
+import { namedRecall, pairedRanks } from "../eval/retrieval.js";
 import {
   buildPrompts,
   DEFAULT_PROMPTS_URL,
@@ -51,6 +60,9 @@ import {
 } from "../eval/zeroshot.js";
 import type { MultiLabelScoring } from "../eval/zeroshot.js";
 import type { ClassPrompts } from "../eval/zeroshot.js";
+import { atomicWriteFileSync, cleanTempFiles, describeWriteError, OutputError } from "../io/atomic.js";
+import { parseJson } from "../io/json.js";
+import { acquireLock, type RunLock } from "../io/lock.js";
 import { LABEL_IDS, Labeler, loadRules } from "../labels/index.js";
 import type { LabelId } from "../labels/index.js";
 import { readCheckpoint, sha256Hex, ViLReF } from "../model/vilref.js";
@@ -110,12 +122,15 @@ export type ProgressEvent =
   | (TrainMetrics & { kind: "step"; totalSteps: number; etaSeconds: number })
   | (EvalMetrics & { kind: "eval" })
   | { kind: "checkpoint"; step: number; path: string }
+  | { kind: "notice"; message: string }
   | { kind: "done"; step: number; seconds: number };
 
 export interface PretrainOptions {
   onProgress?: (e: ProgressEvent) => void;
-  /** Continue from the latest checkpoint in the output folder (none there: start fresh). */
+  /** Continue from the latest checkpoint in the output folder (an empty folder: start fresh). */
   resume?: boolean;
+  /** Replace the run the output folder holds (its checkpoints, final model, metrics, vocabulary). */
+  overwrite?: boolean;
   /** Where relative paths of an unparsed config point from (default: the working directory). */
   baseDir?: string;
   /** Stop (with a checkpoint) after this many steps of this call: for tests and time-boxed runs. */
@@ -181,7 +196,7 @@ async function exportTrainerState(
 
 async function importTrainerState(trainer: Trainer, file: string): Promise<void> {
   const { tensors, metadata } = await readSafetensors(file);
-  const dtypes = JSON.parse(metadata.dtypes ?? "{}") as Record<string, string>;
+  const dtypes = parseJson(metadata.dtypes ?? "{}", `${file}: its "dtypes" metadata`) as Record<string, string>;
   const record: Record<string, { data: StTensor["data"]; shape: number[]; dtype?: string }> = {};
   for (const [k, v] of tensors)
     record[k] = { data: v.data, shape: v.shape, ...(dtypes[k] !== undefined ? { dtype: dtypes[k] } : {}) };
@@ -249,20 +264,30 @@ async function writeCheckpoint(
   const final = path.join(dir, name);
   const tmp = path.join(dir, `.${name}.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
-  await model.save(path.join(tmp, "model.safetensors"), meta);
-  const { tensors, dtypes } = await exportTrainerState(trainer);
-  await writeSafetensors(path.join(tmp, "trainer.safetensors"), tensors, {
-    dtypes: JSON.stringify(dtypes),
-    step: String(state.step),
-  });
-  const json = path.join(tmp, "state.json");
-  writeFileSync(json, JSON.stringify(state, null, 2) + "\n");
-  fsyncPath(json);
-  fsyncPath(tmp);
-  // the folder appears complete or not at all
-  rmSync(final, { recursive: true, force: true });
-  renameSync(tmp, final);
+  try {
+    mkdirSync(tmp);
+    await model.save(path.join(tmp, "model.safetensors"), meta);
+    const { tensors, dtypes } = await exportTrainerState(trainer);
+    await writeSafetensors(path.join(tmp, "trainer.safetensors"), tensors, {
+      dtypes: JSON.stringify(dtypes),
+      step: String(state.step),
+    });
+    const json = path.join(tmp, "state.json");
+    try {
+      writeFileSync(json, JSON.stringify(state, null, 2) + "\n");
+    } catch (e) {
+      throw describeWriteError(e, json);
+    }
+    fsyncPath(json);
+    fsyncPath(tmp);
+    // the folder appears complete or not at all
+    rmSync(final, { recursive: true, force: true });
+    renameSync(tmp, final);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true }); // a full disk leaves no half checkpoint behind
+    if (e instanceof OutputError) throw new OutputError(e.message.split(tmp).join(final), final, e.code, { cause: e });
+    throw e;
+  }
   fsyncPath(dir);
   const all = listCheckpoints(output);
   for (const old of all.slice(0, Math.max(0, all.length - keep))) rmSync(old.path, { recursive: true, force: true });
@@ -315,28 +340,26 @@ function makeEvaluator(
       for (const a of imgs) (I.set(a, o), (o += a.length));
       o = 0;
       for (const a of txts) (T.set(a, o), (o += a.length));
-      const sim = dots(I, n, T, n, d);
-      const retrieval = pairedRetrieval(sim, n, ks);
+      // retrieval (lib/eval/retrieval.ts, the ranks of `eval retrieval`, block by block in LibTorch)
+      const ranks = await pairedRanks(featureMatrix(I, n, d), featureMatrix(T, n, d));
       // zero-shot (lib/eval/zeroshot.ts): one ensembled feature per label and side, scored as config.eval.scoring says
       const feats = await encodeClassPrompts(textEncoder(model, tokenizer, contextLength), prompts, d);
       const S = multiLabelScores(I, n, feats, scoring);
       const C = feats.classes.length;
+      // gold: 1 positive, 0.5 uncertain (neither class), anything else negative
+      const gold = new Float64Array(n * C);
+      for (let i = 0; i < n; i++)
+        feats.classes.forEach((name, c) => {
+          const v = used[i]!.labels?.[name as LabelId] ?? 0;
+          gold[i * C + c] = v === 0.5 ? Number.NaN : v === 1 ? 1 : 0;
+        });
       const auc: Partial<Record<LabelId, number>> = {};
       const counts: Partial<Record<LabelId, [number, number]>> = {};
-      feats.classes.forEach((name, c) => {
-        const id = name as LabelId;
-        const scores: number[] = [];
-        const gold: number[] = [];
-        for (let i = 0; i < n; i++) {
-          const v = used[i]!.labels?.[id] ?? 0;
-          if (v === 0.5) continue; // uncertain: neither class
-          scores.push(S[i * C + c]!);
-          gold.push(v === 1 ? 1 : 0);
-        }
-        const pos = gold.reduce((a, b) => a + b, 0);
-        if (pos === 0 || pos === gold.length) return;
-        auc[id] = rocAuc(scores, gold);
-        counts[id] = [pos, gold.length - pos];
+      columnAucs(S, gold, n, C).forEach((r, c) => {
+        if (r.positives === 0 || r.negatives === 0) return;
+        const id = feats.classes[c] as LabelId;
+        auc[id] = r.auc;
+        counts[id] = [r.positives, r.negatives];
       });
       return {
         type: "eval",
@@ -344,8 +367,8 @@ function makeEvaluator(
         auc,
         meanAuc: finiteMean(Object.values(auc)),
         counts,
-        imageToText: retrieval.imageToText,
-        textToImage: retrieval.textToImage,
+        imageToText: namedRecall(ranks.imageToText, ks),
+        textToImage: namedRecall(ranks.textToImage, ks),
         samples: n,
         seconds: (performance.now() - t0) / 1000,
       };
@@ -397,37 +420,134 @@ function labelStreamed(config: PretrainConfig, labeler: Labeler | null): (s: Sam
 }
 
 function appendJsonl(file: string, value: unknown): void {
-  appendFileSync(
-    file,
-    JSON.stringify(value, (_, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v)) + "\n",
-  );
+  try {
+    appendFileSync(
+      file,
+      JSON.stringify(value, (_, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v)) + "\n",
+    );
+  } catch (e) {
+    throw describeWriteError(e, file, "cannot append");
+  }
 }
 
-/** Runs (or resumes) a pre-training experiment. */
+/** The lines of metrics.jsonl up to `step`; a last line torn by a kill (no newline, not JSON) is dropped. */
+function metricsUpTo(file: string, step: number): string[] {
+  const lines = readFileSync(file, "utf8").split("\n");
+  const last = lines.pop()!; // "" after a final newline
+  const kept: string[] = [];
+  lines.forEach((l, i) => {
+    if (l.trim() !== "" && (parseJson(l, `${file}:${i + 1}`) as { step: number }).step <= step) kept.push(l);
+  });
+  if (last.trim() !== "") {
+    try {
+      if ((JSON.parse(last) as { step: number }).step <= step) kept.push(last);
+    } catch {
+      /* torn */
+    }
+  }
+  return kept;
+}
+
+// ---- the output folder: one owner, no stale temporaries, no run replaced by accident -------------
+
+/** What a folder holds of an earlier run (empty: nothing). */
+function runContents(out: string): string[] {
+  const found: string[] = [];
+  const ckpts = listCheckpoints(out);
+  if (ckpts.length) found.push(`${ckpts.length} checkpoint(s) up to step ${ckpts.at(-1)!.step}`);
+  if (existsSync(path.join(out, "final", "model.safetensors"))) found.push("a final model");
+  const metrics = path.join(out, "metrics.jsonl");
+  if (existsSync(metrics) && statSync(metrics).size > 0) found.push("metrics.jsonl");
+  return found;
+}
+
+/**
+ * Takes the folder's lock (rank 0), removes what killed runs left half-written, and refuses to
+ * start over a run it holds unless asked to resume or overwrite it.
+ */
+function claimOutput(out: string, options: PretrainOptions, emit: (e: ProgressEvent) => void): RunLock {
+  if (options.resume && options.overwrite) throw new RangeError("resume and overwrite: give one, not both");
+  const lock = acquireLock(path.join(out, ".vilref-run.lock"), { what: `output ${out}`, command: "vilref pretrain" });
+  try {
+    if (lock.stale)
+      emit({
+        kind: "notice",
+        message: `took over ${lock.file} from ${lock.replaced ? `pid ${lock.replaced.pid} (gone)` : "a run that is gone"}`,
+      });
+    const cleaned = [out, path.join(out, "checkpoints"), path.join(out, "final")].flatMap((d) =>
+      cleanTempFiles(d, { all: true }),
+    );
+    if (cleaned.length)
+      emit({
+        kind: "notice",
+        message: `removed ${cleaned.length} unfinished file(s) of an interrupted run: ${cleaned.join(", ")}`,
+      });
+    const held = runContents(out);
+    if (held.length && options.overwrite) {
+      for (const f of ["checkpoints", "final", "metrics.jsonl", "curves.png", "vocab.txt", "skipped.log"])
+        rmSync(path.join(out, f), { recursive: true, force: true });
+      emit({ kind: "notice", message: `overwriting the run in ${out} (${held.join(", ")})` });
+    } else if (held.length && !options.resume)
+      throw new Error(
+        `output ${out} holds a run (${held.join(", ")}): --resume continues it, --overwrite replaces it, or choose another output`,
+      );
+    else if (held.length && options.resume && listCheckpoints(out).length === 0)
+      throw new Error(
+        `output ${out}: nothing to resume from (no checkpoint, but ${held.join(", ")}): --overwrite starts it again`,
+      );
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+  return lock;
+}
+
+/**
+ * Runs (or resumes) a pre-training experiment. The output folder is locked for the run (rank 0
+ * holds the lock); a folder holding another run needs `resume` or `overwrite`.
+ */
 export async function pretrain(
   input: PretrainConfig | PretrainConfigInput,
   options: PretrainOptions = {},
 ): Promise<PretrainResult> {
   const t0 = performance.now();
   const config = parseConfig(input, options.baseDir !== undefined ? { baseDir: options.baseDir } : {});
+  const world = options.processGroup?.worldSize ?? 1;
+  if (config.batchSize % world !== 0)
+    throw new RangeError(
+      `batchSize: the global batch of ${config.batchSize} does not split evenly over WORLD_SIZE=${world} ranks`,
+    );
+  try {
+    mkdirSync(config.output, { recursive: true });
+  } catch (e) {
+    throw describeWriteError(e, config.output, "cannot create the output folder");
+  }
+  const emit = options.onProgress ?? (() => {});
+  const lock = (options.processGroup?.rank ?? 0) === 0 ? claimOutput(config.output, options, emit) : null;
+  try {
+    return await pretrainOwned(config, options, t0);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t0: number): Promise<PretrainResult> {
   const out = config.output;
   const group = options.processGroup;
   const world = group?.worldSize ?? 1;
   const rank = group?.rank ?? 0;
   const lead = rank === 0; // writes metrics, vocabulary, checkpoints
-  if (config.batchSize % world !== 0)
-    throw new RangeError(
-      `batchSize: the global batch of ${config.batchSize} does not split evenly over WORLD_SIZE=${world} ranks`,
-    );
   const localBatch = config.batchSize / world;
-  mkdirSync(out, { recursive: true });
   if (config.threads !== undefined) setThreads(config.threads);
   const emit = options.onProgress ?? (() => {});
 
   // resume point
   const latest = options.resume ? listCheckpoints(out).at(-1) : undefined;
   const resumed: CheckpointState | null = latest
-    ? (JSON.parse(readFileSync(path.join(latest.path, "state.json"), "utf8")) as CheckpointState)
+    ? (parseJson(
+        readFileSync(path.join(latest.path, "state.json"), "utf8"),
+        path.join(latest.path, "state.json"),
+      ) as CheckpointState)
     : null;
 
   // labels and data
@@ -461,7 +581,7 @@ export async function pretrain(
   const vocabSha256 = sha256Hex(vocabText);
   if (resumed && resumed.vocabSha256 !== vocabSha256)
     throw new Error(`${vocabFile}: not the vocabulary of checkpoint ${latest!.path}`);
-  if (!resumed && lead) writeFileSync(vocabFile, vocabText);
+  if (!resumed && lead) atomicWriteFileSync(vocabFile, vocabText);
   const tokenizer = new BertTokenizer(vocab);
 
   // model
@@ -476,6 +596,14 @@ export async function pretrain(
     });
   if (vocab.size > model.config.vocab_size)
     throw new RangeError(`text.vocab: ${vocab.size} tokens, but the model's vocab_size is ${model.config.vocab_size}`);
+  if (config.text.contextLength > model.config.text_max_position_embeddings)
+    throw new RangeError(
+      `text.contextLength: ${config.text.contextLength} is longer than the model's ${model.config.text_max_position_embeddings} positions (text_max_position_embeddings)`,
+    );
+  if (config.model.checkpoint && model.vocabSha256 && model.vocabSha256 !== vocabSha256)
+    throw new Error(
+      `text.vocab: sha256 ${vocabSha256.slice(0, 12)}… is not the vocabulary ${config.model.checkpoint} was trained with (${model.vocabSha256.slice(0, 12)}…); give that vocabulary`,
+    );
   if (latest) {
     const { tensors } = await readCheckpoint(path.join(latest.path, "model.safetensors"));
     await model.loadStateDict(tensors, { strict: true });
@@ -566,11 +694,13 @@ export async function pretrain(
   if (!lead) {
     // rank 0 keeps the metrics
   } else if (resumed && existsSync(metricsFile)) {
-    const kept = readFileSync(metricsFile, "utf8")
-      .split("\n")
-      .filter((l) => l.trim() !== "" && (JSON.parse(l) as { step: number }).step <= resumed.step);
-    writeFileSync(metricsFile, kept.map((l) => l + "\n").join(""));
-  } else if (!resumed) writeFileSync(metricsFile, "");
+    atomicWriteFileSync(
+      metricsFile,
+      metricsUpTo(metricsFile, resumed.step)
+        .map((l) => l + "\n")
+        .join(""),
+    );
+  } else if (!resumed) atomicWriteFileSync(metricsFile, "");
 
   let step = resumed?.step ?? 0;
   // checkpoints count global samples; this rank's loader counts its own
@@ -702,11 +832,13 @@ export async function pretrain(
     }
     await evaluate();
     await checkpoint();
-    if (lead) {
-      mkdirSync(path.join(out, "final"), { recursive: true });
-      await model.save(path.join(out, "final", "model.safetensors"), { labels: labelsMeta, vocabSha256 });
-      await writeCurves(metricsFile, path.join(out, "curves.png"));
-    }
+  } else if (resumed)
+    emit({ kind: "notice", message: `the run was already at its last step (${step}); writing its final model` });
+  // a run resumed at its last step (killed after the final checkpoint) is finished here too
+  if (lead) {
+    mkdirSync(path.join(out, "final"), { recursive: true });
+    await model.save(path.join(out, "final", "model.safetensors"), { labels: labelsMeta, vocabSha256 });
+    if (existsSync(metricsFile)) await writeCurves(metricsFile, path.join(out, "curves.png"));
   }
   const seconds = (performance.now() - t0) / 1000;
   emit({ kind: "done", step, seconds });

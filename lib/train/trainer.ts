@@ -5,8 +5,9 @@
  * scale clamped to [0, ln 100], enqueue of the batch's momentum features (../shared/WSCL.md).
  * Steps run on the model's queue, in order with its other calls.
  */
+import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
-import type { NativeTrainer, TensorData } from "../native.js";
+import type { NativeTrainer, TensorData, TrainerDevices } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
 import type { ProcessGroup } from "./dist.js";
 
@@ -107,11 +108,21 @@ export type TrainerStateRecord = Record<
   TensorData<Float32Array> | TensorData<BigInt64Array> | TensorData<Uint8Array>
 >;
 
-export class Trainer {
+/**
+ * Owns native memory (momentum encoders, optimizer moments, the queue): `dispose()` frees it; the
+ * model's own dispose() disposes its trainers first.
+ */
+export class Trainer extends NativeResource {
   readonly #native: NativeTrainer;
 
   constructor(model: ViLReF, options: TrainerOptions) {
+    super();
     this.#native = new (native().Trainer)(model.nativeHandle, options);
+    NativeResource.attach(model, this);
+  }
+
+  protected get nativeResource(): NativeTrainer {
+    return this.#native;
   }
 
   /** One optimisation step; `lr` overrides the learning rate for this step (schedules live in TS). */
@@ -137,6 +148,14 @@ export class Trainer {
   /** Restores exportState()'s record; with the model's weights restored too, training continues exactly. */
   importState(state: TrainerStateRecord): Promise<void> {
     return this.#native.importState(state);
+  }
+
+  /**
+   * Where the trainer's tensors live: online and momentum weights, the queue (on the model's device,
+   * so a step copies nothing to or from the host), AdamW's moments and the last step's loss.
+   */
+  devices(): Promise<TrainerDevices> {
+    return this.#native.devices();
   }
 
   /** Steps skipped for a non-finite loss. */

@@ -8,6 +8,7 @@
 import { writeFileSync } from "node:fs";
 import { mulberry32 } from "../../lib/data/rng.js";
 import { ViLReF } from "../../lib/model/vilref.js";
+import type { Device } from "../../lib/model/vilref.js";
 import { initProcessGroup, isDistWorker, readDistEnv } from "../../lib/train/dist.js";
 import type { ProcessGroup } from "../../lib/train/dist.js";
 import { Trainer } from "../../lib/train/trainer.js";
@@ -80,8 +81,13 @@ export interface StepsOutput {
 }
 
 /** Runs `steps` steps on this rank's slice (world 1: the whole batch). */
-export async function runSteps(steps: number, group?: ProcessGroup, batch = GLOBAL_BATCH): Promise<StepsOutput> {
-  const model = ViLReF.create("tiny-vit", { seed: 7 });
+export async function runSteps(
+  steps: number,
+  group?: ProcessGroup,
+  batch = GLOBAL_BATCH,
+  device: Device = "cpu",
+): Promise<StepsOutput> {
+  const model = ViLReF.create("tiny-vit", { seed: 7, device });
   const trainer = new Trainer(model, { ...TRAINER, ...(group ? { processGroup: group } : {}) });
   const world = group?.worldSize ?? 1;
   const rank = group?.rank ?? 0;
@@ -128,11 +134,21 @@ async function main(): Promise<void> {
     batch?: number;
     out?: string;
     timeoutMs?: number;
+    /** "cuda": each rank on cuda:LOCAL_RANK (test/cuda.test.ts); default "cpu" */
+    device?: "cpu" | "cuda";
+    backend?: "gloo" | "nccl";
   };
   let group: ProcessGroup | undefined;
-  if (isDistWorker()) group = await initProcessGroup({ ...readDistEnv(), timeoutMs: spec.timeoutMs ?? 30000 });
+  const env = isDistWorker() ? readDistEnv() : undefined;
+  if (env)
+    group = await initProcessGroup({
+      ...env,
+      timeoutMs: spec.timeoutMs ?? 30000,
+      ...(spec.backend ? { backend: spec.backend } : {}),
+    });
+  const device: Device = spec.device === "cuda" ? `cuda:${env?.localRank ?? 0}` : "cpu";
   if (spec.mode === "steps") {
-    const r = await runSteps(spec.steps ?? 3, group, spec.batch ?? GLOBAL_BATCH);
+    const r = await runSteps(spec.steps ?? 3, group, spec.batch ?? GLOBAL_BATCH, device);
     if ((group?.rank ?? 0) === 0 && spec.out) writeFileSync(spec.out, JSON.stringify(r));
     return;
   }

@@ -15,7 +15,7 @@
  * - `maliciousPt(markerPath)`: a `.pt` whose pickle calls `os.system("touch <marker>")` through
  *   GLOBAL + REDUCE. A safe loader must refuse it; the marker file existing means it executed.
  */
-import { crc32 } from "node:zlib";
+import { crc32, deflateRawSync } from "node:zlib";
 
 // ------------------------------------------------------------------------------------------------
 // ZIP
@@ -23,6 +23,10 @@ import { crc32 } from "node:zlib";
 export interface ZipEntry {
   name: string;
   data: Uint8Array;
+  /** Deflate the entry (method 8) instead of storing it; torch.save never does, other ZIP tools may. */
+  deflate?: boolean;
+  /** Override the sizes and CRC the headers declare (for crafting malformed archives). */
+  declare?: { size?: number; crc?: number };
 }
 
 export interface ZipOptions {
@@ -40,8 +44,11 @@ export function makeTorchZip(entries: ZipEntry[], opts: ZipOptions = {}): Buffer
   for (const entry of entries) {
     const name = Buffer.from(entry.name, "utf8");
     const flags = /^[\x20-\x7e]*$/.test(entry.name) ? 0 : 0x0800; // bit 11: UTF-8 name
-    const crc = crc32(entry.data) >>> 0;
-    const size = entry.data.length;
+    const crc = entry.declare?.crc ?? crc32(entry.data) >>> 0;
+    const body = entry.deflate ? deflateRawSync(entry.data) : entry.data;
+    const size = entry.declare?.size ?? entry.data.length;
+    const stored = body.length;
+    const method = entry.deflate ? 8 : 0;
     if (size > 0xfffffffe || offset > 0xfffffffe) throw new RangeError("makeTorchZip: entry too large (no ZIP64)");
     let extraLen = 0;
     if (align > 1) {
@@ -58,31 +65,31 @@ export function makeTorchZip(entries: ZipEntry[], opts: ZipOptions = {}): Buffer
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4); // version needed to extract
     local.writeUInt16LE(flags, 6);
-    local.writeUInt16LE(0, 8); // method: stored
+    local.writeUInt16LE(method, 8); // 0 stored, 8 deflated
     local.writeUInt16LE(0, 10); // time
     local.writeUInt16LE(0x21, 12); // date: 1980-01-01
     local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(size, 18);
+    local.writeUInt32LE(stored, 18);
     local.writeUInt32LE(size, 22);
     local.writeUInt16LE(name.length, 26);
     local.writeUInt16LE(extraLen, 28);
-    parts.push(local, name, extra, Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength));
+    parts.push(local, name, extra, Buffer.from(body.buffer, body.byteOffset, body.byteLength));
     const cd = Buffer.alloc(46);
     cd.writeUInt32LE(0x02014b50, 0);
     cd.writeUInt16LE(20, 4); // version made by
     cd.writeUInt16LE(20, 6); // version needed
     cd.writeUInt16LE(flags, 8);
-    cd.writeUInt16LE(0, 10);
+    cd.writeUInt16LE(method, 10);
     cd.writeUInt16LE(0, 12);
     cd.writeUInt16LE(0x21, 14);
     cd.writeUInt32LE(crc, 16);
-    cd.writeUInt32LE(size, 20);
+    cd.writeUInt32LE(stored, 20);
     cd.writeUInt32LE(size, 24);
     cd.writeUInt16LE(name.length, 28);
     // extra 30, comment 32, disk 34, internal attrs 36, external attrs 38: all zero
     cd.writeUInt32LE(offset, 42);
     central.push(cd, name);
-    offset += 30 + name.length + extraLen + size;
+    offset += 30 + name.length + extraLen + stored;
   }
   const cdBytes = Buffer.concat(central);
   const eocd = Buffer.alloc(22);

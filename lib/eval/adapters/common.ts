@@ -1,7 +1,8 @@
 /** Helpers the dataset adapters share: CSV tables with named columns, finding images by name. */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import path from "node:path";
-import { IMAGE_EXTENSIONS, parseDelimited } from "../../data/manifest.js";
+import { IMAGE_EXTENSIONS } from "../../data/manifest.js";
+import { TableError, readTable as readStrictTable } from "../../io/table.js";
 import type { EvalSample } from "../dataset.js";
 import { DatasetError } from "../dataset.js";
 
@@ -14,27 +15,26 @@ export interface Table {
 /** Column names compared loosely: case, spaces, underscores and hyphens ignored. */
 export const loose = (s: string): string => s.toLowerCase().replace(/[\s_\-]+/g, "");
 
-/** Reads a CSV (or TSV by extension) with a header row; a row with the wrong field count is an error naming the line. */
+/**
+ * Reads a CSV (or TSV by extension) with a header row through the strict reader (lib/io/table.ts):
+ * quoting errors and a row with the wrong field count are errors naming the line.
+ */
 export function readTable(file: string): Table {
-  let text: string;
+  let t: ReturnType<typeof readStrictTable>;
   try {
-    text = readFileSync(file, "utf8");
+    t = readStrictTable(file);
   } catch (e) {
-    throw new DatasetError(`${file}: cannot read: ${(e as Error).message}`);
+    if (e instanceof TableError) throw new DatasetError(e.message);
+    throw e;
   }
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  const rows = parseDelimited(text, file.toLowerCase().endsWith(".tsv") ? "\t" : ",", file);
-  const head = rows[0];
-  if (!head) throw new DatasetError(`${file}: empty table`);
-  const header = head.fields.map((h) => h.trim());
+  if (t.header.length === 0) throw new DatasetError(`${file}: empty table`);
   return {
     file,
-    header,
-    rows: rows.slice(1).map((r) => {
-      if (r.fields.length !== header.length)
-        throw new DatasetError(`${file}:${r.line}: ${r.fields.length} fields, the header has ${header.length}`);
-      return { cells: Object.fromEntries(header.map((h, i) => [h, r.fields[i]!.trim()])), line: r.line };
-    }),
+    header: t.header,
+    rows: t.rows.map((r) => ({
+      cells: Object.fromEntries(t.header.map((h, i) => [h, r.fields[i]!.trim()])),
+      line: r.line,
+    })),
   };
 }
 
