@@ -583,7 +583,16 @@ export const ADDON_CLASSES = {
     static: [],
   },
   Trainer: {
-    instance: ["step", "queueState", "momentumStateDict", "exportState", "importState", "devices", "skipped", "dispose"],
+    instance: [
+      "step",
+      "queueState",
+      "momentumStateDict",
+      "exportState",
+      "importState",
+      "devices",
+      "skipped",
+      "dispose",
+    ],
     static: ["lossScalerUpdate"],
   },
   Segmenter: {

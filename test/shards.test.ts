@@ -6,6 +6,7 @@ import tarStream from "tar-stream";
 import { execFileSync } from "node:child_process";
 import {
   cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -121,6 +122,18 @@ test("packing twice gives byte-identical shards and index; an interrupted pack r
   for (const f of files) t.true(readFileSync(path.join(packed, f)).equals(readFileSync(path.join(cut, f))), f);
   const rerun = await packShards(source, { out: cut, samplesPerShard: 5, resolution: 64 });
   t.true(rerun.upToDate);
+});
+
+test("one pack per folder: a second pack into it is refused while the first runs; the lock goes with it", async (t) => {
+  const out = path.join(root, "packed-locked");
+  const first = packShards(source.slice(0, 10), { out, samplesPerShard: 5, resolution: 64 });
+  await t.throwsAsync(packShards(source.slice(0, 10), { out, samplesPerShard: 5, resolution: 64 }), {
+    name: "LockError",
+    message: /shards .*packed-locked is in use by/,
+  });
+  t.is((await first).index.samples, 10);
+  t.false(existsSync(path.join(out, "pack.lock")));
+  t.true((await packShards(source.slice(0, 10), { out, samplesPerShard: 5, resolution: 64 })).upToDate);
 });
 
 test("the loader: same seed and epoch, same order; another epoch, another order; every sample once", async (t) => {

@@ -26,6 +26,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import tar from "tar-stream";
 import { atomicWriteFile } from "../io/bytes.js";
+import { acquireLock } from "../io/lock.js";
 import { Labeler, loadRules, type LabelMap } from "../labels/index.js";
 import { inspectJpeg, jpegFastPath } from "./jpeg.js";
 import { classifyError, Slots } from "./loader.js";
@@ -158,9 +159,28 @@ export async function packShards(samples: readonly Sample[], options: PackOption
   const meta = metadataOf(ordered, s, options.rules);
   const fp = fingerprint(ordered, meta, s);
   const out = path.resolve(options.out);
+  mkdirSync(out, { recursive: true });
+  // One pack per folder: a second one is refused (LockError naming the holder), a killed one's lock taken over.
+  const lock = acquireLock(path.join(out, "pack.lock"), { what: `shards ${out}`, command: "vilref data pack" });
+  try {
+    if (lock.stale) options.log?.(`took over ${lock.file} from a pack that is gone`);
+    return await packLocked(ordered, meta, s, fp, out, options, t0);
+  } finally {
+    lock.release();
+  }
+}
+
+async function packLocked(
+  ordered: readonly Sample[],
+  meta: readonly object[],
+  s: Settings,
+  fp: string,
+  out: string,
+  options: PackOptions,
+  t0: number,
+): Promise<PackResult> {
   const state = path.join(out, ".pack");
   const indexFile = path.join(out, "index.json");
-  mkdirSync(out, { recursive: true });
   const done = upToDate(indexFile, fp);
   if (done && !options.force)
     return { index: done, indexFile, written: 0, kept: done.shards.length, upToDate: true, seconds: 0 };
