@@ -8,12 +8,24 @@
  * Only the public wrappers (ViLReF, Trainer, Segmenter, Finetuner, Head, losses, dist) touch these
  * objects; user code never sees them.
  */
+import type { z } from "zod";
+import type { KeyReport, LoadStateOptions } from "./config/options.js";
+import type { ResolvedFinetunerOptions } from "./finetune/finetuner.js";
 import type { ViLReFHandle } from "./model/vilref.js";
 import type { ModelConfig } from "./model/config.js";
-import type { Dtype, EncodeOptions, StateTensor } from "./model/vilref.js";
-import type { QueueState, StepResult, TrainBatch, TrainerOptions, TrainerStateRecord } from "./train/trainer.js";
+import type { Dtype, ResolvedCreateOptions, ResolvedEncodeOptions, StateTensor } from "./model/vilref.js";
+import type { ResolvedSegmenterConfig, ResolvedSegmenterOptions, SegmenterStepOptions } from "./segment/segmenter.js";
+import type {
+  EffectiveTrainerOptions,
+  QueueState,
+  ResolvedTrainerOptions,
+  StepResult,
+  TrainBatch,
+  TrainerStateRecord,
+  TrainerStepOptions,
+} from "./train/trainer.js";
 import type { ClipLossArgs, LossResult, WsclLossArgs } from "./train/losses.js";
-import type { DistBackend, ProcessGroup } from "./train/dist.js";
+import type { DistBackend, ProcessGroup, processGroupSchema } from "./train/dist.js";
 
 /** Typed arrays the boundary accepts, by the LibTorch dtype they become. */
 export type TensorArray =
@@ -91,45 +103,18 @@ export interface HeadConfig {
   seed?: number;
 }
 
+/** Every key of a HeadConfig filled in (lib/head.ts's schema): what the native head takes. */
+export type ResolvedHeadConfig = Required<HeadConfig>;
+
 export interface NativeHead {
   /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
   dispose(): Promise<void>;
   forward(input: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
   stateDict(): Promise<Record<string, TensorData<Float32Array>>>;
   loadStateDict(state: Record<string, TensorData<Float32Array>>): Promise<void>;
-  readonly config: Required<Omit<HeadConfig, "seed">>;
+  readonly config: Omit<ResolvedHeadConfig, "seed">;
   /** Calls queued or running on this object. */
   readonly pending: number;
-}
-
-/** Architecture of a Segmenter (native/segment.h); omitted keys take the defaults shown. */
-export interface SegmenterConfig {
-  /** Side of the square tiles it takes (64); a multiple of patch. */
-  tile?: number;
-  /** ViT patch size, a power of two (8): the decoder has log2(patch) ×2 stages. */
-  patch?: number;
-  width?: number;
-  layers?: number;
-  heads?: number;
-  /** 1-based blocks whose patch tokens the decoder reads (default: 1/4, 2/4, 3/4, 4/4 of the depth). */
-  taps?: number[];
-  /** Channels of the convolutional stem at full resolution (16), doubled per level up to 4×. */
-  stemChannels?: number;
-  /** Channels of the token bottleneck (64). */
-  decoderChannels?: number;
-}
-
-export interface SegmenterOptions {
-  seed?: number;
-  /** AdamW lr of stem, decoder and head (1e-3). */
-  lr?: number;
-  /** AdamW lr of the ViT backbone (default: lr). */
-  backboneLr?: number;
-  weightDecay?: number;
-  /** The backbone takes no gradient and is left out of the optimizer. */
-  freezeBackbone?: boolean;
-  diceWeight?: number;
-  bceWeight?: number;
 }
 
 export interface SegmentBatch {
@@ -141,54 +126,63 @@ export interface SegmentBatch {
   weights?: TensorData<Float32Array>;
 }
 
+export interface SegmentStepResult {
+  /** bceWeight · bce + diceWeight · dice, before the update. */
+  loss: number;
+  bce: number;
+  dice: number;
+}
+
+/** A segmenter step's learning rates, both given (lib/segment/segmenter.ts fills them in). */
+export type NativeSegmenterStepOptions = Required<SegmenterStepOptions>;
+
+/** The state dict of a module with integer buffers (BatchNorm's counters). */
+export type NamedTensors = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>;
+
 export interface NativeSegmenter {
   /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
   dispose(): Promise<void>;
-  step(
-    batch: SegmentBatch,
-    options?: { lr?: number; backboneLr?: number },
-  ): Promise<{ loss: number; bce: number; dice: number }>;
+  step(batch: SegmentBatch, options: NativeSegmenterStepOptions): Promise<SegmentStepResult>;
   /** [N, 3, tile, tile] → probabilities [N, 1, tile, tile]. */
   predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
-  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
-  loadStateDict(
-    state: Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>,
-    options?: { strict?: boolean },
-  ): Promise<{ missing: string[]; unexpected: string[] }>;
-  readonly config: Required<SegmenterConfig>;
+  stateDict(): Promise<NamedTensors>;
+  loadStateDict(state: NamedTensors, options: ResolvedLoadStateOptions): Promise<KeyReport>;
+  readonly config: ResolvedSegmenterConfig;
+  /** The effective options (read back from the native object). */
+  readonly options: ResolvedSegmenterOptions;
   readonly steps: number;
   readonly pending: number;
 }
 
-export interface FinetunerOptions {
-  /** Number of (multi-label) outputs. */
+/** What a Finetuner reports as its `config`. */
+export interface FinetunerConfig {
   classes: number;
-  /** Head lr (1e-3). */
-  lr?: number;
-  /** Backbone lr (1e-6). */
-  backboneLr?: number;
-  weightDecay?: number;
-  /** Backbone without gradient, out of the optimizer: its weights stay bit-identical. */
-  frozen?: boolean;
-  seed?: number;
+  /** Width of the pre-projection features the head reads. */
+  width: number;
+  lr: number;
+  backboneLr: number;
+  weightDecay: number;
+  frozen: boolean;
+}
+
+export interface FinetuneBatch {
+  /** [N, 3, R, R] preprocessed images. */
+  images: TensorData<Float32Array>;
+  /** [N, classes] in [0, 1]. */
+  labels: TensorData<Float32Array>;
 }
 
 export interface NativeFinetuner {
   /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
   dispose(): Promise<void>;
-  step(batch: { images: TensorData<Float32Array>; labels: TensorData<Float32Array> }): Promise<{ loss: number }>;
+  step(batch: FinetuneBatch): Promise<{ loss: number }>;
   /** [N, 3, R, R] → probabilities [N, classes]. */
   predict(images: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
-  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
-  loadStateDict(state: Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>): Promise<void>;
-  readonly config: {
-    classes: number;
-    width: number;
-    lr: number;
-    backboneLr: number;
-    weightDecay: number;
-    frozen: boolean;
-  };
+  stateDict(): Promise<NamedTensors>;
+  loadStateDict(state: NamedTensors): Promise<void>;
+  readonly config: FinetunerConfig;
+  /** The effective options (read back from the native object). */
+  readonly options: ResolvedFinetunerOptions;
   readonly steps: number;
 }
 
@@ -210,17 +204,20 @@ export interface CpuCacheStats {
   misses: number;
 }
 
+/** loadStateDict's options, filled in. */
+export type ResolvedLoadStateOptions = Required<LoadStateOptions>;
+
 export interface NativeViLReF {
   /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
   dispose(): Promise<void>;
-  encodeImages(images: TensorData, options?: EncodeOptions): Promise<TensorData>;
-  encodeTexts(ids: TensorData<BigInt64Array> | TensorData<Int32Array>, options?: EncodeOptions): Promise<TensorData>;
+  encodeImages(images: TensorData, options: ResolvedEncodeOptions): Promise<TensorData>;
+  encodeTexts(
+    ids: TensorData<BigInt64Array> | TensorData<Int32Array>,
+    options: ResolvedEncodeOptions,
+  ): Promise<TensorData>;
   similarity(image: TensorData, text: TensorData): Promise<TensorData>;
-  stateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
-  loadStateDict(
-    state: Record<string, unknown>,
-    options?: { strict?: boolean },
-  ): Promise<{ missing: string[]; unexpected: string[] }>;
+  stateDict(): Promise<NamedTensors>;
+  loadStateDict(state: Record<string, unknown>, options: ResolvedLoadStateOptions): Promise<KeyReport>;
   parameters(): { name: string; shape: number[]; dtype: string }[];
   resizePositionalEmbedding(resolution: number): Promise<void>;
   readonly config: ModelConfig;
@@ -230,17 +227,22 @@ export interface NativeViLReF {
 }
 
 export interface NativeViLReFConstructor {
-  new (config: ModelConfig, options: object): NativeViLReF;
+  new (config: ModelConfig, options: ResolvedCreateOptions): NativeViLReF;
 }
+
+/** A trainer step's learning rate, given (lib/train/trainer.ts fills it in). */
+export type NativeTrainerStepOptions = Required<TrainerStepOptions>;
 
 export interface NativeTrainer {
   /** Frees the native memory after the calls already queued; later calls reject (lib/dispose.ts). */
   dispose(): Promise<void>;
-  step(batch: TrainBatch, options?: { lr?: number }): Promise<StepResult>;
+  step(batch: TrainBatch, options: NativeTrainerStepOptions): Promise<StepResult>;
   queueState(): Promise<QueueState>;
-  momentumStateDict(): Promise<Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>>;
+  momentumStateDict(): Promise<NamedTensors>;
   exportState(): Promise<TrainerStateRecord>;
   importState(state: TrainerStateRecord): Promise<void>;
+  /** The effective options (read back from the native object; the process group aside). */
+  readonly options: EffectiveTrainerOptions;
   /** Where the online and momentum weights, the queue, the optimizer state and the loss live. */
   devices(): Promise<TrainerDevices>;
   readonly skipped: number;
@@ -253,24 +255,19 @@ export interface LossScalerResult {
 }
 
 export interface NativeTrainerConstructor {
-  new (model: ViLReFHandle, options: TrainerOptions): NativeTrainer;
+  new (model: ViLReFHandle, options: ResolvedTrainerOptions): NativeTrainer;
   /** The float16 loss scaler's rule over a run of finite / non-finite steps. */
-  lossScalerUpdate(scale: number, goodSteps: number, finite: boolean[], interval?: number): LossScalerResult;
+  lossScalerUpdate(scale: number, goodSteps: number, finite: boolean[], interval: number): LossScalerResult;
 }
 
 export interface NativeLosses {
-  wscl(args: WsclLossArgs): Promise<LossResult>;
+  /** threshold and gamma given (lib/train/losses.ts fills them in). */
+  wscl(args: Required<Omit<WsclLossArgs, "queue">> & Pick<WsclLossArgs, "queue">): Promise<LossResult>;
   clip(args: ClipLossArgs): Promise<LossResult>;
 }
 
-export interface NativeDistInit {
-  rank: number;
-  worldSize: number;
-  masterAddr: string;
-  masterPort: number;
-  timeoutMs?: number;
-  backend?: DistBackend;
-}
+/** dist.init's options, every one given (lib/train/dist.ts fills them in). */
+export type NativeDistInit = Omit<z.output<typeof processGroupSchema>, "localRank">;
 
 /** native/dist.cc's ProcessGroup class; instances are the public `ProcessGroup`. */
 export interface NativeProcessGroupConstructor {
@@ -505,12 +502,12 @@ export interface NativeAddon {
   rank: NativeRank;
   logistic: NativeLogistic;
   debug: NativeDebug;
-  Head: new (config: HeadConfig) => NativeHead;
+  Head: new (config: ResolvedHeadConfig) => NativeHead;
   ViLReF: NativeViLReFConstructor;
   Trainer: NativeTrainerConstructor;
-  Segmenter: new (config: SegmenterConfig, options?: SegmenterOptions) => NativeSegmenter;
+  Segmenter: new (config: ResolvedSegmenterConfig, options: ResolvedSegmenterOptions) => NativeSegmenter;
   /** model: a ViLReF's nativeHandle. */
-  Finetuner: new (model: ViLReFHandle, options: FinetunerOptions) => NativeFinetuner;
+  Finetuner: new (model: ViLReFHandle, options: ResolvedFinetunerOptions) => NativeFinetuner;
 }
 
 // ---- the same names at run time, checked against the interfaces by the compiler ----
@@ -589,6 +586,7 @@ export const ADDON_CLASSES = {
       "momentumStateDict",
       "exportState",
       "importState",
+      "options",
       "devices",
       "skipped",
       "dispose",
@@ -596,11 +594,11 @@ export const ADDON_CLASSES = {
     static: ["lossScalerUpdate"],
   },
   Segmenter: {
-    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "pending", "dispose"],
+    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "options", "steps", "pending", "dispose"],
     static: [],
   },
   Finetuner: {
-    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "steps", "dispose"],
+    instance: ["step", "predict", "stateDict", "loadStateDict", "config", "options", "steps", "dispose"],
     static: [],
   },
   "dist.ProcessGroup": {

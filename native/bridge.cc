@@ -170,19 +170,6 @@ const char* TypedArrayName(at::ScalarType dtype) {
   return "an unsupported typed array";
 }
 
-double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char* key, double fallback, double lo,
-                  double hi) {
-  Napi::Value v = obj.Get(key);
-  if (v.IsUndefined()) return fallback;
-  const std::string name = prefix + "." + key;
-  if (!v.IsNumber()) ThrowTypeError(name + ": expected a number, got " + Describe(v));
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d < lo || d > hi)
-    ThrowRangeError(name + ": " + std::to_string(d) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                    "]");
-  return d;
-}
-
 int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t lo, int64_t hi) {
   if (!value.IsNumber()) ThrowTypeError(name + ": expected an integer, got " + Describe(value));
   double d = value.As<Napi::Number>().DoubleValue();
@@ -194,10 +181,97 @@ int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t l
   return static_cast<int64_t>(d);
 }
 
-uint64_t ReadSeed(const Napi::Object& obj, const std::string& prefix, const char* key) {
+namespace {
+
+std::string OptionName(const std::string& prefix, const char* key) { return prefix + "." + key; }
+
+std::string QuotedList(const std::vector<std::string>& values) {
+  std::string out;
+  for (size_t i = 0; i < values.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == values.size() ? " or " : ", ") + ("\"" + values[i] + "\"");
+  return out;
+}
+
+}  // namespace
+
+at::ScalarType FloatDtype(const std::string& name) {
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  if (name == "float32") return at::kFloat;
+  ThrowRangeError("dtype: expected " + QuotedList(FloatDtypeNames()) + ", got \"" + name + "\"");
+}
+
+const char* FloatDtypeName(at::ScalarType dtype) {
+  return dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
+}
+
+const std::vector<std::string>& FloatDtypeNames() {
+  static const std::vector<std::string> names{"float32", "bfloat16", "float16"};
+  return names;
+}
+
+Napi::Object ReadOptions(const Napi::Value& value, const std::string& name, const std::string& expected) {
+  if (!value.IsObject() || value.IsArray())
+    ThrowTypeError(name + ": expected " + expected + ", got " + Describe(value));
+  return value.As<Napi::Object>();
+}
+
+bool ReadBool(const Napi::Object& obj, const std::string& prefix, const char* key) {
   Napi::Value v = obj.Get(key);
-  if (v.IsUndefined()) return 0;
-  return static_cast<uint64_t>(ReadInteger(v, prefix + "." + key, 0, 9007199254740991LL));
+  if (!v.IsBoolean()) ThrowTypeError(OptionName(prefix, key) + ": expected a boolean, got " + Describe(v));
+  return v.As<Napi::Boolean>().Value();
+}
+
+double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char* key, double lo, double hi) {
+  return ReadNumberValue(obj.Get(key), OptionName(prefix, key), lo, hi);
+}
+
+double ReadNumberValue(const Napi::Value& v, const std::string& name, double lo, double hi) {
+  if (!v.IsNumber()) ThrowTypeError(name + ": expected a number, got " + Describe(v));
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < lo || d > hi)
+    ThrowRangeError(name + ": " + std::to_string(d) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                    "]");
+  return d;
+}
+
+int64_t ReadInt(const Napi::Object& obj, const std::string& prefix, const char* key, int64_t lo, int64_t hi) {
+  return ReadInteger(obj.Get(key), OptionName(prefix, key), lo, hi);
+}
+
+uint64_t ReadSeed(const Napi::Object& obj, const std::string& prefix, const char* key) {
+  return static_cast<uint64_t>(ReadInt(obj, prefix, key, 0, 9007199254740991LL));
+}
+
+std::string ReadString(const Napi::Object& obj, const std::string& prefix, const char* key) {
+  Napi::Value v = obj.Get(key);
+  if (!v.IsString()) ThrowTypeError(OptionName(prefix, key) + ": expected a string, got " + Describe(v));
+  return v.As<Napi::String>().Utf8Value();
+}
+
+std::vector<int64_t> ReadIntArray(const Napi::Object& obj, const std::string& prefix, const char* key, int64_t lo,
+                                  int64_t hi) {
+  Napi::Value v = obj.Get(key);
+  const std::string name = OptionName(prefix, key);
+  if (!v.IsArray()) ThrowTypeError(name + ": expected an array of integers, got " + Describe(v));
+  auto arr = v.As<Napi::Array>();
+  std::vector<int64_t> out;
+  for (uint32_t i = 0; i < arr.Length(); ++i)
+    out.push_back(ReadInteger(arr.Get(i), name + "[" + std::to_string(i) + "]", lo, hi));
+  return out;
+}
+
+std::string ReadEnumName(const Napi::Object& obj, const std::string& prefix, const char* key,
+                         const std::vector<std::string>& allowed) {
+  return ReadEnumValue(obj.Get(key), OptionName(prefix, key), allowed);
+}
+
+std::string ReadEnumValue(const Napi::Value& v, const std::string& name, const std::vector<std::string>& allowed) {
+  if (!v.IsString()) ThrowTypeError(name + ": expected " + QuotedList(allowed) + ", got " + Describe(v));
+  std::string s = v.As<Napi::String>().Utf8Value();
+  for (const auto& a : allowed)
+    if (a == s) return s;
+  ThrowRangeError(name + ": expected " + QuotedList(allowed) + ", got \"" + s + "\"");
 }
 
 JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
@@ -431,9 +505,7 @@ KeyPartition PartitionKeys(const Napi::Object& dict, const std::vector<std::stri
 }
 
 bool StrictOption(const Napi::CallbackInfo& info, size_t index) {
-  if (info.Length() <= index || !info[index].IsObject()) return true;
-  Napi::Value strict = info[index].As<Napi::Object>().Get("strict");
-  return strict.IsUndefined() ? true : strict.ToBoolean().Value();
+  return ReadBool(ReadOptions(info[index], "options", "an object { strict }"), "options", "strict");
 }
 
 }  // namespace vilref

@@ -76,15 +76,49 @@ struct JsTensor {
 // Reads `{ data: TypedArray, shape: number[] }`, checking type, dtype, shape, length and values.
 JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec);
 
-// Reads obj[key]: `fallback` when undefined, else a finite number in [lo, hi]; errors name `prefix.key`.
-double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char* key, double fallback, double lo,
-                  double hi);
-
 // Reads a plain JS number that must be an integer in [lo, hi].
 int64_t ReadInteger(const Napi::Value& value, const std::string& name, int64_t lo, int64_t hi);
 
-// Reads obj[key], a seed: an integer in [0, 2^53 − 1] (0 when undefined); errors name `prefix.key`.
+// ---- options: strict readers of the complete objects lib/ hands over ----
+// TypeScript's schemas (lib/config/options.ts) own every default and every check a user sees, and
+// a native class takes the complete, validated object. These readers take obj[key] as it is: a
+// missing key or a wrong type is a TypeError naming `prefix.key`. Their bounds are guards that
+// keep a direct addon call from dividing by zero or allocating absurdly (a RangeError); they are
+// never narrower than the schemas'.
+
+// `value` as an options object, or a TypeError naming `name` (which the message describes).
+Napi::Object ReadOptions(const Napi::Value& value, const std::string& name, const std::string& expected);
+bool ReadBool(const Napi::Object& obj, const std::string& prefix, const char* key);
+// A finite number in [lo, hi].
+double ReadNumber(const Napi::Object& obj, const std::string& prefix, const char* key, double lo, double hi);
+double ReadNumberValue(const Napi::Value& value, const std::string& name, double lo, double hi);
+int64_t ReadInt(const Napi::Object& obj, const std::string& prefix, const char* key, int64_t lo, int64_t hi);
+// A seed: an integer in [0, 2^53 − 1].
 uint64_t ReadSeed(const Napi::Object& obj, const std::string& prefix, const char* key);
+std::string ReadString(const Napi::Object& obj, const std::string& prefix, const char* key);
+// An array of integers, each in [lo, hi].
+std::vector<int64_t> ReadIntArray(const Napi::Object& obj, const std::string& prefix, const char* key, int64_t lo,
+                                  int64_t hi);
+// One of the strings in `allowed` (a RangeError for another string).
+std::string ReadEnumName(const Napi::Object& obj, const std::string& prefix, const char* key,
+                         const std::vector<std::string>& allowed);
+std::string ReadEnumValue(const Napi::Value& value, const std::string& name, const std::vector<std::string>& allowed);
+// ReadEnumName mapped through `values`.
+template <typename T>
+T ReadEnum(const Napi::Object& obj, const std::string& prefix, const char* key,
+           const std::vector<std::pair<std::string, T>>& values) {
+  std::vector<std::string> names;
+  for (const auto& v : values) names.push_back(v.first);
+  const std::string name = ReadEnumName(obj, prefix, key, names);
+  for (const auto& v : values)
+    if (v.first == name) return v.second;
+  return values.front().second;  // unreachable: ReadEnumName throws first
+}
+
+// The floating-point dtypes by the names options give them: "float32", "bfloat16", "float16".
+at::ScalarType FloatDtype(const std::string& name);
+const char* FloatDtypeName(at::ScalarType dtype);
+const std::vector<std::string>& FloatDtypeNames();
 
 // Makes a tensor ready for JS on the worker thread: to CPU, contiguous, and a dtype that has a
 // typed array (bfloat16/float16 become float32, bool becomes uint8). No copy when already so.
@@ -104,7 +138,7 @@ struct KeyPartition {
 };
 KeyPartition PartitionKeys(const Napi::Object& dict, const std::vector<std::string>& names);
 
-// loadStateDict's `{ strict }` option at info[index] (default true).
+// loadStateDict's `{ strict }` option at info[index] (a complete options object).
 bool StrictOption(const Napi::CallbackInfo& info, size_t index);
 
 // { missing: string[], unexpected: string[] }: what a loadStateDict call reports back.

@@ -310,9 +310,12 @@ ImportOptions ReadImportOptions(const Napi::CallbackInfo& info) {
   ImportOptions options;
   if (info.Length() < 3 || info[2].IsUndefined()) return options;
   if (!info[2].IsObject()) ThrowTypeError("options: expected an object");
-  // 2^53: the largest whole number a JS number holds exactly
-  options.maxBytes = static_cast<uint64_t>(
-      ReadNumber(info[2].As<Napi::Object>(), "options", "maxUncompressedBytes", 0, 1, 9007199254740992.0));
+  // absent: the default derived from the file's size (ImportOptions); 2^53: the largest whole
+  // number a JS number holds exactly
+  Napi::Value max = info[2].As<Napi::Object>().Get("maxUncompressedBytes");
+  if (!max.IsUndefined())
+    options.maxBytes =
+        static_cast<uint64_t>(ReadNumberValue(max, "options.maxUncompressedBytes", 1, 9007199254740992.0));
   return options;
 }
 

@@ -19,10 +19,6 @@ ViLReFNet::ViLReFNet(const ModelConfig& c) {
     visual = register_module<VisualTower>("visual", std::make_shared<ModifiedResNet>(c.visionLayers, c.embedDim, heads,
                                                                                      c.imageResolution, c.visionWidth));
   } else {
-    if (c.visionWidth % c.visionHeadWidth != 0) {
-      ThrowRangeError("config.vision_head_width: vision_width " + std::to_string(c.visionWidth) +
-                      " is not a multiple of " + std::to_string(c.visionHeadWidth));
-    }
     const int64_t heads = c.visionWidth / c.visionHeadWidth;
     visual = register_module<VisualTower>(
         "visual", std::make_shared<VisualTransformer>(c.imageResolution, c.visionPatchSize, c.visionWidth,
@@ -48,46 +44,34 @@ void ViLReFNet::InitWeights() {
 
 namespace {
 
-int64_t Field(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
-  return ReadInteger(o.Get(key), std::string("config.") + key, lo, hi);
-}
-
+// The released config, complete and validated by lib/model/config.ts (modelConfigSchema): read
+// strictly, with guards only (the relations between fields are the schema's).
 ModelConfig ReadConfig(const Napi::Value& value) {
-  if (!value.IsObject())
-    ThrowTypeError(
-        "config: expected an object with the released config fields (embed_dim, image_resolution, vision_layers, ...)");
-  auto o = value.As<Napi::Object>();
+  auto o = ReadOptions(value, "config",
+                       "an object with the released config fields (embed_dim, image_resolution, vision_layers, ...)");
+  auto field = [&](const char* key, int64_t hi) { return ReadInt(o, "config", key, 1, hi); };
   ModelConfig c;
-  c.embedDim = Field(o, "embed_dim", 1, 1 << 16);
-  c.imageResolution = Field(o, "image_resolution", 1, 1 << 14);
-  c.visionWidth = Field(o, "vision_width", 1, 1 << 16);
-  if (o.Has("vision_head_width") && !o.Get("vision_head_width").IsUndefined())
-    c.visionHeadWidth = Field(o, "vision_head_width", 1, 1 << 16);
-  Napi::Value layers = o.Get("vision_layers");
-  if (layers.IsArray()) {
-    auto arr = layers.As<Napi::Array>();
-    if (arr.Length() != 4)
-      ThrowRangeError("config.vision_layers: a ModifiedResNet has 4 stages, got " + std::to_string(arr.Length()));
-    for (uint32_t i = 0; i < 4; ++i)
-      c.visionLayers.push_back(ReadInteger(arr.Get(i), "config.vision_layers[" + std::to_string(i) + "]", 1, 1024));
+  c.embedDim = field("embed_dim", 1 << 16);
+  c.imageResolution = field("image_resolution", 1 << 14);
+  c.visionWidth = field("vision_width", 1 << 16);
+  c.visionHeadWidth = field("vision_head_width", 1 << 16);
+  if (o.Get("vision_layers").IsArray()) {
+    c.visionLayers = ReadIntArray(o, "config", "vision_layers", 1, 1024);
+    if (c.visionLayers.size() != 4)
+      ThrowRangeError("config.vision_layers: a ModifiedResNet has 4 stages, got " +
+                      std::to_string(c.visionLayers.size()));
   } else {
-    c.visionLayers.push_back(ReadInteger(layers, "config.vision_layers", 1, 1024));
-    c.visionPatchSize = Field(o, "vision_patch_size", 1, 1 << 12);
+    c.visionLayers.push_back(field("vision_layers", 1024));
+    c.visionPatchSize = field("vision_patch_size", 1 << 12);
   }
-  c.text.vocab = Field(o, "vocab_size", 1, 1 << 24);
-  c.text.hidden = Field(o, "text_hidden_size", 1, 1 << 16);
-  c.text.layers = Field(o, "text_num_hidden_layers", 1, 1024);
-  c.text.heads = Field(o, "text_num_attention_heads", 1, 1024);
-  c.text.intermediate = Field(o, "text_intermediate_size", 1, 1 << 18);
-  c.text.maxPositions = Field(o, "text_max_position_embeddings", 1, 1 << 16);
-  c.text.typeVocab = Field(o, "text_type_vocab_size", 1, 1024);
-  if (c.text.hidden % c.text.heads != 0) {
-    ThrowRangeError("config.text_num_attention_heads: text_hidden_size " + std::to_string(c.text.hidden) +
-                    " does not split into " + std::to_string(c.text.heads) + " heads");
-  }
-  Napi::Value act = o.Get("text_hidden_act");
-  if (!act.IsUndefined() && !(act.IsString() && act.As<Napi::String>().Utf8Value() == "gelu"))
-    ThrowRangeError("config.text_hidden_act: only \"gelu\" (the released models' exact GELU) is supported");
+  c.text.vocab = field("vocab_size", 1 << 24);
+  c.text.hidden = field("text_hidden_size", 1 << 16);
+  c.text.layers = field("text_num_hidden_layers", 1024);
+  c.text.heads = field("text_num_attention_heads", 1024);
+  c.text.intermediate = field("text_intermediate_size", 1 << 18);
+  c.text.maxPositions = field("text_max_position_embeddings", 1 << 16);
+  c.text.typeVocab = field("text_type_vocab_size", 1024);
+  ReadEnumName(o, "config", "text_hidden_act", {"gelu"});  // the released models' exact GELU, the only one
   return c;
 }
 
@@ -99,14 +83,10 @@ std::string ShapeText(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
+// encode options { features: "projected" | "pre" } at info[index]: whether "pre".
 bool WantPreProjection(const Napi::CallbackInfo& info, size_t index) {
-  if (info.Length() <= index || info[index].IsUndefined()) return false;
-  if (!info[index].IsObject()) ThrowTypeError("options: expected an object { features?: \"projected\" | \"pre\" }");
-  Napi::Value f = info[index].As<Napi::Object>().Get("features");
-  if (f.IsUndefined()) return false;
-  std::string s = f.IsString() ? f.As<Napi::String>().Utf8Value() : "";
-  if (s != "projected" && s != "pre") ThrowRangeError("options.features: expected \"projected\" or \"pre\"");
-  return s == "pre";
+  auto o = ReadOptions(info[index], "options", "an object { features }");
+  return ReadEnumName(o, "options", "features", {"projected", "pre"}) == "pre";
 }
 
 // Checks token ids against the vocabulary before LibTorch indexes with them.
@@ -189,25 +169,15 @@ Napi::Function ViLReF::Define(Napi::Env env) {
   return constructor;
 }
 
-// new ViLReF(config, { device?: "cpu" | "cuda" | "cuda:N", dtype?: "float32" | "bfloat16" | "float16", seed?: number })
+// new ViLReF(config, { device: "cpu" | "cuda" | "cuda:N", dtype: "float32" | "bfloat16" | "float16", seed }),
+// both complete (lib/model/vilref.ts fills them in); the device is checked here.
 ViLReF::ViLReF(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ViLReF>(info) {
   Guard(info.Env(), [&] {
     config_ = ReadConfig(info[0]);
-    std::string device = "cpu", dtype = "float32";
-    uint64_t seed = 0;
-    if (info.Length() > 1 && !info[1].IsUndefined()) {
-      if (!info[1].IsObject()) ThrowTypeError("options: expected an object { device, dtype, seed }");
-      auto o = info[1].As<Napi::Object>();
-      if (o.Get("device").IsString())
-        device = o.Get("device").As<Napi::String>().Utf8Value();
-      else if (!o.Get("device").IsUndefined())
-        ThrowTypeError("options.device: expected a string such as \"cpu\" or \"cuda:0\"");
-      if (o.Get("dtype").IsString())
-        dtype = o.Get("dtype").As<Napi::String>().Utf8Value();
-      else if (!o.Get("dtype").IsUndefined())
-        ThrowTypeError("options.dtype: expected \"float32\", \"bfloat16\" or \"float16\"");
-      seed = ReadSeed(o, "options", "seed");
-    }
+    auto o = ReadOptions(info[1], "options", "an object { device, dtype, seed }");
+    const std::string device = ReadString(o, "options", "device"),
+                      dtype = ReadEnumName(o, "options", "dtype", FloatDtypeNames());
+    const uint64_t seed = ReadSeed(o, "options", "seed");
     try {
       device_ = at::Device(device);
     } catch (const c10::Error&) {
@@ -222,14 +192,7 @@ ViLReF::ViLReF(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ViLReF>(info) 
       if (device_.has_index() && device_.index() >= static_cast<int>(torch::cuda::device_count()))
         ThrowRangeError("options.device: \"" + device + "\" does not exist");
     }
-    if (dtype == "float32")
-      dtype_ = at::kFloat;
-    else if (dtype == "bfloat16")
-      dtype_ = at::kBFloat16;
-    else if (dtype == "float16")
-      dtype_ = at::kHalf;
-    else
-      ThrowRangeError("options.dtype: expected \"float32\", \"bfloat16\" or \"float16\", got \"" + dtype + "\"");
+    dtype_ = FloatDtype(dtype);
     if (dtype_ != at::kFloat && device_.is_cpu())
       ThrowRangeError("options.dtype: " + dtype + " runs on CUDA only; use float32 on the CPU");
     torch::manual_seed(seed);
@@ -433,9 +396,7 @@ Napi::Value ViLReF::GetConfig(const Napi::CallbackInfo& info) {
 
 Napi::Value ViLReF::GetDevice(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_.str()); }
 Napi::Value ViLReF::GetDtype(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), dtype_ == at::kFloat      ? "float32"
-                                       : dtype_ == at::kBFloat16 ? "bfloat16"
-                                                                 : "float16");
+  return Napi::String::New(info.Env(), FloatDtypeName(dtype_));
 }
 Napi::Value ViLReF::GetPending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(queue_.Pending()));

@@ -22,12 +22,13 @@
 
 namespace vilref {
 
+// dist.init's options, complete (lib/train/dist.ts's schema owns the defaults).
 struct DistOptions {
-  int rank = 0, worldSize = 1;
-  std::string masterAddr = "127.0.0.1";
-  int masterPort = 29500;
-  std::chrono::milliseconds timeout{300000};
-  std::string backend = "gloo";  // "gloo" | "nccl"
+  int rank = 0, worldSize = 0;
+  std::string masterAddr;
+  int masterPort = 0;
+  std::chrono::milliseconds timeout{0};
+  std::string backend;  // "gloo" | "nccl"
 };
 
 // Rows gathered from every rank, in rank order, and where each rank's rows start.

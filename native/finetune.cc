@@ -64,40 +64,37 @@ Napi::Function Finetuner::Define(Napi::Env env) {
                          InstanceMethod<&Finetuner::StateDict>("stateDict"),
                          InstanceMethod<&Finetuner::LoadStateDict>("loadStateDict"),
                          InstanceAccessor<&Finetuner::GetConfig>("config"),
+                         InstanceAccessor<&Finetuner::GetOptions>("options"),
                          InstanceAccessor<&Finetuner::GetSteps>("steps"),
                          InstanceMethod<&Finetuner::Dispose>("dispose"),
                      });
 }
 
-// new Finetuner(model, { classes, lr = 1e-3, backboneLr = 1e-6, weightDecay = 0.001, frozen = false, seed = 0 })
+// new Finetuner(model, { classes, lr, backboneLr, betas, eps, weightDecay, decayEmbeddings, frozen, seed }), complete
+// (lib/finetune/finetuner.ts fills in the defaults)
 Finetuner::Finetuner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Finetuner>(info) {
   Guard(info.Env(), [&] {
     model_ = ViLReF::From(info[0], "model");
     modelRef_ = Napi::Persistent(info[0].As<Napi::Object>());
-    if (!info[1].IsObject())
-      ThrowTypeError("options: expected an object { classes, lr, backboneLr, weightDecay, frozen, seed }");
-    auto o = info[1].As<Napi::Object>();
-    options_.classes = ReadInteger(o.Get("classes"), "options.classes", 1, 1 << 16);
-    options_.lr = ReadNumber(o, "options", "lr", options_.lr, 0, 10);
-    options_.backboneLr = ReadNumber(o, "options", "backboneLr", options_.backboneLr, 0, 10);
-    options_.weightDecay = ReadNumber(o, "options", "weightDecay", options_.weightDecay, 0, 10);
-    Napi::Value frozen = o.Get("frozen");
-    if (!frozen.IsUndefined() && !frozen.IsBoolean()) ThrowTypeError("options.frozen: expected a boolean");
-    options_.frozen = frozen.IsBoolean() && frozen.As<Napi::Boolean>().Value();
-    const uint64_t seed = ReadSeed(o, "options", "seed");
+    auto o = ReadOptions(info[1], "options", "an object { classes, lr, backboneLr, weightDecay, frozen, seed, ... }");
+    options_.classes = ReadInt(o, "options", "classes", 1, 1 << 16);
+    options_.lr = ReadNumber(o, "options", "lr", 0, 10);
+    options_.backboneLr = ReadNumber(o, "options", "backboneLr", 0, 10);
+    options_.adamw = ReadAdamWSettings(o, "options");
+    options_.frozen = ReadBool(o, "options", "frozen");
+    options_.seed = ReadSeed(o, "options", "seed");
 
     auto net = model_->net();
     width_ = net->visual->FeatureWidth();
     // torch.nn.Linear's initialisation, from a seeded generator of its own
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(options_.seed);
     const double bound = 1.0 / std::sqrt(static_cast<double>(width_));
     state_ = std::make_shared<FinetunerState>();
     state_->weight =
         at::empty({options_.classes, width_}).uniform_(-bound, bound, gen).to(model_->device()).set_requires_grad(true);
     state_->bias =
         at::empty({options_.classes}).uniform_(-bound, bound, gen).to(model_->device()).set_requires_grad(true);
-    state_->optimizer = std::make_unique<NamedAdamW>(
-        AdamWSettings{options_.beta1, options_.beta2, options_.eps, options_.weightDecay, /*decayEmbeddings=*/false});
+    state_->optimizer = std::make_unique<NamedAdamW>(options_.adamw);
     state_->optimizer->AddGroup("head", options_.lr, {{"head.weight", state_->weight}, {"head.bias", state_->bias}});
     if (!options_.frozen) {
       NamedTensors backbone;
@@ -215,8 +212,20 @@ Napi::Value Finetuner::GetConfig(const Napi::CallbackInfo& info) {
   o.Set("width", Napi::Number::New(env, static_cast<double>(width_)));
   o.Set("lr", Napi::Number::New(env, options_.lr));
   o.Set("backboneLr", Napi::Number::New(env, options_.backboneLr));
-  o.Set("weightDecay", Napi::Number::New(env, options_.weightDecay));
+  o.Set("weightDecay", Napi::Number::New(env, options_.adamw.weightDecay));
   o.Set("frozen", Napi::Boolean::New(env, options_.frozen));
+  return o;
+}
+
+Napi::Value Finetuner::GetOptions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("classes", Napi::Number::New(env, static_cast<double>(options_.classes)));
+  o.Set("lr", Napi::Number::New(env, options_.lr));
+  o.Set("backboneLr", Napi::Number::New(env, options_.backboneLr));
+  WriteAdamWSettings(env, o, options_.adamw);
+  o.Set("frozen", Napi::Boolean::New(env, options_.frozen));
+  o.Set("seed", Napi::Number::New(env, static_cast<double>(options_.seed)));
   return o;
 }
 

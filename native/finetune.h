@@ -17,11 +17,13 @@
 
 namespace vilref {
 
+// The options as lib/finetune/finetuner.ts hands them over, complete (its schema owns the defaults).
 struct FinetunerOptions {
-  int64_t classes = 1;
-  double lr = 1e-3, backboneLr = 1e-6, weightDecay = 0.001;
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t classes = 0;
+  double lr = 0, backboneLr = 0;
+  AdamWSettings adamw;
   bool frozen = false;
+  uint64_t seed = 0;
 };
 
 struct FinetunerState {
@@ -41,6 +43,7 @@ class Finetuner : public Napi::ObjectWrap<Finetuner> {
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
+  Napi::Value GetOptions(const Napi::CallbackInfo& info);
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   void CheckAlive() const;  // this finetuner and its model are not disposed

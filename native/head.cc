@@ -10,7 +10,7 @@ namespace vilref {
 
 namespace {
 
-const char* const kActivations[] = {"gelu", "quick_gelu", "relu", "tanh"};
+const std::vector<std::string> kActivations{"gelu", "quick_gelu", "relu", "tanh"};
 
 at::Tensor Activate(const at::Tensor& x, const std::string& activation) {
   if (activation == "gelu") return at::gelu(x);  // exact erf form
@@ -46,27 +46,15 @@ Napi::Function Head::Define(Napi::Env env) {
                      });
 }
 
-// new Head({ inFeatures, hidden: number[], outFeatures, activation, seed })
+// new Head({ inFeatures, hidden: number[], outFeatures, activation, seed }), complete (lib/head.ts)
 Head::Head(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Head>(info) {
   Napi::Env env = info.Env();
   Guard(env, [&] {
-    if (!info[0].IsObject())
-      ThrowTypeError("config: expected an object { inFeatures, hidden, outFeatures, activation, seed }");
-    auto config = info[0].As<Napi::Object>();
-    widths_.push_back(ReadInteger(config.Get("inFeatures"), "config.inFeatures", 1, 1 << 20));
-    Napi::Value hidden = config.Get("hidden");
-    if (!hidden.IsUndefined()) {
-      if (!hidden.IsArray()) ThrowTypeError("config.hidden: expected an array of layer widths");
-      auto arr = hidden.As<Napi::Array>();
-      for (uint32_t i = 0; i < arr.Length(); ++i)
-        widths_.push_back(ReadInteger(arr.Get(i), "config.hidden[" + std::to_string(i) + "]", 1, 1 << 20));
-    }
-    widths_.push_back(ReadInteger(config.Get("outFeatures"), "config.outFeatures", 1, 1 << 20));
-    Napi::Value act = config.Get("activation");
-    activation_ = act.IsUndefined() ? "gelu" : act.IsString() ? act.As<Napi::String>().Utf8Value() : "";
-    bool known = false;
-    for (const char* a : kActivations) known = known || activation_ == a;
-    if (!known) ThrowRangeError("config.activation: expected \"gelu\", \"quick_gelu\", \"relu\" or \"tanh\"");
+    auto config = ReadOptions(info[0], "config", "an object { inFeatures, hidden, outFeatures, activation, seed }");
+    widths_.push_back(ReadInt(config, "config", "inFeatures", 1, 1 << 20));
+    for (int64_t w : ReadIntArray(config, "config", "hidden", 1, 1 << 20)) widths_.push_back(w);
+    widths_.push_back(ReadInt(config, "config", "outFeatures", 1, 1 << 20));
+    activation_ = ReadEnumName(config, "config", "activation", kActivations);
     const uint64_t seed = ReadSeed(config, "config", "seed");
 
     // torch.nn.Linear's default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.

@@ -372,15 +372,21 @@ class DecodeTask : public Task {
 
 #endif  // VILREF_WITH_TURBOJPEG
 
+// options[key]: `fallback` when undefined (these per-image options are optional), else a finite
+// number in [lo, hi] (bridge.h's strict reader, whose errors name `options.<key>`).
+static double OptionalNumber(const Napi::Object& o, const char* key, double fallback, double lo, double hi) {
+  return o.Get(key).IsUndefined() ? fallback : ReadNumber(o, "options", key, lo, hi);
+}
+
 // The plan from the options object; every error names `options.<key>`.
 static JpegPlan ReadPlan(const Napi::Object& o) {
   JpegPlan p;
-  p.size = static_cast<int>(ReadNumber(o, "options", "size", 224, 8, 4096));
-  if (p.size != ReadNumber(o, "options", "size", 224, 8, 4096)) ThrowTypeError("options.size: expected an integer");
-  p.left = ReadNumber(o, "options", "left", 0, -1e9, 1e9);
-  p.top = ReadNumber(o, "options", "top", 0, -1e9, 1e9);
-  p.width = ReadNumber(o, "options", "width", 0, 0, 1e9);
-  p.height = ReadNumber(o, "options", "height", 0, 0, 1e9);
+  p.size = static_cast<int>(OptionalNumber(o, "size", 224, 8, 4096));
+  if (p.size != OptionalNumber(o, "size", 224, 8, 4096)) ThrowTypeError("options.size: expected an integer");
+  p.left = OptionalNumber(o, "left", 0, -1e9, 1e9);
+  p.top = OptionalNumber(o, "top", 0, -1e9, 1e9);
+  p.width = OptionalNumber(o, "width", 0, 0, 1e9);
+  p.height = OptionalNumber(o, "height", 0, 0, 1e9);
   if ((p.width > 0) != (p.height > 0)) ThrowRangeError("options.width/height: give both or neither");
   Napi::Value flip = o.Get("flip"), shrink = o.Get("shrink");
   p.flip = flip.IsBoolean() && flip.As<Napi::Boolean>().Value();
@@ -391,9 +397,9 @@ static JpegPlan ReadPlan(const Napi::Object& o) {
     p.torchResize = r == "libtorch";
   }
   p.shrink = !shrink.IsBoolean() || shrink.As<Napi::Boolean>().Value();
-  p.jitter.brightness = static_cast<float>(ReadNumber(o, "options", "brightness", 1, 0, 16));
-  p.jitter.contrast = static_cast<float>(ReadNumber(o, "options", "contrast", 1, 0, 16));
-  p.jitter.saturation = static_cast<float>(ReadNumber(o, "options", "saturation", 1, 0, 16));
+  p.jitter.brightness = static_cast<float>(OptionalNumber(o, "brightness", 1, 0, 16));
+  p.jitter.contrast = static_cast<float>(OptionalNumber(o, "contrast", 1, 0, 16));
+  p.jitter.saturation = static_cast<float>(OptionalNumber(o, "saturation", 1, 0, 16));
   Napi::Value order = o.Get("order");
   if (!order.IsUndefined()) {
     if (!order.IsArray() || order.As<Napi::Array>().Length() != 3)

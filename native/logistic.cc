@@ -289,10 +289,10 @@ std::string KindOf(const Napi::Object& o, const std::string& name) {
 
 LbfgsOptions ReadLbfgs(const Napi::Object& args) {
   LbfgsOptions o;
-  Napi::Value maxIter = args.Get("maxIter"), memory = args.Get("memory");
+  Napi::Value maxIter = args.Get("maxIter"), memory = args.Get("memory"), gradTol = args.Get("gradTol");
   if (!maxIter.IsUndefined()) o.maxIter = ReadInteger(maxIter, "args.maxIter", 0, 100000000);
   if (!memory.IsUndefined()) o.memory = ReadInteger(memory, "args.memory", 1, 1000);
-  o.gradTol = ReadNumber(args, "args", "gradTol", o.gradTol, 0, 1e6);
+  if (!gradTol.IsUndefined()) o.gradTol = ReadNumberValue(gradTol, "args.gradTol", 0, 1e6);
   return o;
 }
 

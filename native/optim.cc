@@ -2,7 +2,33 @@
 
 #include <stdexcept>
 
+#include "bridge.h"
+
 namespace vilref {
+
+AdamWSettings ReadAdamWSettings(const Napi::Object& o, const std::string& prefix) {
+  AdamWSettings s;
+  Napi::Value betas = o.Get("betas");
+  if (!betas.IsArray() || betas.As<Napi::Array>().Length() != 2)
+    ThrowTypeError(prefix + ".betas: expected [beta1, beta2]");
+  auto pair = betas.As<Napi::Array>();
+  s.beta1 = ReadNumberValue(pair.Get(0u), prefix + ".betas[0]", 0, 1);
+  s.beta2 = ReadNumberValue(pair.Get(1u), prefix + ".betas[1]", 0, 1);
+  s.eps = ReadNumber(o, prefix, "eps", 0, 1);
+  s.weightDecay = ReadNumber(o, prefix, "weightDecay", 0, 10);
+  s.decayEmbeddings = ReadBool(o, prefix, "decayEmbeddings");
+  return s;
+}
+
+void WriteAdamWSettings(Napi::Env env, Napi::Object& o, const AdamWSettings& s) {
+  Napi::Array betas = Napi::Array::New(env, 2);
+  betas.Set(0u, Napi::Number::New(env, s.beta1));
+  betas.Set(1u, Napi::Number::New(env, s.beta2));
+  o.Set("betas", betas);
+  o.Set("eps", Napi::Number::New(env, s.eps));
+  o.Set("weightDecay", Napi::Number::New(env, s.weightDecay));
+  o.Set("decayEmbeddings", Napi::Boolean::New(env, s.decayEmbeddings));
+}
 
 bool TakesWeightDecay(const std::string& name, const at::Tensor& param, bool decayEmbeddings) {
   return param.dim() >= 2 && (decayEmbeddings || name.find("embedding") == std::string::npos);

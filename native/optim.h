@@ -13,6 +13,8 @@
 // for transferred ViTs). Each class documents its default in lib/addon-types.ts.
 #pragma once
 
+#include <napi.h>
+
 #include <torch/torch.h>
 
 #include "multitensor.h"
@@ -31,9 +33,15 @@ bool TakesWeightDecay(const std::string& name, const at::Tensor& param, bool dec
 
 // AdamW's settings shared by every group of one optimiser.
 struct AdamWSettings {
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.0;
+  double beta1 = 0, beta2 = 0, eps = 0, weightDecay = 0;
   bool decayEmbeddings = false;
 };
+
+// Reads { betas: [b1, b2], eps, weightDecay, decayEmbeddings } from a complete options object
+// (lib/train/optim.ts's fields; strict readers, errors name `prefix.key`).
+AdamWSettings ReadAdamWSettings(const Napi::Object& o, const std::string& prefix);
+// Writes them back in the same shape (the classes' `options` accessors).
+void WriteAdamWSettings(Napi::Env env, Napi::Object& o, const AdamWSettings& s);
 
 // AdamW whose parameter groups have names: a group `name` added with AddGroup holds the
 // parameters that take weight decay, and `name.no_decay` the rest (weight decay 0). Learning

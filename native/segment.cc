@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <map>
-#include <set>
 
 #include "binary_loss.h"
 #include "bridge.h"
@@ -96,47 +95,36 @@ at::Tensor SegmenterNet::forward(const at::Tensor& images) {
 
 namespace {
 
+// The architecture, complete and validated by lib/segment/segmenter.ts (segmenterConfigSchema):
+// read strictly, with guards only.
 SegmenterConfig ReadSegmenterConfig(const Napi::Value& value) {
-  if (!value.IsObject())
-    ThrowTypeError(
-        "config: expected an object { tile, patch, width, layers, heads, taps?, stemChannels?, decoderChannels? }");
-  auto o = value.As<Napi::Object>();
+  auto o = ReadOptions(value, "config",
+                       "an object { tile, patch, width, layers, heads, taps, stemChannels, decoderChannels }");
   SegmenterConfig c;
-  auto integer = [&](const char* key, int64_t fallback, int64_t lo, int64_t hi) {
-    Napi::Value v = o.Get(key);
-    return v.IsUndefined() ? fallback : ReadInteger(v, std::string("config.") + key, lo, hi);
-  };
-  c.patch = integer("patch", c.patch, 2, 64);
-  if ((c.patch & (c.patch - 1)) != 0)
-    ThrowRangeError("config.patch: " + std::to_string(c.patch) +
-                    " is not a power of two (the decoder doubles the resolution per stage)");
-  c.tile = integer("tile", c.tile, c.patch, 4096);
-  if (c.tile % c.patch != 0)
-    ThrowRangeError("config.tile: " + std::to_string(c.tile) + " is not a multiple of config.patch " +
-                    std::to_string(c.patch));
-  c.width = integer("width", c.width, 1, 1 << 14);
-  c.layers = integer("layers", c.layers, 1, 256);
-  c.heads = integer("heads", c.heads, 1, 256);
-  if (c.width % c.heads != 0)
-    ThrowRangeError("config.heads: width " + std::to_string(c.width) + " does not split into " +
-                    std::to_string(c.heads) + " heads");
-  c.stemChannels = integer("stemChannels", c.stemChannels, 1, 1024);
-  c.decoderChannels = integer("decoderChannels", c.decoderChannels, 1, 4096);
-  Napi::Value taps = o.Get("taps");
-  if (taps.IsUndefined()) {
-    std::set<int64_t> quarters;
-    for (int64_t q = 1; q <= 4; ++q) quarters.insert(std::max<int64_t>(1, (c.layers * q + 3) / 4));
-    c.taps.assign(quarters.begin(), quarters.end());
-  } else {
-    if (!taps.IsArray() || taps.As<Napi::Array>().Length() == 0)
-      ThrowTypeError("config.taps: expected a non-empty array of block numbers");
-    auto arr = taps.As<Napi::Array>();
-    for (uint32_t i = 0; i < arr.Length(); ++i) {
-      c.taps.push_back(ReadInteger(arr.Get(i), "config.taps[" + std::to_string(i) + "]", 1, c.layers));
-      if (i > 0 && c.taps[i] <= c.taps[i - 1]) ThrowRangeError("config.taps: block numbers must ascend");
-    }
-  }
+  c.patch = ReadInt(o, "config", "patch", 2, 64);
+  c.tile = ReadInt(o, "config", "tile", c.patch, 4096);
+  if (c.tile % c.patch != 0) ThrowRangeError("config.tile: not a multiple of config.patch");  // a guard: reshape
+  c.width = ReadInt(o, "config", "width", 1, 1 << 14);
+  c.layers = ReadInt(o, "config", "layers", 1, 256);
+  c.heads = ReadInt(o, "config", "heads", 1, 256);
+  c.taps = ReadIntArray(o, "config", "taps", 1, c.layers);
+  if (c.taps.empty()) ThrowRangeError("config.taps: empty");
+  c.stemChannels = ReadInt(o, "config", "stemChannels", 1, 1024);
+  c.decoderChannels = ReadInt(o, "config", "decoderChannels", 1, 4096);
   return c;
+}
+
+SegmenterOptions ReadSegmenterOptions(const Napi::Value& value) {
+  auto o = ReadOptions(value, "options", "an object { seed, lr, backboneLr, weightDecay, freezeBackbone, ... }");
+  SegmenterOptions t;
+  t.seed = ReadSeed(o, "options", "seed");
+  t.lr = ReadNumber(o, "options", "lr", 0, 10);
+  t.backboneLr = ReadNumber(o, "options", "backboneLr", 0, 10);
+  t.adamw = ReadAdamWSettings(o, "options");
+  t.freezeBackbone = ReadBool(o, "options", "freezeBackbone");
+  t.diceWeight = ReadNumber(o, "options", "diceWeight", 0, 1e3);
+  t.bceWeight = ReadNumber(o, "options", "bceWeight", 0, 1e3);
+  return t;
 }
 
 struct StepLosses {
@@ -191,27 +179,21 @@ Napi::Function Segmenter::Define(Napi::Env env) {
                          InstanceMethod<&Segmenter::StateDict>("stateDict"),
                          InstanceMethod<&Segmenter::LoadStateDict>("loadStateDict"),
                          InstanceAccessor<&Segmenter::GetConfig>("config"),
+                         InstanceAccessor<&Segmenter::GetOptions>("options"),
                          InstanceAccessor<&Segmenter::GetSteps>("steps"),
                          InstanceAccessor<&Segmenter::GetPending>("pending"),
                          InstanceMethod<&Segmenter::Dispose>("dispose"),
                      });
 }
 
-// new Segmenter(config, { seed, lr, backboneLr, weightDecay, freezeBackbone, diceWeight, bceWeight })
+// new Segmenter(config, { seed, lr, backboneLr, betas, eps, weightDecay, decayEmbeddings, freezeBackbone, diceWeight,
+// bceWeight }), both complete (lib/segment/segmenter.ts fills in the defaults)
 Segmenter::Segmenter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Segmenter>(info) {
   Guard(info.Env(), [&] {
     config_ = ReadSegmenterConfig(info[0]);
-    Napi::Object o =
-        info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(info.Env());
-    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsObject())
-      ThrowTypeError("options: expected an object { seed, lr, backboneLr, weightDecay, freezeBackbone }");
-    options_.lr = ReadNumber(o, "options", "lr", options_.lr, 0, 10);
-    options_.backboneLr = ReadNumber(o, "options", "backboneLr", options_.lr, 0, 10);
-    options_.weightDecay = ReadNumber(o, "options", "weightDecay", options_.weightDecay, 0, 10);
-    options_.diceWeight = ReadNumber(o, "options", "diceWeight", 1.0, 0, 1e3);
-    options_.bceWeight = ReadNumber(o, "options", "bceWeight", 1.0, 0, 1e3);
-    const bool frozen = o.Get("freezeBackbone").ToBoolean();
-    torch::manual_seed(ReadSeed(o, "options", "seed"));
+    options_ = ReadSegmenterOptions(info[1]);
+    const bool frozen = options_.freezeBackbone;
+    torch::manual_seed(options_.seed);
     auto net = std::make_shared<SegmenterNet>(config_);
     net->visual->InitWeights();
     net->eval();
@@ -227,8 +209,7 @@ Segmenter::Segmenter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Segmente
     }
     state_ = std::make_shared<SegmenterState>();
     state_->net = net;
-    state_->optimizer = std::make_unique<NamedAdamW>(
-        AdamWSettings{options_.beta1, options_.beta2, options_.eps, options_.weightDecay, /*decayEmbeddings=*/false});
+    state_->optimizer = std::make_unique<NamedAdamW>(options_.adamw);
     state_->optimizer->AddGroup("backbone", options_.backboneLr, backbone);
     state_->optimizer->AddGroup("decoder", options_.lr, decoder);
     state_->optimizer->Build();
@@ -258,12 +239,8 @@ Napi::Value Segmenter::Step(const Napi::CallbackInfo& info) {
       weights = ReadTensor(b.Get("weights"), TensorSpec{"batch.weights", {at::kFloat}, {n, 1, t, t}, false, true});
       CheckUnit(weights->tensor, "batch.weights");
     }
-    double lr = options_.lr, backboneLr = options_.backboneLr;
-    if (info.Length() > 1 && info[1].IsObject()) {
-      auto o = info[1].As<Napi::Object>();
-      lr = ReadNumber(o, "options", "lr", lr, 0, 10);
-      backboneLr = ReadNumber(o, "options", "backboneLr", backboneLr, 0, 10);
-    }
+    auto o = ReadOptions(info[1], "options", "an object { lr, backboneLr }");
+    const double lr = ReadNumber(o, "options", "lr", 0, 10), backboneLr = ReadNumber(o, "options", "backboneLr", 0, 10);
     auto run = [state = state_, options = options_, images = std::move(images), targets = std::move(targets),
                 weights = std::move(weights), lr, backboneLr] {
       c10::optional<at::Tensor> w;
@@ -370,6 +347,19 @@ Napi::Value Segmenter::GetConfig(const Napi::CallbackInfo& info) {
   o.Set("taps", taps);
   o.Set("stemChannels", num(config_.stemChannels));
   o.Set("decoderChannels", num(config_.decoderChannels));
+  return o;
+}
+
+Napi::Value Segmenter::GetOptions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("seed", Napi::Number::New(env, static_cast<double>(options_.seed)));
+  o.Set("lr", Napi::Number::New(env, options_.lr));
+  o.Set("backboneLr", Napi::Number::New(env, options_.backboneLr));
+  WriteAdamWSettings(env, o, options_.adamw);
+  o.Set("freezeBackbone", Napi::Boolean::New(env, options_.freezeBackbone));
+  o.Set("diceWeight", Napi::Number::New(env, options_.diceWeight));
+  o.Set("bceWeight", Napi::Number::New(env, options_.bceWeight));
   return o;
 }
 

@@ -23,17 +23,21 @@
 
 namespace vilref {
 
+// Architecture and options as lib/segment/segmenter.ts hands them over, complete (its schemas own
+// the defaults: tile 64, patch 8, width 64, layers 4, heads 2, taps at the quarters of the depth...).
 struct SegmenterConfig {
-  int64_t tile = 64, patch = 8, width = 64, layers = 4, heads = 2;
-  std::vector<int64_t> taps;     // blocks whose tokens the decoder reads (1-based); default: quarters of the depth
-  int64_t stemChannels = 16;     // channels at full resolution, doubled per level (capped at 4×)
-  int64_t decoderChannels = 64;  // channels of the token bottleneck
+  int64_t tile = 0, patch = 0, width = 0, layers = 0, heads = 0;
+  std::vector<int64_t> taps;    // blocks whose tokens the decoder reads (1-based, ascending)
+  int64_t stemChannels = 0;     // channels at full resolution, doubled per level (capped at 4×)
+  int64_t decoderChannels = 0;  // channels of the token bottleneck
 };
 
 struct SegmenterOptions {
-  double lr = 1e-3, backboneLr = 1e-3, weightDecay = 1e-4;
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double diceWeight = 1.0, bceWeight = 1.0;
+  uint64_t seed = 0;
+  double lr = 0, backboneLr = 0;  // stem + decoder + head; the ViT backbone
+  AdamWSettings adamw;
+  bool freezeBackbone = false;
+  double diceWeight = 0, bceWeight = 0;
 };
 
 struct SegmenterNet : torch::nn::Module {
@@ -63,6 +67,7 @@ class Segmenter : public Napi::ObjectWrap<Segmenter> {
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
+  Napi::Value GetOptions(const Napi::CallbackInfo& info);
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
   Napi::Value GetPending(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

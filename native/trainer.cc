@@ -16,8 +16,37 @@ namespace vilref {
 
 namespace {
 
-double Number(const Napi::Object& o, const char* key, double fallback, double lo, double hi) {
-  return ReadNumber(o, "options", key, fallback, lo, hi);
+const std::vector<std::pair<std::string, at::ScalarType>> kPrecisions{
+    {"float32", at::kFloat}, {"bfloat16", at::kBFloat16}, {"float16", at::kHalf}};
+
+// The complete options object (strict readers; the schema checked the values). The checks that
+// need the model's device and dtype stay here.
+TrainerOptions ReadTrainerOptions(const Napi::Object& o, const ViLReF& model) {
+  TrainerOptions t;
+  t.lr = ReadNumber(o, "options", "lr", 0, 10);
+  t.adamw = ReadAdamWSettings(o, "options");
+  t.momentum = ReadNumber(o, "options", "momentum", 0, 1);
+  t.gradClip = ReadNumber(o, "options", "gradClip", 0, 1e9);
+  t.queueSize = ReadInt(o, "options", "queueSize", 0, 1 << 24);
+  t.labelDim = ReadInt(o, "options", "labelDim", 1, 1 << 16);
+  t.wscl = ReadEnumName(o, "options", "loss", {"wscl", "clip"}) == "wscl";
+  t.loss.threshold = ReadNumber(o, "options", "threshold", 0, 1e9);
+  t.loss.gamma = ReadNumber(o, "options", "gamma", 0, 1e3);
+  Napi::Value freeze = o.Get("freeze");
+  if (!freeze.IsArray()) ThrowTypeError("options.freeze: expected an array of \"visual\" and/or \"text\"");
+  auto towers = freeze.As<Napi::Array>();
+  for (uint32_t i = 0; i < towers.Length(); ++i) {
+    const std::string name = "options.freeze[" + std::to_string(i) + "]";
+    (ReadEnumValue(towers.Get(i), name, {"visual", "text"}) == "visual" ? t.freezeVisual : t.freezeText) = true;
+  }
+  t.gradientCheckpointing = ReadBool(o, "options", "gradientCheckpointing");
+  t.precision = ReadEnum(o, "options", "precision", kPrecisions);
+  if (t.precision == at::kHalf && !model.device().is_cuda())
+    ThrowRangeError("options.precision: float16 (with loss scaling) needs a CUDA device; on the CPU use \"bfloat16\"");
+  if (t.precision != at::kFloat && model.dtype() != at::kFloat)
+    ThrowRangeError("options.precision: mixed precision keeps float32 master weights, but the model is " +
+                    std::string(c10::toString(model.dtype())) + " (create or load it with dtype float32)");
+  return t;
 }
 
 at::Tensor Normalise(const at::Tensor& x) { return x / x.norm(2, -1, true); }
@@ -245,6 +274,7 @@ Napi::Function Trainer::Define(Napi::Env env) {
                          InstanceMethod<&Trainer::MomentumStateDict>("momentumStateDict"),
                          InstanceMethod<&Trainer::ExportState>("exportState"),
                          InstanceMethod<&Trainer::ImportState>("importState"),
+                         InstanceAccessor<&Trainer::GetOptions>("options"),
                          InstanceMethod<&Trainer::Devices>("devices"),
                          InstanceAccessor<&Trainer::GetSkipped>("skipped"),
                          InstanceMethod<&Trainer::Dispose>("dispose"),
@@ -252,74 +282,14 @@ Napi::Function Trainer::Define(Napi::Env env) {
                      });
 }
 
-// new Trainer(model, { lr, betas, eps, weightDecay, momentum, gradClip, queueSize, labelDim, loss, threshold, gamma,
-// processGroup? })
+// new Trainer(model, { labelDim, lr, betas, eps, weightDecay, decayEmbeddings, momentum, gradClip, queueSize, loss,
+// threshold, gamma, freeze, gradientCheckpointing, precision, processGroup? }), complete (lib/train/trainer.ts)
 Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(info) {
   Guard(info.Env(), [&] {
     model_ = ViLReF::From(info[0], "model");
     modelRef_ = Napi::Persistent(info[0].As<Napi::Object>());
-    if (!info[1].IsObject()) ThrowTypeError("options: expected an object");
-    auto o = info[1].As<Napi::Object>();
-    options_.lr = Number(o, "lr", options_.lr, 0, 10);
-    options_.eps = Number(o, "eps", options_.eps, 0, 1);
-    options_.weightDecay = Number(o, "weightDecay", options_.weightDecay, 0, 10);
-    options_.momentum = Number(o, "momentum", options_.momentum, 0, 1);
-    options_.gradClip = Number(o, "gradClip", 0, 0, 1e9);
-    options_.queueSize = static_cast<int64_t>(Number(o, "queueSize", 16384, 0, 1 << 24));
-    options_.labelDim = ReadInteger(o.Get("labelDim"), "options.labelDim", 1, 1 << 16);
-    Napi::Value betas = o.Get("betas");
-    if (!betas.IsUndefined()) {
-      if (!betas.IsArray() || betas.As<Napi::Array>().Length() != 2)
-        ThrowTypeError("options.betas: expected [beta1, beta2]");
-      options_.beta1 = betas.As<Napi::Array>().Get(0u).As<Napi::Number>().DoubleValue();
-      options_.beta2 = betas.As<Napi::Array>().Get(1u).As<Napi::Number>().DoubleValue();
-      if (!(options_.beta1 >= 0 && options_.beta1 < 1 && options_.beta2 >= 0 && options_.beta2 < 1))
-        ThrowRangeError("options.betas: each in [0, 1)");
-    }
-    Napi::Value loss = o.Get("loss");
-    std::string lossName = loss.IsString() ? loss.As<Napi::String>().Utf8Value() : "wscl";
-    if (lossName != "wscl" && lossName != "clip") ThrowRangeError("options.loss: expected \"wscl\" or \"clip\"");
-    options_.wscl = lossName == "wscl";
-    options_.loss.threshold = Number(o, "threshold", 1.0, 0, 1e9);
-    options_.loss.gamma = Number(o, "gamma", 1.0, 0, 1e3);
-    Napi::Value freeze = o.Get("freeze");
-    if (!freeze.IsUndefined()) {
-      if (!freeze.IsArray()) ThrowTypeError("options.freeze: expected an array of \"visual\" and/or \"text\"");
-      auto arr = freeze.As<Napi::Array>();
-      for (uint32_t i = 0; i < arr.Length(); ++i) {
-        Napi::Value v = arr.Get(i);
-        std::string tower = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-        if (tower == "visual")
-          options_.freezeVisual = true;
-        else if (tower == "text")
-          options_.freezeText = true;
-        else
-          ThrowRangeError("options.freeze[" + std::to_string(i) + "]: expected \"visual\" or \"text\"");
-      }
-    }
-    Napi::Value checkpointing = o.Get("gradientCheckpointing");
-    if (!checkpointing.IsUndefined()) {
-      if (!checkpointing.IsBoolean()) ThrowTypeError("options.gradientCheckpointing: expected a boolean");
-      options_.gradientCheckpointing = checkpointing.As<Napi::Boolean>().Value();
-    }
-    Napi::Value precision = o.Get("precision");
-    std::string precisionName = precision.IsUndefined() ? "float32"
-                                : precision.IsString()  ? precision.As<Napi::String>().Utf8Value()
-                                                        : "";
-    if (precisionName == "float32")
-      options_.precision = at::kFloat;
-    else if (precisionName == "bfloat16")
-      options_.precision = at::kBFloat16;
-    else if (precisionName == "float16")
-      options_.precision = at::kHalf;
-    else
-      ThrowRangeError("options.precision: expected \"float32\", \"bfloat16\" or \"float16\"");
-    if (options_.precision == at::kHalf && !model_->device().is_cuda())
-      ThrowRangeError(
-          "options.precision: float16 (with loss scaling) needs a CUDA device; on the CPU use \"bfloat16\"");
-    if (options_.precision != at::kFloat && model_->dtype() != at::kFloat)
-      ThrowRangeError("options.precision: mixed precision keeps float32 master weights, but the model is " +
-                      std::string(c10::toString(model_->dtype())) + " (create or load it with dtype float32)");
+    auto o = ReadOptions(info[1], "options", "an object");
+    options_ = ReadTrainerOptions(o, *model_);
 
     auto net = model_->net();
     auto momentum = std::make_shared<ViLReFNet>(model_->config());
@@ -346,8 +316,7 @@ Trainer::Trainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trainer>(inf
       else
         trainable.emplace_back(p.key(), p.value());
     }
-    auto optimizer = std::make_unique<NamedAdamW>(
-        AdamWSettings{options_.beta1, options_.beta2, options_.eps, options_.weightDecay, /*decayEmbeddings=*/true});
+    auto optimizer = std::make_unique<NamedAdamW>(options_.adamw);
     optimizer->AddGroup("model", options_.lr, trainable);
     optimizer->Build();
     auto queue = std::make_unique<FeatureQueue>(options_.queueSize, model_->config().embedDim, options_.labelDim,
@@ -386,8 +355,7 @@ Napi::Value Trainer::Step(const Napi::CallbackInfo& info) {
     batch.ids = model_->ReadTextIds(b.Get("ids"), "batch.ids", n);
     batch.labels =
         ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.labelDim}, false, true});
-    double lr = options_.lr;
-    if (info.Length() > 1 && info[1].IsObject()) lr = Number(info[1].As<Napi::Object>(), "lr", options_.lr, 0, 10);
+    const double lr = ReadNumber(ReadOptions(info[1], "options", "an object { lr }"), "options", "lr", 0, 10);
     return model_->queue().Submit(
         env, Value(),
         std::make_unique<StepTask>(model_->net(), model_->device(), options_, state_, std::move(batch), lr));
@@ -578,18 +546,42 @@ Napi::Value Trainer::LossScalerUpdate(const Napi::CallbackInfo& info) {
     scaler.scale = info[0].As<Napi::Number>().DoubleValue();
     scaler.goodSteps = ReadInteger(info[1], "goodSteps", 0, int64_t(1) << 40);
     if (!info[2].IsArray()) ThrowTypeError("finite: expected an array of booleans");
-    if (info.Length() > 3 && !info[3].IsUndefined())
-      scaler.interval = ReadInteger(info[3], "interval", 1, int64_t(1) << 40);
+    scaler.interval = ReadInteger(info[3], "interval", 1, int64_t(1) << 40);
     auto finite = info[2].As<Napi::Array>();
     Napi::Array applied = Napi::Array::New(env, finite.Length());
-    for (uint32_t i = 0; i < finite.Length(); ++i)
-      applied.Set(i, Napi::Boolean::New(env, scaler.Update(finite.Get(i).ToBoolean().Value())));
+    for (uint32_t i = 0; i < finite.Length(); ++i) {
+      Napi::Value f = finite.Get(i);
+      if (!f.IsBoolean()) ThrowTypeError("finite[" + std::to_string(i) + "]: expected a boolean");
+      applied.Set(i, Napi::Boolean::New(env, scaler.Update(f.As<Napi::Boolean>().Value())));
+    }
     Napi::Object o = Napi::Object::New(env);
     o.Set("scale", Napi::Number::New(env, scaler.scale));
     o.Set("goodSteps", Napi::Number::New(env, static_cast<double>(scaler.goodSteps)));
     o.Set("applied", applied);
     return o;
   });
+}
+
+Napi::Value Trainer::GetOptions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const TrainerOptions& t = options_;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("labelDim", Napi::Number::New(env, static_cast<double>(t.labelDim)));
+  o.Set("lr", Napi::Number::New(env, t.lr));
+  WriteAdamWSettings(env, o, t.adamw);
+  o.Set("momentum", Napi::Number::New(env, t.momentum));
+  o.Set("gradClip", Napi::Number::New(env, t.gradClip));
+  o.Set("queueSize", Napi::Number::New(env, static_cast<double>(t.queueSize)));
+  o.Set("loss", t.wscl ? "wscl" : "clip");
+  o.Set("threshold", Napi::Number::New(env, t.loss.threshold));
+  o.Set("gamma", Napi::Number::New(env, t.loss.gamma));
+  Napi::Array freeze = Napi::Array::New(env);
+  if (t.freezeVisual) freeze.Set(freeze.Length(), "visual");
+  if (t.freezeText) freeze.Set(freeze.Length(), "text");
+  o.Set("freeze", freeze);
+  o.Set("gradientCheckpointing", Napi::Boolean::New(env, t.gradientCheckpointing));
+  o.Set("precision", FloatDtypeName(t.precision));
+  return o;
 }
 
 namespace {

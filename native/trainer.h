@@ -27,10 +27,12 @@
 
 namespace vilref {
 
+// The options as lib/train/trainer.ts hands them over, complete (its schema owns the defaults).
 struct TrainerOptions {
-  double lr = 5e-5, beta1 = 0.9, beta2 = 0.98, eps = 1e-6, weightDecay = 0.001;
-  double momentum = 0.995, gradClip = 0.0;  // gradClip 0: off
-  int64_t queueSize = 16384, labelDim = 0;
+  double lr = 0;
+  AdamWSettings adamw;
+  double momentum = 0, gradClip = 0;  // gradClip 0: off
+  int64_t queueSize = 0, labelDim = 0;
   bool wscl = true;
   WsclOptions loss;
   bool freezeVisual = false, freezeText = false;  // freeze: the tower's weights get no gradient
@@ -73,6 +75,8 @@ class Trainer : public Napi::ObjectWrap<Trainer> {
   Napi::Value ExportState(const Napi::CallbackInfo& info);
   Napi::Value ImportState(const Napi::CallbackInfo& info);
   Napi::Value GetSkipped(const Napi::CallbackInfo& info);
+  // The effective options, in the shape lib/train/trainer.ts gave them (the process group aside).
+  Napi::Value GetOptions(const Napi::CallbackInfo& info);
   // devices() → Promise<{ parameters, momentum, queue, optimizer, loss }>: where each lives.
   Napi::Value Devices(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

@@ -58,10 +58,6 @@ LossTerms Clip(const at::Tensor& u, const at::Tensor& v, const at::Tensor& logit
 
 namespace {
 
-double Arg(const Napi::Object& o, const char* key, double fallback, double lo, double hi) {
-  return ReadNumber(o, "args", key, fallback, lo, hi);
-}
-
 struct LossOutput {
   double loss = 0, gradScale = 0;
   at::Tensor i2t, t2i, gradImage, gradText;
@@ -124,18 +120,15 @@ Napi::Value RunLoss(const Napi::CallbackInfo& info, bool wscl) {
                         " is all zero and cannot be normalised");
     }
     WsclOptions options;
-    Napi::Value ls = args.Get("logitScale");
-    if (!ls.IsNumber())
-      ThrowTypeError("args.logitScale: expected a number (the learnable log of the temperature's inverse)");
-    double logitScale = Arg(args, "logitScale", 0, -50, 50);
+    const double logitScale = ReadNumber(args, "args", "logitScale", -50, 50);
     if (wscl) {
       inputs.push_back(ReadTensor(args.Get("labels"), TensorSpec{"args.labels", floats, {B, -1}, false, true}));
       const int64_t C = inputs[2].tensor.size(1);
       at::Tensor labels = inputs[2].tensor;
       if (labels.lt(0).any().item<bool>() || labels.gt(1).any().item<bool>())
         ThrowRangeError("args.labels: values must lie in [0, 1]");
-      options.threshold = Arg(args, "threshold", 1.0, 0.0, 1e9);
-      options.gamma = Arg(args, "gamma", 1.0, 0.0, 1e3);
+      options.threshold = ReadNumber(args, "args", "threshold", 0.0, 1e9);
+      options.gamma = ReadNumber(args, "args", "gamma", 0.0, 1e3);
       Napi::Value queue = args.Get("queue");
       if (!queue.IsUndefined() && !queue.IsNull()) {
         if (!queue.IsObject()) ThrowTypeError("args.queue: expected { image, text, labels }");

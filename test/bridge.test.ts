@@ -1,7 +1,7 @@
 // The typed boundary: round trips, zero-copy both ways, and a named error for every bad argument.
 import test from "ava";
 import { native } from "../lib/native.js";
-import type { TensorArray, TensorData } from "../lib/native.js";
+import type { ResolvedHeadConfig, TensorArray, TensorData } from "../lib/native.js";
 
 const addon = native();
 
@@ -69,7 +69,7 @@ test("empty tensors round-trip", async (t) => {
 const x = (data: unknown, shape: unknown) => ({ data, shape }) as unknown as TensorData;
 
 test("every bad tensor argument gets a TypeError or RangeError naming it", async (t) => {
-  const head = new addon.Head({ inFeatures: 4, outFeatures: 2 });
+  const head = new addon.Head({ inFeatures: 4, hidden: [], outFeatures: 2, activation: "gelu", seed: 0 });
   const bad: [unknown, typeof TypeError | typeof RangeError, RegExp][] = [
     [undefined, TypeError, /^input: expected an object \{ data: Float32Array, shape: number\[\] \}, got undefined$/],
     [new Float32Array(4), TypeError, /^input: expected an object .* got Float32Array$/],
@@ -151,20 +151,26 @@ test("a c10::Error reaches JS as an Error with LibTorch's one-line message, no C
 
 test("head config errors name the field, from the native side too", (t) => {
   const Head = addon.Head;
-  t.throws(() => new Head({ inFeatures: 0, outFeatures: 2 }), {
+  const full: ResolvedHeadConfig = { inFeatures: 4, hidden: [], outFeatures: 2, activation: "gelu", seed: 0 };
+  t.throws(() => new Head({ ...full, inFeatures: 0 }), {
     instanceOf: RangeError,
     message: /^config\.inFeatures: 0 is outside/,
   });
-  t.throws(() => new Head({ inFeatures: 4, hidden: [8, -1], outFeatures: 2 }), {
+  t.throws(() => new Head({ ...full, hidden: [8, -1] }), {
     instanceOf: RangeError,
     message: /^config\.hidden\[1\]:/,
   });
-  t.throws(() => new Head({ inFeatures: 4, outFeatures: 2, activation: "swish" as "gelu" }), {
+  t.throws(() => new Head({ ...full, activation: "swish" as "gelu" }), {
     instanceOf: RangeError,
     message: /^config\.activation:/,
   });
-  t.throws(() => new Head(undefined as unknown as { inFeatures: 1; outFeatures: 1 }), {
+  t.throws(() => new Head(undefined as unknown as typeof full), {
     instanceOf: TypeError,
     message: /^config:/,
+  });
+  // the native side takes complete objects (lib/head.ts fills in the defaults): a missing key is named
+  t.throws(() => new Head({ inFeatures: 4, outFeatures: 2 } as unknown as typeof full), {
+    instanceOf: TypeError,
+    message: /^config\.hidden: expected an array/,
   });
 });

@@ -99,7 +99,13 @@ test.serial(
       torch.libDir,
       "the prebuild's LibTorch link points here",
     );
-    const y = await new first.addon.Head({ inFeatures: 3, outFeatures: 2, seed: 1 }).forward({
+    const y = await new first.addon.Head({
+      inFeatures: 3,
+      hidden: [],
+      outFeatures: 2,
+      activation: "gelu",
+      seed: 1,
+    }).forward({
       data: new Float32Array(6).fill(1),
       shape: [2, 3],
     });

@@ -240,8 +240,9 @@ export function stepsOption(description: string): Option {
 }
 
 /** --lr: a learning rate, above 0. */
-export function lrOption(description: string, defaultValue: number): Option {
-  return new Option("--lr <lr>", description).argParser(float({ above: 0 })).default(defaultValue);
+export function lrOption(description: string, defaultValue?: number): Option {
+  const o = new Option("--lr <lr>", description).argParser(float({ above: 0 }));
+  return defaultValue === undefined ? o : o.default(defaultValue);
 }
 
 /** --backbone-lr: the backbone's learning rate (0 keeps it fixed). */

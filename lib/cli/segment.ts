@@ -9,7 +9,7 @@ import path from "node:path";
 import { Loader } from "../data/loader.js";
 import { readImageFolder, readManifest } from "../data/manifest.js";
 import type { Sample } from "../data/manifest.js";
-import { Finetuner } from "../finetune/finetuner.js";
+import { Finetuner, finetunerOptionsSchema } from "../finetune/finetuner.js";
 import { finetune } from "../finetune/train.js";
 import type { BatchSource, FinetuneResult } from "../finetune/train.js";
 import { LABEL_IDS } from "../labels/taxonomy.js";
@@ -20,6 +20,7 @@ import type { Progress } from "../progress.js";
 import { NORMALISATIONS } from "../segment/preprocess.js";
 import type { Normalisation } from "../segment/preprocess.js";
 import { formatSegmentReport, runSegment } from "../segment/run.js";
+import { segmenterOptionsSchema } from "../segment/segmenter.js";
 import type { SegmentReport } from "../segment/run.js";
 import { writeReport } from "../eval/report.js";
 import { writeOutputs } from "./eval.js";
@@ -45,6 +46,10 @@ import {
 } from "./options.js";
 import type { ModelCliOptions } from "./options.js";
 
+// the documented defaults, for the help text (the schemas own them)
+const SEG = segmenterOptionsSchema.parse({});
+const FT = finetunerOptionsSchema.parse({ classes: 1 });
+
 export function registerSegment(evalCommand: Command): void {
   const cmd = evalCommand
     .command("segment")
@@ -61,7 +66,7 @@ export function registerSegment(evalCommand: Command): void {
     .option("--tile <px>", "tile side at full resolution (multiple of the patch size)", int({ min: 8 }), 64)
     .option("--stride <px>", "sliding-window stride (default: tile/2)", int({ min: 1 }))
     .addOption(batchSizeOption(8, "tiles per step"))
-    .addOption(lrOption("peak lr of stem + decoder (cosine over the budget)", 2e-3))
+    .addOption(lrOption(`peak lr of stem + decoder, cosine over the budget (default ${SEG.lr})`))
     .addOption(backboneLrOption("peak lr of the ViT (default: --lr)"))
     .addOption(new Option("--normalise <mode>", "input normalisation").choices(NORMALISATIONS).default("fov-standard"))
     .option("--threshold <p>", "probability threshold for Dice/IoU/Se/Sp", unit(), 0.5)
@@ -91,7 +96,7 @@ interface SegmentCliOptions extends ModelCliOptions {
   tile: number;
   stride?: number;
   batchSize: number;
-  lr: number;
+  lr?: number;
   backboneLr?: number;
   normalise: Normalisation;
   threshold: number;
@@ -233,8 +238,8 @@ interface FinetuneCliOptions extends ModelCliOptions {
   test?: string;
   epochs: number;
   batchSize: number;
-  lr: number;
-  backboneLr: number;
+  lr?: number;
+  backboneLr?: number;
   frozen?: boolean;
   seed: number;
   bootstrap: number;
@@ -289,8 +294,9 @@ async function runFinetune(o: FinetuneCliOptions): Promise<void> {
     frozen: !!o.frozen,
     seed: o.seed,
   });
+  const { lr, backboneLr } = ft.options;
   process.stderr.write(
-    `finetune: ${train.samples.length} training, ${val.samples.length} validation${test ? `, ${test.samples.length} test` : ""} images; ${train.classes.length} classes; ${o.frozen ? "frozen backbone" : `backbone lr ${o.backboneLr}`}, head lr ${o.lr}\n`,
+    `finetune: ${train.samples.length} training, ${val.samples.length} validation${test ? `, ${test.samples.length} test` : ""} images; ${train.classes.length} classes; ${o.frozen ? "frozen backbone" : `backbone lr ${backboneLr}`}, head lr ${lr}\n`,
   );
   const perEpoch = train.samples.length + val.samples.length;
   const bar = progress(
@@ -323,8 +329,9 @@ async function runFinetune(o: FinetuneCliOptions): Promise<void> {
     protocol: "finetune",
     split,
     frozen: !!o.frozen,
-    lr: o.lr,
-    backboneLr: o.backboneLr,
+    lr,
+    backboneLr,
+    options: ft.options,
     training,
   });
   await writeOutputs(o, reportable, { model: name, train: o.train, val: o.val, ...(o.test ? { test: o.test } : {}) });
@@ -334,7 +341,7 @@ export function registerFinetune(evalCommand: Command): void {
   const cmd = evalCommand
     .command("finetune")
     .description(
-      "fine-tune a ViLReF image tower with a linear head on pre-projection features (BCE; backbone lr 1e-6, head lr 1e-3; best epoch by validation AUC); metrics with bootstrap CIs",
+      `fine-tune a ViLReF image tower with a linear head on pre-projection features (BCE; backbone lr ${FT.backboneLr}, head lr ${FT.lr}; best epoch by validation AUC); metrics with bootstrap CIs`,
     );
   addModelOptions(cmd, { required: true })
     .requiredOption("--train <path>", "training set: an image folder (class sub-folders) or a manifest with labels")
@@ -342,8 +349,8 @@ export function registerFinetune(evalCommand: Command): void {
     .option("--test <path>", "test set, scored with the best epoch's weights")
     .option("--epochs <n>", "epochs", int({ min: 1 }), 50)
     .addOption(batchSizeOption(32, "images per step"))
-    .addOption(lrOption("head lr", 1e-3))
-    .addOption(backboneLrOption("backbone lr", 1e-6))
+    .addOption(lrOption(`head lr (default ${FT.lr})`))
+    .addOption(backboneLrOption(`backbone lr (default ${FT.backboneLr})`))
     .option("--frozen", "freeze the backbone (linear probe by gradient descent)")
     .addOption(seedOption("seed of the head, the shuffling and the bootstrap"))
     .addOption(bootstrapOption())

@@ -4,12 +4,44 @@
  * lr 1e-6 and head lr 1e-3 (native/finetune.h). `frozen` keeps the backbone bit-identical.
  * Calls run on the model's queue: they see the model as the calls made before them left it.
  */
+import { z } from "zod";
+import { parseOptions, seedSchema } from "../config/options.js";
 import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
-import type { FinetunerOptions, NativeFinetuner, TensorData } from "../native.js";
+import type { FinetunerConfig, NativeFinetuner, TensorData } from "../native.js";
 import type { ViLReF } from "../model/vilref.js";
+import { betasSchema, epsSchema, lrSchema, weightDecaySchema } from "../train/optim.js";
 
-export type { FinetunerOptions } from "../native.js";
+export const finetunerOptionFields = {
+  /** Number of (multi-label) outputs. Required. */
+  classes: z
+    .number()
+    .int()
+    .min(1)
+    .max(1 << 16),
+  /** AdamW learning rate of the head (the released protocol). Default: 1e-3. */
+  lr: lrSchema().default(1e-3),
+  /** AdamW learning rate of the backbone (the released protocol). Default: 1e-6. */
+  backboneLr: lrSchema().default(1e-6),
+  /** AdamW's betas. Default: [0.9, 0.999]. */
+  betas: betasSchema().default([0.9, 0.999]),
+  /** AdamW's epsilon. Default: 1e-8. */
+  eps: epsSchema().default(1e-8),
+  /** Weight decay of the tensors of rank ≥ 2 (native/optim.h). Default: 0.001. */
+  weightDecay: weightDecaySchema().default(0.001),
+  /** Whether the backbone's 2-D embedding tables decay too. Default: false. */
+  decayEmbeddings: z.boolean().default(false),
+  /** Backbone without gradient, out of the optimizer: its weights stay bit-identical. Default: false. */
+  frozen: z.boolean().default(false),
+  /** Seed of the head's initialisation (torch.nn.Linear's). Default: 0. */
+  seed: seedSchema().default(0),
+};
+export const finetunerOptionsSchema = z.object(finetunerOptionFields).strict();
+/** The Finetuner's options as given (every one but classes has a default). */
+export type FinetunerOptions = z.input<typeof finetunerOptionsSchema>;
+/** Every option filled in: what the native finetuner takes and reports back. */
+export type ResolvedFinetunerOptions = z.output<typeof finetunerOptionsSchema>;
+
 export type FinetuneState = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>;
 
 /** Owns the head and its optimizer state: `dispose()` frees them; the model's dispose() disposes it first. */
@@ -20,7 +52,7 @@ export class Finetuner extends NativeResource {
   constructor(model: ViLReF, options: FinetunerOptions) {
     super();
     this.model = model;
-    this.#native = new (native().Finetuner)(model.nativeHandle, options);
+    this.#native = new (native().Finetuner)(model.nativeHandle, parseOptions(finetunerOptionsSchema, options));
     NativeResource.attach(model, this);
   }
 
@@ -28,8 +60,13 @@ export class Finetuner extends NativeResource {
     return this.#native;
   }
 
-  get config() {
+  /** Outputs, feature width, learning rates, weight decay and whether the backbone is frozen. */
+  get config(): FinetunerConfig {
     return this.#native.config;
+  }
+  /** The effective options, as the native finetuner holds them. */
+  get options(): ResolvedFinetunerOptions {
+    return this.#native.options;
   }
   get steps(): number {
     return this.#native.steps;

@@ -10,6 +10,9 @@ import { checkConfigAgainstShapes } from "../checkpoint/config-check.js";
 import { CheckpointError, readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js";
 import { parseJson } from "../io/json.js";
 import type { StTensor } from "../checkpoint/safetensors.js";
+import { z } from "zod";
+import { loadStateSchema, parseOptions, seedSchema } from "../config/options.js";
+import type { KeyReport, LoadStateOptions } from "../config/options.js";
 import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
 import type { NativeViLReF, TensorData } from "../native.js";
@@ -19,18 +22,34 @@ import type { ModelConfig, ModelConfigInput } from "./config.js";
 export type Device = "cpu" | "cuda" | `cuda:${number}`;
 export type Dtype = "float32" | "bfloat16" | "float16";
 
-export interface ModelOptions {
-  /** "cpu" (default), "cuda" or "cuda:N". */
-  device?: Device;
-  /** float32 (default); bfloat16 and float16 on CUDA. */
-  dtype?: Dtype;
-}
+export const modelOptionFields = {
+  /** "cpu", "cuda" or "cuda:N" (whether it exists is checked natively). Default: "cpu". */
+  device: z
+    .string()
+    .regex(/^(cpu|cuda(:\d+)?)$/, 'expected "cpu", "cuda" or "cuda:N"')
+    .transform((d) => d as Device)
+    .default("cpu"),
+  /** Weight dtype: float32; bfloat16 and float16 on CUDA only. Default: "float32". */
+  dtype: z.enum(["float32", "bfloat16", "float16"]).default("float32"),
+};
+export const modelOptionsSchema = z.object(modelOptionFields).strict();
+/** Where a model lives and in which dtype. */
+export type ModelOptions = z.input<typeof modelOptionsSchema>;
 
-export interface LoadOptions extends ModelOptions {
+export const createOptionFields = {
+  ...modelOptionFields,
+  /** Seed of the random initialisation. Default: 0. */
+  seed: seedSchema().default(0),
+};
+export const createOptionsSchema = z.object(createOptionFields).strict();
+/** ViLReF.create's options. */
+export type CreateOptions = z.input<typeof createOptionsSchema>;
+/** Every option filled in: what the native model takes. */
+export type ResolvedCreateOptions = z.output<typeof createOptionsSchema>;
+
+export interface LoadOptions extends ModelOptions, LoadStateOptions {
   /** The config, when the file has none (released `.pt` files): its head widths cannot be inferred. */
   config?: ModelConfigInput;
-  /** Fail on missing or unexpected tensors (default true). */
-  strict?: boolean;
   /** A `.pt` archive's largest uncompressed size in bytes (default 4 × the file's size + 1 MiB). */
   maxUncompressedBytes?: number;
   /** Told what was guessed (a `.pt` without a config: the head widths). Default: process.emitWarning. */
@@ -44,10 +63,13 @@ export interface ReadCheckpointOptions {
   maxUncompressedBytes?: number;
 }
 
-export interface EncodeOptions {
-  /** "projected" (default): the joint embedding; "pre": the tower's features before the projection. */
-  features?: "projected" | "pre";
-}
+export const encodeOptionFields = {
+  /** "projected": the joint embedding; "pre": the tower's features before the projection. Default: "projected". */
+  features: z.enum(["projected", "pre"]).default("projected"),
+};
+export const encodeOptionsSchema = z.object(encodeOptionFields).strict();
+export type EncodeOptions = z.input<typeof encodeOptionsSchema>;
+export type ResolvedEncodeOptions = z.output<typeof encodeOptionsSchema>;
 
 /** A state dict entry as the native side takes it: 16-bit floats travel as raw bits. */
 export type StateTensor =
@@ -116,9 +138,9 @@ export class ViLReF extends NativeResource {
   }
 
   /** A randomly initialised model (the released initialisation, seeded) from a config or preset name. */
-  static create(config: ModelConfigInput | string, options: ModelOptions & { seed?: number } = {}): ViLReF {
+  static create(config: ModelConfigInput | string, options: CreateOptions = {}): ViLReF {
     const parsed = typeof config === "string" ? presetConfig(config) : parseModelConfig(config);
-    return new ViLReF(new (native().ViLReF)(parsed, options), parsed);
+    return new ViLReF(new (native().ViLReF)(parsed, parseOptions(createOptionsSchema, options)), parsed);
   }
 
   /**
@@ -134,10 +156,7 @@ export class ViLReF extends NativeResource {
       (options.onWarning ?? ((m: string) => process.emitWarning(m, { code: "VILREF_HEADS_GUESSED" })))(
         `${path} has no config: its attention heads were guessed as the released 64-wide ones (vision_head_width 64, text_num_attention_heads ${config.text_num_attention_heads}); if the model was trained otherwise its features will be wrong — give the released config (--config / { config })`,
       );
-    const model = ViLReF.create(config, {
-      ...(options.device ? { device: options.device } : {}),
-      ...(options.dtype ? { dtype: options.dtype } : {}),
-    });
+    const model = ViLReF.create(config, { device: options.device, dtype: options.dtype });
     model.labels = metadata.labels;
     model.vocabSha256 = metadata.vocab_sha256;
     try {
@@ -173,16 +192,16 @@ export class ViLReF extends NativeResource {
   }
 
   /** images: float32 [N, 3, R, R], already normalised → [N, embed_dim] (or the tower's width with features: "pre"). */
-  encodeImages(images: TensorData, options: EncodeOptions = {}): Promise<TensorData> {
-    return this.#native.encodeImages(images, options);
+  async encodeImages(images: TensorData, options: EncodeOptions = {}): Promise<TensorData> {
+    return this.#native.encodeImages(images, parseOptions(encodeOptionsSchema, options));
   }
 
   /** ids: [N, L] token ids (BigInt64Array or Int32Array), 0-padded → [N, embed_dim] (or text_hidden_size with features: "pre"). */
-  encodeTexts(
+  async encodeTexts(
     ids: TensorData<BigInt64Array> | TensorData<Int32Array>,
     options: EncodeOptions = {},
   ): Promise<TensorData> {
-    return this.#native.encodeTexts(ids, options);
+    return this.#native.encodeTexts(ids, parseOptions(encodeOptionsSchema, options));
   }
 
   /** exp(logit_scale) · normalised image features @ normalised text features^T: logits per image [N, M]. */
@@ -196,11 +215,8 @@ export class ViLReF extends NativeResource {
   }
 
   /** Replaces parameters by name; missing and unexpected names are reported (an error when strict). */
-  loadStateDict(
-    state: Record<string, StateTensor>,
-    options: { strict?: boolean } = {},
-  ): Promise<{ missing: string[]; unexpected: string[] }> {
-    return this.#native.loadStateDict(state, options);
+  async loadStateDict(state: Record<string, StateTensor>, options: LoadStateOptions = {}): Promise<KeyReport> {
+    return this.#native.loadStateDict(state, parseOptions(loadStateSchema, options));
   }
 
   /** Names, shapes and dtypes of the parameters and buffers. */

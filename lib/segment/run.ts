@@ -14,6 +14,7 @@ import { normalise } from "./preprocess.js";
 import type { Normalisation } from "./preprocess.js";
 import type { Prepared } from "./sampler.js";
 import { Segmenter } from "./segmenter.js";
+import type { ResolvedSegmenterOptions } from "./segmenter.js";
 import { evaluateSegmenter, trainSegmenter } from "./train.js";
 import type { SegEvalResult, SegTrainResult } from "./train.js";
 
@@ -31,7 +32,9 @@ export interface SegmentRunOptions {
   tile?: number;
   stride?: number;
   batchSize?: number;
+  /** Peak lr of stem + decoder. Default: the Segmenter's (segmenterOptionFields.lr). */
   lr?: number;
+  /** Peak lr of the backbone. Default: the Segmenter's (lr). */
   backboneLr?: number;
   stemChannels?: number;
   decoderChannels?: number;
@@ -56,6 +59,8 @@ export interface SegmentReport {
   normalisation: Normalisation;
   threshold: number;
   segmenter: Record<string, unknown>;
+  /** The segmenter's effective training options (read back from the native object). */
+  options: ResolvedSegmenterOptions;
   training: {
     images: number;
     minutes: number | null;
@@ -74,7 +79,6 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
   const normalisation = o.normalisation ?? "fov-standard";
   const tile = o.tile ?? 64;
   const batchSize = o.batchSize ?? 8;
-  const lr = o.lr ?? 2e-3;
   const threshold = o.threshold ?? 0.5;
   if (o.device !== undefined && o.device !== "cpu")
     throw new Error(`--device ${o.device}: the segmenter runs on the CPU only (its native module has no device yet)`);
@@ -94,7 +98,7 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
       ...(o.stemChannels ? { stemChannels: o.stemChannels } : {}),
       ...(o.decoderChannels ? { decoderChannels: o.decoderChannels } : {}),
     },
-    { seed: o.seed ?? 0, lr, backboneLr: o.backboneLr ?? lr },
+    { seed: o.seed, lr: o.lr, backboneLr: o.backboneLr },
   );
   log(`segment: backbone ${spec}, segmenter ${JSON.stringify(seg.config)}`);
   const bar = (options: ProgressOptions) =>
@@ -121,13 +125,14 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
     normalisation,
     threshold,
     segmenter: { ...seg.config },
+    options: seg.options,
     training: {
       images: train.length,
       minutes: o.minutes ?? null,
       steps: trained.steps,
       seconds: trained.seconds,
       batchSize,
-      lr,
+      lr: seg.options.lr,
       finalLoss: trained.finalLoss,
     },
     test: { images: test.length, stride, ...evaluated },
@@ -146,7 +151,6 @@ async function trainWithProgress(
   o: SegmentRunOptions,
   bar: (options: ProgressOptions) => Progress,
 ): Promise<SegTrainResult> {
-  const lr = o.lr ?? 2e-3;
   const training = bar({
     label: "segment: training",
     unit: "step",
@@ -157,9 +161,7 @@ async function trainWithProgress(
     ...(o.minutes !== undefined ? { minutes: o.minutes } : {}),
     ...(o.steps !== undefined ? { steps: o.steps } : {}),
     batchSize: o.batchSize ?? 8,
-    lr,
-    ...(o.backboneLr !== undefined ? { backboneLr: o.backboneLr } : {}),
-    seed: o.seed ?? 0,
+    seed: seg.options.seed,
     onStep: (e) => {
       const left = budget !== undefined ? `, ${formatDuration(budget - e.seconds)} of the budget left` : "";
       training.status(`loss ${e.loss.toFixed(4)} (dice loss ${e.dice.toFixed(3)}) lr ${e.lr.toExponential(2)}${left}`);

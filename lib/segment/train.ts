@@ -20,9 +20,9 @@ export interface SegTrainOptions {
   /** Or a number of steps (whichever ends first). */
   steps?: number;
   batchSize?: number;
-  /** Peak lr of stem + decoder (2e-3). */
+  /** Peak lr of stem + decoder. Default: the segmenter's `options.lr`. */
   lr?: number;
-  /** Peak lr of the backbone (default: lr). */
+  /** Peak lr of the backbone. Default: the segmenter's `options.backboneLr`. */
   backboneLr?: number;
   /** Linear warm-up steps (20). */
   warmup?: number;
@@ -53,8 +53,8 @@ export async function trainSegmenter(
   if (!Number.isFinite(budget) && !Number.isFinite(maxSteps))
     throw new RangeError("trainSegmenter: give minutes or steps");
   const batchSize = o.batchSize ?? 8,
-    lr = o.lr ?? 2e-3,
-    backboneLr = o.backboneLr ?? lr,
+    lr = o.lr ?? seg.options.lr,
+    backboneLr = o.backboneLr ?? seg.options.backboneLr,
     warmup = o.warmup ?? 20;
   const rng = mulberry32(o.seed ?? 0);
   const tile = seg.config.tile;

@@ -9,7 +9,16 @@ import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
 import { parseJson } from "../io/json.js";
 import { UNCERTAINTY_POLICIES } from "../labels/index.js";
+import { transformSchema } from "../data/transforms.js";
 import { modelConfigSchema, presetNames } from "../model/config.js";
+import { trainerOptionFields } from "./trainer.js";
+import type { ProcessGroup } from "./dist.js";
+import type { TrainerOptions } from "./trainer.js";
+
+/** The defaults of an object of fields, as its schema fills them in. */
+function defaultsOf<F extends z.core.$ZodLooseShape>(fields: F): z.output<z.ZodObject<F>> {
+  return z.object(fields).parse({});
+}
 
 const int = (min: number) => z.number().int().min(min);
 
@@ -52,8 +61,8 @@ const dataSchema = z
     heldOutSplit: z.string().min(1).optional(),
     /** Column names, as `vilref data` takes them. */
     columns: z.record(z.string(), z.string()).optional(),
-    /** Training augmentation (lib/data/transforms options; size defaults to the model's resolution). */
-    augment: z.record(z.string(), z.unknown()).optional(),
+    /** Training augmentation: lib/data/transforms options but size and train (the model's resolution; on). */
+    augment: transformSchema.omit({ size: true, train: true }).optional(),
     /** Held-out samples used per evaluation (default: all). */
     evalLimit: int(2).optional(),
     /** Images decoding at once. */
@@ -87,9 +96,14 @@ const textSchema = z
   })
   .strict();
 
+// The trainer's options are trainerOptionFields (lib/train/trainer.ts): one default and one check
+// each, whether a Trainer is made from this file or from the API.
+const t = trainerOptionFields;
+
 const scheduleSchema = z
   .object({
-    lr: z.number().positive().default(5e-4),
+    /** The peak learning rate: the Trainer's `lr` (default 5e-4). */
+    lr: t.lr,
     warmupSteps: int(0).default(0),
     minLr: z.number().min(0).default(0),
   })
@@ -98,11 +112,12 @@ const scheduleSchema = z
 
 const optimizerSchema = z
   .object({
-    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.98]),
-    eps: z.number().positive().default(1e-6),
-    weightDecay: z.number().min(0).default(0.001),
+    betas: t.betas,
+    eps: t.eps,
+    weightDecay: t.weightDecay,
+    decayEmbeddings: t.decayEmbeddings,
     /** Max global gradient norm (0: no clipping). */
-    gradClip: z.number().min(0).default(0),
+    gradClip: t.gradClip,
   })
   .strict();
 
@@ -118,25 +133,25 @@ export const pretrainConfigSchema = z
     steps: int(1).optional(),
     schedule: scheduleSchema.default(scheduleSchema.parse({})),
     optimizer: optimizerSchema.default(optimizerSchema.parse({})),
-    loss: z.enum(["wscl", "clip"]).default("wscl"),
+    loss: t.loss,
     wscl: z
-      .object({ threshold: z.number().min(0).default(1), gamma: z.number().min(0).default(1) })
+      .object({ threshold: t.threshold, gamma: t.gamma })
       .strict()
-      .default({ threshold: 1, gamma: 1 }),
+      .default(defaultsOf({ threshold: t.threshold, gamma: t.gamma })),
     queue: z
-      .object({ size: int(0).default(16384) })
+      .object({ size: t.queueSize })
       .strict()
-      .default({ size: 16384 }),
-    momentum: z.number().min(0).max(1).default(0.995),
+      .default(defaultsOf({ size: t.queueSize })),
+    momentum: t.momentum,
     /**
      * Mixed precision of the training step with float32 weights: "bfloat16" autocasts the forward
      * (CPU or CUDA), "float16" (CUDA only) adds dynamic loss scaling. The model stays float32.
      */
-    precision: z.enum(["float32", "bfloat16", "float16"]).default("float32"),
+    precision: t.precision,
     /** Towers kept fixed ("visual", "text"); their projections and logit_scale still train. */
-    freeze: z.array(z.enum(["visual", "text"])).default([]),
+    freeze: t.freeze,
     /** Recompute the ViT blocks and BERT layers in backward instead of storing activations. */
-    gradientCheckpointing: z.boolean().default(false),
+    gradientCheckpointing: t.gradientCheckpointing,
     device: z
       .string()
       .regex(/^(cpu|cuda(:\d+)?)$/, 'expected "cpu", "cuda" or "cuda:N"')
@@ -225,6 +240,27 @@ export function parseConfig(value: unknown, options: { baseDir?: string; source?
     else if (Array.isArray(o[b])) o[b] = (o[b] as string[]).map(abs);
   }
   return c;
+}
+
+/** The Trainer options a config asks for (`vilref pretrain` makes its Trainer with these). */
+export function trainerOptionsFromConfig(
+  config: PretrainConfig,
+  labelDim: number,
+  processGroup?: ProcessGroup,
+): TrainerOptions {
+  return {
+    labelDim,
+    lr: config.schedule.lr,
+    ...config.optimizer,
+    momentum: config.momentum,
+    queueSize: config.queue.size,
+    loss: config.loss,
+    ...config.wscl,
+    freeze: config.freeze,
+    gradientCheckpointing: config.gradientCheckpointing,
+    precision: config.precision,
+    processGroup,
+  };
 }
 
 /** Reads and validates a config file (relative paths are relative to its folder). */

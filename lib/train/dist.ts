@@ -13,6 +13,8 @@
  * Under SLURM without those variables, SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID stand in for
  * RANK / WORLD_SIZE / LOCAL_RANK (MASTER_ADDR and MASTER_PORT must still be exported).
  */
+import { z } from "zod";
+import { parseOptions } from "../config/options.js";
 import { native } from "../native.js";
 import type { NativeDist, TensorData } from "../native.js";
 
@@ -26,11 +28,51 @@ export interface DistEnv {
   masterPort: number;
 }
 
-export interface ProcessGroupOptions extends DistEnv {
-  /** Every collective and the rendezvous wait at most this long (default 300 000 ms). */
-  timeoutMs?: number;
-  backend?: DistBackend;
-}
+export const processGroupFields = {
+  /** This process's rank, below worldSize. Required. */
+  rank: z
+    .number()
+    .int()
+    .min(0)
+    .max(1 << 20),
+  /** Number of processes in the run. Required. */
+  worldSize: z
+    .number()
+    .int()
+    .min(1)
+    .max(1 << 20),
+  /** Its rank on this machine (which GPU it uses; not read here). Default: 0. */
+  localRank: z
+    .number()
+    .int()
+    .min(0)
+    .max(1 << 16)
+    .default(0),
+  /** Host of rank 0, which serves the rendezvous store. Required. */
+  masterAddr: z.string().min(1),
+  /** Its TCP port. Required. */
+  masterPort: z.number().int().min(1).max(65535),
+  /** Every collective and the rendezvous wait at most this long. Default: 300000. */
+  timeoutMs: z
+    .number()
+    .min(100)
+    .max(7 * 24 * 3600e3)
+    .default(300000),
+  /** "gloo" (CPU) or "nccl" (CUDA). Default: "gloo". */
+  backend: z.enum(["gloo", "nccl"]).default("gloo"),
+};
+export const processGroupSchema = z
+  .object(processGroupFields)
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.rank >= o.worldSize)
+      ctx.addIssue({
+        code: "custom",
+        path: ["rank"],
+        message: `${o.rank} must be below options.worldSize ${o.worldSize}`,
+      });
+  });
+export type ProcessGroupOptions = z.input<typeof processGroupSchema>;
 
 /**
  * A c10d process group (made by initProcessGroup); the trainer takes it as `processGroup`.
@@ -123,17 +165,10 @@ export function readDistEnv(env: NodeJS.ProcessEnv = process.env): DistEnv {
 export async function initProcessGroup(options: ProcessGroupOptions): Promise<ProcessGroup> {
   const d = nativeDist();
   if (!d.available) throw new Error(d.reason ?? "dist: not available in this build");
-  const backend = options.backend ?? "gloo";
-  if (!d.backends.includes(backend))
-    throw new Error(`dist: backend "${backend}" is not in this build (it has ${d.backends.join(", ") || "none"})`);
-  return d.init({
-    rank: options.rank,
-    worldSize: options.worldSize,
-    masterAddr: options.masterAddr,
-    masterPort: options.masterPort,
-    backend,
-    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-  });
+  const { localRank: _, ...o } = parseOptions(processGroupSchema, options);
+  if (!d.backends.includes(o.backend))
+    throw new Error(`dist: backend "${o.backend}" is not in this build (it has ${d.backends.join(", ") || "none"})`);
+  return d.init(o);
 }
 
 /** "gloo" for the CPU, "nccl" for CUDA devices (when the build has it). */

@@ -4,8 +4,17 @@
  */
 export { losses } from "./losses.js";
 export type { ClipLossArgs, WsclLossArgs, LossResult } from "./losses.js";
-export { Trainer } from "./trainer.js";
-export type { TrainerOptions, TrainBatch, StepResult, QueueState, TrainerStateRecord } from "./trainer.js";
+export { Trainer, trainerOptionsSchema } from "./trainer.js";
+export type {
+  TrainerOptions,
+  ResolvedTrainerOptions,
+  EffectiveTrainerOptions,
+  TrainerStepOptions,
+  TrainBatch,
+  StepResult,
+  QueueState,
+  TrainerStateRecord,
+} from "./trainer.js";
 export type { TrainerDevices } from "../native.js";
 export { pretrain, NonFiniteLossError, listCheckpoints } from "./pretrain.js";
 export type {

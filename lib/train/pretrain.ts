@@ -70,7 +70,8 @@ import type { Device, Dtype } from "../model/vilref.js";
 import { setThreads } from "../native.js";
 import type { TensorData } from "../native.js";
 import { BertTokenizer, buildVocab, Vocab } from "../text/index.js";
-import { parseConfig } from "./config.js";
+import { parseConfig, trainerOptionsFromConfig } from "./config.js";
+import type { TransformOptions } from "../data/transforms.js";
 import type { PretrainConfig, PretrainConfigInput } from "./config.js";
 import { writeCurves } from "./curves.js";
 import { cosineSchedule } from "./schedule.js";
@@ -608,28 +609,12 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
     const { tensors } = await readCheckpoint(path.join(latest.path, "model.safetensors"));
     await model.loadStateDict(tensors, { strict: true });
   }
-  const trainer = new Trainer(model, {
-    labelDim: LABEL_IDS.length,
-    lr: config.schedule.lr,
-    betas: config.optimizer.betas,
-    eps: config.optimizer.eps,
-    weightDecay: config.optimizer.weightDecay,
-    momentum: config.momentum,
-    gradClip: config.optimizer.gradClip,
-    queueSize: config.queue.size,
-    loss: config.loss,
-    threshold: config.wscl.threshold,
-    gamma: config.wscl.gamma,
-    freeze: config.freeze,
-    gradientCheckpointing: config.gradientCheckpointing,
-    precision: config.precision,
-    ...(group ? { processGroup: group } : {}),
-  });
+  const trainer = new Trainer(model, trainerOptionsFromConfig(config, LABEL_IDS.length, group));
   if (latest) await importTrainerState(trainer, path.join(latest.path, "trainer.safetensors"));
 
   // loaders
   const size = model.config.image_resolution;
-  const augment = config.data.augment ?? {};
+  const augment: TransformOptions = config.data.augment ?? {};
   const loaderOptions = {
     batchSize: localBatch,
     rank,
@@ -639,7 +624,7 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
     seed: config.seed,
     shuffle: true,
     dropLast: true,
-    transform: { train: true, ...augment, size } as never,
+    transform: { ...augment, train: true, size },
     log: path.join(out, lead ? "skipped.log" : `skipped.rank-${rank}.log`),
     ...(config.data.concurrency ? { concurrency: config.data.concurrency } : {}),
   };
@@ -668,8 +653,8 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
     totalSteps,
     minLr: config.schedule.minLr,
   });
-  const evalTransform: Record<string, unknown> = { size, train: false };
-  for (const k of ["fov", "mean", "std", "shrinkOnLoad"]) if (augment[k] !== undefined) evalTransform[k] = augment[k];
+  const { fov, mean, std, shrinkOnLoad } = augment;
+  const evalTransform: TransformOptions = { size, train: false, fov, mean, std, shrinkOnLoad };
   // evaluation runs on rank 0 only (the others wait in the next step's collective: the timeout must cover it)
   const evaluator =
     heldOut.length >= 2 && lead
@@ -678,7 +663,7 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
           {
             batchSize: config.eval.batchSize,
             shuffle: false,
-            transform: evalTransform as never,
+            transform: evalTransform,
             log: path.join(out, "skipped.log"),
           },
           tokenizer,

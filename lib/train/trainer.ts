@@ -1,62 +1,103 @@
 /**
  * One ViLReF pre-training step at a time, in LibTorch: EMA momentum encoders, WSCL (or CLIP) over
  * the batch and the memory queue, AdamW with the released recipe (betas 0.9/0.98, eps 1e-6,
- * weight decay 0.001 except biases, norms and logit_scale), optional gradient clipping, logit
- * scale clamped to [0, ln 100], enqueue of the batch's momentum features (../shared/WSCL.md).
- * Steps run on the model's queue, in order with its other calls.
+ * weight decay 0.001 on tensors of rank ≥ 2, embeddings included: native/optim.h), optional
+ * gradient clipping, logit scale clamped to [0, ln 100], enqueue of the batch's momentum features
+ * (../shared/WSCL.md). Steps run on the model's queue, in order with its other calls. The options'
+ * defaults are trainerOptionFields' (documented on each option); `trainer.options` reads back the
+ * effective ones from the native trainer.
  */
+import { z } from "zod";
+import { parseOptions } from "../config/options.js";
 import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
 import type { NativeTrainer, TensorData, TrainerDevices } from "../native.js";
+import { wsclOptionFields } from "./losses.js";
+import { betasSchema, epsSchema, lrSchema, weightDecaySchema } from "./optim.js";
 import type { ViLReF } from "../model/vilref.js";
 import type { ProcessGroup } from "./dist.js";
 
-export interface TrainerOptions {
-  /** Number of labels per sample (the label vectors' length). */
-  labelDim: number;
-  lr?: number;
-  betas?: [number, number];
-  eps?: number;
-  weightDecay?: number;
-  /** EMA factor of the momentum encoders (default 0.995). */
-  momentum?: number;
-  /** Max global gradient norm; 0 (default) clips nothing. */
-  gradClip?: number;
-  /** Queue entries (default 16384; 0: no batch expansion and no momentum encoders). */
-  queueSize?: number;
-  loss?: "wscl" | "clip";
-  threshold?: number;
-  gamma?: number;
+export const trainerOptionFields = {
+  /** Number of labels per sample (the label vectors' length). Required. */
+  labelDim: z
+    .number()
+    .int()
+    .min(1)
+    .max(1 << 16),
   /**
-   * Data-parallel training in this process group (lib/train/dist.ts): parameters are broadcast from
-   * rank 0 at the first step, the loss covers the global batch (features gathered from all ranks,
-   * gradient through this rank's own), gradients are summed over ranks and the gathered momentum
-   * features are enqueued, so every rank holds the same weights and queue and a step of W ranks
-   * with b pairs each equals one process with W·b pairs.
+   * AdamW's learning rate (a step's `lr` overrides it). Default: 5e-4 — the peak rate of CLIP's and
+   * open_clip's ViT-B/16 pre-training, and what `vilref pretrain` has always used (the pre-training
+   * config's `schedule.lr` is this option).
    */
-  processGroup?: ProcessGroup;
+  lr: lrSchema().default(5e-4),
+  /** AdamW's betas (the released recipe). Default: [0.9, 0.98]. */
+  betas: betasSchema().default([0.9, 0.98]),
+  /** AdamW's epsilon (the released recipe). Default: 1e-6. */
+  eps: epsSchema().default(1e-6),
+  /** Weight decay of the tensors of rank ≥ 2 (native/optim.h). Default: 0.001. */
+  weightDecay: weightDecaySchema().default(0.001),
+  /** Whether the 2-D embedding tables decay too, as in the released pre-training. Default: true. */
+  decayEmbeddings: z.boolean().default(true),
+  /** EMA factor of the momentum encoders. Default: 0.995. */
+  momentum: z.number().min(0).max(1).default(0.995),
+  /** Max global gradient norm; 0 clips nothing. Default: 0. */
+  gradClip: z.number().min(0).max(1e9).default(0),
+  /** Queue entries; 0: no batch expansion and no momentum encoders. Default: 16384. */
+  queueSize: z
+    .number()
+    .int()
+    .min(0)
+    .max(1 << 24)
+    .default(16384),
+  /** The objective: WSCL (../shared/WSCL.md) or plain CLIP InfoNCE. Default: "wscl". */
+  loss: z.enum(["wscl", "clip"]).default("wscl"),
+  ...wsclOptionFields,
   /**
    * Towers whose weights stay fixed: "visual" (every visual.* weight but the ViT's projection
    * visual.proj; a ResNet's projection is its attention pool, frozen with it; a frozen ResNet's
    * BatchNorm statistics stay too) and/or "text" (bert.*). text_projection and logit_scale stay
    * trainable. A frozen tower gets no gradient and is not in the optimizer; its momentum copy
-   * stays equal to it.
+   * stays equal to it. Default: [].
    */
-  freeze?: ("visual" | "text")[];
+  freeze: z.array(z.enum(["visual", "text"])).default([]),
   /**
    * Recompute the ViT residual blocks and BERT layers in backward instead of keeping their
    * activations (less memory, about one more forward of compute). ResNet stages are not
    * checkpointed (their BatchNorm would update its running statistics twice). Same result.
+   * Default: false.
    */
-  gradientCheckpointing?: boolean;
+  gradientCheckpointing: z.boolean().default(false),
   /**
    * Mixed precision of the step with float32 master weights (the model must be float32):
    * "bfloat16" autocasts the forward (CPU or CUDA); "float16" (CUDA only) autocasts to float16
    * with dynamic loss scaling (2^16, ×2 after 2000 finite steps, ÷2 and the update skipped on an
-   * inf/nan gradient). The loss is computed in float32. Default "float32".
+   * inf/nan gradient). The loss is computed in float32. Default: "float32".
    */
-  precision?: "float32" | "bfloat16" | "float16";
-}
+  precision: z.enum(["float32", "bfloat16", "float16"]).default("float32"),
+  /**
+   * Data-parallel training in this process group (lib/train/dist.ts): parameters are broadcast from
+   * rank 0 at the first step, the loss covers the global batch (features gathered from all ranks,
+   * gradient through this rank's own), gradients are summed over ranks and the gathered momentum
+   * features are enqueued, so every rank holds the same weights and queue and a step of W ranks
+   * with b pairs each equals one process with W·b pairs. Optional.
+   */
+  processGroup: z.custom<ProcessGroup>().optional(),
+};
+
+export const trainerOptionsSchema = z.object(trainerOptionFields).strict();
+/** The Trainer's options as given (every one but labelDim has a default). */
+export type TrainerOptions = z.input<typeof trainerOptionsSchema>;
+/** The Trainer's options with every default filled in: what the native trainer takes and reports back. */
+export type ResolvedTrainerOptions = z.output<typeof trainerOptionsSchema>;
+/** What the native trainer reports back as its effective options (the process group aside). */
+export type EffectiveTrainerOptions = Omit<ResolvedTrainerOptions, "processGroup">;
+
+export const trainerStepFields = {
+  /** This step's learning rate (schedules live in TypeScript). Default: the trainer's `lr`. */
+  lr: lrSchema().optional(),
+};
+export const trainerStepSchema = z.object(trainerStepFields).strict();
+export type TrainerStepOptions = z.input<typeof trainerStepSchema>;
 
 export interface TrainBatch {
   /** [B, 3, R, R] preprocessed images. */
@@ -114,10 +155,13 @@ export type TrainerStateRecord = Record<
  */
 export class Trainer extends NativeResource {
   readonly #native: NativeTrainer;
+  readonly #lr: number;
 
   constructor(model: ViLReF, options: TrainerOptions) {
     super();
-    this.#native = new (native().Trainer)(model.nativeHandle, options);
+    const resolved = parseOptions(trainerOptionsSchema, options);
+    this.#native = new (native().Trainer)(model.nativeHandle, resolved);
+    this.#lr = resolved.lr;
     NativeResource.attach(model, this);
   }
 
@@ -125,9 +169,15 @@ export class Trainer extends NativeResource {
     return this.#native;
   }
 
+  /** The effective options, as the native trainer holds them (every default filled in). */
+  get options(): EffectiveTrainerOptions {
+    return this.#native.options;
+  }
+
   /** One optimisation step; `lr` overrides the learning rate for this step (schedules live in TS). */
-  step(batch: TrainBatch, options: { lr?: number } = {}): Promise<StepResult> {
-    return this.#native.step(batch, options);
+  async step(batch: TrainBatch, options: TrainerStepOptions = {}): Promise<StepResult> {
+    const { lr } = parseOptions(trainerStepSchema, options);
+    return this.#native.step(batch, { lr: lr ?? this.#lr });
   }
 
   /** The valid queue entries and the ring position. */
@@ -173,7 +223,7 @@ export function lossScalerUpdate(
   scale: number,
   goodSteps: number,
   finite: boolean[],
-  interval?: number,
+  interval = 2000,
 ): { scale: number; goodSteps: number; applied: boolean[] } {
   return native().Trainer.lossScalerUpdate(scale, goodSteps, finite, interval);
 }
