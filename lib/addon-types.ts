@@ -163,6 +163,11 @@ export interface FinetunerConfig {
   backboneLr: number;
   weightDecay: number;
   frozen: boolean;
+  loraLr: number;
+  /** Whether LoRA adapters train instead of the backbone. */
+  lora: boolean;
+  /** Head, plus LoRA factors or (unless frozen) the image tower. */
+  trainableParameters: number;
 }
 
 export interface FinetuneBatch {
@@ -184,6 +189,101 @@ export interface NativeFinetuner {
   /** The effective options (read back from the native object). */
   readonly options: ResolvedFinetunerOptions;
   readonly steps: number;
+}
+
+/** native/lora.h: LoRA factors on a model's weights (released names). */
+/** Complete (lib/adapt/lora.ts fills the defaults: alpha = rank, seed 0). */
+export interface LoraOptions {
+  rank: number;
+  /** ΔW = (alpha / rank) · B·A. */
+  alpha: number;
+  /** Weight names: Linear and Conv2d weights, a ViT block's attn.in_proj_weight. */
+  targets: string[];
+  seed: number;
+}
+
+export interface NativeLora {
+  /** The image tower's features with the adapters applied (eval mode). */
+  encodeImages(images: TensorData<Float32Array>, options?: { features?: "projected" | "pre" }): Promise<TensorData>;
+  /** "<weight>.lora_A" [rank, fan_in] and "<weight>.lora_B" [out, rank] (copies). */
+  stateDict(): Promise<Record<string, TensorData<Float32Array>>>;
+  loadStateDict(state: Record<string, TensorData<Float32Array>>): Promise<void>;
+  /** W += ΔW in the model's weights, once. */
+  merge(): Promise<void>;
+  readonly config: { rank: number; alpha: number; scale: number; targets: string[]; parameters: number };
+  readonly merged: boolean;
+  /** Frees the factors after the calls queued on the model; a Finetuner using them then refuses to run. */
+  dispose(): Promise<void>;
+}
+
+/** Multi-label ("multilabel": targets [n, C] of 0/1/NaN) or single-label ("single": int32 class indices [n]). */
+export type FewShotTask = "multilabel" | "single";
+
+export interface TipArgs {
+  /** Normalised features [n, d]. */
+  features: TensorData<Float32Array>;
+  /** Cache keys [m, d] and values [m, C]. */
+  keys: TensorData<Float32Array>;
+  values: TensorData<Float32Array>;
+  /** Zero-shot logits [n, C]. */
+  zeroShot: TensorData<Float32Array>;
+  /** A·V / rowsum(A) instead of A·V. */
+  normalize?: boolean;
+}
+
+export interface FewShotTrainSettings {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  weightDecay?: number;
+  seed?: number;
+}
+
+export interface NativeFewShot {
+  /** zeroShot + alpha · exp(−beta (1 − F·Kᵀ)) · V (+ bias). */
+  tipLogits(
+    args: TipArgs & { beta: number; alpha: number; bias?: TensorData<Float32Array> },
+  ): Promise<TensorData<Float32Array>>;
+  /** The logits for every (beta, alpha): [B, A, n, C]. */
+  tipGrid(args: TipArgs & { betas: number[]; alphas: number[] }): Promise<TensorData<Float32Array>>;
+  /** Tip-Adapter-F: the keys (and, multi-label, a class bias) trained on the few-shot set. */
+  trainTipF(
+    args: TipArgs &
+      FewShotTrainSettings & {
+        targets: TensorData<Float32Array> | TensorData<Int32Array>;
+        task: FewShotTask;
+        /** [n]: the cache row of each training image (its own affinity masked), −1 none. */
+        cacheIndex: TensorData<Int32Array>;
+        beta: number;
+        alpha: number;
+      },
+  ): Promise<{ keys: TensorData<Float32Array>; bias: TensorData<Float32Array>; losses: number[] }>;
+  trainClipAdapter(
+    args: FewShotTrainSettings & {
+      features: TensorData<Float32Array>;
+      text: TensorData<Float32Array>;
+      targets: TensorData<Float32Array> | TensorData<Int32Array>;
+      task: FewShotTask;
+      ratio: number;
+      scale: number;
+      hidden: number;
+    },
+  ): Promise<{
+    fc1: TensorData<Float32Array>;
+    fc2: TensorData<Float32Array>;
+    bias: TensorData<Float32Array>;
+    losses: number[];
+  }>;
+  clipAdapterLogits(args: {
+    features: TensorData<Float32Array>;
+    text: TensorData<Float32Array>;
+    task: FewShotTask;
+    ratio: number;
+    scale: number;
+    fc1: TensorData<Float32Array>;
+    fc2: TensorData<Float32Array>;
+    bias: TensorData<Float32Array>;
+  }): Promise<TensorData<Float32Array>>;
 }
 
 export interface EchoResult<T extends TensorArray> {
@@ -501,13 +601,16 @@ export interface NativeAddon {
   jpeg: NativeJpeg;
   rank: NativeRank;
   logistic: NativeLogistic;
+  fewshot: NativeFewShot;
   debug: NativeDebug;
   Head: new (config: ResolvedHeadConfig) => NativeHead;
   ViLReF: NativeViLReFConstructor;
   Trainer: NativeTrainerConstructor;
   Segmenter: new (config: ResolvedSegmenterConfig, options: ResolvedSegmenterOptions) => NativeSegmenter;
   /** model: a ViLReF's nativeHandle. */
-  Finetuner: new (model: ViLReFHandle, options: ResolvedFinetunerOptions) => NativeFinetuner;
+  Finetuner: new (model: ViLReFHandle, options: ResolvedFinetunerOptions & { lora?: NativeLora }) => NativeFinetuner;
+  /** model: a ViLReF's nativeHandle. */
+  Lora: new (model: ViLReFHandle, options: LoraOptions) => NativeLora;
 }
 
 // ---- the same names at run time, checked against the interfaces by the compiler ----
@@ -534,12 +637,14 @@ export const ADDON_EXPORTS = [
   "jpeg",
   "rank",
   "logistic",
+  "fewshot",
   "debug",
   "Head",
   "ViLReF",
   "Trainer",
   "Segmenter",
   "Finetuner",
+  "Lora",
 ] as const;
 exactly<SameKeys<(typeof ADDON_EXPORTS)[number], keyof NativeAddon>>();
 
@@ -551,6 +656,7 @@ export const ADDON_NAMESPACES = {
   debug: ["echo", "addressOf", "torchError"],
   rank: ["targetRanks", "topK"],
   logistic: ["fit", "predict"],
+  fewshot: ["tipLogits", "tipGrid", "trainTipF", "trainClipAdapter", "clipAdapterLogits"],
 } as const;
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["losses"][number], keyof NativeLosses>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["dist"][number], keyof NativeDist>>();
@@ -558,6 +664,7 @@ exactly<SameKeys<(typeof ADDON_NAMESPACES)["jpeg"][number], keyof NativeJpeg>>()
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["debug"][number], keyof NativeDebug>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["rank"][number], keyof NativeRank>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["logistic"][number], keyof NativeLogistic>>();
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["fewshot"][number], keyof NativeFewShot>>();
 
 /** Instance members (methods and accessors) of the addon's classes, and their static methods. */
 export const ADDON_CLASSES = {
@@ -601,6 +708,10 @@ export const ADDON_CLASSES = {
     instance: ["step", "predict", "stateDict", "loadStateDict", "config", "options", "steps", "dispose"],
     static: [],
   },
+  Lora: {
+    instance: ["encodeImages", "stateDict", "loadStateDict", "merge", "config", "merged", "dispose"],
+    static: [],
+  },
   "dist.ProcessGroup": {
     instance: ["allReduce", "allGather", "barrier", "rank", "worldSize", "backend", "timeoutMs", "dispose"],
     static: [],
@@ -611,6 +722,7 @@ exactly<SameKeys<(typeof ADDON_CLASSES)["ViLReF"]["instance"][number], keyof Nat
 exactly<SameKeys<(typeof ADDON_CLASSES)["Trainer"]["instance"][number], keyof NativeTrainer>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Segmenter"]["instance"][number], keyof NativeSegmenter>>();
 exactly<SameKeys<(typeof ADDON_CLASSES)["Finetuner"]["instance"][number], keyof NativeFinetuner>>();
+exactly<SameKeys<(typeof ADDON_CLASSES)["Lora"]["instance"][number], keyof NativeLora>>();
 exactly<
   SameKeys<(typeof ADDON_CLASSES)["dist.ProcessGroup"]["instance"][number], Extract<keyof ProcessGroup, string>>
 >();

@@ -10,6 +10,7 @@
  *   vilref/eval     zero-shot, probe, retrieval, metrics, reports    lib/eval/index.ts
  *   vilref/segment  Segmenter and its training / evaluation          lib/segment/index.ts
  *   vilref/finetune Finetuner and its loop                           lib/finetune/index.ts
+ *   vilref/adapt    few-shot adapters (Tip, CLIP-Adapter), LoRA      lib/adapt/index.ts
  *   vilref/embed    resumable batch embedding to .npy                lib/embed/index.ts
  *   vilref/synth    synthetic fundus images and reports              lib/synth/index.ts
  *   vilref/io       .npy, safetensors, strict CSV/TSV and text       lib/io/index.ts
@@ -107,6 +108,8 @@ export { Segmenter, readDrive, normalise, trainSegmenter, evaluateSegmenter } fr
 export type { SegmenterConfig, SegmenterOptions } from "./segment/index.js";
 export { Finetuner, finetune } from "./finetune/index.js";
 export type { FinetunerOptions, FinetuneResult } from "./finetune/index.js";
+export { fewShotAdapter, loraFewShot, sampleShots, Lora, aggregatePatients } from "./adapt/index.js";
+export type { FewShotResult, LoraFewShotResult, LoraOptions } from "./adapt/index.js";
 export { embedImages, embedTexts } from "./embed/index.js";
 export type { EmbedResult } from "./embed/index.js";
 

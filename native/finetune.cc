@@ -14,8 +14,16 @@ namespace vilref {
 
 namespace {
 
-// Pre-projection features [N, width] in float32; with `frozen`, no gradient and eval mode.
-at::Tensor Features(ViLReFNet& net, const at::Tensor& images, bool frozen, bool training) {
+// Pre-projection features [N, width] in float32; with `frozen`, no gradient and eval mode; with
+// LoRA adapters, the adapted tower in eval mode, differentiable in the factors only when training.
+at::Tensor Features(ViLReFNet& net, FinetunerState& s, const at::Tensor& images, bool frozen, bool training) {
+  if (s.lora) {
+    if (!training) {
+      torch::NoGradGuard noGrad;
+      return LoraImageFeatures(*s.lora, images, true, false);
+    }
+    return LoraImageFeatures(*s.lora, images, true, true);
+  }
   if (frozen || !training) {
     torch::NoGradGuard noGrad;
     net.visual->eval();
@@ -29,7 +37,7 @@ at::Tensor Features(ViLReFNet& net, const at::Tensor& images, bool frozen, bool 
 // One AdamW step on the head (and the backbone unless frozen); returns the batch's BCE.
 double FinetuneStep(ViLReFNet& net, FinetunerState& s, const at::Tensor& images, const at::Tensor& labels,
                     bool frozen) {
-  at::Tensor logits = at::linear(Features(net, images, frozen, true), s.weight, s.bias);
+  at::Tensor logits = at::linear(Features(net, s, images, frozen, true), s.weight, s.bias);
   at::Tensor loss = BceWithLogits(logits, labels).mean();
   s.optimizer->ZeroGrad();
   loss.backward();
@@ -46,12 +54,25 @@ void CopyState(ViLReFNet& net, FinetunerState& s, const std::vector<std::pair<st
   targets["head.weight"] = s.weight;
   targets["head.bias"] = s.bias;
   for (auto& [name, t] : NamedState(*net.visual)) targets["visual." + name] = t;
+  if (s.lora)
+    for (auto& [name, t] : s.lora->Factors()) targets["lora." + name] = t;
   for (auto& [name, in] : inputs) {
     at::Tensor& dst = targets.at(name);
     if (dst.sizes() != in.tensor.sizes())
       ThrowRangeError("stateDict[\"" + name + "\"]: shape does not fit (the model was resized)");
   }
   for (auto& [name, in] : inputs) targets.at(name).copy_(in.tensor);
+}
+
+// The `lora` option: undefined, or a Lora on this finetuner's model whose adapters are not merged.
+std::shared_ptr<LoraSet> ReadLora(const Napi::Object& o, ViLReF* model) {
+  Napi::Value v = o.Get("lora");
+  if (v.IsUndefined()) return nullptr;
+  Lora* lora = Lora::From(v, "options.lora");
+  if (lora->model() != model) ThrowRangeError("options.lora: the adapters belong to another model");
+  if (lora->set()->released()) ThrowRangeError("options.lora: the adapters were disposed");
+  if (lora->set()->merged()) ThrowRangeError("options.lora: the adapters are merged into the model already");
+  return lora->set();
 }
 
 }  // namespace
@@ -76,13 +97,20 @@ Finetuner::Finetuner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Finetune
   Guard(info.Env(), [&] {
     model_ = ViLReF::From(info[0], "model");
     modelRef_ = Napi::Persistent(info[0].As<Napi::Object>());
-    auto o = ReadOptions(info[1], "options", "an object { classes, lr, backboneLr, weightDecay, frozen, seed, ... }");
+    auto o = ReadOptions(info[1], "options",
+                         "an object { classes, lr, backboneLr, loraLr, weightDecay, frozen, seed, lora?, ... }");
     options_.classes = ReadInt(o, "options", "classes", 1, 1 << 16);
     options_.lr = ReadNumber(o, "options", "lr", 0, 10);
     options_.backboneLr = ReadNumber(o, "options", "backboneLr", 0, 10);
+    options_.loraLr = ReadNumber(o, "options", "loraLr", 0, 10);
     options_.adamw = ReadAdamWSettings(o, "options");
     options_.frozen = ReadBool(o, "options", "frozen");
     options_.seed = ReadSeed(o, "options", "seed");
+    std::shared_ptr<LoraSet> lora = ReadLora(o, model_);
+    if (lora) {
+      loraRef_ = Napi::Persistent(o.Get("lora").As<Napi::Object>());
+      options_.frozen = true;  // the base weights never train beside adapters
+    }
 
     auto net = model_->net();
     width_ = net->visual->FeatureWidth();
@@ -96,6 +124,8 @@ Finetuner::Finetuner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Finetune
         at::empty({options_.classes}).uniform_(-bound, bound, gen).to(model_->device()).set_requires_grad(true);
     state_->optimizer = std::make_unique<NamedAdamW>(options_.adamw);
     state_->optimizer->AddGroup("head", options_.lr, {{"head.weight", state_->weight}, {"head.bias", state_->bias}});
+    state_->lora = lora;
+    if (lora) state_->optimizer->AddGroup("lora", options_.loraLr, lora->Factors());
     if (!options_.frozen) {
       NamedTensors backbone;
       for (auto& p : net->visual->named_parameters())
@@ -122,6 +152,8 @@ Napi::Value Finetuner::Step(const Napi::CallbackInfo& info) {
         ReadTensor(b.Get("labels"), TensorSpec{"batch.labels", {at::kFloat}, {n, options_.classes}, false, true});
     if (((labels.tensor < 0) | (labels.tensor > 1)).any().item<bool>())
       ThrowRangeError("batch.labels: values must lie in [0, 1]");
+    if (state_->lora && state_->lora->merged())
+      ThrowRangeError("step: the finetuner's LoRA adapters were merged into the model; nothing left to train");
     auto run = [net = model_->net(), state = state_, device = model_->device(), dtype = model_->dtype(),
                 frozen = options_.frozen, images = std::move(images), labels = std::move(labels)] {
       return FinetuneStep(*net, *state, images.tensor.to(device, dtype), labels.tensor.to(device), frozen);
@@ -145,13 +177,13 @@ Napi::Value Finetuner::Predict(const Napi::CallbackInfo& info) {
                                   MakeTensorTask([net = model_->net(), state = state_, device = model_->device(),
                                                   dtype = model_->dtype(), images = std::move(images)] {
                                     torch::NoGradGuard noGrad;
-                                    at::Tensor f = Features(*net, images.tensor.to(device, dtype), true, false);
+                                    at::Tensor f = Features(*net, *state, images.tensor.to(device, dtype), true, false);
                                     return PrepareForJs(at::sigmoid(at::linear(f, state->weight, state->bias)));
                                   }));
   });
 }
 
-// stateDict() → { "head.weight", "head.bias", and "visual.*" unless frozen }
+// stateDict() → { "head.weight", "head.bias", "visual.*" unless frozen, "lora.*" with adapters }
 Napi::Value Finetuner::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
@@ -164,6 +196,9 @@ Napi::Value Finetuner::StateDict(const Napi::CallbackInfo& info) {
                                     if (withBackbone)
                                       for (auto& copy : StateCopies(*net->visual, "visual."))
                                         out.push_back(std::move(copy));
+                                    if (state->lora)
+                                      for (auto& [name, t] : state->lora->Factors())
+                                        out.emplace_back("lora." + name, PrepareForJs(t.detach().clone()));
                                     return out;
                                   }));
   });
@@ -182,6 +217,9 @@ Napi::Value Finetuner::LoadStateDict(const Napi::CallbackInfo& info) {
     for (auto& [name, t] : NamedState(*model_->net()->visual))
       expected["visual." + name] = {std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
                                     c10::isFloatingType(t.scalar_type())};
+    if (state_->lora)
+      for (auto& [name, t] : state_->lora->Factors())
+        expected["lora." + name] = {std::vector<int64_t>(t.sizes().begin(), t.sizes().end()), true};
     for (const char* required : {"head.weight", "head.bias"})
       if (!dict.Has(required)) ThrowRangeError(std::string("stateDict[\"") + required + "\"]: missing");
     std::vector<std::pair<std::string, JsTensor>> inputs;
@@ -190,7 +228,7 @@ Napi::Value Finetuner::LoadStateDict(const Napi::CallbackInfo& info) {
       std::string key = keys.Get(i).ToString().Utf8Value();
       auto it = expected.find(key);
       if (it == expected.end())
-        ThrowRangeError("stateDict[\"" + key + "\"]: not a tensor of this finetuner (head.* or visual.*)");
+        ThrowRangeError("stateDict[\"" + key + "\"]: not a tensor of this finetuner (head.*, visual.* or lora.*)");
       const bool floating = it->second.second;
       inputs.emplace_back(
           key, ReadTensor(dict.Get(key), TensorSpec{"stateDict[\"" + key + "\"]",
@@ -214,6 +252,13 @@ Napi::Value Finetuner::GetConfig(const Napi::CallbackInfo& info) {
   o.Set("backboneLr", Napi::Number::New(env, options_.backboneLr));
   o.Set("weightDecay", Napi::Number::New(env, options_.adamw.weightDecay));
   o.Set("frozen", Napi::Boolean::New(env, options_.frozen));
+  o.Set("loraLr", Napi::Number::New(env, options_.loraLr));
+  o.Set("lora", Napi::Boolean::New(env, static_cast<bool>(state_->lora)));
+  int64_t trainable = state_->weight.numel() + state_->bias.numel();
+  if (state_->lora) trainable += state_->lora->ParameterCount();
+  if (!options_.frozen)
+    for (auto& p : model_->net()->visual->parameters()) trainable += p.numel();
+  o.Set("trainableParameters", Napi::Number::New(env, static_cast<double>(trainable)));
   return o;
 }
 
@@ -239,6 +284,7 @@ Napi::Value Finetuner::Dispose(const Napi::CallbackInfo& info) {
   std::shared_ptr<FinetunerState> state = state_;
   return disposal_.Dispose(info.Env(), Value(), model_->queue(), [state] {
     state->optimizer.reset();
+    state->lora.reset();
     state->weight = at::Tensor();
     state->bias = at::Tensor();
   });
@@ -247,6 +293,8 @@ Napi::Value Finetuner::Dispose(const Napi::CallbackInfo& info) {
 void Finetuner::CheckAlive() const {
   disposal_.Check();
   model_->CheckAlive();
+  if (state_->lora && state_->lora->released())
+    throw BoundaryError(ErrorKind::Error, "Finetuner: its LoRA adapters (options.lora) were disposed");
 }
 
 }  // namespace vilref

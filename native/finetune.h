@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "clip.h"
+#include "lora.h"
 #include "optim.h"
 
 namespace vilref {
@@ -20,7 +21,7 @@ namespace vilref {
 // The options as lib/finetune/finetuner.ts hands them over, complete (its schema owns the defaults).
 struct FinetunerOptions {
   int64_t classes = 0;
-  double lr = 0, backboneLr = 0;
+  double lr = 0, backboneLr = 0, loraLr = 0;
   AdamWSettings adamw;
   bool frozen = false;
   uint64_t seed = 0;
@@ -28,7 +29,8 @@ struct FinetunerOptions {
 
 struct FinetunerState {
   at::Tensor weight, bias;                // the head: [classes, width], [classes]
-  std::unique_ptr<NamedAdamW> optimizer;  // groups "head" and, unless frozen, "backbone"
+  std::unique_ptr<NamedAdamW> optimizer;  // groups "head" and "backbone" (unless frozen) or "lora"
+  std::shared_ptr<LoraSet> lora;          // with the `lora` option: the backbone is frozen, its adapters train
   int64_t steps = 0;
 };
 
@@ -48,7 +50,7 @@ class Finetuner : public Napi::ObjectWrap<Finetuner> {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   void CheckAlive() const;  // this finetuner and its model are not disposed
 
-  Napi::ObjectReference modelRef_;
+  Napi::ObjectReference modelRef_, loraRef_;
   ViLReF* model_ = nullptr;
   FinetunerOptions options_;
   int64_t width_ = 0;

@@ -143,6 +143,13 @@ const ROWS: Row[] = [
     required: [["eval", "finetune", ...m, "--train", "a"], "--val"],
     failing: ["eval", "finetune", ...m, "--train", missing, "--val", missing],
   },
+  {
+    command: "eval adapter",
+    number: [["eval", "adapter", ...m, ...d, "--method", "tip", "--shots", "0"], "--shots"],
+    choice: [["eval", "adapter", ...m, ...d, "--method", "coop", "--shots", "4"], "--method"],
+    required: [["eval", "adapter", ...m, ...d, "--method", "tip"], "--shots"],
+    failing: ["eval", "adapter", ...m, ...d, "--method", "tip", "--shots", "4"],
+  },
 ];
 
 test("every command is in the table", async (t) => {

@@ -43,6 +43,7 @@ import {
   list,
   loadModel as loadCliModel,
   outOption,
+  patientOption,
   progressOption,
   progressSpec,
   reportOption,
@@ -51,6 +52,7 @@ import {
   vocabOption,
 } from "./options.js";
 import type { ModelCliOptions } from "./options.js";
+import type { PatientAggregation } from "../adapt/patient.js";
 import { parseJsonText } from "../io/json.js";
 import { atomicWriteFileSync } from "../io/atomic.js";
 
@@ -223,7 +225,8 @@ function registerZeroShot(ev: Command): void {
         .default("relative"),
     )
     .addOption(vocabOption({ description: VOCAB_HELP }))
-    .addOption(contextLengthOption(undefined, CONTEXT_HELP));
+    .addOption(contextLengthOption(undefined, CONTEXT_HELP))
+    .addOption(patientOption());
   examples(cmd, [
     [
       "vilref eval zeroshot --model run/final/model.safetensors --data heldout/manifest.jsonl --out zs.json",
@@ -241,6 +244,7 @@ function registerZeroShot(ev: Command): void {
         scoring: MultiLabelScoring;
         vocab?: string;
         contextLength?: number;
+        patient?: PatientAggregation;
       },
     ) => {
       const { ds, classes } = loadEvalData(o);
@@ -255,8 +259,10 @@ function registerZeroShot(ev: Command): void {
         ...(o.prompts ? { prompts: o.prompts } : {}),
         ...(classes ? { classes } : {}),
         scoring: o.scoring,
+        ...(o.patient ? { patient: o.patient } : {}),
       });
       console.log(formatReport(r, `zero-shot on ${ds.name} ${o.split}`));
+      if (r.patient) console.log(formatReport(r.patient, `per patient (${r.patient.aggregation} over eyes)`));
       await writeOutputs(o, r, { model: name, vocab: file, dataset: ds.name, root: ds.root, split: o.split });
     },
   );
@@ -287,7 +293,8 @@ function registerProbe(ev: Command): void {
       new Option("--refit <which>", "fit the final model on train or train+val")
         .choices(["train", "train+val"])
         .default("train+val"),
-    );
+    )
+    .addOption(patientOption());
   examples(cmd, [
     [
       "vilref eval probe --model model.safetensors --data ODIR --adapter odir --out probe.json",
@@ -306,6 +313,7 @@ function registerProbe(ev: Command): void {
         cGrid?: number[];
         multiclass: "multinomial" | "ovr";
         refit: "train" | "train+val";
+        patient?: PatientAggregation;
       },
     ) => {
       const { ds, classes } = loadEvalData(o);
@@ -322,6 +330,7 @@ function registerProbe(ev: Command): void {
         multiclass: o.multiclass,
         refit: o.refit,
         ...(o.cGrid ? { cGrid: o.cGrid } : {}),
+        ...(o.patient ? { patient: o.patient } : {}),
       });
       console.log(
         formatReport(
@@ -329,6 +338,7 @@ function registerProbe(ev: Command): void {
           `linear probe on ${ds.name} (train ${r.splits.train}, val ${r.splits.val}, test ${r.splits.test}; ${r.featureDim}-d features; C = ${r.C})`,
         ),
       );
+      if (r.patient) console.log(formatReport(r.patient, `per patient (${r.patient.aggregation} over eyes)`));
       await writeOutputs(o, r, { model: name, dataset: ds.name, root: ds.root, split: o.testSplit });
     },
   );

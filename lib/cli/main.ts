@@ -12,6 +12,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { readFileSync } from "node:fs";
+import { registerAdapter } from "./adapt.js";
 import { register as registerData } from "./data.js";
 import { register as registerEval } from "./eval.js";
 import { register as registerLabels } from "./labels.js";
@@ -63,6 +64,7 @@ export function buildProgram(output: CliOutput = {}): Command {
   const evalCommand = registerEval(program);
   registerSegment(evalCommand);
   registerFinetune(evalCommand);
+  registerAdapter(evalCommand);
   const writeOut = output.out ?? ((s: string) => void process.stdout.write(s));
   const writeErr = output.err ?? ((s: string) => void process.stderr.write(s));
   for (const c of allCommands(program)) {

@@ -235,6 +235,14 @@ export function imageColumnOption(description = "manifest column with the image 
   return new Option("--image-column <name>", description).default("image");
 }
 
+/** --patient max|mean: per-patient metrics beside the per-image ones (every image needs a patient id). */
+export function patientOption(): Option {
+  return new Option(
+    "--patient <how>",
+    "also report per-patient metrics: each patient's scores the max or mean over their eyes (needs patient ids)",
+  ).choices(["max", "mean"]);
+}
+
 export function stepsOption(description: string): Option {
   return new Option("--steps <n>", description).argParser(int({ min: 1 }));
 }

@@ -6,6 +6,8 @@
  * strength C (scikit-learn's convention: minimise C·Σ loss + ½‖w‖², bias not penalised) is chosen
  * from a grid by the validation split's log-loss (ties: the smaller C), warm-starting along the grid.
  */
+import { patientMetrics } from "../adapt/patient.js";
+import type { PatientAggregation, PatientReport } from "../adapt/patient.js";
 import type { ViLReF } from "../model/vilref.js";
 import type { EvalDataset, EvalSample } from "./dataset.js";
 import { classTargets, DatasetError, multiLabelTargets, splitOf } from "./dataset.js";
@@ -373,6 +375,8 @@ export interface ProbeOptions extends BootstrapOptions, FitOptions {
   images?: EncodeImagesOptions;
   /** Where warnings go besides the result's `warnings` (default: a "vilref: warning:" line on stderr). */
   onWarning?: (message: string) => void;
+  /** Also per-patient metrics: each patient's probabilities the max or mean over their images. */
+  patient?: PatientAggregation;
 }
 
 export interface ProbeResult extends MetricsReport {
@@ -383,6 +387,7 @@ export interface ProbeResult extends MetricsReport {
   splits: { train: number; val: number; test: number };
   /** Fits that stopped before convergence (their models are used all the same). */
   warnings: string[];
+  patient?: PatientReport;
 }
 
 /** A readable warning for a fit that did not converge. */
@@ -416,7 +421,7 @@ export async function linearProbe(model: ViLReF, ds: EvalDataset, options: Probe
         `${split}: ${f.skipped.length} images could not be decoded and were left out (first: ${f.skipped[0]!.id}: ${f.skipped[0]!.reason})`,
       );
     const used = f.used.map((i) => samples[i]!);
-    return { X: f.data, n: f.n, d: f.d, targets: targetsOf(ds, used) };
+    return { X: f.data, n: f.n, d: f.d, targets: targetsOf(ds, used), used };
   };
   const tr = await enc(names.train);
   const va = await enc(names.val);
@@ -449,5 +454,6 @@ export async function linearProbe(model: ViLReF, ds: EvalDataset, options: Probe
     featureDim: tr.d,
     splits: { train: tr.n, val: va.n, test: te.n },
     warnings,
+    ...(options.patient ? { patient: patientMetrics(ds, te.used, ds.classes, P, options.patient, boot) } : {}),
   };
 }

@@ -19,6 +19,8 @@ import { dots, encodeImageSet, normalizeRows } from "./features.js";
 import type { EncodeImagesOptions, TextEncodeFn } from "./features.js";
 import type { BootstrapOptions } from "./metrics.js";
 import { parseJsonText } from "../io/json.js";
+import { patientMetrics } from "../adapt/patient.js";
+import type { PatientAggregation, PatientReport } from "../adapt/patient.js";
 
 export const DEFAULT_PROMPTS_URL = new URL("./prompts/zh-fundus.json", import.meta.url);
 
@@ -234,10 +236,13 @@ export interface ZeroShotOptions extends BootstrapOptions {
   /** Multi-label scoring (default "relative"; see MultiLabelScoring). */
   scoring?: MultiLabelScoring;
   images?: EncodeImagesOptions;
+  /** Also per-patient metrics: each patient's scores the max or mean over their images (lib/adapt/patient.ts). */
+  patient?: PatientAggregation;
 }
 
 export interface ZeroShotResult extends MetricsReport {
   protocol: "zeroshot";
+  patient?: PatientReport;
   prompts: Record<string, ClassPrompts>;
   skipped: { id: string; reason: string }[];
 }
@@ -307,6 +312,7 @@ export async function zeroShot(
     ...(options.level !== undefined ? { level: options.level } : {}),
   };
   let report: MetricsReport;
+  let scores: Float64Array;
   if (ds.task === "multilabel") {
     const all = multiLabelTargets(used, ds.classes.length);
     const C = chosen.length;
@@ -316,7 +322,7 @@ export async function zeroShot(
       {
         task: "multilabel",
         classes: names,
-        scores: multiLabelScores(I, img.n, feats, options.scoring ?? "relative"),
+        scores: (scores = multiLabelScores(I, img.n, feats, options.scoring ?? "relative")),
         n: img.n,
         y,
         threshold: 0,
@@ -333,7 +339,7 @@ export async function zeroShot(
       {
         task: ds.task,
         classes: names,
-        scores: singleLabelProbabilities(I, img.n, feats, scale),
+        scores: (scores = singleLabelProbabilities(I, img.n, feats, scale)),
         n: img.n,
         targets: classTargets(used, ds.classes.length),
       },
@@ -346,5 +352,6 @@ export async function zeroShot(
     notes: [...ds.notes, ...notes, ...report.notes],
     prompts: Object.fromEntries(prompts),
     skipped: img.skipped,
+    ...(options.patient ? { patient: patientMetrics(ds, used, names, scores, options.patient, boot, 0) } : {}),
   };
 }

@@ -1,10 +1,12 @@
 /**
  * Finetuner: the released fine-tuning protocol on a ViLReF model — a linear head on the image
  * tower's pre-projection features, BCE with logits over multi-label targets, AdamW with backbone
- * lr 1e-6 and head lr 1e-3 (native/finetune.h). `frozen` keeps the backbone bit-identical.
+ * lr 1e-6 and head lr 1e-3 (native/finetune.h). `frozen` keeps the backbone bit-identical; `lora`
+ * trains low-rank adapters of the backbone instead of its weights.
  * Calls run on the model's queue: they see the model as the calls made before them left it.
  */
 import { z } from "zod";
+import type { Lora } from "../adapt/lora.js";
 import { parseOptions, seedSchema } from "../config/options.js";
 import { NativeResource } from "../dispose.js";
 import { native } from "../native.js";
@@ -33,15 +35,25 @@ export const finetunerOptionFields = {
   decayEmbeddings: z.boolean().default(false),
   /** Backbone without gradient, out of the optimizer: its weights stay bit-identical. Default: false. */
   frozen: z.boolean().default(false),
+  /** AdamW learning rate of the LoRA factors, when `lora` adapters are given. Default: 1e-3. */
+  loraLr: lrSchema().default(1e-3),
   /** Seed of the head's initialisation (torch.nn.Linear's). Default: 0. */
   seed: seedSchema().default(0),
 };
 export const finetunerOptionsSchema = z.object(finetunerOptionFields).strict();
-/** The Finetuner's options as given (every one but classes has a default). */
-export type FinetunerOptions = z.input<typeof finetunerOptionsSchema>;
+/** The Finetuner's data options as given (every one but classes has a default). */
+type FinetunerOptionsInput = z.input<typeof finetunerOptionsSchema>;
 /** Every option filled in: what the native finetuner takes and reports back. */
 export type ResolvedFinetunerOptions = z.output<typeof finetunerOptionsSchema>;
 
+/** The Finetuner's options: the schema's, and `lora` (an object, not data, so outside the schema). */
+export interface FinetunerOptions extends FinetunerOptionsInput {
+  /**
+   * LoRA adapters on the same model (lib/adapt/lora.ts), not merged: the backbone is frozen, its
+   * weights stay bit-identical, and the factors train (lr `loraLr`) beside the head.
+   */
+  lora?: Lora;
+}
 export type FinetuneState = Record<string, TensorData<Float32Array> | TensorData<BigInt64Array>>;
 
 /** Owns the head and its optimizer state: `dispose()` frees them; the model's dispose() disposes it first. */
@@ -52,7 +64,12 @@ export class Finetuner extends NativeResource {
   constructor(model: ViLReF, options: FinetunerOptions) {
     super();
     this.model = model;
-    this.#native = new (native().Finetuner)(model.nativeHandle, parseOptions(finetunerOptionsSchema, options));
+    const { lora, ...rest } = options;
+    if (lora && lora.model !== model) throw new RangeError("options.lora: the adapters belong to another model");
+    this.#native = new (native().Finetuner)(model.nativeHandle, {
+      ...parseOptions(finetunerOptionsSchema, rest),
+      ...(lora ? { lora: lora.nativeHandle } : {}),
+    });
     NativeResource.attach(model, this);
   }
 
@@ -82,7 +99,7 @@ export class Finetuner extends NativeResource {
     return this.#native.predict(images);
   }
 
-  /** Copies of `head.weight`, `head.bias` and, unless frozen, the backbone's `visual.*`. */
+  /** Copies of `head.weight`, `head.bias`, unless frozen the backbone's `visual.*`, with LoRA its factors `lora.*`. */
   stateDict(): Promise<FinetuneState> {
     return this.#native.stateDict();
   }
