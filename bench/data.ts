@@ -1,27 +1,36 @@
 /**
- * Decode + preprocess throughput (images/s): the sharp loader against PIL + torchvision doing the
- * same transforms (bench/baselines/preprocess_baseline.py), in the same run, on 2048×2048 JPEGs
- * (synthetic fundus images, generated once into a temp folder) and the DRIVE TIFFs, pinned to 1
- * core and to 2 cores with taskset.
+ * Decode + preprocess throughput (images/s), each side pinned with taskset to 1 core and to 2
+ * cores, in the same run, the two sides of every ratio run alternately, best of --repeat:
  *
- * JPEGs are measured twice: "full" decodes every pixel on both sides (vilref `shrinkOnLoad: false`,
- * torchvision's usual Image.open + convert), "scaled" lets both sides decode in the DCT domain at
- * the same 1/2–1/8 factor (libvips shrink-on-load, the vilref default; PIL `Image.draft`).
+ *   Part 1 — vilref's loader against PIL + torchvision doing the same transforms
+ *   (bench/baselines/preprocess_baseline.py) on 2048×2048 JPEGs (synthetic fundus images,
+ *   generated once into a temp folder) and the DRIVE TIFFs. JPEGs are measured twice: "full"
+ *   decodes every pixel on both sides, "scaled" lets both decode in the DCT domain (vilref: the
+ *   native TurboJPEG path at the largest M/8 scale that covers the output; PIL: `Image.draft`).
  *
- * Both sides start, warm up (a few images), then run whole passes over the list for at least
- * --seconds; the best of --repeat runs counts. Before timing, the evaluation outputs of the first
- * images are compared between the two (mean and max |Δ| in 8-bit units, i.e. Δ·std·255).
+ *   Part 2 — the goals of the data-at-scale issue:
+ *     floor      libjpeg-turbo alone decoding the same 2048² JPEGs at 1/8 (bench/floor/decode_floor.c)
+ *     eval       vilref's evaluation pipeline, 2048² JPEG → 224 (the Part 1 "scaled eval" row)
+ *     orig-train vilref's training pipeline (random resized crop, flip, jitter, 224) on the 2048² files
+ *     shard-train the same pipeline from packed shards (`vilref data pack`: short side 256)
+ *     pack       the packer, 2048² originals → shards of 256-short-side JPEGs
+ *   and the ratios: eval / floor, eval / PIL, shard-train / orig-train, 2 cores / 1 core.
  *
- *   npx tsx bench/data.ts [--n 48] [--repeat 2] [--seconds 3]
+ * Before timing, the evaluation outputs of the first images are compared with the baseline's
+ * (mean and max |Δ| in 8-bit units, i.e. Δ·std·255).
+ *
+ *   npx tsx bench/data.ts [--n 48] [--repeat 3] [--seconds 3] [--part 1|2|both]
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import path from "node:path";
 import sharp from "sharp";
 import { readNpy } from "../lib/io/npy.js";
 import { Loader } from "../lib/data/loader.js";
 import { samplesFromFiles } from "../lib/data/manifest.js";
+import { packShards } from "../lib/data/pack.js";
+import { ShardLoader } from "../lib/data/shard-loader.js";
 import { CLIP_STD, preprocess } from "../lib/data/transforms.js";
 import { renderFundus } from "../lib/synth/index.js";
 
@@ -30,53 +39,96 @@ const opt = (k: string, d: number) => {
   const i = args.indexOf(k);
   return i >= 0 ? Number(args[i + 1]) : d;
 };
+const part = (() => {
+  const i = args.indexOf("--part");
+  return i >= 0 ? args[i + 1]! : "both";
+})();
 
-async function child(files: string[], mode: string, decode: string, minSeconds: number): Promise<void> {
+interface ChildResult {
+  images: number;
+  seconds: number;
+  images_per_s: number;
+  /** CPU time of the process (and its workers) over the timed passes. */
+  cpu_seconds: number;
+}
+
+/** A rate measured two ways: images per wall-clock second, and images per CPU-second used. */
+interface Rate {
+  wall: number;
+  cpu: number;
+}
+
+const rateOf = (r: ChildResult): Rate => ({ wall: r.images_per_s, cpu: r.images / r.cpu_seconds });
+
+/** Runs whole passes for at least `minSeconds` after a warm-up; reports images/s. */
+async function timed(pass: (k: number) => Promise<number>, warm: () => Promise<unknown>, minSeconds: number) {
+  await warm();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  let n = 0;
+  let k = 0;
+  let s = 0;
+  do {
+    n += await pass(k++);
+    s = (performance.now() - t0) / 1000;
+  } while (s < minSeconds);
+  const c = process.cpuUsage(c0);
+  return { images: n, seconds: s, images_per_s: n / s, passes: k, cpu_seconds: (c.user + c.system) / 1e6 };
+}
+
+async function child(kind: string, files: string[], mode: string, decode: string, minSeconds: number): Promise<void> {
   // No libvips operation cache: the timed passes revisit the same files, a real epoch does not.
   sharp.cache(false);
   const vips = Number(process.env.BENCH_VIPS_THREADS ?? 0);
   if (vips > 0) sharp.concurrency(vips);
-  const options = {
-    batchSize: 16,
-    shuffle: false,
-    transform: { size: 224, train: mode === "train", shrinkOnLoad: decode !== "full" },
-    prefetch: 2,
-    concurrency: Number(process.env.BENCH_CONCURRENCY ?? 8),
-  };
   const cores = availableParallelism();
-  for await (const _ of new Loader(samplesFromFiles(files.slice(0, Math.max(2, 2 * cores))), options).epoch(0));
-  const loader = new Loader(samplesFromFiles(files), options);
-  const t0 = performance.now();
-  let n = 0;
-  let passes = 0;
-  let s = 0;
-  do {
-    for await (const b of loader.epoch(passes)) n += b.images.shape[0]!;
-    passes++;
-    s = (performance.now() - t0) / 1000;
-  } while (s < minSeconds);
-  process.stdout.write(
-    JSON.stringify({
-      images: n,
-      seconds: s,
-      images_per_s: n / s,
-      passes,
-      skipped: loader.stats.skipped,
-      cores,
-      vips: sharp.concurrency(),
-    }) + "\n",
-  );
+  const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
+  const transform = { size: 224, train: mode === "train", shrinkOnLoad: decode !== "full" };
+  const base = { batchSize: 16, prefetch: 2, concurrency, transform };
+  let r;
+  if (kind === "shards") {
+    const spec = process.env.BENCH_SHARDS!;
+    const mk = async () => ShardLoader.open(spec, { ...base, bufferSize: 256 });
+    const count = async (l: ShardLoader, e: number) => {
+      let n = 0;
+      for await (const b of l.epoch(e)) n += b.images.shape[0]!;
+      return n;
+    };
+    const loader = await mk();
+    r = await timed(
+      (k) => count(loader, k),
+      async () => count(await mk(), 99),
+      minSeconds,
+    );
+  } else if (kind === "pack") {
+    const out = path.join(tmpdir(), `vilref-bench-pack-${process.pid}`);
+    const samples = samplesFromFiles(files);
+    const pack = async () => {
+      await packShards(samples, { out, samplesPerShard: 16, size: 256, force: true, concurrency });
+      return samples.length;
+    };
+    r = await timed(pack, () => pack(), minSeconds);
+    rmSync(out, { recursive: true, force: true });
+  } else {
+    const options = { ...base, shuffle: false };
+    const count = async (l: Loader, e: number) => {
+      let n = 0;
+      for await (const b of l.epoch(e)) n += b.images.shape[0]!;
+      return n;
+    };
+    const loader = new Loader(samplesFromFiles(files), options);
+    const warmLoader = new Loader(samplesFromFiles(files.slice(0, Math.max(2, 2 * cores))), options);
+    r = await timed(
+      (k) => count(loader, k),
+      () => count(warmLoader, 0),
+      minSeconds,
+    );
+  }
+  process.stdout.write(JSON.stringify({ ...r, cores, vips: sharp.concurrency() }) + "\n");
 }
 
 /** Mean and max |Δ| in 8-bit units between vilref's and the baseline's evaluation outputs. */
-async function parity(
-  files: string[],
-  decode: string,
-  py: string,
-  baseline: string,
-  list: string,
-  k: number,
-): Promise<string> {
+async function parity(files: string[], decode: string, py: string, baseline: string, list: string, k: number) {
   const dump = path.join(tmpdir(), `vilref-bench-parity-${process.pid}.npy`);
   execFileSync(py, [baseline, list, "eval", "1", "--decode", decode, "--min-seconds", "0", "--dump", dump, String(k)], {
     encoding: "utf8",
@@ -96,14 +148,64 @@ async function parity(
   return `mean |Δ| ${(sum / (k * per)).toFixed(2)}, max |Δ| ${max.toFixed(1)} (8-bit units, ${k} images, eval)`;
 }
 
-async function main(): Promise<void> {
-  if (process.env.BENCH_CHILD) {
-    const files = readFileSync(process.env.BENCH_LIST!, "utf8").split("\n").filter(Boolean);
-    return child(files, process.env.BENCH_MODE!, process.env.BENCH_DECODE!, Number(process.env.BENCH_SECONDS ?? 3));
-  }
-  const N = opt("--n", 48);
-  const repeat = opt("--repeat", 2);
-  const seconds = opt("--seconds", 3);
+const py = "/usr/bin/python3";
+const baseline = path.resolve(import.meta.dirname, "baselines/preprocess_baseline.py");
+const json = (out: string) => JSON.parse(out.trim().split("\n").pop()!) as ChildResult;
+const cpuList = (cores: number) => (cores === 1 ? "0" : "0,1");
+
+/** One vilref child pinned to `cores`. */
+function ours(kind: string, list: string, mode: string, decode: string, cores: number, seconds: number, extra = {}) {
+  const env = {
+    ...process.env,
+    BENCH_CHILD: kind,
+    BENCH_LIST: list,
+    BENCH_MODE: mode,
+    BENCH_DECODE: decode,
+    BENCH_SECONDS: String(seconds),
+    UV_THREADPOOL_SIZE: String(process.env.BENCH_UV ?? cores + 1),
+    BENCH_CONCURRENCY: String(process.env.BENCH_CONCURRENCY ?? cores * 4),
+    BENCH_VIPS_THREADS: String(process.env.BENCH_VIPS_THREADS ?? 1),
+    ...extra,
+  };
+  const argv = ["-c", cpuList(cores), process.execPath, "--import=tsx", import.meta.filename];
+  return rateOf(json(execFileSync("taskset", argv, { env, encoding: "utf8" })));
+}
+
+/** The PIL + torchvision baseline pinned to `cores`. */
+function theirs(list: string, mode: string, decode: string, cores: number, seconds: number) {
+  const argv = ["-c", cpuList(cores), py, baseline, list, mode, String(cores), "--decode", decode];
+  argv.push("--min-seconds", String(seconds));
+  return rateOf(
+    json(execFileSync("taskset", argv, { env: { ...process.env, OMP_NUM_THREADS: "1" }, encoding: "utf8" })),
+  );
+}
+
+/** libjpeg-turbo alone at 1/8 on one core (best pass). */
+function floor(list: string): Rate {
+  const bin = path.join(tmpdir(), "vilref-decode-floor");
+  if (!existsSync(bin))
+    execFileSync("gcc", [
+      "-O2",
+      path.resolve(import.meta.dirname, "floor/decode_floor.c"),
+      "-o",
+      bin,
+      "-ljpeg",
+      "-ltiff",
+    ]);
+  const out = execFileSync("taskset", ["-c", "0", bin, "jpeg", "8", list], { encoding: "utf8" });
+  const ms = [...out.matchAll(/([\d.]+) ms per image/g)].map((m) => Number(m[1]));
+  const cpu = [...out.matchAll(/([\d.]+) ms CPU/g)].map((m) => Number(m[1]));
+  return { wall: 1000 / Math.min(...ms), cpu: 1000 / Math.min(...cpu) };
+}
+
+function table(rows: string[][], left: number): string {
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) => r.map((c, i) => (i < left ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  "));
+  lines.splice(1, 0, w.map((n) => "-".repeat(n)).join("  "));
+  return lines.join("\n");
+}
+
+async function makeJpegs(N: number): Promise<string[]> {
   const dir = path.join(tmpdir(), "vilref-bench-jpeg2048");
   mkdirSync(dir, { recursive: true });
   const jpegs: string[] = [];
@@ -125,6 +227,17 @@ async function main(): Promise<void> {
     }
     jpegs.push(f);
   }
+  return jpegs;
+}
+
+function listFile(name: string, files: string[]): string {
+  const list = path.join(tmpdir(), `vilref-bench-${name.replace(/\W/g, "")}.txt`);
+  writeFileSync(list, files.join("\n") + "\n");
+  return list;
+}
+
+/** Part 1: vilref against PIL + torchvision on the same transforms. */
+async function part1(jpegs: string[], repeat: number, seconds: number): Promise<string> {
   const driveDir = path.resolve(import.meta.dirname, "../../shared/data/DRIVE");
   const drive = ["training", "test"].flatMap((s) =>
     readdirSync(path.join(driveDir, s, "images"))
@@ -136,78 +249,128 @@ async function main(): Promise<void> {
     ["2048² JPEG", "scaled", jpegs],
     ["DRIVE TIFF", "full", drive],
   ];
-  const py = "/usr/bin/python3";
-  const baseline = path.resolve(import.meta.dirname, "baselines/preprocess_baseline.py");
-  const rows: string[][] = [["data", "decode", "mode", "cores", "vilref img/s", "PIL+tv img/s", "ratio"]];
+  const rows: string[][] = [
+    ["data", "decode", "mode", "cores", "vilref img/s", "PIL+tv img/s", "ratio", "ratio per CPU-s"],
+  ];
   const notes: string[] = [];
-  const json = (out: string) => JSON.parse(out.trim().split("\n").pop()!) as { images_per_s: number };
   for (const [name, decode, files] of sets) {
-    const list = path.join(tmpdir(), `vilref-bench-${name.replace(/\W/g, "")}.txt`);
-    writeFileSync(list, files.join("\n") + "\n");
+    const list = listFile(name, files);
     notes.push(`${name}, ${decode} decode: ${await parity(files, decode, py, baseline, list, 8)}`);
     process.stderr.write(notes[notes.length - 1]! + "\n");
-    for (const mode of ["eval", "train"]) {
+    for (const mode of ["eval", "train"])
       for (const cores of [1, 2]) {
-        const cpu = cores === 1 ? "0" : "0,1";
-        let ours = 0;
-        let theirs = 0;
+        const a: Rate = { wall: 0, cpu: 0 };
+        const b: Rate = { wall: 0, cpu: 0 };
         for (let r = 0; r < repeat; r++) {
-          const env = {
-            ...process.env,
-            BENCH_CHILD: "1",
-            BENCH_LIST: list,
-            BENCH_MODE: mode,
-            BENCH_DECODE: decode,
-            BENCH_SECONDS: String(seconds),
-            UV_THREADPOOL_SIZE: String(process.env.BENCH_UV ?? cores + 1),
-            BENCH_CONCURRENCY: String(process.env.BENCH_CONCURRENCY ?? cores * 4),
-            BENCH_VIPS_THREADS: String(process.env.BENCH_VIPS_THREADS ?? 1),
-          };
-          ours = Math.max(
-            ours,
-            json(
-              execFileSync("taskset", ["-c", cpu, process.execPath, "--import=tsx", import.meta.filename], {
-                env,
-                encoding: "utf8",
-              }),
-            ).images_per_s,
-          );
-          theirs = Math.max(
-            theirs,
-            json(
-              execFileSync(
-                "taskset",
-                [
-                  "-c",
-                  cpu,
-                  py,
-                  baseline,
-                  list,
-                  mode,
-                  String(cores),
-                  "--decode",
-                  decode,
-                  "--min-seconds",
-                  String(seconds),
-                ],
-                { env: { ...process.env, OMP_NUM_THREADS: "1" }, encoding: "utf8" },
-              ),
-            ).images_per_s,
-          );
+          const x = ours("files", list, mode, decode, cores, seconds);
+          const y = theirs(list, mode, decode, cores, seconds);
+          a.wall = Math.max(a.wall, x.wall);
+          a.cpu = Math.max(a.cpu, x.cpu);
+          b.wall = Math.max(b.wall, y.wall);
+          b.cpu = Math.max(b.cpu, y.cpu);
         }
-        rows.push([name, decode, mode, String(cores), ours.toFixed(1), theirs.toFixed(1), (ours / theirs).toFixed(2)]);
+        const row = [name, decode, mode, String(cores), a.wall.toFixed(1), b.wall.toFixed(1)];
+        rows.push([...row, (a.wall / b.wall).toFixed(2), (a.cpu / b.cpu).toFixed(2)]);
         process.stderr.write(rows[rows.length - 1]!.join("  ") + "\n");
       }
-    }
   }
-  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const lines = rows.map((r) => r.map((c, i) => (i < 3 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  "));
-  lines.splice(1, 0, w.map((n) => "-".repeat(n)).join("  "));
-  console.log(lines.join("\n"));
+  return `${table(rows, 3)}\n\n${jpegs.length} JPEGs 2048×2048 (q92), ${drive.length} DRIVE TIFFs 565×584 (LZW)\n${notes.map((s) => `parity ${s}`).join("\n")}`;
+}
+
+/** Part 2: the floor, the evaluation and training pipelines, shards and the packer. */
+async function part2(jpegs: string[], repeat: number, seconds: number): Promise<string> {
+  const list = listFile("2048² JPEG", jpegs);
+  const shardDir = path.join(tmpdir(), "vilref-bench-shards256");
+  const packed = await packShards(samplesFromFiles(jpegs), { out: shardDir, samplesPerShard: 16, size: 256 });
+  const spec = packed.indexFile;
+  const best: Record<string, Rate> = {};
+  const keep = (k: string, v: Rate) => {
+    best[k] = { wall: Math.max(best[k]?.wall ?? 0, v.wall), cpu: Math.max(best[k]?.cpu ?? 0, v.cpu) };
+    process.stderr.write(`${k}: ${v.wall.toFixed(1)} img/s, ${v.cpu.toFixed(1)} img per CPU-s\n`);
+  };
+  for (let r = 0; r < repeat; r++) {
+    // each ratio's two sides run next to each other, in alternating order
+    const steps: [string, () => Rate][] = [
+      ["floor 1", () => floor(list)],
+      ...[1, 2].flatMap((c): [string, () => Rate][] => [
+        [`eval ${c}`, () => ours("files", list, "eval", "scaled", c, seconds)],
+        [`pil-eval ${c}`, () => theirs(list, "eval", "scaled", c, seconds)],
+        [`orig-train ${c}`, () => ours("files", list, "train", "scaled", c, seconds)],
+        [`shard-train ${c}`, () => ours("shards", list, "train", "scaled", c, seconds, { BENCH_SHARDS: spec })],
+        [`pack ${c}`, () => ours("pack", list, "eval", "scaled", c, seconds)],
+      ]),
+    ];
+    for (const [k, f] of r % 2 ? steps.reverse() : steps) keep(k, f());
+  }
+  return part2Table(best, packed.index.shards.length);
+}
+
+function part2Table(best: Record<string, Rate>, shards: number): string {
+  const f1 = best["floor 1"]!;
+  const rows: string[][] = [
+    [
+      "pipeline",
+      "cores",
+      "img/s",
+      "per core",
+      "vs floor",
+      "vs PIL+tv",
+      "2/1 cores",
+      "per CPU-s",
+      "vs floor",
+      "vs PIL+tv",
+    ],
+  ];
+  for (const k of ["eval", "orig-train", "shard-train", "pack", "pil-eval"])
+    for (const c of [1, 2]) {
+      const v = best[`${k} ${c}`]!;
+      const pil = best[`pil-eval ${c}`]!;
+      const isEval = k === "eval";
+      rows.push([
+        k,
+        String(c),
+        v.wall.toFixed(1),
+        (v.wall / c).toFixed(1),
+        (v.wall / c / f1.wall).toFixed(2),
+        isEval ? (v.wall / pil.wall).toFixed(2) : "",
+        c === 2 ? (v.wall / best[`${k} 1`]!.wall).toFixed(2) : "",
+        v.cpu.toFixed(1),
+        (v.cpu / f1.cpu).toFixed(2),
+        isEval ? (v.cpu / pil.cpu).toFixed(2) : "",
+      ]);
+    }
+  rows.push([
+    "floor (libjpeg-turbo 1/8)",
+    "1",
+    f1.wall.toFixed(1),
+    f1.wall.toFixed(1),
+    "1.00",
+    "",
+    "",
+    f1.cpu.toFixed(1),
+    "1.00",
+    "",
+  ]);
+  const ratio = (c: number, w: keyof Rate) => (best[`shard-train ${c}`]![w] / best[`orig-train ${c}`]![w]).toFixed(2);
+  return `${table(rows, 1)}\n\nshard-train / orig-train: ${ratio(1, "wall")} (1 core), ${ratio(2, "wall")} (2 cores); per CPU-s ${ratio(1, "cpu")} / ${ratio(2, "cpu")}; shards: ${shards} × 16 samples, short side 256, q90 4:2:0`;
+}
+
+async function main(): Promise<void> {
+  if (process.env.BENCH_CHILD) {
+    const files = readFileSync(process.env.BENCH_LIST!, "utf8").split("\n").filter(Boolean);
+    const env = process.env;
+    return child(env.BENCH_CHILD!, files, env.BENCH_MODE!, env.BENCH_DECODE!, Number(env.BENCH_SECONDS ?? 3));
+  }
+  const jpegs = await makeJpegs(opt("--n", 48));
+  const repeat = opt("--repeat", 3);
+  const seconds = opt("--seconds", 3);
+  const out: string[] = [];
+  if (part !== "2") out.push(await part1(jpegs, repeat, seconds));
+  if (part !== "1") out.push(await part2(jpegs, repeat, seconds));
+  console.log(out.join("\n\n"));
   console.log(
-    `\n${N} JPEGs 2048×2048 (q92), ${drive.length} DRIVE TIFFs 565×584 (LZW); output 224×224 normalised CHW float32; whole passes for ≥ ${seconds} s after warm-up, best of ${repeat}; ${cpus()[0]?.model ?? "?"}; sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}`,
+    `\nwhole passes for ≥ ${seconds} s after warm-up, best of ${repeat}; ${cpus()[0]?.model ?? "?"}; sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}`,
   );
-  console.log(notes.map((s) => `parity ${s}`).join("\n"));
 }
 
 await main();

@@ -382,6 +382,108 @@ export interface NativeDist {
   ProcessGroup: NativeProcessGroupConstructor;
 }
 
+/** How native/jpeg.cc renders one JPEG (geometry in source pixels; width/height 0: the whole image). */
+export interface JpegDecodeOptions {
+  size: number;
+  left?: number;
+  top?: number;
+  width?: number;
+  height?: number;
+  flip?: boolean;
+  /** Decode at a reduced DCT scale (M/8) when the output allows (default true). */
+  shrink?: boolean;
+  brightness?: number;
+  contrast?: number;
+  saturation?: number;
+  /** Jitter order: a permutation of 0 (brightness), 1 (contrast), 2 (saturation). */
+  order?: [number, number, number];
+  /** The resize: native/resample.h's kernel (default) or LibTorch's _upsample_bicubic2d_aa (the same filter). */
+  resampler?: "native" | "libtorch";
+  /** 3 × 256 floats: 8-bit value → normalised value, per channel (lib/data/transforms.ts normTable). */
+  table: Float32Array;
+}
+
+/**
+ * What became of one JPEG: "ok" (written), "corrupt" (libjpeg warned: bad or truncated data),
+ * "error" (TurboJPEG could not decode it; sharp may), "fallback" (a kind the fast path leaves to sharp).
+ */
+export interface JpegDecodeResult {
+  status: "ok" | "corrupt" | "error" | "fallback";
+  /** This image's own decoder message (one TurboJPEG handle per call). */
+  message?: string;
+  width: number;
+  height: number;
+  decodedWidth: number;
+  decodedHeight: number;
+  /** The DCT scaling factor used (M/8). */
+  scale: number;
+  /** resize: the JPEG written. */
+  data?: Uint8Array;
+  /** A file that could not be read (a path given): its errno name, with fs's message. */
+  code?: string;
+}
+
+/** native/jpeg_inspect.cc: a JPEG's header, and why the fast path leaves it to sharp (null: it does not). */
+export interface JpegInspection {
+  jpeg: boolean;
+  width: number;
+  height: number;
+  components: number;
+  orientation: number | null;
+  fallback: string | null;
+}
+
+/** native/jpeg.cc: the JPEG fast path of the data loader. */
+export interface NativeJpeg {
+  /** False when the addon was built without TurboJPEG; `reason` then says what to install. */
+  available: boolean;
+  reason: string | null;
+  /** The OpenMP runtime whose thread count a decode with `resampler: "libtorch"` sets to 1 (null: none found). */
+  openmp: string | null;
+  /**
+   * Decodes a JPEG (its bytes, or a file path read on the worker thread) into
+   * out[offset, offset + 3·size²) (CHW, normalised) on the libuv pool; "fallback" for what
+   * jpeg_inspect.cc leaves to sharp (and for a file that is not a JPEG).
+   */
+  decodeInto(
+    src: Uint8Array | string,
+    out: Float32Array,
+    offset: number,
+    options: JpegDecodeOptions,
+  ): Promise<JpegDecodeResult>;
+  /** The header of a JPEG and whether the fast path takes it (synchronous). */
+  inspect(bytes: Uint8Array): JpegInspection;
+  /**
+   * Decodes all of the entropy-coded data (at the smallest scale, CMYK files in CMYK) only to learn
+   * whether libjpeg warns: "ok", "corrupt" (with this image's message) or "error".
+   */
+  validate(bytes: Uint8Array): Promise<JpegDecodeResult>;
+  /**
+   * Decodes (at the DCT scale that covers the output), crops left/top/width/height (source pixels;
+   * none: the whole image), resizes to outWidth×outHeight (antialiased bicubic) and encodes a JPEG
+   * (4:2:0, `quality`, default 90): the packer's resize.
+   */
+  resize(
+    bytes: Uint8Array,
+    options: {
+      outWidth: number;
+      outHeight: number;
+      quality?: number;
+      left?: number;
+      top?: number;
+      width?: number;
+      height?: number;
+      shrink?: boolean;
+      resampler?: "native" | "libtorch";
+    },
+  ): Promise<JpegDecodeResult>;
+  /** The native colour jitter on interleaved RGB, in place (for tests against the JS one). */
+  jitter(
+    rgb: Uint8Array,
+    plan: { brightness: number; contrast: number; saturation: number; order: [number, number, number] },
+  ): void;
+}
+
 export interface NativeDebug {
   echo<T extends TensorArray>(
     tensor: TensorData<T>,
@@ -496,6 +598,7 @@ export interface NativeAddon {
   ): Promise<ImportedCheckpoint>;
   losses: NativeLosses;
   dist: NativeDist;
+  jpeg: NativeJpeg;
   rank: NativeRank;
   logistic: NativeLogistic;
   fewshot: NativeFewShot;
@@ -531,6 +634,7 @@ export const ADDON_EXPORTS = [
   "importTorchCheckpoint",
   "losses",
   "dist",
+  "jpeg",
   "rank",
   "logistic",
   "fewshot",
@@ -548,6 +652,7 @@ exactly<SameKeys<(typeof ADDON_EXPORTS)[number], keyof NativeAddon>>();
 export const ADDON_NAMESPACES = {
   losses: ["wscl", "clip"],
   dist: ["available", "reason", "backends", "init", "ProcessGroup"],
+  jpeg: ["available", "reason", "openmp", "decodeInto", "inspect", "validate", "resize", "jitter"],
   debug: ["echo", "addressOf", "torchError"],
   rank: ["targetRanks", "topK"],
   logistic: ["fit", "predict"],
@@ -555,6 +660,7 @@ export const ADDON_NAMESPACES = {
 } as const;
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["losses"][number], keyof NativeLosses>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["dist"][number], keyof NativeDist>>();
+exactly<SameKeys<(typeof ADDON_NAMESPACES)["jpeg"][number], keyof NativeJpeg>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["debug"][number], keyof NativeDebug>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["rank"][number], keyof NativeRank>>();
 exactly<SameKeys<(typeof ADDON_NAMESPACES)["logistic"][number], keyof NativeLogistic>>();

@@ -83,6 +83,8 @@ export interface DoctorReport {
   threads: { intraOp: number; cores: number } | null;
   cpuCache: CpuCacheStats | null;
   parallel: string | null;
+  /** The data loader's native JPEG path (TurboJPEG), or why it is off. */
+  jpeg: { available: boolean; reason: string | null; openmp: string | null } | null;
   warnings: string[];
   ok: boolean;
 }
@@ -106,6 +108,7 @@ export function doctor(): DoctorReport {
     threads: null,
     cpuCache: null,
     parallel: null,
+    jpeg: null,
     warnings,
     ok: false,
   };
@@ -133,6 +136,8 @@ export function doctor(): DoctorReport {
   report.threads = { intraOp: addon.getNumThreads(), cores: availableParallelism() };
   report.parallel = info.parallel;
   report.cpuCache = addon.cpuCache();
+  report.jpeg = { available: addon.jpeg.available, reason: addon.jpeg.reason, openmp: addon.jpeg.openmp };
+  if (!addon.jpeg.available) warnings.push(`the JPEG fast path is off: ${addon.jpeg.reason}`);
   if (report.threads.intraOp > report.threads.cores)
     warnings.push(`${report.threads.intraOp} threads on ${report.threads.cores} cores: oversubscribed`);
   if (info.cudaCompiled && !report.cuda.available)
@@ -177,6 +182,13 @@ export function formatDoctor(r: DoctorReport): string {
       r.cpuCache.enabled
         ? `on: freed tensors ≥ 1 MiB reused, up to ${gib(r.cpuCache.limitBytes)} (VILREF_CPU_CACHE_MB)`
         : "off (VILREF_CPU_CACHE_MB=0)",
+    );
+  if (r.jpeg)
+    row(
+      "jpeg",
+      r.jpeg.available
+        ? "native TurboJPEG path on (DCT-scaled decode, antialiased bicubic, jitter and normalisation in C++)"
+        : `sharp only: ${r.jpeg.reason}`,
     );
   for (const w of r.warnings) lines.push(`WARNING: ${w}`);
   lines.push(r.ok ? "doctor: ok" : "doctor: problems found");

@@ -8,6 +8,7 @@
 #include "fewshot.h"
 #include "finetune.h"
 #include "head.h"
+#include "jpeg.h"
 #include "logistic.h"
 #include "lora.h"
 #include "rank.h"
@@ -22,6 +23,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vilref::InitCheckpoint(env, exports);
   vilref::InitLosses(env, exports);
   vilref::InitDist(env, exports);
+  vilref::InitJpeg(env, exports);
   vilref::InitRank(env, exports);
   vilref::InitLogistic(env, exports);
   vilref::InitFewShot(env, exports);

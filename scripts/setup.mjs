@@ -6,7 +6,8 @@
 //   2. system packages, on Debian as root (VILREF_NO_APT=1 forbids), in one apt-get call:
 //      libtorch-dev and libopenblas0-openmp when there is no LibTorch, libgloo-dev (the headers
 //      c10d's Gloo process groups compile against: multi-process pre-training), cmake, make and
-//      g++ when missing, zlib1g-dev (inflating .pt archives), and ccache (a compiler cache: rebuilds, other checkouts and the tests'
+//      g++ when missing, zlib1g-dev (inflating .pt archives), libturbojpeg0-dev (the data
+//      loader's native JPEG path), and ccache (a compiler cache: rebuilds, other checkouts and the tests'
 //      scratch builds reuse unchanged objects). Elsewhere it says what to install. Nothing else is
 //      ever downloaded;
 //   3. compiles the TypeScript in lib/ to dist/ when it is out of date (scripts/dist.mjs);
@@ -77,6 +78,9 @@ if (missingBuildTools()) wanted.push("cmake", "make", "g++");
 if (!onPath("ccache")) wanted.push("ccache");
 // Deflated entries of .pt archives are inflated with zlib (native/torch_zip.cc); without it they are refused.
 if (isDebian() && !existsSync("/usr/include/zlib.h")) wanted.push("zlib1g-dev");
+// The data loader's JPEG fast path (native/jpeg.cc) compiles against TurboJPEG; without it the addon
+// still builds and JPEGs decode through sharp (`vilref doctor` says so).
+if (isDebian() && !existsSync("/usr/include/turbojpeg.h")) wanted.push("libturbojpeg0-dev");
 if (wanted.length && mayApt) {
   log(`installing from Debian: ${wanted.join(" ")}`);
   run("apt-get", ["update", "-qq"]);

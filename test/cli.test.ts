@@ -125,8 +125,15 @@ const ROWS: Row[] = [
   },
   {
     command: "data check",
-    required: [["data", "check"], "manifest"],
+    required: [["data", "check"], "input"],
     failing: ["data", "check", path.join(dir, "missing.csv")],
+  },
+  {
+    command: "data pack",
+    number: [["data", "pack", "m.csv", "--out", "o", "--quality", "101"], "--quality"],
+    choice: [["data", "pack", "m.csv", "--out", "o", "--labels", "magic"], "--labels"],
+    required: [["data", "pack", "m.csv"], "--out"],
+    failing: ["data", "pack", path.join(dir, "missing.csv"), "--out", path.join(dir, "packed")],
   },
   {
     command: "eval zeroshot",
@@ -288,6 +295,7 @@ const CSV_COMMANDS: [string, (csv: string) => string[], typeof REPORTS][] = [
   ["embed", (f) => ["embed", ...m, "--texts", f, "--vocab", vocab, "--out", path.join(dir, "t.npy")], REPORTS],
   ["embed", (f) => ["embed", ...m, "--images", f, "--out", path.join(dir, "i.npy")], MANIFEST],
   ["data check", (f) => ["data", "check", f], MANIFEST],
+  ["data pack", (f) => ["data", "pack", f, "--out", path.join(dir, "packed-csv")], MANIFEST],
   ["eval zeroshot", (f) => ["eval", "zeroshot", ...m, "--data", f, "--vocab", vocab], MANIFEST],
   ["eval probe", (f) => ["eval", "probe", ...m, "--data", f], MANIFEST],
   ["eval retrieval", (f) => ["eval", "retrieval", ...m, "--data", f, "--vocab", vocab], MANIFEST],

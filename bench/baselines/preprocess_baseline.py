@@ -12,7 +12,8 @@ Decode:
 
 Usage: preprocess_baseline.py LISTFILE MODE WORKERS [--decode full|scaled] [--min-seconds S]
                               [--dump FILE K]
-Prints one JSON line: images, seconds, images_per_s, passes.
+Prints one JSON line: images, seconds, images_per_s, passes, cpu_seconds (this process and its
+workers: the workers' share read after they exit, so it includes their warm-up).
 
 Timing is fair to both sides: workers are started and warmed up (each decodes a few images) before
 the clock starts, then whole passes over the list run until at least S seconds have passed. One
@@ -20,7 +21,7 @@ thread per worker (torch.set_num_threads(1), OMP_NUM_THREADS=1); workers return 
 first dimension, so unlike the vilref loader no batch is assembled or sent back (in the baseline's
 favour).
 """
-import argparse, json, math, os, time
+import argparse, json, math, os, resource, time
 import multiprocessing as mp
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -122,6 +123,8 @@ def main():
         pool.map(work, warm, chunksize=1)
         run = lambda: sum(r > 0 for r in pool.imap_unordered(work, files, chunksize=1))
     n, passes = 0, 0
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    c0 = time.process_time()
     t0 = time.perf_counter()
     while True:
         n += run()
@@ -129,10 +132,13 @@ def main():
         dt = time.perf_counter() - t0
         if dt >= a.min_seconds:
             break
+    cpu = time.process_time() - c0
     if pool is not None:
         pool.close()
         pool.join()
-    print(json.dumps({"images": n, "seconds": dt, "images_per_s": n / dt, "passes": passes}))
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu += (kids.ru_utime + kids.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
+    print(json.dumps({"images": n, "seconds": dt, "images_per_s": n / dt, "passes": passes, "cpu_seconds": cpu}))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 /**
  * Data commands: `vilref synth` (synthetic fundus dataset), `vilref embed` (images or report
- * texts → .npy + ids), `vilref data check` (read a manifest, decode every image, report the bad).
+ * texts → .npy + ids), `vilref data check` (read a manifest or shards, decode every image, report
+ * the bad), `vilref data pack` (samples → WebDataset shards of resized images).
  */
+import { appendFileSync } from "node:fs";
 import { Option } from "commander";
 import type { Command } from "commander";
 import { readReports } from "../labels/index.js";
-import { resolveImageInputs } from "../data/inputs.js";
 import { Loader } from "../data/loader.js";
-import { readManifest } from "../data/manifest.js";
+import { packShards } from "../data/pack.js";
+import { readSource } from "../data/source.js";
+import type { ShardProblem } from "../data/shards.js";
 import {
   embedImages,
   embedTexts,
@@ -160,7 +163,7 @@ function registerEmbed(program: Command, resolvers: EncoderResolvers): void {
     )
     .option(
       "--images <input>",
-      "a folder (searched recursively), a glob such as 'data/**/*.png' (quote it), or a manifest (.csv/.tsv/.jsonl)",
+      "a folder (searched recursively), a glob such as 'data/**/*.png' (quote it), a manifest (.csv/.tsv/.jsonl), or WebDataset shards ('shards/{000000..000099}.tar', a folder of .tar, a packed index.json)",
     )
     .option("--texts <file>", "reports to embed instead: .jsonl, .csv, .tsv or .txt (see vilref labels)")
     .option(
@@ -277,7 +280,11 @@ async function runEmbed(o: EmbedCliOptions, resolvers: EncoderResolvers): Promis
     say(summary(await embedTexts(records, enc, common)));
     return;
   }
-  const samples = resolveImageInputs(o.images!, { columns: { image: o.imageColumn, id: o.idColumn } });
+  const { samples } = readSource(o.images!, {
+    manifest: { columns: { image: o.imageColumn, id: o.idColumn } },
+    ...(o.strict ? { strict: true } : {}),
+    report: (p) => process.stderr.write(`vilref embed: skip ${problemLine(p)}\n`),
+  });
   const enc = await resolvers.image(o.model, resolve);
   const r = await embedImages(samples, enc, {
     ...common,
@@ -340,62 +347,186 @@ function registerSynth(program: Command): void {
     );
 }
 
-/** `vilref data` and its subcommands (check). */
+/** `vilref data` and its subcommands (check, pack). */
 function registerDataCommands(program: Command): void {
-  const data = program.command("data").description("datasets: check manifests and images");
+  const data = program.command("data").description("datasets: check manifests, images and shards; pack shards");
   data
     .command("check")
-    .description("read a manifest, decode every image (evaluation transform) and report bad rows and images")
-    .argument("<manifest>", "a .csv, .tsv or .jsonl manifest")
+    .description("read a manifest or shards, decode every image (evaluation transform) and report bad rows and images")
+    .argument(
+      "<input...>",
+      "a .csv, .tsv or .jsonl manifest, or WebDataset shards (paths, a glob, {000..009} braces, index.json)",
+    )
     .addOption(imageColumnOption("column with the image path"))
     .option("--text-column <name>", "column with the report", "text")
     .option("--labels-file <file>", "labels from `vilref labels --out`, joined by id")
     .addOption(splitOption("only rows of this split"))
     .addOption(fovOption("also run the field-of-view crop"))
     .addOption(logOption("append bad images (path and reason) to this run log"))
-    .option("--strict", "exit at the first bad image")
+    .option("--strict", "exit at the first bad image or shard problem")
     .addOption(progressOption())
-    .action(
-      async (
-        file: string,
-        o: {
-          imageColumn: string;
-          textColumn: string;
-          labelsFile?: string;
-          split?: string;
-          fov?: boolean;
-          log?: string;
-          strict?: boolean;
-          progress: boolean;
-        },
-      ) => {
-        const samples = readManifest(file, {
-          columns: { image: o.imageColumn, text: o.textColumn },
-          ...(o.labelsFile ? { labelsFile: o.labelsFile } : {}),
-          ...(o.split ? { split: o.split } : {}),
-        });
-        const bar = progress(progressSpec(o, { label: "data check", unit: "img", total: samples.length }));
-        const loader = new Loader(samples, {
-          batchSize: 16,
-          shuffle: false,
-          transform: { size: 64, fov: !!o.fov },
-          strict: !!o.strict,
-          log: o.log ?? ((l: string) => bar.log(l)),
-        });
-        for await (const b of loader.epoch(0)) bar.tick(b.samples.length + b.skipped.length);
-        bar.done();
-        const withText = samples.filter((s) => s.text !== null).length;
-        const withLabels = samples.filter((s) => s.labels !== null).length;
-        say(
-          `${file}: ${samples.length} rows, ${withText} with text, ${withLabels} with labels; images decoded ${loader.stats.decoded}, skipped ${loader.stats.skipped}${
-            loader.stats.skipped
-              ? ` (${Object.entries(loader.stats.byReason)
-                  .map(([k, v]) => `${k} ${v}`)
-                  .join(", ")})`
-              : ""
-          }`,
-        );
-        if (loader.stats.skipped > 0) process.exitCode = 1;
-      },
-    );
+    .action((inputs: string[], o: CheckCliOptions) => runCheck(inputs, o));
+  registerPack(data);
+}
+
+interface CheckCliOptions {
+  imageColumn: string;
+  textColumn: string;
+  labelsFile?: string;
+  split?: string;
+  fov?: boolean;
+  log?: string;
+  strict?: boolean;
+  progress: boolean;
+}
+
+/** A line writer: appended to --log when given, else above the progress bar (or to stderr). */
+function lineLog(file: string | undefined, fallback: (l: string) => void): (l: string) => void {
+  return file ? (l: string) => appendFileSync(file, l + "\n") : fallback;
+}
+
+async function runCheck(inputs: string[], o: CheckCliOptions): Promise<void> {
+  const input = inputs.length === 1 ? inputs[0]! : inputs;
+  let bar: ReturnType<typeof progress> | null = null;
+  const log = lineLog(o.log, (l) => (bar ? bar.log(l) : process.stderr.write(l + "\n")));
+  const { samples, kind, problems } = readSource(input, {
+    manifest: {
+      columns: { image: o.imageColumn, text: o.textColumn },
+      ...(o.labelsFile ? { labelsFile: o.labelsFile } : {}),
+      ...(o.split ? { split: o.split } : {}),
+    },
+    ...(o.strict ? { strict: true } : {}),
+    report: (p) => log(`${new Date().toISOString()} skip ${problemLine(p)}`),
+  });
+  const b = (bar = progress(progressSpec(o, { label: "data check", unit: "img", total: samples.length })));
+  const loader = new Loader(samples, {
+    batchSize: 16,
+    shuffle: false,
+    transform: { size: 64, fov: !!o.fov },
+    strict: !!o.strict,
+    log: o.log ?? ((l: string) => b.log(l)),
+  });
+  for await (const batch of loader.epoch(0)) b.tick(batch.samples.length + batch.skipped.length);
+  b.done();
+  const withText = samples.filter((s) => s.text !== null).length;
+  const withLabels = samples.filter((s) => s.labels !== null).length;
+  const name = typeof input === "string" ? input : `${input.length} shards`;
+  const rows =
+    kind === "shards" ? `${samples.length} samples (${problems.length} shard problems)` : `${samples.length} rows`;
+  const reasons = Object.entries(loader.stats.byReason)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+  say(
+    `${name}: ${rows}, ${withText} with text, ${withLabels} with labels; images decoded ${loader.stats.decoded}, skipped ${loader.stats.skipped}${loader.stats.skipped ? ` (${reasons})` : ""}`,
+  );
+  if (loader.stats.skipped > 0 || problems.length > 0) process.exitCode = 1;
+}
+
+interface PackCliOptions {
+  out: string;
+  samplesPerShard: number;
+  resolution: number;
+  size?: number;
+  quality: number;
+  fov?: boolean;
+  shuffle: boolean;
+  seed: number;
+  labels: "auto" | "rules" | "manifest" | "none";
+  rules?: string;
+  imageColumn: string;
+  textColumn: string;
+  split?: string;
+  concurrency?: number;
+  log?: string;
+  strict?: boolean;
+  force?: boolean;
+  progress: boolean;
+}
+
+function registerPack(data: Command): void {
+  const cmd = data
+    .command("pack")
+    .description(
+      "write WebDataset shards (NNNNNN.tar: KEY.jpg resized once, KEY.txt report, KEY.json id/labels/eye/patient/split) and index.json; resumable, byte-identical across runs",
+    )
+    .argument("<input...>", "a manifest, a folder or glob of images, or shards (anything `data check` reads)")
+    .addOption(outOption("output folder", { required: true, placeholder: "dir" }))
+    .option("--samples-per-shard <n>", "samples per shard (the last may hold fewer)", int({ min: 1 }), 1000)
+    .option(
+      "--resolution <px>",
+      "the model's input resolution (the stored size defaults to 1.15 × it)",
+      int({ min: 8 }),
+      224,
+    )
+    .option("--size <px>", "short side of the stored images (default 1.15 × --resolution)", int({ min: 8 }))
+    .option("--quality <q>", "JPEG quality of the stored images", int({ min: 1, max: 100 }), 90)
+    .addOption(fovOption("crop to the circular field of view first"))
+    .option("--no-shuffle", "keep the input order (default: a permutation from --seed)")
+    .addOption(seedOption("seed of the permutation"))
+    .addOption(
+      new Option("--labels <source>", "labels: the input's, else the expert rules on the report (auto)")
+        .choices(["auto", "rules", "manifest", "none"])
+        .default("auto"),
+    )
+    .option("--rules <file>", "expert rules file (default: the packaged rules)")
+    .addOption(imageColumnOption())
+    .option("--text-column <name>", "manifest column with the report", "text")
+    .addOption(splitOption("only rows of this split"))
+    .option("--concurrency <n>", "images processed at once (default 2 × cores)", int({ min: 1 }))
+    .addOption(logOption())
+    .option("--strict", "stop at the first bad image")
+    .option("--force", "start over even when finished shards of the same inputs exist")
+    .addOption(progressOption());
+  examples(cmd, [
+    [
+      "vilref data pack manifest.csv --out shards/ --resolution 224",
+      "shards of 1000 samples, images stored at a short side of 258 px",
+    ],
+    ["vilref data check 'shards/{000000..000009}.tar'", "decode every image of ten shards"],
+  ]).action((inputs: string[], o: PackCliOptions) => runPack(inputs, o));
+}
+
+async function runPack(inputs: string[], o: PackCliOptions): Promise<void> {
+  const input = inputs.length === 1 ? inputs[0]! : inputs;
+  let bar: ReturnType<typeof progress> | null = null;
+  const log = lineLog(o.log, (l) => (bar ? bar.log(l) : process.stderr.write(l + "\n")));
+  const { samples } = readSource(input, {
+    manifest: { columns: { image: o.imageColumn, text: o.textColumn }, ...(o.split ? { split: o.split } : {}) },
+    ...(o.strict ? { strict: true } : {}),
+    report: (p) => log(`${new Date().toISOString()} skip ${problemLine(p)}`),
+  });
+  if (samples.length === 0) throw new Error(`data pack: no samples in ${String(input)}`);
+  const b = (bar = progress(progressSpec(o, { label: "data pack", unit: "img", total: samples.length })));
+  const r = await packShards(samples, {
+    out: o.out,
+    samplesPerShard: o.samplesPerShard,
+    resolution: o.resolution,
+    ...(o.size !== undefined ? { size: o.size } : {}),
+    quality: o.quality,
+    fov: !!o.fov,
+    shuffle: o.shuffle,
+    seed: o.seed,
+    labels: o.labels,
+    ...(o.rules ? { rules: o.rules } : {}),
+    ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+    strict: !!o.strict,
+    force: !!o.force,
+    log,
+    onProgress: (p) => {
+      b.tick(p.done - b.count);
+      b.status(`${p.shards}/${p.shardsTotal} shards`);
+    },
+  });
+  b.done();
+  const sk = r.index.skipped.length;
+  say(
+    r.upToDate
+      ? `${r.indexFile}: up to date (${r.index.samples} samples in ${r.index.shards.length} shards); --force repacks`
+      : `wrote ${r.index.samples} samples in ${r.index.shards.length} shards (${r.written} written, ${r.kept} kept) and ${r.indexFile} in ${r.seconds.toFixed(1)} s${sk ? `; ${sk} images skipped (listed in the index)` : ""}`,
+  );
+  if (r.index.samples === 0) process.exitCode = 1;
+}
+
+function problemLine(p: ShardProblem): string {
+  return `${p.shard}${p.key !== null ? ` [${p.key}]` : ""}: ${p.reason}`;
 }

@@ -13,6 +13,7 @@ import path from "node:path";
 import { Option } from "commander";
 import type { Command } from "commander";
 import { loadDataset, ADAPTERS } from "../eval/adapters/index.js";
+import { isShardSpec } from "../data/shards.js";
 import type { DatasetSpec } from "../eval/adapters/index.js";
 import { splitOf } from "../eval/dataset.js";
 import type { EvalDataset } from "../eval/dataset.js";
@@ -79,7 +80,10 @@ export interface CommonOptions extends ModelCliOptions {
 /** The options every eval subcommand shares: model, dataset, bootstrap, outputs, progress. */
 export function addCommonOptions(cmd: Command): Command {
   return addModelOptions(cmd, { required: true })
-    .requiredOption("--data <path>", "a manifest file, or a dataset's root folder (with --adapter)")
+    .requiredOption(
+      "--data <path>",
+      "a manifest file, WebDataset shards (index.json, a folder of .tar, 'shards/{000..009}.tar'), or a dataset's root folder (with --adapter)",
+    )
     .addOption(
       new Option("--adapter <name>", "how to read --data (default: manifest for a file, folder for a folder)").choices(
         Object.keys(ADAPTERS),
@@ -141,7 +145,7 @@ export function classList(o: Pick<CommonOptions, "classes" | "classesFile">): st
 /** The dataset the options name. For a manifest, --classes select the classes; adapters have their own. */
 export function loadEvalData(o: CommonOptions): { ds: EvalDataset; classes: string[] | undefined } {
   const classes = classList(o);
-  const isManifest = o.adapter === undefined ? !isDir(o.data) : o.adapter === "manifest";
+  const isManifest = o.adapter === undefined ? !isDir(o.data) || isShardSpec(o.data) : o.adapter === "manifest";
   const spec: DatasetSpec = {
     path: o.data,
     seed: o.seed,

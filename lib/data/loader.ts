@@ -18,6 +18,7 @@ import { formatIssues } from "../config/errors.js";
 import { LABEL_IDS, toLabelVector } from "../labels/index.js";
 import type { TensorData } from "../native.js";
 import type { Sample } from "./manifest.js";
+import { readMember } from "./shards.js";
 import { hashSeed, permutation } from "./rng.js";
 import {
   parseTransform,
@@ -110,6 +111,8 @@ export function classifyError(e: unknown): { kind: string; message: string } {
   if (code === "ENOENT" || /input file is missing|no such file/i.test(message)) return { kind: "missing", message };
   if (code === "EACCES" || code === "EISDIR" || /permission denied|is a directory/i.test(message))
     return { kind: "unreadable", message };
+  // libjpeg's "Corrupt JPEG data: premature end of data segment" is damage inside the file, not a short file
+  if (/Corrupt JPEG data/.test(message)) return { kind: "corrupt", message };
   if (/premature end|truncat|unexpected end|end of (file|stream|data)|read error|not enough data/i.test(message))
     return { kind: "truncated", message };
   if (/unsupported image format/i.test(message)) return { kind: "unsupported", message };
@@ -137,7 +140,7 @@ async function explain(file: string, err: unknown): Promise<unknown> {
 }
 
 /** FIFO semaphore: images are decoded in the order they were requested. */
-class Slots {
+export class Slots {
   #free: number;
   readonly #waiting: (() => void)[] = [];
   constructor(n: number) {
@@ -252,79 +255,143 @@ export class Loader {
   }
 
   async #makeBatch(epoch: number, order: number[], s: number, e: number): Promise<Batch> {
-    const t = this.transform;
-    const per = 3 * t.size * t.size;
-    const count = e - s;
-    const data = new Float32Array(count * per);
-    const ok = new Uint8Array(count);
-    const skipped: Skipped[] = [];
-    const fatal: (Error | undefined)[] = [];
-    await Promise.all(
-      Array.from({ length: count }, async (_, j) => {
-        const idx = order[s + j]!;
-        const sample = this.samples[idx]!;
-        await this.#slots.acquire();
-        try {
-          const seed = sampleSeed(this.options.seed, epoch, idx);
-          try {
-            await preprocessInto(sample.image, t, seed, data, j * per);
-          } catch (first) {
-            // libvips keeps one error buffer per process: with several decodes failing at once a
-            // message can come back as "Unknown error". Decode once more to get the real one.
-            if (!/unknown error/i.test(first instanceof Error ? first.message : String(first))) throw first;
-            await preprocessInto(sample.image, t, seed, data, j * per);
-          }
-          ok[j] = 1;
-          this.stats.decoded++;
-        } catch (err) {
-          const { kind, message } = classifyError(await explain(sample.image, err));
-          const reason = `${kind}: ${message}`;
-          if (this.options.strict) {
-            // Fatal, but only after the batch settles, naming the first bad image in order.
-            fatal[j] = new Error(`${sample.image}: ${reason}`, { cause: err });
-            return;
-          }
-          this.stats.skipped++;
-          this.stats.byReason[kind] = (this.stats.byReason[kind] ?? 0) + 1;
-          skipped.push({ id: sample.id, path: sample.image, reason, epoch });
-          this.#log?.(`${new Date().toISOString()} skip ${sample.image} (id ${sample.id}, epoch ${epoch}): ${reason}`);
-        } finally {
-          this.#slots.release();
-        }
-      }),
-    );
-    const firstFatal = fatal.find((e) => e !== undefined);
-    if (firstFatal) throw firstFatal;
-    const keep: number[] = [];
-    for (let j = 0; j < count; j++) if (ok[j]) keep.push(j);
-    let images = data;
-    if (keep.length < count) {
-      images = new Float32Array(keep.length * per);
-      keep.forEach((j, k) => images.set(data.subarray(j * per, (j + 1) * per), k * per));
+    const items: BatchItem[] = [];
+    for (let k = s; k < e; k++) {
+      const idx = order[k]!;
+      items.push({ sample: this.samples[idx]!, index: idx, seed: sampleSeed(this.options.seed, epoch, idx) });
     }
-    const indices = keep.map((j) => order[s + j]!);
-    const samples = indices.map((i) => this.samples[i]!);
-    let labels: TensorData<Float32Array> | null = null;
-    if (samples.length > 0 && samples.every((x) => x.labels !== null)) {
-      const L = LABEL_IDS.length;
-      const ld = new Float32Array(samples.length * L);
-      samples.forEach((x, k) => ld.set(toLabelVector(x.labels!), k * L));
-      labels = { data: ld, shape: [samples.length, L] };
-    }
-    const targets =
-      samples.length > 0 && samples.every((x) => x.target !== null) ? Int32Array.from(samples, (x) => x.target!) : null;
+    return decodeBatch(items, this.#context(epoch), { epoch, index: s }, { epoch, index: e });
+  }
+
+  #context(epoch: number): BatchContext {
     return {
-      images: { data: images, shape: [keep.length, 3, t.size, t.size] },
-      ids: samples.map((x) => x.id),
-      indices,
-      samples,
-      texts: samples.map((x) => x.text),
-      labels,
-      targets,
-      skipped,
+      transform: this.transform,
+      slots: this.#slots,
+      strict: this.options.strict,
+      stats: this.stats,
+      log: this.#log,
       epoch,
-      start: { epoch, index: s },
-      next: { epoch, index: e },
     };
   }
+}
+
+/** One sample to decode into a batch: its seed, where it sits (`index`), and its bytes if in memory. */
+export interface BatchItem {
+  sample: Sample;
+  index: number;
+  seed: number;
+  bytes?: Buffer;
+  /** Known bad before decoding (e.g. its metadata did not parse): skipped with this reason. */
+  error?: Error;
+}
+
+/** What decodeBatch shares with the loader that calls it. */
+export interface BatchContext {
+  transform: Transform;
+  slots: Slots;
+  strict: boolean;
+  stats: LoaderStats;
+  log: ((line: string) => void) | null;
+  epoch: number;
+}
+
+/** The image source of an item: its bytes in memory, a member read from its shard, or its path. */
+async function sourceOf(item: BatchItem): Promise<Buffer | string> {
+  if (item.bytes) return item.bytes;
+  if (item.sample.member) return readMember(item.sample.member);
+  return item.sample.image;
+}
+
+/**
+ * Decodes items concurrently (at most `slots` at a time, in order) into one [B, 3, S, S] array
+ * and assembles the batch; bad images are skipped and reported, or (strict) fatal after the batch
+ * settles, naming the first bad image in order.
+ */
+export async function decodeBatch(
+  items: readonly BatchItem[],
+  ctx: BatchContext,
+  start: Position,
+  next: Position,
+): Promise<Batch> {
+  const t = ctx.transform;
+  const per = 3 * t.size * t.size;
+  const count = items.length;
+  // Not zero-filled: every image either writes its whole slot or is compacted away below.
+  const data = new Float32Array(Buffer.allocUnsafeSlow(count * per * 4).buffer, 0, count * per);
+  const ok = new Uint8Array(count);
+  const skipped: Skipped[] = [];
+  const fatal: (Error | undefined)[] = [];
+  await Promise.all(
+    items.map(async (item, j) => {
+      const sample = item.sample;
+      await ctx.slots.acquire();
+      try {
+        if (item.error) throw item.error;
+        // Errors are this image's own (preprocessInto retries a failed sharp decode alone).
+        await preprocessInto(await sourceOf(item), t, item.seed, data, j * per);
+        ok[j] = 1;
+        ctx.stats.decoded++;
+      } catch (err) {
+        const { kind, message } = classifyError(item.bytes || sample.member ? err : await explain(sample.image, err));
+        const reason = `${kind}: ${message}`;
+        if (ctx.strict) {
+          fatal[j] = new Error(`${sample.image}: ${reason}`, { cause: err });
+          return;
+        }
+        ctx.stats.skipped++;
+        ctx.stats.byReason[kind] = (ctx.stats.byReason[kind] ?? 0) + 1;
+        skipped.push({ id: sample.id, path: sample.image, reason, epoch: ctx.epoch });
+        ctx.log?.(`${new Date().toISOString()} skip ${sample.image} (id ${sample.id}, epoch ${ctx.epoch}): ${reason}`);
+      } finally {
+        item.bytes = undefined; // the encoded image is not needed any more
+        ctx.slots.release();
+      }
+    }),
+  );
+  const firstFatal = fatal.find((e) => e !== undefined);
+  if (firstFatal) throw firstFatal;
+  return assemble(items, data, ok, per, t.size, skipped, start, next);
+}
+
+function assemble(
+  items: readonly BatchItem[],
+  data: Float32Array,
+  ok: Uint8Array,
+  per: number,
+  size: number,
+  skipped: Skipped[],
+  start: Position,
+  next: Position,
+): Batch {
+  const keep: number[] = [];
+  for (let j = 0; j < items.length; j++) if (ok[j]) keep.push(j);
+  let images = data;
+  if (keep.length < items.length) {
+    images = new Float32Array(keep.length * per);
+    keep.forEach((j, k) => images.set(data.subarray(j * per, (j + 1) * per), k * per));
+  }
+  const indices = keep.map((j) => items[j]!.index);
+  const samples = keep.map((j) => items[j]!.sample);
+  let labels: TensorData<Float32Array> | null = null;
+  if (samples.length > 0 && samples.every((x) => x.labels !== null)) {
+    const L = LABEL_IDS.length;
+    const ld = new Float32Array(samples.length * L);
+    samples.forEach((x, k) => ld.set(toLabelVector(x.labels!), k * L));
+    labels = { data: ld, shape: [samples.length, L] };
+  }
+  const targets =
+    samples.length > 0 && samples.every((x) => x.target !== null) ? Int32Array.from(samples, (x) => x.target!) : null;
+  return {
+    images: { data: images, shape: [keep.length, 3, size, size] },
+    ids: samples.map((x) => x.id),
+    indices,
+    samples,
+    texts: samples.map((x) => x.text),
+    labels,
+    targets,
+    skipped,
+    epoch: start.epoch,
+    start,
+    next,
+  };
 }

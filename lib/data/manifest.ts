@@ -13,11 +13,24 @@ import { TableError, parseTable, readText, textLines } from "../io/table.js";
 import { isLabelId, type Eye, type LabelId, type LabelMap } from "../labels/index.js";
 import { parseJsonText } from "../io/json.js";
 
+/** Where a sample's image lies inside a WebDataset shard (lib/data/shards.ts). */
+export interface ShardMember {
+  /** The shard file (absolute). */
+  shard: string;
+  /** The member's name in the tar. */
+  name: string;
+  /** Byte offset and length of its data. */
+  offset: number;
+  size: number;
+}
+
 export interface Sample {
   /** Unique within a dataset: the id column, else the image path relative to the manifest. */
   id: string;
-  /** Absolute image path. */
+  /** Absolute image path (for a shard sample: `<shard>#<member>`, for messages). */
   image: string;
+  /** Set when the image is a member of a shard: it is read from there. */
+  member?: ShardMember;
   text: string | null;
   labels: LabelMap | null;
   split: string | null;
@@ -137,7 +150,8 @@ function cellString(v: unknown): string | null {
   throw new Error(`expected a string, got ${Array.isArray(v) ? "a list" : typeof v}`);
 }
 
-function parseEye(v: string | null): Eye | null {
+/** An eye cell: left/right/both, OD/OS/OU, L/R, 左眼/右眼/双眼 (null stays null). */
+export function parseEye(v: string | null): Eye | null {
   if (v === null) return null;
   const s = v.trim().toLowerCase();
   if (s === "left" || s === "os" || s === "l" || s === "左眼") return "left";

@@ -1,7 +1,6 @@
 /**
- * Fundus image preprocessing with sharp (libvips): decode (JPEG, PNG, TIFF, GIF, WebP; 8- or
- * 16-bit; grayscale, RGB or RGBA, all to 8-bit sRGB RGB), optional crop to the circular field of
- * view, then
+ * Fundus image preprocessing: decode (JPEG, PNG, TIFF, GIF, WebP; 8- or 16-bit; grayscale, RGB or
+ * RGBA, all to 8-bit sRGB RGB), optional crop to the circular field of view, then
  *
  *   training:   random resized crop (scale 0.9–1.0, ratio 3/4–4/3, bicubic), horizontal flip 0.5,
  *               brightness/contrast/saturation jitter 0.1 (torchvision ColorJitter semantics)
@@ -10,10 +9,21 @@
  * then CLIP mean/std normalisation into CHW float32. Every random choice comes from a seed per
  * sample (`sampleSeed(seed, epoch, index)`), so an epoch is reproducible whatever the decode
  * order or the number of ranks.
+ *
+ * JPEGs take the native fast path (lib/data/jpeg.ts: TurboJPEG at a DCT scale, LibTorch's
+ * antialiased bicubic, jitter and normalisation in C++, written straight into the batch) when the
+ * addon has it and the file is a kind it covers; everything else goes through sharp (libvips).
+ * Decoder errors are read per image: the native path has one decoder per call, and a sharp failure
+ * is decoded once more alone (libvips keeps one error buffer per process, so a message read while
+ * other images fail at the same time can be theirs). JPEGs whose data libjpeg warns about (corrupt
+ * entropy-coded data, a premature end) are errors on both paths (sharp: `failOn: "warning"`).
  */
+import { readFile } from "node:fs/promises";
 import sharp from "sharp";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
+import { isJpeg, jpegFastPath } from "./jpeg.js";
+import type { JpegDecodeResult, NativeJpeg } from "../native.js";
 import { hashSeed, mulberry32, type Rng } from "./rng.js";
 
 export const CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
@@ -52,6 +62,8 @@ export const transformSchema = z
      * false: always decode at full size (slower; the closest to torchvision on a full PIL decode).
      */
     shrinkOnLoad: z.boolean().default(true),
+    /** JPEGs through the native TurboJPEG path when the addon has it (false: always sharp). */
+    fastJpeg: z.boolean().default(true),
     /** Crop to the circular field of view first (true: default detection settings). */
     fov: z.union([z.boolean(), fovSchema]).default(false),
     mean: z.tuple([z.number(), z.number(), z.number()]).default([...CLIP_MEAN]),
@@ -155,9 +167,80 @@ export function planSample(t: Transform, region: Rect, seed: number): Plan {
 /** Input for sharp: a path or the encoded bytes. */
 export type ImageSource = string | Buffer;
 
+const JPEG_EXT = /\.(jpe?g|jpe|jfif)$/i;
+
+/** sharp on a source, failing on what the decoders report (see below). */
+export function openImage(src: ImageSource) {
+  return open(src);
+}
+
 function open(src: ImageSource) {
-  // failOn 'truncated' rejects truncated JPEG/PNG instead of returning a grey-filled image.
-  return sharp(src, { failOn: "truncated", limitInputPixels: 1 << 28 });
+  // failOn 'truncated' rejects truncated JPEG/PNG instead of returning a grey-filled image; JPEGs
+  // fail on any libjpeg warning too (corrupt entropy-coded data would otherwise decode as grey
+  // blocks). Other formats keep 'truncated': libtiff and libpng warn about harmless things.
+  const jpeg = typeof src === "string" ? JPEG_EXT.test(src) : isJpeg(src);
+  return sharp(src, { failOn: jpeg ? "warning" : "truncated", limitInputPixels: 1 << 28 });
+}
+
+/**
+ * Shared/exclusive turns for sharp pipelines (FIFO). Decodes run shared; the retry of a failed
+ * decode runs alone, so the message libvips leaves in its process-wide error buffer is its own.
+ */
+class DecodeGate {
+  #shared = 0;
+  #exclusive = false;
+  readonly #queue: { exclusive: boolean; go: () => void }[] = [];
+
+  async run<T>(fn: () => Promise<T>, exclusive = false): Promise<T> {
+    if (this.#queue.length === 0 && this.#free(exclusive)) this.#take(exclusive);
+    else await new Promise<void>((go) => this.#queue.push({ exclusive, go }));
+    try {
+      return await fn();
+    } finally {
+      if (exclusive) this.#exclusive = false;
+      else this.#shared--;
+      while (this.#queue.length > 0 && this.#free(this.#queue[0]!.exclusive)) {
+        const w = this.#queue.shift()!;
+        this.#take(w.exclusive);
+        w.go();
+      }
+    }
+  }
+
+  #free(exclusive: boolean): boolean {
+    return !this.#exclusive && (!exclusive || this.#shared === 0);
+  }
+
+  #take(exclusive: boolean): void {
+    if (exclusive) this.#exclusive = true;
+    else this.#shared++;
+  }
+}
+
+const gate = new DecodeGate();
+
+/**
+ * Runs a sharp pipeline on a source with the others (shared); if it fails, runs it once more
+ * alone, so the error it ends with is its own (or it succeeds, when the first message was another
+ * image's). The retry reads a fresh copy of the source: libvips' operation cache keys a load on
+ * the buffer (or file name), and a cached load whose pixels already failed fails again with
+ * "Unknown error".
+ */
+export async function withSharp<T>(src: ImageSource, fn: (src: ImageSource) => Promise<T>): Promise<T> {
+  try {
+    return await gate.run(() => fn(src));
+  } catch {
+    const fresh = () => (typeof src === "string" ? readFile(src).catch(() => src) : Promise.resolve(Buffer.from(src)));
+    const first = await fresh();
+    try {
+      return await gate.run(() => fn(first), true);
+    } catch (e) {
+      // sharp work outside the gate (elsewhere in the process) can still clear the buffer: once more
+      if (!/unknown error/i.test((e as Error).message)) throw e;
+      const second = await fresh();
+      return gate.run(() => fn(second), true);
+    }
+  }
 }
 
 /**
@@ -233,17 +316,22 @@ export async function detectFov(
 }
 
 export interface Decoded {
-  /** Source width and height (null for plain evaluation, which resizes without reading the header first). */
+  /** Source width and height (null for plain evaluation through sharp, which resizes without reading the header first). */
   width: number | null;
   height: number | null;
   /** The region used (field of view or whole image; null where width is) and the plan applied. */
   region: Rect | null;
   plan: Plan;
+  /** Which decoder rendered it, and why sharp did when the image was a JPEG (null otherwise). */
+  decoder: "turbojpeg" | "sharp";
+  fallback: string | null;
+  /** The DCT scaling factor the native path decoded at (M/8); null through sharp. */
+  dctScale: number | null;
 }
 
 /**
  * Decodes and preprocesses one image into `out` at `offset` (3×size×size floats, CHW, normalised).
- * Throws on missing, unreadable, corrupt or truncated input.
+ * Throws on missing, unreadable, corrupt or truncated input, with that image's own decoder message.
  */
 export async function preprocessInto(
   src: ImageSource,
@@ -255,6 +343,119 @@ export async function preprocessInto(
   const S = t.size;
   if (offset < 0 || offset + 3 * S * S > out.length)
     throw new RangeError(`preprocessInto: out has ${out.length} floats, needs ${offset + 3 * S * S}`);
+  let fallback: string | null = null;
+  const jpeg = jpegFastPath().jpeg;
+  if (jpeg && (typeof src !== "string" || JPEG_EXT.test(src))) {
+    const r =
+      !t.train && !t.fov && t.fastJpeg
+        ? await fastEval(jpeg, src, t, out, offset)
+        : await fastJpeg(jpeg, typeof src === "string" ? await readFile(src) : src, t, seed, out, offset);
+    if ("plan" in r) return r;
+    fallback = r.fallback;
+    src = r.src;
+  }
+  const decoded = await withSharp(src, (s) => sharpInto(s, t, seed, out, offset));
+  return { ...decoded, decoder: "sharp", fallback, dctScale: null };
+}
+
+type Fallback = { fallback: string | null; src: ImageSource };
+
+/** A failed read of the file as the error fs would have thrown (its code classifies it: missing, unreadable). */
+function readError(r: JpegDecodeResult): Error {
+  return Object.assign(new Error(r.message ?? "cannot read the file"), { code: r.code });
+}
+
+/**
+ * Evaluation (the whole image, no augmentation): the native path reads the file itself on the
+ * worker thread and checks its header there; JPEGs it leaves to sharp are still checked for
+ * corrupt data (libjpeg's warnings), which libvips does not see.
+ */
+async function fastEval(
+  jpeg: NativeJpeg,
+  src: ImageSource,
+  t: Transform,
+  out: Float32Array,
+  offset: number,
+): Promise<Decoded | Fallback> {
+  const r = await jpeg.decodeInto(src, out, offset, {
+    size: t.size,
+    shrink: t.shrinkOnLoad,
+    table: normTable(t.mean, t.std),
+  });
+  const whole = { left: 0, top: 0, width: r.width, height: r.height };
+  if (r.status === "ok") {
+    const plan = planSample(t, whole, 0);
+    return {
+      width: r.width,
+      height: r.height,
+      region: whole,
+      plan,
+      decoder: "turbojpeg",
+      fallback: null,
+      dctScale: r.scale,
+    };
+  }
+  if (r.status === "corrupt") throw new Error(`corrupt JPEG: ${r.message ?? "libjpeg warning"}`);
+  if (r.code) throw readError(r);
+  if (r.status === "fallback" && r.width > 0) {
+    const bytes = typeof src === "string" ? await readFile(src) : src;
+    await validateJpeg(jpeg, bytes);
+    return { fallback: r.message ?? "fallback", src: bytes };
+  }
+  return { fallback: r.status === "error" ? `TurboJPEG: ${r.message ?? "error"}` : null, src };
+}
+
+async function validateJpeg(jpeg: NativeJpeg, bytes: Buffer): Promise<void> {
+  const v = await jpeg.validate(bytes);
+  if (v.status === "corrupt") throw new Error(`corrupt JPEG: ${v.message ?? "libjpeg warning"}`);
+}
+
+/** The native path for a JPEG in memory: the decoded sample, or why sharp should take it (not a JPEG: null). */
+async function fastJpeg(
+  jpeg: NativeJpeg,
+  bytes: Buffer,
+  t: Transform,
+  seed: number,
+  out: Float32Array,
+  offset: number,
+): Promise<Decoded | Fallback> {
+  const info = jpeg.inspect(bytes);
+  if (!info.jpeg) return { fallback: null, src: bytes };
+  const why =
+    info.fallback ?? (t.fov ? "field-of-view crop (sharp detects it)" : !t.fastJpeg ? "fastJpeg: false" : null);
+  if (why) {
+    // sharp renders it; libjpeg's warnings about its data are still reported (libvips misses them).
+    await validateJpeg(jpeg, bytes);
+    return { fallback: why, src: bytes };
+  }
+  const region: Rect = { left: 0, top: 0, width: info.width, height: info.height };
+  const plan = planSample(t, region, seed);
+  const r = await jpeg.decodeInto(bytes, out, offset, {
+    size: t.size,
+    ...plan.rect,
+    flip: plan.flip,
+    shrink: t.shrinkOnLoad,
+    brightness: plan.brightness,
+    contrast: plan.contrast,
+    saturation: plan.saturation,
+    order: plan.order,
+    table: normTable(t.mean, t.std),
+  });
+  if (r.status === "ok")
+    return { width: r.width, height: r.height, region, plan, decoder: "turbojpeg", fallback: null, dctScale: r.scale };
+  if (r.status === "corrupt") throw new Error(`corrupt JPEG: ${r.message ?? "libjpeg warning"}`);
+  return { fallback: `TurboJPEG: ${r.message ?? r.status}`, src: bytes };
+}
+
+/** The sharp (libvips) path: any format sharp reads. */
+async function sharpInto(
+  src: ImageSource,
+  t: Transform,
+  seed: number,
+  out: Float32Array,
+  offset: number,
+): Promise<Omit<Decoded, "decoder" | "fallback" | "dctScale">> {
+  const S = t.size;
   if (!t.train && !t.fov && t.shrinkOnLoad) {
     // Evaluation: one libvips pass (decode, squash-resize), no header read beforehand.
     const plan = planSample(t, { left: 0, top: 0, width: 0, height: 0 }, seed);
@@ -325,10 +526,10 @@ export async function renderRect(
     const left = Math.min(RW - S, Math.max(0, Math.round(rect.left * sx)));
     const top = Math.min(RH - S, Math.max(0, Math.round(rect.top * sy)));
     img = img.resize(RW, RH, { fit: "fill", kernel: "cubic" }).extract({ left, top, width: S, height: S });
-    if (flip) img = img.flop();
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3 || info.width !== S || info.height !== S)
       throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
+    if (flip) mirrorRows(data, S);
     return data;
   }
   // Crop, then resize (torchvision's order). Any extract before the resize turns sharp's JPEG
@@ -347,11 +548,31 @@ export async function renderRect(
       bottom: S - padT - rh,
       background: { r: 0, g: 0, b: 0 },
     });
-  if (flip) img = img.flop();
   const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
   if (info.channels !== 3 || info.width !== S || info.height !== S)
     throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
+  if (flip) mirrorRows(data, S);
   return data;
+}
+
+/**
+ * Mirrors S×S 8-bit RGB left-right, in place. The flip is done here, after crop and resize
+ * (torchvision's order): sharp applies `flop()` before its resize and post-resize extract, which
+ * would mirror the crop's position too, and before `extend`, which would pad the wrong side.
+ */
+function mirrorRows(rgb: Uint8Array, S: number): void {
+  for (let y = 0; y < S; y++) {
+    const row = y * S * 3;
+    for (let a = 0, b = S - 1; a < b; a++, b--) {
+      const i = row + 3 * a;
+      const j = row + 3 * b;
+      for (let c = 0; c < 3; c++) {
+        const x = rgb[i + c]!;
+        rgb[i + c] = rgb[j + c]!;
+        rgb[j + c] = x;
+      }
+    }
+  }
 }
 
 /**

@@ -8,6 +8,8 @@ import path from "node:path";
 import { hashSeed, mulberry32 } from "../data/rng.js";
 import { readImageFolder, readManifest } from "../data/manifest.js";
 import type { ManifestOptions, Sample } from "../data/manifest.js";
+import { isShardSpec } from "../data/shards.js";
+import { readSource } from "../data/source.js";
 import { LABEL_IDS, isLabelId } from "../labels/index.js";
 
 export type Task = "multilabel" | "multiclass" | "graded";
@@ -98,7 +100,7 @@ export function classTargets(samples: readonly EvalSample[], classes: number): I
 }
 
 /**
- * A manifest as an evaluation set. With `classes` that are taxonomy ids (or none: every label
+ * A manifest (or WebDataset shards: their json/cls parts) as an evaluation set. With `classes` that are taxonomy ids (or none: every label
  * asserted somewhere in the file), a multi-label task from the labels column (1 → 1, 0.5 →
  * unknown, absent → 0). With a target column in every row, a single-label task whose class names
  * are `classes` (required then) — `graded` when the classes are ordered grades.
@@ -107,10 +109,14 @@ export function manifestDataset(
   file: string,
   options: { classes?: string[]; graded?: boolean; manifest?: ManifestOptions } = {},
 ): EvalDataset {
-  const samples: EvalSample[] = readManifest(file, options.manifest ?? {});
+  // WebDataset shards (KEY.json carries labels/target, KEY.cls a class) stand in for a manifest
+  const shards = isShardSpec(file) ? readSource(file, { manifest: options.manifest ?? {} }) : null;
+  const samples: EvalSample[] = shards ? shards.samples : readManifest(file, options.manifest ?? {});
   const root = path.resolve(file);
   if (samples.length === 0) throw new DatasetError(`${file}: no samples`);
-  const notes: string[] = [];
+  const notes: string[] = (shards?.problems ?? []).map(
+    (p) => `skipped ${p.shard}${p.key !== null ? ` [${p.key}]` : ""}: ${p.reason}`,
+  );
   if (samples.every((s) => s.target !== null) && samples.some((s) => s.labels === null)) {
     if (!options.classes)
       throw new DatasetError(

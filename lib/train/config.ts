@@ -48,12 +48,16 @@ const modelSchema = z
 
 const dataSchema = z
   .object({
-    /** Training manifest (CSV, TSV or JSONL with image and text columns). */
-    train: z.string().min(1),
+    /**
+     * Training data: a manifest (CSV, TSV or JSONL with image and text columns), or WebDataset
+     * shards (`vilref data pack`'s index.json, a folder of .tar, `shards/{000000..000099}.tar`, a
+     * glob, or a list of paths), streamed through a shuffle buffer.
+     */
+    train: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
     /** Keep only rows of this split of the training manifest. */
     trainSplit: z.string().min(1).optional(),
-    /** Held-out manifest for evaluation (default: the training manifest, with heldOutSplit). */
-    heldOut: z.string().min(1).optional(),
+    /** Held-out manifest or shards for evaluation (default: the training data, with heldOutSplit). */
+    heldOut: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
     heldOutSplit: z.string().min(1).optional(),
     /** Column names, as `vilref data` takes them. */
     columns: z.record(z.string(), z.string()).optional(),
@@ -63,6 +67,8 @@ const dataSchema = z
     evalLimit: int(2).optional(),
     /** Images decoding at once. */
     concurrency: int(1).optional(),
+    /** Shards: samples in the shuffle buffer (encoded images held in memory). */
+    shuffleBuffer: int(1).default(2000),
   })
   .strict();
 
@@ -231,6 +237,7 @@ export function parseConfig(value: unknown, options: { baseDir?: string; source?
   for (const [a, b] of PATH_KEYS) {
     const o = (c as unknown as Record<string, Record<string, unknown>>)[a]!;
     if (typeof o[b] === "string") o[b] = abs(o[b]);
+    else if (Array.isArray(o[b])) o[b] = (o[b] as string[]).map(abs);
   }
   return c;
 }

@@ -42,7 +42,10 @@ import { readSafetensors, writeSafetensors } from "../checkpoint/safetensors.js"
 import type { StDtype, StTensor } from "../checkpoint/safetensors.js";
 import { Loader } from "../data/loader.js";
 import type { Batch, Position } from "../data/loader.js";
-import { readManifest } from "../data/manifest.js";
+import { readLabeledFile, readManifest } from "../data/manifest.js";
+import { ShardLoader } from "../data/shard-loader.js";
+import { isShardSpec } from "../data/shards.js";
+import { readSource } from "../data/source.js";
 import type { Sample } from "../data/manifest.js";
 import { normalizeRows as normalizeRowsOf, textEncoder } from "../eval/features.js";
 import { columnAucs, finiteMean } from "../eval/metrics.js";
@@ -377,17 +380,21 @@ function makeEvaluator(
 // ---- the loop ----------------------------------------------------------------------------------
 
 function readSamples(
-  file: string,
+  file: string | string[],
   split: string | undefined,
   config: PretrainConfig,
   labeler: Labeler | null,
 ): Sample[] {
-  const samples = readManifest(file, {
+  const manifest = {
     requireText: true,
     ...(split !== undefined ? { split } : {}),
     ...(config.data.columns ? { columns: config.data.columns } : {}),
     ...(config.labels.source === "file" && config.labels.file ? { labelsFile: config.labels.file } : {}),
-  });
+  };
+  const samples =
+    typeof file === "string" && !isShardSpec(file)
+      ? readManifest(file, manifest)
+      : readSource(file, { manifest }).samples;
   for (const s of samples) {
     if (labeler)
       s.labels = labeler.label(s.text ?? "", { uncertainty: config.labels.uncertainty, evidence: false }).labels;
@@ -397,6 +404,20 @@ function readSamples(
       );
   }
   return samples;
+}
+
+/** Labels for samples streamed from shards, as readSamples gives a manifest's (a sample it cannot label is skipped). */
+function labelStreamed(config: PretrainConfig, labeler: Labeler | null): (s: Sample) => void {
+  const joined = config.labels.source === "file" && config.labels.file ? readLabeledFile(config.labels.file) : null;
+  return (s) => {
+    if (s.text === null) throw new Error("no report (txt) in the sample");
+    if (labeler) s.labels = labeler.label(s.text, { uncertainty: config.labels.uncertainty, evidence: false }).labels;
+    else if (joined) {
+      const e = joined.get(s.id);
+      if (!e) throw new Error(`id ${JSON.stringify(s.id)} is not in ${config.labels.file}`);
+      s.labels = e.labels;
+    } else if (s.labels === null) throw new Error(`no labels in its json (labels.source is "${config.labels.source}")`);
+  };
 }
 
 function appendJsonl(file: string, value: unknown): void {
@@ -533,8 +554,14 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
   // labels and data
   const rules = loadRules(config.labels.rules ?? undefined);
   const labeler = config.labels.source === "rules" ? new Labeler(rules) : null;
-  const train = readSamples(config.data.train, config.data.trainSplit, config, labeler);
-  if (train.length < config.batchSize)
+  // shards stream (bounded memory); a manifest is read whole
+  const trainShards = isShardSpec(config.data.train);
+  if (trainShards && config.data.trainSplit !== undefined)
+    throw new RangeError(
+      "data.trainSplit: shards are streamed whole; pack the split to train on (vilref data pack --split)",
+    );
+  const train = trainShards ? null : readSamples(config.data.train, config.data.trainSplit, config, labeler);
+  if (train && train.length < config.batchSize)
     throw new RangeError(`data.train: ${train.length} samples, fewer than one batch of ${config.batchSize}`);
   const heldOutFile = config.data.heldOut ?? (config.data.heldOutSplit !== undefined ? config.data.train : undefined);
   let heldOut = heldOutFile ? readSamples(heldOutFile, config.data.heldOutSplit, config, labeler) : [];
@@ -547,7 +574,7 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
     vocab = Vocab.fromFile(vocabFile);
   else if (config.text.vocab === "build")
     vocab = buildVocab(
-      train.map((s) => s.text ?? ""),
+      (train ?? readSource(config.data.train, { manifest: { requireText: true } }).samples).map((s) => s.text ?? ""),
       { size: config.text.vocabSize },
     );
   else vocab = Vocab.fromFile(config.text.vocab);
@@ -588,19 +615,35 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
   // loaders
   const size = model.config.image_resolution;
   const augment: TransformOptions = config.data.augment ?? {};
-  const loader = new Loader(train, {
+  const loaderOptions = {
     batchSize: localBatch,
     rank,
     worldSize: world,
     // every rank takes the same number of steps; floor(floor(n/W)/b) = floor(n/B): the steps of one process
-    evenShards: world > 1 ? "drop" : false,
+    evenShards: world > 1 ? ("drop" as const) : (false as const),
     seed: config.seed,
     shuffle: true,
     dropLast: true,
     transform: { ...augment, train: true, size },
     log: path.join(out, lead ? "skipped.log" : `skipped.rank-${rank}.log`),
     ...(config.data.concurrency ? { concurrency: config.data.concurrency } : {}),
-  });
+  };
+  const loader = train
+    ? new Loader(train, loaderOptions)
+    : await ShardLoader.open(config.data.train, {
+        ...loaderOptions,
+        bufferSize: config.data.shuffleBuffer,
+        prepare: labelStreamed(config, labeler),
+      });
+  const trainCount = train ? train.length : (loader as ShardLoader).size;
+  if (!train && trainCount < config.batchSize)
+    throw new RangeError(
+      `data.train: ${trainCount} samples in the shards, fewer than one batch of ${config.batchSize}`,
+    );
+  if (!train && resumed && (resumed.worldSize ?? 1) !== world)
+    throw new RangeError(
+      `${latest!.path}: written by ${resumed.worldSize ?? 1} rank(s); a run over shards resumes with the same number (each rank reads its own shards), not ${world}`,
+    );
   const perEpoch = loader.batchCount(0);
   const epochs = config.epochs ?? Math.ceil((config.steps ?? 1) / perEpoch);
   const totalSteps = Math.min(config.steps ?? Infinity, epochs * perEpoch);
@@ -694,7 +737,7 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
     step,
     totalSteps,
     resumedFrom: latest?.path ?? null,
-    trainSamples: train.length,
+    trainSamples: trainCount,
     heldOutSamples: heldOut.length,
   });
   const losses: number[] = [];

@@ -5,6 +5,7 @@
 import { statSync } from "node:fs";
 import type { EvalDataset } from "../dataset.js";
 import { DatasetError, folderDataset, manifestDataset } from "../dataset.js";
+import { isShardSpec } from "../../data/shards.js";
 import { fives } from "./fives.js";
 import { messidor } from "./messidor.js";
 import { odir } from "./odir.js";
@@ -34,7 +35,8 @@ export interface DatasetSpec {
 
 export const ADAPTERS: Readonly<Record<string, { description: string; load: (spec: DatasetSpec) => EvalDataset }>> = {
   manifest: {
-    description: "a vilref manifest (CSV/TSV/JSONL): labels column → multi-label, or target column + --classes",
+    description:
+      "a vilref manifest (CSV/TSV/JSONL) or WebDataset shards: labels column (json labels) → multi-label, or target column (cls) + --classes",
     load: (s) =>
       manifestDataset(s.path, { ...(s.classes ? { classes: s.classes } : {}), ...(s.graded ? { graded: true } : {}) }),
   },
@@ -73,6 +75,7 @@ export const ADAPTERS: Readonly<Record<string, { description: string; load: (spe
 /** An evaluation set from a spec; an unknown adapter is an error listing the known ones. */
 export function loadDataset(spec: DatasetSpec): EvalDataset {
   let name = spec.adapter;
+  if ((name === undefined || name === "manifest") && isShardSpec(spec.path)) return ADAPTERS.manifest!.load(spec);
   if (name === undefined) {
     let st;
     try {
