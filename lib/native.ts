@@ -58,12 +58,32 @@ export function loadNative(options: LoadOptions = {}): LoadedAddon {
     if (!located.torch) throw new Error(missingMessage(located.tried));
     torch = located.torch;
   }
-  const found = ensureAddon(root, torch, {
+  const ensureOptions = {
     build: options.build ?? process.env.VILREF_NO_BUILD !== "1",
     ...(options.log ? { log: options.log } : {}),
     ...(options.quiet ? { quiet: true } : {}),
-  });
+  };
+  const found = ensureAddon(root, torch, ensureOptions);
+  if (found.route === "prebuild") {
+    // A prebuild whose stamp fits can still fail to load: a system library it links (libturbojpeg
+    // when the prebuild was made with the JPEG fast path) missing here. Pass it over for a build.
+    const failure = loadFailure(found.path);
+    if (failure) {
+      const rejected = [...found.rejected, { path: found.path, reason: `cannot be loaded: ${failure}` }];
+      const rebuilt = ensureAddon(root, torch, { ...ensureOptions, prebuilds: false });
+      return finish(rebuilt.path, rebuilt.route, rebuilt.built, [...rejected, ...rebuilt.rejected]);
+    }
+  }
   return finish(found.path, found.route, found.built, found.rejected);
+
+  function loadFailure(path: string): string | undefined {
+    try {
+      require(path);
+      return undefined;
+    } catch (e) {
+      return e instanceof Error ? e.message.split("\n")[0] : String(e);
+    }
+  }
 
   function finish(
     path: string,

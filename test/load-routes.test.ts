@@ -160,6 +160,27 @@ test.serial(
   },
 );
 
+test.serial("a prebuild whose stamp fits but which cannot be loaded is passed over for a build", (t) => {
+  // E.g. a system library it links (libturbojpeg, when made with the JPEG fast path) missing on the
+  // user's machine; simulated by a file that is not a shared object, with a fitting stamp.
+  const root = scratchPackage();
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const hash = sourceHash(root);
+  const prebuilt = join(prebuildDir(root), prebuildName(torch.flavour));
+  mkdirSync(dirname(prebuilt), { recursive: true });
+  writeFileSync(prebuilt, "not a shared object");
+  const stamp = readStamp(join(packageRoot, "build/Release/vilref.node"));
+  t.truthy(stamp, "the repository's own build has a stamp");
+  writeFileSync(stampPath(prebuilt), JSON.stringify({ ...stamp, sourceHash: hash }));
+  t.is(findPrebuild(root, torch, hash).path, prebuilt, "its stamp fits");
+  const loaded = loadNative({ root, quiet: true, log: () => {} });
+  t.is(loaded.route, "build");
+  t.true(loaded.built);
+  t.is(loaded.addon.buildInfo().sourceHash, hash);
+  t.is(loaded.rejected[0]?.path, prebuilt);
+  t.regex(loaded.rejected[0]?.reason ?? "", /^cannot be loaded: /);
+});
+
 test("a package without its native sources says so", (t) => {
   const root = mkdtempSync(join(tmpdir(), "vilref-empty-"));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));

@@ -107,7 +107,7 @@ unpack_node() {
 unpack_tree() {
   # the tracked sources the stages run (a copy: the work folder is a package root of its own)
   local p
-  for p in package.json bin lib native test bench scripts CMakeLists.txt tsconfig.json tsconfig.build.json; do
+  for p in package.json ava.config.mjs bin lib native test bench scripts CMakeLists.txt tsconfig.json tsconfig.build.json; do
     rm -rf "${WORK:?}/$p"
     cp -a "$ROOT/$p" "$WORK/$p" || return 1
   done
