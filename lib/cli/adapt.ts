@@ -137,7 +137,9 @@ async function runAdapter(o: AdapterCliOptions): Promise<void> {
   printResult(r, ds.name, o);
   const { predictions, ...rest } = r;
   if (o.predictions) writePredictions(o.predictions, predictions, r.classes);
-  await writeOutputs(o, rest, { model: name, dataset: ds.name, root: ds.root, split: o.testSplit });
+  // --predictions is written above (the first draw's logits); writeOutputs writes --out and --report.
+  const outputs = { ...(o.out ? { out: o.out } : {}), ...(o.report ? { report: o.report } : {}) };
+  await writeOutputs(outputs, rest, { model: name, dataset: ds.name, root: ds.root, split: o.testSplit });
 }
 
 function printResult(r: FewShotResult | LoraFewShotResult, dataset: string, o: AdapterCliOptions): void {
