@@ -319,7 +319,9 @@ export async function decodeBatch(
   // Not zero-filled: every image either writes its whole slot or is compacted away below.
   const data = new Float32Array(Buffer.allocUnsafeSlow(count * per * 4).buffer, 0, count * per);
   const ok = new Uint8Array(count);
-  const skipped: Skipped[] = [];
+  // By position in the batch, so that the batch lists its skipped images in input order whatever
+  // order their decodes finish in.
+  const skippedAt: (Skipped | undefined)[] = new Array(count);
   const fatal: (Error | undefined)[] = [];
   await Promise.all(
     items.map(async (item, j) => {
@@ -340,7 +342,7 @@ export async function decodeBatch(
         }
         ctx.stats.skipped++;
         ctx.stats.byReason[kind] = (ctx.stats.byReason[kind] ?? 0) + 1;
-        skipped.push({ id: sample.id, path: sample.image, reason, epoch: ctx.epoch });
+        skippedAt[j] = { id: sample.id, path: sample.image, reason, epoch: ctx.epoch };
         ctx.log?.(`${new Date().toISOString()} skip ${sample.image} (id ${sample.id}, epoch ${ctx.epoch}): ${reason}`);
       } finally {
         item.bytes = undefined; // the encoded image is not needed any more
@@ -350,6 +352,7 @@ export async function decodeBatch(
   );
   const firstFatal = fatal.find((e) => e !== undefined);
   if (firstFatal) throw firstFatal;
+  const skipped = skippedAt.filter((s): s is Skipped => s !== undefined);
   return assemble(items, data, ok, per, t.size, skipped, start, next);
 }
 
