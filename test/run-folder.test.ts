@@ -145,6 +145,28 @@ test.serial("pretrain into a folder holding a finished run is refused; --overwri
   await t.throwsAsync(pretrain(config(out), { resume: true, overwrite: true }), { message: /give one, not both/ });
 });
 
+test.serial(
+  "--resume of a run killed before its first checkpoint starts it again and ends as a clean run",
+  async (t) => {
+    const clean = await pretrain(config(path.join(root, "clean-early")));
+    const out = path.join(root, "early");
+    mkdirSync(out, { recursive: true });
+    writeFileSync(path.join(out, "metrics.jsonl"), '{"step":1,"loss":9}\n'); // what a killed run logged
+    const notices: string[] = [];
+    const resumed = await pretrain(config(out), {
+      resume: true,
+      onProgress: (ev: ProgressEvent) => ev.kind === "notice" && notices.push(ev.message),
+    });
+    t.regex(notices.join("\n"), /no checkpoint in .*early yet \(metrics\.jsonl\): the run starts again at step 0/);
+    t.deepEqual(
+      readFileSync(path.join(out, "final", "model.safetensors")),
+      readFileSync(path.join(root, "clean-early", "final", "model.safetensors")),
+    );
+    t.deepEqual(resumed.losses, clean.losses, "every step ran again, as in the clean run");
+    t.notRegex(readFileSync(path.join(out, "metrics.jsonl"), "utf8"), /"loss":9\b/, "the killed run's lines are gone");
+  },
+);
+
 test.serial("--resume of a run killed after its last checkpoint writes the final model and curves", async (t) => {
   const out = path.join(root, "killed");
   const full = await pretrain(config(out));

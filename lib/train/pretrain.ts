@@ -492,10 +492,18 @@ function claimOutput(out: string, options: PretrainOptions, emit: (e: ProgressEv
       throw new Error(
         `output ${out} holds a run (${held.join(", ")}): --resume continues it, --overwrite replaces it, or choose another output`,
       );
-    else if (held.length && options.resume && listCheckpoints(out).length === 0)
-      throw new Error(
-        `output ${out}: nothing to resume from (no checkpoint, but ${held.join(", ")}): --overwrite starts it again`,
-      );
+    else if (held.length && options.resume && listCheckpoints(out).length === 0) {
+      if (existsSync(path.join(out, "final", "model.safetensors")))
+        throw new Error(
+          `output ${out}: nothing to resume from (no checkpoint, but ${held.join(", ")}): --overwrite starts it again`,
+        );
+      // Killed before its first checkpoint: resuming it is starting it again (what it logged goes).
+      for (const f of ["metrics.jsonl", "curves.png", "skipped.log"]) rmSync(path.join(out, f), { force: true });
+      emit({
+        kind: "notice",
+        message: `no checkpoint in ${out} yet (${held.join(", ")}): the run starts again at step 0`,
+      });
+    }
   } catch (e) {
     lock.release();
     throw e;
