@@ -34,5 +34,9 @@ if (c.error) {
   failed = true;
 } else if (c.status !== 0) failed = true;
 
+// Function length (≤ 80 lines in lib/, bin/, scripts/, native/): scripts/check-size.mjs.
+if (!write && spawnSync(process.execPath, [join(root, "scripts", "check-size.mjs")], { stdio: "inherit" }).status !== 0)
+  failed = true;
+
 if (failed && !write) console.error("format check failed: run `npm run format` and commit the result");
 process.exit(failed ? 1 : 0);
