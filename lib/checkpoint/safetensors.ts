@@ -103,24 +103,19 @@ function showKey(key: string): string {
   return s.length > 120 ? `${s.slice(0, 117)}..."` : s;
 }
 
-/**
- * Validates the header of a safetensors file. `bytes` is the whole file, or at least its first
- * 8 + N bytes with `fileSize` the size of the whole file (for readers that map the data separately).
- */
-export function parseSafetensorsHeader(
-  bytes: Uint8Array,
-  opts: SafetensorsOptions & { fileSize?: number } = {},
-): StHeader {
-  const file = opts.name ?? "safetensors";
-  const cap = opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
-  const fileSize = opts.fileSize ?? bytes.length;
-  const fail = (msg: string, tensor?: string): never => {
-    throw new CheckpointError(`${file}: ${tensor === undefined ? "" : `tensor ${showKey(tensor)}: `}${msg}`, {
-      file,
-      ...(tensor === undefined ? {} : { tensor }),
-    });
-  };
+/** Throws the CheckpointError of a header check, naming the file and, where given, the tensor. */
+type Fail = (msg: string, tensor?: string) => never;
 
+/** Where the header's JSON ends and the data buffer starts. */
+interface HeaderSpan {
+  /** The header's length in bytes (without the 8 bytes that give it). */
+  n: number;
+  dataOffset: number;
+  dataBytes: number;
+}
+
+/** Step 1: the 8-byte header length, checked against the limit, the file and the bytes given. */
+function readHeaderSpan(bytes: Uint8Array, fileSize: number, cap: number, fail: Fail): HeaderSpan {
   if (fileSize < 8 || bytes.length < 8)
     fail(
       `${Math.min(fileSize, bytes.length)} bytes is too short for a safetensors file (the header length alone takes 8)`,
@@ -130,9 +125,11 @@ export function parseSafetensorsHeader(
   const n = Number(n64);
   if (8 + n > fileSize) fail(`header length ${n} runs past the end of the file (${fileSize} bytes)`);
   if (8 + n > bytes.length) fail(`header length ${n} runs past the ${bytes.length} bytes given`);
-  const dataOffset = 8 + n;
-  const dataBytes = fileSize - dataOffset;
+  return { n, dataOffset: 8 + n, dataBytes: fileSize - (8 + n) };
+}
 
+/** Step 2: the header's text as a JSON object (UTF-8, not nested too deep, an object). */
+function readHeaderObject(bytes: Uint8Array, dataOffset: number, fail: Fail): Record<string, unknown> {
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, dataOffset));
@@ -149,70 +146,79 @@ export function parseSafetensorsHeader(
   }
   if (header === null || typeof header !== "object" || Array.isArray(header))
     return fail("header is not a JSON object");
+  return header as Record<string, unknown>;
+}
 
-  const metadataPairs: Array<[string, string]> = [];
-  const entries: StHeaderEntry[] = [];
-  for (const [key, raw] of Object.entries(header as Record<string, unknown>)) {
-    if (key === "__metadata__") {
-      if (raw === null || typeof raw !== "object" || Array.isArray(raw))
-        fail(`__metadata__ must be an object mapping strings to strings, got ${show(raw)}`);
-      for (const [mk, mv] of Object.entries(raw as Record<string, unknown>)) {
-        if (typeof mv !== "string") fail(`__metadata__ entry ${showKey(mk)} must be a string, got ${show(mv)}`);
-        metadataPairs.push([mk, mv as string]);
-      }
-      continue;
-    }
-    if (raw === null || typeof raw !== "object" || Array.isArray(raw))
-      fail(`entry must be an object with dtype, shape and data_offsets, got ${show(raw)}`, key);
-    const info = raw as Record<string, unknown>;
-    const fields = Object.keys(info);
-    for (const f of fields)
-      if (!ENTRY_FIELDS.includes(f))
-        fail(`unexpected field ${showKey(f)} (an entry has exactly dtype, shape and data_offsets)`, key);
-    for (const f of ENTRY_FIELDS) if (!fields.includes(f)) fail(`missing field "${f}"`, key);
-    const dtype = info.dtype;
-    if (!isStDtype(dtype)) return fail(`unknown dtype ${show(dtype)} (known: ${Object.keys(DTYPES).join(", ")})`, key);
-    const shape = info.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => typeof d === "number" && Number.isSafeInteger(d) && d >= 0))
-      return fail(`shape must be an array of non-negative integers, got ${show(shape)}`, key);
-    const offs = info.data_offsets;
-    if (
-      !Array.isArray(offs) ||
-      offs.length !== 2 ||
-      !offs.every((o) => typeof o === "number" && Number.isSafeInteger(o) && o >= 0)
-    )
-      return fail(`data_offsets must be two non-negative integers [begin, end], got ${show(offs)}`, key);
-    const [begin, end] = offs as [number, number];
-    if (begin > end) fail(`data_offsets [${begin}, ${end}] begin after they end`, key);
-    if (end > dataBytes) fail(`data_offsets [${begin}, ${end}] lie outside the data buffer of ${dataBytes} bytes`, key);
-    // Element count × item size, overflow-safe: all dims ≥ 1 makes the running product
-    // non-decreasing, so it can stop as soon as it passes the span; item sizes are powers of two.
-    const size = DTYPES[dtype].size;
-    const span = end - begin;
-    let need = 0;
-    if (!(shape as number[]).includes(0)) {
-      let p = 1;
-      for (const d of shape as number[]) {
-        p *= d;
-        if (p > span) break;
-      }
-      need = p * size;
-    }
-    if (need !== span) {
-      const exact =
-        (shape as number[]).length <= 64
-          ? String((shape as number[]).reduce((a, d) => a * BigInt(d), 1n) * BigInt(size))
-          : `more than ${span}`;
-      fail(
-        `data_offsets [${begin}, ${end}] hold ${span} bytes but shape ${showShape(shape as number[])} of ${dtype} needs ${exact}`,
-        key,
-      );
-    }
-    entries.push({ name: key, dtype, shape: [...(shape as number[])], begin, end });
+/** Step 3a: the `__metadata__` entry, an object mapping strings to strings. */
+function readMetadata(raw: unknown, into: Array<[string, string]>, fail: Fail): void {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw))
+    fail(`__metadata__ must be an object mapping strings to strings, got ${show(raw)}`);
+  for (const [mk, mv] of Object.entries(raw as Record<string, unknown>)) {
+    if (typeof mv !== "string") fail(`__metadata__ entry ${showKey(mk)} must be a string, got ${show(mv)}`);
+    into.push([mk, mv as string]);
   }
+}
 
-  // Sorted by begin (then end, then name, for a deterministic report), the ranges must tile
-  // [0, dataBytes) exactly.
+/** Step 3b: one tensor's entry: exactly dtype, shape and data_offsets, each well-formed and in the buffer. */
+function readEntry(key: string, raw: unknown, dataBytes: number, fail: Fail): StHeaderEntry {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw))
+    fail(`entry must be an object with dtype, shape and data_offsets, got ${show(raw)}`, key);
+  const info = raw as Record<string, unknown>;
+  const fields = Object.keys(info);
+  for (const f of fields)
+    if (!ENTRY_FIELDS.includes(f))
+      fail(`unexpected field ${showKey(f)} (an entry has exactly dtype, shape and data_offsets)`, key);
+  for (const f of ENTRY_FIELDS) if (!fields.includes(f)) fail(`missing field "${f}"`, key);
+  const dtype = info.dtype;
+  if (!isStDtype(dtype)) return fail(`unknown dtype ${show(dtype)} (known: ${Object.keys(DTYPES).join(", ")})`, key);
+  const shape = info.shape;
+  if (!Array.isArray(shape) || !shape.every((d) => typeof d === "number" && Number.isSafeInteger(d) && d >= 0))
+    return fail(`shape must be an array of non-negative integers, got ${show(shape)}`, key);
+  const offs = info.data_offsets;
+  if (
+    !Array.isArray(offs) ||
+    offs.length !== 2 ||
+    !offs.every((o) => typeof o === "number" && Number.isSafeInteger(o) && o >= 0)
+  )
+    return fail(`data_offsets must be two non-negative integers [begin, end], got ${show(offs)}`, key);
+  const [begin, end] = offs as [number, number];
+  if (begin > end) fail(`data_offsets [${begin}, ${end}] begin after they end`, key);
+  if (end > dataBytes) fail(`data_offsets [${begin}, ${end}] lie outside the data buffer of ${dataBytes} bytes`, key);
+  const entry = { name: key, dtype, shape: [...(shape as number[])], begin, end };
+  checkEntryBytes(entry, fail);
+  return entry;
+}
+
+/** Step 3c: an entry's byte span is its element count × item size. */
+function checkEntryBytes({ name: key, dtype, shape, begin, end }: StHeaderEntry, fail: Fail): void {
+  // Element count × item size, overflow-safe: all dims ≥ 1 makes the running product
+  // non-decreasing, so it can stop as soon as it passes the span; item sizes are powers of two.
+  const size = DTYPES[dtype].size;
+  const span = end - begin;
+  let need = 0;
+  if (!shape.includes(0)) {
+    let p = 1;
+    for (const d of shape) {
+      p *= d;
+      if (p > span) break;
+    }
+    need = p * size;
+  }
+  if (need !== span) {
+    const exact =
+      shape.length <= 64 ? String(shape.reduce((a, d) => a * BigInt(d), 1n) * BigInt(size)) : `more than ${span}`;
+    fail(
+      `data_offsets [${begin}, ${end}] hold ${span} bytes but shape ${showShape(shape)} of ${dtype} needs ${exact}`,
+      key,
+    );
+  }
+}
+
+/**
+ * Step 4: sorted by begin (then end, then name, for a deterministic report), the ranges must tile
+ * [0, dataBytes) exactly. Sorts `entries` in place.
+ */
+function checkTiling(entries: StHeaderEntry[], dataBytes: number, fail: Fail): void {
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   let cursor = 0;
   let prev: StHeaderEntry | undefined;
@@ -247,7 +253,44 @@ export function parseSafetensorsHeader(
         prev.name,
       );
   }
-  return { entries, metadata: Object.fromEntries(metadataPairs), headerBytes: n, dataOffset, dataBytes };
+}
+
+/**
+ * Validates the header of a safetensors file. `bytes` is the whole file, or at least its first
+ * 8 + N bytes with `fileSize` the size of the whole file (for readers that map the data separately).
+ */
+export function parseSafetensorsHeader(
+  bytes: Uint8Array,
+  opts: SafetensorsOptions & { fileSize?: number } = {},
+): StHeader {
+  const file = opts.name ?? "safetensors";
+  const fail: Fail = (msg, tensor) => {
+    throw new CheckpointError(`${file}: ${tensor === undefined ? "" : `tensor ${showKey(tensor)}: `}${msg}`, {
+      file,
+      ...(tensor === undefined ? {} : { tensor }),
+    });
+  };
+  const span = readHeaderSpan(
+    bytes,
+    opts.fileSize ?? bytes.length,
+    opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+    fail,
+  );
+  const header = readHeaderObject(bytes, span.dataOffset, fail);
+  const metadataPairs: Array<[string, string]> = [];
+  const entries: StHeaderEntry[] = [];
+  for (const [key, raw] of Object.entries(header)) {
+    if (key === "__metadata__") readMetadata(raw, metadataPairs, fail);
+    else entries.push(readEntry(key, raw, span.dataBytes, fail));
+  }
+  checkTiling(entries, span.dataBytes, fail);
+  return {
+    entries,
+    metadata: Object.fromEntries(metadataPairs),
+    headerBytes: span.n,
+    dataOffset: span.dataOffset,
+    dataBytes: span.dataBytes,
+  };
 }
 
 /**
