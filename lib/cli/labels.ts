@@ -117,6 +117,101 @@ function checkGold(
     );
 }
 
+type LabelsOpts = CommonOpts & { in?: string; out?: string; explain?: boolean };
+
+/** `vilref labels`: one JSON line of labels per report, and the counts table. */
+function runLabels(opts: LabelsOpts): void {
+  if (!opts.in)
+    throw new UsageError("required option '--in <file>' not specified (or use `vilref labels eval --gold <file>`)");
+  const lab = labelerFor(opts);
+  const recs = readReports(opts.in, { textField: opts.textField, idField: opts.idField });
+  const results = [];
+  const lines: string[] = [];
+  for (const r of recs) {
+    const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: !!opts.explain });
+    results.push(res);
+    const o: Record<string, unknown> = { id: r.id ?? r.line, labels: res.labels, eye: res.eye };
+    if (res.ignored.length > 0) o.ignored = res.ignored;
+    if (res.warnings.length > 0) o.warnings = res.warnings;
+    if (opts.explain) {
+      o.byEye = res.byEye;
+      o.evidence = res.evidence;
+    }
+    lines.push(JSON.stringify(o));
+    for (const w of res.warnings) process.stderr.write(`vilref labels: ${opts.in}:${r.line}: ${w}\n`);
+  }
+  const table = formatCounts(results);
+  if (opts.out) {
+    atomicWriteFileSync(opts.out, lines.join("\n") + (lines.length ? "\n" : ""));
+    out(table);
+    out(`wrote ${opts.out}`);
+  } else {
+    out(lines.join("\n"));
+    process.stderr.write(table + "\n");
+  }
+}
+
+type LabelsEvalOpts = CommonOpts & {
+  gold: string;
+  labelsField: string;
+  errors?: boolean;
+  json?: boolean;
+  minMicro?: number;
+  minMacro?: number;
+};
+
+type ScoredReport = EvalPair & { id: string; input: ErrorInput };
+
+/** `labels eval --errors`: the disagreements grouped by label and cue, then per report. */
+function printEvalErrors(pairs: readonly ScoredReport[], lab: Labeler): void {
+  out("\nerrors by label and by the nearest cue or term:\n");
+  out(
+    formatErrors(
+      errorGroups(
+        pairs.map((p) => p.input),
+        lab,
+      ),
+    ),
+  );
+  out("\nper report:");
+  for (const p of pairs) {
+    const keys = new Set([...Object.keys(p.gold), ...Object.keys(p.pred)]) as Set<keyof LabelMap>;
+    const diff = [...keys]
+      .filter((k) => p.gold[k] !== p.pred[k])
+      .map((k) => `${k}: gold ${p.gold[k] ?? "-"} pred ${p.pred[k] ?? "-"}`);
+    if (diff.length > 0) out(`${p.id}: ${diff.join("; ")}`);
+  }
+}
+
+/** `vilref labels eval`: scores the labeler against gold labels; exit status 1 below a threshold. */
+function runLabelsEval(opts: LabelsEvalOpts): void {
+  const lab = labelerFor(opts);
+  const recs = readReports(opts.gold, { textField: opts.textField, idField: opts.idField });
+  checkGold(opts.gold, opts.labelsField, recs);
+  const pairs: ScoredReport[] = recs.map((r) => {
+    const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: !!opts.errors });
+    const id = r.id ?? String(r.line);
+    const gold = goldMap(r.record[opts.labelsField]);
+    const ge = r.record.eye;
+    const goldEye = ge === "left" || ge === "right" || ge === "both" ? ge : ge === null || ge === "" ? null : undefined;
+    const input = { id, text: typeof r.text === "string" ? r.text : "", gold, result: res };
+    return { id, gold, pred: res.labels, goldEye, predEye: res.eye, input };
+  });
+  const rep = evaluate(pairs);
+  if (opts.json) out(JSON.stringify(rep, null, 2));
+  else out(formatEval(rep));
+  if (opts.errors) printEvalErrors(pairs, lab);
+  if (
+    (opts.minMicro !== undefined && rep.micro.f1 < opts.minMicro) ||
+    (opts.minMacro !== undefined && rep.macro.f1 < opts.minMacro)
+  ) {
+    process.stderr.write(
+      `vilref labels eval: below threshold (micro ${rep.micro.f1.toFixed(3)}, macro ${rep.macro.f1.toFixed(3)})\n`,
+    );
+    process.exitCode = 1;
+  }
+}
+
 export function register(program: Command): void {
   const labels = program
     .command("labels")
@@ -135,36 +230,7 @@ export function register(program: Command): void {
     .addOption(textFieldOption("field or column holding the report"))
     .addOption(idFieldOption())
     .addHelpText("after", LABELS_EXAMPLES)
-    .action((opts: CommonOpts & { in?: string; out?: string; explain?: boolean }) => {
-      if (!opts.in)
-        throw new UsageError("required option '--in <file>' not specified (or use `vilref labels eval --gold <file>`)");
-      const lab = labelerFor(opts);
-      const recs = readReports(opts.in, { textField: opts.textField, idField: opts.idField });
-      const results = [];
-      const lines: string[] = [];
-      for (const r of recs) {
-        const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: !!opts.explain });
-        results.push(res);
-        const o: Record<string, unknown> = { id: r.id ?? r.line, labels: res.labels, eye: res.eye };
-        if (res.ignored.length > 0) o.ignored = res.ignored;
-        if (res.warnings.length > 0) o.warnings = res.warnings;
-        if (opts.explain) {
-          o.byEye = res.byEye;
-          o.evidence = res.evidence;
-        }
-        lines.push(JSON.stringify(o));
-        for (const w of res.warnings) process.stderr.write(`vilref labels: ${opts.in}:${r.line}: ${w}\n`);
-      }
-      const table = formatCounts(results);
-      if (opts.out) {
-        atomicWriteFileSync(opts.out, lines.join("\n") + (lines.length ? "\n" : ""));
-        out(table);
-        out(`wrote ${opts.out}`);
-      } else {
-        out(lines.join("\n"));
-        process.stderr.write(table + "\n");
-      }
-    });
+    .action(runLabels);
 
   labels
     .command("eval")
@@ -182,61 +248,5 @@ export function register(program: Command): void {
     .option("--json", "print the scores as JSON")
     .option("--min-micro <f1>", "exit with status 1 when micro-F1 is below this", unit())
     .option("--min-macro <f1>", "exit with status 1 when macro-F1 is below this", unit())
-    .action(
-      (
-        opts: CommonOpts & {
-          gold: string;
-          labelsField: string;
-          errors?: boolean;
-          json?: boolean;
-          minMicro?: number;
-          minMacro?: number;
-        },
-      ) => {
-        const lab = labelerFor(opts);
-        const recs = readReports(opts.gold, { textField: opts.textField, idField: opts.idField });
-        checkGold(opts.gold, opts.labelsField, recs);
-        const pairs: (EvalPair & { id: string; input: ErrorInput })[] = recs.map((r) => {
-          const res = lab.label(r.text, { uncertainty: opts.uncertain, evidence: !!opts.errors });
-          const id = r.id ?? String(r.line);
-          const gold = goldMap(r.record[opts.labelsField]);
-          const ge = r.record.eye;
-          const goldEye =
-            ge === "left" || ge === "right" || ge === "both" ? ge : ge === null || ge === "" ? null : undefined;
-          const input = { id, text: typeof r.text === "string" ? r.text : "", gold, result: res };
-          return { id, gold, pred: res.labels, goldEye, predEye: res.eye, input };
-        });
-        const rep = evaluate(pairs);
-        if (opts.json) out(JSON.stringify(rep, null, 2));
-        else out(formatEval(rep));
-        if (opts.errors) {
-          out("\nerrors by label and by the nearest cue or term:\n");
-          out(
-            formatErrors(
-              errorGroups(
-                pairs.map((p) => p.input),
-                lab,
-              ),
-            ),
-          );
-          out("\nper report:");
-          for (const p of pairs) {
-            const keys = new Set([...Object.keys(p.gold), ...Object.keys(p.pred)]) as Set<keyof LabelMap>;
-            const diff = [...keys]
-              .filter((k) => p.gold[k] !== p.pred[k])
-              .map((k) => `${k}: gold ${p.gold[k] ?? "-"} pred ${p.pred[k] ?? "-"}`);
-            if (diff.length > 0) out(`${p.id}: ${diff.join("; ")}`);
-          }
-        }
-        if (
-          (opts.minMicro !== undefined && rep.micro.f1 < opts.minMicro) ||
-          (opts.minMacro !== undefined && rep.macro.f1 < opts.minMacro)
-        ) {
-          process.stderr.write(
-            `vilref labels eval: below threshold (micro ${rep.micro.f1.toFixed(3)}, macro ${rep.macro.f1.toFixed(3)})\n`,
-          );
-          process.exitCode = 1;
-        }
-      },
-    );
+    .action(runLabelsEval);
 }
