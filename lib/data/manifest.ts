@@ -74,6 +74,8 @@ export const manifestOptionsSchema = z
   })
   .strict();
 export type ManifestOptions = z.input<typeof manifestOptionsSchema>;
+/** The options after their defaults are applied. */
+type ParsedManifestOptions = z.output<typeof manifestOptionsSchema>;
 
 /** An error in a manifest or labeled file, naming the file and line (a TableError). */
 export class ManifestError extends TableError {
@@ -160,84 +162,112 @@ export function parseEye(v: string | null): Eye | null {
   throw new Error(`eye: expected left, right or both, got ${JSON.stringify(v)}`);
 }
 
+/** One row of a manifest, as field → cell, and the line it stands on. */
+interface ManifestRecord {
+  rec: Record<string, unknown>;
+  line: number;
+}
+
+/** Step 1 (JSON Lines): each line a JSON object. */
+function jsonlRecords(file: string, raw: string): ManifestRecord[] {
+  const records: ManifestRecord[] = [];
+  for (const { text, line } of textLines(raw)) {
+    let v: unknown;
+    try {
+      v = parseJsonText(text);
+    } catch (e) {
+      throw new ManifestError(file, line, `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (v === null || typeof v !== "object" || Array.isArray(v))
+      throw new ManifestError(file, line, "expected a JSON object");
+    records.push({ rec: v as Record<string, unknown>, line });
+  }
+  return records;
+}
+
+/** Step 1 (CSV/TSV): each row keyed by the header; null for a file without a header (no samples). */
+function tableRecords(file: string, raw: string, format: "csv" | "tsv", imageColumn: string): ManifestRecord[] | null {
+  const table = asManifestError(() => parseTable(raw, { delimiter: format === "tsv" ? "\t" : ",", file }));
+  if (table.header.length === 0) return null;
+  if (!table.header.includes(imageColumn))
+    throw new ManifestError(
+      file,
+      table.headerLine,
+      `no ${JSON.stringify(imageColumn)} column (columns: ${table.header.join(", ")}); map it with columns.image`,
+    );
+  return table.rows.map((r) => {
+    const rec: Record<string, unknown> = {};
+    table.header.forEach((h, j) => (rec[h] = r.fields[j]));
+    return { rec, line: r.line };
+  });
+}
+
+/** What turning records into samples needs: the parsed options, the base folder, the ids seen so far. */
+interface SampleContext {
+  file: string;
+  o: ParsedManifestOptions;
+  base: string;
+  /** id → the line it first stood on. */
+  seen: Map<string, number>;
+}
+
+/** Step 2: one record as a sample (null when --split leaves it out); throws a plain Error on a bad cell. */
+function recordSample({ rec, line }: ManifestRecord, { file, o, base, seen }: SampleContext): Sample | null {
+  const cols = o.columns;
+  const image = cellString(rec[cols.image]);
+  if (image === null) throw new Error(`no image path (column ${JSON.stringify(cols.image)})`);
+  const split = cellString(rec[cols.split]);
+  if (o.split !== undefined && split !== o.split) return null;
+  const text = cellString(rec[cols.text]);
+  if (o.requireText && text === null) throw new Error(`no report text (column ${JSON.stringify(cols.text)})`);
+  const labelsCell = rec[cols.labels];
+  const labels =
+    labelsCell === undefined || labelsCell === "" || labelsCell === null ? null : parseLabelsCell(labelsCell);
+  const targetCell = cellString(rec[cols.target]);
+  let target: number | null = null;
+  if (targetCell !== null) {
+    target = Number(targetCell);
+    if (!Number.isInteger(target) || target < 0)
+      throw new Error(`target: expected a class index, got ${JSON.stringify(targetCell)}`);
+  }
+  const abs = path.resolve(base, image);
+  const id = cellString(rec[cols.id]) ?? path.relative(base, abs).split(path.sep).join("/");
+  const dup = seen.get(id);
+  if (dup !== undefined) throw new Error(`duplicate id ${JSON.stringify(id)} (first on line ${dup})`);
+  seen.set(id, line);
+  return {
+    id,
+    image: abs,
+    text,
+    labels,
+    split,
+    patientId: cellString(rec[cols.patientId]),
+    eye: parseEye(cellString(rec[cols.eye])),
+    target,
+    source: { file, line },
+  };
+}
+
 /** Reads a manifest into samples. Throws ManifestError naming file and line on a bad row. */
 export function readManifest(file: string, options: ManifestOptions = {}): Sample[] {
   const parsed = manifestOptionsSchema.safeParse(options);
   if (!parsed.success) throw new TypeError(`manifest options: ${formatIssues(parsed.error)}`);
   const o = parsed.data;
-  const cols = o.columns;
   const format = formatOf(file, o.format);
   const raw = readManifestText(file);
   const base = path.resolve(o.baseDir ?? path.dirname(file));
-
-  const records: { rec: Record<string, unknown>; line: number }[] = [];
-  if (format === "jsonl") {
-    for (const { text, line } of textLines(raw)) {
-      let v: unknown;
-      try {
-        v = parseJsonText(text);
-      } catch (e) {
-        throw new ManifestError(file, line, `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
-      }
-      if (v === null || typeof v !== "object" || Array.isArray(v))
-        throw new ManifestError(file, line, "expected a JSON object");
-      records.push({ rec: v as Record<string, unknown>, line });
-    }
-  } else {
-    const table = asManifestError(() => parseTable(raw, { delimiter: format === "tsv" ? "\t" : ",", file }));
-    if (table.header.length === 0) return [];
-    if (!table.header.includes(cols.image))
-      throw new ManifestError(
-        file,
-        table.headerLine,
-        `no ${JSON.stringify(cols.image)} column (columns: ${table.header.join(", ")}); map it with columns.image`,
-      );
-    for (const r of table.rows) {
-      const rec: Record<string, unknown> = {};
-      table.header.forEach((h, j) => (rec[h] = r.fields[j]));
-      records.push({ rec, line: r.line });
-    }
-  }
+  const records = format === "jsonl" ? jsonlRecords(file, raw) : tableRecords(file, raw, format, o.columns.image);
+  if (records === null) return [];
 
   const samples: Sample[] = [];
-  const seen = new Map<string, number>();
-  for (const { rec, line } of records) {
+  const context: SampleContext = { file, o, base, seen: new Map() };
+  for (const record of records) {
     try {
-      const image = cellString(rec[cols.image]);
-      if (image === null) throw new Error(`no image path (column ${JSON.stringify(cols.image)})`);
-      const split = cellString(rec[cols.split]);
-      if (o.split !== undefined && split !== o.split) continue;
-      const text = cellString(rec[cols.text]);
-      if (o.requireText && text === null) throw new Error(`no report text (column ${JSON.stringify(cols.text)})`);
-      const labelsCell = rec[cols.labels];
-      const labels =
-        labelsCell === undefined || labelsCell === "" || labelsCell === null ? null : parseLabelsCell(labelsCell);
-      const targetCell = cellString(rec[cols.target]);
-      let target: number | null = null;
-      if (targetCell !== null) {
-        target = Number(targetCell);
-        if (!Number.isInteger(target) || target < 0)
-          throw new Error(`target: expected a class index, got ${JSON.stringify(targetCell)}`);
-      }
-      const abs = path.resolve(base, image);
-      const id = cellString(rec[cols.id]) ?? path.relative(base, abs).split(path.sep).join("/");
-      const dup = seen.get(id);
-      if (dup !== undefined) throw new Error(`duplicate id ${JSON.stringify(id)} (first on line ${dup})`);
-      seen.set(id, line);
-      samples.push({
-        id,
-        image: abs,
-        text,
-        labels,
-        split,
-        patientId: cellString(rec[cols.patientId]),
-        eye: parseEye(cellString(rec[cols.eye])),
-        target,
-        source: { file, line },
-      });
+      const sample = recordSample(record, context);
+      if (sample !== null) samples.push(sample);
     } catch (e) {
       if (e instanceof ManifestError) throw e;
-      throw new ManifestError(file, line, e instanceof Error ? e.message : String(e));
+      throw new ManifestError(file, record.line, e instanceof Error ? e.message : String(e));
     }
   }
   if (o.labelsFile) attachLabels(samples, readLabeledFile(o.labelsFile));
