@@ -166,101 +166,88 @@ window.addEventListener("load", function () {
 });
 </script>`;
 
-/**
- * Writes `dir/index.html` and its PNGs for a result. Returns the page's path and the PNG files
- * (relative to dir) the page shows.
- */
-export async function writeReport(
-  dir: string,
-  result: Reportable,
-  options: ReportOptions = {},
-): Promise<{ html: string; images: string[] }> {
-  mkdirSync(dir, { recursive: true });
-  const images: { file: string; title: string; caption?: string }[] = [];
-  const body: string[] = [];
-  const title = options.title ?? `vilref eval ${result.protocol}`;
-  if (options.context)
-    body.push(
-      `<table class="ctx">${Object.entries(options.context)
-        .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(String(v))}</td></tr>`)
-        .join("")}</table>`,
-    );
+/** A PNG the page shows, relative to the report's folder. */
+interface Figure {
+  file: string;
+  title: string;
+  caption?: string;
+}
 
-  if ("tables" in result) {
-    for (const t of result.tables) {
-      body.push(`<h2>${esc(t.title)}</h2><table><tr>${t.columns.map((c) => `<th>${esc(c)}</th>`).join("")}</tr>`);
-      for (const row of t.rows)
-        body.push(
-          `<tr>${row.map((v) => `<td>${esc(typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : v)}</td>`).join("")}</tr>`,
-        );
-      body.push(`</table>`);
-    }
-  } else if (result.protocol === "retrieval") {
-    const r = result as RetrievalResult;
-    const ks = Object.keys(r.imageToText.recall);
-    body.push(
-      `<h2>Retrieval on ${r.n} pairs</h2><table><tr><th>direction</th>${ks.map((k) => `<th>${k}</th>`).join("")}<th>median rank</th></tr>`,
-    );
-    for (const [name, d] of [
-      ["image → text", r.imageToText],
-      ["text → image", r.textToImage],
-    ] as const)
+/** The tables of a result that brings its own (`tables`). */
+function tablesHtml(tables: TableReport["tables"], body: string[]): void {
+  for (const t of tables) {
+    body.push(`<h2>${esc(t.title)}</h2><table><tr>${t.columns.map((c) => `<th>${esc(c)}</th>`).join("")}</tr>`);
+    for (const row of t.rows)
       body.push(
-        `<tr><td>${name}</td>${ks.map((k) => `<td>${fmt(d.recall[k as `R@${number}`]!)}</td>`).join("")}<td>${d.medianRank}</td></tr>`,
+        `<tr>${row.map((v) => `<td>${esc(typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : v)}</td>`).join("")}</tr>`,
       );
     body.push(`</table>`);
+  }
+}
+
+/** Recall@K and median rank in both directions. */
+function retrievalHtml(r: RetrievalResult, body: string[]): void {
+  const ks = Object.keys(r.imageToText.recall);
+  body.push(
+    `<h2>Retrieval on ${r.n} pairs</h2><table><tr><th>direction</th>${ks.map((k) => `<th>${k}</th>`).join("")}<th>median rank</th></tr>`,
+  );
+  for (const [name, d] of [
+    ["image → text", r.imageToText],
+    ["text → image", r.textToImage],
+  ] as const)
+    body.push(
+      `<tr><td>${name}</td>${ks.map((k) => `<td>${fmt(d.recall[k as `R@${number}`]!)}</td>`).join("")}<td>${d.medianRank}</td></tr>`,
+    );
+  body.push(`</table>`);
+}
+
+/** The metrics with their intervals and the per-class table. */
+function metricsHtml(r: MetricsReport, body: string[]): void {
+  body.push(`<h2>${esc(r.task)} task, ${r.n} cases, ${r.classes.length} classes</h2>`);
+  body.push(
+    `<table><tr><th>metric</th><th>value [${Math.round(r.bootstrap.level * 100)}% CI]</th></tr>${Object.entries(
+      r.metrics,
+    )
+      .map(([k, e]) => `<tr><td>${esc(k)}</td><td>${fmt(e)}</td></tr>`)
+      .join("")}</table>`,
+  );
+  body.push(
+    `<h3>Per class</h3><table><tr><th>class</th><th>AUC</th><th>AP</th><th>F1</th><th>accuracy</th><th>positives</th><th>negatives</th><th>unknown</th></tr>`,
+  );
+  for (const c of r.classes) {
+    const p = r.perClass[c]!;
+    body.push(
+      `<tr><td>${esc(c)}</td><td>${fmt(p.auc)}</td><td>${fmt(p.ap)}</td><td>${fmt(p.f1)}</td><td>${fmt(p.accuracy)}</td><td>${p.positives}</td><td>${p.negatives}</td><td>${p.unknown}</td></tr>`,
+    );
+  }
+  body.push(`</table>`);
+}
+
+/** The ROC curves (all classes on one plot, and one small plot per class) and the confusion matrices. */
+async function metricsFigures(r: MetricsReport, dir: string, images: Figure[]): Promise<void> {
+  const curves = r.classes.map((c) => ({ name: c, ...r.roc[c]!, auc: r.perClass[c]!.auc.value }));
+  await svgToPng(rocSvg(curves.slice(0, 10), "all classes"), path.join(dir, "roc-all.png"));
+  images.push({ file: "roc-all.png", title: curves.length > 10 ? "ROC curves (first 10 classes)" : "ROC curves" });
+  for (const c of curves) {
+    const file = `roc-${safeName(c.name)}.png`;
+    await svgToPng(rocSvg([c], c.name, 260), path.join(dir, file));
+    images.push({ file, title: `ROC: ${c.name}` });
+  }
+  if (Array.isArray(r.confusion)) {
+    await svgToPng(confusionSvg(r.confusion, r.classes, "confusion matrix"), path.join(dir, "confusion.png"));
+    images.push({ file: "confusion.png", title: "Confusion matrix" });
   } else {
-    const r = result as MetricsReport & { protocol: string };
-    body.push(`<h2>${esc(r.task)} task, ${r.n} cases, ${r.classes.length} classes</h2>`);
-    body.push(
-      `<table><tr><th>metric</th><th>value [${Math.round(r.bootstrap.level * 100)}% CI]</th></tr>${Object.entries(
-        r.metrics,
-      )
-        .map(([k, e]) => `<tr><td>${esc(k)}</td><td>${fmt(e)}</td></tr>`)
-        .join("")}</table>`,
-    );
-    body.push(
-      `<h3>Per class</h3><table><tr><th>class</th><th>AUC</th><th>AP</th><th>F1</th><th>accuracy</th><th>positives</th><th>negatives</th><th>unknown</th></tr>`,
-    );
-    for (const c of r.classes) {
-      const p = r.perClass[c]!;
-      body.push(
-        `<tr><td>${esc(c)}</td><td>${fmt(p.auc)}</td><td>${fmt(p.ap)}</td><td>${fmt(p.f1)}</td><td>${fmt(p.accuracy)}</td><td>${p.positives}</td><td>${p.negatives}</td><td>${p.unknown}</td></tr>`,
-      );
-    }
-    body.push(`</table>`);
-    // ROC curves: all classes on one plot, and one small plot per class
-    const curves = r.classes.map((c) => ({ name: c, ...r.roc[c]!, auc: r.perClass[c]!.auc.value }));
-    await svgToPng(rocSvg(curves.slice(0, 10), "all classes"), path.join(dir, "roc-all.png"));
-    images.push({ file: "roc-all.png", title: curves.length > 10 ? "ROC curves (first 10 classes)" : "ROC curves" });
-    for (const c of curves) {
-      const file = `roc-${safeName(c.name)}.png`;
-      await svgToPng(rocSvg([c], c.name, 260), path.join(dir, file));
-      images.push({ file, title: `ROC: ${c.name}` });
-    }
-    if (Array.isArray(r.confusion)) {
-      await svgToPng(confusionSvg(r.confusion, r.classes, "confusion matrix"), path.join(dir, "confusion.png"));
-      images.push({ file: "confusion.png", title: "Confusion matrix" });
-    } else {
-      for (const [c, m] of Object.entries(r.confusion)) {
-        const file = `confusion-${safeName(c)}.png`;
-        await svgToPng(confusionSvg(m, ["no", "yes"], c), path.join(dir, file));
-        images.push({ file, title: `Confusion: ${c}` });
-      }
+    for (const [c, m] of Object.entries(r.confusion)) {
+      const file = `confusion-${safeName(c)}.png`;
+      await svgToPng(confusionSvg(m, ["no", "yes"], c), path.join(dir, file));
+      images.push({ file, title: `Confusion: ${c}` });
     }
   }
-  (options.overlays ?? []).forEach((o, i) => {
-    const file = `overlay-${String(i).padStart(3, "0")}.png`;
-    atomicWriteFileSync(path.join(dir, file), typeof o.png === "string" ? readFileSync(o.png) : o.png);
-    images.push({ file, title: o.title, ...(o.caption !== undefined ? { caption: o.caption } : {}) });
-  });
-  if (result.notes.length > 0)
-    body.push(`<h3>Notes</h3><ul>${result.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`);
-  if (images.length > 0)
-    body.push(
-      `<h3>Figures</h3><div class="grid">${images.map((im) => `<figure><img src="${esc(im.file)}" alt="${esc(im.title)}"><figcaption>${esc(im.title)}${im.caption ? ` — ${esc(im.caption)}` : ""}</figcaption></figure>`).join("")}</div>`,
-    );
-  const html = `<!doctype html>
+}
+
+/** The whole page around its body. */
+function pageHtml(title: string, body: string[]): string {
+  return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
@@ -273,7 +260,47 @@ ${body.join("\n")}
 ${SCRIPT}
 </body></html>
 `;
+}
+
+/**
+ * Writes `dir/index.html` and its PNGs for a result. Returns the page's path and the PNG files
+ * (relative to dir) the page shows.
+ */
+export async function writeReport(
+  dir: string,
+  result: Reportable,
+  options: ReportOptions = {},
+): Promise<{ html: string; images: string[] }> {
+  mkdirSync(dir, { recursive: true });
+  const images: Figure[] = [];
+  const body: string[] = [];
+  const title = options.title ?? `vilref eval ${result.protocol}`;
+  if (options.context)
+    body.push(
+      `<table class="ctx">${Object.entries(options.context)
+        .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(String(v))}</td></tr>`)
+        .join("")}</table>`,
+    );
+
+  if ("tables" in result) tablesHtml(result.tables, body);
+  else if (result.protocol === "retrieval") retrievalHtml(result as RetrievalResult, body);
+  else {
+    const r = result as MetricsReport & { protocol: string };
+    metricsHtml(r, body);
+    await metricsFigures(r, dir, images);
+  }
+  (options.overlays ?? []).forEach((o, i) => {
+    const file = `overlay-${String(i).padStart(3, "0")}.png`;
+    atomicWriteFileSync(path.join(dir, file), typeof o.png === "string" ? readFileSync(o.png) : o.png);
+    images.push({ file, title: o.title, ...(o.caption !== undefined ? { caption: o.caption } : {}) });
+  });
+  if (result.notes.length > 0)
+    body.push(`<h3>Notes</h3><ul>${result.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`);
+  if (images.length > 0)
+    body.push(
+      `<h3>Figures</h3><div class="grid">${images.map((im) => `<figure><img src="${esc(im.file)}" alt="${esc(im.title)}"><figcaption>${esc(im.title)}${im.caption ? ` — ${esc(im.caption)}` : ""}</figcaption></figure>`).join("")}</div>`,
+    );
   const htmlFile = path.join(dir, "index.html");
-  atomicWriteFileSync(htmlFile, html);
+  atomicWriteFileSync(htmlFile, pageHtml(title, body));
   return { html: htmlFile, images: images.map((i) => i.file) };
 }
