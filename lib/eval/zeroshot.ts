@@ -16,7 +16,7 @@ import { classTargets, DatasetError, multiLabelTargets } from "./dataset.js";
 import { evaluateScores } from "./evaluate.js";
 import type { MetricsReport } from "./evaluate.js";
 import { dots, encodeImageSet, normalizeRows } from "./features.js";
-import type { EncodeImagesOptions, TextEncodeFn } from "./features.js";
+import type { EncodeImagesOptions, ImageFeatures, TextEncodeFn } from "./features.js";
 import type { BootstrapOptions } from "./metrics.js";
 import { goldLabels } from "./predictions.js";
 import type { ScoreTable } from "./predictions.js";
@@ -252,24 +252,13 @@ export interface ZeroShotResult extends MetricsReport {
 }
 
 /**
- * Zero-shot evaluation of `samples` of a dataset. Classes given explicitly must have prompts (an
+ * Step 1: the dataset's class indices to score. Classes given explicitly must have prompts (an
  * error names the first that has none); by default classes without prompts are left out with a note.
  */
-export async function zeroShot(
-  model: ViLReF,
-  encodeText: TextEncodeFn,
-  ds: EvalDataset,
-  samples: readonly EvalSample[],
-  options: ZeroShotOptions = {},
-): Promise<ZeroShotResult> {
-  const bank =
-    options.prompts && typeof options.prompts === "object" && "classes" in options.prompts
-      ? options.prompts
-      : loadPromptBank((options.prompts as string | URL | undefined) ?? DEFAULT_PROMPTS_URL);
-  const notes: string[] = [];
+function chooseClasses(ds: EvalDataset, bank: PromptBank, requested: string[] | undefined, notes: string[]): number[] {
   let chosen: number[];
-  if (options.classes) {
-    chosen = options.classes.map((c) => {
+  if (requested) {
+    chosen = requested.map((c) => {
       const i = ds.classes.indexOf(c);
       if (i < 0)
         throw new DatasetError(`unknown class name ${JSON.stringify(c)}: ${ds.name} has ${ds.classes.join(", ")}`);
@@ -292,11 +281,18 @@ export async function zeroShot(
     throw new DatasetError(
       `${ds.name}: a single-label zero-shot evaluation needs prompts for every class (${ds.classes.filter((_, i) => !chosen.includes(i)).join(", ")} have none)`,
     );
-  const names = chosen.map((i) => ds.classes[i]!);
-  const prompts = new Map(chosen.map((i) => [ds.classes[i]!, classPrompts(bank, ds.promptKeys[i] ?? ds.classes[i]!)]));
-  const d = model.config.embed_dim;
-  const feats = await encodeClassPrompts(encodeText, prompts, d);
-  const img = await encodeImageSet(model, samples, { ...options.images, features: "projected" });
+  return chosen;
+}
+
+/** Step 2: the projected image features; an error when none decodes, a note when some do not. */
+async function encodeImages(
+  model: ViLReF,
+  ds: EvalDataset,
+  samples: readonly EvalSample[],
+  options: EncodeImagesOptions | undefined,
+  notes: string[],
+): Promise<ImageFeatures> {
+  const img = await encodeImageSet(model, samples, { ...options, features: "projected" });
   if (img.n === 0)
     throw new DatasetError(
       `${ds.name}: no image could be decoded (${img.skipped
@@ -308,36 +304,107 @@ export async function zeroShot(
     notes.push(
       `${img.skipped.length} images could not be decoded and were left out (first: ${img.skipped[0]!.id}: ${img.skipped[0]!.reason})`,
     );
+  return img;
+}
+
+/** What step 3 scores: the normalised image features [n, d] of the used samples and the class features. */
+interface ZeroShotInputs {
+  ds: EvalDataset;
+  used: EvalSample[];
+  /** The dataset's class indices scored, in the order scored. */
+  chosen: number[];
+  names: string[];
+  images: Float32Array;
+  n: number;
+  feats: ClassFeatures;
+  boot: BootstrapOptions;
+}
+
+interface ZeroShotScores {
+  report: MetricsReport;
+  predictions: ScoreTable;
+}
+
+function rowsOf({ used, names }: ZeroShotInputs): Pick<ScoreTable, "ids" | "images" | "classes"> {
+  return { ids: used.map((s) => s.id), images: used.map((s) => s.image), classes: names };
+}
+
+/** Step 3 (multi-label): a score per class (see MultiLabelScoring), thresholded at 0. */
+function scoreMultiLabel(z: ZeroShotInputs, scoring: MultiLabelScoring): ZeroShotScores {
+  const { ds, chosen, names, n } = z;
+  const all = multiLabelTargets(z.used, ds.classes.length);
+  const C = chosen.length;
+  const y = new Float32Array(n * C);
+  for (let i = 0; i < n; i++) chosen.forEach((ci, c) => (y[i * C + c] = all[i * ds.classes.length + ci]!));
+  const scores = multiLabelScores(z.images, n, z.feats, scoring);
+  const report = evaluateScores({ task: "multilabel", classes: names, scores, n, y, threshold: 0 }, z.boot);
+  return {
+    report,
+    predictions: { ...rowsOf(z), scores, multiLabel: true, threshold: 0, gold: goldLabels(names, n, { y }) },
+  };
+}
+
+/** Step 3 (single-label): a softmax over the classes at the model's own temperature. */
+async function scoreSingleLabel(z: ZeroShotInputs, model: ViLReF): Promise<ZeroShotScores> {
+  const { ds, chosen, names, n } = z;
+  const d = model.config.embed_dim;
+  // the model's own temperature: similarity of a unit vector with itself is exp(logit_scale)
+  const unit = new Float32Array(d);
+  unit[0] = 1;
+  const scale = (await model.similarity({ data: unit, shape: [1, d] }, { data: unit, shape: [1, d] }))
+    .data[0] as number;
+  const scores = singleLabelProbabilities(z.images, n, z.feats, scale);
+  // in the order of the scored classes (--classes may list them in another order than the dataset)
+  const targets = Int32Array.from(classTargets(z.used, ds.classes.length), (t) => chosen.indexOf(t));
+  const report = evaluateScores({ task: ds.task, classes: names, scores, n, targets }, z.boot);
+  return {
+    report,
+    predictions: { ...rowsOf(z), scores, multiLabel: false, threshold: 0.5, gold: goldLabels(names, n, { targets }) },
+  };
+}
+
+/**
+ * Zero-shot evaluation of `samples` of a dataset. Classes given explicitly must have prompts (an
+ * error names the first that has none); by default classes without prompts are left out with a note.
+ */
+export async function zeroShot(
+  model: ViLReF,
+  encodeText: TextEncodeFn,
+  ds: EvalDataset,
+  samples: readonly EvalSample[],
+  options: ZeroShotOptions = {},
+): Promise<ZeroShotResult> {
+  const bank =
+    options.prompts && typeof options.prompts === "object" && "classes" in options.prompts
+      ? options.prompts
+      : loadPromptBank((options.prompts as string | URL | undefined) ?? DEFAULT_PROMPTS_URL);
+  const notes: string[] = [];
+  const chosen = chooseClasses(ds, bank, options.classes, notes);
+  const names = chosen.map((i) => ds.classes[i]!);
+  const prompts = new Map(chosen.map((i) => [ds.classes[i]!, classPrompts(bank, ds.promptKeys[i] ?? ds.classes[i]!)]));
+  const d = model.config.embed_dim;
+  const feats = await encodeClassPrompts(encodeText, prompts, d);
+  const img = await encodeImages(model, ds, samples, options.images, notes);
   const used = img.used.map((i) => samples[i]!);
-  const I = normalizeRows(img.data, img.n, img.d);
   const boot: BootstrapOptions = {
     ...(options.resamples !== undefined ? { resamples: options.resamples } : {}),
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
     ...(options.level !== undefined ? { level: options.level } : {}),
   };
-  let report: MetricsReport;
-  let predictions: ScoreTable;
-  const rows = { ids: used.map((s) => s.id), images: used.map((s) => s.image), classes: names };
-  if (ds.task === "multilabel") {
-    const all = multiLabelTargets(used, ds.classes.length);
-    const C = chosen.length;
-    const y = new Float32Array(img.n * C);
-    for (let i = 0; i < img.n; i++) chosen.forEach((ci, c) => (y[i * C + c] = all[i * ds.classes.length + ci]!));
-    const scores = multiLabelScores(I, img.n, feats, options.scoring ?? "relative");
-    report = evaluateScores({ task: "multilabel", classes: names, scores, n: img.n, y, threshold: 0 }, boot);
-    predictions = { ...rows, scores, multiLabel: true, threshold: 0, gold: goldLabels(names, img.n, { y }) };
-  } else {
-    // the model's own temperature: similarity of a unit vector with itself is exp(logit_scale)
-    const unit = new Float32Array(d);
-    unit[0] = 1;
-    const scale = (await model.similarity({ data: unit, shape: [1, d] }, { data: unit, shape: [1, d] }))
-      .data[0] as number;
-    const scores = singleLabelProbabilities(I, img.n, feats, scale);
-    // in the order of the scored classes (--classes may list them in another order than the dataset)
-    const targets = Int32Array.from(classTargets(used, ds.classes.length), (t) => chosen.indexOf(t));
-    report = evaluateScores({ task: ds.task, classes: names, scores, n: img.n, targets }, boot);
-    predictions = { ...rows, scores, multiLabel: false, threshold: 0.5, gold: goldLabels(names, img.n, { targets }) };
-  }
+  const inputs: ZeroShotInputs = {
+    ds,
+    used,
+    chosen,
+    names,
+    images: normalizeRows(img.data, img.n, img.d),
+    n: img.n,
+    feats,
+    boot,
+  };
+  const { report, predictions } =
+    ds.task === "multilabel"
+      ? scoreMultiLabel(inputs, options.scoring ?? "relative")
+      : await scoreSingleLabel(inputs, model);
   return {
     ...report,
     protocol: "zeroshot",
