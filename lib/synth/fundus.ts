@@ -173,33 +173,55 @@ function drawVessels(img: Layer, S: number, segs: Segment[], inside: Uint8Array)
   }
 }
 
-/** Renders a fundus image. */
-export function renderFundus(spec: FundusSpec): Rendered {
-  const S = spec.size;
-  const r = mulberry32(spec.seed);
-  const f = spec.findings;
-  const strength = (k: SynthFinding) => (f[k] === "asserted" ? 1 : f[k] === "suspected" ? 0.55 : 0);
-  const img: Layer = new Float32Array(S * S * 3);
-  const inside = new Uint8Array(S * S);
+/** Where things are in the image: the field of view and the eye's landmarks, in pixels. */
+interface Geometry {
+  S: number;
+  /** Field of view: centre, radius, and the rows it is clipped at. */
+  R: number;
+  cx: number;
+  cy: number;
+  clipTop: number;
+  clipBottom: number;
+  /** 1 for a right eye (disc on the right of the image), -1 for a left eye. */
+  side: number;
+  disc: { x: number; y: number; r: number };
+  macula: { x: number; y: number };
+}
 
-  // Field of view: a circle, sometimes clipped at top and bottom as many cameras do.
+/** What the drawing steps share: the image, its field-of-view mask, the random stream, the layout. */
+interface Canvas {
+  img: Layer;
+  inside: Uint8Array;
+  r: Rng;
+  g: Geometry;
+}
+
+/**
+ * Step 1: the field of view (a circle, sometimes clipped at top and bottom as many cameras do) and
+ * the eye's geometry: the disc nasal (right side of the image for a right eye), macula temporal.
+ */
+function eyeGeometry(S: number, eye: Eye, r: Rng): Geometry {
   const R = S * r.uniform(0.44, 0.485);
   const cx = S / 2 + r.uniform(-0.015, 0.015) * S;
   const cy = S / 2 + r.uniform(-0.015, 0.015) * S;
   const clip = r.chance(0.4) ? R * r.uniform(0.86, 0.95) : R;
-  const clipTop = cy - clip;
-  const clipBottom = cy + clip;
-
-  // Eye geometry: the disc nasal (right side of the image for a right eye), macula temporal.
-  const side = spec.eye === "left" ? -1 : 1;
+  const side = eye === "left" ? -1 : 1;
   const disc = {
     x: cx + side * R * r.uniform(0.36, 0.44),
     y: cy + R * r.uniform(-0.06, 0.06),
     r: R * r.uniform(0.085, 0.1),
   };
   const macula = { x: cx - side * R * r.uniform(0.05, 0.12), y: cy + R * r.uniform(-0.02, 0.06) };
+  return { S, R, cx, cy, clipTop: cy - clip, clipBottom: cy + clip, side, disc, macula };
+}
 
-  // Background colour with a per-image tint; texture from a few random sinusoids.
+/**
+ * Step 2: the background colour with a per-image tint, texture from a few random sinusoids,
+ * vignetting, the darker macula, the glow around the disc and (tessellation) the choroidal network.
+ * Marks the field of view in `inside`.
+ */
+function paintBackground({ img, inside, r, g }: Canvas, tess: number): void {
+  const { S, R, cx, cy, clipTop, clipBottom, disc, macula } = g;
   const base: [number, number, number] = [r.uniform(0.78, 0.92), r.uniform(0.3, 0.42), r.uniform(0.1, 0.18)];
   const waves = Array.from({ length: 6 }, () => ({
     kx: r.normal() * 9,
@@ -207,7 +229,6 @@ export function renderFundus(spec: FundusSpec): Rendered {
     ph: r.uniform(0, 6.283),
     a: r.uniform(0.01, 0.03),
   }));
-  const tess = strength("tessellation");
   const tw = Array.from({ length: 5 }, () => ({ kx: r.normal() * 20, ky: r.normal() * 20, ph: r.uniform(0, 6.283) }));
   const sigM = R * 0.16;
   for (let py = 0; py < S; py++) {
@@ -248,15 +269,15 @@ export function renderFundus(spec: FundusSpec): Rendered {
       img[3 * i + 2] = B0 * edge;
     }
   }
+}
 
-  // Foveal reflex.
-  blob(img, S, macula.x, macula.y, R * 0.012, [0.98, 0.78, 0.55], 0.7, 0.6);
-
-  // Optic disc, then the cup. A pale disc (optic atrophy) is whitish.
-  const pale = strength("optic_atrophy");
+/** Step 3: the foveal reflex, the optic disc, then the cup. A pale disc (optic atrophy) is whitish. */
+function paintDisc({ img, r, g }: Canvas, cdr: number, pale: number): void {
+  const { S, disc, macula, side } = g;
+  blob(img, S, macula.x, macula.y, g.R * 0.012, [0.98, 0.78, 0.55], 0.7, 0.6);
   const discCol: [number, number, number] = [0.98 - 0.02 * pale, 0.72 + 0.18 * pale, 0.45 + 0.4 * pale];
   blob(img, S, disc.x, disc.y, disc.r, discCol, 0.95, 0.25, disc.r * 1.08, r.uniform(-0.3, 0.3));
-  const cupR = disc.r * spec.cdr;
+  const cupR = disc.r * cdr;
   blob(
     img,
     S,
@@ -268,8 +289,11 @@ export function renderFundus(spec: FundusSpec): Rendered {
     0.35,
     cupR * 1.05,
   );
+}
 
-  // Vessels: four arcades from the disc, arteries and veins side by side.
+/** Step 4: the vessels, four arcades from the disc, arteries and veins side by side. */
+function paintVessels({ img, inside, r, g }: Canvas): void {
+  const { S, R, disc, macula } = g;
   const segs: Segment[] = [];
   const toward = Math.atan2(macula.y - disc.y, macula.x - disc.x);
   const vw = S * r.uniform(0.011, 0.014);
@@ -318,69 +342,97 @@ export function renderFundus(spec: FundusSpec): Rendered {
     );
   }
   drawVessels(img, S, segs, inside);
+}
 
-  const inFov = (x: number, y: number) => {
-    const px = Math.floor(x);
-    const py = Math.floor(y);
-    return px >= 0 && py >= 0 && px < S && py < S && inside[py * S + px] === 1;
-  };
-  const around = (x: number, y: number, spread: number): [number, number] => [
-    x + r.normal() * spread,
-    y + r.normal() * spread,
-  ];
-  const place = (fn: (x: number, y: number) => void, count: number, centre: [number, number], spread: number) => {
-    for (let k = 0; k < count; k++) {
-      for (let tries = 0; tries < 8; tries++) {
-        const [x, y] = around(centre[0], centre[1], spread);
-        if (inFov(x, y) && Math.hypot(x - disc.x, y - disc.y) > disc.r * 1.4) {
-          fn(x, y);
-          break;
-        }
+/** Is pixel (x, y) inside the field of view? */
+function inFov({ inside, g }: Canvas, x: number, y: number): boolean {
+  const px = Math.floor(x);
+  const py = Math.floor(y);
+  return px >= 0 && py >= 0 && px < g.S && py < g.S && inside[py * g.S + px] === 1;
+}
+
+/** A point normally scattered around (x, y). */
+function around(r: Rng, x: number, y: number, spread: number): [number, number] {
+  return [x + r.normal() * spread, y + r.normal() * spread];
+}
+
+/** Draws `count` lesions with `fn` around `centre`, in the field of view and off the disc (8 tries each). */
+function place(
+  c: Canvas,
+  fn: (x: number, y: number) => void,
+  count: number,
+  centre: [number, number],
+  spread: number,
+): void {
+  const { disc } = c.g;
+  for (let k = 0; k < count; k++) {
+    for (let tries = 0; tries < 8; tries++) {
+      const [x, y] = around(c.r, centre[0], centre[1], spread);
+      if (inFov(c, x, y) && Math.hypot(x - disc.x, y - disc.y) > disc.r * 1.4) {
+        fn(x, y);
+        break;
       }
     }
-  };
-  const post: [number, number] = [(macula.x + disc.x) / 2, macula.y];
+  }
+}
 
+/** An elongated lesion at a random angle: its size `s` in [lo, hi]·R and its aspect in [aspectLo, aspectHi]. */
+function streak(
+  { img, r, g }: Canvas,
+  [lo, hi]: [number, number],
+  colour: [number, number, number],
+  alpha: number,
+  soft: number,
+  [aspectLo, aspectHi]: [number, number],
+): (x: number, y: number) => void {
+  return (x, y) => {
+    const s = g.R * r.uniform(lo, hi);
+    blob(img, g.S, x, y, s, colour, alpha, soft, s * r.uniform(aspectLo, aspectHi), r.uniform(0, 3.14));
+  };
+}
+
+/** Step 5a: laser scars, a ring of dark spots with pale centres in the periphery. */
+function paintLaserScars(c: Canvas, lasers: number): void {
+  const { img, r } = c;
+  const { S, R, cx, cy } = c.g;
+  for (let k = 0, n = Math.round(r.int(40, 80) * lasers); k < n; k++) {
+    const ang = r.uniform(0, 6.283);
+    const rad = R * r.uniform(0.55, 0.9);
+    const x = cx + Math.cos(ang) * rad;
+    const y = cy + Math.sin(ang) * rad;
+    if (!inFov(c, x, y)) continue;
+    const s = R * r.uniform(0.016, 0.024);
+    blob(img, S, x, y, s, [0.25, 0.14, 0.08], 0.85, 0.3);
+    blob(img, S, x, y, s * 0.55, [0.95, 0.85, 0.6], 0.8, 0.4);
+  }
+}
+
+/** Step 5: the lesions of each finding, as strong as it is stated. */
+function paintLesions(c: Canvas, strength: (k: SynthFinding) => number): void {
+  const { img, r } = c;
+  const { S, R, disc, macula, side } = c.g;
+  const post: [number, number] = [(macula.x + disc.x) / 2, macula.y];
   const lasers = strength("laser_scars");
-  if (lasers > 0)
-    for (let k = 0, n = Math.round(r.int(40, 80) * lasers); k < n; k++) {
-      const ang = r.uniform(0, 6.283);
-      const rad = R * r.uniform(0.55, 0.9);
-      const x = cx + Math.cos(ang) * rad;
-      const y = cy + Math.sin(ang) * rad;
-      if (!inFov(x, y)) continue;
-      const s = R * r.uniform(0.016, 0.024);
-      blob(img, S, x, y, s, [0.25, 0.14, 0.08], 0.85, 0.3);
-      blob(img, S, x, y, s * 0.55, [0.95, 0.85, 0.6], 0.8, 0.4);
-    }
+  if (lasers > 0) paintLaserScars(c, lasers);
   const hem = strength("hemorrhage");
   if (hem > 0)
-    place(
-      (x, y) => {
-        const s = R * r.uniform(0.01, 0.03);
-        blob(img, S, x, y, s, [0.35, 0.02, 0.02], 0.9 * hem, 0.4, s * r.uniform(0.5, 1), r.uniform(0, 3.14));
-      },
-      r.int(5, 14),
-      post,
-      R * 0.35,
-    );
+    place(c, streak(c, [0.01, 0.03], [0.35, 0.02, 0.02], 0.9 * hem, 0.4, [0.5, 1]), r.int(5, 14), post, R * 0.35);
   const ex = strength("hard_exudate");
   if (ex > 0) {
-    const c = around(post[0], post[1], R * 0.12);
+    const centre = around(r, post[0], post[1], R * 0.12);
     place(
+      c,
       (x, y) => blob(img, S, x, y, R * r.uniform(0.006, 0.013), [1, 0.92, 0.45], 0.95 * ex, 0.3),
       r.int(12, 30),
-      c,
+      centre,
       R * 0.12,
     );
   }
   const cws = strength("cotton_wool_spot");
   if (cws > 0)
     place(
-      (x, y) => {
-        const s = R * r.uniform(0.03, 0.05);
-        blob(img, S, x, y, s, [0.97, 0.94, 0.86], 0.75 * cws, 0.8, s * r.uniform(0.6, 0.9), r.uniform(0, 3.14));
-      },
+      c,
+      streak(c, [0.03, 0.05], [0.97, 0.94, 0.86], 0.75 * cws, 0.8, [0.6, 0.9]),
       r.int(2, 5),
       [disc.x - side * R * 0.2, disc.y],
       R * 0.25,
@@ -388,30 +440,51 @@ export function renderFundus(spec: FundusSpec): Rendered {
   const dru = strength("drusen");
   if (dru > 0)
     place(
+      c,
       (x, y) => blob(img, S, x, y, R * r.uniform(0.007, 0.014), [0.98, 0.85, 0.45], 0.8 * dru, 0.6),
       r.int(15, 40),
       [macula.x, macula.y],
       R * 0.1,
     );
+}
 
-  const haze = strength("media_opacity");
-  // Media haze: washed out towards grey-yellow, then blurred (by the caller, with sharp).
+/**
+ * Step 6: media haze washes the image out towards grey-yellow (the caller then blurs it, with
+ * sharp), sensor noise inside the field of view (the border stays black), and 8-bit quantisation.
+ */
+function finish({ img, inside, r, g }: Canvas, haze: number): Uint8Array {
+  const S = g.S;
   const out = new Uint8Array(S * S * 3);
   for (let i = 0; i < S * S; i++) {
     for (let c = 0; c < 3; c++) {
       let v = img[3 * i + c]!;
       if (haze > 0 && inside[i]) v = v * (1 - 0.45 * haze) + (c === 2 ? 0.3 : 0.45) * 0.45 * haze;
-      // Sensor noise, only inside the field of view (the border stays black).
       if (inside[i]) v += (r.next() - 0.5) * 0.02;
       out[3 * i + c] = v <= 0 ? 0 : v >= 1 ? 255 : Math.round(v * 255);
     }
   }
+  return out;
+}
+
+/** Renders a fundus image. */
+export function renderFundus(spec: FundusSpec): Rendered {
+  const S = spec.size;
+  const r = mulberry32(spec.seed);
+  const f = spec.findings;
+  const strength = (k: SynthFinding) => (f[k] === "asserted" ? 1 : f[k] === "suspected" ? 0.55 : 0);
+  const g = eyeGeometry(S, spec.eye, r);
+  const c: Canvas = { img: new Float32Array(S * S * 3), inside: new Uint8Array(S * S), r, g };
+  paintBackground(c, strength("tessellation"));
+  paintDisc(c, spec.cdr, strength("optic_atrophy"));
+  paintVessels(c);
+  paintLesions(c, strength);
+  const haze = strength("media_opacity");
   return {
-    rgb: out,
+    rgb: finish(c, haze),
     size: S,
-    fov: { cx, cy, r: R, clipTop, clipBottom },
-    disc,
-    macula,
+    fov: { cx: g.cx, cy: g.cy, r: g.R, clipTop: g.clipTop, clipBottom: g.clipBottom },
+    disc: g.disc,
+    macula: g.macula,
     blur: haze > 0 ? S * 0.006 * haze + 0.8 : 0,
   };
 }
