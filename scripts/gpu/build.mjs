@@ -115,17 +115,9 @@ function cudaIncludes() {
   return dirs.filter((d) => existsSync(join(d, "cuda_runtime_api.h")) || existsSync(join(d, "nccl.h")));
 }
 
-async function gxxAttempt(flags) {
-  const t0 = Date.now();
-  const objDir = join(buildDir, "gxx");
-  mkdirSync(objDir, { recursive: true });
-  const cuda = torch.cuda !== null;
-  const inc = [...headers, ...torch.includeDirs, ...(cuda ? cudaIncludes() : [])];
-  const glooInc = [torch.includeDirs[0], "/usr/include", "/usr/local/include"].find((d) =>
-    existsSync(join(d, "gloo/config.h")),
-  );
-  const ncclInc = inc.find((d) => existsSync(join(d, "nccl.h")));
-  const base = [
+/** The compile flags every file gets (the cmake-js build's, as one g++ line). */
+function gxxBaseFlags(cuda, inc) {
+  return [
     "-O3",
     "-DNDEBUG",
     "-fPIC",
@@ -142,51 +134,51 @@ async function gxxAttempt(flags) {
     ...(cuda ? ["-DVILREF_WITH_CUDA"] : []),
     ...inc.map((d) => `-I${d}`),
   ];
-  const sources = sourceFiles(root).filter((f) => f.endsWith(".cc"));
-  const attempt = { builder: "g++", ...flags, seconds: 0, ok: false, failed: [], errors: [], retried: [] };
-  report.attempts.push(attempt);
-  // a retry also drops VILREF_WITH_CUDA (runtime.cc's device properties, profile.cc's Kineto), in
-  // case the CUDA headers those need were not found: CUDA itself still works through LibTorch
-  const compile = async (src, conservative, noDist, retry = false) => {
-    const name = basename(src, ".cc");
-    const extra = [];
-    if (name === "runtime") extra.push(`-DVILREF_SOURCE_HASH="${hash}"`, `-DVILREF_FLAVOUR="${torch.flavour}"`);
-    if (name === "dist" && !noDist && glooInc && torch.c10dGloo) {
-      extra.push("-DUSE_C10D_GLOO", "-DUSE_DISTRIBUTED", `-I${glooInc}`);
-      if (cuda && ncclInc) extra.push("-DUSE_C10D_NCCL");
-    }
-    if (conservative) extra.push("-DVILREF_CONSERVATIVE");
-    const obj = join(objDir, `${name}.o`);
-    const flagsHere = retry ? base.filter((f) => f !== "-DVILREF_WITH_CUDA") : base;
-    const argv = [...flagsHere, ...extra, "-c", join(root, src), "-o", obj];
-    const r = ccache ? await run(ccache, ["g++", ...argv]) : await run("g++", argv);
-    return { name, obj, ...r, dist: extra.includes("-DUSE_C10D_GLOO") };
-  };
+}
+
+/**
+ * Compiles one source file to objDir/<name>.o; resolves { name, obj, code, output, dist }. A retry
+ * also drops VILREF_WITH_CUDA (runtime.cc's device properties, profile.cc's Kineto), in case the
+ * CUDA headers those need were not found: CUDA itself still works through LibTorch.
+ */
+async function gxxCompile(ctx, src, conservative, noDist, retry = false) {
+  const name = basename(src, ".cc");
+  const extra = [];
+  if (name === "runtime") extra.push(`-DVILREF_SOURCE_HASH="${hash}"`, `-DVILREF_FLAVOUR="${torch.flavour}"`);
+  if (name === "dist" && !noDist && ctx.glooInc && torch.c10dGloo) {
+    extra.push("-DUSE_C10D_GLOO", "-DUSE_DISTRIBUTED", `-I${ctx.glooInc}`);
+    if (ctx.cuda && ctx.ncclInc) extra.push("-DUSE_C10D_NCCL");
+  }
+  if (conservative) extra.push("-DVILREF_CONSERVATIVE");
+  const obj = join(ctx.objDir, `${name}.o`);
+  const flagsHere = retry ? ctx.base.filter((f) => f !== "-DVILREF_WITH_CUDA") : ctx.base;
+  const argv = [...flagsHere, ...extra, "-c", join(root, src), "-o", obj];
+  const r = ccache ? await run(ccache, ["g++", ...argv]) : await run("g++", argv);
+  return { name, obj, ...r, dist: extra.includes("-DUSE_C10D_GLOO") };
+}
+
+/** Compiles every source, `jobs` at a time; a file that fails is retried once with the fallbacks. */
+async function gxxCompileAll(ctx, attempt, flags) {
   const results = [];
-  const queue = [...sources];
+  const queue = sourceFiles(root).filter((f) => f.endsWith(".cc"));
   await Promise.all(
     Array.from({ length: Math.max(1, jobs) }, async () => {
       for (let src = queue.shift(); src; src = queue.shift()) {
-        let r = await compile(src, flags.conservative, flags.noDist);
+        let r = await gxxCompile(ctx, src, flags.conservative, flags.noDist);
         if (r.code !== 0) {
           attempt.errors.push(...firstErrors(r.output, 8).map((l) => `${r.name}: ${l}`));
-          r = await compile(src, true, r.name === "dist", true);
+          r = await gxxCompile(ctx, src, true, r.name === "dist", true);
           attempt.retried.push({ file: r.name, ok: r.code === 0 });
         }
         results.push({ src, ...r });
       }
     }),
   );
-  attempt.failed = results.filter((r) => r.code !== 0).map((r) => r.name);
-  attempt.c10d = results.some((r) => r.name === "dist" && r.code === 0 && r.dist);
-  if (attempt.failed.length) {
-    attempt.log = results
-      .filter((r) => r.code !== 0)
-      .map((r) => r.output.slice(-3000))
-      .join("\n");
-    attempt.seconds = (Date.now() - t0) / 1000;
-    return undefined;
-  }
+  return results;
+}
+
+/** Links the objects into objDir/vilref.node; resolves its path, or undefined (the attempt says why). */
+async function gxxLink(objDir, results, attempt) {
   const out = join(objDir, "vilref.node");
   const libs = torch.libs.map((l) => `-l${l}`);
   const link = await run("g++", [
@@ -202,14 +194,42 @@ async function gxxAttempt(flags) {
     `-Wl,-rpath,$ORIGIN/libtorch-${torch.flavour}`,
     `-Wl,-rpath,${torch.libDir}`,
   ]);
-  attempt.seconds = (Date.now() - t0) / 1000;
   if (link.code !== 0) {
     attempt.stage = "link";
     attempt.errors.push(...firstErrors(link.output));
     attempt.log = link.output.slice(-6000);
     return undefined;
   }
-  attempt.ok = true;
+  return out;
+}
+
+async function gxxAttempt(flags) {
+  const t0 = Date.now();
+  const objDir = join(buildDir, "gxx");
+  mkdirSync(objDir, { recursive: true });
+  const cuda = torch.cuda !== null;
+  const inc = [...headers, ...torch.includeDirs, ...(cuda ? cudaIncludes() : [])];
+  const glooInc = [torch.includeDirs[0], "/usr/include", "/usr/local/include"].find((d) =>
+    existsSync(join(d, "gloo/config.h")),
+  );
+  const ncclInc = inc.find((d) => existsSync(join(d, "nccl.h")));
+  const ctx = { base: gxxBaseFlags(cuda, inc), objDir, glooInc, ncclInc, cuda };
+  const attempt = { builder: "g++", ...flags, seconds: 0, ok: false, failed: [], errors: [], retried: [] };
+  report.attempts.push(attempt);
+  const results = await gxxCompileAll(ctx, attempt, flags);
+  attempt.failed = results.filter((r) => r.code !== 0).map((r) => r.name);
+  attempt.c10d = results.some((r) => r.name === "dist" && r.code === 0 && r.dist);
+  if (attempt.failed.length) {
+    attempt.log = results
+      .filter((r) => r.code !== 0)
+      .map((r) => r.output.slice(-3000))
+      .join("\n");
+    attempt.seconds = (Date.now() - t0) / 1000;
+    return undefined;
+  }
+  const out = await gxxLink(objDir, results, attempt);
+  attempt.seconds = (Date.now() - t0) / 1000;
+  if (out) attempt.ok = true;
   return out;
 }
 
