@@ -59,6 +59,87 @@ function describeExit(rank: number, code: number | null, signal: NodeJS.Signals 
   return signal ? `rank ${rank} was killed by ${signal}` : `rank ${rank} exited with code ${code}`;
 }
 
+/** The workers of one launch and what has become of them. */
+interface WorkerGroup {
+  children: ChildProcess[];
+  exits: LaunchResult["exits"];
+  failedRank: number | null;
+  message: string | null;
+  stopping: boolean;
+  killTimers: NodeJS.Timeout[];
+  /** Milliseconds between SIGTERM and SIGKILL when one rank fails. */
+  grace: number;
+}
+
+/** SIGTERM to the ranks still running, SIGKILL after the grace period (once). */
+function stopOthers(group: WorkerGroup): void {
+  if (group.stopping) return;
+  group.stopping = true;
+  const { children } = group;
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGTERM");
+  group.killTimers.push(
+    setTimeout(() => {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    }, group.grace),
+  );
+}
+
+/** The environment torchrun gives a rank: MASTER_ADDR/PORT, WORLD_SIZE, RANK, LOCAL_RANK, ... */
+interface RankSpec {
+  base: NodeJS.ProcessEnv;
+  masterAddr: string;
+  masterPort: number;
+  n: number;
+  /** VILREF_THREADS unless the environment sets it. */
+  threads: string;
+}
+
+/** Starts one rank, prefixing its output lines; resolves when it exits (a failure stops the others). */
+function spawnRank(rank: number, spec: RankSpec, options: LaunchOptions, group: WorkerGroup): Promise<void> {
+  const { base, n } = spec;
+  const env: NodeJS.ProcessEnv = {
+    ...base,
+    MASTER_ADDR: spec.masterAddr,
+    MASTER_PORT: String(spec.masterPort),
+    WORLD_SIZE: String(n),
+    RANK: String(rank),
+    LOCAL_RANK: String(rank),
+    LOCAL_WORLD_SIZE: String(n),
+    ...(base.VILREF_THREADS === undefined ? { VILREF_THREADS: spec.threads } : {}),
+  };
+  const [cmd, ...args] = options.command;
+  const child = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  group.children.push(child);
+  options.onSpawn?.(rank, child);
+  for (const [stream, sink] of [
+    [child.stdout!, options.stdout ?? process.stdout],
+    [child.stderr!, options.stderr ?? process.stderr],
+  ] as const) {
+    createInterface({ input: stream, crlfDelay: Infinity }).on("line", (line) =>
+      sink.write(`[rank ${rank}] ${line}\n`),
+    );
+  }
+  return new Promise<void>((resolve) => {
+    child.on("error", (e) => {
+      if (group.failedRank === null) {
+        group.failedRank = rank;
+        group.message = `rank ${rank} could not start: ${e.message}`;
+      }
+      stopOthers(group);
+      resolve();
+    });
+    child.on("exit", (code, signal) => {
+      group.exits[rank] = { code, signal };
+      if ((code !== 0 || signal !== null) && group.failedRank === null && !group.stopping) {
+        group.failedRank = rank;
+        group.message = describeExit(rank, code, signal);
+        stopOthers(group);
+      }
+      resolve();
+    });
+  });
+}
+
 /** Starts the workers and resolves when all have exited. */
 export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   const n = options.nproc;
@@ -66,76 +147,21 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   const base = options.env ?? process.env;
   const masterAddr = options.masterAddr ?? "127.0.0.1";
   const masterPort = options.masterPort ?? (await freePort(masterAddr));
-  const grace = options.killGraceMs ?? 5000;
-  const out = options.stdout ?? process.stdout;
-  const err = options.stderr ?? process.stderr;
   // share the cores: torchrun sets OMP_NUM_THREADS=1; we split them unless told otherwise
   const threads = String(Math.max(1, Math.floor(availableParallelism() / n)));
-  const children: ChildProcess[] = [];
-  const exits: LaunchResult["exits"] = Array.from({ length: n }, () => ({ code: null, signal: null }));
-  let failedRank: number | null = null;
-  let message: string | null = null;
-  let stopping = false;
-  const killTimers: NodeJS.Timeout[] = [];
-
-  const stopOthers = () => {
-    if (stopping) return;
-    stopping = true;
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGTERM");
-    killTimers.push(
-      setTimeout(() => {
-        for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-      }, grace),
-    );
+  const group: WorkerGroup = {
+    children: [],
+    exits: Array.from({ length: n }, () => ({ code: null, signal: null })),
+    failedRank: null,
+    message: null,
+    stopping: false,
+    killTimers: [],
+    grace: options.killGraceMs ?? 5000,
   };
-
-  const done = Promise.all(
-    Array.from({ length: n }, (_, rank) => {
-      const env: NodeJS.ProcessEnv = {
-        ...base,
-        MASTER_ADDR: masterAddr,
-        MASTER_PORT: String(masterPort),
-        WORLD_SIZE: String(n),
-        RANK: String(rank),
-        LOCAL_RANK: String(rank),
-        LOCAL_WORLD_SIZE: String(n),
-        ...(base.VILREF_THREADS === undefined ? { VILREF_THREADS: threads } : {}),
-      };
-      const [cmd, ...args] = options.command;
-      const child = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-      children.push(child);
-      options.onSpawn?.(rank, child);
-      for (const [stream, sink] of [
-        [child.stdout!, out],
-        [child.stderr!, err],
-      ] as const) {
-        createInterface({ input: stream, crlfDelay: Infinity }).on("line", (line) =>
-          sink.write(`[rank ${rank}] ${line}\n`),
-        );
-      }
-      return new Promise<void>((resolve) => {
-        child.on("error", (e) => {
-          if (failedRank === null) {
-            failedRank = rank;
-            message = `rank ${rank} could not start: ${e.message}`;
-          }
-          stopOthers();
-          resolve();
-        });
-        child.on("exit", (code, signal) => {
-          exits[rank] = { code, signal };
-          if ((code !== 0 || signal !== null) && failedRank === null && !stopping) {
-            failedRank = rank;
-            message = describeExit(rank, code, signal);
-            stopOthers();
-          }
-          resolve();
-        });
-      });
-    }),
-  );
+  const spec: RankSpec = { base, masterAddr, masterPort, n, threads };
+  const done = Promise.all(Array.from({ length: n }, (_, rank) => spawnRank(rank, spec, options, group)));
   const forward = (signal: NodeJS.Signals) => () => {
-    for (const c of children) if (c.exitCode === null) c.kill(signal);
+    for (const c of group.children) if (c.exitCode === null) c.kill(signal);
   };
   const onInt = forward("SIGINT");
   const onTerm = forward("SIGTERM");
@@ -146,7 +172,8 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   } finally {
     process.off("SIGINT", onInt);
     process.off("SIGTERM", onTerm);
-    for (const t of killTimers) clearTimeout(t);
+    for (const t of group.killTimers) clearTimeout(t);
   }
+  const { failedRank, message, exits } = group;
   return { code: failedRank === null && exits.every((e) => e.code === 0) ? 0 : 1, failedRank, message, exits };
 }
