@@ -540,29 +540,36 @@ export async function pretrain(
   }
 }
 
-async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t0: number): Promise<PretrainResult> {
-  const out = config.output;
-  const group = options.processGroup;
-  const world = group?.worldSize ?? 1;
-  const rank = group?.rank ?? 0;
-  const lead = rank === 0; // writes metrics, vocabulary, checkpoints
-  const localBatch = config.batchSize / world;
-  if (config.threads !== undefined) setThreads(config.threads);
-  const emit = options.onProgress ?? (() => {});
+/** Where the run resumes from: the latest checkpoint and its state.json (none: a fresh start). */
+interface ResumePoint {
+  latest: { step: number; path: string } | undefined;
+  resumed: CheckpointState | null;
+}
 
-  // resume point
-  const latest = options.resume ? listCheckpoints(out).at(-1) : undefined;
+/** Step 1: the latest checkpoint of the output folder when resuming. */
+function readResumePoint(out: string, resume: boolean | undefined): ResumePoint {
+  const latest = resume ? listCheckpoints(out).at(-1) : undefined;
   const resumed: CheckpointState | null = latest
     ? (parseJson(
         readFileSync(path.join(latest.path, "state.json"), "utf8"),
         path.join(latest.path, "state.json"),
       ) as CheckpointState)
     : null;
+  return { latest, resumed };
+}
 
-  // labels and data
+/** The labeled samples of a run: the training set (null: streamed from shards) and the held-out set. */
+interface RunData {
+  rules: ReturnType<typeof loadRules>;
+  labeler: Labeler | null;
+  train: Sample[] | null;
+  heldOut: Sample[];
+}
+
+/** Step 2: labels and data. Shards stream (bounded memory); a manifest is read whole. */
+function readRunData(config: PretrainConfig): RunData {
   const rules = loadRules(config.labels.rules ?? undefined);
   const labeler = config.labels.source === "rules" ? new Labeler(rules) : null;
-  // shards stream (bounded memory); a manifest is read whole
   const trainShards = isShardSpec(config.data.train);
   if (trainShards && config.data.trainSplit !== undefined)
     throw new RangeError(
@@ -574,12 +581,26 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
   const heldOutFile = config.data.heldOut ?? (config.data.heldOutSplit !== undefined ? config.data.train : undefined);
   let heldOut = heldOutFile ? readSamples(heldOutFile, config.data.heldOutSplit, config, labeler) : [];
   if (config.data.evalLimit !== undefined) heldOut = heldOut.slice(0, config.data.evalLimit);
+  return { rules, labeler, train, heldOut };
+}
 
-  // vocabulary: built once, kept in the output folder, the same on resume
-  const vocabFile = path.join(out, "vocab.txt");
+interface RunVocabulary {
+  vocab: Vocab;
+  vocabText: string;
+  vocabSha256: string;
+}
+
+/** Step 3: the vocabulary, built once, kept in the output folder (rank 0 writes it), the same on resume. */
+function runVocabulary(
+  config: PretrainConfig,
+  train: Sample[] | null,
+  { latest, resumed }: ResumePoint,
+  resume: boolean | undefined,
+  lead: boolean,
+): RunVocabulary {
+  const vocabFile = path.join(config.output, "vocab.txt");
   let vocab: Vocab;
-  if (resumed || (config.text.vocab === "build" && existsSync(vocabFile) && options.resume))
-    vocab = Vocab.fromFile(vocabFile);
+  if (resumed || (config.text.vocab === "build" && existsSync(vocabFile) && resume)) vocab = Vocab.fromFile(vocabFile);
   else if (config.text.vocab === "build")
     vocab = buildVocab(
       (train ?? readSource(config.data.train, { manifest: { requireText: true } }).samples).map((s) => s.text ?? ""),
@@ -591,9 +612,19 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
   if (resumed && resumed.vocabSha256 !== vocabSha256)
     throw new Error(`${vocabFile}: not the vocabulary of checkpoint ${latest!.path}`);
   if (!resumed && lead) atomicWriteFileSync(vocabFile, vocabText);
-  const tokenizer = new BertTokenizer(vocab);
+  return { vocab, vocabText, vocabSha256 };
+}
 
-  // model
+/**
+ * Step 4: the model (created, or loaded from config.model.checkpoint), checked against the
+ * vocabulary and context length, then the checkpoint's weights and trainer state on resume.
+ */
+async function buildModel(
+  config: PretrainConfig,
+  { vocab, vocabSha256 }: RunVocabulary,
+  latest: ResumePoint["latest"],
+  group: ProcessGroup | undefined,
+): Promise<{ model: ViLReF; trainer: Trainer }> {
   // precision is the step's autocast: the weights stay float32 (master weights)
   const modelOptions = { device: config.device as Device, dtype: "float32" as Dtype };
   let model: ViLReF;
@@ -619,12 +650,28 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
   }
   const trainer = new Trainer(model, trainerOptionsFromConfig(config, LABEL_IDS.length, group));
   if (latest) await importTrainerState(trainer, path.join(latest.path, "trainer.safetensors"));
+  return { model, trainer };
+}
 
-  // loaders
-  const size = model.config.image_resolution;
+/** Who this process is in the run: rank 0 (the lead) writes metrics, vocabulary and checkpoints. */
+interface RunPlace {
+  group: ProcessGroup | undefined;
+  world: number;
+  rank: number;
+  lead: boolean;
+}
+
+/** Step 5: this rank's training loader (over the samples, or streaming the shards) and the samples it covers. */
+async function openTrainLoader(
+  config: PretrainConfig,
+  { train, labeler }: RunData,
+  { world, rank, lead }: RunPlace,
+  { latest, resumed }: ResumePoint,
+  size: number,
+): Promise<{ loader: Loader | ShardLoader; trainCount: number }> {
   const augment: TransformOptions = config.data.augment ?? {};
   const loaderOptions = {
-    batchSize: localBatch,
+    batchSize: config.batchSize / world,
     rank,
     worldSize: world,
     // every rank takes the same number of steps; floor(floor(n/W)/b) = floor(n/B): the steps of one process
@@ -633,7 +680,7 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
     shuffle: true,
     dropLast: true,
     transform: { ...augment, train: true, size },
-    log: path.join(out, lead ? "skipped.log" : `skipped.rank-${rank}.log`),
+    log: path.join(config.output, lead ? "skipped.log" : `skipped.rank-${rank}.log`),
     ...(config.data.concurrency ? { concurrency: config.data.concurrency } : {}),
   };
   const loader = train
@@ -652,38 +699,38 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
     throw new RangeError(
       `${latest!.path}: written by ${resumed.worldSize ?? 1} rank(s); a run over shards resumes with the same number (each rank reads its own shards), not ${world}`,
     );
-  const perEpoch = loader.batchCount(0);
-  const epochs = config.epochs ?? Math.ceil((config.steps ?? 1) / perEpoch);
-  const totalSteps = Math.min(config.steps ?? Infinity, epochs * perEpoch);
-  const lrAt = cosineSchedule({
-    lr: config.schedule.lr,
-    warmupSteps: Math.min(config.schedule.warmupSteps, totalSteps),
-    totalSteps,
-    minLr: config.schedule.minLr,
-  });
-  const { fov, mean, std, shrinkOnLoad } = augment;
-  const evalTransform: TransformOptions = { size, train: false, fov, mean, std, shrinkOnLoad };
-  // evaluation runs on rank 0 only (the others wait in the next step's collective: the timeout must cover it)
-  const evaluator =
-    heldOut.length >= 2 && lead
-      ? makeEvaluator(
-          heldOut,
-          {
-            batchSize: config.eval.batchSize,
-            shuffle: false,
-            transform: evalTransform,
-            log: path.join(out, "skipped.log"),
-          },
-          tokenizer,
-          config.text.contextLength,
-          buildPrompts(loadPromptBank(config.eval.prompts ?? DEFAULT_PROMPTS_URL, rules)),
-          config.eval.ks,
-          config.eval.scoring,
-        )
-      : null;
+  return { loader, trainCount };
+}
 
-  // metrics: on resume, drop lines after the checkpoint (they will be written again)
-  const metricsFile = path.join(out, "metrics.jsonl");
+/** Step 6: the held-out evaluation, on rank 0 only (the others wait in the next step's collective: the timeout must cover it). */
+function runEvaluator(
+  config: PretrainConfig,
+  { heldOut, rules }: RunData,
+  lead: boolean,
+  tokenizer: BertTokenizer,
+  size: number,
+): Evaluator | null {
+  if (!(heldOut.length >= 2 && lead)) return null;
+  const { fov, mean, std, shrinkOnLoad } = config.data.augment ?? {};
+  const evalTransform: TransformOptions = { size, train: false, fov, mean, std, shrinkOnLoad };
+  return makeEvaluator(
+    heldOut,
+    {
+      batchSize: config.eval.batchSize,
+      shuffle: false,
+      transform: evalTransform,
+      log: path.join(config.output, "skipped.log"),
+    },
+    tokenizer,
+    config.text.contextLength,
+    buildPrompts(loadPromptBank(config.eval.prompts ?? DEFAULT_PROMPTS_URL, rules)),
+    config.eval.ks,
+    config.eval.scoring,
+  );
+}
+
+/** Step 7: metrics.jsonl (rank 0): on resume, drop lines after the checkpoint (they will be written again). */
+function resetMetrics(metricsFile: string, lead: boolean, resumed: CheckpointState | null): void {
   if (!lead) {
     // rank 0 keeps the metrics
   } else if (resumed && existsSync(metricsFile)) {
@@ -694,152 +741,281 @@ async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t
         .join(""),
     );
   } else if (!resumed) atomicWriteFileSync(metricsFile, "");
+}
 
-  let step = resumed?.step ?? 0;
-  // checkpoints count global samples; this rank's loader counts its own
-  const toLocal = (p: Position): Position => {
-    if (p.index % world !== 0)
-      throw new RangeError(
-        `${latest!.path}: its position (${p.index} samples into epoch ${p.epoch}) does not split over WORLD_SIZE=${world} ranks; resume with a world size that divides it`,
-      );
-    return { epoch: p.epoch, index: p.index / world };
-  };
-  let position: Position = resumed ? toLocal(resumed.position) : { epoch: 0, index: 0 };
-  let consecutive = resumed?.consecutiveNonFinite ?? 0;
-  const labelsMeta = [...LABEL_IDS];
-  const stateAt = (): CheckpointState => ({
+/** Everything the training loop reads: set up once before the first step. */
+interface PretrainRun extends RunPlace, RunVocabulary {
+  config: PretrainConfig;
+  options: PretrainOptions;
+  emit: (e: ProgressEvent) => void;
+  out: string;
+  latest: ResumePoint["latest"];
+  model: ViLReF;
+  trainer: Trainer;
+  tokenizer: BertTokenizer;
+  loader: Loader | ShardLoader;
+  evaluator: Evaluator | null;
+  metricsFile: string;
+  epochs: number;
+  totalSteps: number;
+  lrAt: (step: number) => number;
+  /** When pretrain was called (performance.now()). */
+  t0: number;
+}
+
+/** What the training loop changes as it goes. */
+interface RunProgress {
+  step: number;
+  /** This rank's loader position (its own samples). */
+  position: Position;
+  consecutive: number;
+  lastCheckpoint: string | null;
+  lastEval: EvalMetrics | null;
+  losses: number[];
+  /** Steps this call ran. */
+  ran: number;
+  runStart: number;
+  tPrev: number;
+}
+
+/** Checkpoints count global samples; this rank's loader counts its own. */
+function toLocalPosition(p: Position, world: number, checkpoint: string): Position {
+  if (p.index % world !== 0)
+    throw new RangeError(
+      `${checkpoint}: its position (${p.index} samples into epoch ${p.epoch}) does not split over WORLD_SIZE=${world} ranks; resume with a world size that divides it`,
+    );
+  return { epoch: p.epoch, index: p.index / world };
+}
+
+function stateAt(run: PretrainRun, p: RunProgress): CheckpointState {
+  const { config, world } = run;
+  return {
     format: 1,
-    step,
-    totalSteps,
-    position: { epoch: position.epoch, index: position.index * world },
+    step: p.step,
+    totalSteps: run.totalSteps,
+    position: { epoch: p.position.epoch, index: p.position.index * world },
     worldSize: world,
     seeds: { data: config.seed, model: config.model.seed ?? config.seed },
-    consecutiveNonFinite: consecutive,
-    vocabSha256,
+    consecutiveNonFinite: p.consecutive,
+    vocabSha256: run.vocabSha256,
     config,
     time: new Date().toISOString(),
-  });
-  let lastCheckpoint: string | null = latest?.path ?? null;
-  const checkpoint = async () => {
-    if (!lead) {
-      lastCheckpoint = path.join(out, "checkpoints", `step-${String(step).padStart(8, "0")}`); // rank 0 writes it
-      return;
-    }
-    lastCheckpoint = await writeCheckpoint(out, config.checkpoint.keep, model, trainer, stateAt(), {
-      labels: labelsMeta,
-      vocabSha256,
-    });
-    emit({ kind: "checkpoint", step, path: lastCheckpoint });
   };
-  let lastEval: EvalMetrics | null = null;
-  const evaluate = async () => {
-    if (!evaluator) return;
-    lastEval = await evaluator.run(model, step);
-    appendJsonl(metricsFile, lastEval);
-    emit({ kind: "eval", ...lastEval });
-    await writeCurves(metricsFile, path.join(out, "curves.png"));
-  };
+}
 
+/** A checkpoint at the current step (rank 0 writes it; the others note its path). */
+async function checkpoint(run: PretrainRun, p: RunProgress): Promise<void> {
+  if (!run.lead) {
+    p.lastCheckpoint = path.join(run.out, "checkpoints", `step-${String(p.step).padStart(8, "0")}`); // rank 0 writes it
+    return;
+  }
+  p.lastCheckpoint = await writeCheckpoint(
+    run.out,
+    run.config.checkpoint.keep,
+    run.model,
+    run.trainer,
+    stateAt(run, p),
+    {
+      labels: [...LABEL_IDS],
+      vocabSha256: run.vocabSha256,
+    },
+  );
+  run.emit({ kind: "checkpoint", step: p.step, path: p.lastCheckpoint });
+}
+
+/** The held-out evaluation at the current step, appended to the metrics and drawn in curves.png. */
+async function evaluate(run: PretrainRun, p: RunProgress): Promise<void> {
+  if (!run.evaluator) return;
+  p.lastEval = await run.evaluator.run(run.model, p.step);
+  appendJsonl(run.metricsFile, p.lastEval);
+  run.emit({ kind: "eval", ...p.lastEval });
+  await writeCurves(run.metricsFile, path.join(run.out, "curves.png"));
+}
+
+/** One training step on batch `b`: its metrics logged and emitted; too many non-finite losses in a row stop the run. */
+async function trainBatch(run: PretrainRun, p: RunProgress, b: Batch): Promise<void> {
+  const { config, group, world } = run;
+  const ids = run.tokenizer.encodeBatch(
+    b.texts.map((x) => x ?? ""),
+    config.text.contextLength,
+  );
+  const lr = run.lrAt(p.step);
+  const r = await run.trainer.step({ images: b.images, ids, labels: b.labels! }, { lr });
+  p.step++;
+  p.ran++;
+  p.losses.push(r.loss);
+  const now = performance.now();
+  const m: TrainMetrics = {
+    type: "train",
+    step: p.step,
+    epoch: b.epoch,
+    loss: r.loss,
+    lr,
+    logitScale: r.logitScale,
+    gradNorm: r.gradNorm,
+    queueValid: r.queueValid,
+    skipped: r.skipped,
+    imagesPerSecond: (b.samples.length * world * 1000) / Math.max(now - p.tPrev, 1e-3),
+    ...(group ? { allGatherSeconds: r.allGatherSeconds, allReduceSeconds: r.allReduceSeconds } : {}),
+  };
+  p.tPrev = now;
+  if (run.lead && (p.step % config.logEvery === 0 || r.skipped)) appendJsonl(run.metricsFile, m);
+  const rate = p.ran / ((now - p.runStart) / 1000);
+  run.emit({ kind: "step", ...m, totalSteps: run.totalSteps, etaSeconds: (run.totalSteps - p.step) / rate });
+  if (r.skipped || !Number.isFinite(r.loss)) {
+    p.consecutive++;
+    if (p.consecutive >= config.maxNonFinite) {
+      await checkpoint(run, p);
+      const step = p.step;
+      const shown = b.ids.slice(0, 8).join(", ") + (b.ids.length > 8 ? ", ..." : "");
+      throw new NonFiniteLossError(
+        `stopped at step ${step}: ${p.consecutive} non-finite losses in a row; the last was batch ${step} (epoch ${b.start.epoch}, samples ${b.start.index}-${b.next.index - 1} of the epoch order; ids ${shown}); checkpoint ${p.lastCheckpoint}`,
+        step,
+        { epoch: b.start.epoch, index: b.start.index, ids: b.ids },
+        p.lastCheckpoint!,
+      );
+    }
+  } else p.consecutive = 0;
+}
+
+function resultOf(run: PretrainRun, p: RunProgress, seconds: number): PretrainResult {
+  const { step, losses, lastEval, lastCheckpoint } = p;
+  return {
+    step,
+    totalSteps: run.totalSteps,
+    losses,
+    lastEval,
+    checkpoint: lastCheckpoint,
+    model: run.model,
+    output: run.out,
+    seconds,
+  };
+}
+
+/**
+ * The training loop to the last step, evaluating and checkpointing every N steps, then once at
+ * the end. Returns a result early when options.stopAfter steps ran (after a checkpoint), else null.
+ */
+async function trainSteps(run: PretrainRun, p: RunProgress): Promise<PretrainResult | null> {
+  const { config, options, group, rank } = run;
+  for await (const batch of run.loader.batches(run.epochs, p.position)) {
+    const b: Batch = batch;
+    p.position = b.next;
+    if (b.samples.length < (group ? 1 : 2)) {
+      // every image of the batch was skipped (but one): with ranks, the others would wait for this one
+      if (group)
+        throw new Error(
+          `rank ${rank}: every image of batch ${p.step + 1} was skipped (see ${path.join(run.out, `skipped.rank-${rank}.log`)}); the ranks cannot continue in step`,
+        );
+      continue;
+    }
+    await trainBatch(run, p, b);
+    const step = p.step;
+    const last = step >= run.totalSteps;
+    if (config.eval.every > 0 && step % config.eval.every === 0 && !last) await evaluate(run, p);
+    if (config.checkpoint.every > 0 && step % config.checkpoint.every === 0 && !last) await checkpoint(run, p);
+    if (last) break;
+    if (options.stopAfter !== undefined && p.ran >= options.stopAfter) {
+      if (p.lastCheckpoint === null || !p.lastCheckpoint.endsWith(`step-${String(step).padStart(8, "0")}`))
+        await checkpoint(run, p);
+      return resultOf(run, p, (performance.now() - run.t0) / 1000);
+    }
+  }
+  await evaluate(run, p);
+  await checkpoint(run, p);
+  return null;
+}
+
+/** The final model (rank 0): one file, its vocabulary and context length travel inside it; and the curves. */
+async function writeFinal(run: PretrainRun): Promise<void> {
+  const { out, config } = run;
+  mkdirSync(path.join(out, "final"), { recursive: true });
+  await run.model.save(path.join(out, "final", "model.safetensors"), {
+    labels: [...LABEL_IDS],
+    vocabSha256: run.vocabSha256,
+    vocab: run.vocabText,
+    contextLength: config.text.contextLength,
+  });
+  if (existsSync(run.metricsFile)) await writeCurves(run.metricsFile, path.join(out, "curves.png"));
+}
+
+/** Steps 1-7 (resume point, data, vocabulary, model, loaders, schedule, evaluator, metrics), then the loop. */
+async function pretrainOwned(config: PretrainConfig, options: PretrainOptions, t0: number): Promise<PretrainResult> {
+  const out = config.output;
+  const group = options.processGroup;
+  const world = group?.worldSize ?? 1;
+  const rank = group?.rank ?? 0;
+  const place: RunPlace = { group, world, rank, lead: rank === 0 };
+  if (config.threads !== undefined) setThreads(config.threads);
+  const emit = options.onProgress ?? (() => {});
+  const resume = readResumePoint(out, options.resume);
+  const { latest, resumed } = resume;
+  const data = readRunData(config);
+  const vocabulary = runVocabulary(config, data.train, resume, options.resume, place.lead);
+  const tokenizer = new BertTokenizer(vocabulary.vocab);
+  const { model, trainer } = await buildModel(config, vocabulary, latest, group);
+  const size = model.config.image_resolution;
+  const { loader, trainCount } = await openTrainLoader(config, data, place, resume, size);
+  const perEpoch = loader.batchCount(0);
+  const epochs = config.epochs ?? Math.ceil((config.steps ?? 1) / perEpoch);
+  const totalSteps = Math.min(config.steps ?? Infinity, epochs * perEpoch);
+  const lrAt = cosineSchedule({
+    lr: config.schedule.lr,
+    warmupSteps: Math.min(config.schedule.warmupSteps, totalSteps),
+    totalSteps,
+    minLr: config.schedule.minLr,
+  });
+  const evaluator = runEvaluator(config, data, place.lead, tokenizer, size);
+  const metricsFile = path.join(out, "metrics.jsonl");
+  resetMetrics(metricsFile, place.lead, resumed);
+  const run: PretrainRun = {
+    ...place,
+    ...vocabulary,
+    config,
+    options,
+    emit,
+    out,
+    latest,
+    model,
+    trainer,
+    tokenizer,
+    loader,
+    evaluator,
+    metricsFile,
+    epochs,
+    totalSteps,
+    lrAt,
+    t0,
+  };
+  const now = performance.now();
+  const p: RunProgress = {
+    step: resumed?.step ?? 0,
+    position: resumed ? toLocalPosition(resumed.position, world, latest!.path) : { epoch: 0, index: 0 },
+    consecutive: resumed?.consecutiveNonFinite ?? 0,
+    lastCheckpoint: latest?.path ?? null,
+    lastEval: null,
+    losses: [],
+    ran: 0,
+    runStart: now,
+    tPrev: now,
+  };
   emit({
     kind: "start",
-    step,
+    step: p.step,
     totalSteps,
     resumedFrom: latest?.path ?? null,
     trainSamples: trainCount,
-    heldOutSamples: heldOut.length,
+    heldOutSamples: data.heldOut.length,
   });
-  const losses: number[] = [];
-  const runStart = performance.now();
-  let ran = 0;
-  let tPrev = performance.now();
-  if (step < totalSteps) {
-    for await (const batch of loader.batches(epochs, position)) {
-      const b: Batch = batch;
-      position = b.next;
-      if (b.samples.length < (group ? 1 : 2)) {
-        // every image of the batch was skipped (but one): with ranks, the others would wait for this one
-        if (group)
-          throw new Error(
-            `rank ${rank}: every image of batch ${step + 1} was skipped (see ${path.join(out, `skipped.rank-${rank}.log`)}); the ranks cannot continue in step`,
-          );
-        continue;
-      }
-      const ids = tokenizer.encodeBatch(
-        b.texts.map((x) => x ?? ""),
-        config.text.contextLength,
-      );
-      const lr = lrAt(step);
-      const r = await trainer.step({ images: b.images, ids, labels: b.labels! }, { lr });
-      step++;
-      ran++;
-      losses.push(r.loss);
-      const now = performance.now();
-      const m: TrainMetrics = {
-        type: "train",
-        step,
-        epoch: b.epoch,
-        loss: r.loss,
-        lr,
-        logitScale: r.logitScale,
-        gradNorm: r.gradNorm,
-        queueValid: r.queueValid,
-        skipped: r.skipped,
-        imagesPerSecond: (b.samples.length * world * 1000) / Math.max(now - tPrev, 1e-3),
-        ...(group ? { allGatherSeconds: r.allGatherSeconds, allReduceSeconds: r.allReduceSeconds } : {}),
-      };
-      tPrev = now;
-      if (lead && (step % config.logEvery === 0 || r.skipped)) appendJsonl(metricsFile, m);
-      const rate = ran / ((now - runStart) / 1000);
-      emit({ kind: "step", ...m, totalSteps, etaSeconds: (totalSteps - step) / rate });
-      if (r.skipped || !Number.isFinite(r.loss)) {
-        consecutive++;
-        if (consecutive >= config.maxNonFinite) {
-          await checkpoint();
-          const shown = b.ids.slice(0, 8).join(", ") + (b.ids.length > 8 ? ", ..." : "");
-          throw new NonFiniteLossError(
-            `stopped at step ${step}: ${consecutive} non-finite losses in a row; the last was batch ${step} (epoch ${b.start.epoch}, samples ${b.start.index}-${b.next.index - 1} of the epoch order; ids ${shown}); checkpoint ${lastCheckpoint}`,
-            step,
-            { epoch: b.start.epoch, index: b.start.index, ids: b.ids },
-            lastCheckpoint!,
-          );
-        }
-      } else consecutive = 0;
-      const last = step >= totalSteps;
-      if (config.eval.every > 0 && step % config.eval.every === 0 && !last) await evaluate();
-      if (config.checkpoint.every > 0 && step % config.checkpoint.every === 0 && !last) await checkpoint();
-      if (last) break;
-      if (options.stopAfter !== undefined && ran >= options.stopAfter) {
-        if (lastCheckpoint === null || !lastCheckpoint.endsWith(`step-${String(step).padStart(8, "0")}`))
-          await checkpoint();
-        return {
-          step,
-          totalSteps,
-          losses,
-          lastEval,
-          checkpoint: lastCheckpoint,
-          model,
-          output: out,
-          seconds: (performance.now() - t0) / 1000,
-        };
-      }
-    }
-    await evaluate();
-    await checkpoint();
+  p.runStart = p.tPrev = performance.now();
+  if (p.step < totalSteps) {
+    const early = await trainSteps(run, p);
+    if (early) return early;
   } else if (resumed)
-    emit({ kind: "notice", message: `the run was already at its last step (${step}); writing its final model` });
+    emit({ kind: "notice", message: `the run was already at its last step (${p.step}); writing its final model` });
   // a run resumed at its last step (killed after the final checkpoint) is finished here too
-  if (lead) {
-    mkdirSync(path.join(out, "final"), { recursive: true });
-    // the final model is one file: its vocabulary and context length travel inside it
-    await model.save(path.join(out, "final", "model.safetensors"), {
-      labels: labelsMeta,
-      vocabSha256,
-      vocab: vocabText,
-      contextLength: config.text.contextLength,
-    });
-    if (existsSync(metricsFile)) await writeCurves(metricsFile, path.join(out, "curves.png"));
-  }
+  if (place.lead) await writeFinal(run);
   const seconds = (performance.now() - t0) / 1000;
-  emit({ kind: "done", step, seconds });
-  return { step, totalSteps, losses, lastEval, checkpoint: lastCheckpoint, model, output: out, seconds };
+  emit({ kind: "done", step: p.step, seconds });
+  return resultOf(run, p, seconds);
 }
