@@ -101,6 +101,17 @@ class StepTask : public Task {
   }
 
  private:
+  // The batch's features in float32: image and text rows (this rank's, or the global batch's in
+  // loader order), labels, and the momentum towers' features (undefined while the queue is off).
+  struct Features {
+    at::Tensor U, V, Y, MU, MV;
+  };
+  void SyncStart(Communicator* comm);
+  void UpdateMomentum();
+  Features Forward(const at::Tensor& images, const at::Tensor& ids, const at::Tensor& labels);
+  Features GatherGlobal(Communicator* comm, const Features& local);
+  void BackwardAndUpdate(const at::Tensor& loss, Communicator* comm);
+
   std::shared_ptr<ViLReFNet> net_;
   at::Device device_;
   TrainerOptions options_;
@@ -129,92 +140,149 @@ bool LossScaler::Update(bool finite) {
   return true;
 }
 
+// Multi-process: numbers the step for the communicator's diagnostics, and before the first step
+// every rank takes rank 0's weights (online and momentum).
+void StepTask::SyncStart(Communicator* comm) {
+  TrainerState& s = *state_;
+  comm->MarkStep(s.steps + s.skipped + 1);
+  if (s.synced) return;
+  torch::NoGradGuard noGrad;
+  std::vector<at::Tensor> all;
+  for (auto& [name, t] : NamedState(*net_)) all.push_back(t);
+  for (auto& [name, t] : NamedState(*s.momentum)) all.push_back(t);
+  comm->Broadcast(all, 0, "broadcast of the initial parameters");
+  s.synced = true;
+}
+
+// 1. EMA of the momentum towers (from the online weights before this step's update); a frozen
+// tower's momentum copy is the tower itself, exactly
+void StepTask::UpdateMomentum() {
+  TrainerState& s = *state_;
+  EmaUpdate(*s.momentum, *net_, options_.momentum);
+  if (!s.frozen.empty()) {
+    torch::NoGradGuard noGrad;
+    auto dst = s.momentum->named_parameters(true);
+    for (auto& [name, p] : s.frozen) dst[name].copy_(p);
+  }
+}
+
+// 2. momentum features of the batch, no gradient (with a queue); 3. the online towers' features,
+// with gradient (and recomputation when gradient checkpointing is on)
+StepTask::Features StepTask::Forward(const at::Tensor& images, const at::Tensor& ids, const at::Tensor& labels) {
+  TrainerState& s = *state_;
+  Features f;
+  f.Y = labels;
+  if (s.queue->size() > 0) {
+    torch::NoGradGuard noGrad;
+    AutocastScope autocast(device_.type(), options_.precision);
+    s.momentum->eval();
+    f.MU = Normalise(s.momentum->visual->forward(images, false).to(at::kFloat));
+    f.MV = Normalise(s.momentum->EncodeTexts(ids, false).to(at::kFloat));
+  }
+  net_->train();
+  if (options_.freezeVisual) net_->visual->eval();  // a frozen ResNet's BatchNorm statistics stay too
+  RecomputeScope recompute(options_.gradientCheckpointing);
+  AutocastScope autocast(device_.type(), options_.precision);
+  f.U = Normalise(net_->visual->forward(images, false).to(at::kFloat));
+  f.V = Normalise(net_->EncodeTexts(ids, false).to(at::kFloat));
+  return f;
+}
+
+// The global batch in rank order: copies of the other ranks' rows, this rank's own (with gradient).
+StepTask::Features StepTask::GatherGlobal(Communicator* comm, const Features& local) {
+  const at::Tensor &u = local.U, &v = local.V, &labels = local.Y, &mu = local.MU, &mv = local.MV;
+  Features f = local;
+  const int64_t n = u.size(0), D = u.size(1), C = labels.size(1);
+  std::vector<at::Tensor> parts{u.detach(), v.detach(), labels};
+  if (mu.defined()) parts.insert(parts.end(), {mu, mv});
+  Gathered g = comm->AllGatherRows(at::cat(parts, 1), "all_gather of the batch features");
+  const int64_t off = g.offsets[comm->rank()], N = g.rows.size(0);
+  auto cols = [&](int64_t a, int64_t b) { return g.rows.slice(1, a, b).contiguous(); };
+  auto withLocal = [&](const at::Tensor& all, const at::Tensor& mine) {
+    return at::cat({all.slice(0, 0, off), mine, all.slice(0, off + n, N)}, 0);
+  };
+  f.U = withLocal(cols(0, D), u);
+  f.V = withLocal(cols(D, 2 * D), v);
+  f.Y = cols(2 * D, 2 * D + C);
+  if (mu.defined()) {
+    f.MU = cols(2 * D + C, 3 * D + C);
+    f.MV = cols(3 * D + C, 4 * D + C);
+  }
+  // The loader gives rank r the samples r, r+W, r+2W, ... of the epoch's order, so with equal
+  // shares the global batch in loader order has sample j of rank r at row j·W + r: interleave,
+  // so that the queue fills (and wraps) exactly as in one process with the global batch.
+  const int64_t W = comm->size();
+  bool equal = true;
+  for (int64_t r = 0; r < W; ++r) equal = equal && g.offsets[r + 1] - g.offsets[r] == n;
+  if (equal && W > 1) {
+    at::Tensor order = at::arange(N, at::TensorOptions().dtype(at::kLong)).view({W, n}).t().reshape({-1}).to(device_);
+    f.U = f.U.index_select(0, order);
+    f.V = f.V.index_select(0, order);
+    f.Y = f.Y.index_select(0, order);
+    if (mu.defined()) {
+      f.MU = f.MU.index_select(0, order);
+      f.MV = f.MV.index_select(0, order);
+    }
+  }
+  return f;
+}
+
+// A finite loss: backward (scaled for float16), the gradients summed over the ranks, unscaled,
+// clipped, then AdamW and the logit scale's clamp, unless a float16 gradient overflowed.
+void StepTask::BackwardAndUpdate(const at::Tensor& loss, Communicator* comm) {
+  TrainerState& s = *state_;
+  const bool scaled = options_.precision == at::kHalf;
+  lossScale_ = scaled ? s.scaler.scale : 1.0;
+  const int64_t recomputedBefore = RecomputeCount();
+  (scaled ? loss * s.scaler.scale : loss).backward();
+  recomputed_ = RecomputeCount() - recomputedBefore;
+  std::vector<at::Tensor> params;
+  for (auto& p : net_->parameters())
+    if (p.defined() && p.grad().defined()) params.push_back(p);
+  if (comm) {
+    // each rank's gradient is the global loss's gradient through its own samples: their sum is
+    // the global gradient. logit_scale enters every rank's loss directly: average it instead.
+    std::vector<at::Tensor> grads;
+    for (auto& p : params) grads.push_back(p.grad());
+    comm->AllReduceSum(grads, "all_reduce of the gradients");
+    if (net_->logit_scale.grad().defined()) net_->logit_scale.mutable_grad().div_(comm->size());
+  }
+  if (scaled) {
+    torch::NoGradGuard noGrad;
+    std::vector<at::Tensor> grads;
+    for (auto& p : params) grads.push_back(p.grad());
+    at::_foreach_div_(grads, lossScale_);  // one launch on CUDA
+  }
+  gradNorm_ =
+      ForeachClipGradNorm(params, options_.gradClip > 0 ? options_.gradClip : std::numeric_limits<double>::infinity());
+  // float16: an overflowed gradient halves the scale and skips the update (the batch is still enqueued)
+  overflow_ = scaled && !s.scaler.Update(std::isfinite(gradNorm_));
+  if (!overflow_) {
+    s.optimizer->SetLr(lr_);
+    s.optimizer->Step();
+    {
+      torch::NoGradGuard noGrad;
+      net_->logit_scale.clamp_(0.0, std::log(100.0));
+    }
+    ++s.steps;
+  }
+}
+
 void StepTask::Execute() {
   TrainerState& s = *state_;
   Communicator* comm = s.comm.get();
   at::Tensor images = batch_.images.tensor.to(device_), ids = batch_.ids.tensor.to(device_, at::kLong);
   at::Tensor labels = batch_.labels.tensor.to(device_, at::kFloat);
-  if (comm) {
-    comm->MarkStep(s.steps + s.skipped + 1);
-    if (!s.synced) {  // every rank starts from rank 0's weights (online and momentum)
-      torch::NoGradGuard noGrad;
-      std::vector<at::Tensor> all;
-      for (auto& [name, t] : NamedState(*net_)) all.push_back(t);
-      for (auto& [name, t] : NamedState(*s.momentum)) all.push_back(t);
-      comm->Broadcast(all, 0, "broadcast of the initial parameters");
-      s.synced = true;
-    }
-  }
-  // 1. EMA of the momentum towers (from the online weights before this step's update); a frozen
-  // tower's momentum copy is the tower itself, exactly
-  if (s.queue->size() > 0) {
-    EmaUpdate(*s.momentum, *net_, options_.momentum);
-    if (!s.frozen.empty()) {
-      torch::NoGradGuard noGrad;
-      auto dst = s.momentum->named_parameters(true);
-      for (auto& [name, p] : s.frozen) dst[name].copy_(p);
-    }
-  }
+  if (comm) SyncStart(comm);
+  if (s.queue->size() > 0) UpdateMomentum();
   NoGradFor frozen(s.frozen);
-  // 2. momentum features of the batch, no gradient
-  at::Tensor mu, mv;
-  if (s.queue->size() > 0) {
-    torch::NoGradGuard noGrad;
-    AutocastScope autocast(device_.type(), options_.precision);
-    s.momentum->eval();
-    mu = Normalise(s.momentum->visual->forward(images, false).to(at::kFloat));
-    mv = Normalise(s.momentum->EncodeTexts(ids, false).to(at::kFloat));
-  }
-  // 3. loss over batch + queue (in float32), backward, clip, AdamW, clamp
-  net_->train();
-  if (options_.freezeVisual) net_->visual->eval();  // a frozen ResNet's BatchNorm statistics stay too
-  at::Tensor u, v;
-  {
-    RecomputeScope recompute(options_.gradientCheckpointing);
-    AutocastScope autocast(device_.type(), options_.precision);
-    u = Normalise(net_->visual->forward(images, false).to(at::kFloat));
-    v = Normalise(net_->EncodeTexts(ids, false).to(at::kFloat));
-  }
-  at::Tensor U = u, V = v, Y = labels, MU = mu, MV = mv;
-  if (comm) {
-    // the global batch in rank order: copies of the other ranks' rows, this rank's own (with gradient)
-    const int64_t n = u.size(0), D = u.size(1), C = labels.size(1);
-    std::vector<at::Tensor> parts{u.detach(), v.detach(), labels};
-    if (mu.defined()) parts.insert(parts.end(), {mu, mv});
-    Gathered g = comm->AllGatherRows(at::cat(parts, 1), "all_gather of the batch features");
-    const int64_t off = g.offsets[comm->rank()], N = g.rows.size(0);
-    auto cols = [&](int64_t a, int64_t b) { return g.rows.slice(1, a, b).contiguous(); };
-    auto withLocal = [&](const at::Tensor& all, const at::Tensor& mine) {
-      return at::cat({all.slice(0, 0, off), mine, all.slice(0, off + n, N)}, 0);
-    };
-    U = withLocal(cols(0, D), u);
-    V = withLocal(cols(D, 2 * D), v);
-    Y = cols(2 * D, 2 * D + C);
-    if (mu.defined()) {
-      MU = cols(2 * D + C, 3 * D + C);
-      MV = cols(3 * D + C, 4 * D + C);
-    }
-    // The loader gives rank r the samples r, r+W, r+2W, ... of the epoch's order, so with equal
-    // shares the global batch in loader order has sample j of rank r at row j·W + r: interleave,
-    // so that the queue fills (and wraps) exactly as in one process with the global batch.
-    const int64_t W = comm->size();
-    bool equal = true;
-    for (int64_t r = 0; r < W; ++r) equal = equal && g.offsets[r + 1] - g.offsets[r] == n;
-    if (equal && W > 1) {
-      at::Tensor order = at::arange(N, at::TensorOptions().dtype(at::kLong)).view({W, n}).t().reshape({-1}).to(device_);
-      U = U.index_select(0, order);
-      V = V.index_select(0, order);
-      Y = Y.index_select(0, order);
-      if (mu.defined()) {
-        MU = MU.index_select(0, order);
-        MV = MV.index_select(0, order);
-      }
-    }
-  }
+  // 2.-3. features; then the loss over batch + queue (in float32), backward, clip, AdamW, clamp
+  Features f = Forward(images, ids, labels);
+  if (comm) f = GatherGlobal(comm, f);
   // the queue lives on the model's device: no copy to or from the host in a step
-  LossTerms terms = options_.wscl ? Wscl(U, V, Y, s.queue->Image(), s.queue->Text(), s.queue->Labels(),
+  LossTerms terms = options_.wscl ? Wscl(f.U, f.V, f.Y, s.queue->Image(), s.queue->Text(), s.queue->Labels(),
                                          net_->logit_scale.to(at::kFloat), options_.loss)
-                                  : Clip(U, V, net_->logit_scale.to(at::kFloat));
+                                  : Clip(f.U, f.V, net_->logit_scale.to(at::kFloat));
   s.lossDevice = terms.loss.device().str();
   loss_ = terms.loss.item<double>();  // the global batch's loss: the same on every rank
   s.optimizer->ZeroGrad();
@@ -222,46 +290,12 @@ void StepTask::Execute() {
     skipped_ = true;
     ++s.skipped;
   } else {
-    const bool scaled = options_.precision == at::kHalf;
-    lossScale_ = scaled ? s.scaler.scale : 1.0;
-    const int64_t recomputedBefore = RecomputeCount();
-    (scaled ? terms.loss * s.scaler.scale : terms.loss).backward();
-    recomputed_ = RecomputeCount() - recomputedBefore;
-    std::vector<at::Tensor> params;
-    for (auto& p : net_->parameters())
-      if (p.defined() && p.grad().defined()) params.push_back(p);
-    if (comm) {
-      // each rank's gradient is the global loss's gradient through its own samples: their sum is
-      // the global gradient. logit_scale enters every rank's loss directly: average it instead.
-      std::vector<at::Tensor> grads;
-      for (auto& p : params) grads.push_back(p.grad());
-      comm->AllReduceSum(grads, "all_reduce of the gradients");
-      if (net_->logit_scale.grad().defined()) net_->logit_scale.mutable_grad().div_(comm->size());
-    }
-    if (scaled) {
-      torch::NoGradGuard noGrad;
-      std::vector<at::Tensor> grads;
-      for (auto& p : params) grads.push_back(p.grad());
-      at::_foreach_div_(grads, lossScale_);  // one launch on CUDA
-    }
-    gradNorm_ = ForeachClipGradNorm(
-        params, options_.gradClip > 0 ? options_.gradClip : std::numeric_limits<double>::infinity());
-    // float16: an overflowed gradient halves the scale and skips the update (the batch is still enqueued)
-    overflow_ = scaled && !s.scaler.Update(std::isfinite(gradNorm_));
-    if (!overflow_) {
-      s.optimizer->SetLr(lr_);
-      s.optimizer->Step();
-      {
-        torch::NoGradGuard noGrad;
-        net_->logit_scale.clamp_(0.0, std::log(100.0));
-      }
-      ++s.steps;
-    }
+    BackwardAndUpdate(terms.loss, comm);
   }
   net_->eval();
   logitScale_ = net_->logit_scale.item<double>();
   // 4. enqueue the (global) batch's momentum features and labels
-  if (s.queue->size() > 0 && !skipped_) s.queue->Enqueue(MU, MV, Y);
+  if (s.queue->size() > 0 && !skipped_) s.queue->Enqueue(f.MU, f.MV, f.Y);
   queueValid_ = s.queue->valid();
   if (comm) std::tie(gatherSeconds_, reduceSeconds_) = comm->TakeSeconds();
 }
