@@ -74,6 +74,11 @@ struct Communicator::Impl {
   std::condition_variable wake;
   bool stopping = false;
 
+  // The steps of Communicator::Create; `who` and `where` start and fill in their error messages.
+  void OpenStore(const std::string& who, const std::string& where);
+  void Rendezvous(const std::string& who, const std::string& where);
+  void CreateProcessGroup(const std::string& who);
+
   static c10::intrusive_ptr<c10d::TCPStore> Client(const DistOptions& o, std::chrono::milliseconds timeout) {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(o.masterPort);
@@ -172,7 +177,10 @@ bool IsLoopback(const std::string& addr) { return addr == "localhost" || addr.rf
 
 }  // namespace
 
-std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
+namespace {
+
+// WORLD_SIZE, RANK, MASTER_PORT and the backend, before anything connects.
+void CheckOptions(const DistOptions& o) {
   if (o.worldSize < 1) ThrowRangeError("WORLD_SIZE must be at least 1");
   if (o.rank < 0 || o.rank >= o.worldSize)
     ThrowRangeError("RANK=" + std::to_string(o.rank) + " must be below WORLD_SIZE=" + std::to_string(o.worldSize));
@@ -185,18 +193,20 @@ std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
 #endif
   if (o.backend != "gloo" && o.backend != "nccl")
     ThrowRangeError("backend: expected \"gloo\" or \"nccl\", got \"" + o.backend + "\"");
-  auto impl = std::make_unique<Impl>();
-  impl->options = o;
-  const std::string where = o.masterAddr + ":" + std::to_string(o.masterPort);
-  const std::string who = "dist: rank " + std::to_string(o.rank) + " of " + std::to_string(o.worldSize) + ": ";
-  // 1. the store: rank 0 serves it
+}
+
+}  // namespace
+
+// 1. the store: rank 0 serves it
+void Communicator::Impl::OpenStore(const std::string& who, const std::string& where) {
+  const DistOptions& o = options;
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(o.masterPort);
     so.isServer = o.rank == 0;
     so.waitWorkers = false;
     so.timeout = o.timeout;
-    impl->store = c10::make_intrusive<c10d::TCPStore>(o.masterAddr, so);
+    store = c10::make_intrusive<c10d::TCPStore>(o.masterAddr, so);
   } catch (...) {
     if (o.rank == 0)
       throw std::runtime_error(who + "cannot serve the rendezvous store on MASTER_ADDR:MASTER_PORT=" + where + " (" +
@@ -205,37 +215,43 @@ std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
                              " within " + SecondsText(o.timeout) + ": is rank 0 running? (" +
                              Message(std::current_exception()) + ")");
   }
-  auto& store = *impl->store;
+}
+
+// 2. every rank agrees on WORLD_SIZE and holds a distinct RANK
+void Communicator::Impl::Rendezvous(const std::string& who, const std::string& where) {
+  const DistOptions& o = options;
+  c10d::Store& store = *this->store;
   auto bytes = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
-  // 2. every rank agrees on WORLD_SIZE and holds a distinct RANK
-  {
-    auto seen = store.compareSet("vilref/world", {}, bytes(std::to_string(o.worldSize)));
-    std::string first(seen.begin(), seen.end());
-    if (first != std::to_string(o.worldSize))
-      throw std::runtime_error(who + "WORLD_SIZE=" + std::to_string(o.worldSize) +
-                               " here, but another rank joined with WORLD_SIZE=" + first);
-    if (store.add("vilref/join/" + std::to_string(o.rank), 1) > 1)
-      throw std::runtime_error(who + "RANK=" + std::to_string(o.rank) + " is claimed by more than one process");
-    store.add("vilref/step/" + std::to_string(o.rank), 0);
-    std::vector<std::string> keys;
-    for (int r = 0; r < o.worldSize; ++r) keys.push_back("vilref/join/" + std::to_string(r));
+  auto seen = store.compareSet("vilref/world", {}, bytes(std::to_string(o.worldSize)));
+  std::string first(seen.begin(), seen.end());
+  if (first != std::to_string(o.worldSize))
+    throw std::runtime_error(who + "WORLD_SIZE=" + std::to_string(o.worldSize) +
+                             " here, but another rank joined with WORLD_SIZE=" + first);
+  if (store.add("vilref/join/" + std::to_string(o.rank), 1) > 1)
+    throw std::runtime_error(who + "RANK=" + std::to_string(o.rank) + " is claimed by more than one process");
+  store.add("vilref/step/" + std::to_string(o.rank), 0);
+  std::vector<std::string> keys;
+  for (int r = 0; r < o.worldSize; ++r) keys.push_back("vilref/join/" + std::to_string(r));
+  try {
+    store.wait(keys, o.timeout);
+  } catch (...) {
+    std::string missing;
     try {
-      store.wait(keys, o.timeout);
+      for (int r = 0; r < o.worldSize; ++r)
+        if (!store.check({keys[r]})) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
     } catch (...) {
-      std::string missing;
-      try {
-        for (int r = 0; r < o.worldSize; ++r)
-          if (!store.check({keys[r]})) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
-      } catch (...) {
-        missing = "0 (the store host)";
-      }
-      throw std::runtime_error(who + "rank" + (missing.find(',') != std::string::npos ? "s " : " ") + missing +
-                               " did not join within " + SecondsText(o.timeout) + " (WORLD_SIZE=" +
-                               std::to_string(o.worldSize) + ", MASTER_ADDR:MASTER_PORT=" + where + ")");
+      missing = "0 (the store host)";
     }
+    throw std::runtime_error(who + "rank" + (missing.find(',') != std::string::npos ? "s " : " ") + missing +
+                             " did not join within " + SecondsText(o.timeout) + " (WORLD_SIZE=" +
+                             std::to_string(o.worldSize) + ", MASTER_ADDR:MASTER_PORT=" + where + ")");
   }
-  // 3. the process group
-  auto prefixed = c10::make_intrusive<c10d::PrefixStore>("vilref/pg", impl->store);
+}
+
+// 3. the process group
+void Communicator::Impl::CreateProcessGroup(const std::string& who) {
+  const DistOptions& o = options;
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>("vilref/pg", store);
   try {
     if (o.backend == "gloo") {
       auto go = c10d::ProcessGroupGloo::Options::create(o.timeout);
@@ -246,7 +262,7 @@ std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
       else
         go->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
       go->threads = 2;
-      impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, o.rank, o.worldSize, go);
+      pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, o.rank, o.worldSize, go);
     } else {
 #if defined(USE_C10D_NCCL)
       // Untested here (no CUDA LibTorch on the development machine). Blocking wait makes
@@ -254,13 +270,24 @@ std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
       setenv("NCCL_BLOCKING_WAIT", "1", 0);
       auto no = c10d::ProcessGroupNCCL::Options::create();
       no->timeout = o.timeout;
-      impl->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, o.rank, o.worldSize, no);
+      pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, o.rank, o.worldSize, no);
 #endif
     }
   } catch (...) {
     throw std::runtime_error(who + "creating the " + o.backend +
                              " process group failed: " + Message(std::current_exception()));
   }
+}
+
+std::shared_ptr<Communicator> Communicator::Create(const DistOptions& o) {
+  CheckOptions(o);
+  auto impl = std::make_unique<Impl>();
+  impl->options = o;
+  const std::string where = o.masterAddr + ":" + std::to_string(o.masterPort);
+  const std::string who = "dist: rank " + std::to_string(o.rank) + " of " + std::to_string(o.worldSize) + ": ";
+  impl->OpenStore(who, where);
+  impl->Rendezvous(who, where);
+  impl->CreateProcessGroup(who);
   impl->StartHeartbeat();
   return std::shared_ptr<Communicator>(new Communicator(std::move(impl)));
 }
