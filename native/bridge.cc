@@ -274,21 +274,15 @@ std::string ReadEnumValue(const Napi::Value& v, const std::string& name, const s
   ThrowRangeError(name + ": expected " + QuotedList(allowed) + ", got \"" + s + "\"");
 }
 
-JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
+namespace {
+
+// The element type of a tensor's `data`, one of spec.dtypes. 16-bit floats have no typed array of
+// their own: raw bits in a Uint16Array, named by `dtype`.
+const ArrayKind& ReadArrayKind(const Napi::Object& obj, const Napi::TypedArray& array, const TensorSpec& spec) {
   const std::string& name = spec.name;
-  if (!value.IsObject() || value.IsArray() || value.IsTypedArray() || value.IsFunction()) {
-    ThrowTypeError(name + ": expected an object { data: " + DtypeList(spec) + ", shape: number[] }, got " +
-                   Describe(value));
-  }
-  Napi::Object obj = value.As<Napi::Object>();
-  Napi::Value dataValue = obj.Get("data");
-  if (!dataValue.IsTypedArray())
-    ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " + Describe(dataValue));
-  auto array = dataValue.As<Napi::TypedArray>();
   const ArrayKind* kind = nullptr;
   for (const auto& k : kArrayKinds)
     if (k.js == array.TypedArrayType()) kind = &k;
-  // 16-bit floats have no typed array of their own: raw bits in a Uint16Array, named by `dtype`.
   static const ArrayKind kBFloat16Bits{napi_uint16_array, at::kBFloat16, "Uint16Array (dtype \"bfloat16\")"};
   static const ArrayKind kFloat16Bits{napi_uint16_array, at::kHalf, "Uint16Array (dtype \"float16\")"};
   if (array.TypedArrayType() == napi_uint16_array) {
@@ -307,14 +301,22 @@ JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
   if (!allowed)
     ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " +
                    (kind ? kind->name : JsArrayName(array.TypedArrayType())));
+  return *kind;
+}
 
+struct ShapeRead {
+  std::vector<int64_t> shape;
+  uint64_t elements = 1;
+  bool overflow = false;  // the element count passes 2^64
+};
+
+// A tensor's `shape`: an array of non-negative integers, each named in its error.
+ShapeRead ReadShape(const Napi::Object& obj, const std::string& name) {
   Napi::Value shapeValue = obj.Get("shape");
   if (!shapeValue.IsArray())
     ThrowTypeError(name + ".shape: expected an array of non-negative integers, got " + Describe(shapeValue));
   auto shapeArray = shapeValue.As<Napi::Array>();
-  std::vector<int64_t> shape;
-  uint64_t elements = 1;
-  bool overflow = false;
+  ShapeRead r;
   for (uint32_t i = 0; i < shapeArray.Length(); ++i) {
     std::string dimName = name + ".shape[" + std::to_string(i) + "]";
     Napi::Value d = shapeArray.Get(i);
@@ -325,10 +327,17 @@ JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
     if (x < 0) ThrowRangeError(dimName + ": " + std::to_string(static_cast<long long>(x)) + " is negative");
     if (x > 9007199254740991.0) ThrowRangeError(dimName + ": " + std::to_string(x) + " is too large");
     auto n = static_cast<uint64_t>(x);
-    if (n != 0 && elements > std::numeric_limits<uint64_t>::max() / n) overflow = true;
-    elements *= n;
-    shape.push_back(static_cast<int64_t>(n));
+    if (n != 0 && r.elements > std::numeric_limits<uint64_t>::max() / n) r.overflow = true;
+    r.elements *= n;
+    r.shape.push_back(static_cast<int64_t>(n));
   }
+  return r;
+}
+
+// The shape fits the spec's rank and dimensions, and the data holds exactly its elements.
+void CheckShape(const ShapeRead& r, const TensorSpec& spec, size_t length) {
+  const std::string& name = spec.name;
+  const std::vector<int64_t>& shape = r.shape;
   bool rankOk = spec.anyRank || shape.size() == spec.dims.size();
   bool dimsOk = rankOk;
   for (size_t i = 0; dimsOk && !spec.anyRank && i < shape.size(); ++i)
@@ -337,22 +346,40 @@ JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
     ThrowRangeError(name + ": expected shape " + ExpectedShapeText(spec) + " (" + std::to_string(spec.dims.size()) +
                     "-D), got " + ShapeText(shape));
   }
-  if (overflow || elements != array.ElementLength()) {
+  if (r.overflow || r.elements != length) {
     ThrowRangeError(name + ": shape " + ShapeText(shape) + " needs " +
-                    (overflow ? std::string("more than 2^64") : std::to_string(elements)) + " elements, but data has " +
-                    std::to_string(array.ElementLength()));
+                    (r.overflow ? std::string("more than 2^64") : std::to_string(r.elements)) +
+                    " elements, but data has " + std::to_string(length));
   }
+}
+
+}  // namespace
+
+JsTensor ReadTensor(const Napi::Value& value, const TensorSpec& spec) {
+  const std::string& name = spec.name;
+  if (!value.IsObject() || value.IsArray() || value.IsTypedArray() || value.IsFunction()) {
+    ThrowTypeError(name + ": expected an object { data: " + DtypeList(spec) + ", shape: number[] }, got " +
+                   Describe(value));
+  }
+  Napi::Object obj = value.As<Napi::Object>();
+  Napi::Value dataValue = obj.Get("data");
+  if (!dataValue.IsTypedArray())
+    ThrowTypeError(name + ".data: expected " + DtypeList(spec) + ", got " + Describe(dataValue));
+  auto array = dataValue.As<Napi::TypedArray>();
+  const ArrayKind& kind = ReadArrayKind(obj, array, spec);
+  ShapeRead shape = ReadShape(obj, name);
+  CheckShape(shape, spec, array.ElementLength());
 
   void* data = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
-  auto n = static_cast<int64_t>(elements);
+  auto n = static_cast<int64_t>(shape.elements);
   if (spec.finite) {
-    if (kind->dtype == at::kFloat) CheckFinite(static_cast<const float*>(data), n, name);
-    if (kind->dtype == at::kDouble) CheckFinite(static_cast<const double*>(data), n, name);
+    if (kind.dtype == at::kFloat) CheckFinite(static_cast<const float*>(data), n, name);
+    if (kind.dtype == at::kDouble) CheckFinite(static_cast<const double*>(data), n, name);
   }
   JsTensor out;
   // An empty typed array may have no memory at all; LibTorch wants a real pointer.
-  out.tensor = n == 0 ? at::empty(shape, at::TensorOptions().dtype(kind->dtype))
-                      : at::from_blob(data, shape, at::TensorOptions().dtype(kind->dtype));
+  out.tensor = n == 0 ? at::empty(shape.shape, at::TensorOptions().dtype(kind.dtype))
+                      : at::from_blob(data, shape.shape, at::TensorOptions().dtype(kind.dtype));
   out.owner = Napi::Persistent(array.As<Napi::Object>());
   return out;
 }
