@@ -539,9 +539,10 @@ export interface LogisticFitArgs {
   C: number;
   /** Warm start: W [K, d], b [K]. */
   init?: { W: TensorData<Float64Array>; b: TensorData<Float64Array> };
-  maxIter?: number;
-  gradTol?: number;
-  memory?: number;
+  /** Complete L-BFGS options (defaults: LBFGS_DEFAULTS in lib/eval/probe.ts). */
+  maxIter: number;
+  gradTol: number;
+  memory: number;
 }
 
 export interface LogisticProblemReport {

@@ -287,12 +287,12 @@ std::string KindOf(const Napi::Object& o, const std::string& name) {
   return kind;
 }
 
+// The options are complete (lib/eval/probe.ts owns their defaults, LBFGS_DEFAULTS): each is required.
 LbfgsOptions ReadLbfgs(const Napi::Object& args) {
   LbfgsOptions o;
-  Napi::Value maxIter = args.Get("maxIter"), memory = args.Get("memory"), gradTol = args.Get("gradTol");
-  if (!maxIter.IsUndefined()) o.maxIter = ReadInteger(maxIter, "args.maxIter", 0, 100000000);
-  if (!memory.IsUndefined()) o.memory = ReadInteger(memory, "args.memory", 1, 1000);
-  if (!gradTol.IsUndefined()) o.gradTol = ReadNumberValue(gradTol, "args.gradTol", 0, 1e6);
+  o.maxIter = ReadInteger(args.Get("maxIter"), "args.maxIter", 0, 100000000);
+  o.memory = ReadInteger(args.Get("memory"), "args.memory", 1, 1000);
+  o.gradTol = ReadNumberValue(args.Get("gradTol"), "args.gradTol", 0, 1e6);
   return o;
 }
 

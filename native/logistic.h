@@ -15,10 +15,11 @@
 
 namespace vilref {
 
+// Defaults live in lib/eval/probe.ts (LBFGS_DEFAULTS); the JS side always passes all three.
 struct LbfgsOptions {
-  int64_t maxIter = 500;
-  double gradTol = 1e-6;  // stop when the largest gradient component is below this
-  int64_t memory = 10;
+  int64_t maxIter = 0;
+  double gradTol = 0;  // stop when the largest gradient component is below this
+  int64_t memory = 0;
 };
 
 struct ProblemReport {

@@ -104,3 +104,25 @@ test("patientMetrics: the scored classes' columns of the label rows, counted per
   t.is(r.perClass.amd!.positives, 1);
   t.is(r.metrics.auc!.value, 1);
 });
+
+test("patientMetrics, single-label: classes in another order than the dataset's give the same metrics", async (t) => {
+  const { patientMetrics } = await import("../lib/adapt/patient.js");
+  const sl: EvalDataset = { ...ml([]), task: "multiclass", classes: ["normal", "dr", "amd"] };
+  const samples = [
+    eye("1L", "p1", { target: 0 }, 2),
+    eye("1R", "p1", { target: 0 }, 3),
+    eye("2L", "p2", { target: 1 }, 4),
+    eye("3L", "p3", { target: 2 }, 5),
+    eye("4L", "p4", { target: 1 }, 6),
+  ];
+  // probabilities per image over normal, dr, amd; p4's dr is scored below its amd (one mistake)
+  const natural = [0.7, 0.2, 0.1, 0.6, 0.3, 0.1, 0.1, 0.8, 0.1, 0.2, 0.1, 0.7, 0.1, 0.4, 0.5];
+  const order = [2, 0, 1]; // amd, normal, dr
+  const permuted = natural.map((_, k) => natural[Math.floor(k / 3) * 3 + order[k % 3]!]!);
+  const a = patientMetrics(sl, samples, sl.classes, natural, "max", { resamples: 0 });
+  const b = patientMetrics(sl, samples, ["amd", "normal", "dr"], permuted, "max", { resamples: 0 });
+  t.is(a.metrics.accuracy!.value, 0.75);
+  t.is(b.metrics.accuracy!.value, a.metrics.accuracy!.value);
+  t.is(b.metrics.auc!.value, a.metrics.auc!.value);
+  for (const c of sl.classes) t.deepEqual(b.perClass[c], a.perClass[c], c);
+});

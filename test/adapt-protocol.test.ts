@@ -79,7 +79,9 @@ test("tip, tip-f and clip-adapter: draws, validation choice, test metrics, patie
     }
     t.is(r.n, testIds.size);
     t.is(r.predictions.ids.length, testIds.size);
-    t.is(r.predictions.logits.length, testIds.size * ds.classes.length);
+    t.is(r.predictions.scores.length, testIds.size * ds.classes.length);
+    t.deepEqual(r.predictions.classes, ds.classes);
+    t.is(r.predictions.gold.length, testIds.size);
     t.is(r.overSeeds.draws, 2);
     const patients = new Set(ds.samples.filter((s) => s.split === "test").map((s) => s.patientId));
     t.is(r.patient!.patients, patients.size);
@@ -182,6 +184,20 @@ test("vilref eval adapter --method lora writes the metrics, the predictions and 
   const lines = readFileSync(pred, "utf8").trim().split("\n");
   t.is(lines.length, r.n);
   t.deepEqual(Object.keys((JSON.parse(lines[0]!) as { scores: object }).scores), ds.classes);
+  for (const line of lines) {
+    // the shared predictions layout: probabilities, and the classes at ≥ 0.5 predicted (multi-label)
+    const row = JSON.parse(line) as { scores: Record<string, number>; predicted: string[]; gold: string[] };
+    t.true(
+      Object.values(row.scores).every((p) => p >= 0 && p <= 1),
+      line,
+    );
+    t.deepEqual(
+      row.predicted,
+      ds.classes.filter((c) => row.scores[c]! >= 0.5),
+      line,
+    );
+    t.true(Array.isArray(row.gold), line);
+  }
   t.true(readFileSync(adapters).length > 0);
   const bad = await main(
     [

@@ -7,6 +7,7 @@ import { fitLinear as fitLinearJs, trainProbeJs } from "../bench/baselines/eval-
 import { mulberry32 } from "../lib/data/rng.js";
 import { accuracy, argmaxRows, rocAuc } from "../lib/eval/metrics.js";
 import {
+  LBFGS_DEFAULTS,
   convergenceWarning,
   fitLinear,
   fitStandardizer,
@@ -238,27 +239,42 @@ test("a fit that does not converge is reported: in the probe's result, as a warn
 test("the native fit checks its arguments and names them", async (t) => {
   const x = { data: new Float64Array(6), shape: [3, 2] };
   const lr = native().logistic;
-  await t.throwsAsync(lr.fit({ x, kind: "sigmoid", y: { data: Float64Array.from([0, 1, 2]), shape: [3, 1] }, C: 1 }), {
-    instanceOf: RangeError,
-    message: /args\.y\.data\[2\] = 2\.0+: expected 1, 0 or NaN/,
+  const L = LBFGS_DEFAULTS;
+  // the L-BFGS options are complete (TypeScript owns their defaults): missing or mistyped, a TypeError
+  const y = { data: new Float64Array(3), shape: [3, 1] };
+  const { maxIter: _, ...noMaxIter } = L;
+  await t.throwsAsync(lr.fit({ x, kind: "sigmoid", y, C: 1, ...noMaxIter } as Parameters<typeof lr.fit>[0]), {
+    instanceOf: TypeError,
+    message: /args\.maxIter/,
+  });
+  await t.throwsAsync(lr.fit({ x, kind: "sigmoid", y, C: 1, ...L, gradTol: "1e-6" as unknown as number }), {
+    instanceOf: TypeError,
+    message: /args\.gradTol/,
   });
   await t.throwsAsync(
-    lr.fit({ x, kind: "softmax", t: { data: Int32Array.from([0, 1, 3]), shape: [3] }, classes: 3, C: 1 }),
+    lr.fit({ x, kind: "sigmoid", y: { data: Float64Array.from([0, 1, 2]), shape: [3, 1] }, C: 1, ...L }),
+    {
+      instanceOf: RangeError,
+      message: /args\.y\.data\[2\] = 2\.0+: expected 1, 0 or NaN/,
+    },
+  );
+  await t.throwsAsync(
+    lr.fit({ x, kind: "softmax", t: { data: Int32Array.from([0, 1, 3]), shape: [3] }, classes: 3, C: 1, ...L }),
     {
       instanceOf: RangeError,
       message: /args\.t\.data\[2\] = 3 is not a class below 3/,
     },
   );
-  await t.throwsAsync(lr.fit({ x, kind: "sigmoid", y: { data: new Float64Array(3), shape: [3, 1] }, C: 0 }), {
+  await t.throwsAsync(lr.fit({ x, kind: "sigmoid", y: { data: new Float64Array(3), shape: [3, 1] }, C: 0, ...L }), {
     instanceOf: RangeError,
     message: /args\.C: expected a positive finite number/,
   });
-  await t.throwsAsync(lr.fit({ x, kind: "logit" as "sigmoid", C: 1 }), {
+  await t.throwsAsync(lr.fit({ x, kind: "logit" as "sigmoid", C: 1, ...L }), {
     instanceOf: TypeError,
     message: /args\.kind/,
   });
   await t.throwsAsync(
-    lr.fit({ x: { data: Float64Array.from([0, 0, Number.NaN, 0, 0, 0]), shape: [3, 2] }, kind: "sigmoid", C: 1 }),
+    lr.fit({ x: { data: Float64Array.from([0, 0, Number.NaN, 0, 0, 0]), shape: [3, 2] }, kind: "sigmoid", C: 1, ...L }),
     { instanceOf: RangeError, message: /args\.x\.data\[2\] is NaN/ },
   );
   await t.throwsAsync(
@@ -267,6 +283,7 @@ test("the native fit checks its arguments and names them", async (t) => {
       kind: "sigmoid",
       y: { data: new Float64Array(3), shape: [3, 1] },
       C: 1,
+      ...L,
       init: { W: { data: new Float64Array(3), shape: [1, 3] }, b: { data: new Float64Array(1), shape: [1] } },
     }),
     { instanceOf: RangeError, message: /args\.init\.W: expected shape \[1, 2\]/ },

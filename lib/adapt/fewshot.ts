@@ -17,6 +17,8 @@ import type { MetricsReport } from "../eval/evaluate.js";
 import { dots, encodeImageSet, normalizeRows } from "../eval/features.js";
 import type { EncodeImagesOptions, TextEncodeFn } from "../eval/features.js";
 import type { BootstrapOptions } from "../eval/metrics.js";
+import { goldLabels } from "../eval/predictions.js";
+import type { ScoreTable } from "../eval/predictions.js";
 import { meanAuc } from "../eval/probe.js";
 import {
   buildPrompts,
@@ -83,8 +85,8 @@ export interface FewShotResult extends MetricsReport {
   /** Zero-shot test AUC with the same text features (α = 0). */
   zeroShotAuc: number;
   patient?: MetricsReport & { aggregation: PatientAggregation; patients: number };
-  /** The first draw's test logits [n, C] and the images' ids. */
-  predictions: { ids: string[]; logits: Float32Array };
+  /** The first draw's per-image test scores (what --predictions writes; see `logitTable`). */
+  predictions: ScoreTable;
 }
 
 interface Encoded {
@@ -120,7 +122,7 @@ async function classText(ds: EvalDataset, encodeText: TextEncodeFn, d: number, p
   return { ds: restricted, feats, notes };
 }
 
-function targetsOf(ds: EvalDataset, samples: readonly EvalSample[]): Targets {
+export function targetsOf(ds: EvalDataset, samples: readonly EvalSample[]): Targets {
   return ds.task === "multilabel"
     ? { kind: "multilabel", y: multiLabelTargets(samples, ds.classes.length) }
     : { kind: "single", t: classTargets(samples, ds.classes.length) };
@@ -227,6 +229,25 @@ function softmaxRows(logits: Float32Array, n: number, C: number): Float64Array {
   return out;
 }
 
+/**
+ * Per-image scores of adapter logits [n, C] as a score table (what --predictions writes), scored as
+ * the metrics score them: multi-label, the sigmoid of each logit (a class is predicted at 0.5, i.e.
+ * logit 0); single-label, the softmax probabilities.
+ */
+export function logitTable(ds: EvalDataset, samples: readonly EvalSample[], logits: Float32Array): ScoreTable {
+  const n = samples.length;
+  const C = ds.classes.length;
+  if (logits.length !== n * C) throw new RangeError(`logits: expected ${n}×${C} values, got ${logits.length}`);
+  const rows = { ids: samples.map((s) => s.id), images: samples.map((s) => s.image), classes: ds.classes };
+  const t = targetsOf(ds, samples);
+  if (t.kind === "multilabel") {
+    const scores = Float64Array.from(logits, (z) => 1 / (1 + Math.exp(-z)));
+    return { ...rows, scores, multiLabel: true, threshold: 0.5, gold: goldLabels(ds.classes, n, { y: t.y }) };
+  }
+  const scores = softmaxRows(logits, n, C);
+  return { ...rows, scores, multiLabel: false, threshold: 0.5, gold: goldLabels(ds.classes, n, { targets: t.t }) };
+}
+
 /** Test metrics of logits: multi-label on the logits (threshold 0), single-label on softmax probabilities. */
 export function reportLogits(
   ds: EvalDataset,
@@ -308,7 +329,7 @@ export async function fewShotAdapter(
     overSeeds: seedSummary(seeds.map((s) => s.testAuc)),
     zeroShotAuc,
     notes: [...ds.notes, ...notes, ...report.notes],
-    predictions: { ids: test.samples.map((s) => s.id), logits: first! },
+    predictions: logitTable(ds, test.samples, first!),
   };
   if (o.patient) {
     const agg = aggregatePatients(ds, test.samples, first!, o.patient);

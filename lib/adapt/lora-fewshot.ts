@@ -15,7 +15,8 @@ import { finetune } from "../finetune/train.js";
 import type { BatchSource } from "../finetune/train.js";
 import type { ViLReF } from "../model/vilref.js";
 import type { Targets } from "./adapters.js";
-import { reportLogits } from "./fewshot.js";
+import type { ScoreTable } from "../eval/predictions.js";
+import { logitTable, reportLogits } from "./fewshot.js";
 import type { SeedResult } from "./fewshot.js";
 import { Lora } from "./lora.js";
 import type { LoraTargetGroup } from "./lora.js";
@@ -59,8 +60,8 @@ export interface LoraFewShotResult extends MetricsReport {
   trainableParameters: number;
   backboneParameters: number;
   patient?: MetricsReport & { aggregation: PatientAggregation; patients: number };
-  /** The first draw's test logits [n, C] (log-odds of the head's probabilities) and the images' ids. */
-  predictions: { ids: string[]; logits: Float32Array };
+  /** The first draw's per-image test scores (the head's probabilities; what --predictions writes). */
+  predictions: ScoreTable;
 }
 
 /** BCE targets [n, C] in [0, 1]: multi-label with unknown as 0, single-label one-hot. */
@@ -166,7 +167,7 @@ export async function loraFewShot(model: ViLReF, ds: EvalDataset, o: LoraFewShot
     trainableParameters: first!.trainable,
     backboneParameters: backbone,
     notes: [...ds.notes, ...report.notes],
-    predictions: { ids: test.map((s) => s.id), logits: first!.logits },
+    predictions: logitTable(ds, test, first!.logits),
   };
   if (o.patient) {
     const agg = aggregatePatients(ds, test, first!.logits, o.patient);

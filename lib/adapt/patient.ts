@@ -97,7 +97,8 @@ export type PatientReport = MetricsReport & { aggregation: PatientAggregation; p
 
 /**
  * Per-patient metrics of per-image scores [n, C] over `classes` (a subset of the dataset's, by
- * name: the samples' label rows are taken at those columns). Multi-label scores are compared with
+ * name, in any order: the samples' label rows are taken at those columns, single-label targets
+ * renumbered to them; an image whose class is not scored is an error naming its patient). Multi-label scores are compared with
  * `threshold`; single-label scores are probabilities (max or mean over eyes, then the argmax).
  */
 export function patientMetrics(
@@ -111,10 +112,13 @@ export function patientMetrics(
 ): PatientReport {
   const cols = classes.map((c) => ds.classes.indexOf(c));
   const view: EvalDataset = { ...ds, classes: [...classes] };
+  // the label rows in the order of `classes`: multi-label columns picked, single-label targets renumbered
   const rows =
     ds.task === "multilabel"
       ? samples.map((s) => ({ ...s, ...(s.y ? { y: Float32Array.from(cols, (i) => s.y![i]!) } : {}) }))
-      : samples;
+      : samples.map((s) =>
+          s.target === null || s.target === undefined ? s : { ...s, target: cols.indexOf(s.target) },
+        );
   const agg = aggregatePatients(view, rows, scores, how);
   const report =
     agg.targets.kind === "multilabel"

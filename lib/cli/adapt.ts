@@ -4,8 +4,6 @@
  * a row, averaged with a t-interval), hyper-parameters or the epoch chosen on the validation split,
  * the test split scored with bootstrap CIs; --patient max|mean adds per-patient metrics.
  */
-import { mkdirSync } from "node:fs";
-import path from "node:path";
 import { Option } from "commander";
 import type { Command } from "commander";
 import { FEATURE_ADAPTERS, fewShotAdapter } from "../adapt/fewshot.js";
@@ -17,7 +15,7 @@ import type { LoraTargetGroup } from "../adapt/lora.js";
 import type { PatientAggregation } from "../adapt/patient.js";
 import { formatReport } from "../eval/evaluate.js";
 import { textEncoder, tokenizerFor } from "../eval/features.js";
-import { atomicWriteFileSync } from "../io/atomic.js";
+import { writeScoreTable } from "../eval/predictions.js";
 import { addCommonOptions, imageOptions, loadEvalData, loadModel, writeOutputs } from "./eval.js";
 import type { CommonOptions } from "./eval.js";
 import {
@@ -136,8 +134,11 @@ async function runAdapter(o: AdapterCliOptions): Promise<void> {
   }
   printResult(r, ds.name, o);
   const { predictions, ...rest } = r;
-  if (o.predictions) writePredictions(o.predictions, predictions, r.classes);
-  // --predictions is written above (the first draw's logits); writeOutputs writes --out and --report.
+  if (o.predictions) {
+    await writeScoreTable(o.predictions, predictions);
+    console.log(`predictions: ${o.predictions}`);
+  }
+  // --predictions is written above (the first draw's scores); writeOutputs writes --out and --report.
   const outputs = { ...(o.out ? { out: o.out } : {}), ...(o.report ? { report: o.report } : {}) };
   await writeOutputs(outputs, rest, { model: name, dataset: ds.name, root: ds.root, split: o.testSplit });
 }
@@ -152,16 +153,6 @@ function printResult(r: FewShotResult | LoraFewShotResult, dataset: string, o: A
     console.log(`  trainable parameters: ${r.trainableParameters} (image tower: ${r.backboneParameters})`);
   if (r.patient) console.log(formatReport(r.patient, `per patient (${r.patient.aggregation} over eyes)`));
   if (o.saveAdapters) console.log(`adapters: ${o.saveAdapters}`);
-}
-
-function writePredictions(file: string, p: { ids: string[]; logits: Float32Array }, classes: string[]): void {
-  const C = classes.length;
-  const lines = p.ids.map((id, i) =>
-    JSON.stringify({ id, scores: Object.fromEntries(classes.map((c, k) => [c, p.logits[i * C + k]])) }),
-  );
-  mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  atomicWriteFileSync(file, lines.join("\n") + "\n");
-  console.log(`predictions: ${file}`);
 }
 
 /** Adds `vilref eval adapter` to the eval command. */

@@ -54,6 +54,9 @@ export async function predictProba(model: LinearModel, X: Float64Array, n: numbe
 export type ProbeTargets =
   { kind: "multilabel"; y: Float32Array; K: number } | { kind: "single"; t: Int32Array; K: number };
 
+/** The L-BFGS defaults: the one place they are set (the addon requires all three). */
+export const LBFGS_DEFAULTS: Readonly<Required<LbfgsOptions>> = { maxIter: 500, gradTol: 1e-6, memory: 10 };
+
 export interface LbfgsOptions {
   /** Iterations at most (500). */
   maxIter?: number;
@@ -101,9 +104,9 @@ export async function fitLinear(
   const K = targets.K;
   if (D.X.length !== n * d) throw new RangeError(`fitLinear: expected ${n}×${d} features, got ${D.X.length}`);
   const lbfgs = {
-    ...(options.maxIter !== undefined ? { maxIter: options.maxIter } : {}),
-    ...(options.gradTol !== undefined ? { gradTol: options.gradTol } : {}),
-    ...(options.memory !== undefined ? { memory: options.memory } : {}),
+    maxIter: options.maxIter ?? LBFGS_DEFAULTS.maxIter,
+    gradTol: options.gradTol ?? LBFGS_DEFAULTS.gradTol,
+    memory: options.memory ?? LBFGS_DEFAULTS.memory,
   };
   const x = { data: D.X, shape: [n, d] };
   if (targets.kind === "single" && (options.multiclass ?? "multinomial") === "multinomial") {
@@ -136,7 +139,7 @@ async function fitOneVsRest(
   targets: ProbeTargets,
   C: number,
   init: LinearModel | undefined,
-  lbfgs: LbfgsOptions,
+  lbfgs: Required<LbfgsOptions>,
 ): Promise<FittedLinear> {
   const { d, n } = D;
   const K = targets.K;
