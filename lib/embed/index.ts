@@ -354,6 +354,58 @@ export function embedImages(
   return owningOutput(options, () => embedImagesOwned(samples, encoder, options));
 }
 
+/** A run that is not up to date: its chunks, those still to embed, and how many an earlier run did. */
+interface OpenRun {
+  run: Chunked;
+  missing: number[];
+  resumed: number;
+  /** Why the earlier output was recomputed (null: there was none). */
+  recomputed: string | null;
+}
+
+/** The output as it stands when it is up to date, else the run's chunks (a resumed run says how many are done). */
+function openRun(
+  kind: "image" | "text",
+  encoder: ImageEncoder | TextEncoder,
+  preprocessing: unknown,
+  options: EmbedOptions,
+  ids: readonly string[],
+  batchSize: number,
+  started: number,
+): EmbedResult | OpenRun {
+  const key = runKey(kind, encoder, preprocessing, options, ids);
+  const kept = upToDate(options, key, started);
+  if ("upToDate" in kept) return kept;
+  const run = new Chunked(options, ids, key, batchSize);
+  const missing = run.missing();
+  const resumed = run.chunks - missing.length;
+  if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
+  return { run, missing, resumed, recomputed: kept.recomputed };
+}
+
+/** Joins the chunks into the output files; `skipped`: "listed" reports the inputs the chunks skipped, "none" reports none. */
+async function finishRun(
+  { run, missing, resumed, recomputed }: OpenRun,
+  options: EmbedOptions,
+  started: number,
+  skipped: "listed" | "none",
+): Promise<EmbedResult> {
+  const fin = await run.finish();
+  return {
+    out: options.out,
+    idsFile: idsPathFor(options.out),
+    rows: fin.rows,
+    dim: fin.dim,
+    skipped: skipped === "listed" ? fin.skipped : [],
+    resumedChunks: resumed,
+    computedChunks: missing.length,
+    upToDate: false,
+    recomputed: run.restarted ?? recomputed,
+    metaFile: metaPathFor(options.out),
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
 async function embedImagesOwned(
   samples: readonly Sample[],
   encoder: ImageEncoder,
@@ -362,14 +414,17 @@ async function embedImagesOwned(
   const started = performance.now();
   const B = options.batchSize ?? 32;
   const transform: TransformOptions = { ...(options.transform ?? {}), size: encoder.imageSize, train: false };
-  const inputIds = samples.map((s) => s.id);
-  const key = runKey("image", encoder, transform, options, inputIds);
-  const kept = upToDate(options, key, started);
-  if ("upToDate" in kept) return kept;
-  const run = new Chunked(options, inputIds, key, B);
-  const missing = run.missing();
-  const resumed = run.chunks - missing.length;
-  if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
+  const opened = openRun(
+    "image",
+    encoder,
+    transform,
+    options,
+    samples.map((s) => s.id),
+    B,
+    started,
+  );
+  if ("upToDate" in opened) return opened;
+  const { run, missing, resumed } = opened;
   // One loader over the missing chunks, in order: chunk size is a multiple of the batch size, so
   // no batch straddles two chunks and prefetching continues across chunk boundaries.
   const todo: Sample[] = [];
@@ -416,20 +471,7 @@ async function embedImagesOwned(
   await flush();
   if (consumed !== todo.length) throw new Error(`internal: ${consumed} of ${todo.length} inputs consumed`);
   bar.done();
-  const fin = await run.finish();
-  return {
-    out: options.out,
-    idsFile: idsPathFor(options.out),
-    rows: fin.rows,
-    dim: fin.dim,
-    skipped: fin.skipped,
-    resumedChunks: resumed,
-    computedChunks: missing.length,
-    upToDate: false,
-    recomputed: run.restarted ?? kept.recomputed,
-    metaFile: metaPathFor(options.out),
-    seconds: (performance.now() - started) / 1000,
-  };
+  return finishRun(opened, options, started, "listed");
 }
 
 /** The progress bar of an embedding run: resumed chunks count as done, not in the rate. */
@@ -471,14 +513,17 @@ async function embedTextsOwned(
 ): Promise<EmbedResult> {
   const started = performance.now();
   const B = options.batchSize ?? 64;
-  const ids = records.map((r) => r.id);
-  const key = runKey("text", encoder, null, options, ids);
-  const kept = upToDate(options, key, started);
-  if ("upToDate" in kept) return kept;
-  const run = new Chunked(options, ids, key, B);
-  const missing = run.missing();
-  const resumed = run.chunks - missing.length;
-  if (resumed > 0) options.info?.(`resuming: ${resumed} of ${run.chunks} chunks already done`);
+  const opened = openRun(
+    "text",
+    encoder,
+    null,
+    options,
+    records.map((r) => r.id),
+    B,
+    started,
+  );
+  if ("upToDate" in opened) return opened;
+  const { run, missing, resumed } = opened;
   const bar = embedBar(options, run, resumed, "text");
   for (const k of missing) {
     const part = records.slice(k * run.C, Math.min(run.n, (k + 1) * run.C));
@@ -510,18 +555,5 @@ async function embedTextsOwned(
     );
   }
   bar.done();
-  const fin = await run.finish();
-  return {
-    out: options.out,
-    idsFile: idsPathFor(options.out),
-    rows: fin.rows,
-    dim: fin.dim,
-    skipped: [],
-    resumedChunks: resumed,
-    computedChunks: missing.length,
-    upToDate: false,
-    recomputed: run.restarted ?? kept.recomputed,
-    metaFile: metaPathFor(options.out),
-    seconds: (performance.now() - started) / 1000,
-  };
+  return finishRun(opened, options, started, "none");
 }
