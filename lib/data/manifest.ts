@@ -364,22 +364,27 @@ export function listImages(dir: string, extensions: readonly string[] = IMAGE_EX
   return out;
 }
 
+/** A sample of an image alone: no report, labels, split, patient, eye or target. */
+export function imageSample(id: string, image: string, file: string, line: number): Sample {
+  return {
+    id,
+    image,
+    text: null,
+    labels: null,
+    split: null,
+    patientId: null,
+    eye: null,
+    target: null,
+    source: { file, line },
+  };
+}
+
 /** Samples for plain image files (ids: paths relative to base, default the common folder). */
 export function samplesFromFiles(files: string[], base?: string): Sample[] {
   const b = path.resolve(base ?? (files.length > 0 ? commonDir(files) : "."));
   return files.map((f, i) => {
     const abs = path.resolve(f);
-    return {
-      id: path.relative(b, abs).split(path.sep).join("/"),
-      image: abs,
-      text: null,
-      labels: null,
-      split: null,
-      patientId: null,
-      eye: null,
-      target: null,
-      source: { file: f, line: i + 1 },
-    };
+    return imageSample(path.relative(b, abs).split(path.sep).join("/"), abs, f, i + 1);
   });
 }
 

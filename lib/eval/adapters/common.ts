@@ -1,7 +1,7 @@
 /** Helpers the dataset adapters share: CSV tables with named columns, finding images by name. */
 import { readdirSync } from "node:fs";
 import path from "node:path";
-import { IMAGE_EXTENSIONS } from "../../data/manifest.js";
+import { IMAGE_EXTENSIONS, imageSample } from "../../data/manifest.js";
 import { TableError, readTable as readStrictTable } from "../../io/table.js";
 import type { EvalSample } from "../dataset.js";
 import { DatasetError } from "../dataset.js";
@@ -109,18 +109,7 @@ export function sample(
   line: number,
   extra: Partial<EvalSample> = {},
 ): EvalSample {
-  return {
-    id,
-    image,
-    text: null,
-    labels: null,
-    split: null,
-    patientId: null,
-    eye: null,
-    target: null,
-    source: { file, line },
-    ...extra,
-  };
+  return { ...imageSample(id, image, file, line), ...extra };
 }
 
 /** The split a path's folder names suggest (train / val / test), or null. */
