@@ -184,6 +184,19 @@ export function evaluateScores(set: ScoreSet, options: BootstrapOptions = {}): M
   return set.task === "multilabel" ? multiLabelReport(set, boot) : singleLabelReport(set, boot);
 }
 
+/** Class c's report: its AUC, AP, F1 and accuracy estimates (4 per class in `est`) and its counts. */
+function classReport(est: Estimate[], c: number, positives: number, negatives: number, unknown: number): ClassReport {
+  return {
+    auc: est[4 * c]!,
+    ap: est[4 * c + 1]!,
+    f1: est[4 * c + 2]!,
+    accuracy: est[4 * c + 3]!,
+    positives,
+    negatives,
+    unknown,
+  };
+}
+
 function multiLabelReport(set: ScoreSet, boot: Boot): MetricsReport {
   const { classes, scores, n, task } = set;
   const C = classes.length;
@@ -213,15 +226,7 @@ function multiLabelReport(set: ScoreSet, boot: Boot): MetricsReport {
     ];
     s.forEach((v, i) => m[l[i]! === 1 ? 1 : 0]![v > thr ? 1 : 0]!++);
     confusion[name] = m;
-    perClass[name] = {
-      auc: est[4 * c]!,
-      ap: est[4 * c + 1]!,
-      f1: est[4 * c + 2]!,
-      accuracy: est[4 * c + 3]!,
-      positives: pos,
-      negatives: neg,
-      unknown: n - l.length,
-    };
+    perClass[name] = classReport(est, c, pos, neg, n - l.length);
     roc[name] = rocCurve(s, l);
     if (pos === 0 || neg === 0)
       notes.push(
@@ -247,15 +252,7 @@ function singleLabelReport(set: ScoreSet, boot: Boot): MetricsReport {
   const all = Int32Array.from({ length: n }, (_, i) => i);
   classes.forEach((name, c) => {
     const pos = t.filter((v) => v === c).length;
-    perClass[name] = {
-      auc: est[4 * c]!,
-      ap: est[4 * c + 1]!,
-      f1: est[4 * c + 2]!,
-      accuracy: est[4 * c + 3]!,
-      positives: pos,
-      negatives: n - pos,
-      unknown: 0,
-    };
+    perClass[name] = classReport(est, c, pos, n - pos, 0);
     roc[name] = rocCurve(
       column(scores, n, C, c, all),
       Array.from(t, (v) => (v === c ? 1 : 0)),
