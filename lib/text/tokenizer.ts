@@ -295,15 +295,9 @@ function scanText(text: string, emit: (word: string) => boolean): void {
     return go;
   };
   while (i < n) {
-    let cp = text.charCodeAt(i);
-    let width = 1;
-    if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < n) {
-      const lo = text.charCodeAt(i + 1);
-      if (lo >= 0xdc00 && lo <= 0xdfff) {
-        cp = (cp - 0xd800) * 0x400 + (lo - 0xdc00) + 0x10000;
-        width = 2;
-      }
-    }
+    // a surrogate pair is one code point of two UTF-16 units; a lone surrogate stands for itself
+    const cp = text.codePointAt(i)!;
+    const width = cp > 0xffff ? 2 : 1;
     const c = cp < 0x80 ? asciiClass(cp) : classOf(cp);
     switch (c) {
       case C.Drop:
@@ -351,15 +345,9 @@ function emitToken(raw: string, allAscii: boolean, emit: (word: string) => boole
   let start = 0;
   let i = 0;
   while (i < n) {
-    let cp = tok.charCodeAt(i);
-    let width = 1;
-    if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < n) {
-      const lo = tok.charCodeAt(i + 1);
-      if (lo >= 0xdc00 && lo <= 0xdfff) {
-        cp = (cp - 0xd800) * 0x400 + (lo - 0xdc00) + 0x10000;
-        width = 2;
-      }
-    }
+    // a surrogate pair is one code point of two UTF-16 units; a lone surrogate stands for itself
+    const cp = tok.codePointAt(i)!;
+    const width = cp > 0xffff ? 2 : 1;
     const c = cp < 0x80 ? asciiClass(cp) : classOf(cp);
     if (c === C.Punct) {
       if (i > start && !emit(tok.slice(start, i))) return false;
