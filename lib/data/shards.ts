@@ -17,13 +17,13 @@
  * offset when decoded): for `embed`, `eval`, `data check` and held-out sets. Training streams
  * shards with bounded memory instead (lib/data/shard-loader.ts).
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { Eye, LabelMap } from "../labels/index.js";
 import { globSync, isDynamicPattern } from "tinyglobby";
 import { parseEye, parseLabelsCell, type Sample, type ShardMember } from "./manifest.js";
-import { TarError, TarReader, walkTarSync, type TarMember } from "./tar.js";
+import { readExactlySync, TarError, TarReader, walkTarSync, type TarMember } from "./tar.js";
 
 /** Image extensions a sample can carry, in the order one is picked when there are several. */
 export const SHARD_IMAGE_EXTS: readonly string[] = ["jpg", "jpeg", "png", "webp"];
@@ -429,14 +429,7 @@ function rangeReader(file: string): RangeReader {
   return {
     at(offset, size) {
       fd ??= openSync(file, "r");
-      const b = Buffer.allocUnsafe(size);
-      let got = 0;
-      while (got < size) {
-        const k = readSync(fd, b, got, size - got, offset + got);
-        if (k === 0) throw new TarError(file, offset + got, null, "truncated: unexpected end of file");
-        got += k;
-      }
-      return b;
+      return readExactlySync(fd, file, offset, size);
     },
     close() {
       if (fd !== null) closeSync(fd);

@@ -244,6 +244,18 @@ function checkedHeader(file: string, h: Buffer, at: number): Buffer | null {
   return h;
 }
 
+/** `n` bytes of `file` (open as `fd`) at offset `at`; a TarError when the file ends first. */
+export function readExactlySync(fd: number, file: string, at: number, n: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  let got = 0;
+  while (got < n) {
+    const k = readSync(fd, b, got, n - got, at + got);
+    if (k === 0) throw new TarError(file, at + got, null, "truncated: unexpected end of file");
+    got += k;
+  }
+  return b;
+}
+
 /**
  * The regular-file members of a tar, headers only, read synchronously (for listings that must
  * not be async). Visits each member in order; throws a TarError where the archive is damaged,
@@ -253,16 +265,7 @@ export function walkTarSync(file: string, visit: (m: TarMember) => void): void {
   const fd = openSync(file, "r");
   try {
     const size = fstatSync(fd).size;
-    const read = (at: number, n: number) => {
-      const b = Buffer.allocUnsafe(n);
-      let got = 0;
-      while (got < n) {
-        const k = readSync(fd, b, got, n - got, at + got);
-        if (k === 0) throw new TarError(file, at + got, null, "truncated: unexpected end of file");
-        got += k;
-      }
-      return b;
-    };
+    const read = (at: number, n: number) => readExactlySync(fd, file, at, n);
     const entry = new EntryParser(file, size, 0);
     let at = 0;
     for (;;) {
