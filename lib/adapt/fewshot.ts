@@ -14,7 +14,7 @@ import type { EvalDataset, EvalSample } from "../eval/dataset.js";
 import { classTargets, DatasetError, multiLabelTargets, splitOf } from "../eval/dataset.js";
 import { evaluateScores } from "../eval/evaluate.js";
 import type { MetricsReport } from "../eval/evaluate.js";
-import { dots, encodeImageSet, normalizeRows } from "../eval/features.js";
+import { dots, encodeImageSet, logitScaleOf, normalizeRows } from "../eval/features.js";
 import type { EncodeImagesOptions, TextEncodeFn } from "../eval/features.js";
 import type { BootstrapOptions } from "../eval/metrics.js";
 import { goldLabels } from "../eval/predictions.js";
@@ -274,15 +274,6 @@ export function reportLogits(
       );
 }
 
-/** The model's logit scale: the similarity of a unit vector with itself. */
-export async function logitScale(model: ViLReF): Promise<number> {
-  const d = model.config.embed_dim;
-  const unit = new Float32Array(d);
-  unit[0] = 1;
-  const s = await model.similarity({ data: unit, shape: [1, d] }, { data: unit, shape: [1, d] });
-  return s.data[0] as number;
-}
-
 /** The few-shot protocol of a feature-level adapter (see the file header). */
 export async function fewShotAdapter(
   model: ViLReF,
@@ -303,7 +294,7 @@ export async function fewShotAdapter(
     val,
     test,
     text,
-    scale: await logitScale(model),
+    scale: await logitScaleOf(model),
     o,
   };
   const seeds: SeedResult[] = [];

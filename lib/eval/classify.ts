@@ -24,7 +24,7 @@ import type { ViLReF } from "../model/vilref.js";
 import type { TensorData } from "../native.js";
 import type { BertTokenizer } from "../text/index.js";
 import { DatasetError } from "./dataset.js";
-import { contextLengthFor, encodeImageSet, normalizeRows, textEncoder } from "./features.js";
+import { contextLengthFor, encodeImageSet, logitScaleOf, normalizeRows, textEncoder } from "./features.js";
 import type { EncodeImagesOptions } from "./features.js";
 import {
   classPrompts,
@@ -90,15 +90,6 @@ export function resolveClassPrompts(bank: PromptBank, classes: readonly string[]
     out.set(name, { positive: fill(bank.templates.positive), negative: fill(bank.templates.negative) });
   });
   return out;
-}
-
-/** The model's temperature exp(logit_scale): the similarity of a unit vector with itself. */
-export async function logitScaleOf(model: ViLReF): Promise<number> {
-  const d = model.config.embed_dim;
-  const unit = new Float32Array(d);
-  unit[0] = 1;
-  const s = await model.similarity({ data: unit, shape: [1, d] }, { data: unit, shape: [1, d] });
-  return s.data[0] as number;
 }
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));

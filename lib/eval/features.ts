@@ -179,3 +179,12 @@ export function contextLengthFor(
 ): number {
   return option ?? model.contextLength ?? Math.min(52, model.config.text_max_position_embeddings);
 }
+
+/** The model's temperature exp(logit_scale): the similarity of a unit vector with itself. */
+export async function logitScaleOf(model: ViLReF): Promise<number> {
+  const d = model.config.embed_dim;
+  const unit = new Float32Array(d);
+  unit[0] = 1;
+  const s = await model.similarity({ data: unit, shape: [1, d] }, { data: unit, shape: [1, d] });
+  return s.data[0] as number;
+}

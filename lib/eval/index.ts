@@ -5,9 +5,16 @@
 export * from "./metrics.js";
 export * from "./dataset.js";
 export * from "./evaluate.js";
-export { encodeImageSet, normalizeRows, textEncoder, tokenizerFor, contextLengthFor } from "./features.js";
+export {
+  encodeImageSet,
+  normalizeRows,
+  textEncoder,
+  tokenizerFor,
+  contextLengthFor,
+  logitScaleOf,
+} from "./features.js";
 export type { ImageFeatures, EncodeImagesOptions, TextEncodeFn, VocabSource } from "./features.js";
-export { ZeroShotClassifier, resolveClassPrompts, logitScaleOf } from "./classify.js";
+export { ZeroShotClassifier, resolveClassPrompts } from "./classify.js";
 export type { ClassifierOptions, ImagePrediction, LabelScore } from "./classify.js";
 export {
   writePredictions,

@@ -15,7 +15,7 @@ import type { EvalDataset, EvalSample } from "./dataset.js";
 import { classTargets, DatasetError, multiLabelTargets } from "./dataset.js";
 import { evaluateScores } from "./evaluate.js";
 import type { MetricsReport } from "./evaluate.js";
-import { dots, encodeImageSet, normalizeRows } from "./features.js";
+import { dots, encodeImageSet, logitScaleOf, normalizeRows } from "./features.js";
 import type { EncodeImagesOptions, ImageFeatures, TextEncodeFn } from "./features.js";
 import type { BootstrapOptions } from "./metrics.js";
 import { goldLabels } from "./predictions.js";
@@ -347,13 +347,8 @@ function scoreMultiLabel(z: ZeroShotInputs, scoring: MultiLabelScoring): ZeroSho
 /** Step 3 (single-label): a softmax over the classes at the model's own temperature. */
 async function scoreSingleLabel(z: ZeroShotInputs, model: ViLReF): Promise<ZeroShotScores> {
   const { ds, chosen, names, n } = z;
-  const d = model.config.embed_dim;
-  // the model's own temperature: similarity of a unit vector with itself is exp(logit_scale)
-  const unit = new Float32Array(d);
-  unit[0] = 1;
-  const scale = (await model.similarity({ data: unit, shape: [1, d] }, { data: unit, shape: [1, d] }))
-    .data[0] as number;
-  const scores = singleLabelProbabilities(z.images, n, z.feats, scale);
+  // the model's own temperature
+  const scores = singleLabelProbabilities(z.images, n, z.feats, await logitScaleOf(model));
   // in the order of the scored classes (--classes may list them in another order than the dataset)
   const targets = Int32Array.from(classTargets(z.used, ds.classes.length), (t) => chosen.indexOf(t));
   const report = evaluateScores({ task: ds.task, classes: names, scores, n, targets }, z.boot);
