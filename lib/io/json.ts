@@ -5,6 +5,7 @@
  * exceeded", naming nothing. Every vilref format nests a few levels; the default limit of 100 is
  * far above that. Errors name the source (a file, `file:line`, or a field).
  */
+import { readFileSync } from "node:fs";
 
 export const DEFAULT_MAX_JSON_DEPTH = 100;
 
@@ -60,4 +61,15 @@ export function parseJson(text: string, source: string, options: { maxDepth?: nu
   } catch (e) {
     throw new JsonInputError(`${source}: not valid JSON (${(e as Error).message})`, source);
   }
+}
+
+/** A JSON file read and parsed with parseJson; a file that cannot be read is an Error naming it. */
+export function readJsonFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
+  return parseJson(text, file);
 }

@@ -14,7 +14,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
-import { parseJson } from "../io/json.js";
+import { readJsonFile } from "../io/json.js";
 import { parseModelConfig, presetNames } from "./config.js";
 import type { ModelConfig } from "./config.js";
 
@@ -112,13 +112,7 @@ export function modelHome(dir?: string, env: NodeJS.ProcessEnv = process.env): s
 export function readUserRegistry(home: string): UserRegistry {
   const file = path.join(home, USER_REGISTRY_FILE);
   if (!existsSync(file)) return { version: 1, models: {} };
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new Error(`${file}: ${(e as Error).message}`);
-  }
-  const raw = parseJson(text, file);
+  const raw = readJsonFile(file);
   const r = userRegistrySchema.safeParse(raw);
   if (!r.success) throw new TypeError(`${file}: ${formatIssues(r.error)}`);
   return r.data;

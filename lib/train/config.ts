@@ -3,11 +3,10 @@
  * with zod; every error names the key (`schedule.warmupSteps: ...`). Relative paths are resolved
  * against the config file's folder.
  */
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
-import { parseJson } from "../io/json.js";
+import { readJsonFile } from "../io/json.js";
 import { UNCERTAINTY_POLICIES } from "../labels/index.js";
 import { transformSchema } from "../data/transforms.js";
 import { modelConfigSchema, presetNames } from "../model/config.js";
@@ -265,12 +264,6 @@ export function trainerOptionsFromConfig(
 
 /** Reads and validates a config file (relative paths are relative to its folder). */
 export function loadConfig(file: string): PretrainConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new Error(`${file}: ${(e as Error).message}`);
-  }
-  const value = parseJson(text, file);
+  const value = readJsonFile(file);
   return parseConfig(value, { baseDir: path.dirname(path.resolve(file)), source: file });
 }
