@@ -2,7 +2,7 @@
 import test from "ava";
 import { measureCc, measureTs } from "../scripts/check-size.mjs";
 
-test("TypeScript: declarations, methods, arrows and constructors are measured from declaration to closing brace", (t) => {
+test("TypeScript: declarations, methods, arrows, constructors: from the declaration to the closing brace", (t) => {
   const text = [
     "export function a(x: number): number {", // 1
     "  const f = (y: number) => {", // 2
@@ -27,7 +27,7 @@ test("TypeScript: declarations, methods, arrows and constructors are measured fr
   t.deepEqual(found, ["a@1:6", "f@2:3", "constructor@8:3", "m@11:1", "g@12:3", "h@16:3", "named@17:1"]);
 });
 
-test("C++: definitions (wrapped signatures, initializer lists, class-inline members) end at their matching brace", (t) => {
+test("C++: definitions (wrapped signatures, initializer lists, class members) end at the matching brace", (t) => {
   const text = [
     "namespace vilref {", // 1
     "", // 2

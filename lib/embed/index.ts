@@ -383,7 +383,10 @@ function openRun(
   return { run, missing, resumed, recomputed: kept.recomputed };
 }
 
-/** Joins the chunks into the output files; `skipped`: "listed" reports the inputs the chunks skipped, "none" reports none. */
+/**
+ * Joins the chunks into the output files; `skipped`: "listed" reports the inputs the chunks skipped,
+ * "none" reports none.
+ */
 async function finishRun(
   { run, missing, resumed, recomputed }: OpenRun,
   options: EmbedOptions,

@@ -702,7 +702,10 @@ async function openTrainLoader(
   return { loader, trainCount };
 }
 
-/** Step 6: the held-out evaluation, on rank 0 only (the others wait in the next step's collective: the timeout must cover it). */
+/**
+ * Step 6: the held-out evaluation, on rank 0 only (the others wait in the next step's collective:
+ * the timeout must cover it).
+ */
 function runEvaluator(
   config: PretrainConfig,
   { heldOut, rules }: RunData,
