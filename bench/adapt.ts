@@ -12,8 +12,9 @@
  * split by patient into val (a third) and test (two thirds). Classes: those with K training
  * positives and both labels in val and test.
  *
- * Run: npx tsx bench/adapt.ts --demo vilref-demo [--shots 16] [--draws 3] [--epochs 10] [--rounds 1] [fewshot] [lora]
- * (lora: full and LoRA alternate, `--rounds` times each)
+ * Run: npx tsx bench/adapt.ts --demo vilref-demo [--shots 16] [--draws 3] [--epochs 10] [--rounds 1]
+ *        [--targets attention|mlp|all|name,name…] [fewshot] [lora]
+ * (lora: full and LoRA alternate, `--rounds` times each; LoRA rank 8 on --targets)
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -36,6 +37,8 @@ const shots = Number(opt("--shots", "16"));
 const draws = Number(opt("--draws", "3"));
 const epochs = Number(opt("--epochs", "10"));
 const rounds = Number(opt("--rounds", "1"));
+/** LoRA's targets: a group (attention, mlp, all) or released weight names, comma-separated. */
+const loraTargets = opt("--targets", "attention");
 
 function find(dir: string, re: RegExp): string {
   const hit = readdirSync(dir).find((f) => re.test(f));
@@ -136,6 +139,9 @@ async function tuneChild(kind: string): Promise<void> {
     shots,
     epochs,
     rank: 8,
+    targets: ["attention", "mlp", "all"].includes(loraTargets)
+      ? (loraTargets as "attention" | "mlp" | "all")
+      : loraTargets.split(","),
     resamples: 0,
     ...(kind === "full" ? { full: { backboneLr: 1e-5 } } : {}),
   });
@@ -164,10 +170,13 @@ async function lora(): Promise<void> {
       rssPeak: number;
     };
   });
-  for (const r of results)
-    console.log(
-      `${r.kind.padEnd(5)} test AUC ${f3(r.auc)}  trainable ${r.trainable} (${((100 * r.trainable) / r.backbone).toFixed(2)} % of the tower)  peak RSS ${(r.rssPeak / 1024).toFixed(0)} MiB`,
-    );
+  const full = results.find((r) => r.kind === "full")!;
+  for (const r of results) {
+    const pct = (of: number) => ((100 * r.trainable) / of).toFixed(2);
+    const share = `${pct(r.backbone)} % of the tower, ${pct(full.trainable)} % of full fine-tuning's`;
+    const rss = `peak RSS ${(r.rssPeak / 1024).toFixed(0)} MiB`;
+    console.log(`${r.kind.padEnd(5)} test AUC ${f3(r.auc)}  trainable ${r.trainable} (${share})  ${rss}`);
+  }
 }
 
 if (args.includes("--child")) await tuneChild(opt("--child", "lora"));

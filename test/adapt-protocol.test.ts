@@ -6,7 +6,8 @@ import test from "ava";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fewShotAdapter } from "../lib/adapt/fewshot.js";
+import { DEFAULT_RATIOS, fewShotAdapter } from "../lib/adapt/fewshot.js";
+import type { FewShotResult } from "../lib/adapt/fewshot.js";
 import { loraFewShot } from "../lib/adapt/lora-fewshot.js";
 import { manifestDataset } from "../lib/eval/dataset.js";
 import type { EvalDataset } from "../lib/eval/dataset.js";
@@ -89,6 +90,27 @@ test("tip, tip-f and clip-adapter: draws, validation choice, test metrics, patie
     if (method !== "clip-adapter") t.true(r.seeds.every((s) => s.beta !== undefined && s.alpha !== undefined));
     if (method !== "tip") t.true(r.seeds.every((s) => s.losses!.length === 3));
   }
+});
+
+test("CLIP-Adapter: the blend ratio with the best validation AUC is kept; a given ratio is used alone", async (t) => {
+  const model = ViLReF.create("tiny-vit", { seed: 1 });
+  const enc = fakeText(model.config.embed_dim);
+  const o = { method: "clip-adapter", shots: 2, draws: 2, resamples: 0, epochs: 3 } as const;
+  const chosen = await fewShotAdapter(model, enc, ds, o);
+  const each: FewShotResult[] = [];
+  for (const ratio of DEFAULT_RATIOS) {
+    const r = await fewShotAdapter(model, enc, ds, { ...o, ratio });
+    t.true(r.seeds.every((s) => s.ratio === ratio));
+    each.push(r);
+  }
+  chosen.seeds.forEach((s, k) => {
+    const i = DEFAULT_RATIOS.indexOf(s.ratio!);
+    t.true(i >= 0, String(s.ratio));
+    // the same training (same seed and ratio) as the single-ratio run, and no ratio did better on val
+    t.is(s.valAuc, each[i]!.seeds[k]!.valAuc);
+    t.is(s.testAuc, each[i]!.seeds[k]!.testAuc);
+    t.true(each.every((r) => r.seeds[k]!.valAuc <= s.valAuc));
+  });
 });
 
 test("Tip-Adapter with α fixed at 0 scores exactly the zero-shot AUC", async (t) => {

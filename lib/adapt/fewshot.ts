@@ -29,7 +29,7 @@ import {
 } from "../eval/zeroshot.js";
 import type { PromptBank } from "../eval/zeroshot.js";
 import { buildCache, clipAdapterLogits, tipGrid, tipLogits, trainClipAdapter, trainTipF } from "./adapters.js";
-import type { Targets, TipCache } from "./adapters.js";
+import type { Targets, TipCache, TrainSettings } from "./adapters.js";
 import { aggregatePatients } from "./patient.js";
 import type { PatientAggregation } from "./patient.js";
 import { sampleShots } from "./shots.js";
@@ -39,8 +39,17 @@ import type { SeedSummary } from "./summary.js";
 export type FeatureAdapter = "tip" | "tip-f" | "clip-adapter";
 export const FEATURE_ADAPTERS: readonly FeatureAdapter[] = ["tip", "tip-f", "clip-adapter"];
 
-export const DEFAULT_BETAS = [1, 2, 3, 5, 7, 10];
-export const DEFAULT_ALPHAS = [0, 0.25, 0.5, 1, 2, 4, 8];
+/**
+ * Tip-Adapter's validation grid. Wide and log-spaced: the cache term (for multi-label sets a share
+ * of neighbours in [0, 1]) and the zero-shot logits (the model's logit scale times cosine
+ * differences) differ in scale by one to two orders of magnitude depending on the model, so α runs
+ * to 256; α = 0 is zero-shot. On the demo's model the narrower grid of the Tip-Adapter paper
+ * (β ≤ 10, α ≤ 8) was chosen at its corner on every draw (bench/RESULTS.md).
+ */
+export const DEFAULT_BETAS = [1, 2, 3, 5, 7, 10, 15, 20, 30, 50];
+export const DEFAULT_ALPHAS = [0, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256];
+/** CLIP-Adapter's blend ratios tried (one adapter trained for each), the best on validation kept. */
+export const DEFAULT_RATIOS = [0.1, 0.2, 0.4, 0.6];
 
 export interface FewShotOptions extends BootstrapOptions {
   method: FeatureAdapter;
@@ -56,7 +65,7 @@ export interface FewShotOptions extends BootstrapOptions {
   epochs?: number;
   lr?: number;
   batchSize?: number;
-  /** CLIP-Adapter's blend ratio (0.2) and bottleneck width (d / 4). */
+  /** CLIP-Adapter's blend ratio (default: chosen on validation from DEFAULT_RATIOS) and bottleneck width (d / 4). */
   ratio?: number;
   hidden?: number;
   /** Also report per-patient metrics, each patient's scores the max or mean over their eyes. */
@@ -68,6 +77,8 @@ export interface SeedResult {
   /** The validation-chosen β and α (Tip-Adapter). */
   beta?: number;
   alpha?: number;
+  /** The blend ratio (CLIP-Adapter): the one given, or the validation-chosen one. */
+  ratio?: number;
   valAuc: number;
   testAuc: number;
   /** Training losses per epoch (Tip-Adapter-F, CLIP-Adapter). */
@@ -176,6 +187,31 @@ interface SeedContext {
   o: FewShotOptions;
 }
 
+/** CLIP-Adapter on one draw: an adapter trained per blend ratio, the best on validation kept. */
+async function clipAdapterSeed(
+  c: SeedContext,
+  seed: number,
+  perClass: Record<string, string[]>,
+  shots: Encoded,
+  train: TrainSettings,
+): Promise<{ result: SeedResult; logits: Float32Array }> {
+  const { ds, o, val, test, text, scale } = c;
+  const C = ds.classes.length;
+  const task = ds.task === "multilabel" ? "multilabel" : "single";
+  const hidden = o.hidden ?? Math.max(1, Math.floor(text.d / 4));
+  let best: { ratio: number; valAuc: number; w: Awaited<ReturnType<typeof trainClipAdapter>> } | undefined;
+  for (const ratio of o.ratio !== undefined ? [o.ratio] : DEFAULT_RATIOS) {
+    const s = { ...train, ratio, scale, hidden };
+    const w = await trainClipAdapter(shots.F, shots.n, text.d, text.positive, C, shots.targets, s);
+    const valAuc = aucOf(await clipAdapterLogits(val.F, val.n, text.d, text.positive, C, task, w, s), val, C);
+    if (!best || valAuc > best.valAuc) best = { ratio, valAuc, w };
+  }
+  const { ratio, valAuc, w } = best!;
+  const out = await clipAdapterLogits(test.F, test.n, text.d, text.positive, C, task, w, { ratio, scale });
+  const result = { seed, ratio, valAuc, testAuc: aucOf(out, test, C), losses: w.losses, perClass };
+  return { result, logits: out };
+}
+
 /** One draw: the adapter built and chosen, and its test logits. */
 async function runSeed(c: SeedContext, seed: number): Promise<{ result: SeedResult; logits: Float32Array }> {
   const { ds, o, val, test, text, scale } = c;
@@ -185,15 +221,7 @@ async function runSeed(c: SeedContext, seed: number): Promise<{ result: SeedResu
   const shots = await encode(c.model, ds, draw.samples, o);
   const zs = (e: Encoded) => zeroShotLogits(e.F, e.n, text, multi, scale);
   const train = { epochs: o.epochs ?? 50, batchSize: o.batchSize ?? 32, lr: o.lr ?? 1e-3, seed };
-  if (o.method === "clip-adapter") {
-    const s = { ...train, ratio: o.ratio ?? 0.2, scale, hidden: o.hidden ?? Math.max(1, Math.floor(text.d / 4)) };
-    const w = await trainClipAdapter(shots.F, shots.n, text.d, text.positive, C, shots.targets, s);
-    const task = multi ? "multilabel" : "single";
-    const logits = (e: Encoded) => clipAdapterLogits(e.F, e.n, text.d, text.positive, C, task, w, s);
-    const out = await logits(test);
-    const result = { seed, valAuc: aucOf(await logits(val), val, C), testAuc: aucOf(out, test, C), losses: w.losses };
-    return { result: { ...result, perClass: draw.perClass }, logits: out };
-  }
+  if (o.method === "clip-adapter") return clipAdapterSeed(c, seed, draw.perClass, shots, train);
   let cache = buildCache(shots.F, shots.n, text.d, shots.targets, C);
   let best = await chooseTip(cache, val, zs(val), o);
   let bias: Float32Array | undefined;

@@ -47,7 +47,7 @@ interface AdapterCliOptions extends CommonOptions {
   alphas?: number[];
   epochs?: number;
   lr: number;
-  ratio: number;
+  ratio?: number;
   rank: number;
   loraAlpha?: number;
   loraTargets: string;
@@ -77,7 +77,11 @@ function addAdapterOptions(cmd: Command): Command {
     .option("--alphas <list>", "Tip-Adapter residual ratios to try", list(float({ min: 0 })))
     .option("--epochs <n>", "training epochs (tip-f, clip-adapter: 50; lora: 20)", int({ min: 1 }))
     .addOption(lrOption("learning rate of the adapter (and of lora's head and factors)", 1e-3))
-    .option("--ratio <r>", "CLIP-Adapter's share of the adapted feature", float({ min: 0, max: 1 }), 0.2)
+    .option(
+      "--ratio <r>",
+      "CLIP-Adapter's share of the adapted feature (default: chosen on validation from 0.1, 0.2, 0.4, 0.6)",
+      float({ min: 0, max: 1 }),
+    )
     .option("--rank <r>", "LoRA rank", int({ min: 1 }), 8)
     .option("--lora-alpha <a>", "LoRA alpha (ΔW scaled by alpha / rank; default 2 × rank)", float({ above: 0 }))
     .option(
@@ -125,7 +129,7 @@ async function runAdapter(o: AdapterCliOptions): Promise<void> {
     r = await fewShotAdapter(model, textEncoder(model, tokenizer, L), ds, {
       ...common,
       method: o.method,
-      ratio: o.ratio,
+      ...(o.ratio !== undefined ? { ratio: o.ratio } : {}),
       images: imageOptions(o, `${o.method}: encoding images`),
       ...(o.prompts ? { prompts: o.prompts } : {}),
       ...(o.betas ? { betas: o.betas } : {}),
