@@ -531,6 +531,11 @@ KeyPartition PartitionKeys(const Napi::Object& dict, const std::vector<std::stri
   return out;
 }
 
+Napi::Object StateDictArgument(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
+  return info[0].As<Napi::Object>();
+}
+
 bool StrictOption(const Napi::CallbackInfo& info, size_t index) {
   return ReadBool(ReadOptions(info[index], "options", "an object { strict }"), "options", "strict");
 }

@@ -138,6 +138,9 @@ struct KeyPartition {
 };
 KeyPartition PartitionKeys(const Napi::Object& dict, const std::vector<std::string>& names);
 
+// loadStateDict's first argument, `{ name: {data, shape} }`: a TypeError unless it is a plain object.
+Napi::Object StateDictArgument(const Napi::CallbackInfo& info);
+
 // loadStateDict's `{ strict }` option at info[index] (a complete options object).
 bool StrictOption(const Napi::CallbackInfo& info, size_t index);
 

@@ -288,9 +288,8 @@ Napi::Value ViLReF::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     disposal_.Check();
-    if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
+    Napi::Object dict = StateDictArgument(info);
     const bool strict = StrictOption(info, 1);
-    auto dict = info[0].As<Napi::Object>();
     std::map<std::string, const ParamInfo*> expected;
     std::vector<std::string> names;
     for (const auto& p : params_) {

@@ -209,8 +209,7 @@ Napi::Value Finetuner::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     CheckAlive();
-    if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
-    auto dict = info[0].As<Napi::Object>();
+    Napi::Object dict = StateDictArgument(info);
     std::map<std::string, std::pair<std::vector<int64_t>, bool>> expected;  // shape, floating
     expected["head.weight"] = {{options_.classes, width_}, true};
     expected["head.bias"] = {{options_.classes}, true};

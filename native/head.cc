@@ -97,8 +97,7 @@ Napi::Value Head::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     disposal_.Check();
-    if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
-    auto dict = info[0].As<Napi::Object>();
+    Napi::Object dict = StateDictArgument(info);
     const size_t count = 2 * (widths_.size() - 1);
     std::map<std::string, size_t> expected;
     for (size_t i = 0; i < count; ++i) expected[ParamName(i)] = i;

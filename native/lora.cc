@@ -229,9 +229,8 @@ Napi::Value Lora::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     CheckAlive();
-    if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
+    Napi::Object dict = StateDictArgument(info);
     if (set_->merged()) ThrowRangeError("loadStateDict: the adapters are merged into the model already");
-    auto dict = info[0].As<Napi::Object>();
     std::vector<std::string> names;
     for (auto& [name, t] : set_->Factors()) names.push_back(name);
     auto keys = PartitionKeys(dict, names);

@@ -287,9 +287,8 @@ Napi::Value Segmenter::LoadStateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
     disposal_.Check();
-    if (!info[0].IsObject() || info[0].IsArray()) ThrowTypeError("stateDict: expected an object of named tensors");
+    Napi::Object dict = StateDictArgument(info);
     const bool strict = StrictOption(info, 1);
-    auto dict = info[0].As<Napi::Object>();
     std::map<std::string, const std::vector<int64_t>*> expected;
     std::vector<std::string> names;
     for (const auto& [name, shape] : shapes_) {
