@@ -204,7 +204,8 @@ export function parseSafetensorsHeader(
           ? String((shape as number[]).reduce((a, d) => a * BigInt(d), 1n) * BigInt(size))
           : `more than ${span}`;
       fail(
-        `data_offsets [${begin}, ${end}] hold ${span} bytes but shape ${showShape(shape as number[])} of ${dtype} needs ${exact}`,
+        `data_offsets [${begin}, ${end}] hold ${span} bytes but shape ${showShape(shape as number[])} of ` +
+          `${dtype} needs ${exact}`,
         key,
       );
     }
@@ -227,12 +228,14 @@ export function parseSafetensorsHeader(
     if (e.begin > cursor) {
       if (prev === undefined)
         fail(
-          `hole of ${e.begin - cursor} bytes at the start of the data buffer, before tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`,
+          `hole of ${e.begin - cursor} bytes at the start of the data buffer, ` +
+            `before tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`,
           e.name,
         );
       else
         fail(
-          `hole of ${e.begin - cursor} bytes between tensor ${showKey(prev.name)} [${prev.begin}, ${prev.end}] and tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`,
+          `hole of ${e.begin - cursor} bytes between tensor ${showKey(prev.name)} [${prev.begin}, ${prev.end}] ` +
+            `and tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`,
           e.name,
         );
     }
@@ -243,7 +246,8 @@ export function parseSafetensorsHeader(
     if (prev === undefined) fail(`the data buffer holds ${dataBytes} bytes but the header lists no tensors`);
     else
       fail(
-        `${dataBytes - cursor} trailing bytes of the data buffer [${cursor}, ${dataBytes}) belong to no tensor (the last, ${showKey(prev.name)}, ends at ${cursor})`,
+        `${dataBytes - cursor} trailing bytes of the data buffer [${cursor}, ${dataBytes}) ` +
+          `belong to no tensor (the last, ${showKey(prev.name)}, ends at ${cursor})`,
         prev.name,
       );
   }
@@ -302,7 +306,8 @@ function encodeParts(
     const { ctor } = DTYPES[t.dtype];
     if (!(t.data instanceof ctor))
       throw new TypeError(
-        `${where}: dtype ${t.dtype} needs a ${ctor.name}, got ${(t.data as object)?.constructor?.name ?? typeof t.data}`,
+        `${where}: dtype ${t.dtype} needs a ${ctor.name}, got ` +
+          `${(t.data as object)?.constructor?.name ?? typeof t.data}`,
       );
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
       throw new RangeError(`${where}: shape ${show(t.shape)} must be non-negative integers`);
@@ -366,7 +371,8 @@ export function encodeSafetensors(
   return Buffer.concat(encodeParts(tensors, metadata));
 }
 
-/** Writes a safetensors file atomically (temporary file, fsync, rename); a failure leaves an existing file untouched. */
+/** Writes a safetensors file atomically (temporary file, fsync, rename); a failure leaves an
+ * existing file untouched. */
 export async function writeSafetensors(
   file: string,
   tensors: Map<string, StTensor> | Record<string, StTensor>,

@@ -123,7 +123,9 @@ export function classPrompts(bank: PromptBank, key: string): ClassPrompts {
   const e = bank.classes.get(key);
   if (!e)
     throw new DatasetError(
-      `unknown class name ${JSON.stringify(key)}: no prompts for it in ${bank.source} (known: ${[...bank.classes.keys()].join(", ")}); add it under "classes" in a copy of the file and pass it with --prompts`,
+      `unknown class name ${JSON.stringify(key)}: no prompts for it in ${bank.source} (known: ` +
+        `${[...bank.classes.keys()].join(", ")}); add it under "classes" in a copy of the file and pass it with ` +
+        "--prompts",
     );
   const fill = (ts: string[]) => e.names.flatMap((name) => ts.map((t) => t.replaceAll("{name}", name)));
   const uniq = (xs: string[]) => [...new Set(xs)];
@@ -290,7 +292,8 @@ export async function zeroShot(
   }
   if (ds.task !== "multilabel" && chosen.length !== ds.classes.length)
     throw new DatasetError(
-      `${ds.name}: a single-label zero-shot evaluation needs prompts for every class (${ds.classes.filter((_, i) => !chosen.includes(i)).join(", ")} have none)`,
+      `${ds.name}: a single-label zero-shot evaluation needs prompts for every class ` +
+        `(${ds.classes.filter((_, i) => !chosen.includes(i)).join(", ")} have none)`,
     );
   const names = chosen.map((i) => ds.classes[i]!);
   const prompts = new Map(chosen.map((i) => [ds.classes[i]!, classPrompts(bank, ds.promptKeys[i] ?? ds.classes[i]!)]));
@@ -306,7 +309,8 @@ export async function zeroShot(
     );
   if (img.skipped.length > 0)
     notes.push(
-      `${img.skipped.length} images could not be decoded and were left out (first: ${img.skipped[0]!.id}: ${img.skipped[0]!.reason})`,
+      `${img.skipped.length} images could not be decoded and were left out (first: ${img.skipped[0]!.id}: ` +
+        `${img.skipped[0]!.reason})`,
     );
   const used = img.used.map((i) => samples[i]!);
   const I = normalizeRows(img.data, img.n, img.d);
