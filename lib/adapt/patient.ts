@@ -100,8 +100,9 @@ export type PatientReport = MetricsReport & { aggregation: PatientAggregation; p
 /**
  * Per-patient metrics of per-image scores [n, C] over `classes` (a subset of the dataset's, by
  * name, in any order: the samples' label rows are taken at those columns, single-label targets
- * renumbered to them; an image whose class is not scored is an error naming its patient). Multi-label scores are compared with
- * `threshold`; single-label scores are probabilities (max or mean over eyes, then the argmax).
+ * renumbered to them; an image whose class is not scored is an error naming its patient).
+ * Multi-label scores are compared with `threshold`; single-label scores are probabilities (max or
+ * mean over eyes, then the argmax).
  */
 export function patientMetrics(
   ds: EvalDataset,
