@@ -274,7 +274,10 @@ async function part1(jpegs: string[], repeat: number, seconds: number): Promise<
         process.stderr.write(rows[rows.length - 1]!.join("  ") + "\n");
       }
   }
-  return `${table(rows, 3)}\n\n${jpegs.length} JPEGs 2048×2048 (q92), ${drive.length} DRIVE TIFFs 565×584 (LZW)\n${notes.map((s) => `parity ${s}`).join("\n")}`;
+  return (
+    `${table(rows, 3)}\n\n${jpegs.length} JPEGs 2048×2048 (q92), ${drive.length} DRIVE TIFFs 565×584 (LZW)\n` +
+    `${notes.map((s) => `parity ${s}`).join("\n")}`
+  );
 }
 
 /** Part 2: the floor, the evaluation and training pipelines, shards and the packer. */
@@ -352,7 +355,10 @@ function part2Table(best: Record<string, Rate>, shards: number): string {
     "",
   ]);
   const ratio = (c: number, w: keyof Rate) => (best[`shard-train ${c}`]![w] / best[`orig-train ${c}`]![w]).toFixed(2);
-  return `${table(rows, 1)}\n\nshard-train / orig-train: ${ratio(1, "wall")} (1 core), ${ratio(2, "wall")} (2 cores); per CPU-s ${ratio(1, "cpu")} / ${ratio(2, "cpu")}; shards: ${shards} × 16 samples, short side 256, q90 4:2:0`;
+  return (
+    `${table(rows, 1)}\n\nshard-train / orig-train: ${ratio(1, "wall")} (1 core), ${ratio(2, "wall")} (2 cores); ` +
+    `per CPU-s ${ratio(1, "cpu")} / ${ratio(2, "cpu")}; shards: ${shards} × 16 samples, short side 256, q90 4:2:0`
+  );
 }
 
 async function main(): Promise<void> {
@@ -369,7 +375,8 @@ async function main(): Promise<void> {
   if (part !== "1") out.push(await part2(jpegs, repeat, seconds));
   console.log(out.join("\n\n"));
   console.log(
-    `\nwhole passes for ≥ ${seconds} s after warm-up, best of ${repeat}; ${cpus()[0]?.model ?? "?"}; sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}`,
+    `\nwhole passes for ≥ ${seconds} s after warm-up, best of ${repeat}; ${cpus()[0]?.model ?? "?"}; ` +
+      `sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}`,
   );
 }
 
