@@ -68,6 +68,52 @@ __attribute__((target_clones("avx2", "default"))) void VerticalRow(const uint8_t
   }
 }
 
+constexpr int kBlock = 8;  // output rows the vertical pass transposes at a time
+
+// Stores `rows` (≤ kBlock) rows of n floats, `block` holding them n apart, transposed: element i of
+// row r goes to t[i · outH + r], so a run of the block's rows is contiguous for every source value.
+void Transpose(const float* __restrict block, int rows, int n, float* __restrict t, int64_t outH) {
+  if (rows == kBlock) {
+    for (int i = 0; i < n; i++)
+      for (int r = 0; r < kBlock; r++) t[i * outH + r] = block[r * n + i];
+    return;
+  }
+  for (int i = 0; i < n; i++)
+    for (int r = 0; r < rows; r++) t[i * outH + r] = block[r * n + i];
+}
+
+typedef float V8 __attribute__((vector_size(32)));
+typedef int32_t V8i __attribute__((vector_size(32)));
+
+// Horizontal pass for one output column and channel, vectorised across the output rows (8 at a
+// time; `rows8` a multiple of 8): dst[y] = Σ_j k[j] · cols[j][y], the even taps and the odd taps
+// summed apart and then added (the order the kernel has always used, so the bytes do not change),
+// rounded to 0..255 (Round8 without branches); each column `stride` floats after the last.
+__attribute__((target_clones("avx2", "default"))) void HorizontalColumn(const float* __restrict cols, int64_t stride,
+                                                                        const float* __restrict k, int taps, int rows8,
+                                                                        int32_t* __restrict dst) {
+  for (int y = 0; y < rows8; y += 8) {
+    V8 a = {}, b = {}, p;
+    const float* c = cols + y;
+    int j = 0;
+    for (; j + 1 < taps; j += 2, c += 2 * stride) {
+      std::memcpy(&p, c, sizeof p);
+      a += k[j] * p;
+      std::memcpy(&p, c + stride, sizeof p);
+      b += k[j + 1] * p;
+    }
+    if (j < taps) {
+      std::memcpy(&p, c, sizeof p);
+      a += k[j] * p;
+    }
+    V8 v = a + b;
+    v = v > 0.0f ? v : 0.0f;
+    v = v < 255.0f ? v : 255.0f;
+    const V8i q = __builtin_convertvector(v + 0.5f, V8i);
+    std::memcpy(dst + y, &q, sizeof q);
+  }
+}
+
 }  // namespace
 
 void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, int outH, uint8_t* out,
@@ -84,54 +130,31 @@ void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, in
     return;
   }
   const Taps tx = ComputeTaps(w, outW), ty = ComputeTaps(h, outH);
-  // Vertical pass first (the same separable filter; the order changes float rounding only):
-  // outH rows of w RGB pixels, float, one vectorised loop per row.
+  // Vertical pass first (the same separable filter; the order changes float rounding only): outH
+  // rows of w RGB pixels in float, stored transposed (w·3 runs of outH values), then the horizontal
+  // pass per output column and channel over those runs, rounding to bytes in the caller's layout.
   const int n = w * 3;
-  scratch.resize(static_cast<size_t>(outH) * n + 4);  // + a vector's reach past the last pixel
-  for (int y = 0; y < outH; y++)
-    VerticalRow(src + static_cast<int64_t>(ty.first[y]) * pitch, pitch, n,
-                ty.weights.data() + static_cast<size_t>(y) * ty.width, ty.count[y],
-                scratch.data() + static_cast<size_t>(y) * n);
-  // Horizontal pass, rounding to bytes in the caller's layout: one 4-float vector per pixel (its
-  // three channels and the next pixel's red, ignored), so each tap is one vector multiply-add.
-  // (Locals for everything the loop reads: byte stores may alias anything, and would make the
-  // compiler reload the tables after each one.)
-  typedef float v4 __attribute__((vector_size(16)));
-  const int* __restrict first = tx.first.data();
-  const int* __restrict count = tx.count.data();
-  const float* __restrict weights = tx.weights.data();
-  const int width = tx.width;
-  const int64_t pixel = layout.pixel, channel = layout.channel, rowStride = layout.row;
-  const float* __restrict rows = scratch.data();
-  for (int y = 0; y < outH; y++) {
-    const float* row = rows + static_cast<size_t>(y) * n;
-    uint8_t* __restrict orow = out + y * rowStride;
-    const auto dot = [&](int x) {
-      const float* k = weights + static_cast<size_t>(x) * width;
-      const float* p = row + first[x] * 3;
-      v4 a = {0, 0, 0, 0}, b = {0, 0, 0, 0};  // two chains: taps alternate between them
-      const int c = count[x];
-      int j = 0;
-      for (; j + 1 < c; j += 2, p += 6) {
-        v4 p0, p1;
-        std::memcpy(&p0, p, sizeof p0);
-        std::memcpy(&p1, p + 3, sizeof p1);
-        a += k[j] * p0;
-        b += k[j + 1] * p1;
-      }
-      if (j < c) {
-        v4 p0;
-        std::memcpy(&p0, p, sizeof p0);
-        a += k[j] * p0;
-      }
-      return a + b;
-    };
-    for (int x = 0; x < outW; x++) {
-      const v4 acc = dot(x);
-      uint8_t* o = orow + (flip ? outW - 1 - x : x) * pixel;
-      o[0] = Round8(acc[0]);
-      o[channel] = Round8(acc[1]);
-      o[2 * channel] = Round8(acc[2]);
+  const int rows8 = (outH + 7) / 8 * 8;  // the transposed runs, padded to whole vectors
+  const size_t cols = static_cast<size_t>(n) * rows8;
+  scratch.resize(cols + static_cast<size_t>(kBlock) * n + rows8);
+  float* t = scratch.data();
+  float* block = t + cols;
+  int32_t* bytes = reinterpret_cast<int32_t*>(block + static_cast<size_t>(kBlock) * n);
+  for (int y0 = 0; y0 < outH; y0 += kBlock) {
+    const int rows = std::min(kBlock, outH - y0);
+    for (int r = 0, y = y0; r < rows; r++, y++)
+      VerticalRow(src + static_cast<int64_t>(ty.first[y]) * pitch, pitch, n,
+                  ty.weights.data() + static_cast<size_t>(y) * ty.width, ty.count[y], block + r * n);
+    Transpose(block, rows, n, t + y0, rows8);
+  }
+  const int64_t rowStride = layout.row, channel = layout.channel, pixel = layout.pixel;
+  for (int x = 0; x < outW; x++) {
+    const float* k = tx.weights.data() + static_cast<size_t>(x) * tx.width;
+    uint8_t* o = out + (flip ? outW - 1 - x : x) * pixel;
+    for (int c = 0; c < 3; c++, o += channel) {
+      HorizontalColumn(t + (static_cast<size_t>(tx.first[x]) * 3 + c) * rows8, 3 * static_cast<int64_t>(rows8), k,
+                       tx.count[x], rows8, bytes);
+      for (int y = 0; y < outH; y++) o[y * rowStride] = static_cast<uint8_t>(bytes[y]);
     }
   }
 }
