@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstring>
 
+#include <emmintrin.h>
+#include <xmmintrin.h>
+
 namespace vilref {
 
 namespace {
@@ -71,15 +74,23 @@ __attribute__((target_clones("avx2", "default"))) void VerticalRow(const uint8_t
 constexpr int kBlock = 8;  // output rows the vertical pass transposes at a time
 
 // Stores `rows` (≤ kBlock) rows of n floats, `block` holding them n apart, transposed: element i of
-// row r goes to t[i · outH + r], so a run of the block's rows is contiguous for every source value.
-void Transpose(const float* __restrict block, int rows, int n, float* __restrict t, int64_t outH) {
-  if (rows == kBlock) {
-    for (int i = 0; i < n; i++)
-      for (int r = 0; r < kBlock; r++) t[i * outH + r] = block[r * n + i];
-    return;
-  }
-  for (int i = 0; i < n; i++)
-    for (int r = 0; r < rows; r++) t[i * outH + r] = block[r * n + i];
+// row r goes to t[i · stride + r], so a run of the block's rows is contiguous for every source
+// value. Whole blocks move as 4×4 tiles through SSE registers (x86-64's baseline).
+void Transpose(const float* __restrict block, int rows, int n, float* __restrict t, int64_t stride) {
+  int i = 0;
+  if (rows == kBlock)
+    for (; i + 4 <= n; i += 4)
+      for (int r = 0; r < kBlock; r += 4) {
+        __m128 a = _mm_loadu_ps(block + r * n + i), b = _mm_loadu_ps(block + (r + 1) * n + i);
+        __m128 c = _mm_loadu_ps(block + (r + 2) * n + i), d = _mm_loadu_ps(block + (r + 3) * n + i);
+        _MM_TRANSPOSE4_PS(a, b, c, d);
+        _mm_storeu_ps(t + i * stride + r, a);
+        _mm_storeu_ps(t + (i + 1) * stride + r, b);
+        _mm_storeu_ps(t + (i + 2) * stride + r, c);
+        _mm_storeu_ps(t + (i + 3) * stride + r, d);
+      }
+  for (; i < n; i++)
+    for (int r = 0; r < rows; r++) t[i * stride + r] = block[r * n + i];
 }
 
 typedef float V8 __attribute__((vector_size(32)));
@@ -114,6 +125,38 @@ __attribute__((target_clones("avx2", "default"))) void HorizontalColumn(const fl
   }
 }
 
+// The horizontal pass over the transposed runs `t` for output column p (source column mirrored
+// when flipping) and channel c: rows8 rounded values.
+struct Columns {
+  const float* t;
+  int rows8;
+  const Taps& tx;
+  bool flip;
+  int outW;
+  void Column(int p, int c, int32_t* dst) const {
+    const int x = flip ? outW - 1 - p : p;
+    HorizontalColumn(t + (static_cast<size_t>(tx.first[x]) * 3 + c) * rows8, 3 * static_cast<int64_t>(rows8),
+                     tx.weights.data() + static_cast<size_t>(x) * tx.width, tx.count[x], rows8, dst);
+  }
+};
+
+// Four runs of rounded values (output columns p..p+3, `rows8` apart) into rows of 4 bytes: 4×4
+// tiles transposed in SSE registers and packed to bytes (the values are 0..255).
+void Store4(const int32_t* runs, int rows8, int outH, uint8_t* out, int64_t row) {
+  for (int y = 0; y < outH; y += 4) {
+    __m128 a = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs + y)));
+    __m128 b = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs + rows8 + y)));
+    __m128 c = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs + 2 * rows8 + y)));
+    __m128 d = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs + 3 * rows8 + y)));
+    _MM_TRANSPOSE4_PS(a, b, c, d);
+    const __m128i lo = _mm_packs_epi32(_mm_castps_si128(a), _mm_castps_si128(b));
+    const __m128i hi = _mm_packs_epi32(_mm_castps_si128(c), _mm_castps_si128(d));
+    alignas(16) uint8_t bytes[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(bytes), _mm_packus_epi16(lo, hi));
+    for (int k = 0; k < 4 && y + k < outH; k++) std::memcpy(out + (y + k) * row, bytes + 4 * k, 4);
+  }
+}
+
 }  // namespace
 
 void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, int outH, uint8_t* out,
@@ -136,10 +179,10 @@ void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, in
   const int n = w * 3;
   const int rows8 = (outH + 7) / 8 * 8;  // the transposed runs, padded to whole vectors
   const size_t cols = static_cast<size_t>(n) * rows8;
-  scratch.resize(cols + static_cast<size_t>(kBlock) * n + rows8);
+  scratch.resize(cols + static_cast<size_t>(kBlock) * n + 4 * static_cast<size_t>(rows8));
   float* t = scratch.data();
   float* block = t + cols;
-  int32_t* bytes = reinterpret_cast<int32_t*>(block + static_cast<size_t>(kBlock) * n);
+  int32_t* bytes = reinterpret_cast<int32_t*>(block + static_cast<size_t>(kBlock) * n);  // 4 runs of rows8
   for (int y0 = 0; y0 < outH; y0 += kBlock) {
     const int rows = std::min(kBlock, outH - y0);
     for (int r = 0, y = y0; r < rows; r++, y++)
@@ -147,16 +190,20 @@ void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, in
                   ty.weights.data() + static_cast<size_t>(y) * ty.width, ty.count[y], block + r * n);
     Transpose(block, rows, n, t + y0, rows8);
   }
-  const int64_t rowStride = layout.row, channel = layout.channel, pixel = layout.pixel;
-  for (int x = 0; x < outW; x++) {
-    const float* k = tx.weights.data() + static_cast<size_t>(x) * tx.width;
-    uint8_t* o = out + (flip ? outW - 1 - x : x) * pixel;
-    for (int c = 0; c < 3; c++, o += channel) {
-      HorizontalColumn(t + (static_cast<size_t>(tx.first[x]) * 3 + c) * rows8, 3 * static_cast<int64_t>(rows8), k,
-                       tx.count[x], rows8, bytes);
-      for (int y = 0; y < outH; y++) o[y * rowStride] = static_cast<uint8_t>(bytes[y]);
+  const Columns cs{t, rows8, tx, flip, outW};
+  int p = 0;
+  if (layout.pixel == 1)  // planes (the loader): four output columns at a time, rows of 4 bytes
+    for (; p + 4 <= outW; p += 4)
+      for (int c = 0; c < 3; c++) {
+        for (int q = 0; q < 4; q++) cs.Column(p + q, c, bytes + q * rows8);
+        Store4(bytes, rows8, outH, out + c * layout.channel + p, layout.row);
+      }
+  for (; p < outW; p++)
+    for (int c = 0; c < 3; c++) {
+      cs.Column(p, c, bytes);
+      uint8_t* o = out + p * layout.pixel + c * layout.channel;
+      for (int y = 0; y < outH; y++) o[y * layout.row] = static_cast<uint8_t>(bytes[y]);
     }
-  }
 }
 
 }  // namespace vilref
