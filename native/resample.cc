@@ -71,90 +71,98 @@ __attribute__((target_clones("avx2", "default"))) void VerticalRow(const uint8_t
   }
 }
 
-constexpr int kBlock = 8;  // output rows the vertical pass transposes at a time
+constexpr int kStrip = 8;  // output rows resized together (one 8-float vector per source value)
 
-// Stores `rows` (≤ kBlock) rows of n floats, `block` holding them n apart, transposed: element i of
-// row r goes to t[i · stride + r], so a run of the block's rows is contiguous for every source
-// value. Whole blocks move as 4×4 tiles through SSE registers (x86-64's baseline).
-void Transpose(const float* __restrict block, int rows, int n, float* __restrict t, int64_t stride) {
+// Stores kStrip rows of n floats (`block`, n apart) transposed: element i of row r goes to
+// t[i · kStrip + r], so the strip's values of each source value are one vector. 4×4 tiles move
+// through SSE registers (x86-64's baseline).
+void Transpose(const float* __restrict block, int n, float* __restrict t) {
   int i = 0;
-  if (rows == kBlock)
-    for (; i + 4 <= n; i += 4)
-      for (int r = 0; r < kBlock; r += 4) {
-        __m128 a = _mm_loadu_ps(block + r * n + i), b = _mm_loadu_ps(block + (r + 1) * n + i);
-        __m128 c = _mm_loadu_ps(block + (r + 2) * n + i), d = _mm_loadu_ps(block + (r + 3) * n + i);
-        _MM_TRANSPOSE4_PS(a, b, c, d);
-        _mm_storeu_ps(t + i * stride + r, a);
-        _mm_storeu_ps(t + (i + 1) * stride + r, b);
-        _mm_storeu_ps(t + (i + 2) * stride + r, c);
-        _mm_storeu_ps(t + (i + 3) * stride + r, d);
-      }
+  for (; i + 4 <= n; i += 4)
+    for (int r = 0; r < kStrip; r += 4) {
+      __m128 a = _mm_loadu_ps(block + r * n + i), b = _mm_loadu_ps(block + (r + 1) * n + i);
+      __m128 c = _mm_loadu_ps(block + (r + 2) * n + i), d = _mm_loadu_ps(block + (r + 3) * n + i);
+      _MM_TRANSPOSE4_PS(a, b, c, d);
+      _mm_storeu_ps(t + i * kStrip + r, a);
+      _mm_storeu_ps(t + (i + 1) * kStrip + r, b);
+      _mm_storeu_ps(t + (i + 2) * kStrip + r, c);
+      _mm_storeu_ps(t + (i + 3) * kStrip + r, d);
+    }
   for (; i < n; i++)
-    for (int r = 0; r < rows; r++) t[i * stride + r] = block[r * n + i];
+    for (int r = 0; r < kStrip; r++) t[i * kStrip + r] = block[r * n + i];
 }
 
 typedef float V8 __attribute__((vector_size(32)));
 typedef int32_t V8i __attribute__((vector_size(32)));
 
-// Horizontal pass for one output column and channel, vectorised across the output rows (8 at a
-// time; `rows8` a multiple of 8): dst[y] = Σ_j k[j] · cols[j][y], the even taps and the odd taps
-// summed apart and then added (the order the kernel has always used, so the bytes do not change),
-// rounded to 0..255 (Round8 without branches); each column `stride` floats after the last.
-__attribute__((target_clones("avx2", "default"))) void HorizontalColumn(const float* __restrict cols, int64_t stride,
-                                                                        const float* __restrict k, int taps, int rows8,
-                                                                        int32_t* __restrict dst) {
-  for (int y = 0; y < rows8; y += 8) {
-    V8 a = {}, b = {}, p;
-    const float* c = cols + y;
-    int j = 0;
-    for (; j + 1 < taps; j += 2, c += 2 * stride) {
-      std::memcpy(&p, c, sizeof p);
-      a += k[j] * p;
-      std::memcpy(&p, c + stride, sizeof p);
-      b += k[j + 1] * p;
+// Horizontal pass over one strip (the transposed vertical output `t`): for every output column x
+// and channel c, the strip's 8 values Σ_j k[j] · t[first + j][c] with the even taps and the odd
+// taps summed apart and then added (the order the kernel has always used, so the bytes do not
+// change), rounded to 0..255 (Round8 without branches) into res[(c · outW + x) · 8 ...].
+__attribute__((target_clones("avx2", "default"))) void HorizontalStrip(const float* __restrict t, const Taps& tx,
+                                                                       int outW, int32_t* __restrict res) {
+  constexpr int kColumn = 3 * kStrip;  // floats between one source pixel's vectors and the next one's
+  for (int x = 0; x < outW; x++) {
+    const float* __restrict k = tx.weights.data() + static_cast<size_t>(x) * tx.width;
+    const int taps = tx.count[x];
+    for (int c = 0; c < 3; c++) {
+      const float* col = t + (static_cast<size_t>(tx.first[x]) * 3 + c) * kStrip;
+      V8 a = {}, b = {}, p;
+      int j = 0;
+      for (; j + 1 < taps; j += 2, col += 2 * kColumn) {
+        std::memcpy(&p, col, sizeof p);
+        a += k[j] * p;
+        std::memcpy(&p, col + kColumn, sizeof p);
+        b += k[j + 1] * p;
+      }
+      if (j < taps) {
+        std::memcpy(&p, col, sizeof p);
+        a += k[j] * p;
+      }
+      V8 v = a + b;
+      v = v > 0.0f ? v : 0.0f;
+      v = v < 255.0f ? v : 255.0f;
+      const V8i q = __builtin_convertvector(v + 0.5f, V8i);
+      std::memcpy(res + (static_cast<size_t>(c) * outW + x) * kStrip, &q, sizeof q);
     }
-    if (j < taps) {
-      std::memcpy(&p, c, sizeof p);
-      a += k[j] * p;
-    }
-    V8 v = a + b;
-    v = v > 0.0f ? v : 0.0f;
-    v = v < 255.0f ? v : 255.0f;
-    const V8i q = __builtin_convertvector(v + 0.5f, V8i);
-    std::memcpy(dst + y, &q, sizeof q);
   }
 }
 
-// The horizontal pass over the transposed runs `t` for output column p (source column mirrored
-// when flipping) and channel c: rows8 rounded values.
-struct Columns {
-  const float* t;
-  int rows8;
-  const Taps& tx;
-  bool flip;
-  int outW;
-  void Column(int p, int c, int32_t* dst) const {
-    const int x = flip ? outW - 1 - p : p;
-    HorizontalColumn(t + (static_cast<size_t>(tx.first[x]) * 3 + c) * rows8, 3 * static_cast<int64_t>(rows8),
-                     tx.weights.data() + static_cast<size_t>(x) * tx.width, tx.count[x], rows8, dst);
-  }
-};
-
-// Four runs of rounded values (output columns p..p+3, `rows8` apart) into rows of 4 bytes: 4×4
+// Four runs of a strip's rounded values (output columns p..p+3) into `rows` rows of 4 bytes: 4×4
 // tiles transposed in SSE registers and packed to bytes (the values are 0..255).
-void Store4(const int32_t* runs, int rows8, int outH, uint8_t* out, int64_t row) {
-  for (int y = 0; y < outH; y += 4) {
-    __m128 a = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs + y)));
-    __m128 b = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs + rows8 + y)));
-    __m128 c = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs + 2 * rows8 + y)));
-    __m128 d = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs + 3 * rows8 + y)));
-    _MM_TRANSPOSE4_PS(a, b, c, d);
-    const __m128i lo = _mm_packs_epi32(_mm_castps_si128(a), _mm_castps_si128(b));
-    const __m128i hi = _mm_packs_epi32(_mm_castps_si128(c), _mm_castps_si128(d));
+void Store4(const int32_t* const* runs, int rows, uint8_t* out, int64_t row) {
+  for (int y = 0; y < rows; y += 4) {
+    __m128 v[4];
+    for (int q = 0; q < 4; q++) v[q] = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs[q] + y)));
+    _MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);
+    const __m128i lo = _mm_packs_epi32(_mm_castps_si128(v[0]), _mm_castps_si128(v[1]));
+    const __m128i hi = _mm_packs_epi32(_mm_castps_si128(v[2]), _mm_castps_si128(v[3]));
     alignas(16) uint8_t bytes[16];
     _mm_store_si128(reinterpret_cast<__m128i*>(bytes), _mm_packus_epi16(lo, hi));
-    for (int k = 0; k < 4 && y + k < outH; k++) std::memcpy(out + (y + k) * row, bytes + 4 * k, 4);
+    for (int k = 0; k < 4 && y + k < rows; k++) std::memcpy(out + (y + k) * row, bytes + 4 * k, 4);
   }
+}
+
+// A strip's rounded values (`rows` valid rows) into the caller's layout from output row y0: planes
+// four columns at a time, any other layout value by value. Output column p shows source column x
+// (mirrored when flipping).
+void WriteStrip(const int32_t* res, int outW, int rows, bool flip, uint8_t* out, const ByteLayout& layout) {
+  const auto run = [&](int c, int p) {
+    return res + (static_cast<size_t>(c) * outW + (flip ? outW - 1 - p : p)) * kStrip;
+  };
+  int p = 0;
+  if (layout.pixel == 1)
+    for (; p + 4 <= outW; p += 4)
+      for (int c = 0; c < 3; c++) {
+        const int32_t* runs[4] = {run(c, p), run(c, p + 1), run(c, p + 2), run(c, p + 3)};
+        Store4(runs, rows, out + c * layout.channel + p, layout.row);
+      }
+  for (; p < outW; p++)
+    for (int c = 0; c < 3; c++) {
+      const int32_t* v = run(c, p);
+      uint8_t* o = out + p * layout.pixel + c * layout.channel;
+      for (int r = 0; r < rows; r++) o[r * layout.row] = static_cast<uint8_t>(v[r]);
+    }
 }
 
 }  // namespace
@@ -173,37 +181,25 @@ void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, in
     return;
   }
   const Taps tx = ComputeTaps(w, outW), ty = ComputeTaps(h, outH);
-  // Vertical pass first (the same separable filter; the order changes float rounding only): outH
-  // rows of w RGB pixels in float, stored transposed (w·3 runs of outH values), then the horizontal
-  // pass per output column and channel over those runs, rounding to bytes in the caller's layout.
+  // Vertical pass first (the same separable filter; the order changes float rounding only), in
+  // strips of 8 output rows that stay in the L1 cache: the strip's rows of w RGB pixels in float,
+  // transposed so each source value's 8 rows are one vector, then the horizontal pass per output
+  // column and channel on those vectors, rounding to bytes in the caller's layout.
   const int n = w * 3;
-  const int rows8 = (outH + 7) / 8 * 8;  // the transposed runs, padded to whole vectors
-  const size_t cols = static_cast<size_t>(n) * rows8;
-  scratch.resize(cols + static_cast<size_t>(kBlock) * n + 4 * static_cast<size_t>(rows8));
-  float* t = scratch.data();
-  float* block = t + cols;
-  int32_t* bytes = reinterpret_cast<int32_t*>(block + static_cast<size_t>(kBlock) * n);  // 4 runs of rows8
-  for (int y0 = 0; y0 < outH; y0 += kBlock) {
-    const int rows = std::min(kBlock, outH - y0);
+  scratch.resize(2 * static_cast<size_t>(kStrip) * n + 3 * static_cast<size_t>(outW) * kStrip);
+  float* block = scratch.data();
+  float* t = block + static_cast<size_t>(kStrip) * n;
+  int32_t* res = reinterpret_cast<int32_t*>(t + static_cast<size_t>(kStrip) * n);
+  for (int y0 = 0; y0 < outH; y0 += kStrip) {
+    const int rows = std::min(kStrip, outH - y0);
     for (int r = 0, y = y0; r < rows; r++, y++)
       VerticalRow(src + static_cast<int64_t>(ty.first[y]) * pitch, pitch, n,
                   ty.weights.data() + static_cast<size_t>(y) * ty.width, ty.count[y], block + r * n);
-    Transpose(block, rows, n, t + y0, rows8);
+    std::fill(block + static_cast<size_t>(rows) * n, t, 0.0f);  // a short last strip: zeros, never written
+    Transpose(block, n, t);
+    HorizontalStrip(t, tx, outW, res);
+    WriteStrip(res, outW, rows, flip, out + y0 * layout.row, layout);
   }
-  const Columns cs{t, rows8, tx, flip, outW};
-  int p = 0;
-  if (layout.pixel == 1)  // planes (the loader): four output columns at a time, rows of 4 bytes
-    for (; p + 4 <= outW; p += 4)
-      for (int c = 0; c < 3; c++) {
-        for (int q = 0; q < 4; q++) cs.Column(p + q, c, bytes + q * rows8);
-        Store4(bytes, rows8, outH, out + c * layout.channel + p, layout.row);
-      }
-  for (; p < outW; p++)
-    for (int c = 0; c < 3; c++) {
-      cs.Column(p, c, bytes);
-      uint8_t* o = out + p * layout.pixel + c * layout.channel;
-      for (int y = 0; y < outH; y++) o[y * layout.row] = static_cast<uint8_t>(bytes[y]);
-    }
 }
 
 }  // namespace vilref
