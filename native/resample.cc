@@ -128,63 +128,108 @@ __attribute__((target_clones("avx2", "default"))) void HorizontalStrip(const flo
   }
 }
 
-// Four runs of a strip's rounded values (output columns p..p+3) into `rows` rows of 4 bytes: 4×4
-// tiles transposed in SSE registers and packed to bytes (the values are 0..255).
-void Store4(const int32_t* const* runs, int rows, uint8_t* out, int64_t row) {
+// Where the rounded values go: bytes in a layout, or (floats non-null) CHW planes of floats through
+// a per-channel table of 3 × 256 values (8-bit value → normalised value), rows `row` apart.
+struct Sink {
+  uint8_t* bytes = nullptr;
+  ByteLayout layout{0, 0, 0};
+  float* floats = nullptr;
+  const float* table = nullptr;
+  int64_t plane = 0, row = 0;
+};
+
+// Rows y..y+3 of four runs (output columns p..p+3) as four vectors, one per row: a 4×4 tile
+// transposed in SSE registers.
+inline void Tile(const int32_t* const* runs, int y, __m128i v[4]) {
+  __m128 a = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs[0] + y)));
+  __m128 b = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs[1] + y)));
+  __m128 c = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs[2] + y)));
+  __m128 d = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs[3] + y)));
+  _MM_TRANSPOSE4_PS(a, b, c, d);
+  v[0] = _mm_castps_si128(a), v[1] = _mm_castps_si128(b), v[2] = _mm_castps_si128(c), v[3] = _mm_castps_si128(d);
+}
+
+// Four runs of a strip's rounded values (output columns p..p+3, channel c) into `rows` rows of the
+// sink from output row y0: 4 bytes a row (packed, the values are 0..255), or 4 floats.
+void Store4(const int32_t* const* runs, int rows, const Sink& k, int c, int p, int y0) {
   for (int y = 0; y < rows; y += 4) {
-    __m128 v[4];
-    for (int q = 0; q < 4; q++) v[q] = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs[q] + y)));
-    _MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);
-    const __m128i lo = _mm_packs_epi32(_mm_castps_si128(v[0]), _mm_castps_si128(v[1]));
-    const __m128i hi = _mm_packs_epi32(_mm_castps_si128(v[2]), _mm_castps_si128(v[3]));
-    alignas(16) uint8_t bytes[16];
-    _mm_store_si128(reinterpret_cast<__m128i*>(bytes), _mm_packus_epi16(lo, hi));
-    for (int k = 0; k < 4 && y + k < rows; k++) std::memcpy(out + (y + k) * row, bytes + 4 * k, 4);
+    __m128i v[4];
+    Tile(runs, y, v);
+    if (k.floats) {
+      const float* table = k.table + 256 * c;
+      float* out = k.floats + c * k.plane + static_cast<int64_t>(y0 + y) * k.row + p;
+      for (int r = 0; r < 4 && y + r < rows; r++) {
+        alignas(16) int32_t q[4];
+        _mm_store_si128(reinterpret_cast<__m128i*>(q), v[r]);
+        const float f[4] = {table[q[0]], table[q[1]], table[q[2]], table[q[3]]};
+        std::memcpy(out + r * k.row, f, sizeof f);
+      }
+      continue;
+    }
+    const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(v[0], v[1]), _mm_packs_epi32(v[2], v[3]));
+    alignas(16) uint8_t b[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(b), bytes);
+    uint8_t* out = k.bytes + c * k.layout.channel + (y0 + y) * k.layout.row + p;
+    for (int r = 0; r < 4 && y + r < rows; r++) std::memcpy(out + r * k.layout.row, b + 4 * r, 4);
   }
 }
 
-// A strip's rounded values (`rows` valid rows) into the caller's layout from output row y0: planes
-// four columns at a time, any other layout value by value. Output column p shows source column x
+// One value into the sink: output row y, column p, channel c.
+inline void Put(const Sink& k, int y, int p, int c, int v) {
+  if (k.floats)
+    k.floats[c * k.plane + y * k.row + p] = k.table[256 * c + v];
+  else
+    k.bytes[y * k.layout.row + p * k.layout.pixel + c * k.layout.channel] = static_cast<uint8_t>(v);
+}
+
+// A strip's rounded values (`rows` valid rows) into the sink from output row y0: planes four
+// columns at a time, any other layout value by value. Output column p shows source column x
 // (mirrored when flipping).
-void WriteStrip(const int32_t* res, int outW, int rows, bool flip, uint8_t* out, const ByteLayout& layout) {
+void WriteStrip(const int32_t* res, int outW, int rows, bool flip, const Sink& k, int y0) {
   const auto run = [&](int c, int p) {
     return res + (static_cast<size_t>(c) * outW + (flip ? outW - 1 - p : p)) * kStrip;
   };
   int p = 0;
-  if (layout.pixel == 1)
+  if (k.floats || k.layout.pixel == 1)
     for (; p + 4 <= outW; p += 4)
       for (int c = 0; c < 3; c++) {
         const int32_t* runs[4] = {run(c, p), run(c, p + 1), run(c, p + 2), run(c, p + 3)};
-        Store4(runs, rows, out + c * layout.channel + p, layout.row);
+        Store4(runs, rows, k, c, p, y0);
       }
   for (; p < outW; p++)
     for (int c = 0; c < 3; c++) {
       const int32_t* v = run(c, p);
-      uint8_t* o = out + p * layout.pixel + c * layout.channel;
-      for (int r = 0; r < rows; r++) o[r * layout.row] = static_cast<uint8_t>(v[r]);
+      for (int r = 0; r < rows; r++) Put(k, y0 + r, p, c, v[r]);
     }
 }
 
-}  // namespace
-
-void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, int outH, uint8_t* out,
-                       const ByteLayout& layout, bool flip, std::vector<float>& scratch) {
-  if (w == outW && h == outH) {  // no resize: the bytes, in the caller's layout
-    for (int y = 0; y < h; y++)
-      for (int x = 0; x < w; x++) {
-        const uint8_t* p = src + static_cast<int64_t>(y) * pitch + 3 * x;
-        uint8_t* o = out + y * layout.row + (flip ? w - 1 - x : x) * layout.pixel;
-        o[0] = p[0];
-        o[layout.channel] = p[1];
-        o[2 * layout.channel] = p[2];
+void Resample(const uint8_t* src, int pitch, int w, int h, int outW, int outH, const Sink& k, bool flip,
+              std::vector<float>& scratch) {
+  if (w == outW && h == outH) {  // no resize: the values as they are
+    for (int y = 0; y < h; y++) {
+      const uint8_t* s = src + static_cast<int64_t>(y) * pitch;
+      if (k.floats)
+        for (int c = 0; c < 3; c++) {
+          float* o = k.floats + c * k.plane + y * k.row;
+          const float* table = k.table + 256 * c;
+          for (int x = 0; x < w; x++) o[flip ? w - 1 - x : x] = table[s[3 * x + c]];
+        }
+      else {
+        const int64_t pixel = k.layout.pixel, channel = k.layout.channel;  // locals: byte stores alias all
+        uint8_t* row = k.bytes + y * k.layout.row;
+        for (int x = 0; x < w; x++) {
+          uint8_t* o = row + (flip ? w - 1 - x : x) * pixel;
+          o[0] = s[3 * x], o[channel] = s[3 * x + 1], o[2 * channel] = s[3 * x + 2];
+        }
       }
+    }
     return;
   }
   const Taps tx = ComputeTaps(w, outW), ty = ComputeTaps(h, outH);
   // Vertical pass first (the same separable filter; the order changes float rounding only), in
   // strips of 8 output rows that stay in the L1 cache: the strip's rows of w RGB pixels in float,
   // transposed so each source value's 8 rows are one vector, then the horizontal pass per output
-  // column and channel on those vectors, rounding to bytes in the caller's layout.
+  // column and channel on those vectors, rounded, into the sink.
   const int n = w * 3;
   scratch.resize(2 * static_cast<size_t>(kStrip) * n + 3 * static_cast<size_t>(outW) * kStrip);
   float* block = scratch.data();
@@ -198,8 +243,28 @@ void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, in
     std::fill(block + static_cast<size_t>(rows) * n, t, 0.0f);  // a short last strip: zeros, never written
     Transpose(block, n, t);
     HorizontalStrip(t, tx, outW, res);
-    WriteStrip(res, outW, rows, flip, out + y0 * layout.row, layout);
+    WriteStrip(res, outW, rows, flip, k, y0);
   }
+}
+
+}  // namespace
+
+void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, int outH, uint8_t* out,
+                       const ByteLayout& layout, bool flip, std::vector<float>& scratch) {
+  Sink k;
+  k.bytes = out;
+  k.layout = layout;
+  Resample(src, pitch, w, h, outW, outH, k, flip, scratch);
+}
+
+void ResampleNormalize(const uint8_t* src, int pitch, int w, int h, int outW, int outH, const float* table, float* out,
+                       bool flip, std::vector<float>& scratch) {
+  Sink k;
+  k.floats = out;
+  k.table = table;
+  k.plane = static_cast<int64_t>(outW) * outH;
+  k.row = outW;
+  Resample(src, pitch, w, h, outW, outH, k, flip, scratch);
 }
 
 }  // namespace vilref
