@@ -60,6 +60,27 @@ __attribute__((target_clones("avx2", "default"))) int64_t LumaSum(const Run& x, 
   return sum;
 }
 
+// Σ Luma8 over the planes.
+__attribute__((target_clones("avx2", "default"))) int64_t LumaSum8(const uint8_t* planes, int64_t n) {
+  const uint8_t *R = planes, *G = planes + n, *B = planes + 2 * n;
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; i += kRun) {
+    const int k = static_cast<int>(std::min<int64_t>(kRun, n - i));
+    int32_t part = 0;  // ≤ kRun · 255
+    for (int j = 0; j < k; j++) part += Luma8(R[i + j], G[i + j], B[i + j]);
+    sum += part;
+  }
+  return sum;
+}
+
+// Σ Luma8 over the planes' values through a byte table.
+NoVector int64_t LumaSumLut(const uint8_t* planes, int64_t n, const uint8_t* lut) {
+  const uint8_t *R = planes, *G = planes + n, *B = planes + 2 * n;
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += Luma8(lut[R[i]], lut[G[i]], lut[B[i]]);
+  return sum;
+}
+
 // Each value of a run through a byte table.
 NoVector void Map(Run& x, int k, const uint8_t* lut) {
   for (int j = 0; j < k; j++) x.r[j] = lut[x.r[j]], x.g[j] = lut[x.g[j]], x.b[j] = lut[x.b[j]];
@@ -88,6 +109,12 @@ int ContrastMean(const uint8_t* planes, int64_t n, const JitterPlan& plan) {
     mapAfter = mapAfter || (sat && op == 0);
   }
   int64_t sum = 0;  // exact, as the JS sum in doubles is for any image under 2^45 pixels
+  if (!sat) {       // the luma of the table's values, straight from the planes
+    bool identity = true;
+    for (int v = 0; v < 256; v++) identity = identity && pre[v] == v;
+    sum = identity ? LumaSum8(planes, n) : LumaSumLut(planes, n, pre);
+    return static_cast<int>(std::floor(static_cast<double>(sum) / static_cast<double>(n) + 0.5));
+  }
   Run x;
   for (int64_t i = 0; i < n; i += kRun) {
     const int k = static_cast<int>(std::min<int64_t>(kRun, n - i));
