@@ -118,7 +118,14 @@ an interrupted pack resumes to the same bytes", async (t) => {
     }),
     { message: "interrupted" },
   );
+  // a pack killed mid-write leaves temporary files of its atomic writes: the next pack removes them
+  const tmp = [
+    path.join(cut, ".000003.tar.99999.0123456789ab.tmp"),
+    path.join(cut, ".pack", ".x.json.99999.ba9876543210.tmp"),
+  ];
+  for (const f of tmp) writeFileSync(f, "partial");
   const r = await packShards(source, { out: cut, samplesPerShard: 5, resolution: 64 });
+  for (const f of tmp) t.false(existsSync(f), f);
   t.is(r.kept, 3);
   t.is(r.written, 5);
   for (const f of files) t.true(readFileSync(path.join(packed, f)).equals(readFileSync(path.join(cut, f))), f);
