@@ -19,7 +19,8 @@ async function timeIt(label: string, rounds: number, body: () => Promise<unknown
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const perSecond = rounds / seconds;
   console.log(
-    `  ${label.padEnd(52)} ${perSecond.toFixed(1).padStart(10)} /s   ${((seconds / rounds) * 1e6).toFixed(1).padStart(9)} µs`,
+    `  ${label.padEnd(52)} ${perSecond.toFixed(1).padStart(10)} /s   ` +
+      `${((seconds / rounds) * 1e6).toFixed(1).padStart(9)} µs`,
   );
   return perSecond;
 }
@@ -28,7 +29,8 @@ const tiny = { data: new Float32Array(16), shape: [16] };
 const big = { data: new Float32Array(16 * 2 ** 20).fill(1.5), shape: [16 * 2 ** 20] };
 
 console.log(
-  `vilref boundary benchmark — ${new Date().toISOString()}, ${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, commit ${execSync("git rev-parse --short HEAD").toString().trim()}`,
+  `vilref boundary benchmark — ${new Date().toISOString()}, ${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, ` +
+    `commit ${execSync("git rev-parse --short HEAD").toString().trim()}`,
 );
 console.log("small calls");
 const turn = await timeIt(

@@ -10,6 +10,8 @@
  *
  *   Part 2 — the goals of the data-at-scale issue:
  *     floor      libjpeg-turbo alone decoding the same 2048² JPEGs at 1/8 (bench/floor/decode_floor.c)
+ *     floor-shard the same decoding the shards' 256-short-side JPEGs at full scale: with the floor, it bounds
+ *                shard-train / orig-train (both pipelines add the same crop, resize and jitter per image)
  *     eval       vilref's evaluation pipeline, 2048² JPEG → 224 (the Part 1 "scaled eval" row)
  *     orig-train vilref's training pipeline (random resized crop, flip, jitter, 224) on the 2048² files
  *     shard-train the same pipeline from packed shards (`vilref data pack`: short side 256)
@@ -30,6 +32,7 @@ import { readNpy } from "../lib/io/npy.js";
 import { Loader } from "../lib/data/loader.js";
 import { samplesFromFiles } from "../lib/data/manifest.js";
 import { packShards } from "../lib/data/pack.js";
+import { walkTarSync } from "../lib/data/tar.js";
 import { ShardLoader } from "../lib/data/shard-loader.js";
 import { CLIP_STD, preprocess } from "../lib/data/transforms.js";
 import { renderFundus } from "../lib/synth/index.js";
@@ -180,8 +183,25 @@ function theirs(list: string, mode: string, decode: string, cores: number, secon
   );
 }
 
-/** libjpeg-turbo alone at 1/8 on one core (best pass). */
-function floor(list: string): Rate {
+/** The packed JPEGs as files (the floor program reads a list of files): for floor-shard. */
+function shardJpegs(dir: string, shards: string[]): string {
+  const out = path.join(tmpdir(), "vilref-bench-shard-jpegs");
+  mkdirSync(out, { recursive: true });
+  const files: string[] = [];
+  for (const shard of shards) {
+    const data = readFileSync(path.join(dir, shard));
+    walkTarSync(path.join(dir, shard), (m) => {
+      if (!m.name.endsWith(".jpg")) return;
+      const f = path.join(out, `${shard}-${m.name}`);
+      writeFileSync(f, data.subarray(m.offset, m.offset + m.size));
+      files.push(f);
+    });
+  }
+  return listFile("shard jpegs", files);
+}
+
+/** libjpeg-turbo alone at 1/`denom` on one core (best pass). */
+function floor(list: string, denom = 8): Rate {
   const bin = path.join(tmpdir(), "vilref-decode-floor");
   if (!existsSync(bin))
     execFileSync("gcc", [
@@ -192,7 +212,7 @@ function floor(list: string): Rate {
       "-ljpeg",
       "-ltiff",
     ]);
-  const out = execFileSync("taskset", ["-c", "0", bin, "jpeg", "8", list], { encoding: "utf8" });
+  const out = execFileSync("taskset", ["-c", "0", bin, "jpeg", String(denom), list], { encoding: "utf8" });
   const ms = [...out.matchAll(/([\d.]+) ms per image/g)].map((m) => Number(m[1]));
   const cpu = [...out.matchAll(/([\d.]+) ms CPU/g)].map((m) => Number(m[1]));
   return { wall: 1000 / Math.min(...ms), cpu: 1000 / Math.min(...cpu) };
@@ -274,7 +294,8 @@ async function part1(jpegs: string[], repeat: number, seconds: number): Promise<
         process.stderr.write(rows[rows.length - 1]!.join("  ") + "\n");
       }
   }
-  return `${table(rows, 3)}\n\n${jpegs.length} JPEGs 2048×2048 (q92), ${drive.length} DRIVE TIFFs 565×584 (LZW)\n${notes.map((s) => `parity ${s}`).join("\n")}`;
+  const files = `${jpegs.length} JPEGs 2048×2048 (q92), ${drive.length} DRIVE TIFFs 565×584 (LZW)`;
+  return `${table(rows, 3)}\n\n${files}\n${notes.map((s) => `parity ${s}`).join("\n")}`;
 }
 
 /** Part 2: the floor, the evaluation and training pipelines, shards and the packer. */
@@ -283,6 +304,10 @@ async function part2(jpegs: string[], repeat: number, seconds: number): Promise<
   const shardDir = path.join(tmpdir(), "vilref-bench-shards256");
   const packed = await packShards(samplesFromFiles(jpegs), { out: shardDir, samplesPerShard: 16, size: 256 });
   const spec = packed.indexFile;
+  const shardList = shardJpegs(
+    shardDir,
+    packed.index.shards.map((x) => x.name),
+  );
   const best: Record<string, Rate> = {};
   const keep = (k: string, v: Rate) => {
     best[k] = { wall: Math.max(best[k]?.wall ?? 0, v.wall), cpu: Math.max(best[k]?.cpu ?? 0, v.cpu) };
@@ -292,6 +317,7 @@ async function part2(jpegs: string[], repeat: number, seconds: number): Promise<
     // each ratio's two sides run next to each other, in alternating order
     const steps: [string, () => Rate][] = [
       ["floor 1", () => floor(list)],
+      ["floor-shard 1", () => floor(shardList, 1)],
       ...[1, 2].flatMap((c): [string, () => Rate][] => [
         [`eval ${c}`, () => ours("files", list, "eval", "scaled", c, seconds)],
         [`pil-eval ${c}`, () => theirs(list, "eval", "scaled", c, seconds)],
@@ -351,8 +377,31 @@ function part2Table(best: Record<string, Rate>, shards: number): string {
     "1.00",
     "",
   ]);
+  const shardFloor = best["floor-shard 1"]!;
+  rows.push([
+    "floor-shard (256² JPEG, full)",
+    "1",
+    shardFloor.wall.toFixed(1),
+    shardFloor.wall.toFixed(1),
+    "",
+    "",
+    "",
+    shardFloor.cpu.toFixed(1),
+    "",
+    "",
+  ]);
   const ratio = (c: number, w: keyof Rate) => (best[`shard-train ${c}`]![w] / best[`orig-train ${c}`]![w]).toFixed(2);
-  return `${table(rows, 1)}\n\nshard-train / orig-train: ${ratio(1, "wall")} (1 core), ${ratio(2, "wall")} (2 cores); per CPU-s ${ratio(1, "cpu")} / ${ratio(2, "cpu")}; shards: ${shards} × 16 samples, short side 256, q90 4:2:0`;
+  // Both trains add the same per-image work X to their decode: (1/f + X) / (1/fs + X) is at least 6 only
+  // while X ≤ (1/f − 6/fs) / 5 (in seconds per image).
+  const xMax = (1 / f1.cpu - 6 / shardFloor.cpu) / 5;
+  const ms = (rate: number) => `${(1000 / rate).toFixed(2)} ms`;
+  const bound =
+    `decode floors per CPU-s ${ms(f1.cpu)} (2048² at 1/8), ${ms(shardFloor.cpu)} (256² shard JPEG): ` +
+    `shard-train / orig-train ≥ 6 needs the rest of a training image ≤ ${(1000 * xMax).toFixed(2)} ms`;
+  const ratios =
+    `shard-train / orig-train: ${ratio(1, "wall")} (1 core), ${ratio(2, "wall")} (2 cores); ` +
+    `per CPU-s ${ratio(1, "cpu")} / ${ratio(2, "cpu")}; shards: ${shards} × 16 samples, short side 256, q90 4:2:0`;
+  return `${table(rows, 1)}\n\n${ratios}\n${bound}`;
 }
 
 async function main(): Promise<void> {
@@ -369,7 +418,8 @@ async function main(): Promise<void> {
   if (part !== "1") out.push(await part2(jpegs, repeat, seconds));
   console.log(out.join("\n\n"));
   console.log(
-    `\nwhole passes for ≥ ${seconds} s after warm-up, best of ${repeat}; ${cpus()[0]?.model ?? "?"}; sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}`,
+    `\nwhole passes for ≥ ${seconds} s after warm-up, best of ${repeat}; ${cpus()[0]?.model ?? "?"}; ` +
+      `sharp ${sharp.versions.sharp} / libvips ${sharp.versions.vips}`,
   );
 }
 

@@ -60,14 +60,17 @@ const t2 = median(two.stepSeconds.slice(warmup));
 const g = median(two.allGatherSeconds.slice(warmup));
 const r = median(two.allReduceSeconds.slice(warmup));
 console.log(
-  `tiny-vit, WSCL + queue 12, global batch ${batch}, ${steps} timed steps after ${warmup} warm-up; ${cores} cores (${cpus()[0]?.model ?? "?"})`,
+  `tiny-vit, WSCL + queue 12, global batch ${batch}, ${steps} timed steps after ${warmup} warm-up; ` +
+    `${cores} cores (${cpus()[0]?.model ?? "?"})`,
 );
 console.log("| processes | threads each | median step ms | all-gather ms | all-reduce ms | collective share |");
 console.log("|---:|---:|---:|---:|---:|---:|");
 console.log(`| 1 | ${cores} | ${ms(t1)} | – | – | – |`);
 console.log(
-  `| 2 | ${Math.max(1, Math.floor(cores / 2))} | ${ms(t2)} | ${ms(g)} | ${ms(r)} | ${((100 * (g + r)) / t2).toFixed(1)}% |`,
+  `| 2 | ${Math.max(1, Math.floor(cores / 2))} | ${ms(t2)} | ${ms(g)} | ${ms(r)} | ` +
+    `${((100 * (g + r)) / t2).toFixed(1)}% |`,
 );
 console.log(
-  `speed-up 2 vs 1: ${(t1 / t2).toFixed(2)}×; loss after the last step: 1 proc ${one.losses.at(-1)!.toFixed(6)}, 2 procs ${two.losses.at(-1)!.toFixed(6)}`,
+  `speed-up 2 vs 1: ${(t1 / t2).toFixed(2)}×; loss after the last step: ` +
+    `1 proc ${one.losses.at(-1)!.toFixed(6)}, 2 procs ${two.losses.at(-1)!.toFixed(6)}`,
 );

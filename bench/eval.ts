@@ -153,12 +153,14 @@ async function benchRetrieval(): Promise<void> {
       const o = await child(mode);
       runs[mode]!.push(o);
       console.log(
-        `  round ${round + 1} ${mode.padEnd(8)} ${o.seconds.toFixed(2)} s (ranks ${o.rankSeconds.toFixed(2)} s), peak RSS ${o.peakMiB.toFixed(0)} MiB`,
+        `  round ${round + 1} ${mode.padEnd(8)} ${o.seconds.toFixed(2)} s (ranks ` +
+          `${o.rankSeconds.toFixed(2)} s), peak RSS ${o.peakMiB.toFixed(0)} MiB`,
       );
     }
   const js = runs.js!;
   console.log(
-    "| path | median s (ranks + CIs) | median s (ranks) | × faster | peak RSS MiB | ranks ≠ JS (of 2n) | recall = JS | CIs = JS |",
+    "| path | median s (ranks + CIs) | median s (ranks) | × faster | peak RSS MiB | ranks ≠ JS (of 2n) " +
+      "| recall = JS | CIs = JS |",
   );
   console.log("|---|---:|---:|---:|---:|---:|---|---|");
   for (const mode of ["js", "native", "native64"]) {
@@ -166,7 +168,12 @@ async function benchRetrieval(): Promise<void> {
     const ref = js[0]!;
     const diff = differing(o[0]!.i2t, ref.i2t) + differing(o[0]!.t2i, ref.t2i);
     console.log(
-      `| ${mode} | ${median(o.map((x) => x.seconds)).toFixed(2)} | ${median(o.map((x) => x.rankSeconds)).toFixed(2)} | ${(median(js.map((x) => x.seconds)) / median(o.map((x) => x.seconds))).toFixed(1)} | ${Math.max(...o.map((x) => x.peakMiB)).toFixed(0)} | ${diff} | ${differing(o[0]!.recall, ref.recall) === 0 ? "yes" : "no"} | ${differing(o[0]!.intervals, ref.intervals) === 0 ? "yes" : "no"} |`,
+      `| ${mode} | ${median(o.map((x) => x.seconds)).toFixed(2)} | ` +
+        `${median(o.map((x) => x.rankSeconds)).toFixed(2)} | ` +
+        `${(median(js.map((x) => x.seconds)) / median(o.map((x) => x.seconds))).toFixed(1)} | ` +
+        `${Math.max(...o.map((x) => x.peakMiB)).toFixed(0)} | ${diff} | ` +
+        `${differing(o[0]!.recall, ref.recall) === 0 ? "yes" : "no"} | ` +
+        `${differing(o[0]!.intervals, ref.intervals) === 0 ? "yes" : "no"} |`,
     );
   }
 }
@@ -231,7 +238,8 @@ function benchBootstrap(): void {
   console.log("|---|---:|---:|---:|---:|---|");
   console.log(`| JS (a sort per class per resample) | ${js.toFixed(2)} | 1.0 | ${cj.toFixed(2)} | 1.0 | |`);
   console.log(
-    `| O(n) from multiplicities | ${nw.toFixed(2)} | ${(js / nw).toFixed(1)} | ${cn.toFixed(2)} | ${(cj / cn).toFixed(1)} | ${same ? "yes" : "NO"} |`,
+    `| O(n) from multiplicities | ${nw.toFixed(2)} | ${(js / nw).toFixed(1)} | ${cn.toFixed(2)} | ` +
+      `${(cj / cn).toFixed(1)} | ${same ? "yes" : "NO"} |`,
   );
 }
 
@@ -326,12 +334,15 @@ async function benchProbe(): Promise<void> {
     `CPU seconds (all threads): JS ${cj.toFixed(1)}, LibTorch ${cn.toFixed(1)}: ${(cj / cn).toFixed(1)}× less CPU`,
   );
   console.log(
-    "| path | median s | × faster | selected C | max |Δ| validation log-loss/AUC | max |Δ| test metrics | non-converged fits |",
+    "| path | median s | × faster | selected C | max |Δ| validation log-loss/AUC | max |Δ| test metrics | " +
+      "non-converged fits |",
   );
   console.log("|---|---:|---:|---:|---:|---:|---:|");
   console.log(`| JS (scalar L-BFGS per class) | ${js.toFixed(1)} | 1.0 | ${out.js!.C} | | | |`);
   console.log(
-    `| LibTorch (classes side by side) | ${nt.toFixed(1)} | ${(js / nt).toFixed(1)} | ${out.native!.C} | ${maxDiff(out.native!.val, out.js!.val).toExponential(1)} | ${maxDiff(out.native!.test, out.js!.test).toExponential(1)} | ${out.native!.warnings} |`,
+    `| LibTorch (classes side by side) | ${nt.toFixed(1)} | ${(js / nt).toFixed(1)} | ${out.native!.C} | ` +
+      `${maxDiff(out.native!.val, out.js!.val).toExponential(1)} | ` +
+      `${maxDiff(out.native!.test, out.js!.test).toExponential(1)} | ${out.native!.warnings} |`,
   );
 }
 

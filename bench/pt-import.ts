@@ -78,7 +78,8 @@ function python(): number | null {
 }
 
 console.log(
-  `vilref .pt import benchmark — ${new Date().toISOString()}, ${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, commit ${execSync("git rev-parse --short HEAD").toString().trim()}`,
+  `vilref .pt import benchmark — ${new Date().toISOString()}, ${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, ` +
+    `commit ${execSync("git rev-parse --short HEAD").toString().trim()}`,
 );
 console.log(`file: ${(size / 2 ** 20).toFixed(0)} MiB, ${sd.size} tensors`);
 const ours: number[] = [];

@@ -135,7 +135,8 @@ async function compareBaseline(dir: string): Promise<string[]> {
   ];
   const out = ["", `Same run, alternating, best of 3 each: baseline = ${dir}`, ""];
   out.push(
-    "| what | baseline reports/s | this commit reports/s | ratio | baseline reports/CPU-s | this commit reports/CPU-s | ratio |",
+    "| what | baseline reports/s | this commit reports/s | ratio | baseline reports/CPU-s | this commit " +
+      "reports/CPU-s | ratio |",
     "|---|---:|---:|---:|---:|---:|---:|",
   );
   for (const [what, a, b] of pairs) {
@@ -194,14 +195,16 @@ if (withPython) {
 const fmt = (x: number): string => Math.round(x).toLocaleString("en-US");
 const lines: string[] = [];
 lines.push(
-  `corpus: ${fmt(N)} reports, ${fmt(chars)} characters (mean ${(chars / N).toFixed(0)} per report), context length ${L}`,
+  `corpus: ${fmt(N)} reports, ${fmt(chars)} characters (mean ${(chars / N).toFixed(0)} per report), ` +
+    `context length ${L}`,
 );
 lines.push("");
 lines.push("| what | reports/s | seconds |");
 lines.push("|---|---:|---:|");
 for (const r of rows) lines.push(`| ${r.label} | ${fmt(r.perSec)} | ${r.seconds.toFixed(2)} |`);
 lines.push(
-  `| tokens, encodeBatch → Int32Array [N, ${L}] (first run) | ${fmt(N / tsBatchSeconds)} | ${tsBatchSeconds.toFixed(2)} |`,
+  `| tokens, encodeBatch → Int32Array [N, ${L}] (first run) | ${fmt(N / tsBatchSeconds)} | ` +
+    `${tsBatchSeconds.toFixed(2)} |`,
 );
 if (py) {
   lines.push(`| tokens, released tokenizer in Python (baseline) | ${fmt(py.texts_per_s)} | ${py.seconds.toFixed(2)} |`);
@@ -209,7 +212,11 @@ if (py) {
   const whole = rows[3] as { perSec: number };
   lines.push("");
   lines.push(
-    `TypeScript tokenizer vs Python baseline: ${(best.perSec / py.texts_per_s).toFixed(1)}× the texts/s at L=${L} (${(whole.perSec / py.texts_per_s).toFixed(1)}× when the whole text is tokenized; the released code always tokenizes the whole text, this one stops at L); ids identical on all ${fmt(N)} texts: ${py.sha256 === tsDigest ? "yes" : "NO"} (sha256 ${tsDigest.slice(0, 16)}…, ${fmt(tsTokens)} non-pad ids)`,
+    `TypeScript tokenizer vs Python baseline: ${(best.perSec / py.texts_per_s).toFixed(1)}× the texts/s at ` +
+      `L=${L} (${(whole.perSec / py.texts_per_s).toFixed(1)}× when the whole text is tokenized; ` +
+      "the released code always tokenizes the whole text, this one stops at L); " +
+      `ids identical on all ${fmt(N)} texts: ${py.sha256 === tsDigest ? "yes" : "NO"} (sha256 ` +
+      `${tsDigest.slice(0, 16)}…, ${fmt(tsTokens)} non-pad ids)`,
   );
 } else if (pyNote) lines.push("", pyNote);
 if (baselineDir !== null) lines.push(...(await compareBaseline(baselineDir)));
@@ -222,7 +229,11 @@ if (record) {
     commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repo, encoding: "utf8" }).trim();
   } catch {}
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
-  const header = `\n### Reports → labels + tokens (bench/tokenize.ts), ${new Date().toISOString().slice(0, 10)}\n\nMachine: ${cpu}, ${os.cpus().length} cores (one JS thread used; Python single-threaded), Node ${process.version}, python3 ${spawnSync("python3", ["--version"], { encoding: "utf8" }).stdout.trim().replace("Python ", "")}; commit ${commit}.\nCommand: \`npx tsx bench/tokenize.ts --reports ${N} --context-length ${L}\`\n\n`;
+  const header =
+    `\n### Reports → labels + tokens (bench/tokenize.ts), ${new Date().toISOString().slice(0, 10)}\n\nMachine: ` +
+    `${cpu}, ${os.cpus().length} cores (one JS thread used; Python single-threaded), Node ${process.version}, ` +
+    `python3 ${spawnSync("python3", ["--version"], { encoding: "utf8" }).stdout.trim().replace("Python ", "")}; ` +
+    `commit ${commit}.\nCommand: \`npx tsx bench/tokenize.ts --reports ${N} --context-length ${L}\`\n\n`;
   const file = path.join(here, "RESULTS.md");
   if (!existsSync(file)) writeFileSync(file, "# Benchmark results\n");
   appendFileSync(file, header + text + "\n");

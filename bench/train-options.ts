@@ -104,7 +104,8 @@ if (process.env.VILREF_BENCH_SETTING !== undefined) {
   await child(settings[Number(process.env.VILREF_BENCH_SETTING)]!);
 } else {
   console.log(
-    `ViT 6×384 @${R} px + BERT 2×256, batch ${batch}, WSCL + queue 256, ${steps} timed steps after ${warmup}; ${availableParallelism()} cores (${cpus()[0]?.model ?? "?"})`,
+    `ViT 6×384 @${R} px + BERT 2×256, batch ${batch}, WSCL + queue 256, ${steps} timed steps after ${warmup}; ` +
+      `${availableParallelism()} cores (${cpus()[0]?.model ?? "?"})`,
   );
   console.log("| setting | median step s | × float32 time | peak RSS MiB | × float32 memory | first loss |");
   console.log("|---|---:|---:|---:|---:|---:|");
@@ -115,7 +116,8 @@ if (process.env.VILREF_BENCH_SETTING !== undefined) {
     const t = median(o.stepSeconds),
       tb = median(base.stepSeconds);
     console.log(
-      `| ${settings[i]!.name} | ${t.toFixed(2)} | ${(t / tb).toFixed(2)} | ${o.maxRssMiB.toFixed(0)} | ${(o.maxRssMiB / base.maxRssMiB).toFixed(2)} | ${o.losses[0]!.toFixed(5)} |`,
+      `| ${settings[i]!.name} | ${t.toFixed(2)} | ${(t / tb).toFixed(2)} | ${o.maxRssMiB.toFixed(0)} | ` +
+        `${(o.maxRssMiB / base.maxRssMiB).toFixed(2)} | ${o.losses[0]!.toFixed(5)} |`,
     );
   }
 }

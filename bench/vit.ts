@@ -49,7 +49,8 @@ function pytorch(batch: number): { seconds: number[]; torch: string } {
 
 const commit = execSync("git rev-parse --short HEAD").toString().trim();
 console.log(
-  `ViT-B/16 embedding, float32, ${threads} threads — ${new Date().toISOString()}, ${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, commit ${commit}`,
+  `ViT-B/16 embedding, float32, ${threads} threads — ${new Date().toISOString()}, ` +
+    `${cpus()[0]?.model ?? "cpu"} × ${cpus().length}, commit ${commit}`,
 );
 console.log("| batch | vilref img/s | PyTorch eager img/s | ratio |");
 console.log("|---:|---:|---:|---:|");

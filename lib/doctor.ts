@@ -39,13 +39,15 @@ export function classifyBlas(info: NativeBlasInfo, torchConfig = ""): BlasReport
       return make(
         "openblas-pthread",
         detail,
-        "OpenBLAS is the pthread build: its threads fight LibTorch's OpenMP pool and the ViT runs 1.3-3x slower. On Debian: apt-get install libopenblas0-openmp && apt-get remove libopenblas0-pthread",
+        "OpenBLAS is the pthread build: its threads fight LibTorch's OpenMP pool and the ViT runs 1.3-3x " +
+          "slower. On Debian: apt-get install libopenblas0-openmp && apt-get remove libopenblas0-pthread",
       );
     }
     return make(
       "openblas-sequential",
       detail,
-      "OpenBLAS is the single-threaded build: matrix products use one core. On Debian: apt-get install libopenblas0-openmp",
+      "OpenBLAS is the single-threaded build: matrix products use one core. On Debian: " +
+        "apt-get install libopenblas0-openmp",
     );
   }
   if (libraries.some((p) => /mkl/i.test(p))) return make("mkl", "Intel MKL");
@@ -56,7 +58,8 @@ export function classifyBlas(info: NativeBlasInfo, torchConfig = ""): BlasReport
     return make(
       "reference",
       reference,
-      "the reference BLAS (netlib) serves LibTorch: the ViT runs up to 60x slower. On Debian: apt-get install libopenblas0-openmp (never libopenblas0-pthread)",
+      "the reference BLAS (netlib) serves LibTorch: the ViT runs up to 60x slower. On Debian: " +
+        "apt-get install libopenblas0-openmp (never libopenblas0-pthread)",
     );
   }
   if (libraries.length) return make("other", libraries.join(", "));
@@ -166,7 +169,8 @@ export function formatDoctor(r: DoctorReport): string {
   else
     row(
       "addon",
-      `${r.addon.route === "prebuild" ? "prebuild" : r.addon.built ? "fresh build" : "build"} ${r.addon.path} (sources ${r.addon.sourceHash}, ${r.addon.flavour})`,
+      `${r.addon.route === "prebuild" ? "prebuild" : r.addon.built ? "fresh build" : "build"} ${r.addon.path} ` +
+        `(sources ${r.addon.sourceHash}, ${r.addon.flavour})`,
     );
   if (r.cuda) {
     row("cuda", r.cuda.available ? `${r.cuda.deviceCount} device(s)` : "not available");

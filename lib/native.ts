@@ -99,13 +99,15 @@ export function loadNative(options: LoadOptions = {}): LoadedAddon {
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       throw new Error(
-        `cannot load vilref's addon ${path}: ${msg}${/cannot open shared object/.test(msg) ? ` (LibTorch libraries expected in ${torch!.libDir})` : ""}`,
+        `cannot load vilref's addon ${path}: ` +
+          `${msg}${/cannot open shared object/.test(msg) ? ` (LibTorch libraries expected in ${torch!.libDir})` : ""}`,
       );
     }
     const info = addon.buildInfo();
     if (info.sourceHash !== stamp.sourceHash) {
       throw new Error(
-        `vilref addon ${path} reports sources ${info.sourceHash} but its stamp says ${stamp.sourceHash}; delete it (and its .stamp.json) so that it is rebuilt`,
+        `vilref addon ${path} reports sources ${info.sourceHash} but its stamp says ${stamp.sourceHash}; ` +
+          "delete it (and its .stamp.json) so that it is rebuilt",
       );
     }
     return { addon, route, built: didBuild, path, stamp, torch: torch!, rejected };

@@ -216,7 +216,10 @@ class Renderer implements Progress {
     const done = this.count - this.#base;
     const resumed = this.#base > 0 ? ` (${this.#base} done before)` : "";
     const tail = summary ?? this.#status;
-    return `${head}${done} ${unit} in ${formatDuration(this.#seconds)} (${formatRate(this.rate)} ${unit}/s)${resumed}${tail ? `; ${tail}` : ""}`;
+    return (
+      `${head}${done} ${unit} in ` +
+      `${formatDuration(this.#seconds)} (${formatRate(this.rate)} ${unit}/s)${resumed}${tail ? `; ${tail}` : ""}`
+    );
   }
 }
 

@@ -220,10 +220,17 @@ Outcome DecodeInto(const uint8_t* data, size_t size, const JpegPlan& plan, float
   Crop crop;
   Decompressor& d = ThreadDecompressor();
   if (!DecodeCrop(d, data, size, plan, plan.size, plan.size, o, crop)) return o;
+  const JitterPlan& j = plan.jitter;
+  if (!plan.torchResize && j.brightness == 1.0f && j.contrast == 1.0f && j.saturation == 1.0f) {
+    // no jitter: the resize writes through the normalisation table (same floats, one pass fewer)
+    ResampleNormalize(crop.pixels, crop.pitch, crop.w, crop.h, plan.size, plan.size, plan.table, out, plan.flip,
+                      d.scratch);
+    return o;
+  }
   const int64_t n = static_cast<int64_t>(plan.size) * plan.size;
   d.planes.resize(3 * n);
   Resample(crop, plan.size, plan.size, plan, d.planes.data(), ByteLayout{plan.size, 1, n}, d.scratch);
-  JitterNormalize(d.planes.data(), n, plan.jitter, plan.table, out);
+  JitterNormalize(d.planes.data(), n, j, plan.table, out);
   return o;
 }
 
@@ -234,14 +241,19 @@ Outcome Resize(const uint8_t* data, size_t size, const JpegPlan& plan) {
   Decompressor& d = ThreadDecompressor();
   if (!DecodeCrop(d, data, size, plan, plan.outWidth, plan.outHeight, o, crop)) return o;
   const int W = plan.outWidth, H = plan.outHeight;
-  d.planes.resize(static_cast<size_t>(W) * H * 3);
-  Resample(crop, W, H, plan, d.planes.data(), ByteLayout{static_cast<int64_t>(W) * 3, 3, 1}, d.scratch);
+  const uint8_t* rgb = crop.pixels;  // the decoded crop itself when it is already the output size
+  int pitch = crop.pitch;
+  if (crop.w != W || crop.h != H || plan.flip || plan.torchResize) {
+    d.planes.resize(static_cast<size_t>(W) * H * 3);
+    Resample(crop, W, H, plan, d.planes.data(), ByteLayout{static_cast<int64_t>(W) * 3, 3, 1}, d.scratch);
+    rgb = d.planes.data();
+    pitch = W * 3;
+  }
   thread_local std::unique_ptr<void, int (*)(tjhandle)> compressor(tjInitCompress(), tjDestroy);
   if (!compressor) throw BoundaryError(ErrorKind::Error, std::string("TurboJPEG: ") + tjGetErrorStr2(nullptr));
   unsigned char* jpeg = nullptr;
   unsigned long jpegSize = 0;
-  if (tjCompress2(compressor.get(), d.planes.data(), W, W * 3, H, TJPF_RGB, &jpeg, &jpegSize, TJSAMP_420, plan.quality,
-                  0) != 0) {
+  if (tjCompress2(compressor.get(), rgb, W, pitch, H, TJPF_RGB, &jpeg, &jpegSize, TJSAMP_420, plan.quality, 0) != 0) {
     o.status = "error";
     o.message = std::string("encoding: ") + tjGetErrorStr2(compressor.get());
     if (jpeg) tjFree(jpeg);

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstring>
 
+#include <emmintrin.h>
+#include <xmmintrin.h>
+
 namespace vilref {
 
 namespace {
@@ -68,72 +71,200 @@ __attribute__((target_clones("avx2", "default"))) void VerticalRow(const uint8_t
   }
 }
 
+constexpr int kStrip = 8;  // output rows resized together (one 8-float vector per source value)
+
+// Stores kStrip rows of n floats (`block`, n apart) transposed: element i of row r goes to
+// t[i · kStrip + r], so the strip's values of each source value are one vector. 4×4 tiles move
+// through SSE registers (x86-64's baseline).
+void Transpose(const float* __restrict block, int n, float* __restrict t) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int r = 0; r < kStrip; r += 4) {
+      __m128 a = _mm_loadu_ps(block + r * n + i), b = _mm_loadu_ps(block + (r + 1) * n + i);
+      __m128 c = _mm_loadu_ps(block + (r + 2) * n + i), d = _mm_loadu_ps(block + (r + 3) * n + i);
+      _MM_TRANSPOSE4_PS(a, b, c, d);
+      _mm_storeu_ps(t + i * kStrip + r, a);
+      _mm_storeu_ps(t + (i + 1) * kStrip + r, b);
+      _mm_storeu_ps(t + (i + 2) * kStrip + r, c);
+      _mm_storeu_ps(t + (i + 3) * kStrip + r, d);
+    }
+  for (; i < n; i++)
+    for (int r = 0; r < kStrip; r++) t[i * kStrip + r] = block[r * n + i];
+}
+
+typedef float V8 __attribute__((vector_size(32)));
+typedef int32_t V8i __attribute__((vector_size(32)));
+
+// Horizontal pass over one strip (the transposed vertical output `t`): for every output column x
+// and channel c, the strip's 8 values Σ_j k[j] · t[first + j][c] with the even taps and the odd
+// taps summed apart and then added (the order the kernel has always used, so the bytes do not
+// change), rounded to 0..255 (Round8 without branches) into res[(c · outW + x) · 8 ...].
+__attribute__((target_clones("avx2", "default"))) void HorizontalStrip(const float* __restrict t, const Taps& tx,
+                                                                       int outW, int32_t* __restrict res) {
+  constexpr int kColumn = 3 * kStrip;  // floats between one source pixel's vectors and the next one's
+  for (int x = 0; x < outW; x++) {
+    const float* __restrict k = tx.weights.data() + static_cast<size_t>(x) * tx.width;
+    const int taps = tx.count[x];
+    for (int c = 0; c < 3; c++) {
+      const float* col = t + (static_cast<size_t>(tx.first[x]) * 3 + c) * kStrip;
+      V8 a = {}, b = {}, p;
+      int j = 0;
+      for (; j + 1 < taps; j += 2, col += 2 * kColumn) {
+        std::memcpy(&p, col, sizeof p);
+        a += k[j] * p;
+        std::memcpy(&p, col + kColumn, sizeof p);
+        b += k[j + 1] * p;
+      }
+      if (j < taps) {
+        std::memcpy(&p, col, sizeof p);
+        a += k[j] * p;
+      }
+      V8 v = a + b;
+      v = v > 0.0f ? v : 0.0f;
+      v = v < 255.0f ? v : 255.0f;
+      const V8i q = __builtin_convertvector(v + 0.5f, V8i);
+      std::memcpy(res + (static_cast<size_t>(c) * outW + x) * kStrip, &q, sizeof q);
+    }
+  }
+}
+
+// Where the rounded values go: bytes in a layout, or (floats non-null) CHW planes of floats through
+// a per-channel table of 3 × 256 values (8-bit value → normalised value), rows `row` apart.
+struct Sink {
+  uint8_t* bytes = nullptr;
+  ByteLayout layout{0, 0, 0};
+  float* floats = nullptr;
+  const float* table = nullptr;
+  int64_t plane = 0, row = 0;
+};
+
+// Rows y..y+3 of four runs (output columns p..p+3) as four vectors, one per row: a 4×4 tile
+// transposed in SSE registers.
+inline void Tile(const int32_t* const* runs, int y, __m128i v[4]) {
+  __m128 a = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs[0] + y)));
+  __m128 b = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs[1] + y)));
+  __m128 c = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs[2] + y)));
+  __m128 d = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(runs[3] + y)));
+  _MM_TRANSPOSE4_PS(a, b, c, d);
+  v[0] = _mm_castps_si128(a), v[1] = _mm_castps_si128(b), v[2] = _mm_castps_si128(c), v[3] = _mm_castps_si128(d);
+}
+
+// Four runs of a strip's rounded values (output columns p..p+3, channel c) into `rows` rows of the
+// sink from output row y0: 4 bytes a row (packed, the values are 0..255), or 4 floats.
+void Store4(const int32_t* const* runs, int rows, const Sink& k, int c, int p, int y0) {
+  for (int y = 0; y < rows; y += 4) {
+    __m128i v[4];
+    Tile(runs, y, v);
+    if (k.floats) {
+      const float* table = k.table + 256 * c;
+      float* out = k.floats + c * k.plane + static_cast<int64_t>(y0 + y) * k.row + p;
+      for (int r = 0; r < 4 && y + r < rows; r++) {
+        alignas(16) int32_t q[4];
+        _mm_store_si128(reinterpret_cast<__m128i*>(q), v[r]);
+        const float f[4] = {table[q[0]], table[q[1]], table[q[2]], table[q[3]]};
+        std::memcpy(out + r * k.row, f, sizeof f);
+      }
+      continue;
+    }
+    const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(v[0], v[1]), _mm_packs_epi32(v[2], v[3]));
+    alignas(16) uint8_t b[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(b), bytes);
+    uint8_t* out = k.bytes + c * k.layout.channel + (y0 + y) * k.layout.row + p;
+    for (int r = 0; r < 4 && y + r < rows; r++) std::memcpy(out + r * k.layout.row, b + 4 * r, 4);
+  }
+}
+
+// One value into the sink: output row y, column p, channel c.
+inline void Put(const Sink& k, int y, int p, int c, int v) {
+  if (k.floats)
+    k.floats[c * k.plane + y * k.row + p] = k.table[256 * c + v];
+  else
+    k.bytes[y * k.layout.row + p * k.layout.pixel + c * k.layout.channel] = static_cast<uint8_t>(v);
+}
+
+// A strip's rounded values (`rows` valid rows) into the sink from output row y0: planes four
+// columns at a time, any other layout value by value. Output column p shows source column x
+// (mirrored when flipping).
+void WriteStrip(const int32_t* res, int outW, int rows, bool flip, const Sink& k, int y0) {
+  const auto run = [&](int c, int p) {
+    return res + (static_cast<size_t>(c) * outW + (flip ? outW - 1 - p : p)) * kStrip;
+  };
+  int p = 0;
+  if (k.floats || k.layout.pixel == 1)
+    for (; p + 4 <= outW; p += 4)
+      for (int c = 0; c < 3; c++) {
+        const int32_t* runs[4] = {run(c, p), run(c, p + 1), run(c, p + 2), run(c, p + 3)};
+        Store4(runs, rows, k, c, p, y0);
+      }
+  for (; p < outW; p++)
+    for (int c = 0; c < 3; c++) {
+      const int32_t* v = run(c, p);
+      for (int r = 0; r < rows; r++) Put(k, y0 + r, p, c, v[r]);
+    }
+}
+
+void Resample(const uint8_t* src, int pitch, int w, int h, int outW, int outH, const Sink& k, bool flip,
+              std::vector<float>& scratch) {
+  if (w == outW && h == outH) {  // no resize: the values as they are
+    for (int y = 0; y < h; y++) {
+      const uint8_t* s = src + static_cast<int64_t>(y) * pitch;
+      if (k.floats)
+        for (int c = 0; c < 3; c++) {
+          float* o = k.floats + c * k.plane + y * k.row;
+          const float* table = k.table + 256 * c;
+          for (int x = 0; x < w; x++) o[flip ? w - 1 - x : x] = table[s[3 * x + c]];
+        }
+      else {
+        const int64_t pixel = k.layout.pixel, channel = k.layout.channel;  // locals: byte stores alias all
+        uint8_t* row = k.bytes + y * k.layout.row;
+        for (int x = 0; x < w; x++) {
+          uint8_t* o = row + (flip ? w - 1 - x : x) * pixel;
+          o[0] = s[3 * x], o[channel] = s[3 * x + 1], o[2 * channel] = s[3 * x + 2];
+        }
+      }
+    }
+    return;
+  }
+  const Taps tx = ComputeTaps(w, outW), ty = ComputeTaps(h, outH);
+  // Vertical pass first (the same separable filter; the order changes float rounding only), in
+  // strips of 8 output rows that stay in the L1 cache: the strip's rows of w RGB pixels in float,
+  // transposed so each source value's 8 rows are one vector, then the horizontal pass per output
+  // column and channel on those vectors, rounded, into the sink.
+  const int n = w * 3;
+  scratch.resize(2 * static_cast<size_t>(kStrip) * n + 3 * static_cast<size_t>(outW) * kStrip);
+  float* block = scratch.data();
+  float* t = block + static_cast<size_t>(kStrip) * n;
+  int32_t* res = reinterpret_cast<int32_t*>(t + static_cast<size_t>(kStrip) * n);
+  for (int y0 = 0; y0 < outH; y0 += kStrip) {
+    const int rows = std::min(kStrip, outH - y0);
+    for (int r = 0, y = y0; r < rows; r++, y++)
+      VerticalRow(src + static_cast<int64_t>(ty.first[y]) * pitch, pitch, n,
+                  ty.weights.data() + static_cast<size_t>(y) * ty.width, ty.count[y], block + r * n);
+    std::fill(block + static_cast<size_t>(rows) * n, t, 0.0f);  // a short last strip: zeros, never written
+    Transpose(block, n, t);
+    HorizontalStrip(t, tx, outW, res);
+    WriteStrip(res, outW, rows, flip, k, y0);
+  }
+}
+
 }  // namespace
 
 void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, int outH, uint8_t* out,
                        const ByteLayout& layout, bool flip, std::vector<float>& scratch) {
-  if (w == outW && h == outH) {  // no resize: the bytes, in the caller's layout
-    for (int y = 0; y < h; y++)
-      for (int x = 0; x < w; x++) {
-        const uint8_t* p = src + static_cast<int64_t>(y) * pitch + 3 * x;
-        uint8_t* o = out + y * layout.row + (flip ? w - 1 - x : x) * layout.pixel;
-        o[0] = p[0];
-        o[layout.channel] = p[1];
-        o[2 * layout.channel] = p[2];
-      }
-    return;
-  }
-  const Taps tx = ComputeTaps(w, outW), ty = ComputeTaps(h, outH);
-  // Vertical pass first (the same separable filter; the order changes float rounding only):
-  // outH rows of w RGB pixels, float, one vectorised loop per row.
-  const int n = w * 3;
-  scratch.resize(static_cast<size_t>(outH) * n + 4);  // + a vector's reach past the last pixel
-  for (int y = 0; y < outH; y++)
-    VerticalRow(src + static_cast<int64_t>(ty.first[y]) * pitch, pitch, n,
-                ty.weights.data() + static_cast<size_t>(y) * ty.width, ty.count[y],
-                scratch.data() + static_cast<size_t>(y) * n);
-  // Horizontal pass, rounding to bytes in the caller's layout: one 4-float vector per pixel (its
-  // three channels and the next pixel's red, ignored), so each tap is one vector multiply-add.
-  // (Locals for everything the loop reads: byte stores may alias anything, and would make the
-  // compiler reload the tables after each one.)
-  typedef float v4 __attribute__((vector_size(16)));
-  const int* __restrict first = tx.first.data();
-  const int* __restrict count = tx.count.data();
-  const float* __restrict weights = tx.weights.data();
-  const int width = tx.width;
-  const int64_t pixel = layout.pixel, channel = layout.channel, rowStride = layout.row;
-  const float* __restrict rows = scratch.data();
-  for (int y = 0; y < outH; y++) {
-    const float* row = rows + static_cast<size_t>(y) * n;
-    uint8_t* __restrict orow = out + y * rowStride;
-    const auto dot = [&](int x) {
-      const float* k = weights + static_cast<size_t>(x) * width;
-      const float* p = row + first[x] * 3;
-      v4 a = {0, 0, 0, 0}, b = {0, 0, 0, 0};  // two chains: taps alternate between them
-      const int c = count[x];
-      int j = 0;
-      for (; j + 1 < c; j += 2, p += 6) {
-        v4 p0, p1;
-        std::memcpy(&p0, p, sizeof p0);
-        std::memcpy(&p1, p + 3, sizeof p1);
-        a += k[j] * p0;
-        b += k[j + 1] * p1;
-      }
-      if (j < c) {
-        v4 p0;
-        std::memcpy(&p0, p, sizeof p0);
-        a += k[j] * p0;
-      }
-      return a + b;
-    };
-    for (int x = 0; x < outW; x++) {
-      const v4 acc = dot(x);
-      uint8_t* o = orow + (flip ? outW - 1 - x : x) * pixel;
-      o[0] = Round8(acc[0]);
-      o[channel] = Round8(acc[1]);
-      o[2 * channel] = Round8(acc[2]);
-    }
-  }
+  Sink k;
+  k.bytes = out;
+  k.layout = layout;
+  Resample(src, pitch, w, h, outW, outH, k, flip, scratch);
+}
+
+void ResampleNormalize(const uint8_t* src, int pitch, int w, int h, int outW, int outH, const float* table, float* out,
+                       bool flip, std::vector<float>& scratch) {
+  Sink k;
+  k.floats = out;
+  k.table = table;
+  k.plane = static_cast<int64_t>(outW) * outH;
+  k.row = outW;
+  Resample(src, pitch, w, h, outW, outH, k, flip, scratch);
 }
 
 }  // namespace vilref

@@ -21,4 +21,9 @@ struct ByteLayout {
 void ResampleBicubicAA(const uint8_t* src, int pitch, int w, int h, int outW, int outH, uint8_t* out,
                        const ByteLayout& layout, bool flip, std::vector<float>& scratch);
 
+// The same resize, each rounded value v of channel c written as table[256·c + v] into CHW planes of
+// outW×outH floats (the evaluation path: no jitter, the normalisation fused with the resize).
+void ResampleNormalize(const uint8_t* src, int pitch, int w, int h, int outW, int outH, const float* table, float* out,
+                       bool flip, std::vector<float>& scratch);
+
 }  // namespace vilref

@@ -94,7 +94,8 @@ if (wanted.length && mayApt) {
 const torch = located.torch;
 if (!torch) fail(missingMessage(located.tried));
 log(
-  `LibTorch ${torch.version} ${torch.cuda ? `CUDA ${torch.cuda}` : "CPU"} from ${torch.source} (${torch.libDir}); c10d Gloo ${torch.c10dGloo ? "yes" : "no"}`,
+  `LibTorch ${torch.version} ${torch.cuda ? `CUDA ${torch.cuda}` : "CPU"} from ` +
+    `${torch.source} (${torch.libDir}); c10d Gloo ${torch.c10dGloo ? "yes" : "no"}`,
 );
 
 // ---- 3. TypeScript → dist/ ----

@@ -156,7 +156,8 @@ test("bad input: errors name the target, the rank, the option", async (t) => {
   });
 });
 
-test("dispose: the adapters refuse calls, a finetuner using them refuses to run; the model's dispose disposes them", async (t) => {
+test("dispose: the adapters refuse calls, a finetuner using them refuses to run; \
+the model's dispose disposes them", async (t) => {
   const model = ViLReF.create("tiny-vit", { seed: 9 });
   const lora = new Lora(model, { rank: 2, targets: "attention" });
   const ft = new Finetuner(model, { classes: 2, lora });

@@ -243,7 +243,8 @@ test("vilref eval adapter --method lora writes the metrics, the predictions and 
   t.is(bad, 2);
 });
 
-test("zero-shot and the probe report per-patient metrics; without patient ids it is an error naming the row", async (t) => {
+test("zero-shot and the probe report per-patient metrics; \
+without patient ids it is an error naming the row", async (t) => {
   const { zeroShot } = await import("../lib/eval/zeroshot.js");
   const { linearProbe } = await import("../lib/eval/probe.js");
   const model = ViLReF.create("tiny-vit", { seed: 5 });

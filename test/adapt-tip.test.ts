@@ -68,7 +68,8 @@ test("Tip-Adapter logits equal a direct computation (single-label cache, one-hot
   t.true(close(got, direct(F, n, K, m, cache.values, C, d, zs, 5.5, 1.7, false), 1e-5));
 });
 
-test("Tip-Adapter logits equal a direct computation (multi-label cache, normalised by the affinity mass)", async (t) => {
+test("Tip-Adapter logits equal a direct computation (multi-label cache, \
+normalised by the affinity mass)", async (t) => {
   const y = Float32Array.from([1, 0, Number.NaN, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0]);
   const cache = buildCache(K, m, d, { kind: "multilabel", y }, C);
   t.is(cache.values[2], 0); // unknown → 0 in the cache

@@ -132,7 +132,8 @@ test.serial(
     const a = aucs(rows);
     const mean = [...a.values()].reduce((s, x) => s + x, 0) / a.size;
     t.log(
-      `mean AUC ${mean.toFixed(3)} over ${a.size} findings: ${[...a].map(([c, v]) => `${c} ${v.toFixed(2)}`).join(", ")}`,
+      `mean AUC ${mean.toFixed(3)} over ${a.size} findings: ` +
+        `${[...a].map(([c, v]) => `${c} ${v.toFixed(2)}`).join(", ")}`,
     );
     t.true(a.size >= 8, "the held-out set has most synthetic findings");
     t.true(mean > 0.58, `mean AUC ${mean}`);

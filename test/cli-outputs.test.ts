@@ -34,7 +34,8 @@ test("labels eval on a file without gold labels is an error naming the file and 
   t.regex(
     r.stderr,
     new RegExp(
-      `--gold ${none.replace(/[/.]/g, "\\$&")}: none of its 3 reports has gold labels in the field "labels" \\(another field: --labels-field\\)`,
+      `--gold ${none.replace(/[/.]/g, "\\$&")}: none of its 3 reports has gold labels in the field "labels" ` +
+        "\\(another field: --labels-field\\)",
     ),
   );
   t.notRegex(r.stdout, /micro/, "no table of zeros");
@@ -101,7 +102,8 @@ test("tokenize, labels and convert on a full disk keep the previous good file an
       t.regex(
         r.stderr,
         new RegExp(
-          `${out.replace(/[/.]/g, "\\$&")}: cannot write: no space left on the device; free some and run again \\(ENOSPC\\)`,
+          `${out.replace(/[/.]/g, "\\$&")}: cannot write: no space left on the device; ` +
+            "free some and run again \\(ENOSPC\\)",
         ),
         label,
       );

@@ -304,7 +304,8 @@ const CSV_COMMANDS: [string, (csv: string) => string[], typeof REPORTS][] = [
 
 CSV_COMMANDS.forEach(([command, args, content], k) => {
   const input = args("X")[args("X").indexOf("X") - 1];
-  test(`${command} ${input}: a CSV's unterminated quote and text after a closing quote are errors naming file and line`, async (t) => {
+  test(`${command} ${input}: a CSV's unterminated quote and text after a closing quote are errors naming file and \
+line`, async (t) => {
     const tag = `csv${k}`;
     const bad = file(`${tag}-unterminated.csv`, content.unterminated);
     let r = await run(...args(bad));

@@ -92,7 +92,8 @@ test("labeled files from `vilref labels --out` join onto a manifest by id", (t) 
   );
   const lab = w(
     "lab/labels.jsonl",
-    '{"id":"r1","labels":{"dr":1,"hemorrhage":0.5},"eye":"right"}\n{"id":"r2","labels":{"normal":1},"eye":null,"ignored":["erm"]}\n',
+    '{"id":"r1","labels":{"dr":1,"hemorrhage":0.5},"eye":"right"}\n' +
+      '{"id":"r2","labels":{"normal":1},"eye":null,"ignored":["erm"]}\n',
   );
   const entries = readLabeledFile(lab);
   t.deepEqual(entries.get("r2")!.ignored, ["erm"]);

@@ -96,7 +96,8 @@ function relL2(a: Record<string, number[]>, b: Record<string, number[]>): number
 }
 
 distTest(
-  "2 processes × 4 pairs equal 1 process × 8 pairs after 3 steps (WSCL, queue): loss, gradient norm, weights, momentum, queue within 1e-5",
+  "2 processes × 4 pairs equal 1 process × 8 pairs after 3 steps (WSCL, queue): loss, gradient norm, weights, " +
+    "momentum, queue within 1e-5",
   async (t) => {
     const dir = mkdtempSync(path.join(tmpdir(), "vilref-dist-"));
     const out = path.join(dir, "rank0.json");

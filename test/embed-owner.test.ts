@@ -41,7 +41,8 @@ test("every image bad: an EmbedError, nothing written but the list of reasons; t
   t.regex(
     e!.message,
     new RegExp(
-      `^${out.replace(/[/.]/g, "\\$&")}: none of the 2 inputs could be embedded, nothing written \\(.*; all listed in .*allbad\\.skipped\\.tsv\\)$`,
+      `^${out.replace(/[/.]/g, "\\$&")}: none of the 2 inputs could be embedded, nothing written \\(.*; ` +
+        "all listed in .*allbad\\.skipped\\.tsv\\)$",
     ),
   );
   t.is((e as EmbedError).skipped.length, 2);
@@ -86,7 +87,8 @@ test("one run per output: a second is refused while the first writes; a killed r
       "tsx",
       "--input-type=module",
       "-e",
-      `const { acquireLock } = await import(${JSON.stringify(lockModule)}); acquireLock(${JSON.stringify(out + ".lock")}); console.log("held"); setInterval(() => {}, 1000);`,
+      `const { acquireLock } = await import(${JSON.stringify(lockModule)}); ` +
+        `acquireLock(${JSON.stringify(out + ".lock")}); console.log("held"); setInterval(() => {}, 1000);`,
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );

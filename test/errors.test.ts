@@ -35,7 +35,8 @@ test("a training step checks token ids against the model's positions and vocabul
   t.true(Number.isFinite(ok.loss));
 });
 
-test("pretrain: a context length beyond the model's positions, or another vocabulary than its checkpoint's", async (t) => {
+test("pretrain: a context length beyond the model's positions, \
+or another vocabulary than its checkpoint's", async (t) => {
   const data = path.join(root, "data");
   await writeSynthDataset(data, 16, 5, { size: 32 });
   const base = {
@@ -79,7 +80,11 @@ test("LibTorch's internal assertions reach users in vilref's words", async (t) =
     const e = await t.throwsAsync(run());
     t.regex(
       e!.message,
-      /^LibTorch rejected an input vilref did not check: Expected GenericDict but got None \(an internal assertion at "[^"]+":\d+\); please report this to vilref with the command that caused it$/,
+      new RegExp(
+        /^LibTorch rejected an input vilref did not check: Expected GenericDict but got None /.source +
+          /\(an internal assertion at "[^"]+":\d+\); /.source +
+          /please report this to vilref with the command that caused it$/.source,
+      ),
     );
     t.notRegex(e!.message, /report a bug to PyTorch|INTERNAL ASSERT FAILED/);
   }

@@ -67,14 +67,17 @@ test("rfmid: label CSVs per split beside their image folders; disease columns as
   });
 });
 
-test("odir: one annotation row → left and right eye with the patient's labels, patients kept together in a split", (t) => {
+test("odir: one annotation row → left and right eye with the patient's labels, \
+patients kept together in a split", (t) => {
   const r = "odir";
   const head =
-    "ID,Patient Age,Patient Sex,Left-Fundus,Right-Fundus,Left-Diagnostic Keywords,Right-Diagnostic Keywords,N,D,G,C,A,H,M,O";
+    "ID,Patient Age,Patient Sex,Left-Fundus,Right-Fundus,Left-Diagnostic Keywords,Right-Diagnostic " +
+    "Keywords,N,D,G,C,A,H,M,O";
   const rows = Array.from(
     { length: 10 },
     (_, i) =>
-      `${i},60,Male,${i}_left.jpg,${i}_right.jpg,normal fundus,"moderate non proliferative retinopathy, drusen",0,${i % 2},0,0,0,0,0,${i % 3 === 0 ? 1 : 0}`,
+      `${i},60,Male,${i}_left.jpg,${i}_right.jpg,normal fundus,"moderate non proliferative retinopathy, ` +
+      `drusen",0,${i % 2},0,0,0,0,0,${i % 3 === 0 ? 1 : 0}`,
   );
   put(`${r}/full.csv`, [head, ...rows].join("\n") + "\n");
   for (let i = 0; i < 10; i++) for (const e of ["left", "right"]) put(`${r}/Training Images/${i}_${e}.jpg`);
@@ -140,7 +143,8 @@ test("messidor: grade tables (MESSIDOR and MESSIDOR-2 columns) as a graded task"
   const r = "messidor";
   put(
     `${r}/Annotation_Base11.csv`,
-    "Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema\n20051019_38557_0100_PP.tif,LaTIM,0,0\n20051020_43808_0100_PP.tif,LaTIM,3,1\n",
+    "Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema\n" +
+      "20051019_38557_0100_PP.tif,LaTIM,0,0\n20051020_43808_0100_PP.tif,LaTIM,3,1\n",
   );
   put(`${r}/Base11/20051019_38557_0100_PP.tif`);
   put(`${r}/Base11/20051020_43808_0100_PP.tif`);
@@ -174,7 +178,8 @@ test("messidor: grade tables (MESSIDOR and MESSIDOR-2 columns) as a graded task"
   });
 });
 
-test("refuge: Glaucoma/Non-Glaucoma folders, a label CSV for validation, masks attached and not taken as images", (t) => {
+test("refuge: Glaucoma/Non-Glaucoma folders, a label CSV for validation, \
+masks attached and not taken as images", (t) => {
   const r = "refuge";
   put(`${r}/Training400/Glaucoma/g0001.jpg`);
   put(`${r}/Training400/Non-Glaucoma/n0001.jpg`);

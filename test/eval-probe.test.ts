@@ -26,7 +26,8 @@ async function fitBinary(X: Float64Array, d: number, y: number[], C: number, gra
   return [...m.W, m.b[0]!];
 }
 
-test("binary logistic regression: the unregularised optimum by hand, and the optimality condition with L2", async (t) => {
+test("binary logistic regression: the unregularised optimum by hand, \
+and the optimality condition with L2", async (t) => {
   // x = −1: 1 positive, 3 negatives; x = +1: 3 positives, 1 negative. Without regularisation the
   // fitted probabilities equal the empirical ones: σ(b − w) = ¼, σ(b + w) = ¾ → w = ln 3, b = 0.
   const X = Float64Array.from([-1, -1, -1, -1, 1, 1, 1, 1]);
@@ -111,7 +112,8 @@ test("separable data: the probe reaches ~1.0 accuracy and AUC on held-out points
   }
 });
 
-test("C is chosen on the validation split: strong enough for noise dimensions, weak enough to use the signal", async (t) => {
+test("C is chosen on the validation split: strong enough for noise dimensions, \
+weak enough to use the signal", async (t) => {
   // 40 training points, 60 features, one informative with 15% label noise
   const tr = toy(40, 60, 7, 0.6, 0.15);
   const va = toy(400, 60, 8, 0.6, 0.15);
@@ -203,7 +205,8 @@ test("the L-BFGS in LibTorch follows the scalar JavaScript it replaced: same C, 
   t.true(Math.max(...Array.from(one.W, (w, i) => Math.abs(w - ref.W[i]!))) < 1e-6);
 });
 
-test("a fit that does not converge is reported: in the probe's result, as a warning naming C and classes", async (t) => {
+test("a fit that does not converge is reported: in the probe's result, \
+as a warning naming C and classes", async (t) => {
   const tr = toy(200, 10, 1, 0.3, 0.2);
   const va = toy(100, 10, 2, 0.3, 0.2);
   const asML = (y: Int32Array): ProbeTargets => ({ kind: "multilabel", K: 1, y: Float32Array.from(y) });
@@ -222,7 +225,8 @@ test("a fit that does not converge is reported: in the probe's result, as a warn
   );
   t.is(
     convergenceWarning(p.nonConverged[2]!, ["glaucoma"]),
-    `the final fit at C = ${p.C} did not converge for glaucoma (L-BFGS stopped after 2 iterations); the result may be less accurate`,
+    `the final fit at C = ${p.C} did not converge for glaucoma (L-BFGS stopped after 2 iterations); ` +
+      "the result may be less accurate",
   );
   // the multinomial problem is one problem for all classes
   const m = await fitLinear({ X: tr.X, n: 200, d: 10 }, { kind: "single", K: 2, t: tr.y }, 1, { maxIter: 1 });

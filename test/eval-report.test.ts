@@ -24,7 +24,8 @@ function findChromium(): string | null {
 const chromium = findChromium();
 if (!chromium)
   console.warn(
-    "eval-report: no Chromium found (/usr/bin/chromium; set CHROMIUM=...); the browser test is skipped. Debian: apt-get install -y --no-install-recommends chromium",
+    "eval-report: no Chromium found (/usr/bin/chromium; set CHROMIUM=...); " +
+      "the browser test is skipped. Debian: apt-get install -y --no-install-recommends chromium",
   );
 
 const root = mkdtempSync(path.join(tmpdir(), "vilref-report-"));

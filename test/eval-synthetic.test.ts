@@ -33,7 +33,8 @@ const run = async (...args: string[]) => {
   await p.parseAsync(["node", "vilref", "eval", ...args]);
 };
 
-test("pre-trained briefly with the demo recipe: zero-shot and the probe beat chance clearly; probe ≥ zero-shot", async (t) => {
+test("pre-trained briefly with the demo recipe: zero-shot and the probe beat chance clearly; \
+probe ≥ zero-shot", async (t) => {
   const t0 = performance.now();
   await writeSynthDataset(path.join(root, "train"), 600, 11, { size: 192 });
   // the evaluation set: another seed; half for the probe's training, a sixth for choosing C, a third for testing
@@ -115,13 +116,16 @@ test("pre-trained briefly with the demo recipe: zero-shot and the probe beat cha
   const p = pr.metrics.auc!.value!;
   const per = (o: Out) => o.classes.map((c) => `${c} ${o.perClass[c]!.auc.value?.toFixed(2)}`).join(", ");
   t.log(
-    `data ${((tData - t0) / 1000).toFixed(1)} s, pre-training ${((tTrain - tData) / 1000).toFixed(1)} s, three evaluations ${((tEval - tTrain) / 1000).toFixed(1)} s`,
+    `data ${((tData - t0) / 1000).toFixed(1)} s, pre-training ${((tTrain - tData) / 1000).toFixed(1)} s, ` +
+      `three evaluations ${((tEval - tTrain) / 1000).toFixed(1)} s`,
   );
   t.log(
-    `zero-shot mean AUC ${z.toFixed(3)} [${zs.metrics.auc!.lo?.toFixed(3)}, ${zs.metrics.auc!.hi?.toFixed(3)}]: ${per(zs)}`,
+    `zero-shot mean AUC ${z.toFixed(3)} [${zs.metrics.auc!.lo?.toFixed(3)}, ` +
+      `${zs.metrics.auc!.hi?.toFixed(3)}]: ${per(zs)}`,
   );
   t.log(
-    `probe     mean AUC ${p.toFixed(3)} [${pr.metrics.auc!.lo?.toFixed(3)}, ${pr.metrics.auc!.hi?.toFixed(3)}] (C ${pr.C}): ${per(pr)}`,
+    `probe     mean AUC ${p.toFixed(3)} [${pr.metrics.auc!.lo?.toFixed(3)}, ${pr.metrics.auc!.hi?.toFixed(3)}] ` +
+      `(C ${pr.C}): ${per(pr)}`,
   );
 
   // both evaluate the same 120 test images over the same 11 classes the synthetic set has

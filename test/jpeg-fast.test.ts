@@ -170,7 +170,8 @@ test("the native colour jitter is the JS one (torchvision's PIL semantics) byte 
   }
 });
 
-test("decode scale: the largest DCT reduction that still covers the output; shrinkOnLoad: false decodes in full", async (t) => {
+test("decode scale: the largest DCT reduction that still covers the output; shrinkOnLoad: \
+false decodes in full", async (t) => {
   const jpg = await fundusJpeg(1000, 2);
   const S = 64;
   const out = new Float32Array(3 * S * S);

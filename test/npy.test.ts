@@ -345,7 +345,8 @@ for name, a, version in cases:
 print(json.dumps(res))
 `;
 
-test("numpy interoperability: numpy reads what we write (byte-identical to np.save) and we read what numpy writes", async (t) => {
+test("numpy interoperability: numpy reads what we write (byte-identical to np.save) and we read what numpy \
+writes", async (t) => {
   if (!(await hasNumpy())) {
     t.log(`SKIPPED: ${PYTHON} cannot import numpy; the numpy interoperability check did not run`);
     t.pass();

@@ -161,7 +161,9 @@ packageTest(
     t.true(Object.keys(result.labels).length > 0, JSON.stringify(result.labels));
 
     // 5. every subpath export resolves; the root export keeps loaders and CLI registrars private.
-    const probe = `const pkg = JSON.parse(await (await import("node:fs/promises")).readFile("node_modules/vilref/package.json", "utf8"));
+    const probe = `const pkg = JSON.parse(
+      await (await import("node:fs/promises")).readFile("node_modules/vilref/package.json", "utf8"),
+    );
     const counts = {};
     for (const k of Object.keys(pkg.exports).filter((k) => k !== "./package.json"))
       counts[k] = Object.keys(await import("vilref" + k.slice(1))).length;

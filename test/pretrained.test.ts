@@ -60,7 +60,8 @@ test("the model folder: VILREF_HOME, else XDG_CACHE_HOME/vilref, else ~/.cache/v
   t.is(modelHome("/x", { VILREF_HOME: "/models" }), "/x");
 });
 
-test("the registry (data) knows the released ViT-B/16 and RN50: file names, where published, config, context, vocabulary", (t) => {
+test("the registry (data) knows the released ViT-B/16 and RN50: file names, where published, config, context, \
+vocabulary", (t) => {
   const r = loadRegistry();
   const vit = r.models["vilref-vit-b-16"]!;
   const rn = r.models["vilref-rn50"]!;
@@ -75,7 +76,8 @@ test("the registry (data) knows the released ViT-B/16 and RN50: file names, wher
   t.is(vit.vocab!.sha256, sha256Hex(canonicalVocabText(readFileSync(vocab, "utf8"))));
 });
 
-test("a released name resolves to its file put in the folder; a missing one names the file, where it is published and the folder", (t) => {
+test("a released name resolves to its file put in the folder; a missing one names the file, \
+where it is published and the folder", (t) => {
   const home = path.join(root, "home-released");
   mkdirSync(home);
   const e = t.throws(() => resolveModel("vilref-vit-b-16", { dir: home }), { instanceOf: ModelNotFoundError });
@@ -131,7 +133,8 @@ test.serial("an unknown model name is an error naming it (API and CLI)", async (
 });
 
 test.serial(
-  "models add: a .pt with its vocabulary into the folder; fromPretrained by name loads it; --model NAME needs no --vocab",
+  "models add: a .pt with its vocabulary into the folder; fromPretrained by name loads it; \
+--model NAME needs no --vocab",
   async (t) => {
     const home = path.join(root, "home-add");
     const r = await run(

@@ -247,7 +247,10 @@ test("a deflated entry is capped before it is inflated; a lying size is caught w
   const e = await t.throwsAsync(importPt(bomb));
   t.regex(
     e!.message,
-    /^bad\.pt: not a loadable PyTorch checkpoint: entry "archive\/data\/0" declares 67108864 uncompressed bytes, more than the limit of \d+ per entry/,
+    new RegExp(
+      /^bad\.pt: not a loadable PyTorch checkpoint: entry "archive\/data\/0" /.source +
+        /declares 67108864 uncompressed bytes, more than the limit of \d+ per entry/.source,
+    ),
   );
   // a caller who expects it raises the cap
   const ok = await importPt(bomb, "ok.pt", { maxUncompressedBytes: 2 ** 27 });
@@ -424,7 +427,11 @@ test("a metadata config claiming terabytes is refused before the model is built"
   const e = await t.throwsAsync(ViLReF.load(file), { instanceOf: CheckpointError });
   t.regex(
     e!.message,
-    /huge\.safetensors: its metadata config does not fit the checkpoint's tensors: text_hidden_size is 1048576 in its metadata config but 32 in the tensors \(bert\.embeddings\.word_embeddings\.weight \[/,
+    new RegExp(
+      /huge\.safetensors: its metadata config does not fit the checkpoint's tensors: /.source +
+        /text_hidden_size is 1048576 in its metadata config but 32 in the tensors /.source +
+        /\(bert\.embeddings\.word_embeddings\.weight \[/.source,
+    ),
   );
   t.true(process.memoryUsage().rss - rss < 512 * 2 ** 20, "nothing large was allocated");
   // a .pt with a --config that does not fit: the same, naming the field
@@ -433,8 +440,10 @@ test("a metadata config claiming terabytes is refused before the model is built"
   const cfg = JSON.parse(readFileSync(sharedPath("fixtures", "tiny-vit", "config.json"), "utf8"));
   await t.throwsAsync(readCheckpoint(pt, { ...cfg, vision_layers: 40 }), {
     instanceOf: CheckpointError,
-    message:
-      /the config given does not fit the checkpoint's tensors: vision_layers is 40 in the config given but 2 in the tensors \(visual\.transformer\.resblocks\.N\.\*\)/,
+    message: new RegExp(
+      /the config given does not fit the checkpoint's tensors: /.source +
+        /vision_layers is 40 in the config given but 2 in the tensors \(visual\.transformer\.resblocks\.N\.\*\)/.source,
+    ),
   });
   // strict: false may lack tensors, but not ask for terabytes
   const partial = join(scratch, "partial.safetensors");

@@ -54,7 +54,8 @@ const Q = grid(1, n, d, 6);
 const X = grid(2, m, d, 15);
 const S = scoresOf(Q, X, n, m, d);
 
-test("target ranks equal brute force with ties, one or several targets per query, any block size, float32 and float64", async (t) => {
+test("target ranks equal brute force with ties, one or several targets per query, any block size, \
+float32 and float64", async (t) => {
   const r = mulberry32(3);
   const one = Int32Array.from({ length: n }, () => Math.floor(r.next() * m));
   const three = Int32Array.from({ length: n * 3 }, () => Math.floor(r.next() * m));

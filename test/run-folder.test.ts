@@ -45,7 +45,9 @@ function lockHolder(lock: string): Promise<import("node:child_process").ChildPro
       "tsx",
       "--input-type=module",
       "-e",
-      `const { acquireLock } = await import(${JSON.stringify(lockModule)}); acquireLock(${JSON.stringify(lock)}, { command: "holder" }); console.log("held"); setInterval(() => {}, 1000);`,
+      `const { acquireLock } = await import(${JSON.stringify(lockModule)}); ` +
+        `acquireLock(${JSON.stringify(lock)}, { command: "holder" }); console.log("held"); setInterval(() => {}, ` +
+        "1000);",
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
@@ -93,7 +95,8 @@ test("the lock: one owner; a dead owner's lock is taken over; another host's is 
   c.release();
 });
 
-test("atomic writes: a failure keeps the old file and leaves no temporary; stale temporaries are cleaned", async (t) => {
+test("atomic writes: a failure keeps the old file and leaves no temporary; \
+stale temporaries are cleaned", async (t) => {
   const dir = path.join(root, "atomic");
   mkdirSync(dir);
   const file = path.join(dir, "out.txt");
@@ -126,7 +129,8 @@ test.serial("pretrain into a folder holding a finished run is refused; --overwri
   const e = await t.throwsAsync(pretrain(config(out, { seed: 9 })));
   t.is(
     e!.message,
-    `output ${out} holds a run (1 checkpoint(s) up to step 3, a final model, metrics.jsonl): --resume continues it, --overwrite replaces it, or choose another output`,
+    `output ${out} holds a run (1 checkpoint(s) up to step 3, a final model, metrics.jsonl): ` +
+      "--resume continues it, --overwrite replaces it, or choose another output",
   );
   t.deepEqual(readFileSync(path.join(out, "metrics.jsonl")), before.metrics, "metrics.jsonl untouched");
   t.deepEqual(readFileSync(path.join(out, "final", "model.safetensors")), before.model, "final model untouched");

@@ -309,7 +309,9 @@ test.serial(
     const nxn = n * n * 4;
     const indexBytes = n * d * 4;
     t.log(
-      `peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB (a 1,000-row index: ${(baseline / 2 ** 20).toFixed(0)} MiB); the index is ${(indexBytes / 2 ** 20).toFixed(0)} MiB, an n×n float32 matrix ${(nxn / 2 ** 30).toFixed(0)} GiB`,
+      `peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB (a 1,000-row index: ` +
+        `${(baseline / 2 ** 20).toFixed(0)} MiB); the index is ${(indexBytes / 2 ** 20).toFixed(0)} MiB, ` +
+        `an n×n float32 matrix ${(nxn / 2 ** 30).toFixed(0)} GiB`,
     );
     t.true(peak < nxn / 100, "far below an n×n matrix");
     t.true(peak - baseline < indexBytes, "the index is never held whole");

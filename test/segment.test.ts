@@ -60,7 +60,8 @@ for (const [H, W, tile, stride] of [
   [3, 2, 4, 2],
   [16, 16, 8, 8],
 ] as const) {
-  test(`sliding window reconstructs an identity model exactly (${H}×${W}, tile ${tile}, stride ${stride})`, async (t) => {
+  test(`sliding window reconstructs an identity model exactly (${H}×${W}, tile ${tile}, \
+stride ${stride})`, async (t) => {
     const image: Plane = {
       data: Float32Array.from({ length: 2 * H * W }, (_, i) => Math.sin(i * 0.7) + (i % 5)),
       channels: 2,
@@ -76,7 +77,8 @@ for (const [H, W, tile, stride] of [
         calls++;
         const [n, C, T] = b.shape as [number, number, number];
         const y = new Float32Array(n * T * T);
-        for (let i = 0; i < n; i++) y.set(b.data.subarray(i * C * T * T, i * C * T * T + T * T), i * T * T); // channel 0
+        // channel 0
+        for (let i = 0; i < n; i++) y.set(b.data.subarray(i * C * T * T, i * C * T * T + T * T), i * T * T);
         return { data: y, shape: [n, 1, T, T] };
       },
       3,
@@ -121,7 +123,8 @@ test("augmentation: quarter turns and flips are permutations of the tile", (t) =
 
 const drive = sharedPath("data", "DRIVE");
 
-test("the DRIVE adapter reads the shared set: 20 training + 20 test images, binary masks of the image's size", async (t) => {
+test("the DRIVE adapter reads the shared set: 20 training + 20 test images, \
+binary masks of the image's size", async (t) => {
   if (!hasShared("data", "DRIVE")) return t.pass("no ../shared/data/DRIVE");
   const { training, test: testSet } = await readDrive(drive);
   t.is(training.length, 20);
@@ -162,7 +165,9 @@ test("bad DRIVE layouts are refused naming the culprit", async (t) => {
   });
   await writePng(join(root, "mask", "02_test_mask.png"), 8, 6, 1, 255);
   await t.throwsAsync(readSegmentationDir(root), {
-    message: `${join(root, "mask", "02_test_mask.png")}: mask is 8×6, the image ${join(root, "images", "02_test.png")} is 8×8`,
+    message:
+      `${join(root, "mask", "02_test_mask.png")}: mask is 8×6, the image ` +
+      `${join(root, "images", "02_test.png")} is 8×8`,
   });
   await writePng(join(root, "mask", "02_test_mask.png"), 8, 8, 1, 0);
   const ok = await readSegmentationDir(root);
@@ -230,7 +235,8 @@ test("segmenter: bad arguments are refused naming them", async (t) => {
   });
 });
 
-test("segmenter from a ViLReF ViT: the tower's weights by name, positional embedding resized to the tile grid", async (t) => {
+test("segmenter from a ViLReF ViT: the tower's weights by name, \
+positional embedding resized to the tile grid", async (t) => {
   const model = ViLReF.create("tiny-vit", { seed: 3 });
   const seg = await Segmenter.fromModel(model, { tile: 64, stemChannels: 8, decoderChannels: 16 });
   t.like(seg.config, { patch: 8, width: 64, layers: 2, heads: 2, tile: 64 });
@@ -278,7 +284,8 @@ test("short budget on DRIVE: 150 steps reach a meaningful Dice on held-out test 
   t.is(trained.steps, 150);
   const r = await evaluateSegmenter(seg, prep(testSet.slice(0, 3)), { stride: 64 });
   t.log(
-    `Dice ${r.mean.dice.toFixed(3)} IoU ${r.mean.iou.toFixed(3)} AUC ${r.mean.auc.toFixed(3)} after ${trained.seconds.toFixed(0)} s`,
+    `Dice ${r.mean.dice.toFixed(3)} IoU ${r.mean.iou.toFixed(3)} AUC ${r.mean.auc.toFixed(3)} after ` +
+      `${trained.seconds.toFixed(0)} s`,
   );
   t.true(r.mean.dice >= 0.55, `Dice ${r.mean.dice}`);
   t.true(r.mean.auc >= 0.9, `AUC ${r.mean.auc}`);

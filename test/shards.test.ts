@@ -72,7 +72,8 @@ test("shard specs: braces, lists, folders, index.json; WebDataset keys", (t) => 
   t.false(isShardSpec(path.join(synth, "manifest.jsonl")) || isShardSpec(path.join(synth, "images")));
 });
 
-test("a packed set round-trips: reports, labels and metadata equal the source; images at the stored size", async (t) => {
+test("a packed set round-trips: reports, labels and metadata equal the source; \
+images at the stored size", async (t) => {
   const { samples, problems } = scanShards(path.join(packed, "index.json"));
   t.deepEqual(problems, []);
   t.is(samples.length, source.length);
@@ -97,7 +98,8 @@ test("a packed set round-trips: reports, labels and metadata equal the source; i
   );
 });
 
-test("packing twice gives byte-identical shards and index; an interrupted pack resumes to the same bytes", async (t) => {
+test("packing twice gives byte-identical shards and index; \
+an interrupted pack resumes to the same bytes", async (t) => {
   const again = path.join(root, "packed-again");
   await packShards(source, { out: again, samplesPerShard: 5, resolution: 64 });
   const files = readdirSync(packed).sort();
@@ -116,7 +118,14 @@ test("packing twice gives byte-identical shards and index; an interrupted pack r
     }),
     { message: "interrupted" },
   );
+  // a pack killed mid-write leaves temporary files of its atomic writes: the next pack removes them
+  const tmp = [
+    path.join(cut, ".000003.tar.99999.0123456789ab.tmp"),
+    path.join(cut, ".pack", ".x.json.99999.ba9876543210.tmp"),
+  ];
+  for (const f of tmp) writeFileSync(f, "partial");
   const r = await packShards(source, { out: cut, samplesPerShard: 5, resolution: 64 });
+  for (const f of tmp) t.false(existsSync(f), f);
   t.is(r.kept, 3);
   t.is(r.written, 5);
   for (const f of files) t.true(readFileSync(path.join(packed, f)).equals(readFileSync(path.join(cut, f))), f);
@@ -306,7 +315,8 @@ async function damaged(): Promise<{ dir: string; shards: string[] }> {
   return { dir, shards: [...shards, path.join(dir, "000099.tar")] };
 }
 
-test("damaged input: a truncated tar, a sample without image, a corrupt JPEG, a missing shard — skipped and reported", async (t) => {
+test("damaged input: a truncated tar, a sample without image, a corrupt JPEG, \
+a missing shard — skipped and reported", async (t) => {
   const { shards } = await damaged();
   const lines: string[] = [];
   const scan = scanShards(shards, { report: (p) => lines.push(`${path.basename(p.shard)} ${p.key} ${p.reason}`) });

@@ -27,7 +27,8 @@ test("rows, quoting and the line each row starts on (blank lines, quoted newline
   t.deepEqual(parseTable("", { file: "e.csv" }), { file: "e.csv", header: [], headerLine: 0, rows: [] });
 });
 
-test("errors name the file and line: unterminated quote, text after a closing quote, stray quote, short and long rows", (t) => {
+test("errors name the file and line: unterminated quote, text after a closing quote, stray quote, \
+short and long rows", (t) => {
   const cases: [string, string][] = [
     ['a,b\n1,2\n\n"x,3\n4,5\n', "f.csv:4: unterminated quoted field (its opening quote is on this line)"],
     ['"a,b\n1,2\n', "f.csv:1: unterminated quoted field"],
@@ -49,7 +50,8 @@ test("errors name the file and line: unterminated quote, text after a closing qu
   t.throws(() => readReports(short), { message: `${short}:2: 1 field, the header has 2` });
 });
 
-test("UTF-8: a byte order mark is dropped; invalid bytes are an error naming the line; unreadable files name the file", (t) => {
+test("UTF-8: a byte order mark is dropped; invalid bytes are an error naming the line; \
+unreadable files name the file", (t) => {
   t.is(decodeUtf8(Buffer.from("\ufeff未见异常\n", "utf8")), "未见异常\n");
   const bad = Buffer.concat([Buffer.from("id,text\n1,好\n2,"), Buffer.from([0xc3, 0x28]), Buffer.from("\n3,x\n")]);
   t.throws(() => decodeUtf8(bad, "r.csv"), { message: "r.csv:3: not valid UTF-8 text (save the file as UTF-8)" });

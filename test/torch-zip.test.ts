@@ -146,7 +146,8 @@ test("Pickler: plain values round-trip through Python's pickle with the right op
     shared,
   ];
   const expected =
-    "[0, 255, 256, 65535, 65536, -1, 2147483647, -2147483648, 2147483648, -2147483649, 1180591620717411303424, -1180591620717411303424, 128, -128, 255, " +
+    "[0, 255, 256, 65535, 65536, -1, 2147483647, -2147483648, 2147483648, -2147483649, 1180591620717411303424, " +
+    "-1180591620717411303424, 128, -128, 255, " +
     "1.5, -0.0, 3.0, inf, True, False, None, 'é中', '', (), (1,), (1, 2), (1, 2, 3), (1, 2, 3, 4), " +
     "{'a': [1], 'b': {}}, {1: 'x', (2, 3): None}, {'k': 'v'}, [1, 2], [1, 2]]";
   await withTmp(async (dir) => {
@@ -224,7 +225,8 @@ function richCheckpoint(): Buffer {
   );
 }
 
-test("picklePt/makePt: pickletools accepts it, with torch.save's structure; torch.load(weights_only) reads it", async (t) => {
+test("picklePt/makePt: pickletools accepts it, with torch.save's structure; \
+torch.load(weights_only) reads it", async (t) => {
   await withTmp(async (dir) => {
     const file = path.join(dir, "rich.pt");
     await writeFile(file, richCheckpoint());
@@ -309,10 +311,11 @@ rows = []
 for k, v in ck["state_dict"].items():
     s = v.storage()
     key = storages.setdefault(s.data_ptr(), (len(storages), s.size()))
-    rows.append({"key": k, "dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape), "stride": list(v.stride()),
-                 "offset": v.storage_offset(), "storage": key[0], "numel": key[1]})
+    rows.append({"key": k, "dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape),
+                 "stride": list(v.stride()), "offset": v.storage_offset(), "storage": key[0], "numel": key[1]})
 pkl = zipfile.ZipFile(sys.argv[1]).read("checkpoint/data.pkl")
-print(json.dumps({"epoch": ck["epoch"], "step": ck["step"], "name": ck["name"], "optimizer": len(ck["optimizer"]), "rows": rows, "pkl": pkl.hex()}))`,
+print(json.dumps({"epoch": ck["epoch"], "step": ck["step"], "name": ck["name"], "optimizer": len(ck["optimizer"]),
+                  "rows": rows, "pkl": pkl.hex()}))`,
     fixture,
   );
   const spec = JSON.parse(out) as {
@@ -374,7 +377,8 @@ z = zipfile.ZipFile(sys.argv[1])
 assert z.testzip() is None
 data = z.read([n for n in z.namelist() if n.endswith("/data.pkl")][0])
 ops = [(op.name, arg) for op, arg, pos in pickletools.genops(data)]  # reads opcodes, executes nothing
-print(json.dumps({"names": z.namelist(), "ops": [[n, a if isinstance(a, (str, int, type(None))) else repr(a)] for n, a in ops]}))
+print(json.dumps({"names": z.namelist(),
+                  "ops": [[n, a if isinstance(a, (str, int, type(None))) else repr(a)] for n, a in ops]}))
 `;
 
 test("maliciousPt: a valid .pt whose pickle calls os.system(touch marker); inspected, never executed", async (t) => {

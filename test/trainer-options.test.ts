@@ -111,7 +111,8 @@ for (const preset of ["tiny-vit"]) {
     const lossDiff = Math.max(...plain.losses.map((l, i) => Math.abs(l - ckpt.losses[i]!) / Math.abs(l)));
     const w = maxRelDiff(plain.state, ckpt.state);
     t.log(
-      `${preset}: loss rel diff ${lossDiff.toExponential(2)}, worst weight rel diff ${w.worst.toExponential(2)} (${w.key}) over ${w.changed} tensors`,
+      `${preset}: loss rel diff ${lossDiff.toExponential(2)}, worst weight rel diff ` +
+        `${w.worst.toExponential(2)} (${w.key}) over ${w.changed} tensors`,
     );
     t.true(lossDiff <= 1e-5);
     t.true(w.worst <= 1e-5, `${w.key}: ${w.worst}`);
@@ -130,7 +131,8 @@ test("bfloat16 autocast: the loss is within bf16 tolerance of float32, weights s
     bf16 = await step("bfloat16");
   const rel = f32.losses.map((l, i) => Math.abs(l - bf16.losses[i]!) / Math.abs(l));
   t.log(
-    `loss float32 ${f32.losses.map((l) => l.toFixed(5))} bfloat16 ${bf16.losses.map((l) => l.toFixed(5))}; rel diff ${rel.map((r) => r.toExponential(2))}`,
+    `loss float32 ${f32.losses.map((l) => l.toFixed(5))} bfloat16 ${bf16.losses.map((l) => l.toFixed(5))}; ` +
+      `rel diff ${rel.map((r) => r.toExponential(2))}`,
   );
   t.true(rel.every((r) => r < 2e-2));
   t.true(

@@ -31,7 +31,8 @@ test("the queue is a ring buffer: starts empty, fills, wraps, overwrites the old
   }
   const q = await trainer.queueState();
   t.like(q, { valid: 5, pointer: 1, steps: 3 });
-  // slots: 0 ← step 3 row 1 (wrapped), 1-2 ← step 1, 3 ← step 2 row 0... laid out as [3b, 1a, 1b, 2a, 2b] then 3a over slot 4
+  // slots: 0 ← step 3 row 1 (wrapped), 1-2 ← step 1, 3 ← step 2 row 0... laid out as [3b, 1a, 1b,
+  // 2a, 2b] then 3a over slot 4
   const label = (slot: number) =>
     Array.from(q.labels.data.subarray(slot * C, slot * C + C)).map((x) => Math.round(x * 10));
   t.deepEqual([0, 1, 2, 3, 4].map(label), [
@@ -79,7 +80,8 @@ test("the logit scale is clamped to [0, ln 100] after the optimiser step", async
 test("a non-finite loss skips the step: no update, no enqueue, counted", async (t) => {
   const model = ViLReF.create("tiny-vit", { seed: 5 });
   const state = await model.stateDict();
-  await model.loadStateDict({ "visual.proj": { data: new Float32Array(64 * 24), shape: [64, 24] } }, { strict: false }); // zero image features: 0/0
+  // zero image features: 0/0
+  await model.loadStateDict({ "visual.proj": { data: new Float32Array(64 * 24), shape: [64, 24] } }, { strict: false });
   const trainer = new Trainer(model, { labelDim: C, queueSize: 4 });
   const r = await trainer.step(batch(3, 1));
   t.true(r.skipped);

@@ -52,7 +52,8 @@ test("layout is CHW and normalised with the CLIP mean and std", async (t) => {
   t.true(out.subarray(2 * S * S).every((v) => close(v, norm(0, 2))));
 });
 
-test("training transforms are deterministic per seed and differ across seeds; evaluation ignores the seed", async (t) => {
+test("training transforms are deterministic per seed and differ across seeds; \
+evaluation ignores the seed", async (t) => {
   const img = await png(gradient(120, 90), 120, 90);
   const tr = parseTransform({ size: S, train: true });
   const a = await preprocess(img, tr, 1234);
@@ -227,35 +228,48 @@ test("field-of-view crop on DRIVE matches the DRIVE masks", async (t) => {
 
 // Expected values from Debian's python3-pil 9.4 + torchvision 0.14 (the benchmark's baseline):
 //   a = np.random.RandomState(5).randint(0, 256, (6, 7, 3), dtype=np.uint8); a[0, :3] = [[255]*3, [0]*3, [250, 3, 128]]
-//   x = Image.fromarray(a); for op in order: x = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation][op](x, factors[op])
+//   x = Image.fromarray(a)
+//   for op in order: x = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation][op](x, factors[op])
 //   bytes(np.asarray(x)).hex();  Normalize(CLIP)(ToTensor()(ramp of 0..255)).view(uint32)
 const JITTER_SRC =
-  "ffffff000000fa03804fe8debde6d1d4e68beb3476dc1d5d90152aeb49e8bcfa0884087de482fe16e73e9b9cbe8790659b8912c470caa85a9e0ab784d04e947c071efb4bcc70a6fd8f7f0e30718cebceb575ab14e7ef42a6506c0abd1bf8c8d12ca4f970cd20173ecbfe862841ecadc3af8d43e11efe631cd4872a46567c";
+  "ffffff000000fa03804fe8debde6d1d4e68beb3476dc1d5d90152aeb49e8bcfa0884087de482fe16e73e9b9cbe8790659b8912c470ca" +
+  "a85a9e0ab784d04e947c071efb4bcc70a6fd8f7f0e30718cebceb575ab14e7ef42a6506c0abd1bf8c8d12ca4f970cd20173ecbfe8628" +
+  "41ecadc3af8d43e11efe631cd4872a46567c";
 const JITTER_CASES: [[number, number, number], [number, number, number], string][] = [
   [
     [1.093, 0.912, 1.0713],
     [0, 1, 2],
-    "f5f5f50d0d0dff098d53f6ebc7f3dcdef390fd3b81f12469a11e34fb50f9c7f70695108df48bf919f843a6a7cb929c6ea89516d379d8b763ac0dc790e156a18d1028fb52db78b2fa9c8b12387e9bf6d9bd7fb817f4f643b659770ece20f6d3dc31b1fb78dc232049dffa902b45f9b8d0ba9648f021fc6c20e3922e50628a",
+    "f5f5f50d0d0dff098d53f6ebc7f3dcdef390fd3b81f12469a11e34fb50f9c7f70695108df48bf919f843a6a7cb929c6ea89516d379" +
+      "d8b763ac0dc790e156a18d1028fb52db78b2fa9c8b12387e9bf6d9bd7fb817f4f643b659770ece20f6d3dc31b1fb78dc232049dffa" +
+      "902b45f9b8d0ba9648f021fc6c20e3922e50628a",
   ],
   [
     [0.9, 1.1, 0.9],
     [2, 0, 1],
-    "efefef000000da006d4bd3cbafd5c2c4d583ce2c67c0154e780a1dd141ceaee50d6d0068ce77e514ce388c8dac788059897910af64b5944e8b07a274b84382650011e142b66596e37e6f0a266078d8bfa9699811d6dc4291435e07a516e4b9c22791dd65b91e0d30aee479253ed79eb1a0813dcb1ce25718bd792638486a",
+    "efefef000000da006d4bd3cbafd5c2c4d583ce2c67c0154e780a1dd141ceaee50d6d0068ce77e514ce388c8dac788059897910af64" +
+      "b5944e8b07a274b84382650011e142b66596e37e6f0a266078d8bfa9699811d6dc4291435e07a516e4b9c22791dd65b91e0d30aee4" +
+      "79253ed79eb1a0813dcb1ce25718bd792638486a",
   ],
   [
     [1.1, 1.0, 0.95],
     [1, 2, 0],
-    "ffffff000000ff078a5cfbf2d1fbe5e9fb9cfa3c80ea236698182efd53f9ceff128c0b85f791ff1ef848aaabce949d70a89519d47cdab564ab10c690df58a0840821ff55dc7db5ff9b8a14377b96ffe2c881b91bfdff50b3597610cb22ffdce534b2ff7dde291b44d7ff94314dffbed5c09c4ef327ff6e24e494334d5e86",
+    "ffffff000000ff078a5cfbf2d1fbe5e9fb9cfa3c80ea236698182efd53f9ceff128c0b85f791ff1ef848aaabce949d70a89519d47c" +
+      "dab564ab10c690df58a0840821ff55dc7db5ff9b8a14377b96ffe2c881b91bfdff50b3597610cb22ffdce534b2ff7dde291b44d7ff" +
+      "94314dffbed5c09c4ef327ff6e24e494334d5e86",
   ],
   [
     [0.97, 1.08, 1.1],
     [2, 1, 0],
-    "f7f7f7000000f7007e3cebe0b7e6ced1e67ef72370e70b5694061ff43af1b7f70086007ee877f700ef2c9697bf818b5a998300c565cda84e9d00b97fd740917e0012f73cd064a2f78c7a00216c8beccbae6caa00e7f128a7456400c207f7c3ce18a2f764cf080734d7f77e122cf1a8c2aa8331e606f75806d980153c4e7a",
+    "f7f7f7000000f7007e3cebe0b7e6ced1e67ef72370e70b5694061ff43af1b7f70086007ee877f700ef2c9697bf818b5a998300c565" +
+      "cda84e9d00b97fd740917e0012f73cd064a2f78c7a00216c8beccbae6caa00e7f128a7456400c207f7c3ce18a2f764cf080734d7f7" +
+      "7e122cf1a8c2aa8331e606f75806d980153c4e7a",
   ],
   [
     [1.0, 0.9013, 1.0],
     [0, 1, 2],
-    "f3f3f30d0d0def108155ded5b8ddcaccdd8be13c78d427618f2033e14fdeb7ef1584157edb82f221de45999ab9878f6899891ebe72c3a55e9c16b284c954937d1428f051c572a3f18e801a39738ce1c7b077a71fdee549a3556f16b826edc2ca35a1ee72c62a2245c4f2863148e2a9bdab8c4ad828f26727cc87334c5b7d",
+    "f3f3f30d0d0def108155ded5b8ddcaccdd8be13c78d427618f2033e14fdeb7ef1584157edb82f221de45999ab9878f6899891ebe72" +
+      "c3a55e9c16b284c954937d1428f051c572a3f18e801a39738ce1c7b077a71fdee549a3556f16b826edc2ca35a1ee72c62a2245c4f2" +
+      "863148e2a9bdab8c4ad828f26727cc87334c5b7d",
   ],
 ];
 

@@ -189,7 +189,8 @@ def preprocess_text(text):
 
 def tokenize(tok, text, context_length):
     """cn_clip.clip.tokenize for one text (the training dataset calls preprocess_text first)."""
-    ids = [tok.vocab["[CLS]"]] + tok.convert_tokens_to_ids(tok.tokenize(text))[:context_length - 2] + [tok.vocab["[SEP]"]]
+    ids = ([tok.vocab["[CLS]"]] + tok.convert_tokens_to_ids(tok.tokenize(text))[:context_length - 2]
+           + [tok.vocab["[SEP]"]])
     return ids + [0] * (context_length - len(ids))
 
 
@@ -234,7 +235,8 @@ def main():
         for ids in rows:
             h.update((",".join(map(str, ids)) + "\n").encode())
             ntok += sum(1 for x in ids if x != 0)
-        print(json.dumps({"texts": len(texts), "seconds": dt, "texts_per_s": len(texts) / dt, "tokens": ntok, "sha256": h.hexdigest()}))
+        print(json.dumps({"texts": len(texts), "seconds": dt, "texts_per_s": len(texts) / dt, "tokens": ntok,
+                          "sha256": h.hexdigest()}))
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ export function evaluateScoresJs(set: ScoreSet, options: BootstrapOptions = {}):
       roc[name] = rocCurve(s, l);
       if (pos === 0 || neg === 0)
         notes.push(
-          `${name}: ${pos === 0 ? "no positives" : "no negatives"} among ${l.length} cases; AUC undefined, left out of the mean AUC`,
+          `${name}: ${pos === 0 ? "no positives" : "no negatives"} among ${l.length} cases; AUC undefined, ` +
+            "left out of the mean AUC",
         );
     });
     const k = 4 * C;
@@ -500,7 +501,8 @@ export interface FitOptions extends LbfgsOptions {
   init?: LinearModel;
 }
 
-/** Fits the probe's linear model for one C. Classes without both labels in training get a constant model (noted by the caller). */
+/** Fits the probe's linear model for one C. Classes without both labels in training get a constant
+ * model (noted by the caller). */
 export function fitLinear(D: Design, targets: ProbeTargets, C: number, options: FitOptions = {}): LinearModel {
   const { d, n } = D;
   const K = targets.K;
@@ -546,7 +548,8 @@ function concat(a: Float64Array, b: Float64Array): Float64Array {
   return out;
 }
 
-/** Mean log-loss of probabilities on targets (multi-label: binary cross-entropy averaged over the known labels of each class, then classes). */
+/** Mean log-loss of probabilities on targets (multi-label: binary cross-entropy averaged over the
+ * known labels of each class, then classes). */
 export function logLoss(P: Float64Array, n: number, targets: ProbeTargets): number {
   const K = targets.K;
   const eps = 1e-12;

@@ -29,7 +29,8 @@ class ResidualAttentionBlock(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(d_model, n_head)
         self.ln_1 = LayerNorm(d_model)
-        self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(d_model, d_model * 4)), ("gelu", QuickGELU()), ("c_proj", nn.Linear(d_model * 4, d_model))]))
+        self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(d_model, d_model * 4)), ("gelu", QuickGELU()),
+                                              ("c_proj", nn.Linear(d_model * 4, d_model))]))
         self.ln_2 = LayerNorm(d_model)
 
     def forward(self, x):
@@ -76,7 +77,8 @@ def main():
             t = time.perf_counter()
             model(images)
             seconds.append(time.perf_counter() - t)
-    print(json.dumps({"batch": a.batch, "rounds": a.rounds, "threads": torch.get_num_threads(), "seconds": seconds, "torch": torch.__version__}))
+    print(json.dumps({"batch": a.batch, "rounds": a.rounds, "threads": torch.get_num_threads(), "seconds": seconds,
+                      "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ export function python<T>(
         if (!err && last.startsWith("{")) return resolve(JSON.parse(last) as T);
         process.stderr.write(stderr);
         resolve({
-          error: `${script}: ${err?.message.split("\n")[0] ?? "no JSON output"} ${stderr.trim().split("\n").pop() ?? ""}`,
+          error:
+            `${script}: ${err?.message.split("\n")[0] ?? "no JSON output"} ` +
+            `${stderr.trim().split("\n").pop() ?? ""}`,
         });
       },
     );

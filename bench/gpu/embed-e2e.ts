@@ -139,7 +139,9 @@ try {
     busyActive = first >= 0 ? mean(samples.slice(first, last + 1)) / 100 : 0;
   }
   finish({
-    title: `vilref embed end to end: ${rows} JPEGs of ${size} px (${distinct} distinct), ${model}, ${dtype}, batch ${batch}, ${device}, ${cores} cores`,
+    title:
+      `vilref embed end to end: ${rows} JPEGs of ${size} px (${distinct} distinct), ${model}, ${dtype}, ` +
+      `batch ${batch}, ${device}, ${cores} cores`,
     table: {
       columns: [
         "images",

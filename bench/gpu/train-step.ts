@@ -201,14 +201,23 @@ function report(runs: Record<string, { ours: Run[]; theirs: Run[]; errors: strin
     ]);
     notes.push(...slot.errors.map((e) => `${p}: ${e}`));
     notes.push(
-      `${p}: ${slot.ours.length} vilref and ${slot.theirs.length} PyTorch processes; per-step seconds vilref ${slot.ours.map((x) => x.stepSeconds.map((v) => fmt(v, 2)).join(" ")).join(" | ")}; PyTorch ${slot.theirs.map((x) => x.stepSeconds.map((v) => fmt(v, 2)).join(" ")).join(" | ")}`,
+      `${p}: ${slot.ours.length} vilref and ${slot.theirs.length} PyTorch processes; ` +
+        `per-step seconds vilref ${slot.ours.map((x) => x.stepSeconds.map((v) => fmt(v, 2)).join(" ")).join(" | ")}; ` +
+        `PyTorch ${slot.theirs.map((x) => x.stepSeconds.map((v) => fmt(v, 2)).join(" ")).join(" | ")}`,
     );
   }
   notes.push(
-    `${steps} timed steps after ${warmup} per process, ${roundsSoFar} of ${rounds} round(s) alternating vilref and PyTorch ${torchVersion}; ${threads} CPU threads; ${cpus()[0]?.model ?? "?"} × ${cpus().length}`,
+    `${steps} timed steps after ${warmup} per process, ${roundsSoFar} of ${rounds} round(s) ` +
+      `alternating vilref and PyTorch ${torchVersion}; ${threads} CPU threads; ` +
+      `${cpus()[0]?.model ?? "?"} × ${cpus().length}`,
   );
   finish({
-    title: `ViLReF pre-training step (${{ base: "ViT-B/16 + BERT-base", small: "ViT 6×384 at 224 + BERT 2×256", toy: "toy: ViT 2×64 at 32 + BERT 2×64" }[preset] ?? preset}), batch ${batch}, context ${context}, WSCL + queue ${queue}, ${device}${gpu ? ` (${gpu})` : ""}`,
+    title:
+      "ViLReF pre-training step (" +
+      ({ base: "ViT-B/16 + BERT-base", small: "ViT 6×384 at 224 + BERT 2×256", toy: "toy: ViT 2×64 at 32 + BERT 2×64" }[
+        preset
+      ] ?? preset) +
+      `), batch ${batch}, context ${context}, WSCL + queue ${queue}, ${device}${gpu ? ` (${gpu})` : ""}`,
     table: {
       columns: [
         "precision",

@@ -104,7 +104,9 @@ if (profileDir) {
   delete process.env.VILREF_PROFILE;
   const s = summarise(profileDir);
   finish({
-    title: `vilref ViT${toy ? " (toy)" : "-B/16"} encode, batch ${batch}, ${dtype} on ${device}: where one call's time goes (${s.kind})`,
+    title:
+      `vilref ViT${toy ? " (toy)" : "-B/16"} encode, batch ${batch}, ${dtype} on ${device}: ` +
+      `where one call's time goes (${s.kind})`,
     table: { columns: ["name", "calls", "total ms", "%"], rows: s.rows },
     notes: [`trace ${s.file} (profile.json.gz in the GPU run's files: chrome://tracing or ui.perfetto.dev)`],
     kind: s.kind,
@@ -150,7 +152,9 @@ if (profileDir) {
     `${iters} timed calls per block, vilref blocks before and after PyTorch's, medians; ${threads} CPU threads`,
   );
   finish({
-    title: `ViT${toy ? " (toy, 2×64 at 32 px)" : "-B/16 at 224"} image embedding, batch ${batch}, ${dtype}, ${device}${!isError(base) && base.gpu ? ` (${base.gpu})` : ""}`,
+    title:
+      `ViT${toy ? " (toy, 2×64 at 32 px)" : "-B/16 at 224"} image embedding, batch ${batch}, ${dtype}, ` +
+      `${device}${!isError(base) && base.gpu ? ` (${base.gpu})` : ""}`,
     table: { columns: ["implementation", "input", "images/s", "vilref ÷ this"], rows },
     notes,
     vilref: { seconds: ours, imagesPerSecond: vilrefIps },

@@ -42,7 +42,8 @@ export interface LoraOptions extends Omit<NativeLoraOptions, "targets" | "alpha"
   targets?: string[] | LoraTargetGroup;
 }
 
-/** Owns the factors: `dispose()` frees them (a Finetuner using them then refuses to run); the model's dispose() disposes it. */
+/** Owns the factors: `dispose()` frees them (a Finetuner using them then refuses to run); the
+ * model's dispose() disposes it. */
 export class Lora extends NativeResource {
   readonly #native: NativeLora;
   readonly model: ViLReF;

@@ -34,7 +34,8 @@ function group(samples: readonly EvalSample[]): { patients: string[]; images: nu
   samples.forEach((s, i) => {
     if (!s.patientId)
       throw new DatasetError(
-        `patient-level metrics need a patient id on every image: ${s.source.file}:${s.source.line} (sample ${s.id}) has none (manifest column patient_id)`,
+        "patient-level metrics need a patient id on every image: " +
+          `${s.source.file}:${s.source.line} (sample ${s.id}) has none (manifest column patient_id)`,
       );
     let k = index.get(s.patientId);
     if (k === undefined) index.set(s.patientId, (k = images.push([]) - 1));
@@ -62,7 +63,8 @@ function patientTargets(ds: EvalDataset, samples: readonly EvalSample[], g: Retu
     if (ts.some((v) => v < 0)) throw new DatasetError(`patient ${g.patients[p]}: an image without a class`);
     if (ds.task !== "graded" && ts.some((v) => v !== ts[0]))
       throw new DatasetError(
-        `patient ${g.patients[p]}: the eyes have different classes (${ts.map((v) => ds.classes[v]).join(", ")}); a patient-level label needs one`,
+        `patient ${g.patients[p]}: the eyes have different classes ` +
+          `(${ts.map((v) => ds.classes[v]).join(", ")}); a patient-level label needs one`,
       );
     return Math.max(...ts);
   });
@@ -98,8 +100,9 @@ export type PatientReport = MetricsReport & { aggregation: PatientAggregation; p
 /**
  * Per-patient metrics of per-image scores [n, C] over `classes` (a subset of the dataset's, by
  * name, in any order: the samples' label rows are taken at those columns, single-label targets
- * renumbered to them; an image whose class is not scored is an error naming its patient). Multi-label scores are compared with
- * `threshold`; single-label scores are probabilities (max or mean over eyes, then the argmax).
+ * renumbered to them; an image whose class is not scored is an error naming its patient).
+ * Multi-label scores are compared with `threshold`; single-label scores are probabilities (max or
+ * mean over eyes, then the argmax).
  */
 export function patientMetrics(
   ds: EvalDataset,

@@ -58,7 +58,9 @@ export function sampleShots(
     usable.forEach((s, i) => candidate(ds, s, c) && pool.push(i));
     if (pool.length < shots)
       throw new DatasetError(
-        `class ${JSON.stringify(name)}: ${pool.length} training image${pool.length === 1 ? "" : "s"}${ds.task === "multilabel" ? " positive for it" : ""}, fewer than --shots ${shots}`,
+        `class ${JSON.stringify(name)}: ${pool.length} training ` +
+          `image${pool.length === 1 ? "" : "s"}${ds.task === "multilabel" ? " positive for it" : ""}, ` +
+          `fewer than --shots ${shots}`,
       );
     const order = permutation(pool.length, hashSeed(seed, c));
     const picked = Array.from(order.subarray(0, shots), (j) => pool[j]!);

@@ -316,7 +316,8 @@ export function buildAddon(root, torch, opts = {}) {
       const common = ["-d", root, "-O", join(root, "build"), "--log-level", "warn", ...defines];
       const jobs = String(opts.jobs ?? availableParallelism());
       log(
-        `building the addon against ${torch.flavour} (${torch.source}: ${torch.libDir}) with cmake-js; this takes a few minutes`,
+        `building the addon against ${torch.flavour} (${torch.source}: ${torch.libDir}) with cmake-js; ` +
+          "this takes a few minutes",
       );
       const started = Date.now();
       const stdio = opts.quiet ? "pipe" : ["ignore", process.stderr, process.stderr];
@@ -371,7 +372,9 @@ export function ensureAddon(root, torch, opts = {}) {
     : "";
   if (opts.build === false) {
     throw new Error(
-      `vilref's addon is not built for ${torch.flavour} with sources ${hash}${passed}, and building is switched off (VILREF_NO_BUILD=1 or build: false); allow it once, e.g. \`npx vilref doctor\`, to build`,
+      `vilref's addon is not built for ${torch.flavour} with sources ${hash}${passed}, ` +
+        "and building is switched off (VILREF_NO_BUILD=1 or build: false); allow it once, " +
+        `e.g. \`npx vilref doctor\`, to build`,
     );
   }
   const tools = missingBuildTools();

@@ -138,7 +138,8 @@ export function hasGloo(include) {
 /** @param {string} python @returns {{ dir: string } | string} */
 function pythonTorchDir(python) {
   const code =
-    "import importlib.util as u\ns=u.find_spec('torch')\nprint(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')";
+    "import importlib.util as u\ns=u.find_spec('torch')\nprint(s.submodule_search_locations[0] " +
+    "if s and s.submodule_search_locations else '')";
   try {
     const out = execFileSync(python, ["-c", code], {
       encoding: "utf8",
@@ -211,7 +212,8 @@ export function locateLibTorch(opts = {}) {
     if (typeof found !== "string") return { torch: found, tried };
     // An explicit choice that does not work is an error, not something to route around.
     throw new Error(
-      `LIBTORCH=${env.LIBTORCH} is not a LibTorch directory: ${found}. Unset LIBTORCH or point it at an unpacked LibTorch (with include/, lib/ and share/cmake/Torch).`,
+      `LIBTORCH=${env.LIBTORCH} is not a LibTorch directory: ${found}. Unset LIBTORCH or point it at an ` +
+        "unpacked LibTorch (with include/, lib/ and share/cmake/Torch).",
     );
   }
   tried.push({ source: "LIBTORCH", detail: "LIBTORCH is not set" });
@@ -249,7 +251,8 @@ export function missingMessage(tried) {
   const lines = tried.map((t) => `  - ${t.source}: ${t.detail}`).join("\n");
   const fix = isDebian()
     ? "Install Debian's LibTorch as root: apt-get install -y --no-install-recommends libtorch-dev libopenblas0-openmp"
-    : "Install a LibTorch and set LIBTORCH to its directory, or install PyTorch for python3 (pip install torch); vilref then builds against it";
+    : "Install a LibTorch and set LIBTORCH to its directory, or install PyTorch for python3 (pip install torch); " +
+      "vilref then builds against it";
   return `vilref needs LibTorch (the C++ library of PyTorch) and found none.\n${lines}\n${fix}.`;
 }
 

@@ -94,7 +94,9 @@ export function checkConfigAgainstShapes(
       const n = estimateParameters(config);
       if (n > MAX_UNCHECKED_PARAMETERS)
         throw new CheckpointError(
-          `${file}: ${source} asks for about ${n.toExponential(2)} parameters (${((n * 4) / 2 ** 30).toFixed(0)} GiB), and the checkpoint's tensors do not confirm it (${(e as Error).message})`,
+          `${file}: ${source} asks for about ${n.toExponential(2)} parameters ` +
+            `(${((n * 4) / 2 ** 30).toFixed(0)} GiB), and the checkpoint's tensors do not confirm it ` +
+            `(${(e as Error).message})`,
           { file },
         );
       return;
@@ -112,7 +114,9 @@ export function checkConfigAgainstShapes(
     const tensor = anchor(field, resnet);
     const shape = shapes[tensor];
     throw new CheckpointError(
-      `${file}: ${source} does not fit the checkpoint's tensors: ${field} is ${want} in ${source} but ${got} in the tensors (${tensor}${shape ? ` [${shape.join(", ")}]` : ""})`,
+      `${file}: ${source} does not fit the checkpoint's tensors: ` +
+        `${field} is ${want} in ${source} but ${got} in the tensors ` +
+        `(${tensor}${shape ? ` [${shape.join(", ")}]` : ""})`,
       { file, tensor },
     );
   }

@@ -233,12 +233,14 @@ function checkTiling(entries: StHeaderEntry[], dataBytes: number, fail: Fail): v
     if (e.begin > cursor) {
       if (prev === undefined)
         fail(
-          `hole of ${e.begin - cursor} bytes at the start of the data buffer, before tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`,
+          `hole of ${e.begin - cursor} bytes at the start of the data buffer, ` +
+            `before tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`,
           e.name,
         );
       else
         fail(
-          `hole of ${e.begin - cursor} bytes between tensor ${showKey(prev.name)} [${prev.begin}, ${prev.end}] and tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`,
+          `hole of ${e.begin - cursor} bytes between tensor ${showKey(prev.name)} [${prev.begin}, ${prev.end}] ` +
+            `and tensor ${showKey(e.name)} [${e.begin}, ${e.end}]`,
           e.name,
         );
     }
@@ -249,7 +251,8 @@ function checkTiling(entries: StHeaderEntry[], dataBytes: number, fail: Fail): v
     if (prev === undefined) fail(`the data buffer holds ${dataBytes} bytes but the header lists no tensors`);
     else
       fail(
-        `${dataBytes - cursor} trailing bytes of the data buffer [${cursor}, ${dataBytes}) belong to no tensor (the last, ${showKey(prev.name)}, ends at ${cursor})`,
+        `${dataBytes - cursor} trailing bytes of the data buffer [${cursor}, ${dataBytes}) ` +
+          `belong to no tensor (the last, ${showKey(prev.name)}, ends at ${cursor})`,
         prev.name,
       );
   }
@@ -345,7 +348,8 @@ function encodeParts(
     const { ctor } = DTYPES[t.dtype];
     if (!(t.data instanceof ctor))
       throw new TypeError(
-        `${where}: dtype ${t.dtype} needs a ${ctor.name}, got ${(t.data as object)?.constructor?.name ?? typeof t.data}`,
+        `${where}: dtype ${t.dtype} needs a ${ctor.name}, got ` +
+          `${(t.data as object)?.constructor?.name ?? typeof t.data}`,
       );
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
       throw new RangeError(`${where}: shape ${show(t.shape)} must be non-negative integers`);
@@ -409,7 +413,8 @@ export function encodeSafetensors(
   return Buffer.concat(encodeParts(tensors, metadata));
 }
 
-/** Writes a safetensors file atomically (temporary file, fsync, rename); a failure leaves an existing file untouched. */
+/** Writes a safetensors file atomically (temporary file, fsync, rename); a failure leaves an
+ * existing file untouched. */
 export async function writeSafetensors(
   file: string,
   tensors: Map<string, StTensor> | Record<string, StTensor>,

@@ -170,11 +170,13 @@ export function registerAdapter(evalCommand: Command): void {
   );
   examples(cmd, [
     [
-      "vilref eval adapter --model run/final/model.safetensors --data heldout/manifest.jsonl --method tip --shots 16 --draws 5 --out tip.json",
+      "vilref eval adapter --model run/final/model.safetensors --data heldout/manifest.jsonl --method tip " +
+        "--shots 16 --draws 5 --out tip.json",
       "Tip-Adapter with 16 images per class, five draws averaged",
     ],
     [
-      "vilref eval adapter --model m.safetensors --data ODIR --adapter odir --method lora --shots 8 --rank 8 --patient max --save-adapters lora.safetensors",
+      "vilref eval adapter --model m.safetensors --data ODIR --adapter odir --method lora --shots 8 --rank 8 " +
+        "--patient max --save-adapters lora.safetensors",
       "LoRA rank 8 on ODIR, per-eye and per-patient metrics, the adapters saved alone",
     ],
   ]).action((o: AdapterCliOptions) => runAdapter(o));

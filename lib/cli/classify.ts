@@ -68,7 +68,8 @@ export function register(program: Command): void {
     program
       .command("classify")
       .description(
-        "zero-shot classification of unlabelled images: one row per image with every class's score and the predicted label(s)",
+        "zero-shot classification of unlabelled images: one row per image with every class's score and the " +
+          "predicted label(s)",
       ),
     { required: true },
   )
@@ -122,7 +123,8 @@ export function register(program: Command): void {
       "one class per photograph (softmax over the three), a spreadsheet of scores",
     ],
     [
-      "vilref classify --model vilref-vit-b-16 --images 'photos/*.jpg' --taxonomy --multi-label --threshold 0.6 --out preds.jsonl",
+      "vilref classify --model vilref-vit-b-16 --images 'photos/*.jpg' --taxonomy --multi-label --threshold " +
+        "0.6 --out preds.jsonl",
       "every finding of the taxonomy scored on its own; those ≥ 0.6 predicted",
     ],
   ]).action((o: ClassifyCliOptions) => runClassify(o));
@@ -170,7 +172,8 @@ async function runClassify(o: ClassifyCliOptions): Promise<void> {
   for (const p of good) for (const l of p.labels) counts.set(l.label, (counts.get(l.label) ?? 0) + 1);
   const top = [...counts].sort((a, b) => b[1] - a[1]);
   console.log(
-    `wrote ${o.out}: ${good.length} images × ${classifier.classes.length} classes${bad.length ? ` (${bad.length} skipped)` : ""}`,
+    `wrote ${o.out}: ${good.length} images × ` +
+      `${classifier.classes.length} classes${bad.length ? ` (${bad.length} skipped)` : ""}`,
   );
   console.log(`predicted: ${top.length ? top.map(([k, v]) => `${k} ${v}`).join(", ") : "none"}`);
 }

@@ -119,7 +119,10 @@ function say(s: string): void {
 
 function summary(r: EmbedResult): string {
   if (r.upToDate)
-    return `${r.out}: up to date (${r.rows} rows, made from the same model, inputs and options: ${r.metaFile}); --force recomputes`;
+    return (
+      `${r.out}: up to date (${r.rows} rows, made from the same model, inputs and options: ${r.metaFile}); ` +
+      "--force recomputes"
+    );
   const rate = r.seconds > 0 ? ` in ${r.seconds.toFixed(1)} s` : "";
   const resumed = r.resumedChunks > 0 ? `, ${r.resumedChunks} chunk(s) resumed` : "";
   const sk = r.skipped.length > 0 ? `, ${r.skipped.length} skipped (listed beside the output)` : "";
@@ -159,11 +162,14 @@ function registerEmbed(program: Command, resolvers: EncoderResolvers): void {
   const cmd = program
     .command("embed")
     .description(
-      "embed images (a folder, glob or manifest), report texts, or a .npy of preprocessed images / token ids into <out>.npy (float32 N×D) and <out>.ids.txt; resumable",
+      "embed images (a folder, glob or manifest), report texts, " +
+        "or a .npy of preprocessed images / token ids into <out>.npy (float32 N×D) and <out>.ids.txt; resumable",
     )
     .option(
       "--images <input>",
-      "a folder (searched recursively), a glob such as 'data/**/*.png' (quote it), a manifest (.csv/.tsv/.jsonl), or WebDataset shards ('shards/{000000..000099}.tar', a folder of .tar, a packed index.json)",
+      "a folder (searched recursively), a glob such as 'data/**/*.png' (quote it), " +
+        "a manifest (.csv/.tsv/.jsonl), or WebDataset shards ('shards/{000000..000099}.tar', a folder of .tar, " +
+        "a packed index.json)",
     )
     .option("--texts <file>", "reports to embed instead: .jsonl, .csv, .tsv or .txt (see vilref labels)")
     .option(
@@ -177,7 +183,8 @@ function registerEmbed(program: Command, resolvers: EncoderResolvers): void {
     required: true,
     dtype: true,
     description:
-      "a ViLReF checkpoint (.safetensors or released .pt; --config for a .pt), preset:<name>[:seed] (random weights), or pool-head[:dim[:seed]]",
+      "a ViLReF checkpoint (.safetensors or released .pt; --config for a .pt), preset:<name>[:seed] " +
+      "(random weights), or pool-head[:dim[:seed]]",
   })
     .addOption(
       new Option("--features <which>", "the joint embedding, or the tower's features before the projection")
@@ -335,7 +342,8 @@ function registerSynth(program: Command): void {
         const counts = new Map<string, number>();
         for (const c of cases) for (const k of Object.keys(c.labels)) counts.set(k, (counts.get(k) ?? 0) + 1);
         say(
-          `wrote ${cases.length} cases to ${o.out} (manifest.jsonl, images/) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+          `wrote ${cases.length} cases to ${o.out} (manifest.jsonl, images/) ` +
+            `in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
         );
         say(
           `labels: ${[...counts]
@@ -417,7 +425,9 @@ async function runCheck(inputs: string[], o: CheckCliOptions): Promise<void> {
     .map(([k, v]) => `${k} ${v}`)
     .join(", ");
   say(
-    `${name}: ${rows}, ${withText} with text, ${withLabels} with labels; images decoded ${loader.stats.decoded}, skipped ${loader.stats.skipped}${loader.stats.skipped ? ` (${reasons})` : ""}`,
+    `${name}: ${rows}, ${withText} with text, ${withLabels} with labels; ` +
+      `images decoded ${loader.stats.decoded}, skipped ` +
+      `${loader.stats.skipped}${loader.stats.skipped ? ` (${reasons})` : ""}`,
   );
   if (loader.stats.skipped > 0 || problems.length > 0) process.exitCode = 1;
 }
@@ -447,7 +457,8 @@ function registerPack(data: Command): void {
   const cmd = data
     .command("pack")
     .description(
-      "write WebDataset shards (NNNNNN.tar: KEY.jpg resized once, KEY.txt report, KEY.json id/labels/eye/patient/split) and index.json; resumable, byte-identical across runs",
+      "write WebDataset shards (NNNNNN.tar: KEY.jpg resized once, KEY.txt report, " +
+        "KEY.json id/labels/eye/patient/split) and index.json; resumable, byte-identical across runs",
     )
     .argument("<input...>", "a manifest, a folder or glob of images, or shards (anything `data check` reads)")
     .addOption(outOption("output folder", { required: true, placeholder: "dir" }))
@@ -522,7 +533,9 @@ async function runPack(inputs: string[], o: PackCliOptions): Promise<void> {
   say(
     r.upToDate
       ? `${r.indexFile}: up to date (${r.index.samples} samples in ${r.index.shards.length} shards); --force repacks`
-      : `wrote ${r.index.samples} samples in ${r.index.shards.length} shards (${r.written} written, ${r.kept} kept) and ${r.indexFile} in ${r.seconds.toFixed(1)} s${sk ? `; ${sk} images skipped (listed in the index)` : ""}`,
+      : `wrote ${r.index.samples} samples in ${r.index.shards.length} shards (${r.written} written, ` +
+          `${r.kept} kept) and ${r.indexFile} in ` +
+          `${r.seconds.toFixed(1)} s${sk ? `; ${sk} images skipped (listed in the index)` : ""}`,
   );
   if (r.index.samples === 0) process.exitCode = 1;
 }

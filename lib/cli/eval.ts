@@ -82,7 +82,8 @@ export function addCommonOptions(cmd: Command): Command {
   return addModelOptions(cmd, { required: true })
     .requiredOption(
       "--data <path>",
-      "a manifest file, WebDataset shards (index.json, a folder of .tar, 'shards/{000..009}.tar'), or a dataset's root folder (with --adapter)",
+      "a manifest file, WebDataset shards (index.json, a folder of .tar, 'shards/{000..009}.tar'), " +
+        "or a dataset's root folder (with --adapter)",
     )
     .addOption(
       new Option("--adapter <name>", "how to read --data (default: manifest for a file, folder for a folder)").choices(
@@ -93,7 +94,8 @@ export function addCommonOptions(cmd: Command): Command {
     .addOption(
       new Option(
         "--classes <list>",
-        "class names, comma-separated (taxonomy ids for a manifest's labels; names in target order for a target column)",
+        "class names, comma-separated (taxonomy ids for a manifest's labels; " +
+          "names in target order for a target column)",
       ).conflicts("classesFile"),
     )
     .option("--classes-file <file>", "class names from a file: a JSON list or one name a line")
@@ -212,7 +214,8 @@ function printRetrieval(r: RetrievalResult): void {
       .map(([k, e]) => `${k} ${formatEstimate(e)}`)
       .join("  ")}  median rank ${d.medianRank}`;
   console.log(
-    `retrieval on ${r.n} pairs (95% bootstrap CIs over queries, ${r.bootstrap.resamples} resamples)\n${line("image → text", r.imageToText)}\n${line("text → image", r.textToImage)}`,
+    `retrieval on ${r.n} pairs (95% bootstrap CIs over queries, ${r.bootstrap.resamples} resamples)\n` +
+      `${line("image → text", r.imageToText)}\n${line("text → image", r.textToImage)}`,
   );
   for (const n of r.notes) console.log(`  note: ${n}`);
 }
@@ -231,7 +234,8 @@ function registerZeroShot(ev: Command): void {
     .addOption(
       new Option(
         "--scoring <mode>",
-        "multi-label scoring: relative (positive prompts centred over the classes) or contrast (positive minus negative prompts)",
+        "multi-label scoring: relative (positive prompts centred over the classes) " +
+          "or contrast (positive minus negative prompts)",
       )
         .choices(MULTI_LABEL_SCORINGS)
         .default("relative"),
@@ -351,7 +355,8 @@ function registerProbe(ev: Command): void {
       console.log(
         formatReport(
           r,
-          `linear probe on ${ds.name} (train ${r.splits.train}, val ${r.splits.val}, test ${r.splits.test}; ${r.featureDim}-d features; C = ${r.C})`,
+          `linear probe on ${ds.name} (train ${r.splits.train}, val ${r.splits.val}, test ${r.splits.test}; ` +
+            `${r.featureDim}-d features; C = ${r.C})`,
         ),
       );
       if (r.patient) console.log(formatReport(r.patient, `per patient (${r.patient.aggregation} over eyes)`));
@@ -395,7 +400,8 @@ export function register(program: Command): Command {
   const ev = program
     .command("eval")
     .description(
-      "downstream evaluation: zero-shot classification, linear probe, retrieval, segmentation, fine-tuning (metrics JSON with bootstrap CIs, HTML report)",
+      "downstream evaluation: zero-shot classification, linear probe, retrieval, segmentation, " +
+        "fine-tuning (metrics JSON with bootstrap CIs, HTML report)",
     );
   registerZeroShot(ev);
   registerProbe(ev);

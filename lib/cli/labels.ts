@@ -69,7 +69,8 @@ export function formatCounts(results: { labels: LabelMap; eye: string | null; wa
   }
   lines.push("");
   lines.push(
-    `reports: ${results.length}  eye: left ${eyes.left}, right ${eyes.right}, both ${eyes.both}, not stated ${eyes.none}  with warnings: ${warned}`,
+    `reports: ${results.length}  eye: left ${eyes.left}, right ${eyes.right}, both ${eyes.both}, ` +
+      `not stated ${eyes.none}  with warnings: ${warned}`,
   );
   return lines.join("\n");
 }
@@ -109,11 +110,14 @@ function checkGold(
   if (recs.length === 0) throw new Error(`--gold ${file}: no reports`);
   if (unlabeled.length === recs.length)
     throw new Error(
-      `--gold ${file}: none of its ${recs.length} reports has gold labels in the field ${field} (another field: --labels-field)`,
+      `--gold ${file}: none of its ${recs.length} reports has gold labels in the field ${field} (another ` +
+        "field: --labels-field)",
     );
   if (unlabeled.length > 0)
     throw new Error(
-      `--gold ${file}:${unlabeled[0]!.line}: no gold labels in the field ${field}${unlabeled.length > 1 ? ` (nor in ${unlabeled.length - 1} more reports)` : ""}; a gold file labels every report ({} for no findings)`,
+      `--gold ${file}:${unlabeled[0]!.line}: no gold labels in the field ` +
+        `${field}${unlabeled.length > 1 ? ` (nor in ${unlabeled.length - 1} more reports)` : ""}; ` +
+        "a gold file labels every report ({} for no findings)",
     );
 }
 
@@ -221,7 +225,8 @@ export function register(program: Command): void {
     // Not requiredOption: commander would then demand it of `labels eval` too.
     .option(
       "--in <file>",
-      "reports: .jsonl (objects with a text field, or strings), .csv/.tsv with a header, or .txt one per line (required)",
+      "reports: .jsonl (objects with a text field, or strings), .csv/.tsv with a header, " +
+        "or .txt one per line (required)",
     )
     .option("--out <file>", "labeled JSONL (default: standard output, with the table on standard error)")
     .option("--explain", "add the evidence (matched spans, status, cue, eye) to each output line")

@@ -17,14 +17,18 @@ function describe(model: ViLReF): string {
   const tower = Array.isArray(model.config.vision_layers) ? "ModifiedResNet" : "ViT";
   const vocab = model.vocab !== undefined ? "vocabulary inside" : "no vocabulary inside (text commands need --vocab)";
   const ctx = model.contextLength !== undefined ? `, context length ${model.contextLength}` : "";
-  return `${params.length} tensors, ${(count / 1e6).toFixed(2)}M values, ${tower} image tower, embed_dim ${model.config.embed_dim}, ${vocab}${ctx}`;
+  return (
+    `${params.length} tensors, ${(count / 1e6).toFixed(2)}M values, ${tower} image tower, ` +
+    `embed_dim ${model.config.embed_dim}, ${vocab}${ctx}`
+  );
 }
 
 function registerConvert(program: Command): void {
   const cmd = program
     .command("convert")
     .description(
-      "convert a released ViLReF/Chinese-CLIP .pt checkpoint (or a .safetensors file) into vilref's safetensors, the vocabulary inside",
+      "convert a released ViLReF/Chinese-CLIP .pt checkpoint (or a .safetensors file) " +
+        "into vilref's safetensors, the vocabulary inside",
     )
     .argument("<input>", "released checkpoint (.pt) or .safetensors")
     .argument("<output>", "output .safetensors")

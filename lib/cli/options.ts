@@ -2,7 +2,8 @@
  * The command-line grammar every vilref command shares. New commands build their options from
  * here, so that the same option is spelled, parsed, defaulted and reported the same way everywhere:
  *
- *   import { addModelOptions, batchSizeOption, examples, int, loadModel, outOption, progressOption } from "./options.js";
+ *   import { addModelOptions, batchSizeOption, examples, int, loadModel, outOption, progressOption }
+ *     from "./options.js";
  *   examples(
  *     addModelOptions(program.command("classify").description("..."), { required: true })
  *       .addOption(batchSizeOption(64))

@@ -85,7 +85,8 @@ async function encodeQueries(o: SearchCliOptions, index: GalleryIndex): Promise<
   const theirs = (index.meta?.key.encoder as { model?: unknown } | undefined)?.model;
   if (theirs !== undefined && canonical(theirs) !== canonical(mine))
     process.stderr.write(
-      `vilref search: warning: ${index.file} was embedded with another model (${canonical(theirs)}); the queries use ${canonical(mine)}\n`,
+      `vilref search: warning: ${index.file} was embedded with another model (${canonical(theirs)}); ` +
+        `the queries use ${canonical(mine)}\n`,
     );
   if (o.image) {
     const samples = resolveImageInputs(o.image);
@@ -149,7 +150,8 @@ export function register(program: Command): void {
   const cmd = program
     .command("search")
     .description(
-      "the k items of an index (vilref embed's .npy and .ids.txt) most similar to a text, an image or a file of queries, by cosine",
+      "the k items of an index (vilref embed's .npy and .ids.txt) most similar to a text, " +
+        "an image or a file of queries, by cosine",
     )
     .requiredOption("--index <file.npy>", "the gallery: float32 features from vilref embed (ids from its .ids.txt)")
     .option("--text <text>", "a report text as the query (text→image over image features)")

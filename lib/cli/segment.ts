@@ -57,7 +57,9 @@ export function registerSegment(evalCommand: Command): void {
   const cmd = evalCommand
     .command("segment")
     .description(
-      "train a vessel segmenter (ViT tokens + conv stem decoder, Dice + BCE) on a DRIVE-layout set's training split and report Dice/IoU/AUC/Se/Sp inside the field of view on its test split",
+      "train a vessel segmenter (ViT tokens + conv stem decoder, Dice + BCE) " +
+        "on a DRIVE-layout set's training split and report Dice/IoU/AUC/Se/Sp inside the field of view on its " +
+        "test split",
     )
     .requiredOption("--data <dir>", "DRIVE root: training/ and test/, each with images/, 1st_manual/, mask/");
   addModelOptions(cmd, {
@@ -163,7 +165,8 @@ async function writeSegmentPage(dir: string, report: SegmentReport, overlayDir: 
         },
       ],
       notes: [
-        `training: ${report.training.steps} steps of ${report.training.batchSize} tiles in ${(report.training.seconds / 60).toFixed(1)} min on ${report.training.images} images`,
+        `training: ${report.training.steps} steps of ${report.training.batchSize} tiles in ` +
+          `${(report.training.seconds / 60).toFixed(1)} min on ${report.training.images} images`,
       ],
     },
     {
@@ -323,7 +326,10 @@ async function runFinetune(o: FinetuneCliOptions): Promise<void> {
   });
   const { lr, backboneLr } = ft.options;
   process.stderr.write(
-    `finetune: ${train.samples.length} training, ${val.samples.length} validation${test ? `, ${test.samples.length} test` : ""} images; ${train.classes.length} classes; ${o.frozen ? "frozen backbone" : `backbone lr ${backboneLr}`}, head lr ${lr}\n`,
+    `finetune: ${train.samples.length} training, ` +
+      `${val.samples.length} validation${test ? `, ${test.samples.length} test` : ""} images; ` +
+      `${train.classes.length} classes; ${o.frozen ? "frozen backbone" : `backbone lr ${backboneLr}`}, ` +
+      `head lr ${lr}\n`,
   );
   const perEpoch = train.samples.length + val.samples.length;
   const bar = progress(
@@ -337,7 +343,9 @@ async function runFinetune(o: FinetuneCliOptions): Promise<void> {
     onEpoch: (e, best) => {
       bar.status(`epoch ${e.epoch}/${o.epochs}`);
       bar.log(
-        `  epoch ${e.epoch}: train BCE ${e.trainLoss.toFixed(4)}, val AUC ${e.val.meanAuc.toFixed(4)} BCE ${e.val.loss.toFixed(4)}${best ? " (best)" : ""} ${e.seconds.toFixed(0)} s`,
+        `  epoch ${e.epoch}: train BCE ${e.trainLoss.toFixed(4)}, ` +
+          `val AUC ${e.val.meanAuc.toFixed(4)} BCE ` +
+          `${e.val.loss.toFixed(4)}${best ? " (best)" : ""} ${e.seconds.toFixed(0)} s`,
       );
     },
   });
@@ -349,7 +357,8 @@ async function runFinetune(o: FinetuneCliOptions): Promise<void> {
   console.log(
     formatReport(
       metrics,
-      `fine-tuning, best epoch ${result.bestEpoch} of ${o.epochs} (val mean AUC ${result.best.meanAuc.toFixed(4)}); ${split} split`,
+      `fine-tuning, best epoch ${result.bestEpoch} of ${o.epochs} (val mean AUC ` +
+        `${result.best.meanAuc.toFixed(4)}); ${split} split`,
     ),
   );
   const reportable = Object.assign(metrics, {
@@ -374,7 +383,9 @@ export function registerFinetune(evalCommand: Command): void {
   const cmd = evalCommand
     .command("finetune")
     .description(
-      `fine-tune a ViLReF image tower with a linear head on pre-projection features (BCE; backbone lr ${FT.backboneLr}, head lr ${FT.lr}; best epoch by validation AUC); metrics with bootstrap CIs`,
+      "fine-tune a ViLReF image tower with a linear head on pre-projection features (BCE; " +
+        `backbone lr ${FT.backboneLr}, head lr ${FT.lr}; best epoch by validation AUC); ` +
+        "metrics with bootstrap CIs",
     );
   addModelOptions(cmd, { required: true })
     .requiredOption("--train <path>", "training set: an image folder (class sub-folders) or a manifest with labels")
@@ -397,7 +408,8 @@ export function registerFinetune(evalCommand: Command): void {
     .addOption(progressOption());
   examples(cmd, [
     [
-      "vilref eval finetune --model model.safetensors --train data/train --val data/val --test data/test --epochs 20 --out ft.json",
+      "vilref eval finetune --model model.safetensors --train data/train --val data/val --test data/test " +
+        "--epochs 20 --out ft.json",
       "class folders; the best epoch by validation AUC scored on the test set",
     ],
     [

@@ -33,7 +33,8 @@ export async function runDemo(
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const samplesPerSecond = (rounds * n) / seconds;
   log(
-    `forward pass: head ${config.inFeatures}→${config.hidden[0]}→${config.outFeatures} (GELU), batch ${n}, output [${y.shape.join(", ")}]`,
+    `forward pass: head ${config.inFeatures}→${config.hidden[0]}→${config.outFeatures} (GELU), batch ${n}, ` +
+      `output [${y.shape.join(", ")}]`,
   );
   log(`  max |LibTorch − JavaScript reference| = ${maxAbsDiff.toExponential(2)}`);
   log(`  ${samplesPerSecond.toFixed(0)} samples/s on ${getThreads()} thread(s) (${rounds} batches)`);
@@ -54,7 +55,8 @@ export function register(program: Command): void {
   const demo = program
     .command("demo")
     .description(
-      "pre-train a small ViLReF on synthetic fundus data on the CPU (WSCL + queue), then zero-shot on a held-out set: AUC table and curves PNG",
+      "pre-train a small ViLReF on synthetic fundus data on the CPU (WSCL + queue), " +
+        "then zero-shot on a held-out set: AUC table and curves PNG",
     )
     .addOption(lossOption("wscl (default) or clip, for the comparison"))
     .option("--dir <dir>", "folder of the demo's data and runs", "vilref-demo")

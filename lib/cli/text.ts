@@ -63,7 +63,8 @@ export function register(program: Command): void {
       }
       atomicWriteFileSync(opts.out, lines.join("\n") + (lines.length ? "\n" : ""));
       process.stdout.write(
-        `tokenized ${recs.length} texts (context length ${L}, vocabulary ${tok.vocab.size}); ${truncated} reached the context length; ${bad} not text; wrote ${opts.out}\n`,
+        `tokenized ${recs.length} texts (context length ${L}, vocabulary ${tok.vocab.size}); ` +
+          `${truncated} reached the context length; ${bad} not text; wrote ${opts.out}\n`,
       );
     },
   );
@@ -72,7 +73,8 @@ export function register(program: Command): void {
   vocab
     .command("build")
     .description(
-      "build a WordPiece vocab.txt from a report corpus (Chinese BERT layout: [PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103)",
+      "build a WordPiece vocab.txt from a report corpus (Chinese BERT layout: [PAD]=0, [UNK]=100, [CLS]=101, " +
+        "[SEP]=102, [MASK]=103)",
     )
     .requiredOption("--in <file>", "corpus: .jsonl, .csv, .tsv or .txt")
     .addOption(outOption("vocab.txt to write", { required: true }))

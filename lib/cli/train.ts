@@ -33,10 +33,14 @@ import {
 function printEval(e: EvalMetrics, out: NodeJS.WritableStream = process.stdout): void {
   const rows = Object.entries(e.auc).map(([id, auc]) => {
     const [p, n] = e.counts[id as keyof typeof e.counts] ?? [0, 0];
-    return `  ${id.padEnd(24)} ${auc.toFixed(3)}  (vs 0.5: ${auc >= 0.5 ? "+" : ""}${(auc - 0.5).toFixed(3)})  ${p}+/${n}-`;
+    return (
+      `  ${id.padEnd(24)} ${auc.toFixed(3)}  (vs 0.5: ${auc >= 0.5 ? "+" : ""}${(auc - 0.5).toFixed(3)})  ` +
+      `${p}+/${n}-`
+    );
   });
   out.write(
-    `zero-shot AUC at step ${e.step} on ${e.samples} held-out pairs:\n${rows.join("\n")}\n  ${"mean".padEnd(24)} ${e.meanAuc.toFixed(3)}\n`,
+    `zero-shot AUC at step ${e.step} on ${e.samples} held-out pairs:\n${rows.join("\n")}\n` +
+      `  ${"mean".padEnd(24)} ${e.meanAuc.toFixed(3)}\n`,
   );
   const r = (x: Record<string, number>) =>
     Object.entries(x)
@@ -52,7 +56,8 @@ function reporter(o: { progress?: boolean }): (e: ProgressEvent) => void {
   return (e) => {
     if (e.kind === "start") {
       process.stderr.write(
-        `pretrain: ${e.trainSamples} training pairs, ${e.heldOutSamples} held out, ${e.totalSteps} steps${e.resumedFrom ? `, resuming from ${e.resumedFrom} (step ${e.step})` : ""}\n`,
+        `pretrain: ${e.trainSamples} training pairs, ${e.heldOutSamples} held out, ` +
+          `${e.totalSteps} steps${e.resumedFrom ? `, resuming from ${e.resumedFrom} (step ${e.step})` : ""}\n`,
       );
       bar = progress(progressSpec(o, { label: "pretrain", unit: "step", total: e.totalSteps, already: e.step }));
       last = e.step;
@@ -83,7 +88,8 @@ export interface DemoCommandOptions {
   progress?: boolean;
 }
 
-/** The pre-training demo: synthetic data, WSCL (or CLIP) pre-training on the CPU, the zero-shot table and the curves PNG. */
+/** The pre-training demo: synthetic data, WSCL (or CLIP) pre-training on the CPU, the zero-shot
+ * table and the curves PNG. */
 export async function runPretrainDemo(opts: DemoCommandOptions): Promise<PretrainResult> {
   process.stderr.write(`demo: synthetic fundus data in ${path.resolve(opts.dir)}\n`);
   let data: Progress | undefined;
@@ -110,11 +116,13 @@ export async function runPretrainDemo(opts: DemoCommandOptions): Promise<Pretrai
   if (e) {
     const above = Object.values(e.auc).filter((a) => a > 0.5).length;
     console.log(
-      `demo (${config.loss}): mean zero-shot AUC ${e.meanAuc.toFixed(3)} on ${e.samples} held-out pairs; ${above} of ${Object.keys(e.auc).length} labels above chance`,
+      `demo (${config.loss}): mean zero-shot AUC ${e.meanAuc.toFixed(3)} on ${e.samples} held-out pairs; ` +
+        `${above} of ${Object.keys(e.auc).length} labels above chance`,
     );
   }
   console.log(
-    `model: ${r.output}/final/model.safetensors\ncurves: ${r.output}/curves.png\nmetrics: ${r.output}/metrics.jsonl\ntime: ${formatDuration(r.seconds)}`,
+    `model: ${r.output}/final/model.safetensors\ncurves: ${r.output}/curves.png\nmetrics: ` +
+      `${r.output}/metrics.jsonl\ntime: ${formatDuration(r.seconds)}`,
   );
   return r;
 }
@@ -201,7 +209,8 @@ async function runPretrain(file: string | undefined, o: PretrainCliOptions): Pro
   });
   if (lead)
     console.log(
-      `model: ${r.output}/final/model.safetensors; curves: ${r.output}/curves.png; metrics: ${r.output}/metrics.jsonl; ${formatDuration(r.seconds)}`,
+      `model: ${r.output}/final/model.safetensors; curves: ${r.output}/curves.png; metrics: ` +
+        `${r.output}/metrics.jsonl; ${formatDuration(r.seconds)}`,
     );
 }
 

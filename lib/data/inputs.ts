@@ -35,7 +35,8 @@ export function expandGlob(glob: string, cwd = process.cwd()): string[] {
 
 const MANIFEST_EXT = new Set([".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json"]);
 
-/** Samples for an input: directory, glob, manifest or image file. Ids: paths relative to the input's folder, or the manifest's ids. */
+/** Samples for an input: directory, glob, manifest or image file. Ids: paths relative to the
+ * input's folder, or the manifest's ids. */
 export function resolveImageInputs(input: string, manifestOptions: ManifestOptions = {}): Sample[] {
   if (isGlob(input) && !existsSync(input)) {
     const files = expandGlob(input);

@@ -141,7 +141,8 @@ function formatOf(file: string, format?: "csv" | "tsv" | "jsonl"): "csv" | "tsv"
   throw new ManifestError(
     file,
     0,
-    `cannot tell the manifest format from the extension ${JSON.stringify(ext)} (use .csv, .tsv or .jsonl, or give format)`,
+    `cannot tell the manifest format from the extension ${JSON.stringify(ext)} (use .csv, .tsv or .jsonl, ` +
+      "or give format)",
   );
 }
 

@@ -25,7 +25,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } fr
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import tar from "tar-stream";
-import { atomicWriteFile } from "../io/bytes.js";
+import { atomicWriteFile, cleanTempFiles } from "../io/atomic.js";
 import { acquireLock } from "../io/lock.js";
 import { Labeler, loadRules, type LabelMap } from "../labels/index.js";
 import { inspectJpeg, jpegFastPath } from "./jpeg.js";
@@ -125,12 +125,16 @@ function settingsOf(o: PackOptions): Settings {
 
 /** The metadata each sample is stored with (labels per the settings). */
 function metadataOf(samples: readonly Sample[], s: Settings, rulesFile?: string): object[] {
-  const labeler = s.labels === "rules" || s.labels === "auto" ? new Labeler(loadRules(rulesFile)) : null;
+  // The rules are loaded and compiled only when a sample has a report to label.
+  let labeler: Labeler | null = null;
+  const rules = s.labels === "rules" || s.labels === "auto";
   return samples.map((x) => {
     let labels: LabelMap | null = null;
     if (s.labels === "manifest" || (s.labels === "auto" && x.labels !== null)) labels = x.labels;
-    else if (labeler && x.text !== null)
+    else if (rules && x.text !== null) {
+      labeler ??= new Labeler(loadRules(rulesFile));
       labels = labeler.label(x.text, { uncertainty: "keep", evidence: false }).labels;
+    }
     return {
       id: x.id,
       labels,
@@ -164,6 +168,9 @@ export async function packShards(samples: readonly Sample[], options: PackOption
   const lock = acquireLock(path.join(out, "pack.lock"), { what: `shards ${out}`, command: "vilref data pack" });
   try {
     if (lock.stale) options.log?.(`took over ${lock.file} from a pack that is gone`);
+    // Under the lock nobody else writes here: temporary files left by a killed pack go.
+    const removed = [...cleanTempFiles(out, { all: true }), ...cleanTempFiles(path.join(out, ".pack"), { all: true })];
+    if (removed.length > 0) options.log?.(`removed ${removed.length} temporary file(s) of an interrupted pack`);
     return await packLocked(ordered, meta, s, fp, out, options, t0);
   } finally {
     lock.release();
@@ -189,7 +196,8 @@ async function packLocked(
   const shardsTotal = Math.max(1, Math.ceil(ordered.length / N));
   const progress = new Tracker(ordered.length, shardsTotal, options.onProgress);
   const slots = new Slots(options.concurrency ?? 8);
-  let written = 0;
+  const ctx: ShardContext = { slots, progress, strict: !!options.strict, log: options.log };
+  const todo: number[] = [];
   let kept = 0;
   for (let k = 0; k < shardsTotal; k++) {
     const name = shardName(k);
@@ -197,19 +205,27 @@ async function packLocked(
     if (have && existsSync(path.join(out, name)) && statSync(path.join(out, name)).size === have.bytes) {
       kept++;
       progress.skipAhead(Math.min(N, ordered.length - k * N));
-      continue;
-    }
-    const rec = await writeShard(out, name, k * N, ordered.slice(k * N, (k + 1) * N), meta.slice(k * N), s, {
-      slots,
-      progress,
-      strict: !!options.strict,
-      log: options.log,
-    });
+    } else todo.push(k);
+  }
+  // The next shard's images are made while this one is written (tar, digest, fsync): the slots
+  // bound the images in flight across both.
+  const images = (k: number) => {
+    const p = shardImages(ordered.slice(k * N, (k + 1) * N), s, ctx);
+    p.catch(() => {}); // surfaced when awaited
+    return p;
+  };
+  let next = todo.length > 0 ? images(todo[0]!) : null;
+  for (let i = 0; i < todo.length; i++) {
+    const k = todo[i]!;
+    const name = shardName(k);
+    const results = await next!;
+    next = i + 1 < todo.length ? images(todo[i + 1]!) : null;
+    const rec = await writeShard(out, name, k * N, ordered.slice(k * N, (k + 1) * N), meta.slice(k * N), results);
     await atomicWriteFile(path.join(state, `${name}.json`), new TextEncoder().encode(JSON.stringify(rec)));
     records.set(name, rec);
-    written++;
     progress.shardDone();
   }
+  const written = todo.length;
   const index = makeIndex(records, shardsTotal, s, fp, ordered.length);
   await atomicWriteFile(indexFile, new TextEncoder().encode(JSON.stringify(index, null, 1) + "\n"));
   rmSync(state, { recursive: true, force: true });
@@ -314,18 +330,12 @@ interface ShardContext {
   log?: ((line: string) => void) | undefined;
 }
 
-/** Makes one shard: images processed concurrently, entries written in order, the file atomically. */
-async function writeShard(
-  out: string,
-  name: string,
-  first: number,
-  samples: readonly Sample[],
-  meta: readonly object[],
-  s: Settings,
-  ctx: ShardContext,
-): Promise<ShardRecord> {
-  const results = await Promise.all(
-    samples.map(async (x) => {
+type ShardImage = { jpeg: Buffer } | { reason: string };
+
+/** One shard's stored images, made concurrently (a bad one skipped with its reason, or fatal when strict). */
+async function shardImages(samples: readonly Sample[], s: Settings, ctx: ShardContext): Promise<ShardImage[]> {
+  return Promise.all(
+    samples.map(async (x): Promise<ShardImage> => {
       await ctx.slots.acquire();
       try {
         return { jpeg: await storedImage(x, s) };
@@ -341,6 +351,17 @@ async function writeShard(
       }
     }),
   );
+}
+
+/** Writes one shard: entries in order, the file atomically. */
+async function writeShard(
+  out: string,
+  name: string,
+  first: number,
+  samples: readonly Sample[],
+  meta: readonly object[],
+  results: readonly ShardImage[],
+): Promise<ShardRecord> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   pack.on("data", (c: unknown) => chunks.push(c as Buffer));
@@ -358,7 +379,7 @@ async function writeShard(
   for (let i = 0; i < samples.length; i++) {
     const r = results[i]!;
     if ("reason" in r) {
-      skipped.push({ id: samples[i]!.id, reason: r.reason! });
+      skipped.push({ id: samples[i]!.id, reason: r.reason });
       continue;
     }
     const key = String(first + i).padStart(9, "0");

@@ -8,7 +8,8 @@ import { attachLabels, readLabeledFile, type ManifestOptions, type Sample } from
 import { isShardSpec, scanShards, type ShardProblem } from "./shards.js";
 
 export interface SourceOptions {
-  /** Manifest options (columns, split, requireText, labelsFile); split, requireText and labelsFile apply to shards too. */
+  /** Manifest options (columns, split, requireText, labelsFile); split, requireText and labelsFile
+   * apply to shards too. */
   manifest?: ManifestOptions;
   /** Shards: a problem (missing shard, truncated tar, sample without image) is an error naming shard and key. */
   strict?: boolean;

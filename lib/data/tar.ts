@@ -22,7 +22,8 @@ export interface TarMember {
   size: number;
   /** Byte offset of the member's data in the file. */
   offset: number;
-  /** Byte offset of its first header block (a pax or GNU long-name header when it has one): seek here to read it again. */
+  /** Byte offset of its first header block (a pax or GNU long-name header when it has one): seek
+   * here to read it again. */
   header: number;
 }
 

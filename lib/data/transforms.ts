@@ -37,7 +37,8 @@ export const fovSchema = z
   .object({
     /** Side of the thumbnail the border is detected on. */
     probe: z.number().int().min(16).max(2048).default(128),
-    /** A pixel is inside the field of view when its brightest channel exceeds max(absolute, relative × 98th percentile). */
+    /** A pixel is inside the field of view when its brightest channel exceeds max(absolute,
+     * relative × 98th percentile). */
     absolute: z.number().min(0).max(255).default(12),
     relative: z.number().min(0).max(1).default(0.12),
     /** A row/column belongs to the field of view when at least this fraction of it is inside. */
@@ -316,7 +317,8 @@ export async function detectFov(
 }
 
 export interface Decoded {
-  /** Source width and height (null for plain evaluation through sharp, which resizes without reading the header first). */
+  /** Source width and height (null for plain evaluation through sharp, which resizes without
+   * reading the header first). */
   width: number | null;
   height: number | null;
   /** The region used (field of view or whole image; null where width is) and the plan applied. */

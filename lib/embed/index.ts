@@ -257,7 +257,8 @@ class Chunked {
       throw new EmbedError(
         this.n === 0
           ? `${this.o.out}: no inputs to embed`
-          : `${this.o.out}: none of the ${this.n} inputs could be embedded, nothing written (${reasons}${skipped.length ? `; all listed in ${sk}` : ""})`,
+          : `${this.o.out}: none of the ${this.n} inputs could be embedded, ` +
+              `nothing written (${reasons}${skipped.length ? `; all listed in ${sk}` : ""})`,
         skipped,
       );
     }

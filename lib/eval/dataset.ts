@@ -100,10 +100,11 @@ export function classTargets(samples: readonly EvalSample[], classes: number): I
 }
 
 /**
- * A manifest (or WebDataset shards: their json/cls parts) as an evaluation set. With `classes` that are taxonomy ids (or none: every label
- * asserted somewhere in the file), a multi-label task from the labels column (1 → 1, 0.5 →
- * unknown, absent → 0). With a target column in every row, a single-label task whose class names
- * are `classes` (required then) — `graded` when the classes are ordered grades.
+ * A manifest (or WebDataset shards: their json/cls parts) as an evaluation set. With `classes` that
+ * are taxonomy ids (or none: every label asserted somewhere in the file), a multi-label task from
+ * the labels column (1 → 1, 0.5 → unknown, absent → 0). With a target column in every row, a
+ * single-label task whose class names are `classes` (required then) — `graded` when the classes are
+ * ordered grades.
  */
 export function manifestDataset(
   file: string,
@@ -126,7 +127,8 @@ export function manifestDataset(
     for (const s of samples)
       if (s.target! >= classes.length)
         throw new DatasetError(
-          `${s.source.file}:${s.source.line}: target ${s.target} but only ${classes.length} classes (${classes.join(", ")})`,
+          `${s.source.file}:${s.source.line}: target ${s.target} but only ${classes.length} classes ` +
+            `(${classes.join(", ")})`,
         );
     return {
       name: "manifest",
@@ -141,7 +143,8 @@ export function manifestDataset(
   for (const s of samples)
     if (s.labels === null)
       throw new DatasetError(
-        `${s.source.file}:${s.source.line}: sample ${s.id} has no labels (a multi-label evaluation needs a labels column or --labels-file)`,
+        `${s.source.file}:${s.source.line}: sample ${s.id} has no labels (a multi-label evaluation needs a ` +
+          "labels column or --labels-file)",
       );
   let classes = options.classes;
   if (classes) {

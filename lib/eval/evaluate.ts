@@ -4,8 +4,9 @@
  * kappa, one-vs-rest AUC and mAP for single-label tasks, and linear and quadratic-weighted kappa
  * for graded ones; every number with a percentile bootstrap CI over cases (one pass of resamples
  * for all of them; each class sorted once, each resample O(n) per class from the cases'
- * multiplicities, giving the same values as the metric functions on the resample written out). A class without positives (or negatives) has AUC NaN: it is reported, left out
- * of the means, and named in a note.
+ * multiplicities, giving the same values as the metric functions on the resample written out). A
+ * class without positives (or negatives) has AUC NaN: it is reported, left out of the means, and
+ * named in a note.
  */
 import type { Task } from "./dataset.js";
 import {
@@ -230,7 +231,8 @@ function multiLabelReport(set: ScoreSet, boot: Boot): MetricsReport {
     roc[name] = rocCurve(s, l);
     if (pos === 0 || neg === 0)
       notes.push(
-        `${name}: ${pos === 0 ? "no positives" : "no negatives"} among ${l.length} cases; AUC undefined, left out of the mean AUC`,
+        `${name}: ${pos === 0 ? "no positives" : "no negatives"} among ${l.length} cases; AUC undefined, ` +
+          "left out of the mean AUC",
       );
   });
   const k = 4 * C;
@@ -281,7 +283,8 @@ export function formatReport(r: MetricsReport, title: string): string {
         ? `${e.value.toFixed(3)} [${e.lo.toFixed(3)}, ${e.hi.toFixed(3)}]`
         : e.value.toFixed(3).padEnd(21);
   const lines = [
-    `${title}: ${r.task}, ${r.n} cases, ${r.classes.length} classes (95% bootstrap CIs, ${r.bootstrap.resamples} resamples)`,
+    `${title}: ${r.task}, ${r.n} cases, ${r.classes.length} classes (95% bootstrap CIs, ` +
+      `${r.bootstrap.resamples} resamples)`,
   ];
   for (const [k, e] of Object.entries(r.metrics)) lines.push(`  ${k.padEnd(18)} ${f(e)}`);
   const w = Math.max(8, ...r.classes.map((c) => c.length));
@@ -289,7 +292,8 @@ export function formatReport(r: MetricsReport, title: string): string {
   for (const c of r.classes) {
     const p = r.perClass[c]!;
     lines.push(
-      `  ${c.padEnd(w)}  ${f(p.auc)}  ${f(p.ap)}  ${f(p.f1)}  ${p.positives}/${p.negatives}${p.unknown ? ` (${p.unknown} unknown)` : ""}`,
+      `  ${c.padEnd(w)}  ${f(p.auc)}  ${f(p.ap)}  ${f(p.f1)}  ` +
+        `${p.positives}/${p.negatives}${p.unknown ? ` (${p.unknown} unknown)` : ""}`,
     );
   }
   for (const note of r.notes) lines.push(`  note: ${note}`);

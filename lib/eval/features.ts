@@ -152,7 +152,10 @@ export function tokenizerFor(
       if (existsSync(path.join(dir, "vocab.txt"))) file = path.join(dir, "vocab.txt");
     if (!file)
       throw new Error(
-        `--model ${modelSpec}: no vocabulary: the checkpoint carries none and there is no vocab.txt beside it or up to two folders above; give one with --vocab${sha ? ` (sha256 ${sha.slice(0, 12)}…)` : ""}, or put it inside the checkpoint once with \`vilref convert CHECKPOINT OUT.safetensors --vocab vocab.txt\``,
+        `--model ${modelSpec}: no vocabulary: the checkpoint carries none and there is no vocab.txt beside it ` +
+          `or up to two folders above; give one with --vocab${sha ? ` (sha256 ${sha.slice(0, 12)}…)` : ""}, ` +
+          `or put it inside the checkpoint once with \`vilref convert CHECKPOINT OUT.safetensors --vocab ` +
+          `vocab.txt\``,
       );
   }
   let text: string;
@@ -167,7 +170,8 @@ export function tokenizerFor(
   const got = sha256Hex(parsed.toText());
   if (sha && got !== sha)
     throw new Error(
-      `--vocab ${file}: sha256 ${got.slice(0, 12)}… is not the vocabulary the checkpoint was trained with (${sha.slice(0, 12)}…)`,
+      `--vocab ${file}: sha256 ${got.slice(0, 12)}… is not the vocabulary the checkpoint was trained with ` +
+        `(${sha.slice(0, 12)}…)`,
     );
   return { tokenizer: new BertTokenizer(parsed), file };
 }

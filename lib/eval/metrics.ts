@@ -202,7 +202,8 @@ export function balancedAccuracyFromConfusion(m: readonly (readonly number[])[])
   );
 }
 
-/** F1 of one binary problem from its counts: 2TP / (2TP + FP + FN); NaN when there is nothing to find and nothing found. */
+/** F1 of one binary problem from its counts: 2TP / (2TP + FP + FN); NaN when there is nothing to
+ * find and nothing found. */
 export function f1FromCounts(tp: number, fp: number, fn: number): number {
   const d = 2 * tp + fp + fn;
   return d === 0 ? Number.NaN : (2 * tp) / d;
@@ -223,7 +224,8 @@ export function f1Binary(pred: ArrayLike<number | boolean>, labels: ArrayLike<nu
   return f1FromCounts(tp, fp, fn);
 }
 
-/** Macro F1 over classes (one-vs-rest per class, classes without support or predictions excluded) and micro F1 (= accuracy for single-label). */
+/** Macro F1 over classes (one-vs-rest per class, classes without support or predictions excluded)
+ * and micro F1 (= accuracy for single-label). */
 export function f1Multiclass(
   pred: ArrayLike<number>,
   target: ArrayLike<number>,

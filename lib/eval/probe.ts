@@ -196,7 +196,8 @@ async function fitOneVsRest(
   return { kind: "sigmoid", K, d, W, b, problems, constant };
 }
 
-/** Mean log-loss of probabilities on targets (multi-label: binary cross-entropy averaged over the known labels of each class, then classes). */
+/** Mean log-loss of probabilities on targets (multi-label: binary cross-entropy averaged over the
+ * known labels of each class, then classes). */
 export function logLoss(P: Float64Array, n: number, targets: ProbeTargets): number {
   const K = targets.K;
   const eps = 1e-12;
@@ -401,7 +402,10 @@ export interface ProbeResult extends MetricsReport {
 export function convergenceWarning(nc: NonConvergence, classes: readonly string[]): string {
   const which = nc.classes.map((c) => (c === null ? "all classes (multinomial)" : (classes[c] ?? `class ${c}`)));
   const what = nc.stage === "final" ? "the final fit" : "the fit for choosing C";
-  return `${what} at C = ${nc.C} did not converge for ${which.join(", ")} (L-BFGS stopped after ${nc.iterations} iteration${nc.iterations === 1 ? "" : "s"}); the result may be less accurate`;
+  return (
+    `${what} at C = ${nc.C} did not converge for ${which.join(", ")} (L-BFGS stopped after ` +
+    `${nc.iterations} iteration${nc.iterations === 1 ? "" : "s"}); the result may be less accurate`
+  );
 }
 
 function targetsOf(ds: EvalDataset, samples: readonly EvalSample[]): ProbeTargets {
@@ -425,7 +429,8 @@ export async function linearProbe(model: ViLReF, ds: EvalDataset, options: Probe
     if (f.n === 0) throw new DatasetError(`${ds.name}: no image of split "${split}" could be decoded`);
     if (f.skipped.length > 0)
       notes.push(
-        `${split}: ${f.skipped.length} images could not be decoded and were left out (first: ${f.skipped[0]!.id}: ${f.skipped[0]!.reason})`,
+        `${split}: ${f.skipped.length} images could not be decoded and were left out (first: ` +
+          `${f.skipped[0]!.id}: ${f.skipped[0]!.reason})`,
       );
     const used = f.used.map((i) => samples[i]!);
     return { X: f.data, n: f.n, d: f.d, targets: targetsOf(ds, used), used };

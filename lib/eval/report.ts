@@ -76,10 +76,13 @@ export function rocSvg(
   for (let k = 1; k < 5; k++) {
     const v = k / 5;
     parts.push(
-      `<line x1="${X(v)}" y1="${Y(0)}" x2="${X(v)}" y2="${Y(1)}" stroke="#ddd"/><line x1="${X(0)}" y1="${Y(v)}" x2="${X(1)}" y2="${Y(v)}" stroke="#ddd"/>`,
+      `<line x1="${X(v)}" y1="${Y(0)}" x2="${X(v)}" y2="${Y(1)}" stroke="#ddd"/><line x1="${X(0)}" ` +
+        `y1="${Y(v)}" x2="${X(1)}" y2="${Y(v)}" stroke="#ddd"/>`,
     );
     parts.push(
-      `<text x="${X(v)}" y="${size - 18}" font-size="10" text-anchor="middle" font-family="DejaVu Sans, sans-serif">${v.toFixed(1)}</text><text x="${m - 4}" y="${Number(Y(v)) + 3}" font-size="10" text-anchor="end" font-family="DejaVu Sans, sans-serif">${v.toFixed(1)}</text>`,
+      `<text x="${X(v)}" y="${size - 18}" font-size="10" text-anchor="middle" font-family="DejaVu Sans, ` +
+        `sans-serif">${v.toFixed(1)}</text><text x="${m - 4}" y="${Number(Y(v)) + 3}" font-size="10" ` +
+        `text-anchor="end" font-family="DejaVu Sans, sans-serif">${v.toFixed(1)}</text>`,
     );
   }
   parts.push(`<line x1="${X(0)}" y1="${Y(0)}" x2="${X(1)}" y2="${Y(1)}" stroke="#999" stroke-dasharray="4 3"/>`);
@@ -92,16 +95,24 @@ export function rocSvg(
         `<polyline points="${pts.join(" ")}" fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="2"/>`,
       );
     parts.push(
-      `<rect x="${m}" y="${size + 2 + 14 * i}" width="10" height="10" fill="${PALETTE[i % PALETTE.length]}"/><text x="${m + 14}" y="${size + 11 + 14 * i}" font-size="11" font-family="DejaVu Sans, sans-serif">${esc(c.name)} AUC ${Number.isFinite(c.auc) ? c.auc.toFixed(3) : "n/a"}</text>`,
+      `<rect x="${m}" y="${size + 2 + 14 * i}" width="10" height="10" ` +
+        `fill="${PALETTE[i % PALETTE.length]}"/><text x="${m + 14}" y="${size + 11 + 14 * i}" font-size="11" ` +
+        `font-family="DejaVu Sans, sans-serif">${esc(c.name)} AUC ` +
+        `${Number.isFinite(c.auc) ? c.auc.toFixed(3) : "n/a"}</text>`,
     );
   });
   parts.push(
-    `<text x="${m + w / 2}" y="${size - 4}" font-size="11" text-anchor="middle" font-family="DejaVu Sans, sans-serif">false-positive rate — ${esc(title)}</text>`,
+    `<text x="${m + w / 2}" y="${size - 4}" font-size="11" text-anchor="middle" font-family="DejaVu Sans, ` +
+      `sans-serif">false-positive rate — ${esc(title)}</text>`,
   );
   parts.push(
-    `<text x="12" y="${12 + w / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 12 ${12 + w / 2})" font-family="DejaVu Sans, sans-serif">true-positive rate</text>`,
+    `<text x="12" y="${12 + w / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 12 ` +
+      `${12 + w / 2})" font-family="DejaVu Sans, sans-serif">true-positive rate</text>`,
   );
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size + 20 + 14 * curves.length}">${parts.join("")}</svg>`;
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" ` +
+    `height="${size + 20 + 14 * curves.length}">${parts.join("")}</svg>`
+  );
 }
 
 /** An SVG of a confusion matrix [true][predicted], cells shaded by the row's fraction. */
@@ -114,7 +125,8 @@ export function confusionSvg(matrix: number[][], labels: string[], title: string
   const H = top + k * cell + 40;
   const parts = [
     `<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`,
-    `<text x="${W / 2}" y="16" font-size="12" text-anchor="middle" font-family="DejaVu Sans, sans-serif">${esc(title)}</text>`,
+    `<text x="${W / 2}" y="16" font-size="12" text-anchor="middle" font-family="DejaVu Sans, ` +
+      `sans-serif">${esc(title)}</text>`,
   ];
   matrix.forEach((row, i) => {
     const total = row.reduce((a, b) => a + b, 0);
@@ -122,23 +134,29 @@ export function confusionSvg(matrix: number[][], labels: string[], title: string
       const f = total > 0 ? v / total : 0;
       const shade = Math.round(255 - 200 * f);
       parts.push(
-        `<rect x="${left + j * cell}" y="${top + i * cell}" width="${cell}" height="${cell}" fill="rgb(${shade},${shade},255)" stroke="#fff"/>`,
+        `<rect x="${left + j * cell}" y="${top + i * cell}" width="${cell}" height="${cell}" ` +
+          `fill="rgb(${shade},${shade},255)" stroke="#fff"/>`,
       );
       parts.push(
-        `<text x="${left + j * cell + cell / 2}" y="${top + i * cell + cell / 2 + 4}" font-size="11" text-anchor="middle" fill="${f > 0.5 ? "#fff" : "#000"}" font-family="DejaVu Sans, sans-serif">${v}</text>`,
+        `<text x="${left + j * cell + cell / 2}" y="${top + i * cell + cell / 2 + 4}" font-size="11" ` +
+          `text-anchor="middle" fill="${f > 0.5 ? "#fff" : "#000"}" font-family="DejaVu Sans, ` +
+          `sans-serif">${v}</text>`,
       );
     });
     parts.push(
-      `<text x="${left - 4}" y="${top + i * cell + cell / 2 + 4}" font-size="11" text-anchor="end" font-family="DejaVu Sans, sans-serif">${esc(labels[i]!)}</text>`,
+      `<text x="${left - 4}" y="${top + i * cell + cell / 2 + 4}" font-size="11" text-anchor="end" ` +
+        `font-family="DejaVu Sans, sans-serif">${esc(labels[i]!)}</text>`,
     );
   });
   labels.forEach((l, j) =>
     parts.push(
-      `<text x="${left + j * cell + cell / 2}" y="${top - 6}" font-size="10" text-anchor="middle" font-family="DejaVu Sans, sans-serif">${esc(l.slice(0, 8))}</text>`,
+      `<text x="${left + j * cell + cell / 2}" y="${top - 6}" font-size="10" text-anchor="middle" ` +
+        `font-family="DejaVu Sans, sans-serif">${esc(l.slice(0, 8))}</text>`,
     ),
   );
   parts.push(
-    `<text x="${left + (k * cell) / 2}" y="${H - 12}" font-size="11" text-anchor="middle" font-family="DejaVu Sans, sans-serif">predicted (rows: true class)</text>`,
+    `<text x="${left + (k * cell) / 2}" y="${H - 12}" font-size="11" text-anchor="middle" font-family="DejaVu ` +
+      `Sans, sans-serif">predicted (rows: true class)</text>`,
   );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join("")}</svg>`;
 }
@@ -179,7 +197,11 @@ function tablesHtml(tables: TableReport["tables"], body: string[]): void {
     body.push(`<h2>${esc(t.title)}</h2><table><tr>${t.columns.map((c) => `<th>${esc(c)}</th>`).join("")}</tr>`);
     for (const row of t.rows)
       body.push(
-        `<tr>${row.map((v) => `<td>${esc(typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : v)}</td>`).join("")}</tr>`,
+        "<tr>" +
+          row
+            .map((v) => `<td>${esc(typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : v)}</td>`)
+            .join("") +
+          "</tr>",
       );
     body.push(`</table>`);
   }
@@ -189,14 +211,18 @@ function tablesHtml(tables: TableReport["tables"], body: string[]): void {
 function retrievalHtml(r: RetrievalResult, body: string[]): void {
   const ks = Object.keys(r.imageToText.recall);
   body.push(
-    `<h2>Retrieval on ${r.n} pairs</h2><table><tr><th>direction</th>${ks.map((k) => `<th>${k}</th>`).join("")}<th>median rank</th></tr>`,
+    `<h2>Retrieval on ${r.n} pairs</h2><table><tr><th>direction</th>` +
+      ks.map((k) => `<th>${k}</th>`).join("") +
+      "<th>median rank</th></tr>",
   );
   for (const [name, d] of [
     ["image → text", r.imageToText],
     ["text → image", r.textToImage],
   ] as const)
     body.push(
-      `<tr><td>${name}</td>${ks.map((k) => `<td>${fmt(d.recall[k as `R@${number}`]!)}</td>`).join("")}<td>${d.medianRank}</td></tr>`,
+      `<tr><td>${name}</td>` +
+        ks.map((k) => `<td>${fmt(d.recall[k as `R@${number}`]!)}</td>`).join("") +
+        `<td>${d.medianRank}</td></tr>`,
     );
   body.push(`</table>`);
 }
@@ -212,12 +238,14 @@ function metricsHtml(r: MetricsReport, body: string[]): void {
       .join("")}</table>`,
   );
   body.push(
-    `<h3>Per class</h3><table><tr><th>class</th><th>AUC</th><th>AP</th><th>F1</th><th>accuracy</th><th>positives</th><th>negatives</th><th>unknown</th></tr>`,
+    "<h3>Per class</h3><table><tr><th>class</th><th>AUC</th><th>AP</th><th>F1</th>" +
+      "<th>accuracy</th><th>positives</th><th>negatives</th><th>unknown</th></tr>",
   );
   for (const c of r.classes) {
     const p = r.perClass[c]!;
     body.push(
-      `<tr><td>${esc(c)}</td><td>${fmt(p.auc)}</td><td>${fmt(p.ap)}</td><td>${fmt(p.f1)}</td><td>${fmt(p.accuracy)}</td><td>${p.positives}</td><td>${p.negatives}</td><td>${p.unknown}</td></tr>`,
+      `<tr><td>${esc(c)}</td><td>${fmt(p.auc)}</td><td>${fmt(p.ap)}</td><td>${fmt(p.f1)}</td>` +
+        `<td>${fmt(p.accuracy)}</td><td>${p.positives}</td><td>${p.negatives}</td><td>${p.unknown}</td></tr>`,
     );
   }
   body.push(`</table>`);
@@ -251,8 +279,10 @@ function pageHtml(title: string, body: string[]): string {
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
-table { border-collapse: collapse; margin: 8px 0 16px; } td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
-small { color: #666; } .grid { display: flex; flex-wrap: wrap; gap: 12px; } figure { margin: 0; } figcaption { font-size: 12px; color: #444; }
+table { border-collapse: collapse; margin: 8px 0 16px; } \
+td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
+small { color: #666; } .grid { display: flex; flex-wrap: wrap; gap: 12px; } figure { margin: 0; } \
+figcaption { font-size: 12px; color: #444; }
 #missing { display: none; background: #fdd; border: 1px solid #c00; padding: 8px; margin: 8px 0; }
 </style></head>
 <body><h1>${esc(title)}</h1><div id="missing"></div>
@@ -298,7 +328,15 @@ export async function writeReport(
     body.push(`<h3>Notes</h3><ul>${result.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`);
   if (images.length > 0)
     body.push(
-      `<h3>Figures</h3><div class="grid">${images.map((im) => `<figure><img src="${esc(im.file)}" alt="${esc(im.title)}"><figcaption>${esc(im.title)}${im.caption ? ` — ${esc(im.caption)}` : ""}</figcaption></figure>`).join("")}</div>`,
+      '<h3>Figures</h3><div class="grid">' +
+        images
+          .map(
+            (im) =>
+              `<figure><img src="${esc(im.file)}" alt="${esc(im.title)}"><figcaption>` +
+              `${esc(im.title)}${im.caption ? ` — ${esc(im.caption)}` : ""}</figcaption></figure>`,
+          )
+          .join("") +
+        "</div>",
     );
   const htmlFile = path.join(dir, "index.html");
   atomicWriteFileSync(htmlFile, pageHtml(title, body));

@@ -112,14 +112,16 @@ export async function retrieval(
   const missing = samples.find((s) => s.text === null);
   if (missing)
     throw new DatasetError(
-      `${missing.source.file}:${missing.source.line}: sample ${missing.id} has no report text; retrieval needs image–report pairs`,
+      `${missing.source.file}:${missing.source.line}: sample ${missing.id} has no report text; ` +
+        "retrieval needs image–report pairs",
     );
   if (samples.length < 2) throw new DatasetError(`retrieval: ${samples.length} pairs; at least 2 are needed`);
   const img = await encodeImageSet(model, samples, { ...options.images, features: "projected" });
   const notes =
     img.skipped.length > 0
       ? [
-          `${img.skipped.length} images could not be decoded; their pairs were left out (first: ${img.skipped[0]!.id}: ${img.skipped[0]!.reason})`,
+          `${img.skipped.length} images could not be decoded; their pairs were left out (first: ` +
+            `${img.skipped[0]!.id}: ${img.skipped[0]!.reason})`,
         ]
       : [];
   const used = img.used.map((i) => samples[i]!);

@@ -123,7 +123,9 @@ export function classPrompts(bank: PromptBank, key: string): ClassPrompts {
   const e = bank.classes.get(key);
   if (!e)
     throw new DatasetError(
-      `unknown class name ${JSON.stringify(key)}: no prompts for it in ${bank.source} (known: ${[...bank.classes.keys()].join(", ")}); add it under "classes" in a copy of the file and pass it with --prompts`,
+      `unknown class name ${JSON.stringify(key)}: no prompts for it in ${bank.source} (known: ` +
+        `${[...bank.classes.keys()].join(", ")}); add it under "classes" in a copy of the file and pass it with ` +
+        "--prompts",
     );
   const fill = (ts: string[]) => e.names.flatMap((name) => ts.map((t) => t.replaceAll("{name}", name)));
   const uniq = (xs: string[]) => [...new Set(xs)];
@@ -279,7 +281,8 @@ function chooseClasses(ds: EvalDataset, bank: PromptBank, requested: string[] | 
   }
   if (ds.task !== "multilabel" && chosen.length !== ds.classes.length)
     throw new DatasetError(
-      `${ds.name}: a single-label zero-shot evaluation needs prompts for every class (${ds.classes.filter((_, i) => !chosen.includes(i)).join(", ")} have none)`,
+      `${ds.name}: a single-label zero-shot evaluation needs prompts for every class ` +
+        `(${ds.classes.filter((_, i) => !chosen.includes(i)).join(", ")} have none)`,
     );
   return chosen;
 }
@@ -302,7 +305,8 @@ async function encodeImages(
     );
   if (img.skipped.length > 0)
     notes.push(
-      `${img.skipped.length} images could not be decoded and were left out (first: ${img.skipped[0]!.id}: ${img.skipped[0]!.reason})`,
+      `${img.skipped.length} images could not be decoded and were left out (first: ${img.skipped[0]!.id}: ` +
+        `${img.skipped[0]!.reason})`,
     );
   return img;
 }

@@ -132,7 +132,8 @@ export function acquireLock(file: string, options: { what?: string; command?: st
         );
       if (other !== null && ownerAlive(other))
         throw new LockError(
-          `${what} is in use by ${describe(other)}: wait for it to finish or stop it (two runs would mix their outputs)`,
+          `${what} is in use by ${describe(other)}: wait for it to finish or stop it (two runs would mix their ` +
+            "outputs)",
           file,
           other,
         );

@@ -1,5 +1,6 @@
 /**
- * NumPy `.npy` files, versions 1.0, 2.0 and 3.0 (https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html).
+ * NumPy `.npy` files, versions 1.0, 2.0 and 3.0
+ * (https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html).
  *
  * Reading accepts little- and big-endian data and Fortran order and always returns little-endian
  * (native), C-order data. Object arrays (pickles) and structured dtypes are refused: nothing in a

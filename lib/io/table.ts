@@ -76,7 +76,8 @@ export function readText(file: string): string {
 const REASONS: Record<string, string> = {
   CSV_QUOTE_NOT_CLOSED: "unterminated quoted field (its opening quote is on this line)",
   CSV_INVALID_CLOSING_QUOTE:
-    'text after a closing quote (a quoted field ends at the delimiter or the line\'s end; write "" for a quote inside it)',
+    "text after a closing quote (a quoted field ends at the delimiter or the line's end; " +
+    'write "" for a quote inside it)',
   INVALID_OPENING_QUOTE: "a quote inside an unquoted field (quote the whole field and double the quotes inside it)",
 };
 

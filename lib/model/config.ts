@@ -93,7 +93,8 @@ export function presetNames(): string[] {
     .sort();
 }
 
-/** A preset by name: vit-b-16, rn50 (the released ViLReF shapes), tiny-vit, tiny-rn50 (tests), demo-rn128 (the CPU pre-training demo: a small ModifiedResNet at 128 px). */
+/** A preset by name: vit-b-16, rn50 (the released ViLReF shapes), tiny-vit, tiny-rn50 (tests), demo-rn128 (the CPU
+ * pre-training demo: a small ModifiedResNet at 128 px). */
 export function presetConfig(name: string): ModelConfig {
   if (!presetNames().includes(name))
     throw new RangeError(`unknown model preset "${name}"; presets: ${presetNames().join(", ")}`);

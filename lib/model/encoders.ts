@@ -61,7 +61,8 @@ export async function modelFromSpec(
   if (r.source === "path" && !existsSync(spec)) {
     const hint = presetNames().includes(spec) ? `; for random weights of that preset say preset:${spec}` : "";
     throw new Error(
-      `--model ${spec}: no such checkpoint (give a .safetensors or .pt file, a model name, preset:<name>[:seed], or pool-head[:dim[:seed]])${hint}`,
+      `--model ${spec}: no such checkpoint (give a .safetensors or .pt file, a model name, ` +
+        `preset:<name>[:seed], or pool-head[:dim[:seed]])${hint}`,
     );
   }
   const model = await ViLReF.loadResolved(r, { ...device, ...(options.config ? { config: options.config } : {}) });
@@ -123,7 +124,8 @@ export class ViLReFTextEncoder implements TextEncoder {
   ) {
     if (contextLength > model.config.text_max_position_embeddings) {
       throw new RangeError(
-        `context length ${contextLength} is longer than the model's ${model.config.text_max_position_embeddings} positions`,
+        `context length ${contextLength} is longer than the model's ` +
+          `${model.config.text_max_position_embeddings} positions`,
       );
     }
     this.name = `${name}:ctx${contextLength}`;

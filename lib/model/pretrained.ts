@@ -146,7 +146,8 @@ export async function addModel(file: string, options: AddModelOptions = {}): Pro
   const vocabFrom = vocab ?? (model.vocab !== undefined ? `${file} (inside)` : null);
   if (vocabFrom === null)
     options.onWarning?.(
-      `${name} has no vocabulary inside: commands that read text will need --vocab (register it again with --vocab vocab.txt to store one)`,
+      `${name} has no vocabulary inside: commands that read text will need --vocab (register it again with ` +
+        "--vocab vocab.txt to store one)",
     );
   return { name, path: out, sha256, vocab: vocabFrom, contextLength: model.contextLength, model };
 }

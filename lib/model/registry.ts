@@ -130,7 +130,8 @@ export interface ResolvedModel {
   path: string;
   /** The model's name when it was resolved by name. */
   name?: string;
-  /** "path": given as a file; "released"/"converted": a known checkpoint's .pt or safetensors; "registered": models add. */
+  /** "path": given as a file; "released"/"converted": a known checkpoint's .pt or safetensors;
+   * "registered": models add. */
   source: "path" | "released" | "converted" | "registered" | "folder";
   /** The registry entry of a known name. */
   entry?: RegistryEntry;
@@ -152,9 +153,15 @@ export function missingMessage(name: string, entry: RegistryEntry, home: string)
   const r = entry.released;
   const files = r ? [entry.file, ...r.files] : [entry.file];
   const where = r
-    ? ` The released weights are published from ${r.published} (its README links them as ${r.name}: ${r.url}); put the downloaded file in ${home} as ${r.files[0]}, or convert it once with \`vilref models add ${r.files[0]} --name ${name} --vocab vocab.txt\` (which writes ${entry.file} there with the vocabulary inside).`
+    ? ` The released weights are published from ${r.published} (its README links them as ${r.name}: ${r.url}); ` +
+      `put the downloaded file in ${home} as ${r.files[0]}, or convert it once with \`vilref models add ` +
+      `${r.files[0]} --name ${name} --vocab vocab.txt\` (which writes ${entry.file} there with the vocabulary ` +
+      "inside)."
     : ` Put ${entry.file} in ${home}.`;
-  return `model ${name} (${entry.description}): none of ${files.join(", ")} is in the model folder ${home}.${where} VILREF_HOME sets the folder; nothing is downloaded.`;
+  return (
+    `model ${name} (${entry.description}): none of ${files.join(", ")} is in the model folder ` +
+    `${home}.${where} VILREF_HOME sets the folder; nothing is downloaded.`
+  );
 }
 
 function isFile(p: string): boolean {
@@ -188,7 +195,8 @@ export function resolveModel(spec: string, options: { dir?: string } = {}): Reso
     const p = path.resolve(home, user.file);
     if (!isFile(p))
       throw new ModelNotFoundError(
-        `model ${spec}: registered in ${path.join(home, USER_REGISTRY_FILE)} as ${user.file}, but ${p} is missing; register it again with vilref models add`,
+        `model ${spec}: registered in ${path.join(home, USER_REGISTRY_FILE)} as ${user.file}, ` +
+          `but ${p} is missing; register it again with vilref models add`,
         spec,
         home,
       );
@@ -209,7 +217,9 @@ export function resolveModel(spec: string, options: { dir?: string } = {}): Reso
   const names = knownNames(home);
   const hint = presetNames().includes(spec) ? `; for random weights of that preset say preset:${spec}` : "";
   throw new ModelNotFoundError(
-    `unknown model name ${JSON.stringify(spec)}: no such checkpoint file, and not a known or registered model (known: ${names.join(", ")}; folder ${home}); give a .safetensors/.pt file, a name from \`vilref models list\`, or preset:<name>${hint}`,
+    `unknown model name ${JSON.stringify(spec)}: no such checkpoint file, ` +
+      `and not a known or registered model (known: ${names.join(", ")}; folder ${home}); ` +
+      `give a .safetensors/.pt file, a name from \`vilref models list\`, or preset:<name>${hint}`,
     spec,
     home,
   );

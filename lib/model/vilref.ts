@@ -91,7 +91,8 @@ export interface ModelMetadata {
   config: ModelConfig;
   /** Label names, in the order of any label vectors the model was trained with. */
   labels?: string[];
-  /** sha256 of the vocabulary file the text tower was trained with (of the text in the "vocab" entry when there is one). */
+  /** sha256 of the vocabulary file the text tower was trained with (of the text in the "vocab"
+   * entry when there is one). */
   vocab_sha256?: string;
   /** Tokens per text the model was trained with (the default context length of its tokenizer). */
   context_length?: number;
@@ -123,7 +124,8 @@ export interface PretrainedOptions extends ModelOptions {
   onWarning?: (message: string) => void;
 }
 
-/** A vocabulary's text as a checkpoint stores and hashes it: its tokens (Vocab.toText), whatever the file's BOM, CRs or spaces. */
+/** A vocabulary's text as a checkpoint stores and hashes it: its tokens (Vocab.toText), whatever
+ * the file's BOM, CRs or spaces. */
 export function canonicalVocabText(text: string): string {
   return Vocab.fromText(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).toText();
 }
@@ -202,7 +204,10 @@ export class ViLReF extends NativeResource {
     });
     if (headsGuessed)
       (options.onWarning ?? ((m: string) => process.emitWarning(m, { code: "VILREF_HEADS_GUESSED" })))(
-        `${path} has no config: its attention heads were guessed as the released 64-wide ones (vision_head_width 64, text_num_attention_heads ${config.text_num_attention_heads}); if the model was trained otherwise its features will be wrong — give the released config (--config / { config })`,
+        `${path} has no config: its attention heads were guessed as the released 64-wide ones ` +
+          `(vision_head_width 64, text_num_attention_heads ${config.text_num_attention_heads}); ` +
+          "if the model was trained otherwise its features will be wrong — give the released config (--config / " +
+          "{ config })",
       );
     const model = ViLReF.create(config, { device: options.device, dtype: options.dtype });
     model.labels = metadata.labels;
@@ -276,7 +281,8 @@ export class ViLReF extends NativeResource {
     return this.#native.encodeImages(images, parseOptions(encodeOptionsSchema, options));
   }
 
-  /** ids: [N, L] token ids (BigInt64Array or Int32Array), 0-padded → [N, embed_dim] (or text_hidden_size with features: "pre"). */
+  /** ids: [N, L] token ids (BigInt64Array or Int32Array), 0-padded → [N, embed_dim] (or
+   * text_hidden_size with features: "pre"). */
   async encodeTexts(
     ids: TensorData<BigInt64Array> | TensorData<Int32Array>,
     options: EncodeOptions = {},
@@ -377,7 +383,8 @@ export async function readCheckpoint(
     if (vocab !== undefined) {
       if (metadata.vocab_sha256 !== undefined && sha256Hex(vocab) !== metadata.vocab_sha256)
         throw new CheckpointError(
-          `${path}: its vocabulary's sha256 ${sha256Hex(vocab).slice(0, 12)}… is not the one it records (${metadata.vocab_sha256.slice(0, 12)}…): the file is damaged`,
+          `${path}: its vocabulary's sha256 ${sha256Hex(vocab).slice(0, 12)}… is not the one it records ` +
+            `(${metadata.vocab_sha256.slice(0, 12)}…): the file is damaged`,
         );
       metadata.vocab = vocab;
     }

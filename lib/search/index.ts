@@ -115,7 +115,8 @@ export async function searchIndex(
     throw new RangeError(`queries: expected [n, d] features, got shape [${queries.shape.join(", ")}]`);
   if (d !== ix.dim)
     throw new RangeError(
-      `${ix.file}: rows of ${ix.dim} features, but the queries have ${d}: the index was embedded with another model or feature kind (--features)`,
+      `${ix.file}: rows of ${ix.dim} features, but the queries have ${d}: ` +
+        "the index was embedded with another model or feature kind (--features)",
     );
   if (!(Number.isInteger(options.k) && options.k >= 1))
     throw new RangeError(`k: expected an integer ≥ 1, got ${options.k}`);

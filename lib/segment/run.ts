@@ -105,7 +105,8 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentReport> {
     progress(o.progress === undefined || o.progress === false ? false : { ...options, ...o.progress });
   const trained = await trainWithProgress(seg, train, o, bar);
   log(
-    `segment: trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s, final loss ${trained.finalLoss.toFixed(4)}; evaluating ${test.length} test images by sliding window`,
+    `segment: trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s, ` +
+      `final loss ${trained.finalLoss.toFixed(4)}; evaluating ${test.length} test images by sliding window`,
   );
   const stride = o.stride ?? tile >> 1;
   const evaluating = bar({ label: "segment: evaluating", unit: "img", total: test.length });
@@ -176,11 +177,13 @@ async function trainWithProgress(
 export function formatSegmentReport(r: SegmentReport): string {
   const f = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : "n/a");
   const row = (label: string, m: SegEvalResult["mean"]) =>
-    `${label.padEnd(22)} Dice ${f(m.dice)}  IoU ${f(m.iou)}  AUC ${f(m.auc)}  Se ${f(m.sensitivity)}  Sp ${f(m.specificity)}  Acc ${f(m.accuracy)}`;
+    `${label.padEnd(22)} Dice ${f(m.dice)}  IoU ${f(m.iou)}  AUC ${f(m.auc)}  Se ${f(m.sensitivity)}  Sp ` +
+    `${f(m.specificity)}  Acc ${f(m.accuracy)}`;
   return [
     `segmentation on ${r.test.images} test images, inside the field of view (threshold ${r.threshold}):`,
     row("mean over images", r.test.mean),
     row("all pixels pooled", r.test.pooled),
-    `training: ${r.training.steps} steps of ${r.training.batchSize} tiles of ${String(r.segmenter.tile)}² in ${(r.training.seconds / 60).toFixed(1)} min`,
+    `training: ${r.training.steps} steps of ${r.training.batchSize} tiles of ${String(r.segmenter.tile)}² in ` +
+      `${(r.training.seconds / 60).toFixed(1)} min`,
   ].join("\n");
 }

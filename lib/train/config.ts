@@ -73,7 +73,8 @@ const dataSchema = z
 
 const labelsSchema = z
   .object({
-    /** "rules": the expert rules on each report, on the fly; "manifest": the manifest's labels column; "file": a `vilref labels --out` file joined by id. */
+    /** "rules": the expert rules on each report, on the fly; "manifest": the manifest's labels column; "file": a
+     * `vilref labels --out` file joined by id. */
     source: z.enum(["rules", "manifest", "file"]).default("rules"),
     file: z.string().min(1).optional(),
     /** A rules file (default: the packaged zh-fundus.json). */
@@ -167,7 +168,8 @@ export const pretrainConfigSchema = z
         every: int(0).default(0),
         /** A prompts JSON (default: lib/eval/prompts/zh-fundus.json; the version-1 layout is read too). */
         prompts: z.string().min(1).optional(),
-        /** Multi-label zero-shot scoring: "relative" (positive prompts, centred over classes) or "contrast" (positive minus negative prompts); see lib/eval/zeroshot.ts. */
+        /** Multi-label zero-shot scoring: "relative" (positive prompts, centred over classes) or "contrast" (positive
+         * minus negative prompts); see lib/eval/zeroshot.ts. */
         scoring: z.enum(["relative", "contrast"]).default("relative"),
         ks: z.array(int(1)).min(1).default([1, 5, 10]),
         batchSize: int(1).default(64),
@@ -190,7 +192,8 @@ export const pretrainConfigSchema = z
     /** Multi-process runs (vilref pretrain --nproc N, or workers started by torchrun/srun). */
     dist: z
       .object({
-        /** Every collective and the rendezvous wait at most this long; it must cover an evaluation and a checkpoint on rank 0. */
+        /** Every collective and the rendezvous wait at most this long; it must cover an evaluation
+         * and a checkpoint on rank 0. */
         timeoutSeconds: z
           .number()
           .positive()

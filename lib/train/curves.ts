@@ -66,20 +66,23 @@ function panelSvg(p: Panel, x0: number, y0: number, W: number, H: number, xMax: 
     out.push(`<line x1="${X(fx)}" y1="${y0 + m.t}" x2="${X(fx)}" y2="${y0 + m.t + h}" stroke="#eee"/>`);
     out.push(`<line x1="${x0 + m.l}" y1="${Y(vy, yl)}" x2="${x0 + m.l + w}" y2="${Y(vy, yl)}" stroke="#eee"/>`);
     out.push(
-      `<text x="${X(fx)}" y="${y0 + m.t + h + 14}" font-size="10" text-anchor="middle" ${FONT}>${Math.round(fx)}</text>`,
+      `<text x="${X(fx)}" y="${y0 + m.t + h + 14}" font-size="10" text-anchor="middle" ` +
+        `${FONT}>${Math.round(fx)}</text>`,
     );
     out.push(
       `<text x="${x0 + m.l - 4}" y="${Y(vy, yl) + 3}" font-size="10" text-anchor="end" ${FONT}>${fmt(vy)}</text>`,
     );
     if (right.length > 0)
       out.push(
-        `<text x="${x0 + m.l + w + 4}" y="${Y(yr[0] + ((yr[1] - yr[0]) * k) / 4, yr) + 3}" font-size="10" ${FONT}>${fmt(yr[0] + ((yr[1] - yr[0]) * k) / 4)}</text>`,
+        `<text x="${x0 + m.l + w + 4}" y="${Y(yr[0] + ((yr[1] - yr[0]) * k) / 4, yr) + 3}" font-size="10" ` +
+          `${FONT}>${fmt(yr[0] + ((yr[1] - yr[0]) * k) / 4)}</text>`,
       );
   }
   out.push(`<text x="${x0 + m.l + w / 2}" y="${y0 + H - 6}" font-size="10" text-anchor="middle" ${FONT}>step</text>`);
   if (p.reference !== undefined)
     out.push(
-      `<line x1="${x0 + m.l}" y1="${Y(p.reference, yl)}" x2="${x0 + m.l + w}" y2="${Y(p.reference, yl)}" stroke="#999" stroke-dasharray="4 3"/>`,
+      `<line x1="${x0 + m.l}" y1="${Y(p.reference, yl)}" x2="${x0 + m.l + w}" y2="${Y(p.reference, yl)}" ` +
+        `stroke="#999" stroke-dasharray="4 3"/>`,
     );
   let lx = x0 + m.l + 16 + 8 * p.title.length;
   for (const s of p.series) {
@@ -91,10 +94,12 @@ function panelSvg(p: Panel, x0: number, y0: number, W: number, H: number, xMax: 
       out.push(`<circle cx="${pts[0]!.split(",")[0]}" cy="${pts[0]!.split(",")[1]}" r="3" fill="${s.colour}"/>`);
     else if (pts.length > 1)
       out.push(
-        `<polyline points="${pts.join(" ")}" fill="none" stroke="${s.colour}" stroke-width="${s.dashed ? 1 : 1.8}"${s.dashed ? ' stroke-dasharray="3 2"' : ""}/>`,
+        `<polyline points="${pts.join(" ")}" fill="none" stroke="${s.colour}" ` +
+          `stroke-width="${s.dashed ? 1 : 1.8}"${s.dashed ? ' stroke-dasharray="3 2"' : ""}/>`,
       );
     out.push(
-      `<rect x="${lx}" y="${y0 + 6}" width="10" height="10" fill="${s.colour}"/><text x="${lx + 14}" y="${y0 + 15}" font-size="10" ${FONT}>${esc(s.name)}${s.right ? " (right)" : ""}</text>`,
+      `<rect x="${lx}" y="${y0 + 6}" width="10" height="10" fill="${s.colour}"/><text x="${lx + 14}" ` +
+        `y="${y0 + 15}" font-size="10" ${FONT}>${esc(s.name)}${s.right ? " (right)" : ""}</text>`,
     );
     lx += 30 + 6.5 * s.name.length + (s.right ? 40 : 0);
   }
@@ -106,7 +111,11 @@ export function curvesSvg(panels: Panel[], title: string, width = 760, panelHeig
   const xMax = Math.max(1, ...panels.flatMap((p) => p.series.flatMap((s) => s.points.map((q) => q[0]))));
   const H = 28 + panels.length * panelHeight;
   const body = panels.map((p, i) => panelSvg(p, 0, 28 + i * panelHeight, width, panelHeight, xMax)).join("");
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${H}"><rect width="${width}" height="${H}" fill="#fff"/><text x="${width / 2}" y="18" font-size="14" text-anchor="middle" ${FONT}>${esc(title)}</text>${body}</svg>`;
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${H}"><rect width="${width}" height="${H}" ` +
+    `fill="#fff"/><text x="${width / 2}" y="18" font-size="14" text-anchor="middle" ` +
+    `${FONT}>${esc(title)}</text>${body}</svg>`
+  );
 }
 
 /** Trailing moving average over `window` points. */

@@ -152,7 +152,8 @@ export function readDistEnv(env: NodeJS.ProcessEnv = process.env): DistEnv {
   const masterAddr = env.MASTER_ADDR?.trim();
   if (!masterAddr)
     throw new RangeError(
-      `MASTER_ADDR is not set; a distributed worker needs ${DIST_VARIABLES.join(", ")} (torchrun's environment contract)`,
+      `MASTER_ADDR is not set; a distributed worker needs ${DIST_VARIABLES.join(", ")} (torchrun's environment ` +
+        "contract)",
     );
   const masterPort = intVar(env, "MASTER_PORT", 1, 65535);
   return { rank, worldSize, localRank, masterAddr, masterPort };

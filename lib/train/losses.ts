@@ -11,7 +11,8 @@ import { native } from "../native.js";
 import type { NativeLosses, TensorData } from "../native.js";
 
 export const wsclOptionFields = {
-  /** WSCL: pairs j ≠ i with label similarity ≥ threshold are false negatives, removed (1: the same label set). Default: 1. */
+  /** WSCL: pairs j ≠ i with label similarity ≥ threshold are false negatives, removed (1: the same
+   * label set). Default: 1. */
   threshold: z.number().min(0).max(1e9).default(1),
   /** WSCL: negative weights (1 − c)^gamma (0 with threshold > 1 is CLIP InfoNCE). Default: 1. */
   gamma: z.number().min(0).max(1e3).default(1),

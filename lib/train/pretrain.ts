@@ -473,7 +473,9 @@ function claimOutput(out: string, options: PretrainOptions, emit: (e: ProgressEv
     if (lock.stale)
       emit({
         kind: "notice",
-        message: `took over ${lock.file} from ${lock.replaced ? `pid ${lock.replaced.pid} (gone)` : "a run that is gone"}`,
+        message:
+          `took over ${lock.file} from ` +
+          `${lock.replaced ? `pid ${lock.replaced.pid} (gone)` : "a run that is gone"}`,
       });
     const cleaned = [out, path.join(out, "checkpoints"), path.join(out, "final")].flatMap((d) =>
       cleanTempFiles(d, { all: true }),
@@ -490,7 +492,8 @@ function claimOutput(out: string, options: PretrainOptions, emit: (e: ProgressEv
       emit({ kind: "notice", message: `overwriting the run in ${out} (${held.join(", ")})` });
     } else if (held.length && !options.resume)
       throw new Error(
-        `output ${out} holds a run (${held.join(", ")}): --resume continues it, --overwrite replaces it, or choose another output`,
+        `output ${out} holds a run (${held.join(", ")}): --resume continues it, --overwrite replaces it, ` +
+          "or choose another output",
       );
     else if (held.length && options.resume && listCheckpoints(out).length === 0) {
       if (existsSync(path.join(out, "final", "model.safetensors")))
@@ -638,11 +641,13 @@ async function buildModel(
     throw new RangeError(`text.vocab: ${vocab.size} tokens, but the model's vocab_size is ${model.config.vocab_size}`);
   if (config.text.contextLength > model.config.text_max_position_embeddings)
     throw new RangeError(
-      `text.contextLength: ${config.text.contextLength} is longer than the model's ${model.config.text_max_position_embeddings} positions (text_max_position_embeddings)`,
+      `text.contextLength: ${config.text.contextLength} is longer than the model's ` +
+        `${model.config.text_max_position_embeddings} positions (text_max_position_embeddings)`,
     );
   if (config.model.checkpoint && model.vocabSha256 && model.vocabSha256 !== vocabSha256)
     throw new Error(
-      `text.vocab: sha256 ${vocabSha256.slice(0, 12)}… is not the vocabulary ${config.model.checkpoint} was trained with (${model.vocabSha256.slice(0, 12)}…); give that vocabulary`,
+      `text.vocab: sha256 ${vocabSha256.slice(0, 12)}… is not the vocabulary ${config.model.checkpoint} was ` +
+        `trained with (${model.vocabSha256.slice(0, 12)}…); give that vocabulary`,
     );
   if (latest) {
     const { tensors } = await readCheckpoint(path.join(latest.path, "model.safetensors"));
@@ -697,7 +702,8 @@ async function openTrainLoader(
     );
   if (!train && resumed && (resumed.worldSize ?? 1) !== world)
     throw new RangeError(
-      `${latest!.path}: written by ${resumed.worldSize ?? 1} rank(s); a run over shards resumes with the same number (each rank reads its own shards), not ${world}`,
+      `${latest!.path}: written by ${resumed.worldSize ?? 1} rank(s); ` +
+        `a run over shards resumes with the same number (each rank reads its own shards), not ${world}`,
     );
   return { loader, trainCount };
 }
@@ -785,7 +791,8 @@ interface RunProgress {
 function toLocalPosition(p: Position, world: number, checkpoint: string): Position {
   if (p.index % world !== 0)
     throw new RangeError(
-      `${checkpoint}: its position (${p.index} samples into epoch ${p.epoch}) does not split over WORLD_SIZE=${world} ranks; resume with a world size that divides it`,
+      `${checkpoint}: its position (${p.index} samples into epoch ${p.epoch}) ` +
+        `does not split over WORLD_SIZE=${world} ranks; resume with a world size that divides it`,
     );
   return { epoch: p.epoch, index: p.index / world };
 }
@@ -872,7 +879,10 @@ async function trainBatch(run: PretrainRun, p: RunProgress, b: Batch): Promise<v
       const step = p.step;
       const shown = b.ids.slice(0, 8).join(", ") + (b.ids.length > 8 ? ", ..." : "");
       throw new NonFiniteLossError(
-        `stopped at step ${step}: ${p.consecutive} non-finite losses in a row; the last was batch ${step} (epoch ${b.start.epoch}, samples ${b.start.index}-${b.next.index - 1} of the epoch order; ids ${shown}); checkpoint ${p.lastCheckpoint}`,
+        `stopped at step ${step}: ${p.consecutive} non-finite losses in a row; ` +
+          `the last was batch ${step} (epoch ${b.start.epoch}, samples ` +
+          `${b.start.index}-${b.next.index - 1} of the epoch order; ids ${shown}); ` +
+          `checkpoint ${p.lastCheckpoint}`,
         step,
         { epoch: b.start.epoch, index: b.start.index, ids: b.ids },
         p.lastCheckpoint!,
@@ -908,7 +918,8 @@ async function trainSteps(run: PretrainRun, p: RunProgress): Promise<PretrainRes
       // every image of the batch was skipped (but one): with ranks, the others would wait for this one
       if (group)
         throw new Error(
-          `rank ${rank}: every image of batch ${p.step + 1} was skipped (see ${path.join(run.out, `skipped.rank-${rank}.log`)}); the ranks cannot continue in step`,
+          `rank ${rank}: every image of batch ${p.step + 1} was skipped (see ` +
+            `${path.join(run.out, `skipped.rank-${rank}.log`)}); the ranks cannot continue in step`,
         );
       continue;
     }

@@ -289,7 +289,10 @@ if (built) {
   log(`${built.builder}: ${dest} (${(report.bytes / 1048576).toFixed(1)} MiB) in ${report.seconds.toFixed(0)} s`);
 } else {
   log(
-    `no addon: ${JSON.stringify(report.attempts.map((a) => ({ builder: a.builder, failed: a.failed, errors: a.errors.slice(0, 4) })))}`,
+    "no addon: " +
+      JSON.stringify(
+        report.attempts.map((a) => ({ builder: a.builder, failed: a.failed, errors: a.errors.slice(0, 4) })),
+      ),
   );
 }
 const text = JSON.stringify(report, null, 2) + "\n";

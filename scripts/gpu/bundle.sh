@@ -49,7 +49,8 @@ if [ "$CHECK_ONLY" = 1 ]; then
   for f in node.xz modules.tar.xz dist.tar.xz; do
     [ -f "$OUT_DIR/$f" ] || { say "--check: $OUT_DIR/$f is missing"; exit 1; }
   done
-  mapfile -t PACKAGES < <(node -e 'for (const p of require(process.argv[1]).packages) console.log("node_modules/" + p)' "$OUT_DIR/manifest.json")
+  mapfile -t PACKAGES < <(node -e '
+    for (const p of require(process.argv[1]).packages) console.log("node_modules/" + p)' "$OUT_DIR/manifest.json")
 else
 # 1. Node (reused when the same binary was compressed at the same level before)
 NODE_BIN=$(readlink -f "$(command -v node)")
@@ -91,8 +92,8 @@ bundle_bytes=$(($(size node.xz) + $(size modules.tar.xz) + $(size dist.tar.xz)))
 total=$((tracked_bytes + bundle_bytes))
 limit=$((LIMIT_MIB * 1024 * 1024))
 
-[ "$CHECK_ONLY" = 1 ] || node - "$OUT_DIR/manifest.json" "$(node --version)" "$LEVEL" "$commit" "$dirty" "$tracked_bytes" \
-  "$(size node.xz)" "$(size modules.tar.xz)" "$(size dist.tar.xz)" "${PACKAGES[@]}" <<'EOF'
+[ "$CHECK_ONLY" = 1 ] || node - "$OUT_DIR/manifest.json" "$(node --version)" "$LEVEL" "$commit" "$dirty" \
+  "$tracked_bytes" "$(size node.xz)" "$(size modules.tar.xz)" "$(size dist.tar.xz)" "${PACKAGES[@]}" <<'EOF'
 const [file, nodeVersion, level, commit, dirty, tracked, nodeXz, modules, dist, ...packages] = process.argv.slice(2);
 const manifest = {
   format: 1,
@@ -101,7 +102,12 @@ const manifest = {
   xzLevel: Number(level),
   commit,
   uncommittedChanges: Number(dirty),
-  bytes: { tracked: Number(tracked), "node.xz": Number(nodeXz), "modules.tar.xz": Number(modules), "dist.tar.xz": Number(dist) },
+  bytes: {
+    tracked: Number(tracked),
+    "node.xz": Number(nodeXz),
+    "modules.tar.xz": Number(modules),
+    "dist.tar.xz": Number(dist),
+  },
   packages: packages.map((p) => p.replace(/^node_modules\//, "")),
 };
 require("node:fs").writeFileSync(file, JSON.stringify(manifest, null, 2) + "\n");

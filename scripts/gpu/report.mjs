@@ -112,7 +112,8 @@ const fmt = (x, d = 1) => (typeof x === "number" && Number.isFinite(x) ? x.toFix
 const md = [];
 const commit = results.bundle?.commit?.slice(0, 10) ?? "?";
 md.push(
-  `### GPU run (${mode === "cpu" ? "CPU dry run, toy sizes: not a measurement" : "scripts/gpu/run.sh"}), ${results.startedAt.slice(0, 10)}`,
+  `### GPU run (${mode === "cpu" ? "CPU dry run, toy sizes: not a measurement" : "scripts/gpu/run.sh"}), ` +
+    `${results.startedAt.slice(0, 10)}`,
   "",
   `${gpu ?? "no GPU"}; ${results.machine.cpus}; commit ${commit}; ${results.seconds} s in all.`,
   "",
@@ -121,13 +122,20 @@ const stageLine = STAGES.map((s) => `${s} ${stages[s].status}`).join(", ");
 md.push(`Stages: ${stageLine}.`, "");
 if (build) {
   md.push(
-    `Build: ${build.ok ? `${build.builder}, ${fmt(build.seconds, 0)} s, ${build.flavour}, c10d ${build.c10d ? "on" : "off"}${build.conservative ? ", conservative fallback" : ""}` : `failed (${build.attempts?.map((a) => `${a.builder}: ${a.failed?.join(" ") || a.stage}`).join("; ")})`}.`,
+    "Build: " +
+      (build.ok
+        ? `${build.builder}, ${fmt(build.seconds, 0)} s, ${build.flavour}, c10d ${build.c10d ? "on" : "off"}` +
+          `${build.conservative ? ", conservative fallback" : ""}`
+        : `failed (${build.attempts?.map((a) => `${a.builder}: ${a.failed?.join(" ") || a.stage}`).join("; ")})`) +
+      ".",
     "",
   );
 }
 if (stages.tests.passed !== undefined) {
   md.push(
-    `Tests (${mode === "cpu" ? "device cpu" : "device cuda"}): ${stages.tests.passed} passed, ${stages.tests.failed} failed, ${stages.tests.skipped} skipped.${stages.tests.failures.length ? ` Failed: ${stages.tests.failures.join("; ")}.` : ""}`,
+    `Tests (${mode === "cpu" ? "device cpu" : "device cuda"}): ${stages.tests.passed} passed, ` +
+      `${stages.tests.failed} failed, ${stages.tests.skipped} skipped.` +
+      `${stages.tests.failures.length ? ` Failed: ${stages.tests.failures.join("; ")}.` : ""}`,
     "",
   );
 }

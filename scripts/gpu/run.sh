@@ -107,7 +107,8 @@ unpack_node() {
 unpack_tree() {
   # the tracked sources the stages run (a copy: the work folder is a package root of its own)
   local p
-  for p in package.json ava.config.mjs bin lib native test bench scripts CMakeLists.txt tsconfig.json tsconfig.build.json; do
+  for p in package.json ava.config.mjs bin lib native test bench scripts CMakeLists.txt tsconfig.json \
+    tsconfig.build.json; do
     rm -rf "${WORK:?}/$p"
     cp -a "$ROOT/$p" "$WORK/$p" || return 1
   done
@@ -167,7 +168,8 @@ export ROOT WORK CARRY BUILD_MODE DEVICE PYTHON
   else
     echo "no nvidia-smi"
   fi
-  "$PYTHON" -c 'import torch; print("python torch", torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())' 2>&1 || true
+  "$PYTHON" -c 'import torch; print("python torch", torch.__version__, "cuda", torch.version.cuda,
+                                  "gpus", torch.cuda.device_count())' 2>&1 || true
 } >>"$LOG" 2>&1
 
 stage node 60 unpack_node && NODE="$WORK/.node/node"

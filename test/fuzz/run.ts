@@ -154,7 +154,8 @@ function runChunk(o: Options, from: number, to: number, report: Report): Promise
       const how = hung ? "hang" : "crash";
       const detail = hung
         ? `no answer within ${o.timeoutMs} ms`
-        : `worker exited (${signal ?? `code ${code}`})${stderr ? `: ${stderr.trim().split("\n").slice(-3).join(" | ")}` : ""}`;
+        : "worker exited " +
+          `(${signal ?? `code ${code}`})${stderr ? `: ${stderr.trim().split("\n").slice(-3).join(" | ")}` : ""}`;
       report(index, kind, current >= 0 ? how : "crash", detail);
       resolve({ resumeAt: index + 1, rss });
     });

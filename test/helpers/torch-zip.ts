@@ -229,7 +229,8 @@ export const py = {
   reduce: (callable: PyValue, ...args: PyValue[]) => new PyReduce(callable, new PyTuple(args)),
   float: (x: number) => new PyFloat(x),
   dict: (entries: Array<[PyValue, PyValue]>) => new PyDict(entries),
-  /** collections.OrderedDict(entries), optionally with instance state (e.g. `{ _metadata: ... }`) as torch state_dicts have. */
+  /** collections.OrderedDict(entries), optionally with instance state (e.g. `{ _metadata: ... }`)
+   * as torch state_dicts have. */
   orderedDict: (entries: Array<[PyValue, PyValue]>, state?: PyValue) =>
     new PyReduce(
       new PyGlobal("collections", "OrderedDict"),

@@ -51,7 +51,8 @@ export function requireColumn(t: Table, candidates: readonly string[], what: str
   const c = findColumn(t, candidates);
   if (c === undefined)
     throw new DatasetError(
-      `${t.file}: no ${what} column (looked for ${candidates.map((x) => JSON.stringify(x)).join(", ")}; columns: ${t.header.join(", ")})`,
+      `${t.file}: no ${what} column (looked for ${candidates.map((x) => JSON.stringify(x)).join(", ")}; ` +
+        `columns: ${t.header.join(", ")})`,
     );
   return c;
 }

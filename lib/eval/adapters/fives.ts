@@ -22,7 +22,8 @@ export function fives(root: string, options: { seed?: number } = {}): EvalDatase
     const target = m ? LETTER[m[2]!.toUpperCase()] : undefined;
     if (!m || target === undefined)
       throw new DatasetError(
-        `${f}: FIVES file names are <number>_<A|D|G|N>.png; cannot read the class from ${JSON.stringify(path.basename(f))}`,
+        `${f}: FIVES file names are <number>_<A|D|G|N>.png; cannot read the class from ` +
+          `${JSON.stringify(path.basename(f))}`,
       );
     const split = splitFromPath(path.relative(root, path.dirname(path.dirname(f))));
     const maskFile = path.join(path.dirname(path.dirname(f)), "Ground truth", path.basename(f));
@@ -37,7 +38,8 @@ export function fives(root: string, options: { seed?: number } = {}): EvalDatase
   const k = assignSplits(samples, options.seed ?? 0, { train: 0.8, val: 0.2 });
   if (k > 0)
     notes.push(
-      `no validation split in FIVES: ${samples.filter((s) => s.split === "val").length} of ${k} training images held out for validation (from the seed)`,
+      `no validation split in FIVES: ${samples.filter((s) => s.split === "val").length} of ${k} training ` +
+        "images held out for validation (from the seed)",
     );
   return {
     name: "fives",

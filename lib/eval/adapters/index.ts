@@ -36,7 +36,8 @@ export interface DatasetSpec {
 export const ADAPTERS: Readonly<Record<string, { description: string; load: (spec: DatasetSpec) => EvalDataset }>> = {
   manifest: {
     description:
-      "a vilref manifest (CSV/TSV/JSONL) or WebDataset shards: labels column (json labels) → multi-label, or target column (cls) + --classes",
+      "a vilref manifest (CSV/TSV/JSONL) or WebDataset shards: labels column (json labels) → multi-label, " +
+      "or target column (cls) + --classes",
     load: (s) =>
       manifestDataset(s.path, { ...(s.classes ? { classes: s.classes } : {}), ...(s.graded ? { graded: true } : {}) }),
   },
@@ -67,7 +68,8 @@ export const ADAPTERS: Readonly<Record<string, { description: string; load: (spe
   },
   refuge: {
     description:
-      "REFUGE: Glaucoma/Non-Glaucoma folders or an ImgName/Label(Glaucoma=1) CSV; Training400/Validation400/Test400 splits",
+      "REFUGE: Glaucoma/Non-Glaucoma folders or an ImgName/Label(Glaucoma=1) CSV; " +
+      "Training400/Validation400/Test400 splits",
     load: (s) => refuge(s.path, { ...(s.labels ? { labels: s.labels } : {}) }),
   },
 };

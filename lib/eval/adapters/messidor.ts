@@ -22,7 +22,8 @@ export function messidor(
     .filter((t) => options.labels || findColumn(t, IMAGE_COLUMNS) !== undefined);
   if (tables.length === 0)
     throw new DatasetError(
-      `messidor ${root}: no grade table (a CSV with one of the columns ${IMAGE_COLUMNS.join(", ")}; export the .xls sheets as CSV)`,
+      `messidor ${root}: no grade table (a CSV with one of the columns ${IMAGE_COLUMNS.join(", ")}; ` +
+        "export the .xls sheets as CSV)",
     );
   const images = imageIndex(root);
   const samples: EvalSample[] = [];

@@ -30,7 +30,8 @@ export function odir(root: string, options: { seed?: number; labels?: string } =
   const file = candidates.find((f) => findColumn(readTable(f), ["Left-Fundus"]) !== undefined);
   if (!file)
     throw new DatasetError(
-      `odir ${root}: no annotation CSV with a Left-Fundus column (export ODIR-5K's data.xlsx as CSV into the root, or give it with --labels)`,
+      `odir ${root}: no annotation CSV with a Left-Fundus column (export ODIR-5K's data.xlsx as CSV into the ` +
+        "root, or give it with --labels)",
     );
   const t = readTable(file);
   const idCol = requireColumn(t, ["ID"], "ID");

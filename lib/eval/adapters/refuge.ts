@@ -62,7 +62,8 @@ export function refuge(root: string, options: { labels?: string } = {}): EvalDat
   });
   if (samples.length === 0)
     throw new DatasetError(
-      `refuge ${root}: no image has a label (Glaucoma/Non-Glaucoma folders, or a CSV with ImgName and "Label(Glaucoma=1)")`,
+      `refuge ${root}: no image has a label (Glaucoma/Non-Glaucoma folders, ` +
+        `or a CSV with ImgName and "Label(Glaucoma=1)")`,
     );
   const notes =
     unlabeled.length > 0 ? [`${unlabeled.length} images without a label left out (first: ${unlabeled[0]})`] : [];

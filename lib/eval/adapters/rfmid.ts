@@ -85,7 +85,8 @@ export function rfmid(root: string): EvalDataset {
   );
   if (shared.length > 0)
     notes.push(
-      `zero-shot: ${shared.map(([a, id]) => `${a}→${id}`).join(", ")} share prompts (the taxonomy does not tell them apart)`,
+      `zero-shot: ${shared.map(([a, id]) => `${a}→${id}`).join(", ")} share prompts (the taxonomy does not ` +
+        "tell them apart)",
     );
   return {
     name: "rfmid",

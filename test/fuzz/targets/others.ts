@@ -105,7 +105,8 @@ function safetensorsCase(rng: Rng): FuzzCase {
   };
 }
 
-/** A tiny-vit state dict with a vilref metadata config: unchanged (must load), a field changed (must fail), deep JSON. */
+/** A tiny-vit state dict with a vilref metadata config: unchanged (must load), a field changed
+ * (must fail), deep JSON. */
 function modelCase(rng: Rng): FuzzCase {
   const config: Record<string, unknown> = { ...presetConfig("tiny-vit") };
   const file = "model.safetensors";
