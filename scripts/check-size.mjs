@@ -13,7 +13,7 @@
 // as part of the function around them; member functions defined inside a class count on their own.
 // No npm tool measures C++ function length without a C++ parser (clang-tidy's readability-function-size
 // needs a compile database and LibTorch's headers), hence the brace matcher here.
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
@@ -34,6 +34,7 @@ const root = dirname(dirname(fileURLToPath(import.meta.url)));
 function walk(dir, test) {
   /** @type {string[]} */
   let out = [];
+  if (!existsSync(dir)) return out;
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
     if (statSync(path).isDirectory()) out = out.concat(walk(path, test));

@@ -15,6 +15,7 @@ function tree(): string {
   const root = mkdtempSync(join(tmpdir(), "vilref-format-"));
   for (const d of ["scripts", "native", "lib", "docs"]) mkdirSync(join(root, d));
   copyFileSync(join(repo, "scripts", "check-format.mjs"), join(root, "scripts", "check-format.mjs"));
+  copyFileSync(join(repo, "scripts", "check-size.mjs"), join(root, "scripts", "check-size.mjs"));
   copyFileSync(join(repo, ".prettierrc.json"), join(root, ".prettierrc.json"));
   copyFileSync(join(repo, ".clang-format"), join(root, ".clang-format"));
   symlinkSync(join(repo, "node_modules"), join(root, "node_modules"));
