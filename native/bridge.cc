@@ -64,6 +64,14 @@ Napi::Error MakeJsError(Napi::Env env, ErrorKind kind, const std::string& messag
   }
 }
 
+std::string ShapeText(c10::IntArrayRef shape) {
+  std::ostringstream out;
+  out << '[';
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << ']';
+  return out.str();
+}
+
 namespace {
 
 struct ArrayKind {
@@ -106,14 +114,6 @@ std::string Describe(const Napi::Value& v) {
   if (v.IsBigInt()) return "a bigint";
   if (v.IsFunction()) return "a function";
   return "an object";
-}
-
-std::string ShapeText(const std::vector<int64_t>& shape) {
-  std::ostringstream out;
-  out << '[';
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << ']';
-  return out.str();
 }
 
 std::string ExpectedShapeText(const TensorSpec& spec) {

@@ -30,6 +30,9 @@ class BoundaryError : public std::exception {
 };
 
 [[noreturn]] void ThrowTypeError(const std::string& message);
+// A shape as error messages write it: "[2, 3]".
+std::string ShapeText(c10::IntArrayRef shape);
+
 [[noreturn]] void ThrowRangeError(const std::string& message);
 
 // Classifies an in-flight exception: BoundaryError keeps its kind, c10::Error gives its message

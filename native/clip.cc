@@ -77,12 +77,6 @@ ModelConfig ReadConfig(const Napi::Value& value) {
 
 std::vector<int64_t> Shape(const at::Tensor& t) { return std::vector<int64_t>(t.sizes().begin(), t.sizes().end()); }
 
-std::string ShapeText(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 // encode options { features: "projected" | "pre" } at info[index]: whether "pre".
 bool WantPreProjection(const Napi::CallbackInfo& info, size_t index) {
   auto o = ReadOptions(info[index], "options", "an object { features }");

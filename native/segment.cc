@@ -33,12 +33,6 @@ int64_t StemWidth(const SegmenterConfig& c, int64_t level) { return c.stemChanne
 
 bool IsBackbone(const std::string& name) { return name.rfind("visual.", 0) == 0; }
 
-std::string ShapeText(c10::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 }  // namespace
 
 SegmenterNet::SegmenterNet(const SegmenterConfig& c) : config(c) {
