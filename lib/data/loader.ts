@@ -29,34 +29,50 @@ import {
   type TransformOptions,
 } from "./transforms.js";
 
+/** The option fields the file loader and the shard loader (shard-loader.ts) share: batching and ranks. */
+export const batchFields = {
+  batchSize: z
+    .number()
+    .int()
+    .min(1)
+    .max(1 << 16),
+  seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+};
+/** Shared fields: this process's share of the data. */
+export const rankFields = {
+  rank: z.number().int().min(0).default(0),
+  worldSize: z.number().int().min(1).default(1),
+  dropLast: z.boolean().default(false),
+};
+/** Shared fields: decoding. */
+export const decodeFields = {
+  /** Batches prepared ahead of the one being consumed. */
+  prefetch: z.number().int().min(0).max(64).default(2),
+  /** Images decoding at once (default: 2 × cores). */
+  concurrency: z.number().int().min(1).max(1024).optional(),
+  transform: transformSchema.default(transformSchema.parse({})),
+  /** A bad image throws instead of being skipped. */
+  strict: z.boolean().default(false),
+};
+/** The shared check of `rank` against `worldSize`, and its error. */
+export const rankBelowWorld = (o: { rank: number; worldSize: number }): boolean => o.rank < o.worldSize;
+export const rankBelowWorldError = { message: "rank must be below worldSize", path: ["rank"] };
+
 export const loaderSchema = z
   .object({
-    batchSize: z
-      .number()
-      .int()
-      .min(1)
-      .max(1 << 16),
-    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+    ...batchFields,
     shuffle: z.boolean().default(true),
-    rank: z.number().int().min(0).default(0),
-    worldSize: z.number().int().min(1).default(1),
-    dropLast: z.boolean().default(false),
+    ...rankFields,
     /**
      * Equal shard lengths across ranks (needed when every rank must take the same number of steps):
      * "pad" repeats samples from the start of the order, "drop" leaves the remainder out; false:
      * shards differ by at most one sample and every sample is used exactly once.
      */
     evenShards: z.union([z.literal(false), z.literal("pad"), z.literal("drop")]).default(false),
-    /** Batches prepared ahead of the one being consumed. */
-    prefetch: z.number().int().min(0).max(64).default(2),
-    /** Images decoding at once (default: 2 × cores). */
-    concurrency: z.number().int().min(1).max(1024).optional(),
-    transform: transformSchema.default(transformSchema.parse({})),
-    /** A bad image throws instead of being skipped. */
-    strict: z.boolean().default(false),
+    ...decodeFields,
   })
   .strict()
-  .refine((o) => o.rank < o.worldSize, { message: "rank must be below worldSize", path: ["rank"] });
+  .refine(rankBelowWorld, rankBelowWorldError);
 
 export type LoaderOptions = Omit<z.input<typeof loaderSchema>, "transform"> & {
   transform?: TransformOptions;

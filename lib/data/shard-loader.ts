@@ -24,7 +24,15 @@ import path from "node:path";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
 import type { Position, Batch, LoaderStats, BatchItem } from "./loader.js";
-import { decodeBatch, Slots } from "./loader.js";
+import {
+  batchFields,
+  decodeBatch,
+  decodeFields,
+  rankBelowWorld,
+  rankBelowWorldError,
+  rankFields,
+  Slots,
+} from "./loader.js";
 import type { Sample } from "./manifest.js";
 import { hashSeed, mulberry32, permutation, type Rng } from "./rng.js";
 import {
@@ -39,32 +47,22 @@ import {
   type ShardProblem,
 } from "./shards.js";
 import { TarReader } from "./tar.js";
-import { parseTransform, sampleSeed, transformSchema, type Transform, type TransformOptions } from "./transforms.js";
+import { parseTransform, sampleSeed, type Transform, type TransformOptions } from "./transforms.js";
 
 export const shardLoaderSchema = z
   .object({
-    batchSize: z
-      .number()
-      .int()
-      .min(1)
-      .max(1 << 16),
-    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+    ...batchFields,
     /** Shuffle shard order and samples (false: shards and samples in the order given). */
     shuffle: z.boolean().default(true),
     /** Samples in the shuffle buffer (encoded images held in memory). */
     bufferSize: z.number().int().min(1).max(1_000_000).default(2000),
-    rank: z.number().int().min(0).default(0),
-    worldSize: z.number().int().min(1).default(1),
-    dropLast: z.boolean().default(false),
+    ...rankFields,
     /** "drop": every rank takes the same number of samples each epoch (see the module comment). */
     evenShards: z.union([z.literal(false), z.literal("drop")]).default(false),
-    prefetch: z.number().int().min(0).max(64).default(2),
-    concurrency: z.number().int().min(1).max(1024).optional(),
-    transform: transformSchema.default(transformSchema.parse({})),
-    strict: z.boolean().default(false),
+    ...decodeFields,
   })
   .strict()
-  .refine((o) => o.rank < o.worldSize, { message: "rank must be below worldSize", path: ["rank"] });
+  .refine(rankBelowWorld, rankBelowWorldError);
 
 export type ShardLoaderOptions = Omit<z.input<typeof shardLoaderSchema>, "transform"> & {
   transform?: TransformOptions;
