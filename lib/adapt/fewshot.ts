@@ -133,6 +133,7 @@ async function classText(ds: EvalDataset, encodeText: TextEncodeFn, d: number, p
   return { ds: restricted, feats, notes };
 }
 
+/** The samples' targets over the dataset's classes (multi-label rows or class indices). */
 export function targetsOf(ds: EvalDataset, samples: readonly EvalSample[]): Targets {
   return ds.task === "multilabel"
     ? { kind: "multilabel", y: multiLabelTargets(samples, ds.classes.length) }
@@ -262,12 +263,16 @@ function softmaxRows(logits: Float32Array, n: number, C: number): Float64Array {
  * the metrics score them: multi-label, the sigmoid of each logit (a class is predicted at 0.5, i.e.
  * logit 0); single-label, the softmax probabilities.
  */
-export function logitTable(ds: EvalDataset, samples: readonly EvalSample[], logits: Float32Array): ScoreTable {
+export function logitTable(
+  ds: EvalDataset,
+  e: { samples: readonly EvalSample[]; targets: Targets },
+  logits: Float32Array,
+): ScoreTable {
+  const { samples, targets: t } = e;
   const n = samples.length;
   const C = ds.classes.length;
   if (logits.length !== n * C) throw new RangeError(`logits: expected ${n}×${C} values, got ${logits.length}`);
   const rows = { ids: samples.map((s) => s.id), images: samples.map((s) => s.image), classes: ds.classes };
-  const t = targetsOf(ds, samples);
   if (t.kind === "multilabel") {
     const scores = Float64Array.from(logits, (z) => 1 / (1 + Math.exp(-z)));
     return { ...rows, scores, multiLabel: true, threshold: 0.5, gold: goldLabels(ds.classes, n, { y: t.y }) };
@@ -348,7 +353,7 @@ export async function fewShotAdapter(
     overSeeds: seedSummary(seeds.map((s) => s.testAuc)),
     zeroShotAuc,
     notes: [...ds.notes, ...notes, ...report.notes],
-    predictions: logitTable(ds, test.samples, first!),
+    predictions: logitTable(ds, test, first!),
   };
   if (o.patient) {
     const agg = aggregatePatients(ds, test.samples, first!, o.patient);

@@ -16,7 +16,7 @@ import type { BatchSource } from "../finetune/train.js";
 import type { ViLReF } from "../model/vilref.js";
 import type { Targets } from "./adapters.js";
 import type { ScoreTable } from "../eval/predictions.js";
-import { logitTable, reportLogits } from "./fewshot.js";
+import { logitTable, reportLogits, targetsOf } from "./fewshot.js";
 import type { SeedResult } from "./fewshot.js";
 import { Lora } from "./lora.js";
 import type { LoraTargetGroup } from "./lora.js";
@@ -101,11 +101,6 @@ function source(
   };
 }
 
-const targetsOf = (ds: EvalDataset, s: readonly EvalSample[]): Targets =>
-  ds.task === "multilabel"
-    ? { kind: "multilabel", y: multiLabelTargets(s, ds.classes.length) }
-    : { kind: "single", t: classTargets(s, ds.classes.length) };
-
 /** The few-shot protocol with LoRA (see the file header). */
 export async function loraFewShot(model: ViLReF, ds: EvalDataset, o: LoraFewShotOptions): Promise<LoraFewShotResult> {
   const split = { train: o.splits?.train ?? "train", val: o.splits?.val ?? "val", test: o.splits?.test ?? "test" };
@@ -152,7 +147,8 @@ export async function loraFewShot(model: ViLReF, ds: EvalDataset, o: LoraFewShot
     }
   }
   const boot = { resamples: o.resamples ?? 1000, seed: o.seed ?? 0, level: o.level ?? 0.95 };
-  const report = reportLogits(ds, first!.logits, { n: test.length, targets: targetsOf(ds, test) }, boot);
+  const targets = targetsOf(ds, test);
+  const report = reportLogits(ds, first!.logits, { n: test.length, targets }, boot);
   const backbone = model
     .parameters()
     .filter((p) => p.name.startsWith("visual."))
@@ -167,7 +163,7 @@ export async function loraFewShot(model: ViLReF, ds: EvalDataset, o: LoraFewShot
     trainableParameters: first!.trainable,
     backboneParameters: backbone,
     notes: [...ds.notes, ...report.notes],
-    predictions: logitTable(ds, test, first!.logits),
+    predictions: logitTable(ds, { samples: test, targets }, first!.logits),
   };
   if (o.patient) {
     const agg = aggregatePatients(ds, test, first!.logits, o.patient);
