@@ -74,11 +74,14 @@ export const loaderSchema = z
   .strict()
   .refine(rankBelowWorld, rankBelowWorldError);
 
-export type LoaderOptions = Omit<z.input<typeof loaderSchema>, "transform"> & {
+/** What both loaders take beside their schema's fields: a typed transform and where problems go. */
+export interface DecodeExtras {
   transform?: TransformOptions;
-  /** Where skipped images are reported: a file to append lines to, or a function. */
+  /** Where skipped images (and shard problems) are reported: a file to append lines to, or a function. */
   log?: string | ((line: string) => void);
-};
+}
+
+export type LoaderOptions = Omit<z.input<typeof loaderSchema>, "transform"> & DecodeExtras;
 
 export interface Position {
   epoch: number;

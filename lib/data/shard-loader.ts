@@ -23,7 +23,7 @@ import { cpus } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
-import type { Position, Batch, LoaderStats, BatchItem } from "./loader.js";
+import type { Position, Batch, LoaderStats, BatchItem, DecodeExtras } from "./loader.js";
 import {
   batchFields,
   decodeBatch,
@@ -64,13 +64,11 @@ export const shardLoaderSchema = z
   .strict()
   .refine(rankBelowWorld, rankBelowWorldError);
 
-export type ShardLoaderOptions = Omit<z.input<typeof shardLoaderSchema>, "transform"> & {
-  transform?: TransformOptions;
-  /** Where skipped samples and shard problems are reported: a file to append lines to, or a function. */
-  log?: string | ((line: string) => void);
-  /** Called on each sample before it is decoded (e.g. to label its report). */
-  prepare?: (sample: Sample) => void;
-};
+export type ShardLoaderOptions = Omit<z.input<typeof shardLoaderSchema>, "transform"> &
+  DecodeExtras & {
+    /** Called on each sample before it is decoded (e.g. to label its report). */
+    prepare?: (sample: Sample) => void;
+  };
 
 export interface ShardLoaderStats extends LoaderStats {
   /** Shard-level and sample-level problems reported (missing shards, truncated tars, samples without an image). */
