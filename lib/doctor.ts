@@ -40,7 +40,7 @@ export function classifyBlas(info: NativeBlasInfo, torchConfig = ""): BlasReport
         "openblas-pthread",
         detail,
         "OpenBLAS is the pthread build: its threads fight LibTorch's OpenMP pool and the ViT runs 1.3-3x " +
-          "slower. On Debian: apt-get install libopenblas0-openmp && apt-get remove libopenblas0-pthread",
+          `slower. On Debian: apt-get install libopenblas0-openmp, then ${openmpAlternatives(libraries)}`,
       );
     }
     return make(
@@ -66,6 +66,19 @@ export function classifyBlas(info: NativeBlasInfo, torchConfig = ""): BlasReport
   const staticBlas = /BLAS_INFO=(\w+)/.exec(torchConfig)?.[1];
   if (staticBlas) return make(/mkl/i.test(staticBlas) ? "mkl" : "other", `${staticBlas}, linked into LibTorch`);
   return make("unknown", "no BLAS library is mapped and LibTorch names none");
+}
+
+/**
+ * The Debian commands that point the BLAS alternatives at the OpenMP build. Installing it is not
+ * enough once the pthread build is there (pulled in by python3-scipy or -sklearn, say): the pthread
+ * build's alternatives have the higher priority, and removing it can remove what depends on it.
+ */
+export function openmpAlternatives(libraries: readonly string[]): string {
+  const triplet = libraries.map((p) => /\/usr\/lib\/([^/]+)\/openblas-pthread\//.exec(p)?.[1]).find(Boolean);
+  const arch = triplet ?? "x86_64-linux-gnu";
+  const set = (name: string) => `update-alternatives --set ${name}-${arch} /usr/lib/${arch}/openblas-openmp/${name}`;
+  const commands = ["libblas.so.3", "liblapack.so.3", "libopenblas.so.0"].map(set).join(" && ");
+  return `point the alternatives at it (the pthread build has the higher priority): ${commands}`;
 }
 
 export interface DoctorReport {

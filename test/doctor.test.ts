@@ -23,6 +23,19 @@ test("BLAS verdicts: OpenMP OpenBLAS is fine; pthread, sequential and reference 
   });
   t.is(pthread.kind, "openblas-pthread");
   t.regex(pthread.warning ?? "", /pthread build.*libopenblas0-openmp/);
+  // the fix that works with the pthread build still installed: the alternatives, for this library's architecture
+  for (const name of ["libblas.so.3", "liblapack.so.3", "libopenblas.so.0"])
+    t.true(
+      pthread.warning!.includes(
+        `update-alternatives --set ${name}-x86_64-linux-gnu /usr/lib/x86_64-linux-gnu/openblas-openmp/${name}`,
+      ),
+      name,
+    );
+  const arm = classifyBlas({
+    libraries: [lib("/usr/lib/aarch64-linux-gnu/openblas-pthread/libblas.so.3")],
+    openblasParallel: "pthread",
+  });
+  t.regex(arm.warning ?? "", /--set libblas\.so\.3-aarch64-linux-gnu \/usr\/lib\/aarch64-linux-gnu\/openblas-openmp\//);
   t.is(classifyBlas({ libraries: [], openblasParallel: "sequential" }).kind, "openblas-sequential");
   const reference = classifyBlas({ libraries: [lib("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3")] });
   t.is(reference.kind, "reference");
