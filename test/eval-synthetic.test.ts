@@ -1,5 +1,5 @@
 // End to end on synthetic fundus data with the demo's model (preset demo-rn128, WSCL + queue)
-// pre-trained once here on a short budget (300 steps of 32 on 600 pairs; the full demo runs 1,400
+// pre-trained once here on a short budget (200 steps of 32 on 600 pairs; the full demo runs 1,400
 // steps on 1,500), shared by every test of this file:
 // - zero-shot and the linear probe through `vilref eval` beat chance by a clear margin, CIs included,
 //   and the probe on frozen pre-projection features is at least as good as zero-shot;
@@ -70,9 +70,9 @@ test.before(async () => {
     model: { preset: "demo-rn128" },
     data: { train: path.join(root, "train", "manifest.jsonl"), augment: { scale: [0.8, 1], hflip: 0.5 } },
     batchSize: 32,
-    steps: 300,
+    steps: 200,
     text: { contextLength: 64, vocabSize: 1000 },
-    schedule: { lr: 1e-3, warmupSteps: 50, minLr: 5e-5 },
+    schedule: { lr: 1e-3, warmupSteps: 40, minLr: 5e-5 },
     loss: "wscl",
     queue: { size: 256 },
     momentum: 0.99,
