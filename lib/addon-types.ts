@@ -382,25 +382,44 @@ export interface NativeDist {
   ProcessGroup: NativeProcessGroupConstructor;
 }
 
-/** How native/jpeg.cc renders one JPEG (geometry in source pixels; width/height 0: the whole image). */
-export interface JpegDecodeOptions {
-  size: number;
-  left?: number;
-  top?: number;
-  width?: number;
-  height?: number;
-  flip?: boolean;
-  /** Decode at a reduced DCT scale (M/8) when the output allows (default true). */
-  shrink?: boolean;
-  brightness?: number;
-  contrast?: number;
-  saturation?: number;
+/**
+ * Where and how native/jpeg.cc takes its pixels (lib/data/jpeg.ts's WHOLE_IMAGE gives each field's
+ * neutral value; the addon requires every key). Geometry in source pixels.
+ */
+export interface JpegGeometry {
+  left: number;
+  top: number;
+  /** The crop's width and height; both 0: the whole image. */
+  width: number;
+  height: number;
+  flip: boolean;
+  /** Decode at a reduced DCT scale (M/8) when the output allows. */
+  shrink: boolean;
+  /** The resize: native/resample.h's kernel or LibTorch's _upsample_bicubic2d_aa (the same filter). */
+  resampler: "native" | "libtorch";
+}
+
+/** The colour jitter (lib/data/jpeg.ts's NO_JITTER: none). */
+export interface JpegJitter {
+  brightness: number;
+  contrast: number;
+  saturation: number;
   /** Jitter order: a permutation of 0 (brightness), 1 (contrast), 2 (saturation). */
-  order?: [number, number, number];
-  /** The resize: native/resample.h's kernel (default) or LibTorch's _upsample_bicubic2d_aa (the same filter). */
-  resampler?: "native" | "libtorch";
+  order: [number, number, number];
+}
+
+/** How native/jpeg.cc renders one JPEG into a batch. */
+export interface JpegDecodeOptions extends JpegGeometry, JpegJitter {
+  size: number;
   /** 3 × 256 floats: 8-bit value → normalised value, per channel (lib/data/transforms.ts normTable). */
   table: Float32Array;
+}
+
+/** The packer's resize: the geometry, the output size and the JPEG quality. */
+export interface JpegResizeOptions extends JpegGeometry {
+  outWidth: number;
+  outHeight: number;
+  quality: number;
 }
 
 /**
@@ -461,27 +480,11 @@ export interface NativeJpeg {
   /**
    * Decodes (at the DCT scale that covers the output), crops left/top/width/height (source pixels;
    * none: the whole image), resizes to outWidth×outHeight (antialiased bicubic) and encodes a JPEG
-   * (4:2:0, `quality`, default 90): the packer's resize.
+   * (4:2:0, `quality`): the packer's resize.
    */
-  resize(
-    bytes: Uint8Array,
-    options: {
-      outWidth: number;
-      outHeight: number;
-      quality?: number;
-      left?: number;
-      top?: number;
-      width?: number;
-      height?: number;
-      shrink?: boolean;
-      resampler?: "native" | "libtorch";
-    },
-  ): Promise<JpegDecodeResult>;
+  resize(bytes: Uint8Array, options: JpegResizeOptions): Promise<JpegDecodeResult>;
   /** The native colour jitter on interleaved RGB, in place (for tests against the JS one). */
-  jitter(
-    rgb: Uint8Array,
-    plan: { brightness: number; contrast: number; saturation: number; order: [number, number, number] },
-  ): void;
+  jitter(rgb: Uint8Array, plan: JpegJitter): void;
 }
 
 export interface NativeDebug {

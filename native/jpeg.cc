@@ -384,45 +384,43 @@ class DecodeTask : public Task {
 
 #endif  // VILREF_WITH_TURBOJPEG
 
-// options[key]: `fallback` when undefined (these per-image options are optional), else a finite
-// number in [lo, hi] (bridge.h's strict reader, whose errors name `options.<key>`).
-static double OptionalNumber(const Napi::Object& o, const char* key, double fallback, double lo, double hi) {
-  return o.Get(key).IsUndefined() ? fallback : ReadNumber(o, "options", key, lo, hi);
+// The plan's fields are read as lib/data/jpeg.ts builds them: every key present (WHOLE_IMAGE and
+// NO_JITTER fill what a caller does not set), each with bridge.h's strict readers, whose errors name
+// `options.<key>`.
+
+// The crop rectangle (source pixels; width and height 0: the whole image), the mirror, the DCT
+// scaling and the resampler: what decodeInto and resize share.
+static void ReadGeometry(const Napi::Object& o, JpegPlan& p) {
+  p.left = ReadNumber(o, "options", "left", -1e9, 1e9);
+  p.top = ReadNumber(o, "options", "top", -1e9, 1e9);
+  p.width = ReadNumber(o, "options", "width", 0, 1e9);
+  p.height = ReadNumber(o, "options", "height", 0, 1e9);
+  if ((p.width > 0) != (p.height > 0)) ThrowRangeError("options.width/height: give both or neither");
+  p.flip = ReadBool(o, "options", "flip");
+  p.shrink = ReadBool(o, "options", "shrink");
+  p.torchResize = ReadEnumName(o, "options", "resampler", {"native", "libtorch"}) == "libtorch";
 }
 
-// The plan from the options object; every error names `options.<key>`.
+// The colour jitter: three factors (1: none) and the order they apply in.
+static void ReadJitter(const Napi::Object& o, JitterPlan& j) {
+  j.brightness = static_cast<float>(ReadNumber(o, "options", "brightness", 0, 16));
+  j.contrast = static_cast<float>(ReadNumber(o, "options", "contrast", 0, 16));
+  j.saturation = static_cast<float>(ReadNumber(o, "options", "saturation", 0, 16));
+  const std::vector<int64_t> order = ReadIntArray(o, "options", "order", 0, 2);
+  int seen = 0;
+  for (size_t i = 0; i < order.size() && i < 3; i++) {
+    j.order[i] = static_cast<int>(order[i]);
+    seen |= 1 << j.order[i];
+  }
+  if (order.size() != 3 || seen != 7) ThrowRangeError("options.order: expected a permutation of [0, 1, 2]");
+}
+
+// decodeInto's plan: the output side, the geometry and the jitter.
 static JpegPlan ReadPlan(const Napi::Object& o) {
   JpegPlan p;
-  p.size = static_cast<int>(OptionalNumber(o, "size", 224, 8, 4096));
-  if (p.size != OptionalNumber(o, "size", 224, 8, 4096)) ThrowTypeError("options.size: expected an integer");
-  p.left = OptionalNumber(o, "left", 0, -1e9, 1e9);
-  p.top = OptionalNumber(o, "top", 0, -1e9, 1e9);
-  p.width = OptionalNumber(o, "width", 0, 0, 1e9);
-  p.height = OptionalNumber(o, "height", 0, 0, 1e9);
-  if ((p.width > 0) != (p.height > 0)) ThrowRangeError("options.width/height: give both or neither");
-  Napi::Value flip = o.Get("flip"), shrink = o.Get("shrink");
-  p.flip = flip.IsBoolean() && flip.As<Napi::Boolean>().Value();
-  Napi::Value resampler = o.Get("resampler");
-  if (!resampler.IsUndefined()) {
-    const std::string r = resampler.IsString() ? resampler.As<Napi::String>().Utf8Value() : "";
-    if (r != "native" && r != "libtorch") ThrowTypeError("options.resampler: expected \"native\" or \"libtorch\"");
-    p.torchResize = r == "libtorch";
-  }
-  p.shrink = !shrink.IsBoolean() || shrink.As<Napi::Boolean>().Value();
-  p.jitter.brightness = static_cast<float>(OptionalNumber(o, "brightness", 1, 0, 16));
-  p.jitter.contrast = static_cast<float>(OptionalNumber(o, "contrast", 1, 0, 16));
-  p.jitter.saturation = static_cast<float>(OptionalNumber(o, "saturation", 1, 0, 16));
-  Napi::Value order = o.Get("order");
-  if (!order.IsUndefined()) {
-    if (!order.IsArray() || order.As<Napi::Array>().Length() != 3)
-      ThrowTypeError("options.order: expected a permutation of [0, 1, 2]");
-    int seen = 0;
-    for (uint32_t i = 0; i < 3; i++) {
-      p.jitter.order[i] = static_cast<int>(ReadInteger(order.As<Napi::Array>().Get(i), "options.order[i]", 0, 2));
-      seen |= 1 << p.jitter.order[i];
-    }
-    if (seen != 7) ThrowRangeError("options.order: expected a permutation of [0, 1, 2]");
-  }
+  p.size = static_cast<int>(ReadInt(o, "options", "size", 8, 4096));
+  ReadGeometry(o, p);
+  ReadJitter(o, p.jitter);
   return p;
 }
 
@@ -499,11 +497,11 @@ Napi::Value ResizeJs(const Napi::CallbackInfo& info) {
     auto bytes = info[0].As<Napi::Uint8Array>();
     if (bytes.ByteLength() == 0) ThrowRangeError("bytes: empty");
     Napi::Object o = info[1].As<Napi::Object>();
-    JpegPlan plan = ReadPlan(o);
-    plan.outWidth = static_cast<int>(ReadInteger(o.Get("outWidth"), "options.outWidth", 1, 16384));
-    plan.outHeight = static_cast<int>(ReadInteger(o.Get("outHeight"), "options.outHeight", 1, 16384));
-    if (!o.Get("quality").IsUndefined())
-      plan.quality = static_cast<int>(ReadInteger(o.Get("quality"), "options.quality", 1, 100));
+    JpegPlan plan;
+    ReadGeometry(o, plan);
+    plan.outWidth = static_cast<int>(ReadInt(o, "options", "outWidth", 1, 16384));
+    plan.outHeight = static_cast<int>(ReadInt(o, "options", "outHeight", 1, 16384));
+    plan.quality = static_cast<int>(ReadInt(o, "options", "quality", 1, 100));
 #ifdef VILREF_WITH_TURBOJPEG
     return RunAsync(
         env, std::make_unique<DecodeTask>(Napi::Persistent(bytes.As<Napi::Object>()), Napi::ObjectReference(),
@@ -542,7 +540,8 @@ Napi::Value JitterJs(const Napi::CallbackInfo& info) {
     if (!info[1].IsObject()) ThrowTypeError("plan: expected an object");
     uint8_t* rgb = info[0].As<Napi::Uint8Array>().Data();
     const size_t bytes = info[0].As<Napi::Uint8Array>().ByteLength();
-    JpegPlan plan = ReadPlan(info[1].As<Napi::Object>());
+    JpegPlan plan;
+    ReadJitter(info[1].As<Napi::Object>(), plan.jitter);
     const int64_t n = static_cast<int64_t>(bytes / 3);
     std::vector<uint8_t> planes(3 * n);
     for (int64_t i = 0; i < n; i++)

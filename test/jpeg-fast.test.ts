@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { native } from "../lib/native.js";
-import { inspectJpeg, jpegFastPath } from "../lib/data/jpeg.js";
+import { inspectJpeg, jpegFastPath, NO_JITTER, WHOLE_IMAGE } from "../lib/data/jpeg.js";
 import { Loader } from "../lib/data/loader.js";
 import { samplesFromFiles } from "../lib/data/manifest.js";
 import {
@@ -117,6 +117,8 @@ test("the resize kernel computes LibTorch's _upsample_bicubic2d_aa (within a rou
       const w = Math.round(side * rng.uniform(0.6, 1));
       const h = Math.round(side * rng.uniform(0.6, 1));
       const plan = {
+        ...WHOLE_IMAGE,
+        ...NO_JITTER,
         size: S,
         table,
         left: rng.int(0, side - w),
@@ -134,8 +136,14 @@ test("the resize kernel computes LibTorch's _upsample_bicubic2d_aa (within a rou
     }
   }
   const jpg = await fundusJpeg(1024, 9);
-  const a = await jpeg.resize(jpg, { outWidth: 300, outHeight: 260, quality: 95 });
-  const b = await jpeg.resize(jpg, { outWidth: 300, outHeight: 260, quality: 95, resampler: "libtorch" });
+  const a = await jpeg.resize(jpg, { ...WHOLE_IMAGE, outWidth: 300, outHeight: 260, quality: 95 });
+  const b = await jpeg.resize(jpg, {
+    ...WHOLE_IMAGE,
+    outWidth: 300,
+    outHeight: 260,
+    quality: 95,
+    resampler: "libtorch",
+  });
   const ra = await sharp(a.data!).raw().toBuffer();
   const rb = await sharp(b.data!).raw().toBuffer();
   let max = 0;
@@ -285,33 +293,60 @@ test("bad arguments to the native decoder are TypeErrors and RangeErrors naming 
   const jpg = await fundusJpeg(64, 1);
   const table = normTable(CLIP_MEAN, CLIP_STD);
   const out = new Float32Array(3 * 16 * 16);
-  await t.throwsAsync(jpeg.decodeInto(42 as never, out, 0, { size: 16, table }), {
+  const plan16 = { ...WHOLE_IMAGE, ...NO_JITTER, size: 16, table };
+  await t.throwsAsync(jpeg.decodeInto(42 as never, out, 0, plan16), {
     instanceOf: TypeError,
     message: /src/,
   });
-  await t.throwsAsync(jpeg.decodeInto("", out, 0, { size: 16, table }), { instanceOf: TypeError, message: /src/ });
-  await t.throwsAsync(jpeg.decodeInto(new Uint8Array(0), out, 0, { size: 16, table }), {
+  await t.throwsAsync(jpeg.decodeInto("", out, 0, plan16), {
+    instanceOf: TypeError,
+    message: /src/,
+  });
+  await t.throwsAsync(jpeg.decodeInto(new Uint8Array(0), out, 0, plan16), {
     instanceOf: RangeError,
     message: /src/,
   });
-  await t.throwsAsync(jpeg.decodeInto(jpg, new Float64Array(4) as never, 0, { size: 16, table }), {
+  await t.throwsAsync(jpeg.decodeInto(jpg, new Float64Array(4) as never, 0, plan16), {
     instanceOf: TypeError,
     message: /out/,
   });
-  await t.throwsAsync(jpeg.decodeInto(jpg, out, 1, { size: 16, table }), { instanceOf: RangeError, message: /out/ });
-  await t.throwsAsync(jpeg.decodeInto(jpg, out, 0, { size: 16, table: new Float32Array(3) }), {
+  await t.throwsAsync(jpeg.decodeInto(jpg, out, 1, plan16), {
+    instanceOf: RangeError,
+    message: /out/,
+  });
+  await t.throwsAsync(jpeg.decodeInto(jpg, out, 0, { ...plan16, table: new Float32Array(3) }), {
     instanceOf: TypeError,
     message: /options\.table/,
   });
-  await t.throwsAsync(jpeg.decodeInto(jpg, out, 0, { size: 16, table, order: [0, 0, 1] }), {
+  await t.throwsAsync(jpeg.decodeInto(jpg, out, 0, { ...plan16, order: [0, 0, 1] }), {
     instanceOf: RangeError,
     message: /options\.order/,
   });
-  await t.throwsAsync(jpeg.decodeInto(jpg, out, 0, { size: 16, table, width: 5 }), {
+  await t.throwsAsync(jpeg.decodeInto(jpg, out, 0, { ...plan16, width: 5 }), {
     instanceOf: RangeError,
     message: /width\/height/,
   });
-  const r = await jpeg.decodeInto(Buffer.from("not a jpeg at all"), out, 0, { size: 16, table });
+  // every key of the plan is required and typed: the addon has no defaults of its own (lib/data/jpeg.ts has them)
+  const { flip: _flip, ...noFlip } = plan16;
+  await t.throwsAsync(jpeg.decodeInto(jpg, out, 0, noFlip as never), {
+    instanceOf: TypeError,
+    message: /options\.flip/,
+  });
+  await t.throwsAsync(jpeg.decodeInto(jpg, out, 0, { ...plan16, shrink: "no" as never }), {
+    instanceOf: TypeError,
+    message: /options\.shrink/,
+  });
+  await t.throwsAsync(jpeg.decodeInto(jpg, out, 0, { ...plan16, brightness: "1" as never }), {
+    instanceOf: TypeError,
+    message: /options\.brightness/,
+  });
+  await t.throwsAsync(jpeg.decodeInto(jpg, out, 0, { ...plan16, resampler: "pil" as never }), {
+    instanceOf: RangeError,
+    message: /options\.resampler/,
+  });
+  const { quality: _q, ...noQuality } = { ...WHOLE_IMAGE, outWidth: 8, outHeight: 8, quality: 90 };
+  await t.throwsAsync(jpeg.resize(jpg, noQuality as never), { instanceOf: TypeError, message: /options\.quality/ });
+  const r = await jpeg.decodeInto(Buffer.from("not a jpeg at all"), out, 0, plan16);
   t.is(r.status, "fallback");
   t.is(r.message, "not a JPEG");
   t.throws(() => jpeg.inspect("x" as never), { instanceOf: TypeError, message: /bytes/ });
@@ -326,17 +361,22 @@ test("a file path is read on the worker thread: same output as the bytes; a miss
   const table = normTable(CLIP_MEAN, CLIP_STD);
   const a = new Float32Array(3 * 32 * 32);
   const b = new Float32Array(3 * 32 * 32);
-  const ra = await jpeg.decodeInto(jpg, a, 0, { size: 32, table });
-  const rb = await jpeg.decodeInto(file, b, 0, { size: 32, table });
+  const ra = await jpeg.decodeInto(jpg, a, 0, { ...WHOLE_IMAGE, ...NO_JITTER, size: 32, table });
+  const rb = await jpeg.decodeInto(file, b, 0, { ...WHOLE_IMAGE, ...NO_JITTER, size: 32, table });
   t.is(ra.status, "ok");
   t.deepEqual(rb, ra);
   t.deepEqual(b, a);
-  const missing = await jpeg.decodeInto(path.join(dir, "none.jpg"), b, 0, { size: 32, table });
+  const missing = await jpeg.decodeInto(path.join(dir, "none.jpg"), b, 0, {
+    ...WHOLE_IMAGE,
+    ...NO_JITTER,
+    size: 32,
+    table,
+  });
   t.is(missing.status, "error");
   t.is(missing.code, "ENOENT");
   t.regex(missing.message!, /none\.jpg/);
   writeFileSync(path.join(dir, "b.jpg"), "plain text");
-  const text = await jpeg.decodeInto(path.join(dir, "b.jpg"), b, 0, { size: 32, table });
+  const text = await jpeg.decodeInto(path.join(dir, "b.jpg"), b, 0, { ...WHOLE_IMAGE, ...NO_JITTER, size: 32, table });
   t.is(text.status, "fallback");
   // Through the transform: a missing file is the error fs would throw (the loader reports it as missing).
   await t.throwsAsync(preprocess(path.join(dir, "none.jpg"), { size: 32 }), { message: /ENOENT/ });

@@ -12,7 +12,7 @@
  * that image, never rendered.
  */
 import { nativeAddon } from "../native.js";
-import type { JpegDecodeResult, JpegInspection, NativeJpeg } from "../native.js";
+import type { JpegDecodeResult, JpegGeometry, JpegInspection, JpegJitter, NativeJpeg } from "../native.js";
 
 /** True when the bytes start like a JPEG (SOI then a marker). */
 export function isJpeg(bytes: Uint8Array): boolean {
@@ -29,6 +29,25 @@ export function inspectJpeg(bytes: Uint8Array): JpegInspection | null {
   const info = jpeg.inspect(bytes);
   return info.jpeg ? info : null;
 }
+
+/** The neutral geometry: the whole image, not mirrored, DCT scaling on, the native resampler. */
+export const WHOLE_IMAGE: Readonly<JpegGeometry> = Object.freeze({
+  left: 0,
+  top: 0,
+  width: 0,
+  height: 0,
+  flip: false,
+  shrink: true,
+  resampler: "native",
+});
+
+/** No colour jitter. */
+export const NO_JITTER: Readonly<JpegJitter> = Object.freeze({
+  brightness: 1,
+  contrast: 1,
+  saturation: 1,
+  order: [0, 1, 2] as [number, number, number],
+});
 
 let cached: { jpeg: NativeJpeg | null; reason: string | null } | null = null;
 
@@ -48,4 +67,4 @@ export function jpegFastPath(): { jpeg: NativeJpeg | null; reason: string | null
   return cached;
 }
 
-export type { JpegDecodeResult, JpegInspection };
+export type { JpegDecodeResult, JpegGeometry, JpegInspection, JpegJitter };

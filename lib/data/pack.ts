@@ -28,7 +28,7 @@ import tar from "tar-stream";
 import { atomicWriteFile, cleanTempFiles } from "../io/atomic.js";
 import { acquireLock } from "../io/lock.js";
 import { Labeler, loadRules, type LabelMap } from "../labels/index.js";
-import { inspectJpeg, jpegFastPath } from "./jpeg.js";
+import { inspectJpeg, jpegFastPath, WHOLE_IMAGE } from "./jpeg.js";
 import { classifyError, Slots } from "./loader.js";
 import type { Sample } from "./manifest.js";
 import { permutation } from "./rng.js";
@@ -424,7 +424,13 @@ async function storedImage(x: Sample, s: Settings): Promise<Buffer> {
     region.left >= 0 && region.top >= 0 && region.left + region.width <= W && region.top + region.height <= H;
   if (info && fast) {
     if (!info.fallback && inside) {
-      const r = await fast.resize(bytes, { outWidth: outW, outHeight: outH, quality: s.quality, ...region });
+      const r = await fast.resize(bytes, {
+        ...WHOLE_IMAGE,
+        ...region,
+        outWidth: outW,
+        outHeight: outH,
+        quality: s.quality,
+      });
       if (r.status === "ok") return Buffer.from(r.data!.buffer, r.data!.byteOffset, r.data!.length);
       if (r.status === "corrupt") throw new Error(`corrupt JPEG: ${r.message ?? "libjpeg warning"}`);
     } else {

@@ -22,7 +22,7 @@ import { readFile } from "node:fs/promises";
 import sharp from "sharp";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
-import { isJpeg, jpegFastPath } from "./jpeg.js";
+import { isJpeg, jpegFastPath, NO_JITTER, WHOLE_IMAGE } from "./jpeg.js";
 import type { JpegDecodeResult, NativeJpeg } from "../native.js";
 import { hashSeed, mulberry32, type Rng } from "./rng.js";
 
@@ -380,6 +380,8 @@ async function fastEval(
   offset: number,
 ): Promise<Decoded | Fallback> {
   const r = await jpeg.decodeInto(src, out, offset, {
+    ...WHOLE_IMAGE,
+    ...NO_JITTER,
     size: t.size,
     shrink: t.shrinkOnLoad,
     table: normTable(t.mean, t.std),
@@ -433,6 +435,7 @@ async function fastJpeg(
   const region: Rect = { left: 0, top: 0, width: info.width, height: info.height };
   const plan = planSample(t, region, seed);
   const r = await jpeg.decodeInto(bytes, out, offset, {
+    ...WHOLE_IMAGE,
     size: t.size,
     ...plan.rect,
     flip: plan.flip,
