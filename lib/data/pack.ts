@@ -33,7 +33,7 @@ import { classifyError, Slots } from "./loader.js";
 import type { Sample } from "./manifest.js";
 import { permutation } from "./rng.js";
 import { readMember, SHARD_INDEX_FORMAT, type ShardIndex } from "./shards.js";
-import { detectFov, openImage, withSharp, type FovOptions, type Rect } from "./transforms.js";
+import { clipRect, detectFov, openImage, resizePadded, withSharp, type FovOptions, type Rect } from "./transforms.js";
 
 export interface PackOptions {
   /** Output folder: NNNNNN.tar shards and index.json. */
@@ -451,26 +451,9 @@ async function sharpStored(
   quality: number,
 ): Promise<Buffer> {
   let img = openImage(bytes).flatten({ background: "#000000" }).toColourspace("srgb");
-  const x0 = Math.max(0, r.left);
-  const y0 = Math.max(0, r.top);
-  const x1 = Math.min(W, r.left + r.width);
-  const y1 = Math.min(H, r.top + r.height);
-  if (x0 !== 0 || y0 !== 0 || x1 !== W || y1 !== H)
-    img = img.extract({ left: x0, top: y0, width: x1 - x0, height: y1 - y0 });
-  const sx = outW / r.width;
-  const sy = outH / r.height;
-  const padL = Math.round((x0 - r.left) * sx);
-  const padT = Math.round((y0 - r.top) * sy);
-  const rw = Math.max(1, Math.min(outW - padL, Math.round((x1 - x0) * sx)));
-  const rh = Math.max(1, Math.min(outH - padT, Math.round((y1 - y0) * sy)));
-  img = img.resize(rw, rh, { fit: "fill", kernel: "cubic" });
-  if (rw !== outW || rh !== outH)
-    img = img.extend({
-      left: padL,
-      top: padT,
-      right: outW - padL - rw,
-      bottom: outH - padT - rh,
-      background: "#000000",
-    });
+  const c = clipRect(r, W, H);
+  if (c.x0 !== 0 || c.y0 !== 0 || c.x1 !== W || c.y1 !== H)
+    img = img.extract({ left: c.x0, top: c.y0, width: c.x1 - c.x0, height: c.y1 - c.y0 });
+  img = resizePadded(img, r, c, outW, outH);
   return img.jpeg({ quality, chromaSubsampling: "4:2:0" }).toBuffer();
 }

@@ -19,7 +19,7 @@
  * entropy-coded data, a premature end) are errors on both paths (sharp: `failOn: "warning"`).
  */
 import { readFile } from "node:fs/promises";
-import sharp from "sharp";
+import sharp, { type Sharp } from "sharp";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
 import { isJpeg, jpegFastPath, NO_JITTER, WHOLE_IMAGE } from "./jpeg.js";
@@ -514,50 +514,75 @@ export async function renderRect(
   shrinkOnLoad = true,
 ): Promise<Buffer> {
   let img = open(src).flatten({ background: "#000000" }).toColourspace("srgb");
-  const x0 = Math.max(0, rect.left);
-  const y0 = Math.max(0, rect.top);
-  const x1 = Math.min(W, rect.left + rect.width);
-  const y1 = Math.min(H, rect.top + rect.height);
-  if (x1 <= x0 || y1 <= y0) throw new RangeError("crop rectangle lies outside the image");
-  const sx = S / rect.width;
-  const sy = S / rect.height;
-  const whole = x0 === 0 && y0 === 0 && x1 === W && y1 === H;
+  const c = clipRect(rect, W, H);
+  if (c.x1 <= c.x0 || c.y1 <= c.y0) throw new RangeError("crop rectangle lies outside the image");
+  const whole = c.x0 === 0 && c.y0 === 0 && c.x1 === W && c.y1 === H;
   const insideImage = rect.left >= 0 && rect.top >= 0 && rect.left + rect.width <= W && rect.top + rect.height <= H;
   if (shrinkOnLoad && !whole && insideImage) {
     // Resize the whole image so the rectangle becomes size×size, then cut it out: resizing first
     // lets libvips shrink JPEGs while decoding (a 2048² JPEG decodes at 1/8 scale for 224 output).
+    const sx = S / rect.width;
+    const sy = S / rect.height;
     const RW = Math.max(S, Math.round(W * sx));
     const RH = Math.max(S, Math.round(H * sy));
     const left = Math.min(RW - S, Math.max(0, Math.round(rect.left * sx)));
     const top = Math.min(RH - S, Math.max(0, Math.round(rect.top * sy)));
     img = img.resize(RW, RH, { fit: "fill", kernel: "cubic" }).extract({ left, top, width: S, height: S });
-    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 || info.width !== S || info.height !== S)
-      throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
-    if (flip) mirrorRows(data, S);
-    return data;
+    return rawSquare(img, S, flip);
   }
   // Crop, then resize (torchvision's order). Any extract before the resize turns sharp's JPEG
   // shrink-on-load off: without `shrinkOnLoad` the whole image is "extracted" for that.
-  if (!whole || !shrinkOnLoad) img = img.extract({ left: x0, top: y0, width: x1 - x0, height: y1 - y0 });
-  const padL = Math.round((x0 - rect.left) * sx);
-  const padT = Math.round((y0 - rect.top) * sy);
-  const rw = Math.max(1, Math.min(S - padL, Math.round((x1 - x0) * sx)));
-  const rh = Math.max(1, Math.min(S - padT, Math.round((y1 - y0) * sy)));
-  img = img.resize(rw, rh, { fit: "fill", kernel: "cubic" });
-  if (rw !== S || rh !== S)
-    img = img.extend({
-      left: padL,
-      top: padT,
-      right: S - padL - rw,
-      bottom: S - padT - rh,
-      background: { r: 0, g: 0, b: 0 },
-    });
+  if (!whole || !shrinkOnLoad) img = img.extract({ left: c.x0, top: c.y0, width: c.x1 - c.x0, height: c.y1 - c.y0 });
+  return rawSquare(resizePadded(img, rect, c, S, S), S, flip);
+}
+
+/** sharp's S×S RGB output as bytes (mirrored when `flip`), checked for its shape. */
+async function rawSquare(img: Sharp, S: number, flip: boolean): Promise<Buffer> {
   const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
   if (info.channels !== 3 || info.width !== S || info.height !== S)
     throw new Error(`decoder returned ${info.width}×${info.height}×${info.channels}, expected ${S}×${S}×3`);
   if (flip) mirrorRows(data, S);
   return data;
+}
+
+/** The part of `r` inside a W×H image: columns x0..x1, rows y0..y1 (exclusive ends). */
+export interface Clipped {
+  x0: number;
+  y0: number;
+  x1: number;
+  y1: number;
+}
+
+export function clipRect(r: Rect, W: number, H: number): Clipped {
+  return {
+    x0: Math.max(0, r.left),
+    y0: Math.max(0, r.top),
+    x1: Math.min(W, r.left + r.width),
+    y1: Math.min(H, r.top + r.height),
+  };
+}
+
+/**
+ * `img`, the part `c` of rectangle `r` already cut out, resized (bicubic) to where that part falls
+ * in an outW×outH rendering of the whole rectangle, and padded with black to outW×outH: the
+ * rectangle's outside is black. Shared by the loader's and the packer's sharp paths.
+ */
+export function resizePadded(img: Sharp, r: Rect, c: Clipped, outW: number, outH: number): Sharp {
+  const sx = outW / r.width;
+  const sy = outH / r.height;
+  const padL = Math.round((c.x0 - r.left) * sx);
+  const padT = Math.round((c.y0 - r.top) * sy);
+  const rw = Math.max(1, Math.min(outW - padL, Math.round((c.x1 - c.x0) * sx)));
+  const rh = Math.max(1, Math.min(outH - padT, Math.round((c.y1 - c.y0) * sy)));
+  img = img.resize(rw, rh, { fit: "fill", kernel: "cubic" });
+  if (rw === outW && rh === outH) return img;
+  return img.extend({
+    left: padL,
+    top: padT,
+    right: outW - padL - rw,
+    bottom: outH - padT - rh,
+    background: { r: 0, g: 0, b: 0 },
+  });
 }
 
 /**
