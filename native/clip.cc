@@ -9,6 +9,7 @@
 #include "nn.h"
 #include "profile.h"
 #include "resnet.h"
+#include "runtime.h"
 #include "vit.h"
 
 namespace vilref {
@@ -189,9 +190,12 @@ ViLReF::ViLReF(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ViLReF>(info) 
     dtype_ = FloatDtype(dtype);
     if (dtype_ != at::kFloat && device_.is_cpu())
       ThrowRangeError("options.dtype: " + dtype + " runs on CUDA only; use float32 on the CPU");
-    torch::manual_seed(seed);
-    net_ = std::make_shared<ViLReFNet>(config_);
-    net_->InitWeights();
+    {
+      std::lock_guard<std::recursive_mutex> rng(GlobalRngMutex());
+      torch::manual_seed(seed);
+      net_ = std::make_shared<ViLReFNet>(config_);
+      net_->InitWeights();
+    }
     net_->eval();
     net_->to(device_);
     if (dtype_ != at::kFloat) {

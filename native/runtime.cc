@@ -314,6 +314,11 @@ Napi::Value TorchError(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+std::recursive_mutex& GlobalRngMutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+
 void EnsureThreads() {
   thread_local int applied = -1;
   int want = g_threads.load();

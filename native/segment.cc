@@ -6,6 +6,7 @@
 #include "binary_loss.h"
 #include "bridge.h"
 #include "nn.h"
+#include "runtime.h"
 
 namespace vilref {
 
@@ -187,9 +188,11 @@ Segmenter::Segmenter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Segmente
     config_ = ReadSegmenterConfig(info[0]);
     options_ = ReadSegmenterOptions(info[1]);
     const bool frozen = options_.freezeBackbone;
+    std::unique_lock<std::recursive_mutex> rng(GlobalRngMutex());
     torch::manual_seed(options_.seed);
     auto net = std::make_shared<SegmenterNet>(config_);
     net->visual->InitWeights();
+    rng.unlock();
     net->eval();
     NamedTensors backbone, decoder;
     for (auto& p : net->named_parameters()) {

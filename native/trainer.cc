@@ -11,6 +11,7 @@
 #include "bridge.h"
 #include "multitensor.h"
 #include "nn.h"
+#include "runtime.h"
 
 namespace vilref {
 
@@ -451,7 +452,10 @@ NamedTensors ExportTrainerState(ViLReFNet& net, TrainerState& s) {
   put("trainer.counters", torch::tensor({s.steps, s.skipped}, torch::kLong));
   put("trainer.scaler",
       torch::tensor({static_cast<float>(s.scaler.scale), static_cast<float>(s.scaler.goodSteps)}, torch::kFloat));
-  put("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  {
+    std::lock_guard<std::recursive_mutex> rng(GlobalRngMutex());
+    put("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  }
   return out;
 }
 
@@ -514,6 +518,7 @@ void ImportTrainerState(ViLReFNet& net, TrainerState& s, const std::map<std::str
   s.skipped = counters[1].item<int64_t>();
   if (in.count("rng.cpu")) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle on the process's generator
+    std::lock_guard<std::recursive_mutex> rng(GlobalRngMutex());
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(in.at("rng.cpu").tensor.clone());
   }

@@ -203,3 +203,21 @@ test("the float16 loss scaler: ×2 after `interval` finite steps, ÷2 and skip o
   t.deepEqual(lossScalerUpdate(65536, 1999, [true]), { scale: 131072, goodSteps: 0, applied: [true] });
   t.throws(() => lossScalerUpdate(0, 0, []), { instanceOf: RangeError, message: /^scale:/ });
 });
+
+test("a seeded model is the same while another trainer restores its state on a worker thread", async (t) => {
+  // The process's CPU generator is shared: a trainer's importState sets its state (for an exact
+  // resume) on a libuv thread while the main thread may be seeding and drawing a new model's
+  // initial weights. Those two must not interleave.
+  const ref = (await ViLReF.create("tiny-vit", { seed: 21 }).stateDict()) as Dict;
+  const trainer = new Trainer(ViLReF.create("tiny-vit", { seed: 22 }), { labelDim: C, queueSize: 4 });
+  const state = await trainer.exportState();
+  let differing = 0;
+  for (let i = 0; i < 24; i++) {
+    const restoring = [trainer.importState(state), trainer.importState(state)];
+    const model = ViLReF.create("tiny-vit", { seed: 21 });
+    await Promise.all(restoring);
+    const w = maxRelDiff(ref, (await model.stateDict()) as Dict);
+    if (w.worst !== 0) differing++;
+  }
+  t.is(differing, 0, `${differing} of 24 models created during a restore differ from the seed's`);
+});
