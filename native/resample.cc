@@ -203,6 +203,21 @@ void WriteStrip(const int32_t* res, int outW, int rows, bool flip, const Sink& k
     }
 }
 
+// `rows` rows of n floats from `src` (n apart) to `dst` (`row` apart), with non-temporal stores
+// where the rows allow (16-byte aligned, n a multiple of 4), else ordinary ones.
+void StreamRows(const float* __restrict src, int n, int rows, float* __restrict dst, int64_t row) {
+  const bool aligned = n % 4 == 0 && row % 4 == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0;
+  for (int r = 0; r < rows; r++) {
+    const float* s = src + static_cast<int64_t>(r) * n;
+    float* d = dst + r * row;
+    if (!aligned) {
+      std::memcpy(d, s, sizeof(float) * n);
+      continue;
+    }
+    for (int i = 0; i < n; i += 4) _mm_stream_ps(d + i, _mm_load_ps(s + i));
+  }
+}
+
 void Resample(const uint8_t* src, int pitch, int w, int h, int outW, int outH, const Sink& k, bool flip,
               std::vector<float>& scratch) {
   if (w == outW && h == outH) {  // no resize: the values as they are
@@ -231,10 +246,22 @@ void Resample(const uint8_t* src, int pitch, int w, int h, int outW, int outH, c
   // transposed so each source value's 8 rows are one vector, then the horizontal pass per output
   // column and channel on those vectors, rounded, into the sink.
   const int n = w * 3;
-  scratch.resize(2 * static_cast<size_t>(kStrip) * n + 3 * static_cast<size_t>(outW) * kStrip);
+  const size_t stripFloats = 3 * static_cast<size_t>(outW) * kStrip;
+  scratch.resize(2 * static_cast<size_t>(kStrip) * n + stripFloats + (k.floats ? stripFloats + 4 : 0));
   float* block = scratch.data();
   float* t = block + static_cast<size_t>(kStrip) * n;
   int32_t* res = reinterpret_cast<int32_t*>(t + static_cast<size_t>(kStrip) * n);
+  // Floats: each strip is written to a small staged copy of its rows (in the L1 cache) and then
+  // streamed to the output row by row (StreamRows): the output is a batch read later by the model,
+  // so filling it through the cache would evict the decoder's working set for nothing.
+  Sink staged = k;
+  if (k.floats) {
+    float* stage = reinterpret_cast<float*>(res) + stripFloats;
+    stage += (16 - reinterpret_cast<uintptr_t>(stage) % 16) % 16 / sizeof(float);  // 16-byte aligned
+    staged.floats = stage;
+    staged.plane = static_cast<int64_t>(kStrip) * outW;
+    staged.row = outW;
+  }
   for (int y0 = 0; y0 < outH; y0 += kStrip) {
     const int rows = std::min(kStrip, outH - y0);
     for (int r = 0, y = y0; r < rows; r++, y++)
@@ -243,8 +270,16 @@ void Resample(const uint8_t* src, int pitch, int w, int h, int outW, int outH, c
     std::fill(block + static_cast<size_t>(rows) * n, t, 0.0f);  // a short last strip: zeros, never written
     Transpose(block, n, t);
     HorizontalStrip(t, tx, outW, res);
-    WriteStrip(res, outW, rows, flip, k, y0);
+    if (!k.floats) {
+      WriteStrip(res, outW, rows, flip, k, y0);
+      continue;
+    }
+    WriteStrip(res, outW, rows, flip, staged, 0);
+    for (int c = 0; c < 3; c++)
+      StreamRows(staged.floats + c * staged.plane, outW, rows,
+                 k.floats + c * k.plane + static_cast<int64_t>(y0) * k.row, k.row);
   }
+  _mm_sfence();  // the streamed stores are visible before the batch is handed over
 }
 
 }  // namespace
