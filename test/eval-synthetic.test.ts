@@ -7,12 +7,10 @@
 //   with no --vocab: pre-training's final model carries its vocabulary — and the per-image
 //   predictions of `eval zeroshot`, `eval probe` and `eval finetune` are the evaluations' own scores
 //   (per-class AUC recomputed from the file equals the reported one) with the gold labels beside them.
-import test from "ava";
-import { Command } from "commander";
+import test, { type ExecutionContext } from "ava";
 import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { register } from "../lib/cli/eval.js";
 import { main } from "../lib/cli/main.js";
 import { rocAuc } from "../lib/eval/metrics.js";
 import { parseTable } from "../lib/io/table.js";
@@ -101,11 +99,24 @@ interface Out {
   C?: number;
 }
 
-const evalCli = async (...args: string[]) => {
-  const p = new Command("vilref").exitOverride();
-  register(p);
-  await p.parseAsync(["node", "vilref", "eval", ...args]);
-};
+const expectOk = (t: ExecutionContext, r: { code: number; err: string }) => t.is(r.code, 0, r.err);
+
+/** A `vilref` command line in this process (two threads, no progress): its exit code and output. */
+async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const log = console.log;
+  console.log = (...a: unknown[]) => void (out += a.join(" ") + "\n");
+  try {
+    const code = await main(["node", "vilref", ...args, "--threads", "2", "--no-progress"], {
+      out: (s) => (out += s),
+      err: (s) => (err += s),
+    });
+    return { code, out, err };
+  } finally {
+    console.log = log;
+  }
+}
 
 test.serial(
   "pre-trained briefly with the demo recipe: zero-shot and the probe beat chance clearly; \
@@ -115,38 +126,42 @@ probe ≥ zero-shot",
     const data = path.join(evalDir, "eval.jsonl");
     const zsOut = path.join(root, "zs.json");
     const prOut = path.join(root, "probe.json");
-    await evalCli(
-      "zeroshot",
-      "--model",
-      model,
-      "--data",
-      data,
-      "--split",
-      "test",
-      "--bootstrap",
-      "200",
-      "--threads",
-      "2",
-      "--out",
-      zsOut,
-      "--report",
-      path.join(root, "zs-report"),
+    expectOk(
+      t,
+      await run(
+        "eval",
+        "zeroshot",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--split",
+        "test",
+        "--bootstrap",
+        "200",
+        "--out",
+        zsOut,
+        "--report",
+        path.join(root, "zs-report"),
+      ),
     );
-    await evalCli("probe", "--model", model, "--data", data, "--bootstrap", "200", "--threads", "2", "--out", prOut);
-    await evalCli(
-      "retrieval",
-      "--model",
-      model,
-      "--data",
-      data,
-      "--split",
-      "test",
-      "--bootstrap",
-      "100",
-      "--threads",
-      "2",
-      "--out",
-      path.join(root, "ret.json"),
+    expectOk(t, await run("eval", "probe", "--model", model, "--data", data, "--bootstrap", "200", "--out", prOut));
+    expectOk(
+      t,
+      await run(
+        "eval",
+        "retrieval",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--split",
+        "test",
+        "--bootstrap",
+        "100",
+        "--out",
+        path.join(root, "ret.json"),
+      ),
     );
     const tEval = performance.now();
     const zs = JSON.parse(readFileSync(zsOut, "utf8")) as Out;
@@ -211,22 +226,6 @@ probe ≥ zero-shot",
     t.true(ret.imageToText.recall["R@10"]!.value! >= ret.imageToText.recall["R@1"]!.value!);
   },
 );
-
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const log = console.log;
-  console.log = (...a: unknown[]) => void (out += a.join(" ") + "\n");
-  try {
-    const code = await main(["node", "vilref", ...args, "--threads", "2", "--no-progress"], {
-      out: (s) => (out += s),
-      err: (s) => (err += s),
-    });
-    return { code, out, err };
-  } finally {
-    console.log = log;
-  }
-}
 
 /**
  * Per-class AUC of predictions rows against the held-out gold labels (classes with both outcomes),
