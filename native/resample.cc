@@ -279,7 +279,7 @@ void Resample(const uint8_t* src, int pitch, int w, int h, int outW, int outH, c
       StreamRows(staged.floats + c * staged.plane, outW, rows,
                  k.floats + c * k.plane + static_cast<int64_t>(y0) * k.row, k.row);
   }
-  _mm_sfence();  // the streamed stores are visible before the batch is handed over
+  if (k.floats) _mm_sfence();  // the streamed stores are visible before the batch is handed over
 }
 
 }  // namespace
