@@ -239,3 +239,22 @@ test("embedding the 40 DRIVE images gives 40 rows in the ids' order", async (t) 
   const row = ((await readNpy(out)).data as Float32Array).subarray(7 * 16, 8 * 16);
   t.true(row.every((v, k) => Math.abs(v - e.data[k]!) < 1e-5));
 });
+
+test("an encoder returning a view of its input still gets right rows (the loader reuses batch memory)", async (t) => {
+  // batches of one image; its embedding: 4 normalised values from the middle row (the corners are
+  // black in every image), handed back as a view of the batch
+  const at = 16 * 32 + 14;
+  const view: ImageEncoder = {
+    name: "input-view",
+    imageSize: 32,
+    encodeImages: async (b) => ({ data: b.data.subarray(at, at + 4), shape: [1, 4] }),
+  };
+  const out = path.join(tmp(), "view.npy");
+  // chunks of 8 batches: more batches than the loader keeps arrays for (prefetch + 2)
+  await embedImages(samplesFromFiles(files), view, { out, batchSize: 1, chunkSize: 8, progress: false });
+  const arr = (await readNpy(out)).data as Float32Array;
+  for (let i = 0; i < files.length; i++) {
+    const x = await preprocess(files[i]!, parseTransform({ size: 32 }));
+    t.deepEqual(Array.from(arr.subarray(i * 4, i * 4 + 4)), Array.from(x.subarray(at, at + 4)), `row ${i}`);
+  }
+});

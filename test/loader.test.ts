@@ -226,3 +226,42 @@ test("labels and targets travel with the batch", async (t) => {
   }
   t.pass();
 });
+
+test("recycleImages: the same batches, arrays reused, and a batch intact while the loop body awaits", async (t) => {
+  const bad = mkdtempSync(path.join(tmpdir(), "vilref-recycle-"));
+  const garbage = path.join(bad, "garbage.png");
+  writeFileSync(garbage, Buffer.from("not an image"));
+  // a bad image in the middle: its batch is compacted into a new, smaller array
+  const list = [...files, garbage, ...files];
+  const opts = {
+    batchSize: 3,
+    seed: 3,
+    prefetch: 1,
+    concurrency: 4,
+    transform: { size: 32, train: true },
+    log: () => {},
+  };
+  const plain = new Loader(samplesFromFiles(list), opts);
+  const recycled = new Loader(samplesFromFiles(list), { ...opts, recycleImages: true });
+  for (const epoch of [0, 1]) {
+    const want: { ids: string[]; data: Float32Array; buffer: ArrayBufferLike }[] = [];
+    for await (const b of plain.epoch(epoch))
+      want.push({ ids: b.ids, data: b.images.data.slice(), buffer: b.images.data.buffer });
+    t.is(new Set(want.map((w) => w.buffer)).size, want.length, "without recycling: a new array per batch");
+    const full = new Set<ArrayBufferLike>();
+    let fullBatches = 0;
+    let k = 0;
+    for await (const b of recycled.epoch(epoch)) {
+      const w = want[k++]!;
+      t.deepEqual(b.ids, w.ids);
+      t.deepEqual(b.images.data.slice(), w.data, `epoch ${epoch} batch ${k - 1} when handed out`);
+      await new Promise((r) => setTimeout(r, 40)); // the prefetched batch decodes meanwhile
+      t.deepEqual(b.images.data.slice(), w.data, `epoch ${epoch} batch ${k - 1} after the body's await`);
+      if (b.images.shape[0] === 3) (full.add(b.images.data.buffer), fullBatches++);
+    }
+    t.is(k, want.length);
+    t.true(fullBatches >= 5, `${fullBatches} full batches`);
+    // prefetch + 2 arrays at most, whatever the number of batches
+    t.true(full.size <= opts.prefetch + 2, `${full.size} arrays for ${fullBatches} full batches`);
+  }
+});

@@ -215,6 +215,25 @@ test("a resume mid-epoch continues exactly (same samples, same pixels); memory s
   t.is(big.stats.peakHeld, 40, "a buffer larger than the set holds the set");
 });
 
+test("recycleImages over shards: the same batches and pixels, with the batch arrays reused", async (t) => {
+  const spec = path.join(packed, "index.json");
+  const want: { ids: string[]; data: Float32Array }[] = [];
+  for await (const b of (await ShardLoader.open(spec, opts({ prefetch: 1 }))).epoch(1))
+    want.push({ ids: b.ids, data: b.images.data.slice() });
+  const recycled = await ShardLoader.open(spec, opts({ prefetch: 1, recycleImages: true }));
+  const arrays = new Set<ArrayBufferLike>();
+  let k = 0;
+  for await (const b of recycled.epoch(1)) {
+    await new Promise((r) => setTimeout(r, 20)); // the prefetched batch decodes meanwhile
+    t.deepEqual(b.ids, want[k]!.ids);
+    t.deepEqual(b.images.data.slice(), want[k]!.data, `batch ${k}`);
+    arrays.add(b.images.data.buffer);
+    k++;
+  }
+  t.is(k, 10);
+  t.true(arrays.size <= 3, `${arrays.size} arrays for ${k} batches`); // prefetch + 2
+});
+
 test("shards written by plain tar with .jpeg and .cls keys (and a sub-folder) are read", async (t) => {
   const dir = path.join(root, "foreign");
   mkdirSync(path.join(dir, "src", "part"), { recursive: true });

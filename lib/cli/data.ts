@@ -413,6 +413,7 @@ async function runCheck(inputs: string[], o: CheckCliOptions): Promise<void> {
     transform: { size: 64, fov: !!o.fov },
     strict: !!o.strict,
     log: o.log ?? ((l: string) => b.log(l)),
+    recycleImages: true, // the batches are only counted
   });
   for await (const batch of loader.epoch(0)) b.tick(batch.samples.length + batch.skipped.length);
   b.done();

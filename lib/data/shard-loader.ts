@@ -26,6 +26,7 @@ import { formatIssues } from "../config/errors.js";
 import type { Position, Batch, LoaderStats, BatchItem, DecodeExtras } from "./loader.js";
 import {
   batchFields,
+  batchMemory,
   decodeBatch,
   decodeFields,
   rankBelowWorld,
@@ -33,6 +34,7 @@ import {
   rankFields,
   Slots,
 } from "./loader.js";
+import type { BatchMemory } from "./batch-memory.js";
 import type { Sample } from "./manifest.js";
 import { hashSeed, mulberry32, permutation, type Rng } from "./rng.js";
 import {
@@ -216,6 +218,7 @@ export class ShardLoader {
   readonly #log: ((line: string) => void) | null;
   readonly #prepare: ((s: Sample) => void) | null;
   readonly #slots: Slots;
+  readonly #memory: BatchMemory | null;
   readonly #reported = new Set<string>();
   #heldBytes = 0;
   #position: Position = { epoch: 0, index: 0 };
@@ -236,6 +239,7 @@ export class ShardLoader {
     this.options = parsed.data;
     this.transform = parsed.data.transform;
     this.#slots = new Slots(parsed.data.concurrency ?? Math.max(2, 2 * cpus().length));
+    this.#memory = batchMemory(parsed.data);
     this.#log = typeof log === "string" ? (line) => appendFileSync(log, line + "\n") : (log ?? null);
     this.#prepare = prepare ?? null;
     const W = this.options.worldSize;
@@ -373,6 +377,7 @@ export class ShardLoader {
         const batch = await p;
         this.#position = { ...batch.next };
         yield batch;
+        this.#memory?.give(batch.images.data); // the loop asked for the next batch: done with this one
       }
       this.#position = { epoch: epoch + 1, index: 0 };
     } finally {
@@ -397,6 +402,7 @@ export class ShardLoader {
           stats: this.stats,
           log: this.#log,
           epoch,
+          memory: this.#memory,
         },
         { epoch, index: start },
         { epoch, index: start + raws.length },

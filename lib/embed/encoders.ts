@@ -17,7 +17,10 @@ export interface ImageEncoder {
    * `{ name }`.
    */
   readonly provenance?: unknown;
-  /** [N, 3, S, S] normalised images → [N, D] embeddings. */
+  /**
+   * [N, 3, S, S] normalised images → [N, D] embeddings. `batch` is valid until the promise settles
+   * (the loader then reuses its memory): copy anything kept from it.
+   */
   encodeImages(batch: TensorData<Float32Array>): Promise<TensorData<Float32Array>>;
 }
 

@@ -346,6 +346,11 @@ function runKey(
   return makeKey({ kind, encoder: encoderRecord, preprocessing, normalize: !!options.normalize, ids });
 }
 
+/** The encoder's output, copied when it shares memory with the batch (which the loader reuses). */
+function ownRows(emb: TensorData<Float32Array>, input: Float32Array): TensorData<Float32Array> {
+  return emb.data.buffer === input.buffer ? { ...emb, data: emb.data.slice() } : emb;
+}
+
 /** Embeds images (samples in order) with an image encoder. */
 export function embedImages(
   samples: readonly Sample[],
@@ -439,6 +444,8 @@ async function embedImagesOwned(
     transform,
     strict: options.strict ?? false,
     prefetch: options.prefetch ?? 3,
+    // each batch is encoded (awaited) before the next is asked for; only the embeddings are kept
+    recycleImages: true,
     ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
     ...(options.log !== undefined ? { log: options.log } : {}),
   });
@@ -463,7 +470,7 @@ async function embedImagesOwned(
     }
     for (const s of batch.skipped) skipped.push({ id: s.id, reason: s.reason });
     if (batch.ids.length > 0) {
-      const emb = await encoder.encodeImages(batch.images);
+      const emb = ownRows(await encoder.encodeImages(batch.images), batch.images.data);
       checkEmbedding(emb, batch.ids.length, run);
       rows.push(options.normalize ? normalizeRowsInPlace(emb.data, batch.ids.length, run.dim) : emb.data);
       ids.push(...batch.ids);

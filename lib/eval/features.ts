@@ -46,6 +46,7 @@ export async function encodeImageSet(
     shuffle: false,
     transform: { ...options.transform, size: options.transform?.size ?? model.config.image_resolution, train: false },
     log: () => {},
+    recycleImages: true, // each batch is encoded before the next is asked for; only features are kept
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
   });
   const chunks: Float32Array[] = [];

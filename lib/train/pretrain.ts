@@ -686,6 +686,7 @@ async function openTrainLoader(
     dropLast: true,
     transform: { ...augment, train: true, size },
     log: path.join(config.output, lead ? "skipped.log" : `skipped.rank-${rank}.log`),
+    recycleImages: true, // trainSteps finishes each step before asking for the next batch
     ...(config.data.concurrency ? { concurrency: config.data.concurrency } : {}),
   };
   const loader = train
@@ -729,6 +730,7 @@ function runEvaluator(
       shuffle: false,
       transform: evalTransform,
       log: path.join(config.output, "skipped.log"),
+      recycleImages: true, // the evaluator encodes each batch before asking for the next
     },
     tokenizer,
     config.text.contextLength,
