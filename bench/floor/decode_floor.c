@@ -102,11 +102,11 @@ int main(int argc, char** argv) {
     clock_t c0 = clock();
     for (int i = 0; i < n; i++) jpeg ? decode_jpeg(data[i], sizes[i], denom, out) : decode_tiff(paths[i], out);
     double cpu = (double)(clock() - c0) * 1000.0 / CLOCKS_PER_SEC;
-    printf("%s%s: %.2f ms per image (%d images, pass %d), %.2f ms CPU\n", argv[1],
+    printf("%s%s: %.4f ms per image (%d images, pass %d), %.4f ms CPU\n", argv[1],
            jpeg ? (denom == 1 ? " full" : denom == 2 ? " 1/2" : denom == 4 ? " 1/4" : " 1/8") : "",
            (now_ms() - t0) / n, n, pass + 1, cpu / n);
   }
-  printf("all passes: %.2f ms per image (%d images, %d passes), %.2f ms CPU\n", (now_ms() - start) / (n * pass),
+  printf("all passes: %.4f ms per image (%d images, %d passes), %.4f ms CPU\n", (now_ms() - start) / (n * pass),
          n * pass, pass, (double)(clock() - start_cpu) * 1000.0 / CLOCKS_PER_SEC / (n * pass));
   return 0;
 }
