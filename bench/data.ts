@@ -21,7 +21,10 @@
  * Before timing, the evaluation outputs of the first images are compared with the baseline's
  * (mean and max |Δ| in 8-bit units, i.e. Δ·std·255).
  *
- *   npx tsx bench/data.ts [--n 48] [--repeat 3] [--seconds 3] [--part 1|2|both]
+ * Part 2 ends with --rounds (default 6) back-to-back rounds of floor, eval and PIL + torchvision on
+ * 1 core, and the median of each round's ratios.
+ *
+ *   npx tsx bench/data.ts [--n 48] [--repeat 3] [--seconds 3] [--part 1|2|both] [--rounds 6]
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -335,7 +338,46 @@ async function part2(jpegs: string[], repeat: number, seconds: number): Promise<
     ];
     for (const [k, f] of r % 2 ? steps.reverse() : steps) keep(k, f());
   }
-  return part2Table(best, packed.index.shards.length);
+  return `${part2Table(best, packed.index.shards.length)}\n\n${rounds(list, opt("--rounds", 6), seconds)}`;
+}
+
+/**
+ * The evaluation against the floor and against PIL + torchvision in `rounds` back-to-back rounds
+ * (1 core; which of the three runs first rotates): on a VM whose speed drifts within minutes, the
+ * median of the rounds' ratios estimates a ratio better than the best of each side taken from
+ * different minutes.
+ */
+function rounds(list: string, n: number, seconds: number): string {
+  if (n <= 0) return "";
+  const sides: [string, () => number][] = [
+    ["floor", () => floor(list, seconds).wall],
+    ["eval", () => ours("files", list, "eval", "scaled", 1, seconds).wall],
+    ["pil", () => theirs(list, "eval", "scaled", 1, seconds).wall],
+  ];
+  const vsFloor: number[] = [];
+  const vsPil: number[] = [];
+  const cells: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r: Record<string, number> = {};
+    for (let k = 0; k < sides.length; k++) {
+      const [name, f] = sides[(i + k) % sides.length]!;
+      r[name] = f();
+    }
+    vsFloor.push(r.eval! / r.floor!);
+    vsPil.push(r.eval! / r.pil!);
+    cells.push(`${r.eval!.toFixed(1)} / ${r.floor!.toFixed(1)} / ${r.pil!.toFixed(1)}`);
+    process.stderr.write(`round ${i + 1}: eval / floor / PIL ${cells[i]}\n`);
+  }
+  const median = (x: number[]) => {
+    const s = [...x].sort((p, q) => p - q);
+    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
+  const spread = (x: number[]) =>
+    `median ${median(x).toFixed(2)} (range ${Math.min(...x).toFixed(2)}–${Math.max(...x).toFixed(2)})`;
+  return (
+    `${n} back-to-back rounds, 1 core, img/s eval / floor / PIL + tv: ${cells.join("; ")}\n` +
+    `eval / floor ${spread(vsFloor)}; eval / PIL + tv ${spread(vsPil)}`
+  );
 }
 
 function part2Table(best: Record<string, Rate>, shards: number): string {
