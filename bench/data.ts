@@ -319,8 +319,9 @@ async function part2(jpegs: string[], repeat: number, seconds: number): Promise<
   );
   const best: Record<string, Rate> = {};
   const keep = (k: string, v: Rate) => {
-    best[k] = { wall: Math.max(best[k]?.wall ?? 0, v.wall), cpu: Math.max(best[k]?.cpu ?? 0, v.cpu) };
-    if (v.peak) best[k]!.peak = Math.max(best[k]?.peak ?? 0, v.peak);
+    const was = best[k];
+    best[k] = { wall: Math.max(was?.wall ?? 0, v.wall), cpu: Math.max(was?.cpu ?? 0, v.cpu) };
+    if (v.peak) best[k]!.peak = Math.max(was?.peak ?? 0, v.peak);
     process.stderr.write(`${k}: ${v.wall.toFixed(1)} img/s, ${v.cpu.toFixed(1)} img per CPU-s\n`);
   };
   for (let r = 0; r < repeat; r++) {
