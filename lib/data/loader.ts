@@ -106,7 +106,7 @@ export interface Skipped {
 }
 
 export interface Batch {
-  /** [B, 3, S, S], normalised, one contiguous array. */
+  /** [B, 3, S, S], normalised, one contiguous array (recycleImages: valid until the next batch is asked for). */
   images: TensorData<Float32Array>;
   ids: string[];
   /** Indices into the loader's samples. */
