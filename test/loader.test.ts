@@ -1,8 +1,10 @@
 import test from "ava";
 import sharp from "sharp";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { Loader, classifyError, type Batch } from "../lib/data/loader.js";
 import { samplesFromFiles, type Sample } from "../lib/data/manifest.js";
 import { CLIP_MEAN, CLIP_STD } from "../lib/data/transforms.js";
@@ -264,4 +266,17 @@ test("recycleImages: the same batches, arrays reused, and a batch intact while t
     // prefetch + 2 arrays at most, whatever the number of batches
     t.true(full.size <= opts.prefetch + 2, `${full.size} arrays for ${fullBatches} full batches`);
   }
+});
+
+test("the default concurrency follows the cores the process may use (its CPU affinity), not the machine's", (t) => {
+  const module = pathToFileURL(path.resolve("lib/data/loader.ts")).href;
+  const script = `import("${module}").then((m) => console.log(m.defaultConcurrency()))`;
+  const run = (pre: string[]) =>
+    Number(
+      execFileSync(pre[0]!, [...pre.slice(1), process.execPath, "--import=tsx", "-e", script], {
+        encoding: "utf8",
+      }).trim(),
+    );
+  t.is(run(["taskset", "-c", "0"]), 2);
+  t.is(run(["env"]), Math.max(2, 2 * availableParallelism()));
 });

@@ -12,7 +12,7 @@
  */
 import { appendFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { cpus } from "node:os";
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
 import { LABEL_IDS, toLabelVector } from "../labels/index.js";
@@ -49,7 +49,7 @@ export const rankFields = {
 export const decodeFields = {
   /** Batches prepared ahead of the one being consumed. */
   prefetch: z.number().int().min(0).max(64).default(2),
-  /** Images decoding at once (default: 2 × cores). */
+  /** Images decoding at once (default: defaultConcurrency(), 2 × the cores this process may use). */
   concurrency: z.number().int().min(1).max(1024).optional(),
   transform: transformSchema.default(transformSchema.parse({})),
   /** A bad image throws instead of being skipped. */
@@ -63,6 +63,9 @@ export const decodeFields = {
    */
   recycleImages: z.boolean().default(false),
 };
+/** Images decoding at once by default: 2 × the cores this process may run on (its CPU affinity), at least 2. */
+export const defaultConcurrency = (): number => Math.max(2, 2 * availableParallelism());
+
 /** The shared check of `rank` against `worldSize`, and its error. */
 export const rankBelowWorld = (o: { rank: number; worldSize: number }): boolean => o.rank < o.worldSize;
 export const rankBelowWorldError = { message: "rank must be below worldSize", path: ["rank"] };
@@ -208,7 +211,7 @@ export class Loader {
     this.options = parsed.data;
     this.transform = parsed.data.transform;
     this.samples = samples;
-    this.#slots = new Slots(parsed.data.concurrency ?? Math.max(2, 2 * cpus().length));
+    this.#slots = new Slots(parsed.data.concurrency ?? defaultConcurrency());
     this.#log = typeof log === "string" ? (line) => appendFileSync(log, line + "\n") : (log ?? null);
     this.#memory = batchMemory(parsed.data);
   }

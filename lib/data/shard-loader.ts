@@ -19,7 +19,6 @@
  *   skipped and reported once each, or with `strict` fatal, naming shard and key.
  */
 import { appendFileSync, statSync } from "node:fs";
-import { cpus } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
@@ -28,6 +27,7 @@ import {
   batchFields,
   batchMemory,
   decodeBatch,
+  defaultConcurrency,
   decodeFields,
   rankBelowWorld,
   rankBelowWorldError,
@@ -238,7 +238,7 @@ export class ShardLoader {
     if (!parsed.success) throw new TypeError(`shard loader: ${formatIssues(parsed.error)}`);
     this.options = parsed.data;
     this.transform = parsed.data.transform;
-    this.#slots = new Slots(parsed.data.concurrency ?? Math.max(2, 2 * cpus().length));
+    this.#slots = new Slots(parsed.data.concurrency ?? defaultConcurrency());
     this.#memory = batchMemory(parsed.data);
     this.#log = typeof log === "string" ? (line) => appendFileSync(log, line + "\n") : (log ?? null);
     this.#prepare = prepare ?? null;
