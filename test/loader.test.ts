@@ -245,6 +245,7 @@ test("recycleImages: the same batches, arrays reused, and a batch intact while t
   };
   const plain = new Loader(samplesFromFiles(list), opts);
   const recycled = new Loader(samplesFromFiles(list), { ...opts, recycleImages: true });
+  const before = new Set<ArrayBufferLike>(); // arrays of the epochs already run
   for (const epoch of [0, 1]) {
     const want: { ids: string[]; data: Float32Array; buffer: ArrayBufferLike }[] = [];
     for await (const b of plain.epoch(epoch))
@@ -265,7 +266,19 @@ test("recycleImages: the same batches, arrays reused, and a batch intact while t
     t.true(fullBatches >= 5, `${fullBatches} full batches`);
     // prefetch + 2 arrays at most, whatever the number of batches
     t.true(full.size <= opts.prefetch + 2, `${full.size} arrays for ${fullBatches} full batches`);
+    // the arrays were let go when the previous epoch ended: an idle loader holds none
+    t.true(
+      [...full].every((b) => !before.has(b)),
+      `epoch ${epoch} reuses an earlier epoch's array`,
+    );
+    for (const b of full) before.add(b);
   }
+  // so were they when a loop stopped early
+  for await (const b of recycled.epoch(2)) {
+    before.add(b.images.data.buffer);
+    break;
+  }
+  for await (const b of recycled.epoch(3)) t.false(before.has(b.images.data.buffer));
 });
 
 test("the default concurrency follows the cores the process may use (its CPU affinity), not the machine's", (t) => {

@@ -3,7 +3,9 @@
  * batches, handed back by the loader when its consumer asks for the next batch and reused for a
  * later one. A 224² batch of 64 is 38.5 MB of memory outside V8's heap; allocating one per batch
  * makes V8 run a full mark-compact every few batches (its external-memory heuristic), a cost the
- * evaluation pipeline measured at several percent of an image's CPU (bench/RESULTS.md).
+ * evaluation pipeline measured at several percent of an image's CPU (bench/RESULTS.md). The arrays
+ * are let go when an epoch's iteration ends, so an idle loader (a held-out evaluator between its
+ * runs) holds none.
  */
 export class BatchMemory {
   readonly #free: Float32Array[] = [];
@@ -30,6 +32,11 @@ export class BatchMemory {
   give(a: Float32Array): void {
     if (a.length === this.length && a.byteOffset === 0 && this.#free.length < this.keep && !this.#free.includes(a))
       this.#free.push(a);
+  }
+
+  /** Lets go of the arrays held (an epoch ended: memory is held only while batches are being made). */
+  clear(): void {
+    this.#free.length = 0;
   }
 
   /** Arrays held for reuse (for tests and stats). */

@@ -272,15 +272,19 @@ export class Loader {
       }
     };
     fill();
-    while (pending.length > 0) {
-      const p = pending.shift()!;
-      fill();
-      const batch = await p;
-      this.#position = { ...batch.next };
-      yield batch;
-      this.#memory?.give(batch.images.data); // the loop asked for the next batch: done with this one
+    try {
+      while (pending.length > 0) {
+        const p = pending.shift()!;
+        fill();
+        const batch = await p;
+        this.#position = { ...batch.next };
+        yield batch;
+        this.#memory?.give(batch.images.data); // the loop asked for the next batch: done with this one
+      }
+      this.#position = { epoch: epoch + 1, index: 0 };
+    } finally {
+      this.#memory?.clear(); // an idle loader holds no batch memory
     }
-    this.#position = { epoch: epoch + 1, index: 0 };
   }
 
   /** Batches across epochs from a position (default: the loader's), until `epochs` epochs are done. */

@@ -381,6 +381,7 @@ export class ShardLoader {
       }
       this.#position = { epoch: epoch + 1, index: 0 };
     } finally {
+      this.#memory?.clear(); // an idle loader holds no batch memory
       await stream.close();
     }
   }
