@@ -93,6 +93,7 @@ async function child(kind: string, files: string[], mode: string, decode: string
   const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
   const transform = { size: 224, train: mode === "train", shrinkOnLoad: decode !== "full" };
   // recycled batch arrays, as vilref's evaluation, embedding and pre-training loops use them
+  // (BENCH_RECYCLE=0 turns it off, for the with/without pairs in bench/RESULTS.md)
   const base = { batchSize: 16, prefetch: 2, concurrency, transform, recycleImages: process.env.BENCH_RECYCLE !== "0" };
   let r;
   if (kind === "shards") {
@@ -213,18 +214,28 @@ function shardJpegs(dir: string, shards: string[]): string {
  * within seconds, a best short pass sits above any sustained rate, the floor's own included.
  */
 function floor(list: string, seconds: number, denom = 8): Rate & { peak: number } {
+  const argv = ["-c", "0", floorProgram(), "jpeg", String(denom), list, String(seconds)];
+  const out = execFileSync("taskset", argv, { encoding: "utf8" });
+  const all = /all passes: ([\d.]+) ms per image .*, ([\d.]+) ms CPU/.exec(out)!;
+  const passes = [...out.matchAll(/([\d.]+) ms per image \(\d+ images, pass/g)].map((m) => Number(m[1]));
+  return { wall: 1000 / Number(all[1]), cpu: 1000 / Number(all[2]), peak: 1000 / Math.min(...passes) };
+}
+
+let floorBin: string | null = null;
+/** decode_floor.c compiled once per bench run (from this checkout's source), removed at exit. */
+function floorProgram(): string {
+  if (floorBin) return floorBin;
   const bin = path.join(tmpdir(), `vilref-decode-floor-${process.pid}`);
-  const src = path.resolve(import.meta.dirname, "floor/decode_floor.c");
-  execFileSync("gcc", ["-O2", src, "-o", bin, "-ljpeg", "-ltiff"]);
-  try {
-    const argv = ["-c", "0", bin, "jpeg", String(denom), list, String(seconds)];
-    const out = execFileSync("taskset", argv, { encoding: "utf8" });
-    const all = /all passes: ([\d.]+) ms per image .*, ([\d.]+) ms CPU/.exec(out)!;
-    const passes = [...out.matchAll(/([\d.]+) ms per image \(\d+ images, pass/g)].map((m) => Number(m[1]));
-    return { wall: 1000 / Number(all[1]), cpu: 1000 / Number(all[2]), peak: 1000 / Math.min(...passes) };
-  } finally {
-    rmSync(bin, { force: true });
-  }
+  execFileSync("gcc", [
+    "-O2",
+    path.resolve(import.meta.dirname, "floor/decode_floor.c"),
+    "-o",
+    bin,
+    "-ljpeg",
+    "-ltiff",
+  ]);
+  process.on("exit", () => rmSync(bin, { force: true }));
+  return (floorBin = bin);
 }
 
 function table(rows: string[][], left: number): string {

@@ -38,11 +38,6 @@ export class BatchMemory {
   clear(): void {
     this.#free.length = 0;
   }
-
-  /** Arrays held for reuse (for tests and stats). */
-  get held(): number {
-    return this.#free.length;
-  }
 }
 
 /** A new batch array, not zero-filled (every image writes its whole slot or is compacted away). */

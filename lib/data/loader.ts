@@ -271,20 +271,8 @@ export class Loader {
         pending.push(p);
       }
     };
-    fill();
-    try {
-      while (pending.length > 0) {
-        const p = pending.shift()!;
-        fill();
-        const batch = await p;
-        this.#position = { ...batch.next };
-        yield batch;
-        this.#memory?.give(batch.images.data); // the loop asked for the next batch: done with this one
-      }
-      this.#position = { epoch: epoch + 1, index: 0 };
-    } finally {
-      this.#memory?.clear(); // an idle loader holds no batch memory
-    }
+    yield* handOut(pending, fill, this.#memory, (p) => (this.#position = { ...p }));
+    this.#position = { epoch: epoch + 1, index: 0 };
   }
 
   /** Batches across epochs from a position (default: the loader's), until `epochs` epochs are done. */
@@ -311,6 +299,33 @@ export class Loader {
       epoch,
       memory: this.#memory,
     };
+  }
+}
+
+/**
+ * Both loaders' epoch loop: hands out the prefetched batches in order, topping them up (`fill`)
+ * before waiting for the next, reports each batch's end position (`at`), gives a batch's array back
+ * for reuse once the loop asks for the next batch, and lets the batch memory go when the loop ends
+ * or stops (an idle loader holds none).
+ */
+export async function* handOut(
+  pending: Promise<Batch>[],
+  fill: () => void | Promise<void>,
+  memory: BatchMemory | null,
+  at: (next: Position) => void,
+): AsyncGenerator<Batch> {
+  try {
+    await fill();
+    while (pending.length > 0) {
+      const p = pending.shift()!;
+      await fill();
+      const batch = await p;
+      at(batch.next);
+      yield batch;
+      memory?.give(batch.images.data); // the loop asked for the next batch: done with this one
+    }
+  } finally {
+    memory?.clear();
   }
 }
 

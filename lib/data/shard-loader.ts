@@ -28,6 +28,7 @@ import {
   batchMemory,
   decodeBatch,
   defaultConcurrency,
+  handOut,
   decodeFields,
   rankBelowWorld,
   rankBelowWorldError,
@@ -370,18 +371,9 @@ export class ShardLoader {
       }
     };
     try {
-      await fill();
-      while (pending.length > 0) {
-        const p = pending.shift()!;
-        await fill();
-        const batch = await p;
-        this.#position = { ...batch.next };
-        yield batch;
-        this.#memory?.give(batch.images.data); // the loop asked for the next batch: done with this one
-      }
+      yield* handOut(pending, fill, this.#memory, (p) => (this.#position = { ...p }));
       this.#position = { epoch: epoch + 1, index: 0 };
     } finally {
-      this.#memory?.clear(); // an idle loader holds no batch memory
       await stream.close();
     }
   }
