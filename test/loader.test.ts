@@ -281,6 +281,36 @@ test("recycleImages: the same batches, arrays reused, and a batch intact while t
   for await (const b of recycled.epoch(3)) t.false(before.has(b.images.data.buffer));
 });
 
+test("recycleImages across a run of epochs (batches()): arrays carry over, let go when it ends", async (t) => {
+  const opts = {
+    batchSize: 2,
+    seed: 5,
+    prefetch: 1,
+    concurrency: 4,
+    transform: { size: 24, train: true },
+    log: () => {},
+  };
+  const want: { epoch: number; ids: string[]; data: Float32Array }[] = [];
+  for await (const b of new Loader(samplesFromFiles(files), opts).batches(3))
+    want.push({ epoch: b.epoch, ids: b.ids, data: b.images.data.slice() });
+  const recycled = new Loader(samplesFromFiles(files), { ...opts, recycleImages: true });
+  const arrays = new Set<ArrayBufferLike>();
+  let k = 0;
+  for await (const b of recycled.batches(3)) {
+    const w = want[k++]!;
+    t.is(b.epoch, w.epoch);
+    t.deepEqual(b.ids, w.ids);
+    t.deepEqual(b.images.data.slice(), w.data, `batch ${k - 1} (epoch ${b.epoch})`);
+    if (b.images.shape[0] === 2) arrays.add(b.images.data.buffer);
+  }
+  t.is(k, want.length);
+  t.true(new Set(want.map((w) => w.epoch)).size === 3 && k >= 6, `${k} batches over 3 epochs`);
+  // one set of arrays for the whole run, not one per epoch
+  t.true(arrays.size <= opts.prefetch + 2, `${arrays.size} arrays for ${k} batches over 3 epochs`);
+  // and none held once the run is over
+  for await (const b of recycled.epoch(3)) t.false(arrays.has(b.images.data.buffer));
+});
+
 test("the default concurrency follows the cores the process may use (its CPU affinity), not the machine's", (t) => {
   const module = pathToFileURL(path.resolve("lib/data/loader.ts")).href;
   const script = `import("${module}").then((m) => console.log(m.defaultConcurrency()))`;

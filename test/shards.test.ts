@@ -234,6 +234,25 @@ test("recycleImages over shards: the same batches and pixels, with the batch arr
   t.true(arrays.size <= 3, `${arrays.size} arrays for ${k} batches`); // prefetch + 2
 });
 
+test("recycleImages over shards across a run of epochs: one set of arrays, the same pixels", async (t) => {
+  const spec = path.join(packed, "index.json");
+  const want: { ids: string[]; data: Float32Array }[] = [];
+  for await (const b of (await ShardLoader.open(spec, opts({ prefetch: 1 }))).batches(2))
+    want.push({ ids: b.ids, data: b.images.data.slice() });
+  const recycled = await ShardLoader.open(spec, opts({ prefetch: 1, recycleImages: true }));
+  const arrays = new Set<ArrayBufferLike>();
+  let k = 0;
+  for await (const b of recycled.batches(2)) {
+    t.deepEqual(b.ids, want[k]!.ids);
+    t.deepEqual(b.images.data.slice(), want[k]!.data, `batch ${k} (epoch ${b.epoch})`);
+    arrays.add(b.images.data.buffer);
+    k++;
+  }
+  t.is(k, 20);
+  t.true(arrays.size <= 3, `${arrays.size} arrays for ${k} batches over 2 epochs`); // prefetch + 2
+  for await (const b of recycled.epoch(2)) t.false(arrays.has(b.images.data.buffer), "released when the run ended");
+});
+
 test("shards written by plain tar with .jpeg and .cls keys (and a sub-folder) are read", async (t) => {
   const dir = path.join(root, "foreign");
   mkdirSync(path.join(dir, "src", "part"), { recursive: true });

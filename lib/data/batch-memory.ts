@@ -4,8 +4,8 @@
  * later one. A 224² batch of 64 is 38.5 MB of memory outside V8's heap; allocating one per batch
  * makes V8 run a full mark-compact every few batches (its external-memory heuristic), a cost the
  * evaluation pipeline measured at several percent of an image's CPU (bench/RESULTS.md). The arrays
- * are let go when an epoch's iteration ends, so an idle loader (a held-out evaluator between its
- * runs) holds none.
+ * are let go when the loop taking them ends (an epoch's, or a run of epochs' through batches()),
+ * so an idle loader (a held-out evaluator between its runs) holds none.
  */
 export class BatchMemory {
   readonly #free: Float32Array[] = [];

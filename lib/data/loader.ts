@@ -252,7 +252,12 @@ export class Loader {
    * The batches of one epoch, starting at sample `from` of this rank's order (0: the start).
    * Breaking out of the loop is fine: pending decodes finish and are discarded.
    */
-  async *epoch(epoch: number, from = 0): AsyncGenerator<Batch> {
+  epoch(epoch: number, from = 0): AsyncGenerator<Batch> {
+    return this.#epoch(epoch, from, false);
+  }
+
+  /** One epoch's batches; `spanning`: part of a run of epochs (batches()), which keeps the batch memory. */
+  async *#epoch(epoch: number, from: number, spanning: boolean): AsyncGenerator<Batch> {
     const order = this.order(epoch);
     const B = this.options.batchSize;
     const starts: number[] = [];
@@ -271,13 +276,21 @@ export class Loader {
         pending.push(p);
       }
     };
-    yield* handOut(pending, fill, this.#memory, (p) => (this.#position = { ...p }));
+    yield* handOut(pending, fill, this.#memory, (p) => (this.#position = { ...p }), !spanning);
     this.#position = { epoch: epoch + 1, index: 0 };
   }
 
-  /** Batches across epochs from a position (default: the loader's), until `epochs` epochs are done. */
+  /**
+   * Batches across epochs from a position (default: the loader's), until `epochs` epochs are done.
+   * With `recycleImages` the batch memory is kept from one epoch to the next and let go when this
+   * loop ends.
+   */
   async *batches(epochs: number, start: Position = this.position): AsyncGenerator<Batch> {
-    for (let e = start.epoch; e < epochs; e++) yield* this.epoch(e, e === start.epoch ? start.index : 0);
+    try {
+      for (let e = start.epoch; e < epochs; e++) yield* this.#epoch(e, e === start.epoch ? start.index : 0, true);
+    } finally {
+      this.#memory?.clear();
+    }
   }
 
   async #makeBatch(epoch: number, order: number[], s: number, e: number): Promise<Batch> {
@@ -305,14 +318,16 @@ export class Loader {
 /**
  * Both loaders' epoch loop: hands out the prefetched batches in order, topping them up (`fill`)
  * before waiting for the next, reports each batch's end position (`at`), gives a batch's array back
- * for reuse once the loop asks for the next batch, and lets the batch memory go when the loop ends
- * or stops (an idle loader holds none).
+ * for reuse once the loop asks for the next batch, and (`release`) lets the batch memory go when the
+ * loop ends or stops, so an idle loader holds none; a run of epochs (batches()) releases it once, at
+ * its own end, instead.
  */
 export async function* handOut(
   pending: Promise<Batch>[],
   fill: () => void | Promise<void>,
   memory: BatchMemory | null,
   at: (next: Position) => void,
+  release: boolean,
 ): AsyncGenerator<Batch> {
   try {
     await fill();
@@ -325,7 +340,7 @@ export async function* handOut(
       memory?.give(batch.images.data); // the loop asked for the next batch: done with this one
     }
   } finally {
-    memory?.clear();
+    if (release) memory?.clear();
   }
 }
 

@@ -343,7 +343,12 @@ export class ShardLoader {
    * The batches of one epoch, starting at sample `from` of this rank's stream (0: the start).
    * Breaking out of the loop is fine: pending decodes finish and are discarded.
    */
-  async *epoch(epoch: number, from = 0): AsyncGenerator<Batch> {
+  epoch(epoch: number, from = 0): AsyncGenerator<Batch> {
+    return this.#epoch(epoch, from, false);
+  }
+
+  /** One epoch's batches; `spanning`: part of a run of epochs (batches()), which keeps the batch memory. */
+  async *#epoch(epoch: number, from: number, spanning: boolean): AsyncGenerator<Batch> {
     const B = this.options.batchSize;
     const limit = this.#limit;
     const stream = await this.#stream(epoch, from);
@@ -371,16 +376,24 @@ export class ShardLoader {
       }
     };
     try {
-      yield* handOut(pending, fill, this.#memory, (p) => (this.#position = { ...p }));
+      yield* handOut(pending, fill, this.#memory, (p) => (this.#position = { ...p }), !spanning);
       this.#position = { epoch: epoch + 1, index: 0 };
     } finally {
       await stream.close();
     }
   }
 
-  /** Batches across epochs from a position (default: the loader's), until `epochs` epochs are done. */
+  /**
+   * Batches across epochs from a position (default: the loader's), until `epochs` epochs are done.
+   * With `recycleImages` the batch memory is kept from one epoch to the next and let go when this
+   * loop ends.
+   */
   async *batches(epochs: number, start: Position = this.position): AsyncGenerator<Batch> {
-    for (let e = start.epoch; e < epochs; e++) yield* this.epoch(e, e === start.epoch ? start.index : 0);
+    try {
+      for (let e = start.epoch; e < epochs; e++) yield* this.#epoch(e, e === start.epoch ? start.index : 0, true);
+    } finally {
+      this.#memory?.clear();
+    }
   }
 
   async #makeBatch(epoch: number, raws: Raw[], start: number): Promise<Batch> {
