@@ -33,6 +33,7 @@ import path from "node:path";
 import sharp from "sharp";
 import { readNpy } from "../lib/io/npy.js";
 import { Loader } from "../lib/data/loader.js";
+import type { Batch } from "../lib/data/loader.js";
 import { samplesFromFiles } from "../lib/data/manifest.js";
 import { packShards } from "../lib/data/pack.js";
 import { walkTarSync } from "../lib/data/tar.js";
@@ -84,6 +85,28 @@ async function timed(pass: (k: number) => Promise<number>, warm: () => Promise<u
   return { images: n, seconds: s, images_per_s: n / s, passes: k, cpu_seconds: (c.user + c.system) / 1e6 };
 }
 
+/**
+ * Passes over one run of epochs (a loader's batches(), as pre-training iterates): pass k is epoch
+ * k's batches, so the loader's batch memory and decoding state carry on from pass to pass as they
+ * do over a long epoch or a training run, instead of restarting every 48 images.
+ */
+function passesOf(batches: AsyncGenerator<Batch>) {
+  let held: Batch | null = null;
+  return async (k: number) => {
+    let n = 0;
+    for (;;) {
+      const b = held ?? (await batches.next()).value;
+      held = null;
+      if (!b) return n;
+      if (b.epoch > k) {
+        held = b;
+        return n;
+      }
+      n += b.images.shape[0]!;
+    }
+  };
+}
+
 async function child(kind: string, files: string[], mode: string, decode: string, minSeconds: number): Promise<void> {
   // No libvips operation cache: the timed passes revisit the same files, a real epoch does not.
   sharp.cache(false);
@@ -95,6 +118,8 @@ async function child(kind: string, files: string[], mode: string, decode: string
   // recycled batch arrays, as vilref's evaluation, embedding and pre-training loops use them
   // (BENCH_RECYCLE=0 turns it off, for the with/without pairs in bench/RESULTS.md)
   const base = { batchSize: 16, prefetch: 2, concurrency, transform, recycleImages: process.env.BENCH_RECYCLE !== "0" };
+  // One run of epochs across the timed passes (BENCH_CONTINUOUS=0: a fresh epoch() loop per pass).
+  const continuous = process.env.BENCH_CONTINUOUS !== "0";
   let r;
   if (kind === "shards") {
     const spec = process.env.BENCH_SHARDS!;
@@ -105,11 +130,19 @@ async function child(kind: string, files: string[], mode: string, decode: string
       return n;
     };
     const loader = await mk();
-    r = await timed(
-      (k) => count(loader, k),
-      async () => count(await mk(), 99),
-      minSeconds,
-    );
+    if (continuous) {
+      const pass = passesOf(loader.batches(1e9));
+      r = await timed(
+        (k) => pass(k + 1),
+        () => pass(0),
+        minSeconds,
+      );
+    } else
+      r = await timed(
+        (k) => count(loader, k),
+        async () => count(await mk(), 99),
+        minSeconds,
+      );
   } else if (kind === "pack") {
     const out = path.join(tmpdir(), `vilref-bench-pack-${process.pid}`);
     const samples = samplesFromFiles(files);
@@ -127,12 +160,21 @@ async function child(kind: string, files: string[], mode: string, decode: string
       return n;
     };
     const loader = new Loader(samplesFromFiles(files), options);
-    const warmLoader = new Loader(samplesFromFiles(files.slice(0, Math.max(2, 2 * cores))), options);
-    r = await timed(
-      (k) => count(loader, k),
-      () => count(warmLoader, 0),
-      minSeconds,
-    );
+    if (continuous) {
+      const pass = passesOf(loader.batches(1e9));
+      r = await timed(
+        (k) => pass(k + 1),
+        () => pass(0),
+        minSeconds,
+      );
+    } else {
+      const warmLoader = new Loader(samplesFromFiles(files.slice(0, Math.max(2, 2 * cores))), options);
+      r = await timed(
+        (k) => count(loader, k),
+        () => count(warmLoader, 0),
+        minSeconds,
+      );
+    }
   }
   process.stdout.write(JSON.stringify({ ...r, cores, vips: sharp.concurrency() }) + "\n");
 }
