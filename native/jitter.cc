@@ -2,6 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include <emmintrin.h>
+#include <xmmintrin.h>
 
 namespace vilref {
 
@@ -118,10 +123,22 @@ __attribute__((target_clones("avx2", "default"))) int64_t LumaSum8(const uint8_t
   return sum;
 }
 
-// A run's values through the per-channel float tables into the output planes at i.
-NoVector void Store(const Run& x, int k, const float (*t)[256], float* out, int64_t n, int64_t i) {
-  float *o0 = out + i, *o1 = out + n + i, *o2 = out + 2 * n + i;
-  for (int j = 0; j < k; j++) o0[j] = t[0][x.r[j]], o1[j] = t[1][x.g[j]], o2[j] = t[2][x.b[j]];
+// A run's values through the per-channel float tables into `stage` (three rows of kRun floats).
+NoVector void Store(const Run& x, int k, const float (*t)[256], float (*stage)[kRun]) {
+  for (int j = 0; j < k; j++) stage[0][j] = t[0][x.r[j]], stage[1][j] = t[1][x.g[j]], stage[2][j] = t[2][x.b[j]];
+}
+
+// The staged run into the output planes at i: non-temporal stores where they are 16-byte aligned
+// (the output is a batch the model reads later; filling it through the cache would read each line
+// in first and evict the working set for nothing), else ordinary ones.
+void Stream(const float (*stage)[kRun], int k, float* out, int64_t n, int64_t i) {
+  for (int c = 0; c < 3; c++) {
+    float* o = out + c * n + i;
+    int j = 0;
+    if (reinterpret_cast<uintptr_t>(o) % 16 == 0)
+      for (; j + 4 <= k; j += 4) _mm_stream_ps(o + j, _mm_load_ps(stage[c] + j));
+    std::memcpy(o + j, stage[c] + j, sizeof(float) * (k - j));
+  }
 }
 
 // The mean luma (rounded, as ImageStat + int(x + 0.5)) of the image as contrast sees it: after the
@@ -182,12 +199,15 @@ void JitterNormalize(const uint8_t* planes, int64_t n, const JitterPlan& plan, c
     return;
   }
   Run x;
+  alignas(16) float stage[3][kRun];
   for (int64_t i = 0; i < n; i += kRun) {
     const int k = static_cast<int>(std::min<int64_t>(kRun, n - i));
     Load(planes, n, i, k, preOps, x);
     SaturateRun(x, k, plan.saturation);
-    Store(x, k, t, out, n, i);
+    Store(x, k, t, stage);
+    Stream(stage, k, out, n, i);
   }
+  _mm_sfence();  // the streamed stores are visible before the batch is handed over
 }
 
 }  // namespace vilref
