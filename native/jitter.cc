@@ -19,27 +19,37 @@ inline uint8_t Blend8(int a, int b, float alpha) {
   return v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(static_cast<int>(v));
 }
 
-// A finite float clipped to 0..255 and truncated: Blend8's result without branches. Written as
-// comparisons (not std::min/max, whose NaN rules cost a compare and a blend per lane) so that
-// the vector clones use single max/min instructions.
-inline int32_t Clip8(float v) {
-  v = v > 0.0f ? v : 0.0f;
-  v = v < 255.0f ? v : 255.0f;
-  return static_cast<int32_t>(v);
+// A finite float (|v| < 2^31) truncated and clipped to 0..255, kept a float: Blend8's result
+// (which clips and then truncates: the same value) without branches. Truncating first, and
+// clipping as integers, lets GCC vectorise it (clipping the float and then converting does not).
+inline float Clip8(float v) {
+  int32_t i = static_cast<int32_t>(v);
+  i = i > 0 ? i : 0;
+  i = i < 255 ? i : 255;
+  return static_cast<float>(i);
 }
 
 // Pillow's RGB → L (ITU-R 601-2 in 16-bit fixed point, rounded).
 inline int Luma8(int r, int g, int b) { return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16; }
 
+// Luma8 of values 0..255 held in floats, exactly: every product and partial sum is an integer
+// below 2^24 (at most 255 · 65536 + 2^15), which float32 holds exactly, and × 2^-16 followed by
+// truncation is the shift. Vector float multiplies instead of 32-bit integer ones (slow on x86).
+inline float Luma8f(float r, float g, float b) {
+  const float s = r * 19595.0f + g * 38470.0f + b * 7471.0f + 32768.0f;
+  return static_cast<float>(static_cast<int32_t>(s * (1.0f / 65536.0f)));
+}
+
 bool Active(const JitterPlan& p, int op) {
   return op == 0 ? p.brightness != 1.0f : op == 1 ? p.contrast != 1.0f : p.saturation != 1.0f;
 }
 
-// A run of pixels as 32-bit values, one array per channel: the loops over it are plain arithmetic
-// on contiguous ints and floats, which the compiler vectorises (AVX2 where the CPU has it).
+// A run of pixels as floats holding the values 0..255, one array per channel: the loops over it are
+// plain arithmetic on contiguous floats, which the compiler vectorises (AVX2 where the CPU has it),
+// and the steps pass values on without converting them back and forth.
 constexpr int kRun = 256;
 struct Run {
-  int32_t r[kRun], g[kRun], b[kRun];
+  float r[kRun], g[kRun], b[kRun];
 };
 
 // Blend steps that are one value each (brightness: Blend8(0, v, b); contrast: Blend8(mean, v, c)),
@@ -56,12 +66,10 @@ struct BlendOps {
 __attribute__((target_clones("avx2", "default"))) void BlendRun(Run& x, int k, int a, float alpha) {
   const float fa = static_cast<float>(a);
   for (int j = 0; j < k; j++) {
-    const float r = fa + alpha * static_cast<float>(x.r[j] - a);
-    const float g = fa + alpha * static_cast<float>(x.g[j] - a);
-    const float b = fa + alpha * static_cast<float>(x.b[j] - a);
-    x.r[j] = Clip8(r);
-    x.g[j] = Clip8(g);
-    x.b[j] = Clip8(b);
+    // v − a is exact in float32 (both are integers 0..255), as Blend8's integer difference is
+    x.r[j] = Clip8(fa + alpha * (x.r[j] - fa));
+    x.g[j] = Clip8(fa + alpha * (x.g[j] - fa));
+    x.b[j] = Clip8(fa + alpha * (x.b[j] - fa));
   }
 }
 
@@ -70,7 +78,7 @@ void MapOps(Run& x, int k, const BlendOps& ops) {
   for (int o = 0; o < ops.n; o++) BlendRun(x, k, ops.a[o], ops.alpha[o]);
 }
 
-// Pixels [i, i + k) of the planes as 32-bit values.
+// Pixels [i, i + k) of the planes as floats.
 __attribute__((target_clones("avx2", "default"))) void Widen(const uint8_t* planes, int64_t n, int64_t i, int k,
                                                              Run& x) {
   const uint8_t *R = planes + i, *G = planes + n + i, *B = planes + 2 * n + i;
@@ -92,21 +100,17 @@ void Load(const uint8_t* planes, int64_t n, int64_t i, int k, const BlendOps& op
 // clip to 0..255 before the truncation gives the same byte, without branches).
 __attribute__((target_clones("avx2", "default"))) void SaturateRun(Run& x, int k, float alpha) {
   for (int j = 0; j < k; j++) {
-    const int l = Luma8(x.r[j], x.g[j], x.b[j]);
-    const float fl = static_cast<float>(l);
-    float v = fl + alpha * static_cast<float>(x.r[j] - l);
-    x.r[j] = Clip8(v);
-    v = fl + alpha * static_cast<float>(x.g[j] - l);
-    x.g[j] = Clip8(v);
-    v = fl + alpha * static_cast<float>(x.b[j] - l);
-    x.b[j] = Clip8(v);
+    const float l = Luma8f(x.r[j], x.g[j], x.b[j]);
+    x.r[j] = Clip8(l + alpha * (x.r[j] - l));
+    x.g[j] = Clip8(l + alpha * (x.g[j] - l));
+    x.b[j] = Clip8(l + alpha * (x.b[j] - l));
   }
 }
 
 // Σ Luma8 over a run.
 __attribute__((target_clones("avx2", "default"))) int64_t LumaSum(const Run& x, int k) {
   int32_t sum = 0;  // ≤ 256 · 255
-  for (int j = 0; j < k; j++) sum += Luma8(x.r[j], x.g[j], x.b[j]);
+  for (int j = 0; j < k; j++) sum += static_cast<int32_t>(Luma8f(x.r[j], x.g[j], x.b[j]));
   return sum;
 }
 
@@ -123,9 +127,18 @@ __attribute__((target_clones("avx2", "default"))) int64_t LumaSum8(const uint8_t
   return sum;
 }
 
+// A run's values as table indices (vectorised).
+struct Indices {
+  int32_t r[kRun], g[kRun], b[kRun];
+};
+__attribute__((target_clones("avx2", "default"))) void ToIndices(const Run& x, int k, Indices& q) {
+  for (int j = 0; j < k; j++)
+    q.r[j] = static_cast<int32_t>(x.r[j]), q.g[j] = static_cast<int32_t>(x.g[j]), q.b[j] = static_cast<int32_t>(x.b[j]);
+}
+
 // A run's values through the per-channel float tables into `stage` (three rows of kRun floats).
-NoVector void Store(const Run& x, int k, const float (*t)[256], float (*stage)[kRun]) {
-  for (int j = 0; j < k; j++) stage[0][j] = t[0][x.r[j]], stage[1][j] = t[1][x.g[j]], stage[2][j] = t[2][x.b[j]];
+NoVector void Store(const Indices& q, int k, const float (*t)[256], float (*stage)[kRun]) {
+  for (int j = 0; j < k; j++) stage[0][j] = t[0][q.r[j]], stage[1][j] = t[1][q.g[j]], stage[2][j] = t[2][q.b[j]];
 }
 
 // The staged run into the output planes at i: non-temporal stores where they are 16-byte aligned
@@ -199,12 +212,14 @@ void JitterNormalize(const uint8_t* planes, int64_t n, const JitterPlan& plan, c
     return;
   }
   Run x;
+  Indices q;
   alignas(16) float stage[3][kRun];
   for (int64_t i = 0; i < n; i += kRun) {
     const int k = static_cast<int>(std::min<int64_t>(kRun, n - i));
     Load(planes, n, i, k, preOps, x);
     SaturateRun(x, k, plan.saturation);
-    Store(x, k, t, stage);
+    ToIndices(x, k, q);
+    Store(q, k, t, stage);
     Stream(stage, k, out, n, i);
   }
   _mm_sfence();  // the streamed stores are visible before the batch is handed over
