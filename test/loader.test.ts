@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { Loader, classifyError, type Batch } from "../lib/data/loader.js";
+import { Loader, classifyError, runEpochs, type Batch, type EpochSource } from "../lib/data/loader.js";
+import { BatchMemory } from "../lib/data/batch-memory.js";
 import { samplesFromFiles, type Sample } from "../lib/data/manifest.js";
 import { CLIP_MEAN, CLIP_STD } from "../lib/data/transforms.js";
 import { generateCase } from "../lib/synth/index.js";
@@ -309,6 +310,99 @@ test("recycleImages across a run of epochs (batches()): arrays carry over, let g
   t.true(arrays.size <= opts.prefetch + 2, `${arrays.size} arrays for ${k} batches over 3 epochs`);
   // and none held once the run is over
   for await (const b of recycled.epoch(3)) t.false(arrays.has(b.images.data.buffer));
+});
+
+/** Sources of `n` batches per epoch for runEpochs, logging what the loop asks of them. */
+function countingSources(n: number, log: string[], fail?: { epoch: number; at: "open" | number }) {
+  return (epoch: number, from: number): EpochSource => {
+    log.push(`open ${epoch}@${from}`);
+    if (fail?.epoch === epoch && fail.at === "open") throw new Error(`epoch ${epoch} cannot open`);
+    let i = from;
+    return {
+      next: async () => {
+        if (i >= n) return null;
+        if (fail?.epoch === epoch && fail.at === i) throw new Error(`epoch ${epoch} sample ${i} unreadable`);
+        const index = i++;
+        log.push(`make ${epoch}.${index}`);
+        const batch = {
+          epoch,
+          ids: [`${epoch}.${index}`],
+          images: { data: new Float32Array(4), shape: [1, 1, 2, 2] },
+          start: { epoch, index },
+          next: { epoch, index: index + 1 },
+        } as unknown as Batch;
+        return { batch: new Promise<Batch>((r) => setTimeout(() => r(batch), 1)) };
+      },
+      close: () => void log.push(`close ${epoch}`),
+    };
+  };
+}
+
+test("a run of epochs is one pipeline: the next epoch's batches are made while this one's last are used", async (t) => {
+  const log: string[] = [];
+  const positions: string[] = [];
+  const got: string[] = [];
+  const prefetch = 1;
+  const run = runEpochs(countingSources(3, log), { epoch: 0, index: 1 }, 3, prefetch, null, (p) =>
+    positions.push(`${p.epoch}.${p.index}`),
+  );
+  for await (const b of run) {
+    got.push(b.ids[0]!);
+    log.push(`use ${b.ids[0]}`);
+  }
+  t.deepEqual(got, ["0.1", "0.2", "1.0", "1.1", "1.2", "2.0", "2.1", "2.2"]);
+  // epoch 1's first batch is being made before epoch 0's last is handed out
+  t.true(log.indexOf("make 1.0") < log.indexOf("use 0.2"), log.join(", "));
+  t.true(log.indexOf("close 0") < log.indexOf("use 0.2"));
+  // never more than prefetch + 1 batches being made besides the one in use
+  let made = 0;
+  let used = 0;
+  for (const l of log) {
+    if (l.startsWith("make")) made++;
+    if (l.startsWith("use")) t.true(made - used++ <= prefetch + 2, `${made} made, ${used - 1} used at ${l}`);
+  }
+  // the position: the start, each batch's end, the next epoch's start once the loop asks past an epoch
+  t.deepEqual(positions, ["0.1", "0.2", "0.3", "1.0", "1.1", "1.2", "1.3", "2.0", "2.1", "2.2", "2.3", "3.0"]);
+  t.deepEqual(
+    log.filter((l) => l.startsWith("open") || l.startsWith("close")),
+    ["open 0@1", "close 0", "open 1@0", "close 1", "open 2@0", "close 2"],
+  );
+});
+
+test("a run of epochs: an error in the next epoch comes after this one's batches; stopping lets go", async (t) => {
+  for (const at of ["open", 1] as const) {
+    const log: string[] = [];
+    let position = "";
+    const got: string[] = [];
+    const run = runEpochs(countingSources(2, log, { epoch: 1, at }), { epoch: 0, index: 0 }, 3, 2, null, (p) => {
+      position = `${p.epoch}.${p.index}`;
+    });
+    const error = await t.throwsAsync(async () => {
+      for await (const b of run) got.push(b.ids[0]!);
+    });
+    t.regex(error!.message, at === "open" ? /epoch 1 cannot open/ : /epoch 1 sample 1 unreadable/);
+    t.deepEqual(got, at === "open" ? ["0.0", "0.1"] : ["0.0", "0.1", "1.0"], `fails at ${at}`);
+    t.is(position, at === "open" ? "1.0" : "1.1");
+    t.is(
+      log.filter((l) => l.startsWith("open")).length,
+      log.filter((l) => l.startsWith("close")).length + (at === "open" ? 1 : 0),
+    );
+  }
+  // breaking out: the open epoch's source is closed and the batch memory let go
+  const log: string[] = [];
+  const memory = new BatchMemory(4, 3);
+  let cleared = 0;
+  memory.clear = () => void cleared++;
+  for await (const b of runEpochs(countingSources(4, log), { epoch: 0, index: 0 }, 5, 1, memory, () => {}))
+    if (b.ids[0] === "1.1") break;
+  t.is(cleared, 1);
+  t.is(log.at(-1), "close 1");
+  // a long run of empty epochs stays bounded: one epoch at a time, then done
+  const empty: string[] = [];
+  let n = 0;
+  for await (const _ of runEpochs(countingSources(0, empty), { epoch: 0, index: 0 }, 2000, 1, null, () => {})) n++;
+  t.is(n, 0);
+  t.is(empty.filter((l) => l.startsWith("open")).length, 2000);
 });
 
 test("the default concurrency follows the cores the process may use (its CPU affinity), not the machine's", (t) => {

@@ -237,8 +237,16 @@ test("recycleImages over shards: the same batches and pixels, with the batch arr
 test("recycleImages over shards across a run of epochs: one set of arrays, the same pixels", async (t) => {
   const spec = path.join(packed, "index.json");
   const want: { ids: string[]; data: Float32Array }[] = [];
-  for await (const b of (await ShardLoader.open(spec, opts({ prefetch: 1 }))).batches(2))
-    want.push({ ids: b.ids, data: b.images.data.slice() });
+  const run = await ShardLoader.open(spec, opts({ prefetch: 1 }));
+  for await (const b of run.batches(2)) want.push({ ids: b.ids, data: b.images.data.slice() });
+  // one pipeline across the epochs, the same batches as epoch by epoch, within the same memory bound
+  const byEpoch = await ShardLoader.open(spec, opts({ prefetch: 1 }));
+  t.deepEqual(
+    want.flatMap((w) => w.ids),
+    [...(await ids(byEpoch, 0)), ...(await ids(byEpoch, 1))],
+  );
+  t.true(run.stats.peakHeld <= 7 + 2 * 4, `peak ${run.stats.peakHeld}`);
+  t.is(run.stats.held, 0);
   const recycled = await ShardLoader.open(spec, opts({ prefetch: 1, recycleImages: true }));
   const arrays = new Set<ArrayBufferLike>();
   let k = 0;

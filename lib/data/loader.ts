@@ -253,11 +253,21 @@ export class Loader {
    * Breaking out of the loop is fine: pending decodes finish and are discarded.
    */
   epoch(epoch: number, from = 0): AsyncGenerator<Batch> {
-    return this.#epoch(epoch, from, false);
+    return this.batches(epoch + 1, { epoch, index: from });
   }
 
-  /** One epoch's batches; `spanning`: part of a run of epochs (batches()), which keeps the batch memory. */
-  async *#epoch(epoch: number, from: number, spanning: boolean): AsyncGenerator<Batch> {
+  /**
+   * Batches across epochs from a position (default: the loader's), until `epochs` epochs are done:
+   * one pipeline, so the next epoch's first batches decode while this one's last are used, and
+   * (recycleImages) one set of batch arrays for the whole run, let go when the loop ends.
+   */
+  batches(epochs: number, start: Position = this.position): AsyncGenerator<Batch> {
+    const open = (epoch: number, from: number) => this.#source(epoch, from);
+    return runEpochs(open, start, epochs, this.options.prefetch, this.#memory, (p) => (this.#position = p));
+  }
+
+  /** One epoch's batches, made one at a time for the epoch loop. */
+  #source(epoch: number, from: number): EpochSource {
     const order = this.order(epoch);
     const B = this.options.batchSize;
     const starts: number[] = [];
@@ -265,32 +275,15 @@ export class Loader {
       if (this.options.dropLast && s + B > order.length) break;
       starts.push(s);
     }
-    this.#position = { epoch, index: from };
-    const pending: Promise<Batch>[] = [];
     let next = 0;
-    const fill = () => {
-      while (next < starts.length && pending.length <= this.options.prefetch) {
+    return {
+      next: () => {
+        if (next >= starts.length) return null;
         const s = starts[next++]!;
-        const p = this.#makeBatch(epoch, order, s, Math.min(s + B, order.length));
-        p.catch(() => {}); // surfaced when awaited; never unhandled if the consumer stops early
-        pending.push(p);
-      }
+        return { batch: this.#makeBatch(epoch, order, s, Math.min(s + B, order.length)) };
+      },
+      close: () => {},
     };
-    yield* handOut(pending, fill, this.#memory, (p) => (this.#position = { ...p }), !spanning);
-    this.#position = { epoch: epoch + 1, index: 0 };
-  }
-
-  /**
-   * Batches across epochs from a position (default: the loader's), until `epochs` epochs are done.
-   * With `recycleImages` the batch memory is kept from one epoch to the next and let go when this
-   * loop ends.
-   */
-  async *batches(epochs: number, start: Position = this.position): AsyncGenerator<Batch> {
-    try {
-      for (let e = start.epoch; e < epochs; e++) yield* this.#epoch(e, e === start.epoch ? start.index : 0, true);
-    } finally {
-      this.#memory?.clear();
-    }
   }
 
   async #makeBatch(epoch: number, order: number[], s: number, e: number): Promise<Batch> {
@@ -315,32 +308,90 @@ export class Loader {
   }
 }
 
+/** One epoch's batches as the epoch loop (runEpochs) draws them. */
+export interface EpochSource {
+  /** The epoch's next batch, its decoding started; null when the epoch has no more. */
+  next(): { batch: Promise<Batch> } | null | Promise<{ batch: Promise<Batch> } | null>;
+  /** Called once the epoch has no more batches, or when the loop stops early. */
+  close(): void | Promise<void>;
+}
+
 /**
- * Both loaders' epoch loop: hands out the prefetched batches in order, topping them up (`fill`)
- * before waiting for the next, reports each batch's end position (`at`), gives a batch's array back
- * for reuse once the loop asks for the next batch, and (`release`) lets the batch memory go when the
- * loop ends or stops, so an idle loader holds none; a run of epochs (batches()) releases it once, at
- * its own end, instead.
+ * Both loaders' loop over a run of epochs (from `start` until `epochs`): one queue of at most
+ * prefetch + 1 batches being made, filled from each epoch's source in turn (`open`), so the next
+ * epoch's batches start decoding while the last ones of this epoch are handed out. Batches come
+ * out in order; the position (`at`) follows each batch handed out, and moves to the next epoch's
+ * start once the loop is asked for more after an epoch's last batch. A batch's array goes back to
+ * the batch memory when the loop is asked for the next batch, and the memory is let go when the
+ * loop ends or stops (an idle loader holds none). An error while filling (opening an epoch,
+ * reading its samples) is thrown where it happened in the order, after the batches before it.
  */
-export async function* handOut(
-  pending: Promise<Batch>[],
-  fill: () => void | Promise<void>,
+export async function* runEpochs(
+  open: (epoch: number, from: number) => EpochSource | Promise<EpochSource>,
+  start: Position,
+  epochs: number,
+  prefetch: number,
   memory: BatchMemory | null,
-  at: (next: Position) => void,
-  release: boolean,
+  at: (position: Position) => void,
 ): AsyncGenerator<Batch> {
+  type Entry = { batch: Promise<Batch> } | { endOf: number } | { error: unknown };
+  const queue: Entry[] = [];
+  let making = 0; // entries in the queue (an epoch of no batches is one too: a run of them stays bounded)
+  let epoch = start.epoch;
+  let from = start.index;
+  let source: EpochSource | null = null;
+  let stopped = false;
+  const fill = async () => {
+    try {
+      while (!stopped && making <= prefetch) {
+        if (!source) {
+          if (epoch >= epochs) {
+            stopped = true;
+            break;
+          }
+          source = await open(epoch, from);
+          from = 0;
+        }
+        const next = await source.next();
+        if (next) {
+          next.batch.catch(() => {}); // surfaced when awaited; never unhandled if the consumer stops early
+          queue.push(next);
+          making++;
+          continue;
+        }
+        const done = source;
+        source = null;
+        await done.close();
+        queue.push({ endOf: epoch++ });
+        making++;
+      }
+    } catch (error) {
+      stopped = true;
+      queue.push({ error });
+    }
+  };
+  at({ ...start });
   try {
     await fill();
-    while (pending.length > 0) {
-      const p = pending.shift()!;
-      await fill();
-      const batch = await p;
-      at(batch.next);
-      yield batch;
-      memory?.give(batch.images.data); // the loop asked for the next batch: done with this one
+    for (let entry = queue.shift(); entry; entry = queue.shift()) {
+      if ("endOf" in entry) {
+        making--;
+        at({ epoch: entry.endOf + 1, index: 0 });
+        await fill();
+      } else if ("error" in entry) throw entry.error;
+      else {
+        making--;
+        await fill();
+        const batch = await entry.batch;
+        at({ ...batch.next });
+        yield batch;
+        memory?.give(batch.images.data); // the loop asked for the next batch: done with this one
+      }
     }
   } finally {
-    if (release) memory?.clear();
+    stopped = true;
+    if (source) await (source as EpochSource).close();
+    memory?.clear();
   }
 }
 

@@ -22,13 +22,13 @@ import { appendFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { formatIssues } from "../config/errors.js";
-import type { Position, Batch, LoaderStats, BatchItem, DecodeExtras } from "./loader.js";
+import type { Position, Batch, LoaderStats, BatchItem, DecodeExtras, EpochSource } from "./loader.js";
 import {
   batchFields,
   batchMemory,
   decodeBatch,
   defaultConcurrency,
-  handOut,
+  runEpochs,
   decodeFields,
   rankBelowWorld,
   rankBelowWorldError,
@@ -344,20 +344,30 @@ export class ShardLoader {
    * Breaking out of the loop is fine: pending decodes finish and are discarded.
    */
   epoch(epoch: number, from = 0): AsyncGenerator<Batch> {
-    return this.#epoch(epoch, from, false);
+    return this.batches(epoch + 1, { epoch, index: from });
   }
 
-  /** One epoch's batches; `spanning`: part of a run of epochs (batches()), which keeps the batch memory. */
-  async *#epoch(epoch: number, from: number, spanning: boolean): AsyncGenerator<Batch> {
+  /**
+   * Batches across epochs from a position (default: the loader's), until `epochs` epochs are done:
+   * one pipeline, so the next epoch's first shards are read and decoded while this one's last
+   * batches are used, and (recycleImages) one set of batch arrays for the whole run, let go when the
+   * loop ends.
+   */
+  batches(epochs: number, start: Position = this.position): AsyncGenerator<Batch> {
+    const open = (epoch: number, from: number) => this.#source(epoch, from);
+    return runEpochs(open, start, epochs, this.options.prefetch, this.#memory, (p) => (this.#position = p));
+  }
+
+  /** One epoch's batches, read from its shard stream one batch at a time for the epoch loop. */
+  async #source(epoch: number, from: number): Promise<EpochSource> {
     const B = this.options.batchSize;
     const limit = this.#limit;
     const stream = await this.#stream(epoch, from);
-    this.#position = { epoch, index: from };
-    const pending: Promise<Batch>[] = [];
     let index = from;
     let done = false;
-    const fill = async () => {
-      while (!done && pending.length <= this.options.prefetch) {
+    return {
+      next: async () => {
+        if (done) return null;
         const raws: Raw[] = [];
         while (raws.length < B && index + raws.length < limit) {
           const r = await stream.next();
@@ -367,33 +377,14 @@ export class ShardLoader {
         if (raws.length < B) done = true;
         if (raws.length === 0 || (this.options.dropLast && raws.length < B)) {
           for (const r of raws) this.#held(-1, -r.bytes);
-          break;
+          return null;
         }
-        const p = this.#makeBatch(epoch, raws, index);
-        p.catch(() => {}); // surfaced when awaited
-        pending.push(p);
+        const batch = this.#makeBatch(epoch, raws, index);
         index += raws.length;
-      }
+        return { batch };
+      },
+      close: () => stream.close(),
     };
-    try {
-      yield* handOut(pending, fill, this.#memory, (p) => (this.#position = { ...p }), !spanning);
-      this.#position = { epoch: epoch + 1, index: 0 };
-    } finally {
-      await stream.close();
-    }
-  }
-
-  /**
-   * Batches across epochs from a position (default: the loader's), until `epochs` epochs are done.
-   * With `recycleImages` the batch memory is kept from one epoch to the next and let go when this
-   * loop ends.
-   */
-  async *batches(epochs: number, start: Position = this.position): AsyncGenerator<Batch> {
-    try {
-      for (let e = start.epoch; e < epochs; e++) yield* this.#epoch(e, e === start.epoch ? start.index : 0, true);
-    } finally {
-      this.#memory?.clear();
-    }
   }
 
   async #makeBatch(epoch: number, raws: Raw[], start: number): Promise<Batch> {
