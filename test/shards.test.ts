@@ -206,8 +206,9 @@ test("a resume mid-epoch continues exactly (same samples, same pixels); memory s
     );
     rest.forEach((r, k) => t.deepEqual(r.data, full[at + k]!.data, `batch ${at + k} pixels`));
   }
-  // at most bufferSize + (prefetch + 1) × batchSize encoded samples were held at once
-  t.true(whole.stats.peakHeld <= 6 + 2 * 4, `peak ${whole.stats.peakHeld}`);
+  // at most bufferSize + (prefetch + 2) × batchSize encoded samples were held at once (the buffer,
+  // the prefetch + 1 batches being made and the one awaited: reached when decoding lags the loop)
+  t.true(whole.stats.peakHeld <= 6 + 3 * 4, `peak ${whole.stats.peakHeld}`);
   t.true(whole.stats.peakHeld < 40);
   t.is(whole.stats.held, 0);
   const big = await ShardLoader.open(spec, opts({ bufferSize: 100 }));
@@ -245,7 +246,7 @@ test("recycleImages over shards across a run of epochs: one set of arrays, the s
     want.flatMap((w) => w.ids),
     [...(await ids(byEpoch, 0)), ...(await ids(byEpoch, 1))],
   );
-  t.true(run.stats.peakHeld <= 7 + 2 * 4, `peak ${run.stats.peakHeld}`);
+  t.true(run.stats.peakHeld <= 7 + 3 * 4, `peak ${run.stats.peakHeld}`);
   t.is(run.stats.held, 0);
   const recycled = await ShardLoader.open(spec, opts({ prefetch: 1, recycleImages: true }));
   const arrays = new Set<ArrayBufferLike>();

@@ -8,7 +8,9 @@
  *   through a buffer of `bufferSize` samples with a generator seeded by (seed, epoch, rank): fill
  *   the buffer, then emit a random slot and put the next sample in its place; drain at the end.
  *   Same seed and epoch, same order. Augmentation seeds come from (seed, epoch, shard name, key).
- * - Memory: encoded samples held at once ≤ bufferSize + (prefetch + 1) × batchSize (`stats.peakHeld`).
+ * - Memory: encoded samples held at once ≤ bufferSize + (prefetch + 2) × batchSize (`stats.peakHeld`):
+ *   the buffer, the prefetch + 1 batches being made ahead and the one the loop waits for, whose
+ *   samples go once it is decoded.
  * - Resume: a position {epoch, index} (samples of this rank's epoch already handed out) continues
  *   exactly. The stream up to it is replayed from tar headers alone (no data read), then only the
  *   samples left in the shuffle buffer are read, by offset.
