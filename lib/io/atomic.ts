@@ -77,6 +77,20 @@ function syncDir(dir: string): void {
   }
 }
 
+/** syncDir off the event loop (on libuv's pool), for the asynchronous writer. */
+async function syncDirAsync(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    /* best effort */
+  }
+}
+
 type Chunks = string | Uint8Array | readonly Uint8Array[];
 
 function toParts(data: Chunks): Uint8Array[] {
@@ -111,7 +125,7 @@ export async function atomicWriteFile(file: string, data: Chunks, options: Atomi
     }
     await rename(tmp, file);
     renamed = true;
-    if (options.fsync !== false) syncDir(path.dirname(path.resolve(file)));
+    if (options.fsync !== false) await syncDirAsync(path.dirname(path.resolve(file)));
   } catch (e) {
     throw describeWriteError(e, file);
   } finally {
