@@ -417,8 +417,11 @@ export interface JpegDecodeOptions extends JpegGeometry, JpegJitter {
 
 /** The packer's resize: the geometry, the output size and the JPEG quality. */
 export interface JpegResizeOptions extends JpegGeometry {
+  /** The output size (both 0 when `shortSide` is given). */
   outWidth: number;
   outHeight: number;
+  /** Else (0: not used): the region scaled so that its short side is this, never enlarged. */
+  shortSide: number;
   quality: number;
 }
 
@@ -478,11 +481,12 @@ export interface NativeJpeg {
    */
   validate(bytes: Uint8Array): Promise<JpegDecodeResult>;
   /**
-   * Decodes (at the DCT scale that covers the output), crops left/top/width/height (source pixels;
-   * none: the whole image), resizes to outWidth×outHeight (antialiased bicubic) and encodes a JPEG
-   * (4:2:0, `quality`): the packer's resize.
+   * Decodes a JPEG (its bytes, or a file path read on the worker thread) at the DCT scale that
+   * covers the output, crops left/top/width/height (source pixels; none: the whole image), resizes
+   * to outWidth×outHeight or to `shortSide` (antialiased bicubic) and encodes a JPEG (4:2:0,
+   * `quality`): the packer's resize. "fallback" for what jpeg_inspect.cc leaves to sharp.
    */
-  resize(bytes: Uint8Array, options: JpegResizeOptions): Promise<JpegDecodeResult>;
+  resize(src: Uint8Array | string, options: JpegResizeOptions): Promise<JpegDecodeResult>;
   /** The native colour jitter on interleaved RGB, in place (for tests against the JS one). */
   jitter(rgb: Uint8Array, plan: JpegJitter): void;
 }

@@ -234,13 +234,29 @@ Outcome DecodeInto(const uint8_t* data, size_t size, const JpegPlan& plan, float
   return o;
 }
 
-// Decodes, crops and resizes one image to outWidth×outHeight and encodes it as a JPEG (4:2:0).
+// Decodes, crops and resizes one image to outWidth×outHeight (or, given shortSide, to the crop
+// scaled so that its short side is shortSide, never enlarged: lib/data/pack.ts's rule) and encodes
+// it as a JPEG (4:2:0). What jpeg_inspect.cc leaves to sharp comes back as "fallback".
 Outcome Resize(const uint8_t* data, size_t size, const JpegPlan& plan) {
   Outcome o;
+  const JpegInfo info = InspectJpeg(data, size);
+  o.width = info.width;
+  o.height = info.height;
+  if (!info.jpeg || !info.fallback.empty()) {
+    o.status = "fallback";
+    o.message = info.jpeg ? info.fallback : "not a JPEG";
+    return o;
+  }
+  int W = plan.outWidth, H = plan.outHeight;
+  if (plan.shortSide > 0) {
+    const double rw = plan.width > 0 ? plan.width : info.width, rh = plan.height > 0 ? plan.height : info.height;
+    const double scale = std::min(1.0, plan.shortSide / std::min(rw, rh));
+    W = std::max(1, static_cast<int>(std::lround(rw * scale)));  // Math.round: halves up (all positive)
+    H = std::max(1, static_cast<int>(std::lround(rh * scale)));
+  }
   Crop crop;
   Decompressor& d = ThreadDecompressor();
-  if (!DecodeCrop(d, data, size, plan, plan.outWidth, plan.outHeight, o, crop)) return o;
-  const int W = plan.outWidth, H = plan.outHeight;
+  if (!DecodeCrop(d, data, size, plan, W, H, o, crop)) return o;
   const uint8_t* rgb = crop.pixels;  // the decoded crop itself when it is already the output size
   int pitch = crop.pitch;
   if (crop.w != W || crop.h != H || plan.flip || plan.torchResize) {
@@ -349,7 +365,7 @@ class DecodeTask : public Task {
     }
     if (target_)
       outcome_ = DecodeInto(data, size, plan_, target_);
-    else if (plan_.outWidth > 0)
+    else if (plan_.outWidth > 0 || plan_.shortSide > 0)
       outcome_ = Resize(data, size, plan_);
     else
       outcome_ = Validate(data, size);
@@ -491,23 +507,38 @@ Napi::Value ValidateJs(const Napi::CallbackInfo& info) {
 Napi::Value ResizeJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-      ThrowTypeError("bytes: expected a Uint8Array holding a JPEG file");
+    const bool isPath = info[0].IsString();
+    if (!isPath && (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array))
+      ThrowTypeError("src: expected a Uint8Array holding a JPEG file, or a file path");
+    const std::string path = isPath ? info[0].As<Napi::String>().Utf8Value() : "";
+    if (isPath && path.empty()) ThrowTypeError("src: an empty path");
     if (!info[1].IsObject()) ThrowTypeError("options: expected an object");
-    auto bytes = info[0].As<Napi::Uint8Array>();
-    if (bytes.ByteLength() == 0) ThrowRangeError("bytes: empty");
     Napi::Object o = info[1].As<Napi::Object>();
     JpegPlan plan;
     ReadGeometry(o, plan);
-    plan.outWidth = static_cast<int>(ReadInt(o, "options", "outWidth", 1, 16384));
-    plan.outHeight = static_cast<int>(ReadInt(o, "options", "outHeight", 1, 16384));
+    plan.shortSide = static_cast<int>(ReadInt(o, "options", "shortSide", 0, 16384));
+    plan.outWidth = static_cast<int>(ReadInt(o, "options", "outWidth", 0, 16384));
+    plan.outHeight = static_cast<int>(ReadInt(o, "options", "outHeight", 0, 16384));
+    if (plan.shortSide > 0 && (plan.outWidth > 0 || plan.outHeight > 0))
+      ThrowRangeError("options: give outWidth and outHeight, or shortSide (with both 0), not both");
+    if (plan.shortSide == 0 && (plan.outWidth < 1 || plan.outHeight < 1))
+      ThrowRangeError("options.outWidth/outHeight: expected at least 1 (or give shortSide)");
     plan.quality = static_cast<int>(ReadInt(o, "options", "quality", 1, 100));
+    Napi::ObjectReference bytesRef;
+    const uint8_t* data = nullptr;
+    size_t size = 0;
+    if (!isPath) {
+      auto bytes = info[0].As<Napi::Uint8Array>();
+      if (bytes.ByteLength() == 0) ThrowRangeError("src: empty");
+      bytesRef = Napi::Persistent(bytes.As<Napi::Object>());
+      data = bytes.Data();
+      size = bytes.ByteLength();
+    }
 #ifdef VILREF_WITH_TURBOJPEG
-    return RunAsync(
-        env, std::make_unique<DecodeTask>(Napi::Persistent(bytes.As<Napi::Object>()), Napi::ObjectReference(),
-                                          Napi::ObjectReference(), bytes.Data(), bytes.ByteLength(), nullptr, plan));
+    return RunAsync(env, std::make_unique<DecodeTask>(std::move(bytesRef), Napi::ObjectReference(),
+                                                      Napi::ObjectReference(), data, size, nullptr, plan, path));
 #else
-    (void)plan;
+    (void)plan, (void)data, (void)size;
     throw BoundaryError(ErrorKind::Error, "jpeg.resize: this addon was built without TurboJPEG");
 #endif
   });

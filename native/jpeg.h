@@ -27,6 +27,7 @@ struct JpegPlan {
   JitterPlan jitter;
   const float* table = nullptr;     // 3 × 256 floats: 8-bit value → normalised value per channel
   int outWidth = 0, outHeight = 0;  // resize (the packer): the output size, and its JPEG quality
+  int shortSide = 0;                // resize: else the region scaled to this short side (never enlarged)
   int quality = 90;
   bool torchResize = false;  // LibTorch's _upsample_bicubic2d_aa instead of resample.h's kernel
 };

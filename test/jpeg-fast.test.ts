@@ -136,11 +136,12 @@ test("the resize kernel computes LibTorch's _upsample_bicubic2d_aa (within a rou
     }
   }
   const jpg = await fundusJpeg(1024, 9);
-  const a = await jpeg.resize(jpg, { ...WHOLE_IMAGE, outWidth: 300, outHeight: 260, quality: 95 });
+  const a = await jpeg.resize(jpg, { ...WHOLE_IMAGE, outWidth: 300, outHeight: 260, shortSide: 0, quality: 95 });
   const b = await jpeg.resize(jpg, {
     ...WHOLE_IMAGE,
     outWidth: 300,
     outHeight: 260,
+    shortSide: 0,
     quality: 95,
     resampler: "libtorch",
   });
@@ -344,7 +345,7 @@ test("bad arguments to the native decoder are TypeErrors and RangeErrors naming 
     instanceOf: RangeError,
     message: /options\.resampler/,
   });
-  const { quality: _q, ...noQuality } = { ...WHOLE_IMAGE, outWidth: 8, outHeight: 8, quality: 90 };
+  const { quality: _q, ...noQuality } = { ...WHOLE_IMAGE, outWidth: 8, outHeight: 8, shortSide: 0, quality: 90 };
   await t.throwsAsync(jpeg.resize(jpg, noQuality as never), { instanceOf: TypeError, message: /options\.quality/ });
   const r = await jpeg.decodeInto(Buffer.from("not a jpeg at all"), out, 0, plan16);
   t.is(r.status, "fallback");
@@ -383,4 +384,57 @@ test("a file path is read on the worker thread: same output as the bytes; a miss
   const via = new Float32Array(3 * 32 * 32);
   t.is((await preprocessInto(file, parseTransform({ size: 32 }), 0, via, 0)).decoder, "turbojpeg");
   t.deepEqual(via, await preprocess(jpg, { size: 32 }));
+});
+
+test("the packer's resize from a file path: read on the worker, sized by shortSide, as from memory", async (t) => {
+  const { jpeg } = native();
+  const dir = mkdtempSync(path.join(tmpdir(), "vilref-jpeg-resize-"));
+  const wide = await sharp(await fundusJpeg(400, 7))
+    .resize(401, 300, { fit: "fill" })
+    .jpeg({ quality: 92 })
+    .toBuffer();
+  const file = path.join(dir, "wide.jpg");
+  writeFileSync(file, wide);
+  const q = { quality: 90 };
+  // short side 128 of 401×300: 171×128 (Math.round(401 × 128 / 300) = 171.09 → 171)
+  const byPath = await jpeg.resize(file, { ...WHOLE_IMAGE, outWidth: 0, outHeight: 0, shortSide: 128, ...q });
+  const fromBytes = await jpeg.resize(wide, { ...WHOLE_IMAGE, outWidth: 171, outHeight: 128, shortSide: 0, ...q });
+  t.is(byPath.status, "ok");
+  t.deepEqual(
+    await sharp(byPath.data!)
+      .metadata()
+      .then((m) => [m.width, m.height]),
+    [171, 128],
+  );
+  t.deepEqual(Buffer.from(byPath.data!), Buffer.from(fromBytes.data!));
+  // never enlarged: a short side above the image's keeps its size
+  const same = await jpeg.resize(file, { ...WHOLE_IMAGE, outWidth: 0, outHeight: 0, shortSide: 1000, ...q });
+  t.deepEqual(
+    await sharp(same.data!)
+      .metadata()
+      .then((m) => [m.width, m.height]),
+    [401, 300],
+  );
+  // a crop's short side, not the image's
+  const crop = { left: 50, top: 20, width: 200, height: 250 };
+  const cropped = await jpeg.resize(file, { ...WHOLE_IMAGE, ...crop, outWidth: 0, outHeight: 0, shortSide: 100, ...q });
+  t.deepEqual(
+    await sharp(cropped.data!)
+      .metadata()
+      .then((m) => [m.width, m.height]),
+    [100, 125],
+  );
+  // what the fast path leaves to sharp, a missing file, the options
+  const cmyk = path.join(dir, "cmyk.jpg");
+  writeFileSync(cmyk, await sharp(wide).toColourspace("cmyk").jpeg().toBuffer());
+  const opts = { ...WHOLE_IMAGE, outWidth: 0, outHeight: 0, shortSide: 64, ...q };
+  const fb = await jpeg.resize(cmyk, opts);
+  t.is(fb.status, "fallback");
+  t.regex(fb.message!, /CMYK/);
+  t.is((await jpeg.resize(wide, { ...opts, shortSide: 0, outWidth: 8, outHeight: 8 })).status, "ok");
+  const missing = await jpeg.resize(path.join(dir, "none.jpg"), opts);
+  t.is(missing.code, "ENOENT");
+  await t.throwsAsync(jpeg.resize(file, { ...opts, outWidth: 64 }), { instanceOf: RangeError, message: /shortSide/ });
+  await t.throwsAsync(jpeg.resize(file, { ...opts, shortSide: 0 }), { instanceOf: RangeError, message: /outWidth/ });
+  await t.throwsAsync(jpeg.resize("", opts), { instanceOf: TypeError, message: /empty path/ });
 });

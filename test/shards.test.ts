@@ -133,6 +133,43 @@ an interrupted pack resumes to the same bytes", async (t) => {
   t.true(rerun.upToDate);
 });
 
+test("a pack skips and lists bad images (strict: an error naming the file); CMYK goes via sharp", async (t) => {
+  const dir = path.join(root, "bad-input");
+  mkdirSync(dir, { recursive: true });
+  const good = readFileSync(source[0]!.image);
+  const at = (name: string, bytes?: Buffer | string) => {
+    const f = path.join(dir, name);
+    if (bytes !== undefined) writeFileSync(f, bytes);
+    return f;
+  };
+  const cmyk = await sharp(good).toColourspace("cmyk").jpeg().toBuffer();
+  const bad: Sample[] = [
+    { ...source[1]!, id: "gone", image: at("gone.jpg") },
+    { ...source[2]!, id: "text", image: at("text.jpg", "plain text, not an image") },
+    { ...source[3]!, id: "cut", image: at("cut.jpg", good.subarray(0, Math.floor(good.length * 0.6))) },
+    { ...source[4]!, id: "cmyk", image: at("cmyk.jpg", cmyk) },
+  ];
+  const input = [...source.slice(5, 8), ...bad];
+  const lines: string[] = [];
+  const out = path.join(root, "packed-bad");
+  const { index } = await packShards(input, { out, samplesPerShard: 4, resolution: 64, log: (l) => lines.push(l) });
+  const reasons = Object.fromEntries(index.skipped.map((x) => [x.id, x.reason]));
+  t.deepEqual(Object.keys(reasons).sort(), ["cut", "gone", "text"]);
+  t.regex(reasons.gone!, /^missing: .*ENOENT.*gone\.jpg/);
+  t.regex(reasons.cut!, /^(corrupt|truncated): /);
+  t.is(index.samples, 4);
+  t.is(lines.length, 3);
+  // the CMYK JPEG was packed (through sharp), at the stored size
+  const { samples } = scanShards(path.join(out, "index.json"));
+  const stored = samples.find((x) => x.id === "cmyk")!;
+  const m = await sharp(await readMember(stored.member!)).metadata();
+  t.is(Math.min(m.width!, m.height!), index.image.shortSide as number);
+  t.is(m.channels, 3);
+  await t.throwsAsync(packShards(input, { out: path.join(root, "packed-bad-strict"), resolution: 64, strict: true }), {
+    message: /gone\.jpg: missing/,
+  });
+});
+
 test("one pack per folder: a second pack into it is refused while the first runs; the lock goes with it", async (t) => {
   const out = path.join(root, "packed-locked");
   const first = packShards(source.slice(0, 10), { out, samplesPerShard: 5, resolution: 64 });

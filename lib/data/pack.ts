@@ -33,7 +33,16 @@ import { classifyError, Slots } from "./loader.js";
 import type { Sample } from "./manifest.js";
 import { permutation } from "./rng.js";
 import { readMember, SHARD_INDEX_FORMAT, type ShardIndex } from "./shards.js";
-import { clipRect, detectFov, openImage, resizePadded, withSharp, type FovOptions, type Rect } from "./transforms.js";
+import {
+  clipRect,
+  detectFov,
+  openImage,
+  readError,
+  resizePadded,
+  withSharp,
+  type FovOptions,
+  type Rect,
+} from "./transforms.js";
 
 export interface PackOptions {
   /** Output folder: NNNNNN.tar shards and index.json. */
@@ -403,9 +412,23 @@ async function writeShard(
 
 /** The stored JPEG of one sample: resized (and cropped) once; see the module comment. */
 async function storedImage(x: Sample, s: Settings): Promise<Buffer> {
+  const fast = jpegFastPath().jpeg;
+  if (fast && !x.member && !s.fov) {
+    // a whole JPEG file: read, decoded, resized and encoded on the worker thread, no copy in JS
+    const r = await fast.resize(x.image, {
+      ...WHOLE_IMAGE,
+      outWidth: 0,
+      outHeight: 0,
+      shortSide: s.size,
+      quality: s.quality,
+    });
+    if (r.status === "ok") return Buffer.from(r.data!.buffer, r.data!.byteOffset, r.data!.length);
+    if (r.status === "corrupt") throw new Error(`corrupt JPEG: ${r.message ?? "libjpeg warning"}`);
+    if (r.code) throw readError(r);
+    // not a JPEG, one the fast path leaves to sharp, or one TurboJPEG cannot decode: as below
+  }
   const bytes = x.member ? await readMember(x.member) : await readFile(x.image);
   const info = inspectJpeg(bytes);
-  const fast = jpegFastPath().jpeg;
   let W = info?.width ?? 0;
   let H = info?.height ?? 0;
   if (!info) {
@@ -429,6 +452,7 @@ async function storedImage(x: Sample, s: Settings): Promise<Buffer> {
         ...region,
         outWidth: outW,
         outHeight: outH,
+        shortSide: 0,
         quality: s.quality,
       });
       if (r.status === "ok") return Buffer.from(r.data!.buffer, r.data!.byteOffset, r.data!.length);

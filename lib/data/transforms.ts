@@ -363,7 +363,7 @@ export async function preprocessInto(
 type Fallback = { fallback: string | null; src: ImageSource };
 
 /** A failed read of the file as the error fs would have thrown (its code classifies it: missing, unreadable). */
-function readError(r: JpegDecodeResult): Error {
+export function readError(r: JpegDecodeResult): Error {
   return Object.assign(new Error(r.message ?? "cannot read the file"), { code: r.code });
 }
 
