@@ -25,6 +25,10 @@
  * 1 core, and the median of each round's ratios.
  *
  *   npx tsx bench/data.ts [--n 48] [--repeat 3] [--seconds 3] [--part 1|2|both] [--rounds 6]
+ *
+ * Needs, besides vilref's own set-up: gcc with libjpeg-turbo's and libtiff's headers for the floor
+ * program, and /usr/bin/python3 with PIL and torchvision for the baseline (Debian: libjpeg62-turbo-dev,
+ * libtiff-dev, python3-pil, python3-torchvision).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -280,14 +284,16 @@ let floorBin: string | null = null;
 function floorProgram(): string {
   if (floorBin) return floorBin;
   const bin = path.join(tmpdir(), `vilref-decode-floor-${process.pid}`);
-  execFileSync("gcc", [
-    "-O2",
-    path.resolve(import.meta.dirname, "floor/decode_floor.c"),
-    "-o",
-    bin,
-    "-ljpeg",
-    "-ltiff",
-  ]);
+  const src = path.resolve(import.meta.dirname, "floor/decode_floor.c");
+  try {
+    execFileSync("gcc", ["-O2", src, "-o", bin, "-ljpeg", "-ltiff"], { stdio: ["ignore", "ignore", "pipe"] });
+  } catch (e) {
+    const why = String((e as { stderr?: Buffer }).stderr ?? e).trim();
+    throw new Error(
+      `${src} did not compile (it needs gcc and the libjpeg and libtiff headers; on Debian: ` +
+        `apt-get install libjpeg62-turbo-dev libtiff-dev):\n${why}`,
+    );
+  }
   process.on("exit", () => rmSync(bin, { force: true }));
   return (floorBin = bin);
 }
