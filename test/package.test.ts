@@ -167,10 +167,11 @@ packageTest(
     const counts = {};
     for (const k of Object.keys(pkg.exports).filter((k) => k !== "./package.json"))
       counts[k] = Object.keys(await import("vilref" + k.slice(1))).length;
-    console.log(JSON.stringify({ counts, root: Object.keys(await import("vilref")) }));`;
+    const data = Object.keys(await import("vilref/data"));
+    console.log(JSON.stringify({ counts, root: Object.keys(await import("vilref")), data }));`;
     const exportsSeen = JSON.parse(
       run(process.execPath, ["--input-type=module", "-e", probe], { cwd: consumer, env }).stdout,
-    ) as { counts: Record<string, number>; root: string[] };
+    ) as { counts: Record<string, number>; root: string[]; data: string[] };
     t.is(Object.keys(exportsSeen.counts).length, 13);
     for (const [k, n] of Object.entries(exportsSeen.counts)) t.true(n > 0, `vilref${k.slice(1)} exports names`);
     for (const name of [
@@ -189,6 +190,9 @@ packageTest(
       t.true(exportsSeen.root.includes(name), `the root exports ${name}`);
     for (const name of ["loadNative", "native", "nativeAddon", "registerSegment", "registerFinetune"])
       t.false(exportsSeen.root.includes(name), `the root keeps ${name} private`);
+    // the shard API the README names: the packer, the streaming loader, listings and data sources
+    for (const name of ["Loader", "packShards", "ShardLoader", "scanShards", "expandShards", "readSource"])
+      t.true(exportsSeen.data.includes(name), `vilref/data exports ${name}`);
 
     // 6. npx vilref doctor from the project reports the prebuild route.
     const doctor = JSON.parse(
