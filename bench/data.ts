@@ -89,14 +89,40 @@ async function timed(pass: (k: number) => Promise<number>, warm: () => Promise<u
   return { images: n, seconds: s, images_per_s: n / s, passes: k, cpu_seconds: (c.user + c.system) / 1e6 };
 }
 
+type EpochLoader = {
+  epoch(e: number): AsyncGenerator<Batch>;
+  batches(epochs: number): AsyncGenerator<Batch>;
+};
+
+/** Images in one epoch() loop of a loader. */
+async function countEpoch(l: EpochLoader, e: number): Promise<number> {
+  let n = 0;
+  for await (const b of l.epoch(e)) n += b.images.shape[0]!;
+  return n;
+}
+
 /**
- * Passes over one run of epochs (a loader's batches(), as pre-training iterates): pass k is epoch
- * k's batches, so the loader's batch memory and decoding state carry on from pass to pass as they
- * do over a long epoch or a training run, instead of restarting every 48 images.
+ * A loader's timed passes. `continuous`: passes over one run of epochs (its batches(), as
+ * pre-training iterates): pass k is epoch k's batches, so the loader's batch memory and decoding
+ * state carry on from pass to pass as they do over a long epoch or a training run, instead of
+ * restarting every 48 images; warmed up by epoch 0. Else a fresh epoch() loop per pass, warmed up
+ * by an epoch of `warm`.
  */
-function passesOf(batches: AsyncGenerator<Batch>) {
+async function timeLoader(
+  loader: EpochLoader,
+  continuous: boolean,
+  warm: () => Promise<EpochLoader>,
+  minSeconds: number,
+) {
+  if (!continuous)
+    return timed(
+      (k) => countEpoch(loader, k),
+      async () => countEpoch(await warm(), 0),
+      minSeconds,
+    );
+  const batches = loader.batches(1e9);
   let held: Batch | null = null;
-  return async (k: number) => {
+  const pass = async (k: number) => {
     let n = 0;
     for (;;) {
       const b = held ?? (await batches.next()).value;
@@ -109,6 +135,11 @@ function passesOf(batches: AsyncGenerator<Batch>) {
       n += b.images.shape[0]!;
     }
   };
+  return timed(
+    (k) => pass(k + 1),
+    () => pass(0),
+    minSeconds,
+  );
 }
 
 async function child(kind: string, files: string[], mode: string, decode: string, minSeconds: number): Promise<void> {
@@ -126,27 +157,8 @@ async function child(kind: string, files: string[], mode: string, decode: string
   const continuous = process.env.BENCH_CONTINUOUS !== "0";
   let r;
   if (kind === "shards") {
-    const spec = process.env.BENCH_SHARDS!;
-    const mk = async () => ShardLoader.open(spec, { ...base, bufferSize: 256 });
-    const count = async (l: ShardLoader, e: number) => {
-      let n = 0;
-      for await (const b of l.epoch(e)) n += b.images.shape[0]!;
-      return n;
-    };
-    const loader = await mk();
-    if (continuous) {
-      const pass = passesOf(loader.batches(1e9));
-      r = await timed(
-        (k) => pass(k + 1),
-        () => pass(0),
-        minSeconds,
-      );
-    } else
-      r = await timed(
-        (k) => count(loader, k),
-        async () => count(await mk(), 99),
-        minSeconds,
-      );
+    const mk = async () => ShardLoader.open(process.env.BENCH_SHARDS!, { ...base, bufferSize: 256 });
+    r = await timeLoader(await mk(), continuous, mk, minSeconds);
   } else if (kind === "pack") {
     // A pack as a real set is packed: one run over many images into shards of many samples, so that
     // what a pack does once (lock, index) or per shard (tar, sha256, two fsyncs) weighs on each image
@@ -170,27 +182,8 @@ async function child(kind: string, files: string[], mode: string, decode: string
     rmSync(out, { recursive: true, force: true });
   } else {
     const options = { ...base, shuffle: false };
-    const count = async (l: Loader, e: number) => {
-      let n = 0;
-      for await (const b of l.epoch(e)) n += b.images.shape[0]!;
-      return n;
-    };
-    const loader = new Loader(samplesFromFiles(files), options);
-    if (continuous) {
-      const pass = passesOf(loader.batches(1e9));
-      r = await timed(
-        (k) => pass(k + 1),
-        () => pass(0),
-        minSeconds,
-      );
-    } else {
-      const warmLoader = new Loader(samplesFromFiles(files.slice(0, Math.max(2, 2 * cores))), options);
-      r = await timed(
-        (k) => count(loader, k),
-        () => count(warmLoader, 0),
-        minSeconds,
-      );
-    }
+    const warm = async () => new Loader(samplesFromFiles(files.slice(0, Math.max(2, 2 * cores))), options);
+    r = await timeLoader(new Loader(samplesFromFiles(files), options), continuous, warm, minSeconds);
   }
   process.stdout.write(JSON.stringify({ ...r, cores, vips: sharp.concurrency() }) + "\n");
 }

@@ -442,16 +442,38 @@ static JpegPlan ReadPlan(const Napi::Object& o) {
 
 namespace {
 
+// The `src` argument of decodeInto and resize: a file path (read on the worker thread), or a
+// Uint8Array holding the file, referenced for as long as the task runs.
+struct JpegSource {
+  std::string path;
+  Napi::ObjectReference bytes;
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+};
+
+JpegSource ReadSource(const Napi::Value& v) {
+  JpegSource src;
+  if (v.IsString()) {
+    src.path = v.As<Napi::String>().Utf8Value();
+    if (src.path.empty()) ThrowTypeError("src: an empty path");
+    return src;
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    ThrowTypeError("src: expected a Uint8Array holding a JPEG file, or a file path");
+  auto bytes = v.As<Napi::Uint8Array>();
+  if (bytes.ByteLength() == 0) ThrowRangeError("src: empty");
+  src.bytes = Napi::Persistent(bytes.As<Napi::Object>());
+  src.data = bytes.Data();
+  src.size = bytes.ByteLength();
+  return src;
+}
+
 Napi::Value DecodeIntoJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
-    const bool isPath = info[0].IsString();
-    if (!isPath && (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array))
-      ThrowTypeError("src: expected a Uint8Array holding a JPEG file, or a file path");
+    JpegSource src = ReadSource(info[0]);
     if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
       ThrowTypeError("out: expected a Float32Array");
-    const std::string path = isPath ? info[0].As<Napi::String>().Utf8Value() : "";
-    if (isPath && path.empty()) ThrowTypeError("src: an empty path");
     auto out = info[1].As<Napi::Float32Array>();
     const int64_t offset = ReadInteger(info[2], "offset", 0, static_cast<int64_t>(out.ElementLength()));
     if (!info[3].IsObject()) ThrowTypeError("options: expected an object");
@@ -464,24 +486,14 @@ Napi::Value DecodeIntoJs(const Napi::CallbackInfo& info) {
     const int64_t per = 3 * static_cast<int64_t>(plan.size) * plan.size;
     if (offset + per > static_cast<int64_t>(out.ElementLength()))
       ThrowRangeError("out: " + std::to_string(out.ElementLength()) + " floats, needs " + std::to_string(offset + per));
-    Napi::ObjectReference bytesRef;
-    const uint8_t* data = nullptr;
-    size_t size = 0;
-    if (!isPath) {
-      auto bytes = info[0].As<Napi::Uint8Array>();
-      if (bytes.ByteLength() == 0) ThrowRangeError("src: empty");
-      bytesRef = Napi::Persistent(bytes.As<Napi::Object>());
-      data = bytes.Data();
-      size = bytes.ByteLength();
-    }
 #ifdef VILREF_WITH_TURBOJPEG
     auto table = tv.As<Napi::Float32Array>();
     plan.table = table.Data();
-    return RunAsync(env, std::make_unique<DecodeTask>(std::move(bytesRef), Napi::Persistent(out.As<Napi::Object>()),
-                                                      Napi::Persistent(table.As<Napi::Object>()), data, size,
-                                                      out.Data() + offset, plan, path));
+    return RunAsync(env, std::make_unique<DecodeTask>(std::move(src.bytes), Napi::Persistent(out.As<Napi::Object>()),
+                                                      Napi::Persistent(table.As<Napi::Object>()), src.data, src.size,
+                                                      out.Data() + offset, plan, src.path));
 #else
-    (void)data, (void)size;
+    (void)src;
     throw BoundaryError(ErrorKind::Error, "jpeg.decodeInto: this addon was built without TurboJPEG");
 #endif
   });
@@ -507,11 +519,7 @@ Napi::Value ValidateJs(const Napi::CallbackInfo& info) {
 Napi::Value ResizeJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return PromiseGuard(env, [&]() -> Napi::Value {
-    const bool isPath = info[0].IsString();
-    if (!isPath && (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array))
-      ThrowTypeError("src: expected a Uint8Array holding a JPEG file, or a file path");
-    const std::string path = isPath ? info[0].As<Napi::String>().Utf8Value() : "";
-    if (isPath && path.empty()) ThrowTypeError("src: an empty path");
+    JpegSource src = ReadSource(info[0]);
     if (!info[1].IsObject()) ThrowTypeError("options: expected an object");
     Napi::Object o = info[1].As<Napi::Object>();
     JpegPlan plan;
@@ -524,21 +532,12 @@ Napi::Value ResizeJs(const Napi::CallbackInfo& info) {
     if (plan.shortSide == 0 && (plan.outWidth < 1 || plan.outHeight < 1))
       ThrowRangeError("options.outWidth/outHeight: expected at least 1 (or give shortSide)");
     plan.quality = static_cast<int>(ReadInt(o, "options", "quality", 1, 100));
-    Napi::ObjectReference bytesRef;
-    const uint8_t* data = nullptr;
-    size_t size = 0;
-    if (!isPath) {
-      auto bytes = info[0].As<Napi::Uint8Array>();
-      if (bytes.ByteLength() == 0) ThrowRangeError("src: empty");
-      bytesRef = Napi::Persistent(bytes.As<Napi::Object>());
-      data = bytes.Data();
-      size = bytes.ByteLength();
-    }
 #ifdef VILREF_WITH_TURBOJPEG
-    return RunAsync(env, std::make_unique<DecodeTask>(std::move(bytesRef), Napi::ObjectReference(),
-                                                      Napi::ObjectReference(), data, size, nullptr, plan, path));
+    return RunAsync(env,
+                    std::make_unique<DecodeTask>(std::move(src.bytes), Napi::ObjectReference(), Napi::ObjectReference(),
+                                                 src.data, src.size, nullptr, plan, src.path));
 #else
-    (void)plan, (void)data, (void)size;
+    (void)plan, (void)src;
     throw BoundaryError(ErrorKind::Error, "jpeg.resize: this addon was built without TurboJPEG");
 #endif
   });

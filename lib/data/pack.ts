@@ -28,6 +28,7 @@ import tar from "tar-stream";
 import { atomicWriteFile, cleanTempFiles } from "../io/atomic.js";
 import { acquireLock } from "../io/lock.js";
 import { Labeler, loadRules, type LabelMap } from "../labels/index.js";
+import type { JpegDecodeResult } from "../native.js";
 import { inspectJpeg, jpegFastPath, WHOLE_IMAGE } from "./jpeg.js";
 import { classifyError, Slots } from "./loader.js";
 import type { Sample } from "./manifest.js";
@@ -39,6 +40,7 @@ import {
   openImage,
   readError,
   resizePadded,
+  validateJpeg,
   withSharp,
   type FovOptions,
   type Rect,
@@ -413,6 +415,7 @@ async function writeShard(
 /** The stored JPEG of one sample: resized (and cropped) once; see the module comment. */
 async function storedImage(x: Sample, s: Settings): Promise<Buffer> {
   const fast = jpegFastPath().jpeg;
+  let undecodable = false; // TurboJPEG could not decode it: sharp's turn, without a second try
   if (fast && !x.member && !s.fov) {
     // a whole JPEG file: read, decoded, resized and encoded on the worker thread, no copy in JS
     const r = await fast.resize(x.image, {
@@ -422,9 +425,9 @@ async function storedImage(x: Sample, s: Settings): Promise<Buffer> {
       shortSide: s.size,
       quality: s.quality,
     });
-    if (r.status === "ok") return Buffer.from(r.data!.buffer, r.data!.byteOffset, r.data!.length);
-    if (r.status === "corrupt") throw new Error(`corrupt JPEG: ${r.message ?? "libjpeg warning"}`);
-    if (r.code) throw readError(r);
+    const jpeg = resizedJpeg(r);
+    if (jpeg) return jpeg;
+    undecodable = r.status === "error";
     // not a JPEG, one the fast path leaves to sharp, or one TurboJPEG cannot decode: as below
   }
   const bytes = x.member ? await readMember(x.member) : await readFile(x.image);
@@ -445,7 +448,7 @@ async function storedImage(x: Sample, s: Settings): Promise<Buffer> {
   const outH = Math.max(1, Math.round(region.height * scale));
   const inside =
     region.left >= 0 && region.top >= 0 && region.left + region.width <= W && region.top + region.height <= H;
-  if (info && fast) {
+  if (info && fast && !undecodable) {
     if (!info.fallback && inside) {
       const r = await fast.resize(bytes, {
         ...WHOLE_IMAGE,
@@ -455,14 +458,19 @@ async function storedImage(x: Sample, s: Settings): Promise<Buffer> {
         shortSide: 0,
         quality: s.quality,
       });
-      if (r.status === "ok") return Buffer.from(r.data!.buffer, r.data!.byteOffset, r.data!.length);
-      if (r.status === "corrupt") throw new Error(`corrupt JPEG: ${r.message ?? "libjpeg warning"}`);
-    } else {
-      const v = await fast.validate(bytes);
-      if (v.status === "corrupt") throw new Error(`corrupt JPEG: ${v.message ?? "libjpeg warning"}`);
-    }
+      const jpeg = resizedJpeg(r);
+      if (jpeg) return jpeg;
+    } else await validateJpeg(fast, bytes);
   }
   return withSharp(bytes, (b) => sharpStored(b as Buffer, region, W, H, outW, outH, s.quality));
+}
+
+/** The JPEG a native resize wrote; corrupt data and a file that cannot be read throw; null: sharp's turn. */
+function resizedJpeg(r: JpegDecodeResult): Buffer | null {
+  if (r.status === "ok") return Buffer.from(r.data!.buffer, r.data!.byteOffset, r.data!.length);
+  if (r.status === "corrupt") throw new Error(`corrupt JPEG: ${r.message ?? "libjpeg warning"}`);
+  if (r.code) throw readError(r);
+  return null;
 }
 
 async function sharpStored(

@@ -409,7 +409,8 @@ async function fastEval(
   return { fallback: r.status === "error" ? `TurboJPEG: ${r.message ?? "error"}` : null, src };
 }
 
-async function validateJpeg(jpeg: NativeJpeg, bytes: Buffer): Promise<void> {
+/** Throws when libjpeg reports the JPEG's data corrupt (what sharp's decoder does not see). */
+export async function validateJpeg(jpeg: NativeJpeg, bytes: Buffer): Promise<void> {
   const v = await jpeg.validate(bytes);
   if (v.status === "corrupt") throw new Error(`corrupt JPEG: ${v.message ?? "libjpeg warning"}`);
 }
