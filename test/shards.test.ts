@@ -244,7 +244,7 @@ test("a resume mid-epoch continues exactly (same samples, same pixels); memory s
     rest.forEach((r, k) => t.deepEqual(r.data, full[at + k]!.data, `batch ${at + k} pixels`));
   }
   // at most bufferSize + (prefetch + 2) × batchSize encoded samples were held at once (the buffer,
-  // the prefetch + 1 batches being made and the one awaited: reached when decoding lags the loop)
+  // the prefetch + 1 batches being made and the one awaited: reachable when decoding lags the loop)
   t.true(whole.stats.peakHeld <= 6 + 3 * 4, `peak ${whole.stats.peakHeld}`);
   t.true(whole.stats.peakHeld < 40);
   t.is(whole.stats.held, 0);
